@@ -1,0 +1,26 @@
+/* error.c: see error.h. */
+#include "error.h"
+
+const char *hr_err_name(int code)
+{
+    switch (code) {
+#define X(name, c, msg) \
+    case (c):           \
+        return "E" #name;
+        HR_ERRNO_MAP(X)
+#undef X
+    }
+    return "EUNKNOWN";
+}
+
+const char *hr_strerror(int code)
+{
+    switch (code) {
+#define X(name, c, msg) \
+    case (c):           \
+        return msg;
+        HR_ERRNO_MAP(X)
+#undef X
+    }
+    return "unknown error";
+}

@@ -1,0 +1,228 @@
+/*
+ * raft.h: the consensus core of Helios Raft.
+ *
+ * A pure, deterministic state machine in the style of etcd's raft: it does no I/O, reads no
+ * clock and includes nothing but libc. It is driven by four kinds of input
+ *
+ *   hr_raft_step()      a message received from a peer
+ *   hr_raft_tick()      the passage of time (the caller's clock, in milliseconds)
+ *   hr_raft_propose()   a new command from a client (leader only)
+ *   hr_raft_persisted() "storage has made the log durable up to index i"
+ *
+ * and produces its output one batch at a time (hr_raft_ready / hr_raft_advance): hard state
+ * to persist, entries to append, messages to send, committed entries to apply.
+ *
+ * Threading: a struct hr_raft and everything it hands out belong to one thread at a time;
+ * nothing here locks. Same inputs in the same order give the same outputs: randomness (the
+ * election timeouts) comes from a PRNG seeded through hr_config.seed.
+ */
+#ifndef HR_RAFT_H
+#define HR_RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+#include "error.h"
+
+typedef uint64_t hr_term_t;
+typedef uint64_t hr_index_t;
+typedef uint64_t hr_id_t; /* 0 means "nobody" */
+typedef uint64_t hr_time_t; /* milliseconds on the caller's clock */
+
+/* The largest cluster the core tracks progress for. */
+#define HR_MAX_NODES 64
+
+enum hr_role { HR_FOLLOWER = 0, HR_PRECANDIDATE, HR_CANDIDATE, HR_LEADER };
+
+enum hr_entry_type {
+    HR_ENTRY_COMMAND = 1, /* a client command for the FSM */
+    HR_ENTRY_NOOP = 2,    /* appended by a new leader to commit its predecessors' entries */
+    HR_ENTRY_CONFIG = 3,  /* a cluster configuration (membership changes, later) */
+};
+
+/*
+ * A log entry. The payload is a reference-counted blob (blob.h): copying an entry means
+ * copying the struct and retaining the blob; whoever holds a copy releases it.
+ */
+struct hr_entry {
+    hr_term_t term;
+    hr_index_t index;
+    hr_time_t time_ms;     /* the leader's clock when it appended the entry (for TTLs) */
+    uint8_t type;          /* enum hr_entry_type */
+    struct hr_blob *data;  /* may be NULL for an empty payload */
+};
+
+enum hr_msg_type {
+    HR_MSG_APPEND = 1,    /* AppendEntries; a heartbeat is one with no entries */
+    HR_MSG_APPEND_RESP,
+    HR_MSG_VOTE,          /* RequestVote */
+    HR_MSG_VOTE_RESP,
+    HR_MSG_PREVOTE,       /* thesis §9.6: a vote that changes no state */
+    HR_MSG_PREVOTE_RESP,
+    HR_MSG_SNAPSHOT,      /* InstallSnapshot (reserved for the snapshot issue) */
+    HR_MSG_SNAPSHOT_RESP,
+    HR_MSG_TIMEOUT_NOW,   /* leadership transfer (reserved) */
+    HR_MSG_TYPE_COUNT
+};
+
+/*
+ * One message. A flat struct: each type uses the fields its comment names and leaves the
+ * others zero. A message owns its entries array and holds a reference on each entry's blob;
+ * hr_msg_release() frees both.
+ */
+struct hr_msg {
+    uint8_t type;
+    hr_id_t from, to;
+    hr_term_t term;
+
+    /* APPEND: the entry before `entries`, the leader's commit index, the entries. */
+    hr_index_t prev_index;
+    hr_term_t prev_term;
+    hr_index_t commit;
+    struct hr_entry *entries;
+    uint32_t n_entries;
+
+    /* APPEND_RESP: reject = false: the follower's log matches the leader's up to `index`.
+     * reject = true: `index` is the prev_index that did not match, and the hint says where
+     * the follower's log diverges: hint_term = the term of its entry at prev_index (0 if
+     * its log is shorter), hint_index = the first index of that term in its log (or its
+     * last index + 1 if shorter). `last_index` is the follower's last log index.
+     * VOTE_RESP, PREVOTE_RESP: reject = the vote was not granted. */
+    bool reject;
+    hr_index_t index;
+    hr_index_t hint_index;
+    hr_term_t hint_term;
+    hr_index_t last_index;
+
+    /* VOTE, PREVOTE: the candidate's last log entry (the §5.4.1 up-to-date check). */
+    hr_index_t cand_last_index;
+    hr_term_t cand_last_term;
+};
+
+/* Deep-copy m into *out (the entries array is copied, blobs retained). */
+int hr_msg_copy(struct hr_msg *out, const struct hr_msg *m);
+/* Free what m owns and zero it. */
+void hr_msg_release(struct hr_msg *m);
+/* The size m takes on the wire, as the transport's codec will frame it (an estimate until
+ * the codec exists: fixed header plus entry headers plus payloads). */
+size_t hr_msg_wire_size(const struct hr_msg *m);
+const char *hr_msg_type_name(int type);
+
+/* What must survive a crash besides the log. */
+struct hr_hard_state {
+    hr_term_t term;
+    hr_id_t vote;
+};
+
+struct hr_config {
+    hr_id_t id;
+    const hr_id_t *voters; /* the initial configuration; copied */
+    size_t n_voters;
+    uint32_t election_timeout_ms;   /* randomized in [E, 2E) */
+    uint32_t heartbeat_interval_ms;
+    uint32_t max_entries_per_append;
+    uint32_t max_inflight;          /* AppendEntries with entries in flight per peer */
+    bool prevote;
+    bool check_quorum;
+    uint64_t seed;
+    /* Test-only: count entries of earlier terms towards commit (breaks the Figure 8 rule),
+     * so specs can show that the invariant checker catches a broken core. */
+    bool unsafe_commit_old_terms;
+    /* Test-only: grant votes without the log up-to-date check (breaks §5.4.1). */
+    bool unsafe_skip_log_check;
+};
+
+/* Fill c with the defaults of API.md (prevote and check_quorum on). */
+void hr_config_defaults(struct hr_config *c);
+/* 0, or HR_EINVAL with a message naming the field in err (errlen bytes). */
+int hr_config_validate(const struct hr_config *c, char *err, size_t errlen);
+
+/* The output batch. Everything in it is owned by the core and stays valid until
+ * hr_raft_advance(); the caller retains what it keeps longer (blobs, hr_msg_copy). */
+struct hr_ready {
+    bool has_hard_state;
+    struct hr_hard_state hs;
+
+    /* Persist: first drop every entry at index >= truncate (0: nothing), then append. */
+    hr_index_t truncate;
+    struct hr_entry *entries;
+    size_t n_entries;
+
+    /* Send now: the leader's AppendEntries (thesis §10.2.1: the leader may send entries
+     * before its own write is durable). */
+    struct hr_msg *msgs;
+    size_t n_msgs;
+
+    /* Send only once this batch and every earlier one are durable: votes, vote requests,
+     * append responses (a follower acknowledges only what is on disk). */
+    struct hr_msg *msgs_after_persist;
+    size_t n_msgs_after_persist;
+
+    /* Apply to the FSM, in index order. */
+    struct hr_entry *committed;
+    size_t n_committed;
+
+    /* Soft state, for observers: set when role, term or leader changed since the last
+     * batch. */
+    bool soft_changed;
+    int role;
+    hr_term_t term;
+    hr_id_t leader;
+};
+
+/* What the core exposes for status tables and invariant checks. */
+struct hr_progress_info {
+    hr_id_t id;
+    hr_index_t match, next;
+    bool replicating; /* false: probing */
+    uint32_t inflight;
+};
+
+struct hr_raft; /* opaque */
+
+/*
+ * Create a node from its config and what storage recovered: the hard state and the log
+ * (entries[0] has index 1; they are copied and their blobs retained). Returns NULL on
+ * out-of-memory or an invalid config (message in err).
+ */
+struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_state *hs,
+                            const struct hr_entry *entries, size_t n_entries, hr_time_t now,
+                            char *err, size_t errlen);
+void hr_raft_free(struct hr_raft *r);
+
+/* Inputs. */
+int hr_raft_step(struct hr_raft *r, const struct hr_msg *m); /* m is borrowed */
+void hr_raft_tick(struct hr_raft *r, hr_time_t now);
+/* Leader only: append a command. Returns 0 and its index and term, or HR_ENOTLEADER. The
+ * payload is copied. */
+int hr_raft_propose(struct hr_raft *r, uint8_t type, const void *data, size_t len,
+                    hr_index_t *index, hr_term_t *term);
+/* Storage made the log durable up to `index`, whose entry has `term`. */
+void hr_raft_persisted(struct hr_raft *r, hr_index_t index, hr_term_t term);
+
+/* Output. */
+bool hr_raft_has_ready(const struct hr_raft *r);
+void hr_raft_ready(struct hr_raft *r, struct hr_ready *rd);
+void hr_raft_advance(struct hr_raft *r, struct hr_ready *rd);
+/* The next time hr_raft_tick() has something to do (an election or heartbeat is due). */
+hr_time_t hr_raft_next_deadline(const struct hr_raft *r);
+
+/* Read-only views (for status, metrics and the simulator's invariant checks). */
+hr_id_t hr_raft_id(const struct hr_raft *r);
+int hr_raft_role(const struct hr_raft *r);
+hr_term_t hr_raft_term(const struct hr_raft *r);
+hr_id_t hr_raft_vote(const struct hr_raft *r);
+hr_id_t hr_raft_leader(const struct hr_raft *r);
+hr_index_t hr_raft_commit_index(const struct hr_raft *r);
+hr_index_t hr_raft_first_index(const struct hr_raft *r);
+hr_index_t hr_raft_last_index(const struct hr_raft *r);
+/* The entry at index, or NULL outside [first, last]. Borrowed until the next input. */
+const struct hr_entry *hr_raft_entry(const struct hr_raft *r, hr_index_t index);
+/* 0 outside [first - 1, last]; the term of index 0 is 0. */
+hr_term_t hr_raft_term_at(const struct hr_raft *r, hr_index_t index);
+size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, size_t max);
+const char *hr_role_name(int role);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * node.h: one Raft node, the ready loop. It ties the consensus core to a storage, a
+ * transport and an FSM, and is the one place that orders their effects (DESIGN.md):
+ *
+ *  1. Term and vote are persisted before the node answers a RequestVote or AppendEntries:
+ *     every message the core marks "after persist" waits until the batch it came with, and
+ *     every batch before it, is durable.
+ *  2. A follower acknowledges entries only once they are durable (same mechanism).
+ *  3. The leader sends AppendEntries before its own write is durable (thesis §10.2.1) but
+ *     counts itself towards a quorum only after it (hr_raft_persisted on completion).
+ *  4. Committed entries reach the FSM in index order, once each per FSM instance.
+ *
+ * The production node (libuv, issue 4) and the simulator (csrc/sim) run this same code with
+ * different storage and transport implementations.
+ *
+ * Threading: a node and its callbacks run on one thread (the loop's, or the simulator's).
+ * Callbacks may call back into the node (an FSM apply may propose); the node finishes the
+ * batch in hand first and then drains the new output.
+ */
+#ifndef HR_NODE_H
+#define HR_NODE_H
+
+#include "../core/raft.h"
+
+struct hr_node;
+
+/* Durable storage. write() queues one batch: set the hard state (hs may be NULL), drop the
+ * entries at index >= truncate (0: none), append entries. The storage makes batches durable
+ * in the order of seq and calls hr_node_persisted(node, seq) for each, never from inside
+ * write(). Entries are borrowed for the call: retain the blobs kept. Returns 0 or HR_E*. */
+struct hr_storage {
+    void *ctx;
+    int (*write)(void *ctx, uint64_t seq, const struct hr_hard_state *hs, hr_index_t truncate,
+                 const struct hr_entry *entries, size_t n);
+};
+
+/* The network. send() is best effort and never calls back into the node; m is borrowed
+ * (hr_msg_copy to keep it). */
+struct hr_transport {
+    void *ctx;
+    void (*send)(void *ctx, const struct hr_msg *m);
+};
+
+/* The state machine and observers. apply() receives each committed entry once, in order
+ * (no-op and config entries too: the FSM layer skips what it does not apply). state() is
+ * called when role, term or leader change. Either may be NULL. */
+struct hr_fsm {
+    void *ctx;
+    void (*apply)(void *ctx, const struct hr_entry *e);
+    void (*state)(void *ctx, int role, hr_term_t term, hr_id_t leader);
+};
+
+struct hr_node_stats {
+    uint64_t batches;        /* storage batches written (each one an fsync) */
+    uint64_t entries_written;
+    uint64_t msgs_sent[HR_MSG_TYPE_COUNT];
+    uint64_t bytes_sent;     /* hr_msg_wire_size of every message sent */
+    uint64_t msgs_received;
+    uint64_t state_changes;
+    uint64_t elections;      /* times this node became a candidate */
+    uint64_t applied;
+};
+
+/* Create a node. config, hs and entries as for hr_raft_new(); storage, transport and fsm
+ * are copied (their ctx pointers are borrowed and must outlive the node). NULL on error
+ * (message in err). */
+struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_hard_state *hs,
+                            const struct hr_entry *entries, size_t n_entries, hr_time_t now,
+                            const struct hr_storage *storage,
+                            const struct hr_transport *transport, const struct hr_fsm *fsm,
+                            char *err, size_t errlen);
+/* Free the node; batches still in storage are forgotten (a crash, as far as the node can
+ * tell). */
+void hr_node_free(struct hr_node *n);
+
+/* Inputs; each drains the core's output before it returns. */
+int hr_node_receive(struct hr_node *n, const struct hr_msg *m);
+void hr_node_tick(struct hr_node *n, hr_time_t now);
+int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len,
+                    hr_index_t *index, hr_term_t *term);
+void hr_node_persisted(struct hr_node *n, uint64_t seq);
+
+hr_time_t hr_node_next_deadline(const struct hr_node *n);
+struct hr_raft *hr_node_raft(struct hr_node *n);
+const struct hr_node_stats *hr_node_stats(const struct hr_node *n);
+/* The last index handed to fsm->apply. */
+hr_index_t hr_node_applied(const struct hr_node *n);
+
+#endif

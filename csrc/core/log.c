@@ -1,0 +1,49 @@
+/* log.c: see log.h. */
+#include "log.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+void hr__log_init(struct hr__log *l)
+{
+    l->ents = NULL;
+    l->len = 0;
+    l->cap = 0;
+    l->first = 1;
+}
+
+void hr__log_free(struct hr__log *l)
+{
+    hr__log_truncate(l, l->first);
+    free(l->ents);
+    hr__log_init(l);
+}
+
+int hr__log_append(struct hr__log *l, const struct hr_entry *e)
+{
+    assert(e->index == hr__log_last(l) + 1);
+    if (l->len == l->cap) {
+        size_t cap = l->cap == 0 ? 64 : l->cap * 2;
+        struct hr_entry *ents = realloc(l->ents, cap * sizeof(*ents));
+        if (ents == NULL) {
+            return HR_ENOMEM;
+        }
+        l->ents = ents;
+        l->cap = cap;
+    }
+    l->ents[l->len] = *e;
+    hr_blob_retain(e->data);
+    l->len++;
+    return 0;
+}
+
+void hr__log_truncate(struct hr__log *l, hr_index_t from)
+{
+    if (from < l->first) {
+        from = l->first;
+    }
+    while (l->len > 0 && hr__log_last(l) >= from) {
+        l->len--;
+        hr_blob_release(l->ents[l->len].data);
+    }
+}

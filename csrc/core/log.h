@@ -1,0 +1,45 @@
+/*
+ * log.h: the core's in-memory view of the replicated log (private to csrc/core).
+ *
+ * A growable array of entries [first, last]. It holds every entry since the last
+ * snapshot; the storage issue replaces the full copy with a bounded cache over the segment
+ * files, behind these same functions. Entries own a reference on their blob.
+ */
+#ifndef HR_CORE_LOG_H
+#define HR_CORE_LOG_H
+
+#include "raft.h"
+
+struct hr__log {
+    struct hr_entry *ents;
+    size_t len, cap;
+    hr_index_t first;      /* index of ents[0] */
+};
+
+void hr__log_init(struct hr__log *l);
+void hr__log_free(struct hr__log *l);
+/* Append a copy of e (blob retained); e->index must be last + 1. 0 or HR_ENOMEM. */
+int hr__log_append(struct hr__log *l, const struct hr_entry *e);
+/* Drop every entry at index >= from. */
+void hr__log_truncate(struct hr__log *l, hr_index_t from);
+
+static inline hr_index_t hr__log_last(const struct hr__log *l)
+{
+    return l->first + l->len - 1;
+}
+
+static inline const struct hr_entry *hr__log_get(const struct hr__log *l, hr_index_t i)
+{
+    if (i < l->first || i > hr__log_last(l)) {
+        return NULL;
+    }
+    return &l->ents[i - l->first];
+}
+
+static inline hr_term_t hr__log_term(const struct hr__log *l, hr_index_t i)
+{
+    const struct hr_entry *e = hr__log_get(l, i);
+    return e == NULL ? 0 : e->term;
+}
+
+#endif

@@ -1,0 +1,587 @@
+/*
+ * raft.c: inputs, role transitions and the output batch of the consensus core.
+ * Votes live in election.c, log replication and commit in replication.c.
+ */
+#include "raft_impl.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small helpers shared by the core's files ---- */
+
+struct hr__progress *hr__peer(struct hr_raft *r, hr_id_t id)
+{
+    for (size_t i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].id == id) {
+            return &r->peers[i];
+        }
+    }
+    return NULL;
+}
+
+size_t hr__quorum(const struct hr_raft *r)
+{
+    return r->n_peers / 2 + 1;
+}
+
+static int msgvec_push(struct hr__msgvec *v, const struct hr_msg *m)
+{
+    if (v->len == v->cap) {
+        size_t cap = v->cap == 0 ? 16 : v->cap * 2;
+        struct hr_msg *nv = realloc(v->v, cap * sizeof(*nv));
+        if (nv == NULL) {
+            return HR_ENOMEM;
+        }
+        v->v = nv;
+        v->cap = cap;
+    }
+    v->v[v->len++] = *m;
+    return 0;
+}
+
+static void msgvec_clear(struct hr__msgvec *v)
+{
+    for (size_t i = 0; i < v->len; i++) {
+        hr_msg_release(&v->v[i]);
+    }
+    v->len = 0;
+}
+
+static void msgvec_free(struct hr__msgvec *v)
+{
+    msgvec_clear(v);
+    free(v->v);
+    v->v = NULL;
+    v->cap = 0;
+}
+
+/* Queue m (ownership moves to the core) for the next batch. after_persist: the message
+ * speaks for state that must be on disk before anyone hears of it. */
+int hr__send(struct hr_raft *r, struct hr_msg *m, bool after_persist)
+{
+    m->from = r->cfg.id;
+    int rv = msgvec_push(after_persist ? &r->msgs_after : &r->msgs, m);
+    if (rv != 0) {
+        hr_msg_release(m);
+    }
+    return rv;
+}
+
+void hr__reset_election_timer(struct hr_raft *r)
+{
+    /* §5.2: randomized in [E, 2E) so that split votes are rare and resolve quickly. */
+    uint64_t e = r->cfg.election_timeout_ms;
+    r->election_deadline = r->now + e + hr_prng_next(&r->prng) % e;
+}
+
+static void set_role(struct hr_raft *r, int role, hr_id_t leader)
+{
+    if (r->role != role || r->leader != leader) {
+        r->soft_changed = true;
+    }
+    r->role = role;
+    r->leader = leader;
+}
+
+/* ---- role transitions (Figure 4) ---- */
+
+void hr__become_follower(struct hr_raft *r, hr_term_t term, hr_id_t leader)
+{
+    assert(term >= r->term);
+    if (term > r->term) {
+        r->term = term;
+        r->vote = 0;
+        r->soft_changed = true;
+    }
+    set_role(r, HR_FOLLOWER, leader);
+    if (leader != 0) {
+        r->leader_contact = r->now;
+    }
+    hr__reset_election_timer(r);
+}
+
+void hr__become_precandidate(struct hr_raft *r)
+{
+    /* Thesis §9.6: a pre-candidate keeps its term; it only asks whether it could win. */
+    set_role(r, HR_PRECANDIDATE, 0);
+    hr__reset_election_timer(r);
+}
+
+void hr__become_candidate(struct hr_raft *r)
+{
+    r->term++;
+    r->vote = r->cfg.id;
+    r->soft_changed = true;
+    set_role(r, HR_CANDIDATE, 0);
+    hr__reset_election_timer(r);
+}
+
+void hr__become_leader(struct hr_raft *r)
+{
+    set_role(r, HR_LEADER, r->cfg.id);
+    for (size_t i = 0; i < r->n_peers; i++) {
+        hr__progress_reset(r, &r->peers[i]);
+        r->peers[i].recent_active = true;
+    }
+    r->heartbeat_deadline = r->now + r->cfg.heartbeat_interval_ms;
+    r->quorum_deadline = r->now + r->cfg.election_timeout_ms;
+    /* §5.4.2 / §8: a leader cannot count replicas of entries from earlier terms, so it
+     * commits a no-op of its own term at once; that also commits everything before it. */
+    hr__append_local(r, HR_ENTRY_NOOP, NULL);
+}
+
+/* ---- lifecycle ---- */
+
+struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_state *hs,
+                            const struct hr_entry *entries, size_t n_entries, hr_time_t now,
+                            char *err, size_t errlen)
+{
+    if (hr_config_validate(c, err, errlen) != 0) {
+        return NULL;
+    }
+    bool self_voter = false;
+    for (size_t i = 0; i < c->n_voters; i++) {
+        self_voter = self_voter || c->voters[i] == c->id;
+    }
+    if (!self_voter) {
+        snprintf(err, errlen, "config: id %llu is not among the voters",
+                 (unsigned long long)c->id);
+        return NULL;
+    }
+    /* What storage recovered is input from disk: validate it, don't assert it. */
+    for (size_t i = 0; i < n_entries; i++) {
+        const struct hr_entry *e = &entries[i];
+        if (e->index != i + 1 || e->term == 0 || e->term > hs->term ||
+            (i > 0 && e->term < entries[i - 1].term)) {
+            snprintf(err, errlen,
+                     "log: entry %zu (index %llu, term %llu) breaks the log's order "
+                     "(current term %llu)",
+                     i, (unsigned long long)e->index, (unsigned long long)e->term,
+                     (unsigned long long)hs->term);
+            return NULL;
+        }
+    }
+
+    struct hr_raft *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->cfg = *c;
+    r->cfg.voters = NULL; /* copied into peers below */
+    hr_prng_seed(&r->prng, c->seed ^ (c->id * 0x9e3779b97f4a7c15ULL));
+    r->term = hs->term;
+    r->vote = hs->vote;
+    r->emitted_hs = *hs;
+    hr__log_init(&r->log);
+    for (size_t i = 0; i < c->n_voters; i++) {
+        struct hr__progress *pr = &r->peers[i];
+        pr->id = c->voters[i];
+        pr->inflight_last = calloc(c->max_inflight, sizeof(*pr->inflight_last));
+        if (pr->inflight_last == NULL) {
+            goto oom;
+        }
+        if (pr->id == c->id) {
+            r->self = i;
+        }
+    }
+    r->n_peers = c->n_voters;
+    for (size_t i = 0; i < n_entries; i++) {
+        if (hr__log_append(&r->log, &entries[i]) != 0) {
+            goto oom;
+        }
+    }
+    /* What storage gave us is durable by definition. */
+    r->persisted = hr__log_last(&r->log);
+    r->unstable = r->persisted + 1;
+    r->now = now;
+    r->role = HR_FOLLOWER;
+    r->soft_changed = true;
+    hr__reset_election_timer(r);
+    return r;
+
+oom:
+    hr_raft_free(r);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+}
+
+static void release_batch(struct hr_raft *r)
+{
+    msgvec_clear(&r->out_msgs);
+    msgvec_clear(&r->out_after);
+    free(r->out_entries);
+    free(r->out_committed);
+    r->out_entries = NULL;
+    r->out_committed = NULL;
+}
+
+void hr_raft_free(struct hr_raft *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    release_batch(r);
+    msgvec_free(&r->out_msgs);
+    msgvec_free(&r->out_after);
+    msgvec_free(&r->msgs);
+    msgvec_free(&r->msgs_after);
+    for (size_t i = 0; i < HR_MAX_NODES; i++) {
+        free(r->peers[i].inflight_last);
+    }
+    hr__log_free(&r->log);
+    free(r);
+}
+
+/* ---- inputs ---- */
+
+static bool valid_sender(const struct hr_raft *r, const struct hr_msg *m)
+{
+    for (size_t i = 0; i < r->n_peers; i++) {
+        if (r->peers[i].id == m->from) {
+            return m->from != r->cfg.id;
+        }
+    }
+    return false;
+}
+
+int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
+{
+    if (m->type == 0 || m->type >= HR_MSG_TYPE_COUNT || m->to != r->cfg.id ||
+        !valid_sender(r, m) || m->term == 0) {
+        return HR_EPROTO;
+    }
+
+    if (m->term > r->term) {
+        bool vote_req = m->type == HR_MSG_VOTE || m->type == HR_MSG_PREVOTE;
+        if (vote_req && hr__in_lease(r) &&
+            (m->type == HR_MSG_PREVOTE || r->cfg.check_quorum)) {
+            /* §4.2.3: a server that hears from a current leader within the minimum
+             * election timeout neither updates its term nor grants a vote, so a server
+             * that was cut off cannot depose a healthy leader when it returns. */
+            struct hr_msg resp = {.type = m->type == HR_MSG_VOTE ? HR_MSG_VOTE_RESP
+                                                                  : HR_MSG_PREVOTE_RESP,
+                                  .to = m->from,
+                                  .term = r->term,
+                                  .reject = true};
+            return hr__send(r, &resp, true);
+        }
+        if (m->type == HR_MSG_PREVOTE || (m->type == HR_MSG_PREVOTE_RESP && !m->reject)) {
+            /* A pre-vote and its grant carry the term the candidate would take; neither
+             * changes anyone's term (thesis §9.6). */
+        } else {
+            bool from_leader = m->type == HR_MSG_APPEND || m->type == HR_MSG_SNAPSHOT;
+            hr__become_follower(r, m->term, from_leader ? m->from : 0);
+        }
+    } else if (m->term < r->term) {
+        if (m->type == HR_MSG_APPEND && (r->cfg.check_quorum || r->cfg.prevote)) {
+            /* A leader cut off for a while still thinks it leads. With PreVote or
+             * CheckQuorum nobody would raise its term, so answer: our term makes it step
+             * down (etcd's fix for the same deadlock). */
+            struct hr_msg resp = {.type = HR_MSG_APPEND_RESP, .to = m->from, .term = r->term,
+                                  .reject = true, .index = m->prev_index};
+            return hr__send(r, &resp, true);
+        }
+        if (m->type == HR_MSG_PREVOTE) {
+            struct hr_msg resp = {.type = HR_MSG_PREVOTE_RESP, .to = m->from,
+                                  .term = r->term, .reject = true};
+            return hr__send(r, &resp, true);
+        }
+        return 0; /* stale: ignore */
+    }
+
+    switch (m->type) {
+    case HR_MSG_APPEND:
+        if (r->role == HR_LEADER) {
+            /* Two leaders in one term would break election safety: the sender is broken. */
+            return HR_EPROTO;
+        }
+        if (r->role != HR_FOLLOWER || r->leader != m->from) {
+            hr__become_follower(r, r->term, m->from);
+        }
+        r->leader_contact = r->now;
+        hr__reset_election_timer(r);
+        return hr__handle_append(r, m);
+    case HR_MSG_APPEND_RESP:
+        if (r->role == HR_LEADER) {
+            hr__handle_append_resp(r, m);
+        }
+        return 0;
+    case HR_MSG_VOTE:
+    case HR_MSG_PREVOTE:
+        return hr__handle_vote(r, m);
+    case HR_MSG_VOTE_RESP:
+    case HR_MSG_PREVOTE_RESP:
+        hr__handle_vote_resp(r, m);
+        return 0;
+    default:
+        return 0; /* snapshots and transfers arrive with later issues */
+    }
+}
+
+void hr_raft_tick(struct hr_raft *r, hr_time_t now)
+{
+    if (now > r->now) {
+        r->now = now;
+    }
+    if (r->role == HR_LEADER) {
+        if (r->cfg.check_quorum && r->now >= r->quorum_deadline) {
+            /* §6.2 CheckQuorum: a leader that has not heard from a majority within an
+             * election timeout steps down, so clients stop waiting on it. */
+            size_t active = 1;
+            for (size_t i = 0; i < r->n_peers; i++) {
+                if (i != r->self && r->peers[i].recent_active) {
+                    active++;
+                }
+                r->peers[i].recent_active = false;
+            }
+            r->quorum_deadline = r->now + r->cfg.election_timeout_ms;
+            if (active < hr__quorum(r)) {
+                hr__become_follower(r, r->term, 0);
+                return;
+            }
+        }
+        if (r->now >= r->heartbeat_deadline) {
+            r->heartbeat_deadline = r->now + r->cfg.heartbeat_interval_ms;
+            hr__heartbeat(r);
+        }
+        return;
+    }
+    if (r->now >= r->election_deadline) {
+        hr__campaign(r, r->cfg.prevote);
+    }
+}
+
+int hr_raft_propose(struct hr_raft *r, uint8_t type, const void *data, size_t len,
+                    hr_index_t *index, hr_term_t *term)
+{
+    if (r->role != HR_LEADER) {
+        return HR_ENOTLEADER;
+    }
+    if (len > UINT32_MAX) {
+        return HR_ETOOLARGE;
+    }
+    struct hr_blob *b = NULL;
+    if (len > 0) {
+        b = hr_blob_new(data, len);
+        if (b == NULL) {
+            return HR_ENOMEM;
+        }
+    }
+    int rv = hr__append_local(r, type, b);
+    hr_blob_release(b);
+    if (rv != 0) {
+        return rv;
+    }
+    if (index != NULL) {
+        *index = hr__log_last(&r->log);
+    }
+    if (term != NULL) {
+        *term = r->term;
+    }
+    return 0;
+}
+
+void hr_raft_persisted(struct hr_raft *r, hr_index_t index, hr_term_t term)
+{
+    /* A batch written before a truncation may complete after it: only an ack for the
+     * entry still in our log at that index counts. */
+    if (index <= r->persisted || hr__log_term(&r->log, index) != term) {
+        return;
+    }
+    r->persisted = index;
+    if (r->role == HR_LEADER) {
+        hr__maybe_commit(r);
+    }
+}
+
+/* ---- output ---- */
+
+bool hr_raft_has_ready(const struct hr_raft *r)
+{
+    if (r->term != r->emitted_hs.term || r->vote != r->emitted_hs.vote || r->truncate != 0 ||
+        r->unstable <= hr__log_last(&r->log) || r->msgs.len > 0 || r->msgs_after.len > 0 ||
+        r->handed < r->commit || r->soft_changed) {
+        return true;
+    }
+    if (r->role == HR_LEADER) {
+        for (size_t i = 0; i < r->n_peers; i++) {
+            if (r->peers[i].want_send) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static struct hr_entry *copy_entries(const struct hr__log *l, hr_index_t from, hr_index_t to,
+                                     size_t *n)
+{
+    *n = 0;
+    if (from > to) {
+        return NULL;
+    }
+    size_t count = to - from + 1;
+    struct hr_entry *v = malloc(count * sizeof(*v));
+    if (v == NULL) {
+        return NULL;
+    }
+    memcpy(v, hr__log_get(l, from), count * sizeof(*v));
+    *n = count;
+    return v;
+}
+
+void hr_raft_ready(struct hr_raft *r, struct hr_ready *rd)
+{
+    memset(rd, 0, sizeof(*rd));
+    if (r->role == HR_LEADER) {
+        hr__flush_appends(r);
+    }
+
+    if (r->term != r->emitted_hs.term || r->vote != r->emitted_hs.vote) {
+        rd->has_hard_state = true;
+        rd->hs.term = r->term;
+        rd->hs.vote = r->vote;
+        r->emitted_hs = rd->hs;
+    }
+
+    /* The batch holds struct copies with blob references of their own: the log may grow
+     * or shrink (an FSM apply can propose, a message can truncate) while the caller works
+     * through the batch. */
+    rd->truncate = r->truncate;
+    hr_index_t last = hr__log_last(&r->log);
+    rd->entries = copy_entries(&r->log, r->unstable, last, &rd->n_entries);
+    for (size_t i = 0; i < rd->n_entries; i++) {
+        hr_blob_retain(rd->entries[i].data);
+    }
+    r->out_entries = rd->entries;
+    if (rd->n_entries == 0 && r->unstable <= last) {
+        /* out of memory: hand out nothing; the entries go with the next batch */
+        rd->truncate = 0;
+    } else {
+        r->truncate = 0;
+        r->unstable = last + 1;
+    }
+
+    hr_index_t to = r->commit;
+    rd->committed = copy_entries(&r->log, r->handed + 1, to, &rd->n_committed);
+    for (size_t i = 0; i < rd->n_committed; i++) {
+        hr_blob_retain(rd->committed[i].data);
+    }
+    r->out_committed = rd->committed;
+    if (rd->n_committed > 0) {
+        r->handed = to;
+    }
+
+    /* Swap the queues out so that messages produced while the caller handles this batch
+     * go to the next one. */
+    struct hr__msgvec t = r->out_msgs;
+    r->out_msgs = r->msgs;
+    r->msgs = t;
+    t = r->out_after;
+    r->out_after = r->msgs_after;
+    r->msgs_after = t;
+    rd->msgs = r->out_msgs.v;
+    rd->n_msgs = r->out_msgs.len;
+    rd->msgs_after_persist = r->out_after.v;
+    rd->n_msgs_after_persist = r->out_after.len;
+
+    rd->soft_changed = r->soft_changed;
+    rd->role = r->role;
+    rd->term = r->term;
+    rd->leader = r->leader;
+    r->soft_changed = false;
+}
+
+void hr_raft_advance(struct hr_raft *r, struct hr_ready *rd)
+{
+    for (size_t i = 0; i < rd->n_entries; i++) {
+        hr_blob_release(rd->entries[i].data);
+    }
+    for (size_t i = 0; i < rd->n_committed; i++) {
+        hr_blob_release(rd->committed[i].data);
+    }
+    release_batch(r);
+    memset(rd, 0, sizeof(*rd));
+}
+
+hr_time_t hr_raft_next_deadline(const struct hr_raft *r)
+{
+    if (r->role == HR_LEADER) {
+        hr_time_t t = r->heartbeat_deadline;
+        if (r->cfg.check_quorum && r->quorum_deadline < t) {
+            t = r->quorum_deadline;
+        }
+        return t;
+    }
+    return r->election_deadline;
+}
+
+/* ---- views ---- */
+
+hr_id_t hr_raft_id(const struct hr_raft *r)
+{
+    return r->cfg.id;
+}
+
+int hr_raft_role(const struct hr_raft *r)
+{
+    return r->role;
+}
+
+hr_term_t hr_raft_term(const struct hr_raft *r)
+{
+    return r->term;
+}
+
+hr_id_t hr_raft_vote(const struct hr_raft *r)
+{
+    return r->vote;
+}
+
+hr_id_t hr_raft_leader(const struct hr_raft *r)
+{
+    return r->leader;
+}
+
+hr_index_t hr_raft_commit_index(const struct hr_raft *r)
+{
+    return r->commit;
+}
+
+hr_index_t hr_raft_first_index(const struct hr_raft *r)
+{
+    return r->log.first;
+}
+
+hr_index_t hr_raft_last_index(const struct hr_raft *r)
+{
+    return hr__log_last(&r->log);
+}
+
+const struct hr_entry *hr_raft_entry(const struct hr_raft *r, hr_index_t index)
+{
+    return hr__log_get(&r->log, index);
+}
+
+hr_term_t hr_raft_term_at(const struct hr_raft *r, hr_index_t index)
+{
+    return hr__log_term(&r->log, index);
+}
+
+size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_peers && n < max; i++) {
+        const struct hr__progress *pr = &r->peers[i];
+        out[n].id = pr->id;
+        out[n].match = i == r->self ? r->persisted : pr->match;
+        out[n].next = i == r->self ? hr__log_last(&r->log) + 1 : pr->next;
+        out[n].replicating = pr->replicating;
+        out[n].inflight = pr->inflight;
+        n++;
+    }
+    return n;
+}

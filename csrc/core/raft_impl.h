@@ -1,0 +1,98 @@
+/*
+ * raft_impl.h: the core's private state, shared by the files of csrc/core (raft.c: inputs,
+ * roles and output; election.c: votes; replication.c: log replication and commit).
+ */
+#ifndef HR_CORE_RAFT_IMPL_H
+#define HR_CORE_RAFT_IMPL_H
+
+#include "log.h"
+#include "prng.h"
+#include "raft.h"
+
+/* What a leader knows of one follower (thesis §3.5, and etcd's Progress). */
+struct hr__progress {
+    hr_id_t id;
+    hr_index_t match;     /* highest index known to match the leader's log */
+    hr_index_t next;      /* next index to send */
+    bool replicating;     /* true: pipeline up to max_inflight; false: probe one at a time */
+    bool probe_sent;      /* probing: a probe is out; wait for its answer or a heartbeat */
+    bool want_send;       /* something to send at the next output batch */
+    bool heartbeat;       /* the next batch must carry a message even if empty */
+    bool recent_active;   /* heard from since the last CheckQuorum round */
+    uint32_t inflight;    /* AppendEntries with entries not yet acknowledged */
+    hr_index_t *inflight_last; /* ring of their last indexes, max_inflight long */
+    uint32_t inflight_head;
+    hr_time_t progress_time; /* when match last advanced (stall detection) */
+    int vote;             /* this election: 0 unknown, 1 granted, -1 rejected */
+};
+
+struct hr__msgvec {
+    struct hr_msg *v;
+    size_t len, cap;
+};
+
+struct hr_raft {
+    struct hr_config cfg;
+    struct hr_prng prng;
+
+    /* Persistent state (Figure 2). */
+    hr_term_t term;
+    hr_id_t vote;
+    struct hr__log log;
+
+    /* Volatile state. */
+    int role;
+    hr_id_t leader;
+    hr_index_t commit;
+    hr_index_t persisted;  /* our own log is durable up to here */
+
+    struct hr__progress peers[HR_MAX_NODES]; /* the voters, self included */
+    size_t n_peers;
+    size_t self;           /* our slot in peers */
+
+    /* Time. */
+    hr_time_t now;
+    hr_time_t election_deadline;
+    hr_time_t heartbeat_deadline;
+    hr_time_t quorum_deadline;     /* leader: next CheckQuorum round */
+    hr_time_t leader_contact;      /* follower: last message from the leader */
+
+    /* Output not yet handed out. */
+    struct hr_hard_state emitted_hs;  /* the hard state of the last batch */
+    hr_index_t unstable;              /* first entry not yet handed to storage */
+    hr_index_t truncate;              /* storage must drop entries >= this (0: none) */
+    hr_index_t handed;                /* last committed index handed to the FSM */
+    struct hr__msgvec msgs, msgs_after;
+    bool soft_changed;
+
+    /* The batch in the caller's hands. */
+    struct hr__msgvec out_msgs, out_after;
+    struct hr_entry *out_entries, *out_committed;
+};
+
+/* raft.c */
+void hr__become_follower(struct hr_raft *r, hr_term_t term, hr_id_t leader);
+void hr__become_candidate(struct hr_raft *r);
+void hr__become_precandidate(struct hr_raft *r);
+void hr__become_leader(struct hr_raft *r);
+void hr__reset_election_timer(struct hr_raft *r);
+int hr__send(struct hr_raft *r, struct hr_msg *m, bool after_persist);
+struct hr__progress *hr__peer(struct hr_raft *r, hr_id_t id);
+size_t hr__quorum(const struct hr_raft *r);
+
+/* election.c */
+void hr__campaign(struct hr_raft *r, bool pre);
+int hr__handle_vote(struct hr_raft *r, const struct hr_msg *m);
+void hr__handle_vote_resp(struct hr_raft *r, const struct hr_msg *m);
+bool hr__in_lease(const struct hr_raft *r);
+
+/* replication.c */
+int hr__handle_append(struct hr_raft *r, const struct hr_msg *m);
+void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m);
+int hr__append_local(struct hr_raft *r, uint8_t type, struct hr_blob *data);
+void hr__heartbeat(struct hr_raft *r);
+int hr__flush_appends(struct hr_raft *r);
+void hr__maybe_commit(struct hr_raft *r);
+void hr__progress_reset(struct hr_raft *r, struct hr__progress *pr);
+
+#endif

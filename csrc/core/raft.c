@@ -153,13 +153,9 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_stat
     /* What storage recovered is input from disk: validate it, don't assert it. */
     for (size_t i = 0; i < n_entries; i++) {
         const struct hr_entry *e = &entries[i];
-        if (e->index != i + 1 || e->term == 0 || e->term > hs->term ||
-            (i > 0 && e->term < entries[i - 1].term)) {
-            snprintf(err, errlen,
-                     "log: entry %zu (index %llu, term %llu) breaks the log's order "
-                     "(current term %llu)",
-                     i, (unsigned long long)e->index, (unsigned long long)e->term,
-                     (unsigned long long)hs->term);
+        if (e->index != i + 1 || e->term == 0 || (i > 0 && e->term < entries[i - 1].term)) {
+            snprintf(err, errlen, "log: entry %zu (index %llu, term %llu) breaks the log's order",
+                     i, (unsigned long long)e->index, (unsigned long long)e->term);
             return NULL;
         }
     }
@@ -175,6 +171,14 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_stat
     r->term = hs->term;
     r->vote = hs->vote;
     r->emitted_hs = *hs;
+    if (n_entries > 0 && entries[n_entries - 1].term > r->term) {
+        /* A crash kept the entries of a batch but not its new term (the log and the
+         * metadata are separate files). Take the entries' term with no vote: a vote cast in
+         * that term would have waited for the same batch, so nobody ever heard of it. The
+         * first output batch persists the corrected term. */
+        r->term = entries[n_entries - 1].term;
+        r->vote = 0;
+    }
     hr__log_init(&r->log);
     for (size_t i = 0; i < c->n_voters; i++) {
         struct hr__progress *pr = &r->peers[i];

@@ -73,12 +73,22 @@ struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_hard
  * tell). */
 void hr_node_free(struct hr_node *n);
 
-/* Inputs; each drains the core's output before it returns. */
-int hr_node_receive(struct hr_node *n, const struct hr_msg *m);
+/*
+ * Inputs. Each takes the caller's clock: the core reads time only through ticks, so the
+ * node ticks it first whenever the clock moved (a heartbeat must reset the election timer
+ * from the time it arrived, and an entry is stamped with the time it was proposed).
+ * receive, tick and persisted drain the core's output before they return.
+ */
+int hr_node_receive(struct hr_node *n, const struct hr_msg *m, hr_time_t now);
 void hr_node_tick(struct hr_node *n, hr_time_t now);
+void hr_node_persisted(struct hr_node *n, uint64_t seq, hr_time_t now);
+/* Append a command (leader only): 0 and its index and term, or HR_E*. Its output stays in
+ * the core until hr_node_flush() or the next input, so that the proposals of one turn of the
+ * caller's loop go out as one storage batch and one AppendEntries per follower: the caller
+ * flushes once per turn. */
 int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len,
-                    hr_index_t *index, hr_term_t *term);
-void hr_node_persisted(struct hr_node *n, uint64_t seq);
+                    hr_time_t now, hr_index_t *index, hr_term_t *term);
+void hr_node_flush(struct hr_node *n);
 
 hr_time_t hr_node_next_deadline(const struct hr_node *n);
 struct hr_raft *hr_node_raft(struct hr_node *n);

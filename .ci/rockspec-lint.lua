@@ -1,0 +1,83 @@
+-- .ci/rockspec-lint.lua: the rockspec must build what the Makefile builds.
+--
+--   luajit .ci/rockspec-lint.lua rockspec/helios-raft-scm-1.rockspec   (from the repo root)
+--
+-- The Makefile globs $(SRC_DIRS)/*.c (minus *_bench.c, *_fuzz.c) and lua/helios;
+-- the rockspec lists them by hand. A file added to the tree but not to the rockspec would
+-- build with make and break the installed rock, so this fails loudly, naming the lines to add.
+
+local path = assert(arg[1], "Usage: luajit .ci/rockspec-lint.lua ROCKSPEC")
+
+local env = {}
+local chunk = assert(loadfile(path))
+setfenv(chunk, env)
+chunk()
+
+local function ls(pattern)
+    local out = {}
+    local p = assert(io.popen("ls -1 " .. pattern .. " 2>/dev/null"))
+    for line in p:lines() do out[#out + 1] = line end
+    p:close()
+    return out
+end
+
+local function set(list)
+    local s = {}
+    for _, v in ipairs(list) do s[v] = true end
+    return s
+end
+
+local problems = {}
+local function problem(fmt, ...) problems[#problems + 1] = fmt:format(...) end
+
+local modules = env.build and env.build.modules or {}
+local core = modules["helios.core"]
+if type(core) ~= "table" or type(core.sources) ~= "table" then
+    problem("build.modules[\"helios.core\"].sources is missing")
+    core = { sources = {} }
+end
+
+-- C sources: the tree and the rockspec must agree both ways.
+local want = {}
+-- The Makefile passes its SRC_DIRS, so the two lists of directories cannot drift apart.
+local dirs = os.getenv("HELIOS_SRC_DIRS") or "csrc/core csrc/node csrc/sim csrc/lua"
+local globs = {}
+for d in dirs:gmatch("%S+") do globs[#globs + 1] = d .. "/*.c" end
+for _, f in ipairs(ls(table.concat(globs, " "))) do
+    if not f:match("_bench%.c$") and not f:match("_fuzz%.c$") then want[#want + 1] = f end
+end
+local listed = set(core.sources)
+for _, f in ipairs(want) do
+    if not listed[f] then problem("C source not in the rockspec: add %q to helios.core sources", f) end
+end
+local present = set(want)
+for _, f in ipairs(core.sources) do
+    if not present[f] then problem("rockspec lists %s, which is not in the tree", f) end
+end
+
+-- Lua modules: every lua/helios/*.lua is a module helios.<name> pointing at its file.
+local n_lua = 0
+for _, f in ipairs(ls("lua/helios/*.lua")) do
+    local base = f:match("([^/]+)%.lua$")
+    local name = base == "init" and "helios" or "helios." .. base
+    n_lua = n_lua + 1
+    if modules[name] ~= f then
+        problem("Lua module missing: add [%q] = %q to build.modules", name, f)
+    end
+end
+for name, f in pairs(modules) do
+    if type(f) == "string" and not io.open(f) then
+        problem("rockspec module %s points at %s, which is not in the tree", name, f)
+    end
+end
+
+local bin = env.build and env.build.install and env.build.install.bin or {}
+if bin.helios ~= "bin/helios" or not io.open("bin/helios") then
+    problem("build.install.bin.helios must be \"bin/helios\" (and the file must exist)")
+end
+
+if #problems > 0 then
+    for _, p in ipairs(problems) do io.stderr:write("rockspec: ", p, "\n") end
+    os.exit(1)
+end
+print(("rockspec: ok (%d C sources, %d Lua modules)"):format(#want, n_lua))

@@ -1,0 +1,147 @@
+# Helios Raft: build, test and CI entry points. `make help` lists the targets.
+#
+# The C Lua module helios.core is build/helios/core.so, from every $(SRC_DIRS)/*.c except
+# *_bench.c and *_fuzz.c. busted finds it through .busted (cpath "build/?.so"). A directory
+# added to SRC_DIRS is checked against the rockspec's source list by `make rock-check`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+LUAJIT_INC ?= /usr/include/luajit-2.1
+CPPFLAGS += -I$(LUAJIT_INC) -Icsrc
+# The project's flags; a CFLAGS from the command line or environment is added after them.
+HR_CFLAGS := -std=c11 -O2 -g -fPIC -Wall -Wextra -Werror
+# No -lluajit: the module's Lua symbols resolve against the luajit executable that loads it.
+# libuv: csrc/storage runs fsyncs on libuv's threadpool (group commit).
+LDLIBS += -luv -lm
+# Header dependencies: each object records the headers it includes, so editing one rebuilds
+# exactly the objects that include it.
+DEPFLAGS = -MMD -MP
+
+# -fno-sanitize-recover: UBSan aborts on the first report instead of logging and going on,
+# so a report is a failing run, not a line lost in the output.
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC_DIRS := csrc/core csrc/storage csrc/node csrc/sim csrc/lua
+SRCS := $(filter-out %_bench.c %_fuzz.c,$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))
+OBJS := $(SRCS:%.c=build/obj/%.o)
+ASAN_OBJS := $(SRCS:%.c=build-asan/obj/%.o)
+
+# The benchmark is a plain executable: everything but the Lua binding.
+BENCH_SRCS := csrc/sim/sim_bench.c $(filter-out csrc/lua/%,$(SRCS))
+BENCH_OBJS := $(BENCH_SRCS:%.c=build/obj/%.o)
+
+BUSTED ?= busted
+# Seeds for the randomized schedule spec under the sanitizers (slow: ~10x), see spec/.
+ASAN_SEEDS ?= 100
+
+.PHONY: help deps build test test-asan bench rock-check check demo clean
+
+help:
+	@echo "make deps        install missing Debian packages (as root; else prints the apt-get line)"
+	@echo "make build       build/helios/core.so"
+	@echo "make test        deps + build + busted specs, then 'N passed, N failed'"
+	@echo "make test-asan   the specs against an ASan+UBSan build (build-asan/)"
+	@echo "make bench       build and run the simulator benchmark (build/sim_bench)"
+	@echo "make rock-check  install the rock into a temporary tree and use it from there"
+	@echo "make check       everything CI runs: test, test-asan, rock-check, summed counts"
+	@echo "make demo        run the failover demo: bin/helios sim --nodes 3"
+	@echo "make clean       remove build outputs"
+
+deps:
+	@.ci/deps
+
+build: build/helios/core.so
+	@:
+
+# A shared object may keep undefined symbols (the Lua API comes from the executable), so a
+# missing hr_* function would only show when luajit loads the module: catch it here.
+define check_undefined
+	@if nm -u $@ | grep -E ' hr_' >/dev/null; then \
+		echo "$@: undefined project symbols (a source file missing or not built?):" >&2; \
+		nm -u $@ | grep -E ' hr_' >&2; rm -f $@; exit 1; fi
+endef
+
+build/helios/core.so: $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared -o $@ $(OBJS) $(LDLIBS)
+	$(check_undefined)
+
+build/obj/%.o: %.c Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(HR_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+build-asan/helios/core.so: $(ASAN_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared $(ASAN_FLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS)
+	$(check_undefined)
+
+build-asan/obj/%.o: %.c Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(HR_CFLAGS) $(CFLAGS) $(ASAN_FLAGS) $(DEPFLAGS) -c -o $@ $<
+
+build/sim_bench: $(BENCH_OBJS)
+	$(CC) -o $@ $(BENCH_OBJS) $(LDLIBS)
+
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)
+
+# Each runner writes its counts to $(HELIOS_RESULTS)/NAME.counts when `make check` sets it.
+test:
+	@.ci/deps
+	@$(MAKE) --no-print-directory build
+	@.ci/busted-run test $(BUSTED) -o TAP
+
+# The module is built with the sanitizers but luajit is not, so the ASan runtime must be
+# the first library in the process: LD_PRELOAD it. busted runs directly under luajit
+# (--ignore-lua) so the preloaded process is the one that loads the module; the "asan" task
+# of .busted points cpath at build-asan/.
+# Leak checking is off by default: memory LuaJIT and busted's C modules hold at exit would be
+# reported as leaks of the process, burying ours. Measured on this tree, though, busted exits
+# with os.exit(code, true), which closes the Lua state and runs every __gc, and the suite
+# reports no leaks: `make test-asan ASAN_LEAKS=1` turns it on.
+ASAN_LEAKS ?= 0
+test-asan:
+	@.ci/deps
+	@$(MAKE) --no-print-directory build-asan/helios/core.so
+	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=$(ASAN_LEAKS):abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	HELIOS_SEEDS=$(ASAN_SEEDS) \
+	.ci/busted-run test-asan luajit "$$(command -v $(BUSTED))" --ignore-lua --run=asan -o TAP
+
+bench:
+	@test -f csrc/sim/sim_bench.c || { echo "bench: csrc/sim/sim_bench.c does not exist yet" >&2; exit 1; }
+	@$(MAKE) --no-print-directory build/sim_bench
+	build/sim_bench
+
+rock-check:
+	@.ci/deps
+	@HELIOS_SRC_DIRS="$(SRC_DIRS)" .ci/rock-check
+
+# What CI runs (.ci/run). Every runner runs even if an earlier one failed; the last line is
+# the sum over all of them.
+check:
+	@rm -rf build/results
+	@rc=0; \
+	for t in test test-asan rock-check; do \
+		echo "== make $$t"; \
+		HELIOS_RESULTS=$(CURDIR)/build/results $(MAKE) --no-print-directory $$t || rc=1; \
+	done; \
+	echo "== summary"; \
+	.ci/sum-results build/results test test-asan rock-check || rc=1; \
+	exit $$rc
+
+demo:
+	@.ci/deps
+	@$(MAKE) --no-print-directory build
+	bin/helios sim --nodes 3
+
+# Also what an in-place `luarocks make` leaves behind (objects next to sources, ./helios/).
+clean:
+	rm -rf build build-asan
+	rm -f $(wildcard csrc/*/*.o) helios/core.so
+	@rmdir helios 2>/dev/null || true

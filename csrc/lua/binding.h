@@ -1,0 +1,84 @@
+/*
+ * binding.h: internals shared by the files of the Lua module `helios.core` (csrc/lua).
+ *
+ * The module is split by concern: module.c (luaopen_helios_core, constants), config.c (Lua
+ * options tables into C structs, with errors that name the field), sim_binding.c (the
+ * "helios.sim" userdata and its methods), sim_hooks.c (calls from the simulator into Lua,
+ * always protected), sim_views.c (status and stats tables).
+ *
+ * Threading: everything runs on the thread that owns the lua_State.
+ */
+#ifndef HR_LUA_BINDING_H
+#define HR_LUA_BINDING_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../sim/sim.h"
+
+#define HR_VERSION "0.1.0-dev"
+#define HR_LUA_SIM_MT "helios.sim"
+
+/*
+ * The userdata behind a sim. Its environment table (lua_setfenv) holds the Lua hook
+ * functions, so that the garbage collector sees the cycle userdata -> hooks -> cluster ->
+ * userdata and can collect it (a registry reference would pin it forever).
+ */
+struct hr__lsim {
+    struct hr_sim *sim;
+    uint64_t seed;
+    uint32_t n;
+    /* The lua_State and stack slot of the hooks table of the innermost binding call that
+     * may run hooks (hooks may propose, which nests a call; each call saves and restores). */
+    lua_State *L;
+    int hooks_idx;
+    int in_hook;    /* > 0 while a hook runs Lua code: run/step/crash/restart refuse */
+    char *hook_err; /* the first hook failure (malloc'd), or NULL */
+};
+
+/* Saved binding-call context, for nesting (see hr__lsim_enter). */
+struct hr__lsim_frame {
+    lua_State *L;
+    int hooks_idx;
+};
+
+/* config.c. Each raises a Lua error naming the field on bad input. The table is at idx. */
+void hr__lua_read_config(lua_State *L, int idx, struct hr_config *c);
+/* Network description; fields that are absent keep their value in *net. */
+void hr__lua_read_net(lua_State *L, int idx, const char *what, struct hr_sim_net *net);
+/* A {min, max} pair of non-negative integers (milliseconds). */
+void hr__lua_read_range(lua_State *L, int idx, const char *what, uint32_t *min, uint32_t *max);
+/* An integer in [lo, hi] at stack index idx, or raise "<what> must be ...". */
+uint64_t hr__lua_check_uint(lua_State *L, int idx, const char *what, uint64_t lo, uint64_t hi);
+
+/* sim_hooks.c. The hooks table (the userdata's environment) is an array with these slots;
+ * the C functions are stored there at creation so that a hook never allocates outside a
+ * protected call. */
+enum {
+    HR__HOOK_APPLY = 1,     /* fn(id, index, term, type, command, time_ms) */
+    HR__HOOK_STATE = 2,     /* fn(id, role, term, leader) */
+    HR__HOOK_START = 3,     /* fn(id) */
+    HR__HOOK_TRACEBACK = 4, /* hr__lsim_traceback */
+    HR__HOOK_TRAMPOLINE = 5 /* hr__lsim_trampoline */
+};
+int hr__lsim_traceback(lua_State *L);
+int hr__lsim_trampoline(lua_State *L);
+extern const struct hr_sim_hooks hr__lsim_hooks_template;
+void hr__lsim_enter(lua_State *L, struct hr__lsim *s, int ud_idx, struct hr__lsim_frame *saved);
+void hr__lsim_leave(struct hr__lsim *s, lua_State *L, const struct hr__lsim_frame *saved);
+/* Record a failure message (only the first one is kept). */
+void hr__lsim_set_error(struct hr__lsim *s, const char *msg);
+
+/* sim_views.c: push a table, or nil while the node is crashed. */
+void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id);
+void hr__lsim_push_stats(lua_State *L, struct hr__lsim *s, hr_id_t id);
+const char *hr__lua_role_name(int role);
+const char *hr__lua_entry_type_name(int type);
+
+/* module.c: the entry point (the one exported symbol without the hr_ prefix). */
+int luaopen_helios_core(lua_State *L);
+
+/* sim_binding.c: registers the metatable and pushes the sim_new function. */
+void hr__lua_open_sim(lua_State *L);
+
+#endif

@@ -1,0 +1,474 @@
+/*
+ * sim_binding.c: the "helios.sim" userdata, a struct hr_sim seen from Lua.
+ *
+ *   local s = core.sim_new{ n = 3, seed = 42, config = { election_timeout_ms = 150 },
+ *                           network = { drop = 0.1 }, disk_latency_ms = { 1, 5 },
+ *                           apply = function(id, index, term, type, cmd, time_ms) end,
+ *                           state = function(id, role, term, leader) end,
+ *                           start = function(id) end }
+ *   s:run_until(1000)  --> true, or nil and the message of what stopped the simulation
+ *
+ * Node ids are the C ids 1..n here; lua/helios/sim.lua names them "n1".."nN". This is the
+ * low-level layer: expected failures come back as values (nil, message or nil, code,
+ * message) and sim.lua turns them into the API of API.md; argument errors raise.
+ *
+ * Hooks run while the simulator is inside a step. They may propose (the node supports
+ * re-entrant proposals) but not run, step, crash, restart or close the sim: those would
+ * free or re-enter state that C frames below the hook are still using. They raise instead.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+static struct hr__lsim *check_sim(lua_State *L)
+{
+    struct hr__lsim *s = luaL_checkudata(L, 1, HR_LUA_SIM_MT);
+    if (s->sim == NULL) {
+        luaL_error(L, "sim: already closed");
+    }
+    return s;
+}
+
+static void refuse_in_hook(lua_State *L, struct hr__lsim *s, const char *method)
+{
+    if (s->in_hook > 0) {
+        luaL_error(L,
+                   "sim:%s called from inside a hook (fsm apply, observer or fsm "
+                   "constructor); only propose is allowed there",
+                   method);
+    }
+}
+
+static hr_id_t check_id(lua_State *L, struct hr__lsim *s, int idx)
+{
+    return (hr_id_t)hr__lua_check_uint(L, idx, "node id", 1, s->n);
+}
+
+/* The message of whatever stopped the simulation: a hook failure first (the simulator
+ * only knows that a hook returned non-zero), else the simulator's own. */
+static const char *stop_message(struct hr__lsim *s)
+{
+    if (s->hook_err != NULL) {
+        return s->hook_err;
+    }
+    const char *e = hr_sim_error(s->sim);
+    return e;
+}
+
+/* After a run: true, or nil and the message. rc as hr_sim_step. */
+static int push_run_result(lua_State *L, struct hr__lsim *s, int rc, bool ran)
+{
+    const char *e = stop_message(s);
+    if (rc < 0 || e != NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, e != NULL ? e : "sim: the simulation stopped");
+        return 2;
+    }
+    lua_pushboolean(L, ran);
+    return 1;
+}
+
+static int l_step(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    refuse_in_hook(L, s, "step");
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_step(s->sim);
+    hr__lsim_leave(s, L, &saved);
+    return push_run_result(L, s, rc, rc == 1);
+}
+
+static int l_run_until(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    refuse_in_hook(L, s, "run_until");
+    hr_time_t until = hr__lua_check_uint(L, 2, "sim:run_until: time", 0, (1ULL << 53));
+    if (until < hr_sim_now(s->sim)) {
+        until = hr_sim_now(s->sim); /* time does not go back */
+    }
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_run_until(s->sim, until);
+    hr__lsim_leave(s, L, &saved);
+    return push_run_result(L, s, rc, true);
+}
+
+static int l_check(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_check(s->sim);
+    hr__lsim_leave(s, L, &saved);
+    return push_run_result(L, s, rc, true);
+}
+
+static int l_error(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    const char *e = stop_message(s);
+    if (e == NULL) {
+        lua_pushnil(L);
+    } else {
+        lua_pushstring(L, e);
+    }
+    return 1;
+}
+
+static int push_fault_result(lua_State *L, int rc, const char *what)
+{
+    if (rc == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, hr_err_name(rc));
+    lua_pushfstring(L, "%s: %s", what, hr_strerror(rc));
+    return 3;
+}
+
+/* crash, restart, disconnect, connect: all (sim, id) -> true or nil, code, message. */
+static int fault(lua_State *L, int (*fn)(struct hr_sim *, hr_id_t), const char *name, bool hooks)
+{
+    struct hr__lsim *s = check_sim(L);
+    if (hooks) {
+        refuse_in_hook(L, s, name);
+    }
+    hr_id_t id = check_id(L, s, 2);
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = fn(s->sim, id);
+    hr__lsim_leave(s, L, &saved);
+    return push_fault_result(L, rc, name);
+}
+
+static int l_crash(lua_State *L)
+{
+    return fault(L, hr_sim_crash, "crash", true);
+}
+
+static int l_restart(lua_State *L)
+{
+    return fault(L, hr_sim_restart, "restart", true);
+}
+
+static int l_disconnect(lua_State *L)
+{
+    return fault(L, hr_sim_disconnect, "disconnect", false);
+}
+
+static int l_connect(lua_State *L)
+{
+    return fault(L, hr_sim_connect, "connect", false);
+}
+
+/* partition({ g1, g2, ..., gn }): the group number of each node, in id order. */
+static int l_partition(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    uint32_t group[HR_MAX_NODES];
+    for (uint32_t i = 0; i < s->n; i++) {
+        lua_rawgeti(L, 2, (int)i + 1);
+        group[i] = (uint32_t)hr__lua_check_uint(L, -1, "sim:partition: group", 0, UINT32_MAX);
+        lua_pop(L, 1);
+    }
+    int rc = hr_sim_partition(s->sim, group, s->n);
+    return push_fault_result(L, rc, "partition");
+}
+
+static int l_heal(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_sim_heal(s->sim);
+    return 0;
+}
+
+/* set_network{ drop, duplicate, delay_ms = {min, max}, reorder }: the whole network; fields
+ * not given take their defaults (so set_network{} is the reliable network again). */
+static int l_set_network(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    struct hr_sim_options o;
+    hr_sim_options_defaults(&o);
+    hr__lua_read_net(L, 2, "network", &o.net);
+    hr_sim_set_network(s->sim, &o.net);
+    return 0;
+}
+
+/* propose(id, command) -> index, term or nil, code, message. */
+static int l_propose(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t id = check_id(L, s, 2);
+    if (lua_type(L, 3) != LUA_TSTRING) {
+        return luaL_error(L,
+                          "Usage: sim:propose(id, command): command must be a string "
+                          "(got %s)",
+                          luaL_typename(L, 3));
+    }
+    size_t len;
+    const char *cmd = lua_tolstring(L, 3, &len);
+    if (!hr_sim_alive(s->sim, id)) {
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(HR_ESHUTDOWN));
+        lua_pushliteral(L, "propose: the node is crashed");
+        return 3;
+    }
+    hr_index_t index = 0;
+    hr_term_t term = 0;
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_propose(s->sim, id, HR_ENTRY_COMMAND, cmd, len, &index, &term);
+    hr__lsim_leave(s, L, &saved);
+    if (rc != 0) {
+        return push_fault_result(L, rc, "propose");
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    lua_pushnumber(L, (lua_Number)term);
+    return 2;
+}
+
+static int l_alive(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    lua_pushboolean(L, hr_sim_alive(s->sim, check_id(L, s, 2)));
+    return 1;
+}
+
+static int l_connected(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    lua_pushboolean(L, hr_sim_connected(s->sim, check_id(L, s, 2)));
+    return 1;
+}
+
+/* state(id) -> role, term, leader (0: none), or nil while the node is crashed. The cheap
+ * view for polling (c:leader() runs after every virtual millisecond of run_until). */
+static int l_state(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    struct hr_raft *r = hr_sim_raft(s->sim, check_id(L, s, 2));
+    if (r == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
+    lua_pushnumber(L, (lua_Number)hr_raft_term(r));
+    lua_pushnumber(L, (lua_Number)hr_raft_leader(r));
+    return 3;
+}
+
+static int l_status(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr__lsim_push_status(L, s, check_id(L, s, 2));
+    return 1;
+}
+
+static int l_stats(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr__lsim_push_stats(L, s, check_id(L, s, 2));
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hr_sim_now(check_sim(L)->sim));
+    return 1;
+}
+
+static int l_size(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)check_sim(L)->n);
+    return 1;
+}
+
+static int l_seed(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)check_sim(L)->seed);
+    return 1;
+}
+
+static int l_rpc_count(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hr_sim_rpc_count(check_sim(L)->sim));
+    return 1;
+}
+
+static int l_rpc_bytes(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hr_sim_rpc_bytes(check_sim(L)->sim));
+    return 1;
+}
+
+static int l_events(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hr_sim_events(check_sim(L)->sim));
+    return 1;
+}
+
+static void release(struct hr__lsim *s)
+{
+    if (s->sim != NULL) {
+        hr_sim_free(s->sim);
+        s->sim = NULL;
+    }
+    free(s->hook_err);
+    s->hook_err = NULL;
+}
+
+static int l_close(lua_State *L)
+{
+    struct hr__lsim *s = luaL_checkudata(L, 1, HR_LUA_SIM_MT);
+    refuse_in_hook(L, s, "close");
+    release(s);
+    return 0;
+}
+
+static int l_gc(lua_State *L)
+{
+    release(luaL_checkudata(L, 1, HR_LUA_SIM_MT));
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct hr__lsim *s = luaL_checkudata(L, 1, HR_LUA_SIM_MT);
+    char buf[128];
+    if (s->sim == NULL) {
+        snprintf(buf, sizeof buf, "helios.sim (closed)");
+    } else {
+        snprintf(buf, sizeof buf,
+                 "helios.sim: %" PRIu32 " nodes, seed %" PRIu64 ", t=%" PRIu64 " ms", s->n, s->seed,
+                 (uint64_t)hr_sim_now(s->sim));
+    }
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* Read an optional hook function from opts (at index 1) into hooks table slot. */
+static void read_hook(lua_State *L, int hooks, const char *name, int slot)
+{
+    lua_getfield(L, 1, name);
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
+        luaL_error(L, "sim_new: %s must be a function (got %s)", name, luaL_typename(L, -1));
+    }
+    lua_rawseti(L, hooks, slot);
+}
+
+static int l_sim_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    struct hr_sim_options o;
+    hr_sim_options_defaults(&o);
+
+    lua_getfield(L, 1, "n");
+    o.n = (uint32_t)hr__lua_check_uint(L, -1, "sim: n", 1, HR_MAX_NODES);
+    lua_getfield(L, 1, "seed");
+    if (!lua_isnil(L, -1)) {
+        o.seed = hr__lua_check_uint(L, -1, "sim: seed", 0, (1ULL << 53));
+    }
+    lua_getfield(L, 1, "config");
+    hr__lua_read_config(L, -1, &o.config);
+    lua_getfield(L, 1, "network");
+    if (!lua_isnil(L, -1)) {
+        hr__lua_read_net(L, -1, "network", &o.net);
+    }
+    lua_getfield(L, 1, "disk_latency_ms");
+    if (!lua_isnil(L, -1)) {
+        hr__lua_read_range(L, -1, "disk_latency_ms", &o.disk_min_ms, &o.disk_max_ms);
+    }
+    lua_settop(L, 1);
+
+    struct hr__lsim *s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    int ud = lua_gettop(L);
+    luaL_getmetatable(L, HR_LUA_SIM_MT);
+    lua_setmetatable(L, ud);
+
+    lua_createtable(L, HR__HOOK_TRAMPOLINE, 0);
+    int hooks = lua_gettop(L);
+    read_hook(L, hooks, "apply", HR__HOOK_APPLY);
+    read_hook(L, hooks, "state", HR__HOOK_STATE);
+    read_hook(L, hooks, "start", HR__HOOK_START);
+    lua_pushcfunction(L, hr__lsim_traceback);
+    lua_rawseti(L, hooks, HR__HOOK_TRACEBACK);
+    lua_pushcfunction(L, hr__lsim_trampoline);
+    lua_rawseti(L, hooks, HR__HOOK_TRAMPOLINE);
+    lua_setfenv(L, ud);
+
+    s->n = o.n;
+    s->seed = o.seed;
+    struct hr_sim_hooks h = hr__lsim_hooks_template;
+    h.ctx = s;
+    char err[256] = "";
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, ud, &saved);
+    s->sim = hr_sim_new(&o, &h, err, sizeof err);
+    hr__lsim_leave(s, L, &saved);
+    if (s->hook_err != NULL) {
+        /* A node's FSM constructor failed: no half-built cluster. */
+        lua_pushstring(L, s->hook_err);
+        release(s);
+        return lua_error(L);
+    }
+    if (s->sim == NULL) {
+        return luaL_error(L, "sim_new: %s", err[0] != '\0' ? err : "failed");
+    }
+    lua_settop(L, ud);
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"step", l_step},
+    {"run_until", l_run_until},
+    {"check", l_check},
+    {"error", l_error},
+    {"crash", l_crash},
+    {"restart", l_restart},
+    {"disconnect", l_disconnect},
+    {"connect", l_connect},
+    {"partition", l_partition},
+    {"heal", l_heal},
+    {"set_network", l_set_network},
+    {"propose", l_propose},
+    {"alive", l_alive},
+    {"connected", l_connected},
+    {"state", l_state},
+    {"status", l_status},
+    {"stats", l_stats},
+    {"now", l_now},
+    {"size", l_size},
+    {"seed", l_seed},
+    {"rpc_count", l_rpc_count},
+    {"rpc_bytes", l_rpc_bytes},
+    {"events", l_events},
+    {"close", l_close},
+    {NULL, NULL},
+};
+
+void hr__lua_open_sim(lua_State *L)
+{
+    /* luaopen_helios_core runs once per lua_State (it caches its table), so the metatable
+     * is created once; if another copy of the module made it, reuse it as it is. */
+    if (luaL_newmetatable(L, HR_LUA_SIM_MT)) {
+        lua_pushliteral(L, HR_LUA_SIM_MT);
+        lua_setfield(L, -2, "__name");
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_sim_new);
+}

@@ -1,0 +1,197 @@
+/*
+ * sim_hooks.c: the simulator's calls into Lua (struct hr_sim_hooks).
+ *
+ * The simulator calls these from inside hr_sim_step and friends, with C frames of the
+ * simulator, the node and the core on the stack. A Lua error must never longjmp through
+ * them (it would skip their cleanup and leave a node half-updated), so a hook does nothing
+ * that can raise outside lua_pcall: it only fetches values that already exist (lua_rawgeti
+ * on the hooks table, light userdata), and a C trampoline pushes the arguments (which
+ * allocates) inside the protected call. Errors get a traceback from the message handler.
+ * The first failure is recorded on the sim (hr__lsim_set_error); the apply hook then
+ * returns non-zero so that the simulator stops, and the binding call that ran the step
+ * reports it.
+ *
+ * The hooks table is the userdata's environment (see binding.h); every binding call that
+ * may run hooks pushes it on its stack first (hr__lsim_enter), so a hook finds it at
+ * s->L / s->hooks_idx.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+void hr__lsim_enter(lua_State *L, struct hr__lsim *s, int ud_idx, struct hr__lsim_frame *saved)
+{
+    saved->L = s->L;
+    saved->hooks_idx = s->hooks_idx;
+    lua_getfenv(L, ud_idx);
+    s->L = L;
+    s->hooks_idx = lua_gettop(L);
+}
+
+void hr__lsim_leave(struct hr__lsim *s, lua_State *L, const struct hr__lsim_frame *saved)
+{
+    (void)L;
+    s->L = saved->L;
+    s->hooks_idx = saved->hooks_idx;
+}
+
+void hr__lsim_set_error(struct hr__lsim *s, const char *msg)
+{
+    if (s->hook_err != NULL) {
+        return;
+    }
+    size_t len = strlen(msg);
+    s->hook_err = malloc(len + 1);
+    if (s->hook_err != NULL) {
+        memcpy(s->hook_err, msg, len + 1);
+    }
+}
+
+/* Message handler: the error as a string, with a traceback of the Lua code that raised. */
+int hr__lsim_traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+            msg = lua_tostring(L, -1);
+        } else {
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+        }
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+struct hook_call {
+    int slot; /* HR__HOOK_APPLY ... */
+    hr_id_t id;
+    const struct hr_entry *e;
+    int role;
+    hr_term_t term;
+    hr_id_t leader;
+};
+
+/* Protected: (call, fn) -> fn(arguments of the call). */
+int hr__lsim_trampoline(lua_State *L)
+{
+    const struct hook_call *c = lua_touserdata(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushnumber(L, (lua_Number)c->id);
+    switch (c->slot) {
+    case HR__HOOK_APPLY: {
+        const struct hr_entry *e = c->e;
+        lua_pushnumber(L, (lua_Number)e->index);
+        lua_pushnumber(L, (lua_Number)e->term);
+        lua_pushstring(L, hr__lua_entry_type_name(e->type));
+        lua_pushlstring(L, e->data != NULL ? (const char *)e->data->data : "",
+                        hr_blob_len(e->data));
+        lua_pushnumber(L, (lua_Number)e->time_ms);
+        lua_call(L, 6, 0);
+        break;
+    }
+    case HR__HOOK_STATE:
+        lua_pushstring(L, hr__lua_role_name(c->role));
+        lua_pushnumber(L, (lua_Number)c->term);
+        lua_pushnumber(L, (lua_Number)c->leader);
+        lua_call(L, 4, 0);
+        break;
+    default:
+        lua_call(L, 1, 0);
+        break;
+    }
+    return 0;
+}
+
+/* Call the Lua hook of c->slot if there is one. 0, or -1 with the error recorded (what
+ * describes the call for the message). */
+static int call_hook(struct hr__lsim *s, struct hook_call *c, const char *what)
+{
+    lua_State *L = s->L;
+    if (L == NULL) {
+        /* A hook outside any binding call: the simulator's contract says this cannot
+         * happen; refuse rather than touch a stale stack. */
+        hr__lsim_set_error(s, "sim: hook called outside a binding call");
+        return -1;
+    }
+    if (!lua_checkstack(L, 8)) {
+        hr__lsim_set_error(s, "sim: Lua stack overflow in a hook");
+        return -1;
+    }
+    int base = lua_gettop(L);
+    lua_rawgeti(L, s->hooks_idx, c->slot);
+    if (lua_isnil(L, -1)) {
+        lua_settop(L, base);
+        return 0;
+    }
+    lua_rawgeti(L, s->hooks_idx, HR__HOOK_TRACEBACK);
+    lua_rawgeti(L, s->hooks_idx, HR__HOOK_TRAMPOLINE);
+    lua_pushlightuserdata(L, c);
+    lua_pushvalue(L, base + 1);
+    s->in_hook++;
+    int rc = lua_pcall(L, 2, 0, base + 2);
+    s->in_hook--;
+    if (rc != 0) {
+        const char *err = lua_tostring(L, -1);
+        if (err == NULL) {
+            err = rc == LUA_ERRMEM ? "out of memory" : "error in the error handler";
+        }
+        size_t len = strlen(what) + strlen(err) + 16;
+        char *msg = malloc(len);
+        if (msg != NULL) {
+            snprintf(msg, len, "%s failed: %s", what, err);
+            hr__lsim_set_error(s, msg);
+            free(msg);
+        } else {
+            hr__lsim_set_error(s, err);
+        }
+    }
+    lua_settop(L, base);
+    return rc == 0 ? 0 : -1;
+}
+
+static int apply_hook(void *ctx, hr_id_t id, const struct hr_entry *e)
+{
+    struct hr__lsim *s = ctx;
+    if (s->hook_err != NULL) {
+        return -1; /* an earlier hook failed: stop the simulation now */
+    }
+    struct hook_call c = {.slot = HR__HOOK_APPLY, .id = id, .e = e};
+    char what[96];
+    snprintf(what, sizeof what, "fsm apply on n%" PRIu64 " at index %" PRIu64, id, e->index);
+    return call_hook(s, &c, what) == 0 ? 0 : -1;
+}
+
+static void state_hook(void *ctx, hr_id_t id, int role, hr_term_t term, hr_id_t leader)
+{
+    struct hr__lsim *s = ctx;
+    if (s->hook_err != NULL) {
+        return;
+    }
+    struct hook_call c = {
+        .slot = HR__HOOK_STATE, .id = id, .role = role, .term = term, .leader = leader};
+    char what[96];
+    snprintf(what, sizeof what, "state observer on n%" PRIu64, id);
+    call_hook(s, &c, what);
+}
+
+static void start_hook(void *ctx, hr_id_t id)
+{
+    struct hr__lsim *s = ctx;
+    if (s->hook_err != NULL) {
+        return;
+    }
+    struct hook_call c = {.slot = HR__HOOK_START, .id = id};
+    char what[96];
+    snprintf(what, sizeof what, "fsm start on n%" PRIu64, id);
+    call_hook(s, &c, what);
+}
+
+const struct hr_sim_hooks hr__lsim_hooks_template = {
+    .ctx = NULL,
+    .apply = apply_hook,
+    .state = state_hook,
+    .start = start_hook,
+};

@@ -1,0 +1,368 @@
+/*
+ * storage_binding.c: Lua access to the synchronous storage log (csrc/storage/log.h), for
+ * specs, the crash test, the inspect command and the benchmark.
+ *
+ *   local core = require("helios.core")
+ *   local st, info = core.storage_open("./data", { segment_size = 1048576 })
+ *                                    -- or nil, code, message ("EBUSY", "ECORRUPT", ...)
+ *   st:append{ { index = 1, term = 1, type = 1, data = "x", time_ms = 0 }, ... }
+ *   st:sync()                        -- true or nil, code, message
+ *   st:truncate(from_index)  st:compact(below_index)
+ *   st:entries(lo, hi)               -- list of { index, term, type, data, time_ms }
+ *   st:first_index()  st:last_index()  st:last_term()
+ *   st:set_meta(term, vote)  st:meta() --> term, vote
+ *   st:fault("write" | "sync", count, "ENOSPC" | "EIO" | "EROFS")   -- test hook
+ *   st:retry()  st:stats()  st:close()
+ *   local ok, report = core.storage_inspect("./data")
+ *   local r = core.storage_bench(dir, writers, entries, entry_size)
+ *             -- { appends, fsyncs, rounds, seconds, appends_per_s, fsyncs_per_s,
+ *             --   baseline_fsyncs_per_s }
+ *
+ * Expected failures return nil, code (hr_err_name), message; misuse raises "Usage: ...".
+ */
+#define _GNU_SOURCE /* open_memstream under -std=c11 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../storage/log.h"
+#include "../storage/throughput.h"
+#include "storage_binding.h"
+
+#define STORAGE_MT "helios.storage"
+
+struct lstore {
+    struct hr_log *log;
+    char dir[512];
+};
+
+static struct lstore *check_store(lua_State *L)
+{
+    struct lstore *s = luaL_checkudata(L, 1, STORAGE_MT);
+    if (s->log == NULL) {
+        luaL_error(L, "storage: used after close");
+    }
+    return s;
+}
+
+static int push_fail(lua_State *L, int rc, const char *msg)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, hr_err_name(rc));
+    lua_pushstring(L, msg);
+    return 3;
+}
+
+static int result(lua_State *L, struct lstore *s, int rc)
+{
+    if (rc != 0) {
+        return push_fail(L, rc, hr_log_errmsg(s->log));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static uint64_t check_u64(lua_State *L, int idx, const char *usage)
+{
+    if (lua_type(L, idx) != LUA_TNUMBER) {
+        luaL_error(L, "Usage: %s", usage);
+    }
+    lua_Number v = lua_tonumber(L, idx);
+    if (v < 0 || v > 9007199254740992.0 || v != (lua_Number)(uint64_t)v) {
+        luaL_error(L, "Usage: %s (non-negative integer expected)", usage);
+    }
+    return (uint64_t)v;
+}
+
+static uint64_t field_u64(lua_State *L, int t, const char *name, uint64_t dflt)
+{
+    lua_getfield(L, t, name);
+    uint64_t v = dflt;
+    if (!lua_isnil(L, -1)) {
+        v = check_u64(L, lua_gettop(L), "st:append{ {index=, term=, type=, data=, time_ms=} }");
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int l_open(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    struct hr_log_options o;
+    hr_log_options_default(&o);
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "segment_size");
+        if (!lua_isnil(L, -1)) {
+            o.segment_size = check_u64(L, -1, "core.storage_open(dir[, {segment_size=}])");
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "cache_bytes");
+        if (!lua_isnil(L, -1)) {
+            o.cache_bytes = check_u64(L, -1, "core.storage_open(dir[, {cache_bytes=}])");
+        }
+        lua_pop(L, 1);
+    }
+    struct lstore *s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    luaL_getmetatable(L, STORAGE_MT);
+    lua_setmetatable(L, -2);
+    char err[1024], info[2048];
+    int rc = hr_log_open(dir, &o, &s->log, err, sizeof err, info, sizeof info);
+    if (rc != 0) {
+        return push_fail(L, rc, err);
+    }
+    lua_pushstring(L, info);
+    return 2;
+}
+
+static int l_append(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = lua_objlen(L, 2);
+    struct hr_log_entry *e = lua_newuserdata(L, (n > 0 ? n : 1) * sizeof *e);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (int)i + 1);
+        int t = lua_gettop(L);
+        luaL_argcheck(L, lua_istable(L, t), 2, "list of entry tables expected");
+        e[i].index = field_u64(L, t, "index", 0);
+        e[i].term = field_u64(L, t, "term", 0);
+        e[i].type = (uint8_t)field_u64(L, t, "type", 1);
+        e[i].time_ms = field_u64(L, t, "time_ms", 0);
+        lua_getfield(L, t, "data");
+        size_t len = 0;
+        const char *d = lua_isnil(L, -1) ? "" : luaL_checklstring(L, -1, &len);
+        /* The string stays referenced by the argument table until we return. */
+        lua_pop(L, 1);
+        e[i].data = (const unsigned char *)d;
+        e[i].len = (uint32_t)len;
+        lua_pop(L, 1);
+    }
+    return result(L, s, hr_log_append(s->log, e, n));
+}
+
+static int l_sync(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    return result(L, s, hr_log_sync(s->log));
+}
+
+static int l_truncate(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    return result(L, s, hr_log_truncate(s->log, check_u64(L, 2, "st:truncate(from_index)")));
+}
+
+static int l_compact(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    return result(L, s, hr_log_compact(s->log, check_u64(L, 2, "st:compact(below_index)")));
+}
+
+static int l_entries(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    uint64_t lo = check_u64(L, 2, "st:entries(lo, hi)");
+    uint64_t hi = check_u64(L, 3, "st:entries(lo, hi)");
+    struct hr_log_entry *e;
+    size_t n;
+    int rc = hr_log_read(s->log, lo, hi, &e, &n);
+    if (rc != 0) {
+        return push_fail(L, rc, hr_log_errmsg(s->log));
+    }
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushnumber(L, (lua_Number)e[i].index);
+        lua_setfield(L, -2, "index");
+        lua_pushnumber(L, (lua_Number)e[i].term);
+        lua_setfield(L, -2, "term");
+        lua_pushnumber(L, e[i].type);
+        lua_setfield(L, -2, "type");
+        lua_pushnumber(L, (lua_Number)e[i].time_ms);
+        lua_setfield(L, -2, "time_ms");
+        lua_pushlstring(L, (const char *)e[i].data, e[i].len);
+        lua_setfield(L, -2, "data");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    free(e);
+    return 1;
+}
+
+static int l_first_index(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hr_log_first_index(check_store(L)->log));
+    return 1;
+}
+
+static int l_last_index(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hr_log_last_index(check_store(L)->log));
+    return 1;
+}
+
+static int l_last_term(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)hr_log_last_term(check_store(L)->log));
+    return 1;
+}
+
+static int l_set_meta(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    uint64_t term = check_u64(L, 2, "st:set_meta(term, vote)");
+    uint64_t vote = check_u64(L, 3, "st:set_meta(term, vote)");
+    return result(L, s, hr_log_set_meta(s->log, term, vote));
+}
+
+static int l_meta(lua_State *L)
+{
+    uint64_t term, vote;
+    hr_log_meta(check_store(L)->log, &term, &vote);
+    lua_pushnumber(L, (lua_Number)term);
+    lua_pushnumber(L, (lua_Number)vote);
+    return 2;
+}
+
+static int l_fault(lua_State *L)
+{
+    static const char *const kinds[] = {"write", "sync", NULL};
+    static const char *const errs[] = {"ENOSPC", "EIO", "EROFS", "EDQUOT", NULL};
+    static const int errnos[] = {ENOSPC, EIO, EROFS, EDQUOT};
+    struct lstore *s = check_store(L);
+    int kind = luaL_checkoption(L, 2, NULL, kinds);
+    unsigned count = (unsigned)check_u64(L, 3, "st:fault(\"write\"|\"sync\", count, errno)");
+    int e = luaL_checkoption(L, 4, "ENOSPC", errs);
+    hr_log_inject_fault(s->log, kind == 0 ? HR_LOG_FAULT_WRITE : HR_LOG_FAULT_SYNC, count,
+                        errnos[e]);
+    return 0;
+}
+
+static int l_retry(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    return result(L, s, hr_log_retry(s->log));
+}
+
+static int l_stats(lua_State *L)
+{
+    struct hr_log_stats st;
+    hr_log_stats(check_store(L)->log, &st);
+    lua_createtable(L, 0, 5);
+    lua_pushnumber(L, (lua_Number)st.syncs);
+    lua_setfield(L, -2, "syncs");
+    lua_pushnumber(L, (lua_Number)st.appends);
+    lua_setfield(L, -2, "appends");
+    lua_pushnumber(L, (lua_Number)st.bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushnumber(L, (lua_Number)st.cache_hits);
+    lua_setfield(L, -2, "cache_hits");
+    lua_pushnumber(L, (lua_Number)st.cache_misses);
+    lua_setfield(L, -2, "cache_misses");
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    struct lstore *s = luaL_checkudata(L, 1, STORAGE_MT);
+    hr_log_close(s->log);
+    s->log = NULL;
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct lstore *s = luaL_checkudata(L, 1, STORAGE_MT);
+    if (s->log == NULL) {
+        lua_pushfstring(L, "helios.storage (closed) %s", s->dir);
+    } else {
+        lua_pushfstring(L, "helios.storage %s [%f..%f]", s->dir,
+                        (lua_Number)hr_log_first_index(s->log),
+                        (lua_Number)hr_log_last_index(s->log));
+    }
+    return 1;
+}
+
+static int l_inspect(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        return luaL_error(L, "storage_inspect: out of memory");
+    }
+    int rc = hr_storage_inspect(dir, f);
+    fclose(f);
+    lua_pushboolean(L, rc == 0);
+    lua_pushlstring(L, buf, len);
+    free(buf);
+    return 2;
+}
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int l_bench(lua_State *L)
+{
+    const char *usage = "core.storage_bench(dir, writers, entries, entry_size)";
+    const char *dir = luaL_checkstring(L, 1);
+    uint64_t w = check_u64(L, 2, usage), n = check_u64(L, 3, usage), sz = check_u64(L, 4, usage);
+    if (w == 0 || w > 100000 || sz > (1u << 20)) {
+        return luaL_error(L, "Usage: %s", usage);
+    }
+    struct hr_storage_bench_result r;
+    char err[1024];
+    int rc = hr_storage_bench(dir, (unsigned)w, n, (size_t)sz, &r, err, sizeof err);
+    if (rc != 0) {
+        return push_fail(L, rc, err);
+    }
+    lua_createtable(L, 0, 7);
+    set_num(L, "appends", (double)r.appends);
+    set_num(L, "fsyncs", (double)r.fsyncs);
+    set_num(L, "rounds", (double)r.rounds);
+    set_num(L, "seconds", r.seconds);
+    set_num(L, "appends_per_s", r.appends_per_s);
+    set_num(L, "fsyncs_per_s", r.fsyncs_per_s);
+    set_num(L, "baseline_fsyncs_per_s", r.baseline_fsyncs_per_s);
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"append", l_append},       {"sync", l_sync},         {"truncate", l_truncate},
+    {"compact", l_compact},     {"entries", l_entries},   {"first_index", l_first_index},
+    {"last_index", l_last_index}, {"last_term", l_last_term}, {"set_meta", l_set_meta},
+    {"meta", l_meta},           {"fault", l_fault},       {"retry", l_retry},
+    {"stats", l_stats},         {"close", l_close},       {NULL, NULL},
+};
+
+int hr__lua_open_storage(lua_State *L)
+{
+    if (luaL_newmetatable(L, STORAGE_MT)) {
+        lua_newtable(L);
+        luaL_register(L, NULL, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, STORAGE_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_open);
+    lua_setfield(L, -2, "storage_open");
+    lua_pushcfunction(L, l_inspect);
+    lua_setfield(L, -2, "storage_inspect");
+    lua_pushcfunction(L, l_bench);
+    lua_setfield(L, -2, "storage_bench");
+    return 0;
+}

@@ -1,0 +1,542 @@
+/* check.c: see check.h. */
+#include "check.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Log matching: what the first node to append (index, term) appended. */
+struct lm_slot {
+    hr_index_t index; /* 0: empty */
+    hr_term_t term;
+    uint64_t hash;
+    hr_term_t prev;
+    hr_id_t by;
+};
+
+struct committed {
+    hr_term_t term; /* 0: not known committed */
+    uint64_t hash;
+    /* The term of the node that first saw it committed: at least the term in which it was
+     * committed, so only leaders of later terms are bound to hold it (a stale leader of an
+     * older term may legitimately lack it). */
+    hr_term_t commit_term;
+    hr_id_t by;
+};
+
+struct applied {
+    hr_term_t term; /* 0: not applied anywhere yet */
+    uint64_t hash;
+    hr_id_t by;
+};
+
+struct cnode {
+    struct hr_node *node; /* NULL while crashed */
+    struct hr_raft *r;
+    hr_index_t last_applied, last_commit;
+    hr_term_t leader_term; /* the term in which it was last checked as a new leader */
+};
+
+struct hr__check {
+    uint32_t n;
+    struct cnode *nodes; /* nodes[id - 1] */
+    struct lm_slot *lm;
+    size_t lm_cap, lm_n;
+    hr_id_t *leaders; /* leaders[term] */
+    size_t leaders_cap;
+    struct committed *com; /* com[index] */
+    size_t com_cap;
+    hr_index_t com_max;
+    struct applied *app; /* app[index] */
+    size_t app_cap;
+    bool failed;
+    char err[512];
+};
+
+static int fail(struct hr__check *c, const char *fmt, ...)
+{
+    if (!c->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err, sizeof(c->err), fmt, ap);
+        va_end(ap);
+        c->failed = true;
+    }
+    return -1;
+}
+
+/* FNV-1a over 64-bit little-endian words (then the tail bytes): the checker hashes every
+ * entry several times per node, and a word at a time is several times faster than the
+ * byte-wise original while just as good for telling commands apart. */
+static uint64_t fnv1a(uint64_t h, const unsigned char *b, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h ^= w;
+        h *= 0x100000001b3ULL;
+        h ^= h >> 32;
+    }
+    for (; i < len; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* The identity of an entry's content: type, leader timestamp and payload. */
+static uint64_t entry_hash(const struct hr_entry *e)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ e->type;
+    h *= 0x100000001b3ULL;
+    h ^= e->time_ms;
+    h *= 0x100000001b3ULL;
+    h ^= h >> 32;
+    if (e->data != NULL) {
+        h = fnv1a(h, e->data->data, e->data->len);
+    }
+    return h;
+}
+
+/* Grow a zero-filled array so that index `need` is valid. */
+static void *grow(void *v, size_t *cap, size_t need, size_t elem)
+{
+    if (need < *cap) {
+        return v;
+    }
+    size_t ncap = *cap == 0 ? 256 : *cap;
+    while (ncap <= need) {
+        ncap *= 2;
+    }
+    unsigned char *nv = realloc(v, ncap * elem);
+    if (nv == NULL) {
+        abort(); /* a checker that cannot remember cannot check */
+    }
+    memset(nv + *cap * elem, 0, (ncap - *cap) * elem);
+    *cap = ncap;
+    return nv;
+}
+
+static size_t lm_slot_of(hr_index_t index, hr_term_t term, size_t cap)
+{
+    uint64_t x = index * 0x9e3779b97f4a7c15ULL ^ (term + 0x632be59bd9b4e019ULL);
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 29;
+    return (size_t)x & (cap - 1);
+}
+
+static struct lm_slot *lm_find(struct hr__check *c, hr_index_t index, hr_term_t term)
+{
+    if (c->lm_n * 2 >= c->lm_cap) {
+        size_t ncap = c->lm_cap == 0 ? 1024 : c->lm_cap * 2;
+        struct lm_slot *nv = calloc(ncap, sizeof(*nv));
+        if (nv == NULL) {
+            abort();
+        }
+        for (size_t i = 0; i < c->lm_cap; i++) {
+            struct lm_slot *s = &c->lm[i];
+            if (s->index != 0) {
+                size_t j = lm_slot_of(s->index, s->term, ncap);
+                while (nv[j].index != 0) {
+                    j = (j + 1) & (ncap - 1);
+                }
+                nv[j] = *s;
+            }
+        }
+        free(c->lm);
+        c->lm = nv;
+        c->lm_cap = ncap;
+    }
+    size_t j = lm_slot_of(index, term, c->lm_cap);
+    while (c->lm[j].index != 0 && (c->lm[j].index != index || c->lm[j].term != term)) {
+        j = (j + 1) & (c->lm_cap - 1);
+    }
+    return &c->lm[j];
+}
+
+/* Log matching (§5.3): two logs that hold an entry with the same index and term hold the
+ * same command there and agree on every entry before it. Checking the content and the
+ * previous entry's term of each (index, term) against the first node that had it gives the
+ * whole-prefix property by induction. */
+static int lm_put(struct hr__check *c, hr_id_t id, const struct hr_entry *e, hr_term_t prev)
+{
+    uint64_t h = entry_hash(e);
+    struct lm_slot *s = lm_find(c, e->index, e->term);
+    if (s->index == 0) {
+        s->index = e->index;
+        s->term = e->term;
+        s->hash = h;
+        s->prev = prev;
+        s->by = id;
+        c->lm_n++;
+        return 0;
+    }
+    if (s->hash != h) {
+        return fail(c,
+                    "log matching: node %" PRIu64 " has (index %" PRIu64 ", term %" PRIu64
+                    ") with a different command than node %" PRIu64,
+                    id, e->index, e->term, s->by);
+    }
+    if (s->prev != prev) {
+        return fail(c,
+                    "log matching: node %" PRIu64 " has (index %" PRIu64 ", term %" PRIu64
+                    ") with prev term %" PRIu64 " but node %" PRIu64
+                    " has it with prev term %" PRIu64,
+                    id, e->index, e->term, prev, s->by, s->prev);
+    }
+    return 0;
+}
+
+/* Does r hold (index, term) with this content? Compacted indexes count as held. */
+static bool holds(struct hr_raft *r, hr_index_t index, hr_term_t term, uint64_t hash)
+{
+    if (index < hr_raft_first_index(r)) {
+        return true;
+    }
+    const struct hr_entry *e = hr_raft_entry(r, index);
+    return e != NULL && e->term == term && entry_hash(e) == hash;
+}
+
+static int lacks(struct hr__check *c, hr_id_t id, hr_term_t t, hr_index_t i)
+{
+    const struct committed *k = &c->com[i];
+    return fail(c,
+                "leader completeness: node %" PRIu64 ", leader of term %" PRIu64
+                ", lacks (index %" PRIu64 ", term %" PRIu64 ") committed by term %" PRIu64
+                " (seen on node %" PRIu64 ")",
+                id, t, i, k->term, k->commit_term, k->by);
+}
+
+/* §5.4: a leader of term T holds every entry committed before T. With log matching checked
+ * on every append, the newest such entry being present proves the whole prefix, unless
+ * `full` asks to look at each one. */
+static int leader_complete(struct hr__check *c, hr_id_t id, struct hr_raft *r, hr_term_t t,
+                           bool full)
+{
+    for (hr_index_t i = c->com_max; i >= 1; i--) {
+        const struct committed *k = &c->com[i];
+        if (k->term == 0 || k->commit_term >= t) {
+            continue;
+        }
+        if (!holds(r, i, k->term, k->hash)) {
+            return lacks(c, id, t, i);
+        }
+        if (!full) {
+            break;
+        }
+    }
+    return 0;
+}
+
+struct hr__check *hr__check_new(uint32_t n)
+{
+    struct hr__check *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->nodes = calloc(n, sizeof(*c->nodes));
+    if (c->nodes == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->n = n;
+    return c;
+}
+
+void hr__check_free(struct hr__check *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    free(c->nodes);
+    free(c->lm);
+    free(c->leaders);
+    free(c->com);
+    free(c->app);
+    free(c);
+}
+
+void hr__check_attach(struct hr__check *c, hr_id_t id, struct hr_node *node)
+{
+    struct cnode *cn = &c->nodes[id - 1];
+    memset(cn, 0, sizeof(*cn));
+    cn->node = node;
+    cn->r = hr_node_raft(node);
+    cn->last_applied = hr_node_applied(node);
+    cn->last_commit = hr_raft_commit_index(cn->r);
+}
+
+void hr__check_detach(struct hr__check *c, hr_id_t id)
+{
+    memset(&c->nodes[id - 1], 0, sizeof(c->nodes[id - 1]));
+}
+
+int hr__check_append(struct hr__check *c, hr_id_t id, const struct hr_entry *e, size_t n)
+{
+    if (c->failed) {
+        return -1;
+    }
+    struct hr_raft *r = c->nodes[id - 1].r;
+    for (size_t j = 0; j < n; j++) {
+        hr_term_t prev;
+        if (j > 0) {
+            prev = e[j - 1].term;
+        } else if (e[0].index >= hr_raft_first_index(r)) {
+            prev = hr_raft_term_at(r, e[0].index - 1);
+        } else {
+            continue; /* the previous entry is compacted away: nothing to compare */
+        }
+        if (lm_put(c, id, &e[j], prev) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int hr__check_apply(struct hr__check *c, hr_id_t id, const struct hr_entry *e)
+{
+    if (c->failed) {
+        return -1;
+    }
+    struct cnode *cn = &c->nodes[id - 1];
+    if (e->index != cn->last_applied + 1) {
+        return fail(c,
+                    "apply order: node %" PRIu64 " applied index %" PRIu64 " after index %" PRIu64,
+                    id, e->index, cn->last_applied);
+    }
+    cn->last_applied = e->index;
+    hr_index_t commit = hr_raft_commit_index(cn->r);
+    if (e->index > commit) {
+        return fail(
+            c, "apply: node %" PRIu64 " applied index %" PRIu64 " beyond its commit index %" PRIu64,
+            id, e->index, commit);
+    }
+    uint64_t h = entry_hash(e);
+    c->app = grow(c->app, &c->app_cap, e->index, sizeof(*c->app));
+    struct applied *a = &c->app[e->index];
+    if (a->term == 0) {
+        a->term = e->term;
+        a->hash = h;
+        a->by = id;
+    } else if (a->term != e->term || a->hash != h) {
+        return fail(c,
+                    "state machine safety: node %" PRIu64 " applied (index %" PRIu64
+                    ", term %" PRIu64 ") but node %" PRIu64 " applied (index %" PRIu64
+                    ", term %" PRIu64 ")%s",
+                    id, e->index, e->term, a->by, e->index, a->term,
+                    a->term == e->term ? " with a different command" : "");
+    }
+    if (e->index < c->com_cap) {
+        const struct committed *k = &c->com[e->index];
+        if (k->term != 0 && (k->term != e->term || k->hash != h)) {
+            return fail(c,
+                        "state machine safety: node %" PRIu64 " applied (index %" PRIu64
+                        ", term %" PRIu64 ") but (index %" PRIu64 ", term %" PRIu64
+                        ") is committed (seen on node %" PRIu64 ")",
+                        id, e->index, e->term, e->index, k->term, k->by);
+        }
+    }
+    return 0;
+}
+
+/* Node id (in term t) sees index i committed. */
+static int record_commit(struct hr__check *c, hr_id_t id, struct hr_raft *r, hr_index_t i,
+                         hr_term_t t)
+{
+    const struct hr_entry *e = hr_raft_entry(r, i);
+    if (e == NULL) {
+        return 0; /* compacted */
+    }
+    uint64_t h = entry_hash(e);
+    c->com = grow(c->com, &c->com_cap, i, sizeof(*c->com));
+    struct committed *k = &c->com[i];
+    if (k->term != 0) {
+        if (k->term != e->term || k->hash != h) {
+            return fail(c,
+                        "leader completeness: node %" PRIu64 " committed (index %" PRIu64
+                        ", term %" PRIu64 ") but node %" PRIu64 " committed (index %" PRIu64
+                        ", term %" PRIu64 ")%s",
+                        id, i, e->term, k->by, i, k->term,
+                        k->term == e->term ? " with a different command" : "");
+        }
+        return 0;
+    }
+    k->term = e->term;
+    k->hash = h;
+    k->commit_term = t;
+    k->by = id;
+    if (i > c->com_max) {
+        c->com_max = i;
+    }
+    if (i < c->app_cap && c->app[i].term != 0 &&
+        (c->app[i].term != e->term || c->app[i].hash != h)) {
+        return fail(c,
+                    "state machine safety: node %" PRIu64 " applied (index %" PRIu64
+                    ", term %" PRIu64 ") but node %" PRIu64 " committed (index %" PRIu64
+                    ", term %" PRIu64 ")",
+                    c->app[i].by, i, c->app[i].term, id, i, e->term);
+    }
+    /* A new commit binds every current leader of a later term. */
+    for (uint32_t j = 0; j < c->n; j++) {
+        struct cnode *o = &c->nodes[j];
+        if (o->r == NULL || hr_raft_role(o->r) != HR_LEADER) {
+            continue;
+        }
+        hr_term_t ot = hr_raft_term(o->r);
+        if (ot > t && !holds(o->r, i, e->term, h)) {
+            return lacks(c, j + 1, ot, i);
+        }
+    }
+    return 0;
+}
+
+int hr__check_node(struct hr__check *c, hr_id_t id)
+{
+    if (c->failed) {
+        return -1;
+    }
+    struct cnode *cn = &c->nodes[id - 1];
+    struct hr_raft *r = cn->r;
+    if (r == NULL) {
+        return 0;
+    }
+    hr_term_t term = hr_raft_term(r);
+    if (hr_raft_role(r) == HR_LEADER) {
+        /* §5.2 election safety: at most one leader per term, over the whole run. */
+        c->leaders = grow(c->leaders, &c->leaders_cap, term, sizeof(*c->leaders));
+        if (c->leaders[term] == 0) {
+            c->leaders[term] = id;
+        } else if (c->leaders[term] != id) {
+            return fail(c,
+                        "election safety: nodes %" PRIu64 " and %" PRIu64
+                        " were both leaders of term %" PRIu64,
+                        c->leaders[term], id, term);
+        }
+        if (cn->leader_term != term) {
+            cn->leader_term = term;
+            if (leader_complete(c, id, r, term, false) != 0) {
+                return -1;
+            }
+        }
+    }
+    hr_index_t commit = hr_raft_commit_index(r);
+    hr_index_t last = hr_raft_last_index(r);
+    if (commit > last) {
+        return fail(c,
+                    "commit: node %" PRIu64 " has commit index %" PRIu64
+                    " beyond its last index %" PRIu64,
+                    id, commit, last);
+    }
+    if (commit < cn->last_commit) {
+        return fail(
+            c, "commit: node %" PRIu64 "'s commit index went back from %" PRIu64 " to %" PRIu64, id,
+            cn->last_commit, commit);
+    }
+    for (hr_index_t i = cn->last_commit + 1; i <= commit; i++) {
+        if (record_commit(c, id, r, i, term) != 0) {
+            return -1;
+        }
+    }
+    cn->last_commit = commit;
+    hr_index_t applied = hr_node_applied(cn->node);
+    if (applied > commit) {
+        return fail(
+            c, "apply: node %" PRIu64 " applied up to %" PRIu64 " beyond its commit index %" PRIu64,
+            id, applied, commit);
+    }
+    return 0;
+}
+
+/* Pairwise log matching over two whole logs: find the newest index where they hold the
+ * same term; everything up to it must be identical. */
+static int match_pair(struct hr__check *c, hr_id_t ia, struct hr_raft *a, hr_id_t ib,
+                      struct hr_raft *b)
+{
+    hr_index_t first = hr_raft_first_index(a);
+    if (hr_raft_first_index(b) > first) {
+        first = hr_raft_first_index(b);
+    }
+    hr_index_t m = hr_raft_last_index(a);
+    if (hr_raft_last_index(b) < m) {
+        m = hr_raft_last_index(b);
+    }
+    hr_index_t top = 0;
+    for (hr_index_t i = m; i >= first && i > 0; i--) {
+        if (hr_raft_term_at(a, i) == hr_raft_term_at(b, i)) {
+            top = i;
+            break;
+        }
+    }
+    for (hr_index_t j = first; j <= top && j > 0; j++) {
+        const struct hr_entry *ea = hr_raft_entry(a, j);
+        const struct hr_entry *eb = hr_raft_entry(b, j);
+        if (ea->term != eb->term || entry_hash(ea) != entry_hash(eb)) {
+            return fail(c,
+                        "log matching: nodes %" PRIu64 " and %" PRIu64 " both hold (index %" PRIu64
+                        ", term %" PRIu64 ") but differ at index %" PRIu64 " (terms %" PRIu64
+                        " and %" PRIu64 ")",
+                        ia, ib, top, hr_raft_term_at(a, top), j, ea->term, eb->term);
+        }
+    }
+    return 0;
+}
+
+int hr__check_full(struct hr__check *c)
+{
+    if (c->failed) {
+        return -1;
+    }
+    for (uint32_t k = 0; k < c->n; k++) {
+        hr_id_t id = k + 1;
+        struct cnode *cn = &c->nodes[k];
+        struct hr_raft *r = cn->r;
+        if (r == NULL) {
+            continue;
+        }
+        if (hr__check_node(c, id) != 0) {
+            return -1;
+        }
+        hr_index_t first = hr_raft_first_index(r), last = hr_raft_last_index(r);
+        hr_index_t commit = hr_raft_commit_index(r);
+        for (hr_index_t i = first; i <= last && i > 0; i++) {
+            const struct hr_entry *e = hr_raft_entry(r, i);
+            if (e == NULL || e->index != i) {
+                return fail(c,
+                            "log: node %" PRIu64 " has no entry at index %" PRIu64
+                            " within [%" PRIu64 ", %" PRIu64 "]",
+                            id, i, first, last);
+            }
+            if (i > first || first == 1) {
+                if (lm_put(c, id, e, hr_raft_term_at(r, i - 1)) != 0) {
+                    return -1;
+                }
+            }
+            if (i <= commit && i < c->com_cap && c->com[i].term != 0 &&
+                (c->com[i].term != e->term || c->com[i].hash != entry_hash(e))) {
+                return fail(c,
+                            "leader completeness: node %" PRIu64 " committed (index %" PRIu64
+                            ", term %" PRIu64 ") but node %" PRIu64 " committed (index %" PRIu64
+                            ", term %" PRIu64 ")",
+                            id, i, e->term, c->com[i].by, i, c->com[i].term);
+            }
+        }
+        if (hr_raft_role(r) == HR_LEADER && leader_complete(c, id, r, hr_raft_term(r), true) != 0) {
+            return -1;
+        }
+        for (uint32_t k2 = k + 1; k2 < c->n; k2++) {
+            if (c->nodes[k2].r != NULL && match_pair(c, id, r, k2 + 1, c->nodes[k2].r) != 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+const char *hr__check_error(const struct hr__check *c)
+{
+    return c->failed ? c->err : NULL;
+}

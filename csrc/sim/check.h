@@ -1,0 +1,43 @@
+/*
+ * check.h: the simulator's invariant checker (Raft paper Figure 3), incremental so it can
+ * run after every simulated step. It remembers, across the whole run and every incarnation
+ * of every node:
+ *
+ *   - the leader of each term                       (election safety)
+ *   - (index, term) -> payload hash and prev term   (log matching)
+ *   - index -> the entry known committed there      (leader completeness)
+ *   - index -> the entry applied there              (state machine safety)
+ *
+ * and per node incarnation its last applied and last seen commit index. The first
+ * violation is kept as a message and makes every later call return -1. Private to csrc/sim.
+ *
+ * The checker borrows the cores it is attached to; the simulator detaches a node before
+ * freeing it.
+ */
+#ifndef HR_SIM_CHECK_H
+#define HR_SIM_CHECK_H
+
+#include "../node/node.h"
+
+struct hr__check;
+
+struct hr__check *hr__check_new(uint32_t n);
+void hr__check_free(struct hr__check *c);
+
+/* Node id (1..n) started a new incarnation with this node; detach: it crashed. */
+void hr__check_attach(struct hr__check *c, hr_id_t id, struct hr_node *node);
+void hr__check_detach(struct hr__check *c, hr_id_t id);
+
+/* Each returns 0, or -1 after recording a violation (see hr__check_error). */
+/* Node id's core appended these entries (the storage write path; its log holds them). */
+int hr__check_append(struct hr__check *c, hr_id_t id, const struct hr_entry *e, size_t n);
+/* Node id applies e to its FSM. */
+int hr__check_apply(struct hr__check *c, hr_id_t id, const struct hr_entry *e);
+/* Node id took an input: its role, term and commit index may have changed. */
+int hr__check_node(struct hr__check *c, hr_id_t id);
+/* Everything, over the whole logs of every attached node (not incremental). */
+int hr__check_full(struct hr__check *c);
+
+const char *hr__check_error(const struct hr__check *c);
+
+#endif

@@ -1,0 +1,159 @@
+/* disk.c: see disk.h. */
+#include "disk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct hr__disk_batch *batch_at(struct hr__disk *d, size_t i)
+{
+    return &d->q[(d->head + i) % d->qcap];
+}
+
+static void release_batch(struct hr__disk_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        hr_blob_release(b->entries[i].data);
+    }
+    free(b->entries);
+    b->entries = NULL;
+    b->n = 0;
+}
+
+static void log_truncate(struct hr__disk *d, hr_index_t from)
+{
+    while (d->n > 0 && d->n >= from) {
+        hr_blob_release(d->log[d->n - 1].data);
+        d->n--;
+    }
+}
+
+static void log_append(struct hr__disk *d, const struct hr_entry *e)
+{
+    /* The simulator checks contiguity when the batch is written; an entry that does not
+     * extend the log here would mean that check failed and the run already stopped. */
+    if (e->index == 0 || e->index > d->n + 1) {
+        return;
+    }
+    log_truncate(d, e->index);
+    if (d->n == d->cap) {
+        size_t cap = d->cap == 0 ? 64 : d->cap * 2;
+        struct hr_entry *v = realloc(d->log, cap * sizeof(*v));
+        if (v == NULL) {
+            abort(); /* the simulator cannot model a lost durable write */
+        }
+        d->log = v;
+        d->cap = cap;
+    }
+    d->log[d->n] = *e;
+    hr_blob_retain(e->data);
+    d->n++;
+}
+
+/* Apply the first `entries` entries of b (and its hard state if `hs`) to the image. */
+static void apply_batch(struct hr__disk *d, const struct hr__disk_batch *b, size_t entries, bool hs)
+{
+    if (hs && b->has_hs) {
+        d->hs = b->hs;
+    }
+    if (b->truncate != 0) {
+        log_truncate(d, b->truncate);
+    }
+    for (size_t i = 0; i < entries && i < b->n; i++) {
+        log_append(d, &b->entries[i]);
+    }
+}
+
+int hr__disk_write(struct hr__disk *d, uint64_t seq, const struct hr_hard_state *hs,
+                   hr_index_t truncate, const struct hr_entry *entries, size_t n, hr_time_t due,
+                   hr_time_t *due_out)
+{
+    if (d->count == d->qcap) {
+        size_t cap = d->qcap == 0 ? 8 : d->qcap * 2;
+        struct hr__disk_batch *v = malloc(cap * sizeof(*v));
+        if (v == NULL) {
+            return HR_ENOMEM;
+        }
+        for (size_t i = 0; i < d->count; i++) {
+            v[i] = *batch_at(d, i);
+        }
+        free(d->q);
+        d->q = v;
+        d->head = 0;
+        d->qcap = cap;
+    }
+    struct hr__disk_batch b;
+    memset(&b, 0, sizeof(b));
+    if (n > 0) {
+        b.entries = malloc(n * sizeof(*b.entries));
+        if (b.entries == NULL) {
+            return HR_ENOMEM;
+        }
+        memcpy(b.entries, entries, n * sizeof(*b.entries));
+        for (size_t i = 0; i < n; i++) {
+            hr_blob_retain(b.entries[i].data);
+        }
+        b.n = n;
+    }
+    b.seq = seq;
+    if (hs != NULL) {
+        b.has_hs = true;
+        b.hs = *hs;
+    }
+    b.truncate = truncate;
+    /* In-order durability: a batch is never durable before the one written ahead of it. */
+    if (d->count > 0 && batch_at(d, d->count - 1)->due > due) {
+        due = batch_at(d, d->count - 1)->due;
+    }
+    b.due = due;
+    *batch_at(d, d->count) = b;
+    d->count++;
+    *due_out = due;
+    return 0;
+}
+
+bool hr__disk_complete(struct hr__disk *d, uint64_t seq)
+{
+    if (d->count == 0 || batch_at(d, 0)->seq != seq) {
+        return false;
+    }
+    struct hr__disk_batch *b = batch_at(d, 0);
+    apply_batch(d, b, b->n, true);
+    release_batch(b);
+    d->head = (d->head + 1) % d->qcap;
+    d->count--;
+    return true;
+}
+
+void hr__disk_crash(struct hr__disk *d, struct hr_prng *p)
+{
+    size_t keep = (size_t)hr_prng_range(p, 0, d->count);
+    for (size_t i = 0; i < d->count; i++) {
+        struct hr__disk_batch *b = batch_at(d, i);
+        if (i < keep) {
+            apply_batch(d, b, b->n, true);
+        } else if (i == keep) {
+            /* The torn write: part of the entries made it. The metadata file is replaced
+             * atomically, so the hard state is all or nothing, and independent of the
+             * entries (the core starts from entries newer than the stored term). */
+            size_t part = (size_t)hr_prng_range(p, 0, b->n);
+            bool hs = (hr_prng_next(p) & 1) != 0;
+            if (part > 0 || hs) {
+                apply_batch(d, b, part, hs);
+            }
+        }
+        release_batch(b);
+    }
+    d->head = 0;
+    d->count = 0;
+}
+
+void hr__disk_free(struct hr__disk *d)
+{
+    for (size_t i = 0; i < d->count; i++) {
+        release_batch(batch_at(d, i));
+    }
+    free(d->q);
+    log_truncate(d, 1);
+    free(d->log);
+    memset(d, 0, sizeof(*d));
+}

@@ -1,0 +1,65 @@
+/*
+ * net.c: the simulated network. Loss, duplication and latency are drawn from the network's
+ * own PRNG stream; with reorder off, each directed link delivers in send order. Partitions
+ * and disconnects are checked when a message is sent and again when it arrives.
+ */
+#include "internal.h"
+
+bool hr__net_open(const struct hr_sim *s, hr_id_t from, hr_id_t to)
+{
+    const struct hr__simnode *a = &s->nodes[from - 1];
+    const struct hr__simnode *b = &s->nodes[to - 1];
+    return b->alive && a->connected && b->connected && a->group == b->group;
+}
+
+static bool is_request(int type)
+{
+    return type == HR_MSG_APPEND || type == HR_MSG_VOTE || type == HR_MSG_PREVOTE ||
+           type == HR_MSG_SNAPSHOT || type == HR_MSG_TIMEOUT_NOW;
+}
+
+static void schedule(struct hr_sim *s, const struct hr_msg *m)
+{
+    const struct hr_sim_net *net = &s->o.net;
+    hr_time_t at = s->now + hr_prng_range(&s->net_prng, net->delay_min_ms, net->delay_max_ms);
+    if (!net->reorder) {
+        hr_time_t *last = &s->link_last[(m->from - 1) * s->n + (m->to - 1)];
+        if (at < *last) {
+            at = *last;
+        }
+        *last = at;
+    }
+    struct hr__ev *ev = hr__sim_ev_new(s);
+    if (ev == NULL || hr_msg_copy(&ev->msg, m) != 0) {
+        hr__sim_ev_free(s, ev);
+        hr__sim_stop(s, HR_ENOMEM, "network: out of memory");
+        return;
+    }
+    ev->kind = HR__EV_DELIVER;
+    ev->node = m->to;
+    if (hr__queue_push(&s->q, at, ev) != 0) {
+        hr__sim_ev_free(s, ev);
+        hr__sim_stop(s, HR_ENOMEM, "network: out of memory");
+    }
+}
+
+void hr__net_send(void *ctx, const struct hr_msg *m)
+{
+    struct hr__simnode *sn = ctx;
+    struct hr_sim *s = sn->sim;
+    if (is_request(m->type)) {
+        s->rpc_count++;
+    }
+    s->rpc_bytes += hr_msg_wire_size(m);
+    if (m->to < 1 || m->to > s->n || m->from != sn->id || !hr__net_open(s, sn->id, m->to)) {
+        return;
+    }
+    const struct hr_sim_net *net = &s->o.net;
+    if (net->drop > 0 && hr_prng_unit(&s->net_prng) < net->drop) {
+        return;
+    }
+    schedule(s, m);
+    if (net->duplicate > 0 && hr_prng_unit(&s->net_prng) < net->duplicate) {
+        schedule(s, m);
+    }
+}

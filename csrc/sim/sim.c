@@ -1,0 +1,576 @@
+/*
+ * sim.c: the simulator's lifecycle, event loop and faults (see sim.h). The network is in
+ * net.c, the disks in disk.c, the invariant checks in check.c.
+ *
+ * Every input to a node goes through after_input(): the incremental invariant checks, then
+ * the node's next tick is (re)scheduled. A tick event carries a generation so that a tick
+ * superseded by an earlier one is ignored when it fires; every event of a node carries its
+ * incarnation so that a crash cancels its pending disk and tick events.
+ */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STOP_INVARIANT HR_ECORRUPT
+#define STOP_HOOK HR_EIO
+
+void hr__sim_stop(struct hr_sim *s, int code, const char *fmt, ...)
+{
+    if (s->stop_code != 0) {
+        return;
+    }
+    s->stop_code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+}
+
+static void check_failed(struct hr_sim *s)
+{
+    hr__sim_stop(s, STOP_INVARIANT, "%s", hr__check_error(s->check));
+}
+
+struct hr__ev *hr__sim_ev_new(struct hr_sim *s)
+{
+    struct hr__ev *ev = s->free_evs;
+    if (ev != NULL) {
+        s->free_evs = ev->next_free;
+    } else {
+        ev = malloc(sizeof(*ev));
+        if (ev == NULL) {
+            return NULL;
+        }
+    }
+    memset(ev, 0, sizeof(*ev));
+    return ev;
+}
+
+void hr__sim_ev_free(struct hr_sim *s, struct hr__ev *ev)
+{
+    if (ev == NULL) {
+        return;
+    }
+    hr_msg_release(&ev->msg);
+    ev->next_free = s->free_evs;
+    s->free_evs = ev;
+}
+
+static struct hr__simnode *node_of(struct hr_sim *s, hr_id_t id)
+{
+    return id >= 1 && id <= s->n ? &s->nodes[id - 1] : NULL;
+}
+
+static void push_node_ev(struct hr_sim *s, struct hr__simnode *sn, int kind, uint64_t aux,
+                         hr_time_t at)
+{
+    struct hr__ev *ev = hr__sim_ev_new(s);
+    if (ev == NULL) {
+        hr__sim_stop(s, HR_ENOMEM, "out of memory");
+        return;
+    }
+    ev->kind = kind;
+    ev->node = sn->id;
+    ev->inc = sn->inc;
+    ev->aux = aux;
+    if (hr__queue_push(&s->q, at, ev) != 0) {
+        hr__sim_ev_free(s, ev);
+        hr__sim_stop(s, HR_ENOMEM, "out of memory");
+    }
+}
+
+/* Schedule the node's tick at its next deadline if that is earlier than the one scheduled.
+ * `fired`: a tick just ran at now, so the next one is at least a millisecond later (a core
+ * that reports a deadline in the past must not spin the clock in place). */
+static void schedule_tick(struct hr_sim *s, struct hr__simnode *sn, bool fired)
+{
+    hr_time_t d = hr_node_next_deadline(sn->node);
+    if (d == UINT64_MAX) {
+        return;
+    }
+    hr_time_t min = fired ? s->now + 1 : s->now;
+    if (d < min) {
+        d = min;
+    }
+    if (sn->tick_pending && sn->tick_at <= d) {
+        return;
+    }
+    sn->tick_gen++;
+    sn->tick_pending = true;
+    sn->tick_at = d;
+    push_node_ev(s, sn, HR__EV_TICK, sn->tick_gen, d);
+}
+
+static void after_input(struct hr_sim *s, struct hr__simnode *sn)
+{
+    if (sn->node == NULL) {
+        return;
+    }
+    if (s->stop_code == 0 && hr__check_node(s->check, sn->id) != 0) {
+        check_failed(s);
+    }
+    schedule_tick(s, sn, false);
+}
+
+/* ---- the node's storage and FSM, as the simulator provides them ---- */
+
+static int disk_write(void *ctx, uint64_t seq, const struct hr_hard_state *hs, hr_index_t truncate,
+                      const struct hr_entry *entries, size_t n)
+{
+    struct hr__simnode *sn = ctx;
+    struct hr_sim *s = sn->sim;
+    if (s->stop_code == 0 && hr__check_append(s->check, sn->id, entries, n) != 0) {
+        check_failed(s);
+    }
+    /* The node must write a log without holes: truncate within it, append at its end. */
+    if (truncate != 0) {
+        if (truncate > sn->disk_last + 1) {
+            hr__sim_stop(s, STOP_INVARIANT,
+                         "storage: node %" PRIu64 " truncated at index %" PRIu64
+                         " beyond its last index %" PRIu64,
+                         sn->id, truncate, sn->disk_last);
+        } else {
+            sn->disk_last = truncate - 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (entries[i].index != sn->disk_last + 1) {
+            hr__sim_stop(s, STOP_INVARIANT,
+                         "storage: node %" PRIu64 " appended index %" PRIu64
+                         " after index %" PRIu64,
+                         sn->id, entries[i].index, sn->disk_last);
+            break;
+        }
+        sn->disk_last = entries[i].index;
+    }
+    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.disk_min_ms, s->o.disk_max_ms);
+    int rc = hr__disk_write(&sn->disk, seq, hs, truncate, entries, n, due, &due);
+    if (rc != 0) {
+        return rc;
+    }
+    push_node_ev(s, sn, HR__EV_DURABLE, seq, due);
+    return 0;
+}
+
+static void fsm_apply(void *ctx, const struct hr_entry *e)
+{
+    struct hr__simnode *sn = ctx;
+    struct hr_sim *s = sn->sim;
+    if (s->stop_code != 0) {
+        return;
+    }
+    if (hr__check_apply(s->check, sn->id, e) != 0) {
+        check_failed(s);
+        return;
+    }
+    if (s->hooks.apply != NULL && s->hooks.apply(s->hooks.ctx, sn->id, e) != 0) {
+        hr__sim_stop(s, STOP_HOOK, "apply hook failed on node %" PRIu64 " at index %" PRIu64,
+                     sn->id, e->index);
+    }
+}
+
+static void fsm_state(void *ctx, int role, hr_term_t term, hr_id_t leader)
+{
+    struct hr__simnode *sn = ctx;
+    struct hr_sim *s = sn->sim;
+    if (s->hooks.state != NULL) {
+        s->hooks.state(s->hooks.ctx, sn->id, role, term, leader);
+    }
+}
+
+/* Start (or restart) node sn from its durable image. */
+static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_t errlen)
+{
+    if (s->hooks.start != NULL) {
+        s->hooks.start(s->hooks.ctx, sn->id);
+    }
+    struct hr_config cfg = s->o.config;
+    cfg.id = sn->id;
+    cfg.voters = s->voters;
+    cfg.n_voters = s->n;
+    /* A restarted node draws new election timeouts. */
+    uint64_t x =
+        s->o.seed ^ (sn->id * 0xd1b54a32d192ed03ULL) ^ (sn->restarts * 0x8cb92ba72f3d8dd7ULL);
+    cfg.seed = hr__splitmix64(&x);
+    struct hr_storage st = {sn, disk_write};
+    struct hr_transport tr = {sn, hr__net_send};
+    struct hr_fsm fsm = {sn, fsm_apply, fsm_state};
+    sn->node = hr_node_new(&cfg, &sn->disk.hs, sn->disk.log, sn->disk.n, s->now, &st, &tr, &fsm,
+                           err, errlen);
+    if (sn->node == NULL) {
+        return HR_EINVAL;
+    }
+    sn->alive = true;
+    sn->tick_pending = false;
+    sn->flush_pending = false;
+    sn->disk_last = sn->disk.n;
+    hr__check_attach(s->check, sn->id, sn->node);
+    after_input(s, sn);
+    return 0;
+}
+
+/* ---- public API ---- */
+
+void hr_sim_options_defaults(struct hr_sim_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->n = 3;
+    o->seed = 1;
+    hr_config_defaults(&o->config);
+    o->net.drop = 0;
+    o->net.duplicate = 0;
+    o->net.delay_min_ms = 1;
+    o->net.delay_max_ms = 10;
+    o->net.reorder = false;
+    o->disk_min_ms = 1;
+    o->disk_max_ms = 5;
+}
+
+static const char *net_invalid(const struct hr_sim_net *net)
+{
+    if (!(net->drop >= 0 && net->drop <= 1)) {
+        return "drop must be within [0, 1]";
+    }
+    if (!(net->duplicate >= 0 && net->duplicate <= 1)) {
+        return "duplicate must be within [0, 1]";
+    }
+    if (net->delay_min_ms > net->delay_max_ms) {
+        return "delay_min_ms must not exceed delay_max_ms";
+    }
+    return NULL;
+}
+
+struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_hooks *hooks,
+                          char *err, size_t errlen)
+{
+    const char *bad = net_invalid(&o->net);
+    if (o->n < 1 || o->n > HR_MAX_NODES) {
+        bad = "n must be between 1 and 64";
+    } else if (o->disk_min_ms > o->disk_max_ms) {
+        bad = "disk_min_ms must not exceed disk_max_ms";
+    }
+    if (bad != NULL) {
+        snprintf(err, errlen, "sim: %s", bad);
+        return NULL;
+    }
+    struct hr_sim *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        goto nomem;
+    }
+    s->o = *o;
+    if (hooks != NULL) {
+        s->hooks = *hooks;
+    }
+    s->n = o->n;
+    s->voters = calloc(s->n, sizeof(*s->voters));
+    s->nodes = calloc(s->n, sizeof(*s->nodes));
+    s->link_last = calloc((size_t)s->n * s->n, sizeof(*s->link_last));
+    s->check = hr__check_new(s->n);
+    if (s->voters == NULL || s->nodes == NULL || s->link_last == NULL || s->check == NULL) {
+        goto nomem;
+    }
+    uint64_t x = o->seed;
+    hr_prng_seed(&s->net_prng, hr__splitmix64(&x) ^ 0x6e6574ULL);
+    hr_prng_seed(&s->disk_prng, hr__splitmix64(&x) ^ 0x6469736bULL);
+    for (uint32_t i = 0; i < s->n; i++) {
+        s->voters[i] = i + 1;
+        s->nodes[i].sim = s;
+        s->nodes[i].id = i + 1;
+        s->nodes[i].connected = true;
+    }
+    for (uint32_t i = 0; i < s->n; i++) {
+        char msg[256];
+        if (start_node(s, &s->nodes[i], msg, sizeof(msg)) != 0) {
+            snprintf(err, errlen, "sim: node %" PRIu32 ": %s", i + 1, msg);
+            hr_sim_free(s);
+            return NULL;
+        }
+    }
+    return s;
+
+nomem:
+    snprintf(err, errlen, "sim: out of memory");
+    hr_sim_free(s);
+    return NULL;
+}
+
+void hr_sim_free(struct hr_sim *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->nodes != NULL) {
+        for (uint32_t i = 0; i < s->n; i++) {
+            hr_node_free(s->nodes[i].node);
+            hr__disk_free(&s->nodes[i].disk);
+        }
+    }
+    struct hr__qitem it;
+    while (hr__queue_pop(&s->q, &it)) {
+        hr__sim_ev_free(s, it.ev);
+    }
+    hr__queue_free(&s->q);
+    while (s->free_evs != NULL) {
+        struct hr__ev *ev = s->free_evs;
+        s->free_evs = ev->next_free;
+        free(ev);
+    }
+    hr__check_free(s->check);
+    free(s->link_last);
+    free(s->nodes);
+    free(s->voters);
+    free(s);
+}
+
+static void run_event(struct hr_sim *s, struct hr__ev *ev)
+{
+    struct hr__simnode *sn = &s->nodes[ev->node - 1];
+    switch (ev->kind) {
+    case HR__EV_DELIVER:
+        /* A restarted receiver may get messages sent to its previous incarnation: real
+         * networks do that too. */
+        if (sn->alive && hr__net_open(s, ev->msg.from, sn->id)) {
+            s->events++;
+            hr_node_receive(sn->node, &ev->msg, s->now);
+            after_input(s, sn);
+        }
+        break;
+    case HR__EV_DURABLE:
+        if (sn->alive && ev->inc == sn->inc) {
+            s->events++;
+            if (!hr__disk_complete(&sn->disk, ev->aux)) {
+                hr__sim_stop(s, STOP_INVARIANT,
+                             "storage: node %" PRIu64 " batch %" PRIu64
+                             " became durable out of order",
+                             sn->id, ev->aux);
+                break;
+            }
+            hr_node_persisted(sn->node, ev->aux, s->now);
+            after_input(s, sn);
+        }
+        break;
+    case HR__EV_TICK:
+        if (sn->alive && ev->inc == sn->inc && ev->aux == sn->tick_gen) {
+            s->events++;
+            sn->tick_pending = false;
+            hr_node_tick(sn->node, s->now);
+            if (s->stop_code == 0 && hr__check_node(s->check, sn->id) != 0) {
+                check_failed(s);
+            }
+            schedule_tick(s, sn, true);
+        }
+        break;
+    case HR__EV_FLUSH:
+        if (sn->alive && ev->inc == sn->inc && sn->flush_pending) {
+            s->events++;
+            sn->flush_pending = false;
+            hr_node_flush(sn->node);
+            after_input(s, sn);
+        }
+        break;
+    }
+}
+
+int hr_sim_step(struct hr_sim *s)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    struct hr__qitem it;
+    if (!hr__queue_pop(&s->q, &it)) {
+        return 0;
+    }
+    if (it.time > s->now) {
+        s->now = it.time;
+    }
+    run_event(s, it.ev);
+    hr__sim_ev_free(s, it.ev);
+    return s->stop_code != 0 ? s->stop_code : 1;
+}
+
+int hr_sim_run_until(struct hr_sim *s, hr_time_t until)
+{
+    for (;;) {
+        if (s->stop_code != 0) {
+            return s->stop_code;
+        }
+        const struct hr__qitem *top = hr__queue_peek(&s->q);
+        if (top == NULL || top->time > until) {
+            break;
+        }
+        int rc = hr_sim_step(s);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    if (until > s->now) {
+        s->now = until;
+    }
+    return 0;
+}
+
+hr_time_t hr_sim_now(const struct hr_sim *s)
+{
+    return s->now;
+}
+
+const char *hr_sim_error(const struct hr_sim *s)
+{
+    return s->stop_code != 0 ? s->err : NULL;
+}
+
+int hr_sim_check(struct hr_sim *s)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    if (hr__check_full(s->check) != 0) {
+        check_failed(s);
+    }
+    return s->stop_code;
+}
+
+uint32_t hr_sim_size(const struct hr_sim *s)
+{
+    return s->n;
+}
+
+bool hr_sim_alive(const struct hr_sim *s, hr_id_t id)
+{
+    return id >= 1 && id <= s->n && s->nodes[id - 1].alive;
+}
+
+bool hr_sim_connected(const struct hr_sim *s, hr_id_t id)
+{
+    return id >= 1 && id <= s->n && s->nodes[id - 1].connected;
+}
+
+struct hr_raft *hr_sim_raft(struct hr_sim *s, hr_id_t id)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    return sn != NULL && sn->node != NULL ? hr_node_raft(sn->node) : NULL;
+}
+
+struct hr_node *hr_sim_node(struct hr_sim *s, hr_id_t id)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    return sn != NULL ? sn->node : NULL;
+}
+
+int hr_sim_crash(struct hr_sim *s, hr_id_t id)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    hr__check_detach(s->check, id);
+    hr__disk_crash(&sn->disk, &s->disk_prng);
+    hr_node_free(sn->node);
+    sn->node = NULL;
+    sn->alive = false;
+    sn->inc++;
+    sn->tick_pending = false;
+    return 0;
+}
+
+int hr_sim_restart(struct hr_sim *s, hr_id_t id)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || sn->alive) {
+        return HR_EINVAL;
+    }
+    sn->restarts++;
+    char msg[256];
+    int rc = start_node(s, sn, msg, sizeof(msg));
+    if (rc != 0) {
+        hr__sim_stop(s, rc, "restart of node %" PRIu64 ": %s", id, msg);
+    }
+    return rc;
+}
+
+int hr_sim_disconnect(struct hr_sim *s, hr_id_t id)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL) {
+        return HR_EINVAL;
+    }
+    sn->connected = false;
+    return 0;
+}
+
+int hr_sim_connect(struct hr_sim *s, hr_id_t id)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL) {
+        return HR_EINVAL;
+    }
+    sn->connected = true;
+    return 0;
+}
+
+int hr_sim_partition(struct hr_sim *s, const uint32_t *group, size_t n)
+{
+    if (n != s->n) {
+        return HR_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s->nodes[i].group = group[i];
+    }
+    return 0;
+}
+
+void hr_sim_heal(struct hr_sim *s)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        s->nodes[i].group = 0;
+        s->nodes[i].connected = true;
+    }
+}
+
+void hr_sim_set_network(struct hr_sim *s, const struct hr_sim_net *net)
+{
+    if (net_invalid(net) == NULL) {
+        s->o.net = *net;
+    }
+}
+
+int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
+                   hr_index_t *index, hr_term_t *term)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    /* Proposals made at one virtual instant go out together, as one storage batch and
+     * one AppendEntries per follower, when the FLUSH event runs (after whatever else is
+     * due at this instant): the group commit a production loop does per turn. */
+    int rc = hr_node_propose(sn->node, type, data, len, s->now, index, term);
+    if (rc == 0 && !sn->flush_pending) {
+        sn->flush_pending = true;
+        push_node_ev(s, sn, HR__EV_FLUSH, 0, s->now);
+    }
+    after_input(s, sn);
+    return s->stop_code != 0 ? s->stop_code : rc;
+}
+
+uint64_t hr_sim_rpc_count(const struct hr_sim *s)
+{
+    return s->rpc_count;
+}
+
+uint64_t hr_sim_rpc_bytes(const struct hr_sim *s)
+{
+    return s->rpc_bytes;
+}
+
+uint64_t hr_sim_events(const struct hr_sim *s)
+{
+    return s->events;
+}

@@ -1,0 +1,137 @@
+/*
+ * cache.c: the bounded read cache. Entries are read on demand (opening does not load the
+ * log), and the reads a node makes cluster: followers catching up read forward through
+ * recent segments. A small LRU of 64 KiB blocks serves them with a fixed memory budget.
+ * Blocks of the open segment can be cached while the file is still growing, so each block
+ * remembers how many bytes it holds and is read again when a caller needs more.
+ * Blocks are few (budget / 64 KiB, 64 by default): a linear search is fast enough.
+ */
+#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "impl.h"
+
+struct block {
+    uint64_t seg;   /* 0: empty slot */
+    uint64_t no;
+    uint64_t used;  /* LRU clock */
+    size_t len;     /* valid bytes */
+    unsigned char *data;
+};
+
+struct hr__cache {
+    struct block *b;
+    size_t n;
+    uint64_t clock;
+};
+
+struct hr__cache *hr__cache_new(size_t bytes)
+{
+    struct hr__cache *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->n = bytes / HR__CACHE_BLOCK;
+    if (c->n < 2) {
+        c->n = 2;
+    }
+    c->b = calloc(c->n, sizeof *c->b);
+    if (c->b == NULL) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void hr__cache_free(struct hr__cache *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->b[i].data);
+    }
+    free(c->b);
+    free(c);
+}
+
+void hr__cache_drop(struct hr__cache *c, uint64_t seg)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (seg == 0 || c->b[i].seg == seg) {
+            c->b[i].seg = 0;
+        }
+    }
+}
+
+static int load(struct block *b, int fd, uint64_t seg, uint64_t no)
+{
+    if (b->data == NULL && (b->data = malloc(HR__CACHE_BLOCK)) == NULL) {
+        return HR_ENOMEM;
+    }
+    b->seg = 0;
+    size_t done = 0;
+    while (done < HR__CACHE_BLOCK) {
+        ssize_t r = pread(fd, b->data + done, HR__CACHE_BLOCK - done,
+                          (off_t)(no * HR__CACHE_BLOCK + done));
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            return HR_EIO;
+        }
+        if (r == 0) {
+            break;
+        }
+        done += (size_t)r;
+    }
+    b->seg = seg;
+    b->no = no;
+    b->len = done;
+    return 0;
+}
+
+int hr__cache_read(struct hr__cache *c, uint64_t seg, int fd, off_t off, void *buf,
+                   size_t len, uint64_t *hits, uint64_t *misses)
+{
+    unsigned char *out = buf;
+    while (len > 0) {
+        uint64_t no = (uint64_t)off / HR__CACHE_BLOCK;
+        size_t in = (size_t)((uint64_t)off % HR__CACHE_BLOCK);
+        size_t take = HR__CACHE_BLOCK - in < len ? HR__CACHE_BLOCK - in : len;
+        struct block *b = NULL, *victim = &c->b[0];
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->b[i].seg == seg && c->b[i].no == no) {
+                b = &c->b[i];
+                break;
+            }
+            if (c->b[i].seg == 0 || c->b[i].used < victim->used) {
+                victim = &c->b[i];
+            }
+        }
+        if (b != NULL && b->len >= in + take) {
+            (*hits)++;
+        } else {
+            (*misses)++;
+            if (b == NULL) {
+                b = victim;
+            }
+            int rc = load(b, fd, seg, no);
+            if (rc != 0) {
+                return rc;
+            }
+            if (b->len < in + take) {
+                return HR_ECORRUPT;
+            }
+        }
+        b->used = ++c->clock;
+        memcpy(out, b->data + in, take);
+        out += take;
+        off += (off_t)take;
+        len -= take;
+    }
+    return 0;
+}

@@ -1,0 +1,225 @@
+/*
+ * group.c: group commit (group.h). One round at a time is in flight on the threadpool;
+ * everything queued meanwhile forms the next round. Within a round the worker writes the
+ * newest term and vote first (batches in a round are reported together, so only the last
+ * one matters and one meta replace suffices), then applies each batch's truncation and
+ * appends in order, then syncs once.
+ */
+#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "group.h"
+
+struct batch {
+    struct batch *next;
+    uint64_t seq;
+    bool has_meta;
+    struct hr_group_meta meta;
+    uint64_t truncate;
+    size_t n;
+    struct hr_log_entry *e; /* points into the same allocation */
+};
+
+struct hr_group {
+    uv_loop_t *loop;
+    struct hr_log *log;
+    hr_group_durable_cb cb;
+    void *arg;
+    uv_work_t work;
+    struct batch *pending, *pending_tail;
+    struct batch *round;    /* owned by the worker while busy */
+    int round_status;
+    bool busy, retry, closing;
+    bool round_retry;       /* retry requested before this round: read by the worker */
+    uint64_t last_seq;
+    void (*done)(void *);
+    void *done_arg;
+    struct hr_group_stats stats;
+    char errmsg[768];
+};
+
+struct hr_group *hr_group_new(struct uv_loop_s *loop, struct hr_log *log, hr_group_durable_cb cb,
+                              void *arg)
+{
+    struct hr_group *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        return NULL;
+    }
+    g->loop = loop;
+    g->log = log;
+    g->cb = cb;
+    g->arg = arg;
+    g->work.data = g;
+    return g;
+}
+
+static void free_list(struct batch *b)
+{
+    while (b != NULL) {
+        struct batch *next = b->next;
+        free(b);
+        b = next;
+    }
+}
+
+/* On the threadpool: the only place the log is touched while the group exists. */
+static void work_cb(uv_work_t *w)
+{
+    struct hr_group *g = w->data;
+    struct hr_log *l = g->log;
+    int rc = 0;
+    if (g->round_retry) {
+        hr_log_retry(l);
+    }
+    const struct batch *meta = NULL;
+    for (const struct batch *b = g->round; b != NULL; b = b->next) {
+        if (b->has_meta) {
+            meta = b;
+        }
+    }
+    if (meta != NULL) {
+        rc = hr_log_set_meta(l, meta->meta.term, meta->meta.vote);
+    }
+    for (const struct batch *b = g->round; b != NULL && rc == 0; b = b->next) {
+        if (b->truncate != 0) {
+            rc = hr_log_truncate(l, b->truncate);
+        }
+        if (rc == 0 && b->n > 0) {
+            rc = hr_log_append(l, b->e, b->n);
+        }
+    }
+    if (rc == 0) {
+        rc = hr_log_sync(l);
+    }
+    if (rc != 0) {
+        snprintf(g->errmsg, sizeof g->errmsg, "%s", hr_log_errmsg(l));
+    }
+    g->round_status = rc;
+}
+
+static void start_round(struct hr_group *g);
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    struct hr_group *g = w->data;
+    struct batch *round = g->round;
+    int rc = status == 0 ? g->round_status : HR_ESHUTDOWN;
+    g->round = NULL;
+    g->stats.rounds++;
+    /* Still busy while reporting: a callback that writes only queues. */
+    for (struct batch *b = round; b != NULL; b = b->next) {
+        if (!g->closing) {
+            g->cb(g->arg, b->seq, rc);
+        }
+    }
+    free_list(round);
+    g->busy = false;
+    if (g->closing) {
+        free_list(g->pending);
+        void (*done)(void *) = g->done;
+        void *arg = g->done_arg;
+        free(g);
+        if (done != NULL) {
+            done(arg);
+        }
+        return;
+    }
+    if (g->pending != NULL) {
+        start_round(g);
+    }
+}
+
+static void start_round(struct hr_group *g)
+{
+    g->round = g->pending;
+    g->pending = g->pending_tail = NULL;
+    g->busy = true;
+    g->round_retry = g->retry;
+    g->retry = false;
+    int rc = uv_queue_work(g->loop, &g->work, work_cb, after_work_cb);
+    /* uv_queue_work fails only on a NULL work_cb: an invariant, not an input. */
+    (void)rc;
+}
+
+int hr_group_write(struct hr_group *g, uint64_t seq, const struct hr_group_meta *meta,
+                   uint64_t truncate, const struct hr_log_entry *e, size_t n)
+{
+    if (g->closing) {
+        return HR_ESHUTDOWN;
+    }
+    assert(g->stats.batches == 0 || seq > g->last_seq);
+    size_t bytes = sizeof(struct batch) + n * sizeof(struct hr_log_entry);
+    for (size_t i = 0; i < n; i++) {
+        bytes += e[i].len;
+    }
+    struct batch *b = malloc(bytes);
+    if (b == NULL) {
+        return HR_ENOMEM;
+    }
+    memset(b, 0, sizeof *b);
+    b->seq = seq;
+    b->truncate = truncate;
+    if (meta != NULL) {
+        b->has_meta = true;
+        b->meta = *meta;
+    }
+    b->n = n;
+    b->e = (struct hr_log_entry *)(b + 1);
+    unsigned char *p = (unsigned char *)(b->e + n);
+    for (size_t i = 0; i < n; i++) {
+        b->e[i] = e[i];
+        if (e[i].len > 0) {
+            memcpy(p, e[i].data, e[i].len);
+        }
+        b->e[i].data = p;
+        p += e[i].len;
+    }
+    g->last_seq = seq;
+    if (g->pending_tail != NULL) {
+        g->pending_tail->next = b;
+    } else {
+        g->pending = b;
+    }
+    g->pending_tail = b;
+    g->stats.batches++;
+    g->stats.entries += n;
+    if (!g->busy) {
+        /* Queued from the loop thread: the completion comes in a later iteration. */
+        start_round(g);
+    }
+    return 0;
+}
+
+void hr_group_retry(struct hr_group *g)
+{
+    g->retry = true;
+}
+
+const char *hr_group_errmsg(const struct hr_group *g)
+{
+    return g->errmsg;
+}
+
+void hr_group_stats(const struct hr_group *g, struct hr_group_stats *s)
+{
+    *s = g->stats;
+}
+
+void hr_group_close(struct hr_group *g, void (*done)(void *arg), void *arg)
+{
+    g->closing = true;
+    g->done = done;
+    g->done_arg = arg;
+    if (!g->busy) {
+        free_list(g->pending);
+        free(g);
+        if (done != NULL) {
+            done(arg);
+        }
+    }
+}

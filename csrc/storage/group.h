@@ -1,0 +1,65 @@
+/*
+ * group.h: group commit for struct hr_log on a libuv loop.
+ *
+ * hr_group_write() queues one batch (term and vote, a truncation, entries). While a round
+ * (write + fdatasync) runs on the libuv threadpool, new batches wait; when it ends they
+ * all go into the next round together, so N proposers waiting on one disk cost about one
+ * fsync per round, not one each. The loop thread never touches the disk.
+ *
+ * Batches become durable in the order they were queued, and their completions are
+ * reported in that order on the loop thread, always from a later loop iteration, never
+ * from inside hr_group_write(). A failed round (ENOSPC, EIO...) reports its status to every
+ * batch in it; the log then refuses writes, so later rounds fail fast with the same status
+ * until hr_group_retry().
+ *
+ * Ownership: the group borrows the loop and the log; while the group exists only the
+ * group uses the log (the worker thread does). Entries passed to hr_group_write() are
+ * borrowed for the call: their bytes are copied on the loop thread, so refcounted
+ * payloads that are not thread-safe (core/blob.h) never reach the worker.
+ * Threading: every function is called on the loop thread.
+ */
+#ifndef HR_STORAGE_GROUP_H
+#define HR_STORAGE_GROUP_H
+
+#include <stdbool.h>
+
+#include "log.h"
+
+/* uv.h is not included here: under -std=c11 it needs _GNU_SOURCE, which the
+ * includer should not have to know. */
+struct uv_loop_s;
+
+/* status: 0 (durable) or a negative HR_E*; hr_group_errmsg() says more. */
+typedef void (*hr_group_durable_cb)(void *arg, uint64_t seq, int status);
+
+struct hr_group;
+
+struct hr_group_meta {
+    uint64_t term, vote;
+};
+
+struct hr_group *hr_group_new(struct uv_loop_s *loop, struct hr_log *log, hr_group_durable_cb cb,
+                              void *arg);
+/* Queue a batch: set term and vote (meta may be NULL), drop entries >= truncate (0:
+ * none), append entries. seq must increase. 0, or HR_ENOMEM / HR_ESHUTDOWN (nothing
+ * queued, no callback will come). */
+int hr_group_write(struct hr_group *g, uint64_t seq, const struct hr_group_meta *meta,
+                   uint64_t truncate, const struct hr_log_entry *e, size_t n);
+/* Let writes go on after a failure (e.g. space was freed); takes effect at the next
+ * round. */
+void hr_group_retry(struct hr_group *g);
+/* The message of the last failed round. */
+const char *hr_group_errmsg(const struct hr_group *g);
+/* Stop: batches not yet started are dropped without a callback (as a crash would); a
+ * round in flight finishes first. done(arg) is called once the group is freed, which may
+ * be before this returns; then the log may be closed. */
+void hr_group_close(struct hr_group *g, void (*done)(void *arg), void *arg);
+
+struct hr_group_stats {
+    uint64_t rounds;   /* rounds run (each ends with one fdatasync if it wrote) */
+    uint64_t batches;
+    uint64_t entries;
+};
+void hr_group_stats(const struct hr_group *g, struct hr_group_stats *s);
+
+#endif

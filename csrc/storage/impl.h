@@ -1,0 +1,141 @@
+/*
+ * impl.h: internals shared by the files of csrc/storage (not for other layers).
+ *
+ *   crc32c.c   CRC32C (Castagnoli), hardware instruction when the CPU has it
+ *   lock.c     the data directory lock
+ *   meta.c     the meta file
+ *   segment.c  record and segment encoding, scanning a segment with recovery rules
+ *   cache.c    the bounded read cache
+ *   log.c      struct hr_log: segments, append, sync, truncate, compact, read
+ *   inspect.c  hr_storage_inspect
+ *
+ * Threading: as log.h (one thread at a time).
+ */
+#ifndef HR_STORAGE_IMPL_H
+#define HR_STORAGE_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "log.h"
+
+/* ---- byte layout (FORMAT.md) ---- */
+#define HR__SEG_MAGIC "HRSG"
+#define HR__SEG_HEADER_SIZE 24       /* magic, version, first index, crc, reserved */
+#define HR__REC_HEADER_SIZE 36       /* crc, len, term, index, time_ms, type, 3 reserved */
+#define HR__REC_FOOTER 0xFF          /* record type of a sealed segment's footer */
+#define HR__TRAILER_SIZE 16          /* footer offset, magic */
+#define HR__TRAILER_MAGIC "HRSEALED"
+#define HR__SPARSE_STRIDE 32         /* one remembered offset per 32 records */
+#define HR__MAX_PAYLOAD (64u << 20)  /* larger lengths are garbage, not records */
+#define HR__META_MAGIC "HRMT"
+#define HR__META_SIZE 28
+
+/* crc32c.c */
+uint32_t hr__crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Little-endian fixed-width integers, unaligned. */
+static inline void hr__put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline void hr__put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint32_t hr__get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static inline uint64_t hr__get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Map an errno of a failed system call to HR_ENOSPACE / HR_EIO. */
+int hr__errno_code(int e);
+
+/* lock.c: lock dir/LOCK; *fd is the held descriptor. HR_EBUSY names the holder's pid. */
+int hr__lock_dir(const char *dir, int *fd, char *err, size_t errlen);
+/* The pid written in dir/LOCK and whether a process holds the lock (for inspect). */
+int hr__lock_probe(const char *dir, long *pid, bool *held);
+
+/* meta.c */
+struct hr__meta {
+    uint32_t version;
+    uint64_t term, vote;
+};
+/* HR_ECORRUPT / HR_EIO with message; *exists = false and zero meta if there is none. */
+int hr__meta_read(const char *dir, struct hr__meta *m, bool *exists, char *err,
+                  size_t errlen);
+/* Atomic replace: meta.tmp, fsync, rename, fsync dir. write_fn lets the log inject
+ * faults (NULL: plain write). */
+struct hr__io;
+int hr__meta_write(const char *dir, const struct hr__meta *m, struct hr__io *io, char *err,
+                   size_t errlen);
+
+/* Fault-injecting system calls (log.c owns one per log). */
+struct hr__io {
+    unsigned fail_writes, fail_syncs;
+    int write_errno, sync_errno;
+};
+ssize_t hr__io_pwrite(struct hr__io *io, int fd, const void *buf, size_t len, off_t off);
+int hr__io_sync(struct hr__io *io, int fd, bool data_only);
+
+/* segment.c */
+void hr__seg_name(char *buf, size_t len, uint64_t first);
+/* Parse a segment file name; false if it is not one. */
+bool hr__seg_parse_name(const char *name, uint64_t *first);
+void hr__seg_encode_header(unsigned char *p, uint64_t first);
+/* Encode one record at p (HR__REC_HEADER_SIZE + e->len bytes). */
+void hr__rec_encode(unsigned char *p, const struct hr_log_entry *e);
+
+/* The result of scanning a segment file from its header on. */
+struct hr__scan {
+    uint64_t first;      /* from the header */
+    uint64_t count;      /* valid records */
+    uint64_t last_term;
+    off_t end;           /* offset after the last valid record (or footer+trailer if sealed) */
+    off_t data_end;      /* offset after the last valid record */
+    bool sealed;         /* a valid footer and trailer follow the records */
+    bool torn;           /* a torn tail starts at data_end (only with allow_torn) */
+    off_t file_size;
+    uint64_t *sparse;    /* malloc'd: offset of record k*STRIDE, k < n_sparse */
+    size_t n_sparse;
+};
+/* Scan fd (file `name` for messages). allow_torn: this is the last segment, where a torn
+ * tail is cut (reported through s->torn) instead of failing. expect_first: the index the
+ * segment must start with (0: any). want_sparse: fill s->sparse. HR_ECORRUPT names the
+ * file and offset. */
+int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_first,
+                 bool want_sparse, struct hr__scan *s, char *err, size_t errlen);
+/* Read a sealed segment's footer instead of scanning: fills s like hr__seg_scan. Returns
+ * HR_ECORRUPT if there is no valid footer (the caller then scans). */
+int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct hr__scan *s,
+                        char *err, size_t errlen);
+/* Encode the footer record plus trailer for a segment whose records end at data_end:
+ * returns a malloc'd buffer of *len bytes (NULL on out-of-memory). */
+unsigned char *hr__seg_encode_footer(uint64_t first, uint64_t count, uint64_t last_term,
+                                     const uint64_t *sparse, size_t n_sparse, off_t data_end,
+                                     size_t *len);
+
+/* cache.c: a bounded LRU of fixed-size blocks of segment files. Key: (segment first
+ * index, block number). */
+#define HR__CACHE_BLOCK 65536
+struct hr__cache;
+struct hr__cache *hr__cache_new(size_t bytes);
+void hr__cache_free(struct hr__cache *c);
+/* Read len bytes at off of segment `seg` (fd) into buf, through the cache. Reads past the
+ * end of the file are an error (HR_ECORRUPT: the caller knows the size). */
+int hr__cache_read(struct hr__cache *c, uint64_t seg, int fd, off_t off, void *buf,
+                   size_t len, uint64_t *hits, uint64_t *misses);
+/* Forget every block of segment seg (or all segments if seg == 0). */
+void hr__cache_drop(struct hr__cache *c, uint64_t seg);
+
+#endif

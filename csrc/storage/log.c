@@ -1,0 +1,1002 @@
+/*
+ * log.c: struct hr_log, the segment log of one data directory (log.h, FORMAT.md).
+ *
+ * State kept in memory per segment is what finding a record needs: first index, count,
+ * the offset of every 32nd record (sparse) and the sizes. Records themselves are read on
+ * demand through the cache.
+ *
+ * Write path and failure. Appends go to a buffer that belongs to the last segment and
+ * starts at its file_end. After every successful sync (and truncate/compact) a checkpoint
+ * records the shape of the log; a failed write, sync or segment roll-over puts the files
+ * back to that checkpoint (unlink segments created since, ftruncate the last one) and
+ * the log refuses writes until hr_log_retry(). So a failure never leaves a half-written
+ * batch that a later successful sync would make durable behind the caller's back.
+ */
+#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "impl.h"
+
+struct seg {
+    uint64_t first;
+    uint64_t count;
+    uint64_t last_term;
+    int fd;
+    bool sealed;
+    off_t size;      /* end of the last record (footer excluded), buffered bytes included */
+    off_t file_end;  /* bytes in the file (footer and trailer included if sealed) */
+    uint64_t *sparse;
+    size_t n_sparse, cap_sparse;
+};
+
+struct checkpoint {
+    size_t n;
+    uint64_t count, last_term, next_index, log_last_term;
+    off_t size, file_end;
+    size_t n_sparse;
+    bool sealed;
+};
+
+struct hr_log {
+    char *dir;
+    char *logdir;
+    int lock_fd;
+    int dir_fd;
+    struct seg *segs;
+    size_t n, cap;
+    uint64_t next_index;   /* last index + 1 (or where an empty log starts) */
+    uint64_t last_term;
+    unsigned char *wbuf;
+    size_t wlen, wcap;
+    bool need_datasync, dir_dirty;
+    struct checkpoint ck;
+    int failed;            /* refuse writes until retry */
+    int broken;            /* could not roll back: refuse until reopened */
+    struct hr__meta meta;
+    struct hr__io io;
+    struct hr_log_options opt;
+    struct hr__cache *cache;
+    struct hr_log_stats stats;
+    char err[768];
+};
+
+#define SET_ERR(l, ...) snprintf((l)->err, sizeof (l)->err, __VA_ARGS__)
+
+void hr_log_options_default(struct hr_log_options *o)
+{
+    o->segment_size = 8u << 20;
+    o->cache_bytes = 4u << 20;
+}
+
+static struct seg *last_seg(struct hr_log *l)
+{
+    return l->n > 0 ? &l->segs[l->n - 1] : NULL;
+}
+
+static void seg_path(const struct hr_log *l, uint64_t first, char *buf, size_t len)
+{
+    char name[32];
+    hr__seg_name(name, sizeof name, first);
+    snprintf(buf, len, "%s/%s", l->logdir, name);
+}
+
+/* "log/00000000000000000001": how messages name a segment. */
+static void seg_label(uint64_t first, char *buf, size_t len)
+{
+    char name[32];
+    hr__seg_name(name, sizeof name, first);
+    snprintf(buf, len, "log/%s", name);
+}
+
+static int sparse_push(struct seg *s, uint64_t off)
+{
+    if (s->n_sparse == s->cap_sparse) {
+        size_t nc = s->cap_sparse ? s->cap_sparse * 2 : 64;
+        uint64_t *p = realloc(s->sparse, nc * sizeof *p);
+        if (p == NULL) {
+            return HR_ENOMEM;
+        }
+        s->sparse = p;
+        s->cap_sparse = nc;
+    }
+    s->sparse[s->n_sparse++] = off;
+    return 0;
+}
+
+static int segs_reserve(struct hr_log *l)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        struct seg *p = realloc(l->segs, nc * sizeof *p);
+        if (p == NULL) {
+            return HR_ENOMEM;
+        }
+        l->segs = p;
+        l->cap = nc;
+    }
+    return 0;
+}
+
+static void seg_close(struct seg *s)
+{
+    if (s->fd >= 0) {
+        close(s->fd);
+    }
+    free(s->sparse);
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+}
+
+static void checkpoint(struct hr_log *l)
+{
+    struct seg *s = last_seg(l);
+    memset(&l->ck, 0, sizeof l->ck);
+    l->ck.n = l->n;
+    l->ck.next_index = l->next_index;
+    l->ck.log_last_term = l->last_term;
+    if (s != NULL) {
+        l->ck.count = s->count;
+        l->ck.last_term = s->last_term;
+        l->ck.size = s->size;
+        l->ck.file_end = s->file_end;
+        l->ck.n_sparse = s->n_sparse;
+        l->ck.sealed = s->sealed;
+    }
+}
+
+/* Remove the newest segment's file (and forget it). */
+static int drop_last_file(struct hr_log *l)
+{
+    char path[4200];
+    struct seg *s = last_seg(l);
+    seg_path(l, s->first, path, sizeof path);
+    hr__cache_drop(l->cache, s->first);
+    seg_close(s);
+    l->n--;
+    l->dir_dirty = true;
+    if (unlink(path) < 0 && errno != ENOENT) {
+        return hr__errno_code(errno);
+    }
+    return 0;
+}
+
+/* A write-path failure: put the files back to the checkpoint, refuse writes. The message
+ * of the failure is already in l->err. */
+static int fail(struct hr_log *l, int rc)
+{
+    int brc = 0;
+    l->wlen = 0;
+    while (l->n > l->ck.n) {
+        if (drop_last_file(l) != 0) {
+            brc = rc;
+        }
+    }
+    struct seg *s = last_seg(l);
+    if (s != NULL && l->n == l->ck.n) {
+        if (s->file_end != l->ck.file_end) {
+            if (ftruncate(s->fd, l->ck.file_end) < 0 || fdatasync(s->fd) < 0) {
+                brc = rc;
+            }
+        }
+        s->count = l->ck.count;
+        s->last_term = l->ck.last_term;
+        s->size = l->ck.size;
+        s->file_end = l->ck.file_end;
+        s->n_sparse = l->ck.n_sparse;
+        s->sealed = l->ck.sealed;
+    }
+    if (l->dir_dirty && fsync(l->dir_fd) < 0) {
+        brc = rc;
+    }
+    l->dir_dirty = false;
+    l->need_datasync = false;
+    l->next_index = l->ck.next_index;
+    l->last_term = l->ck.log_last_term;
+    hr__cache_drop(l->cache, 0);
+    l->failed = rc;
+    if (brc != 0) {
+        l->broken = brc;
+        size_t used = strlen(l->err);
+        snprintf(l->err + used, sizeof l->err - used,
+                 " (and undoing the partial write failed: reopen the data dir)");
+    }
+    return rc;
+}
+
+static int refuse(struct hr_log *l)
+{
+    if (l->broken) {
+        return l->broken;
+    }
+    if (l->failed) {
+        /* Keep the original message: it says what went wrong. */
+        return l->failed;
+    }
+    return 0;
+}
+
+static int flush(struct hr_log *l)
+{
+    struct seg *s = last_seg(l);
+    if (l->wlen == 0) {
+        return 0;
+    }
+    if (hr__io_pwrite(&l->io, s->fd, l->wbuf, l->wlen, s->file_end) < 0) {
+        int e = errno;
+        char lab[64];
+        seg_label(s->first, lab, sizeof lab);
+        SET_ERR(l, "%s: write at offset %lld: %s", lab, (long long)s->file_end, strerror(e));
+        s->file_end += 1; /* unknown how much landed: make fail() truncate */
+        return fail(l, hr__errno_code(e));
+    }
+    s->file_end += (off_t)l->wlen;
+    l->stats.bytes += l->wlen;
+    l->wlen = 0;
+    return 0;
+}
+
+static int wbuf_reserve(struct hr_log *l, size_t more)
+{
+    if (l->wlen + more > l->wcap) {
+        size_t nc = l->wcap ? l->wcap : 65536;
+        while (nc < l->wlen + more) {
+            nc *= 2;
+        }
+        unsigned char *p = realloc(l->wbuf, nc);
+        if (p == NULL) {
+            return HR_ENOMEM;
+        }
+        l->wbuf = p;
+        l->wcap = nc;
+    }
+    return 0;
+}
+
+static int sync_fd(struct hr_log *l, int fd, bool data, const char *what)
+{
+    if (hr__io_sync(&l->io, fd, data) < 0) {
+        int e = errno;
+        SET_ERR(l, "%s: %s: %s", what, data ? "fdatasync" : "fsync", strerror(e));
+        return fail(l, hr__errno_code(e));
+    }
+    return 0;
+}
+
+/* Seal the last segment (footer + trailer, durable) and start a new one at `first`. The
+ * footer lets the next open skip scanning this segment. It is synced before the new file
+ * exists, so every segment but the last is always sealed on disk. */
+static int roll(struct hr_log *l, uint64_t first)
+{
+    struct seg *s = last_seg(l);
+    char lab[64];
+    if (s != NULL && !s->sealed) {
+        int rc = flush(l);
+        if (rc != 0) {
+            return rc;
+        }
+        size_t flen;
+        unsigned char *f = hr__seg_encode_footer(s->first, s->count, s->last_term, s->sparse,
+                                                 s->n_sparse, s->size, &flen);
+        if (f == NULL) {
+            SET_ERR(l, "out of memory");
+            return fail(l, HR_ENOMEM);
+        }
+        seg_label(s->first, lab, sizeof lab);
+        if (hr__io_pwrite(&l->io, s->fd, f, flen, s->file_end) < 0) {
+            int e = errno;
+            free(f);
+            SET_ERR(l, "%s: write footer: %s", lab, strerror(e));
+            s->file_end += 1;
+            return fail(l, hr__errno_code(e));
+        }
+        free(f);
+        s->file_end += (off_t)flen;
+        s->sealed = true;
+        l->stats.bytes += flen;
+        rc = sync_fd(l, s->fd, true, lab);
+        if (rc != 0) {
+            return rc;
+        }
+        l->stats.syncs++;
+        l->need_datasync = false;
+    }
+    int rc = segs_reserve(l);
+    if (rc != 0) {
+        SET_ERR(l, "out of memory");
+        return fail(l, rc);
+    }
+    char path[4200];
+    seg_path(l, first, path, sizeof path);
+    /* O_TRUNC: a file of that name can only be the leftover of a rolled-back write. */
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        seg_label(first, lab, sizeof lab);
+        SET_ERR(l, "%s: create: %s", lab, strerror(e));
+        return fail(l, hr__errno_code(e));
+    }
+    struct seg *n = &l->segs[l->n++];
+    memset(n, 0, sizeof *n);
+    n->fd = fd;
+    n->first = first;
+    n->size = HR__SEG_HEADER_SIZE;
+    n->file_end = 0;
+    l->dir_dirty = true;
+    l->need_datasync = true;
+    if (l->next_index != first) {
+        l->next_index = first;
+    }
+    if (wbuf_reserve(l, HR__SEG_HEADER_SIZE) != 0) {
+        SET_ERR(l, "out of memory");
+        return fail(l, HR_ENOMEM);
+    }
+    hr__seg_encode_header(l->wbuf, first);
+    l->wlen = HR__SEG_HEADER_SIZE;
+    return 0;
+}
+
+int hr_log_append(struct hr_log *l, const struct hr_log_entry *e, size_t n)
+{
+    int rc = refuse(l);
+    if (rc != 0) {
+        return rc;
+    }
+    uint64_t expect = l->n == 0 ? (n > 0 ? e[0].index : 0) : l->next_index;
+    uint64_t term = l->last_term;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].index != expect + i || e[i].index == 0) {
+            SET_ERR(l, "append: entry %zu has index %" PRIu64 ", expected %" PRIu64, i,
+                    e[i].index, expect + i);
+            return HR_EINVAL;
+        }
+        if (e[i].term < term) {
+            SET_ERR(l, "append: entry %" PRIu64 " has term %" PRIu64 " < previous %" PRIu64,
+                    e[i].index, e[i].term, term);
+            return HR_EINVAL;
+        }
+        if (e[i].len > HR__MAX_PAYLOAD || e[i].type == HR__REC_FOOTER) {
+            SET_ERR(l, "append: entry %" PRIu64 ": payload too large or bad type",
+                    e[i].index);
+            return HR_EINVAL;
+        }
+        term = e[i].term;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t rec = HR__REC_HEADER_SIZE + e[i].len;
+        struct seg *s = last_seg(l);
+        if (s == NULL || s->sealed ||
+            (s->count > 0 && (uint64_t)s->size + rec > l->opt.segment_size)) {
+            rc = roll(l, e[i].index);
+            if (rc != 0) {
+                return rc;
+            }
+            s = last_seg(l);
+        }
+        if (wbuf_reserve(l, rec) != 0 ||
+            (s->count % HR__SPARSE_STRIDE == 0 && sparse_push(s, (uint64_t)s->size) != 0)) {
+            SET_ERR(l, "out of memory");
+            return fail(l, HR_ENOMEM);
+        }
+        hr__rec_encode(l->wbuf + l->wlen, &e[i]);
+        l->wlen += rec;
+        s->size += (off_t)rec;
+        s->count++;
+        s->last_term = e[i].term;
+        l->next_index = e[i].index + 1;
+        l->last_term = e[i].term;
+        l->need_datasync = true;
+        l->stats.appends++;
+        /* Bound the buffer: a large batch is written as it goes (still synced once). */
+        if (l->wlen >= (1u << 20) && (rc = flush(l)) != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int hr_log_sync(struct hr_log *l)
+{
+    int rc = refuse(l);
+    if (rc != 0) {
+        return rc;
+    }
+    if ((rc = flush(l)) != 0) {
+        return rc;
+    }
+    struct seg *s = last_seg(l);
+    char lab[64];
+    if (l->need_datasync && s != NULL) {
+        seg_label(s->first, lab, sizeof lab);
+        if ((rc = sync_fd(l, s->fd, true, lab)) != 0) {
+            return rc;
+        }
+        l->stats.syncs++;
+    }
+    /* A created or removed segment is durable only once its directory is. */
+    if (l->dir_dirty && (rc = sync_fd(l, l->dir_fd, false, "log/")) != 0) {
+        return rc;
+    }
+    l->need_datasync = l->dir_dirty = false;
+    checkpoint(l);
+    return 0;
+}
+
+/* Read the record header at off of segment s (through the cache). */
+static int read_header(struct hr_log *l, const struct seg *s, off_t off, unsigned char *h)
+{
+    return hr__cache_read(l->cache, s->first, s->fd, off, h, HR__REC_HEADER_SIZE,
+                          &l->stats.cache_hits, &l->stats.cache_misses);
+}
+
+/* Offset of record idx in s: from the nearest remembered offset, walk the headers. */
+static int locate(struct hr_log *l, const struct seg *s, uint64_t idx, off_t *off)
+{
+    uint64_t k = (idx - s->first) / HR__SPARSE_STRIDE;
+    off_t o = (off_t)s->sparse[k];
+    unsigned char h[HR__REC_HEADER_SIZE];
+    for (uint64_t i = s->first + k * HR__SPARSE_STRIDE; i < idx; i++) {
+        int rc = read_header(l, s, o, h);
+        if (rc != 0) {
+            return rc;
+        }
+        o += HR__REC_HEADER_SIZE + (off_t)hr__get32(h + 4);
+    }
+    *off = o;
+    return 0;
+}
+
+static size_t find_seg(const struct hr_log *l, uint64_t idx)
+{
+    size_t lo = 0, hi = l->n;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (l->segs[mid].first <= idx) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+int hr_log_truncate(struct hr_log *l, uint64_t from)
+{
+    int rc = hr_log_sync(l);
+    if (rc != 0) {
+        return rc;
+    }
+    if (l->n == 0 || from >= l->next_index) {
+        return 0;
+    }
+    from = from == 0 ? 1 : from;
+    /* Newest first, so that a crash in the middle leaves a shorter log, never a hole. */
+    while (l->n > 0 && last_seg(l)->first >= from) {
+        if ((rc = drop_last_file(l)) != 0) {
+            SET_ERR(l, "truncate: unlink: %s", strerror(errno));
+            return fail(l, rc);
+        }
+    }
+    struct seg *s = last_seg(l);
+    if (s != NULL && from < s->first + s->count) {
+        off_t off;
+        char lab[64];
+        seg_label(s->first, lab, sizeof lab);
+        rc = locate(l, s, from, &off);
+        if (rc != 0) {
+            SET_ERR(l, "%s: truncate: cannot read record %" PRIu64, lab, from);
+            return rc;
+        }
+        /* The term of the new last entry, for hr_log_last_term. */
+        off_t prev;
+        unsigned char h[HR__REC_HEADER_SIZE];
+        if ((rc = locate(l, s, from - 1, &prev)) != 0 || (rc = read_header(l, s, prev, h)) != 0) {
+            SET_ERR(l, "%s: truncate: cannot read record %" PRIu64, lab, from - 1);
+            return rc;
+        }
+        if (ftruncate(s->fd, off) < 0) {
+            SET_ERR(l, "%s: ftruncate: %s", lab, strerror(errno));
+            l->broken = hr__errno_code(errno);
+            return l->broken;
+        }
+        s->count = from - s->first;
+        s->n_sparse = (s->count + HR__SPARSE_STRIDE - 1) / HR__SPARSE_STRIDE;
+        s->size = s->file_end = off;
+        s->sealed = false;
+        s->last_term = hr__get64(h + 8);
+        hr__cache_drop(l->cache, s->first);
+        if ((rc = sync_fd(l, s->fd, true, lab)) != 0) {
+            return rc;
+        }
+    }
+    if (l->dir_dirty && (rc = sync_fd(l, l->dir_fd, false, "log/")) != 0) {
+        return rc;
+    }
+    l->dir_dirty = false;
+    s = last_seg(l);
+    l->next_index = s != NULL ? s->first + s->count : from;
+    l->last_term = 0;
+    for (size_t i = l->n; i-- > 0;) {
+        if (l->segs[i].count > 0) {
+            l->last_term = l->segs[i].last_term;
+            break;
+        }
+    }
+    checkpoint(l);
+    return 0;
+}
+
+int hr_log_compact(struct hr_log *l, uint64_t below)
+{
+    int rc = refuse(l);
+    if (rc != 0) {
+        return rc;
+    }
+    size_t k = 0;
+    /* Oldest first: a crash in the middle leaves a log that starts later, never a hole.
+     * The last segment stays: it is where appends go. */
+    while (k + 1 < l->n && l->segs[k].sealed && l->segs[k].first + l->segs[k].count <= below) {
+        char path[4200];
+        seg_path(l, l->segs[k].first, path, sizeof path);
+        if (unlink(path) < 0 && errno != ENOENT) {
+            SET_ERR(l, "compact: unlink %.200s: %s", path, strerror(errno));
+            break;
+        }
+        hr__cache_drop(l->cache, l->segs[k].first);
+        seg_close(&l->segs[k]);
+        k++;
+    }
+    if (k > 0) {
+        memmove(l->segs, l->segs + k, (l->n - k) * sizeof *l->segs);
+        l->n -= k;
+        l->ck.n -= k;
+        if (hr__io_sync(&l->io, l->dir_fd, false) < 0) {
+            SET_ERR(l, "log/: fsync: %s", strerror(errno));
+            return hr__errno_code(errno);
+        }
+    }
+    return 0;
+}
+
+int hr_log_read(struct hr_log *l, uint64_t lo, uint64_t hi, struct hr_log_entry **out,
+                size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (lo > hi || l->n == 0 || lo < l->segs[0].first || hi >= l->next_index) {
+        SET_ERR(l, "read: range %" PRIu64 "..%" PRIu64 " outside %" PRIu64 "..%" PRIu64, lo,
+                hi, hr_log_first_index(l), hr_log_last_index(l));
+        return HR_EINVAL;
+    }
+    int rc;
+    if (l->wlen > 0 && !l->broken && (rc = flush(l)) != 0) {
+        return rc;
+    }
+    size_t cnt = (size_t)(hi - lo + 1);
+    struct hr_log_entry *ents = calloc(cnt, sizeof *ents);
+    unsigned char *pay = NULL;
+    size_t plen = 0, pcap = 0;
+    if (ents == NULL) {
+        return HR_ENOMEM;
+    }
+    size_t got = 0;
+    uint64_t idx = lo;
+    rc = 0;
+    while (idx <= hi) {
+        const struct seg *s = &l->segs[find_seg(l, idx)];
+        char lab[64];
+        seg_label(s->first, lab, sizeof lab);
+        off_t off;
+        if ((rc = locate(l, s, idx, &off)) != 0) {
+            SET_ERR(l, "%s: cannot read record %" PRIu64, lab, idx);
+            goto out;
+        }
+        uint64_t end = s->first + s->count;
+        for (; idx <= hi && idx < end; idx++) {
+            unsigned char h[HR__REC_HEADER_SIZE];
+            if ((rc = read_header(l, s, off, h)) != 0) {
+                SET_ERR(l, "%s: record at offset %lld: cannot read", lab, (long long)off);
+                goto out;
+            }
+            uint32_t len = hr__get32(h + 4);
+            if (len > HR__MAX_PAYLOAD || off + HR__REC_HEADER_SIZE + (off_t)len > s->size) {
+                SET_ERR(l, "%s: record at offset %lld: bad length", lab, (long long)off);
+                rc = HR_ECORRUPT;
+                goto out;
+            }
+            if (plen + len > pcap) {
+                size_t nc = pcap ? pcap : 4096;
+                while (nc < plen + len) {
+                    nc *= 2;
+                }
+                unsigned char *p = realloc(pay, nc);
+                if (p == NULL) {
+                    rc = HR_ENOMEM;
+                    goto out;
+                }
+                pay = p;
+                pcap = nc;
+            }
+            if ((rc = hr__cache_read(l->cache, s->first, s->fd, off + HR__REC_HEADER_SIZE,
+                                     pay + plen, len, &l->stats.cache_hits,
+                                     &l->stats.cache_misses)) != 0) {
+                SET_ERR(l, "%s: record at offset %lld: cannot read", lab, (long long)off);
+                goto out;
+            }
+            uint32_t crc = hr__crc32c(0, h + 4, HR__REC_HEADER_SIZE - 4);
+            if (hr__crc32c(crc, pay + plen, len) != hr__get32(h) || hr__get64(h + 16) != idx) {
+                SET_ERR(l, "%s: record at offset %lld: bad checksum", lab, (long long)off);
+                rc = HR_ECORRUPT;
+                goto out;
+            }
+            struct hr_log_entry *e = &ents[got++];
+            e->term = hr__get64(h + 8);
+            e->index = idx;
+            e->time_ms = hr__get64(h + 24);
+            e->type = h[32];
+            e->len = len;
+            e->data = (const unsigned char *)(uintptr_t)plen; /* fixed up below */
+            plen += len;
+            off += HR__REC_HEADER_SIZE + (off_t)len;
+        }
+    }
+    /* One block: the array, then the payloads. */
+    struct hr_log_entry *blk = malloc(cnt * sizeof *blk + plen + 1);
+    if (blk == NULL) {
+        rc = HR_ENOMEM;
+        goto out;
+    }
+    unsigned char *pb = (unsigned char *)(blk + cnt);
+    if (plen > 0) {
+        memcpy(pb, pay, plen);
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        blk[i] = ents[i];
+        blk[i].data = pb + (uintptr_t)ents[i].data;
+    }
+    *out = blk;
+    *n = cnt;
+out:
+    free(ents);
+    free(pay);
+    return rc;
+}
+
+uint64_t hr_log_first_index(const struct hr_log *l)
+{
+    return l->n > 0 ? l->segs[0].first : l->next_index;
+}
+
+uint64_t hr_log_last_index(const struct hr_log *l)
+{
+    return l->next_index - 1;
+}
+
+uint64_t hr_log_last_term(const struct hr_log *l)
+{
+    return l->last_term;
+}
+
+int hr_log_set_meta(struct hr_log *l, uint64_t term, uint64_t vote)
+{
+    int rc = refuse(l);
+    if (rc != 0) {
+        return rc;
+    }
+    struct hr__meta m = l->meta;
+    m.term = term;
+    m.vote = vote;
+    rc = hr__meta_write(l->dir, &m, &l->io, l->err, sizeof l->err);
+    if (rc != 0) {
+        l->failed = rc;
+        return rc;
+    }
+    l->meta = m;
+    return 0;
+}
+
+void hr_log_meta(const struct hr_log *l, uint64_t *term, uint64_t *vote)
+{
+    *term = l->meta.term;
+    *vote = l->meta.vote;
+}
+
+const char *hr_log_errmsg(const struct hr_log *l)
+{
+    return l->err;
+}
+
+int hr_log_retry(struct hr_log *l)
+{
+    if (l->broken) {
+        return l->broken;
+    }
+    l->failed = 0;
+    return 0;
+}
+
+void hr_log_inject_fault(struct hr_log *l, int op, unsigned count, int err)
+{
+    if (op == HR_LOG_FAULT_WRITE) {
+        l->io.fail_writes = count;
+        l->io.write_errno = err;
+    } else if (op == HR_LOG_FAULT_SYNC) {
+        l->io.fail_syncs = count;
+        l->io.sync_errno = err;
+    }
+}
+
+void hr_log_stats(const struct hr_log *l, struct hr_log_stats *s)
+{
+    *s = l->stats;
+}
+
+void hr_log_close(struct hr_log *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        seg_close(&l->segs[i]);
+    }
+    free(l->segs);
+    free(l->wbuf);
+    hr__cache_free(l->cache);
+    if (l->dir_fd >= 0) {
+        close(l->dir_fd);
+    }
+    if (l->lock_fd >= 0) {
+        close(l->lock_fd); /* releases the flock */
+    }
+    free(l->dir);
+    free(l->logdir);
+    free(l);
+}
+
+/* ---- open and recovery ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int list_segments(const char *logdir, uint64_t **out, size_t *n, char *err,
+                         size_t errlen)
+{
+    DIR *d = opendir(logdir);
+    if (d == NULL) {
+        snprintf(err, errlen, "%s: %s", logdir, strerror(errno));
+        return hr__errno_code(errno);
+    }
+    uint64_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t first;
+        if (!hr__seg_parse_name(de->d_name, &first)) {
+            continue;
+        }
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *p = realloc(v, cap * sizeof *v);
+            if (p == NULL) {
+                free(v);
+                closedir(d);
+                return HR_ENOMEM;
+            }
+            v = p;
+        }
+        v[cnt++] = first;
+    }
+    closedir(d);
+    if (cnt > 1) {
+        qsort(v, cnt, sizeof *v, cmp_u64);
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static void add_info(char *info, size_t infolen, const char *fmt, ...)
+{
+    size_t used = strlen(info);
+    if (used + 2 >= infolen) {
+        return;
+    }
+    if (used > 0) {
+        info[used++] = '\n';
+        info[used] = '\0';
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(info + used, infolen - used, fmt, ap);
+    va_end(ap);
+}
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST) {
+        return 0;
+    }
+    return -1;
+}
+
+/* Load the segments of l->logdir. Every segment but the last is sealed: its footer is
+ * read (a damaged footer falls back to a full, strict scan). The last is scanned and a
+ * torn tail cut. Index continuity between segments is checked. */
+static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
+                         size_t infolen)
+{
+    uint64_t *firsts = NULL;
+    size_t nf = 0;
+    int rc = list_segments(l->logdir, &firsts, &nf, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        char path[4200], lab[64];
+        seg_path(l, firsts[i], path, sizeof path);
+        seg_label(firsts[i], lab, sizeof lab);
+        bool is_last = (i + 1 == nf);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            snprintf(err, errlen, "%s: %s", lab, strerror(errno));
+            rc = hr__errno_code(errno);
+            goto out;
+        }
+        struct hr__scan sc;
+        rc = is_last ? HR_ECORRUPT : hr__seg_read_footer(fd, lab, firsts[i], &sc, err, errlen);
+        if (rc == HR_ENOMEM || rc == HR_EIO) {
+            close(fd);
+            goto out;
+        }
+        if (rc != 0) {
+            rc = hr__seg_scan(fd, lab, is_last, firsts[i], true, &sc, err, errlen);
+            if (rc != 0) {
+                close(fd);
+                goto out;
+            }
+            if (!is_last && !sc.sealed) {
+                add_info(info, infolen, "%s: no footer (scanned; %" PRIu64 " records sound)",
+                         lab, sc.count);
+            }
+        }
+        if (sc.torn && sc.data_end == 0) {
+            /* Created but its header never reached the disk: nothing was in it. */
+            close(fd);
+            free(sc.sparse);
+            if (unlink(path) < 0 || fsync(l->dir_fd) < 0) {
+                snprintf(err, errlen, "%s: remove empty segment: %s", lab, strerror(errno));
+                rc = hr__errno_code(errno);
+                goto out;
+            }
+            add_info(info, infolen, "%s: segment without a valid header or records (interrupted creation) removed", lab);
+            continue;
+        }
+        if (sc.torn) {
+            if (ftruncate(fd, sc.data_end) < 0 || fdatasync(fd) < 0) {
+                snprintf(err, errlen, "%s: truncate torn tail: %s", lab, strerror(errno));
+                rc = hr__errno_code(errno);
+                close(fd);
+                free(sc.sparse);
+                goto out;
+            }
+            add_info(info, infolen,
+                     "%s: torn tail at offset %lld (%lld bytes) truncated; log ends at "
+                     "index %" PRIu64,
+                     lab, (long long)sc.data_end, (long long)(sc.file_size - sc.data_end),
+                     sc.first + sc.count - 1);
+        }
+        if (l->n > 0) {
+            struct seg *p = last_seg(l);
+            if (p->first + p->count != sc.first) {
+                snprintf(err, errlen,
+                         "%s: starts at index %" PRIu64 " but the previous segment ends at "
+                         "%" PRIu64 " (gap)",
+                         lab, sc.first, p->first + p->count - 1);
+                rc = HR_ECORRUPT;
+                close(fd);
+                free(sc.sparse);
+                goto out;
+            }
+        }
+        if ((rc = segs_reserve(l)) != 0) {
+            close(fd);
+            free(sc.sparse);
+            goto out;
+        }
+        struct seg *s = &l->segs[l->n++];
+        memset(s, 0, sizeof *s);
+        s->first = sc.first;
+        s->count = sc.count;
+        s->last_term = sc.last_term;
+        s->fd = fd;
+        /* A last segment without footer stays open for appends. A non-last one without
+         * footer (older writer, damaged footer) is read-only: treat it as sealed. */
+        s->sealed = sc.sealed || !is_last;
+        s->size = sc.data_end;
+        s->file_end = sc.torn ? sc.data_end : sc.end;
+        s->sparse = sc.sparse;
+        s->n_sparse = s->cap_sparse = sc.n_sparse;
+        if (s->count > 0) {
+            l->last_term = s->last_term;
+        }
+        l->next_index = s->first + s->count;
+    }
+    rc = 0;
+out:
+    free(firsts);
+    return rc;
+}
+
+int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log **out,
+                char *err, size_t errlen, char *info, size_t infolen)
+{
+    *out = NULL;
+    if (infolen > 0) {
+        info[0] = '\0';
+    }
+    struct hr_log *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return HR_ENOMEM;
+    }
+    l->lock_fd = l->dir_fd = -1;
+    l->next_index = 1;
+    if (o != NULL) {
+        l->opt = *o;
+    } else {
+        hr_log_options_default(&l->opt);
+    }
+    size_t dl = strlen(dir);
+    l->dir = strdup(dir);
+    l->logdir = malloc(dl + 5);
+    l->cache = hr__cache_new(l->opt.cache_bytes);
+    int rc = HR_ENOMEM;
+    if (l->dir == NULL || l->logdir == NULL || l->cache == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    snprintf(l->logdir, dl + 5, "%s/log", dir);
+    if (mkdir_p(dir) < 0 || mkdir_p(l->logdir) < 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        rc = hr__errno_code(errno);
+        goto fail;
+    }
+    if ((rc = hr__lock_dir(dir, &l->lock_fd, err, errlen)) != 0) {
+        goto fail;
+    }
+    bool exists;
+    if ((rc = hr__meta_read(dir, &l->meta, &exists, err, errlen)) != 0) {
+        goto fail;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/meta.tmp", dir);
+    if (unlink(tmp) == 0) {
+        add_info(info, infolen, "meta.tmp: interrupted replace discarded (meta kept)");
+    }
+    l->dir_fd = open(l->logdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (l->dir_fd < 0) {
+        snprintf(err, errlen, "%s: %s", l->logdir, strerror(errno));
+        rc = hr__errno_code(errno);
+        goto fail;
+    }
+    if ((rc = load_segments(l, err, errlen, info, infolen)) != 0) {
+        goto fail;
+    }
+    checkpoint(l);
+    *out = l;
+    return 0;
+fail:
+    hr_log_close(l);
+    return rc;
+}

@@ -1,0 +1,117 @@
+/*
+ * log.h: the durable log of one node, synchronous. A data directory holds
+ *
+ *   LOCK      flock()ed while a process has the directory open; holds that process's pid
+ *   meta      format version, term and vote (replaced atomically)
+ *   log/      segment files named by the index of their first record (20 digits)
+ *
+ * (byte layouts in FORMAT.md). Opening recovers from a crash: a torn tail is cut away and
+ * reported in the info message; any other damage fails the open with a message naming the
+ * file and byte offset. Opening reads only the footer of each sealed segment and scans the
+ * open (last) one, so start time does not grow with the log; entries are read on demand
+ * through a bounded block cache.
+ *
+ * Writes are buffered: hr_log_append() encodes into memory (it writes to the file only when
+ * a segment fills up), hr_log_sync() writes and fdatasync()s. A write-path failure (ENOSPC,
+ * EIO, EROFS...) puts every file back as it was at the last successful sync and makes the
+ * log refuse writes until hr_log_retry().
+ *
+ * This layer knows nothing of libuv or of the node: group.h runs it on the threadpool.
+ *
+ * Threading: a struct hr_log is used by one thread at a time (any thread); it does not
+ * lock. Errors: 0 or a negative HR_E* (../core/error.h); the human message of the last
+ * failure is hr_log_errmsg().
+ */
+#ifndef HR_STORAGE_LOG_H
+#define HR_STORAGE_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/error.h"
+
+/* The on-disk format version this code writes (and the only one it reads so far). */
+#define HR_LOG_FORMAT_VERSION 1
+
+struct hr_log;
+
+/* One record. For hr_log_append() data is borrowed for the call. */
+struct hr_log_entry {
+    uint64_t term;
+    uint64_t index;
+    uint64_t time_ms;
+    uint8_t type;
+    uint32_t len;
+    const unsigned char *data;
+};
+
+struct hr_log_options {
+    uint64_t segment_size; /* roll over to a new segment past this many bytes (8 MiB) */
+    size_t cache_bytes;    /* read cache budget (4 MiB) */
+};
+
+void hr_log_options_default(struct hr_log_options *o);
+
+/* Open (creating if needed) the data directory dir and lock it. On success *out is the log
+ * and info holds what recovery did ("" if nothing). On failure: HR_EBUSY (locked by another
+ * open, message names the pid), HR_ECORRUPT (message names file and offset), HR_EIO,
+ * HR_ENOSPACE, HR_ENOMEM; the message is in err. o may be NULL (defaults). */
+int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log **out,
+                char *err, size_t errlen, char *info, size_t infolen);
+/* Close the files and release the lock. Unsynced appends are dropped (as a crash would). */
+void hr_log_close(struct hr_log *l);
+
+/* Buffer entries. Indexes must follow the last one (any index >= 1 if the log is empty),
+ * terms must not decrease. HR_EINVAL on a bad sequence (nothing appended). */
+int hr_log_append(struct hr_log *l, const struct hr_log_entry *e, size_t n);
+/* Write what is buffered and make it durable. */
+int hr_log_sync(struct hr_log *l);
+/* Drop every entry at index >= from (conflict repair). Syncs first; durable on return. If
+ * from <= first index the log becomes empty and the next append may start anywhere. */
+int hr_log_truncate(struct hr_log *l, uint64_t from);
+/* Drop whole sealed segments whose entries are all below `below` (after a snapshot). The
+ * first index afterwards may still be < below. Durable on return. */
+int hr_log_compact(struct hr_log *l, uint64_t below);
+
+/* Entries lo..hi (inclusive, within first..last). *out is one malloc'd block holding the
+ * array and the payloads: the caller free()s it. Checksums are verified on the way. */
+int hr_log_read(struct hr_log *l, uint64_t lo, uint64_t hi, struct hr_log_entry **out,
+                size_t *n);
+
+/* first > last when the log is empty. */
+uint64_t hr_log_first_index(const struct hr_log *l);
+uint64_t hr_log_last_index(const struct hr_log *l);
+uint64_t hr_log_last_term(const struct hr_log *l);
+
+/* Term and vote: replaced atomically and durable on return. */
+int hr_log_set_meta(struct hr_log *l, uint64_t term, uint64_t vote);
+void hr_log_meta(const struct hr_log *l, uint64_t *term, uint64_t *vote);
+
+/* The message of the last failure (a static buffer inside l). */
+const char *hr_log_errmsg(const struct hr_log *l);
+/* After a write-path failure: allow writes again (0), or the original error if the log
+ * could not be put back in a known state (then only reopening helps). */
+int hr_log_retry(struct hr_log *l);
+
+/* Test hook: the next `count` operations of kind op (HR_LOG_FAULT_WRITE: write(2) of log
+ * or meta data; HR_LOG_FAULT_SYNC: fdatasync/fsync) fail with errno err. */
+enum { HR_LOG_FAULT_WRITE = 1, HR_LOG_FAULT_SYNC = 2 };
+void hr_log_inject_fault(struct hr_log *l, int op, unsigned count, int err);
+
+/* Counters since open. */
+struct hr_log_stats {
+    uint64_t syncs;    /* fdatasync calls on segments */
+    uint64_t appends;  /* entries appended */
+    uint64_t bytes;    /* bytes written */
+    uint64_t cache_hits, cache_misses;
+};
+void hr_log_stats(const struct hr_log *l, struct hr_log_stats *s);
+
+/* Offline check of a data directory (does not take the lock; says if it is held): prints
+ * the metadata, each segment with its index range, snapshots, and verifies every checksum.
+ * Returns 0 if the directory is sound (a torn tail, which open would repair, counts as
+ * sound and is reported), HR_ECORRUPT or HR_EIO otherwise. */
+int hr_storage_inspect(const char *dir, FILE *out);
+
+#endif

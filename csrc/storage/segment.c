@@ -1,0 +1,362 @@
+/*
+ * segment.c: the byte layout of segment files (FORMAT.md) and the scan that decides, on
+ * open, what a file holds: how many valid records, whether it was sealed, and whether a
+ * torn tail follows them.
+ *
+ * The recovery rule lives here. A damaged record in the last segment is a torn tail (cut
+ * away on open) only if no valid record starts anywhere after it: a crash can leave the
+ * end of the last write cut short, zeroed or garbled, but it cannot leave a whole, valid
+ * record behind a broken one unless that broken one was written (and perhaps
+ * acknowledged) earlier. Everywhere else, and whenever a valid record follows, damage is
+ * corruption and fails the open with the file name and offset.
+ */
+#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "impl.h"
+
+void hr__seg_name(char *buf, size_t len, uint64_t first)
+{
+    snprintf(buf, len, "%020" PRIu64, first);
+}
+
+bool hr__seg_parse_name(const char *name, uint64_t *first)
+{
+    if (strlen(name) != 20) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < 20; i++) {
+        if (name[i] < '0' || name[i] > '9') {
+            return false;
+        }
+        v = v * 10 + (uint64_t)(name[i] - '0');
+    }
+    *first = v;
+    return v > 0;
+}
+
+void hr__seg_encode_header(unsigned char *p, uint64_t first)
+{
+    memcpy(p, HR__SEG_MAGIC, 4);
+    hr__put32(p + 4, HR_LOG_FORMAT_VERSION);
+    hr__put64(p + 8, first);
+    hr__put32(p + 16, hr__crc32c(0, p, 16));
+    hr__put32(p + 20, 0);
+}
+
+static void rec_header(unsigned char *p, uint32_t len, uint64_t term, uint64_t index,
+                       uint64_t time_ms, uint8_t type)
+{
+    hr__put32(p + 4, len);
+    hr__put64(p + 8, term);
+    hr__put64(p + 16, index);
+    hr__put64(p + 24, time_ms);
+    p[32] = type;
+    p[33] = p[34] = p[35] = 0;
+}
+
+void hr__rec_encode(unsigned char *p, const struct hr_log_entry *e)
+{
+    rec_header(p, e->len, e->term, e->index, e->time_ms, e->type);
+    if (e->len > 0) {
+        memcpy(p + HR__REC_HEADER_SIZE, e->data, e->len);
+    }
+    hr__put32(p, hr__crc32c(0, p + 4, HR__REC_HEADER_SIZE - 4 + (size_t)e->len));
+}
+
+unsigned char *hr__seg_encode_footer(uint64_t first, uint64_t count, uint64_t last_term,
+                                     const uint64_t *sparse, size_t n_sparse, off_t data_end,
+                                     size_t *len)
+{
+    size_t plen = 16 + 8 * n_sparse;
+    size_t total = HR__REC_HEADER_SIZE + plen + HR__TRAILER_SIZE;
+    unsigned char *b = malloc(total);
+    if (b == NULL) {
+        return NULL;
+    }
+    /* The footer reuses the record layout: its checksum and length are checked the same
+     * way, and its index field is the segment's last index. */
+    rec_header(b, (uint32_t)plen, last_term, first + count - 1, 0, HR__REC_FOOTER);
+    unsigned char *p = b + HR__REC_HEADER_SIZE;
+    hr__put32(p, HR__SPARSE_STRIDE);
+    hr__put32(p + 4, (uint32_t)n_sparse);
+    hr__put64(p + 8, count);
+    for (size_t i = 0; i < n_sparse; i++) {
+        hr__put64(p + 16 + 8 * i, sparse[i]);
+    }
+    hr__put32(b, hr__crc32c(0, b + 4, HR__REC_HEADER_SIZE - 4 + plen));
+    unsigned char *t = b + HR__REC_HEADER_SIZE + plen;
+    hr__put64(t, (uint64_t)data_end);
+    memcpy(t + 8, HR__TRAILER_MAGIC, 8);
+    *len = total;
+    return b;
+}
+
+/* Is there a whole record with a valid checksum, numbered at or after `expect`, starting
+ * anywhere in buf[from, size)? The cheap index and length tests come before the CRC. */
+static bool valid_record_after(const unsigned char *buf, size_t from, size_t size,
+                               uint64_t expect)
+{
+    for (size_t q = from; q + HR__REC_HEADER_SIZE <= size; q++) {
+        uint32_t len = hr__get32(buf + q + 4);
+        uint64_t idx = hr__get64(buf + q + 16);
+        if (idx < expect || idx - expect > size / HR__REC_HEADER_SIZE + 1) {
+            continue;
+        }
+        if (len > HR__MAX_PAYLOAD || q + HR__REC_HEADER_SIZE + (size_t)len > size) {
+            continue;
+        }
+        if (hr__get32(buf + q) ==
+            hr__crc32c(0, buf + q + 4, HR__REC_HEADER_SIZE - 4 + (size_t)len)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int read_all(int fd, unsigned char **out, size_t *size, const char *name, char *err,
+                    size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "%s: %s", name, strerror(errno));
+        return HR_EIO;
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *b = malloc(n > 0 ? n : 1);
+    if (b == NULL) {
+        snprintf(err, errlen, "%s: out of memory reading %zu bytes", name, n);
+        return HR_ENOMEM;
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, b + done, n - done, (off_t)done);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            snprintf(err, errlen, "%s: read at offset %zu: %s", name, done,
+                     r < 0 ? strerror(errno) : "unexpected end of file");
+            free(b);
+            return HR_EIO;
+        }
+        done += (size_t)r;
+    }
+    *out = b;
+    *size = n;
+    return 0;
+}
+
+static int push_sparse(struct hr__scan *s, size_t *cap, uint64_t off)
+{
+    if (s->n_sparse == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        uint64_t *p = realloc(s->sparse, nc * sizeof *p);
+        if (p == NULL) {
+            return HR_ENOMEM;
+        }
+        s->sparse = p;
+        *cap = nc;
+    }
+    s->sparse[s->n_sparse++] = off;
+    return 0;
+}
+
+int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_first,
+                 bool want_sparse, struct hr__scan *s, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    unsigned char *b;
+    size_t size;
+    int rc = read_all(fd, &b, &size, name, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    s->file_size = (off_t)size;
+    size_t cap = 0;
+    const char *why = NULL;
+    size_t pos = 0;
+
+    /* A segment is created, then its header written: a crash in between leaves a short or
+     * zeroed file, which holds nothing and is a torn tail as a whole. */
+    if (size < HR__SEG_HEADER_SIZE || memcmp(b, HR__SEG_MAGIC, 4) != 0 ||
+        hr__get32(b + 16) != hr__crc32c(0, b, 16)) {
+        /* Records only follow a written header: if none follows, none was ever
+         * acknowledged and the file is an interrupted creation. */
+        if (allow_torn && !valid_record_after(b, 0, size, expect_first)) {
+            s->torn = true;
+            s->first = expect_first;
+            goto done;
+        }
+        why = size < HR__SEG_HEADER_SIZE ? "segment header cut short" : "bad segment header";
+        goto corrupt;
+    }
+    if (hr__get32(b + 4) != HR_LOG_FORMAT_VERSION) {
+        snprintf(err, errlen, "%s: format version %u, this build reads %u", name,
+                 hr__get32(b + 4), HR_LOG_FORMAT_VERSION);
+        rc = HR_ECORRUPT;
+        goto out;
+    }
+    s->first = hr__get64(b + 8);
+    if (expect_first != 0 && s->first != expect_first) {
+        snprintf(err, errlen, "%s: header says first index %" PRIu64 ", name says %" PRIu64,
+                 name, s->first, expect_first);
+        rc = HR_ECORRUPT;
+        goto out;
+    }
+    pos = HR__SEG_HEADER_SIZE;
+    uint64_t expect = s->first;
+    while (pos < size) {
+        if (size - pos < HR__REC_HEADER_SIZE) {
+            why = "record header cut short";
+            goto damaged;
+        }
+        const unsigned char *p = b + pos;
+        uint32_t len = hr__get32(p + 4);
+        if (len > HR__MAX_PAYLOAD || pos + HR__REC_HEADER_SIZE + (size_t)len > size) {
+            why = "record extends past the end of the file";
+            goto damaged;
+        }
+        size_t end = pos + HR__REC_HEADER_SIZE + len;
+        if (hr__get32(p) != hr__crc32c(0, p + 4, HR__REC_HEADER_SIZE - 4 + (size_t)len)) {
+            why = "bad checksum";
+            goto damaged;
+        }
+        uint64_t idx = hr__get64(p + 16);
+        if (p[32] == HR__REC_FOOTER) {
+            if (idx != expect - 1 || s->count == 0 || size - end != HR__TRAILER_SIZE ||
+                hr__get64(b + end) != pos || memcmp(b + end + 8, HR__TRAILER_MAGIC, 8) != 0) {
+                why = "bad footer";
+                goto damaged;
+            }
+            s->sealed = true;
+            s->data_end = (off_t)pos;
+            s->end = (off_t)size;
+            goto done;
+        }
+        if (idx != expect) {
+            snprintf(err, errlen,
+                     "%s: record at offset %zu: index %" PRIu64 ", expected %" PRIu64, name,
+                     pos, idx, expect);
+            rc = HR_ECORRUPT;
+            goto out;
+        }
+        if (want_sparse && s->count % HR__SPARSE_STRIDE == 0) {
+            if (push_sparse(s, &cap, pos) != 0) {
+                snprintf(err, errlen, "%s: out of memory", name);
+                rc = HR_ENOMEM;
+                goto out;
+            }
+        }
+        s->count++;
+        s->last_term = hr__get64(p + 8);
+        expect++;
+        pos = end;
+    }
+    s->data_end = s->end = (off_t)pos;
+    goto done;
+
+damaged:
+    if (allow_torn && !valid_record_after(b, pos + 1, size, s->first + s->count)) {
+        s->torn = true;
+        s->data_end = s->end = (off_t)pos;
+        goto done;
+    }
+corrupt:
+    snprintf(err, errlen, "%s: record at offset %zu: %s", name, pos, why);
+    if (pos == 0) {
+        snprintf(err, errlen, "%s: offset 0: %s", name, why);
+    }
+    rc = HR_ECORRUPT;
+    goto out;
+done:
+    rc = 0;
+out:
+    free(b);
+    if (rc != 0) {
+        free(s->sparse);
+        s->sparse = NULL;
+        s->n_sparse = 0;
+    }
+    return rc;
+}
+
+int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct hr__scan *s,
+                        char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    struct stat st;
+    unsigned char hdr[HR__SEG_HEADER_SIZE], tr[HR__TRAILER_SIZE], rh[HR__REC_HEADER_SIZE];
+    if (fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "%s: %s", name, strerror(errno));
+        return HR_EIO;
+    }
+    off_t size = st.st_size;
+    snprintf(err, errlen, "%s: no valid footer", name);
+    if (size < HR__SEG_HEADER_SIZE + HR__REC_HEADER_SIZE + HR__TRAILER_SIZE ||
+        pread(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        pread(fd, tr, sizeof tr, size - HR__TRAILER_SIZE) != (ssize_t)sizeof tr) {
+        return HR_ECORRUPT;
+    }
+    if (memcmp(hdr, HR__SEG_MAGIC, 4) != 0 || hr__get32(hdr + 16) != hr__crc32c(0, hdr, 16) ||
+        hr__get32(hdr + 4) != HR_LOG_FORMAT_VERSION || hr__get64(hdr + 8) != expect_first ||
+        memcmp(tr + 8, HR__TRAILER_MAGIC, 8) != 0) {
+        return HR_ECORRUPT;
+    }
+    uint64_t foff = hr__get64(tr);
+    if (foff < HR__SEG_HEADER_SIZE ||
+        foff > (uint64_t)size - HR__TRAILER_SIZE - HR__REC_HEADER_SIZE ||
+        pread(fd, rh, sizeof rh, (off_t)foff) != (ssize_t)sizeof rh) {
+        return HR_ECORRUPT;
+    }
+    uint32_t plen = hr__get32(rh + 4);
+    if (rh[32] != HR__REC_FOOTER || plen < 16 ||
+        foff + HR__REC_HEADER_SIZE + plen + HR__TRAILER_SIZE != (uint64_t)size) {
+        return HR_ECORRUPT;
+    }
+    unsigned char *p = malloc(plen);
+    if (p == NULL) {
+        return HR_ENOMEM;
+    }
+    if (pread(fd, p, plen, (off_t)foff + HR__REC_HEADER_SIZE) != (ssize_t)plen) {
+        free(p);
+        return HR_ECORRUPT;
+    }
+    uint32_t crc = hr__crc32c(0, rh + 4, HR__REC_HEADER_SIZE - 4);
+    crc = hr__crc32c(crc, p, plen);
+    uint32_t n_sparse = hr__get32(p + 4);
+    uint64_t count = hr__get64(p + 8);
+    if (crc != hr__get32(rh) || hr__get32(p) != HR__SPARSE_STRIDE ||
+        plen != 16 + 8 * (uint64_t)n_sparse || count == 0 ||
+        n_sparse != (count + HR__SPARSE_STRIDE - 1) / HR__SPARSE_STRIDE ||
+        hr__get64(rh + 16) != expect_first + count - 1) {
+        free(p);
+        return HR_ECORRUPT;
+    }
+    s->sparse = malloc(n_sparse * sizeof *s->sparse);
+    if (s->sparse == NULL) {
+        free(p);
+        return HR_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n_sparse; i++) {
+        s->sparse[i] = hr__get64(p + 16 + 8 * i);
+    }
+    free(p);
+    s->n_sparse = n_sparse;
+    s->first = expect_first;
+    s->count = count;
+    s->last_term = hr__get64(rh + 8);
+    s->data_end = (off_t)foff;
+    s->end = size;
+    s->file_size = size;
+    s->sealed = true;
+    err[0] = '\0';
+    return 0;
+}

@@ -1,0 +1,565 @@
+--- helios.sim: a whole Raft cluster in one process, on virtual time.
+--
+-- N nodes run the real node code (csrc/node over csrc/core) on a simulated network and
+-- simulated disks; everything random comes from one seed, so a run replays exactly from
+-- its seed. Invariants (election safety, log matching, leader completeness, state machine
+-- safety) are checked after every simulated step; a violation, or an error raised by an
+-- FSM or an observer, is raised by the call that ran the time (run_for, run_until, apply,
+-- step) with the seed and the replay command.
+--
+--   local sim = require("helios.sim")
+--   local c = sim.cluster{ n = 3, seed = 42, fsm = function(id) return MyFSM.new() end,
+--                          config = { election_timeout_ms = 150 } }
+--   assert(c:run_until(function() return c:leader() end, 5000))
+--   local index, term, result = c:apply("set x 1", 1000)
+--   c:crash(c:leader())
+--
+-- Node ids are "n1".."nN" (the C simulator numbers them 1..N; this module converts).
+
+local core = require("helios.core")
+local raft = require("helios.raft")
+
+local type, error, format, tostring, tonumber, pairs, ipairs, setmetatable, select =
+    type, error, string.format, tostring, tonumber, pairs, ipairs, setmetatable, select
+local floor, huge, getenv, sort = math.floor, math.huge, os.getenv, table.sort
+local unpack = unpack or table.unpack
+
+local M = {}
+
+local cluster = { __name = "helios.sim.cluster" }
+cluster.__index = cluster
+
+local CLUSTER_OPTIONS = {
+    n = true, seed = true, fsm = true, config = true, network = true, disk_latency_ms = true,
+}
+
+local USAGE = "Usage: sim.cluster{ n = N, seed = S, fsm = function(id) ... end, "
+    .. "config = {...}, network = {...}, disk_latency_ms = {min, max} }"
+
+-- An FSM for clusters created without one: applies nothing, returns nil.
+local null_fsm = { apply = function() return nil end }
+
+-- Raise a simulation failure: the message, then the seed and how to replay it.
+local function fail(c, msg)
+    local seed = format("%.0f", c._seed)
+    error(format("%s\nsimulation seed %s; replay: HELIOS_SEED=%s", tostring(msg), seed, seed),
+          0)
+end
+
+local function check_ms(ms, usage)
+    if type(ms) ~= "number" or ms < 0 or ms ~= floor(ms) then
+        error(format("Usage: %s: milliseconds must be a non-negative integer (got %s)",
+                     usage, tostring(ms)), 3)
+    end
+end
+
+-- The C id of an id, or raise "unknown node 'zz'".
+local function num(c, id, level)
+    local i = c._num[id]
+    if not i then
+        error(format("unknown node '%s'", tostring(id)), (level or 2) + 1)
+    end
+    return i
+end
+
+-- Waiters: c._waiters[id][index] is a list of { term, cb, deadline } (a list: after a
+-- truncation, one node can hand out the same index twice, in different terms).
+
+-- Complete the waiters of node id at index: those of `term` get (index, term, result),
+-- the others learn that their entry was overwritten.
+local function complete(c, id, index, term, result)
+    local list = c._waiters[id][index]
+    if not list then
+        return
+    end
+    c._waiters[id][index] = nil
+    c._n_waiters = c._n_waiters - #list
+    for _, w in ipairs(list) do
+        if w.term == term then
+            w.cb(index, term, result)
+        else
+            w.cb(nil, "not_leader", format("index %d was overwritten", index))
+        end
+    end
+end
+
+-- Fail every waiter of node id for which pick(w) is true with (nil, code, detail(index)),
+-- in index order (deterministic).
+local function fail_waiters(c, id, pick, code, detail)
+    local ws = c._waiters[id]
+    local indexes = {}
+    for index in pairs(ws) do
+        indexes[#indexes + 1] = index
+    end
+    sort(indexes)
+    for _, index in ipairs(indexes) do
+        local list, keep, failed = ws[index], {}, {}
+        for _, w in ipairs(list) do
+            if pick(w) then
+                failed[#failed + 1] = w
+            else
+                keep[#keep + 1] = w
+            end
+        end
+        ws[index] = #keep > 0 and keep or nil
+        c._n_waiters = c._n_waiters - #failed
+        for _, w in ipairs(failed) do
+            w.cb(nil, code, detail(index))
+        end
+    end
+end
+
+-- The hooks the C simulator calls (with C ids); see csrc/lua/sim_hooks.c.
+local function make_hooks(c, fsm_factory)
+    local ids = c._ids
+
+    local function start(i)
+        local id = ids[i]
+        local fsm = null_fsm
+        if fsm_factory then
+            fsm = fsm_factory(id)
+            if type(fsm) ~= "table" or type(fsm.apply) ~= "function" then
+                error(format("fsm(%q) must return a table with an apply method (got %s)",
+                             id, type(fsm)), 0)
+            end
+        end
+        c._fsm[id] = fsm
+        c._applied[id] = {}
+        c._last_state[id] = nil
+    end
+
+    local function apply(i, index, term, etype, cmd, time_ms)
+        local id = ids[i]
+        if etype ~= "command" then
+            -- A waiter at this index was promised a command: it was overwritten.
+            complete(c, id, index, -1)
+            return
+        end
+        local fsm = c._fsm[id]
+        local result = fsm:apply(cmd, index, { index = index, term = term, time_ms = time_ms })
+        local applied = c._applied[id]
+        applied[#applied + 1] = { index, cmd }
+        c._nodes[id]:_emit("apply", index, term, cmd)
+        complete(c, id, index, term, result)
+    end
+
+    local function state(i, role, term, leader_num)
+        local id = ids[i]
+        local leader = leader_num > 0 and ids[leader_num] or nil
+        local last = c._last_state[id]
+        c._last_state[id] = { role = role, term = term, leader = leader }
+        local node = c._nodes[id]
+        if not last or last.role ~= role or last.term ~= term then
+            node:_emit("state", role, term)
+        end
+        if not last or last.leader ~= leader then
+            node:_emit("leader", leader, term)
+        end
+    end
+
+    return apply, state, start
+end
+
+--- Create a cluster.
+-- @tparam table opts n (1..64), seed (default: $HELIOS_SEED, else 1), fsm (function(id)
+--   returning an FSM table; called again on every restart), config (raft.new options),
+--   network (initial set_network), disk_latency_ms ({min, max})
+-- @return the cluster
+function M.cluster(opts)
+    if type(opts) ~= "table" then
+        error(USAGE, 2)
+    end
+    for k in pairs(opts) do
+        if not CLUSTER_OPTIONS[k] then
+            error(format("sim.cluster: unknown option '%s'", tostring(k)), 2)
+        end
+    end
+    local n = opts.n
+    if type(n) ~= "number" or n < 1 or n > core.max_nodes or n ~= floor(n) then
+        error(format("%s: n must be an integer in [1, %d]", USAGE, core.max_nodes), 2)
+    end
+    if opts.fsm ~= nil and type(opts.fsm) ~= "function" then
+        error(USAGE .. ": fsm must be a function(id) returning an FSM", 2)
+    end
+    local seed = opts.seed
+    if seed == nil then
+        seed = tonumber(getenv("HELIOS_SEED") or "") or 1
+    end
+
+    local c = setmetatable({
+        _seed = seed, _ids = {}, _num = {}, _nodes = {}, _fsm = {}, _applied = {},
+        _waiters = {}, _n_waiters = 0, _last_state = {},
+    }, cluster)
+    for i = 1, n do
+        local id = "n" .. i
+        c._ids[i], c._num[id] = id, i
+        c._nodes[id] = raft.wrap(c, id)
+        c._waiters[id] = {}
+    end
+    local apply, state, start = make_hooks(c, opts.fsm)
+    -- Bad options raise from C without a position: re-raise at the caller's line.
+    local ok, s = pcall(core.sim_new, {
+        n = n, seed = seed, config = opts.config, network = opts.network,
+        disk_latency_ms = opts.disk_latency_ms,
+        apply = apply, state = state, start = start,
+    })
+    if not ok then
+        error(s, 2)
+    end
+    c._sim = s
+    return c
+end
+
+function cluster:__tostring()
+    return format("helios.sim.cluster: %d nodes, seed %.0f, t=%.0f ms", #self._ids,
+                  self._seed, self._sim:now())
+end
+
+-- Raise if a failure stopped the simulation (hooks may fail inside any C call).
+local function check_stopped(c)
+    local err = c._sim:error()
+    if err then
+        fail(c, err)
+    end
+end
+
+-- Fail the waiters whose deadline has passed.
+local function expire(c)
+    if c._n_waiters == 0 then
+        return
+    end
+    local now = c._sim:now()
+    for _, id in ipairs(c._ids) do
+        fail_waiters(c, id, function(w) return w.deadline <= now end, "timeout",
+                     function(index) return format("index %d not applied on %s in time",
+                                                   index, id) end)
+    end
+end
+
+-- The earliest waiter deadline, or huge.
+local function next_deadline(c)
+    local d = huge
+    if c._n_waiters > 0 then
+        for _, ws in pairs(c._waiters) do
+            for _, list in pairs(ws) do
+                for _, w in ipairs(list) do
+                    if w.deadline < d then
+                        d = w.deadline
+                    end
+                end
+            end
+        end
+    end
+    return d
+end
+
+-- Run virtual time up to `target`, stopping at waiter deadlines to time them out.
+local function advance(c, target)
+    local s = c._sim
+    repeat
+        local stop, now = next_deadline(c), s:now()
+        if stop > target then
+            stop = target
+        end
+        if stop < now then
+            stop = now
+        end
+        local ok, err = s:run_until(stop)
+        if not ok then
+            fail(c, err)
+        end
+        expire(c)
+    until s:now() >= target
+end
+
+--- The node ids, { "n1", ..., "nN" }.
+function cluster:ids()
+    local t = {}
+    for i, id in ipairs(self._ids) do
+        t[i] = id
+    end
+    return t
+end
+
+--- The node object of id (helios.raft's node API).
+function cluster:node(id)
+    num(self, id)
+    return self._nodes[id]
+end
+
+--- Virtual milliseconds since the start.
+function cluster:now()
+    return self._sim:now()
+end
+
+--- The seed the cluster runs from.
+function cluster:seed()
+    return self._seed
+end
+
+--- Events run since the start.
+function cluster:events()
+    return self._sim:events()
+end
+
+--- Requests sent since the start (AppendEntries, RequestVote, PreVote, InstallSnapshot,
+-- TimeoutNow).
+function cluster:rpc_count()
+    return self._sim:rpc_count()
+end
+
+--- Encoded bytes of every message sent since the start.
+function cluster:rpc_bytes()
+    return self._sim:rpc_bytes()
+end
+
+--- Run one simulator event. Returns true if one ran, false if nothing is scheduled.
+function cluster:step()
+    local ran, err = self._sim:step()
+    if ran == nil then
+        fail(self, err)
+    end
+    expire(self)
+    return ran
+end
+
+--- Run ms virtual milliseconds.
+function cluster:run_for(ms)
+    check_ms(ms, "c:run_for(ms)")
+    advance(self, self._sim:now() + ms)
+end
+
+--- Run until pred() is true (checked now and after every virtual millisecond), at most
+-- timeout_ms. Returns true, or false on timeout.
+function cluster:run_until(pred, timeout_ms)
+    if type(pred) ~= "function" then
+        error("Usage: c:run_until(pred, timeout_ms): pred must be a function", 2)
+    end
+    timeout_ms = timeout_ms or 10000
+    check_ms(timeout_ms, "c:run_until(pred, timeout_ms)")
+    if pred() then
+        return true
+    end
+    local deadline = self._sim:now() + timeout_ms
+    while self._sim:now() < deadline do
+        advance(self, self._sim:now() + 1)
+        if pred() then
+            return true
+        end
+    end
+    return false
+end
+
+--- The id of the live node that believes it leads, the highest term first; nil if none.
+function cluster:leader()
+    local s, best, best_term = self._sim, nil, -1
+    for i, id in ipairs(self._ids) do
+        local role, term = s:state(i)
+        if role == "leader" and term > best_term then
+            best, best_term = id, term
+        end
+    end
+    return best
+end
+
+--- Propose cmd through the current leader and run virtual time until that leader applied
+-- it. Returns index, term, result (what the leader's fsm:apply returned), or nil, code,
+-- detail: "not_leader" (no leader now, or the entry was overwritten by another term),
+-- "timeout", "shutdown" (the leader crashed meanwhile).
+function cluster:apply(cmd, timeout_ms)
+    raft.check_command(cmd, "c:apply(cmd[, timeout_ms])")
+    timeout_ms = raft.check_timeout(timeout_ms, "c:apply(cmd[, timeout_ms])")
+    local leader = self:leader()
+    if not leader then
+        return nil, "not_leader", nil
+    end
+    local index, term, detail = self:_propose(leader, cmd)
+    if not index then
+        return nil, term, detail
+    end
+    local done
+    self:_wait(leader, index, term, timeout_ms, function(...)
+        done = { n = select("#", ...), ... }
+    end)
+    while not done do
+        advance(self, self._sim:now() + 1)
+    end
+    return unpack(done, 1, done.n)
+end
+
+local function fault(c, method, id, name)
+    local i = num(c, id, 3)
+    local ok, _, msg = c._sim[method](c._sim, i)
+    if not ok then
+        error(format("c:%s('%s'): %s", name, id, msg), 3)
+    end
+    check_stopped(c)
+end
+
+--- Cut node id off the network (it keeps running).
+function cluster:disconnect(id)
+    fault(self, "disconnect", id, "disconnect")
+end
+
+--- Connect node id to the network again.
+function cluster:connect(id)
+    fault(self, "connect", id, "connect")
+end
+
+--- Whether node id is connected to the network.
+function cluster:connected(id)
+    return self._sim:connected(num(self, id))
+end
+
+--- Whether node id is running (not crashed).
+function cluster:alive(id)
+    return self._sim:alive(num(self, id))
+end
+
+--- Crash node id: it loses what its disk had not synced; its pending apply callbacks get
+-- nil, "shutdown".
+function cluster:crash(id)
+    fault(self, "crash", id, "crash")
+    fail_waiters(self, id, function() return true end, "shutdown",
+                 function() return id .. " crashed" end)
+end
+
+--- Restart a crashed node: a fresh FSM (opts.fsm(id) again) over what its disk kept.
+function cluster:restart(id)
+    fault(self, "restart", id, "restart")
+end
+
+--- Partition the network: nodes talk only within their group. Ids not listed form one
+-- more group together.
+-- @usage c:partition({ "n1", "n2" }, { "n3", "n4", "n5" })
+function cluster:partition(...)
+    local groups = { ... }
+    local group = {}
+    for g, list in ipairs(groups) do
+        if type(list) ~= "table" then
+            error("Usage: c:partition({ id, ... }, { id, ... }, ...)", 2)
+        end
+        for _, id in ipairs(list) do
+            local i = num(self, id)
+            if group[i] then
+                error(format("c:partition: node '%s' is in two groups", id), 2)
+            end
+            group[i] = g
+        end
+    end
+    for i = 1, #self._ids do
+        group[i] = group[i] or #groups + 1
+    end
+    local ok, _, msg = self._sim:partition(group)
+    if not ok then
+        error("c:partition: " .. tostring(msg), 2)
+    end
+end
+
+--- One network again, every node connected.
+function cluster:heal()
+    self._sim:heal()
+end
+
+--- Describe the whole network; fields not given take their defaults (reliable):
+-- drop, duplicate (probabilities), delay_ms = {min, max}, reorder (boolean).
+function cluster:set_network(net)
+    if type(net) ~= "table" then
+        error("Usage: c:set_network{ drop = p, duplicate = p, delay_ms = {min, max}, "
+              .. "reorder = bool }", 2)
+    end
+    local ok, err = pcall(self._sim.set_network, self._sim, net)
+    if not ok then
+        error(err, 2)
+    end
+end
+
+--- Check every invariant over the whole state now; raises on a broken one.
+function cluster:check()
+    local ok, err = self._sim:check()
+    if not ok then
+        fail(self, err)
+    end
+    return true
+end
+
+--- The commands applied by the current incarnation of id's FSM: a list of
+-- { index, command } (no-op and config entries are not listed).
+function cluster:applied(id)
+    num(self, id)
+    local t = {}
+    for i, e in ipairs(self._applied[id]) do
+        t[i] = e
+    end
+    return t
+end
+
+--- The counters of node id (see node:stats()); nil while it is crashed.
+function cluster:stats(id)
+    return self._sim:stats(num(self, id))
+end
+
+--- Free the simulator now rather than at garbage collection.
+function cluster:close()
+    self._sim:close()
+end
+
+-- c:spawn(id) (a new empty node to add with node:add_peer) comes with membership changes.
+
+-- The node backend (see helios.raft): these serve the node objects of raft.wrap.
+
+function cluster:_node_state(id)
+    local role, term, leader = self._sim:state(self._num[id])
+    if not role then
+        return nil
+    end
+    return role, term, leader > 0 and self._ids[leader] or nil
+end
+
+function cluster:_propose(id, cmd)
+    local s = self._sim
+    local index, term, msg = s:propose(self._num[id], cmd)
+    check_stopped(self)
+    if index then
+        return index, term
+    end
+    local code = raft.code(term)
+    if code == "not_leader" then
+        local _, _, leader = self:_node_state(id)
+        return nil, code, leader
+    end
+    return nil, code, msg
+end
+
+function cluster:_wait(id, index, term, timeout_ms, cb)
+    local ws = self._waiters[id]
+    local list = ws[index] or {}
+    ws[index] = list
+    list[#list + 1] = { term = term, cb = cb, deadline = self._sim:now() + timeout_ms }
+    self._n_waiters = self._n_waiters + 1
+end
+
+function cluster:_status(id)
+    local raw = self._sim:status(self._num[id])
+    if not raw then
+        return nil
+    end
+    local ids = self._ids
+    raw.id = id
+    raw.leader = raw.leader > 0 and ids[raw.leader] or nil
+    raw.vote = raw.vote > 0 and ids[raw.vote] or nil
+    for _, p in ipairs(raw.progress) do
+        p.id = ids[p.id]
+    end
+    return raw
+end
+
+function cluster:_stats(id)
+    return self._sim:stats(self._num[id])
+end
+
+function cluster:_voters()
+    return self._ids
+end
+
+return M

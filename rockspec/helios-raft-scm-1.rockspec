@@ -1,0 +1,92 @@
+-- Helios Raft as a LuaRocks rock. From the repository root, offline, with Debian's packages:
+--
+--   luarocks --lua-version=5.1 make --tree=/tmp/helios rockspec/helios-raft-scm-1.rockspec
+--
+-- The C sources are listed by hand: a new csrc/{core,storage,node,sim,lua}/*.c file must be
+-- added to helios.core below. `make rock-check` (part of `make check`) fails and names the
+-- file if the list and the tree disagree (.ci/rockspec-lint.lua).
+
+rockspec_format = "3.0"
+package = "helios-raft"
+version = "scm-1"
+
+source = {
+   -- No public repository yet: `luarocks make` builds from the checkout it runs in.
+   url = "git+https://example.invalid/helios-raft.git",
+}
+
+description = {
+   summary = "Raft consensus in C11, embedded in LuaJIT 2.1",
+   detailed = [[
+Helios Raft is a Raft consensus node whose algorithm, log and transport are C, and whose
+state machines, tests and control are Lua. This version has the consensus core, a
+deterministic cluster simulator on virtual time (helios.sim) and the Lua binding.]],
+   license = "MIT",
+   labels = { "raft", "consensus", "luajit", "simulation" },
+}
+
+dependencies = {
+   "lua >= 5.1",
+}
+
+external_dependencies = {
+   -- csrc/storage runs its fsyncs on libuv's threadpool (Debian: libuv1-dev).
+   LIBUV = { header = "uv.h", library = "uv" },
+}
+
+build = {
+   type = "builtin",
+   modules = {
+      ["helios.core"] = {
+         sources = {
+            "csrc/core/blob.c",
+            "csrc/core/config.c",
+            "csrc/core/election.c",
+            "csrc/core/error.c",
+            "csrc/core/log.c",
+            "csrc/core/msg.c",
+            "csrc/core/raft.c",
+            "csrc/core/replication.c",
+            "csrc/storage/cache.c",
+            "csrc/storage/crc32c.c",
+            "csrc/storage/group.c",
+            "csrc/storage/inspect.c",
+            "csrc/storage/io.c",
+            "csrc/storage/lock.c",
+            "csrc/storage/log.c",
+            "csrc/storage/meta.c",
+            "csrc/storage/node_storage.c",
+            "csrc/storage/segment.c",
+            "csrc/storage/throughput.c",
+            "csrc/node/node.c",
+            "csrc/sim/check.c",
+            "csrc/sim/disk.c",
+            "csrc/sim/net.c",
+            "csrc/sim/queue.c",
+            "csrc/sim/sim.c",
+            "csrc/lua/config.c",
+            "csrc/lua/module.c",
+            "csrc/lua/sim_binding.c",
+            "csrc/lua/sim_hooks.c",
+            "csrc/lua/sim_views.c",
+            "csrc/lua/storage_binding.c",
+         },
+         incdirs = { "csrc", "$(LIBUV_INCDIR)" },
+         libdirs = { "$(LIBUV_LIBDIR)" },
+         libraries = { "uv", "m" },
+      },
+      ["helios"] = "lua/helios/init.lua",
+      ["helios.cli"] = "lua/helios/cli.lua",
+      ["helios.raft"] = "lua/helios/raft.lua",
+      ["helios.sim"] = "lua/helios/sim.lua",
+   },
+   install = {
+      bin = { helios = "bin/helios" },
+   },
+}
+
+test = {
+   -- Not type "busted": that would try to download busted; Debian's lua-busted is used.
+   type = "command",
+   command = "make test",
+}

@@ -1,0 +1,172 @@
+-- checker_spec.lua: the invariant checker can fail. A core broken on purpose (test-only
+-- switches of hr_config) must be caught under a Figure 8 style schedule, and the very same
+-- schedules with the switch off must raise nothing.
+--
+--   unsafe_commit_old_terms: a leader counts replicas of earlier-term entries towards
+--     commit (the rule Figure 8 of the Raft paper shows to be wrong, §5.4.2);
+--   unsafe_skip_log_check: votes are granted without the §5.4.1 up-to-date check.
+
+local cl = require("spec.helpers.cluster")
+local prng = require("spec.helpers.prng")
+local schedule = require("spec.helpers.schedule")
+
+local K = tonumber(os.getenv("HELIOS_CHECKER_SEEDS") or "") or 30
+local ONE = tonumber(os.getenv("HELIOS_SEED") or "") -- replay one seed
+local FILE = "spec/checker_spec.lua"
+
+-- Bare Raft, one entry per AppendEntries and one in flight: the leader's no-op trails the
+-- old-term entry it re-replicates, which is the window Figure 8 is about.
+local BARE = { prevote = false, check_quorum = false, max_entries_per_append = 1,
+               max_inflight = 1 }
+local QUIET = { drop = 0, duplicate = 0, delay_ms = { 3, 6 }, reorder = false }
+
+local function config(switch, on)
+    local c = {}
+    for k, v in pairs(BARE) do c[k] = v end
+    c[switch] = on
+    return c
+end
+
+local function others(c, skip)
+    local out = {}
+    for _, id in ipairs(c:ids()) do
+        if not skip[id] then out[#out + 1] = id end
+    end
+    return out
+end
+
+-- Figure 8, scripted on 5 nodes. x leads term T and, cut off with y, appends "old" at k to
+-- both. The other three elect z, which is isolated the moment it leads, holding only its
+-- no-op at k (term T' > T). x or y then leads again with w1 and re-replicates "old" to w1;
+-- the moment that leader's commit index reaches k (with the broken rule: before its own
+-- no-op is on a majority) z, w1 and w2 are put together: z's log is more up to date than
+-- theirs, it wins, and index k is overwritten.
+local function figure8_script(c)
+    cl.wait_leader(c)
+    local base = cl.commit(c, "init")
+    if not cl.wait_applied(c, base, 2000) then return "init" end
+    local x = cl.wait_leader(c)
+    local rest = others(c, { [x] = true })
+    local y, m = rest[1], { rest[2], rest[3], rest[4] }
+
+    c:partition({ x, y }, m)
+    local k = c:node(x):propose("old")
+    if not k then return "x lost its leadership" end
+    if not c:run_until(function() return c:node(y):status().last_index >= k end, 1000) then
+        return "y"
+    end
+    local z
+    if not c:run_until(function() z = cl.leader_among(c, m); return z ~= nil end, 3000) then
+        return "z"
+    end
+    local w = others(c, { [x] = true, [y] = true, [z] = true })
+    c:partition({ x, y }, { z }, { w[1], w[2] })
+    if c:node(z):status().last_index < k or c:node(w[1]):status().last_index >= k
+       or c:node(w[2]):status().last_index >= k then
+        return "z's no-op escaped"
+    end
+
+    c:partition({ x, y, w[1] }, { z }, { w[2] })
+    local l2
+    if not c:run_until(function() l2 = cl.leader_among(c, { x, y })
+                          return l2 ~= nil and c:node(w[1]):status().term
+                                               <= c:node(l2):status().term end, 3000) then
+        return "l2"
+    end
+    if not c:run_until(function() return c:node(l2):status().commit_index >= k end, 3000) then
+        return "commit"
+    end
+    c:partition({ x, y }, { z, w[1], w[2] })
+    c:run_for(3000)
+    cl.settle(c, "final")
+    return "done"
+end
+
+-- A follower misses commits while cut off; then the leader is cut off and the stale
+-- follower comes back: with votes granted blindly it can win and lose committed entries.
+local function stale_vote_script(c, rng)
+    for round = 1, 5 do
+        local leader = cl.wait_leader(c, 5000)
+        local followers = others(c, { [leader] = true })
+        local stale = rng:pick(followers)
+        c:disconnect(stale)
+        for i = 1, 3 do cl.commit(c, ("r%d-%d"):format(round, i)) end
+        c:run_for(rng:int(0, 400))
+        c:disconnect(leader)
+        c:connect(stale)
+        c:run_for(1000)
+        c:heal()
+        c:run_for(rng:int(0, 200))
+    end
+    cl.settle(c, "final")
+    return "done"
+end
+
+local function is_violation(err)
+    err = tostring(err):lower()
+    return err:find("replay: helios_seed=", 1, true) ~= nil
+        and (err:find("leader completeness", 1, true) or err:find("state machine safety", 1, true)
+             or err:find("log matching", 1, true) or err:find("election safety", 1, true))
+end
+
+-- Run attempt(seed) for seeds 1..K; returns the seeds whose run raised a violation, the
+-- seeds that raised anything else, and how many ran.
+local function search(switch, on, attempt, stop_at_first)
+    local caught, other, ran = {}, {}, 0
+    -- A replay (HELIOS_SEED) narrows the switch-off runs; the search for a catch always
+    -- covers its K seeds.
+    local first, last = 1, K
+    if ONE and not on then first, last = ONE, ONE end
+    for seed = first, last do
+        ran = ran + 1
+        local ok, err = pcall(attempt, seed, config(switch, on))
+        if not ok then
+            if is_violation(err) then
+                caught[#caught + 1] = seed
+                if stop_at_first then break end
+            else
+                other[#other + 1] = ("seed %d: %s\n    %s"):format(seed,
+                    tostring(err):sub(1, 400), cl.replay(seed, FILE))
+            end
+        end
+    end
+    return caught, other, ran
+end
+
+local function figure8_attempt(seed, conf)
+    local c = cl.new{ n = 5, seed = seed, config = conf, network = QUIET,
+                      disk_latency_ms = { 1, 2 } }
+    figure8_script(c)
+    -- And the random Figure 8 schedule on the same cluster.
+    schedule.figure8(c, prng.new(seed), { iterations = 100 })
+    cl.settle(c, "final 2")
+end
+
+local function stale_vote_attempt(seed, conf)
+    local c = cl.new{ n = 3, seed = seed, config = conf, network = QUIET,
+                      disk_latency_ms = { 1, 2 } }
+    stale_vote_script(c, prng.new(seed))
+    schedule.figure8(c, prng.new(seed), { iterations = 100 })
+    cl.settle(c, "final 2")
+end
+
+describe("the invariant checker", function()
+    for _, case in ipairs({
+        { switch = "unsafe_commit_old_terms", attempt = figure8_attempt },
+        { switch = "unsafe_skip_log_check", attempt = stale_vote_attempt },
+    }) do
+        it("catches a core with " .. case.switch .. " within " .. K .. " seeds", function()
+            local caught, other = search(case.switch, true, case.attempt, true)
+            assert(#caught > 0, ("no violation in %d seeds; other errors:\n  %s")
+                   :format(K, table.concat(other, "\n  ")))
+        end)
+
+        it("raises nothing on the same schedules with " .. case.switch .. " off", function()
+            local caught, other, ran = search(case.switch, false, case.attempt, false)
+            assert.are.equal(ONE and 1 or K, ran)
+            assert(#caught == 0 and #other == 0, ("seeds %s violated (replay: HELIOS_SEED=N "
+                   .. "busted --lua=luajit %s); errors:\n  %s")
+                   :format(table.concat(caught, ","), FILE, table.concat(other, "\n  ")))
+        end)
+    end
+end)

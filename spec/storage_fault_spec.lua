@@ -1,0 +1,154 @@
+-- spec/storage_fault_spec.lua: write errors. ENOSPC, EIO and EROFS come back as
+-- ENOSPACE / EIO with a message; the files are put back as they were at the last sync;
+-- the log refuses writes until retry(); freeing space lets it go on.
+--
+-- Two sources of errors: a real 1 MiB tmpfs filled to the brim (mounted if this machine
+-- lets us: we need root and a kernel that allows it; otherwise that test is marked
+-- pending and says why), and the injected fault of st:fault(), which works everywhere.
+
+local core = require("helios.core")
+local su = require("spec.helpers.storage_util")
+
+local SMALL = { segment_size = 4096 }
+
+local function reopen_check(dir, last)
+    local st = assert(core.storage_open(dir, SMALL))
+    assert.are.equal(last, st:last_index())
+    su.check_entries(st, 1, last)
+    st:close()
+    local ok, report = core.storage_inspect(dir)
+    assert.is_true(ok, report)
+end
+
+describe("storage write errors (injected fault)", function()
+    local dir
+    before_each(function() dir = su.tmpdir() end)
+    after_each(function() su.rmdir(dir) end)
+
+    it("ENOSPC on write: reported, rolled back, refused until retry", function()
+        local st = assert(core.storage_open(dir, SMALL))
+        assert(st:append(su.entries(1, 50)))
+        assert(st:sync())
+        st:fault("write", 1, "ENOSPC")
+        assert(st:append(su.entries(51, 60)))
+        local ok, code, msg = st:sync()
+        assert.is_nil(ok)
+        assert.are.equal("ENOSPACE", code)
+        assert.matches("No space left on device", msg, 1, true)
+        assert.are.equal(50, st:last_index())
+        -- refused until retry, with the original message
+        ok, code, msg = st:append(su.entries(51, 51))
+        assert.are.equal("ENOSPACE", code)
+        assert.matches("No space left", msg, 1, true)
+        assert.is_true(st:retry())
+        assert(st:append(su.entries(51, 60)))
+        assert(st:sync())
+        st:close()
+        reopen_check(dir, 60)
+    end)
+
+    it("a failure while rolling over segments removes the new segments", function()
+        local st = assert(core.storage_open(dir, SMALL))
+        assert(st:append(su.entries(1, 40)))
+        assert(st:sync())
+        local before = su.segments(dir)
+        -- the third write of this batch fails: two segments were already sealed/created
+        st:fault("write", 1, "ENOSPC")
+        local ok, code = st:append(su.entries(41, 400))
+        if ok then ok, code = st:sync() end
+        assert.are.equal("ENOSPACE", code)
+        assert.are.same(before, su.segments(dir))
+        st:close()
+        reopen_check(dir, 40)
+    end)
+
+    it("EIO on fdatasync: reported as EIO, the batch is undone", function()
+        local st = assert(core.storage_open(dir, SMALL))
+        assert(st:append(su.entries(1, 10)))
+        assert(st:sync())
+        st:fault("sync", 1, "EIO")
+        assert(st:append(su.entries(11, 20)))
+        local ok, code, msg = st:sync()
+        assert.is_nil(ok)
+        assert.are.equal("EIO", code)
+        assert.matches("fdatasync: Input/output error", msg, 1, true)
+        st:close()
+        reopen_check(dir, 10)
+    end)
+
+    it("EROFS is reported as EIO", function()
+        local st = assert(core.storage_open(dir, SMALL))
+        st:fault("write", 1, "EROFS")
+        assert(st:append(su.entries(1, 3)))
+        local ok, code, msg = st:sync()
+        assert.are.equal("EIO", code)
+        assert.matches("Read-only file system", msg, 1, true)
+        st:close()
+    end)
+
+    it("a failed meta write keeps the old term and vote", function()
+        local st = assert(core.storage_open(dir))
+        assert(st:set_meta(4, 2))
+        st:fault("sync", 1, "EIO")
+        local ok, code = st:set_meta(5, 3)
+        assert.are.equal("EIO", code)
+        assert.are.same({ 4, 2 }, { st:meta() })
+        st:close()
+        st = assert(core.storage_open(dir))
+        assert.are.same({ 4, 2 }, { st:meta() })
+        st:close()
+    end)
+end)
+
+describe("storage write errors (1 MiB tmpfs)", function()
+    local dir, mounted, why
+    before_each(function()
+        dir = su.tmpdir()
+        local p = io.popen("mount -t tmpfs -o size=1m tmpfs '" .. dir .. "' 2>&1; echo rc=$?")
+        local out = p:read("*a")
+        p:close()
+        mounted = out:match("rc=0") ~= nil
+        why = out:gsub("rc=%d+%s*$", "")
+    end)
+    after_each(function()
+        if mounted then os.execute("umount '" .. dir .. "'") end
+        su.rmdir(dir)
+    end)
+
+    it("fills the disk: ENOSPACE, nothing acknowledged is lost, freeing space resumes", function()
+        if not mounted then
+            pending("tmpfs not mountable here (" .. why .. "): covered by the injected fault")
+            return
+        end
+        print("\nstorage_fault_spec: using a real 1 MiB tmpfs at " .. dir)
+        su.write_file(dir .. "/filler", string.rep("f", 600 * 1024))
+        local st = assert(core.storage_open(dir .. "/data"))
+        local last, code, msg = 0, nil, nil
+        while true do
+            local ok
+            ok, code, msg = st:append(su.entries(last + 1, last + 50))
+            if ok then ok, code, msg = st:sync() end
+            if not ok then break end
+            last = last + 50
+        end
+        assert.are.equal("ENOSPACE", code, msg)
+        assert.matches("No space left on device", msg, 1, true)
+        assert.is_true(last > 0)
+        assert.are.equal(last, st:last_index())
+        su.check_entries(st, 1, last)
+        local ok, report = core.storage_inspect(dir .. "/data")
+        assert.is_true(ok, report)
+        -- still full: retry fails again, cleanly
+        assert(st:retry())
+        ok, code = st:append(su.entries(last + 1, last + 2000))
+        if ok then ok, code = st:sync() end
+        assert.are.equal("ENOSPACE", code)
+        -- free space: the same open log goes on after retry
+        os.remove(dir .. "/filler")
+        assert(st:retry())
+        assert(st:append(su.entries(last + 1, last + 100)))
+        assert(st:sync())
+        st:close()
+        reopen_check(dir .. "/data", last + 100)
+    end)
+end)

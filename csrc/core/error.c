@@ -4,8 +4,8 @@
 const char *hr_err_name(int code)
 {
     switch (code) {
-#define X(name, c, msg) \
-    case (c):           \
+#define X(name, c, msg)                                                                            \
+    case (c):                                                                                      \
         return "E" #name;
         HR_ERRNO_MAP(X)
 #undef X
@@ -16,8 +16,8 @@ const char *hr_err_name(int code)
 const char *hr_strerror(int code)
 {
     switch (code) {
-#define X(name, c, msg) \
-    case (c):           \
+#define X(name, c, msg)                                                                            \
+    case (c):                                                                                      \
         return msg;
         HR_ERRNO_MAP(X)
 #undef X

@@ -6,17 +6,17 @@
 #ifndef HR_ERROR_H
 #define HR_ERROR_H
 
-#define HR_ERRNO_MAP(X)                                                   \
-    X(NOMEM, -1, "out of memory")                                         \
-    X(INVAL, -2, "invalid argument")                                      \
-    X(NOTLEADER, -3, "not the leader")                                    \
-    X(TOOLARGE, -4, "too large")                                          \
-    X(SHUTDOWN, -5, "shut down")                                          \
-    X(TIMEOUT, -6, "timed out")                                           \
-    X(NOSPACE, -7, "no space left on the device")                         \
-    X(IO, -8, "input/output error")                                       \
-    X(CORRUPT, -9, "corrupt data")                                        \
-    X(BUSY, -10, "resource busy")                                         \
+#define HR_ERRNO_MAP(X)                                                                            \
+    X(NOMEM, -1, "out of memory")                                                                  \
+    X(INVAL, -2, "invalid argument")                                                               \
+    X(NOTLEADER, -3, "not the leader")                                                             \
+    X(TOOLARGE, -4, "too large")                                                                   \
+    X(SHUTDOWN, -5, "shut down")                                                                   \
+    X(TIMEOUT, -6, "timed out")                                                                    \
+    X(NOSPACE, -7, "no space left on the device")                                                  \
+    X(IO, -8, "input/output error")                                                                \
+    X(CORRUPT, -9, "corrupt data")                                                                 \
+    X(BUSY, -10, "resource busy")                                                                  \
     X(PROTO, -11, "protocol error")
 
 enum {

@@ -4,19 +4,21 @@
 #include <assert.h>
 #include <stdlib.h>
 
-void hr__log_init(struct hr__log *l)
+void hr__log_init(struct hr__log *l, hr_index_t index, hr_term_t term)
 {
     l->ents = NULL;
     l->len = 0;
     l->cap = 0;
-    l->first = 1;
+    l->first = index + 1;
+    l->prev_term = term;
 }
 
 void hr__log_free(struct hr__log *l)
 {
     hr__log_truncate(l, l->first);
     free(l->ents);
-    hr__log_init(l);
+    l->ents = NULL;
+    l->cap = 0;
 }
 
 int hr__log_append(struct hr__log *l, const struct hr_entry *e)

@@ -13,10 +13,12 @@
 struct hr__log {
     struct hr_entry *ents;
     size_t len, cap;
-    hr_index_t first;      /* index of ents[0] */
+    hr_index_t first;    /* index of ents[0] */
+    hr_term_t prev_term; /* term of first - 1 (the snapshot's last entry; 0 for none) */
 };
 
-void hr__log_init(struct hr__log *l);
+/* An empty log that follows the entry (index, term) of a snapshot ((0, 0): none). */
+void hr__log_init(struct hr__log *l, hr_index_t index, hr_term_t term);
 void hr__log_free(struct hr__log *l);
 /* Append a copy of e (blob retained); e->index must be last + 1. 0 or HR_ENOMEM. */
 int hr__log_append(struct hr__log *l, const struct hr_entry *e);
@@ -38,6 +40,9 @@ static inline const struct hr_entry *hr__log_get(const struct hr__log *l, hr_ind
 
 static inline hr_term_t hr__log_term(const struct hr__log *l, hr_index_t i)
 {
+    if (i + 1 == l->first) {
+        return l->prev_term;
+    }
     const struct hr_entry *e = hr__log_get(l, i);
     return e == NULL ? 0 : e->term;
 }

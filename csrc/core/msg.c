@@ -46,10 +46,14 @@ size_t hr_msg_wire_size(const struct hr_msg *m)
 const char *hr_msg_type_name(int type)
 {
     static const char *const names[HR_MSG_TYPE_COUNT] = {
-        [HR_MSG_APPEND] = "append",           [HR_MSG_APPEND_RESP] = "append_resp",
-        [HR_MSG_VOTE] = "vote",               [HR_MSG_VOTE_RESP] = "vote_resp",
-        [HR_MSG_PREVOTE] = "prevote",         [HR_MSG_PREVOTE_RESP] = "prevote_resp",
-        [HR_MSG_SNAPSHOT] = "snapshot",       [HR_MSG_SNAPSHOT_RESP] = "snapshot_resp",
+        [HR_MSG_APPEND] = "append",
+        [HR_MSG_APPEND_RESP] = "append_resp",
+        [HR_MSG_VOTE] = "vote",
+        [HR_MSG_VOTE_RESP] = "vote_resp",
+        [HR_MSG_PREVOTE] = "prevote",
+        [HR_MSG_PREVOTE_RESP] = "prevote_resp",
+        [HR_MSG_SNAPSHOT] = "snapshot",
+        [HR_MSG_SNAPSHOT_RESP] = "snapshot_resp",
         [HR_MSG_TIMEOUT_NOW] = "timeout_now",
     };
     if (type <= 0 || type >= HR_MSG_TYPE_COUNT) {

@@ -134,11 +134,32 @@ void hr__become_leader(struct hr_raft *r)
 
 /* ---- lifecycle ---- */
 
-struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_state *hs,
-                            const struct hr_entry *entries, size_t n_entries, hr_time_t now,
-                            char *err, size_t errlen)
+/* The starting state comes from disk: validate it, don't assert it. */
+static int validate_state(const struct hr_raft_state *st, char *err, size_t errlen)
 {
-    if (hr_config_validate(c, err, errlen) != 0) {
+    hr_term_t prev = st->snapshot_term;
+    for (size_t i = 0; i < st->n_entries; i++) {
+        const struct hr_entry *e = &st->entries[i];
+        if (e->index != st->snapshot_index + 1 + i || e->term == 0 || e->term < prev) {
+            snprintf(err, errlen, "log: entry %zu (index %llu, term %llu) breaks the log's order",
+                     i, (unsigned long long)e->index, (unsigned long long)e->term);
+            return HR_ECORRUPT;
+        }
+        prev = e->term;
+    }
+    if (st->applied < st->snapshot_index || st->applied > st->snapshot_index + st->n_entries) {
+        snprintf(err, errlen, "state: applied index %llu is outside the log [%llu, %llu]",
+                 (unsigned long long)st->applied, (unsigned long long)st->snapshot_index,
+                 (unsigned long long)(st->snapshot_index + st->n_entries));
+        return HR_EINVAL;
+    }
+    return 0;
+}
+
+struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_state *st,
+                            hr_time_t now, char *err, size_t errlen)
+{
+    if (hr_config_validate(c, err, errlen) != 0 || validate_state(st, err, errlen) != 0) {
         return NULL;
     }
     bool self_voter = false;
@@ -146,18 +167,8 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_stat
         self_voter = self_voter || c->voters[i] == c->id;
     }
     if (!self_voter) {
-        snprintf(err, errlen, "config: id %llu is not among the voters",
-                 (unsigned long long)c->id);
+        snprintf(err, errlen, "config: id %llu is not among the voters", (unsigned long long)c->id);
         return NULL;
-    }
-    /* What storage recovered is input from disk: validate it, don't assert it. */
-    for (size_t i = 0; i < n_entries; i++) {
-        const struct hr_entry *e = &entries[i];
-        if (e->index != i + 1 || e->term == 0 || (i > 0 && e->term < entries[i - 1].term)) {
-            snprintf(err, errlen, "log: entry %zu (index %llu, term %llu) breaks the log's order",
-                     i, (unsigned long long)e->index, (unsigned long long)e->term);
-            return NULL;
-        }
     }
 
     struct hr_raft *r = calloc(1, sizeof(*r));
@@ -168,18 +179,20 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_stat
     r->cfg = *c;
     r->cfg.voters = NULL; /* copied into peers below */
     hr_prng_seed(&r->prng, c->seed ^ (c->id * 0x9e3779b97f4a7c15ULL));
-    r->term = hs->term;
-    r->vote = hs->vote;
-    r->emitted_hs = *hs;
-    if (n_entries > 0 && entries[n_entries - 1].term > r->term) {
+    r->term = st->hs.term;
+    r->vote = st->hs.vote;
+    r->emitted_hs = st->hs;
+    hr_term_t last_term =
+        st->n_entries > 0 ? st->entries[st->n_entries - 1].term : st->snapshot_term;
+    if (last_term > r->term) {
         /* A crash kept the entries of a batch but not its new term (the log and the
          * metadata are separate files). Take the entries' term with no vote: a vote cast in
          * that term would have waited for the same batch, so nobody ever heard of it. The
          * first output batch persists the corrected term. */
-        r->term = entries[n_entries - 1].term;
+        r->term = last_term;
         r->vote = 0;
     }
-    hr__log_init(&r->log);
+    hr__log_init(&r->log, st->snapshot_index, st->snapshot_term);
     for (size_t i = 0; i < c->n_voters; i++) {
         struct hr__progress *pr = &r->peers[i];
         pr->id = c->voters[i];
@@ -192,14 +205,16 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_stat
         }
     }
     r->n_peers = c->n_voters;
-    for (size_t i = 0; i < n_entries; i++) {
-        if (hr__log_append(&r->log, &entries[i]) != 0) {
+    for (size_t i = 0; i < st->n_entries; i++) {
+        if (hr__log_append(&r->log, &st->entries[i]) != 0) {
             goto oom;
         }
     }
-    /* What storage gave us is durable by definition. */
+    /* What storage gave us is durable by definition, and what the FSM has is committed. */
     r->persisted = hr__log_last(&r->log);
     r->unstable = r->persisted + 1;
+    r->commit = st->applied;
+    r->handed = st->applied;
     r->now = now;
     r->role = HR_FOLLOWER;
     r->soft_changed = true;
@@ -253,20 +268,19 @@ static bool valid_sender(const struct hr_raft *r, const struct hr_msg *m)
 
 int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
 {
-    if (m->type == 0 || m->type >= HR_MSG_TYPE_COUNT || m->to != r->cfg.id ||
-        !valid_sender(r, m) || m->term == 0) {
+    if (m->type == 0 || m->type >= HR_MSG_TYPE_COUNT || m->to != r->cfg.id || !valid_sender(r, m) ||
+        m->term == 0) {
         return HR_EPROTO;
     }
 
     if (m->term > r->term) {
         bool vote_req = m->type == HR_MSG_VOTE || m->type == HR_MSG_PREVOTE;
-        if (vote_req && hr__in_lease(r) &&
-            (m->type == HR_MSG_PREVOTE || r->cfg.check_quorum)) {
+        if (vote_req && hr__in_lease(r) && (m->type == HR_MSG_PREVOTE || r->cfg.check_quorum)) {
             /* §4.2.3: a server that hears from a current leader within the minimum
              * election timeout neither updates its term nor grants a vote, so a server
              * that was cut off cannot depose a healthy leader when it returns. */
             struct hr_msg resp = {.type = m->type == HR_MSG_VOTE ? HR_MSG_VOTE_RESP
-                                                                  : HR_MSG_PREVOTE_RESP,
+                                                                 : HR_MSG_PREVOTE_RESP,
                                   .to = m->from,
                                   .term = r->term,
                                   .reject = true};
@@ -284,13 +298,16 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
             /* A leader cut off for a while still thinks it leads. With PreVote or
              * CheckQuorum nobody would raise its term, so answer: our term makes it step
              * down (etcd's fix for the same deadlock). */
-            struct hr_msg resp = {.type = HR_MSG_APPEND_RESP, .to = m->from, .term = r->term,
-                                  .reject = true, .index = m->prev_index};
+            struct hr_msg resp = {.type = HR_MSG_APPEND_RESP,
+                                  .to = m->from,
+                                  .term = r->term,
+                                  .reject = true,
+                                  .index = m->prev_index};
             return hr__send(r, &resp, true);
         }
         if (m->type == HR_MSG_PREVOTE) {
-            struct hr_msg resp = {.type = HR_MSG_PREVOTE_RESP, .to = m->from,
-                                  .term = r->term, .reject = true};
+            struct hr_msg resp = {
+                .type = HR_MSG_PREVOTE_RESP, .to = m->from, .term = r->term, .reject = true};
             return hr__send(r, &resp, true);
         }
         return 0; /* stale: ignore */

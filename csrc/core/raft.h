@@ -28,7 +28,7 @@
 
 typedef uint64_t hr_term_t;
 typedef uint64_t hr_index_t;
-typedef uint64_t hr_id_t; /* 0 means "nobody" */
+typedef uint64_t hr_id_t;   /* 0 means "nobody" */
 typedef uint64_t hr_time_t; /* milliseconds on the caller's clock */
 
 /* The largest cluster the core tracks progress for. */
@@ -49,21 +49,21 @@ enum hr_entry_type {
 struct hr_entry {
     hr_term_t term;
     hr_index_t index;
-    hr_time_t time_ms;     /* the leader's clock when it appended the entry (for TTLs) */
-    uint8_t type;          /* enum hr_entry_type */
-    struct hr_blob *data;  /* may be NULL for an empty payload */
+    hr_time_t time_ms;    /* the leader's clock when it appended the entry (for TTLs) */
+    uint8_t type;         /* enum hr_entry_type */
+    struct hr_blob *data; /* may be NULL for an empty payload */
 };
 
 enum hr_msg_type {
-    HR_MSG_APPEND = 1,    /* AppendEntries; a heartbeat is one with no entries */
+    HR_MSG_APPEND = 1, /* AppendEntries; a heartbeat is one with no entries */
     HR_MSG_APPEND_RESP,
-    HR_MSG_VOTE,          /* RequestVote */
+    HR_MSG_VOTE, /* RequestVote */
     HR_MSG_VOTE_RESP,
-    HR_MSG_PREVOTE,       /* thesis §9.6: a vote that changes no state */
+    HR_MSG_PREVOTE, /* thesis §9.6: a vote that changes no state */
     HR_MSG_PREVOTE_RESP,
-    HR_MSG_SNAPSHOT,      /* InstallSnapshot (reserved for the snapshot issue) */
+    HR_MSG_SNAPSHOT, /* InstallSnapshot (reserved for the snapshot issue) */
     HR_MSG_SNAPSHOT_RESP,
-    HR_MSG_TIMEOUT_NOW,   /* leadership transfer (reserved) */
+    HR_MSG_TIMEOUT_NOW, /* leadership transfer (reserved) */
     HR_MSG_TYPE_COUNT
 };
 
@@ -120,10 +120,10 @@ struct hr_config {
     hr_id_t id;
     const hr_id_t *voters; /* the initial configuration; copied */
     size_t n_voters;
-    uint32_t election_timeout_ms;   /* randomized in [E, 2E) */
+    uint32_t election_timeout_ms; /* randomized in [E, 2E) */
     uint32_t heartbeat_interval_ms;
     uint32_t max_entries_per_append;
-    uint32_t max_inflight;          /* AppendEntries with entries in flight per peer */
+    uint32_t max_inflight; /* AppendEntries with entries in flight per peer */
     bool prevote;
     bool check_quorum;
     uint64_t seed;
@@ -182,14 +182,28 @@ struct hr_progress_info {
 
 struct hr_raft; /* opaque */
 
+/* What a node starts from: what storage recovered, and how far the FSM already is. */
+struct hr_raft_state {
+    struct hr_hard_state hs;
+    /* The last entry the newest snapshot covers (0, 0 without one); entries start after
+     * it. */
+    hr_index_t snapshot_index;
+    hr_term_t snapshot_term;
+    const struct hr_entry *entries; /* entries[0].index == snapshot_index + 1 */
+    size_t n_entries;
+    /* The FSM already reflects every entry up to here (a restored snapshot, or a node that
+     * restarts its core under a live FSM after a storage failure): those are committed and
+     * are not handed out again. snapshot_index <= applied <= last index. */
+    hr_index_t applied;
+};
+
 /*
- * Create a node from its config and what storage recovered: the hard state and the log
- * (entries[0] has index 1; they are copied and their blobs retained). Returns NULL on
- * out-of-memory or an invalid config (message in err).
+ * Create a node from its config and its starting state (entries are copied and their blobs
+ * retained; nothing else is kept). Returns NULL on out-of-memory or on an invalid config or
+ * state, with a message in err.
  */
-struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_hard_state *hs,
-                            const struct hr_entry *entries, size_t n_entries, hr_time_t now,
-                            char *err, size_t errlen);
+struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_state *st,
+                            hr_time_t now, char *err, size_t errlen);
 void hr_raft_free(struct hr_raft *r);
 
 /* Inputs. */

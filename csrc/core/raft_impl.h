@@ -12,18 +12,18 @@
 /* What a leader knows of one follower (thesis §3.5, and etcd's Progress). */
 struct hr__progress {
     hr_id_t id;
-    hr_index_t match;     /* highest index known to match the leader's log */
-    hr_index_t next;      /* next index to send */
-    bool replicating;     /* true: pipeline up to max_inflight; false: probe one at a time */
-    bool probe_sent;      /* probing: a probe is out; wait for its answer or a heartbeat */
-    bool want_send;       /* something to send at the next output batch */
-    bool heartbeat;       /* the next batch must carry a message even if empty */
-    bool recent_active;   /* heard from since the last CheckQuorum round */
-    uint32_t inflight;    /* AppendEntries with entries not yet acknowledged */
+    hr_index_t match;          /* highest index known to match the leader's log */
+    hr_index_t next;           /* next index to send */
+    bool replicating;          /* true: pipeline up to max_inflight; false: probe one at a time */
+    bool probe_sent;           /* probing: a probe is out; wait for its answer or a heartbeat */
+    bool want_send;            /* something to send at the next output batch */
+    bool heartbeat;            /* the next batch must carry a message even if empty */
+    bool recent_active;        /* heard from since the last CheckQuorum round */
+    uint32_t inflight;         /* AppendEntries with entries not yet acknowledged */
     hr_index_t *inflight_last; /* ring of their last indexes, max_inflight long */
     uint32_t inflight_head;
     hr_time_t progress_time; /* when match last advanced (stall detection) */
-    int vote;             /* this election: 0 unknown, 1 granted, -1 rejected */
+    int vote;                /* this election: 0 unknown, 1 granted, -1 rejected */
 };
 
 struct hr__msgvec {
@@ -44,24 +44,24 @@ struct hr_raft {
     int role;
     hr_id_t leader;
     hr_index_t commit;
-    hr_index_t persisted;  /* our own log is durable up to here */
+    hr_index_t persisted; /* our own log is durable up to here */
 
     struct hr__progress peers[HR_MAX_NODES]; /* the voters, self included */
     size_t n_peers;
-    size_t self;           /* our slot in peers */
+    size_t self; /* our slot in peers */
 
     /* Time. */
     hr_time_t now;
     hr_time_t election_deadline;
     hr_time_t heartbeat_deadline;
-    hr_time_t quorum_deadline;     /* leader: next CheckQuorum round */
-    hr_time_t leader_contact;      /* follower: last message from the leader */
+    hr_time_t quorum_deadline; /* leader: next CheckQuorum round */
+    hr_time_t leader_contact;  /* follower: last message from the leader */
 
     /* Output not yet handed out. */
-    struct hr_hard_state emitted_hs;  /* the hard state of the last batch */
-    hr_index_t unstable;              /* first entry not yet handed to storage */
-    hr_index_t truncate;              /* storage must drop entries >= this (0: none) */
-    hr_index_t handed;                /* last committed index handed to the FSM */
+    struct hr_hard_state emitted_hs; /* the hard state of the last batch */
+    hr_index_t unstable;             /* first entry not yet handed to storage */
+    hr_index_t truncate;             /* storage must drop entries >= this (0: none) */
+    hr_index_t handed;               /* last committed index handed to the FSM */
     struct hr__msgvec msgs, msgs_after;
     bool soft_changed;
 

@@ -462,7 +462,7 @@ void hr__lua_open_sim(lua_State *L)
         lua_pushliteral(L, HR_LUA_SIM_MT);
         lua_setfield(L, -2, "__name");
         lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
+        luaL_register(L, NULL, methods);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, l_gc);
         lua_setfield(L, -2, "__gc");

@@ -61,7 +61,19 @@ int hr__lsim_traceback(lua_State *L)
             msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
         }
     }
-    luaL_traceback(L, L, msg, 1);
+    /* debug.traceback rather than luaL_traceback: the rock builds against Lua 5.1's
+     * headers, which do not have it, and must load in either interpreter. */
+    lua_getglobal(L, "debug");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "traceback");
+        if (lua_isfunction(L, -1)) {
+            lua_pushstring(L, msg);
+            lua_pushinteger(L, 2);
+            lua_call(L, 2, 1);
+            return 1;
+        }
+    }
+    lua_pushstring(L, msg);
     return 1;
 }
 

@@ -206,10 +206,10 @@ static void drain(struct hr_node *n)
     n->draining = false;
 }
 
-struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_hard_state *hs,
-                            const struct hr_entry *entries, size_t n_entries, hr_time_t now,
-                            const struct hr_storage *storage, const struct hr_transport *transport,
-                            const struct hr_fsm *fsm, char *err, size_t errlen)
+struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft_state *st,
+                            hr_time_t now, const struct hr_storage *storage,
+                            const struct hr_transport *transport, const struct hr_fsm *fsm,
+                            char *err, size_t errlen)
 {
     if (storage == NULL || storage->write == NULL || transport == NULL || transport->send == NULL) {
         snprintf(err, errlen, "node: storage and transport are required");
@@ -220,7 +220,7 @@ struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_hard
         snprintf(err, errlen, "node: out of memory");
         return NULL;
     }
-    n->core = hr_raft_new(config, hs, entries, n_entries, now, err, errlen);
+    n->core = hr_raft_new(config, st, now, err, errlen);
     if (n->core == NULL) {
         free(n);
         return NULL;
@@ -232,6 +232,7 @@ struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_hard
     }
     n->role = hr_raft_role(n->core);
     n->clock = now;
+    n->applied = st->applied;
     return n;
 }
 
@@ -279,8 +280,8 @@ void hr_node_tick(struct hr_node *n, hr_time_t now)
     drain(n);
 }
 
-int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len,
-                    hr_time_t now, hr_index_t *index, hr_term_t *term)
+int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len, hr_time_t now,
+                    hr_index_t *index, hr_term_t *term)
 {
     if (n->failed != 0) {
         return n->failed;

@@ -51,22 +51,21 @@ struct hr_fsm {
 };
 
 struct hr_node_stats {
-    uint64_t batches;        /* storage batches written (each one an fsync) */
+    uint64_t batches; /* storage batches written (each one an fsync) */
     uint64_t entries_written;
     uint64_t msgs_sent[HR_MSG_TYPE_COUNT];
-    uint64_t bytes_sent;     /* hr_msg_wire_size of every message sent */
+    uint64_t bytes_sent; /* hr_msg_wire_size of every message sent */
     uint64_t msgs_received;
     uint64_t state_changes;
-    uint64_t elections;      /* times this node became a candidate */
+    uint64_t elections; /* times this node became a candidate */
     uint64_t applied;
 };
 
-/* Create a node. config, hs and entries as for hr_raft_new(); storage, transport and fsm
- * are copied (their ctx pointers are borrowed and must outlive the node). NULL on error
- * (message in err). */
-struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_hard_state *hs,
-                            const struct hr_entry *entries, size_t n_entries, hr_time_t now,
-                            const struct hr_storage *storage,
+/* Create a node. config and st as for hr_raft_new() (st->applied: what the FSM already
+ * holds); storage, transport and fsm are copied (their ctx pointers are borrowed and must
+ * outlive the node). NULL on error (message in err). */
+struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft_state *st,
+                            hr_time_t now, const struct hr_storage *storage,
                             const struct hr_transport *transport, const struct hr_fsm *fsm,
                             char *err, size_t errlen);
 /* Free the node; batches still in storage are forgotten (a crash, as far as the node can
@@ -86,8 +85,8 @@ void hr_node_persisted(struct hr_node *n, uint64_t seq, hr_time_t now);
  * the core until hr_node_flush() or the next input, so that the proposals of one turn of the
  * caller's loop go out as one storage batch and one AppendEntries per follower: the caller
  * flushes once per turn. */
-int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len,
-                    hr_time_t now, hr_index_t *index, hr_term_t *term);
+int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len, hr_time_t now,
+                    hr_index_t *index, hr_term_t *term);
 void hr_node_flush(struct hr_node *n);
 
 hr_time_t hr_node_next_deadline(const struct hr_node *n);

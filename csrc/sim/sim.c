@@ -199,8 +199,8 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
     struct hr_storage st = {sn, disk_write};
     struct hr_transport tr = {sn, hr__net_send};
     struct hr_fsm fsm = {sn, fsm_apply, fsm_state};
-    sn->node = hr_node_new(&cfg, &sn->disk.hs, sn->disk.log, sn->disk.n, s->now, &st, &tr, &fsm,
-                           err, errlen);
+    struct hr_raft_state rs = {.hs = sn->disk.hs, .entries = sn->disk.log, .n_entries = sn->disk.n};
+    sn->node = hr_node_new(&cfg, &rs, s->now, &st, &tr, &fsm, err, errlen);
     if (sn->node == NULL) {
         return HR_EINVAL;
     }

@@ -26,7 +26,7 @@ DEPFLAGS = -MMD -MP
 # so a report is a failing run, not a line lost in the output.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRC_DIRS := csrc/core csrc/storage csrc/node csrc/sim csrc/lua
+SRC_DIRS := csrc/core csrc/storage csrc/transport csrc/node csrc/sim csrc/lua
 SRCS := $(filter-out %_bench.c %_fuzz.c,$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))
 OBJS := $(SRCS:%.c=build/obj/%.o)
 ASAN_OBJS := $(SRCS:%.c=build-asan/obj/%.o)

@@ -115,8 +115,9 @@ test-asan:
 
 bench:
 	@test -f csrc/sim/sim_bench.c || { echo "bench: csrc/sim/sim_bench.c does not exist yet" >&2; exit 1; }
-	@$(MAKE) --no-print-directory build/sim_bench
+	@$(MAKE) --no-print-directory build/sim_bench build/helios/core.so
 	build/sim_bench
+	luajit -e 'package.cpath = "build/?.so;" .. package.cpath' spec/bench/storage.lua
 
 rock-check:
 	@.ci/deps

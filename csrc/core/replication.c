@@ -266,6 +266,15 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
     pr->recent_active = true;
 
     if (m->reject) {
+        if (m->index == pr->match && m->last_index < m->index) {
+            /* The follower no longer has an entry it acknowledged: its disk lost it (a
+             * corrupt tail cut off on restart). Raft assumes this never happens; what we
+             * can still do is stop counting what it lacks and repair it, or every later
+             * message would be rejected as "stale" forever. */
+            pr->match = m->last_index;
+            to_probe(r, pr, m->last_index + 1);
+            return;
+        }
         if (m->index <= pr->match || m->index >= pr->next) {
             return; /* stale: answers a message sent before a later success or probe */
         }

@@ -151,9 +151,40 @@ static int l_crash(lua_State *L)
     return fault(L, hr_sim_crash, "crash", true);
 }
 
+/* (sim, id) -> true, note | nil, code, message. A disk whose log is corrupt before its last
+ * record refuses to start: the node stays down and the message names the record. */
 static int l_restart(lua_State *L)
 {
-    return fault(L, hr_sim_restart, "restart", true);
+    struct hr__lsim *s = check_sim(L);
+    int n = fault(L, hr_sim_restart, "restart", true);
+    const char *note = hr_sim_node_note(s->sim, check_id(L, s, 2));
+    if (lua_toboolean(L, -n)) {
+        lua_pushstring(L, note);
+        return n + 1;
+    }
+    if (note[0] != '\0') {
+        lua_pop(L, 1);
+        lua_pushstring(L, note);
+    }
+    return n;
+}
+
+/* (sim, id[, index]) -> index | nil, code, message: flip a bit in a durable log record. */
+static int l_corrupt(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t id = check_id(L, s, 2);
+    lua_Number want = luaL_optnumber(L, 3, 0);
+    if (want < 0 || want != (lua_Number)(hr_index_t)want) {
+        return luaL_argerror(L, 3, "index must be a non-negative integer");
+    }
+    hr_index_t index = 0;
+    int rc = hr_sim_corrupt(s->sim, id, (hr_index_t)want, &index);
+    if (rc != 0) {
+        return push_fault_result(L, rc, "corrupt");
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    return 1;
 }
 
 static int l_disconnect(lua_State *L)
@@ -433,6 +464,7 @@ static const luaL_Reg methods[] = {
     {"error", l_error},
     {"crash", l_crash},
     {"restart", l_restart},
+    {"corrupt", l_corrupt},
     {"disconnect", l_disconnect},
     {"connect", l_connect},
     {"partition", l_partition},

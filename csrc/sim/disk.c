@@ -1,6 +1,8 @@
 /* disk.c: see disk.h. */
 #include "disk.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,12 +40,15 @@ static void log_append(struct hr__disk *d, const struct hr_entry *e)
     if (d->n == d->cap) {
         size_t cap = d->cap == 0 ? 64 : d->cap * 2;
         struct hr_entry *v = realloc(d->log, cap * sizeof(*v));
-        if (v == NULL) {
+        bool *bad = v == NULL ? NULL : realloc(d->bad, cap * sizeof(*bad));
+        if (bad == NULL) {
             abort(); /* the simulator cannot model a lost durable write */
         }
         d->log = v;
+        d->bad = bad;
         d->cap = cap;
     }
+    d->bad[d->n] = false;
     d->log[d->n] = *e;
     hr_blob_retain(e->data);
     d->n++;
@@ -147,6 +152,33 @@ void hr__disk_crash(struct hr__disk *d, struct hr_prng *p)
     d->count = 0;
 }
 
+int hr__disk_corrupt(struct hr__disk *d, hr_index_t index)
+{
+    if (index == 0 || index > d->n) {
+        return HR_EINVAL;
+    }
+    d->bad[index - 1] = true;
+    return 0;
+}
+
+int hr__disk_recover(struct hr__disk *d, char *msg, size_t len)
+{
+    msg[0] = '\0';
+    for (size_t i = 0; i < d->n; i++) {
+        if (!d->bad[i]) {
+            continue;
+        }
+        if (i + 1 < d->n) {
+            snprintf(msg, len, "log: record of index %zu: bad checksum (not the last record)",
+                     i + 1);
+            return HR_ECORRUPT;
+        }
+        snprintf(msg, len, "log: record of index %zu: bad checksum at the tail: cut off", i + 1);
+        log_truncate(d, i + 1);
+    }
+    return 0;
+}
+
 void hr__disk_free(struct hr__disk *d)
 {
     for (size_t i = 0; i < d->count; i++) {
@@ -155,5 +187,6 @@ void hr__disk_free(struct hr__disk *d)
     free(d->q);
     log_truncate(d, 1);
     free(d->log);
+    free(d->bad);
     memset(d, 0, sizeof(*d));
 }

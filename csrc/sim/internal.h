@@ -36,6 +36,7 @@ struct hr__simnode {
     bool flush_pending; /* proposals wait in the core for a FLUSH event (group commit) */
     struct hr__disk disk;
     hr_index_t disk_last; /* the log's last index once every pending batch is durable */
+    char note[256];       /* what the last start's recovery said (hr_sim_node_note) */
 };
 
 struct hr_sim {

@@ -199,6 +199,11 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
     struct hr_storage st = {sn, disk_write};
     struct hr_transport tr = {sn, hr__net_send};
     struct hr_fsm fsm = {sn, fsm_apply, fsm_state};
+    int rc = hr__disk_recover(&sn->disk, sn->note, sizeof(sn->note));
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", sn->note);
+        return rc;
+    }
     struct hr_raft_state rs = {.hs = sn->disk.hs, .entries = sn->disk.log, .n_entries = sn->disk.n};
     sn->node = hr_node_new(&cfg, &rs, s->now, &st, &tr, &fsm, err, errlen);
     if (sn->node == NULL) {
@@ -486,10 +491,39 @@ int hr_sim_restart(struct hr_sim *s, hr_id_t id)
     sn->restarts++;
     char msg[256];
     int rc = start_node(s, sn, msg, sizeof(msg));
+    if (rc == HR_ECORRUPT) {
+        /* The real storage refuses to open such a log: the node stays down and its peers
+         * go on without it. */
+        return rc;
+    }
     if (rc != 0) {
         hr__sim_stop(s, rc, "restart of node %" PRIu64 ": %s", id, msg);
     }
     return rc;
+}
+
+int hr_sim_corrupt(struct hr_sim *s, hr_id_t id, hr_index_t index, hr_index_t *index_out)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || sn->disk.n == 0) {
+        return HR_EINVAL;
+    }
+    if (index == 0) {
+        index = hr_prng_range(&s->disk_prng, 1, sn->disk.n);
+    }
+    int rc = hr__disk_corrupt(&sn->disk, index);
+    if (rc == 0 && index_out != NULL) {
+        *index_out = index;
+    }
+    return rc;
+}
+
+const char *hr_sim_node_note(const struct hr_sim *s, hr_id_t id)
+{
+    if (id == 0 || id > s->n) {
+        return "";
+    }
+    return s->nodes[id - 1].note;
 }
 
 int hr_sim_disconnect(struct hr_sim *s, hr_id_t id)

@@ -85,7 +85,17 @@ struct hr_node *hr_sim_node(struct hr_sim *s, hr_id_t id);
 
 /* Faults. All return 0 or HR_EINVAL for an unknown id or a state that does not allow it. */
 int hr_sim_crash(struct hr_sim *s, hr_id_t id);
+/* Restart a crashed node from what its disk kept. Its storage recovery runs first: a torn
+ * or corrupt last record is cut off (hr_sim_node_note says so); a corrupt record before the
+ * tail makes the start fail with HR_ECORRUPT and the node stays down, while the simulation
+ * goes on (the note names the record). */
 int hr_sim_restart(struct hr_sim *s, hr_id_t id);
+/* Flip a bit in the durable log record at `index` of node id's disk (0: a random one), as
+ * a fault of the medium. It shows when the node next starts. 0, or HR_EINVAL (no such
+ * record); *index_out is the record hit. */
+int hr_sim_corrupt(struct hr_sim *s, hr_id_t id, hr_index_t index, hr_index_t *index_out);
+/* What node id's last start had to say about its disk ("" if nothing). */
+const char *hr_sim_node_note(const struct hr_sim *s, hr_id_t id);
 int hr_sim_disconnect(struct hr_sim *s, hr_id_t id);
 int hr_sim_connect(struct hr_sim *s, hr_id_t id);
 /* group[i] is the partition of node i+1; nodes talk only within their group. */

@@ -425,8 +425,37 @@ function cluster:crash(id)
 end
 
 --- Restart a crashed node: a fresh FSM (opts.fsm(id) again) over what its disk kept.
+-- Its storage recovery runs first, as the real storage's does: a corrupt last record (see
+-- c:corrupt) is cut off as a torn tail; a corrupt record before it stops the start.
+-- @treturn[1] true, and what recovery said ("" when the disk was clean)
+-- @treturn[2] nil, "corrupt", a message naming the record: the node stays down
 function cluster:restart(id)
-    fault(self, "restart", id, "restart")
+    local i = num(self, id)
+    local ok, code, msg = self._sim:restart(i)
+    if not ok and code == "ECORRUPT" then
+        check_stopped(self)
+        return nil, "corrupt", msg
+    end
+    if not ok then
+        error(format("c:restart('%s'): %s", id, msg), 2)
+    end
+    check_stopped(self)
+    return true, code
+end
+
+--- Flip a bit in a durable log record of node id's disk (a fault of the medium). The node
+-- notices when it next starts (c:restart).
+-- @tparam string id
+-- @tparam[opt] number index the record's index; a random durable one if nil
+-- @treturn number the index of the record hit
+-- @usage c:crash("n2"); c:corrupt("n2", 3); local ok, code, msg = c:restart("n2")
+function cluster:corrupt(id, index)
+    local i = num(self, id)
+    local hit, _, msg = self._sim:corrupt(i, index)
+    if not hit then
+        error(format("c:corrupt('%s'): %s", id, msg), 2)
+    end
+    return hit
 end
 
 --- Partition the network: nodes talk only within their group. Ids not listed form one

@@ -18,6 +18,9 @@ HR_CFLAGS := -std=c11 -O2 -g -fPIC -Wall -Wextra -Werror
 # No -lluajit: the module's Lua symbols resolve against the luajit executable that loads it.
 # libuv: csrc/storage runs fsyncs on libuv's threadpool (group commit).
 LDLIBS += -luv -lm
+# csrc/transport: msgpack-c for the wire codec, OpenSSL's libcrypto for the handshake's
+# HMAC-SHA256 and nonces.
+LDLIBS += -lmsgpackc -lcrypto
 # Header dependencies: each object records the headers it includes, so editing one rebuilds
 # exactly the objects that include it.
 DEPFLAGS = -MMD -MP
@@ -39,7 +42,7 @@ BUSTED ?= busted
 # Seeds for the randomized schedule spec under the sanitizers (slow: ~10x), see spec/.
 ASAN_SEEDS ?= 100
 
-.PHONY: help deps build test test-asan bench rock-check check demo clean
+.PHONY: help deps build test test-asan bench rock-check check demo clean fuzz-check
 
 help:
 	@echo "make deps        install missing Debian packages (as root; else prints the apt-get line)"
@@ -48,8 +51,9 @@ help:
 	@echo "make test-asan   the specs against an ASan+UBSan build (build-asan/)"
 	@echo "make bench       build and run the simulator benchmark (build/sim_bench)"
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
-	@echo "make check       everything CI runs: test, test-asan, rock-check, summed counts"
-	@echo "make demo        run the failover demo: bin/helios sim --nodes 3"
+	@echo "make check       everything CI runs: test, test-asan, rock-check, fuzz-check, summed counts"
+	@echo "make fuzz-check  the libFuzzer targets for FUZZ_SECONDS (60) in all, as a test runner"
+	@echo "make demo        a local 3-node cluster, data under ./data: bin/helios cluster --nodes 3"
 	@echo "make clean       remove build outputs"
 
 deps:
@@ -118,6 +122,7 @@ bench:
 	@$(MAKE) --no-print-directory build/sim_bench build/helios/core.so
 	build/sim_bench
 	luajit -e 'package.cpath = "build/?.so;" .. package.cpath' spec/bench/storage.lua
+	luajit spec/bench/cluster.lua
 
 rock-check:
 	@.ci/deps
@@ -128,21 +133,71 @@ rock-check:
 check:
 	@rm -rf build/results
 	@rc=0; \
-	for t in test test-asan rock-check; do \
+	for t in test test-asan rock-check fuzz-check; do \
 		echo "== make $$t"; \
 		HELIOS_RESULTS=$(CURDIR)/build/results $(MAKE) --no-print-directory $$t || rc=1; \
 	done; \
 	echo "== summary"; \
-	.ci/sum-results build/results test test-asan rock-check || rc=1; \
+	.ci/sum-results build/results test test-asan rock-check fuzz-check || rc=1; \
 	exit $$rc
 
 demo:
 	@.ci/deps
 	@$(MAKE) --no-print-directory build
-	bin/helios sim --nodes 3
+	bin/helios cluster --nodes 3 --data ./data
+
+# libFuzzer targets (csrc/transport/fuzz/*_fuzz.c) for the frame decoder and the handshake
+# parser, with ASan and UBSan. `make fuzz` runs each for its share of FUZZ_SECONDS on the
+# committed corpus (csrc/transport/fuzz/corpus/NAME, read only); what it discovers goes to
+# build-fuzz/corpus-NAME, and a crash to build-fuzz/crash-*, which fails the target.
+# `make fuzz-corpus` regenerates the committed seeds (corpus_gen.c).
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_NAMES := frame handshake
+FUZZ_LIB := csrc/core/blob.c csrc/core/msg.c csrc/core/crc32c.c csrc/core/error.c \
+	csrc/transport/frame.c csrc/transport/codec.c csrc/transport/unpack.c \
+	csrc/transport/hs_codec.c csrc/transport/handshake.c
+
+build-fuzz/%_fuzz: csrc/transport/fuzz/%_fuzz.c $(FUZZ_LIB) csrc/transport/fuzz/fuzz_common.h Makefile
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -Icsrc $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) -lmsgpackc -lcrypto
+
+.PHONY: fuzz fuzz-corpus
+# fuzz as a runner of `make check`: each target that runs its time without a finding is a
+# pass, each that finds a crash, leak or timeout a failure (its log is printed).
+fuzz-check:
+	@mkdir -p $${HELIOS_RESULTS:-build/results}; passed=0; failed=0; \
+	for t in $(FUZZ_NAMES); do \
+		if $(MAKE) --no-print-directory fuzz FUZZ_NAMES=$$t \
+			FUZZ_SECONDS=$$(( $(FUZZ_SECONDS) / $(words $(FUZZ_NAMES)) )); then \
+			passed=$$((passed + 1)); else failed=$$((failed + 1)); fi; \
+	done; \
+	echo "$$passed $$failed 0" > $${HELIOS_RESULTS:-build/results}/fuzz-check.counts; \
+	echo "fuzz-check: $$passed passed, $$failed failed"; \
+	[ $$failed -eq 0 ]
+
+fuzz: $(FUZZ_NAMES:%=build-fuzz/%_fuzz)
+	@secs=$$(( $(FUZZ_SECONDS) / $(words $(FUZZ_NAMES)) )); [ $$secs -gt 0 ] || secs=1; \
+	for t in $(FUZZ_NAMES); do \
+		mkdir -p build-fuzz/corpus-$$t; \
+		echo "== fuzz $$t for $$secs s"; \
+		build-fuzz/$${t}_fuzz -max_total_time=$$secs -max_len=65536 -timeout=10 \
+			-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+			build-fuzz/corpus-$$t csrc/transport/fuzz/corpus/$$t 2>build-fuzz/$$t.log || \
+			{ tail -60 build-fuzz/$$t.log; exit 1; }; \
+		grep -E "^stat::(number_of_executed_units|average_exec_per_sec)|^#[0-9]+.*DONE" \
+			build-fuzz/$$t.log || true; \
+	done
+
+fuzz-corpus:
+	@mkdir -p build-fuzz csrc/transport/fuzz/corpus/frame csrc/transport/fuzz/corpus/handshake
+	$(CC) $(CPPFLAGS) $(HR_CFLAGS) -o build-fuzz/corpus_gen csrc/transport/fuzz/corpus_gen.c \
+		$(FUZZ_LIB) -lmsgpackc -lcrypto
+	build-fuzz/corpus_gen csrc/transport/fuzz/corpus
 
 # Also what an in-place `luarocks make` leaves behind (objects next to sources, ./helios/).
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 	rm -f $(wildcard csrc/*/*.o) helios/core.so
 	@rmdir helios 2>/dev/null || true

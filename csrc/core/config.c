@@ -10,6 +10,7 @@ void hr_config_defaults(struct hr_config *c)
     c->election_timeout_ms = 150;
     c->heartbeat_interval_ms = 50;
     c->max_entries_per_append = 100;
+    c->max_append_bytes = 1024 * 1024;
     c->max_inflight = 8;
     c->prevote = true;
     c->check_quorum = true;
@@ -30,8 +31,11 @@ int hr_config_validate(const struct hr_config *c, char *err, size_t errlen)
         /* A follower must hear several heartbeats per election timeout, or it calls
          * elections against a healthy leader. */
         what = "heartbeat_timeout_ms must be less than election_timeout_ms";
-    } else if (c->max_entries_per_append == 0) {
-        what = "max_entries_per_append must be positive";
+    } else if (c->max_entries_per_append == 0 ||
+               c->max_entries_per_append > HR_MAX_ENTRIES_PER_APPEND) {
+        what = "max_entries_per_append must be between 1 and 65536";
+    } else if (c->max_append_bytes == 0) {
+        what = "max_append_bytes must be positive";
     } else if (c->max_inflight == 0) {
         what = "max_inflight must be positive";
     } else {

@@ -33,6 +33,9 @@ typedef uint64_t hr_time_t; /* milliseconds on the caller's clock */
 
 /* The largest cluster the core tracks progress for. */
 #define HR_MAX_NODES 64
+/* The most entries one AppendEntries may carry: the codec refuses more (a bound on what a
+ * frame from the network can make a node allocate). */
+#define HR_MAX_ENTRIES_PER_APPEND 65536
 
 enum hr_role { HR_FOLLOWER = 0, HR_PRECANDIDATE, HR_CANDIDATE, HR_LEADER };
 
@@ -122,8 +125,10 @@ struct hr_config {
     size_t n_voters;
     uint32_t election_timeout_ms; /* randomized in [E, 2E) */
     uint32_t heartbeat_interval_ms;
-    uint32_t max_entries_per_append;
-    uint32_t max_inflight; /* AppendEntries with entries in flight per peer */
+    uint32_t max_entries_per_append; /* at most HR_MAX_ENTRIES_PER_APPEND */
+    uint32_t max_append_bytes;       /* payload bytes per AppendEntries (one entry always
+                                      * goes, however large) */
+    uint32_t max_inflight;           /* AppendEntries with entries in flight per peer */
     bool prevote;
     bool check_quorum;
     uint64_t seed;

@@ -74,9 +74,17 @@ static int send_append(struct hr_raft *r, struct hr__progress *pr, bool with_ent
                        .prev_term = hr__log_term(&r->log, prev),
                        .commit = r->commit};
     if (with_entries && pr->next <= last) {
-        hr_index_t end = last;
-        if (end - pr->next + 1 > r->cfg.max_entries_per_append) {
-            end = pr->next + r->cfg.max_entries_per_append - 1;
+        /* Bounded by count and by bytes, so a lagging follower never makes us build a huge
+         * message (and a heartbeat queued behind it waits for one bounded frame at most). */
+        hr_index_t end = pr->next;
+        size_t bytes = hr_blob_len(hr__log_get(&r->log, end)->data);
+        while (end < last && end - pr->next + 1 < r->cfg.max_entries_per_append) {
+            size_t more = hr_blob_len(hr__log_get(&r->log, end + 1)->data);
+            if (bytes + more > r->cfg.max_append_bytes) {
+                break;
+            }
+            bytes += more;
+            end++;
         }
         uint32_t n = (uint32_t)(end - pr->next + 1);
         m.entries = malloc(n * sizeof(*m.entries));

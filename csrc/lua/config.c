@@ -90,7 +90,10 @@ static void read_config_field(lua_State *L, const char *key, int v, struct hr_co
         /* API.md keeps the seed's name; the core calls it what it is, an interval. */
         c->heartbeat_interval_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
     } else if (strcmp(key, "max_entries_per_append") == 0) {
-        c->max_entries_per_append = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
+        c->max_entries_per_append =
+            (uint32_t)hr__lua_check_uint(L, v, what, 1, HR_MAX_ENTRIES_PER_APPEND);
+    } else if (strcmp(key, "max_append_bytes") == 0) {
+        c->max_append_bytes = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
     } else if (strcmp(key, "max_inflight") == 0) {
         c->max_inflight = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
     } else if (strcmp(key, "prevote") == 0) {

@@ -14,6 +14,14 @@
  */
 #include "binding.h"
 #include "storage_binding.h"
+#include "transport_binding.h"
+#include "client_binding.h"
+#include "proxy.h"
+#include "signal_binding.h"
+#include "loop.h"
+#include "mpack.h"
+#include "node_binding.h"
+#include "control.h"
 
 #define MODULE_KEY "helios.core.module"
 
@@ -49,6 +57,14 @@ int luaopen_helios_core(lua_State *L)
     lua_setfield(L, -2, "sim_new");
 
     hr__lua_open_storage(L);
+    hr__lua_open_transport(L);
+    hr__lua_open_client(L);
+    hr__lua_open_proxy(L);
+    hr__lua_open_signal(L);
+    hr__lua_open_loop(L);
+    hr__lua_open_mpack(L);
+    hr__lua_open_node(L);
+    hr__lua_open_control(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, MODULE_KEY);
     return 1;

@@ -1,7 +1,6 @@
 /*
  * impl.h: internals shared by the files of csrc/storage (not for other layers).
  *
- *   crc32c.c   CRC32C (Castagnoli), hardware instruction when the CPU has it
  *   lock.c     the data directory lock
  *   meta.c     the meta file
  *   segment.c  record and segment encoding, scanning a segment with recovery rules
@@ -19,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../core/crc32c.h"
 #include "log.h"
 
 /* ---- byte layout (FORMAT.md) ---- */
@@ -33,8 +33,8 @@
 #define HR__META_MAGIC "HRMT"
 #define HR__META_SIZE 28
 
-/* crc32c.c */
-uint32_t hr__crc32c(uint32_t crc, const void *buf, size_t len);
+/* CRC32C lives in csrc/core/crc32c.c: the transport checksums frames with it too. */
+#define hr__crc32c hr_crc32c
 
 /* Little-endian fixed-width integers, unaligned. */
 static inline void hr__put32(unsigned char *p, uint32_t v)

@@ -39,6 +39,9 @@ struct hr_tcp_config {
     size_t max_frame_bytes;  /* larger frames close the connection; 0: 64 MiB */
     size_t max_queue_bytes;  /* per peer; 0: 64 MiB */
     uint32_t reconnect_min_ms, reconnect_max_ms; /* 0: 50 and 2000 */
+    /* Added by the implementation (zero keeps the default): a connection that has not
+     * completed its connect and handshake within this is closed. 0: 5000. */
+    uint32_t handshake_timeout_ms;
 };
 
 struct hr_tcp_callbacks {

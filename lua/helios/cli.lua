@@ -8,8 +8,9 @@
 --   local lines = {}
 --   cli.main({ "sim" }, function(s) lines[#lines + 1] = s end)        -- capture stdout
 --
--- Commands: `sim` (a simulated cluster on virtual time). `node`, `cluster` and `console`
--- arrive with the networked node; usage lists only what exists.
+-- Commands: `cluster` (a local cluster of node processes), `node` (one node of a cluster
+-- file), `inspect` (a data directory, offline), `sim` (a simulated cluster on virtual
+-- time). `console` arrives with a later issue; usage lists only what exists.
 
 local format, concat = string.format, table.concat
 local floor = math.floor
@@ -25,6 +26,10 @@ local USAGE = [[
 Usage: helios <command> [options]
 
 Commands:
+  cluster [--nodes N]          a local cluster of node processes on loopback, data under
+                               ./data: shows who leads and what commits; Ctrl-C stops it
+  node --config FILE --id ID   run one node of a cluster file
+  inspect DATA_DIR             check a node's data directory offline (exit 1 if damaged)
   sim [--nodes N] [--seed N]   run a simulated cluster on virtual time: election, commits,
                                the leader's crash, failover, and the old leader rejoining
   help                         show this text
@@ -81,6 +86,11 @@ local function parse_options(argv, first, spec)
                 return nil, format("unexpected argument '%s'", a)
             end
             if value == nil then return nil, format("--%s needs a value", name) end
+            if o.kind == "string" then
+                opts[name] = value
+                i = i + 1
+                goto continue
+            end
             local n = value:match("^%d+$") and tonumber(value)
             if not n or n < o.min or n > o.max then
                 return nil, format("--%s expects an integer from %d to %.0f, got '%s'", name,
@@ -89,6 +99,7 @@ local function parse_options(argv, first, spec)
             opts[name] = n
             i = i + 1
         end
+        ::continue::
     end
     return opts
 end
@@ -204,6 +215,426 @@ local function run_sim(sim, opts, out)
         .. "state machine safety\n")
 end
 
+-- ---------------------------------------------------------------------------------------
+-- helios inspect
+
+local INSPECT_USAGE = [[
+Usage: helios inspect <data_dir>
+
+Reads a node's data directory without changing it (the node may be stopped or running):
+prints the metadata (term, vote), every segment with its index range, the snapshots, and
+verifies every checksum. Exit status 0 if the directory is sound, 1 if not.
+]]
+
+local function run_inspect(argv, out, err)
+    local dir = argv[2]
+    if dir == "-h" or dir == "--help" then
+        out(INSPECT_USAGE)
+        return 0
+    end
+    if dir == nil or argv[3] ~= nil or dir:sub(1, 1) == "-" then
+        err("helios inspect: expects one data directory (see 'helios inspect --help')\n")
+        return 2
+    end
+    local core = require("helios.core")
+    local ok, report = core.storage_inspect(dir)
+    out(report)
+    if report ~= "" and report:sub(-1) ~= "\n" then out("\n") end
+    return ok and 0 or 1
+end
+
+-- ---------------------------------------------------------------------------------------
+-- helios node
+
+local NODE_USAGE = [[
+Usage: helios node --config FILE --id ID
+
+Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
+shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
+is refused while the first runs), and its control socket is <data_dir>/<ID>/control.sock
+(helios.client). Logs role changes, leaders and commits on stderr.
+
+The cluster file is Lua returning a table:
+
+  return {
+    cluster_id = "demo",
+    nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9002",
+              ["node-3"] = "127.0.0.1:9003" },
+    fsm = "helios.fsm.kv",          -- a module whose new() returns the state machine
+    data_dir = "./data",            -- relative to the cluster file's directory
+    secret = "...",                 -- or secret_file = "path"
+    election_timeout_ms = 300,      -- other fields: options of raft.new
+  }
+
+Options:
+  --config FILE   the cluster file
+  --id ID         which of its nodes to run
+  -h, --help      show this text
+]]
+
+local NODE_OPTIONS = {
+    config = { kind = "string" },
+    id = { kind = "string" },
+}
+
+-- Commits are logged as ranges at most this often, so a busy node does not log per entry.
+local COMMIT_LOG_MS = 1000
+
+local function clock_s()
+    local core = require("helios.core")
+    return core.clock_ms() / 1000
+end
+
+--- Run one node; returns the exit status.
+local function run_node(opts, out, err)
+    local clusterfile = require("helios.clusterfile")
+    local conf, msg = clusterfile.load(opts.config)
+    if not conf then
+        err("helios node: " .. msg .. "\n")
+        return 1
+    end
+    local nopts
+    nopts, msg = clusterfile.node_options(conf, opts.id, opts.config)
+    if not nopts then
+        err("helios node: " .. msg .. "\n")
+        return 1
+    end
+    local loaded, fsm_mod = pcall(require, conf.fsm)
+    if not loaded or type(fsm_mod) ~= "table" or type(fsm_mod.new) ~= "function" then
+        err(format("helios node: %s: fsm: module %q %s\n", opts.config, conf.fsm,
+            loaded and "has no new() function" or ("cannot be loaded: " .. tostring(fsm_mod))))
+        return 1
+    end
+    nopts.fsm = fsm_mod.new()
+
+    local core = require("helios.core")
+    local raft = require("helios.raft")
+    local id = opts.id
+    -- A client or peer that goes away while we write to it is an error on its socket, not
+    -- a reason to die.
+    core.signal_ignore("PIPE")
+    local function log(fmt, ...)
+        err(format("%s %s: ", os.date("%H:%M:%S"), id) .. format(fmt, ...) .. "\n")
+    end
+
+    os.execute(format("mkdir -p '%s' && chmod 700 '%s'", nopts.data_dir:gsub("'", "'\\''"),
+        nopts.data_dir:gsub("'", "'\\''")))
+    local ok, node, code, detail = pcall(raft.new, nopts)
+    if not ok or not node then
+        err(format("helios node: %s: %s\n", opts.config, tostring(ok and (detail or code)
+            or node)))
+        return 1
+    end
+
+    -- Commits: a range per COMMIT_LOG_MS; a lone commit in a quiet cluster shows at once.
+    local first, last, last_term, logged_at = nil, nil, nil, 0
+    local function flush_commits()
+        if first then
+            if first == last then
+                log("committed #%d (term %d)", first, last_term)
+            else
+                log("committed #%d..#%d (%d entries, term %d)", first, last, last - first + 1,
+                    last_term)
+            end
+            first = nil
+            logged_at = clock_s()
+        end
+    end
+    node:on("state", function(role, term) log("%s in term %d", role, term) end)
+    node:on("leader", function(leader, term)
+        if leader then log("leader is %s (term %d)", leader, term) end
+    end)
+    node:on("apply", function(index, term)
+        first = first or index
+        last, last_term = index, term
+        if clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
+    end)
+
+    local started, serr, sdetail = node:start()
+    if started == nil and (serr or sdetail) then
+        err(format("helios node: %s\n", tostring(sdetail or serr)))
+        return 1
+    end
+    log("listening on %s, data in %s, control socket %s", nopts.listen, nopts.data_dir,
+        nopts.control)
+
+    core.signal_catch("TERM")
+    core.signal_catch("INT")
+    local stopping = false
+    local timer
+    timer = raft.every(50, function()
+        if first and clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
+        local sig = core.signal_take()
+        if sig and not stopping then
+            stopping = true
+            flush_commits()
+            log("SIG%s: shutting down", sig)
+            timer:stop()
+            node:shutdown()
+        end
+    end)
+    local rok, rerr = raft.run()
+    flush_commits()
+    if not rok then
+        err(format("helios node: %s\n", tostring(rerr)))
+        return 1
+    end
+    log("stopped")
+    return 0
+end
+
+-- ---------------------------------------------------------------------------------------
+-- helios cluster
+
+local CLUSTER_USAGE = [[
+Usage: helios cluster [--nodes N] [--data DIR] [--base-port PORT] [--run-for SECONDS]
+
+Starts a local cluster on loopback: writes DIR/cluster.lua (or reuses the one there, with
+its data), starts one `helios node` process per node (logs in DIR/<id>.log), waits for a
+leader and shows it, proposes a few commands and shows what commits, then keeps printing
+leader changes and commits until Ctrl-C (or SIGTERM), which stops every node cleanly.
+Try `kill -9` on the leader's pid from another terminal and watch the failover. The
+console on the leader comes with a later version.
+
+Options:
+  --nodes N           cluster size, 1 to 9 (default 3)
+  --data DIR          where the cluster file and the nodes' data go (default ./data)
+  --base-port PORT    node i listens on PORT+i-1 (default 9001; 0: free ports)
+  --run-for SECONDS   stop by itself after that long (default 0: until Ctrl-C)
+  -h, --help          show this text
+]]
+
+local CLUSTER_OPTIONS = {
+    nodes = { default = 3, min = 1, max = 9 },
+    data = { kind = "string", default = "./data" },
+    ["base-port"] = { default = 9001, min = 0, max = 65535 },
+    ["run-for"] = { default = 0, min = 0, max = 2 ^ 31 },
+}
+
+local function shell_quote(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- The command that runs `helios` again: this script under luajit.
+function M.helios_command()
+    local script = M.executable
+    if not script then
+        local path = package.searchpath("helios.cli", package.path)
+        local root = path and path:match("^(.-)/?lua/helios/cli%.lua$")
+        if root == "" then root = "." end
+        local f = root and io.open(root .. "/bin/helios")
+        if f then
+            f:close()
+            script = root .. "/bin/helios"
+        end
+    end
+    if script then return { "luajit", script } end
+    return { "helios" }
+end
+
+--- Start `helios node` for id of the cluster file; returns pid or nil, code, detail.
+function M.spawn_node(file, id, logfile, extra_env)
+    local core = require("helios.core")
+    local argv = M.helios_command()
+    for _, a in ipairs({ "node", "--config", file, "--id", id }) do argv[#argv + 1] = a end
+    local env = { LUA_PATH = package.path, LUA_CPATH = package.cpath,
+                  HELIOS_INHERIT_PATHS = "1" }
+    for k, v in pairs(extra_env or {}) do env[k] = v end
+    return core.proc_spawn(argv, { stdout = logfile, stderr = "stdout", env = env,
+                                   die_with_parent = true })
+end
+
+local function random_secret()
+    local f = io.open("/dev/urandom", "rb")
+    local bytes = f and f:read(24) or tostring(os.time()) .. tostring(os.clock())
+    if f then f:close() end
+    return (bytes:gsub(".", function(c) return format("%02x", c:byte()) end))
+end
+
+local function read_tail(path, lines)
+    local f = io.open(path)
+    if not f then return "" end
+    local all = {}
+    for l in f:lines() do
+        all[#all + 1] = l
+        if #all > lines then table.remove(all, 1) end
+    end
+    f:close()
+    return concat(all, "\n")
+end
+
+local function run_cluster(opts, out, err)
+    local core = require("helios.core")
+    local client = require("helios.client")
+    local clusterfile = require("helios.clusterfile")
+    local t0 = core.clock_ms()
+    local function say(fmt, ...)
+        out(format("[%7.3f s] ", (core.clock_ms() - t0) / 1000) .. format(fmt, ...) .. "\n")
+    end
+
+    -- A long-running narration: each line as it happens, also into a pipe or a file.
+    io.stdout:setvbuf("line")
+    local data = clusterfile.resolve(".", opts.data)
+    os.execute("mkdir -p " .. shell_quote(data) .. " && chmod 700 " .. shell_quote(data))
+    local file = data .. "/cluster.lua"
+    local conf = clusterfile.load(file)
+    if conf and #clusterfile.ids(conf) == opts.nodes then
+        say("reusing %s and the data under %s", file, data)
+    else
+        if conf then
+            err(format("helios cluster: %s describes %d nodes, not %d: remove %s or pick "
+                .. "another --data\n", file, #clusterfile.ids(conf), opts.nodes, data))
+            return 1
+        end
+        conf = { cluster_id = "local", fsm = "helios.fsm.kv", data_dir = data,
+                 secret = random_secret(), nodes = {} }
+        for i = 1, opts.nodes do
+            local port = opts["base-port"] > 0 and opts["base-port"] + i - 1 or core.free_port()
+            conf.nodes[format("node-%d", i)] = format("127.0.0.1:%d", port)
+        end
+        local ok, werr = clusterfile.write(file, conf)
+        if not ok then
+            err(format("helios cluster: %s: %s\n", file, tostring(werr)))
+            return 1
+        end
+        conf = assert(clusterfile.load(file))
+    end
+    local ids = clusterfile.ids(conf)
+
+    core.signal_catch("INT")
+    core.signal_catch("TERM")
+    local procs, sockets = {}, {}
+    local function stop_all(why)
+        say("stopping every node (%s)", why)
+        for _, id in ipairs(ids) do
+            if procs[id] then core.proc_kill(procs[id], "TERM") end
+        end
+        for _, id in ipairs(ids) do
+            if procs[id] then
+                local how, what = core.proc_wait(procs[id], 5000)
+                if not how then
+                    core.proc_kill(procs[id], "KILL")
+                    how, what = core.proc_wait(procs[id], 2000)
+                end
+                say("%s stopped (%s %s)", id, tostring(how), tostring(what))
+                procs[id] = nil
+            end
+        end
+    end
+
+    for _, id in ipairs(ids) do
+        local _, control = clusterfile.node_paths(conf, id)
+        sockets[id] = control
+        local pid, code, detail = M.spawn_node(file, id, data .. "/" .. id .. ".log")
+        if not pid then
+            err(format("helios cluster: cannot start %s: %s %s\n", id, tostring(code),
+                tostring(detail)))
+            stop_all("a node failed to start")
+            return 1
+        end
+        procs[id] = pid
+        say("started %s on %s (pid %d, log %s/%s.log)", id, conf.nodes[id], pid, data, id)
+    end
+
+    local cc = client.cluster(sockets, { timeout_ms = 1000 })
+    -- Wait for a leader, but give up at once if the nodes die (a bad config, a port in
+    -- use): their logs say why.
+    local leader, st
+    local deadline = core.clock_ms() + 15000
+    while core.clock_ms() < deadline do
+        leader, st = cc:leader(0)
+        if leader then break end
+        local dead = 0
+        for _, id in ipairs(ids) do
+            if procs[id] and core.proc_wait(procs[id], 0) then procs[id] = nil end
+            if not procs[id] then dead = dead + 1 end
+        end
+        if dead > #ids / 2 then break end
+        core.sleep_ms(50)
+    end
+    if not leader then
+        for _, id in ipairs(ids) do
+            err(format("--- %s/%s.log (last lines):\n%s\n", data, id,
+                read_tail(data .. "/" .. id .. ".log", 10)))
+        end
+        err("helios cluster: no leader (the logs above say why)\n")
+        stop_all("no leader")
+        return 1
+    end
+    say("%s leads (term %d)", leader, st.term)
+
+    local commands = { "set greeting hello", "incr visits", "incr visits" }
+    for _, cmd in ipairs(commands) do
+        local index, term, result = cc:apply(cmd, 5000)
+        if not index then
+            err(format("helios cluster: apply %q failed: %s %s\n", cmd, tostring(term),
+                tostring(result)))
+            stop_all("apply failed")
+            return 1
+        end
+        say("committed #%d in term %d: %-20s -> %s", index, term, cmd, tostring(result))
+    end
+    local commit = 0
+    for _, id in ipairs(ids) do
+        local s = cc:status(id)
+        if s then
+            say("%-7s %-9s term %-3d commit #%-4d applied #%d", id, s.role, s.term,
+                s.commit_index, s.applied_index)
+            if s.commit_index > commit then commit = s.commit_index end
+        end
+    end
+
+    if opts["run-for"] > 0 then
+        say("running for %d s (--run-for)", opts["run-for"])
+    else
+        say("running; Ctrl-C stops every node")
+    end
+    local stop_at = opts["run-for"] > 0 and core.clock_ms() + opts["run-for"] * 1000 or nil
+    local exited = {}
+    while true do
+        local sig = core.signal_take()
+        if sig then
+            stop_all("SIG" .. sig)
+            break
+        end
+        if stop_at and core.clock_ms() >= stop_at then
+            stop_all("--run-for elapsed")
+            break
+        end
+        for _, id in ipairs(ids) do
+            if procs[id] and not exited[id] then
+                local how, what = core.proc_wait(procs[id], 0)
+                if how then
+                    exited[id] = true
+                    procs[id] = nil
+                    say("%s exited (%s %s); see %s/%s.log", id, how, tostring(what), data, id)
+                end
+            end
+        end
+        local alive = 0
+        for _, id in ipairs(ids) do if procs[id] then alive = alive + 1 end end
+        if alive == 0 then
+            say("every node has exited")
+            cc:close()
+            return 1
+        end
+        local now_leader, now_st = cc:leader(0)
+        if now_leader and (now_leader ~= leader or now_st.term ~= st.term) then
+            say("%s leads (term %d)", now_leader, now_st.term)
+        end
+        if now_leader then
+            leader, st = now_leader, now_st
+            if now_st.commit_index > commit then
+                say("commit index #%d (on %s)", now_st.commit_index, now_leader)
+                commit = now_st.commit_index
+            end
+        end
+        core.sleep_ms(200)
+    end
+    cc:close()
+    return 0
+end
+
 local function stdout(s) io.stdout:write(s) end
 local function stderr(s) io.stderr:write(s) end
 
@@ -247,6 +678,34 @@ function M.main(argv, out, err)
             return 1
         end
         return 0
+    elseif command == "inspect" then
+        return run_inspect(argv, out, err)
+    elseif command == "node" or command == "cluster" then
+        local spec = command == "node" and NODE_OPTIONS or CLUSTER_OPTIONS
+        local usage = command == "node" and NODE_USAGE or CLUSTER_USAGE
+        local opts, msg = parse_options(argv, 2, spec)
+        if not opts then
+            err(format("helios %s: %s (see 'helios %s --help')\n", command, msg, command))
+            return 2
+        end
+        if opts.help then
+            out(usage)
+            return 0
+        end
+        -- argv is the global `arg` when bin/helios runs: arg[0] is this script, which
+        -- `helios cluster` runs again for each node.
+        if type(argv[0]) == "string" and argv[0]:match("helios$") and not M.executable then
+            M.executable = argv[0]
+        end
+        if command == "node" then
+            if not opts.config or not opts.id then
+                err("helios node: --config FILE and --id ID are required (see 'helios node "
+                    .. "--help')\n")
+                return 2
+            end
+            return run_node(opts, out, err)
+        end
+        return run_cluster(opts, out, err)
     end
 
     local what = command:sub(1, 1) == "-" and "option" or "command"

@@ -1,13 +1,19 @@
 --- helios.raft: one Raft node.
 --
--- `raft.new{...}`, the networked node on libuv, comes with issue 4 and is deliberately not
--- defined yet (no stub: calling it fails loudly as an unknown field). What is here is the
--- part every kind of node shares, used today by the simulator's nodes (helios.sim) and
--- tomorrow by raft.new: the node class with the API of API.md (state, propose, apply,
--- status, stats, on), the observer registry, status shaping, argument checks and the
--- mapping from the C error names to the API's codes.
+--   local raft = require("helios.raft")
+--   local node = raft.new{ id = "node-1", listen = "127.0.0.1:9001", data_dir = "./data/1",
+--                          peers = { ["node-1"] = "127.0.0.1:9001", ... }, fsm = my_fsm,
+--                          secret = "cluster secret" }
+--   node:start()
+--   raft.spawn(function()
+--       local index, term, result = node:apply("cmd", 1000)  -- blocks this coroutine
+--   end)
+--   raft.run()   -- until every node has shut down (or raft.stop())
 --
--- A node object is `raft.node_class` over a backend that does the work:
+-- `raft.new{...}` is the networked node (csrc/node/runtime.c: durable storage, TCP
+-- transport, timers on the libuv loop of helios.core). Its node object is the same class
+-- as the simulator's nodes (helios.sim): the node class here has the API of API.md (state,
+-- propose, apply, status, stats, on) over a backend that does the work:
 --
 --   local node = raft.wrap(backend, "n1")
 --   local term, is_leader = node:state()
@@ -24,9 +30,16 @@
 --   backend:_status(id)                -> a raw status table (see raft.shape_status), or nil
 --   backend:_stats(id)                 -> counters table, or nil while down
 --   backend:_voters(id)                -> list of voter ids
+--   optional: backend:_addr_of(id), backend:_start(id), backend:_shutdown(id, cb), and
+--   backend._blocking = true when apply may block a coroutine (the real loop runs it)
 
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
-local setmetatable, floor, tremove = setmetatable, math.floor, table.remove
+local setmetatable, floor, tremove, sort = setmetatable, math.floor, table.remove, table.sort
+local select, pcall, xpcall, require, tonumber = select, pcall, xpcall, require, tonumber
+local running, yield, isyieldable = coroutine.running, coroutine.yield, coroutine.isyieldable
+local co_create, co_resume, traceback = coroutine.create, coroutine.resume, debug.traceback
+local io_open = io.open
+local unpack = unpack or table.unpack
 
 local M = {}
 
@@ -36,8 +49,11 @@ M.ROLES = { FOLLOWER = "follower", PRECANDIDATE = "precandidate",
 
 --- Events accepted by node:on(event, fn).
 -- "state" (role, term), "leader" (leader_id or nil, term), "apply" (index, term, cmd),
--- "snapshot" (index, term; fires once snapshots exist).
-M.EVENTS = { state = true, leader = true, apply = true, snapshot = true }
+-- "snapshot" (index, term; fires once snapshots exist), and for networked nodes "error"
+-- (code, message: a storage failure, code nil once it recovered) and "log" (level,
+-- message: transport events an operator should see).
+M.EVENTS = { state = true, leader = true, apply = true, snapshot = true, error = true,
+             log = true }
 
 --- Timeout of node:apply and c:apply when none is given, in milliseconds.
 M.DEFAULT_APPLY_TIMEOUT_MS = 5000
@@ -118,6 +134,7 @@ function M.shape_status(id, raw, voters, addr_of)
         st.commit_index, st.applied_index = raw.commit_index, raw.applied_index
         st.first_index, st.last_index = raw.first_index, raw.last_index
         st.snapshot_index = raw.snapshot_index or 0
+        st.storage_error = raw.storage_error
         for _, p in ipairs(raw.progress or {}) do
             progress[p.id] = p
         end
@@ -168,37 +185,97 @@ function node_class:propose(cmd)
     return self._backend:_propose(self.id, cmd)
 end
 
---- Propose cmd and call back once this node has applied it.
--- The callback receives index, term, result (what fsm:apply returned), or nil, code,
--- detail: "not_leader" (not the leader, or the entry was overwritten by another leader),
--- "timeout", "shutdown" (the node went down). A failed proposal calls back at once.
+-- Run start(cb) and block the running coroutine until cb is called; return cb's
+-- arguments. cb may also be called before start returns.
+local function block(start)
+    local co = running()
+    local result, yielded = nil, false
+    start(function(...)
+        if yielded then
+            M._resume(co, ...)
+        else
+            result = { n = select("#", ...), ... }
+        end
+    end)
+    if result then
+        return unpack(result, 1, result.n)
+    end
+    yielded = true
+    return yield()
+end
+
+--- Propose cmd and return (or call back) once this node has applied it.
+-- Inside a coroutine on the loop of a networked node (raft.spawn), the call blocks the
+-- coroutine and returns the values; otherwise it takes a trailing callback that receives
+-- them. The values are index, term, result (what fsm:apply returned), or nil, code,
+-- detail: "not_leader" (not the leader, detail = leader id and address if known; or the
+-- entry was overwritten by another leader), "timeout" (the entry may still commit later),
+-- "shutdown" (the node went down), "too_large", "no_space" (the node's storage failed).
+-- A failed proposal completes at once.
 -- @tparam string cmd
 -- @tparam[opt] number timeout_ms default raft.DEFAULT_APPLY_TIMEOUT_MS
--- @tparam function callback
+-- @tparam[opt] function callback required outside a coroutine
+-- @usage local index, term, result = node:apply("set x 1", 1000)
 -- @usage node:apply("set x 1", 1000, function(index, term, result) ... end)
 function node_class:apply(cmd, timeout_ms, callback)
-    local usage = "node:apply(cmd[, timeout_ms], callback)"
+    local usage = "node:apply(cmd[, timeout_ms][, callback])"
     if callback == nil and type(timeout_ms) == "function" then
         timeout_ms, callback = nil, timeout_ms
     end
     M.check_command(cmd, usage)
     timeout_ms = M.check_timeout(timeout_ms, usage)
-    if type(callback) ~= "function" then
-        error("Usage: " .. usage .. ": a callback is required (in the simulator, apply "
-              .. "completes while virtual time runs)", 2)
+    local backend, id = self._backend, self.id
+    if callback == nil and backend._blocking and isyieldable() then
+        return block(function(cb)
+            local index, term, detail = backend:_propose(id, cmd)
+            if not index then
+                return cb(nil, term, detail)
+            end
+            backend:_wait(id, index, term, timeout_ms, cb)
+        end)
     end
-    local index, term, detail = self._backend:_propose(self.id, cmd)
+    if type(callback) ~= "function" then
+        error("Usage: " .. usage .. ": a callback is required outside a coroutine (in the "
+              .. "simulator, apply completes while virtual time runs)", 2)
+    end
+    local index, term, detail = backend:_propose(id, cmd)
     if not index then
         callback(nil, term, detail)
         return
     end
-    self._backend:_wait(self.id, index, term, timeout_ms, callback)
+    backend:_wait(id, index, term, timeout_ms, callback)
 end
 
 --- The status table of API.md (role "shutdown" and zeros while the node is down).
 function node_class:status()
-    return M.shape_status(self.id, self._backend:_status(self.id),
-                          self._backend:_voters(self.id))
+    local b = self._backend
+    local addr_of = b._addr_of and function(x) return b:_addr_of(x) end
+    return M.shape_status(self.id, b:_status(self.id), b:_voters(self.id), addr_of)
+end
+
+--- Start the node (networked nodes): open and lock the data dir, recover, listen, and
+-- take part in the cluster once raft.run() runs the loop.
+-- @return true, or nil, code, detail ("busy": the data dir is locked by another process
+--   or node, detail names its pid; "io", "corrupt", "inval" ...); the node is then closed.
+function node_class:start()
+    if not self._backend._start then
+        error("Usage: node:start(): this node is started by its cluster", 2)
+    end
+    return self._backend:_start(self.id)
+end
+
+--- Shut the node down: waiting applies fail with "shutdown", the control socket closes,
+-- storage and transport close and the data-dir lock is released; then cb (optional) runs
+-- from the loop. raft.run() returns once every started node has shut down.
+-- @treturn boolean false if it was already shut down
+function node_class:shutdown(cb)
+    if not self._backend._shutdown then
+        error("Usage: node:shutdown(): use the cluster's crash/close", 2)
+    end
+    if cb ~= nil and type(cb) ~= "function" then
+        error("Usage: node:shutdown([callback])", 2)
+    end
+    return self._backend:_shutdown(self.id, cb)
 end
 
 --- Counters: batches/fsyncs, entries_written, msgs_sent (and msgs_sent_by_type),
@@ -240,6 +317,488 @@ function node_class:_emit(event, ...)
     if #self._observers[event] > 0 then
         M.emit(self._observers, event, ...)
     end
+end
+
+-- ---------------------------------------------------------------------------------------
+-- The loop: one libuv loop per Lua state (helios.core), shared by every node, timer and
+-- control socket of the process.
+
+local core_mod
+local function core()
+    core_mod = core_mod or require("helios.core")
+    return core_mod
+end
+
+-- Nodes started and not yet shut down: raft.run() returns when the count drops to 0.
+local live_nodes = 0
+
+--- Resume co with the arguments; an error inside it stops raft.run() (which returns it)
+-- instead of unwinding into whatever loop callback resumed it.
+function M._resume(co, ...)
+    local ok, err = co_resume(co, ...)
+    if not ok then
+        core().fail(traceback(co, tostring(err)))
+    end
+end
+
+-- Call fn(...) for a loop callback that must not fail the caller (observers, apply
+-- callbacks): an error stops raft.run() with its traceback.
+local function protect(fn, ...)
+    local ok, err = xpcall(fn, traceback, ...)
+    if not ok then
+        core().fail(tostring(err))
+    end
+end
+
+--- Run the loop until every started node has shut down, or raft.stop().
+-- @return true, or nil and the first error a Lua callback (FSM, observer, timer, spawned
+--   coroutine) raised; the nodes keep their state and raft.run() may be called again.
+function M.run()
+    if core().running() then
+        error("Usage: raft.run(): the loop is already running (called from a callback?)", 2)
+    end
+    local ok, err = core().run("default")
+    if not ok then
+        return nil, err
+    end
+    return true
+end
+
+--- Make raft.run() return at the end of the current loop turn.
+function M.stop()
+    core().stop()
+end
+
+--- The loop's clock, in milliseconds (monotonic; its origin is arbitrary).
+function M.now()
+    return core().now()
+end
+
+local function check_ms(ms, usage, positive)
+    if type(ms) ~= "number" or ms < 0 or ms ~= floor(ms) or (positive and ms == 0) then
+        error(format("Usage: %s: ms must be a %s integer (got %s)", usage,
+                     positive and "positive" or "non-negative", tostring(ms)), 3)
+    end
+end
+
+--- Call fn once after ms milliseconds. Returns a timer with :stop().
+function M.after(ms, fn)
+    check_ms(ms, "raft.after(ms, fn)")
+    if type(fn) ~= "function" then
+        error("Usage: raft.after(ms, fn): fn must be a function", 2)
+    end
+    return core().timer(ms, 0, fn)
+end
+
+--- Call fn every ms milliseconds (first after ms). Returns a timer with :stop().
+function M.every(ms, fn)
+    check_ms(ms, "raft.every(ms, fn)", true)
+    if type(fn) ~= "function" then
+        error("Usage: raft.every(ms, fn): fn must be a function", 2)
+    end
+    return core().timer(ms, ms, fn)
+end
+
+--- Run fn(...) in a new coroutine on the loop (it starts at the next loop turn); blocking
+-- calls (node:apply, raft.sleep) work inside. An error in it makes raft.run() return
+-- nil and the error. Returns the coroutine.
+function M.spawn(fn, ...)
+    if type(fn) ~= "function" then
+        error("Usage: raft.spawn(fn, ...): fn must be a function", 2)
+    end
+    local co = co_create(fn)
+    local args = { n = select("#", ...), ... }
+    core().timer(0, 0, function()
+        M._resume(co, unpack(args, 1, args.n))
+    end)
+    return co
+end
+
+--- Inside a coroutine on the loop: let the loop run for ms milliseconds, then resume.
+function M.sleep(ms)
+    check_ms(ms, "raft.sleep(ms)")
+    if not isyieldable() then
+        error("Usage: raft.sleep(ms): only inside a coroutine on the loop (raft.spawn)", 2)
+    end
+    local co = running()
+    core().timer(ms, 0, function() M._resume(co) end)
+    yield()
+end
+
+-- ---------------------------------------------------------------------------------------
+-- raft.new: the networked node, a backend of the node class.
+
+--- Commands larger than this are refused with "too_large" (they must fit a frame).
+M.MAX_COMMAND_BYTES = 16 * 1024 * 1024
+
+-- Options of raft.new and how to check them: "posint", "nonneg", "bool", or a function.
+local INT_OPTIONS = {
+    heartbeat_timeout_ms = "posint", election_timeout_ms = "posint",
+    snapshot_interval_ms = "posint", snapshot_threshold = "posint", trailing_logs = "nonneg",
+    max_entries_per_append = "posint", max_append_bytes = "posint", max_inflight = "posint",
+    prevote = "bool", check_quorum = "bool",
+}
+-- Those the core reads (the others belong to later issues: accepted, not used yet).
+local CORE_OPTIONS = {
+    heartbeat_timeout_ms = true, election_timeout_ms = true, max_entries_per_append = true,
+    max_append_bytes = true, max_inflight = true, prevote = true, check_quorum = true,
+}
+local OTHER_OPTIONS = {
+    id = true, listen = true, data_dir = true, peers = true, fsm = true, secret = true,
+    secret_file = true, control = true, cluster_id = true,
+}
+
+local function bad(field, what, got)
+    error(format("raft.new: %s must be %s%s", field, what,
+                 got ~= nil and format(" (got %s)", tostring(got)) or ""), 3)
+end
+
+local function valid_address(addr)
+    if type(addr) ~= "string" then
+        return false
+    end
+    local host, port = addr:match("^([%w_.%-]+):(%d+)$")
+    if not host then
+        host, port = addr:match("^%[([%x:]+)%]:(%d+)$")
+    end
+    port = tonumber(port)
+    return host ~= nil and port ~= nil and port >= 1 and port <= 65535
+end
+
+local function read_secret_file(path)
+    local f, err = io_open(path, "rb")
+    if not f then
+        error(format("raft.new: secret_file: %s", tostring(err)), 3)
+    end
+    local s = f:read("*a")
+    f:close()
+    s = s:gsub("\r?\n$", "")
+    if s == "" then
+        error(format("raft.new: secret_file: %s is empty", path), 3)
+    end
+    return s
+end
+
+-- Check every option (errors name the field) and return the table for core.node_new.
+local function check_options(o)
+    if type(o) ~= "table" then
+        error("Usage: raft.new{ id = ..., listen = ..., data_dir = ..., peers = {...}, "
+              .. "fsm = ..., secret = ... }", 3)
+    end
+    for k in pairs(o) do
+        if not INT_OPTIONS[k] and not OTHER_OPTIONS[k] then
+            error(format("raft.new: unknown option '%s'", tostring(k)), 3)
+        end
+    end
+    for k, kind in pairs(INT_OPTIONS) do
+        local v = o[k]
+        if v ~= nil then
+            if kind == "bool" then
+                if type(v) ~= "boolean" then bad(k, "a boolean", v) end
+            elseif type(v) ~= "number" or v ~= floor(v) or v < 0 or v > 2 ^ 31
+                or (kind == "posint" and v == 0) then
+                bad(k, kind == "posint" and "a positive integer" or "a non-negative integer", v)
+            end
+        end
+    end
+    if type(o.id) ~= "string" or o.id == "" then bad("id", "a non-empty string", o.id) end
+    if type(o.data_dir) ~= "string" or o.data_dir == "" then
+        bad("data_dir", "a non-empty string (a directory path)", o.data_dir)
+    end
+    if type(o.peers) ~= "table" then bad("peers", "a table { [id] = \"host:port\" }", o.peers) end
+    local n = 0
+    for pid, addr in pairs(o.peers) do
+        if type(pid) ~= "string" or pid == "" then
+            bad("peers", "keyed by node ids (non-empty strings)", pid)
+        end
+        if not valid_address(addr) then
+            bad(format("peers[%q]", pid), "an address \"host:port\"", addr)
+        end
+        n = n + 1
+    end
+    if n == 0 then bad("peers", "a non-empty table { [id] = \"host:port\" }") end
+    if o.peers[o.id] == nil then bad("peers", format("a table that includes this node (%q)", o.id)) end
+    if o.listen ~= nil and not valid_address(o.listen) then
+        bad("listen", "an address \"host:port\"", o.listen)
+    end
+    local fsm = o.fsm
+    if type(fsm) ~= "table" or type(fsm.apply) ~= "function" then
+        bad("fsm", "a table with an apply method (and snapshot, restore)", fsm)
+    end
+    for _, m in ipairs({ "snapshot", "restore" }) do
+        if fsm[m] ~= nil and type(fsm[m]) ~= "function" then bad("fsm." .. m, "a function", fsm[m]) end
+    end
+    local secret = o.secret
+    if secret ~= nil and o.secret_file ~= nil then
+        error("raft.new: give secret or secret_file, not both", 3)
+    end
+    if o.secret_file ~= nil then
+        if type(o.secret_file) ~= "string" then bad("secret_file", "a path", o.secret_file) end
+        secret = read_secret_file(o.secret_file)
+    end
+    if type(secret) ~= "string" or secret == "" then
+        bad("secret", "a non-empty string (or give secret_file)", secret ~= nil and type(secret) or nil)
+    end
+    if o.control ~= nil and (type(o.control) ~= "string" or o.control == "") then
+        bad("control", "a socket path", o.control)
+    end
+    if o.cluster_id ~= nil and (type(o.cluster_id) ~= "string" or o.cluster_id == "") then
+        bad("cluster_id", "a non-empty string", o.cluster_id)
+    end
+    local config = {}
+    for k in pairs(CORE_OPTIONS) do
+        config[k] = o[k]
+    end
+    local peers = {}
+    for pid, addr in pairs(o.peers) do
+        peers[pid] = addr
+    end
+    return {
+        id = o.id, data_dir = o.data_dir, listen = o.listen or o.peers[o.id], peers = peers,
+        secret = secret, cluster_id = o.cluster_id, config = config,
+    }
+end
+
+local net = { __name = "helios.raft.net_backend" }
+net.__index = net
+net._blocking = true
+
+-- Waiters: b._waiters[index] is a list of { term, cb, timer }.
+
+local function complete(b, index, term, result)
+    local list = b._waiters[index]
+    if not list then
+        return
+    end
+    b._waiters[index] = nil
+    for _, w in ipairs(list) do
+        w.timer:stop()
+        if w.term == term then
+            protect(w.cb, index, term, result)
+        else
+            protect(w.cb, nil, "not_leader", format("index %d was overwritten by another leader",
+                                                    index))
+        end
+    end
+end
+
+local function fail_all(b, code, detail)
+    local indexes = {}
+    for index in pairs(b._waiters) do
+        indexes[#indexes + 1] = index
+    end
+    sort(indexes)
+    for _, index in ipairs(indexes) do
+        local list = b._waiters[index]
+        b._waiters[index] = nil
+        for _, w in ipairs(list) do
+            w.timer:stop()
+            protect(w.cb, nil, code, detail)
+        end
+    end
+end
+
+local function make_hooks(b)
+    local function apply(index, term, etype, cmd, time_ms)
+        if etype ~= "command" then
+            complete(b, index, -1) -- a waiter here was promised a command: overwritten
+            return
+        end
+        -- An FSM error propagates: the binding stops delivering entries and raft.run()
+        -- returns the error.
+        local result = b._fsm:apply(cmd, index, { index = index, term = term, time_ms = time_ms })
+        local node = b._node
+        if #node._observers.apply > 0 then
+            protect(node._emit, node, "apply", index, term, cmd)
+        end
+        complete(b, index, term, result)
+    end
+
+    local function state(role, term, leader)
+        local last = b._last
+        b._last = { role = role, term = term, leader = leader }
+        local node = b._node
+        if not last or last.role ~= role or last.term ~= term then
+            protect(node._emit, node, "state", role, term)
+        end
+        if not last or last.leader ~= leader then
+            protect(node._emit, node, "leader", leader, term)
+        end
+    end
+
+    local function on_error(cname, msg)
+        b._storage_error = cname and msg or nil
+        protect(b._node._emit, b._node, "error", cname and M.code(cname) or nil, msg)
+    end
+
+    local function log(level, msg)
+        protect(b._node._emit, b._node, "log", level, msg)
+    end
+
+    return { apply = apply, state = state, error = on_error, log = log }
+end
+
+--- Create a networked node (not started: see node:start()). Options of API.md; every
+-- bad option raises an error naming the field.
+-- @tparam table opts id, listen (default peers[id]), data_dir, peers ({ [id] = addr },
+--   this node included: the initial voters, used on first boot), fsm (apply, snapshot,
+--   restore), secret or secret_file, control (optional: a unix socket path for the
+--   control protocol), cluster_id (optional, default "helios"), and the timeouts and
+--   limits of API.md.
+-- @return the node
+function M.new(opts)
+    local copts = check_options(opts)
+    local ids = {}
+    for pid in pairs(copts.peers) do
+        ids[#ids + 1] = pid
+    end
+    sort(ids)
+    local b = setmetatable({
+        _id = opts.id, _peers = copts.peers, _ids = ids, _fsm = opts.fsm, _waiters = {},
+        _state = "new", _control_path = opts.control,
+    }, net)
+    local node = M.wrap(b, opts.id)
+    b._node = node
+    local ok, cn = pcall(core().node_new, copts, make_hooks(b))
+    if not ok then
+        local msg = tostring(cn):gsub("^node_new: ", ""):gsub("^config: ", "")
+        error("raft.new: " .. msg, 2)
+    end
+    b._core = cn
+    return node
+end
+
+function net:_addr_of(id)
+    return self._peers[id]
+end
+
+function net:_voters()
+    return self._ids
+end
+
+function net:_node_state()
+    if self._state ~= "running" then
+        return nil
+    end
+    return self._core:state()
+end
+
+function net:_propose(_, cmd)
+    if self._state ~= "running" then
+        return nil, "shutdown", format("node %s is %s", self._id,
+                                        self._state == "new" and "not started" or "shut down")
+    end
+    if #cmd > M.MAX_COMMAND_BYTES then
+        return nil, "too_large", format("command of %d bytes (at most %d)", #cmd,
+                                        M.MAX_COMMAND_BYTES)
+    end
+    local index, term, detail = self._core:propose(cmd)
+    if index then
+        return index, term
+    end
+    local code = M.code(term)
+    if code == "not_leader" then
+        local _, _, leader = self._core:state()
+        if leader then
+            return nil, code, format("%s at %s", leader, self._peers[leader])
+        end
+        return nil, code, nil
+    end
+    return nil, code, detail
+end
+
+function net:_wait(_, index, term, timeout_ms, cb)
+    local list = self._waiters[index] or {}
+    self._waiters[index] = list
+    local w = { term = term, cb = cb }
+    w.timer = core().timer(timeout_ms, 0, function()
+        for i, x in ipairs(list) do
+            if x == w then
+                tremove(list, i)
+                break
+            end
+        end
+        if #list == 0 and self._waiters[index] == list then
+            self._waiters[index] = nil
+        end
+        protect(cb, nil, "timeout", format("index %d not applied on %s within %d ms (it may "
+                                           .. "still commit)", index, self._id, timeout_ms))
+    end)
+    list[#list + 1] = w
+end
+
+function net:_status()
+    if self._state ~= "running" then
+        return nil
+    end
+    return self._core:status()
+end
+
+function net:_stats()
+    if self._state ~= "running" then
+        return nil
+    end
+    return self._core:stats()
+end
+
+function net:_start()
+    if self._state ~= "new" then
+        error(format("Usage: node:start(): node %s was already started", self._id), 3)
+    end
+    local ok, code, detail = self._core:start()
+    if not ok then
+        self._state = "closed"
+        return nil, M.code(code), detail
+    end
+    self._state = "running"
+    live_nodes = live_nodes + 1
+    if self._control_path then
+        local control = require("helios.control")
+        local server, ccode, cdetail = control.serve(self._node, self._control_path)
+        if not server then
+            self:_shutdown()
+            return nil, M.code(ccode), cdetail
+        end
+        self._control = server
+    end
+    return true
+end
+
+function net:_shutdown(_, cb)
+    if self._state ~= "running" then
+        if self._state == "new" then
+            self._state = "closed"
+            self._core:shutdown()
+        end
+        return false
+    end
+    self._state = "closing"
+    if self._control then
+        self._control:close()
+        self._control = nil
+    end
+    fail_all(self, "shutdown", format("node %s shut down", self._id))
+    self._core:shutdown(function()
+        self._state = "closed"
+        live_nodes = live_nodes - 1
+        if live_nodes == 0 then
+            core().stop()
+        end
+        if cb then
+            protect(cb)
+        end
+    end)
+    return true
+end
+
+--- Test hook: make the node's next `count` storage writes ("write") or syncs ("sync")
+-- fail with err ("ENOSPC", "EIO", "EROFS").
+function node_class:_inject_fault(op, count, err)
+    local b = self._backend
+    if not b._core or b._state ~= "running" then
+        error("Usage: node:_inject_fault(op, count, err): a running networked node", 2)
+    end
+    b._core:inject_fault(op, count, err)
 end
 
 return M

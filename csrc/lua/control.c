@@ -1,0 +1,482 @@
+/*
+ * control.c: the control socket server (see control.h).
+ *
+ * Lifetimes. The server and each connection are malloc'd (libuv owns their handles until
+ * the close callbacks). Lua sees the server as a userdata pointing at it, and each
+ * connection as a userdata that reply closures keep: when the connection closes, that
+ * userdata's pointer is cleared, so a late reply (an apply that completes after the client
+ * left) returns false instead of touching freed memory. A connection is closed with
+ * uv_shutdown first, so that a reply written just before (the "shutdown" op's) is flushed.
+ */
+#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "../core/crc32c.h"
+#include "../core/error.h"
+#include "control.h"
+#include "loop.h"
+#include "mpack.h"
+
+#define SERVER_MT "helios.core.control_server"
+#define CONN_MT "helios.core.control_conn"
+
+struct server;
+
+struct conn {
+    uv_pipe_t pipe;
+    uv_shutdown_t shutdown;
+    struct server *srv;
+    struct conn *next;
+    struct conn_ud *ud; /* NULL once the Lua side is detached */
+    int ud_ref;
+    char *buf;
+    size_t len, cap;
+    bool closing;
+};
+
+struct conn_ud {
+    struct conn *c;
+};
+
+struct server {
+    uv_pipe_t pipe;
+    struct hr__lloop *lp;
+    int handler_ref;
+    struct conn *conns;
+    char *path;
+    bool closing;
+    int pending; /* handles not yet closed */
+};
+
+struct server_ud {
+    struct server *s;
+};
+
+static void server_unref(struct server *s)
+{
+    if (--s->pending == 0) {
+        struct hr__lloop *lp = s->lp;
+        free(s->path);
+        free(s);
+        hr__loop_release(lp);
+    }
+}
+
+/* ---- connections ---- */
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    struct server *s = c->srv;
+    free(c->buf);
+    free(c);
+    server_unref(s);
+}
+
+static void conn_shut(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    uv_close((uv_handle_t *)req->handle, conn_closed);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    struct server *s = c->srv;
+    for (struct conn **p = &s->conns; *p != NULL; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    if (c->ud != NULL) {
+        c->ud->c = NULL;
+        c->ud = NULL;
+    }
+    hr__loop_unref(s->lp, c->ud_ref);
+    c->ud_ref = LUA_NOREF;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, conn_shut) != 0) {
+        uv_close((uv_handle_t *)&c->pipe, conn_closed);
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = buf->base != NULL ? suggested : 0;
+}
+
+struct request {
+    struct conn *c;
+    const char *payload;
+    size_t len;
+};
+
+/* Protected: handler(req, reply). */
+static int l_reply(lua_State *L);
+
+static int push_request(lua_State *L, void *arg)
+{
+    struct request *r = arg;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->srv->handler_ref);
+    hr__mp_push(L, r->payload, r->len);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ud_ref);
+    lua_pushcclosure(L, l_reply, 1);
+    return 2;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Handle every complete frame in the buffer. A bad one closes the connection. */
+static void process(struct conn *c)
+{
+    size_t off = 0;
+    while (!c->closing && c->len - off >= 8) {
+        const unsigned char *h = (const unsigned char *)c->buf + off;
+        uint32_t len = be32(h), crc = be32(h + 4);
+        if (len > HR_CONTROL_MAX_FRAME) {
+            conn_close(c);
+            return;
+        }
+        if (c->len - off - 8 < len) {
+            break;
+        }
+        const char *payload = c->buf + off + 8;
+        char err[128];
+        unsigned char first = len > 0 ? (unsigned char)payload[0] : 0;
+        bool is_map = (first & 0xf0) == 0x80 || first == 0xde || first == 0xdf;
+        if (hr_crc32c(0, payload, len) != crc || !is_map ||
+            hr__mp_validate(payload, len, err, sizeof err) != 0) {
+            conn_close(c);
+            return;
+        }
+        off += 8 + (size_t)len;
+        struct request r = {c, payload, len};
+        /* The handler may close this connection (or the server): the buffer stays ours
+         * until conn_closed, which runs from a later loop callback. */
+        hr__loop_call(c->srv->lp, push_request, &r, "control handler");
+    }
+    if (c->closing) {
+        return;
+    }
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = stream->data;
+    if (nread < 0) {
+        free(buf->base);
+        conn_close(c);
+        return;
+    }
+    if (nread > 0 && !c->closing) {
+        if (c->len + (size_t)nread > c->cap) {
+            size_t cap = c->cap == 0 ? 4096 : c->cap;
+            while (cap < c->len + (size_t)nread) {
+                cap *= 2;
+            }
+            char *p = realloc(c->buf, cap);
+            if (p == NULL) {
+                free(buf->base);
+                conn_close(c);
+                return;
+            }
+            c->buf = p;
+            c->cap = cap;
+        }
+        memcpy(c->buf + c->len, buf->base, (size_t)nread);
+        c->len += (size_t)nread;
+        free(buf->base);
+        process(c);
+        return;
+    }
+    free(buf->base);
+}
+
+struct write_req {
+    uv_write_t req;
+    char data[];
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+/* reply(tbl) -> true | false */
+static int l_reply(lua_State *L)
+{
+    struct conn_ud *u = luaL_checkudata(L, lua_upvalueindex(1), CONN_MT);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    char *buf;
+    size_t len;
+    hr__mp_encode(L, 1, &buf, &len);
+    struct conn *c = u->c;
+    if (c == NULL || c->closing) {
+        free(buf);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (len > HR_CONTROL_MAX_FRAME) {
+        free(buf);
+        return luaL_error(L, "control reply: %d bytes is more than a frame may hold", (int)len);
+    }
+    struct write_req *w = malloc(sizeof *w + 8 + len);
+    if (w == NULL) {
+        free(buf);
+        return luaL_error(L, "control reply: out of memory");
+    }
+    uint32_t crc = hr_crc32c(0, buf, len);
+    unsigned char *p = (unsigned char *)w->data;
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(len >> (24 - 8 * i));
+        p[4 + i] = (unsigned char)(crc >> (24 - 8 * i));
+    }
+    memcpy(p + 8, buf, len);
+    free(buf);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)(8 + len));
+    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) != 0) {
+        free(w);
+        conn_close(c);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Protected: make the connection's userdata and anchor it. */
+static int make_conn_ud(lua_State *L)
+{
+    struct conn *c = lua_touserdata(L, 1);
+    struct conn_ud *u = lua_newuserdata(L, sizeof *u);
+    u->c = c;
+    luaL_getmetatable(L, CONN_MT);
+    lua_setmetatable(L, -2);
+    c->ud = u;
+    c->ud_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct server *s = server->data;
+    if (status != 0 || s->closing) {
+        return;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return;
+    }
+    c->srv = s;
+    c->ud_ref = LUA_NOREF;
+    uv_pipe_init(server->loop, &c->pipe, 0);
+    c->pipe.data = c;
+    s->pending++;
+    if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
+        hr__loop_cpcall(s->lp, make_conn_ud, c) != 0) {
+        c->closing = true;
+        uv_close((uv_handle_t *)&c->pipe, conn_closed);
+        return;
+    }
+    c->next = s->conns;
+    s->conns = c;
+    uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+}
+
+/* ---- the server ---- */
+
+static void server_closed(uv_handle_t *h)
+{
+    server_unref(h->data);
+}
+
+static void server_close(struct server *s)
+{
+    if (s->closing) {
+        return;
+    }
+    s->closing = true;
+    while (s->conns != NULL) {
+        conn_close(s->conns);
+    }
+    hr__loop_unref(s->lp, s->handler_ref);
+    s->handler_ref = LUA_NOREF;
+    if (s->path != NULL) {
+        unlink(s->path);
+    }
+    uv_close((uv_handle_t *)&s->pipe, server_closed);
+}
+
+/* Is something accepting connections at path? */
+static bool socket_live(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    bool live = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return live;
+}
+
+static int fail(lua_State *L, const char *code, const char *fmt, const char *path, const char *why)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, code);
+    lua_pushfstring(L, fmt, path, why);
+    return 3;
+}
+
+/* core.control_listen(path, handler) -> server | nil, code, msg */
+static int l_listen(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    struct hr__lloop *lp = hr__loop_get(L);
+    struct sockaddr_un probe;
+    if (strlen(path) >= sizeof probe.sun_path) {
+        return fail(L, "EINVAL", "control socket %s: path too long%s", path, "");
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            return fail(L, "EBUSY", "control socket %s: %s", path,
+                        "exists and is not a socket (not removed)");
+        }
+        if (socket_live(path)) {
+            return fail(L, "EBUSY", "control socket %s: %s", path,
+                        "in use by a running node");
+        }
+        unlink(path); /* stale: left by a process that died */
+    }
+
+    struct server_ud *u = lua_newuserdata(L, sizeof *u);
+    u->s = NULL;
+    luaL_getmetatable(L, SERVER_MT);
+    lua_setmetatable(L, -2);
+    struct server *s = calloc(1, sizeof *s);
+    char *p = malloc(strlen(path) + 1);
+    if (s == NULL || p == NULL) {
+        free(s);
+        free(p);
+        return luaL_error(L, "control_listen: out of memory");
+    }
+    strcpy(p, path);
+    s->path = p;
+    s->lp = lp;
+    s->handler_ref = LUA_NOREF;
+    hr__loop_retain(lp);
+    s->pending = 1;
+    uv_pipe_init(hr__loop_uv(lp), &s->pipe, 0);
+    s->pipe.data = s;
+    /* 0600 from the start: a chmod after bind would leave a window with the umask's
+     * mode. */
+    mode_t old = umask(0177);
+    int rc = uv_pipe_bind(&s->pipe, path);
+    umask(old);
+    if (rc == 0) {
+        rc = chmod(path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
+    }
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&s->pipe, 16, on_connection);
+    }
+    if (rc != 0) {
+        char *why = (char *)uv_strerror(rc);
+        s->closing = true;
+        free(s->path);
+        s->path = NULL;
+        uv_close((uv_handle_t *)&s->pipe, server_closed);
+        return fail(L, "EIO", "control socket %s: %s", path, why);
+    }
+    lua_pushvalue(L, 2);
+    s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    u->s = s;
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+    if (u->s != NULL) {
+        struct server *s = u->s;
+        u->s = NULL;
+        server_close(s);
+    }
+    return 0;
+}
+
+static int l_server_gc(lua_State *L)
+{
+    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+    if (u->s != NULL && !hr__loop_dead(u->s->lp)) {
+        struct server *s = u->s;
+        u->s = NULL;
+        server_close(s);
+    }
+    return 0;
+}
+
+static int l_path(lua_State *L)
+{
+    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+    if (u->s == NULL) {
+        lua_pushnil(L);
+    } else {
+        lua_pushstring(L, u->s->path);
+    }
+    return 1;
+}
+
+static const luaL_Reg server_methods[] = {
+    {"close", l_close},
+    {"path", l_path},
+    {NULL, NULL},
+};
+
+int hr__lua_open_control(lua_State *L)
+{
+    if (luaL_newmetatable(L, SERVER_MT)) {
+        lua_pushliteral(L, SERVER_MT);
+        lua_setfield(L, -2, "__name");
+        lua_newtable(L);
+        luaL_register(L, NULL, server_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_server_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, CONN_MT)) {
+        lua_pushliteral(L, CONN_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_listen);
+    lua_setfield(L, -2, "control_listen");
+    return 0;
+}

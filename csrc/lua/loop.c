@@ -1,0 +1,429 @@
+/*
+ * loop.c: the uv loop of a lua_State, core.run/stop/now/timer, and protected calls from
+ * loop callbacks into Lua (see loop.h).
+ *
+ * Callbacks run on a Lua thread of their own (lua_newthread, anchored in the registry):
+ * libuv calls us back from inside uv_run with no Lua frame of ours at hand, and the thread
+ * that called core.run may be a coroutine that must not be re-entered. lua_cpcall makes
+ * even pushing the arguments (which allocates) protected, so a memory error cannot
+ * longjmp through libuv's frames.
+ */
+#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "binding.h"
+#include "loop.h"
+
+#define LOOP_KEY "helios.core.loop"
+#define LOOP_MT "helios.core.loop"
+#define TIMER_MT "helios.core.timer"
+
+struct hr__lloop {
+    uv_loop_t loop;
+    lua_State *cbL; /* the callback thread */
+    int users;      /* the registry box + every C object that points here */
+    bool dead;      /* the box was finalized (lua_close): no new work */
+    bool running;
+    char *error; /* first failure of a callback since the last core.run returned */
+};
+
+struct loop_box {
+    struct hr__lloop *lp;
+};
+
+static void loop_free(struct hr__lloop *lp)
+{
+    /* Handles still open (objects the collector never finalized) keep the loop: leaking
+     * it at exit is better than closing memory that a later close callback would use. */
+    if (uv_loop_close(&lp->loop) != 0) {
+        return;
+    }
+    free(lp->error);
+    free(lp);
+}
+
+void hr__loop_retain(struct hr__lloop *lp)
+{
+    lp->users++;
+}
+
+void hr__loop_release(struct hr__lloop *lp)
+{
+    if (--lp->users == 0 && lp->dead) {
+        loop_free(lp);
+    }
+}
+
+bool hr__loop_dead(const struct hr__lloop *lp)
+{
+    return lp->dead;
+}
+
+struct uv_loop_s *hr__loop_uv(struct hr__lloop *lp)
+{
+    return &lp->loop;
+}
+
+static int loop_gc(lua_State *L)
+{
+    struct loop_box *b = lua_touserdata(L, 1);
+    if (b->lp != NULL) {
+        struct hr__lloop *lp = b->lp;
+        b->lp = NULL;
+        lp->dead = true;
+        lp->cbL = NULL; /* collected with the state */
+        hr__loop_release(lp);
+    }
+    return 0;
+}
+
+struct hr__lloop *hr__loop_get(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+    if (lua_isuserdata(L, -1)) {
+        struct loop_box *b = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        if (b->lp == NULL) {
+            luaL_error(L, "helios.core: the loop is closed");
+        }
+        return b->lp;
+    }
+    lua_pop(L, 1);
+
+    struct loop_box *b = lua_newuserdata(L, sizeof *b);
+    b->lp = NULL;
+    if (luaL_newmetatable(L, LOOP_MT)) {
+        lua_pushcfunction(L, loop_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    /* The callback thread is anchored in the box's environment: it lives as long as the
+     * loop does. */
+    lua_createtable(L, 1, 0);
+    lua_State *cbL = lua_newthread(L);
+    lua_rawseti(L, -2, 1);
+    lua_setfenv(L, -2);
+
+    struct hr__lloop *lp = calloc(1, sizeof *lp);
+    if (lp == NULL) {
+        luaL_error(L, "helios.core: out of memory");
+    }
+    int rc = uv_loop_init(&lp->loop);
+    if (rc != 0) {
+        free(lp);
+        luaL_error(L, "helios.core: uv_loop_init: %s", uv_strerror(rc));
+    }
+    lp->cbL = cbL;
+    lp->users = 1;
+    b->lp = lp;
+    lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+    return lp;
+}
+
+int hr__loop_cpcall(struct hr__lloop *lp, lua_CFunction fn, void *ud)
+{
+    if (lp->dead || lp->cbL == NULL) {
+        return LUA_ERRRUN;
+    }
+    int top = lua_gettop(lp->cbL);
+    int rc = lua_cpcall(lp->cbL, fn, ud);
+    lua_settop(lp->cbL, top);
+    return rc;
+}
+
+void hr__loop_unref(struct hr__lloop *lp, int ref)
+{
+    if (lp->cbL != NULL && ref != LUA_NOREF) {
+        luaL_unref(lp->cbL, LUA_REGISTRYINDEX, ref);
+    }
+}
+
+void hr__loop_fail(struct hr__lloop *lp, const char *msg)
+{
+    if (lp->error == NULL) {
+        size_t len = strlen(msg);
+        lp->error = malloc(len + 1);
+        if (lp->error != NULL) {
+            memcpy(lp->error, msg, len + 1);
+        }
+    }
+    uv_stop(&lp->loop);
+}
+
+struct call_ctx {
+    int (*push)(lua_State *L, void *arg);
+    void *arg;
+};
+
+static int protected_call(lua_State *L)
+{
+    struct call_ctx *c = lua_touserdata(L, 1);
+    lua_pushcfunction(L, hr__lsim_traceback);
+    int handler = lua_gettop(L);
+    int nargs = c->push(L, c->arg);
+    if (lua_pcall(L, nargs, 0, handler) != 0) {
+        lua_error(L);
+    }
+    return 0;
+}
+
+int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
+                  const char *what)
+{
+    if (lp->dead || lp->cbL == NULL) {
+        return -1;
+    }
+    lua_State *L = lp->cbL;
+    int top = lua_gettop(L);
+    struct call_ctx c = {push, arg};
+    int rc = lua_cpcall(L, protected_call, &c);
+    if (rc != 0) {
+        const char *err = lua_tostring(L, -1);
+        if (err == NULL) {
+            err = rc == LUA_ERRMEM ? "out of memory" : "error object is not a string";
+        }
+        size_t len = strlen(what) + strlen(err) + 4;
+        char *msg = malloc(len);
+        if (msg != NULL) {
+            snprintf(msg, len, "%s: %s", what, err);
+            hr__loop_fail(lp, msg);
+            free(msg);
+        } else {
+            hr__loop_fail(lp, err);
+        }
+    }
+    lua_settop(L, top);
+    return rc == 0 ? 0 : -1;
+}
+
+/* core.run([mode]) -> true, alive | nil, err */
+static int l_run(lua_State *L)
+{
+    static const char *const modes[] = {"default", "once", "nowait", NULL};
+    static const uv_run_mode uv_modes[] = {UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT};
+    int mode = luaL_checkoption(L, 1, "default", modes);
+    struct hr__lloop *lp = hr__loop_get(L);
+    if (lp->running) {
+        return luaL_error(L, "Usage: core.run(mode): the loop is already running (a loop "
+                             "callback cannot run the loop)");
+    }
+    lp->running = true;
+    int alive = uv_run(&lp->loop, uv_modes[mode]);
+    lp->running = false;
+    if (lp->error != NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, lp->error);
+        free(lp->error);
+        lp->error = NULL;
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, alive != 0);
+    return 2;
+}
+
+static int l_stop(lua_State *L)
+{
+    uv_stop(&hr__loop_get(L)->loop);
+    return 0;
+}
+
+/* core.fail(msg): record msg as the loop's failure (if it is the first) and stop the loop,
+ * for Lua code that catches an error where no C caller would see it (a coroutine resumed
+ * from a callback). */
+static int l_fail(lua_State *L)
+{
+    hr__loop_fail(hr__loop_get(L), luaL_checkstring(L, 1));
+    return 0;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)uv_now(&hr__loop_get(L)->loop));
+    return 1;
+}
+
+static int l_running(lua_State *L)
+{
+    lua_pushboolean(L, hr__loop_get(L)->running);
+    return 1;
+}
+
+/* Timers. The handle lives in malloc'd memory (libuv owns it until its close callback);
+ * the userdata points at it. While armed, the registry holds the function and the
+ * userdata, so a timer nobody references still fires. */
+struct timer_h {
+    uv_timer_t t;
+    struct hr__lloop *lp;
+    int fn_ref, self_ref; /* LUA_NOREF while disarmed */
+    bool repeat;
+};
+
+struct timer_ud {
+    struct timer_h *h;
+};
+
+static void disarm(struct timer_h *h)
+{
+    if (h->fn_ref == LUA_NOREF) {
+        return;
+    }
+    uv_timer_stop(&h->t);
+    lua_State *L = h->lp->cbL;
+    if (L != NULL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, h->fn_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, h->self_ref);
+    }
+    h->fn_ref = h->self_ref = LUA_NOREF;
+}
+
+static int push_timer_fn(lua_State *L, void *arg)
+{
+    struct timer_h *h = arg;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn_ref);
+    return 0;
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct timer_h *h = t->data;
+    if (h->fn_ref == LUA_NOREF) {
+        return;
+    }
+    /* A one-shot timer is disarmed after its call; the function stays referenced until
+     * then (hr__loop_call pushes it from the registry). */
+    hr__loop_call(h->lp, push_timer_fn, h, "timer callback");
+    if (!h->repeat) {
+        disarm(h);
+    }
+}
+
+static void timer_closed(uv_handle_t *handle)
+{
+    struct timer_h *h = handle->data;
+    struct hr__lloop *lp = h->lp;
+    free(h);
+    hr__loop_release(lp);
+}
+
+static struct timer_ud *check_timer(lua_State *L)
+{
+    return luaL_checkudata(L, 1, TIMER_MT);
+}
+
+static int l_timer_stop(lua_State *L)
+{
+    struct timer_ud *u = check_timer(L);
+    if (u->h != NULL) {
+        disarm(u->h);
+    }
+    return 0;
+}
+
+static int l_timer_active(lua_State *L)
+{
+    struct timer_ud *u = check_timer(L);
+    lua_pushboolean(L, u->h != NULL && u->h->fn_ref != LUA_NOREF);
+    return 1;
+}
+
+static int l_timer_gc(lua_State *L)
+{
+    struct timer_ud *u = check_timer(L);
+    struct timer_h *h = u->h;
+    u->h = NULL;
+    if (h != NULL) {
+        if (h->lp->dead) {
+            return 0; /* the loop is gone with the state: leave the handle */
+        }
+        disarm(h);
+        uv_close((uv_handle_t *)&h->t, timer_closed);
+    }
+    return 0;
+}
+
+static int l_timer_tostring(lua_State *L)
+{
+    struct timer_ud *u = check_timer(L);
+    lua_pushfstring(L, "helios.core.timer (%s)",
+                    u->h != NULL && u->h->fn_ref != LUA_NOREF ? "armed" : "stopped");
+    return 1;
+}
+
+static uint64_t check_ms(lua_State *L, int idx, const char *name)
+{
+    lua_Number v = luaL_checknumber(L, idx);
+    if (v < 0 || v != (lua_Number)(uint64_t)v || v > 9007199254740992.0) {
+        luaL_error(L, "Usage: core.timer(ms, repeat_ms, fn): %s must be a non-negative integer",
+                   name);
+    }
+    return (uint64_t)v;
+}
+
+/* core.timer(ms, repeat_ms, fn) -> timer */
+static int l_timer(lua_State *L)
+{
+    uint64_t ms = check_ms(L, 1, "ms");
+    uint64_t repeat = lua_isnoneornil(L, 2) ? 0 : check_ms(L, 2, "repeat_ms");
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    struct hr__lloop *lp = hr__loop_get(L);
+
+    struct timer_ud *u = lua_newuserdata(L, sizeof *u);
+    u->h = NULL;
+    luaL_getmetatable(L, TIMER_MT);
+    lua_setmetatable(L, -2);
+    struct timer_h *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        return luaL_error(L, "core.timer: out of memory");
+    }
+    uv_timer_init(&lp->loop, &h->t);
+    h->t.data = h;
+    h->lp = lp;
+    h->repeat = repeat > 0;
+    hr__loop_retain(lp);
+    u->h = h;
+    lua_pushvalue(L, 3);
+    h->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    h->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uv_timer_start(&h->t, timer_cb, ms, repeat);
+    return 1;
+}
+
+static const luaL_Reg timer_methods[] = {
+    {"stop", l_timer_stop},
+    {"active", l_timer_active},
+    {NULL, NULL},
+};
+
+static const luaL_Reg functions[] = {
+    {"run", l_run},
+    {"stop", l_stop},
+    {"now", l_now},
+    {"running", l_running},
+    {"fail", l_fail},
+    {"timer", l_timer},
+    {NULL, NULL},
+};
+
+int hr__lua_open_loop(lua_State *L)
+{
+    if (luaL_newmetatable(L, TIMER_MT)) {
+        lua_pushliteral(L, TIMER_MT);
+        lua_setfield(L, -2, "__name");
+        lua_newtable(L);
+        luaL_register(L, NULL, timer_methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_timer_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_timer_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    luaL_register(L, NULL, functions);
+    return 0;
+}

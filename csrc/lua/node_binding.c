@@ -1,0 +1,593 @@
+/*
+ * node_binding.c: core.node_new, a struct hr_runtime as Lua userdata (see node_binding.h).
+ *
+ * The hooks table is the userdata's environment. A started node is pinned by a registry
+ * reference to its userdata until its shutdown completes: the runtime calls back into it
+ * from the loop, and a running node that nobody references must keep running.
+ */
+#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "../node/runtime.h"
+#include "binding.h"
+#include "loop.h"
+#include "node_binding.h"
+
+#define NODE_MT "helios.core.node"
+
+enum { HOOK_APPLY = 1, HOOK_STATE, HOOK_ERROR, HOOK_LOG, HOOK_DONE };
+
+struct lnode {
+    struct hr_runtime *rt; /* NULL once shut down */
+    struct hr__lloop *lp;
+    int self_ref;          /* LUA_NOREF unless started and not yet closed */
+    bool started, closing;
+    bool fsm_failed;       /* an apply hook raised: deliver no more entries */
+    char name[128];
+};
+
+static struct lnode *check_node(lua_State *L)
+{
+    return luaL_checkudata(L, 1, NODE_MT);
+}
+
+static struct lnode *check_open(lua_State *L, const char *method)
+{
+    struct lnode *n = check_node(L);
+    if (n->rt == NULL || n->closing) {
+        luaL_error(L, "node:%s: the node is shut down", method);
+    }
+    return n;
+}
+
+/* ---- hooks (called by the runtime from loop callbacks) ---- */
+
+struct hook_args {
+    struct lnode *n;
+    int slot;
+    const struct hr_entry *e;
+    int role;
+    hr_term_t term;
+    const char *leader;
+    int code;
+    const char *msg;
+};
+
+static int noop(lua_State *L)
+{
+    (void)L;
+    return 0;
+}
+
+/* Push the hook of a->slot (from the pinned userdata's environment) and its arguments. */
+static int push_hook(lua_State *L, void *arg)
+{
+    struct hook_args *a = arg;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->n->self_ref);
+    lua_getfenv(L, -1);
+    lua_rawgeti(L, -1, a->slot);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushcfunction(L, noop); /* no hook: call nothing, uniformly */
+    }
+    switch (a->slot) {
+    case HOOK_APPLY: {
+        const struct hr_entry *e = a->e;
+        lua_pushnumber(L, (lua_Number)e->index);
+        lua_pushnumber(L, (lua_Number)e->term);
+        lua_pushstring(L, hr__lua_entry_type_name(e->type));
+        lua_pushlstring(L, e->data != NULL ? (const char *)e->data->data : "",
+                        hr_blob_len(e->data));
+        lua_pushnumber(L, (lua_Number)e->time_ms);
+        return 5;
+    }
+    case HOOK_STATE:
+        lua_pushstring(L, hr__lua_role_name(a->role));
+        lua_pushnumber(L, (lua_Number)a->term);
+        if (a->leader != NULL) {
+            lua_pushstring(L, a->leader);
+        } else {
+            lua_pushnil(L);
+        }
+        return 3;
+    case HOOK_ERROR:
+        if (a->code != 0) {
+            lua_pushstring(L, hr_err_name(a->code));
+        } else {
+            lua_pushnil(L);
+        }
+        lua_pushstring(L, a->msg);
+        return 2;
+    case HOOK_LOG:
+        lua_pushinteger(L, a->code);
+        lua_pushstring(L, a->msg);
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+static int call_hook(struct hook_args *a, const char *what)
+{
+    struct lnode *n = a->n;
+    if (n->self_ref == LUA_NOREF) {
+        return 0;
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s on %s", what, n->name);
+    return hr__loop_call(n->lp, push_hook, a, buf);
+}
+
+static void on_apply(void *ctx, const struct hr_entry *e)
+{
+    struct lnode *n = ctx;
+    if (n->fsm_failed) {
+        return;
+    }
+    struct hook_args a = {.n = n, .slot = HOOK_APPLY, .e = e};
+    char what[64];
+    snprintf(what, sizeof what, "fsm apply at index %" PRIu64, e->index);
+    if (call_hook(&a, what) != 0) {
+        n->fsm_failed = true;
+    }
+}
+
+static void on_state(void *ctx, int role, hr_term_t term, const char *leader)
+{
+    struct hook_args a = {.n = ctx, .slot = HOOK_STATE, .role = role, .term = term,
+                          .leader = leader};
+    call_hook(&a, "state observer");
+}
+
+static void on_error(void *ctx, int code, const char *msg)
+{
+    struct hook_args a = {.n = ctx, .slot = HOOK_ERROR, .code = code, .msg = msg};
+    call_hook(&a, "error observer");
+}
+
+static void on_log(void *ctx, int level, const char *msg)
+{
+    struct hook_args a = {.n = ctx, .slot = HOOK_LOG, .code = level, .msg = msg};
+    call_hook(&a, "log observer");
+}
+
+/* ---- node_new ---- */
+
+static const char *opt_string(lua_State *L, int opts, const char *key, bool required)
+{
+    lua_getfield(L, opts, key);
+    if (lua_isnil(L, -1) && !required) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        luaL_error(L, "node_new: %s must be a string (got %s)", key, luaL_typename(L, -1));
+    }
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1); /* still referenced by opts */
+    return s;
+}
+
+static int cmp_peer(const void *a, const void *b)
+{
+    return strcmp(((const struct hr_runtime_peer *)a)->name,
+                  ((const struct hr_runtime_peer *)b)->name);
+}
+
+static int l_node_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    struct hr__lloop *lp = hr__loop_get(L);
+
+    struct hr_runtime_config c;
+    memset(&c, 0, sizeof c);
+    hr_config_defaults(&c.raft);
+    c.name = opt_string(L, 1, "id", true);
+    c.data_dir = opt_string(L, 1, "data_dir", true);
+    c.listen = opt_string(L, 1, "listen", false);
+    c.cluster_id = opt_string(L, 1, "cluster_id", false);
+    lua_getfield(L, 1, "secret");
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        return luaL_error(L, "node_new: secret must be a string");
+    }
+    c.secret = lua_tolstring(L, -1, &c.secret_len);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "config");
+    hr__lua_read_config(L, lua_gettop(L), &c.raft);
+    lua_pop(L, 1);
+
+    struct hr_runtime_peer peers[HR_MAX_NODES];
+    size_t np = 0;
+    lua_getfield(L, 1, "peers");
+    luaL_checktype(L, -1, LUA_TTABLE);
+    int pt = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, pt) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+            return luaL_error(L, "node_new: peers must map ids to addresses (strings)");
+        }
+        if (np == HR_MAX_NODES) {
+            return luaL_error(L, "node_new: peers: at most %d nodes", HR_MAX_NODES);
+        }
+        peers[np].name = lua_tostring(L, -2);
+        peers[np].addr = lua_tostring(L, -1);
+        np++;
+        lua_pop(L, 1);
+    }
+    /* Sorted: the core's configuration order does not depend on table iteration. */
+    qsort(peers, np, sizeof peers[0], cmp_peer);
+    c.peers = peers;
+    c.n_peers = np;
+
+    struct lnode *n = lua_newuserdata(L, sizeof *n);
+    memset(n, 0, sizeof *n);
+    n->self_ref = LUA_NOREF;
+    n->lp = lp;
+    snprintf(n->name, sizeof n->name, "%s", c.name);
+    int ud = lua_gettop(L);
+    luaL_getmetatable(L, NODE_MT);
+    lua_setmetatable(L, ud);
+
+    lua_createtable(L, HOOK_DONE, 0);
+    static const char *const hook_names[] = {"apply", "state", "error", "log"};
+    for (int i = 0; i < 4; i++) {
+        lua_getfield(L, 2, hook_names[i]);
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
+            return luaL_error(L, "node_new: hook %s must be a function", hook_names[i]);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfenv(L, ud);
+
+    struct hr_runtime_callbacks cb = {
+        .ctx = n, .apply = on_apply, .state = on_state, .error = on_error, .log = on_log};
+    char err[512];
+    n->rt = hr_runtime_new(hr__loop_uv(lp), &c, &cb, err, sizeof err);
+    if (n->rt == NULL) {
+        return luaL_error(L, "node_new: %s", err);
+    }
+    hr__loop_retain(lp);
+    lua_settop(L, ud);
+    return 1;
+}
+
+/* ---- methods ---- */
+
+static void shutdown_done(void *arg)
+{
+    struct lnode *n = arg;
+    n->rt = NULL;
+    struct hook_args a = {.n = n, .slot = HOOK_DONE};
+    call_hook(&a, "shutdown callback");
+    struct hr__lloop *lp = n->lp;
+    int ref = n->self_ref;
+    n->self_ref = LUA_NOREF;
+    if (ref != LUA_NOREF) {
+        hr__loop_unref(lp, ref);
+    }
+    hr__loop_release(lp);
+}
+
+static void start_shutdown(struct lnode *n)
+{
+    n->closing = true;
+    hr_runtime_shutdown(n->rt, shutdown_done, n);
+}
+
+static int l_start(lua_State *L)
+{
+    struct lnode *n = check_open(L, "start");
+    if (n->started) {
+        return luaL_error(L, "node:start: already started");
+    }
+    n->started = true;
+    lua_pushvalue(L, 1);
+    n->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    char err[768];
+    int rc = hr_runtime_start(n->rt, err, sizeof err);
+    if (rc != 0) {
+        start_shutdown(n);
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(rc));
+        lua_pushstring(L, err);
+        return 3;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_propose(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    size_t len;
+    const char *cmd = luaL_checklstring(L, 2, &len);
+    int rc;
+    hr_index_t index = 0;
+    hr_term_t term = 0;
+    if (n->rt == NULL || n->closing) {
+        rc = HR_ESHUTDOWN;
+    } else {
+        rc = hr_runtime_propose(n->rt, cmd, len, &index, &term);
+    }
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(rc));
+        if (rc == HR_ENOSPACE) {
+            lua_pushstring(L, hr_runtime_errmsg(n->rt));
+        } else {
+            lua_pushstring(L, hr_strerror(rc));
+        }
+        return 3;
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    lua_pushnumber(L, (lua_Number)term);
+    return 2;
+}
+
+static int l_state(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    struct hr_raft *r = n->rt != NULL && !n->closing ? hr_runtime_raft(n->rt) : NULL;
+    if (r == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
+    lua_pushnumber(L, (lua_Number)hr_raft_term(r));
+    const char *leader = hr_runtime_name_of(n->rt, hr_raft_leader(r));
+    if (leader != NULL) {
+        lua_pushstring(L, leader);
+    } else {
+        lua_pushnil(L);
+    }
+    return 3;
+}
+
+static void set_number(lua_State *L, const char *key, uint64_t v)
+{
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, key);
+}
+
+static void set_name(lua_State *L, struct hr_runtime *rt, const char *key, hr_id_t id)
+{
+    const char *s = hr_runtime_name_of(rt, id);
+    if (s != NULL) {
+        lua_pushstring(L, s);
+        lua_setfield(L, -2, key);
+    }
+}
+
+/* status() -> raw table (nil once shut down): role "failed" while storage is failed. */
+static int l_status(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    if (n->rt == NULL || n->closing) {
+        lua_pushnil(L);
+        return 1;
+    }
+    struct hr_runtime *rt = n->rt;
+    struct hr_raft *r = hr_runtime_raft(rt);
+    lua_createtable(L, 0, 14);
+    lua_pushstring(L, hr_runtime_name(rt));
+    lua_setfield(L, -2, "id");
+    set_number(L, "applied_index", hr_runtime_applied(rt));
+    if (hr_runtime_failed(rt) != 0) {
+        lua_pushstring(L, hr_runtime_errmsg(rt));
+        lua_setfield(L, -2, "storage_error");
+    }
+    if (r == NULL) {
+        lua_pushstring(L, n->started ? "failed" : "stopped");
+        lua_setfield(L, -2, "role");
+        set_number(L, "term", 0);
+        set_number(L, "commit_index", 0);
+        set_number(L, "first_index", 0);
+        set_number(L, "last_index", 0);
+        lua_newtable(L);
+        lua_setfield(L, -2, "progress");
+        return 1;
+    }
+    lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
+    lua_setfield(L, -2, "role");
+    set_number(L, "term", hr_raft_term(r));
+    set_name(L, rt, "leader", hr_raft_leader(r));
+    set_name(L, rt, "vote", hr_raft_vote(r));
+    set_number(L, "commit_index", hr_raft_commit_index(r));
+    set_number(L, "first_index", hr_raft_first_index(r));
+    set_number(L, "last_index", hr_raft_last_index(r));
+    struct hr_progress_info pr[HR_MAX_NODES];
+    size_t np = hr_raft_progress(r, pr, HR_MAX_NODES);
+    if (np > HR_MAX_NODES) {
+        np = HR_MAX_NODES;
+    }
+    lua_createtable(L, (int)np, 0);
+    for (size_t i = 0; i < np; i++) {
+        lua_createtable(L, 0, 5);
+        set_name(L, rt, "id", pr[i].id);
+        set_number(L, "match", pr[i].match);
+        set_number(L, "next", pr[i].next);
+        lua_pushboolean(L, pr[i].replicating);
+        lua_setfield(L, -2, "replicating");
+        set_number(L, "inflight", pr[i].inflight);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "progress");
+    return 1;
+}
+
+static const char *msg_type_key(int t)
+{
+    static const char *const names[HR_MSG_TYPE_COUNT] = {
+        [HR_MSG_APPEND] = "append",           [HR_MSG_APPEND_RESP] = "append_resp",
+        [HR_MSG_VOTE] = "vote",               [HR_MSG_VOTE_RESP] = "vote_resp",
+        [HR_MSG_PREVOTE] = "prevote",         [HR_MSG_PREVOTE_RESP] = "prevote_resp",
+        [HR_MSG_SNAPSHOT] = "snapshot",       [HR_MSG_SNAPSHOT_RESP] = "snapshot_resp",
+        [HR_MSG_TIMEOUT_NOW] = "timeout_now",
+    };
+    return names[t];
+}
+
+static int l_stats(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    if (n->rt == NULL || n->closing) {
+        lua_pushnil(L);
+        return 1;
+    }
+    struct hr_runtime_stats s;
+    hr_runtime_stats(n->rt, &s);
+    lua_createtable(L, 0, 16);
+    set_number(L, "batches", s.node.batches);
+    set_number(L, "fsyncs", s.group.rounds); /* one fdatasync per group round */
+    set_number(L, "entries_written", s.node.entries_written);
+    set_number(L, "bytes_sent", s.node.bytes_sent);
+    set_number(L, "msgs_received", s.node.msgs_received);
+    set_number(L, "state_changes", s.node.state_changes);
+    set_number(L, "elections", s.node.elections);
+    set_number(L, "applied", s.node.applied);
+    uint64_t total = 0;
+    lua_createtable(L, 0, HR_MSG_TYPE_COUNT);
+    for (int t = 1; t < HR_MSG_TYPE_COUNT; t++) {
+        set_number(L, msg_type_key(t), s.node.msgs_sent[t]);
+        total += s.node.msgs_sent[t];
+    }
+    lua_setfield(L, -2, "msgs_sent_by_type");
+    set_number(L, "msgs_sent", total);
+
+    lua_createtable(L, 0, 10);
+    set_number(L, "frames_sent", s.tcp.frames_sent);
+    set_number(L, "frames_received", s.tcp.frames_received);
+    set_number(L, "bytes_sent", s.tcp.bytes_sent);
+    set_number(L, "bytes_received", s.tcp.bytes_received);
+    set_number(L, "connects", s.tcp.connects);
+    set_number(L, "disconnects", s.tcp.disconnects);
+    set_number(L, "accepted", s.tcp.accepted);
+    set_number(L, "auth_failures", s.tcp.auth_failures);
+    set_number(L, "bad_frames", s.tcp.bad_frames);
+    set_number(L, "queue_drops", s.tcp.queue_drops);
+    lua_setfield(L, -2, "transport");
+    /* Flat copies of the counters operators look for first. */
+    set_number(L, "bad_frames", s.tcp.bad_frames);
+    set_number(L, "auth_failures", s.tcp.auth_failures);
+
+    lua_createtable(L, 0, 5);
+    set_number(L, "rounds", s.group.rounds);
+    set_number(L, "batches", s.group.batches);
+    set_number(L, "entries", s.group.entries);
+    set_number(L, "failures", s.storage_failures);
+    set_number(L, "recoveries", s.storage_recoveries);
+    lua_setfield(L, -2, "storage");
+    return 1;
+}
+
+static int l_shutdown(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TFUNCTION);
+    }
+    if (n->rt == NULL || n->closing) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_getfenv(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, HOOK_DONE);
+    lua_pop(L, 1);
+    if (n->self_ref == LUA_NOREF) {
+        /* Never started: pin it until the runtime's handles are closed. */
+        lua_pushvalue(L, 1);
+        n->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    start_shutdown(n);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_inject_fault(lua_State *L)
+{
+    struct lnode *n = check_open(L, "inject_fault");
+    static const char *const ops[] = {"write", "sync", NULL};
+    static const char *const errs[] = {"ENOSPC", "EIO", "EROFS", NULL};
+    static const int errnos[] = {ENOSPC, EIO, EROFS};
+    int op = luaL_checkoption(L, 2, NULL, ops);
+    lua_Number count = luaL_checknumber(L, 3);
+    int e = luaL_checkoption(L, 4, "ENOSPC", errs);
+    if (count < 0 || count > 1e9) {
+        return luaL_error(L, "Usage: node:inject_fault(op, count, err): bad count");
+    }
+    hr_runtime_inject_fault(n->rt, op == 0 ? HR_LOG_FAULT_WRITE : HR_LOG_FAULT_SYNC,
+                            (unsigned)count, errnos[e]);
+    return 0;
+}
+
+static int l_recovery_info(lua_State *L)
+{
+    struct lnode *n = check_open(L, "recovery_info");
+    lua_pushstring(L, hr_runtime_recovery_info(n->rt));
+    return 1;
+}
+
+static int l_gc(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    /* A started node is pinned until shut down, so only a never-started one gets here
+     * with a runtime: its timers still need closing on the loop. */
+    if (n->rt != NULL && !n->closing && !hr__loop_dead(n->lp)) {
+        n->closing = true;
+        hr_runtime_shutdown(n->rt, NULL, NULL);
+        n->rt = NULL;
+        hr__loop_release(n->lp);
+    }
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    lua_pushfstring(L, "helios.core.node %s (%s)", n->name,
+                    n->rt == NULL ? "shut down" : n->closing ? "closing"
+                                                  : n->started ? "running" : "new");
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"start", l_start},
+    {"propose", l_propose},
+    {"state", l_state},
+    {"status", l_status},
+    {"stats", l_stats},
+    {"shutdown", l_shutdown},
+    {"inject_fault", l_inject_fault},
+    {"recovery_info", l_recovery_info},
+    {NULL, NULL},
+};
+
+int hr__lua_open_node(lua_State *L)
+{
+    if (luaL_newmetatable(L, NODE_MT)) {
+        lua_pushliteral(L, NODE_MT);
+        lua_setfield(L, -2, "__name");
+        lua_newtable(L);
+        luaL_register(L, NULL, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_node_new);
+    lua_setfield(L, -2, "node_new");
+    return 0;
+}

@@ -1,0 +1,368 @@
+/*
+ * proc_binding.c: child processes and loopback ports for helios.testing and
+ * `helios cluster` (part of `helios.core`; registered by hr__lua_open_client).
+ *
+ *   local pid, stdin, stdout = core.proc_spawn({ "luajit", "-e", "..." },
+ *       { stdout = "node.log", stderr = "stdout", stdin = "pipe" | nil,
+ *         stdout_pipe = true, die_with_parent = true, env = { NAME = value }, cwd = dir })
+ *                                          -- stdin/stdout: sockets of client_binding.c
+ *   core.proc_kill(pid, "TERM")            -- "KILL", "STOP", "CONT", "INT", or a number
+ *   core.proc_wait(pid, 1000)              -- "exited", status | "signaled", name |
+ *                                          -- nil, "timeout" | nil, "ECHILD"
+ *   core.free_port()                       -- a loopback TCP port nobody listens on now
+ *   core.sleep_ms(ms)  core.clock_ms()  core.getpid()
+ *
+ * fork + exec rather than posix_spawn: PR_SET_PDEATHSIG has to be set in the child, so
+ * that nodes a test started die with the test process even when it is SIGKILLed. The
+ * environment is built before fork; between fork and exec the child only makes
+ * async-signal-safe calls.
+ */
+#define _GNU_SOURCE /* pipe2, execvpe, prctl, nanosleep under -std=c11 */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "client_binding.h"
+
+extern char **environ;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int push_fail(lua_State *L, const char *code, const char *detail)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, code);
+    lua_pushstring(L, detail);
+    return 3;
+}
+
+static int push_errno(lua_State *L, const char *what, int e)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, "io");
+    lua_pushfstring(L, "%s: %s", what, strerror(e));
+    return 3;
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) {
+        (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+}
+
+static const struct {
+    const char *name;
+    int sig;
+} SIGNALS[] = {
+    { "TERM", SIGTERM }, { "KILL", SIGKILL }, { "INT", SIGINT }, { "STOP", SIGSTOP },
+    { "CONT", SIGCONT }, { "HUP", SIGHUP },   { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 },
+    { "USR2", SIGUSR2 }, { "ABRT", SIGABRT }, { "SEGV", SIGSEGV }, { "PIPE", SIGPIPE },
+};
+
+static int check_signal(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        return (int)lua_tointeger(L, idx);
+    }
+    const char *name = luaL_optstring(L, idx, "TERM");
+    if (strncmp(name, "SIG", 3) == 0) {
+        name += 3;
+    }
+    for (size_t i = 0; i < sizeof SIGNALS / sizeof SIGNALS[0]; i++) {
+        if (strcmp(SIGNALS[i].name, name) == 0) {
+            return SIGNALS[i].sig;
+        }
+    }
+    return luaL_error(L, "Usage: unknown signal '%s'", name);
+}
+
+static const char *signal_name(int sig)
+{
+    for (size_t i = 0; i < sizeof SIGNALS / sizeof SIGNALS[0]; i++) {
+        if (SIGNALS[i].sig == sig) {
+            return SIGNALS[i].name;
+        }
+    }
+    return NULL;
+}
+
+static int opt_field(lua_State *L, int idx, const char *name)
+{
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushnil(L);
+    } else {
+        lua_getfield(L, idx, name);
+    }
+    return lua_gettop(L);
+}
+
+/* In the child after fork: only async-signal-safe calls until exec. */
+static void child_exec(char **argv, char **envp, int in_fd, int out_fd, int err_fd, int err_to_out,
+                       int die_with_parent, const char *cwd)
+{
+    if (die_with_parent) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    }
+    /* The parent may have signals ignored or blocked; the child starts clean. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int s = 1; s < 32; s++) {
+        if (s != SIGKILL && s != SIGSTOP) {
+            signal(s, SIG_DFL);
+        }
+    }
+    if (in_fd >= 0 && dup2(in_fd, 0) < 0) _exit(127);
+    if (out_fd >= 0 && dup2(out_fd, 1) < 0) _exit(127);
+    if (err_to_out && dup2(1, 2) < 0) _exit(127);
+    if (!err_to_out && err_fd >= 0 && dup2(err_fd, 2) < 0) _exit(127);
+    if (cwd && chdir(cwd) < 0) _exit(127);
+    execvpe(argv[0], argv, envp);
+    _exit(127);
+}
+
+static int l_spawn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)lua_objlen(L, 1);
+    if (n < 1) {
+        return luaL_error(L, "Usage: proc_spawn(argv, opts): argv needs a program");
+    }
+    char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 1));
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        if (!lua_isstring(L, -1)) {
+            return luaL_error(L, "Usage: proc_spawn: argv[%d] must be a string", i);
+        }
+        argv[i - 1] = (char *)lua_tostring(L, -1);
+        /* the string stays referenced by argv's table for the call */
+        lua_pop(L, 1);
+    }
+    argv[n] = NULL;
+
+    /* The environment is built before fork: the child may only exec. */
+    char **envp = environ;
+    int env_idx = opt_field(L, 2, "env");
+    if (lua_istable(L, env_idx)) {
+        int base = 0, extra = 0;
+        while (environ[base]) base++;
+        lua_pushnil(L);
+        while (lua_next(L, env_idx)) { extra++; lua_pop(L, 1); }
+        envp = lua_newuserdata(L, sizeof(char *) * (size_t)(base + extra + 1));
+        int k = 0;
+        lua_pushnil(L);
+        while (lua_next(L, env_idx)) {
+            lua_pushvalue(L, -2);
+            lua_pushliteral(L, "=");
+            lua_pushvalue(L, -3);
+            lua_concat(L, 3);
+            envp[k++] = (char *)lua_tostring(L, -1);
+            lua_insert(L, env_idx + 1); /* keep the string alive below the iteration */
+            lua_pop(L, 1);
+        }
+        for (int i = 0; i < base; i++) {
+            const char *eq = strchr(environ[i], '=');
+            int overridden = 0;
+            for (int j = 0; j < extra && eq; j++) {
+                size_t nl = (size_t)(eq - environ[i]) + 1;
+                if (strncmp(envp[j], environ[i], nl) == 0) overridden = 1;
+            }
+            if (!overridden) envp[k++] = environ[i];
+        }
+        envp[k] = NULL;
+    }
+    const char *out_path = lua_tostring(L, opt_field(L, 2, "stdout"));
+    const char *err_path = lua_tostring(L, opt_field(L, 2, "stderr"));
+    const char *stdin_mode = lua_tostring(L, opt_field(L, 2, "stdin"));
+    int stdout_pipe = lua_toboolean(L, opt_field(L, 2, "stdout_pipe"));
+    int die = lua_toboolean(L, opt_field(L, 2, "die_with_parent"));
+    const char *cwd = lua_tostring(L, opt_field(L, 2, "cwd"));
+
+    int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
+    int out_fd = -1, err_fd = -1, null_fd = -1;
+    int e = 0;
+    const char *what = "";
+    if (stdin_mode && strcmp(stdin_mode, "pipe") == 0) {
+        if (pipe2(in_pipe, O_CLOEXEC) < 0) { e = errno; what = "pipe"; goto fail; }
+    } else if ((null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        e = errno; what = "/dev/null"; goto fail;
+    }
+    if (stdout_pipe) {
+        if (pipe2(out_pipe, O_CLOEXEC) < 0) { e = errno; what = "pipe"; goto fail; }
+    } else if (out_path) {
+        out_fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (out_fd < 0) { e = errno; what = out_path; goto fail; }
+    }
+    if (err_path && strcmp(err_path, "stdout") != 0) {
+        err_fd = open(err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (err_fd < 0) { e = errno; what = err_path; goto fail; }
+    }
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        e = errno;
+        what = "fork";
+        goto fail;
+    }
+    if (pid == 0) {
+        int err_to_out = err_path && strcmp(err_path, "stdout") == 0;
+        child_exec(argv, envp, in_pipe[0] >= 0 ? in_pipe[0] : null_fd,
+                   stdout_pipe ? out_pipe[1] : out_fd, err_fd, err_to_out, die, cwd);
+    }
+    if (in_pipe[0] >= 0) close(in_pipe[0]);
+    if (out_pipe[1] >= 0) close(out_pipe[1]);
+    if (out_fd >= 0) close(out_fd);
+    if (err_fd >= 0) close(err_fd);
+    if (null_fd >= 0) close(null_fd);
+    lua_pushinteger(L, pid);
+    if (in_pipe[1] >= 0) {
+        set_nonblock(in_pipe[1]);
+        hr__lua_push_sock(L, in_pipe[1]);
+    } else {
+        lua_pushnil(L);
+    }
+    if (out_pipe[0] >= 0) {
+        set_nonblock(out_pipe[0]);
+        hr__lua_push_sock(L, out_pipe[0]);
+    } else {
+        lua_pushnil(L);
+    }
+    return 3;
+
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (in_pipe[i] >= 0) close(in_pipe[i]);
+        if (out_pipe[i] >= 0) close(out_pipe[i]);
+    }
+    if (out_fd >= 0) close(out_fd);
+    if (err_fd >= 0) close(err_fd);
+    if (null_fd >= 0) close(null_fd);
+    return push_errno(L, what, e);
+}
+
+static int l_kill(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int sig = check_signal(L, 2);
+    if (pid <= 0) {
+        return luaL_error(L, "Usage: proc_kill(pid, signal): pid must be positive");
+    }
+    if (kill(pid, sig) < 0) {
+        return push_fail(L, errno == ESRCH ? "ESRCH" : "io", strerror(errno));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_wait(lua_State *L)
+{
+    pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+    int64_t deadline = now_ms() + (int64_t)luaL_optnumber(L, 2, 0);
+    for (;;) {
+        int status = 0;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            if (WIFEXITED(status)) {
+                lua_pushliteral(L, "exited");
+                lua_pushinteger(L, WEXITSTATUS(status));
+            } else {
+                const char *name = signal_name(WTERMSIG(status));
+                lua_pushliteral(L, "signaled");
+                if (name) {
+                    lua_pushstring(L, name);
+                } else {
+                    lua_pushinteger(L, WTERMSIG(status));
+                }
+            }
+            return 2;
+        }
+        if (r < 0 && errno != EINTR) {
+            return push_fail(L, "ECHILD", strerror(errno));
+        }
+        if (now_ms() >= deadline) {
+            return push_fail(L, "timeout", "still running");
+        }
+        struct timespec ts = { 0, 5 * 1000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int l_free_port(lua_State *L)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return push_errno(L, "socket", errno);
+    }
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = 0 };
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        int e = errno;
+        close(fd);
+        return push_errno(L, "bind 127.0.0.1:0", e);
+    }
+    close(fd);
+    lua_pushinteger(L, ntohs(sin.sin_port));
+    return 1;
+}
+
+/* Sleep without a loop, for pollers that have nothing to wait on (at most the given ms). */
+static int l_sleep_ms(lua_State *L)
+{
+    lua_Number ms = luaL_checknumber(L, 1);
+    if (ms > 0) {
+        struct timespec ts = { (time_t)(ms / 1000), (long)((int64_t)ms % 1000) * 1000000 };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+    }
+    return 0;
+}
+
+/* Monotonic milliseconds with a fractional part (latency measurements need better than
+ * 1 ms). */
+static int l_clock_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+static int l_getpid(lua_State *L)
+{
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+int hr__lua_open_proc(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        { "proc_spawn", l_spawn },   { "proc_kill", l_kill },   { "proc_wait", l_wait },
+        { "free_port", l_free_port }, { "sleep_ms", l_sleep_ms }, { "clock_ms", l_clock_ms },
+        { "getpid", l_getpid },       { NULL, NULL },
+    };
+    for (const luaL_Reg *f = funcs; f->name; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+    return 0;
+}

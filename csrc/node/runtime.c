@@ -1,0 +1,771 @@
+/*
+ * runtime.c: the production node on libuv (see runtime.h).
+ *
+ * Storage sequence numbers. The node numbers its storage batches 1, 2, ... and the group
+ * requires increasing numbers for its whole life. A node rebuilt after a storage failure
+ * starts again from 1, so the runtime maps node batch s to group batch seq_base + s, and
+ * moves seq_base past everything queued so far at each failure: completions of an earlier
+ * incarnation (or of the probe) are then recognized and never reach the new node.
+ *
+ * Threading: the loop's thread (runtime.h).
+ */
+#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
+#include "runtime.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../storage/node_storage.h"
+
+struct hr_runtime {
+    uv_loop_t *loop;
+    struct hr_runtime_callbacks cb;
+    char *name, *data_dir, *listen, *cluster_id;
+    unsigned char *secret;
+    size_t secret_len;
+    struct hr_runtime_peer *peers; /* strings owned */
+    hr_id_t *ids;
+    size_t n_peers;
+    hr_id_t id;
+    struct hr_config raft;
+    int64_t clock_offset; /* node clock = uv_now + clock_offset */
+
+    struct hr_log *log;
+    struct hr_group *group;
+    struct hr_node_storage ns;
+    struct hr_storage inner;   /* the adapter's write */
+    struct hr_storage storage; /* ours: shifts sequence numbers (see the top comment) */
+    struct hr_transport transport;
+    struct hr_tcp *tcp;
+    struct hr_node *node;
+
+    uv_timer_t tick, retry;
+    uv_prepare_t prepare;
+
+    uint64_t gseq;     /* the last group sequence number used */
+    uint64_t seq_base; /* group seq = seq_base + node seq */
+    struct hr_hard_state hs; /* the newest term and vote the node asked to persist */
+    hr_index_t applied;
+    bool started, closing;
+    int failed;
+    bool probing;
+    uint64_t probe_seq;
+
+    struct hr_node_stats past; /* counters of earlier node incarnations */
+    uint64_t storage_failures, storage_recoveries;
+    char errmsg[768];
+    char info[512];
+
+    int closes_pending;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+static char *dup_str(const char *s)
+{
+    if (s == NULL) {
+        return NULL;
+    }
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d != NULL) {
+        memcpy(d, s, n);
+    }
+    return d;
+}
+
+hr_time_t hr_runtime_now(const struct hr_runtime *rt)
+{
+    return (hr_time_t)((int64_t)uv_now(rt->loop) + rt->clock_offset);
+}
+
+static hr_time_t ns_now(void *arg)
+{
+    return hr_runtime_now(arg);
+}
+
+/* ---- the node's collaborators ---- */
+
+static int rt_write(void *ctx, uint64_t seq, const struct hr_hard_state *hs, hr_index_t truncate,
+                    const struct hr_entry *entries, size_t n)
+{
+    struct hr_runtime *rt = ctx;
+    uint64_t g = rt->seq_base + seq;
+    assert(g > rt->gseq);
+    int rc = rt->inner.write(rt->inner.ctx, g, hs, truncate, entries, n);
+    if (rc == 0) {
+        rt->gseq = g;
+        if (hs != NULL) {
+            rt->hs = *hs;
+        }
+    }
+    return rc;
+}
+
+static void rt_apply(void *ctx, const struct hr_entry *e)
+{
+    struct hr_runtime *rt = ctx;
+    rt->applied = e->index;
+    if (rt->cb.apply != NULL) {
+        rt->cb.apply(rt->cb.ctx, e);
+    }
+}
+
+static void rt_state(void *ctx, int role, hr_term_t term, hr_id_t leader)
+{
+    struct hr_runtime *rt = ctx;
+    if (rt->cb.state != NULL) {
+        rt->cb.state(rt->cb.ctx, role, term, hr_runtime_name_of(rt, leader));
+    }
+}
+
+static void rt_recv(void *ctx, const struct hr_msg *m)
+{
+    struct hr_runtime *rt = ctx;
+    if (rt->node != NULL && !rt->closing) {
+        hr_node_receive(rt->node, m, hr_runtime_now(rt));
+    }
+}
+
+static void rt_log(void *ctx, int level, const char *msg)
+{
+    struct hr_runtime *rt = ctx;
+    if (rt->cb.log != NULL) {
+        rt->cb.log(rt->cb.ctx, level, msg);
+    }
+}
+
+/* ---- timers ---- */
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct hr_runtime *rt = t->data;
+    if (rt->node != NULL && !rt->closing) {
+        hr_node_tick(rt->node, hr_runtime_now(rt));
+    }
+}
+
+/* Once per loop turn, before the loop blocks: send this turn's proposals as one batch and
+ * re-arm the tick timer at the core's next deadline (every input may have moved it). */
+static void prepare_cb(uv_prepare_t *p)
+{
+    struct hr_runtime *rt = p->data;
+    if (rt->node == NULL || rt->closing) {
+        return;
+    }
+    hr_node_flush(rt->node);
+    if (rt->node == NULL) {
+        return;
+    }
+    hr_time_t now = hr_runtime_now(rt);
+    hr_time_t d = hr_node_next_deadline(rt->node);
+    uint64_t delay = d > now ? d - now : 0;
+    if (delay > 1000) {
+        delay = 1000; /* nothing due: look again in a second */
+    }
+    uv_timer_start(&rt->tick, tick_cb, delay, 0);
+}
+
+/* ---- building the node from what is durable ---- */
+
+static void free_entries(struct hr_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        hr_blob_release(e[i].data);
+    }
+    free(e);
+}
+
+/* Read term, vote and every entry from the log (the storage worker must be idle). */
+static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_entry **out,
+                   char *err, size_t errlen)
+{
+    uint64_t term, vote;
+    hr_log_meta(rt->log, &term, &vote);
+    memset(st, 0, sizeof *st);
+    st->hs.term = term;
+    st->hs.vote = vote;
+    *out = NULL;
+    uint64_t first = hr_log_first_index(rt->log), last = hr_log_last_index(rt->log);
+    if (first > last) {
+        return 0;
+    }
+    if (first != 1) {
+        /* Only compaction after a snapshot drops a prefix, and snapshots come later. */
+        snprintf(err, errlen, "recover: the log starts at index %" PRIu64
+                 " but there is no snapshot", first);
+        return HR_ECORRUPT;
+    }
+    struct hr_log_entry *le;
+    size_t n;
+    int rc = hr_log_read(rt->log, first, last, &le, &n);
+    if (rc != 0) {
+        snprintf(err, errlen, "recover: %s", hr_log_errmsg(rt->log));
+        return rc;
+    }
+    struct hr_entry *e = calloc(n > 0 ? n : 1, sizeof *e);
+    if (e == NULL) {
+        free(le);
+        snprintf(err, errlen, "recover: out of memory");
+        return HR_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e[i].term = le[i].term;
+        e[i].index = le[i].index;
+        e[i].time_ms = le[i].time_ms;
+        e[i].type = le[i].type;
+        if (le[i].len > 0) {
+            e[i].data = hr_blob_new(le[i].data, le[i].len);
+            if (e[i].data == NULL) {
+                free(le);
+                free_entries(e, n);
+                snprintf(err, errlen, "recover: out of memory");
+                return HR_ENOMEM;
+            }
+        }
+    }
+    free(le);
+    st->entries = e;
+    st->n_entries = n;
+    *out = e;
+    return 0;
+}
+
+static int build_node(struct hr_runtime *rt, char *err, size_t errlen)
+{
+    struct hr_raft_state st;
+    struct hr_entry *entries;
+    int rc = recover(rt, &st, &entries, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    hr_index_t last = st.n_entries > 0 ? entries[st.n_entries - 1].index : 0;
+    if (rt->applied > last) {
+        /* Committed by the followers and applied here before this node's own write was
+         * durable (§10.2.1), then lost with it: the FSM cannot un-apply, and the core
+         * cannot start below it. Only a restart (FSM replay) or a snapshot helps. */
+        snprintf(err, errlen,
+                 "recover: the state machine has applied index %" PRIu64
+                 " but the durable log ends at %" PRIu64 "; restart the node",
+                 rt->applied, last);
+        free_entries(entries, st.n_entries);
+        return HR_ECORRUPT;
+    }
+    st.applied = rt->applied;
+    struct hr_config c = rt->raft;
+    c.id = rt->id;
+    c.voters = rt->ids;
+    c.n_voters = rt->n_peers;
+    c.seed = uv_hrtime() ^ rt->id ^ (uint64_t)rt->gseq;
+    struct hr_fsm fsm = {.ctx = rt, .apply = rt_apply, .state = rt_state};
+    struct hr_node *node = hr_node_new(&c, &st, hr_runtime_now(rt), &rt->storage,
+                                       &rt->transport, &fsm, err, errlen);
+    free_entries(entries, st.n_entries);
+    if (node == NULL) {
+        return HR_EINVAL;
+    }
+    rt->hs = st.hs;
+    rt->seq_base = rt->gseq;
+    rt->node = node;
+    rt->ns.node = node;
+    uv_timer_start(&rt->tick, tick_cb, 0, 0);
+    return 0;
+}
+
+static void add_stats(struct hr_node_stats *acc, const struct hr_node_stats *s)
+{
+    acc->batches += s->batches;
+    acc->entries_written += s->entries_written;
+    for (int i = 0; i < HR_MSG_TYPE_COUNT; i++) {
+        acc->msgs_sent[i] += s->msgs_sent[i];
+    }
+    acc->bytes_sent += s->bytes_sent;
+    acc->msgs_received += s->msgs_received;
+    acc->state_changes += s->state_changes;
+    acc->elections += s->elections;
+    acc->applied += s->applied;
+}
+
+static void drop_node(struct hr_runtime *rt)
+{
+    if (rt->node != NULL) {
+        add_stats(&rt->past, hr_node_stats(rt->node));
+        hr_node_free(rt->node);
+        rt->node = NULL;
+        rt->ns.node = NULL;
+    }
+    /* Whatever the dropped node still has queued belongs to it (see the top comment). */
+    rt->seq_base = rt->gseq;
+}
+
+/* ---- storage failure and recovery ---- */
+
+static void retry_cb(uv_timer_t *t);
+
+static void on_storage_error(void *arg, uint64_t seq, int status, const char *msg)
+{
+    struct hr_runtime *rt = arg;
+    (void)seq;
+    if (rt->closing || rt->failed != 0) {
+        return;
+    }
+    /* Called from the group's completion, with no frame of the node below us: the node
+     * can be freed here. Dropping it is the simplest correct step-down: a leader stops
+     * sending heartbeats at once, the followers elect another, and nothing the failed
+     * write touched is ever acknowledged. */
+    hr_term_t term = rt->node != NULL ? hr_raft_term(hr_node_raft(rt->node)) : rt->hs.term;
+    bool was_leader = rt->node != NULL && hr_raft_role(hr_node_raft(rt->node)) == HR_LEADER;
+    drop_node(rt);
+    rt->failed = status;
+    rt->storage_failures++;
+    snprintf(rt->errmsg, sizeof rt->errmsg, "storage: %s",
+             msg != NULL && msg[0] != '\0' ? msg : hr_strerror(status));
+    uv_timer_stop(&rt->tick);
+    uv_timer_start(&rt->retry, retry_cb, 1000, 1000);
+    if (was_leader && rt->cb.state != NULL) {
+        rt->cb.state(rt->cb.ctx, HR_FOLLOWER, term, NULL);
+    }
+    if (rt->cb.error != NULL) {
+        rt->cb.error(rt->cb.ctx, status, rt->errmsg);
+    }
+}
+
+static void probe_done(struct hr_runtime *rt, int status)
+{
+    rt->probing = false;
+    if (status != 0) {
+        snprintf(rt->errmsg, sizeof rt->errmsg, "storage: %s", hr_group_errmsg(rt->group));
+        return; /* still failed: the retry timer tries again */
+    }
+    /* The probe round just ended and nothing else is queued (there is no node), so the
+     * worker is idle and the log may be read here. */
+    char err[512];
+    int rc = build_node(rt, err, sizeof err);
+    if (rc != 0) {
+        snprintf(rt->errmsg, sizeof rt->errmsg, "storage: %s", err);
+        uv_timer_stop(&rt->retry);
+        if (rt->cb.error != NULL) {
+            rt->cb.error(rt->cb.ctx, rc, rt->errmsg);
+        }
+        return;
+    }
+    uv_timer_stop(&rt->retry);
+    rt->failed = 0;
+    rt->storage_recoveries++;
+    snprintf(rt->errmsg, sizeof rt->errmsg, "storage: recovered");
+    if (rt->cb.error != NULL) {
+        rt->cb.error(rt->cb.ctx, 0, rt->errmsg);
+    }
+}
+
+static void on_durable(void *arg, uint64_t gseq, int status)
+{
+    struct hr_runtime *rt = arg;
+    if (rt->closing) {
+        return;
+    }
+    if (rt->probing && gseq == rt->probe_seq) {
+        probe_done(rt, status);
+        return;
+    }
+    if (rt->node == NULL || gseq <= rt->seq_base) {
+        return; /* a batch of a dropped node */
+    }
+    hr_node_storage_durable(&rt->ns, gseq - rt->seq_base, status);
+}
+
+/* While failed, every second: let the log take writes again and prove it with a write of
+ * term and vote (a real write: a sync of nothing would succeed on a full disk). */
+static void retry_cb(uv_timer_t *t)
+{
+    struct hr_runtime *rt = t->data;
+    if (rt->probing || rt->closing || rt->failed == 0) {
+        return;
+    }
+    hr_group_retry(rt->group);
+    struct hr_group_meta meta = {rt->hs.term, rt->hs.vote};
+    rt->probe_seq = ++rt->gseq;
+    rt->probing = true;
+    if (hr_group_write(rt->group, rt->probe_seq, &meta, 0, NULL, 0) != 0) {
+        rt->probing = false;
+    }
+}
+
+/* ---- life cycle ---- */
+
+static int check_config(const struct hr_runtime_config *c, char *err, size_t errlen)
+{
+    if (c->name == NULL || c->name[0] == '\0') {
+        snprintf(err, errlen, "id is required");
+        return HR_EINVAL;
+    }
+    if (c->data_dir == NULL || c->data_dir[0] == '\0') {
+        snprintf(err, errlen, "data_dir is required");
+        return HR_EINVAL;
+    }
+    if (c->secret == NULL || c->secret_len == 0) {
+        snprintf(err, errlen, "secret must not be empty");
+        return HR_EINVAL;
+    }
+    if (c->n_peers == 0 || c->n_peers > HR_MAX_NODES) {
+        snprintf(err, errlen, "peers must name 1 to %d nodes", HR_MAX_NODES);
+        return HR_EINVAL;
+    }
+    bool self = false;
+    for (size_t i = 0; i < c->n_peers; i++) {
+        const struct hr_runtime_peer *p = &c->peers[i];
+        if (p->name == NULL || p->name[0] == '\0' || p->addr == NULL || p->addr[0] == '\0') {
+            snprintf(err, errlen, "peers: every peer needs an id and an address");
+            return HR_EINVAL;
+        }
+        self |= strcmp(p->name, c->name) == 0;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(c->peers[j].name, p->name) == 0) {
+                snprintf(err, errlen, "peers: '%s' is listed twice", p->name);
+                return HR_EINVAL;
+            }
+            if (hr_tcp_node_id(c->peers[j].name) == hr_tcp_node_id(p->name)) {
+                snprintf(err, errlen, "peers: ids '%s' and '%s' hash alike; rename one",
+                         c->peers[j].name, p->name);
+                return HR_EINVAL;
+            }
+        }
+    }
+    if (!self) {
+        snprintf(err, errlen, "peers must include this node ('%s')", c->name);
+        return HR_EINVAL;
+    }
+    return 0;
+}
+
+static void free_runtime(struct hr_runtime *rt)
+{
+    for (size_t i = 0; i < rt->n_peers; i++) {
+        free((char *)rt->peers[i].name);
+        free((char *)rt->peers[i].addr);
+    }
+    free(rt->peers);
+    free(rt->ids);
+    free(rt->name);
+    free(rt->data_dir);
+    free(rt->listen);
+    free(rt->cluster_id);
+    free(rt->secret);
+    free(rt);
+}
+
+struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_config *config,
+                                  const struct hr_runtime_callbacks *cb, char *err, size_t errlen)
+{
+    if (check_config(config, err, errlen) != 0) {
+        return NULL;
+    }
+    struct hr_config probe = config->raft;
+    probe.id = 1;
+    hr_id_t one = 1;
+    probe.voters = &one;
+    probe.n_voters = 1;
+    if (hr_config_validate(&probe, err, errlen) != 0) {
+        return NULL;
+    }
+    struct hr_runtime *rt = calloc(1, sizeof *rt);
+    if (rt == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rt->loop = loop;
+    if (cb != NULL) {
+        rt->cb = *cb;
+    }
+    rt->raft = config->raft;
+    rt->name = dup_str(config->name);
+    rt->data_dir = dup_str(config->data_dir);
+    rt->cluster_id = dup_str(config->cluster_id != NULL ? config->cluster_id : "helios");
+    rt->secret = malloc(config->secret_len);
+    rt->peers = calloc(config->n_peers, sizeof *rt->peers);
+    rt->ids = calloc(config->n_peers, sizeof *rt->ids);
+    bool ok = rt->name && rt->data_dir && rt->cluster_id && rt->secret && rt->peers && rt->ids;
+    for (size_t i = 0; ok && i < config->n_peers; i++) {
+        rt->peers[i].name = dup_str(config->peers[i].name);
+        rt->peers[i].addr = dup_str(config->peers[i].addr);
+        rt->n_peers = i + 1;
+        ok = rt->peers[i].name != NULL && rt->peers[i].addr != NULL;
+        rt->ids[i] = hr_tcp_node_id(config->peers[i].name);
+        if (strcmp(config->peers[i].name, config->name) == 0) {
+            rt->id = rt->ids[i];
+            rt->listen = dup_str(config->listen != NULL ? config->listen : config->peers[i].addr);
+            ok = ok && rt->listen != NULL;
+        }
+    }
+    if (!ok) {
+        free_runtime(rt);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy(rt->secret, config->secret, config->secret_len);
+    rt->secret_len = config->secret_len;
+
+    uv_update_time(loop);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    rt->clock_offset = wall - (int64_t)uv_now(loop);
+
+    uv_timer_init(loop, &rt->tick);
+    uv_timer_init(loop, &rt->retry);
+    uv_prepare_init(loop, &rt->prepare);
+    rt->tick.data = rt->retry.data = rt->prepare.data = rt;
+    /* The flush must not keep the loop alive by itself. */
+    uv_unref((uv_handle_t *)&rt->prepare);
+    rt->transport.send = hr_tcp_send;
+    return rt;
+}
+
+int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
+{
+    if (rt->started || rt->closing) {
+        snprintf(err, errlen, "start: already started");
+        return HR_EINVAL;
+    }
+    rt->started = true;
+    char msg[512];
+    int rc = hr_log_open(rt->data_dir, NULL, &rt->log, msg, sizeof msg, rt->info, sizeof rt->info);
+    if (rc != 0) {
+        snprintf(err, errlen, "start: %s", msg);
+        return rc;
+    }
+    rt->group = hr_group_new(rt->loop, rt->log, on_durable, rt);
+    if (rt->group == NULL) {
+        snprintf(err, errlen, "start: out of memory");
+        return HR_ENOMEM;
+    }
+    rt->ns.group = rt->group;
+    rt->ns.on_error = on_storage_error;
+    rt->ns.error_arg = rt;
+    rt->ns.now = ns_now;
+    rt->ns.now_arg = rt;
+    hr_node_storage_init(&rt->ns, &rt->inner);
+    rt->storage.ctx = rt;
+    rt->storage.write = rt_write;
+
+    struct hr_tcp_config tc = {
+        .node_name = rt->name,
+        .node_id = rt->id,
+        .cluster_id = rt->cluster_id,
+        .secret = rt->secret,
+        .secret_len = rt->secret_len,
+        .listen = rt->listen,
+    };
+    struct hr_tcp_callbacks tcb = {.ctx = rt, .recv = rt_recv, .log = rt_log};
+    rt->tcp = hr_tcp_new(rt->loop, &tc, &tcb, msg, sizeof msg);
+    if (rt->tcp == NULL) {
+        snprintf(err, errlen, "start: transport: %s", msg);
+        return HR_EINVAL;
+    }
+    rc = hr_tcp_start(rt->tcp, msg, sizeof msg);
+    if (rc != 0) {
+        snprintf(err, errlen, "start: %s", msg);
+        return rc < 0 && rc >= HR_EPROTO ? rc : HR_EIO;
+    }
+    for (size_t i = 0; i < rt->n_peers; i++) {
+        if (rt->ids[i] != rt->id) {
+            rc = hr_tcp_add_peer(rt->tcp, rt->ids[i], rt->peers[i].name, rt->peers[i].addr);
+            if (rc != 0) {
+                snprintf(err, errlen, "start: peer '%s': bad address '%s'", rt->peers[i].name,
+                         rt->peers[i].addr);
+                return HR_EINVAL;
+            }
+        }
+    }
+    rt->transport.ctx = rt->tcp;
+
+    rc = build_node(rt, msg, sizeof msg);
+    if (rc != 0) {
+        snprintf(err, errlen, "start: %s", msg);
+        return rc;
+    }
+    uv_prepare_start(&rt->prepare, prepare_cb);
+    return 0;
+}
+
+int hr_runtime_propose(struct hr_runtime *rt, const void *data, size_t len, hr_index_t *index,
+                       hr_term_t *term)
+{
+    if (rt->closing || !rt->started) {
+        return HR_ESHUTDOWN;
+    }
+    if (rt->failed != 0) {
+        return HR_ENOSPACE;
+    }
+    if (rt->node == NULL) {
+        return HR_ESHUTDOWN;
+    }
+    if (len > UINT32_MAX) {
+        return HR_ETOOLARGE;
+    }
+    return hr_node_propose(rt->node, HR_ENTRY_COMMAND, data, len, hr_runtime_now(rt), index,
+                           term);
+}
+
+static void close_step(struct hr_runtime *rt)
+{
+    if (--rt->closes_pending > 0) {
+        return;
+    }
+    void (*done)(void *) = rt->done;
+    void *arg = rt->done_arg;
+    free_runtime(rt);
+    if (done != NULL) {
+        done(arg);
+    }
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    close_step(h->data);
+}
+
+static void tcp_closed(void *arg)
+{
+    close_step(arg);
+}
+
+static void group_closed(void *arg)
+{
+    struct hr_runtime *rt = arg;
+    hr_log_close(rt->log); /* releases the data-dir lock */
+    rt->log = NULL;
+    close_step(rt);
+}
+
+/* From a loop callback, so that no frame of the node or of the caller's callbacks is
+ * below us when the node is freed. */
+static void teardown_cb(uv_timer_t *t)
+{
+    struct hr_runtime *rt = t->data;
+    drop_node(rt);
+    uv_timer_stop(&rt->retry);
+    uv_prepare_stop(&rt->prepare);
+    rt->closes_pending = 1; /* held until every close below is started */
+    if (rt->tcp != NULL) {
+        rt->closes_pending++;
+        hr_tcp_close(rt->tcp, tcp_closed, rt);
+        rt->tcp = NULL;
+    }
+    if (rt->group != NULL) {
+        rt->closes_pending++;
+        hr_group_close(rt->group, group_closed, rt);
+        rt->group = NULL;
+    } else if (rt->log != NULL) {
+        hr_log_close(rt->log);
+        rt->log = NULL;
+    }
+    rt->closes_pending += 3;
+    uv_close((uv_handle_t *)&rt->tick, handle_closed);
+    uv_close((uv_handle_t *)&rt->retry, handle_closed);
+    uv_close((uv_handle_t *)&rt->prepare, handle_closed);
+    close_step(rt);
+}
+
+void hr_runtime_shutdown(struct hr_runtime *rt, void (*done)(void *arg), void *arg)
+{
+    assert(!rt->closing);
+    rt->closing = true;
+    rt->done = done;
+    rt->done_arg = arg;
+    uv_timer_stop(&rt->retry);
+    uv_timer_start(&rt->tick, teardown_cb, 0, 0);
+}
+
+struct hr_raft *hr_runtime_raft(struct hr_runtime *rt)
+{
+    return rt->node != NULL ? hr_node_raft(rt->node) : NULL;
+}
+
+struct hr_node *hr_runtime_node(struct hr_runtime *rt)
+{
+    return rt->node;
+}
+
+const char *hr_runtime_name_of(const struct hr_runtime *rt, hr_id_t id)
+{
+    for (size_t i = 0; i < rt->n_peers; i++) {
+        if (rt->ids[i] == id) {
+            return rt->peers[i].name;
+        }
+    }
+    return NULL;
+}
+
+const char *hr_runtime_addr_of(const struct hr_runtime *rt, hr_id_t id)
+{
+    for (size_t i = 0; i < rt->n_peers; i++) {
+        if (rt->ids[i] == id) {
+            return rt->peers[i].addr;
+        }
+    }
+    return NULL;
+}
+
+const char *hr_runtime_name(const struct hr_runtime *rt)
+{
+    return rt->name;
+}
+
+size_t hr_runtime_peer_count(const struct hr_runtime *rt)
+{
+    return rt->n_peers;
+}
+
+const struct hr_runtime_peer *hr_runtime_peer(const struct hr_runtime *rt, size_t i)
+{
+    return i < rt->n_peers ? &rt->peers[i] : NULL;
+}
+
+int hr_runtime_failed(const struct hr_runtime *rt)
+{
+    return rt->failed;
+}
+
+const char *hr_runtime_errmsg(const struct hr_runtime *rt)
+{
+    return rt->errmsg;
+}
+
+const char *hr_runtime_recovery_info(const struct hr_runtime *rt)
+{
+    return rt->info;
+}
+
+hr_index_t hr_runtime_applied(const struct hr_runtime *rt)
+{
+    return rt->applied;
+}
+
+void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    s->node = rt->past;
+    if (rt->node != NULL) {
+        add_stats(&s->node, hr_node_stats(rt->node));
+    }
+    if (rt->tcp != NULL) {
+        s->tcp = *hr_tcp_stats(rt->tcp);
+    }
+    if (rt->group != NULL) {
+        hr_group_stats(rt->group, &s->group);
+    }
+    s->storage_failures = rt->storage_failures;
+    s->storage_recoveries = rt->storage_recoveries;
+}
+
+void hr_runtime_inject_fault(struct hr_runtime *rt, int op, unsigned count, int err)
+{
+    if (rt->log != NULL) {
+        hr_log_inject_fault(rt->log, op, count, err);
+    }
+}

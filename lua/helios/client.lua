@@ -1,0 +1,291 @@
+--- helios.client: talk to running nodes through their control sockets.
+--
+-- One node:
+--
+--   local client = require("helios.client")
+--   local c = assert(client.connect("./data/node-1/control.sock"))
+--   local st = c:status()                 -- node:status() of that node
+--   local index, term, result = c:apply("set k v", 2000)
+--                                         -- or nil, code, detail: "not_leader" (detail
+--                                         -- names the leader if known), "timeout", ...
+--   c:stats()  c:ping()  c:shutdown()  c:close()
+--
+-- A whole cluster (what helios.testing's cl:client() returns): finds the leader and follows
+-- "not_leader" answers, across node failures:
+--
+--   local cc = client.cluster{ ["node-1"] = "./data/node-1/control.sock", ... }
+--   local index, term, result = cc:apply("incr hits", 5000)
+--   local id, status = cc:leader(5000)    -- waits for a leader, nil on timeout
+--   cc:status("node-2")  cc:close()
+--
+-- The wire: each frame is a 4-byte big-endian length, a 4-byte big-endian CRC32C of the
+-- payload, then the payload, one msgpack map. Request {id, op, ...}; response {id, ok=true,
+-- ...} or {id, ok=false, code, detail}. Failures of the socket itself come back as the
+-- codes "refused", "timeout", "closed", "bad_checksum", "too_large" or "io".
+
+local core = require("helios.core")
+
+local format, find = string.format, string.find
+local error, pairs, ipairs, type, tostring, setmetatable = error, pairs, ipairs, type, tostring,
+    setmetatable
+local sort = table.sort
+local encode, decode = core.mp_encode, core.mp_decode
+local clock_ms, sleep_ms = core.clock_ms, core.sleep_ms
+
+local M = {}
+
+--- Default time to wait for a connection or an answer, in ms.
+M.DEFAULT_TIMEOUT_MS = 5000
+--- Extra time to wait for an "apply" answer beyond the apply's own timeout: the node
+-- answers "timeout" itself at timeout_ms, and that answer has to travel back.
+M.APPLY_MARGIN_MS = 1000
+
+local Client = {}
+Client.__index = Client
+Client.__name = "helios.client"
+
+function Client:__tostring()
+    return format("helios.client(%s%s)", self.path, self.sock and "" or ", closed")
+end
+
+--- Connect to a node's control socket.
+-- @tparam string path the socket's path (or "host:port")
+-- @tparam[opt] number timeout_ms default M.DEFAULT_TIMEOUT_MS
+-- @return a client, or nil, code, detail
+function M.connect(path, timeout_ms)
+    if type(path) ~= "string" then
+        error("Usage: client.connect(path[, timeout_ms])", 2)
+    end
+    local sock, code, detail = core.sock_connect(path, timeout_ms or M.DEFAULT_TIMEOUT_MS)
+    if not sock then return nil, code, detail end
+    return setmetatable({ path = path, sock = sock, next_id = 0,
+                          timeout_ms = timeout_ms or M.DEFAULT_TIMEOUT_MS }, Client)
+end
+
+--- Send one request and wait for its answer.
+-- @tparam string op the operation ("status", "stats", "apply", "ping", "shutdown", ...)
+-- @tparam[opt] table fields more request fields
+-- @tparam[opt] number timeout_ms
+-- @treturn table the response (ok = true), or nil, code, detail
+function Client:call(op, fields, timeout_ms)
+    if type(op) ~= "string" then error("Usage: c:call(op[, fields[, timeout_ms]])", 2) end
+    if not self.sock then return nil, "closed", "the client is closed" end
+    timeout_ms = timeout_ms or self.timeout_ms
+    self.next_id = self.next_id + 1
+    local id = self.next_id
+    local req = { id = id, op = op }
+    for k, v in pairs(fields or {}) do req[k] = v end
+    local ok, code, detail = self.sock:send_frame(encode(req), timeout_ms)
+    if not ok then
+        self.sock = nil
+        return nil, code, detail
+    end
+    local deadline = clock_ms() + timeout_ms
+    while true do
+        local left = deadline - clock_ms()
+        if left < 0 then left = 0 end
+        local payload
+        payload, code, detail = self.sock:recv_frame(left)
+        if not payload then
+            if code ~= "timeout" then self.sock = nil end
+            return nil, code, detail
+        end
+        local resp, err = decode(payload)
+        if type(resp) ~= "table" then
+            self:close()
+            return nil, "io", "undecodable response: " .. tostring(err)
+        end
+        -- Answers to requests that timed out earlier may still arrive: skip them.
+        if resp.id == id then
+            if resp.ok then return resp end
+            return nil, resp.code or "error", resp.detail
+        end
+    end
+end
+
+--- node:status() of the node.
+function Client:status(timeout_ms)
+    local r, code, detail = self:call("status", nil, timeout_ms)
+    if not r then return nil, code, detail end
+    return r.status
+end
+
+--- node:stats() of the node.
+function Client:stats(timeout_ms)
+    local r, code, detail = self:call("stats", nil, timeout_ms)
+    if not r then return nil, code, detail end
+    return r.stats
+end
+
+--- Replicate cmd through the node (which must lead) and wait until it is applied there.
+-- @treturn number index, term, result (what the FSM returned), or nil, code, detail
+function Client:apply(cmd, timeout_ms)
+    if type(cmd) ~= "string" then error("Usage: c:apply(cmd[, timeout_ms])", 2) end
+    timeout_ms = timeout_ms or self.timeout_ms
+    local r, code, detail = self:call("apply", { cmd = cmd, timeout_ms = timeout_ms },
+        timeout_ms + M.APPLY_MARGIN_MS)
+    if not r then return nil, code, detail end
+    return r.index, r.term, r.result
+end
+
+function Client:ping(timeout_ms)
+    local r, code, detail = self:call("ping", nil, timeout_ms)
+    if not r then return nil, code, detail end
+    return true
+end
+
+--- Ask the node to shut down cleanly (it answers first).
+function Client:shutdown(timeout_ms)
+    local r, code, detail = self:call("shutdown", nil, timeout_ms)
+    if not r then return nil, code, detail end
+    return true
+end
+
+function Client:close()
+    if self.sock then self.sock:close() end
+    self.sock = nil
+end
+
+-- ---------------------------------------------------------------------------------------
+-- A client of a whole cluster.
+
+local Cluster = {}
+Cluster.__index = Cluster
+Cluster.__name = "helios.client.cluster"
+
+function Cluster:__tostring()
+    return format("helios.client.cluster(%d nodes, leader %s)", #self.ids,
+        tostring(self.leader_id))
+end
+
+--- A client of several nodes, by id.
+-- @tparam table sockets { [id] = control socket path }
+-- @tparam[opt] table opts { timeout_ms = timeout of status calls and connects (default
+--   1000), attempt_ms = the longest one apply waits on one node (default 3000) }
+function M.cluster(sockets, opts)
+    if type(sockets) ~= "table" then error("Usage: client.cluster{ [id] = path, ... }", 2) end
+    local ids = {}
+    for id in pairs(sockets) do ids[#ids + 1] = id end
+    sort(ids)
+    return setmetatable({ sockets = sockets, ids = ids, conns = {},
+                          timeout_ms = opts and opts.timeout_ms or 1000,
+                          attempt_ms = opts and opts.attempt_ms or 3000 }, Cluster)
+end
+
+--- A connected client of one node (cached), or nil, code, detail.
+function Cluster:node(id)
+    local c = self.conns[id]
+    if c and c.sock then return c end
+    local path = self.sockets[id]
+    if not path then return nil, "unknown_node", tostring(id) end
+    local code, detail
+    c, code, detail = M.connect(path, self.timeout_ms)
+    self.conns[id] = c
+    return c, code, detail
+end
+
+local function drop(self, id)
+    local c = self.conns[id]
+    if c then c:close() end
+    self.conns[id] = nil
+end
+
+--- node:status() of one node, or nil, code, detail (its process down, ...).
+function Cluster:status(id, timeout_ms)
+    local c, code, detail = self:node(id)
+    if not c then return nil, code, detail end
+    local st
+    st, code, detail = c:status(timeout_ms or self.timeout_ms)
+    if not st then drop(self, id) end
+    return st, code, detail
+end
+
+--- The id of the node that leads now: every reachable node is asked (each for at most
+-- timeout_ms of the client, 1000 by default), and the leader with the highest term that
+-- confirms it leads is returned with its status; waits up to wait_ms (default: ask once).
+-- @treturn string id, status table; or nil, "timeout"
+function Cluster:leader(wait_ms, per_node_ms)
+    local deadline = clock_ms() + (wait_ms or 0)
+    while true do
+        local best, best_st
+        for _, id in ipairs(self.ids) do
+            local st = self:status(id, per_node_ms)
+            if st and st.role == "leader" and (not best_st or st.term > best_st.term) then
+                best, best_st = id, st
+            end
+        end
+        if best then
+            self.leader_id = best
+            return best, best_st
+        end
+        if clock_ms() >= deadline then return nil, "timeout", "no leader" end
+        sleep_ms(20)
+    end
+end
+
+-- The node a not_leader detail names, if it is one of ours.
+local function named_leader(self, detail)
+    if type(detail) ~= "string" then return nil end
+    for _, id in ipairs(self.ids) do
+        if find(detail, id, 1, true) == 1 then return id end
+    end
+    for _, id in ipairs(self.ids) do
+        if find(detail, id, 1, true) then return id end
+    end
+end
+
+-- Codes after which another node may do better.
+local RETRY = { not_leader = true, refused = true, closed = true, io = true,
+                shutdown = true, timeout = true }
+
+--- Apply cmd through whichever node leads, following redirects, until timeout_ms passes.
+-- An apply that timed out on a node that then lost leadership may still commit later:
+-- callers that must not repeat a command should make it idempotent.
+-- @treturn number index, term, result; or nil, code, detail (the last failure)
+function Cluster:apply(cmd, timeout_ms)
+    if type(cmd) ~= "string" then error("Usage: cc:apply(cmd[, timeout_ms])", 2) end
+    timeout_ms = timeout_ms or M.DEFAULT_TIMEOUT_MS
+    local deadline = clock_ms() + timeout_ms
+    local code, detail = "timeout", "no leader within the timeout"
+    while true do
+        local left = deadline - clock_ms()
+        if left <= 0 then return nil, code, detail end
+        local id = self.leader_id
+        if not id then
+            -- Ask every node, briefly: a node that hangs (SIGSTOP) costs 300 ms, not a
+            -- whole apply attempt.
+            id = self:leader(0, 300)
+        end
+        if id then
+            local c
+            c, code, detail = self:node(id)
+            if c then
+                -- One node gets at most attempt_ms: a leader that hangs (SIGSTOP, a dead
+                -- disk) must not use up the whole budget.
+                left = deadline - clock_ms()
+                if left <= 0 then return nil, code, detail end
+                local index, term, result = c:apply(cmd,
+                    left < self.attempt_ms and left or self.attempt_ms)
+                if index then
+                    self.leader_id = id
+                    return index, term, result
+                end
+                code, detail = term, result
+                if not RETRY[code] then return nil, code, detail end
+                if code ~= "not_leader" then drop(self, id) end
+                self.leader_id = code == "not_leader" and named_leader(self, detail) or nil
+                if self.leader_id == id then self.leader_id = nil end
+            else
+                self.leader_id = nil
+            end
+        end
+        -- no leader known: give an election time to happen instead of spinning
+        if not self.leader_id then sleep_ms(20) end
+    end
+end
+
+function Cluster:close()
+    for id in pairs(self.conns) do drop(self, id) end
+end
+
+return M

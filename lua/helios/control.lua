@@ -1,0 +1,98 @@
+--- helios.control: the control socket of a node (the server side; helios.client is the
+-- client).
+--
+--   local control = require("helios.control")
+--   local server, code, detail = control.serve(node, "/data/node-1/control.sock")
+--   server:close()
+--
+-- raft.new{ control = path } does this itself when the node starts. The socket is a unix
+-- socket with mode 0600; frames and messages are those of the control protocol:
+-- requests {id = <int>, op = <string>, ...}, responses {id, ok = true, ...} or
+-- {id, ok = false, code = <string>, detail = <string>}. Ops:
+--   "ping"     -> {ok}
+--   "status"   -> {ok, status = node:status()}
+--   "stats"    -> {ok, stats = node:stats()}
+--   "apply"    {cmd = <bytes>, timeout_ms} -> {ok, index, term, result}
+--                                          or {ok = false, code = "not_leader" | ..., detail}
+--   "shutdown" -> {ok}, then the node shuts down cleanly
+-- A request that is not well formed gets {ok = false, code = "bad_request", detail}; an
+-- unknown op {ok = false, code = "unknown_op", detail}.
+
+local type, format, tostring, pcall, floor = type, string.format, tostring, pcall, math.floor
+
+local M = {}
+
+local function fail(reply, id, code, detail)
+    reply({ id = id, ok = false, code = code, detail = detail })
+end
+
+-- Send a response whose payload comes from the node (an FSM result may be anything):
+-- if it cannot be encoded, say so instead of failing the loop.
+local function send(reply, resp)
+    local ok, err = pcall(reply, resp)
+    if not ok then
+        reply({ id = resp.id, ok = false, code = "bad_result", detail = tostring(err) })
+    end
+end
+
+local ops = {}
+
+function ops.ping(_, req, reply)
+    reply({ id = req.id, ok = true })
+end
+
+function ops.status(node, req, reply)
+    send(reply, { id = req.id, ok = true, status = node:status() })
+end
+
+function ops.stats(node, req, reply)
+    send(reply, { id = req.id, ok = true, stats = node:stats() })
+end
+
+function ops.apply(node, req, reply)
+    local raft = require("helios.raft")
+    if type(req.cmd) ~= "string" then
+        return fail(reply, req.id, "bad_request", "apply: cmd must be a string (bytes)")
+    end
+    local timeout = req.timeout_ms
+    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= floor(timeout)) then
+        return fail(reply, req.id, "bad_request", "apply: timeout_ms must be a non-negative integer")
+    end
+    raft.spawn(function()
+        local index, term, result = node:apply(req.cmd, timeout)
+        if index then
+            send(reply, { id = req.id, ok = true, index = index, term = term, result = result })
+        else
+            fail(reply, req.id, term, result)
+        end
+    end)
+end
+
+function ops.shutdown(node, req, reply)
+    reply({ id = req.id, ok = true })
+    -- From the next loop turn: the node's shutdown closes this server, and the reply is
+    -- flushed before the connection closes.
+    require("helios.raft").after(0, function() node:shutdown() end)
+end
+
+--- Serve the control protocol for node on a unix socket at path.
+-- @return a server with :close(), or nil, code, detail ("EBUSY": a live socket is there)
+function M.serve(node, path)
+    if type(path) ~= "string" or path == "" then
+        error("Usage: control.serve(node, path)", 2)
+    end
+    local core = require("helios.core")
+    return core.control_listen(path, function(req, reply)
+        local id = req.id
+        if type(id) ~= "number" or id ~= floor(id) then
+            return fail(reply, nil, "bad_request", "id must be an integer")
+        end
+        local op = ops[req.op]
+        if type(req.op) ~= "string" or not op then
+            return fail(reply, id, "unknown_op", format("unknown op %q", tostring(req.op)))
+        end
+        op(node, req, reply)
+    end)
+end
+
+return M

@@ -1,0 +1,128 @@
+-- cli_config_spec.lua: `helios node` refuses a bad cluster file with a message that names
+-- the file and the field, before it touches the network or a data directory; and
+-- helios.clusterfile writes what it reads.
+
+local cli = require("helios.cli")
+local clusterfile = require("helios.clusterfile")
+
+local dir
+local function write(name, text)
+    local path = dir .. "/" .. name
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    return path
+end
+
+-- Run `helios node --config path --id id` in this process; returns status, stderr.
+local function node(path, id)
+    local errs = {}
+    local code = cli.main({ "node", "--config", path, "--id", id or "node-1" },
+        function() end, function(s) errs[#errs + 1] = s end)
+    return code, table.concat(errs)
+end
+
+local GOOD = [[
+return {
+  nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9002",
+            ["node-3"] = "127.0.0.1:9003" },
+  secret = "s3cret",
+  %s
+}
+]]
+
+local function with(extra) return GOOD:format(extra) end
+
+describe("helios node: cluster file errors", function()
+    before_each(function()
+        local p = assert(io.popen("mktemp -d /tmp/helios-cli.XXXXXX"))
+        dir = p:read("*l")
+        p:close()
+    end)
+    after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+    local cases = {
+        { "a bad address", [[return { secret = "s",
+            nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "localhost" } }]],
+          'cluster.lua: nodes["node-2"]: address must be host:port' },
+        { "a port out of range", [[return { secret = "s",
+            nodes = { ["node-1"] = "127.0.0.1:70000" } }]],
+          'cluster.lua: nodes["node-1"]: address must be host:port' },
+        { "no nodes", [[return { secret = "s" }]], "cluster.lua: nodes: must be a table" },
+        { "a bad node id", [[return { secret = "s", nodes = { "127.0.0.1:1" } }]],
+          "cluster.lua: nodes: 1 is not a valid node id" },
+        { "two nodes on one address", [[return { secret = "s",
+            nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9001" } }]],
+          "is also node" },
+        { "no secret", [[return { nodes = { ["node-1"] = "127.0.0.1:9001" } }]],
+          "cluster.lua: secret: missing" },
+        { "both secrets", with('secret_file = "x"'), "cluster.lua: secret, secret_file:" },
+        { "a missing secret file", [[return { secret_file = "nope.txt",
+            nodes = { ["node-1"] = "127.0.0.1:9001" } }]], "cluster.lua: secret_file: " },
+        { "a bad fsm", with('fsm = "no.such.module"'),
+          'cluster.lua: fsm: module "no.such.module" cannot be loaded' },
+        { "a table option", with("election_timeout_ms = {}"),
+          "cluster.lua: election_timeout_ms: must be a number, boolean or string" },
+        { "a data_dir of the wrong type", with("data_dir = 5"), "cluster.lua: data_dir: " },
+        { "a syntax error", "return { nodes = ", "cluster.lua:1:" },
+        { "not a table", "return 42", "cluster.lua: must return a table" },
+        { "a runtime error", "error('boom')", "cluster.lua: " },
+    }
+    for _, case in ipairs(cases) do
+        it("names the file and the field: " .. case[1], function()
+            local path = write("cluster.lua", case[2])
+            local code, err = node(path)
+            assert.are.equal(1, code)
+            assert.matches(case[3], err, 1, true)
+            assert.matches(dir .. "/cluster.lua", err, 1, true)
+        end)
+    end
+
+    it("names the nodes of the file for an unknown --id", function()
+        local path = write("cluster.lua", with(""))
+        local code, err = node(path, "node-9")
+        assert.are.equal(1, code)
+        assert.matches('nodes: no node "node-9" (the file has node-1, node-2, node-3)', err,
+            1, true)
+    end)
+
+    it("refuses missing options with a usage error", function()
+        local errs = {}
+        assert.are.equal(2, cli.main({ "node", "--id", "x" }, function() end,
+            function(s) errs[#errs + 1] = s end))
+        assert.matches("--config FILE and --id ID are required", table.concat(errs), 1, true)
+        assert.are.equal(2, cli.main({ "cluster", "--nodes", "99" }, function() end,
+            function() end))
+    end)
+
+    it("reads the secret from secret_file and resolves paths against the file", function()
+        write("secret.txt", "from-file\n")
+        local path = write("cluster.lua", [[return { secret_file = "secret.txt",
+            data_dir = "data", election_timeout_ms = 400,
+            nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9002" } }]])
+        local conf = assert(clusterfile.load(path))
+        assert.are.equal("from-file", conf.secret)
+        assert.are.equal(dir .. "/data", conf.data_dir)
+        local opts = assert(clusterfile.node_options(conf, "node-2", path))
+        assert.are.equal("127.0.0.1:9002", opts.listen)
+        assert.are.equal(dir .. "/data/node-2", opts.data_dir)
+        assert.are.equal(dir .. "/data/node-2/control.sock", opts.control)
+        assert.are.equal(400, opts.election_timeout_ms)
+        assert.are.equal("127.0.0.1:9001", opts.peers["node-1"])
+        assert.is_nil(opts.secret_file)
+    end)
+
+    it("writes a file it reads back the same, readable only by its owner", function()
+        local conf = { cluster_id = "c", secret = "s \"q\"\n", data_dir = dir,
+                       fsm = "helios.fsm.kv",
+                       heartbeat_timeout_ms = 40, prevote = false,
+                       nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9002" } }
+        local path = dir .. "/written.lua"
+        assert(clusterfile.write(path, conf))
+        local back = assert(clusterfile.load(path))
+        assert.are.same(conf, back)
+        local p = io.popen("stat -c %a '" .. path .. "'")
+        assert.are.equal("600", p:read("*l"))
+        p:close()
+    end)
+end)

@@ -1,0 +1,377 @@
+-- spec/node_cluster_spec.lua: networked nodes (raft.new) in one process, on the real loop:
+-- real TCP on 127.0.0.1 (ports picked at run time), real data dirs in a temp dir.
+--
+-- busted has no async: each `it` runs the loop itself (raft.run) with its scenario in a
+-- coroutine (raft.spawn) and a deadline timer, and shuts every node down in `finally`,
+-- also when the scenario fails.
+
+local raft = require("helios.raft")
+local core = require("helios.core")
+
+local format = string.format
+
+-- ---- helpers (local to this file: spec/helpers is not this spec's to extend) ----
+
+local function tmpdir()
+    local d = os.tmpname()
+    os.remove(d)
+    assert(os.execute(format("mkdir -p '%s'", d)))
+    return d
+end
+
+local function rmrf(d)
+    os.execute(format("rm -rf '%s'", d))
+end
+
+-- An FSM that records what it applied and answers "r<index>:<cmd>".
+local function recording_fsm()
+    local f = { log = {} }
+    function f:apply(cmd, index, entry)
+        assert(type(entry.time_ms) == "number" and entry.time_ms > 0)
+        self.log[#self.log + 1] = { index, cmd }
+        return format("r%d:%s", index, cmd)
+    end
+    function f:snapshot() return "" end
+    function f:restore() end
+    return f
+end
+
+local FAST = { election_timeout_ms = 150, heartbeat_timeout_ms = 30 }
+
+-- n nodes "node-1".."node-N" with data under dir; ports are fresh unless given.
+local function new_cluster(n, dir, ports, extra)
+    local c = { ids = {}, nodes = {}, fsms = {}, peers = {}, ports = ports or {} }
+    for i = 1, n do
+        local id = "node-" .. i
+        c.ids[i] = id
+        c.ports[i] = c.ports[i] or core.free_port()
+        c.peers[id] = "127.0.0.1:" .. c.ports[i]
+    end
+    for i, id in ipairs(c.ids) do
+        c.fsms[id] = recording_fsm()
+        local opts = { id = id, peers = c.peers, data_dir = dir .. "/" .. id, fsm = c.fsms[id],
+                       secret = "test secret" }
+        for k, v in pairs(FAST) do opts[k] = v end
+        for k, v in pairs(extra or {}) do opts[k] = v end
+        c.nodes[id] = raft.new(opts)
+        assert(c.nodes[id]:start())
+    end
+    return c
+end
+
+local function running(node)
+    return node._backend._state == "running"
+end
+
+-- Shut down every running node of c and run the loop until they are closed.
+local function stop_cluster(c)
+    local any = false
+    for _, id in ipairs(c.ids) do
+        if running(c.nodes[id]) then
+            c.nodes[id]:shutdown()
+            any = true
+        end
+    end
+    if any then
+        local t = raft.after(5000, function() raft.stop() end)
+        raft.run()
+        t:stop()
+    end
+end
+
+-- Run body() in a coroutine on the loop, at most timeout_ms; when it returns, shut c's
+-- nodes down so that raft.run returns. Returns raft.run's values.
+local function run_scenario(c, timeout_ms, body)
+    raft.spawn(function()
+        body()
+        for _, id in ipairs(c.ids) do
+            if running(c.nodes[id]) then c.nodes[id]:shutdown() end
+        end
+    end)
+    local deadline = raft.after(timeout_ms, function()
+        core.fail(format("scenario deadline of %d ms passed", timeout_ms))
+    end)
+    local ok, err = raft.run()
+    deadline:stop()
+    return ok, err
+end
+
+local function wait_for(pred, ms)
+    local deadline = raft.now() + ms
+    while not pred() do
+        if raft.now() > deadline then return false end
+        raft.sleep(10)
+    end
+    return true
+end
+
+-- The running node that believes it leads, highest term first.
+local function leader_of(c)
+    local best, best_term
+    for _, id in ipairs(c.ids) do
+        local node = c.nodes[id]
+        if running(node) then
+            local term, is_leader = node:state()
+            if is_leader and (not best_term or term > best_term) then
+                best, best_term = id, term
+            end
+        end
+    end
+    return best
+end
+
+local function wait_leader(c, ms)
+    assert(wait_for(function() return leader_of(c) ~= nil end, ms or 5000), "no leader elected")
+    return leader_of(c)
+end
+
+local function applied_index(fsm, index)
+    for _, e in ipairs(fsm.log) do
+        if e[1] == index then return e[2] end
+    end
+    return nil
+end
+
+-- ---- specs ----
+
+describe("raft.new: a 3-node cluster in one process", function()
+    local dir, c
+    before_each(function() dir = tmpdir() end)
+    after_each(function() rmrf(dir) end)
+
+    it("elects exactly one leader", function()
+        c = new_cluster(3, dir)
+        finally(function() stop_cluster(c) end)
+        local ok, err = run_scenario(c, 10000, function()
+            local id = wait_leader(c)
+            local term = c.nodes[id]:state()
+            for _, other in ipairs(c.ids) do
+                local t, is_leader = c.nodes[other]:state()
+                assert(not (is_leader and t == term and other ~= id), "two leaders in a term")
+            end
+            local st = c.nodes[id]:status()
+            assert.equal("leader", st.role)
+            assert.equal(id, st.leader)
+            assert.equal(c.peers["node-2"], st.peers["node-2"].addr)
+        end)
+        assert(ok, err)
+    end)
+
+    it("applies from a coroutine, returns the FSM's result, and replicates to every node", function()
+        c = new_cluster(3, dir)
+        finally(function() stop_cluster(c) end)
+        local ok, err = run_scenario(c, 10000, function()
+            local id = wait_leader(c)
+            local index, term, result = c.nodes[id]:apply("hello", 3000)
+            assert(index, term)
+            assert.equal(format("r%d:hello", index), result)
+            assert(wait_for(function()
+                for _, other in ipairs(c.ids) do
+                    if applied_index(c.fsms[other], index) ~= "hello" then return false end
+                end
+                return true
+            end, 3000), "not applied everywhere")
+            local stats = c.nodes[id]:stats()
+            assert(stats.fsyncs > 0 and stats.transport.frames_sent > 0)
+        end)
+        assert(ok, err)
+    end)
+
+    it("refuses apply on a follower with not_leader naming the leader", function()
+        c = new_cluster(3, dir)
+        finally(function() stop_cluster(c) end)
+        local ok, err = run_scenario(c, 10000, function()
+            local id = wait_leader(c)
+            -- Followers learn the leader from its first heartbeat.
+            local follower
+            assert(wait_for(function()
+                for _, other in ipairs(c.ids) do
+                    if other ~= id and c.nodes[other]:status().leader == id then
+                        follower = other
+                        return true
+                    end
+                end
+            end, 3000))
+            local index, code, detail = c.nodes[follower]:apply("x", 1000)
+            assert.is_nil(index)
+            assert.equal("not_leader", code)
+            assert.matches(id, detail, 1, true)
+            assert.matches(c.peers[id], detail, 1, true)
+            -- propose outside apply, same answer
+            local i2, code2 = c.nodes[follower]:propose("y")
+            assert.is_nil(i2)
+            assert.equal("not_leader", code2)
+        end)
+        assert(ok, err)
+    end)
+
+    it("elects a new leader when the leader shuts down, losing nothing committed", function()
+        c = new_cluster(3, dir)
+        finally(function() stop_cluster(c) end)
+        local ok, err = run_scenario(c, 15000, function()
+            local old = wait_leader(c)
+            local committed = {}
+            for i = 1, 5 do
+                local index, _, result = c.nodes[old]:apply("cmd" .. i, 3000)
+                assert(index, result)
+                committed[index] = "cmd" .. i
+            end
+            local closed = false
+            c.nodes[old]:shutdown(function() closed = true end)
+            -- Once shutting down, the node refuses with "shutdown".
+            local late, code = c.nodes[old]:apply("late", 1000)
+            assert.is_nil(late)
+            assert.equal("shutdown", code)
+            local new
+            assert(wait_for(function()
+                new = leader_of(c)
+                return new ~= nil and new ~= old
+            end, 5000), "no new leader")
+            local index, _, result = c.nodes[new]:apply("after", 3000)
+            assert(index, result)
+            for i, cmd in pairs(committed) do
+                assert.equal(cmd, applied_index(c.fsms[new], i))
+            end
+            assert(wait_for(function() return closed end, 3000))
+        end)
+        assert(ok, err)
+    end)
+
+    it("keeps all state across a restart of every node (the FSM replays)", function()
+        c = new_cluster(3, dir)
+        finally(function() stop_cluster(c) end)
+        local expect = {}
+        local ok, err = run_scenario(c, 10000, function()
+            local id = wait_leader(c)
+            for i = 1, 10 do
+                local index = assert(c.nodes[id]:apply("v" .. i, 3000))
+                expect[index] = "v" .. i
+            end
+        end)
+        assert(ok, err)
+        -- raft.run returned: every node is closed and its data dir unlocked.
+        local c2 = new_cluster(3, dir, c.ports)
+        finally(function() stop_cluster(c2) end)
+        ok, err = run_scenario(c2, 10000, function()
+            wait_leader(c2)
+            assert(wait_for(function()
+                for _, id in ipairs(c2.ids) do
+                    for index, cmd in pairs(expect) do
+                        if applied_index(c2.fsms[id], index) ~= cmd then return false end
+                    end
+                end
+                return true
+            end, 5000), "state lost across the restart")
+        end)
+        assert(ok, err)
+    end)
+end)
+
+describe("raft.new: one node", function()
+    local dir, c
+    before_each(function() dir = tmpdir() end)
+    after_each(function() rmrf(dir) end)
+
+    it("refuses a second node on the same data dir, naming the holder's pid", function()
+        c = new_cluster(1, dir)
+        finally(function() stop_cluster(c) end)
+        local other = raft.new{ id = "node-1", peers = { ["node-1"] = "127.0.0.1:" .. core.free_port() },
+                                data_dir = dir .. "/node-1", fsm = recording_fsm(), secret = "s" }
+        local ok, code, detail = other:start()
+        assert.is_nil(ok)
+        assert.equal("busy", code)
+        assert.matches("pid " .. core.getpid(), detail, 1, true)
+    end)
+
+    it("survives a Lua FSM error: raft.run returns nil and the error", function()
+        c = new_cluster(1, dir)
+        finally(function() stop_cluster(c) end)
+        c.fsms["node-1"].apply = function(_, cmd)
+            if cmd == "boom" then error("fsm exploded") end
+        end
+        raft.spawn(function()
+            wait_leader(c)
+            c.nodes["node-1"]:apply("boom", 2000, function() end)
+        end)
+        local deadline = raft.after(10000, function() core.fail("deadline") end)
+        local ok, err = raft.run()
+        deadline:stop()
+        assert.is_nil(ok)
+        assert.matches("fsm exploded", err, 1, true)
+        assert.matches("fsm apply at index", err, 1, true)
+    end)
+
+    it("serves status and apply on a control socket of mode 0600", function()
+        local sock = dir .. "/control.sock"
+        c = new_cluster(1, dir, nil, { control = sock })
+        finally(function() stop_cluster(c) end)
+        local out = dir .. "/client.out"
+        local script = [[
+            local client = require("helios.client")
+            local cl = assert(client.connect(arg[1], 5000))
+            local st = assert(cl:status())
+            local f = io.open(arg[2], "w")
+            f:write(st.id, " ", st.role, "\n")
+            local index, term, result = cl:apply("via-control", 5000)
+            f:write(tostring(index), " ", tostring(result), "\n")
+            f:close()
+        ]]
+        local ok, err = run_scenario(c, 15000, function()
+            wait_leader(c)
+            local mode = io.popen(format("stat -c %%a '%s'", sock)):read("*l")
+            assert.equal("600", mode)
+            local file = dir .. "/client.lua"
+            local f = assert(io.open(file, "w"))
+            f:write("package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path\n",
+                    "package.cpath = '" .. (package.cpath:match("^[^;]*") or "build/?.so")
+                    .. ";build/?.so;' .. package.cpath\n", script)
+            f:close()
+            local pid = core.proc_spawn({ "luajit", file, sock, out }, {})
+            local status
+            assert(wait_for(function()
+                local what, st = core.proc_wait(pid, 0)
+                if what then status = st end
+                return what ~= nil
+            end, 10000), "client did not finish")
+            assert.equal(0, status)
+        end)
+        assert(ok, err)
+        local f = assert(io.open(out))
+        assert.equal("node-1 leader", f:read("*l"))
+        local line = f:read("*l")
+        f:close()
+        assert.matches("^%d+ r%d+:via%-control$", line)
+    end)
+
+    it("steps down and refuses writes with no_space on ENOSPC, and recovers", function()
+        c = new_cluster(1, dir)
+        finally(function() stop_cluster(c) end)
+        local node = c.nodes["node-1"]
+        local events = {}
+        node:on("error", function(code, msg) events[#events + 1] = { code or "recovered", msg } end)
+        local ok, err = run_scenario(c, 15000, function()
+            wait_leader(c)
+            assert(node:apply("before", 2000))
+            node:_inject_fault("write", 1000000, "ENOSPC")
+            local index, code = node:apply("during", 2000)
+            assert.is_nil(index)
+            assert(code == "not_leader" or code == "timeout", code)
+            assert(wait_for(function() return #events > 0 end, 2000), "no error event")
+            assert.equal("no_space", events[1][1])
+            local term, is_leader = node:state()
+            assert.is_false(is_leader)
+            local p1, p2 = node:propose("x")
+            assert.is_nil(p1)
+            assert.equal("no_space", p2)
+            assert.equal("failed", node:status().role)
+            node:_inject_fault("write", 0, "ENOSPC")
+            assert(wait_for(function() return leader_of(c) ~= nil end, 5000), "no recovery")
+            assert.equal("recovered", events[#events][1])
+            local i2, _, result = node:apply("after", 2000)
+            assert(i2, result)
+            assert.equal("before", c.fsms["node-1"].log[1][2])
+            assert.equal(1, node:stats().storage.failures)
+        end)
+        assert(ok, err)
+    end)
+end)

@@ -22,7 +22,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -305,24 +307,66 @@ static int l_wait(lua_State *L)
     }
 }
 
-static int l_free_port(lua_State *L)
+/* The kernel's ephemeral range, where outgoing connections take their local ports. */
+static void ephemeral_range(int *lo, int *hi)
+{
+    *lo = 32768;
+    *hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%d %d", lo, hi) != 2) {
+            *lo = 32768;
+            *hi = 60999;
+        }
+        fclose(f);
+    }
+}
+
+static bool port_bindable(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        return push_errno(L, "socket", errno);
+        return false;
     }
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = 0 };
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sin;
-    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
-        int e = errno;
-        close(fd);
-        return push_errno(L, "bind 127.0.0.1:0", e);
-    }
+    bool ok = bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
     close(fd);
-    lua_pushinteger(L, ntohs(sin.sin_port));
-    return 1;
+    return ok;
+}
+
+/* A port for a node a test is about to start. Not from the ephemeral range: between this
+ * call and the node's bind (and while a killed node is down), any outgoing connection on
+ * the machine could take an ephemeral port, and the node would fail with "address already
+ * in use". Ports handed out recently are not handed out again. */
+static int l_free_port(lua_State *L)
+{
+    static int recent[512];
+    static unsigned n_recent;
+    static uint64_t x;
+    if (x == 0) {
+        x = ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms();
+    }
+    int lo, hi;
+    ephemeral_range(&lo, &hi);
+    int base = 10000, top = lo > base + 1000 ? lo - 1 : 65535;
+    if (top == 65535) {
+        base = hi + 1; /* an unusual range: take the ports above it */
+    }
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        int port = base + (int)((x >> 33) % (uint64_t)(top - base + 1));
+        bool used = false;
+        for (unsigned i = 0; i < n_recent && i < 512 && !used; i++) {
+            used = recent[i] == port;
+        }
+        if (!used && port_bindable(port)) {
+            recent[n_recent++ % 512] = port;
+            lua_pushinteger(L, port);
+            return 1;
+        }
+    }
+    return push_fail(L, "EADDRINUSE", "no free loopback port outside the ephemeral range");
 }
 
 /* Sleep without a loop, for pollers that have nothing to wait on (at most the given ms). */

@@ -123,6 +123,7 @@ bench:
 	build/sim_bench
 	luajit -e 'package.cpath = "build/?.so;" .. package.cpath' spec/bench/storage.lua
 	luajit spec/bench/cluster.lua
+	luajit spec/bench/snapshot.lua
 
 rock-check:
 	@.ci/deps

@@ -2,15 +2,19 @@
 -- milliseconds of random faults (crash and restart storms, loss, long delays, duplicates,
 -- partitions, disconnects) with proposals flowing, on 3 nodes for odd seeds and 5 for even
 -- ones; the simulator checks the invariants after every step. Then everything heals and a
--- leader must commit a final command on every node (liveness). Every seed runs twice: with
--- the default config and with bare Raft (no PreVote, no CheckQuorum, one entry per
--- AppendEntries), which exposes vote and commit bugs the defaults mask.
+-- leader must commit a final command on every node (liveness). Every seed runs three times:
+-- with the default config, with bare Raft (no PreVote, no CheckQuorum, one entry per
+-- AppendEntries), which exposes vote and commit bugs the defaults mask, and with snapshots
+-- (a small threshold, few trailing entries and small InstallSnapshot chunks, so compaction,
+-- transfers and restarts from a snapshot happen all the time, over a store FSM whose state
+-- must be the same on every node at the end).
 --
 --   HELIOS_SEEDS=5000 busted --lua=luajit spec/random_spec.lua   -- more seeds
 --   HELIOS_SEED=17 busted --lua=luajit spec/random_spec.lua      -- replay one seed
 --   HELIOS_SIM_MS=4000 ...                                       -- virtual ms per seed
 
 local cl = require("spec.helpers.cluster")
+local fsm = require("spec.helpers.fsm")
 local prng = require("spec.helpers.prng")
 local schedule = require("spec.helpers.schedule")
 
@@ -23,12 +27,29 @@ local CONFIGS = {
     { name = "default config", config = {} },
     { name = "bare Raft", config = { prevote = false, check_quorum = false,
                                      max_entries_per_append = 1 } },
+    { name = "snapshots", config = { snapshot_threshold = 8, trailing_logs = 3,
+                                     snapshot_interval_ms = 20 },
+      snapshot_chunk_bytes = 32, make = function(id) return fsm.store(id, 12) end },
 }
 
-local function run_seed(seed, config)
-    local c = cl.new{ n = seed % 2 == 1 and 3 or 5, seed = seed, config = config }
+-- Totals over the seeds of a configuration with snapshots: proof that the run exercised
+-- what it claims to.
+local function add_stats(total, c)
+    for k, v in pairs(c:snapshot_stats()) do
+        total[k] = (total[k] or 0) + v
+    end
+end
+
+local function run_seed(seed, variant, total)
+    local c, reg = cl.new{ n = seed % 2 == 1 and 3 or 5, seed = seed, config = variant.config,
+                           make = variant.make,
+                           snapshot_chunk_bytes = variant.snapshot_chunk_bytes }
     schedule.random(c, prng.new(seed), { duration_ms = DURATION })
     cl.settle(c, "final", 20000)
+    if variant.make then
+        cl.same_state(c, reg)
+        add_stats(total, c)
+    end
 end
 
 describe("randomized fault schedules", function()
@@ -37,9 +58,9 @@ describe("randomized fault schedules", function()
         if ONE then first, last = ONE, ONE end
         it(("keep every invariant and stay live over %d seeds (%s)")
            :format(last - first + 1, variant.name), function()
-            local failures = {}
+            local failures, total = {}, {}
             for seed = first, last do
-                local ok, err = pcall(run_seed, seed, variant.config)
+                local ok, err = pcall(run_seed, seed, variant, total)
                 if not ok then
                     failures[#failures + 1] = ("seed %d: %s\n    %s"):format(
                         seed, tostring(err):sub(1, 600), cl.replay(seed, FILE))
@@ -48,6 +69,12 @@ describe("randomized fault schedules", function()
             assert(#failures == 0, ("%d of %d seeds failed (%s):\n  %s"):format(
                 #failures, last - first + 1, variant.name,
                 table.concat(failures, "\n  ", 1, math.min(#failures, 10))))
+            if variant.make and last - first + 1 >= 20 then
+                assert(total.taken > 0 and total.installed > 0 and total.chunks > total.delivered,
+                       ("snapshots were not exercised: %d taken, %d installed, %d chunks, %d "
+                        .. "delivered"):format(total.taken or 0, total.installed or 0,
+                                               total.chunks or 0, total.delivered or 0))
+            end
         end)
     end
 end)

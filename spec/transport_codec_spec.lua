@@ -31,13 +31,16 @@ local MESSAGES = {
     { type = "vote_resp", from = B, to = A, term = 8 },
     { type = "prevote", from = A, to = B, term = 9, cand_last_index = 44, cand_last_term = 7 },
     { type = "prevote_resp", from = B, to = A, term = 9, reject = true },
-    { type = "snapshot", from = A, to = B, term = 9, index = 1000 },
+    { type = "snapshot", from = A, to = B, term = 9, snap_index = 1000, snap_term = 8 },
+    { type = "snapshot", from = A, to = B, term = 9, snap_index = 1000, snap_term = 8,
+      offset = 65536, snap_data = "chunk\0bytes", done = true },
     { type = "snapshot_resp", from = B, to = A, term = 9, index = 1000 },
     { type = "timeout_now", from = A, to = B, term = 9 },
 }
 
 local FIELDS = { "from", "to", "term", "prev_index", "prev_term", "commit", "index",
-                 "hint_index", "hint_term", "last_index", "cand_last_index", "cand_last_term" }
+                 "hint_index", "hint_term", "last_index", "cand_last_index", "cand_last_term",
+                 "snap_index", "snap_term", "offset" }
 
 local function assert_same(want, got)
     assert.are.equal(want.type, got.type)
@@ -45,6 +48,8 @@ local function assert_same(want, got)
         assert.are.equal(want[f] or 0, got[f], f)
     end
     assert.are.equal(want.reject or false, got.reject)
+    assert.are.equal(want.done or false, got.done)
+    assert.are.equal(want.snap_data, got.snap_data)
     local entries = want.entries or {}
     assert.are.equal(#entries, #got.entries)
     for i, e in ipairs(entries) do
@@ -129,6 +134,8 @@ describe("transport codec", function()
             ["negative term"] = "\132\0\1\1\1\2\2\3\255",
             ["reserved byte"] = "\193",
             ["empty"] = "",
+            -- type append_resp (2) from 1 to 1 with a snapshot chunk (key 19): not allowed
+            ["snapshot data in an append_resp"] = "\132\0\2\1\1\2\1\19\196\1x",
         }
         for what, payload in pairs(cases) do
             local got, code, detail = core.wire_decode(core.wire_frame(payload))

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 void hr__log_init(struct hr__log *l, hr_index_t index, hr_term_t term)
 {
@@ -48,4 +49,28 @@ void hr__log_truncate(struct hr__log *l, hr_index_t from)
         l->len--;
         hr_blob_release(l->ents[l->len].data);
     }
+}
+
+void hr__log_compact(struct hr__log *l, hr_index_t keep_from)
+{
+    assert(keep_from >= l->first && keep_from <= hr__log_last(l) + 1);
+    size_t drop = keep_from - l->first;
+    if (drop == 0) {
+        return;
+    }
+    l->prev_term = hr__log_term(l, keep_from - 1);
+    for (size_t i = 0; i < drop; i++) {
+        hr_blob_release(l->ents[i].data);
+    }
+    /* A memmove per snapshot, not per entry: snapshots are thousands of entries apart. */
+    memmove(l->ents, l->ents + drop, (l->len - drop) * sizeof(*l->ents));
+    l->len -= drop;
+    l->first = keep_from;
+}
+
+void hr__log_reset(struct hr__log *l, hr_index_t index, hr_term_t term)
+{
+    hr__log_truncate(l, l->first);
+    l->first = index + 1;
+    l->prev_term = term;
 }

@@ -24,6 +24,11 @@ void hr__log_free(struct hr__log *l);
 int hr__log_append(struct hr__log *l, const struct hr_entry *e);
 /* Drop every entry at index >= from. */
 void hr__log_truncate(struct hr__log *l, hr_index_t from);
+/* Drop every entry below keep_from (first <= keep_from <= last + 1), remembering the term of
+ * the entry before it. */
+void hr__log_compact(struct hr__log *l, hr_index_t keep_from);
+/* Drop everything: the log continues after (index, term), a snapshot's last entry. */
+void hr__log_reset(struct hr__log *l, hr_index_t index, hr_term_t term);
 
 static inline hr_index_t hr__log_last(const struct hr__log *l)
 {
@@ -38,6 +43,7 @@ static inline const struct hr_entry *hr__log_get(const struct hr__log *l, hr_ind
     return &l->ents[i - l->first];
 }
 
+/* The term of entry i; 0 when not known (i is 0, or compacted away, or past the end). */
 static inline hr_term_t hr__log_term(const struct hr__log *l, hr_index_t i)
 {
     if (i + 1 == l->first) {

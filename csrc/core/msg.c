@@ -12,6 +12,7 @@ int hr_msg_copy(struct hr_msg *out, const struct hr_msg *m)
         out->entries = malloc(m->n_entries * sizeof(*out->entries));
         if (out->entries == NULL) {
             out->n_entries = 0;
+            out->snap_data = NULL;
             return HR_ENOMEM;
         }
         memcpy(out->entries, m->entries, m->n_entries * sizeof(*out->entries));
@@ -19,11 +20,13 @@ int hr_msg_copy(struct hr_msg *out, const struct hr_msg *m)
             hr_blob_retain(out->entries[i].data);
         }
     }
+    hr_blob_retain(out->snap_data);
     return 0;
 }
 
 void hr_msg_release(struct hr_msg *m)
 {
+    hr_blob_release(m->snap_data);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         hr_blob_release(m->entries[i].data);
     }
@@ -31,12 +34,13 @@ void hr_msg_release(struct hr_msg *m)
     memset(m, 0, sizeof(*m));
 }
 
-/* Until the msgpack codec exists this mirrors its layout closely enough for efficiency
- * checks: a map of small integers (about 48 bytes for the fixed fields) and, per entry,
- * term, index, time and type (about 24 bytes) plus the payload. */
+/* The core cannot call the codec (csrc/transport sits above it), so the simulator's byte
+ * counts use this estimate of its layout: a map of small integers (about 48 bytes for the
+ * fixed fields) and, per entry, term, index, time and type (about 24 bytes) plus the
+ * payload. The networked node counts real bytes in its transport statistics. */
 size_t hr_msg_wire_size(const struct hr_msg *m)
 {
-    size_t size = 48;
+    size_t size = 48 + hr_blob_len(m->snap_data);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         size += 24 + hr_blob_len(m->entries[i].data);
     }

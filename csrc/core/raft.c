@@ -134,23 +134,47 @@ void hr__become_leader(struct hr_raft *r)
 
 /* ---- lifecycle ---- */
 
-/* The starting state comes from disk: validate it, don't assert it. */
-static int validate_state(const struct hr_raft_state *st, char *err, size_t errlen)
+/* The part of the recovered log that agrees with the snapshot: all of it, or none when it
+ * ends before the snapshot or disagrees with it at the snapshot's index. A crash between
+ * installing a snapshot and dropping the old log leaves such a log; the snapshot, which
+ * holds only committed state, wins. */
+static size_t usable_entries(const struct hr_raft_state *st)
 {
-    hr_term_t prev = st->snapshot_term;
-    for (size_t i = 0; i < st->n_entries; i++) {
+    if (st->snapshot_index == 0 || st->n_entries == 0) {
+        return st->n_entries;
+    }
+    hr_index_t first = st->entries[0].index;
+    hr_index_t last = first + st->n_entries - 1;
+    if (first > st->snapshot_index + 1 || last < st->snapshot_index) {
+        return 0;
+    }
+    if (first <= st->snapshot_index &&
+        st->entries[st->snapshot_index - first].term != st->snapshot_term) {
+        return 0;
+    }
+    return st->n_entries;
+}
+
+/* The starting state comes from disk: validate it, don't assert it. */
+static int validate_state(const struct hr_raft_state *st, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
         const struct hr_entry *e = &st->entries[i];
-        if (e->index != st->snapshot_index + 1 + i || e->term == 0 || e->term < prev) {
+        if (e->index == 0 || e->index != st->entries[0].index + i || e->term == 0 ||
+            (i > 0 && e->term < st->entries[i - 1].term)) {
             snprintf(err, errlen, "log: entry %zu (index %llu, term %llu) breaks the log's order",
                      i, (unsigned long long)e->index, (unsigned long long)e->term);
             return HR_ECORRUPT;
         }
-        prev = e->term;
     }
-    if (st->applied < st->snapshot_index || st->applied > st->snapshot_index + st->n_entries) {
-        snprintf(err, errlen, "state: applied index %llu is outside the log [%llu, %llu]",
+    hr_index_t last = n > 0 ? st->entries[n - 1].index : st->snapshot_index;
+    if (last < st->snapshot_index) {
+        last = st->snapshot_index;
+    }
+    if (st->applied < st->snapshot_index || st->applied > last) {
+        snprintf(err, errlen, "state: applied index %llu is outside [%llu, %llu]",
                  (unsigned long long)st->applied, (unsigned long long)st->snapshot_index,
-                 (unsigned long long)(st->snapshot_index + st->n_entries));
+                 (unsigned long long)last);
         return HR_EINVAL;
     }
     return 0;
@@ -159,7 +183,9 @@ static int validate_state(const struct hr_raft_state *st, char *err, size_t errl
 struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_state *st,
                             hr_time_t now, char *err, size_t errlen)
 {
-    if (hr_config_validate(c, err, errlen) != 0 || validate_state(st, err, errlen) != 0) {
+    size_t n_entries = usable_entries(st);
+    if (hr_config_validate(c, err, errlen) != 0 ||
+        validate_state(st, n_entries, err, errlen) != 0) {
         return NULL;
     }
     bool self_voter = false;
@@ -192,7 +218,15 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
         r->term = last_term;
         r->vote = 0;
     }
-    hr__log_init(&r->log, st->snapshot_index, st->snapshot_term);
+    if (n_entries > 0) {
+        /* The term before the first entry is known only when it is the snapshot's. */
+        hr_index_t before = st->entries[0].index - 1;
+        hr__log_init(&r->log, before, before == st->snapshot_index ? st->snapshot_term : 0);
+    } else {
+        hr__log_init(&r->log, st->snapshot_index, st->snapshot_term);
+    }
+    r->snap_index = st->snapshot_index;
+    r->snap_term = st->snapshot_term;
     for (size_t i = 0; i < c->n_voters; i++) {
         struct hr__progress *pr = &r->peers[i];
         pr->id = c->voters[i];
@@ -205,7 +239,7 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
         }
     }
     r->n_peers = c->n_voters;
-    for (size_t i = 0; i < st->n_entries; i++) {
+    for (size_t i = 0; i < n_entries; i++) {
         if (hr__log_append(&r->log, &st->entries[i]) != 0) {
             goto oom;
         }
@@ -235,6 +269,8 @@ static void release_batch(struct hr_raft *r)
     free(r->out_committed);
     r->out_entries = NULL;
     r->out_committed = NULL;
+    hr_blob_release(r->out_install_data);
+    r->out_install_data = NULL;
 }
 
 void hr_raft_free(struct hr_raft *r)
@@ -250,6 +286,7 @@ void hr_raft_free(struct hr_raft *r)
     for (size_t i = 0; i < HR_MAX_NODES; i++) {
         free(r->peers[i].inflight_last);
     }
+    hr_blob_release(r->install_data);
     hr__log_free(&r->log);
     free(r);
 }
@@ -315,16 +352,18 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
 
     switch (m->type) {
     case HR_MSG_APPEND:
+    case HR_MSG_SNAPSHOT:
         if (r->role == HR_LEADER) {
             /* Two leaders in one term would break election safety: the sender is broken. */
             return HR_EPROTO;
         }
+        /* The leader of our term: follow it, and its messages keep elections away. */
         if (r->role != HR_FOLLOWER || r->leader != m->from) {
             hr__become_follower(r, r->term, m->from);
         }
         r->leader_contact = r->now;
         hr__reset_election_timer(r);
-        return hr__handle_append(r, m);
+        return m->type == HR_MSG_APPEND ? hr__handle_append(r, m) : hr__handle_snapshot(r, m);
     case HR_MSG_APPEND_RESP:
         if (r->role == HR_LEADER) {
             hr__handle_append_resp(r, m);
@@ -338,7 +377,7 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
         hr__handle_vote_resp(r, m);
         return 0;
     default:
-        return 0; /* snapshots and transfers arrive with later issues */
+        return 0; /* SNAPSHOT_RESP is the node layer's flow control; transfers come later */
     }
 }
 
@@ -424,7 +463,7 @@ bool hr_raft_has_ready(const struct hr_raft *r)
 {
     if (r->term != r->emitted_hs.term || r->vote != r->emitted_hs.vote || r->truncate != 0 ||
         r->unstable <= hr__log_last(&r->log) || r->msgs.len > 0 || r->msgs_after.len > 0 ||
-        r->handed < r->commit || r->soft_changed) {
+        r->handed < r->commit || r->soft_changed || r->install) {
         return true;
     }
     if (r->role == HR_LEADER) {
@@ -466,6 +505,16 @@ void hr_raft_ready(struct hr_raft *r, struct hr_ready *rd)
         rd->hs.term = r->term;
         rd->hs.vote = r->vote;
         r->emitted_hs = rd->hs;
+    }
+
+    if (r->install) {
+        rd->has_snapshot = true;
+        rd->snapshot.index = r->snap_index;
+        rd->snapshot.term = r->snap_term;
+        rd->snapshot.data = r->install_data;
+        r->out_install_data = r->install_data; /* released in advance() */
+        r->install_data = NULL;
+        r->install = false;
     }
 
     /* The batch holds struct copies with blob references of their own: the log may grow
@@ -589,6 +638,9 @@ const struct hr_entry *hr_raft_entry(const struct hr_raft *r, hr_index_t index)
 
 hr_term_t hr_raft_term_at(const struct hr_raft *r, hr_index_t index)
 {
+    if (index != 0 && index == r->snap_index) {
+        return r->snap_term;
+    }
     return hr__log_term(&r->log, index);
 }
 
@@ -601,6 +653,7 @@ size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, s
         out[n].match = i == r->self ? r->persisted : pr->match;
         out[n].next = i == r->self ? hr__log_last(&r->log) + 1 : pr->next;
         out[n].replicating = pr->replicating;
+        out[n].snapshotting = pr->snapshot != 0;
         out[n].inflight = pr->inflight;
         n++;
     }

@@ -102,6 +102,18 @@ struct hr_msg {
     /* VOTE, PREVOTE: the candidate's last log entry (the §5.4.1 up-to-date check). */
     hr_index_t cand_last_index;
     hr_term_t cand_last_term;
+
+    /* SNAPSHOT (InstallSnapshot, Figure 13): the last entry the snapshot covers, and the
+     * bytes from `offset` on (a chunk; `done` on the last one). The core itself emits an
+     * offer with no bytes: the node layer streams the snapshot it stored, and feeds the
+     * receiving core each chunk (for term and leader checks) and, once the whole snapshot
+     * is durable on its side, the final message with done set. The answer to a done
+     * message is an APPEND_RESP accepting up to snap_index. */
+    hr_index_t snap_index;
+    hr_term_t snap_term;
+    uint64_t offset;
+    bool done;
+    struct hr_blob *snap_data; /* owned like entry payloads (hr_msg_copy/release) */
 };
 
 /* Deep-copy m into *out (the entries array is copied, blobs retained). */
@@ -165,6 +177,18 @@ struct hr_ready {
     struct hr_msg *msgs_after_persist;
     size_t n_msgs_after_persist;
 
+    /* Install a snapshot received from the leader, before anything else in this batch:
+     * persist it and drop the whole log (ordered with the writes, like them acknowledged
+     * only once durable), and restore the FSM from it. data is the snapshot's bytes if the
+     * final message carried them (the simulator's whole-snapshot transfer), or NULL when
+     * the node layer assembled them itself (the chunked transfer). */
+    bool has_snapshot;
+    struct {
+        hr_index_t index;
+        hr_term_t term;
+        struct hr_blob *data;
+    } snapshot;
+
     /* Apply to the FSM, in index order. */
     struct hr_entry *committed;
     size_t n_committed;
@@ -182,6 +206,7 @@ struct hr_progress_info {
     hr_id_t id;
     hr_index_t match, next;
     bool replicating; /* false: probing */
+    bool snapshotting; /* waiting for a snapshot to be installed */
     uint32_t inflight;
 };
 
@@ -194,7 +219,9 @@ struct hr_raft_state {
      * it. */
     hr_index_t snapshot_index;
     hr_term_t snapshot_term;
-    const struct hr_entry *entries; /* entries[0].index == snapshot_index + 1 */
+    /* The log: entries[0].index <= snapshot_index + 1 (entries up to the snapshot's are
+     * the trailing ones compaction kept for followers a little behind). */
+    const struct hr_entry *entries;
     size_t n_entries;
     /* The FSM already reflects every entry up to here (a restored snapshot, or a node that
      * restarts its core under a live FSM after a storage failure): those are committed and
@@ -220,6 +247,16 @@ int hr_raft_propose(struct hr_raft *r, uint8_t type, const void *data, size_t le
                     hr_index_t *index, hr_term_t *term);
 /* Storage made the log durable up to `index`, whose entry has `term`. */
 void hr_raft_persisted(struct hr_raft *r, hr_index_t index, hr_term_t term);
+/* The node holds a durable snapshot of the FSM through `index` (which it has applied):
+ * followers that need entries before `keep_from` get the snapshot instead, and the core
+ * forgets those entries (storage drops them on its own). keep_from is clamped to
+ * [first index, index + 1]; index + 1 - trailing_logs keeps that many entries for followers
+ * a little behind. 0, or HR_EINVAL if index was not applied or is older than the current
+ * snapshot. */
+int hr_raft_snapshot_taken(struct hr_raft *r, hr_index_t index, hr_index_t keep_from);
+/* The latest snapshot's last entry ((0, 0) if none). */
+hr_index_t hr_raft_snapshot_index(const struct hr_raft *r);
+hr_term_t hr_raft_snapshot_term(const struct hr_raft *r);
 
 /* Output. */
 bool hr_raft_has_ready(const struct hr_raft *r);
@@ -239,7 +276,8 @@ hr_index_t hr_raft_first_index(const struct hr_raft *r);
 hr_index_t hr_raft_last_index(const struct hr_raft *r);
 /* The entry at index, or NULL outside [first, last]. Borrowed until the next input. */
 const struct hr_entry *hr_raft_entry(const struct hr_raft *r, hr_index_t index);
-/* 0 outside [first - 1, last]; the term of index 0 is 0. */
+/* 0 where unknown: outside [first - 1, last] other than the snapshot's own index; the term
+ * of index 0 is 0. */
 hr_term_t hr_raft_term_at(const struct hr_raft *r, hr_index_t index);
 size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, size_t max);
 const char *hr_role_name(int role);

@@ -23,6 +23,8 @@ struct hr__progress {
     hr_index_t *inflight_last; /* ring of their last indexes, max_inflight long */
     uint32_t inflight_head;
     hr_time_t progress_time; /* when match last advanced (stall detection) */
+    hr_index_t snapshot;  /* the snapshot offered and not yet installed (0: none) */
+    hr_time_t snapshot_sent; /* when it was last offered */
     int vote;                /* this election: 0 unknown, 1 granted, -1 rejected */
 };
 
@@ -45,6 +47,8 @@ struct hr_raft {
     hr_id_t leader;
     hr_index_t commit;
     hr_index_t persisted; /* our own log is durable up to here */
+    hr_index_t snap_index; /* the latest snapshot's last entry (0: none) */
+    hr_term_t snap_term;
 
     struct hr__progress peers[HR_MAX_NODES]; /* the voters, self included */
     size_t n_peers;
@@ -64,10 +68,13 @@ struct hr_raft {
     hr_index_t handed;               /* last committed index handed to the FSM */
     struct hr__msgvec msgs, msgs_after;
     bool soft_changed;
+    bool install;                     /* a snapshot from the leader waits to be handed out */
+    struct hr_blob *install_data;
 
     /* The batch in the caller's hands. */
     struct hr__msgvec out_msgs, out_after;
     struct hr_entry *out_entries, *out_committed;
+    struct hr_blob *out_install_data;
 };
 
 /* raft.c */
@@ -94,5 +101,11 @@ void hr__heartbeat(struct hr_raft *r);
 int hr__flush_appends(struct hr_raft *r);
 void hr__maybe_commit(struct hr_raft *r);
 void hr__progress_reset(struct hr_raft *r, struct hr__progress *pr);
+
+/* snapshot.c */
+int hr__handle_snapshot(struct hr_raft *r, const struct hr_msg *m);
+/* Whether pr needs a snapshot (the entry before its next one was compacted away); if so,
+ * offer it (at most once per election timeout) and return true. */
+bool hr__maybe_offer_snapshot(struct hr_raft *r, struct hr__progress *pr);
 
 #endif

@@ -19,6 +19,7 @@ void hr__progress_reset(struct hr_raft *r, struct hr__progress *pr)
     pr->inflight = 0;
     pr->inflight_head = 0;
     pr->progress_time = r->now;
+    pr->snapshot = 0;
 }
 
 static void to_probe(struct hr_raft *r, struct hr__progress *pr, hr_index_t next)
@@ -30,6 +31,7 @@ static void to_probe(struct hr_raft *r, struct hr__progress *pr, hr_index_t next
     pr->next = next;
     pr->want_send = true;
     pr->progress_time = r->now;
+    pr->snapshot = 0;
 }
 
 static void to_replicate(struct hr_raft *r, struct hr__progress *pr)
@@ -41,6 +43,7 @@ static void to_replicate(struct hr_raft *r, struct hr__progress *pr)
     pr->next = pr->match + 1;
     pr->want_send = true;
     pr->progress_time = r->now;
+    pr->snapshot = 0;
 }
 
 int hr__append_local(struct hr_raft *r, uint8_t type, struct hr_blob *data)
@@ -67,6 +70,11 @@ static int send_append(struct hr_raft *r, struct hr__progress *pr, bool with_ent
 {
     hr_index_t last = hr__log_last(&r->log);
     hr_index_t prev = with_entries ? pr->next - 1 : pr->match;
+    if (!with_entries && hr__log_term(&r->log, prev) == 0) {
+        /* The match is compacted away here (the follower waits for a snapshot): the empty
+         * log prefix always matches, and commit = min(commit, 0) tells it nothing. */
+        prev = 0;
+    }
     struct hr_msg m = {.type = HR_MSG_APPEND,
                        .to = pr->id,
                        .term = r->term,
@@ -123,7 +131,9 @@ static int send_to(struct hr_raft *r, struct hr__progress *pr)
     hr_index_t last = hr__log_last(&r->log);
     bool sent = false;
     int rv = 0;
-    if (pr->replicating) {
+    if (hr__maybe_offer_snapshot(r, pr)) {
+        sent = true; /* entries it needs are gone: it gets (or is getting) the snapshot */
+    } else if (pr->replicating) {
         while (rv == 0 && pr->next <= last && pr->inflight < r->cfg.max_inflight) {
             rv = send_append(r, pr, true);
             sent = true;
@@ -209,6 +219,15 @@ int hr__handle_append(struct hr_raft *r, const struct hr_msg *m)
     hr_index_t last = hr__log_last(&r->log);
     struct hr_msg resp = {.type = HR_MSG_APPEND_RESP, .to = m->from, .term = r->term};
 
+    if (m->prev_index < r->commit) {
+        /* Everything up to our commit index matches the leader's log (Leader Completeness),
+         * and we may have compacted it away, so its terms cannot be checked here: say how
+         * far we are committed and let the leader continue from there. */
+        resp.index = r->commit;
+        resp.last_index = last;
+        return hr__send(r, &resp, true);
+    }
+
     if (m->prev_index > last || hr__log_term(&r->log, m->prev_index) != m->prev_term) {
         /* §5.3 consistency check failed. Say where our log could match so the leader
          * skips a whole term per round trip instead of one entry. */
@@ -274,6 +293,9 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
     pr->recent_active = true;
 
     if (m->reject) {
+        if (pr->snapshot != 0) {
+            return; /* it is getting a snapshot: nothing else can help it meanwhile */
+        }
         if (m->index == pr->match && m->last_index < m->index) {
             /* The follower no longer has an entry it acknowledged: its disk lost it (a
              * corrupt tail cut off on restart). Raft assumes this never happens; what we

@@ -44,6 +44,11 @@ struct hr__lsim_frame {
 
 /* config.c. Each raises a Lua error naming the field on bad input. The table is at idx. */
 void hr__lua_read_config(lua_State *L, int idx, struct hr_config *c);
+/* The same, and the snapshot options (snapshot_threshold, snapshot_interval_ms,
+ * trailing_logs, snapshot_chunk_bytes) into snap, which hr__lua_read_config accepts and
+ * ignores. */
+void hr__lua_read_sim_config(lua_State *L, int idx, struct hr_config *c,
+                             struct hr_sim_snapshot *snap);
 /* Network description; fields that are absent keep their value in *net. */
 void hr__lua_read_net(lua_State *L, int idx, const char *what, struct hr_sim_net *net);
 /* A {min, max} pair of non-negative integers (milliseconds). */
@@ -55,11 +60,15 @@ uint64_t hr__lua_check_uint(lua_State *L, int idx, const char *what, uint64_t lo
  * the C functions are stored there at creation so that a hook never allocates outside a
  * protected call. */
 enum {
-    HR__HOOK_APPLY = 1,     /* fn(id, index, term, type, command, time_ms) */
-    HR__HOOK_STATE = 2,     /* fn(id, role, term, leader) */
-    HR__HOOK_START = 3,     /* fn(id) */
-    HR__HOOK_TRACEBACK = 4, /* hr__lsim_traceback */
-    HR__HOOK_TRAMPOLINE = 5 /* hr__lsim_trampoline */
+    HR__HOOK_APPLY = 1,         /* fn(id, index, term, type, command, time_ms) */
+    HR__HOOK_STATE = 2,         /* fn(id, role, term, leader) */
+    HR__HOOK_START = 3,         /* fn(id) */
+    HR__HOOK_TRACEBACK = 4,     /* hr__lsim_traceback */
+    HR__HOOK_TRAMPOLINE = 5,    /* hr__lsim_trampoline */
+    HR__HOOK_SNAPSHOT = 6,      /* fn(id) -> bytes */
+    HR__HOOK_RESTORE = 7,       /* fn(id, index, term, bytes) */
+    HR__HOOK_SNAPSHOT_DONE = 8, /* fn(id, index, term, installed) */
+    HR__HOOK_COUNT = 8
 };
 int hr__lsim_traceback(lua_State *L);
 int hr__lsim_trampoline(lua_State *L);

@@ -1,5 +1,6 @@
 /*
- * config.c: Lua options tables into C structs (struct hr_config, struct hr_sim_net).
+ * config.c: Lua options tables into C structs (struct hr_config, struct hr_sim_snapshot,
+ * struct hr_sim_net).
  *
  * The options are those of raft.new in API.md. Every bad value raises an error that names
  * the field ("config: election_timeout_ms must be a positive integer"), and an unknown key
@@ -23,13 +24,19 @@ static void raise_error(lua_State *L, const char *fmt, ...)
     lua_error(L);
 }
 
-/* Options of raft.new that belong to later issues (snapshots, the networked node) or that
- * the embedding sets itself: accepted so that one options table serves both raft.new and
- * sim.cluster, and ignored here. */
-static const char *const ignored_options[] = {
+/* The snapshot policy: read into a struct hr_sim_snapshot by the simulator, ignored by
+ * hr__lua_read_config (the networked node's runtime does not take snapshots yet). */
+static const char *const snapshot_options[] = {
     "snapshot_interval_ms",
     "snapshot_threshold",
     "trailing_logs",
+    "snapshot_chunk_bytes",
+    NULL,
+};
+
+/* Options of raft.new that the embedding sets itself: accepted so that one options table
+ * serves both raft.new and sim.cluster, and ignored here. */
+static const char *const ignored_options[] = {
     "secret",
     "listen",
     "data_dir",
@@ -81,7 +88,36 @@ static const char *field(lua_State *L, const char *prefix, const char *name)
     return lua_pushfstring(L, "%s: %s", prefix, name);
 }
 
-static void read_config_field(lua_State *L, const char *key, int v, struct hr_config *c)
+static bool listed(const char *const *list, const char *key)
+{
+    for (const char *const *p = list; *p != NULL; p++) {
+        if (strcmp(key, *p) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A snapshot option into snap (NULL: ignore it). */
+static void read_snapshot_field(lua_State *L, const char *key, int v, const char *what,
+                                struct hr_sim_snapshot *snap)
+{
+    if (snap == NULL) {
+        return;
+    }
+    if (strcmp(key, "snapshot_threshold") == 0) {
+        snap->threshold = hr__lua_check_uint(L, v, what, 1, (1ULL << 53));
+    } else if (strcmp(key, "snapshot_interval_ms") == 0) {
+        snap->interval_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX / 2);
+    } else if (strcmp(key, "snapshot_chunk_bytes") == 0) {
+        snap->chunk_bytes = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
+    } else {
+        snap->trailing = hr__lua_check_uint(L, v, what, 0, (1ULL << 53));
+    }
+}
+
+static void read_config_field(lua_State *L, const char *key, int v, struct hr_config *c,
+                              struct hr_sim_snapshot *snap)
 {
     const char *what = field(L, "config", key);
     if (strcmp(key, "election_timeout_ms") == 0) {
@@ -104,19 +140,15 @@ static void read_config_field(lua_State *L, const char *key, int v, struct hr_co
         c->unsafe_commit_old_terms = check_bool(L, v, what);
     } else if (strcmp(key, "unsafe_skip_log_check") == 0) {
         c->unsafe_skip_log_check = check_bool(L, v, what);
-    } else {
-        for (const char *const *p = ignored_options; *p != NULL; p++) {
-            if (strcmp(key, *p) == 0) {
-                lua_pop(L, 1);
-                return;
-            }
-        }
+    } else if (listed(snapshot_options, key)) {
+        read_snapshot_field(L, key, v, what, snap);
+    } else if (!listed(ignored_options, key)) {
         raise_error(L, "config: unknown option '%s'", key);
     }
     lua_pop(L, 1); /* what */
 }
 
-void hr__lua_read_config(lua_State *L, int idx, struct hr_config *c)
+static void read_config(lua_State *L, int idx, struct hr_config *c, struct hr_sim_snapshot *snap)
 {
     if (lua_isnoneornil(L, idx)) {
         return;
@@ -128,9 +160,20 @@ void hr__lua_read_config(lua_State *L, int idx, struct hr_config *c)
         if (lua_type(L, -2) != LUA_TSTRING) {
             raise_error(L, "config: option names must be strings (got %s)", luaL_typename(L, -2));
         }
-        read_config_field(L, lua_tostring(L, -2), lua_gettop(L), c);
+        read_config_field(L, lua_tostring(L, -2), lua_gettop(L), c, snap);
         lua_pop(L, 1);
     }
+}
+
+void hr__lua_read_config(lua_State *L, int idx, struct hr_config *c)
+{
+    read_config(L, idx, c, NULL);
+}
+
+void hr__lua_read_sim_config(lua_State *L, int idx, struct hr_config *c,
+                             struct hr_sim_snapshot *snap)
+{
+    read_config(L, idx, c, snap);
 }
 
 void hr__lua_read_range(lua_State *L, int idx, const char *what, uint32_t *min, uint32_t *max)

@@ -7,21 +7,27 @@
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <uv.h>
 
+#include "../core/crc32c.h"
 #include "../node/runtime.h"
+#include "../storage/snapshot.h"
 #include "binding.h"
 #include "loop.h"
 #include "node_binding.h"
 
 #define NODE_MT "helios.core.node"
 
-enum { HOOK_APPLY = 1, HOOK_STATE, HOOK_ERROR, HOOK_LOG, HOOK_DONE };
+enum { HOOK_APPLY = 1, HOOK_STATE, HOOK_ERROR, HOOK_LOG, HOOK_RESTORE, HOOK_DONE };
 
 struct lnode {
     struct hr_runtime *rt; /* NULL once shut down */
@@ -57,6 +63,7 @@ struct hook_args {
     const char *leader;
     int code;
     const char *msg;
+    hr_index_t index;
 };
 
 static int noop(lua_State *L)
@@ -110,6 +117,10 @@ static int push_hook(lua_State *L, void *arg)
         lua_pushinteger(L, a->code);
         lua_pushstring(L, a->msg);
         return 2;
+    case HOOK_RESTORE:
+        lua_pushnumber(L, (lua_Number)a->index);
+        lua_pushnumber(L, (lua_Number)a->term);
+        return 2;
     default:
         return 0;
     }
@@ -159,6 +170,17 @@ static void on_log(void *ctx, int level, const char *msg)
     call_hook(&a, "log observer");
 }
 
+static void on_restore(void *ctx, hr_index_t index, hr_term_t term)
+{
+    struct lnode *n = ctx;
+    struct hook_args a = {.n = n, .slot = HOOK_RESTORE, .index = index, .term = term};
+    char what[64];
+    snprintf(what, sizeof what, "fsm restore at index %" PRIu64, index);
+    if (call_hook(&a, what) != 0) {
+        n->fsm_failed = true; /* the FSM is in an unknown state: apply nothing more */
+    }
+}
+
 /* ---- node_new ---- */
 
 static const char *opt_string(lua_State *L, int opts, const char *key, bool required)
@@ -205,6 +227,17 @@ static int l_node_new(lua_State *L)
     lua_getfield(L, 1, "config");
     hr__lua_read_config(L, lua_gettop(L), &c.raft);
     lua_pop(L, 1);
+    lua_getfield(L, 1, "trailing_logs");
+    c.trailing_logs = lua_isnil(L, -1) ? 10240
+                                       : (uint32_t)hr__lua_check_uint(L, -1, "trailing_logs", 0,
+                                                                      UINT32_MAX);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "snapshot_chunk_bytes");
+    c.snapshot_chunk_bytes =
+        lua_isnil(L, -1) ? 0
+                         : (uint32_t)hr__lua_check_uint(L, -1, "snapshot_chunk_bytes", 1,
+                                                        (uint64_t)16 << 20);
+    lua_pop(L, 1);
 
     struct hr_runtime_peer peers[HR_MAX_NODES];
     size_t np = 0;
@@ -239,8 +272,8 @@ static int l_node_new(lua_State *L)
     lua_setmetatable(L, ud);
 
     lua_createtable(L, HOOK_DONE, 0);
-    static const char *const hook_names[] = {"apply", "state", "error", "log"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const hook_names[] = {"apply", "state", "error", "log", "restore"};
+    for (int i = 0; i < 5; i++) {
         lua_getfield(L, 2, hook_names[i]);
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
             return luaL_error(L, "node_new: hook %s must be a function", hook_names[i]);
@@ -249,8 +282,12 @@ static int l_node_new(lua_State *L)
     }
     lua_setfenv(L, ud);
 
-    struct hr_runtime_callbacks cb = {
-        .ctx = n, .apply = on_apply, .state = on_state, .error = on_error, .log = on_log};
+    struct hr_runtime_callbacks cb = {.ctx = n,
+                                      .apply = on_apply,
+                                      .state = on_state,
+                                      .error = on_error,
+                                      .log = on_log,
+                                      .restore = on_restore};
     char err[512];
     n->rt = hr_runtime_new(hr__loop_uv(lp), &c, &cb, err, sizeof err);
     if (n->rt == NULL) {
@@ -378,10 +415,17 @@ static int l_status(lua_State *L)
     }
     struct hr_runtime *rt = n->rt;
     struct hr_raft *r = hr_runtime_raft(rt);
-    lua_createtable(L, 0, 14);
+    lua_createtable(L, 0, 16);
     lua_pushstring(L, hr_runtime_name(rt));
     lua_setfield(L, -2, "id");
     set_number(L, "applied_index", hr_runtime_applied(rt));
+    hr_index_t si;
+    hr_term_t st;
+    uint64_t ssize;
+    hr_runtime_snapshot(rt, &si, &st, &ssize);
+    set_number(L, "snapshot_index", si);
+    set_number(L, "snapshot_term", st);
+    set_number(L, "snapshot_size", ssize);
     if (hr_runtime_failed(rt) != 0) {
         lua_pushstring(L, hr_runtime_errmsg(rt));
         lua_setfield(L, -2, "storage_error");
@@ -419,6 +463,8 @@ static int l_status(lua_State *L)
         lua_pushboolean(L, pr[i].replicating);
         lua_setfield(L, -2, "replicating");
         set_number(L, "inflight", pr[i].inflight);
+        lua_pushboolean(L, pr[i].snapshotting);
+        lua_setfield(L, -2, "snapshotting");
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "progress");
@@ -487,6 +533,19 @@ static int l_stats(lua_State *L)
     set_number(L, "failures", s.storage_failures);
     set_number(L, "recoveries", s.storage_recoveries);
     lua_setfield(L, -2, "storage");
+
+    lua_createtable(L, 0, 7);
+    set_number(L, "taken", s.snap.taken);
+    set_number(L, "installed", s.node.snapshots_installed);
+    set_number(L, "transfers", s.snap.transfers);
+    set_number(L, "chunks_sent", s.snap.chunks_sent);
+    set_number(L, "bytes_sent", s.snap.bytes_sent);
+    set_number(L, "resumes", s.snap.resumes);
+    set_number(L, "chunks_received", s.snap.chunks_received);
+    lua_setfield(L, -2, "snapshots");
+    set_number(L, "snapshots_taken", s.snap.taken);
+    set_number(L, "snapshots_installed", s.node.snapshots_installed);
+    set_number(L, "snapshot_chunks_sent", s.snap.chunks_sent);
     return 1;
 }
 
@@ -538,6 +597,168 @@ static int l_recovery_info(lua_State *L)
     return 1;
 }
 
+/* ---- snapshots ---- */
+
+#define FRAMER_MT "helios.core.snapshot_framer"
+
+/* Frames a snapshot file's payload (storage/snapshot.h): header, checksum, trailer. Plain
+ * memory, no descriptors: usable in a forked child that writes through its own file. */
+struct framer {
+    uint32_t crc;
+    uint64_t payload;
+    size_t hlen;
+    unsigned char header[HR_SNAP_MAX_HEADER];
+};
+
+/* snapshot_point() -> index, term | nil (nothing applied since the current snapshot) */
+static int l_snapshot_point(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    hr_index_t index;
+    hr_term_t term;
+    if (n->rt == NULL || n->closing || hr_runtime_snapshot_point(n->rt, &index, &term) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    lua_pushnumber(L, (lua_Number)term);
+    return 2;
+}
+
+static uint64_t check_u64(lua_State *L, int idx, const char *what)
+{
+    return hr__lua_check_uint(L, idx, what, 1, (uint64_t)1 << 53);
+}
+
+/* snapshot_tmp_path(index, term) -> path (an old file there is removed) */
+static int l_snapshot_tmp_path(lua_State *L)
+{
+    struct lnode *n = check_open(L, "snapshot_tmp_path");
+    char path[4200];
+    hr_runtime_snapshot_tmp_path(n->rt, check_u64(L, 2, "index"), check_u64(L, 3, "term"), path,
+                                 sizeof path);
+    lua_pushstring(L, path);
+    return 1;
+}
+
+/* snapshot_framer(index, term) -> framer with header(), feed(s), trailer() */
+static int l_snapshot_framer(lua_State *L)
+{
+    struct lnode *n = check_open(L, "snapshot_framer");
+    uint64_t index = check_u64(L, 2, "index"), term = check_u64(L, 3, "term");
+    size_t nv;
+    const hr_id_t *voters = hr_runtime_snapshot_voters(n->rt, &nv);
+    struct framer *f = lua_newuserdata(L, sizeof *f);
+    memset(f, 0, sizeof *f);
+    f->hlen = hr_snap_header(f->header, index, term, voters, (uint32_t)nv);
+    luaL_getmetatable(L, FRAMER_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static int l_framer_header(lua_State *L)
+{
+    struct framer *f = luaL_checkudata(L, 1, FRAMER_MT);
+    f->crc = hr_crc32c(0, f->header, f->hlen);
+    f->payload = 0;
+    lua_pushlstring(L, (const char *)f->header, f->hlen);
+    return 1;
+}
+
+static int l_framer_feed(lua_State *L)
+{
+    struct framer *f = luaL_checkudata(L, 1, FRAMER_MT);
+    int top = lua_gettop(L);
+    for (int i = 2; i <= top; i++) {
+        size_t len;
+        const char *p = luaL_checklstring(L, i, &len);
+        f->crc = hr_crc32c(f->crc, p, len);
+        f->payload += len;
+    }
+    return 0;
+}
+
+static int l_framer_trailer(lua_State *L)
+{
+    struct framer *f = luaL_checkudata(L, 1, FRAMER_MT);
+    unsigned char t[HR_SNAP_TRAILER_SIZE];
+    hr_snap_trailer(t, f->payload, f->crc);
+    lua_pushlstring(L, (const char *)t, sizeof t);
+    return 1;
+}
+
+/* snapshot_taken(index, term, tmp_path) -> true | false (stale: dropped) | nil, code, msg */
+static int l_snapshot_taken(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    uint64_t index = check_u64(L, 2, "index"), term = check_u64(L, 3, "term");
+    const char *path = luaL_checkstring(L, 4);
+    if (n->rt == NULL || n->closing) {
+        unlink(path);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    char err[512];
+    int rc = hr_runtime_snapshot_taken(n->rt, index, term, path, err, sizeof err);
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(rc));
+        lua_pushstring(L, err);
+        return 3;
+    }
+    lua_pushboolean(L, rc == 0);
+    return 1;
+}
+
+/* snapshot_read() -> payload, index, term | nil (no snapshot) | nil, code, msg. The file is
+ * mapped, not read into a buffer: the payload exists once in memory, as the Lua string. */
+static int l_snapshot_read(lua_State *L)
+{
+    struct lnode *n = check_open(L, "snapshot_read");
+    hr_index_t index;
+    hr_term_t term;
+    uint64_t size;
+    hr_runtime_snapshot(n->rt, &index, &term, &size);
+    if (index == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    char path[4200], err[4400];
+    hr_runtime_snapshot_path(n->rt, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    struct hr_snap_info info;
+    int rc = fd < 0 || fstat(fd, &st) < 0 ? HR_EIO : 0;
+    if (rc != 0) {
+        snprintf(err, sizeof err, "%s: %s", path, strerror(errno));
+    } else {
+        rc = hr_snap_read_header(fd, (uint64_t)st.st_size, &info, err, sizeof err);
+    }
+    void *map = MAP_FAILED;
+    if (rc == 0 && st.st_size > 0) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            rc = HR_ENOMEM;
+            snprintf(err, sizeof err, "%s: mmap: %s", path, strerror(errno));
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(rc));
+        lua_pushstring(L, err);
+        return 3;
+    }
+    madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
+    lua_pushlstring(L, (const char *)map + info.payload_offset, (size_t)info.payload_size);
+    munmap(map, (size_t)st.st_size);
+    lua_pushnumber(L, (lua_Number)index);
+    lua_pushnumber(L, (lua_Number)term);
+    return 3;
+}
+
 static int l_gc(lua_State *L)
 {
     struct lnode *n = check_node(L);
@@ -570,6 +791,18 @@ static const luaL_Reg methods[] = {
     {"shutdown", l_shutdown},
     {"inject_fault", l_inject_fault},
     {"recovery_info", l_recovery_info},
+    {"snapshot_point", l_snapshot_point},
+    {"snapshot_tmp_path", l_snapshot_tmp_path},
+    {"snapshot_framer", l_snapshot_framer},
+    {"snapshot_taken", l_snapshot_taken},
+    {"snapshot_read", l_snapshot_read},
+    {NULL, NULL},
+};
+
+static const luaL_Reg framer_methods[] = {
+    {"header", l_framer_header},
+    {"feed", l_framer_feed},
+    {"trailer", l_framer_trailer},
     {NULL, NULL},
 };
 
@@ -585,6 +818,12 @@ int hr__lua_open_node(lua_State *L)
         lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, l_tostring);
         lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, FRAMER_MT)) {
+        lua_newtable(L);
+        luaL_register(L, NULL, framer_methods);
+        lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
     lua_pushcfunction(L, l_node_new);

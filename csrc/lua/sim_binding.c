@@ -1,11 +1,16 @@
 /*
  * sim_binding.c: the "helios.sim" userdata, a struct hr_sim seen from Lua.
  *
- *   local s = core.sim_new{ n = 3, seed = 42, config = { election_timeout_ms = 150 },
+ *   local s = core.sim_new{ n = 3, seed = 42, config = { election_timeout_ms = 150,
+ *                                                        snapshot_threshold = 20 },
  *                           network = { drop = 0.1 }, disk_latency_ms = { 1, 5 },
+ *                           snapshot_latency_ms = { 5, 20 }, snapshot_chunk_bytes = 1024,
  *                           apply = function(id, index, term, type, cmd, time_ms) end,
  *                           state = function(id, role, term, leader) end,
- *                           start = function(id) end }
+ *                           start = function(id) end,
+ *                           snapshot = function(id) return bytes end,
+ *                           restore = function(id, index, term, bytes) end,
+ *                           snapshot_done = function(id, index, term, installed) end }
  *   s:run_until(1000)  --> true, or nil and the message of what stopped the simulation
  *
  * Node ids are the C ids 1..n here; lua/helios/sim.lua names them "n1".."nN". This is the
@@ -264,6 +269,79 @@ static int l_propose(lua_State *L)
     return 2;
 }
 
+/* snapshot(id) -> index | nil, code, message: take a snapshot of node id's FSM now (the
+ * write completes later; see hr_sim_snapshot). */
+static int l_snapshot(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    refuse_in_hook(L, s, "snapshot");
+    hr_id_t id = check_id(L, s, 2);
+    if (!hr_sim_alive(s->sim, id)) {
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(HR_ESHUTDOWN));
+        lua_pushliteral(L, "snapshot: the node is crashed");
+        return 3;
+    }
+    hr_index_t index = 0;
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_snapshot(s->sim, id, &index);
+    hr__lsim_leave(s, L, &saved);
+    if (rc == HR_EBUSY) {
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(rc));
+        lua_pushliteral(L, "snapshot: a snapshot is being written");
+        return 3;
+    }
+    if (rc == HR_EINVAL) {
+        lua_pushnil(L);
+        lua_pushstring(L, hr_err_name(rc));
+        lua_pushliteral(L, "snapshot: nothing applied yet");
+        return 3;
+    }
+    if (rc != 0) {
+        return push_fault_result(L, rc, "snapshot");
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    return 1;
+}
+
+/* snapshot_info(id) -> index, term, size of node id's durable snapshot, or nil. */
+static int l_snapshot_info(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_index_t index;
+    hr_term_t term;
+    size_t size;
+    if (!hr_sim_snapshot_info(s->sim, check_id(L, s, 2), &index, &term, &size)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    lua_pushnumber(L, (lua_Number)term);
+    lua_pushnumber(L, (lua_Number)size);
+    return 3;
+}
+
+/* snapshot_stats() -> { taken, installed, offers, chunks, chunk_bytes, delivered }. */
+static int l_snapshot_stats(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    struct hr_sim_snapshot_stats st;
+    hr_sim_snapshot_stats(s->sim, &st);
+    lua_createtable(L, 0, 6);
+    const struct {
+        const char *name;
+        uint64_t v;
+    } f[] = {{"taken", st.taken},   {"installed", st.installed},     {"offers", st.offers},
+             {"chunks", st.chunks}, {"chunk_bytes", st.chunk_bytes}, {"delivered", st.delivered}};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        lua_pushnumber(L, (lua_Number)f[i].v);
+        lua_setfield(L, -2, f[i].name);
+    }
+    return 1;
+}
+
 static int l_alive(lua_State *L)
 {
     struct hr__lsim *s = check_sim(L);
@@ -407,7 +485,7 @@ static int l_sim_new(lua_State *L)
         o.seed = hr__lua_check_uint(L, -1, "sim: seed", 0, (1ULL << 53));
     }
     lua_getfield(L, 1, "config");
-    hr__lua_read_config(L, -1, &o.config);
+    hr__lua_read_sim_config(L, -1, &o.config, &o.snap);
     lua_getfield(L, 1, "network");
     if (!lua_isnil(L, -1)) {
         hr__lua_read_net(L, -1, "network", &o.net);
@@ -415,6 +493,16 @@ static int l_sim_new(lua_State *L)
     lua_getfield(L, 1, "disk_latency_ms");
     if (!lua_isnil(L, -1)) {
         hr__lua_read_range(L, -1, "disk_latency_ms", &o.disk_min_ms, &o.disk_max_ms);
+    }
+    lua_getfield(L, 1, "snapshot_latency_ms");
+    if (!lua_isnil(L, -1)) {
+        hr__lua_read_range(L, -1, "snapshot_latency_ms", &o.snap.write_min_ms,
+                           &o.snap.write_max_ms);
+    }
+    lua_getfield(L, 1, "snapshot_chunk_bytes");
+    if (!lua_isnil(L, -1)) {
+        o.snap.chunk_bytes =
+            (uint32_t)hr__lua_check_uint(L, -1, "sim: snapshot_chunk_bytes", 1, UINT32_MAX);
     }
     lua_settop(L, 1);
 
@@ -424,11 +512,14 @@ static int l_sim_new(lua_State *L)
     luaL_getmetatable(L, HR_LUA_SIM_MT);
     lua_setmetatable(L, ud);
 
-    lua_createtable(L, HR__HOOK_TRAMPOLINE, 0);
+    lua_createtable(L, HR__HOOK_COUNT, 0);
     int hooks = lua_gettop(L);
     read_hook(L, hooks, "apply", HR__HOOK_APPLY);
     read_hook(L, hooks, "state", HR__HOOK_STATE);
     read_hook(L, hooks, "start", HR__HOOK_START);
+    read_hook(L, hooks, "snapshot", HR__HOOK_SNAPSHOT);
+    read_hook(L, hooks, "restore", HR__HOOK_RESTORE);
+    read_hook(L, hooks, "snapshot_done", HR__HOOK_SNAPSHOT_DONE);
     lua_pushcfunction(L, hr__lsim_traceback);
     lua_rawseti(L, hooks, HR__HOOK_TRACEBACK);
     lua_pushcfunction(L, hr__lsim_trampoline);
@@ -471,6 +562,9 @@ static const luaL_Reg methods[] = {
     {"heal", l_heal},
     {"set_network", l_set_network},
     {"propose", l_propose},
+    {"snapshot", l_snapshot},
+    {"snapshot_info", l_snapshot_info},
+    {"snapshot_stats", l_snapshot_stats},
     {"alive", l_alive},
     {"connected", l_connected},
     {"state", l_state},

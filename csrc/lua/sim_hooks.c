@@ -84,6 +84,10 @@ struct hook_call {
     int role;
     hr_term_t term;
     hr_id_t leader;
+    hr_index_t index;         /* RESTORE, SNAPSHOT_DONE */
+    const struct hr_blob *in; /* RESTORE: the snapshot's bytes */
+    bool installed;           /* SNAPSHOT_DONE */
+    struct hr_blob *out;      /* SNAPSHOT: the bytes the hook returned */
 };
 
 /* Protected: (call, fn) -> fn(arguments of the call). */
@@ -108,6 +112,33 @@ int hr__lsim_trampoline(lua_State *L)
         lua_pushstring(L, hr__lua_role_name(c->role));
         lua_pushnumber(L, (lua_Number)c->term);
         lua_pushnumber(L, (lua_Number)c->leader);
+        lua_call(L, 4, 0);
+        break;
+    case HR__HOOK_SNAPSHOT: {
+        lua_call(L, 1, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            return luaL_error(L, "fsm:snapshot() must return a string (got %s)",
+                              luaL_typename(L, -1));
+        }
+        size_t len;
+        const char *bytes = lua_tolstring(L, -1, &len);
+        struct hook_call *mc = lua_touserdata(L, 1);
+        mc->out = hr_blob_new(bytes, len);
+        if (mc->out == NULL) {
+            return luaL_error(L, "out of memory");
+        }
+        break;
+    }
+    case HR__HOOK_RESTORE:
+        lua_pushnumber(L, (lua_Number)c->index);
+        lua_pushnumber(L, (lua_Number)c->term);
+        lua_pushlstring(L, c->in != NULL ? (const char *)c->in->data : "", hr_blob_len(c->in));
+        lua_call(L, 4, 0);
+        break;
+    case HR__HOOK_SNAPSHOT_DONE:
+        lua_pushnumber(L, (lua_Number)c->index);
+        lua_pushnumber(L, (lua_Number)c->term);
+        lua_pushboolean(L, c->installed);
         lua_call(L, 4, 0);
         break;
     default:
@@ -201,9 +232,63 @@ static void start_hook(void *ctx, hr_id_t id)
     call_hook(s, &c, what);
 }
 
+static int snapshot_hook(void *ctx, hr_id_t id, struct hr_blob **out)
+{
+    struct hr__lsim *s = ctx;
+    if (s->hook_err != NULL) {
+        return -1;
+    }
+    struct hook_call c = {.slot = HR__HOOK_SNAPSHOT, .id = id};
+    char what[96];
+    snprintf(what, sizeof what, "fsm snapshot on n%" PRIu64, id);
+    if (call_hook(s, &c, what) != 0) {
+        hr_blob_release(c.out);
+        return -1;
+    }
+    if (c.out == NULL) {
+        /* No hook registered: the sim cannot take snapshots of this FSM. */
+        hr__lsim_set_error(s, "sim: no snapshot hook");
+        return -1;
+    }
+    *out = c.out;
+    return 0;
+}
+
+static int restore_hook(void *ctx, hr_id_t id, hr_index_t index, hr_term_t term,
+                        const struct hr_blob *data)
+{
+    struct hr__lsim *s = ctx;
+    if (s->hook_err != NULL) {
+        return -1;
+    }
+    struct hook_call c = {.slot = HR__HOOK_RESTORE, .id = id, .index = index, .term = term,
+                          .in = data};
+    char what[128];
+    snprintf(what, sizeof what, "fsm restore on n%" PRIu64 " (snapshot through index %" PRIu64 ")",
+             id, index);
+    return call_hook(s, &c, what);
+}
+
+static void snapshot_done_hook(void *ctx, hr_id_t id, hr_index_t index, hr_term_t term,
+                               bool installed)
+{
+    struct hr__lsim *s = ctx;
+    if (s->hook_err != NULL) {
+        return;
+    }
+    struct hook_call c = {.slot = HR__HOOK_SNAPSHOT_DONE, .id = id, .index = index,
+                          .term = term, .installed = installed};
+    char what[96];
+    snprintf(what, sizeof what, "snapshot observer on n%" PRIu64, id);
+    call_hook(s, &c, what);
+}
+
 const struct hr_sim_hooks hr__lsim_hooks_template = {
     .ctx = NULL,
     .apply = apply_hook,
     .state = state_hook,
     .start = start_hook,
+    .snapshot = snapshot_hook,
+    .restore = restore_hook,
+    .snapshot_done = snapshot_done_hook,
 };

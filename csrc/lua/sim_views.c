@@ -65,7 +65,7 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
         lua_pushnil(L);
         return;
     }
-    lua_createtable(L, 0, 12);
+    lua_createtable(L, 0, 15);
     set_number(L, "id", id);
     lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
     lua_setfield(L, -2, "role");
@@ -76,6 +76,14 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
     set_number(L, "first_index", hr_raft_first_index(r));
     set_number(L, "last_index", hr_raft_last_index(r));
     set_number(L, "applied_index", hr_node_applied(n));
+    /* The snapshot the node's disk holds durably (what a restart starts from). */
+    hr_index_t si = 0;
+    hr_term_t st = 0;
+    size_t size = 0;
+    hr_sim_snapshot_info(s->sim, id, &si, &st, &size);
+    set_number(L, "snapshot_index", si);
+    set_number(L, "snapshot_term", st);
+    set_number(L, "snapshot_size", size);
 
     struct hr_progress_info pr[HR_MAX_NODES];
     size_t np = hr_raft_progress(r, pr, HR_MAX_NODES);
@@ -90,6 +98,8 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
         set_number(L, "next", pr[i].next);
         lua_pushboolean(L, pr[i].replicating);
         lua_setfield(L, -2, "replicating");
+        lua_pushboolean(L, pr[i].snapshotting);
+        lua_setfield(L, -2, "snapshotting");
         set_number(L, "inflight", pr[i].inflight);
         lua_rawseti(L, -2, (int)i + 1);
     }
@@ -113,6 +123,7 @@ void hr__lsim_push_stats(lua_State *L, struct hr__lsim *s, hr_id_t id)
     set_number(L, "state_changes", st->state_changes);
     set_number(L, "elections", st->elections);
     set_number(L, "applied", st->applied);
+    set_number(L, "snapshots_installed", st->snapshots_installed);
     uint64_t total = 0;
     lua_createtable(L, 0, HR_MSG_TYPE_COUNT);
     for (int t = 1; t < HR_MSG_TYPE_COUNT; t++) {

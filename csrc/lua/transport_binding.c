@@ -167,6 +167,7 @@ static int encode_protected(lua_State *L)
 #define F(x) {#x, offsetof(struct hr_msg, x)}
         F(from),  F(to),         F(term),      F(prev_index), F(prev_term),       F(commit),
         F(index), F(hint_index), F(hint_term), F(last_index), F(cand_last_index), F(cand_last_term),
+        F(snap_index), F(snap_term), F(offset),
 #undef F
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -175,7 +176,18 @@ static int encode_protected(lua_State *L)
     }
     lua_getfield(L, 2, "reject");
     m->reject = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    lua_getfield(L, 2, "done");
+    m->done = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "snap_data");
+    size_t len = 0;
+    const char *data = lua_tolstring(L, -1, &len);
+    if (data != NULL && len > 0) {
+        m->snap_data = hr_blob_new(data, len);
+        if (m->snap_data == NULL) {
+            luaL_error(L, "wire_encode: out of memory");
+        }
+    }
+    lua_pop(L, 3);
     get_entries(L, 2, m);
     int rc = hr_codec_encode(&a->sb, m);
     if (rc != 0) {
@@ -220,9 +232,18 @@ static void push_msg(lua_State *L, const struct hr_msg *m)
     P(last_index);
     P(cand_last_index);
     P(cand_last_term);
+    P(snap_index);
+    P(snap_term);
+    P(offset);
 #undef P
     lua_pushboolean(L, m->reject);
     lua_setfield(L, -2, "reject");
+    lua_pushboolean(L, m->done);
+    lua_setfield(L, -2, "done");
+    if (m->snap_data != NULL) {
+        lua_pushlstring(L, (const char *)m->snap_data->data, m->snap_data->len);
+        lua_setfield(L, -2, "snap_data");
+    }
     lua_createtable(L, (int)m->n_entries, 0);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct hr_entry *e = &m->entries[i];

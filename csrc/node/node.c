@@ -123,19 +123,48 @@ static void report_state(struct hr_node *n, const struct hr_ready *rd)
     }
 }
 
-/* One ready batch: persist, hold or send, report, apply. */
+/* Queue one storage batch and the record of what waits for it. */
+static struct batch *start_batch(struct hr_node *n)
+{
+    struct batch *b = push_batch(n);
+    if (b != NULL) {
+        b->seq = ++n->next_seq;
+    }
+    return b;
+}
+
+/* One ready batch: persist, hold or send, report, install, apply. */
 static int handle_ready(struct hr_node *n, struct hr_ready *rd)
 {
     bool write = rd->has_hard_state || rd->truncate != 0 || rd->n_entries > 0;
     struct batch *hold = NULL;
     int rc;
 
-    if (write) {
-        struct batch *b = push_batch(n);
+    if (rd->has_snapshot) {
+        /* The snapshot goes to storage ahead of the entries that follow it in this batch,
+         * and whatever answers the leader waits for both. */
+        if (n->storage.install == NULL) {
+            return HR_EINVAL;
+        }
+        struct batch *b = start_batch(n);
         if (b == NULL) {
             return HR_ENOMEM;
         }
-        b->seq = ++n->next_seq;
+        rc = n->storage.install(n->storage.ctx, b->seq, rd->snapshot.index, rd->snapshot.term,
+                                rd->snapshot.data);
+        if (rc != 0) {
+            n->count--;
+            return rc;
+        }
+        n->stats.batches++;
+        n->stats.snapshots_installed++;
+        hold = b;
+    }
+    if (write) {
+        struct batch *b = start_batch(n);
+        if (b == NULL) {
+            return HR_ENOMEM;
+        }
         if (rd->n_entries > 0) {
             b->has_entries = true;
             b->last_index = rd->entries[rd->n_entries - 1].index;
@@ -150,7 +179,7 @@ static int handle_ready(struct hr_node *n, struct hr_ready *rd)
         n->stats.batches++;
         n->stats.entries_written += rd->n_entries;
         hold = b;
-    } else if (n->count > 0) {
+    } else if (hold == NULL && n->count > 0) {
         /* Nothing new to write, but an earlier write is still in flight: a vote or an
          * acknowledgement must not overtake it. */
         hold = batch_at(n, n->count - 1);
@@ -172,6 +201,15 @@ static int handle_ready(struct hr_node *n, struct hr_ready *rd)
 
     if (rd->soft_changed) {
         report_state(n, rd);
+    }
+
+    if (rd->has_snapshot) {
+        /* The FSM takes the leader's state; the entries after it come through apply. */
+        n->applied = rd->snapshot.index;
+        if (n->fsm.restore != NULL) {
+            n->fsm.restore(n->fsm.ctx, rd->snapshot.index, rd->snapshot.term,
+                           rd->snapshot.data);
+        }
     }
 
     for (size_t i = 0; i < rd->n_committed; i++) {
@@ -316,6 +354,16 @@ void hr_node_persisted(struct hr_node *n, uint64_t seq, hr_time_t now)
     }
     batch_release(&b);
     drain(n);
+}
+
+int hr_node_snapshot_taken(struct hr_node *n, hr_index_t index, hr_index_t keep_from)
+{
+    if (index > n->applied) {
+        return HR_EINVAL;
+    }
+    int rc = hr_raft_snapshot_taken(n->core, index, keep_from);
+    drain(n);
+    return rc;
 }
 
 hr_time_t hr_node_next_deadline(const struct hr_node *n)

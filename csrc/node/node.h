@@ -32,6 +32,13 @@ struct hr_storage {
     void *ctx;
     int (*write)(void *ctx, uint64_t seq, const struct hr_hard_state *hs, hr_index_t truncate,
                  const struct hr_entry *entries, size_t n);
+    /* Queue the installation of a snapshot received from the leader, in seq order with the
+     * writes: make the snapshot through (index, term) durable (data: its bytes, retained by
+     * the storage if kept; NULL when the storage already holds them from a chunked
+     * transfer), then drop the whole log, which continues at index + 1. Completion as for
+     * write(). NULL: the storage cannot install snapshots (the node then fails). */
+    int (*install)(void *ctx, uint64_t seq, hr_index_t index, hr_term_t term,
+                   struct hr_blob *data);
 };
 
 /* The network. send() is best effort and never calls back into the node; m is borrowed
@@ -48,6 +55,10 @@ struct hr_fsm {
     void *ctx;
     void (*apply)(void *ctx, const struct hr_entry *e);
     void (*state)(void *ctx, int role, hr_term_t term, hr_id_t leader);
+    /* Replace the FSM's state with the snapshot through (index, term) that the leader sent
+     * (data as in struct hr_storage's install). Entries after index follow through apply.
+     * May be NULL only where snapshots never travel. */
+    void (*restore)(void *ctx, hr_index_t index, hr_term_t term, struct hr_blob *data);
 };
 
 struct hr_node_stats {
@@ -59,6 +70,7 @@ struct hr_node_stats {
     uint64_t state_changes;
     uint64_t elections; /* times this node became a candidate */
     uint64_t applied;
+    uint64_t snapshots_installed; /* snapshots received from a leader */
 };
 
 /* Create a node. config and st as for hr_raft_new() (st->applied: what the FSM already
@@ -88,6 +100,11 @@ void hr_node_persisted(struct hr_node *n, uint64_t seq, hr_time_t now);
 int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len, hr_time_t now,
                     hr_index_t *index, hr_term_t *term);
 void hr_node_flush(struct hr_node *n);
+
+/* The embedding made a snapshot of the FSM through `index` durable: see
+ * hr_raft_snapshot_taken (keep_from: the first entry to keep for followers a little
+ * behind). */
+int hr_node_snapshot_taken(struct hr_node *n, hr_index_t index, hr_index_t keep_from);
 
 hr_time_t hr_node_next_deadline(const struct hr_node *n);
 struct hr_raft *hr_node_raft(struct hr_node *n);

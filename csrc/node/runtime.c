@@ -10,60 +10,16 @@
  * Threading: the loop's thread (runtime.h).
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
-#include "runtime.h"
+#include "runtime_impl.h"
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "../storage/node_storage.h"
-
-struct hr_runtime {
-    uv_loop_t *loop;
-    struct hr_runtime_callbacks cb;
-    char *name, *data_dir, *listen, *cluster_id;
-    unsigned char *secret;
-    size_t secret_len;
-    struct hr_runtime_peer *peers; /* strings owned */
-    hr_id_t *ids;
-    size_t n_peers;
-    hr_id_t id;
-    struct hr_config raft;
-    int64_t clock_offset; /* node clock = uv_now + clock_offset */
-
-    struct hr_log *log;
-    struct hr_group *group;
-    struct hr_node_storage ns;
-    struct hr_storage inner;   /* the adapter's write */
-    struct hr_storage storage; /* ours: shifts sequence numbers (see the top comment) */
-    struct hr_transport transport;
-    struct hr_tcp *tcp;
-    struct hr_node *node;
-
-    uv_timer_t tick, retry;
-    uv_prepare_t prepare;
-
-    uint64_t gseq;     /* the last group sequence number used */
-    uint64_t seq_base; /* group seq = seq_base + node seq */
-    struct hr_hard_state hs; /* the newest term and vote the node asked to persist */
-    hr_index_t applied;
-    bool started, closing;
-    int failed;
-    bool probing;
-    uint64_t probe_seq;
-
-    struct hr_node_stats past; /* counters of earlier node incarnations */
-    uint64_t storage_failures, storage_recoveries;
-    char errmsg[768];
-    char info[512];
-
-    int closes_pending;
-    void (*done)(void *);
-    void *done_arg;
-};
 
 static char *dup_str(const char *s)
 {
@@ -126,7 +82,7 @@ static void rt_state(void *ctx, int role, hr_term_t term, hr_id_t leader)
 static void rt_recv(void *ctx, const struct hr_msg *m)
 {
     struct hr_runtime *rt = ctx;
-    if (rt->node != NULL && !rt->closing) {
+    if (rt->node != NULL && !rt->closing && !hr__rt_recv_snapshot(rt, m)) {
         hr_node_receive(rt->node, m, hr_runtime_now(rt));
     }
 }
@@ -137,6 +93,16 @@ static void rt_log(void *ctx, int level, const char *msg)
     if (rt->cb.log != NULL) {
         rt->cb.log(rt->cb.ctx, level, msg);
     }
+}
+
+void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rt_log(rt, level, msg);
 }
 
 /* ---- timers ---- */
@@ -180,7 +146,9 @@ static void free_entries(struct hr_entry *e, size_t n)
     free(e);
 }
 
-/* Read term, vote and every entry from the log (the storage worker must be idle). */
+/* Read term and vote, and the entries the core needs: those after the snapshot, and the
+ * trailing ones before it (the storage worker must be idle). With a snapshot, the log's
+ * older entries are not read at all: start time depends on trailing_logs, not on history. */
 static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_entry **out,
                    char *err, size_t errlen)
 {
@@ -189,23 +157,54 @@ static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_en
     memset(st, 0, sizeof *st);
     st->hs.term = term;
     st->hs.vote = vote;
+    st->snapshot_index = rt->snap.index;
+    st->snapshot_term = rt->snap.term;
     *out = NULL;
     uint64_t first = hr_log_first_index(rt->log), last = hr_log_last_index(rt->log);
     if (first > last) {
         return 0;
     }
-    if (first != 1) {
-        /* Only compaction after a snapshot drops a prefix, and snapshots come later. */
+    if (rt->snap.index == 0 && first != 1) {
+        /* Only compaction after a snapshot drops a prefix. */
         snprintf(err, errlen, "recover: the log starts at index %" PRIu64
                  " but there is no snapshot", first);
         return HR_ECORRUPT;
     }
+    if (rt->snap.index != 0 && first > rt->snap.index + 1) {
+        /* Entries between the snapshot and the log are gone: the newest snapshot was
+         * damaged and an older one is all there is. Starting would lose them silently. */
+        snprintf(err, errlen, "recover: the log starts at index %" PRIu64
+                 " but the snapshot ends at %" PRIu64 " (entries in between are missing: "
+                 "a newer snapshot was damaged?)", first, rt->snap.index);
+        return HR_ECORRUPT;
+    }
+    uint64_t lo = first;
+    if (rt->snap.index != 0) {
+        uint64_t keep = rt->snap.index + 1 > rt->trailing_logs
+                            ? rt->snap.index + 1 - rt->trailing_logs : 1;
+        lo = keep > lo ? keep : lo;
+        if (lo > last) {
+            char more[160];
+            snprintf(more, sizeof more, "snapshot: index %" PRIu64 ", log replay: none",
+                     rt->snap.index);
+            snprintf(rt->info + strlen(rt->info), sizeof rt->info - strlen(rt->info), "%s%s",
+                     rt->info[0] ? "\n" : "", more);
+            return 0;
+        }
+    }
     struct hr_log_entry *le;
     size_t n;
-    int rc = hr_log_read(rt->log, first, last, &le, &n);
+    int rc = hr_log_read(rt->log, lo, last, &le, &n);
     if (rc != 0) {
         snprintf(err, errlen, "recover: %s", hr_log_errmsg(rt->log));
         return rc;
+    }
+    if (rt->snap.index != 0) {
+        char more[160];
+        snprintf(more, sizeof more, "snapshot: index %" PRIu64 ", log read from index %"
+                 PRIu64 " to %" PRIu64 " (%zu entries)", rt->snap.index, lo, last, n);
+        snprintf(rt->info + strlen(rt->info), sizeof rt->info - strlen(rt->info), "%s%s",
+                 rt->info[0] ? "\n" : "", more);
     }
     struct hr_entry *e = calloc(n > 0 ? n : 1, sizeof *e);
     if (e == NULL) {
@@ -244,6 +243,12 @@ static int build_node(struct hr_runtime *rt, char *err, size_t errlen)
         return rc;
     }
     hr_index_t last = st.n_entries > 0 ? entries[st.n_entries - 1].index : 0;
+    if (last < rt->snap.index) {
+        last = rt->snap.index;
+    }
+    if (rt->applied < rt->snap.index) {
+        rt->applied = rt->snap.index; /* the embedding restores the FSM from it */
+    }
     if (rt->applied > last) {
         /* Committed by the followers and applied here before this node's own write was
          * durable (§10.2.1), then lost with it: the FSM cannot un-apply, and the core
@@ -261,7 +266,8 @@ static int build_node(struct hr_runtime *rt, char *err, size_t errlen)
     c.voters = rt->ids;
     c.n_voters = rt->n_peers;
     c.seed = uv_hrtime() ^ rt->id ^ (uint64_t)rt->gseq;
-    struct hr_fsm fsm = {.ctx = rt, .apply = rt_apply, .state = rt_state};
+    struct hr_fsm fsm = {
+        .ctx = rt, .apply = rt_apply, .state = rt_state, .restore = hr__rt_restore};
     struct hr_node *node = hr_node_new(&c, &st, hr_runtime_now(rt), &rt->storage,
                                        &rt->transport, &fsm, err, errlen);
     free_entries(entries, st.n_entries);
@@ -288,6 +294,7 @@ static void add_stats(struct hr_node_stats *acc, const struct hr_node_stats *s)
     acc->state_changes += s->state_changes;
     acc->elections += s->elections;
     acc->applied += s->applied;
+    acc->snapshots_installed += s->snapshots_installed;
 }
 
 static void drop_node(struct hr_runtime *rt)
@@ -482,6 +489,11 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
         rt->cb = *cb;
     }
     rt->raft = config->raft;
+    rt->trailing_logs = config->trailing_logs;
+    rt->chunk_bytes = config->snapshot_chunk_bytes ? config->snapshot_chunk_bytes : 256u << 10;
+    for (size_t i = 0; i < HR_MAX_NODES; i++) {
+        rt->xfers[i].fd = -1;
+    }
     rt->name = dup_str(config->name);
     rt->data_dir = dup_str(config->data_dir);
     rt->cluster_id = dup_str(config->cluster_id != NULL ? config->cluster_id : "helios");
@@ -521,7 +533,8 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
     rt->tick.data = rt->retry.data = rt->prepare.data = rt;
     /* The flush must not keep the loop alive by itself. */
     uv_unref((uv_handle_t *)&rt->prepare);
-    rt->transport.send = hr_tcp_send;
+    rt->transport.send = hr__rt_send;
+    rt->transport.ctx = rt;
     return rt;
 }
 
@@ -551,6 +564,21 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
     hr_node_storage_init(&rt->ns, &rt->inner);
     rt->storage.ctx = rt;
     rt->storage.write = rt_write;
+    rt->storage.install = hr__rt_install;
+
+    struct hr_snap_info si;
+    bool found;
+    /* The info message goes on after the log's (hr_snap_find appends). */
+    rc = hr_snap_find(rt->data_dir, &si, &found, rt->info, sizeof rt->info, msg, sizeof msg);
+    if (rc != 0) {
+        snprintf(err, errlen, "start: %s", msg);
+        return rc;
+    }
+    if (found) {
+        rt->snap.index = si.index;
+        rt->snap.term = si.term;
+        rt->snap.size = si.file_size;
+    }
 
     struct hr_tcp_config tc = {
         .node_name = rt->name,
@@ -581,7 +609,6 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
             }
         }
     }
-    rt->transport.ctx = rt->tcp;
 
     rc = build_node(rt, msg, sizeof msg);
     if (rc != 0) {
@@ -611,7 +638,7 @@ int hr_runtime_propose(struct hr_runtime *rt, const void *data, size_t len, hr_i
                            term);
 }
 
-static void close_step(struct hr_runtime *rt)
+void hr__rt_close_step(struct hr_runtime *rt)
 {
     if (--rt->closes_pending > 0) {
         return;
@@ -626,12 +653,12 @@ static void close_step(struct hr_runtime *rt)
 
 static void handle_closed(uv_handle_t *h)
 {
-    close_step(h->data);
+    hr__rt_close_step(h->data);
 }
 
 static void tcp_closed(void *arg)
 {
-    close_step(arg);
+    hr__rt_close_step(arg);
 }
 
 static void group_closed(void *arg)
@@ -639,7 +666,7 @@ static void group_closed(void *arg)
     struct hr_runtime *rt = arg;
     hr_log_close(rt->log); /* releases the data-dir lock */
     rt->log = NULL;
-    close_step(rt);
+    hr__rt_close_step(rt);
 }
 
 /* From a loop callback, so that no frame of the node or of the caller's callbacks is
@@ -651,6 +678,7 @@ static void teardown_cb(uv_timer_t *t)
     uv_timer_stop(&rt->retry);
     uv_prepare_stop(&rt->prepare);
     rt->closes_pending = 1; /* held until every close below is started */
+    hr__rt_snapshot_close(rt);
     if (rt->tcp != NULL) {
         rt->closes_pending++;
         hr_tcp_close(rt->tcp, tcp_closed, rt);
@@ -668,7 +696,7 @@ static void teardown_cb(uv_timer_t *t)
     uv_close((uv_handle_t *)&rt->tick, handle_closed);
     uv_close((uv_handle_t *)&rt->retry, handle_closed);
     uv_close((uv_handle_t *)&rt->prepare, handle_closed);
-    close_step(rt);
+    hr__rt_close_step(rt);
 }
 
 void hr_runtime_shutdown(struct hr_runtime *rt, void (*done)(void *arg), void *arg)
@@ -759,6 +787,7 @@ void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s)
     if (rt->group != NULL) {
         hr_group_stats(rt->group, &s->group);
     }
+    s->snap = rt->snap_stats;
     s->storage_failures = rt->storage_failures;
     s->storage_recoveries = rt->storage_recoveries;
 }

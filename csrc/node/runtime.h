@@ -24,6 +24,11 @@
  * from what is durable, with applied = what the FSM already holds, and reports recovery
  * with cb.error(ctx, 0, message).
  *
+ * Snapshots (runtime_snapshot.c): the current snapshot is restored by the embedding after
+ * start (hr_runtime_snapshot_path) and the log after it replayed; a follower whose entries
+ * the leader compacted gets the snapshot file in chunks (window of 4, resumed from the
+ * receiver's offset after a loss), written to a temporary file and renamed when whole.
+ *
  * Threading: the loop's thread only. Callbacks (apply, state, error) are called from loop
  * callbacks, never from inside hr_runtime_* calls, so the caller may call any hr_runtime_*
  * function from them (shutdown is deferred to a later loop turn for that reason).
@@ -58,6 +63,10 @@ struct hr_runtime_config {
     size_t n_peers;
     /* Timeouts, batching, prevote...: id, voters and seed are filled in by the runtime. */
     struct hr_config raft;
+    /* Entries kept before a snapshot's index for followers a little behind (0: none). */
+    uint32_t trailing_logs;
+    /* The size of an InstallSnapshot chunk (0: 256 KiB). */
+    uint32_t snapshot_chunk_bytes;
 };
 
 struct hr_runtime_callbacks {
@@ -70,6 +79,10 @@ struct hr_runtime_callbacks {
     void (*error)(void *ctx, int code, const char *msg);
     /* Operator messages of the transport (refused peers, bad frames); may be NULL. */
     void (*log)(void *ctx, int level, const char *msg);
+    /* A snapshot from the leader was installed: replace the FSM's state with the current
+     * snapshot's payload (hr_runtime_snapshot_path); entries after index follow through
+     * apply. Required where snapshots may travel (any cluster of more than one node). */
+    void (*restore)(void *ctx, hr_index_t index, hr_term_t term);
 };
 
 /* Validate config and create the runtime; nothing is opened yet. NULL with a message in
@@ -110,13 +123,48 @@ hr_index_t hr_runtime_applied(const struct hr_runtime *rt);
 /* The node's clock now (see the clock paragraph above). */
 hr_time_t hr_runtime_now(const struct hr_runtime *rt);
 
+/* Snapshots: local ones taken, chunks of InstallSnapshot sent and received. Installed
+ * ones are node.snapshots_installed. */
+struct hr_runtime_snap_stats {
+    uint64_t taken;
+    uint64_t transfers;       /* transfers started to followers */
+    uint64_t chunks_sent, bytes_sent;
+    uint64_t resumes;         /* a lost chunk made a sender go back to the receiver's offset */
+    uint64_t chunks_received;
+};
+
 struct hr_runtime_stats {
+    struct hr_runtime_snap_stats snap;
     struct hr_node_stats node;   /* summed over rebuilds */
     struct hr_tcp_stats tcp;
     struct hr_group_stats group; /* storage rounds (one fsync each), batches, entries */
     uint64_t storage_failures, storage_recoveries;
 };
 void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s);
+/* ---- snapshots ----
+ * Taking one: the embedding asks for the point (the applied index and its term), writes
+ * the FSM's state into a file (hr_runtime_snapshot_tmp_path; its framing is
+ * storage/snapshot.h's, the voters those of hr_runtime_snapshot_voters), fdatasyncs it,
+ * and hands it over: hr_runtime_snapshot_taken renames it into place, tells the core and
+ * compacts the log (off the loop thread); the previous snapshot is removed only then. */
+/* HR_EINVAL if there is nothing new to snapshot (nothing applied since the current one)
+ * or no node. */
+int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t *index, hr_term_t *term);
+/* data_dir/snapshots/<name>.tmp for (index, term) into buf; an old file of that name is
+ * removed (the writer creates it exclusively). */
+void hr_runtime_snapshot_tmp_path(struct hr_runtime *rt, hr_index_t index, hr_term_t term,
+                                  char *buf, size_t len);
+const hr_id_t *hr_runtime_snapshot_voters(const struct hr_runtime *rt, size_t *n);
+/* The file at tmp_path holds the snapshot through (index, term), fdatasynced. 0; 1 if it
+ * is not newer than the current snapshot (one was installed meanwhile: the file is
+ * dropped); or an HR_E* with a message in err (the file is removed). */
+int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t term,
+                              const char *tmp_path, char *err, size_t errlen);
+/* The current snapshot (index 0 if none) and the path of its file. */
+void hr_runtime_snapshot(const struct hr_runtime *rt, hr_index_t *index, hr_term_t *term,
+                         uint64_t *size);
+void hr_runtime_snapshot_path(const struct hr_runtime *rt, char *buf, size_t len);
+
 /* Test hook (hr_log_inject_fault): the next count writes or syncs fail with errno err.
  * It sets counters the storage worker thread reads: call it while no write is in flight
  * (tests do, between loop turns with nothing proposed). */

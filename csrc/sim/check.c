@@ -32,6 +32,14 @@ struct applied {
     hr_id_t by;
 };
 
+/* The snapshots taken at an index (by any node): their term and bytes. */
+struct snaprec {
+    hr_term_t term; /* 0: none taken there yet */
+    uint64_t hash;
+    size_t len;
+    hr_id_t by;
+};
+
 struct cnode {
     struct hr_node *node; /* NULL while crashed */
     struct hr_raft *r;
@@ -51,6 +59,8 @@ struct hr__check {
     hr_index_t com_max;
     struct applied *app; /* app[index] */
     size_t app_cap;
+    struct snaprec *snaps; /* snaps[index] */
+    size_t snaps_cap;
     bool failed;
     char err[512];
 };
@@ -191,11 +201,25 @@ static int lm_put(struct hr__check *c, hr_id_t id, const struct hr_entry *e, hr_
     return 0;
 }
 
-/* Does r hold (index, term) with this content? Compacted indexes count as held. */
-static bool holds(struct hr_raft *r, hr_index_t index, hr_term_t term, uint64_t hash)
+static uint64_t blob_hash(const struct hr_blob *b)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ hr_blob_len(b);
+    h *= 0x100000001b3ULL;
+    return b != NULL ? fnv1a(h, b->data, b->len) : h;
+}
+
+/* Does r hold (index, term) with this content? A compacted index counts as held when r's
+ * snapshot covers it and is the committed entry at the snapshot's index. */
+static bool holds(const struct hr__check *c, struct hr_raft *r, hr_index_t index, hr_term_t term,
+                  uint64_t hash)
 {
     if (index < hr_raft_first_index(r)) {
-        return true;
+        hr_index_t si = hr_raft_snapshot_index(r);
+        if (si < index) {
+            return false;
+        }
+        return si >= c->com_cap || c->com[si].term == 0 ||
+               c->com[si].term == hr_raft_snapshot_term(r);
     }
     const struct hr_entry *e = hr_raft_entry(r, index);
     return e != NULL && e->term == term && entry_hash(e) == hash;
@@ -222,7 +246,7 @@ static int leader_complete(struct hr__check *c, hr_id_t id, struct hr_raft *r, h
         if (k->term == 0 || k->commit_term >= t) {
             continue;
         }
-        if (!holds(r, i, k->term, k->hash)) {
+        if (!holds(c, r, i, k->term, k->hash)) {
             return lacks(c, id, t, i);
         }
         if (!full) {
@@ -257,6 +281,7 @@ void hr__check_free(struct hr__check *c)
     free(c->leaders);
     free(c->com);
     free(c->app);
+    free(c->snaps);
     free(c);
 }
 
@@ -349,7 +374,17 @@ static int record_commit(struct hr__check *c, hr_id_t id, struct hr_raft *r, hr_
 {
     const struct hr_entry *e = hr_raft_entry(r, i);
     if (e == NULL) {
-        return 0; /* compacted */
+        /* Compacted, or covered by a snapshot installed from the leader: its snapshot's
+         * (index, term) must be the committed entry there. */
+        if (i == hr_raft_snapshot_index(r) && i < c->com_cap && c->com[i].term != 0 &&
+            c->com[i].term != hr_raft_snapshot_term(r)) {
+            return fail(c,
+                        "leader completeness: node %" PRIu64 " committed up to its snapshot "
+                        "(index %" PRIu64 ", term %" PRIu64 ") but node %" PRIu64
+                        " committed (index %" PRIu64 ", term %" PRIu64 ")",
+                        id, i, hr_raft_snapshot_term(r), c->com[i].by, i, c->com[i].term);
+        }
+        return 0;
     }
     uint64_t h = entry_hash(e);
     c->com = grow(c->com, &c->com_cap, i, sizeof(*c->com));
@@ -380,6 +415,13 @@ static int record_commit(struct hr__check *c, hr_id_t id, struct hr_raft *r, hr_
                     ", term %" PRIu64 ")",
                     c->app[i].by, i, c->app[i].term, id, i, e->term);
     }
+    if (i < c->snaps_cap && c->snaps[i].term != 0 && c->snaps[i].term != e->term) {
+        return fail(c,
+                    "snapshot: node %" PRIu64 " took a snapshot through (index %" PRIu64
+                    ", term %" PRIu64 ") but node %" PRIu64 " committed (index %" PRIu64
+                    ", term %" PRIu64 ")",
+                    c->snaps[i].by, i, c->snaps[i].term, id, i, e->term);
+    }
     /* A new commit binds every current leader of a later term. */
     for (uint32_t j = 0; j < c->n; j++) {
         struct cnode *o = &c->nodes[j];
@@ -387,10 +429,100 @@ static int record_commit(struct hr__check *c, hr_id_t id, struct hr_raft *r, hr_
             continue;
         }
         hr_term_t ot = hr_raft_term(o->r);
-        if (ot > t && !holds(o->r, i, e->term, h)) {
+        if (ot > t && !holds(c, o->r, i, e->term, h)) {
             return lacks(c, j + 1, ot, i);
         }
     }
+    return 0;
+}
+
+/* A snapshot through (index, term) with bytes `data` from node id: it must be the
+ * committed entry there, and every snapshot of (index, term) must have the same bytes.
+ * `what` says where it came from, for the message. */
+static int snap_put(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term_t term,
+                    const struct hr_blob *data, const char *what, bool record)
+{
+    if (index < c->com_cap && c->com[index].term != 0 && c->com[index].term != term) {
+        return fail(c,
+                    "snapshot: node %" PRIu64 " %s a snapshot through (index %" PRIu64
+                    ", term %" PRIu64 ") but (index %" PRIu64 ", term %" PRIu64
+                    ") is committed (seen on node %" PRIu64 ")",
+                    id, what, index, term, index, c->com[index].term, c->com[index].by);
+    }
+    uint64_t h = blob_hash(data);
+    c->snaps = grow(c->snaps, &c->snaps_cap, index, sizeof(*c->snaps));
+    struct snaprec *sr = &c->snaps[index];
+    if (sr->term == 0) {
+        if (!record) {
+            return fail(c,
+                        "snapshot: node %" PRIu64 " %s a snapshot through (index %" PRIu64
+                        ", term %" PRIu64 ") that no node took",
+                        id, what, index, term);
+        }
+        sr->term = term;
+        sr->hash = h;
+        sr->len = hr_blob_len(data);
+        sr->by = id;
+        return 0;
+    }
+    if (sr->term != term) {
+        return fail(c,
+                    "snapshot: node %" PRIu64 " %s a snapshot through (index %" PRIu64
+                    ", term %" PRIu64 ") but node %" PRIu64 " took one through (index %" PRIu64
+                    ", term %" PRIu64 ")",
+                    id, what, index, term, sr->by, index, sr->term);
+    }
+    if (sr->hash != h || sr->len != hr_blob_len(data)) {
+        return fail(c,
+                    "snapshot: node %" PRIu64 " %s a snapshot through (index %" PRIu64
+                    ", term %" PRIu64 ") of %zu bytes that differ from the %zu bytes node %" PRIu64
+                    " took there (an FSM that is not deterministic, or a restore or transfer "
+                    "that lost state)",
+                    id, what, index, term, hr_blob_len(data), sr->len, sr->by);
+    }
+    return 0;
+}
+
+int hr__check_snapshot(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term_t term,
+                       const struct hr_blob *data)
+{
+    if (c->failed) {
+        return -1;
+    }
+    const struct cnode *cn = &c->nodes[id - 1];
+    if (cn->node != NULL) {
+        hr_index_t applied = hr_node_applied(cn->node);
+        if (index > applied || index > hr_raft_commit_index(cn->r)) {
+            return fail(c,
+                        "snapshot: node %" PRIu64 " took a snapshot through index %" PRIu64
+                        " beyond its applied index %" PRIu64,
+                        id, index, applied);
+        }
+    }
+    return snap_put(c, id, index, term, data, "took", true);
+}
+
+int hr__check_restore(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term_t term,
+                      const struct hr_blob *data, bool starting)
+{
+    if (c->failed) {
+        return -1;
+    }
+    if (snap_put(c, id, index, term, data, starting ? "restarted from" : "installed", false) !=
+        0) {
+        return -1;
+    }
+    if (starting) {
+        return 0;
+    }
+    struct cnode *cn = &c->nodes[id - 1];
+    if (index < cn->last_applied) {
+        return fail(c,
+                    "restore: node %" PRIu64 " installed a snapshot through index %" PRIu64
+                    " below its applied index %" PRIu64 " (its FSM would go back)",
+                    id, index, cn->last_applied);
+    }
+    cn->last_applied = index;
     return 0;
 }
 
@@ -502,6 +634,15 @@ int hr__check_full(struct hr__check *c)
         }
         hr_index_t first = hr_raft_first_index(r), last = hr_raft_last_index(r);
         hr_index_t commit = hr_raft_commit_index(r);
+        hr_index_t si = hr_raft_snapshot_index(r);
+        if (si > 0 && si < c->com_cap && c->com[si].term != 0 &&
+            c->com[si].term != hr_raft_snapshot_term(r)) {
+            return fail(c,
+                        "snapshot: node %" PRIu64 " holds a snapshot through (index %" PRIu64
+                        ", term %" PRIu64 ") but (index %" PRIu64 ", term %" PRIu64
+                        ") is committed (seen on node %" PRIu64 ")",
+                        id, si, hr_raft_snapshot_term(r), si, c->com[si].term, c->com[si].by);
+        }
         for (hr_index_t i = first; i <= last && i > 0; i++) {
             const struct hr_entry *e = hr_raft_entry(r, i);
             if (e == NULL || e->index != i) {

@@ -7,9 +7,17 @@
  *   - (index, term) -> payload hash and prev term   (log matching)
  *   - index -> the entry known committed there      (leader completeness)
  *   - index -> the entry applied there              (state machine safety)
+ *   - index -> the term and bytes of the snapshots taken there (snapshot safety: a
+ *     snapshot covers the committed entry at its index, and deterministic FSMs give the
+ *     same bytes for the same (index, term), so a restored FSM is the one snapshotted)
  *
  * and per node incarnation its last applied and last seen commit index. The first
  * violation is kept as a message and makes every later call return -1. Private to csrc/sim.
+ *
+ * Entries a node compacted away count as held when the node's snapshot covers them and
+ * that snapshot's (index, term) is the committed entry there. A restore (from the disk on
+ * a restart, or installed from the leader) moves the node's applied index to the
+ * snapshot's; in-order apply continues from there.
  *
  * The checker borrows the cores it is attached to; the simulator detaches a node before
  * freeing it.
@@ -33,6 +41,14 @@ void hr__check_detach(struct hr__check *c, hr_id_t id);
 int hr__check_append(struct hr__check *c, hr_id_t id, const struct hr_entry *e, size_t n);
 /* Node id applies e to its FSM. */
 int hr__check_apply(struct hr__check *c, hr_id_t id, const struct hr_entry *e);
+/* Node id took a snapshot of its FSM through (index, term), with these bytes. */
+int hr__check_snapshot(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term_t term,
+                       const struct hr_blob *data);
+/* Node id's FSM is restored from the snapshot through (index, term) with these bytes:
+ * installed from the leader (attached node), or on a restart before the node is created
+ * (`starting`: only the bytes are checked; hr__check_attach sets the applied index). */
+int hr__check_restore(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term_t term,
+                      const struct hr_blob *data, bool starting);
 /* Node id took an input: its role, term and commit index may have changed. */
 int hr__check_node(struct hr__check *c, hr_id_t id);
 /* Everything, over the whole logs of every attached node (not incremental). */

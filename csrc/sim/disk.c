@@ -11,6 +11,12 @@ static struct hr__disk_batch *batch_at(struct hr__disk *d, size_t i)
     return &d->q[(d->head + i) % d->qcap];
 }
 
+static void snap_clear(struct hr__disk_snap *sn)
+{
+    hr_blob_release(sn->data);
+    memset(sn, 0, sizeof(*sn));
+}
+
 static void release_batch(struct hr__disk_batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -19,11 +25,12 @@ static void release_batch(struct hr__disk_batch *b)
     free(b->entries);
     b->entries = NULL;
     b->n = 0;
+    snap_clear(&b->install);
 }
 
 static void log_truncate(struct hr__disk *d, hr_index_t from)
 {
-    while (d->n > 0 && d->n >= from) {
+    while (d->n > 0 && d->off + d->n >= from) {
         hr_blob_release(d->log[d->n - 1].data);
         d->n--;
     }
@@ -31,9 +38,14 @@ static void log_truncate(struct hr__disk *d, hr_index_t from)
 
 static void log_append(struct hr__disk *d, const struct hr_entry *e)
 {
+    /* An entry the snapshot already covers: written before a compaction that overtook the
+     * write (the core had applied it before it was durable here). */
+    if (e->index <= d->off) {
+        return;
+    }
     /* The simulator checks contiguity when the batch is written; an entry that does not
      * extend the log here would mean that check failed and the run already stopped. */
-    if (e->index == 0 || e->index > d->n + 1) {
+    if (e->index > d->off + d->n + 1) {
         return;
     }
     log_truncate(d, e->index);
@@ -54,9 +66,24 @@ static void log_append(struct hr__disk *d, const struct hr_entry *e)
     d->n++;
 }
 
+/* The snapshot replaces the current one and the whole log goes. */
+static void install(struct hr__disk *d, const struct hr__disk_snap *sn)
+{
+    snap_clear(&d->snap);
+    d->snap = *sn;
+    hr_blob_retain(d->snap.data);
+    d->off = 0;
+    log_truncate(d, 1);
+    d->off = sn->index;
+}
+
 /* Apply the first `entries` entries of b (and its hard state if `hs`) to the image. */
 static void apply_batch(struct hr__disk *d, const struct hr__disk_batch *b, size_t entries, bool hs)
 {
+    if (b->install.index != 0) {
+        install(d, &b->install);
+        return;
+    }
     if (hs && b->has_hs) {
         d->hs = b->hs;
     }
@@ -68,9 +95,8 @@ static void apply_batch(struct hr__disk *d, const struct hr__disk_batch *b, size
     }
 }
 
-int hr__disk_write(struct hr__disk *d, uint64_t seq, const struct hr_hard_state *hs,
-                   hr_index_t truncate, const struct hr_entry *entries, size_t n, hr_time_t due,
-                   hr_time_t *due_out)
+/* Make room for one more pending batch. */
+static int reserve(struct hr__disk *d)
 {
     if (d->count == d->qcap) {
         size_t cap = d->qcap == 0 ? 8 : d->qcap * 2;
@@ -85,6 +111,30 @@ int hr__disk_write(struct hr__disk *d, uint64_t seq, const struct hr_hard_state 
         d->q = v;
         d->head = 0;
         d->qcap = cap;
+    }
+    return 0;
+}
+
+/* Queue b, due no earlier than the batch before it. */
+static void enqueue(struct hr__disk *d, struct hr__disk_batch *b, hr_time_t due,
+                    hr_time_t *due_out)
+{
+    /* In-order durability: a batch is never durable before the one written ahead of it. */
+    if (d->count > 0 && batch_at(d, d->count - 1)->due > due) {
+        due = batch_at(d, d->count - 1)->due;
+    }
+    b->due = due;
+    *batch_at(d, d->count) = *b;
+    d->count++;
+    *due_out = due;
+}
+
+int hr__disk_write(struct hr__disk *d, uint64_t seq, const struct hr_hard_state *hs,
+                   hr_index_t truncate, const struct hr_entry *entries, size_t n, hr_time_t due,
+                   hr_time_t *due_out)
+{
+    if (reserve(d) != 0) {
+        return HR_ENOMEM;
     }
     struct hr__disk_batch b;
     memset(&b, 0, sizeof(b));
@@ -105,23 +155,37 @@ int hr__disk_write(struct hr__disk *d, uint64_t seq, const struct hr_hard_state 
         b.hs = *hs;
     }
     b.truncate = truncate;
-    /* In-order durability: a batch is never durable before the one written ahead of it. */
-    if (d->count > 0 && batch_at(d, d->count - 1)->due > due) {
-        due = batch_at(d, d->count - 1)->due;
-    }
-    b.due = due;
-    *batch_at(d, d->count) = b;
-    d->count++;
-    *due_out = due;
+    enqueue(d, &b, due, due_out);
     return 0;
 }
 
-bool hr__disk_complete(struct hr__disk *d, uint64_t seq)
+int hr__disk_install(struct hr__disk *d, uint64_t seq, hr_index_t index, hr_term_t term,
+                     struct hr_blob *data, hr_time_t due, hr_time_t *due_out)
 {
+    if (index == 0) {
+        return HR_EINVAL;
+    }
+    if (reserve(d) != 0) {
+        return HR_ENOMEM;
+    }
+    struct hr__disk_batch b;
+    memset(&b, 0, sizeof(b));
+    b.seq = seq;
+    b.install.index = index;
+    b.install.term = term;
+    b.install.data = hr_blob_retain(data);
+    enqueue(d, &b, due, due_out);
+    return 0;
+}
+
+bool hr__disk_complete(struct hr__disk *d, uint64_t seq, bool *installed)
+{
+    *installed = false;
     if (d->count == 0 || batch_at(d, 0)->seq != seq) {
         return false;
     }
     struct hr__disk_batch *b = batch_at(d, 0);
+    *installed = b->install.index != 0;
     apply_batch(d, b, b->n, true);
     release_batch(b);
     d->head = (d->head + 1) % d->qcap;
@@ -129,14 +193,62 @@ bool hr__disk_complete(struct hr__disk *d, uint64_t seq)
     return true;
 }
 
+void hr__disk_snap_begin(struct hr__disk *d, hr_index_t index, hr_term_t term,
+                         struct hr_blob *data)
+{
+    snap_clear(&d->pend);
+    d->pend.index = index;
+    d->pend.term = term;
+    d->pend.data = hr_blob_retain(data);
+}
+
+bool hr__disk_snap_done(struct hr__disk *d)
+{
+    if (d->pend.index == 0) {
+        return false;
+    }
+    if (d->pend.index <= d->snap.index) {
+        snap_clear(&d->pend);
+        return false;
+    }
+    /* The new file is renamed over the old one: the previous snapshot goes only now. */
+    snap_clear(&d->snap);
+    d->snap = d->pend;
+    memset(&d->pend, 0, sizeof(d->pend));
+    return true;
+}
+
+void hr__disk_compact(struct hr__disk *d, hr_index_t keep_from)
+{
+    if (keep_from <= d->off + 1) {
+        return;
+    }
+    size_t drop = (size_t)(keep_from - 1 - d->off);
+    if (drop > d->n) {
+        drop = d->n;
+    }
+    for (size_t i = 0; i < drop; i++) {
+        hr_blob_release(d->log[i].data);
+    }
+    memmove(d->log, d->log + drop, (d->n - drop) * sizeof(*d->log));
+    memmove(d->bad, d->bad + drop, (d->n - drop) * sizeof(*d->bad));
+    d->n -= drop;
+    d->off += drop;
+    if (d->n == 0) {
+        /* Writes still in flight below keep_from are covered by the snapshot. */
+        d->off = keep_from - 1;
+    }
+}
+
 void hr__disk_crash(struct hr__disk *d, struct hr_prng *p)
 {
+    snap_clear(&d->pend);
     size_t keep = (size_t)hr_prng_range(p, 0, d->count);
     for (size_t i = 0; i < d->count; i++) {
         struct hr__disk_batch *b = batch_at(d, i);
         if (i < keep) {
             apply_batch(d, b, b->n, true);
-        } else if (i == keep) {
+        } else if (i == keep && b->install.index == 0) {
             /* The torn write: part of the entries made it. The metadata file is replaced
              * atomically, so the hard state is all or nothing, and independent of the
              * entries (the core starts from entries newer than the stored term). */
@@ -154,10 +266,10 @@ void hr__disk_crash(struct hr__disk *d, struct hr_prng *p)
 
 int hr__disk_corrupt(struct hr__disk *d, hr_index_t index)
 {
-    if (index == 0 || index > d->n) {
+    if (index <= d->off || index > d->off + d->n) {
         return HR_EINVAL;
     }
-    d->bad[index - 1] = true;
+    d->bad[index - d->off - 1] = true;
     return 0;
 }
 
@@ -168,13 +280,22 @@ int hr__disk_recover(struct hr__disk *d, char *msg, size_t len)
         if (!d->bad[i]) {
             continue;
         }
+        hr_index_t index = d->off + i + 1;
         if (i + 1 < d->n) {
-            snprintf(msg, len, "log: record of index %zu: bad checksum (not the last record)",
-                     i + 1);
+            snprintf(msg, len,
+                     "log: record of index %" PRIu64 ": bad checksum (not the last record)",
+                     index);
             return HR_ECORRUPT;
         }
-        snprintf(msg, len, "log: record of index %zu: bad checksum at the tail: cut off", i + 1);
-        log_truncate(d, i + 1);
+        snprintf(msg, len, "log: record of index %" PRIu64 ": bad checksum at the tail: cut off",
+                 index);
+        log_truncate(d, index);
+    }
+    hr_index_t si = d->snap.index;
+    if (si > 0 && (d->off > si || d->off + d->n < si ||
+                   (d->off < si && d->log[si - d->off - 1].term != d->snap.term))) {
+        log_truncate(d, 1);
+        d->off = si;
     }
     return 0;
 }
@@ -185,6 +306,9 @@ void hr__disk_free(struct hr__disk *d)
         release_batch(batch_at(d, i));
     }
     free(d->q);
+    snap_clear(&d->snap);
+    snap_clear(&d->pend);
+    d->off = 0;
     log_truncate(d, 1);
     free(d->log);
     free(d->bad);

@@ -1,6 +1,7 @@
 /*
- * internal.h: the simulator's state, shared by sim.c (lifecycle, events, faults) and net.c
- * (the simulated network). Private to csrc/sim.
+ * internal.h: the simulator's state, shared by sim.c (lifecycle, events, faults), net.c
+ * (the simulated network), snap.c (taking snapshots) and xfer.c (InstallSnapshot streams).
+ * Private to csrc/sim.
  */
 #ifndef HR_SIM_INTERNAL_H
 #define HR_SIM_INTERNAL_H
@@ -11,13 +12,24 @@
 #include "queue.h"
 #include "sim.h"
 
-enum { HR__EV_DELIVER = 1, HR__EV_DURABLE, HR__EV_TICK, HR__EV_FLUSH };
+/* Why the simulation stopped: an invariant broke; a hook (the embedding's code) failed. */
+#define HR__STOP_INVARIANT HR_ECORRUPT
+#define HR__STOP_HOOK HR_EIO
+
+enum {
+    HR__EV_DELIVER = 1,
+    HR__EV_DURABLE,
+    HR__EV_TICK,
+    HR__EV_FLUSH,
+    HR__EV_SNAP_CHECK, /* time to check the snapshot threshold */
+    HR__EV_SNAP_DONE,  /* the snapshot being written is durable */
+};
 
 /* One scheduled event. Events of an older incarnation of their node are ignored. */
 struct hr__ev {
     int kind;
     hr_id_t node;      /* DELIVER: the receiver */
-    uint64_t inc;      /* DURABLE, TICK, FLUSH: the node's incarnation */
+    uint64_t inc;      /* all but DELIVER: the node's incarnation */
     uint64_t aux;      /* DURABLE: the batch seq; TICK: the tick generation */
     struct hr_msg msg; /* DELIVER: a deep copy, owned by the event */
     struct hr__ev *next_free;
@@ -37,6 +49,10 @@ struct hr__simnode {
     struct hr__disk disk;
     hr_index_t disk_last; /* the log's last index once every pending batch is durable */
     char note[256];       /* what the last start's recovery said (hr_sim_node_note) */
+    /* InstallSnapshot streams of this incarnation, indexed by peer id - 1: those it sends
+     * and those it assembles (xfer.c). */
+    struct hr__xfer_out *xout;
+    struct hr__xfer_in *xin;
 };
 
 struct hr_sim {
@@ -51,6 +67,7 @@ struct hr_sim {
     struct hr_prng net_prng, disk_prng;
     hr_time_t *link_last; /* link_last[(from - 1) * n + to - 1]: last delivery time */
     uint64_t rpc_count, rpc_bytes, events;
+    struct hr_sim_snapshot_stats snap_stats;
     struct hr__check *check;
     int stop_code;
     char err[640];
@@ -61,9 +78,44 @@ void hr__sim_ev_free(struct hr_sim *s, struct hr__ev *ev);
 /* Stop the simulation with code and a message (the first stop wins). */
 void hr__sim_stop(struct hr_sim *s, int code, const char *fmt, ...);
 
+/* Schedule an event of node sn's current incarnation at `at`. */
+void hr__sim_push_node_ev(struct hr_sim *s, struct hr__simnode *sn, int kind, uint64_t aux,
+                          hr_time_t at);
+/* After an input to sn: the incremental checks, then its next tick. */
+void hr__sim_after_input(struct hr_sim *s, struct hr__simnode *sn);
+/* The checker found a violation: stop with its message. */
+void hr__sim_check_failed(struct hr_sim *s);
+
 /* net.c: the transport's send, with ctx = the sending struct hr__simnode. */
 void hr__net_send(void *ctx, const struct hr_msg *m);
+/* Put a message of the simulator's own (snapshot chunks and acknowledgements) on the
+ * network from m->from, with the faults of any message; counted like the nodes' ones. */
+void hr__net_post(struct hr_sim *s, const struct hr_msg *m);
 /* May a message from `from` reach `to` now? */
 bool hr__net_open(const struct hr_sim *s, hr_id_t from, hr_id_t to);
+
+/* xfer.c: InstallSnapshot streams. */
+struct hr__xfer_out; /* a stream sn sends to one peer */
+struct hr__xfer_in;  /* a stream sn assembles from one peer */
+/* Allocate sn's stream tables (n peers). 0 or HR_ENOMEM. */
+int hr__xfer_init(struct hr__simnode *sn, uint32_t n);
+/* Forget sn's streams (a crash: they were in memory). */
+void hr__xfer_reset(struct hr__simnode *sn);
+void hr__xfer_free(struct hr__simnode *sn);
+/* The core of sn sent an offer (a SNAPSHOT message without bytes): stream sn's durable
+ * snapshot if it is the one offered, resuming where the receiver's last acknowledgement
+ * said it was. */
+void hr__xfer_offer(struct hr__simnode *sn, const struct hr_msg *m);
+/* A chunk (SNAPSHOT) or an acknowledgement (SNAPSHOT_RESP) arrived at the live node sn. */
+void hr__xfer_deliver(struct hr__simnode *sn, const struct hr_msg *m);
+
+/* snap.c: taking snapshots. */
+/* Schedule sn's first threshold check (when the policy has a threshold). */
+void hr__snap_start(struct hr_sim *s, struct hr__simnode *sn);
+/* Run a SNAP_CHECK or SNAP_DONE event of the live node sn. */
+void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn);
+void hr__snap_done(struct hr_sim *s, struct hr__simnode *sn);
+/* Take a snapshot of sn's FSM now (see hr_sim_snapshot). */
+int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index);
 
 #endif

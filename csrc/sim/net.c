@@ -2,6 +2,9 @@
  * net.c: the simulated network. Loss, duplication and latency are drawn from the network's
  * own PRNG stream; with reorder off, each directed link delivers in send order. Partitions
  * and disconnects are checked when a message is sent and again when it arrives.
+ *
+ * A core's InstallSnapshot offer does not travel itself: it goes to the sender's stream
+ * (xfer.c), which puts the snapshot's chunks on the network instead.
  */
 #include "internal.h"
 
@@ -47,11 +50,24 @@ void hr__net_send(void *ctx, const struct hr_msg *m)
 {
     struct hr__simnode *sn = ctx;
     struct hr_sim *s = sn->sim;
+    if (m->from != sn->id) {
+        return;
+    }
+    if (m->type == HR_MSG_SNAPSHOT) {
+        hr__xfer_offer(sn, m);
+        return;
+    }
+    hr__net_post(s, m);
+}
+
+void hr__net_post(struct hr_sim *s, const struct hr_msg *m)
+{
     if (is_request(m->type)) {
         s->rpc_count++;
     }
     s->rpc_bytes += hr_msg_wire_size(m);
-    if (m->to < 1 || m->to > s->n || m->from != sn->id || !hr__net_open(s, sn->id, m->to)) {
+    if (m->to < 1 || m->to > s->n || m->from < 1 || m->from > s->n ||
+        !hr__net_open(s, m->from, m->to)) {
         return;
     }
     const struct hr_sim_net *net = &s->o.net;

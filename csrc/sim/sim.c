@@ -1,6 +1,7 @@
 /*
  * sim.c: the simulator's lifecycle, event loop and faults (see sim.h). The network is in
- * net.c, the disks in disk.c, the invariant checks in check.c.
+ * net.c, the disks in disk.c, the invariant checks in check.c, taking snapshots in snap.c
+ * and InstallSnapshot streams in xfer.c.
  *
  * Every input to a node goes through after_input(): the incremental invariant checks, then
  * the node's next tick is (re)scheduled. A tick event carries a generation so that a tick
@@ -15,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STOP_INVARIANT HR_ECORRUPT
-#define STOP_HOOK HR_EIO
+#define STOP_INVARIANT HR__STOP_INVARIANT
+#define STOP_HOOK HR__STOP_HOOK
 
 void hr__sim_stop(struct hr_sim *s, int code, const char *fmt, ...)
 {
@@ -30,7 +31,7 @@ void hr__sim_stop(struct hr_sim *s, int code, const char *fmt, ...)
     va_end(ap);
 }
 
-static void check_failed(struct hr_sim *s)
+void hr__sim_check_failed(struct hr_sim *s)
 {
     hr__sim_stop(s, STOP_INVARIANT, "%s", hr__check_error(s->check));
 }
@@ -65,8 +66,8 @@ static struct hr__simnode *node_of(struct hr_sim *s, hr_id_t id)
     return id >= 1 && id <= s->n ? &s->nodes[id - 1] : NULL;
 }
 
-static void push_node_ev(struct hr_sim *s, struct hr__simnode *sn, int kind, uint64_t aux,
-                         hr_time_t at)
+void hr__sim_push_node_ev(struct hr_sim *s, struct hr__simnode *sn, int kind, uint64_t aux,
+                          hr_time_t at)
 {
     struct hr__ev *ev = hr__sim_ev_new(s);
     if (ev == NULL) {
@@ -102,16 +103,16 @@ static void schedule_tick(struct hr_sim *s, struct hr__simnode *sn, bool fired)
     sn->tick_gen++;
     sn->tick_pending = true;
     sn->tick_at = d;
-    push_node_ev(s, sn, HR__EV_TICK, sn->tick_gen, d);
+    hr__sim_push_node_ev(s, sn, HR__EV_TICK, sn->tick_gen, d);
 }
 
-static void after_input(struct hr_sim *s, struct hr__simnode *sn)
+void hr__sim_after_input(struct hr_sim *s, struct hr__simnode *sn)
 {
     if (sn->node == NULL) {
         return;
     }
     if (s->stop_code == 0 && hr__check_node(s->check, sn->id) != 0) {
-        check_failed(s);
+        hr__sim_check_failed(s);
     }
     schedule_tick(s, sn, false);
 }
@@ -124,7 +125,7 @@ static int disk_write(void *ctx, uint64_t seq, const struct hr_hard_state *hs, h
     struct hr__simnode *sn = ctx;
     struct hr_sim *s = sn->sim;
     if (s->stop_code == 0 && hr__check_append(s->check, sn->id, entries, n) != 0) {
-        check_failed(s);
+        hr__sim_check_failed(s);
     }
     /* The node must write a log without holes: truncate within it, append at its end. */
     if (truncate != 0) {
@@ -152,7 +153,31 @@ static int disk_write(void *ctx, uint64_t seq, const struct hr_hard_state *hs, h
     if (rc != 0) {
         return rc;
     }
-    push_node_ev(s, sn, HR__EV_DURABLE, seq, due);
+    hr__sim_push_node_ev(s, sn, HR__EV_DURABLE, seq, due);
+    return 0;
+}
+
+static int disk_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t term,
+                        struct hr_blob *data)
+{
+    struct hr__simnode *sn = ctx;
+    struct hr_sim *s = sn->sim;
+    if (data == NULL) {
+        /* The simulator always hands the core every byte (xfer.c): a snapshot without them
+         * would be one the storage does not hold. */
+        hr__sim_stop(s, STOP_INVARIANT,
+                     "storage: node %" PRIu64 " asked to install snapshot %" PRIu64
+                     " without its bytes",
+                     sn->id, index);
+        return HR_EINVAL;
+    }
+    sn->disk_last = index;
+    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.disk_min_ms, s->o.disk_max_ms);
+    int rc = hr__disk_install(&sn->disk, seq, index, term, data, due, &due);
+    if (rc != 0) {
+        return rc;
+    }
+    hr__sim_push_node_ev(s, sn, HR__EV_DURABLE, seq, due);
     return 0;
 }
 
@@ -164,12 +189,33 @@ static void fsm_apply(void *ctx, const struct hr_entry *e)
         return;
     }
     if (hr__check_apply(s->check, sn->id, e) != 0) {
-        check_failed(s);
+        hr__sim_check_failed(s);
         return;
     }
     if (s->hooks.apply != NULL && s->hooks.apply(s->hooks.ctx, sn->id, e) != 0) {
         hr__sim_stop(s, STOP_HOOK, "apply hook failed on node %" PRIu64 " at index %" PRIu64,
                      sn->id, e->index);
+    }
+}
+
+/* The leader's snapshot replaces the FSM (node.c, when the core installs one). */
+static void fsm_restore(void *ctx, hr_index_t index, hr_term_t term, struct hr_blob *data)
+{
+    struct hr__simnode *sn = ctx;
+    struct hr_sim *s = sn->sim;
+    if (s->stop_code != 0) {
+        return;
+    }
+    if (hr__check_restore(s->check, sn->id, index, term, data, false) != 0) {
+        hr__sim_check_failed(s);
+        return;
+    }
+    if (s->hooks.restore == NULL ||
+        s->hooks.restore(s->hooks.ctx, sn->id, index, term, data) != 0) {
+        hr__sim_stop(s, STOP_HOOK,
+                     "restore hook failed on node %" PRIu64 " (snapshot through index %" PRIu64
+                     ")",
+                     sn->id, index);
     }
 }
 
@@ -196,15 +242,38 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
     uint64_t x =
         s->o.seed ^ (sn->id * 0xd1b54a32d192ed03ULL) ^ (sn->restarts * 0x8cb92ba72f3d8dd7ULL);
     cfg.seed = hr__splitmix64(&x);
-    struct hr_storage st = {sn, disk_write};
+    struct hr_storage st = {sn, disk_write, disk_install};
     struct hr_transport tr = {sn, hr__net_send};
-    struct hr_fsm fsm = {sn, fsm_apply, fsm_state};
+    struct hr_fsm fsm = {sn, fsm_apply, fsm_state, fsm_restore};
     int rc = hr__disk_recover(&sn->disk, sn->note, sizeof(sn->note));
     if (rc != 0) {
         snprintf(err, errlen, "%s", sn->note);
         return rc;
     }
-    struct hr_raft_state rs = {.hs = sn->disk.hs, .entries = sn->disk.log, .n_entries = sn->disk.n};
+    const struct hr__disk_snap *snap = &sn->disk.snap;
+    if (snap->index > 0) {
+        /* The fresh FSM takes the snapshot's state first; the log after it follows through
+         * apply. */
+        if (hr__check_restore(s->check, sn->id, snap->index, snap->term, snap->data, true) != 0) {
+            /* Not HR_ECORRUPT: that one means "the disk refuses to open" and keeps the
+             * simulation going. */
+            hr__sim_check_failed(s);
+            snprintf(err, errlen, "%s", hr__check_error(s->check));
+            return HR_EINVAL;
+        }
+        if (s->hooks.restore == NULL ||
+            s->hooks.restore(s->hooks.ctx, sn->id, snap->index, snap->term, snap->data) != 0) {
+            snprintf(err, errlen, "restore hook failed (snapshot through index %" PRIu64 ")",
+                     snap->index);
+            return STOP_HOOK;
+        }
+    }
+    struct hr_raft_state rs = {.hs = sn->disk.hs,
+                               .snapshot_index = snap->index,
+                               .snapshot_term = snap->term,
+                               .entries = sn->disk.log,
+                               .n_entries = sn->disk.n,
+                               .applied = snap->index};
     sn->node = hr_node_new(&cfg, &rs, s->now, &st, &tr, &fsm, err, errlen);
     if (sn->node == NULL) {
         return HR_EINVAL;
@@ -212,9 +281,11 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
     sn->alive = true;
     sn->tick_pending = false;
     sn->flush_pending = false;
-    sn->disk_last = sn->disk.n;
+    sn->disk_last = hr__disk_last(&sn->disk);
+    hr__xfer_reset(sn);
     hr__check_attach(s->check, sn->id, sn->node);
-    after_input(s, sn);
+    hr__snap_start(s, sn);
+    hr__sim_after_input(s, sn);
     return 0;
 }
 
@@ -233,6 +304,13 @@ void hr_sim_options_defaults(struct hr_sim_options *o)
     o->net.reorder = false;
     o->disk_min_ms = 1;
     o->disk_max_ms = 5;
+    o->snap.threshold = 0;
+    o->snap.interval_ms = 100;
+    o->snap.trailing = 10240;
+    o->snap.chunk_bytes = 1024;
+    o->snap.window = 4;
+    o->snap.write_min_ms = 5;
+    o->snap.write_max_ms = 20;
 }
 
 static const char *net_invalid(const struct hr_sim_net *net)
@@ -257,6 +335,10 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
         bad = "n must be between 1 and 64";
     } else if (o->disk_min_ms > o->disk_max_ms) {
         bad = "disk_min_ms must not exceed disk_max_ms";
+    } else if (o->snap.interval_ms == 0 || o->snap.chunk_bytes == 0 || o->snap.window == 0) {
+        bad = "snapshot interval, chunk size and window must be positive";
+    } else if (o->snap.write_min_ms > o->snap.write_max_ms) {
+        bad = "snapshot write_min_ms must not exceed write_max_ms";
     }
     if (bad != NULL) {
         snprintf(err, errlen, "sim: %s", bad);
@@ -286,6 +368,9 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
         s->nodes[i].sim = s;
         s->nodes[i].id = i + 1;
         s->nodes[i].connected = true;
+        if (hr__xfer_init(&s->nodes[i], s->n) != 0) {
+            goto nomem;
+        }
     }
     for (uint32_t i = 0; i < s->n; i++) {
         char msg[256];
@@ -312,6 +397,7 @@ void hr_sim_free(struct hr_sim *s)
         for (uint32_t i = 0; i < s->n; i++) {
             hr_node_free(s->nodes[i].node);
             hr__disk_free(&s->nodes[i].disk);
+            hr__xfer_free(&s->nodes[i]);
         }
     }
     struct hr__qitem it;
@@ -340,22 +426,46 @@ static void run_event(struct hr_sim *s, struct hr__ev *ev)
          * networks do that too. */
         if (sn->alive && hr__net_open(s, ev->msg.from, sn->id)) {
             s->events++;
+            if (ev->msg.type == HR_MSG_SNAPSHOT || ev->msg.type == HR_MSG_SNAPSHOT_RESP) {
+                hr__xfer_deliver(sn, &ev->msg);
+                break;
+            }
             hr_node_receive(sn->node, &ev->msg, s->now);
-            after_input(s, sn);
+            hr__sim_after_input(s, sn);
         }
         break;
     case HR__EV_DURABLE:
         if (sn->alive && ev->inc == sn->inc) {
             s->events++;
-            if (!hr__disk_complete(&sn->disk, ev->aux)) {
+            bool installed;
+            if (!hr__disk_complete(&sn->disk, ev->aux, &installed)) {
                 hr__sim_stop(s, STOP_INVARIANT,
                              "storage: node %" PRIu64 " batch %" PRIu64
                              " became durable out of order",
                              sn->id, ev->aux);
                 break;
             }
+            if (installed) {
+                s->snap_stats.installed++;
+                if (s->hooks.snapshot_done != NULL) {
+                    s->hooks.snapshot_done(s->hooks.ctx, sn->id, sn->disk.snap.index,
+                                           sn->disk.snap.term, true);
+                }
+            }
             hr_node_persisted(sn->node, ev->aux, s->now);
-            after_input(s, sn);
+            hr__sim_after_input(s, sn);
+        }
+        break;
+    case HR__EV_SNAP_CHECK:
+        if (sn->alive && ev->inc == sn->inc) {
+            s->events++;
+            hr__snap_check(s, sn);
+        }
+        break;
+    case HR__EV_SNAP_DONE:
+        if (sn->alive && ev->inc == sn->inc) {
+            s->events++;
+            hr__snap_done(s, sn);
         }
         break;
     case HR__EV_TICK:
@@ -364,7 +474,7 @@ static void run_event(struct hr_sim *s, struct hr__ev *ev)
             sn->tick_pending = false;
             hr_node_tick(sn->node, s->now);
             if (s->stop_code == 0 && hr__check_node(s->check, sn->id) != 0) {
-                check_failed(s);
+                hr__sim_check_failed(s);
             }
             schedule_tick(s, sn, true);
         }
@@ -374,7 +484,7 @@ static void run_event(struct hr_sim *s, struct hr__ev *ev)
             s->events++;
             sn->flush_pending = false;
             hr_node_flush(sn->node);
-            after_input(s, sn);
+            hr__sim_after_input(s, sn);
         }
         break;
     }
@@ -434,7 +544,7 @@ int hr_sim_check(struct hr_sim *s)
         return s->stop_code;
     }
     if (hr__check_full(s->check) != 0) {
-        check_failed(s);
+        hr__sim_check_failed(s);
     }
     return s->stop_code;
 }
@@ -474,6 +584,7 @@ int hr_sim_crash(struct hr_sim *s, hr_id_t id)
     }
     hr__check_detach(s->check, id);
     hr__disk_crash(&sn->disk, &s->disk_prng);
+    hr__xfer_reset(sn);
     hr_node_free(sn->node);
     sn->node = NULL;
     sn->alive = false;
@@ -509,7 +620,7 @@ int hr_sim_corrupt(struct hr_sim *s, hr_id_t id, hr_index_t index, hr_index_t *i
         return HR_EINVAL;
     }
     if (index == 0) {
-        index = hr_prng_range(&s->disk_prng, 1, sn->disk.n);
+        index = sn->disk.off + hr_prng_range(&s->disk_prng, 1, sn->disk.n);
     }
     int rc = hr__disk_corrupt(&sn->disk, index);
     if (rc == 0 && index_out != NULL) {
@@ -588,10 +699,41 @@ int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data,
     int rc = hr_node_propose(sn->node, type, data, len, s->now, index, term);
     if (rc == 0 && !sn->flush_pending) {
         sn->flush_pending = true;
-        push_node_ev(s, sn, HR__EV_FLUSH, 0, s->now);
+        hr__sim_push_node_ev(s, sn, HR__EV_FLUSH, 0, s->now);
     }
-    after_input(s, sn);
+    hr__sim_after_input(s, sn);
     return s->stop_code != 0 ? s->stop_code : rc;
+}
+
+int hr_sim_snapshot(struct hr_sim *s, hr_id_t id, hr_index_t *index)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    int rc = hr__snap_take(s, sn, index);
+    return s->stop_code != 0 ? s->stop_code : rc;
+}
+
+bool hr_sim_snapshot_info(const struct hr_sim *s, hr_id_t id, hr_index_t *index, hr_term_t *term,
+                          size_t *size)
+{
+    if (id < 1 || id > s->n || s->nodes[id - 1].disk.snap.index == 0) {
+        return false;
+    }
+    const struct hr__disk_snap *snap = &s->nodes[id - 1].disk.snap;
+    *index = snap->index;
+    *term = snap->term;
+    *size = hr_blob_len(snap->data);
+    return true;
+}
+
+void hr_sim_snapshot_stats(const struct hr_sim *s, struct hr_sim_snapshot_stats *out)
+{
+    *out = s->snap_stats;
 }
 
 uint64_t hr_sim_rpc_count(const struct hr_sim *s)

@@ -13,7 +13,22 @@
  *
  * The disk: each write batch becomes durable after a random latency; a crash keeps a random
  * prefix of what was written but not yet synced (whole batches, then part of the next
- * one's entries: the torn last write) and loses the rest.
+ * one's entries: the torn last write) and loses the rest. It also holds one durable
+ * snapshot (index, term, bytes): writing a new one takes its own latency, a crash meanwhile
+ * loses it and leaves the previous one, which is dropped only once the new one is durable.
+ *
+ * Snapshots (off unless snapshot_threshold > 0, or on demand with hr_sim_snapshot): every
+ * snapshot_interval_ms a node whose FSM applied snapshot_threshold entries since its last
+ * snapshot takes one through the snapshot hook; once durable the node's core learns of it
+ * (hr_node_snapshot_taken, keeping trailing_logs entries) and the disk drops the log before
+ * those. A restarted node restores its FSM from the disk's snapshot (the restore hook) and
+ * replays the log after it. InstallSnapshot is modelled on the production protocol: the
+ * core's offer (a SNAPSHOT message without bytes) makes the sender stream its durable
+ * snapshot in chunks of snapshot_chunk_bytes through the simulated network (lost,
+ * duplicated, delayed, reordered like any message); the receiver assembles them in order,
+ * feeds each chunk to its core (term and leader checks), acknowledges the bytes it holds
+ * with a SNAPSHOT_RESP (the sender resumes from there) and, once whole, hands its core the
+ * final message with done set and every byte.
  *
  * Invariants (Raft paper Figure 3) are checked after every step: election safety, log
  * matching, leader completeness, state machine safety, and in-order apply. A violation stops
@@ -46,6 +61,29 @@ struct hr_sim_hooks {
     /* Node id is starting (at creation and on every restart) with an empty FSM. May be
      * NULL. */
     void (*start)(void *ctx, hr_id_t id);
+    /* Serialize node id's FSM: 0 and a new blob in *out (the simulator takes the
+     * reference), or non-zero to stop the simulation. NULL: no snapshots can be taken. */
+    int (*snapshot)(void *ctx, hr_id_t id, struct hr_blob **out);
+    /* Replace node id's FSM state with the snapshot through (index, term): on a restart
+     * (the FSM is the fresh one of start) and when the leader installs one. Non-zero stops
+     * the simulation. NULL: snapshots cannot be restored (a restore then stops the
+     * simulation). */
+    int (*restore)(void *ctx, hr_id_t id, hr_index_t index, hr_term_t term,
+                   const struct hr_blob *data);
+    /* A snapshot of node id through (index, term) became durable: one it took itself, or
+     * (installed) one its leader sent. May be NULL. */
+    void (*snapshot_done)(void *ctx, hr_id_t id, hr_index_t index, hr_term_t term,
+                          bool installed);
+};
+
+/* Snapshot policy and the cost of taking and sending one. */
+struct hr_sim_snapshot {
+    uint64_t threshold;   /* applied entries since the last snapshot; 0: no automatic ones */
+    uint32_t interval_ms; /* how often the threshold is checked */
+    uint64_t trailing;    /* entries kept before the snapshot for followers a little behind */
+    uint32_t chunk_bytes; /* InstallSnapshot chunk size */
+    uint32_t window;      /* chunks in flight per transfer */
+    uint32_t write_min_ms, write_max_ms; /* latency of a snapshot write until durable */
 };
 
 struct hr_sim_options {
@@ -54,6 +92,7 @@ struct hr_sim_options {
     struct hr_config config;   /* id, voters and seed are set per node by the simulator */
     struct hr_sim_net net;
     uint32_t disk_min_ms, disk_max_ms; /* latency of a write batch until durable */
+    struct hr_sim_snapshot snap;
 };
 
 void hr_sim_options_defaults(struct hr_sim_options *o);
@@ -107,8 +146,30 @@ void hr_sim_set_network(struct hr_sim *s, const struct hr_sim_net *net);
 int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
                    hr_index_t *index, hr_term_t *term);
 
-/* Requests sent (APPEND, VOTE, PREVOTE, SNAPSHOT, TIMEOUT_NOW) and wire bytes of all
- * messages, since the start. */
+/* Take a snapshot of node id's FSM now (it must be alive): 0 and the index it covers; the
+ * write completes later. If nothing was applied since the last snapshot, 0 and that one's
+ * index (nothing is written). HR_EBUSY: a snapshot write is in progress; HR_EINVAL: no such
+ * node, crashed, nothing applied yet, or no snapshot hook; negative stop codes as
+ * hr_sim_step if the hook failed. */
+int hr_sim_snapshot(struct hr_sim *s, hr_id_t id, hr_index_t *index);
+
+/* Node id's durable snapshot (also while it is crashed): false if it has none. */
+bool hr_sim_snapshot_info(const struct hr_sim *s, hr_id_t id, hr_index_t *index, hr_term_t *term,
+                          size_t *size);
+
+struct hr_sim_snapshot_stats {
+    uint64_t taken;       /* snapshots taken that became durable */
+    uint64_t installed;   /* snapshots installed from a leader that became durable */
+    uint64_t offers;      /* SNAPSHOT offers of the cores that started or resumed a stream */
+    uint64_t chunks;      /* InstallSnapshot chunk messages sent */
+    uint64_t chunk_bytes; /* snapshot bytes in them */
+    uint64_t delivered;   /* whole snapshots handed to a receiving core (done set) */
+};
+void hr_sim_snapshot_stats(const struct hr_sim *s, struct hr_sim_snapshot_stats *out);
+
+/* Requests sent (APPEND, VOTE, PREVOTE, SNAPSHOT chunks, TIMEOUT_NOW) and wire bytes of
+ * all messages, since the start (a core's snapshot offer is not sent itself: its chunks
+ * are). */
 uint64_t hr_sim_rpc_count(const struct hr_sim *s);
 uint64_t hr_sim_rpc_bytes(const struct hr_sim *s);
 /* Events run since the start (the speed figure of `make bench`). */

@@ -46,7 +46,7 @@ static int bench(uint32_t n, hr_time_t virtual_ms, uint64_t seed)
     o.net.delay_min_ms = 1;
     o.net.delay_max_ms = 30;
     o.net.reorder = true;
-    struct hr_sim_hooks hooks = {NULL, apply_nothing, NULL, NULL};
+    struct hr_sim_hooks hooks = {.ctx = NULL, .apply = apply_nothing};
     char err[256];
     struct hr_sim *s = hr_sim_new(&o, &hooks, err, sizeof(err));
     if (s == NULL) {

@@ -21,6 +21,7 @@ struct batch {
     bool has_meta;
     struct hr_group_meta meta;
     uint64_t truncate;
+    bool reset; /* empty the log first (a snapshot was installed) */
     size_t n;
     struct hr_log_entry *e; /* points into the same allocation */
 };
@@ -36,6 +37,7 @@ struct hr_group {
     int round_status;
     bool busy, retry, closing;
     bool round_retry;       /* retry requested before this round: read by the worker */
+    uint64_t compact, round_compact; /* drop segments below this (0: no compaction) */
     uint64_t last_seq;
     void (*done)(void *);
     void *done_arg;
@@ -86,7 +88,10 @@ static void work_cb(uv_work_t *w)
         rc = hr_log_set_meta(l, meta->meta.term, meta->meta.vote);
     }
     for (const struct batch *b = g->round; b != NULL && rc == 0; b = b->next) {
-        if (b->truncate != 0) {
+        if (b->reset && hr_log_first_index(l) <= hr_log_last_index(l)) {
+            rc = hr_log_truncate(l, hr_log_first_index(l));
+        }
+        if (rc == 0 && b->truncate != 0) {
             rc = hr_log_truncate(l, b->truncate);
         }
         if (rc == 0 && b->n > 0) {
@@ -98,6 +103,10 @@ static void work_cb(uv_work_t *w)
     }
     if (rc != 0) {
         snprintf(g->errmsg, sizeof g->errmsg, "%s", hr_log_errmsg(l));
+    } else if (g->round_compact != 0) {
+        /* After the round's writes: the compacted range is covered by a durable snapshot,
+         * and a failure here loses nothing (the segments stay until the next try). */
+        hr_log_compact(l, g->round_compact);
     }
     g->round_status = rc;
 }
@@ -129,7 +138,7 @@ static void after_work_cb(uv_work_t *w, int status)
         }
         return;
     }
-    if (g->pending != NULL) {
+    if (g->pending != NULL || g->compact != 0) {
         start_round(g);
     }
 }
@@ -141,13 +150,15 @@ static void start_round(struct hr_group *g)
     g->busy = true;
     g->round_retry = g->retry;
     g->retry = false;
+    g->round_compact = g->compact;
+    g->compact = 0;
     int rc = uv_queue_work(g->loop, &g->work, work_cb, after_work_cb);
     /* uv_queue_work fails only on a NULL work_cb: an invariant, not an input. */
     (void)rc;
 }
 
-int hr_group_write(struct hr_group *g, uint64_t seq, const struct hr_group_meta *meta,
-                   uint64_t truncate, const struct hr_log_entry *e, size_t n)
+static int queue(struct hr_group *g, uint64_t seq, const struct hr_group_meta *meta,
+                 uint64_t truncate, bool reset, const struct hr_log_entry *e, size_t n)
 {
     if (g->closing) {
         return HR_ESHUTDOWN;
@@ -164,6 +175,7 @@ int hr_group_write(struct hr_group *g, uint64_t seq, const struct hr_group_meta 
     memset(b, 0, sizeof *b);
     b->seq = seq;
     b->truncate = truncate;
+    b->reset = reset;
     if (meta != NULL) {
         b->has_meta = true;
         b->meta = *meta;
@@ -193,6 +205,28 @@ int hr_group_write(struct hr_group *g, uint64_t seq, const struct hr_group_meta 
         start_round(g);
     }
     return 0;
+}
+
+int hr_group_write(struct hr_group *g, uint64_t seq, const struct hr_group_meta *meta,
+                   uint64_t truncate, const struct hr_log_entry *e, size_t n)
+{
+    return queue(g, seq, meta, truncate, false, e, n);
+}
+
+int hr_group_reset(struct hr_group *g, uint64_t seq)
+{
+    return queue(g, seq, NULL, 0, true, NULL, 0);
+}
+
+void hr_group_compact(struct hr_group *g, uint64_t below)
+{
+    if (g->closing || below <= g->compact) {
+        return;
+    }
+    g->compact = below;
+    if (!g->busy) {
+        start_round(g);
+    }
 }
 
 void hr_group_retry(struct hr_group *g)

@@ -45,6 +45,12 @@ struct hr_group *hr_group_new(struct uv_loop_s *loop, struct hr_log *log, hr_gro
  * queued, no callback will come). */
 int hr_group_write(struct hr_group *g, uint64_t seq, const struct hr_group_meta *meta,
                    uint64_t truncate, const struct hr_log_entry *e, size_t n);
+/* Queue a batch that empties the log (a snapshot was installed: the log continues after
+ * it, and the next append may start at any index), completed like a write. */
+int hr_group_reset(struct hr_group *g, uint64_t seq);
+/* Drop whole sealed segments below `below` (hr_log_compact) after the writes of the next
+ * round, off the loop thread; no completion is reported. */
+void hr_group_compact(struct hr_group *g, uint64_t below);
 /* Let writes go on after a failure (e.g. space was freed); takes effect at the next
  * round. */
 void hr_group_retry(struct hr_group *g);

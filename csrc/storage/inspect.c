@@ -2,8 +2,8 @@
  * inspect.c: hr_storage_inspect, the offline check behind `helios inspect <data_dir>`.
  * It opens every file read-only and takes no lock (an operator may point it at a live
  * node's directory: it says so), scans every segment in full, verifies every checksum
- * (records, footers, meta) and the index continuity between segments, and prints what it
- * finds. It never repairs anything: a torn tail is reported as what open would cut.
+ * (records, footers, meta, snapshot files) and the index continuity between segments,
+ * and prints what it finds. It never repairs anything: a torn tail is reported as what open would cut.
  */
 #define _GNU_SOURCE /* O_CLOEXEC under -std=c11 */
 #include <dirent.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "impl.h"
+#include "snapshot.h"
 
 int hr_storage_inspect(const char *dir, FILE *out)
 {
@@ -155,7 +156,10 @@ int hr_storage_inspect(const char *dir, FILE *out)
     } else {
         fprintf(out, "log: empty\n");
     }
-    fprintf(out, "snapshots: none\n");
+    int src = hr_snap_inspect(dir, out);
+    if (src != 0 && status == 0) {
+        status = src;
+    }
     fprintf(out, "checksums: %" PRIu64 " records verified\n", records);
     fprintf(out, "status: %s\n", status == 0 ? "sound" : "CORRUPT");
     return status;

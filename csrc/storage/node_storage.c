@@ -1,7 +1,9 @@
 /*
  * node_storage.c: see node_storage.h. The node hands entries with refcounted blobs;
  * hr_group_write copies their bytes on this (the loop) thread, so the blobs are only
- * borrowed for the call, as struct hr_storage promises.
+ * borrowed for the call, as struct hr_storage promises. Installing a snapshot and
+ * compacting the log after one go through the group too, so the loop never waits on the
+ * disk for them.
  */
 #include <stdlib.h>
 
@@ -36,10 +38,32 @@ static int write_batch(void *ctx, uint64_t seq, const struct hr_hard_state *hs,
     return rc;
 }
 
+/* The snapshot file is already durable under its final name (the receiver synced and
+ * renamed it before the core saw the last chunk), so what is left is the log: it is
+ * emptied in seq order with the writes, on the group's worker. A crash between the two
+ * leaves a log that disagrees with the newer snapshot, which hr_raft_new drops itself. */
+static int install_batch(void *ctx, uint64_t seq, hr_index_t index, hr_term_t term,
+                         struct hr_blob *data)
+{
+    struct hr_node_storage *ns = ctx;
+    (void)index;
+    (void)term;
+    if (data != NULL) {
+        return HR_EINVAL; /* whole-snapshot messages are the simulator's; we stream files */
+    }
+    return hr_group_reset(ns->group, seq);
+}
+
 void hr_node_storage_init(struct hr_node_storage *ns, struct hr_storage *out)
 {
     out->ctx = ns;
     out->write = write_batch;
+    out->install = install_batch;
+}
+
+void hr_node_storage_compact(struct hr_node_storage *ns, hr_index_t below)
+{
+    hr_group_compact(ns->group, below);
 }
 
 void hr_node_storage_durable(void *arg, uint64_t seq, int status)

@@ -10,7 +10,9 @@
  *   ns.node = hr_node_new(..., &st, ...);
  *
  * A durable batch is reported with hr_node_persisted(node, seq, now(now_arg)): the
- * node's clock (the same one its ticks use, e.g. uv_now of its loop). A failed one is not (the node
+ * node's clock (the same one its ticks use, e.g. uv_now of its loop). install (a snapshot
+ * from the leader) takes only chunked transfers (data NULL: the file is already durable
+ * in data_dir/snapshots) and empties the log in order with the writes. A failed one is not (the node
  * must not count it durable): on_error(arg, seq, status, message) is called instead, and
  * the node layer stops accepting writes (a leader steps down) until the operator frees
  * space and calls hr_group_retry(). Threading: the loop thread.
@@ -33,6 +35,9 @@ struct hr_node_storage {
 /* Fill *out so that the node writes through ns (ns is borrowed: it must outlive the
  * node). */
 void hr_node_storage_init(struct hr_node_storage *ns, struct hr_storage *out);
+/* After a durable snapshot: drop the log's whole segments below `below` off the loop
+ * thread (the node's first kept entry; segments are dropped whole, so more may stay). */
+void hr_node_storage_compact(struct hr_node_storage *ns, hr_index_t below);
 /* The hr_group_durable_cb to create ns->group with (arg = ns). */
 void hr_node_storage_durable(void *arg, uint64_t seq, int status);
 

@@ -53,8 +53,12 @@ int hr_codec_encode(msgpack_sbuffer *sb, const struct hr_msg *m)
         [HR_K_LAST_INDEX] = m->last_index,
         [HR_K_CAND_LAST_INDEX] = m->cand_last_index,
         [HR_K_CAND_LAST_TERM] = m->cand_last_term,
+        [HR_K_SNAP_INDEX] = m->snap_index,
+        [HR_K_SNAP_TERM] = m->snap_term,
+        [HR_K_OFFSET] = m->offset,
     };
-    size_t n = 3 + (m->n_entries > 0) + m->reject;
+    size_t snap_len = hr_blob_len(m->snap_data);
+    size_t n = 3 + (m->n_entries > 0) + m->reject + m->done + (snap_len > 0);
     for (int k = HR_K_TERM; k < HR_K_COUNT; k++) {
         n += fields[k] != 0;
     }
@@ -75,6 +79,15 @@ int hr_codec_encode(msgpack_sbuffer *sb, const struct hr_msg *m)
     }
     if (rc == 0 && m->reject) {
         rc = msgpack_pack_int(&pk, HR_K_REJECT) != 0 || msgpack_pack_true(&pk) != 0 ? HR_ENOMEM : 0;
+    }
+    if (rc == 0 && m->done) {
+        rc = msgpack_pack_int(&pk, HR_K_DONE) != 0 || msgpack_pack_true(&pk) != 0 ? HR_ENOMEM : 0;
+    }
+    if (rc == 0 && snap_len > 0) {
+        rc = msgpack_pack_int(&pk, HR_K_SNAP_DATA) != 0 || msgpack_pack_bin(&pk, snap_len) != 0 ||
+                     msgpack_pack_bin_body(&pk, m->snap_data->data, snap_len) != 0
+                 ? HR_ENOMEM
+                 : 0;
     }
     if (rc == 0 && m->n_entries > 0) {
         rc = pack_entries(&pk, m);
@@ -177,11 +190,29 @@ static int decode_field(struct hr_msg *m, uint64_t key, const msgpack_object *v,
     if (key == HR_K_ENTRIES) {
         return decode_entries(v, m, err, errlen);
     }
-    if (key == HR_K_REJECT) {
+    if (key == HR_K_REJECT || key == HR_K_DONE) {
         if (v->type != MSGPACK_OBJECT_BOOLEAN) {
-            return fail(err, errlen, "message: %s must be a boolean", "reject");
+            return fail(err, errlen, "message: %s must be a boolean",
+                        key == HR_K_DONE ? "done" : "reject");
         }
-        m->reject = v->via.boolean;
+        if (key == HR_K_DONE) {
+            m->done = v->via.boolean;
+        } else {
+            m->reject = v->via.boolean;
+        }
+        return 0;
+    }
+    if (key == HR_K_SNAP_DATA) {
+        if (v->type != MSGPACK_OBJECT_BIN) {
+            return fail(err, errlen, "message: %s must be bin", "snapshot data");
+        }
+        if (v->via.bin.size > 0) {
+            m->snap_data = hr_blob_new(v->via.bin.ptr, v->via.bin.size);
+            if (m->snap_data == NULL) {
+                snprintf(err, errlen, "message: out of memory");
+                return HR_ENOMEM;
+            }
+        }
         return 0;
     }
     uint64_t u;
@@ -232,6 +263,15 @@ static int decode_field(struct hr_msg *m, uint64_t key, const msgpack_object *v,
     case HR_K_CAND_LAST_TERM:
         m->cand_last_term = u;
         break;
+    case HR_K_SNAP_INDEX:
+        m->snap_index = u;
+        break;
+    case HR_K_SNAP_TERM:
+        m->snap_term = u;
+        break;
+    case HR_K_OFFSET:
+        m->offset = u;
+        break;
     default:
         break; /* a later version's field */
     }
@@ -269,6 +309,10 @@ static int decode_map(const msgpack_object *root, struct hr_msg *m, char *err, s
     }
     if (m->from == 0 || m->to == 0) {
         return fail(err, errlen, "message: %s missing", "sender or recipient");
+    }
+    if (m->snap_data != NULL && m->type != HR_MSG_SNAPSHOT) {
+        return fail(err, errlen, "message: snapshot data in a message of type %s",
+                    hr_msg_type_name(m->type));
     }
     if (m->n_entries > 0 && m->type != HR_MSG_APPEND) {
         return fail(err, errlen, "message: entries in a message of type %s",

@@ -41,6 +41,11 @@ enum {
     HR_K_LAST_INDEX,
     HR_K_CAND_LAST_INDEX,
     HR_K_CAND_LAST_TERM,
+    HR_K_SNAP_INDEX,
+    HR_K_SNAP_TERM,
+    HR_K_OFFSET,
+    HR_K_DONE,      /* boolean */
+    HR_K_SNAP_DATA, /* bin: a chunk of a snapshot (SNAPSHOT only) */
     HR_K_COUNT
 };
 

@@ -226,7 +226,10 @@ void hr_tcp_send(void *ctx, const struct hr_msg *m)
     }
     f->len = sb.size;
     f->data = msgpack_sbuffer_release(&sb);
-    f->bulk = m->type == HR_MSG_APPEND && m->n_entries > 0;
+    /* Entries and snapshot chunks are the big frames; dropping one costs a retransmission
+     * (Raft's, or the snapshot sender's resume from the receiver's offset). */
+    f->bulk = (m->type == HR_MSG_APPEND && m->n_entries > 0) ||
+              (m->type == HR_MSG_SNAPSHOT && m->snap_data != NULL);
     fifo_push(f->bulk ? &p->bulk : &p->control, f);
     p->queued_bytes += f->len;
     enforce_bounds(t, p);

@@ -14,6 +14,8 @@
 --   "stats"    -> {ok, stats = node:stats()}
 --   "apply"    {cmd = <bytes>, timeout_ms} -> {ok, index, term, result}
 --                                          or {ok = false, code = "not_leader" | ..., detail}
+--   "snapshot" -> {ok, index}: node:snapshot() (the write completes later)
+--                 or {ok = false, code = "busy" | "inval" | ..., detail}
 --   "shutdown" -> {ok}, then the node shuts down cleanly
 -- A request that is not well formed gets {ok = false, code = "bad_request", detail}; an
 -- unknown op {ok = false, code = "unknown_op", detail}.
@@ -66,6 +68,15 @@ function ops.apply(node, req, reply)
             fail(reply, req.id, term, result)
         end
     end)
+end
+
+function ops.snapshot(node, req, reply)
+    local index, code, detail = node:snapshot()
+    if index then
+        reply({ id = req.id, ok = true, index = index })
+    else
+        fail(reply, req.id, code, detail)
+    end
 end
 
 function ops.shutdown(node, req, reply)

@@ -30,7 +30,8 @@
 --   backend:_status(id)                -> a raw status table (see raft.shape_status), or nil
 --   backend:_stats(id)                 -> counters table, or nil while down
 --   backend:_voters(id)                -> list of voter ids
---   optional: backend:_addr_of(id), backend:_start(id), backend:_shutdown(id, cb), and
+--   optional: backend:_addr_of(id), backend:_start(id), backend:_shutdown(id, cb),
+--   backend:_snapshot(id) -> index | nil, code, detail (node:snapshot), and
 --   backend._blocking = true when apply may block a coroutine (the real loop runs it)
 
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
@@ -49,7 +50,8 @@ M.ROLES = { FOLLOWER = "follower", PRECANDIDATE = "precandidate",
 
 --- Events accepted by node:on(event, fn).
 -- "state" (role, term), "leader" (leader_id or nil, term), "apply" (index, term, cmd),
--- "snapshot" (index, term; fires once snapshots exist), and for networked nodes "error"
+-- "snapshot" (index, term: a snapshot became durable, taken or installed from the leader),
+-- and for networked nodes "error"
 -- (code, message: a storage failure, code nil once it recovered) and "log" (level,
 -- message: transport events an operator should see).
 M.EVENTS = { state = true, leader = true, apply = true, snapshot = true, error = true,
@@ -115,18 +117,20 @@ end
 
 --- Shape a raw status into the table of API.md.
 -- raw: { role, term, leader (id or nil), vote, commit_index, first_index, last_index,
--- applied_index, progress = { [i] = {id, match, next, replicating, inflight} } } with ids
--- already in the API's form, or nil while the node is down (role "shutdown", zeros).
+-- applied_index, snapshot_index, snapshot_term, snapshot_size, progress = { [i] = {id,
+-- match, next, replicating, snapshotting, inflight} } } with ids already in the API's form,
+-- or nil while the node is down (role "shutdown", zeros).
 -- @tparam string id the node's id
 -- @tparam table voters list of voter ids (the configuration)
 -- @treturn table id, role, term, leader, vote, commit_index, applied_index, first_index,
---   last_index, snapshot_index, peers = { [id] = {addr, match, next, voter} }
+--   last_index, snapshot_index, snapshot_term, snapshot_size (bytes; 0 without a snapshot),
+--   peers = { [id] = {addr, match, next, voter} }
 function M.shape_status(id, raw, voters, addr_of)
     addr_of = addr_of or function(x) return x end
     local st = {
         id = id, role = "shutdown", term = 0, leader = nil, vote = nil,
         commit_index = 0, applied_index = 0, first_index = 0, last_index = 0,
-        snapshot_index = 0, peers = {},
+        snapshot_index = 0, snapshot_term = 0, snapshot_size = 0, peers = {},
     }
     local progress = {}
     if raw then
@@ -134,6 +138,8 @@ function M.shape_status(id, raw, voters, addr_of)
         st.commit_index, st.applied_index = raw.commit_index, raw.applied_index
         st.first_index, st.last_index = raw.first_index, raw.last_index
         st.snapshot_index = raw.snapshot_index or 0
+        st.snapshot_term = raw.snapshot_term or 0
+        st.snapshot_size = raw.snapshot_size or 0
         st.storage_error = raw.storage_error
         for _, p in ipairs(raw.progress or {}) do
             progress[p.id] = p
@@ -145,6 +151,7 @@ function M.shape_status(id, raw, voters, addr_of)
             addr = addr_of(v), voter = true,
             match = p and p.match or 0, next = p and p.next or 0,
             replicating = p and p.replicating or nil, inflight = p and p.inflight or nil,
+            snapshotting = p and p.snapshotting or nil,
         }
     end
     return st
@@ -278,6 +285,21 @@ function node_class:shutdown(cb)
     return self._backend:_shutdown(self.id, cb)
 end
 
+--- Take a snapshot of the FSM now (besides the automatic ones of snapshot_threshold).
+-- The write completes later: node:on("snapshot", fn) fires once it is durable.
+-- @treturn number the index the snapshot covers (if nothing was applied since the last
+--   snapshot, that one's index: nothing new is written)
+-- @return or nil, code, detail: "busy" (a snapshot is being written), "inval" (nothing
+--   applied yet), "shutdown" (the node is down)
+function node_class:snapshot()
+    local b = self._backend
+    if not b._snapshot then
+        error("Usage: node:snapshot(): this node's backend does not take snapshots on "
+              .. "demand yet (the simulator's nodes do)", 2)
+    end
+    return b:_snapshot(self.id)
+end
+
 --- Counters: batches/fsyncs, entries_written, msgs_sent (and msgs_sent_by_type),
 -- bytes_sent, msgs_received, state_changes, elections, applied. Those of the current
 -- incarnation; nil while the node is down.
@@ -286,7 +308,8 @@ function node_class:stats()
 end
 
 --- Register an observer: "state" (role, term), "leader" (leader_id, term),
--- "apply" (index, term, cmd), "snapshot". Returns fn (a handle for node:off).
+-- "apply" (index, term, cmd), "snapshot" (index, term: a snapshot became durable, taken by
+-- this node or installed from the leader). Returns fn (a handle for node:off).
 function node_class:on(event, fn)
     if not M.EVENTS[event] or type(fn) ~= "function" then
         error(format("Usage: node:on(event, fn): event is one of state, leader, apply, "
@@ -435,6 +458,7 @@ M.MAX_COMMAND_BYTES = 16 * 1024 * 1024
 local INT_OPTIONS = {
     heartbeat_timeout_ms = "posint", election_timeout_ms = "posint",
     snapshot_interval_ms = "posint", snapshot_threshold = "posint", trailing_logs = "nonneg",
+    snapshot_chunk_bytes = "posint",
     max_entries_per_append = "posint", max_append_bytes = "posint", max_inflight = "posint",
     prevote = "bool", check_quorum = "bool",
 }
@@ -556,6 +580,7 @@ local function check_options(o)
     return {
         id = o.id, data_dir = o.data_dir, listen = o.listen or o.peers[o.id], peers = peers,
         secret = secret, cluster_id = o.cluster_id, config = config,
+        trailing_logs = o.trailing_logs, snapshot_chunk_bytes = o.snapshot_chunk_bytes,
     }
 end
 
@@ -635,7 +660,128 @@ local function make_hooks(b)
         protect(b._node._emit, b._node, "log", level, msg)
     end
 
-    return { apply = apply, state = state, error = on_error, log = log }
+    -- A snapshot from the leader was installed: the FSM takes its state (an error here
+    -- propagates like an apply error: the node delivers nothing more).
+    local function restore(index, term)
+        local payload, code, detail = b._core:snapshot_read()
+        if not payload then
+            error(format("cannot read the installed snapshot %d: %s %s", index,
+                         tostring(code), tostring(detail)))
+        end
+        b._fsm:restore(payload)
+        payload = nil -- luacheck: ignore (let the collector have it before observers run)
+        protect(b._node._emit, b._node, "snapshot", index, term)
+    end
+
+    return { apply = apply, state = state, error = on_error, log = log, restore = restore }
+end
+
+-- Snapshots of a networked node. The FSM's state is serialized into a file by a forked
+-- child (core.snapshot_fork: the child works on a copy-on-write image of the Lua state
+-- while this process goes on serving heartbeats and commands), or in this process for an
+-- FSM that says fsm.snapshot_fork = false. The file is framed (header, checksum, trailer)
+-- by the C side's framer, then handed to the runtime, which renames it into place, tells
+-- the core and compacts the log.
+
+-- The function the writer runs (in the child): header, payload, trailer.
+local function snapshot_body(fsm, framer)
+    return function(w)
+        w:write(framer:header())
+        local writer = { write = function(_, ...)
+            framer:feed(...)
+            w:write(...)
+        end }
+        local bytes = fsm:snapshot(writer)
+        if type(bytes) == "string" then
+            framer:feed(bytes)
+            w:write(bytes)
+        elseif bytes ~= nil then
+            error(format("fsm:snapshot() must return a string or nil (writer form), got %s",
+                         type(bytes)))
+        end
+        w:write(framer:trailer())
+    end
+end
+
+local function snapshot_done(b, index, term, tmp, ok, err)
+    b._snapshotting = nil
+    if ok then
+        local taken, code, detail = b._core:snapshot_taken(index, term, tmp)
+        if taken then
+            protect(b._node._emit, b._node, "snapshot", index, term)
+            return
+        end
+        if taken == nil then
+            err = format("%s: %s", tostring(code), tostring(detail))
+        else
+            return -- superseded by an installed snapshot
+        end
+    else
+        os.remove(tmp)
+    end
+    protect(b._node._emit, b._node, "log", 2, format("snapshot at index %d failed: %s",
+                                                     index, tostring(err)))
+end
+
+-- Start a snapshot of what is applied. Returns its index, or the current snapshot's if
+-- nothing new was applied; nil, code, detail on failure.
+local function take_snapshot(b)
+    if b._state ~= "running" then
+        return nil, "shutdown", format("node %s is not running", b._id)
+    end
+    if b._snapshotting then
+        return nil, "busy", format("a snapshot of index %d is being written",
+                                   b._snapshotting.index)
+    end
+    local fsm = b._fsm
+    if type(fsm.snapshot) ~= "function" then
+        return nil, "inval", "the FSM has no snapshot method"
+    end
+    local index, term = b._core:snapshot_point()
+    if not index then
+        local st = b._core:status()
+        if st and st.snapshot_index > 0 then
+            return st.snapshot_index
+        end
+        return nil, "inval", "nothing applied yet"
+    end
+    local tmp = b._core:snapshot_tmp_path(index, term)
+    local body = snapshot_body(fsm, b._core:snapshot_framer(index, term))
+    local c = core()
+    if fsm.snapshot_fork == false then
+        local ok, err = c.snapshot_sync(tmp, body)
+        snapshot_done(b, index, term, tmp, ok, err)
+        return index
+    end
+    local job = { index = index }
+    b._snapshotting = job
+    local handle, code, detail = c.snapshot_fork(tmp, body, function(ok, err)
+        if b._snapshotting == job then
+            snapshot_done(b, index, term, tmp, ok, err)
+        else
+            os.remove(tmp)
+        end
+    end)
+    if not handle then
+        b._snapshotting = nil
+        os.remove(tmp)
+        return nil, code, detail
+    end
+    job.handle = handle
+    return index
+end
+
+-- The automatic trigger: every snapshot_interval_ms, a snapshot if snapshot_threshold
+-- entries were applied since the last one.
+local function check_snapshot(b)
+    if b._state ~= "running" or b._snapshotting then
+        return
+    end
+    local index = b._core:snapshot_point()
+    local st = index and b._core:status()
+    if st and index - st.snapshot_index >= b._snapshot_threshold then
+        take_snapshot(b)
+    end
 end
 
 --- Create a networked node (not started: see node:start()). Options of API.md; every
@@ -656,6 +802,8 @@ function M.new(opts)
     local b = setmetatable({
         _id = opts.id, _peers = copts.peers, _ids = ids, _fsm = opts.fsm, _waiters = {},
         _state = "new", _control_path = opts.control,
+        _snapshot_interval_ms = opts.snapshot_interval_ms or 300000,
+        _snapshot_threshold = opts.snapshot_threshold or 10000,
     }, net)
     local node = M.wrap(b, opts.id)
     b._node = node
@@ -734,6 +882,10 @@ function net:_status()
     return self._core:status()
 end
 
+function net:_snapshot()
+    return take_snapshot(self)
+end
+
 function net:_stats()
     if self._state ~= "running" then
         return nil
@@ -752,6 +904,19 @@ function net:_start()
     end
     self._state = "running"
     live_nodes = live_nodes + 1
+    -- The newest snapshot first; the log after it follows through apply.
+    local payload, sindex = self._core:snapshot_read()
+    if payload then
+        local rok, rerr = pcall(self._fsm.restore, self._fsm, payload)
+        payload = nil -- luacheck: ignore
+        if not rok then
+            self:_shutdown()
+            return nil, "corrupt", format("restore from the snapshot of index %d: %s",
+                                          sindex, tostring(rerr))
+        end
+    end
+    self._snapshot_timer = core().timer(self._snapshot_interval_ms, self._snapshot_interval_ms,
+                                        function() check_snapshot(self) end)
     if self._control_path then
         local control = require("helios.control")
         local server, ccode, cdetail = control.serve(self._node, self._control_path)
@@ -773,6 +938,14 @@ function net:_shutdown(_, cb)
         return false
     end
     self._state = "closing"
+    if self._snapshot_timer then
+        self._snapshot_timer:stop()
+        self._snapshot_timer = nil
+    end
+    local job = self._snapshotting
+    if job and job.handle and job.handle:running() then
+        job.handle:kill() -- its done callback removes the file
+    end
     if self._control then
         self._control:close()
         self._control = nil

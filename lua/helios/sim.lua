@@ -15,6 +15,23 @@
 --   c:crash(c:leader())
 --
 -- Node ids are "n1".."nN" (the C simulator numbers them 1..N; this module converts).
+--
+-- Snapshots are off unless config.snapshot_threshold is set (existing runs keep their
+-- speed and their exact replay): then every config.snapshot_interval_ms (default 100 ms of
+-- virtual time, not the production 300000: runs are short) a node whose FSM applied
+-- snapshot_threshold entries since its last snapshot takes one (fsm:snapshot() -> bytes),
+-- writes it to its simulated disk (snapshot_latency_ms, default {5, 20}; a crash meanwhile
+-- loses it and the previous one stays), and once it is durable drops its log before the
+-- config.trailing_logs (default 10240) entries it keeps for followers a little behind.
+-- node:snapshot() takes one at any time, with or without a threshold. A restarted node's
+-- fresh FSM is restored from its snapshot (fsm:restore(bytes)) before the log after it
+-- is applied. A follower that needs compacted entries gets the leader's snapshot in chunks
+-- of snapshot_chunk_bytes (default 1024; config.snapshot_chunk_bytes as for raft.new, or
+-- the cluster option, which wins) over the simulated network, with its faults.
+-- node:on("snapshot", fn(index, term)) fires when a node's snapshot becomes durable, taken
+-- by itself or installed from the leader. The invariant checker also checks snapshots:
+-- each covers the committed entry at its index, and every snapshot of the same (index,
+-- term) has the same bytes (FSMs must be deterministic, snapshots included).
 
 local core = require("helios.core")
 local raft = require("helios.raft")
@@ -31,13 +48,19 @@ cluster.__index = cluster
 
 local CLUSTER_OPTIONS = {
     n = true, seed = true, fsm = true, config = true, network = true, disk_latency_ms = true,
+    snapshot_latency_ms = true, snapshot_chunk_bytes = true,
 }
 
 local USAGE = "Usage: sim.cluster{ n = N, seed = S, fsm = function(id) ... end, "
-    .. "config = {...}, network = {...}, disk_latency_ms = {min, max} }"
+    .. "config = {...}, network = {...}, disk_latency_ms = {min, max}, "
+    .. "snapshot_latency_ms = {min, max}, snapshot_chunk_bytes = B }"
 
--- An FSM for clusters created without one: applies nothing, returns nil.
-local null_fsm = { apply = function() return nil end }
+-- An FSM for clusters created without one: applies nothing, returns nil, holds no state.
+local null_fsm = {
+    apply = function() return nil end,
+    snapshot = function() return "" end,
+    restore = function() end,
+}
 
 -- Raise a simulation failure: the message, then the seed and how to replay it.
 local function fail(c, msg)
@@ -83,8 +106,8 @@ local function complete(c, id, index, term, result)
     end
 end
 
--- Fail every waiter of node id for which pick(w) is true with (nil, code, detail(index)),
--- in index order (deterministic).
+-- Fail every waiter of node id for which pick(w, index) is true with (nil, code,
+-- detail(index)), in index order (deterministic).
 local function fail_waiters(c, id, pick, code, detail)
     local ws = c._waiters[id]
     local indexes = {}
@@ -95,7 +118,7 @@ local function fail_waiters(c, id, pick, code, detail)
     for _, index in ipairs(indexes) do
         local list, keep, failed = ws[index], {}, {}
         for _, w in ipairs(list) do
-            if pick(w) then
+            if pick(w, index) then
                 failed[#failed + 1] = w
             else
                 keep[#keep + 1] = w
@@ -157,13 +180,53 @@ local function make_hooks(c, fsm_factory)
         end
     end
 
-    return apply, state, start
+    local function snapshot(i)
+        local id = ids[i]
+        local fsm = c._fsm[id]
+        if type(fsm.snapshot) ~= "function" then
+            error(format("the fsm of %s has no snapshot method: snapshots need "
+                         .. "fsm:snapshot() -> bytes and fsm:restore(bytes)", id), 0)
+        end
+        local bytes = fsm:snapshot()
+        if type(bytes) ~= "string" then
+            error(format("fsm:snapshot() on %s must return a string (got %s)", id,
+                         type(bytes)), 0)
+        end
+        return bytes
+    end
+
+    -- The FSM takes a snapshot's state: on a restart (a fresh FSM) or from the leader.
+    local function restore(i, index, term, bytes)
+        local id = ids[i]
+        local fsm = c._fsm[id]
+        if type(fsm.restore) ~= "function" then
+            error(format("the fsm of %s has no restore method: snapshots need "
+                         .. "fsm:snapshot() -> bytes and fsm:restore(bytes)", id), 0)
+        end
+        fsm:restore(bytes, { index = index, term = term })
+        c._applied[id] = {}
+        -- Entries the snapshot covers are never applied one by one here: whoever waits for
+        -- one on this node cannot learn its result.
+        fail_waiters(c, id, function(_, wi) return wi <= index end, "timeout",
+                     function(wi) return format("index %d was covered by a snapshot from "
+                                                .. "the leader on %s (outcome unknown)", wi,
+                                                id) end)
+    end
+
+    local function snapshot_done(i, index, term)
+        c._nodes[ids[i]]:_emit("snapshot", index, term)
+    end
+
+    return apply, state, start, snapshot, restore, snapshot_done
 end
 
 --- Create a cluster.
 -- @tparam table opts n (1..64), seed (default: $HELIOS_SEED, else 1), fsm (function(id)
---   returning an FSM table; called again on every restart), config (raft.new options),
---   network (initial set_network), disk_latency_ms ({min, max})
+--   returning an FSM table; called again on every restart), config (raft.new options,
+--   snapshot_threshold, snapshot_interval_ms and trailing_logs included: see the module
+--   comment), network (initial set_network), disk_latency_ms ({min, max}),
+--   snapshot_latency_ms ({min, max}: a snapshot write until durable), snapshot_chunk_bytes
+--   (InstallSnapshot chunk size)
 -- @return the cluster
 function M.cluster(opts)
     if type(opts) ~= "table" then
@@ -196,12 +259,14 @@ function M.cluster(opts)
         c._nodes[id] = raft.wrap(c, id)
         c._waiters[id] = {}
     end
-    local apply, state, start = make_hooks(c, opts.fsm)
+    local apply, state, start, snapshot, restore, snapshot_done = make_hooks(c, opts.fsm)
     -- Bad options raise from C without a position: re-raise at the caller's line.
     local ok, s = pcall(core.sim_new, {
         n = n, seed = seed, config = opts.config, network = opts.network,
-        disk_latency_ms = opts.disk_latency_ms,
-        apply = apply, state = state, start = start,
+        disk_latency_ms = opts.disk_latency_ms, snapshot_latency_ms = opts.snapshot_latency_ms,
+        snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
+        apply = apply, state = state, start = start, snapshot = snapshot, restore = restore,
+        snapshot_done = snapshot_done,
     })
     if not ok then
         error(s, 2)
@@ -311,6 +376,22 @@ end
 --- Encoded bytes of every message sent since the start.
 function cluster:rpc_bytes()
     return self._sim:rpc_bytes()
+end
+
+--- The snapshot node id's disk holds durably (also while the node is crashed: what a
+-- restart starts from).
+-- @treturn number index, term, size (bytes); or nil if it has none
+function cluster:snapshot_info(id)
+    return self._sim:snapshot_info(num(self, id))
+end
+
+--- Snapshot counters since the start, over every node: taken (snapshots that became
+-- durable), installed (snapshots from a leader that became durable), offers (InstallSnapshot
+-- offers of the cores that started or resumed a stream), chunks and chunk_bytes (chunk
+-- messages sent and the snapshot bytes in them; chunks count in rpc_count too), delivered
+-- (whole snapshots handed to a receiving core).
+function cluster:snapshot_stats()
+    return self._sim:snapshot_stats()
 end
 
 --- Run one simulator event. Returns true if one ran, false if nothing is scheduled.
@@ -513,7 +594,9 @@ function cluster:check()
 end
 
 --- The commands applied by the current incarnation of id's FSM: a list of
--- { index, command } (no-op and config entries are not listed).
+-- { index, command } (no-op and config entries are not listed). A restore (a restart from
+-- a snapshot, or one installed from the leader) starts the list again: it holds only what
+-- was applied after the snapshot's index.
 function cluster:applied(id)
     num(self, id)
     local t = {}
@@ -585,6 +668,15 @@ end
 
 function cluster:_stats(id)
     return self._sim:stats(self._num[id])
+end
+
+function cluster:_snapshot(id)
+    local index, code, msg = self._sim:snapshot(self._num[id])
+    check_stopped(self)
+    if index then
+        return index
+    end
+    return nil, raft.code(code), msg
 end
 
 function cluster:_voters()

@@ -69,8 +69,8 @@ local function merge(into, from)
 end
 
 --- Build a cluster. opts: n (3), seed (M.seed(1)), config (merged over M.config), network,
--- disk_latency_ms, make (FSM constructor for the registry). Returns the cluster and the FSM
--- registry.
+-- disk_latency_ms, snapshot_latency_ms, snapshot_chunk_bytes, make (FSM constructor for
+-- the registry). Returns the cluster and the FSM registry.
 function M.new(opts)
     opts = opts or {}
     local reg = fsm.registry(opts.make)
@@ -81,6 +81,8 @@ function M.new(opts)
         config = merge(merge({}, M.config), opts.config),
         network = opts.network,
         disk_latency_ms = opts.disk_latency_ms,
+        snapshot_latency_ms = opts.snapshot_latency_ms,
+        snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
     }
     return c, reg
 end
@@ -93,9 +95,11 @@ function M.dump(c)
             out[#out + 1] = id .. ": crashed"
         else
             local s = c:node(id):status()
-            out[#out + 1] = format("%s: %s term=%s leader=%s commit=%s applied=%s last=%s%s",
+            out[#out + 1] = format(
+                "%s: %s term=%s leader=%s commit=%s applied=%s first=%s last=%s snap=%s%s",
                 id, tostring(s.role), tostring(s.term), tostring(s.leader),
-                tostring(s.commit_index), tostring(s.applied_index), tostring(s.last_index),
+                tostring(s.commit_index), tostring(s.applied_index), tostring(s.first_index),
+                tostring(s.last_index), tostring(s.snapshot_index),
                 c:connected(id) and "" or " (disconnected)")
         end
     end
@@ -205,6 +209,24 @@ function M.sent(node, kind)
     for k in pairs(st) do keys[#keys + 1] = tostring(k) end
     error("no sent-message counter for " .. kind .. " in node:stats() (keys: "
           .. concat(keys, ", ") .. ")", 2)
+end
+
+--- Fail unless every live node's FSM (from the registry) serializes to the same bytes
+-- (fsm:snapshot()): after settle, every node applied the same commands.
+function M.same_state(c, reg)
+    local want, first
+    for _, id in ipairs(c:ids()) do
+        if c:alive(id) then
+            local got = reg.current[id]:snapshot()
+            if want == nil then
+                want, first = got, id
+            elseif got ~= want then
+                error(format("FSM state of %s differs from %s's\n  %s", id, first, M.dump(c)),
+                      2)
+            end
+        end
+    end
+    return want
 end
 
 --- Heal everything (network, disconnects, crashes), then require liveness: a leader and a

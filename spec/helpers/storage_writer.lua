@@ -13,10 +13,13 @@ local rng = prng.new(seed)
 local st = assert(core.storage_open(dir, { segment_size = 16384 }))
 local ack = assert(io.open(ackfile, "a"))
 ack:setvbuf("no")
+-- The writer before us may have been killed halfway through a line: end it, so that its
+-- digits (a prefix: never more than it acknowledged) are not glued to ours.
+ack:write("\n")
 while true do
     local last = st:last_index()
     local n = rng:int(1, 20)
     assert(st:append(su.entries(last + 1, last + n, 1)))
     assert(st:sync())
-    ack:write(tostring(last + n), "\n")
+    ack:write(tostring(last + n) .. "\n") -- one write(2): a kill leaves all of it or none
 end

@@ -1,0 +1,118 @@
+/*
+ * runtime_impl.h: the state of a struct hr_runtime, shared by the files of the production
+ * node (not for other layers):
+ *
+ *   runtime.c           life cycle, storage, timers, the ready loop's collaborators
+ *   runtime_snapshot.c  snapshots: taking one, installing one, InstallSnapshot in chunks
+ *
+ * Threading: the loop's thread (runtime.h).
+ */
+#ifndef HR_NODE_RUNTIME_IMPL_H
+#define HR_NODE_RUNTIME_IMPL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
+#endif
+#include <uv.h>
+
+#include "../storage/node_storage.h"
+#include "../storage/snapshot.h"
+#include "runtime.h"
+
+/* An outgoing snapshot transfer (leader side): the file is read at offsets and sent in
+ * chunks, at most `window` unacknowledged. The descriptor stays open, so a newer snapshot
+ * may replace the file meanwhile (unlinked, still readable) without breaking the stream. */
+struct hr__xfer {
+    hr_id_t to; /* 0: slot free */
+    int fd;
+    hr_index_t index;
+    hr_term_t term;
+    uint64_t size;
+    uint64_t next;    /* next offset to send */
+    uint64_t acked;   /* bytes the receiver holds */
+    uint64_t rewound; /* the offset of the last resume (one resume per lost chunk) */
+    hr_time_t last_progress;
+};
+
+struct hr_runtime {
+    uv_loop_t *loop;
+    struct hr_runtime_callbacks cb;
+    char *name, *data_dir, *listen, *cluster_id;
+    unsigned char *secret;
+    size_t secret_len;
+    struct hr_runtime_peer *peers; /* strings owned */
+    hr_id_t *ids;
+    size_t n_peers;
+    hr_id_t id;
+    struct hr_config raft;
+    int64_t clock_offset; /* node clock = uv_now + clock_offset */
+    uint32_t trailing_logs;
+    uint32_t chunk_bytes;
+
+    struct hr_log *log;
+    struct hr_group *group;
+    struct hr_node_storage ns;
+    struct hr_storage inner;   /* the adapter's write */
+    struct hr_storage storage; /* ours: shifts sequence numbers (see the top comment) */
+    struct hr_transport transport;
+    struct hr_tcp *tcp;
+    struct hr_node *node;
+
+    uv_timer_t tick, retry;
+    uv_prepare_t prepare;
+
+    uint64_t gseq;     /* the last group sequence number used */
+    uint64_t seq_base; /* group seq = seq_base + node seq */
+    struct hr_hard_state hs; /* the newest term and vote the node asked to persist */
+    hr_index_t applied;
+    bool started, closing;
+    int failed;
+    bool probing;
+    uint64_t probe_seq;
+
+    /* The current snapshot (index 0: none): the newest durable one, what the core knows. */
+    struct {
+        hr_index_t index;
+        hr_term_t term;
+        uint64_t size;
+    } snap;
+    struct hr__xfer xfers[HR_MAX_NODES];
+    /* The incoming transfer (follower side): one at a time, from the leader. */
+    struct hr_snap_recv *recv;
+    bool recv_finishing;   /* its fsync + rename runs on the threadpool */
+    hr_id_t recv_from;
+    hr_term_t recv_term;
+    int recv_rc;
+    struct hr_snap_info recv_info;
+    char recv_err[256];
+    uv_work_t recv_work;
+
+    struct hr_node_stats past; /* counters of earlier node incarnations */
+    uint64_t storage_failures, storage_recoveries;
+    struct hr_runtime_snap_stats snap_stats;
+    char errmsg[768];
+    char info[1024];
+
+    int closes_pending;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+/* runtime.c */
+void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void hr__rt_close_step(struct hr_runtime *rt);
+
+/* runtime_snapshot.c */
+/* The transport's send as the node sees it: snapshot offers start or resume a transfer. */
+void hr__rt_send(void *ctx, const struct hr_msg *m);
+/* A SNAPSHOT or SNAPSHOT_RESP from the network; false if m is another type. */
+bool hr__rt_recv_snapshot(struct hr_runtime *rt, const struct hr_msg *m);
+/* storage.install and fsm.restore of the node. */
+int hr__rt_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t term,
+                   struct hr_blob *data);
+void hr__rt_restore(void *ctx, hr_index_t index, hr_term_t term, struct hr_blob *data);
+/* Close transfers (shutdown, lost leadership); a finishing receiver holds a close step. */
+void hr__rt_snapshot_close(struct hr_runtime *rt);
+
+#endif

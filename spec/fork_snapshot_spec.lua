@@ -5,15 +5,10 @@
 -- Every loop run has a deadline.
 
 local core = require("helios.core")
+local su = require("spec.helpers.storage_util")
 
 local format = string.format
-
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
+local read = su.read_file
 
 local function exists(path)
     local f = io.open(path, "rb")

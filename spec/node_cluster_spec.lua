@@ -8,20 +8,13 @@
 local raft = require("helios.raft")
 local core = require("helios.core")
 
+local nh = require("spec.helpers.node")
+
 local format = string.format
+local tmpdir, rmrf, wait_for = nh.tmpdir, nh.rmrf, nh.wait_for
+local stop_cluster, run_scenario, leader_of = nh.stop_all, nh.run_scenario, nh.leader_of
 
--- ---- helpers (local to this file: spec/helpers is not this spec's to extend) ----
-
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    assert(os.execute(format("mkdir -p '%s'", d)))
-    return d
-end
-
-local function rmrf(d)
-    os.execute(format("rm -rf '%s'", d))
-end
+-- ---- helpers (the shared ones are spec/helpers/node.lua) ----
 
 -- An FSM that records what it applied and answers "r<index>:<cmd>".
 local function recording_fsm()
@@ -57,67 +50,6 @@ local function new_cluster(n, dir, ports, extra)
         assert(c.nodes[id]:start())
     end
     return c
-end
-
-local function running(node)
-    return node._backend._state == "running"
-end
-
--- Shut down every running node of c and run the loop until they are closed.
-local function stop_cluster(c)
-    local any = false
-    for _, id in ipairs(c.ids) do
-        if running(c.nodes[id]) then
-            c.nodes[id]:shutdown()
-            any = true
-        end
-    end
-    if any then
-        local t = raft.after(5000, function() raft.stop() end)
-        raft.run()
-        t:stop()
-    end
-end
-
--- Run body() in a coroutine on the loop, at most timeout_ms; when it returns, shut c's
--- nodes down so that raft.run returns. Returns raft.run's values.
-local function run_scenario(c, timeout_ms, body)
-    raft.spawn(function()
-        body()
-        for _, id in ipairs(c.ids) do
-            if running(c.nodes[id]) then c.nodes[id]:shutdown() end
-        end
-    end)
-    local deadline = raft.after(timeout_ms, function()
-        core.fail(format("scenario deadline of %d ms passed", timeout_ms))
-    end)
-    local ok, err = raft.run()
-    deadline:stop()
-    return ok, err
-end
-
-local function wait_for(pred, ms)
-    local deadline = raft.now() + ms
-    while not pred() do
-        if raft.now() > deadline then return false end
-        raft.sleep(10)
-    end
-    return true
-end
-
--- The running node that believes it leads, highest term first.
-local function leader_of(c)
-    local best, best_term
-    for _, id in ipairs(c.ids) do
-        local node = c.nodes[id]
-        if running(node) then
-            local term, is_leader = node:state()
-            if is_leader and (not best_term or term > best_term) then
-                best, best_term = id, term
-            end
-        end
-    end
-    return best
 end
 
 local function wait_leader(c, ms)

@@ -5,14 +5,11 @@
 -- is run in a fresh luajit with this run's package paths (so `make test-asan` runs them
 -- against the sanitizer build too) and must exit 0.
 
+local su = require("spec.helpers.storage_util")
+
 local MARK = "<!-- runs as written: spec/readme_spec.lua runs every block marked like this -->"
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
+local read = su.read_file
 
 local function marked_blocks(readme)
     local blocks, from = {}, 1

@@ -9,20 +9,12 @@ local raft = require("helios.raft")
 local core = require("helios.core")
 local kv = require("helios.fsm.kv")
 
+local nh = require("spec.helpers.node")
+
 local format = string.format
+local tmpdir, rmrf, wait_for = nh.tmpdir, nh.rmrf, nh.wait_for
 
--- ---- helpers (local to this file) ----
-
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    assert(os.execute(format("mkdir -p '%s'", d)))
-    return d
-end
-
-local function rmrf(d)
-    os.execute(format("rm -rf '%s'", d))
-end
+-- ---- helpers (the shared ones are spec/helpers/node.lua) ----
 
 local function read_file(path)
     local f = io.open(path, "rb")
@@ -84,23 +76,10 @@ function Cluster:start(id, fsm)
 end
 
 function Cluster:running(id)
-    return self.nodes[id] and self.nodes[id]._backend._state == "running"
+    return nh.running(self.nodes[id])
 end
 
-function Cluster:stop()
-    local any = false
-    for _, id in ipairs(self.ids) do
-        if self:running(id) then
-            self.nodes[id]:shutdown()
-            any = true
-        end
-    end
-    if any then
-        local t = raft.after(5000, function() raft.stop() end)
-        raft.run()
-        t:stop()
-    end
-end
+Cluster.stop = nh.stop_all
 
 -- Shut id down and wait (inside a coroutine) until its data dir is released.
 function Cluster:shutdown(id)
@@ -109,25 +88,7 @@ function Cluster:shutdown(id)
     while not done do raft.sleep(5) end
 end
 
-function Cluster:leader()
-    local best, best_term
-    for _, id in ipairs(self.ids) do
-        if self:running(id) then
-            local term, is_leader = self.nodes[id]:state()
-            if is_leader and (not best_term or term > best_term) then best, best_term = id, term end
-        end
-    end
-    return best
-end
-
-local function wait_for(pred, ms)
-    local deadline = raft.now() + ms
-    while not pred() do
-        if raft.now() > deadline then return false end
-        raft.sleep(10)
-    end
-    return true
-end
+Cluster.leader = nh.leader_of
 
 function Cluster:wait_leader()
     assert(wait_for(function() return self:leader() ~= nil end, 5000), "no leader elected")
@@ -165,17 +126,7 @@ function Cluster:converge(ms)
 end
 
 function Cluster:run(timeout_ms, body)
-    raft.spawn(function()
-        body()
-        for _, id in ipairs(self.ids) do
-            if self:running(id) then self.nodes[id]:shutdown() end
-        end
-    end)
-    local deadline = raft.after(timeout_ms, function()
-        core.fail(format("scenario deadline of %d ms passed", timeout_ms))
-    end)
-    local ok, err = raft.run()
-    deadline:stop()
+    local ok, err = nh.run_scenario(self, timeout_ms, body)
     assert(ok, err)
 end
 

@@ -120,9 +120,10 @@ struct hr_msg {
 int hr_msg_copy(struct hr_msg *out, const struct hr_msg *m);
 /* Free what m owns and zero it. */
 void hr_msg_release(struct hr_msg *m);
-/* The size m takes on the wire, as the transport's codec will frame it (an estimate until
- * the codec exists: fixed header plus entry headers plus payloads). */
+/* An estimate of the size m takes on the wire (the core cannot call the codec, which sits
+ * above it): fixed header plus entry headers plus payloads. The simulator counts with it. */
 size_t hr_msg_wire_size(const struct hr_msg *m);
+/* Lower-case names, also the Lua API's (stats keys, transport filters): keep them stable. */
 const char *hr_msg_type_name(int type);
 
 /* What must survive a crash besides the log. */
@@ -280,6 +281,7 @@ const struct hr_entry *hr_raft_entry(const struct hr_raft *r, hr_index_t index);
  * of index 0 is 0. */
 hr_term_t hr_raft_term_at(const struct hr_raft *r, hr_index_t index);
 size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, size_t max);
+/* Lower-case names, also the Lua API's (status.role, helios.core roles): keep them stable. */
 const char *hr_role_name(int role);
 
 #endif

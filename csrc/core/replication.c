@@ -132,7 +132,8 @@ static int send_to(struct hr_raft *r, struct hr__progress *pr)
     bool sent = false;
     int rv = 0;
     if (hr__maybe_offer_snapshot(r, pr)) {
-        sent = true; /* entries it needs are gone: it gets (or is getting) the snapshot */
+        /* Entries it needs are gone: it gets (or is getting) the snapshot. Heartbeats still
+         * go below: a transfer can take longer than an election timeout. */
     } else if (pr->replicating) {
         while (rv == 0 && pr->next <= last && pr->inflight < r->cfg.max_inflight) {
             rv = send_append(r, pr, true);
@@ -144,8 +145,8 @@ static int send_to(struct hr_raft *r, struct hr__progress *pr)
         sent = true;
     }
     if (rv == 0 && pr->heartbeat && !sent) {
-        /* Nothing new can go (the pipeline is full or a probe is out): a bare heartbeat
-         * at the known match keeps the follower's election timer quiet. */
+        /* Nothing new can go (the pipeline is full, a probe or a snapshot is out): a bare
+         * heartbeat at the known match keeps the follower's election timer quiet. */
         rv = send_append(r, pr, false);
     }
     pr->heartbeat = false;

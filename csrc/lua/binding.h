@@ -1,10 +1,11 @@
 /*
  * binding.h: internals shared by the files of the Lua module `helios.core` (csrc/lua).
  *
- * The module is split by concern: module.c (luaopen_helios_core, constants), config.c (Lua
- * options tables into C structs, with errors that name the field), sim_binding.c (the
- * "helios.sim" userdata and its methods), sim_hooks.c (calls from the simulator into Lua,
- * always protected), sim_views.c (status and stats tables).
+ * The module is split by concern: module.c (luaopen_helios_core, constants, the metatable
+ * helper every userdata class uses), config.c (Lua options tables into C structs, with
+ * errors that name the field), sim_binding.c (the "helios.sim" userdata and its methods),
+ * sim_hooks.c (calls from the simulator into Lua, always protected), sim_views.c (status
+ * and stats tables, and the pieces of them node_binding.c's views share).
  *
  * Threading: everything runs on the thread that owns the lua_State.
  */
@@ -81,11 +82,28 @@ void hr__lsim_set_error(struct hr__lsim *s, const char *msg);
 /* sim_views.c: push a table, or nil while the node is crashed. */
 void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id);
 void hr__lsim_push_stats(lua_State *L, struct hr__lsim *s, hr_id_t id);
-const char *hr__lua_role_name(int role);
+/* sim_views.c, shared with node_binding.c. Push an entry as a hook's arguments (index,
+ * term, type name, command bytes, time_ms); returns how many (5). */
+int hr__lua_push_entry(lua_State *L, const struct hr_entry *e);
+/* Set "progress" on the table at the top: r's rows for its peers (empty unless it leads);
+ * set_id sets each row's "id" (ids show as numbers in a sim, as names on a node). */
+void hr__lua_set_progress(lua_State *L, const struct hr_raft *r,
+                          void (*set_id)(lua_State *L, void *ctx, hr_id_t id), void *ctx);
+/* Set "msgs_sent_by_type" (keyed by hr_msg_type_name) and "msgs_sent" (their sum) on the
+ * table at the top. */
+void hr__lua_set_msgs_sent(lua_State *L, const uint64_t msgs_sent[HR_MSG_TYPE_COUNT]);
 const char *hr__lua_entry_type_name(int type);
 
 /* module.c: the entry point (the one exported symbol without the hr_ prefix). */
 int luaopen_helios_core(lua_State *L);
+/* module.c: an expected failure as Lua sees it: nil, code, detail (returns 3). */
+int hr__lua_push_fail(lua_State *L, const char *code, const char *detail);
+/* The same for a failed system call: nil, "io", "<what>: <strerror(e)>". */
+int hr__lua_push_errno(lua_State *L, const char *what, int e);
+/* module.c: the metatable `name` of a userdata class (__name, __index = methods, __gc and,
+ * unless NULL, __tostring), made once per lua_State. Leaves the stack as it was. */
+void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                       lua_CFunction gc, lua_CFunction tostring);
 
 /* sim_binding.c: registers the metatable and pushes the sim_new function. */
 void hr__lua_open_sim(lua_State *L);

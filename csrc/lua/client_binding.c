@@ -40,6 +40,7 @@
 #include <lauxlib.h>
 
 #include "../core/crc32c.h"
+#include "binding.h"
 #include "client_binding.h"
 
 extern char **environ;
@@ -82,22 +83,6 @@ static int wait_fd(int fd, short events, int64_t deadline)
             return -1;
         }
     }
-}
-
-static int push_fail(lua_State *L, const char *code, const char *detail)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, code);
-    lua_pushstring(L, detail);
-    return 3;
-}
-
-static int push_errno(lua_State *L, const char *what, int e)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, "io");
-    lua_pushfstring(L, "%s: %s", what, strerror(e));
-    return 3;
 }
 
 static int64_t check_timeout(lua_State *L, int idx)
@@ -196,12 +181,12 @@ static int l_connect(lua_State *L)
         struct addrinfo *res = NULL;
         int gai = getaddrinfo(host, port, &hints, &res);
         if (gai != 0) {
-            return push_fail(L, "io", gai_strerror(gai));
+            return hr__lua_push_fail(L, "io", gai_strerror(gai));
         }
         int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0) {
             freeaddrinfo(res);
-            return push_errno(L, "socket", errno);
+            return hr__lua_push_errno(L, "socket", errno);
         }
         int rc = connect_fd(fd, res->ai_addr, res->ai_addrlen, deadline, &code, &err);
         freeaddrinfo(res);
@@ -220,12 +205,12 @@ static int l_connect(lua_State *L)
 
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
     if (strlen(addr) >= sizeof sun.sun_path) {
-        return push_fail(L, "io", "socket path too long (the limit is 107 bytes)");
+        return hr__lua_push_fail(L, "io", "socket path too long (the limit is 107 bytes)");
     }
     strcpy(sun.sun_path, addr);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        return push_errno(L, "socket", errno);
+        return hr__lua_push_errno(L, "socket", errno);
     }
     if (connect_fd(fd, (struct sockaddr *)&sun, sizeof sun, deadline, &code, &err) < 0) {
         close(fd);
@@ -246,11 +231,11 @@ static int l_listen(lua_State *L)
     if (split_hostport(addr, host, sizeof host, port, sizeof port)) {
         struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)) };
         if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
-            return push_fail(L, "io", "listen: the host must be an IPv4 address");
+            return hr__lua_push_fail(L, "io", "listen: the host must be an IPv4 address");
         }
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0) {
-            return push_errno(L, "socket", errno);
+            return hr__lua_push_errno(L, "socket", errno);
         }
         int one = 1;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -259,7 +244,7 @@ static int l_listen(lua_State *L)
             getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
             int e = errno;
             close(fd);
-            return push_errno(L, addr, e);
+            return hr__lua_push_errno(L, addr, e);
         }
         push_sock(L, fd, 1);
         lua_pushinteger(L, ntohs(sin.sin_port));
@@ -267,17 +252,17 @@ static int l_listen(lua_State *L)
     }
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
     if (strlen(addr) >= sizeof sun.sun_path) {
-        return push_fail(L, "io", "socket path too long (the limit is 107 bytes)");
+        return hr__lua_push_fail(L, "io", "socket path too long (the limit is 107 bytes)");
     }
     strcpy(sun.sun_path, addr);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        return push_errno(L, "socket", errno);
+        return hr__lua_push_errno(L, "socket", errno);
     }
     if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(fd, 16) < 0) {
         int e = errno;
         close(fd);
-        return push_errno(L, addr, e);
+        return hr__lua_push_errno(L, addr, e);
     }
     push_sock(L, fd, 1);
     return 1;
@@ -297,14 +282,14 @@ static int l_accept(lua_State *L)
             return 1;
         }
         if (errno != EAGAIN && errno != EINTR) {
-            return push_errno(L, "accept", errno);
+            return hr__lua_push_errno(L, "accept", errno);
         }
         int r = wait_fd(s->fd, POLLIN, deadline);
         if (r == 0) {
-            return push_fail(L, "timeout", "no connection");
+            return hr__lua_push_fail(L, "timeout", "no connection");
         }
         if (r < 0) {
-            return push_errno(L, "poll", errno);
+            return hr__lua_push_errno(L, "poll", errno);
         }
     }
 }
@@ -414,7 +399,7 @@ static int l_send_frame(lua_State *L)
     const char *payload = luaL_checklstring(L, 2, &len);
     int64_t deadline = check_timeout(L, 3);
     if (len > 0xffffffffu) {
-        return push_fail(L, "too_large", "a frame carries at most 4 GiB");
+        return hr__lua_push_fail(L, "too_large", "a frame carries at most 4 GiB");
     }
     unsigned char h[FRAME_HEADER];
     put_be32(h, (uint32_t)len);
@@ -455,7 +440,7 @@ static int l_recv_frame(lua_State *L)
     int err = 0;
     if (read_all(s->fd, (char *)h, sizeof h, deadline, &got, &code, &err) < 0) {
         if (got == 0 && strcmp(code, "timeout") == 0) {
-            return push_fail(L, "timeout", "no frame within the timeout");
+            return hr__lua_push_fail(L, "timeout", "no frame within the timeout");
         }
         return send_fail(L, s, code, err);
     }
@@ -479,7 +464,7 @@ static int l_recv_frame(lua_State *L)
     if (hr_crc32c(0, buf, len) != crc) {
         free(buf);
         close_sock(s);
-        return push_fail(L, "bad_checksum", "frame checksum mismatch");
+        return hr__lua_push_fail(L, "bad_checksum", "frame checksum mismatch");
     }
     lua_pushlstring(L, buf, len);
     free(buf);
@@ -499,7 +484,7 @@ static int l_read_line(lua_State *L)
         const char *code = "io";
         int err = 0;
         if (read_all(s->fd, &c, 1, deadline, &got, &code, &err) < 0) {
-            return push_fail(L, code, err ? strerror(err) : "end of stream");
+            return hr__lua_push_fail(L, code, err ? strerror(err) : "end of stream");
         }
         if (c == '\n') {
             break;
@@ -535,7 +520,7 @@ static int l_poll(lua_State *L)
         }
     }
     if (r < 0) {
-        return push_errno(L, "poll", errno);
+        return hr__lua_push_errno(L, "poll", errno);
     }
     lua_createtable(L, r, 0);
     int k = 0;
@@ -590,18 +575,7 @@ int hr__lua_open_client(lua_State *L)
         { "accept", l_accept },         { "close", l_close },
         { "fileno", l_fileno },         { NULL, NULL },
     };
-    if (luaL_newmetatable(L, SOCK_MT)) {
-        lua_newtable(L);
-        luaL_register(L, NULL, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, SOCK_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    hr__lua_new_class(L, SOCK_MT, methods, l_close, l_tostring);
 
     static const luaL_Reg funcs[] = {
         { "sock_connect", l_connect },   { "sock_listen", l_listen },

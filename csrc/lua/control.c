@@ -23,6 +23,7 @@
 
 #include "../core/crc32c.h"
 #include "../core/error.h"
+#include "binding.h"
 #include "control.h"
 #include "loop.h"
 #include "mpack.h"
@@ -461,16 +462,7 @@ static const luaL_Reg server_methods[] = {
 
 int hr__lua_open_control(lua_State *L)
 {
-    if (luaL_newmetatable(L, SERVER_MT)) {
-        lua_pushliteral(L, SERVER_MT);
-        lua_setfield(L, -2, "__name");
-        lua_newtable(L);
-        luaL_register(L, NULL, server_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_server_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
+    hr__lua_new_class(L, SERVER_MT, server_methods, l_server_gc, NULL);
     if (luaL_newmetatable(L, CONN_MT)) {
         lua_pushliteral(L, CONN_MT);
         lua_setfield(L, -2, "__name");

@@ -804,29 +804,10 @@ static const luaL_Reg handle_methods[] = {
     {NULL, NULL},
 };
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
-                      lua_CFunction gc, lua_CFunction tostring)
-{
-    if (luaL_newmetatable(L, name)) {
-        lua_pushstring(L, name);
-        lua_setfield(L, -2, "__name");
-        lua_newtable(L);
-        luaL_register(L, NULL, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__gc");
-        if (tostring != NULL) {
-            lua_pushcfunction(L, tostring);
-            lua_setfield(L, -2, "__tostring");
-        }
-    }
-    lua_pop(L, 1);
-}
-
 int hr__lua_open_fork_snapshot(lua_State *L)
 {
-    new_class(L, WRITER_MT, writer_methods, l_writer_gc, NULL);
-    new_class(L, HANDLE_MT, handle_methods, l_handle_gc, l_handle_tostring);
+    hr__lua_new_class(L, WRITER_MT, writer_methods, l_writer_gc, NULL);
+    hr__lua_new_class(L, HANDLE_MT, handle_methods, l_handle_gc, l_handle_tostring);
     lua_pushcfunction(L, l_snapshot_fork);
     lua_setfield(L, -2, "snapshot_fork");
     lua_pushcfunction(L, l_snapshot_sync);

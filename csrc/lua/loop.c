@@ -412,18 +412,7 @@ static const luaL_Reg functions[] = {
 
 int hr__lua_open_loop(lua_State *L)
 {
-    if (luaL_newmetatable(L, TIMER_MT)) {
-        lua_pushliteral(L, TIMER_MT);
-        lua_setfield(L, -2, "__name");
-        lua_newtable(L);
-        luaL_register(L, NULL, timer_methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_timer_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_timer_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
+    hr__lua_new_class(L, TIMER_MT, timer_methods, l_timer_gc, l_timer_tostring);
     luaL_register(L, NULL, functions);
     return 0;
 }

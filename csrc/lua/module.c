@@ -12,6 +12,8 @@
  * userdata created before it look foreign. The first table is cached in the registry and
  * returned on every later open.
  */
+#include <string.h>
+
 #include "binding.h"
 #include "storage_binding.h"
 #include "transport_binding.h"
@@ -25,6 +27,43 @@
 #include "fork_snapshot.h"
 
 #define MODULE_KEY "helios.core.module"
+
+int hr__lua_push_fail(lua_State *L, const char *code, const char *detail)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, code);
+    lua_pushstring(L, detail);
+    return 3;
+}
+
+int hr__lua_push_errno(lua_State *L, const char *what, int e)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, "io");
+    lua_pushfstring(L, "%s: %s", what, strerror(e));
+    return 3;
+}
+
+void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                       lua_CFunction gc, lua_CFunction tostring)
+{
+    /* luaopen_helios_core runs once per lua_State (it caches its table), so a metatable is
+     * created once; if another copy of the module made it, reuse it as it is. */
+    if (luaL_newmetatable(L, name)) {
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, "__name");
+        lua_newtable(L);
+        luaL_register(L, NULL, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+        if (tostring != NULL) {
+            lua_pushcfunction(L, tostring);
+            lua_setfield(L, -2, "__tostring");
+        }
+    }
+    lua_pop(L, 1);
+}
 
 static void push_string_list(lua_State *L, const char *(*name)(int), int first, int last)
 {
@@ -47,7 +86,7 @@ int luaopen_helios_core(lua_State *L)
     lua_pushliteral(L, HR_VERSION);
     lua_setfield(L, -2, "version");
     /* Role names indexed by enum hr_role + 1; entry type names by enum hr_entry_type. */
-    push_string_list(L, hr__lua_role_name, HR_FOLLOWER, HR_LEADER);
+    push_string_list(L, hr_role_name, HR_FOLLOWER, HR_LEADER);
     lua_setfield(L, -2, "roles");
     push_string_list(L, hr__lua_entry_type_name, HR_ENTRY_COMMAND, HR_ENTRY_CONFIG);
     lua_setfield(L, -2, "entry_types");

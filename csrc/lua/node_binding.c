@@ -86,18 +86,10 @@ static int push_hook(lua_State *L, void *arg)
         lua_pushcfunction(L, noop); /* no hook: call nothing, uniformly */
     }
     switch (a->slot) {
-    case HOOK_APPLY: {
-        const struct hr_entry *e = a->e;
-        lua_pushnumber(L, (lua_Number)e->index);
-        lua_pushnumber(L, (lua_Number)e->term);
-        lua_pushstring(L, hr__lua_entry_type_name(e->type));
-        lua_pushlstring(L, e->data != NULL ? (const char *)e->data->data : "",
-                        hr_blob_len(e->data));
-        lua_pushnumber(L, (lua_Number)e->time_ms);
-        return 5;
-    }
+    case HOOK_APPLY:
+        return hr__lua_push_entry(L, a->e);
     case HOOK_STATE:
-        lua_pushstring(L, hr__lua_role_name(a->role));
+        lua_pushstring(L, hr_role_name(a->role));
         lua_pushnumber(L, (lua_Number)a->term);
         if (a->leader != NULL) {
             lua_pushstring(L, a->leader);
@@ -379,7 +371,7 @@ static int l_state(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
+    lua_pushstring(L, hr_role_name(hr_raft_role(r)));
     lua_pushnumber(L, (lua_Number)hr_raft_term(r));
     const char *leader = hr_runtime_name_of(n->rt, hr_raft_leader(r));
     if (leader != NULL) {
@@ -403,6 +395,12 @@ static void set_name(lua_State *L, struct hr_runtime *rt, const char *key, hr_id
         lua_pushstring(L, s);
         lua_setfield(L, -2, key);
     }
+}
+
+/* A node's peers show by name (none where the runtime does not know the id). */
+static void set_id_name(lua_State *L, void *ctx, hr_id_t id)
+{
+    set_name(L, ctx, "id", id);
 }
 
 /* status() -> raw table (nil once shut down): role "failed" while storage is failed. */
@@ -441,7 +439,7 @@ static int l_status(lua_State *L)
         lua_setfield(L, -2, "progress");
         return 1;
     }
-    lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
+    lua_pushstring(L, hr_role_name(hr_raft_role(r)));
     lua_setfield(L, -2, "role");
     set_number(L, "term", hr_raft_term(r));
     set_name(L, rt, "leader", hr_raft_leader(r));
@@ -449,38 +447,8 @@ static int l_status(lua_State *L)
     set_number(L, "commit_index", hr_raft_commit_index(r));
     set_number(L, "first_index", hr_raft_first_index(r));
     set_number(L, "last_index", hr_raft_last_index(r));
-    struct hr_progress_info pr[HR_MAX_NODES];
-    size_t np = hr_raft_progress(r, pr, HR_MAX_NODES);
-    if (np > HR_MAX_NODES) {
-        np = HR_MAX_NODES;
-    }
-    lua_createtable(L, (int)np, 0);
-    for (size_t i = 0; i < np; i++) {
-        lua_createtable(L, 0, 5);
-        set_name(L, rt, "id", pr[i].id);
-        set_number(L, "match", pr[i].match);
-        set_number(L, "next", pr[i].next);
-        lua_pushboolean(L, pr[i].replicating);
-        lua_setfield(L, -2, "replicating");
-        set_number(L, "inflight", pr[i].inflight);
-        lua_pushboolean(L, pr[i].snapshotting);
-        lua_setfield(L, -2, "snapshotting");
-        lua_rawseti(L, -2, (int)i + 1);
-    }
-    lua_setfield(L, -2, "progress");
+    hr__lua_set_progress(L, r, set_id_name, rt);
     return 1;
-}
-
-static const char *msg_type_key(int t)
-{
-    static const char *const names[HR_MSG_TYPE_COUNT] = {
-        [HR_MSG_APPEND] = "append",           [HR_MSG_APPEND_RESP] = "append_resp",
-        [HR_MSG_VOTE] = "vote",               [HR_MSG_VOTE_RESP] = "vote_resp",
-        [HR_MSG_PREVOTE] = "prevote",         [HR_MSG_PREVOTE_RESP] = "prevote_resp",
-        [HR_MSG_SNAPSHOT] = "snapshot",       [HR_MSG_SNAPSHOT_RESP] = "snapshot_resp",
-        [HR_MSG_TIMEOUT_NOW] = "timeout_now",
-    };
-    return names[t];
 }
 
 static int l_stats(lua_State *L)
@@ -501,14 +469,7 @@ static int l_stats(lua_State *L)
     set_number(L, "state_changes", s.node.state_changes);
     set_number(L, "elections", s.node.elections);
     set_number(L, "applied", s.node.applied);
-    uint64_t total = 0;
-    lua_createtable(L, 0, HR_MSG_TYPE_COUNT);
-    for (int t = 1; t < HR_MSG_TYPE_COUNT; t++) {
-        set_number(L, msg_type_key(t), s.node.msgs_sent[t]);
-        total += s.node.msgs_sent[t];
-    }
-    lua_setfield(L, -2, "msgs_sent_by_type");
-    set_number(L, "msgs_sent", total);
+    hr__lua_set_msgs_sent(L, s.node.msgs_sent);
 
     lua_createtable(L, 0, 10);
     set_number(L, "frames_sent", s.tcp.frames_sent);
@@ -808,18 +769,7 @@ static const luaL_Reg framer_methods[] = {
 
 int hr__lua_open_node(lua_State *L)
 {
-    if (luaL_newmetatable(L, NODE_MT)) {
-        lua_pushliteral(L, NODE_MT);
-        lua_setfield(L, -2, "__name");
-        lua_newtable(L);
-        luaL_register(L, NULL, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
+    hr__lua_new_class(L, NODE_MT, methods, l_gc, l_tostring);
     if (luaL_newmetatable(L, FRAMER_MT)) {
         lua_newtable(L);
         luaL_register(L, NULL, framer_methods);

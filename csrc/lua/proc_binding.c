@@ -35,6 +35,7 @@
 
 #include <lauxlib.h>
 
+#include "binding.h"
 #include "client_binding.h"
 
 extern char **environ;
@@ -44,22 +45,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int push_fail(lua_State *L, const char *code, const char *detail)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, code);
-    lua_pushstring(L, detail);
-    return 3;
-}
-
-static int push_errno(lua_State *L, const char *what, int e)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, "io");
-    lua_pushfstring(L, "%s: %s", what, strerror(e));
-    return 3;
 }
 
 static void set_nonblock(int fd)
@@ -257,7 +242,7 @@ fail:
     if (out_fd >= 0) close(out_fd);
     if (err_fd >= 0) close(err_fd);
     if (null_fd >= 0) close(null_fd);
-    return push_errno(L, what, e);
+    return hr__lua_push_errno(L, what, e);
 }
 
 static int l_kill(lua_State *L)
@@ -268,7 +253,7 @@ static int l_kill(lua_State *L)
         return luaL_error(L, "Usage: proc_kill(pid, signal): pid must be positive");
     }
     if (kill(pid, sig) < 0) {
-        return push_fail(L, errno == ESRCH ? "ESRCH" : "io", strerror(errno));
+        return hr__lua_push_fail(L, errno == ESRCH ? "ESRCH" : "io", strerror(errno));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -297,10 +282,10 @@ static int l_wait(lua_State *L)
             return 2;
         }
         if (r < 0 && errno != EINTR) {
-            return push_fail(L, "ECHILD", strerror(errno));
+            return hr__lua_push_fail(L, "ECHILD", strerror(errno));
         }
         if (now_ms() >= deadline) {
-            return push_fail(L, "timeout", "still running");
+            return hr__lua_push_fail(L, "timeout", "still running");
         }
         struct timespec ts = { 0, 5 * 1000000 };
         nanosleep(&ts, NULL);
@@ -366,7 +351,7 @@ static int l_free_port(lua_State *L)
             return 1;
         }
     }
-    return push_fail(L, "EADDRINUSE", "no free loopback port outside the ephemeral range");
+    return hr__lua_push_fail(L, "EADDRINUSE", "no free loopback port outside the ephemeral range");
 }
 
 /* Sleep without a loop, for pollers that have nothing to wait on (at most the given ms). */

@@ -366,7 +366,7 @@ static int l_state(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
+    lua_pushstring(L, hr_role_name(hr_raft_role(r)));
     lua_pushnumber(L, (lua_Number)hr_raft_term(r));
     lua_pushnumber(L, (lua_Number)hr_raft_leader(r));
     return 3;
@@ -582,19 +582,6 @@ static const luaL_Reg methods[] = {
 
 void hr__lua_open_sim(lua_State *L)
 {
-    /* luaopen_helios_core runs once per lua_State (it caches its table), so the metatable
-     * is created once; if another copy of the module made it, reuse it as it is. */
-    if (luaL_newmetatable(L, HR_LUA_SIM_MT)) {
-        lua_pushliteral(L, HR_LUA_SIM_MT);
-        lua_setfield(L, -2, "__name");
-        lua_newtable(L);
-        luaL_register(L, NULL, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-    }
-    lua_pop(L, 1);
+    hr__lua_new_class(L, HR_LUA_SIM_MT, methods, l_gc, l_tostring);
     lua_pushcfunction(L, l_sim_new);
 }

@@ -97,19 +97,11 @@ int hr__lsim_trampoline(lua_State *L)
     lua_pushvalue(L, 2);
     lua_pushnumber(L, (lua_Number)c->id);
     switch (c->slot) {
-    case HR__HOOK_APPLY: {
-        const struct hr_entry *e = c->e;
-        lua_pushnumber(L, (lua_Number)e->index);
-        lua_pushnumber(L, (lua_Number)e->term);
-        lua_pushstring(L, hr__lua_entry_type_name(e->type));
-        lua_pushlstring(L, e->data != NULL ? (const char *)e->data->data : "",
-                        hr_blob_len(e->data));
-        lua_pushnumber(L, (lua_Number)e->time_ms);
-        lua_call(L, 6, 0);
+    case HR__HOOK_APPLY:
+        lua_call(L, 1 + hr__lua_push_entry(L, c->e), 0);
         break;
-    }
     case HR__HOOK_STATE:
-        lua_pushstring(L, hr__lua_role_name(c->role));
+        lua_pushstring(L, hr_role_name(c->role));
         lua_pushnumber(L, (lua_Number)c->term);
         lua_pushnumber(L, (lua_Number)c->leader);
         lua_call(L, 4, 0);

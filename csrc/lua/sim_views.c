@@ -1,26 +1,14 @@
 /*
  * sim_views.c: read-only views of a simulated node as Lua tables (sim:status, sim:stats),
- * and the Lua names of roles, entry types and message types.
+ * and the Lua names of entry types.
  *
- * The names are the Lua API's (lower case, stable): they are what specs and observers
- * compare against, so they are spelled here rather than borrowed from the core's debug
- * names.
+ * Role and message type names come from the core (hr_role_name, hr_msg_type_name): the
+ * Lua API exposes them as they are, so specs and observers compare against those.
+ *
+ * node_binding.c's node:status, node:stats and apply hook use the same pieces (entry
+ * arguments, progress rows, messages sent by type), so both bindings show them alike.
  */
 #include "binding.h"
-
-const char *hr__lua_role_name(int role)
-{
-    static const char *const names[] = {
-        [HR_FOLLOWER] = "follower",
-        [HR_PRECANDIDATE] = "precandidate",
-        [HR_CANDIDATE] = "candidate",
-        [HR_LEADER] = "leader",
-    };
-    if (role < 0 || role > HR_LEADER) {
-        return "unknown";
-    }
-    return names[role];
-}
 
 const char *hr__lua_entry_type_name(int type)
 {
@@ -35,26 +23,63 @@ const char *hr__lua_entry_type_name(int type)
     return "unknown";
 }
 
-static const char *msg_type_name(int type)
-{
-    static const char *const names[HR_MSG_TYPE_COUNT] = {
-        [HR_MSG_APPEND] = "append",
-        [HR_MSG_APPEND_RESP] = "append_resp",
-        [HR_MSG_VOTE] = "vote",
-        [HR_MSG_VOTE_RESP] = "vote_resp",
-        [HR_MSG_PREVOTE] = "prevote",
-        [HR_MSG_PREVOTE_RESP] = "prevote_resp",
-        [HR_MSG_SNAPSHOT] = "snapshot",
-        [HR_MSG_SNAPSHOT_RESP] = "snapshot_resp",
-        [HR_MSG_TIMEOUT_NOW] = "timeout_now",
-    };
-    return type > 0 && type < HR_MSG_TYPE_COUNT ? names[type] : NULL;
-}
-
 static void set_number(lua_State *L, const char *key, uint64_t v)
 {
     lua_pushnumber(L, (lua_Number)v);
     lua_setfield(L, -2, key);
+}
+
+int hr__lua_push_entry(lua_State *L, const struct hr_entry *e)
+{
+    lua_pushnumber(L, (lua_Number)e->index);
+    lua_pushnumber(L, (lua_Number)e->term);
+    lua_pushstring(L, hr__lua_entry_type_name(e->type));
+    lua_pushlstring(L, e->data != NULL ? (const char *)e->data->data : "", hr_blob_len(e->data));
+    lua_pushnumber(L, (lua_Number)e->time_ms);
+    return 5;
+}
+
+void hr__lua_set_progress(lua_State *L, const struct hr_raft *r,
+                          void (*set_id)(lua_State *L, void *ctx, hr_id_t id), void *ctx)
+{
+    struct hr_progress_info pr[HR_MAX_NODES];
+    size_t np = hr_raft_progress(r, pr, HR_MAX_NODES);
+    if (np > HR_MAX_NODES) {
+        np = HR_MAX_NODES;
+    }
+    lua_createtable(L, (int)np, 0);
+    for (size_t i = 0; i < np; i++) {
+        lua_createtable(L, 0, 5);
+        set_id(L, ctx, pr[i].id);
+        set_number(L, "match", pr[i].match);
+        set_number(L, "next", pr[i].next);
+        lua_pushboolean(L, pr[i].replicating);
+        lua_setfield(L, -2, "replicating");
+        lua_pushboolean(L, pr[i].snapshotting);
+        lua_setfield(L, -2, "snapshotting");
+        set_number(L, "inflight", pr[i].inflight);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "progress");
+}
+
+void hr__lua_set_msgs_sent(lua_State *L, const uint64_t msgs_sent[HR_MSG_TYPE_COUNT])
+{
+    uint64_t total = 0;
+    lua_createtable(L, 0, HR_MSG_TYPE_COUNT);
+    for (int t = 1; t < HR_MSG_TYPE_COUNT; t++) {
+        set_number(L, hr_msg_type_name(t), msgs_sent[t]);
+        total += msgs_sent[t];
+    }
+    lua_setfield(L, -2, "msgs_sent_by_type");
+    set_number(L, "msgs_sent", total);
+}
+
+/* A sim's node ids are numbers. */
+static void set_id_number(lua_State *L, void *ctx, hr_id_t id)
+{
+    (void)ctx;
+    set_number(L, "id", id);
 }
 
 void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
@@ -67,7 +92,7 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
     }
     lua_createtable(L, 0, 15);
     set_number(L, "id", id);
-    lua_pushstring(L, hr__lua_role_name(hr_raft_role(r)));
+    lua_pushstring(L, hr_role_name(hr_raft_role(r)));
     lua_setfield(L, -2, "role");
     set_number(L, "term", hr_raft_term(r));
     set_number(L, "leader", hr_raft_leader(r));
@@ -84,26 +109,7 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
     set_number(L, "snapshot_index", si);
     set_number(L, "snapshot_term", st);
     set_number(L, "snapshot_size", size);
-
-    struct hr_progress_info pr[HR_MAX_NODES];
-    size_t np = hr_raft_progress(r, pr, HR_MAX_NODES);
-    if (np > HR_MAX_NODES) {
-        np = HR_MAX_NODES;
-    }
-    lua_createtable(L, (int)np, 0);
-    for (size_t i = 0; i < np; i++) {
-        lua_createtable(L, 0, 5);
-        set_number(L, "id", pr[i].id);
-        set_number(L, "match", pr[i].match);
-        set_number(L, "next", pr[i].next);
-        lua_pushboolean(L, pr[i].replicating);
-        lua_setfield(L, -2, "replicating");
-        lua_pushboolean(L, pr[i].snapshotting);
-        lua_setfield(L, -2, "snapshotting");
-        set_number(L, "inflight", pr[i].inflight);
-        lua_rawseti(L, -2, (int)i + 1);
-    }
-    lua_setfield(L, -2, "progress");
+    hr__lua_set_progress(L, r, set_id_number, NULL);
 }
 
 void hr__lsim_push_stats(lua_State *L, struct hr__lsim *s, hr_id_t id)
@@ -124,12 +130,5 @@ void hr__lsim_push_stats(lua_State *L, struct hr__lsim *s, hr_id_t id)
     set_number(L, "elections", st->elections);
     set_number(L, "applied", st->applied);
     set_number(L, "snapshots_installed", st->snapshots_installed);
-    uint64_t total = 0;
-    lua_createtable(L, 0, HR_MSG_TYPE_COUNT);
-    for (int t = 1; t < HR_MSG_TYPE_COUNT; t++) {
-        set_number(L, msg_type_name(t), st->msgs_sent[t]);
-        total += st->msgs_sent[t];
-    }
-    lua_setfield(L, -2, "msgs_sent_by_type");
-    set_number(L, "msgs_sent", total);
+    hr__lua_set_msgs_sent(L, st->msgs_sent);
 }

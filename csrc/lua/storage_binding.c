@@ -31,6 +31,7 @@
 
 #include "../storage/log.h"
 #include "../storage/throughput.h"
+#include "binding.h"
 #include "storage_binding.h"
 
 #define STORAGE_MT "helios.storage"
@@ -51,10 +52,7 @@ static struct lstore *check_store(lua_State *L)
 
 static int push_fail(lua_State *L, int rc, const char *msg)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, hr_err_name(rc));
-    lua_pushstring(L, msg);
-    return 3;
+    return hr__lua_push_fail(L, hr_err_name(rc), msg);
 }
 
 static int result(lua_State *L, struct lstore *s, int rc)
@@ -346,18 +344,7 @@ static const luaL_Reg methods[] = {
 
 int hr__lua_open_storage(lua_State *L)
 {
-    if (luaL_newmetatable(L, STORAGE_MT)) {
-        lua_newtable(L);
-        luaL_register(L, NULL, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, STORAGE_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    hr__lua_new_class(L, STORAGE_MT, methods, l_close, l_tostring);
     lua_pushcfunction(L, l_open);
     lua_setfield(L, -2, "storage_open");
     lua_pushcfunction(L, l_inspect);

@@ -37,18 +37,11 @@
 #include "../transport/codec.h"
 #include "../transport/handshake.h"
 #include "../transport/tcp_internal.h"
+#include "binding.h"
 #include "transport_binding.h"
 
 #define CONN_MT "helios.wire_conn"
 #define EXACT_MAX 9007199254740992.0 /* 2^53 */
-
-static int push_fail(lua_State *L, const char *code, const char *detail)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, code);
-    lua_pushstring(L, detail);
-    return 3;
-}
 
 static void push_u64(lua_State *L, uint64_t v)
 {
@@ -273,7 +266,7 @@ static int l_wire_decode(lua_State *L)
     char err[256];
     int rc = hr_codec_decode_frame(frame, len, max, &m, err, sizeof(err));
     if (rc != 0) {
-        return push_fail(L, hr_err_name(rc), err);
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
     }
     /* push_msg only allocates Lua objects; a memory error there would leak m's blobs, which
      * a test helper can afford. */
@@ -342,7 +335,7 @@ static int l_raw_connect(lua_State *L)
     }
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        return push_fail(L, "EIO", strerror(errno));
+        return hr__lua_push_fail(L, "EIO", strerror(errno));
     }
     socklen_t sl =
         sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
@@ -351,7 +344,7 @@ static int l_raw_connect(lua_State *L)
         rc = wait_fd(fd, POLLOUT, timeout);
         if (rc == 0) {
             close(fd);
-            return push_fail(L, "timeout", "connect timed out");
+            return hr__lua_push_fail(L, "timeout", "connect timed out");
         }
         int soerr = 0;
         socklen_t n = sizeof(soerr);
@@ -362,7 +355,7 @@ static int l_raw_connect(lua_State *L)
     if (rc != 0) {
         const char *msg = strerror(errno);
         close(fd);
-        return push_fail(L, "EIO", msg);
+        return hr__lua_push_fail(L, "EIO", msg);
     }
     struct conn *c = lua_newuserdata(L, sizeof(*c));
     c->fd = fd;
@@ -401,7 +394,7 @@ static int l_conn_send(lua_State *L)
     const char *p = luaL_checklstring(L, 2, &n);
     const char *err;
     if (send_all(c->fd, p, n, &err) != 0) {
-        return push_fail(L, "EIO", err);
+        return hr__lua_push_fail(L, "EIO", err);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -447,7 +440,7 @@ static int l_conn_recv(lua_State *L)
     const char *code = read_some(c->fd, buf, max, timeout, &got);
     if (code != NULL) {
         free(buf);
-        return push_fail(L, code, code[0] == 'E' ? strerror(errno) : code);
+        return hr__lua_push_fail(L, code, code[0] == 'E' ? strerror(errno) : code);
     }
     lua_pushlstring(L, buf, got);
     free(buf);
@@ -551,7 +544,7 @@ static int l_wire_handshake(lua_State *L)
         code = hs.auth_failure ? "EAUTH" : hr_err_name(rc);
     }
     if (code != NULL) {
-        return push_fail(L, code, err);
+        return hr__lua_push_fail(L, code, err);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -559,20 +552,9 @@ static int l_wire_handshake(lua_State *L)
 
 int hr__lua_open_transport(lua_State *L)
 {
-    if (luaL_newmetatable(L, CONN_MT)) {
-        static const luaL_Reg methods[] = {
-            {"send", l_conn_send}, {"recv", l_conn_recv}, {"close", l_conn_close}, {NULL, NULL}};
-        lua_newtable(L);
-        luaL_register(L, NULL, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_conn_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_conn_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, CONN_MT);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
+    static const luaL_Reg methods[] = {
+        {"send", l_conn_send}, {"recv", l_conn_recv}, {"close", l_conn_close}, {NULL, NULL}};
+    hr__lua_new_class(L, CONN_MT, methods, l_conn_close, l_conn_tostring);
     static const luaL_Reg fns[] = {{"wire_encode", l_wire_encode},
                                    {"wire_decode", l_wire_decode},
                                    {"wire_handshake", l_wire_handshake},

@@ -3,7 +3,8 @@
  *
  *   lock.c     the data directory lock
  *   meta.c     the meta file
- *   segment.c  record and segment encoding, scanning a segment with recovery rules
+ *   segment.c  record and segment encoding, scanning a segment with recovery rules,
+ *              listing the segments of a log directory
  *   cache.c    the bounded read cache
  *   log.c      struct hr_log: segments, append, sync, truncate, compact, read
  *   inspect.c  hr_storage_inspect
@@ -61,6 +62,10 @@ static inline uint64_t hr__get64(const unsigned char *p)
 /* Map an errno of a failed system call to HR_ENOSPACE / HR_EIO. */
 int hr__errno_code(int e);
 
+/* log.c: append a printf-formatted line to the recovery notes in info (infolen bytes,
+ * NUL-terminated), newline-separated; what does not fit is dropped. */
+void hr__add_info(char *info, size_t infolen, const char *fmt, ...);
+
 /* lock.c: lock dir/LOCK; *fd is the held descriptor. HR_EBUSY names the holder's pid. */
 int hr__lock_dir(const char *dir, int *fd, char *err, size_t errlen);
 /* The pid written in dir/LOCK and whether a process holds the lock (for inspect). */
@@ -92,6 +97,13 @@ int hr__io_sync(struct hr__io *io, int fd, bool data_only);
 void hr__seg_name(char *buf, size_t len, uint64_t first);
 /* Parse a segment file name; false if it is not one. */
 bool hr__seg_parse_name(const char *name, uint64_t *first);
+/* The segments of logdir by first index, ascending, in *out (malloc'd, *n of them); other
+ * (if not NULL) is called with every name that is not a segment's. HR_ENOMEM, or, when
+ * logdir cannot be opened, hr__errno_code(errno) with errno kept and the reason in err
+ * (err is written in that case only). */
+int hr__seg_list(const char *logdir, uint64_t **out, size_t *n,
+                 void (*other)(void *arg, const char *name), void *arg, char *err,
+                 size_t errlen);
 void hr__seg_encode_header(unsigned char *p, uint64_t first);
 /* Encode one record at p (HR__REC_HEADER_SIZE + e->len bytes). */
 void hr__rec_encode(unsigned char *p, const struct hr_log_entry *e);

@@ -6,7 +6,6 @@
  * and prints what it finds. It never repairs anything: a torn tail is reported as what open would cut.
  */
 #define _GNU_SOURCE /* O_CLOEXEC under -std=c11 */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,6 +15,14 @@
 
 #include "impl.h"
 #include "snapshot.h"
+
+/* Names in log/ that are not segments: shown, but for hidden files. */
+static void print_other(void *arg, const char *name)
+{
+    if (name[0] != '.') {
+        fprintf(arg, "log/%s: not a segment (ignored)\n", name);
+    }
+}
 
 int hr_storage_inspect(const char *dir, FILE *out)
 {
@@ -49,42 +56,19 @@ int hr_storage_inspect(const char *dir, FILE *out)
     }
 
     snprintf(path, sizeof path, "%s/log", dir);
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        fprintf(out, "log: ERROR %s: %s\n", path, strerror(errno));
-        fprintf(out, "status: CORRUPT\n");
-        return errno == ENOENT ? HR_ECORRUPT : HR_EIO;
-    }
     uint64_t *v = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        uint64_t first;
-        if (!hr__seg_parse_name(de->d_name, &first)) {
-            if (de->d_name[0] != '.') {
-                fprintf(out, "log/%s: not a segment (ignored)\n", de->d_name);
-            }
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *p = realloc(v, cap * sizeof *v);
-            if (p == NULL) {
-                free(v);
-                closedir(d);
-                return HR_ENOMEM;
-            }
-            v = p;
-        }
-        v[n++] = first;
+    size_t n = 0;
+    char lerr[sizeof path + 256];
+    lerr[0] = '\0';
+    rc = hr__seg_list(path, &v, &n, print_other, out, lerr, sizeof lerr);
+    if (rc != 0 && lerr[0] != '\0') { /* log/ cannot be opened */
+        int e = errno;
+        fprintf(out, "log: ERROR %s\n", lerr);
+        fprintf(out, "status: CORRUPT\n");
+        return e == ENOENT ? HR_ECORRUPT : HR_EIO;
     }
-    closedir(d);
-    for (size_t i = 1; i < n; i++) { /* insertion sort: few segments */
-        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            uint64_t t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
+    if (rc != 0) {
+        return rc;
     }
 
     fprintf(out, "segments: %zu\n", n);

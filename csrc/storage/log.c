@@ -13,7 +13,6 @@
  * batch that a later successful sync would make durable behind the caller's back.
  */
 #define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -763,50 +762,7 @@ void hr_log_close(struct hr_log *l)
 
 /* ---- open and recovery ---- */
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int list_segments(const char *logdir, uint64_t **out, size_t *n, char *err,
-                         size_t errlen)
-{
-    DIR *d = opendir(logdir);
-    if (d == NULL) {
-        snprintf(err, errlen, "%s: %s", logdir, strerror(errno));
-        return hr__errno_code(errno);
-    }
-    uint64_t *v = NULL;
-    size_t cnt = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        uint64_t first;
-        if (!hr__seg_parse_name(de->d_name, &first)) {
-            continue;
-        }
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *p = realloc(v, cap * sizeof *v);
-            if (p == NULL) {
-                free(v);
-                closedir(d);
-                return HR_ENOMEM;
-            }
-            v = p;
-        }
-        v[cnt++] = first;
-    }
-    closedir(d);
-    if (cnt > 1) {
-        qsort(v, cnt, sizeof *v, cmp_u64);
-    }
-    *out = v;
-    *n = cnt;
-    return 0;
-}
-
-static void add_info(char *info, size_t infolen, const char *fmt, ...)
+void hr__add_info(char *info, size_t infolen, const char *fmt, ...)
 {
     size_t used = strlen(info);
     if (used + 2 >= infolen) {
@@ -838,7 +794,7 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
 {
     uint64_t *firsts = NULL;
     size_t nf = 0;
-    int rc = list_segments(l->logdir, &firsts, &nf, err, errlen);
+    int rc = hr__seg_list(l->logdir, &firsts, &nf, NULL, NULL, err, errlen);
     if (rc != 0) {
         return rc;
     }
@@ -866,8 +822,8 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
                 goto out;
             }
             if (!is_last && !sc.sealed) {
-                add_info(info, infolen, "%s: no footer (scanned; %" PRIu64 " records sound)",
-                         lab, sc.count);
+                hr__add_info(info, infolen, "%s: no footer (scanned; %" PRIu64 " records sound)",
+                             lab, sc.count);
             }
         }
         if (sc.torn && sc.data_end == 0) {
@@ -879,7 +835,10 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
                 rc = hr__errno_code(errno);
                 goto out;
             }
-            add_info(info, infolen, "%s: segment without a valid header or records (interrupted creation) removed", lab);
+            hr__add_info(info, infolen,
+                         "%s: segment without a valid header or records (interrupted creation) "
+                         "removed",
+                         lab);
             continue;
         }
         if (sc.torn) {
@@ -890,11 +849,11 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
                 free(sc.sparse);
                 goto out;
             }
-            add_info(info, infolen,
-                     "%s: torn tail at offset %lld (%lld bytes) truncated; log ends at "
-                     "index %" PRIu64,
-                     lab, (long long)sc.data_end, (long long)(sc.file_size - sc.data_end),
-                     sc.first + sc.count - 1);
+            hr__add_info(info, infolen,
+                         "%s: torn tail at offset %lld (%lld bytes) truncated; log ends at "
+                         "index %" PRIu64,
+                         lab, (long long)sc.data_end, (long long)(sc.file_size - sc.data_end),
+                         sc.first + sc.count - 1);
         }
         if (l->n > 0) {
             struct seg *p = last_seg(l);
@@ -982,7 +941,7 @@ int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log *
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/meta.tmp", dir);
     if (unlink(tmp) == 0) {
-        add_info(info, infolen, "meta.tmp: interrupted replace discarded (meta kept)");
+        hr__add_info(info, infolen, "meta.tmp: interrupted replace discarded (meta kept)");
     }
     l->dir_fd = open(l->logdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (l->dir_fd < 0) {

@@ -1,7 +1,8 @@
 /*
  * segment.c: the byte layout of segment files (FORMAT.md) and the scan that decides, on
  * open, what a file holds: how many valid records, whether it was sealed, and whether a
- * torn tail follows them.
+ * torn tail follows them, and the listing of a log directory's segments (open and inspect
+ * both read it).
  *
  * The recovery rule lives here. A damaged record in the last segment is a torn tail (cut
  * away on open) only if no valid record starts anywhere after it: a crash can leave the
@@ -11,6 +12,7 @@
  * corruption and fails the open with the file name and offset.
  */
 #define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -358,5 +360,54 @@ int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct 
     s->file_size = size;
     s->sealed = true;
     err[0] = '\0';
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int hr__seg_list(const char *logdir, uint64_t **out, size_t *n,
+                 void (*other)(void *arg, const char *name), void *arg, char *err,
+                 size_t errlen)
+{
+    DIR *d = opendir(logdir);
+    if (d == NULL) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", logdir, strerror(e));
+        errno = e;
+        return hr__errno_code(e);
+    }
+    uint64_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t first;
+        if (!hr__seg_parse_name(de->d_name, &first)) {
+            if (other != NULL) {
+                other(arg, de->d_name);
+            }
+            continue;
+        }
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *p = realloc(v, cap * sizeof *v);
+            if (p == NULL) {
+                free(v);
+                closedir(d);
+                return HR_ENOMEM;
+            }
+            v = p;
+        }
+        v[cnt++] = first;
+    }
+    closedir(d);
+    if (cnt > 1) {
+        qsort(v, cnt, sizeof *v, cmp_u64);
+    }
+    *out = v;
+    *n = cnt;
     return 0;
 }

@@ -516,22 +516,6 @@ static int list_snaps(const char *dir, struct snap_name **out, size_t *n,
     return 0;
 }
 
-static void add_info(char *info, size_t infolen, const char *fmt, ...)
-{
-    size_t used = strlen(info);
-    if (used + 2 >= infolen) {
-        return;
-    }
-    if (used > 0) {
-        info[used++] = '\n';
-        info[used] = '\0';
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(info + used, infolen - used, fmt, ap);
-    va_end(ap);
-}
-
 struct find_ctx {
     char *info;
     size_t infolen;
@@ -540,8 +524,8 @@ struct find_ctx {
 static void report_tmp(void *arg, const char *name)
 {
     struct find_ctx *c = arg;
-    add_info(c->info, c->infolen,
-             "snapshots/%s: unfinished snapshot (interrupted write or transfer) ignored", name);
+    hr__add_info(c->info, c->infolen,
+                 "snapshots/%s: unfinished snapshot (interrupted write or transfer) ignored", name);
 }
 
 int hr_snap_find(const char *data_dir, struct hr_snap_info *out, bool *found, char *info,
@@ -571,8 +555,8 @@ int hr_snap_find(const char *data_dir, struct hr_snap_info *out, bool *found, ch
             return set_err(err, errlen, rc, "out of memory");
         }
         if (rc != 0) {
-            add_info(info, infolen, "snapshots/%s: %s; skipped (kept for inspection)",
-                     v[i].name, why);
+            hr__add_info(info, infolen, "snapshots/%s: %s; skipped (kept for inspection)",
+                         v[i].name, why);
             continue;
         }
         *found = true;

@@ -200,7 +200,7 @@ end
 -- node:stats(). Fails naming the shape it found when there is no such counter.
 function M.sent(node, kind)
     local st = node:stats()
-    local t = st.msgs_sent or st.sent or st.msgs
+    local t = st.msgs_sent_by_type
     if type(t) == "table" then
         local v = t[kind] or t[kind:upper()] or t["msg_" .. kind]
         if type(v) == "number" then return v end

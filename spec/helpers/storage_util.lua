@@ -60,6 +60,7 @@ function M.check_entries(st, lo, hi)
     end
 end
 
+--- The whole of the file at path (raises if it cannot be opened). Other specs use it too.
 function M.read_file(path)
     local f = assert(io.open(path, "rb"))
     local s = f:read("*a")

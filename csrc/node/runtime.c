@@ -65,6 +65,9 @@ static int rt_write(void *ctx, uint64_t seq, const struct hr_hard_state *hs, hr_
 static void rt_apply(void *ctx, const struct hr_entry *e)
 {
     struct hr_runtime *rt = ctx;
+    if (e->index <= rt->applied) {
+        return; /* applied before this node was rebuilt after a storage failure (build_node) */
+    }
     rt->applied = e->index;
     if (rt->cb.apply != NULL) {
         rt->cb.apply(rt->cb.ctx, e);
@@ -249,18 +252,14 @@ static int build_node(struct hr_runtime *rt, char *err, size_t errlen)
     if (rt->applied < rt->snap.index) {
         rt->applied = rt->snap.index; /* the embedding restores the FSM from it */
     }
-    if (rt->applied > last) {
-        /* Committed by the followers and applied here before this node's own write was
-         * durable (§10.2.1), then lost with it: the FSM cannot un-apply, and the core
-         * cannot start below it. Only a restart (FSM replay) or a snapshot helps. */
-        snprintf(err, errlen,
-                 "recover: the state machine has applied index %" PRIu64
-                 " but the durable log ends at %" PRIu64 "; restart the node",
-                 rt->applied, last);
-        free_entries(entries, st.n_entries);
-        return HR_ECORRUPT;
-    }
-    st.applied = rt->applied;
+    /* The followers may have committed entries, and this node applied them, before its own
+     * write of them was durable (§10.2.1: the leader counts itself only once it is, but two
+     * followers are a quorum without it); a failed write then lost them here. The FSM
+     * cannot un-apply, so the core starts from the durable log and rt_apply skips what the
+     * FSM already holds when those entries come back from the new leader: committed
+     * entries are the same everywhere (State Machine Safety), so nothing is applied twice
+     * and nothing differs. */
+    st.applied = rt->applied <= last ? rt->applied : last;
     struct hr_config c = rt->raft;
     c.id = rt->id;
     c.voters = rt->ids;

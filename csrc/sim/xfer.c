@@ -5,13 +5,16 @@
  * Sender: a core's offer (SNAPSHOT without bytes, for the snapshot it holds) starts or
  * resumes a stream of the sender's durable snapshot to that peer: chunks of chunk_bytes,
  * each a SNAPSHOT message with its offset and bytes, done on the last, at most `window`
- * chunks beyond what the receiver acknowledged. Each acknowledgement moves the window on;
- * a lost chunk stalls it until the core offers again (its retransmission timer), and the
- * stream then resumes from the receiver's acknowledged offset rather than from zero. An
- * offer for a snapshot the sender does not hold durably is dropped: the core offers again.
+ * chunks beyond what the receiver acknowledged. Each acknowledgement moves the window on.
+ * A lost chunk shows as a gap: the receiver acknowledges the chunks after it with `reject`
+ * set and the bytes it holds, and the sender goes back to there once (go-back-N, as the
+ * production runtime resumes from the receiver's offset). A lost last chunk, or a lost
+ * acknowledgement with nothing after it, waits for the core's next offer (its
+ * retransmission timer). An offer for a snapshot the sender does not hold durably is
+ * dropped: the core offers again.
  *
  * Receiver: per sending peer, one snapshot (index, term) being assembled, in order: a
- * duplicate is ignored, a chunk beyond a gap waits to be sent again. Every chunk also goes
+ * duplicate is ignored, a chunk beyond a gap is dropped and answered with reject set. Every chunk also goes
  * to the receiving core (done cleared, no bytes) for its term and leader checks, which keep
  * its election timer quiet while a long transfer runs. Every chunk is acknowledged with a
  * SNAPSHOT_RESP carrying the bytes held (done once complete). Once the last chunk is in,
@@ -33,6 +36,7 @@ struct hr__xfer_out {
     hr_term_t msg_term;   /* the term of the offer being served */
     uint64_t next;        /* the next chunk to send */
     uint64_t acked;       /* bytes the receiver said it holds */
+    uint64_t rewound;     /* the chunk last gone back to after a gap, + 1 (0: none) */
     bool complete;        /* the receiver said it holds all of them */
 };
 
@@ -184,11 +188,17 @@ static void on_ack(struct hr__simnode *sn, const struct hr_msg *m)
     if (o->next < first) {
         o->next = first;
     }
+    if (m->reject && o->rewound != first + 1) {
+        /* A gap at `first`: send again from there, once per gap (the rest of the window
+         * answers with the same gap). */
+        o->next = first;
+        o->rewound = first + 1;
+    }
     pump(sn, m->from, o);
 }
 
 static void ack(struct hr__simnode *sn, hr_id_t to, hr_term_t term, hr_index_t index,
-                hr_term_t snap_term, uint64_t held, bool done)
+                hr_term_t snap_term, uint64_t held, bool done, bool gap)
 {
     struct hr_msg a;
     memset(&a, 0, sizeof(a));
@@ -200,6 +210,7 @@ static void ack(struct hr__simnode *sn, hr_id_t to, hr_term_t term, hr_index_t i
     a.snap_term = snap_term;
     a.offset = held;
     a.done = done;
+    a.reject = gap;
     hr__net_post(sn->sim, &a);
 }
 
@@ -252,7 +263,7 @@ void hr__xfer_deliver(struct hr__simnode *sn, const struct hr_msg *m)
         if (m->offset != 0) {
             /* The middle of a snapshot this node holds nothing of (it restarted, or a newer
              * one replaced it): tell the sender to start over. */
-            ack(sn, m->from, m->term, m->snap_index, m->snap_term, 0, false);
+            ack(sn, m->from, m->term, m->snap_index, m->snap_term, 0, false, true);
             return;
         }
         in_clear(in);
@@ -279,7 +290,8 @@ void hr__xfer_deliver(struct hr__simnode *sn, const struct hr_msg *m)
             hand_over = true;
         }
     }
-    ack(sn, m->from, m->term, in->index, in->term, in->held, in->whole != NULL);
+    bool gap = in->whole == NULL && m->offset > in->held;
+    ack(sn, m->from, m->term, in->index, in->term, in->held, in->whole != NULL, gap);
     if (!hand_over) {
         return;
     }

@@ -226,6 +226,31 @@ describe("child processes", function()
         assert.are.equal("ESRCH", select(2, core.proc_kill(pid, "TERM")))
     end)
 
+    it("passes numeric argv elements intact even when the GC runs during spawn", function()
+        -- A number in argv is converted to a string that nothing referenced once popped;
+        -- building a large env allocates enough for the GC to collect it before exec.
+        local env = {}
+        for i = 1, 10000 do env["HELIOS_PAD_" .. i] = ("x"):rep(i % 31 + 1) end
+        collectgarbage("setpause", 1)
+        collectgarbage("setstepmul", 10000)
+        local ok, err = pcall(function()
+            for round = 1, 5 do
+                local log = tmpname()
+                local pid = assert(core.proc_spawn({ "echo", 123456789, 987654321 + round },
+                    { stdout = log, env = env }))
+                assert.are.same({ "exited", 0 }, { core.proc_wait(pid, 5000) })
+                local f = assert(io.open(log))
+                local out = f:read("*a")
+                f:close()
+                os.remove(log)
+                assert.are.equal("123456789 " .. (987654321 + round) .. "\n", out)
+            end
+        end)
+        collectgarbage("setpause", 200)
+        collectgarbage("setstepmul", 200)
+        assert(ok, err)
+    end)
+
     it("finds free loopback ports", function()
         local p = assert(core.free_port())
         local l = assert(core.sock_listen("127.0.0.1:" .. p))

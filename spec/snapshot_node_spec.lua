@@ -171,8 +171,13 @@ describe("snapshots of networked nodes", function()
                 end
                 assert.equal(1, #files, table.concat(files, " "))
             end
-            -- On demand: a snapshot of what is applied now.
-            local idx = c.nodes[l]:snapshot()
+            -- On demand: a snapshot of what is applied now (once the automatic one that may
+            -- still be being written is done: meanwhile the answer is nil, "busy").
+            local idx, code
+            assert(wait_for(function()
+                idx, code = c.nodes[l]:snapshot()
+                return idx ~= nil or code ~= "busy"
+            end, 3000), "a snapshot stayed busy")
             assert.equal(c.nodes[l]:status().applied_index, idx)
             assert(wait_for(function()
                 return c.nodes[l]:status().snapshot_index == idx

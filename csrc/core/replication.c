@@ -331,6 +331,14 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
         /* a probe at the follower's match succeeded: the pipeline can start */
         to_replicate(r, pr);
     }
+    if (pr->snapshot != 0 && pr->match >= pr->snapshot) {
+        /* It holds the snapshot now. A follower offered one while replicating (compaction
+         * overtook its pipeline) never passes through to_replicate, so clear the state
+         * here: left set, every later rejection would be ignored above (a gap in the
+         * pipeline repaired only by the stall detector) and it would show as snapshotting
+         * for good. */
+        pr->snapshot = 0;
+    }
     if (pr->next <= pr->match) {
         pr->next = pr->match + 1;
     }

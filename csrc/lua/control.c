@@ -341,7 +341,11 @@ static bool socket_live(const char *path)
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
     snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    bool live = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    /* Only ECONNREFUSED (nobody listening) or ENOENT (gone) prove the socket stale. Any
+     * other failure, EACCES above all (a running node of another user, or a mode we may not
+     * connect to), is someone else's live socket: unlinking it would hijack its path. */
+    bool live = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 ||
+                (errno != ECONNREFUSED && errno != ENOENT);
     close(fd);
     return live;
 }
@@ -396,14 +400,11 @@ static int l_listen(lua_State *L)
     s->pending = 1;
     uv_pipe_init(hr__loop_uv(lp), &s->pipe, 0);
     s->pipe.data = s;
-    /* 0600 from the start: a chmod after bind would leave a window with the umask's
-     * mode. */
+    /* 0600 from the start, through the umask: a chmod after bind would leave a window with
+     * the umask's mode, and would follow a symlink swapped in for the socket meanwhile. */
     mode_t old = umask(0177);
     int rc = uv_pipe_bind(&s->pipe, path);
     umask(old);
-    if (rc == 0) {
-        rc = chmod(path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
-    }
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&s->pipe, 16, on_connection);
     }

@@ -134,14 +134,18 @@ static int l_spawn(lua_State *L)
         return luaL_error(L, "Usage: proc_spawn(argv, opts): argv needs a program");
     }
     char **argv = lua_newuserdata(L, sizeof(char *) * (size_t)(n + 1));
+    /* A number in argv becomes a new string that only the stack slot referenced: once
+     * popped, the GC could free it (the env building below allocates) and exec would get
+     * freed memory. Every converted string is anchored in this table for the call. */
+    lua_createtable(L, n, 0);
+    int strs = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, 1, i);
         if (!lua_isstring(L, -1)) {
             return luaL_error(L, "Usage: proc_spawn: argv[%d] must be a string", i);
         }
         argv[i - 1] = (char *)lua_tostring(L, -1);
-        /* the string stays referenced by argv's table for the call */
-        lua_pop(L, 1);
+        lua_rawseti(L, strs, i);
     }
     argv[n] = NULL;
 

@@ -8,6 +8,8 @@
  */
 #include "internal.h"
 
+#include <inttypes.h>
+
 bool hr__net_open(const struct hr_sim *s, hr_id_t from, hr_id_t to)
 {
     const struct hr__simnode *a = &s->nodes[from - 1];
@@ -46,11 +48,56 @@ static void schedule(struct hr_sim *s, const struct hr_msg *m)
     }
 }
 
+/* The ordering rules of node.h, checked where they matter: when a message that speaks for
+ * durable state leaves its node, the node's simulated disk must already hold that state.
+ * (A crash would otherwise expose the lie only in the rare schedule that crashes the node
+ * at exactly that moment.) */
+static bool durable_enough(struct hr_sim *s, struct hr__simnode *sn, const struct hr_msg *m)
+{
+    const struct hr__disk *d = &sn->disk;
+    switch (m->type) {
+    case HR_MSG_APPEND_RESP:
+        /* "My log matches yours up to index": those entries (or a snapshot covering
+         * them) are on disk. */
+        if (!m->reject && m->index > hr__disk_last(d) && m->index > d->snap.index) {
+            hr__sim_stop(s, HR__STOP_INVARIANT,
+                         "durability: node %" PRIu64 " acknowledged index %" PRIu64
+                         " to node %" PRIu64 " with only %" PRIu64 " on its disk",
+                         sn->id, m->index, m->to, hr__disk_last(d));
+            return false;
+        }
+        return true;
+    case HR_MSG_VOTE_RESP:
+    case HR_MSG_VOTE:
+        /* A granted vote, or a candidate's request (it voted for itself): the vote is on
+         * disk, or a restart could vote again in the same term. A later term on disk will
+         * do too: the node can never vote in this term again. (One input can carry a node
+         * through two terms: the tick that starts an election, then a message of a higher
+         * term; both go out with the batch that persists the later one.) */
+        if (m->type == HR_MSG_VOTE_RESP && m->reject) {
+            return true;
+        }
+        hr_id_t voted = m->type == HR_MSG_VOTE ? m->from : m->to;
+        if (d->hs.term < m->term || (d->hs.term == m->term && d->hs.vote != voted)) {
+            hr__sim_stop(s, HR__STOP_INVARIANT,
+                         "durability: node %" PRIu64 " sent a %s of term %" PRIu64
+                         " for node %" PRIu64 " with term %" PRIu64 ", vote %" PRIu64
+                         " on its disk",
+                         sn->id, hr_msg_type_name(m->type), m->term, voted, d->hs.term,
+                         d->hs.vote);
+            return false;
+        }
+        return true;
+    default:
+        return true;
+    }
+}
+
 void hr__net_send(void *ctx, const struct hr_msg *m)
 {
     struct hr__simnode *sn = ctx;
     struct hr_sim *s = sn->sim;
-    if (m->from != sn->id) {
+    if (m->from != sn->id || !durable_enough(s, sn, m)) {
         return;
     }
     if (m->type == HR_MSG_SNAPSHOT) {

@@ -88,7 +88,9 @@ static void work_cb(uv_work_t *w)
         rc = hr_log_set_meta(l, meta->meta.term, meta->meta.vote);
     }
     for (const struct batch *b = g->round; b != NULL && rc == 0; b = b->next) {
-        if (b->reset && hr_log_first_index(l) <= hr_log_last_index(l)) {
+        /* Not only when entries are left: an empty log can still hold an empty segment
+         * that pins where the next append must start (hr_log_truncate drops it). */
+        if (b->reset) {
             rc = hr_log_truncate(l, hr_log_first_index(l));
         }
         if (rc == 0 && b->truncate != 0) {

@@ -467,39 +467,79 @@ static size_t find_seg(const struct hr_log *l, uint64_t idx)
     return lo;
 }
 
+/* After truncate changed the segments: the log's tail and the rollback checkpoint follow
+ * the files as they now are, so a sync failure after this point (fail() puts the files
+ * back to the checkpoint) neither "restores" cut records by extending the file with zeros
+ * nor leaves next_index pointing into removed segments. */
+static void truncate_settle(struct hr_log *l, uint64_t from)
+{
+    struct seg *s = last_seg(l);
+    l->next_index = s != NULL ? s->first + s->count : from;
+    l->last_term = 0;
+    for (size_t i = l->n; i-- > 0;) {
+        if (l->segs[i].count > 0) {
+            l->last_term = l->segs[i].last_term;
+            break;
+        }
+    }
+    checkpoint(l);
+}
+
 int hr_log_truncate(struct hr_log *l, uint64_t from)
 {
     int rc = hr_log_sync(l);
     if (rc != 0) {
         return rc;
     }
-    if (l->n == 0 || from >= l->next_index) {
+    from = from == 0 ? 1 : from;
+    /* An empty log may still hold an empty segment (a crash left its header and nothing
+     * after it): truncating from its first index drops it, or the log stays pinned there
+     * and a reset (snapshot installed) could never append past it. */
+    if (l->n == 0 || (from >= l->next_index && from > l->segs[0].first)) {
         return 0;
     }
-    from = from == 0 ? 1 : from;
-    /* Newest first, so that a crash in the middle leaves a shorter log, never a hole. */
-    while (l->n > 0 && last_seg(l)->first >= from) {
-        if ((rc = drop_last_file(l)) != 0) {
-            SET_ERR(l, "truncate: unlink: %s", strerror(errno));
-            return fail(l, rc);
-        }
+    /* Read what the cut needs before changing anything: a read error leaves the log as it
+     * was. */
+    size_t keep = l->n;
+    while (keep > 0 && l->segs[keep - 1].first >= from) {
+        keep--;
     }
-    struct seg *s = last_seg(l);
-    if (s != NULL && from < s->first + s->count) {
-        off_t off;
-        char lab[64];
+    struct seg *s = keep > 0 ? &l->segs[keep - 1] : NULL;
+    bool cut = s != NULL && from < s->first + s->count;
+    off_t off = 0;
+    unsigned char h[HR__REC_HEADER_SIZE];
+    char lab[64] = "";
+    if (cut) {
         seg_label(s->first, lab, sizeof lab);
-        rc = locate(l, s, from, &off);
-        if (rc != 0) {
+        off_t prev;
+        /* from > s->first here (a segment starting at from was not kept), so from - 1 is
+         * in s and its term is the new last term. */
+        if ((rc = locate(l, s, from, &off)) != 0 || (rc = locate(l, s, from - 1, &prev)) != 0 ||
+            (rc = read_header(l, s, prev, h)) != 0) {
             SET_ERR(l, "%s: truncate: cannot read record %" PRIu64, lab, from);
             return rc;
         }
-        /* The term of the new last entry, for hr_log_last_term. */
-        off_t prev;
-        unsigned char h[HR__REC_HEADER_SIZE];
-        if ((rc = locate(l, s, from - 1, &prev)) != 0 || (rc = read_header(l, s, prev, h)) != 0) {
-            SET_ERR(l, "%s: truncate: cannot read record %" PRIu64, lab, from - 1);
+    }
+    /* Newest first, so that a crash in the middle leaves a shorter log, never a hole. */
+    while (l->n > keep) {
+        if ((rc = drop_last_file(l)) != 0) {
+            SET_ERR(l, "truncate: unlink: %s", strerror(errno));
+            /* Memory forgot a file that may still be there: only a reopen can tell. */
+            truncate_settle(l, from);
+            l->broken = rc;
             return rc;
+        }
+    }
+    if (cut) {
+        /* The removals must be durable before the kept segment is cut: otherwise a crash
+         * can bring the newer segments back behind a shortened one, a gap that fails the
+         * open. */
+        if (l->dir_dirty) {
+            truncate_settle(l, from);
+            if ((rc = sync_fd(l, l->dir_fd, false, "log/")) != 0) {
+                return rc;
+            }
+            l->dir_dirty = false;
         }
         if (ftruncate(s->fd, off) < 0) {
             SET_ERR(l, "%s: ftruncate: %s", lab, strerror(errno));
@@ -512,24 +552,18 @@ int hr_log_truncate(struct hr_log *l, uint64_t from)
         s->sealed = false;
         s->last_term = hr__get64(h + 8);
         hr__cache_drop(l->cache, s->first);
+        truncate_settle(l, from);
         if ((rc = sync_fd(l, s->fd, true, lab)) != 0) {
+            /* The cut is made but maybe not durable: the next sync must flush it. */
+            l->need_datasync = true;
             return rc;
         }
     }
+    truncate_settle(l, from);
     if (l->dir_dirty && (rc = sync_fd(l, l->dir_fd, false, "log/")) != 0) {
         return rc;
     }
     l->dir_dirty = false;
-    s = last_seg(l);
-    l->next_index = s != NULL ? s->first + s->count : from;
-    l->last_term = 0;
-    for (size_t i = l->n; i-- > 0;) {
-        if (l->segs[i].count > 0) {
-            l->last_term = l->segs[i].last_term;
-            break;
-        }
-    }
-    checkpoint(l);
     return 0;
 }
 
@@ -778,12 +812,33 @@ void hr__add_info(char *info, size_t infolen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* mkdir, and make the new entry durable: fsync the parent of a directory we created.
+ * Segments and meta fsync log/ and the data dir, but nothing else would ever fsync the
+ * parent of a freshly created data dir, nor the data dir right after log/ is made. */
 static int mkdir_p(const char *path)
 {
-    if (mkdir(path, 0755) == 0 || errno == EEXIST) {
-        return 0;
+    if (mkdir(path, 0755) < 0) {
+        return errno == EEXIST ? 0 : -1;
     }
-    return -1;
+    char parent[4200];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent) {
+        slash[1] = '\0';
+    } else if (slash != NULL) {
+        *slash = '\0';
+    } else {
+        snprintf(parent, sizeof parent, ".");
+    }
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
 }
 
 /* Load the segments of l->logdir. Every segment but the last is sealed: its footer is

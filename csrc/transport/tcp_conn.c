@@ -50,13 +50,19 @@ void hr__conn_close(struct hr__conn *c, const char *why)
     }
     c->closing = true;
     if (c->peer == NULL) {
+        /* c->peer is also NULL for an outbound connection whose peer was removed
+         * (hr__peer_close clears it first): only a connection found on t->inbound counts
+         * in t->handshaking, else removing a peer mid-connect would decrement (and wrap)
+         * the count and loosen the cap on unauthenticated inbound connections. */
+        bool inbound = false;
         for (struct hr__conn **pp = &t->inbound; *pp != NULL; pp = &(*pp)->next_in) {
             if (*pp == c) {
                 *pp = c->next_in;
+                inbound = true;
                 break;
             }
         }
-        if (c->state != HR__OPEN) {
+        if (inbound && c->state != HR__OPEN) {
             t->handshaking--;
         }
     }

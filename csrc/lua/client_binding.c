@@ -168,6 +168,24 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, int64_
     return 0;
 }
 
+/* A non-blocking unix socket and the address of path; -1 with nil, code, message pushed
+ * (the 3 values the caller returns) when the path is too long or socket() fails. */
+static int unix_socket(lua_State *L, const char *path, struct sockaddr_un *sun)
+{
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun->sun_path) {
+        hr__lua_push_fail(L, "io", "socket path too long (the limit is 107 bytes)");
+        return -1;
+    }
+    strcpy(sun->sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        hr__lua_push_errno(L, "socket", errno);
+    }
+    return fd;
+}
+
 static int l_connect(lua_State *L)
 {
     const char *addr = luaL_checkstring(L, 1);
@@ -203,14 +221,10 @@ static int l_connect(lua_State *L)
         return 1;
     }
 
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    if (strlen(addr) >= sizeof sun.sun_path) {
-        return hr__lua_push_fail(L, "io", "socket path too long (the limit is 107 bytes)");
-    }
-    strcpy(sun.sun_path, addr);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_un sun;
+    int fd = unix_socket(L, addr, &sun);
     if (fd < 0) {
-        return hr__lua_push_errno(L, "socket", errno);
+        return 3;
     }
     if (connect_fd(fd, (struct sockaddr *)&sun, sizeof sun, deadline, &code, &err) < 0) {
         close(fd);
@@ -250,14 +264,10 @@ static int l_listen(lua_State *L)
         lua_pushinteger(L, ntohs(sin.sin_port));
         return 2;
     }
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    if (strlen(addr) >= sizeof sun.sun_path) {
-        return hr__lua_push_fail(L, "io", "socket path too long (the limit is 107 bytes)");
-    }
-    strcpy(sun.sun_path, addr);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_un sun;
+    int fd = unix_socket(L, addr, &sun);
     if (fd < 0) {
-        return hr__lua_push_errno(L, "socket", errno);
+        return 3;
     }
     if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(fd, 16) < 0) {
         int e = errno;

@@ -18,20 +18,26 @@ local function proxy_argv()
         .. "require('helios.core').proxy_main()"):format(package.path, package.cpath) }
 end
 
-describe("framed socket client", function()
-    local path, listener
+-- A fake server's listening socket on a fresh path, for every `it` of the calling describe.
+local function with_listener()
+    local fx = {}
     before_each(function()
-        path = tmpname()
-        listener = assert(core.sock_listen(path))
+        fx.path = tmpname()
+        fx.listener = assert(core.sock_listen(fx.path))
     end)
     after_each(function()
-        listener:close()
-        os.remove(path)
+        fx.listener:close()
+        os.remove(fx.path)
     end)
+    return fx
+end
+
+describe("framed socket client", function()
+    local fx = with_listener()
 
     it("sends and receives frames with a CRC32C", function()
-        local c = assert(core.sock_connect(path, 1000))
-        local s = assert(listener:accept(1000))
+        local c = assert(core.sock_connect(fx.path, 1000))
+        local s = assert(fx.listener:accept(1000))
         assert(c:send_frame("hello", 1000))
         assert.are.equal("hello", s:recv_frame(1000))
         assert(s:send_frame(string.rep("x", 100000), 1000))
@@ -41,8 +47,8 @@ describe("framed socket client", function()
     end)
 
     it("times out without losing the stream, refuses a bad checksum", function()
-        local c = assert(core.sock_connect(path, 1000))
-        local s = assert(listener:accept(1000))
+        local c = assert(core.sock_connect(fx.path, 1000))
+        local s = assert(fx.listener:accept(1000))
         local t0 = core.clock_ms()
         local v, code = c:recv_frame(100)
         assert.is_nil(v)
@@ -59,11 +65,11 @@ describe("framed socket client", function()
     end)
 
     it("reports a refused connection and a closed peer", function()
-        local v, code = core.sock_connect(path .. ".missing", 500)
+        local v, code = core.sock_connect(fx.path .. ".missing", 500)
         assert.is_nil(v)
         assert.are.equal("refused", code)
-        local c = assert(core.sock_connect(path, 1000))
-        local s = assert(listener:accept(1000))
+        local c = assert(core.sock_connect(fx.path, 1000))
+        local s = assert(fx.listener:accept(1000))
         s:close()
         v, code = c:recv_frame(1000)
         assert.is_nil(v)
@@ -71,8 +77,8 @@ describe("framed socket client", function()
     end)
 
     it("refuses a frame over the size limit", function()
-        local c = assert(core.sock_connect(path, 1000))
-        local s = assert(listener:accept(1000))
+        local c = assert(core.sock_connect(fx.path, 1000))
+        local s = assert(fx.listener:accept(1000))
         assert(s:send_raw("\127\255\255\255\0\0\0\0", 1000))
         local v, code = c:recv_frame(1000, 1024)
         assert.is_nil(v)
@@ -81,19 +87,11 @@ describe("framed socket client", function()
 end)
 
 describe("helios.client protocol", function()
-    local path, listener
-    before_each(function()
-        path = tmpname()
-        listener = assert(core.sock_listen(path))
-    end)
-    after_each(function()
-        listener:close()
-        os.remove(path)
-    end)
+    local fx = with_listener()
 
     it("status, apply, errors, and answers to earlier requests are skipped", function()
-        local c = assert(client.connect(path, 1000))
-        local s = assert(listener:accept(1000))
+        local c = assert(client.connect(fx.path, 1000))
+        local s = assert(fx.listener:accept(1000))
         -- The request is written before any answer is read: send, answer, then read.
         local sock = c.sock
         local real_recv = sock.recv_frame

@@ -175,7 +175,11 @@ describe("raft.new apply waiting", function()
             node._backend:_wait("a", 99, 1, 10000, function(...) results.wait = { ... } end)
             local _, code = nil, nil
             node._backend:_wait("a", 98, 1, 50, function(...) _, code = ... end)
-            raft.sleep(100)
+            local waited = 0
+            while code == nil and waited < 2000 do -- the 50 ms timeout, with a deadline
+                raft.sleep(10)
+                waited = waited + 10
+            end
             results.timeout = code
             node:shutdown()
         end)

@@ -59,6 +59,7 @@ build = {
             "csrc/storage/io.c",
             "csrc/storage/lock.c",
             "csrc/storage/log.c",
+            "csrc/storage/reconcile.c",
             "csrc/storage/meta.c",
             "csrc/storage/node_storage.c",
             "csrc/storage/segment.c",

@@ -173,14 +173,6 @@ static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_en
                  " but there is no snapshot", first);
         return HR_ECORRUPT;
     }
-    if (rt->snap.index != 0 && first > rt->snap.index + 1) {
-        /* Entries between the snapshot and the log are gone: the newest snapshot was
-         * damaged and an older one is all there is. Starting would lose them silently. */
-        snprintf(err, errlen, "recover: the log starts at index %" PRIu64
-                 " but the snapshot ends at %" PRIu64 " (entries in between are missing: "
-                 "a newer snapshot was damaged?)", first, rt->snap.index);
-        return HR_ECORRUPT;
-    }
     uint64_t lo = first;
     if (rt->snap.index != 0) {
         uint64_t keep = rt->snap.index + 1 > rt->trailing_logs
@@ -550,6 +542,28 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
         snprintf(err, errlen, "start: %s", msg);
         return rc;
     }
+    struct hr_snap_info si;
+    bool found;
+    /* The info message goes on after the log's (hr_snap_find appends). */
+    rc = hr_snap_find(rt->data_dir, &si, &found, rt->info, sizeof rt->info, msg, sizeof msg);
+    if (rc != 0) {
+        snprintf(err, errlen, "start: %s", msg);
+        return rc;
+    }
+    if (found) {
+        rt->snap.index = si.index;
+        rt->snap.term = si.term;
+        rt->snap.size = si.file_size;
+    }
+    /* Before anything reads the log: it must continue the snapshot (a crash between
+     * installing a snapshot and emptying the log, or a snapshot taken past the durable log,
+     * leaves one that does not; csrc/storage/reconcile.c). */
+    rc = hr_log_reconcile(rt->log, rt->snap.index, rt->snap.term, rt->info, sizeof rt->info,
+                          msg, sizeof msg);
+    if (rc != 0) {
+        snprintf(err, errlen, "start: %s", msg);
+        return rc;
+    }
     rt->group = hr_group_new(rt->loop, rt->log, on_durable, rt);
     if (rt->group == NULL) {
         snprintf(err, errlen, "start: out of memory");
@@ -564,20 +578,6 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
     rt->storage.ctx = rt;
     rt->storage.write = rt_write;
     rt->storage.install = hr__rt_install;
-
-    struct hr_snap_info si;
-    bool found;
-    /* The info message goes on after the log's (hr_snap_find appends). */
-    rc = hr_snap_find(rt->data_dir, &si, &found, rt->info, sizeof rt->info, msg, sizeof msg);
-    if (rc != 0) {
-        snprintf(err, errlen, "start: %s", msg);
-        return rc;
-    }
-    if (found) {
-        rt->snap.index = si.index;
-        rt->snap.term = si.term;
-        rt->snap.size = si.file_size;
-    }
 
     struct hr_tcp_config tc = {
         .node_name = rt->name,

@@ -8,7 +8,10 @@
  * is told (it forgets entries before index + 1 - trailing_logs), then the log's segments
  * below that are dropped on the storage thread, and last the previous snapshot file is
  * removed. Each step happens only once the one before it is durable, so a crash anywhere
- * leaves a snapshot plus a log that covers everything after it.
+ * leaves a snapshot plus a log that covers everything after it. The snapshot's index is
+ * the applied one, which on a follower can be past its durable log (it applies entries the
+ * others committed before its own write of them is done): the snapshot is not held back
+ * for that; a restart reconciles the log with it instead (csrc/storage/reconcile.c).
  *
  * InstallSnapshot. The core offers the snapshot to a follower that needs compacted
  * entries (a SNAPSHOT message with no bytes, which hr__rt_send intercepts). The leader
@@ -22,7 +25,10 @@
  * acknowledged offset when the core re-offers (once per election timeout). After the last
  * chunk the receiver checks the file's checksum, fsyncs and renames it (on the
  * threadpool), and only then feeds its core the final message (done, no bytes): the
- * core's install (storage: empty the log; FSM: restore from the file) follows.
+ * core's install (storage: empty the log; FSM: restore from the file) follows. The file is
+ * durable before the log is emptied, in a later storage batch: a crash in between leaves
+ * the new snapshot beside the old log, which the restart's reconciliation discards unless it
+ * continues the snapshot, so the pair acts as one step.
  * Chunks go to the transport's bulk queue, so heartbeats never wait behind them.
  *
  * Threading: the loop's thread, except finish_work (the threadpool), which touches only
@@ -121,9 +127,13 @@ int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t
     rt->snap.size = info.file_size;
     rt->snap_stats.taken++;
     if (rt->node != NULL) {
-        /* The core keeps what storage has not written yet: compact no further than it. */
+        /* The core keeps what storage has not written yet: compact no further than it.
+         * And keep the entry at the snapshot's index itself, whatever trailing_logs says:
+         * a restart reads its term to check that the log continues the snapshot
+         * (csrc/storage/reconcile.c). */
         hr_index_t first = hr_raft_first_index(hr_node_raft(rt->node));
-        hr_node_storage_compact(&rt->ns, first < keep ? first : keep);
+        hr_index_t below = first < keep ? first : keep;
+        hr_node_storage_compact(&rt->ns, below < index ? below : index);
     }
     hr_snap_prune(rt->data_dir, index, term);
     return 0;

@@ -84,6 +84,15 @@ uint64_t hr_log_first_index(const struct hr_log *l);
 uint64_t hr_log_last_index(const struct hr_log *l);
 uint64_t hr_log_last_term(const struct hr_log *l);
 
+/* Before a node starts from the newest snapshot (snap_index, snap_term; 0: none): make the
+ * log continue it (reconcile.c says why this is safe). A log that ends before snap_index, or
+ * holds another term there, is emptied durably and the next append may start at
+ * snap_index + 1; the entry at snap_index is read and checked whatever the caller keeps of
+ * the log. What was done is added to info. HR_ECORRUPT (message in err) if the log starts
+ * after snap_index + 1: entries in between are missing. */
+int hr_log_reconcile(struct hr_log *l, uint64_t snap_index, uint64_t snap_term, char *info,
+                     size_t infolen, char *err, size_t errlen);
+
 /* Term and vote: replaced atomically and durable on return. */
 int hr_log_set_meta(struct hr_log *l, uint64_t term, uint64_t vote);
 void hr_log_meta(const struct hr_log *l, uint64_t *term, uint64_t *vote);

@@ -66,9 +66,10 @@ function Cluster:start(id, fsm)
     local node = raft.new(opts)
     self.nodes[id] = node
     self.snapshots[id] = {}
+    -- Each event with what status() said meanwhile (it must already show the snapshot).
     node:on("snapshot", function(index, term)
         local l = self.snapshots[id]
-        l[#l + 1] = { index, term }
+        l[#l + 1] = { index, term, node:status().snapshot_index }
     end)
     local ok, code, detail = node:start()
     assert(ok, format("start %s: %s %s", id, tostring(code), tostring(detail)))
@@ -125,6 +126,22 @@ function Cluster:converge(ms)
     end, ms or 5000)
 end
 
+-- Whether every running node is less than its snapshot_threshold behind what it applied:
+-- what the automatic snapshots promise once no more entries come (each check, every
+-- snapshot_interval_ms, takes one when a threshold was applied since the last).
+function Cluster:snapshots_settled()
+    local threshold = self.extra.snapshot_threshold or BASE.snapshot_threshold
+    for _, id in ipairs(self.ids) do
+        if self:running(id) then
+            local st = self.nodes[id]:status()
+            if st.applied_index - st.snapshot_index >= threshold then
+                return false
+            end
+        end
+    end
+    return true
+end
+
 function Cluster:run(timeout_ms, body)
     local ok, err = nh.run_scenario(self, timeout_ms, body)
     assert(ok, err)
@@ -148,22 +165,53 @@ describe("snapshots of networked nodes", function()
     it("snapshot under load, compact, and keep every node's FSM state identical", function()
         c = new_cluster(3, dir)
         c:run(20000, function()
-            local l = c:load(1, 300)
-            assert(c:converge(), "nodes did not converge")
-            assert(wait_for(function()
+            -- Load until every node has taken two snapshots itself. How many entries that
+            -- needs depends on the apply rate: a node looks every snapshot_interval_ms
+            -- whether snapshot_threshold entries were applied since its last snapshot, and
+            -- up to 175 entries were seen to apply between two looks here, so a node's
+            -- first snapshot can be past index 200, or past 250 and its only one for 300
+            -- entries. A follower that fell behind the leader's compacted log is sent the
+            -- leader's snapshot instead of taking one. Once every node has settled, another
+            -- snapshot_threshold of entries makes each take (or install) one more.
+            local n, more = 300, BASE.snapshot_threshold
+            local l = c:load(1, n)
+            local deadline = raft.now() + 10000
+            while true do
+                assert(c:converge(), "nodes did not converge")
+                assert(wait_for(function() return c:snapshots_settled() end, 3000),
+                       "not every node snapshotted what it applied")
+                local short
                 for _, id in ipairs(c.ids) do
-                    if c.nodes[id]:status().snapshot_index < 200 then return false end
+                    if c.nodes[id]:stats().snapshots.taken < 2 then short = id end
                 end
-                return true
-            end, 3000), "not every node snapshotted")
+                if not short then break end
+                assert(raft.now() < deadline, format("%s took %d snapshots after %d entries",
+                       short, c.nodes[short]:stats().snapshots.taken, n))
+                l = c:load(n + 1, more)
+                n = n + more
+            end
             local want = c.fsms[l]:snapshot()
             for _, id in ipairs(c.ids) do
                 local st = c.nodes[id]:status()
+                local ss = c.nodes[id]:stats().snapshots
+                local events = c.snapshots[id]
+                local seen = {}
+                for i, e in ipairs(events) do seen[i] = e[1] end
+                local what = format("snapshot observers on %s saw %s; taken %d, installed %d, "
+                                    .. "current %d", id, table.concat(seen, " "), ss.taken,
+                                    ss.installed, st.snapshot_index)
                 assert.equal(want, c.fsms[id]:snapshot())
                 assert(st.snapshot_size > 0)
                 assert(st.first_index > 1, "log not compacted on " .. id)
-                assert(#c.snapshots[id] >= 2, "snapshot observers on " .. id)
-                assert(c.nodes[id]:stats().snapshots.taken >= 2)
+                assert(ss.taken >= 2, what)
+                -- Every snapshot, taken or installed, fired the observers once, in order,
+                -- when status() already showed it; the last one is the current snapshot.
+                assert(#events == ss.taken + ss.installed, what)
+                for i, e in ipairs(events) do
+                    assert(e[3] == e[1], what)
+                    assert(i == 1 or e[1] > events[i - 1][1], what)
+                end
+                assert(events[#events][1] == st.snapshot_index, what)
                 -- Only the newest snapshot file stays.
                 local files = {}
                 for _, f in ipairs(ls(snap_dir(c, id))) do

@@ -27,6 +27,14 @@
 #define HR__SEG_HEADER_SIZE 24       /* magic, version, first index, crc, reserved */
 #define HR__REC_HEADER_SIZE 36       /* crc, len, term, index, time_ms, type, 3 reserved */
 #define HR__REC_FOOTER 0xFF          /* record type of a sealed segment's footer */
+/* Segment format versions (FORMAT.md, "Header"): new segments are written as version 2,
+ * whose records carry the sync mark; version 1 segments (no marks) are still read, with
+ * the older recovery rule, and appended to as version 1. */
+#define HR__SEG_VERSION 2
+#define HR__SEG_VERSION_MIN 1
+/* Record flags (byte 33, under the record's checksum). SYNC_MARK: the first record a sync
+ * wrote into this segment, so every byte before it was durable when it was written. */
+#define HR__REC_SYNC_MARK 0x01
 #define HR__TRAILER_SIZE 16          /* footer offset, magic */
 #define HR__TRAILER_MAGIC "HRSEALED"
 #define HR__SPARSE_STRIDE 32         /* one remembered offset per 32 records */
@@ -104,13 +112,15 @@ bool hr__seg_parse_name(const char *name, uint64_t *first);
 int hr__seg_list(const char *logdir, uint64_t **out, size_t *n,
                  void (*other)(void *arg, const char *name), void *arg, char *err,
                  size_t errlen);
+/* A version HR__SEG_VERSION header. */
 void hr__seg_encode_header(unsigned char *p, uint64_t first);
-/* Encode one record at p (HR__REC_HEADER_SIZE + e->len bytes). */
-void hr__rec_encode(unsigned char *p, const struct hr_log_entry *e);
+/* Encode one record at p (HR__REC_HEADER_SIZE + e->len bytes); flags: HR__REC_* or 0. */
+void hr__rec_encode(unsigned char *p, const struct hr_log_entry *e, uint8_t flags);
 
 /* The result of scanning a segment file from its header on. */
 struct hr__scan {
     uint64_t first;      /* from the header */
+    uint32_t version;    /* from the header (0 if it is damaged) */
     uint64_t count;      /* valid records */
     uint64_t last_term;
     off_t end;           /* offset after the last valid record (or footer+trailer if sealed) */
@@ -122,7 +132,9 @@ struct hr__scan {
     size_t n_sparse;
 };
 /* Scan fd (file `name` for messages). allow_torn: this is the last segment, where a torn
- * tail is cut (reported through s->torn) instead of failing. expect_first: the index the
+ * tail is cut (reported through s->torn) instead of failing: in a version 2 segment,
+ * damage that no valid sync-marked record follows (the unsynced part of the last write);
+ * in a version 1 segment, damage that no valid record follows. expect_first: the index the
  * segment must start with (0: any). want_sparse: fill s->sparse. HR_ECORRUPT names the
  * file and offset. */
 int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_first,

@@ -29,7 +29,9 @@ int hr_storage_inspect(const char *dir, FILE *out)
     char err[768], path[4200];
     int status = 0;
     fprintf(out, "data dir: %s\n", dir);
-    fprintf(out, "format: version %d (this build)\n", HR_LOG_FORMAT_VERSION);
+    fprintf(out, "format: meta version %d, segment version %d (this build; reads segment "
+                 "versions %d to %d)\n",
+            HR_LOG_FORMAT_VERSION, HR__SEG_VERSION, HR__SEG_VERSION_MIN, HR__SEG_VERSION);
 
     long pid;
     bool held;
@@ -109,14 +111,15 @@ int hr_storage_inspect(const char *dir, FILE *out)
         }
         if (sc.count > 0) {
             fprintf(out, "  %s: index %" PRIu64 "..%" PRIu64 ", %" PRIu64
-                         " records, %lld bytes, %s\n",
+                         " records, %lld bytes, %s, version %u\n",
                     lab, sc.first, sc.first + sc.count - 1, sc.count, (long long)sc.file_size,
-                    sc.sealed ? "sealed" : "open");
+                    sc.sealed ? "sealed" : "open", sc.version);
         } else {
-            fprintf(out, "  %s: no records, %lld bytes, %s\n", lab, (long long)sc.file_size,
-                    sc.sealed ? "sealed" : "open");
+            fprintf(out, "  %s: no records, %lld bytes, %s, version %u\n", lab,
+                    (long long)sc.file_size, sc.sealed ? "sealed" : "open", sc.version);
         }
         if (sc.torn) {
+            /* Version 2: damage behind the last sync mark, maybe with records after it. */
             fprintf(out, "  %s: torn tail at offset %lld (%lld bytes): the next open cuts "
                          "it\n",
                     lab, (long long)sc.data_end, (long long)(sc.file_size - sc.data_end));

@@ -11,6 +11,14 @@
  * back to that checkpoint (unlink segments created since, ftruncate the last one) and
  * the log refuses writes until hr_log_retry(). So a failure never leaves a half-written
  * batch that a later successful sync would make durable behind the caller's back.
+ *
+ * Sync marks (FORMAT.md, "Recovery rules"). Each sync writes one contiguous run after the
+ * checkpoint, and the next run starts only after this one's fdatasync returned (or after a
+ * rollback to the checkpoint). The first record of a run in a version 2 segment carries
+ * HR__REC_SYNC_MARK, so a marked record proves that the bytes before it were durable. For
+ * that to hold from the first sync on, a new segment's header is synced before any record
+ * is written into it (write_header), and open syncs what it found in the last segment
+ * before appending after it.
  */
 #define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
 #include <errno.h>
@@ -30,6 +38,7 @@ struct seg {
     uint64_t count;
     uint64_t last_term;
     int fd;
+    uint32_t version; /* of the header: only version 2 records carry sync marks */
     bool sealed;
     off_t size;      /* end of the last record (footer excluded), buffered bytes included */
     off_t file_end;  /* bytes in the file (footer and trailer included if sealed) */
@@ -223,11 +232,49 @@ static int refuse(struct hr_log *l)
     return 0;
 }
 
+static int sync_fd(struct hr_log *l, int fd, bool data, const char *what)
+{
+    if (hr__io_sync(&l->io, fd, data) < 0) {
+        int e = errno;
+        SET_ERR(l, "%s: %s: %s", what, data ? "fdatasync" : "fsync", strerror(e));
+        return fail(l, hr__errno_code(e));
+    }
+    return 0;
+}
+
+/* Write and sync the header of a segment created by roll(). It is made durable before any
+ * record is written after it: the first record's sync mark then vouches for every byte
+ * before it, and open can call a bad header with records after it corruption (FORMAT.md,
+ * "Recovery rules"). One more fdatasync per segment. */
+static int write_header(struct hr_log *l, struct seg *s)
+{
+    unsigned char h[HR__SEG_HEADER_SIZE];
+    char lab[64];
+    hr__seg_encode_header(h, s->first);
+    seg_label(s->first, lab, sizeof lab);
+    if (hr__io_pwrite(&l->io, s->fd, h, sizeof h, 0) < 0) {
+        int e = errno;
+        SET_ERR(l, "%s: write header: %s", lab, strerror(e));
+        return fail(l, hr__errno_code(e));
+    }
+    s->file_end = HR__SEG_HEADER_SIZE;
+    l->stats.bytes += HR__SEG_HEADER_SIZE;
+    int rc = sync_fd(l, s->fd, true, lab);
+    if (rc == 0) {
+        l->stats.syncs++;
+    }
+    return rc;
+}
+
 static int flush(struct hr_log *l)
 {
     struct seg *s = last_seg(l);
     if (l->wlen == 0) {
         return 0;
+    }
+    int rc;
+    if (s->file_end == 0 && (rc = write_header(l, s)) != 0) {
+        return rc;
     }
     if (hr__io_pwrite(&l->io, s->fd, l->wbuf, l->wlen, s->file_end) < 0) {
         int e = errno;
@@ -256,16 +303,6 @@ static int wbuf_reserve(struct hr_log *l, size_t more)
         }
         l->wbuf = p;
         l->wcap = nc;
-    }
-    return 0;
-}
-
-static int sync_fd(struct hr_log *l, int fd, bool data, const char *what)
-{
-    if (hr__io_sync(&l->io, fd, data) < 0) {
-        int e = errno;
-        SET_ERR(l, "%s: %s: %s", what, data ? "fdatasync" : "fsync", strerror(e));
-        return fail(l, hr__errno_code(e));
     }
     return 0;
 }
@@ -327,6 +364,7 @@ static int roll(struct hr_log *l, uint64_t first)
     memset(n, 0, sizeof *n);
     n->fd = fd;
     n->first = first;
+    n->version = HR__SEG_VERSION;
     n->size = HR__SEG_HEADER_SIZE;
     n->file_end = 0;
     l->dir_dirty = true;
@@ -334,12 +372,7 @@ static int roll(struct hr_log *l, uint64_t first)
     if (l->next_index != first) {
         l->next_index = first;
     }
-    if (wbuf_reserve(l, HR__SEG_HEADER_SIZE) != 0) {
-        SET_ERR(l, "out of memory");
-        return fail(l, HR_ENOMEM);
-    }
-    hr__seg_encode_header(l->wbuf, first);
-    l->wlen = HR__SEG_HEADER_SIZE;
+    /* file_end 0: flush() writes and syncs the header before the first records. */
     return 0;
 }
 
@@ -385,7 +418,12 @@ int hr_log_append(struct hr_log *l, const struct hr_log_entry *e, size_t n)
             SET_ERR(l, "out of memory");
             return fail(l, HR_ENOMEM);
         }
-        hr__rec_encode(l->wbuf + l->wlen, &e[i]);
+        /* The first record of this sync's run in s: s is new since the checkpoint (its
+         * header is synced), or this record starts where the checkpoint (the last sync,
+         * truncate or open, all durable) left s. */
+        bool first_of_run = s->count == 0 || (l->n == l->ck.n && s->size == l->ck.size);
+        hr__rec_encode(l->wbuf + l->wlen, &e[i],
+                       s->version >= 2 && first_of_run ? HR__REC_SYNC_MARK : 0);
         l->wlen += rec;
         s->size += (off_t)rec;
         s->count++;
@@ -934,6 +972,7 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
         s->count = sc.count;
         s->last_term = sc.last_term;
         s->fd = fd;
+        s->version = sc.version;
         /* A last segment without footer stays open for appends. A non-last one without
          * footer (older writer, damaged footer) is read-only: treat it as sealed. */
         s->sealed = sc.sealed || !is_last;
@@ -1005,6 +1044,16 @@ int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log *
         goto fail;
     }
     if ((rc = load_segments(l, err, errlen, info, infolen)) != 0) {
+        goto fail;
+    }
+    /* What the scan read may still be only in the page cache (the last writer was killed
+     * before its fdatasync): make it durable, with its directory entry, before appending
+     * after it, so the next sync mark vouches only for durable bytes. */
+    if (l->n > 0 && (fdatasync(last_seg(l)->fd) < 0 || fsync(l->dir_fd) < 0)) {
+        char lab[64];
+        seg_label(last_seg(l)->first, lab, sizeof lab);
+        snprintf(err, errlen, "%s: sync on open: %s", lab, strerror(errno));
+        rc = hr__errno_code(errno);
         goto fail;
     }
     checkpoint(l);

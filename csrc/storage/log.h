@@ -31,7 +31,8 @@
 
 #include "../core/error.h"
 
-/* The on-disk format version this code writes (and the only one it reads so far). */
+/* The version of the meta file this code writes (the only one it reads so far). Segment
+ * headers carry their own version (FORMAT.md: 2, and 1 is still read). */
 #define HR_LOG_FORMAT_VERSION 1
 
 struct hr_log;

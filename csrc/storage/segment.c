@@ -4,12 +4,16 @@
  * torn tail follows them, and the listing of a log directory's segments (open and inspect
  * both read it).
  *
- * The recovery rule lives here. A damaged record in the last segment is a torn tail (cut
- * away on open) only if no valid record starts anywhere after it: a crash can leave the
- * end of the last write cut short, zeroed or garbled, but it cannot leave a whole, valid
- * record behind a broken one unless that broken one was written (and perhaps
- * acknowledged) earlier. Everywhere else, and whenever a valid record follows, damage is
- * corruption and fails the open with the file name and offset.
+ * The recovery rule lives here. A crash can keep any subset of the pages written since
+ * the last fdatasync: the last write may come back cut short, zeroed or garbled anywhere,
+ * with whole valid records after a broken one. What was synced before it cannot. So the
+ * writer marks the first record of every sync's run (HR__REC_SYNC_MARK; log.c starts a run
+ * only once the previous fdatasync returned): a valid marked record at offset M proves
+ * every byte before M was durable. In the last segment of version 2, damage is the unsynced
+ * suffix (cut away on open) unless a valid marked record follows it; then it is damage to
+ * synced data, corruption. Version 1 segments carry no marks: there damage is a torn tail
+ * only if no valid record at all follows it. Sealed segments are strict: any damage is
+ * corruption. Corruption fails the open with the file name and offset.
  */
 #define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
 #include <dirent.h>
@@ -47,26 +51,27 @@ bool hr__seg_parse_name(const char *name, uint64_t *first)
 void hr__seg_encode_header(unsigned char *p, uint64_t first)
 {
     memcpy(p, HR__SEG_MAGIC, 4);
-    hr__put32(p + 4, HR_LOG_FORMAT_VERSION);
+    hr__put32(p + 4, HR__SEG_VERSION);
     hr__put64(p + 8, first);
     hr__put32(p + 16, hr__crc32c(0, p, 16));
     hr__put32(p + 20, 0);
 }
 
 static void rec_header(unsigned char *p, uint32_t len, uint64_t term, uint64_t index,
-                       uint64_t time_ms, uint8_t type)
+                       uint64_t time_ms, uint8_t type, uint8_t flags)
 {
     hr__put32(p + 4, len);
     hr__put64(p + 8, term);
     hr__put64(p + 16, index);
     hr__put64(p + 24, time_ms);
     p[32] = type;
-    p[33] = p[34] = p[35] = 0;
+    p[33] = flags;
+    p[34] = p[35] = 0;
 }
 
-void hr__rec_encode(unsigned char *p, const struct hr_log_entry *e)
+void hr__rec_encode(unsigned char *p, const struct hr_log_entry *e, uint8_t flags)
 {
-    rec_header(p, e->len, e->term, e->index, e->time_ms, e->type);
+    rec_header(p, e->len, e->term, e->index, e->time_ms, e->type, flags);
     if (e->len > 0) {
         memcpy(p + HR__REC_HEADER_SIZE, e->data, e->len);
     }
@@ -85,7 +90,7 @@ unsigned char *hr__seg_encode_footer(uint64_t first, uint64_t count, uint64_t la
     }
     /* The footer reuses the record layout: its checksum and length are checked the same
      * way, and its index field is the segment's last index. */
-    rec_header(b, (uint32_t)plen, last_term, first + count - 1, 0, HR__REC_FOOTER);
+    rec_header(b, (uint32_t)plen, last_term, first + count - 1, 0, HR__REC_FOOTER, 0);
     unsigned char *p = b + HR__REC_HEADER_SIZE;
     hr__put32(p, HR__SPARSE_STRIDE);
     hr__put32(p + 4, (uint32_t)n_sparse);
@@ -102,14 +107,18 @@ unsigned char *hr__seg_encode_footer(uint64_t first, uint64_t count, uint64_t la
 }
 
 /* Is there a whole record with a valid checksum, numbered at or after `expect`, starting
- * anywhere in buf[from, size)? The cheap index and length tests come before the CRC. */
+ * anywhere in buf[from, size)? marked: only records with the sync mark count. The cheap
+ * index, flag and length tests come before the CRC. */
 static bool valid_record_after(const unsigned char *buf, size_t from, size_t size,
-                               uint64_t expect)
+                               uint64_t expect, bool marked)
 {
     for (size_t q = from; q + HR__REC_HEADER_SIZE <= size; q++) {
         uint32_t len = hr__get32(buf + q + 4);
         uint64_t idx = hr__get64(buf + q + 16);
         if (idx < expect || idx - expect > size / HR__REC_HEADER_SIZE + 1) {
+            continue;
+        }
+        if (marked && (buf[q + 33] & HR__REC_SYNC_MARK) == 0) {
             continue;
         }
         if (len > HR__MAX_PAYLOAD || q + HR__REC_HEADER_SIZE + (size_t)len > size) {
@@ -190,9 +199,11 @@ int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_firs
      * zeroed file, which holds nothing and is a torn tail as a whole. */
     if (size < HR__SEG_HEADER_SIZE || memcmp(b, HR__SEG_MAGIC, 4) != 0 ||
         hr__get32(b + 16) != hr__crc32c(0, b, 16)) {
-        /* Records only follow a written header: if none follows, none was ever
-         * acknowledged and the file is an interrupted creation. */
-        if (allow_torn && !valid_record_after(b, 0, size, expect_first)) {
+        /* Records only follow a written header (log.c syncs a new segment's header
+         * before it writes records into it): if none follows, none was ever acknowledged
+         * and the file is an interrupted creation. The version is unknown here, so any
+         * valid record counts. */
+        if (allow_torn && !valid_record_after(b, 0, size, expect_first, false)) {
             s->torn = true;
             s->first = expect_first;
             goto done;
@@ -200,9 +211,10 @@ int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_firs
         why = size < HR__SEG_HEADER_SIZE ? "segment header cut short" : "bad segment header";
         goto corrupt;
     }
-    if (hr__get32(b + 4) != HR_LOG_FORMAT_VERSION) {
-        snprintf(err, errlen, "%s: format version %u, this build reads %u", name,
-                 hr__get32(b + 4), HR_LOG_FORMAT_VERSION);
+    s->version = hr__get32(b + 4);
+    if (s->version < HR__SEG_VERSION_MIN || s->version > HR__SEG_VERSION) {
+        snprintf(err, errlen, "%s: format version %u, this build reads %u to %u", name,
+                 s->version, HR__SEG_VERSION_MIN, HR__SEG_VERSION);
         rc = HR_ECORRUPT;
         goto out;
     }
@@ -266,7 +278,10 @@ int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_firs
     goto done;
 
 damaged:
-    if (allow_torn && !valid_record_after(b, pos + 1, size, s->first + s->count)) {
+    /* Version 2: only a later sync's mark proves this damage hit synced bytes (an unmarked
+     * record after it may be a later page of the same unsynced write). */
+    if (allow_torn &&
+        !valid_record_after(b, pos + 1, size, s->first + s->count, s->version >= 2)) {
         s->torn = true;
         s->data_end = s->end = (off_t)pos;
         goto done;
@@ -308,7 +323,8 @@ int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct 
         return HR_ECORRUPT;
     }
     if (memcmp(hdr, HR__SEG_MAGIC, 4) != 0 || hr__get32(hdr + 16) != hr__crc32c(0, hdr, 16) ||
-        hr__get32(hdr + 4) != HR_LOG_FORMAT_VERSION || hr__get64(hdr + 8) != expect_first ||
+        hr__get32(hdr + 4) < HR__SEG_VERSION_MIN || hr__get32(hdr + 4) > HR__SEG_VERSION ||
+        hr__get64(hdr + 8) != expect_first ||
         memcmp(tr + 8, HR__TRAILER_MAGIC, 8) != 0) {
         return HR_ECORRUPT;
     }
@@ -353,6 +369,7 @@ int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct 
     free(p);
     s->n_sparse = n_sparse;
     s->first = expect_first;
+    s->version = hr__get32(hdr + 4);
     s->count = count;
     s->last_term = hr__get64(rh + 8);
     s->data_end = (off_t)foff;

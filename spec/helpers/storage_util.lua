@@ -123,17 +123,70 @@ local function u32(s, off) -- little-endian, off 0-based
 end
 
 --- The records of a segment file, parsed the way FORMAT.md lays them out (no checksum
--- check): list of { offset, len, index, size }, the footer excluded.
+-- check): list of { offset, len, index, size, flags }, the footer excluded. flags is the
+-- byte at offset 33 of the record (M.SYNC_MARK: the first record a sync wrote).
 function M.records(path)
     local s = M.read_file(path)
     local t, off = {}, 24
     while off + 36 <= #s do
         local len = u32(s, off + 4)
         if s:byte(off + 33) == 0xFF or off + 36 + len > #s then break end
-        t[#t + 1] = { offset = off, len = len, index = u32(s, off + 16), size = 36 + len }
+        t[#t + 1] = { offset = off, len = len, index = u32(s, off + 16), size = 36 + len,
+                      flags = s:byte(off + 34) }
         off = off + 36 + len
     end
     return t
+end
+
+M.SYNC_MARK = 1
+
+local crc_table
+--- CRC32C (FORMAT.md: Castagnoli, reflected) of the string s, as a number 0 .. 2^32-1.
+function M.crc32c(s)
+    if not crc_table then
+        crc_table = {}
+        for i = 0, 255 do
+            local c = i
+            for _ = 1, 8 do
+                c = bit.band(c, 1) ~= 0 and bit.bxor(bit.rshift(c, 1), 0x82F63B78)
+                    or bit.rshift(c, 1)
+            end
+            crc_table[i] = c
+        end
+    end
+    local c = bit.bnot(0)
+    for i = 1, #s do
+        c = bit.bxor(bit.rshift(c, 8), crc_table[bit.band(bit.bxor(c, s:byte(i)), 0xFF)])
+    end
+    return bit.bnot(c) % 4294967296
+end
+
+local function le32(v)
+    return string.char(bit.band(v, 0xFF), bit.band(bit.rshift(v, 8), 0xFF),
+                       bit.band(bit.rshift(v, 16), 0xFF), bit.band(bit.rshift(v, 24), 0xFF))
+end
+
+--- The segment format version in the header of the segment file at path.
+function M.segment_version(path)
+    return u32(M.read_file(path), 4)
+end
+
+--- Rewrite the segment at path as a version 1 writer would have left it: header version 1
+-- and no record flags, every checksum made right again (a segment from an older build).
+function M.rewrite_as_v1(path)
+    local s = M.read_file(path)
+    local hdr = s:sub(1, 4) .. le32(1) .. s:sub(9, 16)
+    local parts = { hdr .. le32(M.crc32c(hdr)) .. s:sub(21, 24) }
+    local pos = 24
+    for _, r in ipairs(M.records(path)) do
+        assert(r.offset == pos, "records are not contiguous")
+        local body = s:sub(r.offset + 5, r.offset + 33) .. "\0" .. s:sub(r.offset + 35,
+                                                                       r.offset + r.size)
+        parts[#parts + 1] = le32(M.crc32c(body)) .. body
+        pos = r.offset + r.size
+    end
+    parts[#parts + 1] = s:sub(pos + 1)
+    M.write_file(path, table.concat(parts))
 end
 
 return M

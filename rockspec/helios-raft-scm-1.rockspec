@@ -54,6 +54,7 @@ build = {
             "csrc/core/replication.c",
             "csrc/core/snapshot.c",
             "csrc/storage/cache.c",
+            "csrc/storage/fs_posix.c",
             "csrc/storage/group.c",
             "csrc/storage/inspect.c",
             "csrc/storage/io.c",

@@ -295,7 +295,7 @@ static int l_inspect(lua_State *L)
     if (f == NULL) {
         return luaL_error(L, "storage_inspect: out of memory");
     }
-    int rc = hr_storage_inspect(dir, f);
+    int rc = hr_storage_inspect(NULL, dir, f);
     fclose(f);
     lua_pushboolean(L, rc == 0);
     lua_pushlstring(L, buf, len);

@@ -80,6 +80,7 @@ build = {
             "csrc/sim/disk.c",
             "csrc/sim/net.c",
             "csrc/sim/queue.c",
+            "csrc/sim/simfs.c",
             "csrc/sim/sim.c",
             "csrc/sim/snap.c",
             "csrc/sim/xfer.c",

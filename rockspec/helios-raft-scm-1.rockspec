@@ -98,6 +98,7 @@ build = {
             "csrc/lua/sim_binding.c",
             "csrc/lua/sim_hooks.c",
             "csrc/lua/sim_views.c",
+            "csrc/lua/simfs_binding.c",
             "csrc/lua/storage_binding.c",
             "csrc/lua/transport_binding.c",
          },

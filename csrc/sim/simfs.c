@@ -99,12 +99,12 @@ static char *xstrdup(const char *s)
     return memcpy(xrealloc(NULL, n), s, n);
 }
 
-#define GROW(v, n, cap)                                                                        \
-    do {                                                                                       \
-        if ((n) == (cap)) {                                                                    \
-            (cap) = (cap) ? (cap) * 2 : 8;                                                     \
-            (v) = xrealloc((v), (cap) * sizeof *(v));                                          \
-        }                                                                                      \
+#define GROW(v, n, cap)                                                                            \
+    do {                                                                                           \
+        if ((n) == (cap)) {                                                                        \
+            (cap) = (cap) ? (cap)*2 : 8;                                                           \
+            (v) = xrealloc((v), (cap) * sizeof *(v));                                              \
+        }                                                                                          \
     } while (0)
 
 /* ---- bytes and entries ---- */
@@ -306,8 +306,7 @@ static int walk(struct hr_simfs *s, const char *path, uint32_t *dir, char *name,
 }
 
 /* The inode path names, or NO_INODE (with the walk's error in *err). */
-static uint32_t lookup(struct hr_simfs *s, const char *path, uint32_t *dir, char *name,
-                       int *err)
+static uint32_t lookup(struct hr_simfs *s, const char *path, uint32_t *dir, char *name, int *err)
 {
     *err = walk(s, path, dir, name, 256);
     if (*err != 0) {
@@ -399,8 +398,7 @@ static bool keeps_unsynced(const struct hr_simfs *s)
     return (s->flags & (HR_SIMFS_KEEP_UNSYNCED | HR_SIMFS_TORN)) != 0;
 }
 
-static void record(struct hr_simfs *s, struct inode *n, uint64_t off, const void *data,
-                   size_t len)
+static void record(struct hr_simfs *s, struct inode *n, uint64_t off, const void *data, size_t len)
 {
     (void)s; /* kept whatever the flags: they may change before the crash */
     GROW(n->ops, n->nops, n->capops);
@@ -738,8 +736,8 @@ static int fs_lock(struct hr_fs *fs, int hn, int how)
 }
 
 static const struct hr_fs_ops simfs_ops = {
-    fs_open, fs_close, fs_pread, fs_pwrite, fs_sync,  fs_truncate,
-    fs_size, fs_rename, fs_unlink, fs_mkdir, fs_list, fs_lock,
+    fs_open, fs_close,  fs_pread,  fs_pwrite, fs_sync, fs_truncate,
+    fs_size, fs_rename, fs_unlink, fs_mkdir,  fs_list, fs_lock,
 };
 
 /* ---- crash ---- */

@@ -86,7 +86,7 @@ bool hr_simfs_crashed(const struct hr_simfs *s);
 void hr_simfs_reboot(struct hr_simfs *s);
 
 struct hr_simfs_stats {
-    uint64_t ops;           /* mutating operations */
+    uint64_t ops; /* mutating operations */
     uint64_t reboots;
     uint64_t files_reverted; /* files whose content a reboot changed */
     uint64_t names_reverted; /* directories whose entries a reboot changed */

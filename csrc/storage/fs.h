@@ -53,11 +53,11 @@
 
 /* open flags */
 enum {
-    HR_FS_READ = 0,       /* read only */
-    HR_FS_RDWR = 1,       /* read and write */
-    HR_FS_CREATE = 2,     /* create the file if it does not exist */
-    HR_FS_TRUNC = 4,      /* cut an existing file to 0 bytes */
-    HR_FS_DIR = 8         /* open a directory (to sync it); other flags ignored */
+    HR_FS_READ = 0,   /* read only */
+    HR_FS_RDWR = 1,   /* read and write */
+    HR_FS_CREATE = 2, /* create the file if it does not exist */
+    HR_FS_TRUNC = 4,  /* cut an existing file to 0 bytes */
+    HR_FS_DIR = 8     /* open a directory (to sync it); other flags ignored */
 };
 
 /* lock modes */
@@ -104,13 +104,11 @@ static inline int hr_fs_close(struct hr_fs *fs, int h)
 {
     return fs->ops->close(fs, h);
 }
-static inline ssize_t hr_fs_pread(struct hr_fs *fs, int h, void *buf, size_t len,
-                                  uint64_t off)
+static inline ssize_t hr_fs_pread(struct hr_fs *fs, int h, void *buf, size_t len, uint64_t off)
 {
     return fs->ops->pread(fs, h, buf, len, off);
 }
-static inline int hr_fs_pwrite(struct hr_fs *fs, int h, const void *buf, size_t len,
-                               uint64_t off)
+static inline int hr_fs_pwrite(struct hr_fs *fs, int h, const void *buf, size_t len, uint64_t off)
 {
     return fs->ops->pwrite(fs, h, buf, len, off);
 }

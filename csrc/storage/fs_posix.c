@@ -150,7 +150,7 @@ static int p_list(struct hr_fs *fs, const char *dir, int (*cb)(void *arg, const 
 static int p_lock(struct hr_fs *fs, int h, int how)
 {
     (void)fs;
-    int op = how == HR_FS_LOCK_EX ? LOCK_EX | LOCK_NB
+    int op = how == HR_FS_LOCK_EX   ? LOCK_EX | LOCK_NB
              : how == HR_FS_LOCK_SH ? LOCK_SH | LOCK_NB
                                     : LOCK_UN;
     int r;
@@ -161,8 +161,8 @@ static int p_lock(struct hr_fs *fs, int h, int how)
 }
 
 static const struct hr_fs_ops posix_ops = {
-    p_open, p_close, p_pread, p_pwrite, p_sync, p_truncate,
-    p_size, p_rename, p_unlink, p_mkdir, p_list, p_lock,
+    p_open, p_close,  p_pread,  p_pwrite, p_sync, p_truncate,
+    p_size, p_rename, p_unlink, p_mkdir,  p_list, p_lock,
 };
 
 /* Immutable: the ops table is const and the struct holds nothing else. */

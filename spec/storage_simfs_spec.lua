@@ -351,13 +351,15 @@ function Node:recover()
             if not ok then self:fail(("reconcile: %s %s"):format(code, msg)) end
         else
             -- Until it is in, what it does, through the log's API: empty a log that ends
-            -- before the snapshot or holds another term at its index.
+            -- before the snapshot or holds another term at its index. An empty log counts
+            -- as ending before it: it may still hold an empty segment (a crash left its
+            -- header only) that pins the next index below the snapshot's.
             local disagrees = last < found.index
             if not disagrees and found.index >= first then
                 local e = st:entries(found.index, found.index)
                 disagrees = e == nil or e[1].term ~= found.term
             end
-            if disagrees and last >= first then
+            if disagrees then
                 local ok, code, msg = st:truncate(first)
                 if not ok then self:fail(("emptying the log: %s %s"):format(code, msg)) end
             end

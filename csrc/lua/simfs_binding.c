@@ -13,6 +13,15 @@
  *   fs:list(path)        -- sorted names, or nil, code, message
  *   fs:stats()           -- { ops, reboots, files_reverted, names_reverted, torn }
  *
+ * The file operations themselves (struct hr_fs, csrc/storage/fs.h), to pin down what the
+ * simulated file system guarantees; each returns its result or nil, errno name ("EIO",
+ * "ENOENT", ...), message:
+ *   fs:open(path, mode)  -- handle; mode "r", "rw", "rwc" (create), "rwct" (and
+ *                        -- truncate) or "d" (a directory, to sync it)
+ *   fs:close(h)  fs:pread(h, off, len)  fs:pwrite(h, off, bytes)  fs:sync(h[, data_only])
+ *   fs:truncate(h, size)  fs:size(h)  fs:rename(from, to)  fs:unlink(path)
+ *   fs:mkdir(path)  fs:lock(h, "ex" | "sh" | "un")
+ *
  * A log opened over a simfs keeps it alive (a reference count on the C side, so the order
  * in which the garbage collector finalizes them does not matter).
  */
@@ -195,6 +204,144 @@ static int l_list(lua_State *L)
     return 1;
 }
 
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case EIO:
+        return "EIO";
+    case ENOENT:
+        return "ENOENT";
+    case EEXIST:
+        return "EEXIST";
+    case EBADF:
+        return "EBADF";
+    case EISDIR:
+        return "EISDIR";
+    case ENOTDIR:
+        return "ENOTDIR";
+    case EWOULDBLOCK:
+        return "EWOULDBLOCK";
+    case EINVAL:
+        return "EINVAL";
+    case EBUSY:
+        return "EBUSY";
+    default:
+        return "EOTHER";
+    }
+}
+
+/* 0 or a count: push it (true for 0 unless as_number); a negative errno: nil, name,
+ * message. */
+static int push_rc(lua_State *L, long long rc, bool as_number)
+{
+    if (rc < 0) {
+        return hr__lua_push_fail(L, errno_name((int)-rc), strerror((int)-rc));
+    }
+    if (as_number) {
+        lua_pushnumber(L, (lua_Number)rc);
+    } else {
+        lua_pushboolean(L, 1);
+    }
+    return 1;
+}
+
+static struct hr_fs *check_fs(lua_State *L)
+{
+    return hr_simfs_fs(check_simfs(L, 1)->sim);
+}
+
+static int check_h(lua_State *L, int idx)
+{
+    return (int)hr__lua_check_uint(L, idx, "handle", 0, INT32_MAX);
+}
+
+static int l_fopen(lua_State *L)
+{
+    static const char *const modes[] = {"r", "rw", "rwc", "rwct", "d", NULL};
+    static const int flags[] = {HR_FS_READ, HR_FS_RDWR, HR_FS_RDWR | HR_FS_CREATE,
+                                HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC, HR_FS_DIR};
+    struct hr_fs *fs = check_fs(L);
+    const char *path = luaL_checkstring(L, 2);
+    int m = luaL_checkoption(L, 3, "r", modes);
+    return push_rc(L, hr_fs_open(fs, path, flags[m]), true);
+}
+
+static int l_fclose(lua_State *L)
+{
+    return push_rc(L, hr_fs_close(check_fs(L), check_h(L, 2)), false);
+}
+
+static int l_fpread(lua_State *L)
+{
+    struct hr_fs *fs = check_fs(L);
+    int h = check_h(L, 2);
+    uint64_t off = hr__lua_check_uint(L, 3, "offset", 0, 1ULL << 40);
+    size_t len = (size_t)hr__lua_check_uint(L, 4, "length", 0, 1u << 26);
+    char *buf = malloc(len > 0 ? len : 1);
+    if (buf == NULL) {
+        return luaL_error(L, "pread: out of memory");
+    }
+    ssize_t r = hr_fs_pread(fs, h, buf, len, off);
+    if (r >= 0) {
+        lua_pushlstring(L, buf, (size_t)r);
+    }
+    free(buf);
+    return r >= 0 ? 1 : push_rc(L, r, false);
+}
+
+static int l_fpwrite(lua_State *L)
+{
+    struct hr_fs *fs = check_fs(L);
+    int h = check_h(L, 2);
+    uint64_t off = hr__lua_check_uint(L, 3, "offset", 0, 1ULL << 40);
+    size_t len;
+    const char *data = luaL_checklstring(L, 4, &len);
+    return push_rc(L, hr_fs_pwrite(fs, h, data, len, off), false);
+}
+
+static int l_fsync(lua_State *L)
+{
+    return push_rc(L, hr_fs_sync(check_fs(L), check_h(L, 2), lua_toboolean(L, 3)), false);
+}
+
+static int l_ftruncate(lua_State *L)
+{
+    uint64_t size = hr__lua_check_uint(L, 3, "size", 0, 1ULL << 40);
+    return push_rc(L, hr_fs_truncate(check_fs(L), check_h(L, 2), size), false);
+}
+
+static int l_fsize(lua_State *L)
+{
+    uint64_t size = 0;
+    int rc = hr_fs_size(check_fs(L), check_h(L, 2), &size);
+    return push_rc(L, rc < 0 ? rc : (long long)size, true);
+}
+
+static int l_frename(lua_State *L)
+{
+    struct hr_fs *fs = check_fs(L);
+    return push_rc(L, hr_fs_rename(fs, luaL_checkstring(L, 2), luaL_checkstring(L, 3)), false);
+}
+
+static int l_funlink(lua_State *L)
+{
+    return push_rc(L, hr_fs_unlink(check_fs(L), luaL_checkstring(L, 2)), false);
+}
+
+static int l_fmkdir(lua_State *L)
+{
+    return push_rc(L, hr_fs_mkdir(check_fs(L), luaL_checkstring(L, 2)), false);
+}
+
+static int l_flock(lua_State *L)
+{
+    static const char *const hows[] = {"ex", "sh", "un", NULL};
+    static const int v[] = {HR_FS_LOCK_EX, HR_FS_LOCK_SH, HR_FS_UNLOCK};
+    struct hr_fs *fs = check_fs(L);
+    int h = check_h(L, 2);
+    return push_rc(L, hr_fs_lock(fs, h, v[luaL_checkoption(L, 3, NULL, hows)]), false);
+}
+
 static int l_stats(lua_State *L)
 {
     struct hr_simfs_stats st;
@@ -214,11 +361,13 @@ static int l_stats(lua_State *L)
 }
 
 static const luaL_Reg methods[] = {
-    {"op_count", l_op_count}, {"crash_at", l_crash_at},
-    {"crash", l_crash},       {"crashed", l_crashed},
-    {"reboot", l_reboot},     {"set_flags", l_set_flags},
-    {"read", l_read},         {"list", l_list},
-    {"stats", l_stats},       {NULL, NULL},
+    {"op_count", l_op_count}, {"crash_at", l_crash_at}, {"crash", l_crash},
+    {"crashed", l_crashed},   {"reboot", l_reboot},     {"set_flags", l_set_flags},
+    {"read", l_read},         {"list", l_list},         {"stats", l_stats},
+    {"open", l_fopen},        {"close", l_fclose},      {"pread", l_fpread},
+    {"pwrite", l_fpwrite},    {"sync", l_fsync},        {"truncate", l_ftruncate},
+    {"size", l_fsize},        {"rename", l_frename},    {"unlink", l_funlink},
+    {"mkdir", l_fmkdir},      {"lock", l_flock},        {NULL, NULL},
 };
 
 int hr__lua_open_simfs(lua_State *L)

@@ -469,6 +469,10 @@ describe("storage over the simulated file system", function()
     end)
 
     if not PAGES then
+        -- About 1 seed in 100 of those fails today: a page lost behind a kept one in the
+        -- last segment fails the open with "record at offset N: bad checksum", or, when a
+        -- new segment's first page (its header) is lost and a later one kept, with
+        -- "offset 0: bad segment header".
         pending("crashes keeping any subset of unsynced pages (HELIOS_SIMFS_PAGES=1): an " ..
                 "earlier page lost behind a later one fails the open with 'record at offset N' " ..
                 "until the last segment's scan cuts damage in the unsynced suffix as a torn tail")

@@ -81,6 +81,8 @@ build = {
             "csrc/sim/net.c",
             "csrc/sim/queue.c",
             "csrc/sim/simfs.c",
+            "csrc/sim/simfs_crash.c",
+            "csrc/sim/simfs_store.c",
             "csrc/sim/sim.c",
             "csrc/sim/snap.c",
             "csrc/sim/xfer.c",

@@ -129,9 +129,9 @@ struct hr__scan {
     size_t n_sparse;
 };
 /* Scan handle h of fs (file `name` for messages). allow_torn: this is the last segment,
- * where a torn tail is cut (reported through s->torn) instead of failing. expect_first: the index the
- * segment must start with (0: any). want_sparse: fill s->sparse. HR_ECORRUPT names the
- * file and offset. */
+ * where a torn tail is cut (reported through s->torn) instead of failing. expect_first:
+ * the index the segment must start with (0: any). want_sparse: fill s->sparse.
+ * HR_ECORRUPT names the file and offset. */
 int hr__seg_scan(struct hr_fs *fs, int h, const char *name, bool allow_torn,
                  uint64_t expect_first, bool want_sparse, struct hr__scan *s, char *err,
                  size_t errlen);

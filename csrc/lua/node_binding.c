@@ -693,7 +693,7 @@ static int l_snapshot_read(lua_State *L)
     if (rc != 0) {
         snprintf(err, sizeof err, "%s: %s", path, strerror(errno));
     } else {
-        rc = hr_snap_read_header(fd, (uint64_t)st.st_size, &info, err, sizeof err);
+        rc = hr_snap_read_header(NULL, fd, (uint64_t)st.st_size, &info, err, sizeof err);
     }
     void *map = MAP_FAILED;
     if (rc == 0 && st.st_size > 0) {

@@ -5,6 +5,9 @@
  *   local core = require("helios.core")
  *   local st, info = core.storage_open("./data", { segment_size = 1048576 })
  *                                    -- or nil, code, message ("EBUSY", "ECORRUPT", ...)
+ *                                    -- { fs = core.simfs_new(seed) }: over a simulated
+ *                                    -- file system (simfs_binding.c), as every function
+ *                                    -- below that takes opts
  *   st:append{ { index = 1, term = 1, type = 1, data = "x", time_ms = 0 }, ... }
  *   st:sync()                        -- true or nil, code, message
  *   st:truncate(from_index)  st:compact(below_index)
@@ -13,7 +16,18 @@
  *   st:set_meta(term, vote)  st:meta() --> term, vote
  *   st:fault("write" | "sync", count, "ENOSPC" | "EIO" | "EROFS")   -- test hook
  *   st:retry()  st:stats()  st:close()
- *   local ok, report = core.storage_inspect("./data")
+ *   local ok, report = core.storage_inspect("./data"[, opts])
+ *
+ * Snapshot files (csrc/storage/snapshot.h), for specs of the storage over a simfs:
+ *   core.snap_file(index, term, voters, payload)   -- the bytes of that snapshot file
+ *   core.snap_write(dir, index, term, voters, payload[, opts])
+ *       -- through hr_snap_writer in opts.chunk-byte writes (4096): file size, or nil,
+ *       -- code, message
+ *   core.snap_recv(dir, index, term, file_bytes[, opts])
+ *       -- through hr_snap_recv in opts.chunk-byte chunks: true, or nil, code, message
+ *   core.snap_find(dir[, opts])  -- { index, term, file_size, payload_size } or false;
+ *                                -- then the info notes (or nil, code, message)
+ *   core.snap_prune(dir, index, term[, opts])  -- files removed
  *   local r = core.storage_bench(dir, writers, entries, entry_size)
  *             -- { appends, fsyncs, rounds, seconds, appends_per_s, fsyncs_per_s,
  *             --   baseline_fsyncs_per_s }
@@ -29,7 +43,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../core/crc32c.h"
 #include "../storage/log.h"
+#include "../storage/snapshot.h"
 #include "../storage/throughput.h"
 #include "binding.h"
 #include "storage_binding.h"
@@ -38,6 +54,7 @@
 
 struct lstore {
     struct hr_log *log;
+    struct hr__lua_fsref *fsref; /* the simfs the log runs over (NULL: the real one) */
     char dir[512];
 };
 
@@ -109,9 +126,12 @@ static int l_open(lua_State *L)
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     luaL_getmetatable(L, STORAGE_MT);
     lua_setmetatable(L, -2);
+    o.fs = hr__lua_opt_fs(L, 2, &s->fsref);
     char err[1024], info[2048];
     int rc = hr_log_open(dir, &o, &s->log, err, sizeof err, info, sizeof info);
     if (rc != 0) {
+        hr__lua_fs_unref(s->fsref);
+        s->fsref = NULL;
         return push_fail(L, rc, err);
     }
     lua_pushstring(L, info);
@@ -270,7 +290,25 @@ static int l_close(lua_State *L)
     struct lstore *s = luaL_checkudata(L, 1, STORAGE_MT);
     hr_log_close(s->log);
     s->log = NULL;
+    hr__lua_fs_unref(s->fsref); /* after the log: closing it uses the fs */
+    s->fsref = NULL;
     return 0;
+}
+
+/* st:reconcile(snap_index, snap_term) -> true, info or nil, code, message. */
+static int l_reconcile(lua_State *L)
+{
+    struct lstore *s = check_store(L);
+    uint64_t idx = check_u64(L, 2, "st:reconcile(snap_index, snap_term)");
+    uint64_t term = check_u64(L, 3, "st:reconcile(snap_index, snap_term)");
+    char info[2048] = "", err[1024] = "";
+    int rc = hr_log_reconcile(s->log, idx, term, info, sizeof info, err, sizeof err);
+    if (rc != 0) {
+        return push_fail(L, rc, err);
+    }
+    lua_pushboolean(L, 1);
+    lua_pushstring(L, info);
+    return 2;
 }
 
 static int l_tostring(lua_State *L)
@@ -295,7 +333,7 @@ static int l_inspect(lua_State *L)
     if (f == NULL) {
         return luaL_error(L, "storage_inspect: out of memory");
     }
-    int rc = hr_storage_inspect(dir, f);
+    int rc = hr_storage_inspect(hr__lua_opt_fs(L, 2, NULL), dir, f);
     fclose(f);
     lua_pushboolean(L, rc == 0);
     lua_pushlstring(L, buf, len);
@@ -334,12 +372,165 @@ static int l_bench(lua_State *L)
     return 1;
 }
 
+/* ---- snapshot files ---- */
+
+static size_t check_voters(lua_State *L, int idx, uint64_t *v)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    size_t n = lua_objlen(L, idx);
+    if (n > HR_SNAP_MAX_VOTERS) {
+        luaL_error(L, "Usage: voters: at most %d", HR_SNAP_MAX_VOTERS);
+    }
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        v[i] = check_u64(L, lua_gettop(L), "voters: a list of ids");
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+static size_t opt_chunk(lua_State *L, int idx)
+{
+    size_t chunk = 4096;
+    if (lua_istable(L, idx)) {
+        lua_getfield(L, idx, "chunk");
+        if (!lua_isnil(L, -1)) {
+            chunk = (size_t)check_u64(L, lua_gettop(L), "opts.chunk");
+        }
+        lua_pop(L, 1);
+    }
+    return chunk > 0 ? chunk : 1;
+}
+
+static int l_snap_file(lua_State *L)
+{
+    const char *usage = "core.snap_file(index, term, voters, payload)";
+    uint64_t index = check_u64(L, 1, usage), term = check_u64(L, 2, usage);
+    uint64_t voters[HR_SNAP_MAX_VOTERS];
+    size_t nv = check_voters(L, 3, voters);
+    size_t len;
+    const char *payload = luaL_checklstring(L, 4, &len);
+    unsigned char h[HR_SNAP_MAX_HEADER], t[HR_SNAP_TRAILER_SIZE];
+    size_t hl = hr_snap_header(h, index, term, voters, (uint32_t)nv);
+    uint32_t crc = hr_crc32c(hr_crc32c(0, h, hl), payload, len);
+    hr_snap_trailer(t, len, crc);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, (const char *)h, hl);
+    luaL_addlstring(&b, payload, len);
+    luaL_addlstring(&b, (const char *)t, sizeof t);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_snap_write(lua_State *L)
+{
+    const char *usage = "core.snap_write(dir, index, term, voters, payload[, opts])";
+    const char *dir = luaL_checkstring(L, 1);
+    uint64_t index = check_u64(L, 2, usage), term = check_u64(L, 3, usage);
+    uint64_t voters[HR_SNAP_MAX_VOTERS];
+    size_t nv = check_voters(L, 4, voters);
+    size_t len;
+    const char *payload = luaL_checklstring(L, 5, &len);
+    struct hr_fs *fs = hr__lua_opt_fs(L, 6, NULL);
+    size_t chunk = opt_chunk(L, 6);
+    char err[1024];
+    struct hr_snap_writer *w;
+    int rc = hr_snap_writer_open(fs, dir, index, term, voters, nv, &w, err, sizeof err);
+    if (rc != 0) {
+        return push_fail(L, rc, err);
+    }
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        if ((rc = hr_snap_writer_write(w, payload + off, n)) != 0) {
+            /* finish reports it and removes the temporary file */
+            break;
+        }
+    }
+    uint64_t size;
+    if ((rc = hr_snap_writer_finish(w, &size, err, sizeof err)) != 0) {
+        return push_fail(L, rc, err);
+    }
+    lua_pushnumber(L, (lua_Number)size);
+    return 1;
+}
+
+static int l_snap_recv(lua_State *L)
+{
+    const char *usage = "core.snap_recv(dir, index, term, file_bytes[, opts])";
+    const char *dir = luaL_checkstring(L, 1);
+    uint64_t index = check_u64(L, 2, usage), term = check_u64(L, 3, usage);
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 4, &len);
+    struct hr_fs *fs = hr__lua_opt_fs(L, 5, NULL);
+    size_t chunk = opt_chunk(L, 5);
+    char err[1024];
+    struct hr_snap_recv *r;
+    int rc = hr_snap_recv_open(fs, dir, index, term, &r, err, sizeof err);
+    if (rc != 0) {
+        return push_fail(L, rc, err);
+    }
+    for (size_t off = 0; rc == 0 && off < len; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        rc = hr_snap_recv_write(r, off, bytes + off, n, err, sizeof err);
+    }
+    struct hr_snap_info info;
+    if (rc == 0) {
+        rc = hr_snap_recv_finish(r, &info, err, sizeof err);
+    }
+    hr_snap_recv_free(r);
+    if (rc != 0) {
+        return push_fail(L, rc, err);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_snap_find(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    struct hr_fs *fs = hr__lua_opt_fs(L, 2, NULL);
+    struct hr_snap_info si;
+    bool found;
+    char err[1024], info[2048] = "";
+    int rc = hr_snap_find(fs, dir, &si, &found, info, sizeof info, err, sizeof err);
+    if (rc != 0) {
+        return push_fail(L, rc, err);
+    }
+    if (!found) {
+        lua_pushboolean(L, 0);
+    } else {
+        lua_createtable(L, 0, 4);
+        lua_pushnumber(L, (lua_Number)si.index);
+        lua_setfield(L, -2, "index");
+        lua_pushnumber(L, (lua_Number)si.term);
+        lua_setfield(L, -2, "term");
+        lua_pushnumber(L, (lua_Number)si.file_size);
+        lua_setfield(L, -2, "file_size");
+        lua_pushnumber(L, (lua_Number)si.payload_size);
+        lua_setfield(L, -2, "payload_size");
+    }
+    lua_pushstring(L, info);
+    return 2;
+}
+
+static int l_snap_prune(lua_State *L)
+{
+    const char *usage = "core.snap_prune(dir, index, term[, opts])";
+    const char *dir = luaL_checkstring(L, 1);
+    uint64_t index = check_u64(L, 2, usage), term = check_u64(L, 3, usage);
+    lua_pushnumber(L, hr_snap_prune(hr__lua_opt_fs(L, 4, NULL), dir, index, term));
+    return 1;
+}
+
 static const luaL_Reg methods[] = {
     {"append", l_append},       {"sync", l_sync},         {"truncate", l_truncate},
     {"compact", l_compact},     {"entries", l_entries},   {"first_index", l_first_index},
     {"last_index", l_last_index}, {"last_term", l_last_term}, {"set_meta", l_set_meta},
     {"meta", l_meta},           {"fault", l_fault},       {"retry", l_retry},
-    {"stats", l_stats},         {"close", l_close},       {NULL, NULL},
+    {"stats", l_stats},         {"close", l_close},
+    {"reconcile", l_reconcile},
+    {NULL, NULL},
 };
 
 int hr__lua_open_storage(lua_State *L)
@@ -351,5 +542,14 @@ int hr__lua_open_storage(lua_State *L)
     lua_setfield(L, -2, "storage_inspect");
     lua_pushcfunction(L, l_bench);
     lua_setfield(L, -2, "storage_bench");
+    static const luaL_Reg snap[] = {
+        {"snap_file", l_snap_file}, {"snap_write", l_snap_write}, {"snap_recv", l_snap_recv},
+        {"snap_find", l_snap_find}, {"snap_prune", l_snap_prune}, {NULL, NULL},
+    };
+    for (const luaL_Reg *f = snap; f->name != NULL; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+    hr__lua_open_simfs(L);
     return 0;
 }

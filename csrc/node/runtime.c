@@ -545,7 +545,7 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
     struct hr_snap_info si;
     bool found;
     /* The info message goes on after the log's (hr_snap_find appends). */
-    rc = hr_snap_find(rt->data_dir, &si, &found, rt->info, sizeof rt->info, msg, sizeof msg);
+    rc = hr_snap_find(NULL, rt->data_dir, &si, &found, rt->info, sizeof rt->info, msg, sizeof msg);
     if (rc != 0) {
         snprintf(err, errlen, "start: %s", msg);
         return rc;

@@ -6,11 +6,8 @@
  * remembers how many bytes it holds and is read again when a caller needs more.
  * Blocks are few (budget / 64 KiB, 64 by default): a linear search is fast enough.
  */
-#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "impl.h"
 
@@ -67,35 +64,24 @@ void hr__cache_drop(struct hr__cache *c, uint64_t seg)
     }
 }
 
-static int load(struct block *b, int fd, uint64_t seg, uint64_t no)
+static int load(struct block *b, struct hr_fs *fs, int h, uint64_t seg, uint64_t no)
 {
     if (b->data == NULL && (b->data = malloc(HR__CACHE_BLOCK)) == NULL) {
         return HR_ENOMEM;
     }
     b->seg = 0;
-    size_t done = 0;
-    while (done < HR__CACHE_BLOCK) {
-        ssize_t r = pread(fd, b->data + done, HR__CACHE_BLOCK - done,
-                          (off_t)(no * HR__CACHE_BLOCK + done));
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r < 0) {
-            return HR_EIO;
-        }
-        if (r == 0) {
-            break;
-        }
-        done += (size_t)r;
+    ssize_t r = hr_fs_pread(fs, h, b->data, HR__CACHE_BLOCK, no * HR__CACHE_BLOCK);
+    if (r < 0) {
+        return HR_EIO;
     }
     b->seg = seg;
     b->no = no;
-    b->len = done;
+    b->len = (size_t)r;
     return 0;
 }
 
-int hr__cache_read(struct hr__cache *c, uint64_t seg, int fd, off_t off, void *buf,
-                   size_t len, uint64_t *hits, uint64_t *misses)
+int hr__cache_read(struct hr__cache *c, uint64_t seg, struct hr_fs *fs, int h, off_t off,
+                   void *buf, size_t len, uint64_t *hits, uint64_t *misses)
 {
     unsigned char *out = buf;
     while (len > 0) {
@@ -119,7 +105,7 @@ int hr__cache_read(struct hr__cache *c, uint64_t seg, int fd, off_t off, void *b
             if (b == NULL) {
                 b = victim;
             }
-            int rc = load(b, fd, seg, no);
+            int rc = load(b, fs, h, seg, no);
             if (rc != 0) {
                 return rc;
             }

@@ -1,6 +1,9 @@
 /*
  * impl.h: internals shared by the files of csrc/storage (not for other layers).
  *
+ *   fs_posix.c struct hr_fs over the real file system (fs.h); every file operation of
+ *              csrc/storage goes through a struct hr_fs
+ *   io.c       writes and syncs of the write path, with the fault-injection hook
  *   lock.c     the data directory lock
  *   meta.c     the meta file
  *   segment.c  record and segment encoding, scanning a segment with recovery rules,
@@ -20,6 +23,7 @@
 #include <sys/types.h>
 
 #include "../core/crc32c.h"
+#include "fs.h"
 #include "log.h"
 
 /* ---- byte layout (FORMAT.md) ---- */
@@ -67,17 +71,18 @@ static inline uint64_t hr__get64(const unsigned char *p)
     return v;
 }
 
-/* Map an errno of a failed system call to HR_ENOSPACE / HR_EIO. */
+/* Map an errno of a failed file operation (the negated return of a struct hr_fs op) to
+ * HR_ENOSPACE / HR_EIO. */
 int hr__errno_code(int e);
 
 /* log.c: append a printf-formatted line to the recovery notes in info (infolen bytes,
  * NUL-terminated), newline-separated; what does not fit is dropped. */
 void hr__add_info(char *info, size_t infolen, const char *fmt, ...);
 
-/* lock.c: lock dir/LOCK; *fd is the held descriptor. HR_EBUSY names the holder's pid. */
-int hr__lock_dir(const char *dir, int *fd, char *err, size_t errlen);
+/* lock.c: lock dir/LOCK; *h is the held handle of fs. HR_EBUSY names the holder's pid. */
+int hr__lock_dir(struct hr_fs *fs, const char *dir, int *h, char *err, size_t errlen);
 /* The pid written in dir/LOCK and whether a process holds the lock (for inspect). */
-int hr__lock_probe(const char *dir, long *pid, bool *held);
+int hr__lock_probe(struct hr_fs *fs, const char *dir, long *pid, bool *held);
 
 /* meta.c */
 struct hr__meta {
@@ -85,21 +90,23 @@ struct hr__meta {
     uint64_t term, vote;
 };
 /* HR_ECORRUPT / HR_EIO with message; *exists = false and zero meta if there is none. */
-int hr__meta_read(const char *dir, struct hr__meta *m, bool *exists, char *err,
-                  size_t errlen);
-/* Atomic replace: meta.tmp, fsync, rename, fsync dir. write_fn lets the log inject
- * faults (NULL: plain write). */
+int hr__meta_read(struct hr_fs *fs, const char *dir, struct hr__meta *m, bool *exists,
+                  char *err, size_t errlen);
+/* Atomic replace: meta.tmp, fsync, rename, fsync dir. io lets the log inject faults
+ * (NULL: none). */
 struct hr__io;
-int hr__meta_write(const char *dir, const struct hr__meta *m, struct hr__io *io, char *err,
-                   size_t errlen);
+int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
+                   struct hr__io *io, char *err, size_t errlen);
 
-/* Fault-injecting system calls (log.c owns one per log). */
+/* io.c: writes and syncs through fs that fail on request (log.c owns one per log; NULL:
+ * no faults). 0 or a negative errno, as the struct hr_fs ops. */
 struct hr__io {
     unsigned fail_writes, fail_syncs;
     int write_errno, sync_errno;
 };
-ssize_t hr__io_pwrite(struct hr__io *io, int fd, const void *buf, size_t len, off_t off);
-int hr__io_sync(struct hr__io *io, int fd, bool data_only);
+int hr__io_pwrite(struct hr__io *io, struct hr_fs *fs, int h, const void *buf, size_t len,
+                  uint64_t off);
+int hr__io_sync(struct hr__io *io, struct hr_fs *fs, int h, bool data_only);
 
 /* segment.c */
 void hr__seg_name(char *buf, size_t len, uint64_t first);
@@ -107,9 +114,9 @@ void hr__seg_name(char *buf, size_t len, uint64_t first);
 bool hr__seg_parse_name(const char *name, uint64_t *first);
 /* The segments of logdir by first index, ascending, in *out (malloc'd, *n of them); other
  * (if not NULL) is called with every name that is not a segment's. HR_ENOMEM, or, when
- * logdir cannot be opened, hr__errno_code(errno) with errno kept and the reason in err
+ * logdir cannot be listed, hr__errno_code(e) with errno set to e and the reason in err
  * (err is written in that case only). */
-int hr__seg_list(const char *logdir, uint64_t **out, size_t *n,
+int hr__seg_list(struct hr_fs *fs, const char *logdir, uint64_t **out, size_t *n,
                  void (*other)(void *arg, const char *name), void *arg, char *err,
                  size_t errlen);
 /* A version HR__SEG_VERSION header. */
@@ -131,18 +138,19 @@ struct hr__scan {
     uint64_t *sparse;    /* malloc'd: offset of record k*STRIDE, k < n_sparse */
     size_t n_sparse;
 };
-/* Scan fd (file `name` for messages). allow_torn: this is the last segment, where a torn
- * tail is cut (reported through s->torn) instead of failing: in a version 2 segment,
- * damage that no valid sync-marked record follows (the unsynced part of the last write);
- * in a version 1 segment, damage that no valid record follows. expect_first: the index the
- * segment must start with (0: any). want_sparse: fill s->sparse. HR_ECORRUPT names the
- * file and offset. */
-int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_first,
-                 bool want_sparse, struct hr__scan *s, char *err, size_t errlen);
+/* Scan handle h of fs (file `name` for messages). allow_torn: this is the last segment,
+ * where a torn tail is cut (reported through s->torn) instead of failing: in a version 2
+ * segment, damage that no valid sync-marked record follows (the unsynced part of the last
+ * write); in a version 1 segment, damage that no valid record follows. expect_first: the
+ * index the segment must start with (0: any). want_sparse: fill s->sparse. HR_ECORRUPT
+ * names the file and offset. */
+int hr__seg_scan(struct hr_fs *fs, int h, const char *name, bool allow_torn,
+                 uint64_t expect_first, bool want_sparse, struct hr__scan *s, char *err,
+                 size_t errlen);
 /* Read a sealed segment's footer instead of scanning: fills s like hr__seg_scan. Returns
  * HR_ECORRUPT if there is no valid footer (the caller then scans). */
-int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct hr__scan *s,
-                        char *err, size_t errlen);
+int hr__seg_read_footer(struct hr_fs *fs, int h, const char *name, uint64_t expect_first,
+                        struct hr__scan *s, char *err, size_t errlen);
 /* Encode the footer record plus trailer for a segment whose records end at data_end:
  * returns a malloc'd buffer of *len bytes (NULL on out-of-memory). */
 unsigned char *hr__seg_encode_footer(uint64_t first, uint64_t count, uint64_t last_term,
@@ -155,10 +163,10 @@ unsigned char *hr__seg_encode_footer(uint64_t first, uint64_t count, uint64_t la
 struct hr__cache;
 struct hr__cache *hr__cache_new(size_t bytes);
 void hr__cache_free(struct hr__cache *c);
-/* Read len bytes at off of segment `seg` (fd) into buf, through the cache. Reads past the
- * end of the file are an error (HR_ECORRUPT: the caller knows the size). */
-int hr__cache_read(struct hr__cache *c, uint64_t seg, int fd, off_t off, void *buf,
-                   size_t len, uint64_t *hits, uint64_t *misses);
+/* Read len bytes at off of segment `seg` (handle h of fs) into buf, through the cache.
+ * Reads past the end of the file are an error (HR_ECORRUPT: the caller knows the size). */
+int hr__cache_read(struct hr__cache *c, uint64_t seg, struct hr_fs *fs, int h, off_t off,
+                   void *buf, size_t len, uint64_t *hits, uint64_t *misses);
 /* Forget every block of segment seg (or all segments if seg == 0). */
 void hr__cache_drop(struct hr__cache *c, uint64_t seg);
 

@@ -5,13 +5,10 @@
  * (records, footers, meta, snapshot files) and the index continuity between segments,
  * and prints what it finds. It never repairs anything: a torn tail is reported as what open would cut.
  */
-#define _GNU_SOURCE /* O_CLOEXEC under -std=c11 */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "impl.h"
 #include "snapshot.h"
@@ -24,8 +21,9 @@ static void print_other(void *arg, const char *name)
     }
 }
 
-int hr_storage_inspect(const char *dir, FILE *out)
+int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out)
 {
+    fs = hr_fs_or_posix(fs);
     char err[768], path[4200];
     int status = 0;
     fprintf(out, "data dir: %s\n", dir);
@@ -35,7 +33,7 @@ int hr_storage_inspect(const char *dir, FILE *out)
 
     long pid;
     bool held;
-    if (hr__lock_probe(dir, &pid, &held) == 0) {
+    if (hr__lock_probe(fs, dir, &pid, &held) == 0) {
         if (held) {
             fprintf(out, "lock: held by pid %ld (a node is running: files may change "
                          "while we read)\n", pid);
@@ -46,7 +44,7 @@ int hr_storage_inspect(const char *dir, FILE *out)
 
     struct hr__meta m;
     bool exists;
-    int rc = hr__meta_read(dir, &m, &exists, err, sizeof err);
+    int rc = hr__meta_read(fs, dir, &m, &exists, err, sizeof err);
     if (rc != 0) {
         fprintf(out, "meta: ERROR %s\n", err);
         status = rc;
@@ -62,7 +60,7 @@ int hr_storage_inspect(const char *dir, FILE *out)
     size_t n = 0;
     char lerr[sizeof path + 256];
     lerr[0] = '\0';
-    rc = hr__seg_list(path, &v, &n, print_other, out, lerr, sizeof lerr);
+    rc = hr__seg_list(fs, path, &v, &n, print_other, out, lerr, sizeof lerr);
     if (rc != 0 && lerr[0] != '\0') { /* log/ cannot be opened */
         int e = errno;
         fprintf(out, "log: ERROR %s\n", lerr);
@@ -81,24 +79,24 @@ int hr_storage_inspect(const char *dir, FILE *out)
         snprintf(lab, sizeof lab, "log/%s", name);
         snprintf(path, sizeof path, "%s/log/%s", dir, name);
         bool is_last = (i + 1 == n);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = hr_fs_open(fs, path, HR_FS_READ);
         if (fd < 0) {
-            fprintf(out, "  %s: ERROR %s\n", lab, strerror(errno));
+            fprintf(out, "  %s: ERROR %s\n", lab, strerror(-fd));
             status = HR_EIO;
             continue;
         }
         struct hr__scan sc;
-        rc = hr__seg_scan(fd, lab, is_last, v[i], false, &sc, err, sizeof err);
+        rc = hr__seg_scan(fs, fd, lab, is_last, v[i], false, &sc, err, sizeof err);
         if (rc == 0 && sc.sealed) {
             struct hr__scan f;
-            if (hr__seg_read_footer(fd, lab, v[i], &f, err, sizeof err) != 0 ||
+            if (hr__seg_read_footer(fs, fd, lab, v[i], &f, err, sizeof err) != 0 ||
                 f.count != sc.count) {
                 snprintf(err, sizeof err, "%s: footer does not match the records", lab);
                 rc = HR_ECORRUPT;
             }
             free(f.sparse);
         }
-        close(fd);
+        hr_fs_close(fs, fd);
         if (rc != 0) {
             fprintf(out, "  %s: ERROR %s\n", lab, err);
             status = rc;
@@ -143,7 +141,7 @@ int hr_storage_inspect(const char *dir, FILE *out)
     } else {
         fprintf(out, "log: empty\n");
     }
-    int src = hr_snap_inspect(dir, out);
+    int src = hr_snap_inspect(fs, dir, out);
     if (src != 0 && status == 0) {
         status = src;
     }

@@ -3,23 +3,21 @@
  * flock belongs to the open file description: a second open in the same process conflicts
  * too (fcntl locks would silently succeed there), and the kernel drops it when the process
  * dies, even by SIGKILL, so a crash never leaves a stale lock. The file holds the pid of
- * the holder so the refusal can name it.
+ * the holder so the refusal can name it. (struct hr_fs's lock has these semantics, fs.h.)
  */
-#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
+#define _GNU_SOURCE /* getpid under -std=c11 */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "impl.h"
 
-static long read_pid(int fd)
+static long read_pid(struct hr_fs *fs, int h)
 {
     char buf[32];
-    ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
+    ssize_t r = hr_fs_pread(fs, h, buf, sizeof buf - 1, 0);
     if (r <= 0) {
         return 0;
     }
@@ -27,53 +25,53 @@ static long read_pid(int fd)
     return strtol(buf, NULL, 10);
 }
 
-int hr__lock_dir(const char *dir, int *out, char *err, size_t errlen)
+int hr__lock_dir(struct hr_fs *fs, const char *dir, int *out, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/LOCK", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(e));
-        return hr__errno_code(e);
+    int h = hr_fs_open(fs, path, HR_FS_RDWR | HR_FS_CREATE);
+    if (h < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-h));
+        return hr__errno_code(-h);
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        if (e == EWOULDBLOCK) {
-            snprintf(err, errlen, "data dir %s is locked by pid %ld", dir, read_pid(fd));
-            close(fd);
+    int r = hr_fs_lock(fs, h, HR_FS_LOCK_EX);
+    if (r < 0) {
+        if (r == -EWOULDBLOCK) {
+            snprintf(err, errlen, "data dir %s is locked by pid %ld", dir, read_pid(fs, h));
+            hr_fs_close(fs, h);
             return HR_EBUSY;
         }
-        snprintf(err, errlen, "%s: flock: %s", path, strerror(e));
-        close(fd);
+        snprintf(err, errlen, "%s: flock: %s", path, strerror(-r));
+        hr_fs_close(fs, h);
         return HR_EIO;
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     /* The pid is a courtesy for the error message: failing to write it is not fatal. */
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) {
-        (void)0;
+    if (hr_fs_truncate(fs, h, 0) == 0) {
+        (void)hr_fs_pwrite(fs, h, pid, (size_t)n, 0);
     }
-    *out = fd;
+    *out = h;
     return 0;
 }
 
-int hr__lock_probe(const char *dir, long *pid, bool *held)
+int hr__lock_probe(struct hr_fs *fs, const char *dir, long *pid, bool *held)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/LOCK", dir);
     *pid = 0;
     *held = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return errno == ENOENT ? 0 : HR_EIO;
+    int h = hr_fs_open(fs, path, HR_FS_READ);
+    if (h < 0) {
+        return h == -ENOENT ? 0 : HR_EIO;
     }
-    *pid = read_pid(fd);
-    if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-        *held = (errno == EWOULDBLOCK);
+    *pid = read_pid(fs, h);
+    int r = hr_fs_lock(fs, h, HR_FS_LOCK_SH);
+    if (r < 0) {
+        *held = (r == -EWOULDBLOCK);
     } else {
-        flock(fd, LOCK_UN);
+        hr_fs_lock(fs, h, HR_FS_UNLOCK);
     }
-    close(fd);
+    hr_fs_close(fs, h);
     return 0;
 }

@@ -20,16 +20,13 @@
  * is written into it (write_header), and open syncs what it found in the last segment
  * before appending after it.
  */
-#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
+#define _GNU_SOURCE /* strdup under -std=c11 */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "impl.h"
 
@@ -55,6 +52,7 @@ struct checkpoint {
 };
 
 struct hr_log {
+    struct hr_fs *fs;      /* every file operation goes through it (fs.h) */
     char *dir;
     char *logdir;
     int lock_fd;
@@ -83,6 +81,7 @@ void hr_log_options_default(struct hr_log_options *o)
 {
     o->segment_size = 8u << 20;
     o->cache_bytes = 4u << 20;
+    o->fs = NULL;
 }
 
 static struct seg *last_seg(struct hr_log *l)
@@ -134,10 +133,10 @@ static int segs_reserve(struct hr_log *l)
     return 0;
 }
 
-static void seg_close(struct seg *s)
+static void seg_close(struct hr_log *l, struct seg *s)
 {
     if (s->fd >= 0) {
-        close(s->fd);
+        hr_fs_close(l->fs, s->fd);
     }
     free(s->sparse);
     memset(s, 0, sizeof *s);
@@ -161,20 +160,18 @@ static void checkpoint(struct hr_log *l)
     }
 }
 
-/* Remove the newest segment's file (and forget it). */
+/* Remove the newest segment's file (and forget it). 0 or a negative errno. */
 static int drop_last_file(struct hr_log *l)
 {
     char path[4200];
     struct seg *s = last_seg(l);
     seg_path(l, s->first, path, sizeof path);
     hr__cache_drop(l->cache, s->first);
-    seg_close(s);
+    seg_close(l, s);
     l->n--;
     l->dir_dirty = true;
-    if (unlink(path) < 0 && errno != ENOENT) {
-        return hr__errno_code(errno);
-    }
-    return 0;
+    int r = hr_fs_unlink(l->fs, path);
+    return r == -ENOENT ? 0 : r;
 }
 
 /* A write-path failure: put the files back to the checkpoint, refuse writes. The message
@@ -191,7 +188,8 @@ static int fail(struct hr_log *l, int rc)
     struct seg *s = last_seg(l);
     if (s != NULL && l->n == l->ck.n) {
         if (s->file_end != l->ck.file_end) {
-            if (ftruncate(s->fd, l->ck.file_end) < 0 || fdatasync(s->fd) < 0) {
+            if (hr_fs_truncate(l->fs, s->fd, (uint64_t)l->ck.file_end) < 0 ||
+                hr_fs_sync(l->fs, s->fd, true) < 0) {
                 brc = rc;
             }
         }
@@ -202,7 +200,7 @@ static int fail(struct hr_log *l, int rc)
         s->n_sparse = l->ck.n_sparse;
         s->sealed = l->ck.sealed;
     }
-    if (l->dir_dirty && fsync(l->dir_fd) < 0) {
+    if (l->dir_dirty && hr_fs_sync(l->fs, l->dir_fd, false) < 0) {
         brc = rc;
     }
     l->dir_dirty = false;
@@ -234,8 +232,9 @@ static int refuse(struct hr_log *l)
 
 static int sync_fd(struct hr_log *l, int fd, bool data, const char *what)
 {
-    if (hr__io_sync(&l->io, fd, data) < 0) {
-        int e = errno;
+    int r = hr__io_sync(&l->io, l->fs, fd, data);
+    if (r < 0) {
+        int e = -r;
         SET_ERR(l, "%s: %s: %s", what, data ? "fdatasync" : "fsync", strerror(e));
         return fail(l, hr__errno_code(e));
     }
@@ -252,8 +251,9 @@ static int write_header(struct hr_log *l, struct seg *s)
     char lab[64];
     hr__seg_encode_header(h, s->first);
     seg_label(s->first, lab, sizeof lab);
-    if (hr__io_pwrite(&l->io, s->fd, h, sizeof h, 0) < 0) {
-        int e = errno;
+    int r = hr__io_pwrite(&l->io, l->fs, s->fd, h, sizeof h, 0);
+    if (r < 0) {
+        int e = -r;
         SET_ERR(l, "%s: write header: %s", lab, strerror(e));
         return fail(l, hr__errno_code(e));
     }
@@ -276,8 +276,9 @@ static int flush(struct hr_log *l)
     if (s->file_end == 0 && (rc = write_header(l, s)) != 0) {
         return rc;
     }
-    if (hr__io_pwrite(&l->io, s->fd, l->wbuf, l->wlen, s->file_end) < 0) {
-        int e = errno;
+    int r = hr__io_pwrite(&l->io, l->fs, s->fd, l->wbuf, l->wlen, (uint64_t)s->file_end);
+    if (r < 0) {
+        int e = -r;
         char lab[64];
         seg_label(s->first, lab, sizeof lab);
         SET_ERR(l, "%s: write at offset %lld: %s", lab, (long long)s->file_end, strerror(e));
@@ -327,8 +328,9 @@ static int roll(struct hr_log *l, uint64_t first)
             return fail(l, HR_ENOMEM);
         }
         seg_label(s->first, lab, sizeof lab);
-        if (hr__io_pwrite(&l->io, s->fd, f, flen, s->file_end) < 0) {
-            int e = errno;
+        int r = hr__io_pwrite(&l->io, l->fs, s->fd, f, flen, (uint64_t)s->file_end);
+        if (r < 0) {
+            int e = -r;
             free(f);
             SET_ERR(l, "%s: write footer: %s", lab, strerror(e));
             s->file_end += 1;
@@ -353,9 +355,9 @@ static int roll(struct hr_log *l, uint64_t first)
     char path[4200];
     seg_path(l, first, path, sizeof path);
     /* O_TRUNC: a file of that name can only be the leftover of a rolled-back write. */
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = hr_fs_open(l->fs, path, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
     if (fd < 0) {
-        int e = errno;
+        int e = -fd;
         seg_label(first, lab, sizeof lab);
         SET_ERR(l, "%s: create: %s", lab, strerror(e));
         return fail(l, hr__errno_code(e));
@@ -470,7 +472,7 @@ int hr_log_sync(struct hr_log *l)
 /* Read the record header at off of segment s (through the cache). */
 static int read_header(struct hr_log *l, const struct seg *s, off_t off, unsigned char *h)
 {
-    return hr__cache_read(l->cache, s->first, s->fd, off, h, HR__REC_HEADER_SIZE,
+    return hr__cache_read(l->cache, s->first, l->fs, s->fd, off, h, HR__REC_HEADER_SIZE,
                           &l->stats.cache_hits, &l->stats.cache_misses);
 }
 
@@ -561,7 +563,8 @@ int hr_log_truncate(struct hr_log *l, uint64_t from)
     /* Newest first, so that a crash in the middle leaves a shorter log, never a hole. */
     while (l->n > keep) {
         if ((rc = drop_last_file(l)) != 0) {
-            SET_ERR(l, "truncate: unlink: %s", strerror(errno));
+            SET_ERR(l, "truncate: unlink: %s", strerror(-rc));
+            rc = hr__errno_code(-rc);
             /* Memory forgot a file that may still be there: only a reopen can tell. */
             truncate_settle(l, from);
             l->broken = rc;
@@ -579,9 +582,10 @@ int hr_log_truncate(struct hr_log *l, uint64_t from)
             }
             l->dir_dirty = false;
         }
-        if (ftruncate(s->fd, off) < 0) {
-            SET_ERR(l, "%s: ftruncate: %s", lab, strerror(errno));
-            l->broken = hr__errno_code(errno);
+        int r = hr_fs_truncate(l->fs, s->fd, (uint64_t)off);
+        if (r < 0) {
+            SET_ERR(l, "%s: ftruncate: %s", lab, strerror(-r));
+            l->broken = hr__errno_code(-r);
             return l->broken;
         }
         s->count = from - s->first;
@@ -617,21 +621,23 @@ int hr_log_compact(struct hr_log *l, uint64_t below)
     while (k + 1 < l->n && l->segs[k].sealed && l->segs[k].first + l->segs[k].count <= below) {
         char path[4200];
         seg_path(l, l->segs[k].first, path, sizeof path);
-        if (unlink(path) < 0 && errno != ENOENT) {
-            SET_ERR(l, "compact: unlink %.200s: %s", path, strerror(errno));
+        int r = hr_fs_unlink(l->fs, path);
+        if (r < 0 && r != -ENOENT) {
+            SET_ERR(l, "compact: unlink %.200s: %s", path, strerror(-r));
             break;
         }
         hr__cache_drop(l->cache, l->segs[k].first);
-        seg_close(&l->segs[k]);
+        seg_close(l, &l->segs[k]);
         k++;
     }
     if (k > 0) {
         memmove(l->segs, l->segs + k, (l->n - k) * sizeof *l->segs);
         l->n -= k;
         l->ck.n -= k;
-        if (hr__io_sync(&l->io, l->dir_fd, false) < 0) {
-            SET_ERR(l, "log/: fsync: %s", strerror(errno));
-            return hr__errno_code(errno);
+        int r = hr__io_sync(&l->io, l->fs, l->dir_fd, false);
+        if (r < 0) {
+            SET_ERR(l, "log/: fsync: %s", strerror(-r));
+            return hr__errno_code(-r);
         }
     }
     return 0;
@@ -696,7 +702,7 @@ int hr_log_read(struct hr_log *l, uint64_t lo, uint64_t hi, struct hr_log_entry 
                 pay = p;
                 pcap = nc;
             }
-            if ((rc = hr__cache_read(l->cache, s->first, s->fd, off + HR__REC_HEADER_SIZE,
+            if ((rc = hr__cache_read(l->cache, s->first, l->fs, s->fd, off + HR__REC_HEADER_SIZE,
                                      pay + plen, len, &l->stats.cache_hits,
                                      &l->stats.cache_misses)) != 0) {
                 SET_ERR(l, "%s: record at offset %lld: cannot read", lab, (long long)off);
@@ -765,7 +771,7 @@ int hr_log_set_meta(struct hr_log *l, uint64_t term, uint64_t vote)
     struct hr__meta m = l->meta;
     m.term = term;
     m.vote = vote;
-    rc = hr__meta_write(l->dir, &m, &l->io, l->err, sizeof l->err);
+    rc = hr__meta_write(l->fs, l->dir, &m, &l->io, l->err, sizeof l->err);
     if (rc != 0) {
         l->failed = rc;
         return rc;
@@ -816,16 +822,16 @@ void hr_log_close(struct hr_log *l)
         return;
     }
     for (size_t i = 0; i < l->n; i++) {
-        seg_close(&l->segs[i]);
+        seg_close(l, &l->segs[i]);
     }
     free(l->segs);
     free(l->wbuf);
     hr__cache_free(l->cache);
     if (l->dir_fd >= 0) {
-        close(l->dir_fd);
+        hr_fs_close(l->fs, l->dir_fd);
     }
     if (l->lock_fd >= 0) {
-        close(l->lock_fd); /* releases the flock */
+        hr_fs_close(l->fs, l->lock_fd); /* releases the flock */
     }
     free(l->dir);
     free(l->logdir);
@@ -853,10 +859,11 @@ void hr__add_info(char *info, size_t infolen, const char *fmt, ...)
 /* mkdir, and make the new entry durable: fsync the parent of a directory we created.
  * Segments and meta fsync log/ and the data dir, but nothing else would ever fsync the
  * parent of a freshly created data dir, nor the data dir right after log/ is made. */
-static int mkdir_p(const char *path)
+static int mkdir_p(struct hr_fs *fs, const char *path)
 {
-    if (mkdir(path, 0755) < 0) {
-        return errno == EEXIST ? 0 : -1;
+    int r = hr_fs_mkdir(fs, path);
+    if (r < 0) {
+        return r == -EEXIST ? 0 : r;
     }
     char parent[4200];
     snprintf(parent, sizeof parent, "%s", path);
@@ -868,15 +875,7 @@ static int mkdir_p(const char *path)
     } else {
         snprintf(parent, sizeof parent, ".");
     }
-    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return r;
+    return hr_fs_sync_dir(fs, parent);
 }
 
 /* Load the segments of l->logdir. Every segment but the last is sealed: its footer is
@@ -887,7 +886,7 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
 {
     uint64_t *firsts = NULL;
     size_t nf = 0;
-    int rc = hr__seg_list(l->logdir, &firsts, &nf, NULL, NULL, err, errlen);
+    int rc = hr__seg_list(l->fs, l->logdir, &firsts, &nf, NULL, NULL, err, errlen);
     if (rc != 0) {
         return rc;
     }
@@ -896,22 +895,23 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
         seg_path(l, firsts[i], path, sizeof path);
         seg_label(firsts[i], lab, sizeof lab);
         bool is_last = (i + 1 == nf);
-        int fd = open(path, O_RDWR | O_CLOEXEC);
+        int fd = hr_fs_open(l->fs, path, HR_FS_RDWR);
         if (fd < 0) {
-            snprintf(err, errlen, "%s: %s", lab, strerror(errno));
-            rc = hr__errno_code(errno);
+            snprintf(err, errlen, "%s: %s", lab, strerror(-fd));
+            rc = hr__errno_code(-fd);
             goto out;
         }
         struct hr__scan sc;
-        rc = is_last ? HR_ECORRUPT : hr__seg_read_footer(fd, lab, firsts[i], &sc, err, errlen);
+        rc = is_last ? HR_ECORRUPT
+                     : hr__seg_read_footer(l->fs, fd, lab, firsts[i], &sc, err, errlen);
         if (rc == HR_ENOMEM || rc == HR_EIO) {
-            close(fd);
+            hr_fs_close(l->fs, fd);
             goto out;
         }
         if (rc != 0) {
-            rc = hr__seg_scan(fd, lab, is_last, firsts[i], true, &sc, err, errlen);
+            rc = hr__seg_scan(l->fs, fd, lab, is_last, firsts[i], true, &sc, err, errlen);
             if (rc != 0) {
-                close(fd);
+                hr_fs_close(l->fs, fd);
                 goto out;
             }
             if (!is_last && !sc.sealed) {
@@ -921,11 +921,15 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
         }
         if (sc.torn && sc.data_end == 0) {
             /* Created but its header never reached the disk: nothing was in it. */
-            close(fd);
+            hr_fs_close(l->fs, fd);
             free(sc.sparse);
-            if (unlink(path) < 0 || fsync(l->dir_fd) < 0) {
-                snprintf(err, errlen, "%s: remove empty segment: %s", lab, strerror(errno));
-                rc = hr__errno_code(errno);
+            int r = hr_fs_unlink(l->fs, path);
+            if (r == 0) {
+                r = hr_fs_sync(l->fs, l->dir_fd, false);
+            }
+            if (r < 0) {
+                snprintf(err, errlen, "%s: remove empty segment: %s", lab, strerror(-r));
+                rc = hr__errno_code(-r);
                 goto out;
             }
             hr__add_info(info, infolen,
@@ -935,10 +939,14 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
             continue;
         }
         if (sc.torn) {
-            if (ftruncate(fd, sc.data_end) < 0 || fdatasync(fd) < 0) {
-                snprintf(err, errlen, "%s: truncate torn tail: %s", lab, strerror(errno));
-                rc = hr__errno_code(errno);
-                close(fd);
+            int r = hr_fs_truncate(l->fs, fd, (uint64_t)sc.data_end);
+            if (r == 0) {
+                r = hr_fs_sync(l->fs, fd, true);
+            }
+            if (r < 0) {
+                snprintf(err, errlen, "%s: truncate torn tail: %s", lab, strerror(-r));
+                rc = hr__errno_code(-r);
+                hr_fs_close(l->fs, fd);
                 free(sc.sparse);
                 goto out;
             }
@@ -956,13 +964,13 @@ static int load_segments(struct hr_log *l, char *err, size_t errlen, char *info,
                          "%" PRIu64 " (gap)",
                          lab, sc.first, p->first + p->count - 1);
                 rc = HR_ECORRUPT;
-                close(fd);
+                hr_fs_close(l->fs, fd);
                 free(sc.sparse);
                 goto out;
             }
         }
         if ((rc = segs_reserve(l)) != 0) {
-            close(fd);
+            hr_fs_close(l->fs, fd);
             free(sc.sparse);
             goto out;
         }
@@ -1010,6 +1018,7 @@ int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log *
     } else {
         hr_log_options_default(&l->opt);
     }
+    l->fs = hr_fs_or_posix(l->opt.fs);
     size_t dl = strlen(dir);
     l->dir = strdup(dir);
     l->logdir = malloc(dl + 5);
@@ -1020,27 +1029,31 @@ int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log *
         goto fail;
     }
     snprintf(l->logdir, dl + 5, "%s/log", dir);
-    if (mkdir_p(dir) < 0 || mkdir_p(l->logdir) < 0) {
-        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-        rc = hr__errno_code(errno);
+    int r = mkdir_p(l->fs, dir);
+    if (r == 0) {
+        r = mkdir_p(l->fs, l->logdir);
+    }
+    if (r < 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(-r));
+        rc = hr__errno_code(-r);
         goto fail;
     }
-    if ((rc = hr__lock_dir(dir, &l->lock_fd, err, errlen)) != 0) {
+    if ((rc = hr__lock_dir(l->fs, dir, &l->lock_fd, err, errlen)) != 0) {
         goto fail;
     }
     bool exists;
-    if ((rc = hr__meta_read(dir, &l->meta, &exists, err, errlen)) != 0) {
+    if ((rc = hr__meta_read(l->fs, dir, &l->meta, &exists, err, errlen)) != 0) {
         goto fail;
     }
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/meta.tmp", dir);
-    if (unlink(tmp) == 0) {
+    if (hr_fs_unlink(l->fs, tmp) == 0) {
         hr__add_info(info, infolen, "meta.tmp: interrupted replace discarded (meta kept)");
     }
-    l->dir_fd = open(l->logdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    l->dir_fd = hr_fs_open(l->fs, l->logdir, HR_FS_DIR);
     if (l->dir_fd < 0) {
-        snprintf(err, errlen, "%s: %s", l->logdir, strerror(errno));
-        rc = hr__errno_code(errno);
+        snprintf(err, errlen, "%s: %s", l->logdir, strerror(-l->dir_fd));
+        rc = hr__errno_code(-l->dir_fd);
         goto fail;
     }
     if ((rc = load_segments(l, err, errlen, info, infolen)) != 0) {
@@ -1049,11 +1062,13 @@ int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log *
     /* What the scan read may still be only in the page cache (the last writer was killed
      * before its fdatasync): make it durable, with its directory entry, before appending
      * after it, so the next sync mark vouches only for durable bytes. */
-    if (l->n > 0 && (fdatasync(last_seg(l)->fd) < 0 || fsync(l->dir_fd) < 0)) {
+    int sr;
+    if (l->n > 0 && ((sr = hr_fs_sync(l->fs, last_seg(l)->fd, true)) < 0 ||
+                     (sr = hr_fs_sync(l->fs, l->dir_fd, false)) < 0)) {
         char lab[64];
         seg_label(last_seg(l)->first, lab, sizeof lab);
-        snprintf(err, errlen, "%s: sync on open: %s", lab, strerror(errno));
-        rc = hr__errno_code(errno);
+        snprintf(err, errlen, "%s: sync on open: %s", lab, strerror(-sr));
+        rc = hr__errno_code(-sr);
         goto fail;
     }
     checkpoint(l);

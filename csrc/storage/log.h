@@ -47,9 +47,13 @@ struct hr_log_entry {
     const unsigned char *data;
 };
 
+struct hr_fs;
+
 struct hr_log_options {
     uint64_t segment_size; /* roll over to a new segment past this many bytes (8 MiB) */
     size_t cache_bytes;    /* read cache budget (4 MiB) */
+    struct hr_fs *fs;      /* the file system (fs.h), borrowed for the log's life; NULL
+                            * (the default): the real one */
 };
 
 void hr_log_options_default(struct hr_log_options *o);
@@ -118,10 +122,11 @@ struct hr_log_stats {
 };
 void hr_log_stats(const struct hr_log *l, struct hr_log_stats *s);
 
-/* Offline check of a data directory (does not take the lock; says if it is held): prints
- * the metadata, each segment with its index range, snapshots, and verifies every checksum.
- * Returns 0 if the directory is sound (a torn tail, which open would repair, counts as
- * sound and is reported), HR_ECORRUPT or HR_EIO otherwise. */
-int hr_storage_inspect(const char *dir, FILE *out);
+/* Offline check of a data directory on fs (NULL: the real file system). It does not take
+ * the lock (it says if it is held); it prints the metadata, each segment with its index
+ * range, snapshots, and verifies every checksum. Returns 0 if the directory is sound (a
+ * torn tail, which open would repair, counts as sound and is reported), HR_ECORRUPT or
+ * HR_EIO otherwise. */
+int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out);
 
 #endif

@@ -5,37 +5,33 @@
  * is only durable once the directory is). A leftover meta.tmp is an interrupted replace:
  * the old meta is still whole and wins.
  */
-#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "impl.h"
 
-int hr__meta_read(const char *dir, struct hr__meta *m, bool *exists, char *err,
-                  size_t errlen)
+int hr__meta_read(struct hr_fs *fs, const char *dir, struct hr__meta *m, bool *exists,
+                  char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/meta", dir);
     memset(m, 0, sizeof *m);
     m->version = HR_LOG_FORMAT_VERSION;
     *exists = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
+    int h = hr_fs_open(fs, path, HR_FS_READ);
+    if (h < 0) {
+        if (h == -ENOENT) {
             return 0;
         }
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: %s", path, strerror(-h));
         return HR_EIO;
     }
     unsigned char b[HR__META_SIZE + 1];
-    ssize_t r = pread(fd, b, sizeof b, 0);
-    int e = errno;
-    close(fd);
+    ssize_t r = hr_fs_pread(fs, h, b, sizeof b, 0);
+    hr_fs_close(fs, h);
     if (r < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        snprintf(err, errlen, "%s: %s", path, strerror((int)-r));
         return HR_EIO;
     }
     if (r != HR__META_SIZE || memcmp(b, HR__META_MAGIC, 4) != 0) {
@@ -58,8 +54,8 @@ int hr__meta_read(const char *dir, struct hr__meta *m, bool *exists, char *err,
     return 0;
 }
 
-int hr__meta_write(const char *dir, const struct hr__meta *m, struct hr__io *io, char *err,
-                   size_t errlen)
+int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
+                   struct hr__io *io, char *err, size_t errlen)
 {
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/meta.tmp", dir);
@@ -72,42 +68,46 @@ int hr__meta_write(const char *dir, const struct hr__meta *m, struct hr__io *io,
     hr__put32(b + 24, hr__crc32c(0, b, 24));
 
     const char *what = "open";
-    int dfd = -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    int dh = -1;
+    int r;
+    int h = hr_fs_open(fs, tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
+    if (h < 0) {
+        r = h;
         goto fail;
     }
     what = "write";
-    if (hr__io_pwrite(io, fd, b, sizeof b, 0) < 0) {
+    if ((r = hr__io_pwrite(io, fs, h, b, sizeof b, 0)) < 0) {
         goto fail;
     }
     what = "fsync";
-    if (hr__io_sync(io, fd, false) < 0) {
+    if ((r = hr__io_sync(io, fs, h, false)) < 0) {
         goto fail;
     }
-    close(fd);
-    fd = -1;
+    hr_fs_close(fs, h);
+    h = -1;
     what = "rename";
-    if (rename(tmp, path) < 0) {
+    if ((r = hr_fs_rename(fs, tmp, path)) < 0) {
         goto fail;
     }
     what = "fsync dir";
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || hr__io_sync(io, dfd, false) < 0) {
+    dh = hr_fs_open(fs, dir, HR_FS_DIR);
+    if (dh < 0) {
+        r = dh;
         goto fail;
     }
-    close(dfd);
+    if ((r = hr__io_sync(io, fs, dh, false)) < 0) {
+        goto fail;
+    }
+    hr_fs_close(fs, dh);
     return 0;
-fail: {
-    int e = errno;
-    if (fd >= 0) {
-        close(fd);
+fail:
+    if (h >= 0) {
+        hr_fs_close(fs, h);
     }
-    if (dfd >= 0) {
-        close(dfd);
+    if (dh >= 0) {
+        hr_fs_close(fs, dh);
     }
-    unlink(tmp);
-    snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(e));
-    return hr__errno_code(e);
-}
+    hr_fs_unlink(fs, tmp);
+    snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(-r));
+    return hr__errno_code(-r);
 }

@@ -15,15 +15,11 @@
  * only if no valid record at all follows it. Sealed segments are strict: any damage is
  * corruption. Corruption fails the open with the file name and offset.
  */
-#define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC under -std=c11 */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "impl.h"
 
@@ -132,33 +128,27 @@ static bool valid_record_after(const unsigned char *buf, size_t from, size_t siz
     return false;
 }
 
-static int read_all(int fd, unsigned char **out, size_t *size, const char *name, char *err,
-                    size_t errlen)
+static int read_all(struct hr_fs *fs, int h, unsigned char **out, size_t *size,
+                    const char *name, char *err, size_t errlen)
 {
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        snprintf(err, errlen, "%s: %s", name, strerror(errno));
+    uint64_t fsize;
+    int rc = hr_fs_size(fs, h, &fsize);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", name, strerror(-rc));
         return HR_EIO;
     }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)fsize;
     unsigned char *b = malloc(n > 0 ? n : 1);
     if (b == NULL) {
         snprintf(err, errlen, "%s: out of memory reading %zu bytes", name, n);
         return HR_ENOMEM;
     }
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, b + done, n - done, (off_t)done);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            snprintf(err, errlen, "%s: read at offset %zu: %s", name, done,
-                     r < 0 ? strerror(errno) : "unexpected end of file");
-            free(b);
-            return HR_EIO;
-        }
-        done += (size_t)r;
+    ssize_t r = hr_fs_pread(fs, h, b, n, 0);
+    if (r < 0 || (size_t)r != n) {
+        snprintf(err, errlen, "%s: read at offset %zd: %s", name, r < 0 ? (ssize_t)0 : r,
+                 r < 0 ? strerror((int)-r) : "unexpected end of file");
+        free(b);
+        return HR_EIO;
     }
     *out = b;
     *size = n;
@@ -180,13 +170,14 @@ static int push_sparse(struct hr__scan *s, size_t *cap, uint64_t off)
     return 0;
 }
 
-int hr__seg_scan(int fd, const char *name, bool allow_torn, uint64_t expect_first,
-                 bool want_sparse, struct hr__scan *s, char *err, size_t errlen)
+int hr__seg_scan(struct hr_fs *fs, int h, const char *name, bool allow_torn,
+                 uint64_t expect_first, bool want_sparse, struct hr__scan *s, char *err,
+                 size_t errlen)
 {
     memset(s, 0, sizeof *s);
     unsigned char *b;
     size_t size;
-    int rc = read_all(fd, &b, &size, name, err, errlen);
+    int rc = read_all(fs, h, &b, &size, name, err, errlen);
     if (rc != 0) {
         return rc;
     }
@@ -305,21 +296,23 @@ out:
     return rc;
 }
 
-int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct hr__scan *s,
-                        char *err, size_t errlen)
+int hr__seg_read_footer(struct hr_fs *fs, int h, const char *name, uint64_t expect_first,
+                        struct hr__scan *s, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
-    struct stat st;
     unsigned char hdr[HR__SEG_HEADER_SIZE], tr[HR__TRAILER_SIZE], rh[HR__REC_HEADER_SIZE];
-    if (fstat(fd, &st) < 0) {
-        snprintf(err, errlen, "%s: %s", name, strerror(errno));
+    uint64_t fsize;
+    int rc = hr_fs_size(fs, h, &fsize);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", name, strerror(-rc));
         return HR_EIO;
     }
-    off_t size = st.st_size;
+    off_t size = (off_t)fsize;
     snprintf(err, errlen, "%s: no valid footer", name);
     if (size < HR__SEG_HEADER_SIZE + HR__REC_HEADER_SIZE + HR__TRAILER_SIZE ||
-        pread(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-        pread(fd, tr, sizeof tr, size - HR__TRAILER_SIZE) != (ssize_t)sizeof tr) {
+        hr_fs_pread(fs, h, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        hr_fs_pread(fs, h, tr, sizeof tr, (uint64_t)(size - HR__TRAILER_SIZE)) !=
+            (ssize_t)sizeof tr) {
         return HR_ECORRUPT;
     }
     if (memcmp(hdr, HR__SEG_MAGIC, 4) != 0 || hr__get32(hdr + 16) != hr__crc32c(0, hdr, 16) ||
@@ -331,7 +324,7 @@ int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct 
     uint64_t foff = hr__get64(tr);
     if (foff < HR__SEG_HEADER_SIZE ||
         foff > (uint64_t)size - HR__TRAILER_SIZE - HR__REC_HEADER_SIZE ||
-        pread(fd, rh, sizeof rh, (off_t)foff) != (ssize_t)sizeof rh) {
+        hr_fs_pread(fs, h, rh, sizeof rh, foff) != (ssize_t)sizeof rh) {
         return HR_ECORRUPT;
     }
     uint32_t plen = hr__get32(rh + 4);
@@ -343,7 +336,7 @@ int hr__seg_read_footer(int fd, const char *name, uint64_t expect_first, struct 
     if (p == NULL) {
         return HR_ENOMEM;
     }
-    if (pread(fd, p, plen, (off_t)foff + HR__REC_HEADER_SIZE) != (ssize_t)plen) {
+    if (hr_fs_pread(fs, h, p, plen, foff + HR__REC_HEADER_SIZE) != (ssize_t)plen) {
         free(p);
         return HR_ECORRUPT;
     }
@@ -386,45 +379,56 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int hr__seg_list(const char *logdir, uint64_t **out, size_t *n,
+struct list_ctx {
+    uint64_t *v;
+    size_t cnt, cap;
+    void (*other)(void *arg, const char *name);
+    void *arg;
+};
+
+static int list_one(void *arg, const char *name)
+{
+    struct list_ctx *c = arg;
+    uint64_t first;
+    if (!hr__seg_parse_name(name, &first)) {
+        if (c->other != NULL) {
+            c->other(c->arg, name);
+        }
+        return 0;
+    }
+    if (c->cnt == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 16;
+        uint64_t *p = realloc(c->v, nc * sizeof *p);
+        if (p == NULL) {
+            return -ENOMEM; /* a list callback's stop value is returned as is */
+        }
+        c->v = p;
+        c->cap = nc;
+    }
+    c->v[c->cnt++] = first;
+    return 0;
+}
+
+int hr__seg_list(struct hr_fs *fs, const char *logdir, uint64_t **out, size_t *n,
                  void (*other)(void *arg, const char *name), void *arg, char *err,
                  size_t errlen)
 {
-    DIR *d = opendir(logdir);
-    if (d == NULL) {
-        int e = errno;
-        snprintf(err, errlen, "%s: %s", logdir, strerror(e));
-        errno = e;
-        return hr__errno_code(e);
+    struct list_ctx c = {NULL, 0, 0, other, arg};
+    int rc = hr_fs_list(fs, logdir, list_one, &c);
+    if (rc == -ENOMEM) {
+        free(c.v);
+        return HR_ENOMEM;
     }
-    uint64_t *v = NULL;
-    size_t cnt = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        uint64_t first;
-        if (!hr__seg_parse_name(de->d_name, &first)) {
-            if (other != NULL) {
-                other(arg, de->d_name);
-            }
-            continue;
-        }
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *p = realloc(v, cap * sizeof *v);
-            if (p == NULL) {
-                free(v);
-                closedir(d);
-                return HR_ENOMEM;
-            }
-            v = p;
-        }
-        v[cnt++] = first;
+    if (rc < 0) {
+        free(c.v);
+        snprintf(err, errlen, "%s: %s", logdir, strerror(-rc));
+        errno = -rc;
+        return hr__errno_code(-rc);
     }
-    closedir(d);
-    if (cnt > 1) {
-        qsort(v, cnt, sizeof *v, cmp_u64);
+    if (c.cnt > 1) {
+        qsort(c.v, c.cnt, sizeof *c.v, cmp_u64);
     }
-    *out = v;
-    *n = cnt;
+    *out = c.v;
+    *n = c.cnt;
     return 0;
 }

@@ -9,18 +9,14 @@
  * checksum before it trusts a file (the same pass a receiver needs before it may trust
  * what came over the network).
  */
-#define _GNU_SOURCE /* pread, fdatasync, O_CLOEXEC under -std=c11 */
+#define _GNU_SOURCE /* strdup under -std=c11 */
 #include "snapshot.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "impl.h"
 
@@ -81,23 +77,10 @@ static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
     return rc;
 }
 
-static int sys_err(char *err, size_t errlen, const char *what, const char *path)
+/* r: the negative errno a struct hr_fs op returned. */
+static int sys_err(char *err, size_t errlen, const char *what, const char *path, int r)
 {
-    int e = errno;
-    return set_err(err, errlen, hr__errno_code(e), "%s %s: %s", what, path, strerror(e));
-}
-
-static int sync_one_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    int r = hr__io_sync(NULL, fd, false);
-    int e = errno;
-    close(fd);
-    errno = e;
-    return r;
+    return set_err(err, errlen, hr__errno_code(-r), "%s %s: %s", what, path, strerror(-r));
 }
 
 /* fsync dir (snapshots/) and then its parent (the data dir). snapshots/ is created on the
@@ -105,27 +88,28 @@ static int sync_one_dir(const char *dir)
  * parent, a crash after the log was compacted for that first snapshot could lose the
  * directory entry of snapshots/, and the only copy of the compacted entries with it.
  * One more fsync per snapshot is cheap. */
-static int sync_dir(const char *dir)
+static int sync_dir(struct hr_fs *fs, const char *dir)
 {
-    if (sync_one_dir(dir) < 0) {
-        return -1;
+    int r = hr_fs_sync_dir(fs, dir);
+    if (r < 0) {
+        return r;
     }
     char parent[4096];
     snprintf(parent, sizeof parent, "%s", dir);
     char *slash = strrchr(parent, '/');
     if (slash == NULL) {
-        return sync_one_dir(".");
+        return hr_fs_sync_dir(fs, ".");
     }
     if (slash == parent) {
         slash[1] = '\0';
     } else {
         *slash = '\0';
     }
-    return sync_one_dir(parent);
+    return hr_fs_sync_dir(fs, parent);
 }
 
-/* CRC32C of the first len bytes of fd. */
-static int checksum_file(int fd, uint64_t len, uint32_t *crc)
+/* CRC32C of the first len bytes of handle h. */
+static int checksum_file(struct hr_fs *fs, int h, uint64_t len, uint32_t *crc)
 {
     unsigned char *buf = malloc(WBUF_SIZE);
     if (buf == NULL) {
@@ -135,10 +119,7 @@ static int checksum_file(int fd, uint64_t len, uint32_t *crc)
     uint64_t off = 0;
     while (off < len) {
         size_t want = len - off < WBUF_SIZE ? (size_t)(len - off) : WBUF_SIZE;
-        ssize_t r = pread(fd, buf, want, (off_t)off);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
+        ssize_t r = hr_fs_pread(fs, h, buf, want, off);
         if (r <= 0) {
             free(buf);
             return r < 0 ? HR_EIO : HR_ECORRUPT;
@@ -176,16 +157,17 @@ void hr_snap_trailer(unsigned char *t, uint64_t payload, uint32_t crc)
     memcpy(t + 12, TRAILER_MAGIC, 8);
 }
 
-int hr_snap_read_header(int fd, uint64_t size, struct hr_snap_info *info, char *err,
-                        size_t errlen)
+int hr_snap_read_header(struct hr_fs *fs, int fd, uint64_t size, struct hr_snap_info *info,
+                        char *err, size_t errlen)
 {
+    fs = hr_fs_or_posix(fs);
     unsigned char h[HR_SNAP_MAX_HEADER];
     unsigned char t[TRAILER_SIZE];
     if (size < FIXED_HEADER + 8 + TRAILER_SIZE) {
         return set_err(err, errlen, HR_ECORRUPT, "file of %" PRIu64 " bytes is too short",
                        size);
     }
-    ssize_t r = pread(fd, h, FIXED_HEADER, 0);
+    ssize_t r = hr_fs_pread(fs, fd, h, FIXED_HEADER, 0);
     if (r != FIXED_HEADER) {
         return set_err(err, errlen, r < 0 ? HR_EIO : HR_ECORRUPT, "cannot read the header");
     }
@@ -204,7 +186,7 @@ int hr_snap_read_header(int fd, uint64_t size, struct hr_snap_info *info, char *
     if (size < hs + TRAILER_SIZE) {
         return set_err(err, errlen, HR_ECORRUPT, "file shorter than its header");
     }
-    r = pread(fd, h + FIXED_HEADER, hs - FIXED_HEADER, FIXED_HEADER);
+    r = hr_fs_pread(fs, fd, h + FIXED_HEADER, hs - FIXED_HEADER, FIXED_HEADER);
     if (r != (ssize_t)(hs - FIXED_HEADER)) {
         return set_err(err, errlen, r < 0 ? HR_EIO : HR_ECORRUPT, "cannot read the header");
     }
@@ -220,7 +202,7 @@ int hr_snap_read_header(int fd, uint64_t size, struct hr_snap_info *info, char *
         info->voters[i] = hr__get64(h + FIXED_HEADER + 8 * i);
     }
     info->payload_offset = hs;
-    if (pread(fd, t, TRAILER_SIZE, (off_t)(size - TRAILER_SIZE)) != TRAILER_SIZE ||
+    if (hr_fs_pread(fs, fd, t, TRAILER_SIZE, size - TRAILER_SIZE) != TRAILER_SIZE ||
         memcmp(t + 12, TRAILER_MAGIC, 8) != 0) {
         return set_err(err, errlen, HR_ECORRUPT, "no trailer (torn or truncated)");
     }
@@ -235,23 +217,25 @@ int hr_snap_read_header(int fd, uint64_t size, struct hr_snap_info *info, char *
 }
 
 /* Header, trailer and checksum of an open file. */
-static int verify_fd(int fd, struct hr_snap_info *info, char *err, size_t errlen)
+static int verify_fd(struct hr_fs *fs, int fd, struct hr_snap_info *info, char *err,
+                     size_t errlen)
 {
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        return set_err(err, errlen, HR_EIO, "stat: %s", strerror(errno));
+    uint64_t size;
+    int rc = hr_fs_size(fs, fd, &size);
+    if (rc < 0) {
+        return set_err(err, errlen, HR_EIO, "stat: %s", strerror(-rc));
     }
-    int rc = hr_snap_read_header(fd, (uint64_t)st.st_size, info, err, errlen);
+    rc = hr_snap_read_header(fs, fd, size, info, err, errlen);
     if (rc != 0) {
         return rc;
     }
     unsigned char t[TRAILER_SIZE];
     uint64_t covered = info->file_size - TRAILER_SIZE + 8; /* up to the crc field */
     uint32_t crc;
-    if (pread(fd, t, TRAILER_SIZE, (off_t)(info->file_size - TRAILER_SIZE)) != TRAILER_SIZE) {
+    if (hr_fs_pread(fs, fd, t, TRAILER_SIZE, info->file_size - TRAILER_SIZE) != TRAILER_SIZE) {
         return set_err(err, errlen, HR_EIO, "cannot read the trailer");
     }
-    if ((rc = checksum_file(fd, covered, &crc)) != 0) {
+    if ((rc = checksum_file(fs, fd, covered, &crc)) != 0) {
         return set_err(err, errlen, rc, "cannot read the payload");
     }
     if (crc != hr__get32(t + 8)) {
@@ -260,20 +244,23 @@ static int verify_fd(int fd, struct hr_snap_info *info, char *err, size_t errlen
     return 0;
 }
 
-int hr_snap_verify(const char *path, struct hr_snap_info *info, char *err, size_t errlen)
+int hr_snap_verify(struct hr_fs *fs, const char *path, struct hr_snap_info *info, char *err,
+                   size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    fs = hr_fs_or_posix(fs);
+    int fd = hr_fs_open(fs, path, HR_FS_READ);
     if (fd < 0) {
-        return sys_err(err, errlen, "open", path);
+        return sys_err(err, errlen, "open", path, fd);
     }
-    int rc = verify_fd(fd, info, err, errlen);
-    close(fd);
+    int rc = verify_fd(fs, fd, info, err, errlen);
+    hr_fs_close(fs, fd);
     return rc;
 }
 
 /* ---- writer ---- */
 
 struct hr_snap_writer {
+    struct hr_fs *fs;
     int fd;
     char *dir;   /* data_dir/snapshots */
     char *tmp, *final;
@@ -288,10 +275,10 @@ struct hr_snap_writer {
 static void writer_free(struct hr_snap_writer *w, bool unlink_tmp)
 {
     if (w->fd >= 0) {
-        close(w->fd);
+        hr_fs_close(w->fs, w->fd);
     }
     if (unlink_tmp && w->tmp != NULL) {
-        unlink(w->tmp);
+        hr_fs_unlink(w->fs, w->tmp);
     }
     free(w->dir);
     free(w->tmp);
@@ -310,10 +297,11 @@ static char *path_join(const char *a, const char *b, const char *suffix)
     return p;
 }
 
-static int ensure_dir(const char *dir, char *err, size_t errlen)
+static int ensure_dir(struct hr_fs *fs, const char *dir, char *err, size_t errlen)
 {
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        return sys_err(err, errlen, "mkdir", dir);
+    int r = hr_fs_mkdir(fs, dir);
+    if (r < 0 && r != -EEXIST) {
+        return sys_err(err, errlen, "mkdir", dir, r);
     }
     return 0;
 }
@@ -323,9 +311,10 @@ static int writer_flush(struct hr_snap_writer *w)
     if (w->blen == 0) {
         return 0;
     }
-    if (hr__io_pwrite(NULL, w->fd, w->buf, w->blen, (off_t)w->off) < 0) {
-        w->failed = hr__errno_code(errno);
-        snprintf(w->err, sizeof w->err, "write %s: %s", w->tmp, strerror(errno));
+    int r = hr_fs_pwrite(w->fs, w->fd, w->buf, w->blen, w->off);
+    if (r < 0) {
+        w->failed = hr__errno_code(-r);
+        snprintf(w->err, sizeof w->err, "write %s: %s", w->tmp, strerror(-r));
         return w->failed;
     }
     w->off += w->blen;
@@ -351,7 +340,7 @@ static int writer_put(struct hr_snap_writer *w, const void *data, size_t len)
     return 0;
 }
 
-int hr_snap_writer_open(const char *data_dir, uint64_t index, uint64_t term,
+int hr_snap_writer_open(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term,
                         const uint64_t *voters, size_t n_voters, struct hr_snap_writer **out,
                         char *err, size_t errlen)
 {
@@ -365,6 +354,7 @@ int hr_snap_writer_open(const char *data_dir, uint64_t index, uint64_t term,
         return set_err(err, errlen, HR_ENOMEM, "out of memory");
     }
     w->fd = -1;
+    w->fs = hr_fs_or_posix(fs);
     hr_snap_dir(data_dir, dir, sizeof dir);
     hr_snap_name(name, sizeof name, index, term);
     w->dir = strdup(dir);
@@ -375,14 +365,14 @@ int hr_snap_writer_open(const char *data_dir, uint64_t index, uint64_t term,
         writer_free(w, false);
         return set_err(err, errlen, HR_ENOMEM, "out of memory");
     }
-    int rc = ensure_dir(dir, err, errlen);
+    int rc = ensure_dir(w->fs, dir, err, errlen);
     if (rc != 0) {
         writer_free(w, false);
         return rc;
     }
-    w->fd = open(w->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    w->fd = hr_fs_open(w->fs, w->tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
     if (w->fd < 0) {
-        rc = sys_err(err, errlen, "create", w->tmp);
+        rc = sys_err(err, errlen, "create", w->tmp, w->fd);
         writer_free(w, false);
         return rc;
     }
@@ -426,16 +416,17 @@ int hr_snap_writer_finish(struct hr_snap_writer *w, uint64_t *file_size, char *e
     if (rc == 0) {
         rc = writer_flush(w);
     }
+    int r = 0;
     if (rc != 0) {
         set_err(err, errlen, rc, "%s", w->err);
-    } else if (hr__io_sync(NULL, w->fd, false) < 0) {
-        rc = sys_err(err, errlen, "fsync", w->tmp);
-    } else if (rename(w->tmp, w->final) < 0) {
-        rc = sys_err(err, errlen, "rename", w->tmp);
-    } else if (sync_dir(w->dir) < 0) {
+    } else if ((r = hr_fs_sync(w->fs, w->fd, false)) < 0) {
+        rc = sys_err(err, errlen, "fsync", w->tmp, r);
+    } else if ((r = hr_fs_rename(w->fs, w->tmp, w->final)) < 0) {
+        rc = sys_err(err, errlen, "rename", w->tmp, r);
+    } else if ((r = sync_dir(w->fs, w->dir)) < 0) {
         /* Renamed but maybe not durable: the caller must not drop the log for it. */
-        rc = sys_err(err, errlen, "fsync", w->dir);
-        unlink(w->final);
+        rc = sys_err(err, errlen, "fsync", w->dir, r);
+        hr_fs_unlink(w->fs, w->final);
     }
     if (rc == 0 && file_size != NULL) {
         *file_size = w->off;
@@ -444,20 +435,22 @@ int hr_snap_writer_finish(struct hr_snap_writer *w, uint64_t *file_size, char *e
     return rc;
 }
 
-int hr_snap_commit(const char *data_dir, const char *tmp_path, uint64_t index, uint64_t term,
-                   struct hr_snap_info *info, char *err, size_t errlen)
+int hr_snap_commit(struct hr_fs *fs, const char *data_dir, const char *tmp_path,
+                   uint64_t index, uint64_t term, struct hr_snap_info *info, char *err,
+                   size_t errlen)
 {
+    fs = hr_fs_or_posix(fs);
     char final[4200], dir[4096];
     hr_snap_path(data_dir, index, term, final, sizeof final);
     hr_snap_dir(data_dir, dir, sizeof dir);
-    int fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
+    int fd = hr_fs_open(fs, tmp_path, HR_FS_READ);
     if (fd < 0) {
-        return sys_err(err, errlen, "open", tmp_path);
+        return sys_err(err, errlen, "open", tmp_path, fd);
     }
-    struct stat st;
-    int rc = fstat(fd, &st) < 0 ? HR_EIO
-                                : hr_snap_read_header(fd, (uint64_t)st.st_size, info, err, errlen);
-    close(fd);
+    uint64_t size;
+    int rc = hr_fs_size(fs, fd, &size) < 0 ? HR_EIO
+                                            : hr_snap_read_header(fs, fd, size, info, err, errlen);
+    hr_fs_close(fs, fd);
     if (rc == 0 && (info->index != index || info->term != term)) {
         rc = set_err(err, errlen, HR_ECORRUPT, "%s: not the snapshot of index %" PRIu64,
                      tmp_path, index);
@@ -465,12 +458,13 @@ int hr_snap_commit(const char *data_dir, const char *tmp_path, uint64_t index, u
     if (rc != 0) {
         return rc;
     }
-    if (rename(tmp_path, final) < 0) {
-        return sys_err(err, errlen, "rename", tmp_path);
+    int r = hr_fs_rename(fs, tmp_path, final);
+    if (r < 0) {
+        return sys_err(err, errlen, "rename", tmp_path, r);
     }
-    if (sync_dir(dir) < 0) {
-        rc = sys_err(err, errlen, "fsync", dir);
-        unlink(final);
+    if ((r = sync_dir(fs, dir)) < 0) {
+        rc = sys_err(err, errlen, "fsync", dir, r);
+        hr_fs_unlink(fs, final);
         return rc;
     }
     return 0;
@@ -499,44 +493,52 @@ static bool is_temp(const char *name)
            (n > 5 && strcmp(name + n - 5, ".recv") == 0);
 }
 
+struct list_ctx {
+    struct snap_name *v;
+    size_t cnt, cap;
+    void (*tmp_cb)(void *arg, const char *name);
+    void *arg;
+};
+
+static int list_one(void *arg, const char *name)
+{
+    struct list_ctx *c = arg;
+    struct snap_name s;
+    if (hr_snap_parse_name(name, &s.index, &s.term)) {
+        if (c->cnt == c->cap) {
+            size_t nc = c->cap ? c->cap * 2 : 8;
+            struct snap_name *p = realloc(c->v, nc * sizeof *p);
+            if (p == NULL) {
+                return -ENOMEM;
+            }
+            c->v = p;
+            c->cap = nc;
+        }
+        memcpy(s.name, name, 47); /* a parsed name is 46 characters */
+        c->v[c->cnt++] = s;
+    } else if (c->tmp_cb != NULL && is_temp(name)) {
+        c->tmp_cb(c->arg, name);
+    }
+    return 0;
+}
+
 /* The .snap files of dir, newest first; temporary files reported through tmp_cb. */
-static int list_snaps(const char *dir, struct snap_name **out, size_t *n,
+static int list_snaps(struct hr_fs *fs, const char *dir, struct snap_name **out, size_t *n,
                       void (*tmp_cb)(void *arg, const char *name), void *arg)
 {
     *out = NULL;
     *n = 0;
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        return errno == ENOENT ? 0 : HR_EIO;
+    struct list_ctx c = {NULL, 0, 0, tmp_cb, arg};
+    int r = hr_fs_list(fs, dir, list_one, &c);
+    if (r < 0) {
+        free(c.v);
+        return r == -ENOENT ? 0 : r == -ENOMEM ? HR_ENOMEM : HR_EIO;
     }
-    struct snap_name *v = NULL;
-    size_t cnt = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        struct snap_name s;
-        if (hr_snap_parse_name(de->d_name, &s.index, &s.term)) {
-            if (cnt == cap) {
-                cap = cap ? cap * 2 : 8;
-                struct snap_name *p = realloc(v, cap * sizeof *v);
-                if (p == NULL) {
-                    free(v);
-                    closedir(d);
-                    return HR_ENOMEM;
-                }
-                v = p;
-            }
-            memcpy(s.name, de->d_name, 47); /* a parsed name is 46 characters */
-            v[cnt++] = s;
-        } else if (tmp_cb != NULL && is_temp(de->d_name)) {
-            tmp_cb(arg, de->d_name);
-        }
+    if (c.cnt > 1) {
+        qsort(c.v, c.cnt, sizeof *c.v, cmp_newest_first);
     }
-    closedir(d);
-    if (cnt > 1) {
-        qsort(v, cnt, sizeof *v, cmp_newest_first);
-    }
-    *out = v;
-    *n = cnt;
+    *out = c.v;
+    *n = c.cnt;
     return 0;
 }
 
@@ -552,23 +554,24 @@ static void report_tmp(void *arg, const char *name)
                  "snapshots/%s: unfinished snapshot (interrupted write or transfer) ignored", name);
 }
 
-int hr_snap_find(const char *data_dir, struct hr_snap_info *out, bool *found, char *info,
-                 size_t infolen, char *err, size_t errlen)
+int hr_snap_find(struct hr_fs *fs, const char *data_dir, struct hr_snap_info *out,
+                 bool *found, char *info, size_t infolen, char *err, size_t errlen)
 {
+    fs = hr_fs_or_posix(fs);
     char dir[4096];
     hr_snap_dir(data_dir, dir, sizeof dir);
     *found = false;
     struct find_ctx fc = {info, infolen};
     struct snap_name *v;
     size_t n;
-    int rc = list_snaps(dir, &v, &n, report_tmp, &fc);
+    int rc = list_snaps(fs, dir, &v, &n, report_tmp, &fc);
     if (rc != 0) {
         return set_err(err, errlen, rc, "%s: cannot list", dir);
     }
     for (size_t i = 0; i < n && !*found; i++) {
         char path[4200], why[256];
         snprintf(path, sizeof path, "%s/%s", dir, v[i].name);
-        rc = hr_snap_verify(path, out, why, sizeof why);
+        rc = hr_snap_verify(fs, path, out, why, sizeof why);
         if (rc == 0 && (out->index != v[i].index || out->term != v[i].term)) {
             snprintf(why, sizeof why, "header says index %" PRIu64 " term %" PRIu64,
                      out->index, out->term);
@@ -589,13 +592,46 @@ int hr_snap_find(const char *data_dir, struct hr_snap_info *out, bool *found, ch
     return 0;
 }
 
-int hr_snap_prune(const char *data_dir, uint64_t index, uint64_t term)
+struct prune_ctx {
+    uint64_t index, term;
+    char (*names)[64];
+    size_t cnt, cap;
+};
+
+/* Unfinished files of older snapshots can never be finished any more. */
+static int collect_stale_tmp(void *arg, const char *name)
 {
+    struct prune_ctx *c = arg;
+    char base[64];
+    uint64_t i, t;
+    if (!is_temp(name) || strlen(name) < 46 || strlen(name) >= 64) {
+        return 0;
+    }
+    snprintf(base, sizeof base, "%.46s", name);
+    if (!hr_snap_parse_name(base, &i, &t) || !(i < c->index || (i == c->index && t < c->term))) {
+        return 0;
+    }
+    if (c->cnt == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 8;
+        char(*p)[64] = realloc(c->names, nc * sizeof *p);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        c->names = p;
+        c->cap = nc;
+    }
+    snprintf(c->names[c->cnt++], 64, "%s", name);
+    return 0;
+}
+
+int hr_snap_prune(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term)
+{
+    fs = hr_fs_or_posix(fs);
     char dir[4096];
     hr_snap_dir(data_dir, dir, sizeof dir);
     struct snap_name *v;
     size_t n;
-    if (list_snaps(dir, &v, &n, NULL, NULL) != 0) {
+    if (list_snaps(fs, dir, &v, &n, NULL, NULL) != 0) {
         return 0;
     }
     int removed = 0;
@@ -603,31 +639,21 @@ int hr_snap_prune(const char *data_dir, uint64_t index, uint64_t term)
         if (v[i].index < index || (v[i].index == index && v[i].term < term)) {
             char path[4200];
             snprintf(path, sizeof path, "%s/%s", dir, v[i].name);
-            removed += unlink(path) == 0;
+            removed += hr_fs_unlink(fs, path) == 0;
         }
     }
     free(v);
-    /* Unfinished files of older snapshots can never be finished any more. */
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    while (d != NULL && (de = readdir(d)) != NULL) {
-        char base[64];
-        uint64_t i, t;
-        if (!is_temp(de->d_name) || strlen(de->d_name) < 46) {
-            continue;
-        }
-        snprintf(base, sizeof base, "%.46s", de->d_name);
-        if (hr_snap_parse_name(base, &i, &t) && (i < index || (i == index && t < term))) {
-            char path[4200];
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            removed += unlink(path) == 0;
-        }
+    /* Collected first, removed after: the listing is not changed under its own feet. */
+    struct prune_ctx c = {index, term, NULL, 0, 0};
+    hr_fs_list(fs, dir, collect_stale_tmp, &c);
+    for (size_t i = 0; i < c.cnt; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, c.names[i]);
+        removed += hr_fs_unlink(fs, path) == 0;
     }
-    if (d != NULL) {
-        closedir(d);
-    }
+    free(c.names);
     if (removed > 0) {
-        sync_dir(dir);
+        sync_dir(fs, dir);
     }
     return removed;
 }
@@ -635,13 +661,14 @@ int hr_snap_prune(const char *data_dir, uint64_t index, uint64_t term)
 /* ---- receiver ---- */
 
 struct hr_snap_recv {
+    struct hr_fs *fs;
     int fd;
     char *dir, *tmp, *final;
     uint64_t index, term, size;
     bool finished;
 };
 
-int hr_snap_recv_open(const char *data_dir, uint64_t index, uint64_t term,
+int hr_snap_recv_open(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term,
                       struct hr_snap_recv **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -651,6 +678,7 @@ int hr_snap_recv_open(const char *data_dir, uint64_t index, uint64_t term,
         return set_err(err, errlen, HR_ENOMEM, "out of memory");
     }
     r->fd = -1;
+    r->fs = hr_fs_or_posix(fs);
     hr_snap_dir(data_dir, dir, sizeof dir);
     hr_snap_name(name, sizeof name, index, term);
     r->dir = strdup(dir);
@@ -661,12 +689,12 @@ int hr_snap_recv_open(const char *data_dir, uint64_t index, uint64_t term,
         set_err(err, errlen, rc, "out of memory");
         goto fail;
     }
-    if ((rc = ensure_dir(dir, err, errlen)) != 0) {
+    if ((rc = ensure_dir(r->fs, dir, err, errlen)) != 0) {
         goto fail;
     }
-    r->fd = open(r->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    r->fd = hr_fs_open(r->fs, r->tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
     if (r->fd < 0) {
-        rc = sys_err(err, errlen, "create", r->tmp);
+        rc = sys_err(err, errlen, "create", r->tmp, r->fd);
         goto fail;
     }
     r->index = index;
@@ -703,13 +731,11 @@ int hr_snap_recv_write(struct hr_snap_recv *r, uint64_t offset, const void *data
         return set_err(err, errlen, HR_EINVAL, "chunk at %" PRIu64 ", expected %" PRIu64,
                        offset, r->size);
     }
-    if (len > 0 && hr__io_pwrite(NULL, r->fd, data, len, (off_t)offset) < 0) {
-        int e = errno;
+    int w = len > 0 ? hr_fs_pwrite(r->fs, r->fd, data, len, offset) : 0;
+    if (w < 0) {
         /* Unknown how much landed: the file is cut back to what we acknowledge. */
-        if (ftruncate(r->fd, (off_t)r->size) < 0) {
-            (void)0;
-        }
-        return set_err(err, errlen, hr__errno_code(e), "write %s: %s", r->tmp, strerror(e));
+        (void)hr_fs_truncate(r->fs, r->fd, r->size);
+        return sys_err(err, errlen, "write", r->tmp, w);
     }
     r->size += len;
     return 0;
@@ -719,26 +745,27 @@ int hr_snap_recv_finish(struct hr_snap_recv *r, struct hr_snap_info *info, char 
                         size_t errlen)
 {
     char why[256];
-    int rc = verify_fd(r->fd, info, why, sizeof why);
+    int rc = verify_fd(r->fs, r->fd, info, why, sizeof why);
     if (rc == 0 && (info->index != r->index || info->term != r->term)) {
         snprintf(why, sizeof why, "header says index %" PRIu64 " term %" PRIu64, info->index,
                  info->term);
         rc = HR_ECORRUPT;
     }
+    int e = 0;
     if (rc != 0) {
         set_err(err, errlen, rc, "received snapshot %s: %s", r->final, why);
-    } else if (hr__io_sync(NULL, r->fd, false) < 0) {
-        rc = sys_err(err, errlen, "fsync", r->tmp);
-    } else if (rename(r->tmp, r->final) < 0) {
-        rc = sys_err(err, errlen, "rename", r->tmp);
-    } else if (sync_dir(r->dir) < 0) {
-        rc = sys_err(err, errlen, "fsync", r->dir);
-        unlink(r->final);
+    } else if ((e = hr_fs_sync(r->fs, r->fd, false)) < 0) {
+        rc = sys_err(err, errlen, "fsync", r->tmp, e);
+    } else if ((e = hr_fs_rename(r->fs, r->tmp, r->final)) < 0) {
+        rc = sys_err(err, errlen, "rename", r->tmp, e);
+    } else if ((e = sync_dir(r->fs, r->dir)) < 0) {
+        rc = sys_err(err, errlen, "fsync", r->dir, e);
+        hr_fs_unlink(r->fs, r->final);
     } else {
         r->finished = true;
     }
     if (rc != 0) {
-        unlink(r->tmp);
+        hr_fs_unlink(r->fs, r->tmp);
         r->size = 0;
     }
     return rc;
@@ -750,10 +777,10 @@ void hr_snap_recv_free(struct hr_snap_recv *r)
         return;
     }
     if (r->fd >= 0) {
-        close(r->fd);
+        hr_fs_close(r->fs, r->fd);
     }
     if (!r->finished) {
-        unlink(r->tmp);
+        hr_fs_unlink(r->fs, r->tmp);
     }
     free(r->dir);
     free(r->tmp);
@@ -768,13 +795,14 @@ static void print_tmp(void *arg, const char *name)
     fprintf(arg, "  %s: unfinished (interrupted write or transfer; ignored by open)\n", name);
 }
 
-int hr_snap_inspect(const char *data_dir, FILE *out)
+int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, FILE *out)
 {
+    fs = hr_fs_or_posix(fs);
     char dir[4096];
     hr_snap_dir(data_dir, dir, sizeof dir);
     struct snap_name *v;
     size_t n;
-    int rc = list_snaps(dir, &v, &n, print_tmp, out);
+    int rc = list_snaps(fs, dir, &v, &n, print_tmp, out);
     if (rc != 0) {
         fprintf(out, "snapshots: cannot list %s\n", dir);
         return HR_EIO;
@@ -790,7 +818,7 @@ int hr_snap_inspect(const char *data_dir, FILE *out)
         char path[4200], why[256];
         struct hr_snap_info info;
         snprintf(path, sizeof path, "%s/%s", dir, v[i].name);
-        rc = hr_snap_verify(path, &info, why, sizeof why);
+        rc = hr_snap_verify(fs, path, &info, why, sizeof why);
         if (rc == 0 && (info.index != v[i].index || info.term != v[i].term)) {
             snprintf(why, sizeof why, "header says index %" PRIu64 " term %" PRIu64,
                      info.index, info.term);

@@ -10,13 +10,16 @@
  * always a whole file unless the disk damaged it; open skips (and reports) a damaged one.
  *
  *   struct hr_snap_writer *w;
- *   hr_snap_writer_open(dir, index, term, voters, n, &w, err, sizeof err);
+ *   hr_snap_writer_open(NULL, dir, index, term, voters, n, &w, err, sizeof err);
  *   hr_snap_writer_write(w, bytes, len);         // any number of times
  *   hr_snap_writer_finish(w, &size, err, sizeof err);   // durable under its final name
  *
  * A receiver (InstallSnapshot) takes a snapshot file's bytes in order, at increasing
  * offsets, into <name>.recv; after a lost chunk it continues from hr_snap_recv_size(); its
  * finish checks the whole file, syncs and renames it (the atomic switch).
+ *
+ * File system: every function that touches files takes a struct hr_fs * first (fs.h);
+ * NULL is the real file system. Writers and receivers keep theirs until freed.
  *
  * Threading: no shared state; each object is used by one thread at a time (writers and
  * receivers may move between threads, e.g. a finish on the libuv threadpool). Errors: 0
@@ -31,6 +34,8 @@
 #include <stdio.h>
 
 #include "../core/error.h"
+
+struct hr_fs;
 
 #define HR_SNAP_FORMAT_VERSION 1
 #define HR_SNAP_MAX_VOTERS 64
@@ -67,13 +72,14 @@ void hr_snap_trailer(unsigned char *t, uint64_t payload_size, uint32_t crc);
 /* A whole file written and fdatasynced at tmp_path by someone else: check its header
  * names (index, term), rename it to its final name in data_dir/snapshots and fsync the
  * directory. The checksum is not re-read (the writer computed it as it wrote). */
-int hr_snap_commit(const char *data_dir, const char *tmp_path, uint64_t index, uint64_t term,
-                   struct hr_snap_info *info, char *err, size_t errlen);
+int hr_snap_commit(struct hr_fs *fs, const char *data_dir, const char *tmp_path,
+                   uint64_t index, uint64_t term, struct hr_snap_info *info, char *err,
+                   size_t errlen);
 
 /* ---- writing a local snapshot ---- */
 struct hr_snap_writer;
 /* Create snapshots/ if needed and start <name>.snap.tmp (an older one is replaced). */
-int hr_snap_writer_open(const char *data_dir, uint64_t index, uint64_t term,
+int hr_snap_writer_open(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term,
                         const uint64_t *voters, size_t n_voters, struct hr_snap_writer **out,
                         char *err, size_t errlen);
 int hr_snap_writer_write(struct hr_snap_writer *w, const void *data, size_t len);
@@ -87,24 +93,26 @@ void hr_snap_writer_abort(struct hr_snap_writer *w);
 const char *hr_snap_writer_errmsg(const struct hr_snap_writer *w);
 
 /* ---- reading ---- */
-/* Read and check the header of an open file (size: the file's size). HR_ECORRUPT. */
-int hr_snap_read_header(int fd, uint64_t size, struct hr_snap_info *info, char *err,
-                        size_t errlen);
+/* Read and check the header of a file open as handle fd of fs (size: the file's size).
+ * HR_ECORRUPT. */
+int hr_snap_read_header(struct hr_fs *fs, int fd, uint64_t size, struct hr_snap_info *info,
+                        char *err, size_t errlen);
 /* Header and whole-file checksum of path. */
-int hr_snap_verify(const char *path, struct hr_snap_info *info, char *err, size_t errlen);
+int hr_snap_verify(struct hr_fs *fs, const char *path, struct hr_snap_info *info, char *err,
+                   size_t errlen);
 /* The newest valid snapshot of data_dir: 0 and *found = false if there is none. Newer
  * damaged files and leftover temporary files are skipped and described in info (never
  * deleted: a damaged file may be the only copy someone needs to inspect). */
-int hr_snap_find(const char *data_dir, struct hr_snap_info *out, bool *found, char *info,
-                 size_t infolen, char *err, size_t errlen);
+int hr_snap_find(struct hr_fs *fs, const char *data_dir, struct hr_snap_info *out,
+                 bool *found, char *info, size_t infolen, char *err, size_t errlen);
 /* Remove every snapshot file of data_dir older than (index, term), and stale temporary
  * files of received snapshots. Best effort: returns the number removed. */
-int hr_snap_prune(const char *data_dir, uint64_t index, uint64_t term);
+int hr_snap_prune(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term);
 
 /* ---- receiving (InstallSnapshot) ---- */
 struct hr_snap_recv;
 /* Start receiving the snapshot (index, term) into <name>.recv (replacing any old one). */
-int hr_snap_recv_open(const char *data_dir, uint64_t index, uint64_t term,
+int hr_snap_recv_open(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term,
                       struct hr_snap_recv **out, char *err, size_t errlen);
 uint64_t hr_snap_recv_index(const struct hr_snap_recv *r);
 uint64_t hr_snap_recv_term(const struct hr_snap_recv *r);
@@ -123,6 +131,6 @@ void hr_snap_recv_free(struct hr_snap_recv *r);
 
 /* List the snapshot files of data_dir and check each (for helios inspect). Returns 0 if
  * every .snap is sound, HR_ECORRUPT otherwise. */
-int hr_snap_inspect(const char *data_dir, FILE *out);
+int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, FILE *out);
 
 #endif

@@ -411,6 +411,7 @@ void hr_sim_free(struct hr_sim *s)
         free(ev);
     }
     hr__check_free(s->check);
+    hr_msg_release(&s->capture.msg);
     free(s->link_last);
     free(s->nodes);
     free(s->voters);

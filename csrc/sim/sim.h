@@ -167,6 +167,17 @@ struct hr_sim_snapshot_stats {
 };
 void hr_sim_snapshot_stats(const struct hr_sim *s, struct hr_sim_snapshot_stats *out);
 
+/* Test hooks for a message the network delivers twice, long apart (a duplicate that
+ * overtook nothing and arrives late): hr_sim_capture arms a capture of the first message
+ * node `from` sends to `to` of that type (and, for responses, reject flag) from now on, and
+ * drops any held one; hr_sim_redeliver puts a copy of the held message on the network
+ * again, delivered after delay_ms whatever the network's faults (but not across a cut
+ * link). hr_sim_captured is the held message or NULL. 0 or HR_EINVAL (unknown ids, or
+ * nothing held). */
+int hr_sim_capture(struct hr_sim *s, hr_id_t from, hr_id_t to, uint8_t type, bool reject);
+const struct hr_msg *hr_sim_captured(const struct hr_sim *s);
+int hr_sim_redeliver(struct hr_sim *s, uint32_t delay_ms);
+
 /* Requests sent (APPEND, VOTE, PREVOTE, SNAPSHOT chunks, TIMEOUT_NOW) and wire bytes of
  * all messages, since the start (a core's snapshot offer is not sent itself: its chunks
  * are). */

@@ -539,6 +539,31 @@ function cluster:corrupt(id, index)
     return hit
 end
 
+--- Test hook for a late duplicate: keep a copy of the first message `from` sends to `to`
+-- of type `kind` (a message type name: "append_resp", ...) whose reject flag is `reject`,
+-- from now on (an earlier capture is dropped). c:captured() shows it (type, from, to, term,
+-- reject, prev_index, index, hint_index, hint_term, last_index, seq, n_entries; ids as
+-- numbers) or nil; c:redeliver(delay_ms) delivers a copy again after delay_ms (default 0)
+-- whatever the network's loss, unless the link is cut.
+-- @usage c:capture("n3", "n1", "append_resp", true) ... c:redeliver()
+function cluster:capture(from, to, kind, reject)
+    local ok, _, msg = self._sim:capture(num(self, from), num(self, to), kind, reject and true)
+    if not ok then
+        error("c:capture: " .. tostring(msg), 2)
+    end
+end
+
+function cluster:captured()
+    return self._sim:captured()
+end
+
+function cluster:redeliver(delay_ms)
+    local ok, _, msg = self._sim:redeliver(delay_ms or 0)
+    if not ok then
+        error("c:redeliver: nothing captured (" .. tostring(msg) .. ")", 2)
+    end
+end
+
 --- Partition the network: nodes talk only within their group. Ids not listed form one
 -- more group together.
 -- @usage c:partition({ "n1", "n2" }, { "n3", "n4", "n5" })

@@ -560,6 +560,8 @@ static int l_sim_new(lua_State *L)
         o.snap.chunk_bytes =
             (uint32_t)hr__lua_check_uint(L, -1, "sim: snapshot_chunk_bytes", 1, UINT32_MAX);
     }
+    lua_getfield(L, 1, "unsafe_install_keeps_log");
+    o.unsafe_install_keeps_log = lua_toboolean(L, -1);
     lua_settop(L, 1);
 
     struct hr__lsim *s = lua_newuserdata(L, sizeof *s);

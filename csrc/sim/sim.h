@@ -93,6 +93,11 @@ struct hr_sim_options {
     struct hr_sim_net net;
     uint32_t disk_min_ms, disk_max_ms; /* latency of a write batch until durable */
     struct hr_sim_snapshot snap;
+    /* Test only, to show that the checker catches what it breaks: a disk that installs a
+     * snapshot keeps the log entries after its index instead of dropping the whole log, so
+     * a node restarted before they are overwritten holds a tail that followed another
+     * entry at the snapshot's index (csrc/sim/check.c checks the log across the boundary). */
+    bool unsafe_install_keeps_log;
 };
 
 void hr_sim_options_defaults(struct hr_sim_options *o);

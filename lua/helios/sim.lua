@@ -48,7 +48,7 @@ cluster.__index = cluster
 
 local CLUSTER_OPTIONS = {
     n = true, seed = true, fsm = true, config = true, network = true, disk_latency_ms = true,
-    snapshot_latency_ms = true, snapshot_chunk_bytes = true,
+    snapshot_latency_ms = true, snapshot_chunk_bytes = true, unsafe_install_keeps_log = true,
 }
 
 local USAGE = "Usage: sim.cluster{ n = N, seed = S, fsm = function(id) ... end, "
@@ -226,7 +226,8 @@ end
 --   snapshot_threshold, snapshot_interval_ms and trailing_logs included: see the module
 --   comment), network (initial set_network), disk_latency_ms ({min, max}),
 --   snapshot_latency_ms ({min, max}: a snapshot write until durable), snapshot_chunk_bytes
---   (InstallSnapshot chunk size)
+--   (InstallSnapshot chunk size), unsafe_install_keeps_log (test only: a broken disk that
+--   keeps the log after an installed snapshot's index, for the checker's own specs)
 -- @return the cluster
 function M.cluster(opts)
     if type(opts) ~= "table" then
@@ -265,6 +266,7 @@ function M.cluster(opts)
         n = n, seed = seed, config = opts.config, network = opts.network,
         disk_latency_ms = opts.disk_latency_ms, snapshot_latency_ms = opts.snapshot_latency_ms,
         snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
+        unsafe_install_keeps_log = opts.unsafe_install_keeps_log,
         apply = apply, state = state, start = start, snapshot = snapshot, restore = restore,
         snapshot_done = snapshot_done,
     })

@@ -16,6 +16,9 @@ local prng = require("spec.helpers.prng")
 local schedule = require("spec.helpers.schedule")
 
 local K = tonumber(os.getenv("HELIOS_CHECKER_SEEDS") or "") or 30
+-- The random Figure 8 search (schedule.old_terms): fewer seeds, each a few thousand
+-- virtual milliseconds; fewer still when HELIOS_SEEDS scales the random specs down (ASan).
+local K8 = tonumber(os.getenv("HELIOS_F8_SEEDS") or "") or (os.getenv("HELIOS_SEEDS") and 8 or 16)
 local ONE = tonumber(os.getenv("HELIOS_SEED") or "") -- replay one seed
 local FILE = "spec/checker_spec.lua"
 
@@ -114,13 +117,13 @@ local function is_violation(err)
              or err:find("log matching", 1, true) or err:find("election safety", 1, true))
 end
 
--- Run attempt(seed) for seeds 1..K; returns the seeds whose run raised a violation, the
--- seeds that raised anything else, and how many ran.
-local function search(switch, on, attempt, stop_at_first)
+-- Run attempt(seed) for seeds 1..k (K); returns the seeds whose run raised a violation,
+-- the seeds that raised anything else, and how many ran.
+local function search(switch, on, attempt, stop_at_first, k)
     local caught, other, ran = {}, {}, 0
     -- A replay (HELIOS_SEED) narrows the switch-off runs; the search for a catch always
-    -- covers its K seeds.
-    local first, last = 1, K
+    -- covers its k seeds.
+    local first, last = 1, k or K
     if ONE and not on then first, last = ONE, ONE end
     for seed = first, last do
         ran = ran + 1
@@ -214,6 +217,38 @@ local function boundary_script(c)
     cl.settle(c, "final")
     return "done"
 end
+
+-- Figure 8 found by a random search rather than a script: schedule.old_terms on 5 nodes with
+-- short terms (40 ms election timeouts), bare Raft with one entry per AppendEntries and one
+-- in flight, a quick network that reorders. Random fault schedules (schedule.random,
+-- schedule.figure8) pass 60 seeds of a core with unsafe_commit_old_terms; this one catches
+-- it in about one seed in four.
+local function old_terms_attempt(seed, conf)
+    conf.election_timeout_ms, conf.heartbeat_timeout_ms = 40, 10
+    local c = cl.new{ n = 5, seed = seed, config = conf,
+                      network = { drop = 0, duplicate = 0, delay_ms = { 1, 3 }, reorder = true },
+                      disk_latency_ms = { 1, 2 } }
+    local cuts = schedule.old_terms(c, prng.new(seed), { duration_ms = 3000 })
+    assert(cuts >= 20, ("seed %d: only %d leaders cut off"):format(seed, cuts))
+    cl.settle(c, "final", 20000)
+end
+
+describe("a random Figure 8 search", function()
+    it("catches a core with unsafe_commit_old_terms within " .. K8 .. " seeds", function()
+        local caught, other = search("unsafe_commit_old_terms", true, old_terms_attempt, true, K8)
+        assert(#caught > 0, ("no violation in %d seeds; other errors:\n  %s")
+               :format(K8, table.concat(other, "\n  ")))
+    end)
+
+    it("raises nothing on the same schedules with unsafe_commit_old_terms off", function()
+        local caught, other, ran = search("unsafe_commit_old_terms", false, old_terms_attempt,
+                                          false, K8)
+        assert.are.equal(ONE and 1 or K8, ran)
+        assert(#caught == 0 and #other == 0, ("seeds %s violated (replay: HELIOS_SEED=N "
+               .. "busted --lua=luajit %s); errors:\n  %s")
+               :format(table.concat(caught, ","), FILE, table.concat(other, "\n  ")))
+    end)
+end)
 
 describe("the invariant checker across a snapshot boundary", function()
     local function attempt(seed, broken)

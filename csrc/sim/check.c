@@ -552,9 +552,10 @@ int hr__check_restore(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term
  *   - (S, T) is an entry some node's log held (an install names a real entry);
  *   - the log agrees with its own boundary: if it still holds S, with term T there, and it
  *     has no hole after it;
- *   - every entry after the boundary is checked as an append (its previous entry's term
- *     being the boundary's for the first one), so a suffix that followed a different
- *     entry at S in another log is caught;
+ *   - the log's first entry and the one after S are checked as appends (the previous
+ *     entry's term being the boundary's, or the committed one), so a suffix that followed
+ *     a different entry at S in another log is caught (the entries after them were
+ *     checked against them as they were appended);
  *   - every other live log that holds S as committed holds it with term T. */
 static int boundary(struct hr__check *c, hr_id_t id, struct cnode *cn)
 {
@@ -602,7 +603,12 @@ static int boundary(struct hr__check *c, hr_id_t id, struct cnode *cn)
             }
         }
     }
-    for (hr_index_t i = first; i <= last && i > 0; i++) {
+    hr_index_t at[2] = {first, si + 1};
+    for (int j = 0; j < 2; j++) {
+        hr_index_t i = at[j];
+        if (i < first || i > last || i == 0 || (j == 1 && i == first)) {
+            continue;
+        }
         hr_term_t prev = known_term(c, r, i - 1);
         if ((prev != 0 || i == 1) && lm_put(c, id, hr_raft_entry(r, i), prev) != 0) {
             return -1;

@@ -23,10 +23,11 @@ local MESSAGES = {
           { term = 7, index = 43, time_ms = 1700000000001, type = 2, data = "" },
           { term = 7, index = 44, time_ms = 0, type = 3, data = ("\0\255"):rep(300) },
       } },
-    { type = "append", from = A, to = B, term = 7, prev_index = 44, prev_term = 7, commit = 44 },
-    { type = "append_resp", from = B, to = A, term = 7, index = 44, last_index = 44 },
+    { type = "append", from = A, to = B, term = 7, prev_index = 44, prev_term = 7, commit = 44,
+      seq = 12 },
+    { type = "append_resp", from = B, to = A, term = 7, index = 44, last_index = 44, seq = 12 },
     { type = "append_resp", from = B, to = A, term = 7, reject = true, index = 41,
-      hint_index = 30, hint_term = 5, last_index = 39 },
+      hint_index = 30, hint_term = 5, last_index = 39, seq = 11 },
     { type = "vote", from = A, to = B, term = 8, cand_last_index = 44, cand_last_term = 7 },
     { type = "vote_resp", from = B, to = A, term = 8 },
     { type = "prevote", from = A, to = B, term = 9, cand_last_index = 44, cand_last_term = 7 },
@@ -40,7 +41,7 @@ local MESSAGES = {
 
 local FIELDS = { "from", "to", "term", "prev_index", "prev_term", "commit", "index",
                  "hint_index", "hint_term", "last_index", "cand_last_index", "cand_last_term",
-                 "snap_index", "snap_term", "offset" }
+                 "snap_index", "snap_term", "offset", "seq" }
 
 local function assert_same(want, got)
     assert.are.equal(want.type, got.type)

@@ -339,7 +339,8 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
                                   .to = m->from,
                                   .term = r->term,
                                   .reject = true,
-                                  .index = m->prev_index};
+                                  .index = m->prev_index,
+                                  .seq = m->seq};
             return hr__send(r, &resp, true);
         }
         if (m->type == HR_MSG_PREVOTE) {

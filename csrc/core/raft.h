@@ -99,6 +99,13 @@ struct hr_msg {
     hr_term_t hint_term;
     hr_index_t last_index;
 
+    /* APPEND: the leader's sequence number of this message, counted per follower (from 1,
+     * never reset while the leader runs). APPEND_RESP: the seq of the APPEND it answers, so
+     * that the leader can tell an answer to a message sent after it learned something
+     * from one sent before (the network duplicates and reorders); 0 answers no APPEND
+     * (a snapshot install) or comes from a peer that does not echo it. */
+    uint64_t seq;
+
     /* VOTE, PREVOTE: the candidate's last log entry (the §5.4.1 up-to-date check). */
     hr_index_t cand_last_index;
     hr_term_t cand_last_term;

@@ -23,6 +23,9 @@ struct hr__progress {
     hr_index_t *inflight_last; /* ring of their last indexes, max_inflight long */
     uint32_t inflight_head;
     hr_time_t progress_time; /* when match last advanced (stall detection) */
+    uint64_t sent_seq;       /* seq of the last AppendEntries sent to it (hr_msg.seq) */
+    uint64_t match_seq;      /* sent_seq when match last changed: answers to messages up
+                              * to it may have been written before that change */
     hr_index_t snapshot;  /* the snapshot offered and not yet installed (0: none) */
     hr_time_t snapshot_sent; /* when it was last offered */
     int vote;                /* this election: 0 unknown, 1 granted, -1 rejected */

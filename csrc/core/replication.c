@@ -20,6 +20,7 @@ void hr__progress_reset(struct hr_raft *r, struct hr__progress *pr)
     pr->inflight_head = 0;
     pr->progress_time = r->now;
     pr->snapshot = 0;
+    pr->match_seq = pr->sent_seq; /* sent_seq itself runs on across terms */
 }
 
 static void to_probe(struct hr_raft *r, struct hr__progress *pr, hr_index_t next)
@@ -80,7 +81,8 @@ static int send_append(struct hr_raft *r, struct hr__progress *pr, bool with_ent
                        .term = r->term,
                        .prev_index = prev,
                        .prev_term = hr__log_term(&r->log, prev),
-                       .commit = r->commit};
+                       .commit = r->commit,
+                       .seq = ++pr->sent_seq};
     if (with_entries && pr->next <= last) {
         /* Bounded by count and by bytes, so a lagging follower never makes us build a huge
          * message (and a heartbeat queued behind it waits for one bounded frame at most). */
@@ -218,7 +220,8 @@ int hr__handle_append(struct hr_raft *r, const struct hr_msg *m)
         }
     }
     hr_index_t last = hr__log_last(&r->log);
-    struct hr_msg resp = {.type = HR_MSG_APPEND_RESP, .to = m->from, .term = r->term};
+    struct hr_msg resp = {
+        .type = HR_MSG_APPEND_RESP, .to = m->from, .term = r->term, .seq = m->seq};
 
     if (m->prev_index < r->commit) {
         /* Everything up to our commit index matches the leader's log (Leader Completeness),
@@ -297,12 +300,25 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
         if (pr->snapshot != 0) {
             return; /* it is getting a snapshot: nothing else can help it meanwhile */
         }
-        if (m->index == pr->match && m->last_index < m->index) {
+        if (m->index == pr->match && m->last_index < m->index &&
+            (m->seq == 0 || m->seq > pr->match_seq)) {
             /* The follower no longer has an entry it acknowledged: its disk lost it (a
              * corrupt tail cut off on restart). Raft assumes this never happens; what we
              * can still do is stop counting what it lacks and repair it, or every later
-             * message would be rejected as "stale" forever. */
+             * message would be rejected as "stale" forever.
+             * Only an answer to a message sent after match got its value can say so. One
+             * sent before (a probe at what is now the match, rejected while the follower
+             * was still short, then duplicated or overtaken by the success that raised
+             * the match) reads exactly the same: same index, same last_index, same hint,
+             * as the follower's log really was that short when it answered. Its content
+             * cannot order it against the success; the seq it echoes can: a message with
+             * seq > match_seq left after we had the success, so the follower processed
+             * it after the one that success answered, and a short log then is a real
+             * loss. A stale one is ignored (below, as index <= match); were the loss
+             * real, the next heartbeat (a later seq) reports it again. seq 0: a peer that
+             * does not echo seq; trust it as before. */
             pr->match = m->last_index;
+            pr->match_seq = pr->sent_seq;
             to_probe(r, pr, m->last_index + 1);
             return;
         }
@@ -322,6 +338,7 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
     }
     if (m->index > pr->match) {
         pr->match = m->index;
+        pr->match_seq = pr->sent_seq;
         pr->progress_time = r->now;
         if (!pr->replicating) {
             to_replicate(r, pr);

@@ -202,6 +202,62 @@ static int l_connect(lua_State *L)
     return fault(L, hr_sim_connect, "connect", false);
 }
 
+/* capture(from, to, type_name, reject) -> true | nil, code, message: hr_sim_capture. */
+static int l_capture(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t from = check_id(L, s, 2), to = check_id(L, s, 3);
+    const char *name = luaL_checkstring(L, 4);
+    uint8_t type = 0;
+    for (int t = 1; t < HR_MSG_TYPE_COUNT; t++) {
+        if (strcmp(name, hr_msg_type_name(t)) == 0) {
+            type = (uint8_t)t;
+        }
+    }
+    if (type == 0) {
+        return luaL_argerror(L, 4, "unknown message type");
+    }
+    return push_fault_result(L, hr_sim_capture(s->sim, from, to, type, lua_toboolean(L, 5)),
+                             "capture");
+}
+
+/* captured() -> the held message's header fields as a table, or nil. */
+static int l_captured(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    const struct hr_msg *m = hr_sim_captured(s->sim);
+    if (m == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 12);
+    lua_pushstring(L, hr_msg_type_name(m->type));
+    lua_setfield(L, -2, "type");
+    lua_pushboolean(L, m->reject);
+    lua_setfield(L, -2, "reject");
+#define F(x) (lua_pushnumber(L, (lua_Number)m->x), lua_setfield(L, -2, #x))
+    F(from);
+    F(to);
+    F(term);
+    F(prev_index);
+    F(index);
+    F(hint_index);
+    F(hint_term);
+    F(last_index);
+    F(seq);
+    F(n_entries);
+#undef F
+    return 1;
+}
+
+/* redeliver(delay_ms) -> true | nil, code, message: hr_sim_redeliver. */
+static int l_redeliver(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    uint32_t delay = (uint32_t)hr__lua_check_uint(L, 2, "sim:redeliver: delay_ms", 0, 1000000);
+    return push_fault_result(L, hr_sim_redeliver(s->sim, delay), "redeliver");
+}
+
 /* partition({ g1, g2, ..., gn }): the group number of each node, in id order. */
 static int l_partition(lua_State *L)
 {
@@ -504,6 +560,8 @@ static int l_sim_new(lua_State *L)
         o.snap.chunk_bytes =
             (uint32_t)hr__lua_check_uint(L, -1, "sim: snapshot_chunk_bytes", 1, UINT32_MAX);
     }
+    lua_getfield(L, 1, "unsafe_install_keeps_log");
+    o.unsafe_install_keeps_log = lua_toboolean(L, -1);
     lua_settop(L, 1);
 
     struct hr__lsim *s = lua_newuserdata(L, sizeof *s);
@@ -559,6 +617,9 @@ static const luaL_Reg methods[] = {
     {"disconnect", l_disconnect},
     {"connect", l_connect},
     {"partition", l_partition},
+    {"capture", l_capture},
+    {"captured", l_captured},
+    {"redeliver", l_redeliver},
     {"heal", l_heal},
     {"set_network", l_set_network},
     {"propose", l_propose},

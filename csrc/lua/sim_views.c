@@ -90,7 +90,7 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
         lua_pushnil(L);
         return;
     }
-    lua_createtable(L, 0, 15);
+    lua_createtable(L, 0, 16);
     set_number(L, "id", id);
     lua_pushstring(L, hr_role_name(hr_raft_role(r)));
     lua_setfield(L, -2, "role");
@@ -100,6 +100,7 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
     set_number(L, "commit_index", hr_raft_commit_index(r));
     set_number(L, "first_index", hr_raft_first_index(r));
     set_number(L, "last_index", hr_raft_last_index(r));
+    set_number(L, "last_term", hr_raft_term_at(r, hr_raft_last_index(r)));
     set_number(L, "applied_index", hr_node_applied(n));
     /* The snapshot the node's disk holds durably (what a restart starts from). */
     hr_index_t si = 0;

@@ -45,6 +45,11 @@ struct cnode {
     struct hr_raft *r;
     hr_index_t last_applied, last_commit;
     hr_term_t leader_term; /* the term in which it was last checked as a new leader */
+    /* The snapshot boundary (index, term) its log was last checked against (boundary()):
+     * a new one (a snapshot taken or installed) or a new incarnation checks it again. */
+    hr_index_t bnd_index;
+    hr_term_t bnd_term;
+    bool bnd_checked;
 };
 
 struct hr__check {
@@ -208,6 +213,21 @@ static uint64_t blob_hash(const struct hr_blob *b)
     return b != NULL ? fnv1a(h, b->data, b->len) : h;
 }
 
+/* The term of r's entry at index i as far as the checker can vouch for it: its log's, its
+ * snapshot boundary's, or, for an index compacted away (always committed: a node compacts
+ * only what its snapshot covers), the term committed there. 0: unknown (or i = 0). */
+static hr_term_t known_term(const struct hr__check *c, struct hr_raft *r, hr_index_t i)
+{
+    if (i == 0) {
+        return 0;
+    }
+    hr_term_t t = hr_raft_term_at(r, i);
+    if (t == 0 && i < hr_raft_first_index(r) && i < c->com_cap) {
+        t = c->com[i].term;
+    }
+    return t;
+}
+
 /* Does r hold (index, term) with this content? A compacted index counts as held when r's
  * snapshot covers it and is the committed entry at the snapshot's index. */
 static bool holds(const struct hr__check *c, struct hr_raft *r, hr_index_t index, hr_term_t term,
@@ -307,13 +327,12 @@ int hr__check_append(struct hr__check *c, hr_id_t id, const struct hr_entry *e, 
     }
     struct hr_raft *r = c->nodes[id - 1].r;
     for (size_t j = 0; j < n; j++) {
-        hr_term_t prev;
-        if (j > 0) {
-            prev = e[j - 1].term;
-        } else if (e[0].index >= hr_raft_first_index(r)) {
-            prev = hr_raft_term_at(r, e[0].index - 1);
-        } else {
-            continue; /* the previous entry is compacted away: nothing to compare */
+        /* The first one's previous entry may be compacted away: its term is then the
+         * snapshot boundary's or the committed one (known_term), which log matching
+         * binds just the same. */
+        hr_term_t prev = j > 0 ? e[j - 1].term : known_term(c, r, e[0].index - 1);
+        if (prev == 0 && e[j].index > 1) {
+            continue; /* compacted and not known committed: nothing to compare with */
         }
         if (lm_put(c, id, &e[j], prev) != 0) {
             return -1;
@@ -526,6 +545,78 @@ int hr__check_restore(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term
     return 0;
 }
 
+/* Log matching across node id's snapshot boundary (S, T), checked when the node gets a
+ * new boundary (a snapshot taken or installed) and for each new incarnation (a log loaded
+ * from disk, after its snapshot): the appends checked one by one (hr__check_append) never
+ * see a log that was installed, kept across an install or loaded. Here:
+ *   - (S, T) is an entry some node's log held (an install names a real entry);
+ *   - the log agrees with its own boundary: if it still holds S, with term T there, and it
+ *     has no hole after it;
+ *   - the log's first entry and the one after S are checked as appends (the previous
+ *     entry's term being the boundary's, or the committed one), so a suffix that followed
+ *     a different entry at S in another log is caught (the entries after them were
+ *     checked against them as they were appended);
+ *   - every other live log that holds S as committed holds it with term T. */
+static int boundary(struct hr__check *c, hr_id_t id, struct cnode *cn)
+{
+    struct hr_raft *r = cn->r;
+    hr_index_t si = hr_raft_snapshot_index(r);
+    hr_term_t st = hr_raft_snapshot_term(r);
+    if (cn->bnd_checked && cn->bnd_index == si && cn->bnd_term == st) {
+        return 0;
+    }
+    cn->bnd_checked = true;
+    cn->bnd_index = si;
+    cn->bnd_term = st;
+    hr_index_t first = hr_raft_first_index(r), last = hr_raft_last_index(r);
+    if (si > 0) {
+        if (lm_find(c, si, st)->index == 0) {
+            return fail(c,
+                        "log matching: node %" PRIu64 "'s log starts after a snapshot through "
+                        "(index %" PRIu64 ", term %" PRIu64 ") that no node's log held",
+                        id, si, st);
+        }
+        if (first > si + 1) {
+            return fail(c,
+                        "log: node %" PRIu64 "'s log starts at %" PRIu64
+                        ", after a hole behind its snapshot through index %" PRIu64,
+                        id, first, si);
+        }
+        if (si >= first && si <= last && hr_raft_entry(r, si)->term != st) {
+            return fail(c,
+                        "log matching: node %" PRIu64 " holds (index %" PRIu64 ", term %" PRIu64
+                        ") but its snapshot is through (index %" PRIu64 ", term %" PRIu64 ")",
+                        id, si, hr_raft_entry(r, si)->term, si, st);
+        }
+        for (uint32_t k = 0; k < c->n; k++) {
+            struct hr_raft *o = c->nodes[k].r;
+            if (o == NULL || o == r || hr_raft_commit_index(o) < si) {
+                continue;
+            }
+            hr_term_t ot = known_term(c, o, si);
+            if (ot != 0 && ot != st) {
+                return fail(c,
+                            "log matching: node %" PRIu64 "'s snapshot is through (index %" PRIu64
+                            ", term %" PRIu64 ") but node %" PRIu64 " committed (index %" PRIu64
+                            ", term %" PRIu64 ")",
+                            id, si, st, (uint64_t)k + 1, si, ot);
+            }
+        }
+    }
+    hr_index_t at[2] = {first, si + 1};
+    for (int j = 0; j < 2; j++) {
+        hr_index_t i = at[j];
+        if (i < first || i > last || i == 0 || (j == 1 && i == first)) {
+            continue;
+        }
+        hr_term_t prev = known_term(c, r, i - 1);
+        if ((prev != 0 || i == 1) && lm_put(c, id, hr_raft_entry(r, i), prev) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int hr__check_node(struct hr__check *c, hr_id_t id)
 {
     if (c->failed) {
@@ -535,6 +626,9 @@ int hr__check_node(struct hr__check *c, hr_id_t id)
     struct hr_raft *r = cn->r;
     if (r == NULL) {
         return 0;
+    }
+    if (boundary(c, id, cn) != 0) {
+        return -1;
     }
     hr_term_t term = hr_raft_term(r);
     if (hr_raft_role(r) == HR_LEADER) {
@@ -603,6 +697,19 @@ static int match_pair(struct hr__check *c, hr_id_t ia, struct hr_raft *a, hr_id_
             break;
         }
     }
+    /* The entry before the later of the two first indexes is the snapshot boundary (or a
+     * compacted, committed entry) of one log: it is bound by log matching too. */
+    hr_index_t before = first - 1;
+    if (top > 0 && before > 0) {
+        hr_term_t ta = known_term(c, a, before), tb = known_term(c, b, before);
+        if (ta != 0 && tb != 0 && ta != tb) {
+            return fail(c,
+                        "log matching: nodes %" PRIu64 " and %" PRIu64 " both hold (index %" PRIu64
+                        ", term %" PRIu64 ") but differ at index %" PRIu64 " (terms %" PRIu64
+                        " and %" PRIu64 ", a snapshot boundary)",
+                        ia, ib, top, hr_raft_term_at(a, top), before, ta, tb);
+        }
+    }
     for (hr_index_t j = first; j <= top && j > 0; j++) {
         const struct hr_entry *ea = hr_raft_entry(a, j);
         const struct hr_entry *eb = hr_raft_entry(b, j);
@@ -651,10 +758,9 @@ int hr__check_full(struct hr__check *c)
                             " within [%" PRIu64 ", %" PRIu64 "]",
                             id, i, first, last);
             }
-            if (i > first || first == 1) {
-                if (lm_put(c, id, e, hr_raft_term_at(r, i - 1)) != 0) {
-                    return -1;
-                }
+            hr_term_t prev = known_term(c, r, i - 1);
+            if ((prev != 0 || i == 1) && lm_put(c, id, e, prev) != 0) {
+                return -1;
             }
             if (i <= commit && i < c->com_cap && c->com[i].term != 0 &&
                 (c->com[i].term != e->term || c->com[i].hash != entry_hash(e))) {

@@ -15,7 +15,13 @@
  * violation is kept as a message and makes every later call return -1. Private to csrc/sim.
  *
  * Entries a node compacted away count as held when the node's snapshot covers them and
- * that snapshot's (index, term) is the committed entry there. A restore (from the disk on
+ * that snapshot's (index, term) is the committed entry there. Log matching reaches across
+ * a snapshot boundary: an entry whose previous one is compacted is checked against the
+ * boundary's term (or the term committed there), and whenever a node's boundary changes
+ * (a snapshot taken or installed) or it starts again (a log loaded from disk) its log is
+ * checked against it: the boundary is an entry some log held, the log agrees with it and
+ * has no hole after it, the entries that follow the boundary or a compacted entry are
+ * checked as appends, and no other live node committed a different term at its index. A restore (from the disk on
  * a restart, or installed from the leader) moves the node's applied index to the
  * snapshot's; in-order apply continues from there.
  *

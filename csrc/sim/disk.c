@@ -72,6 +72,18 @@ static void install(struct hr__disk *d, const struct hr__disk_snap *sn)
     snap_clear(&d->snap);
     d->snap = *sn;
     hr_blob_retain(d->snap.data);
+    if (d->keep_after_install && d->off < sn->index && d->off + d->n > sn->index) {
+        /* The test-only broken disk: drop what the snapshot covers, keep the rest. */
+        size_t drop = (size_t)(sn->index - d->off);
+        for (size_t i = 0; i < drop; i++) {
+            hr_blob_release(d->log[i].data);
+        }
+        memmove(d->log, d->log + drop, (d->n - drop) * sizeof(*d->log));
+        memmove(d->bad, d->bad + drop, (d->n - drop) * sizeof(*d->bad));
+        d->n -= drop;
+        d->off = sn->index;
+        return;
+    }
     d->off = 0;
     log_truncate(d, 1);
     d->off = sn->index;

@@ -53,6 +53,7 @@ struct hr__disk {
     struct hr__disk_snap pend; /* a snapshot being written (index 0: none) */
     struct hr__disk_batch *q;  /* pending, oldest at head */
     size_t head, count, qcap;
+    bool keep_after_install; /* hr_sim_options.unsafe_install_keeps_log */
 };
 
 /* The index of the last durable log record (the snapshot's when the log is empty). */

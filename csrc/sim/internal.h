@@ -69,6 +69,15 @@ struct hr_sim {
     uint64_t rpc_count, rpc_bytes, events;
     struct hr_sim_snapshot_stats snap_stats;
     struct hr__check *check;
+    /* hr_sim_capture: the first message on the armed link that fits, kept for
+     * hr_sim_redeliver. */
+    struct {
+        bool armed, held;
+        hr_id_t from, to;
+        uint8_t type;
+        bool reject;
+        struct hr_msg msg;
+    } capture;
     int stop_code;
     char err[640];
 };

@@ -23,17 +23,8 @@ static bool is_request(int type)
            type == HR_MSG_SNAPSHOT || type == HR_MSG_TIMEOUT_NOW;
 }
 
-static void schedule(struct hr_sim *s, const struct hr_msg *m)
+static void schedule_at(struct hr_sim *s, const struct hr_msg *m, hr_time_t at)
 {
-    const struct hr_sim_net *net = &s->o.net;
-    hr_time_t at = s->now + hr_prng_range(&s->net_prng, net->delay_min_ms, net->delay_max_ms);
-    if (!net->reorder) {
-        hr_time_t *last = &s->link_last[(m->from - 1) * s->n + (m->to - 1)];
-        if (at < *last) {
-            at = *last;
-        }
-        *last = at;
-    }
     struct hr__ev *ev = hr__sim_ev_new(s);
     if (ev == NULL || hr_msg_copy(&ev->msg, m) != 0) {
         hr__sim_ev_free(s, ev);
@@ -46,6 +37,66 @@ static void schedule(struct hr_sim *s, const struct hr_msg *m)
         hr__sim_ev_free(s, ev);
         hr__sim_stop(s, HR_ENOMEM, "network: out of memory");
     }
+}
+
+static void schedule(struct hr_sim *s, const struct hr_msg *m)
+{
+    const struct hr_sim_net *net = &s->o.net;
+    hr_time_t at = s->now + hr_prng_range(&s->net_prng, net->delay_min_ms, net->delay_max_ms);
+    if (!net->reorder) {
+        hr_time_t *last = &s->link_last[(m->from - 1) * s->n + (m->to - 1)];
+        if (at < *last) {
+            at = *last;
+        }
+        *last = at;
+    }
+    schedule_at(s, m, at);
+}
+
+int hr_sim_capture(struct hr_sim *s, hr_id_t from, hr_id_t to, uint8_t type, bool reject)
+{
+    if (from < 1 || from > s->n || to < 1 || to > s->n || type == 0 ||
+        type >= HR_MSG_TYPE_COUNT) {
+        return HR_EINVAL;
+    }
+    hr_msg_release(&s->capture.msg);
+    s->capture.held = false;
+    s->capture.armed = true;
+    s->capture.from = from;
+    s->capture.to = to;
+    s->capture.type = type;
+    s->capture.reject = reject;
+    return 0;
+}
+
+const struct hr_msg *hr_sim_captured(const struct hr_sim *s)
+{
+    return s->capture.held ? &s->capture.msg : NULL;
+}
+
+int hr_sim_redeliver(struct hr_sim *s, uint32_t delay_ms)
+{
+    if (!s->capture.held) {
+        return HR_EINVAL;
+    }
+    if (hr__net_open(s, s->capture.msg.from, s->capture.msg.to)) {
+        schedule_at(s, &s->capture.msg, s->now + delay_ms);
+    }
+    return 0;
+}
+
+static void maybe_capture(struct hr_sim *s, const struct hr_msg *m)
+{
+    if (!s->capture.armed || m->from != s->capture.from || m->to != s->capture.to ||
+        m->type != s->capture.type || m->reject != s->capture.reject) {
+        return;
+    }
+    if (hr_msg_copy(&s->capture.msg, m) != 0) {
+        hr__sim_stop(s, HR_ENOMEM, "network: out of memory");
+        return;
+    }
+    s->capture.armed = false;
+    s->capture.held = true;
 }
 
 /* The ordering rules of node.h, checked where they matter: when a message that speaks for
@@ -117,6 +168,7 @@ void hr__net_post(struct hr_sim *s, const struct hr_msg *m)
         !hr__net_open(s, m->from, m->to)) {
         return;
     }
+    maybe_capture(s, m);
     const struct hr_sim_net *net = &s->o.net;
     if (net->drop > 0 && hr_prng_unit(&s->net_prng) < net->drop) {
         return;

@@ -368,6 +368,7 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
         s->nodes[i].sim = s;
         s->nodes[i].id = i + 1;
         s->nodes[i].connected = true;
+        s->nodes[i].disk.keep_after_install = o->unsafe_install_keeps_log;
         if (hr__xfer_init(&s->nodes[i], s->n) != 0) {
             goto nomem;
         }
@@ -411,6 +412,7 @@ void hr_sim_free(struct hr_sim *s)
         free(ev);
     }
     hr__check_free(s->check);
+    hr_msg_release(&s->capture.msg);
     free(s->link_last);
     free(s->nodes);
     free(s->voters);

@@ -93,6 +93,11 @@ struct hr_sim_options {
     struct hr_sim_net net;
     uint32_t disk_min_ms, disk_max_ms; /* latency of a write batch until durable */
     struct hr_sim_snapshot snap;
+    /* Test only, to show that the checker catches what it breaks: a disk that installs a
+     * snapshot keeps the log entries after its index instead of dropping the whole log, so
+     * a node restarted before they are overwritten holds a tail that followed another
+     * entry at the snapshot's index (csrc/sim/check.c checks the log across the boundary). */
+    bool unsafe_install_keeps_log;
 };
 
 void hr_sim_options_defaults(struct hr_sim_options *o);
@@ -166,6 +171,17 @@ struct hr_sim_snapshot_stats {
     uint64_t delivered;   /* whole snapshots handed to a receiving core (done set) */
 };
 void hr_sim_snapshot_stats(const struct hr_sim *s, struct hr_sim_snapshot_stats *out);
+
+/* Test hooks for a message the network delivers twice, long apart (a duplicate that
+ * overtook nothing and arrives late): hr_sim_capture arms a capture of the first message
+ * node `from` sends to `to` of that type (and, for responses, reject flag) from now on, and
+ * drops any held one; hr_sim_redeliver puts a copy of the held message on the network
+ * again, delivered after delay_ms whatever the network's faults (but not across a cut
+ * link). hr_sim_captured is the held message or NULL. 0 or HR_EINVAL (unknown ids, or
+ * nothing held). */
+int hr_sim_capture(struct hr_sim *s, hr_id_t from, hr_id_t to, uint8_t type, bool reject);
+const struct hr_msg *hr_sim_captured(const struct hr_sim *s);
+int hr_sim_redeliver(struct hr_sim *s, uint32_t delay_ms);
 
 /* Requests sent (APPEND, VOTE, PREVOTE, SNAPSHOT chunks, TIMEOUT_NOW) and wire bytes of
  * all messages, since the start (a core's snapshot offer is not sent itself: its chunks

@@ -56,6 +56,7 @@ int hr_codec_encode(msgpack_sbuffer *sb, const struct hr_msg *m)
         [HR_K_SNAP_INDEX] = m->snap_index,
         [HR_K_SNAP_TERM] = m->snap_term,
         [HR_K_OFFSET] = m->offset,
+        [HR_K_SEQ] = m->seq,
     };
     size_t snap_len = hr_blob_len(m->snap_data);
     size_t n = 3 + (m->n_entries > 0) + m->reject + m->done + (snap_len > 0);
@@ -271,6 +272,9 @@ static int decode_field(struct hr_msg *m, uint64_t key, const msgpack_object *v,
         break;
     case HR_K_OFFSET:
         m->offset = u;
+        break;
+    case HR_K_SEQ:
+        m->seq = u;
         break;
     default:
         break; /* a later version's field */

@@ -46,6 +46,7 @@ enum {
     HR_K_OFFSET,
     HR_K_DONE,      /* boolean */
     HR_K_SNAP_DATA, /* bin: a chunk of a snapshot (SNAPSHOT only) */
+    HR_K_SEQ,
     HR_K_COUNT
 };
 

@@ -48,7 +48,7 @@ cluster.__index = cluster
 
 local CLUSTER_OPTIONS = {
     n = true, seed = true, fsm = true, config = true, network = true, disk_latency_ms = true,
-    snapshot_latency_ms = true, snapshot_chunk_bytes = true,
+    snapshot_latency_ms = true, snapshot_chunk_bytes = true, unsafe_install_keeps_log = true,
 }
 
 local USAGE = "Usage: sim.cluster{ n = N, seed = S, fsm = function(id) ... end, "
@@ -226,7 +226,8 @@ end
 --   snapshot_threshold, snapshot_interval_ms and trailing_logs included: see the module
 --   comment), network (initial set_network), disk_latency_ms ({min, max}),
 --   snapshot_latency_ms ({min, max}: a snapshot write until durable), snapshot_chunk_bytes
---   (InstallSnapshot chunk size)
+--   (InstallSnapshot chunk size), unsafe_install_keeps_log (test only: a broken disk that
+--   keeps the log after an installed snapshot's index, for the checker's own specs)
 -- @return the cluster
 function M.cluster(opts)
     if type(opts) ~= "table" then
@@ -265,6 +266,7 @@ function M.cluster(opts)
         n = n, seed = seed, config = opts.config, network = opts.network,
         disk_latency_ms = opts.disk_latency_ms, snapshot_latency_ms = opts.snapshot_latency_ms,
         snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
+        unsafe_install_keeps_log = opts.unsafe_install_keeps_log,
         apply = apply, state = state, start = start, snapshot = snapshot, restore = restore,
         snapshot_done = snapshot_done,
     })
@@ -537,6 +539,31 @@ function cluster:corrupt(id, index)
         error(format("c:corrupt('%s'): %s", id, msg), 2)
     end
     return hit
+end
+
+--- Test hook for a late duplicate: keep a copy of the first message `from` sends to `to`
+-- of type `kind` (a message type name: "append_resp", ...) whose reject flag is `reject`,
+-- from now on (an earlier capture is dropped). c:captured() shows it (type, from, to, term,
+-- reject, prev_index, index, hint_index, hint_term, last_index, seq, n_entries; ids as
+-- numbers) or nil; c:redeliver(delay_ms) delivers a copy again after delay_ms (default 0)
+-- whatever the network's loss, unless the link is cut.
+-- @usage c:capture("n3", "n1", "append_resp", true) ... c:redeliver()
+function cluster:capture(from, to, kind, reject)
+    local ok, _, msg = self._sim:capture(num(self, from), num(self, to), kind, reject and true)
+    if not ok then
+        error("c:capture: " .. tostring(msg), 2)
+    end
+end
+
+function cluster:captured()
+    return self._sim:captured()
+end
+
+function cluster:redeliver(delay_ms)
+    local ok, _, msg = self._sim:redeliver(delay_ms or 0)
+    if not ok then
+        error("c:redeliver: nothing captured (" .. tostring(msg) .. ")", 2)
+    end
 end
 
 --- Partition the network: nodes talk only within their group. Ids not listed form one

@@ -69,8 +69,8 @@ local function merge(into, from)
 end
 
 --- Build a cluster. opts: n (3), seed (M.seed(1)), config (merged over M.config), network,
--- disk_latency_ms, snapshot_latency_ms, snapshot_chunk_bytes, make (FSM constructor for
--- the registry). Returns the cluster and the FSM registry.
+-- disk_latency_ms, snapshot_latency_ms, snapshot_chunk_bytes, unsafe_install_keeps_log,
+-- make (FSM constructor for the registry). Returns the cluster and the FSM registry.
 function M.new(opts)
     opts = opts or {}
     local reg = fsm.registry(opts.make)
@@ -83,6 +83,7 @@ function M.new(opts)
         disk_latency_ms = opts.disk_latency_ms,
         snapshot_latency_ms = opts.snapshot_latency_ms,
         snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
+        unsafe_install_keeps_log = opts.unsafe_install_keeps_log,
     }
     return c, reg
 end

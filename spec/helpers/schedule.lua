@@ -9,6 +9,7 @@
 --   schedule.random(c, prng.new(seed), { duration_ms = 3000 })
 --   schedule.figure8(c, prng.new(seed), { iterations = 100, unreliable = true })
 --   local acked = schedule.churn(c, prng.new(seed), { duration_ms = 4000 })
+--   schedule.old_terms(c, prng.new(seed), { duration_ms = 3000 })
 
 local ipairs, format = ipairs, string.format
 
@@ -158,6 +159,105 @@ function M.figure8(c, rng, opts)
         end
     end
     return cut
+end
+
+--- An adversary for the commit rule of §5.4.2 (Figure 8): random, but shaped so that
+-- leaders live for a few milliseconds at the moments that matter. On every leader, at
+-- random: cut it off the moment it leads (its no-op reaches nobody), or propose one entry
+-- and cut it off as soon as it reached a minority, or as soon as the leader's commit index
+-- moves, or after a random short while, or leave it be for a while. A cut puts the leader
+-- in a partition with every follower whose last entry is of the leader's term (if they
+-- are a minority; else alone), which is also what rejoins the previous minority to the
+-- rest; now and then it is a crash instead. Crashed nodes come back so that a majority
+-- stays up. Use with short election timeouts, one entry per AppendEntries and one in
+-- flight (each old entry is re-replicated on its own, ahead of the new leader's no-op).
+-- opts: duration_ms (3000), crash (probability a cut is a crash, 0.05). Returns how
+-- many leaders were cut off.
+function M.old_terms(c, rng, opts)
+    opts = opts or {}
+    local ids = c:ids()
+    local majority = math.floor(#ids / 2) + 1
+    local stop = c:now() + (opts.duration_ms or 3000)
+    local crash = opts.crash or 0.05
+    local isolated, seen, k, cuts = nil, {}, 0, 0
+    local function status(id) return c:node(id):status() end
+    local function holders(i)
+        local m = 0
+        for _, id in ipairs(ids) do
+            if c:alive(id) and status(id).last_index >= i then m = m + 1 end
+        end
+        return m
+    end
+    local function cut(leader)
+        cuts = cuts + 1
+        if rng:chance(crash) then
+            c:crash(leader)
+            return
+        end
+        local t = status(leader).term
+        local group = { leader }
+        for _, id in ipairs(ids) do
+            if id ~= leader and c:alive(id) and status(id).last_term == t then
+                group[#group + 1] = id
+            end
+        end
+        if #group >= majority then group = { leader } end
+        c:partition(group, {})
+        isolated = leader
+    end
+    -- The leader of the highest term outside the cut-off minority.
+    local function current()
+        local best, best_term
+        for _, id in ipairs(ids) do
+            if id ~= isolated and c:alive(id) then
+                local st = status(id)
+                if st.role == "leader" and (not best_term or st.term > best_term) then
+                    best, best_term = id, st.term
+                end
+            end
+        end
+        return best
+    end
+    while c:now() < stop do
+        local leader = current()
+        if not leader then
+            c:run_until(function() return current() ~= nil end, rng:int(1, 50))
+        else
+            local term = status(leader).term
+            local fresh = not seen[term]
+            seen[term] = true
+            if fresh and rng:chance(0.25) then
+                cut(leader)
+            else
+                k = k + 1
+                local i = c:node(leader):propose(format("o%d", k))
+                local r = rng:float()
+                if i and r < 0.35 then
+                    c:run_until(function() return not c:alive(leader) or holders(i) >= 2 end, 50)
+                    if c:alive(leader) and holders(i) < majority then cut(leader) end
+                elseif r < 0.7 then
+                    local ci = status(leader).commit_index
+                    c:run_until(function()
+                        return not c:alive(leader) or status(leader).commit_index > ci
+                    end, 50)
+                    if c:alive(leader) then cut(leader) end
+                elseif r < 0.85 then
+                    c:run_for(rng:int(0, 20))
+                    if c:alive(leader) then cut(leader) end
+                else
+                    c:run_for(rng:int(0, 30))
+                end
+            end
+        end
+        local down = {}
+        for _, id in ipairs(ids) do
+            if not c:alive(id) then down[#down + 1] = id end
+        end
+        if #down > 0 and (#ids - #down < majority or rng:chance(0.2)) then
+            c:restart(rng:pick(down))
+        end
+    end
+    return cuts
 end
 
 --- Churn, as 6.824's churn tests: three clients keep applying commands through whoever

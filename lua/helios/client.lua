@@ -284,15 +284,16 @@ function Cluster:apply(cmd, timeout_ms)
             id = self:leader(0, 300)
         end
         if id then
-            local c
-            c, code, detail = self:node(id)
+            local c, ccode, cdetail = self:node(id)
             if c then
                 -- One node gets at most attempt_ms: a leader that hangs (SIGSTOP, a dead
                 -- disk) must not use up the whole budget. What is left is a fraction of a
                 -- millisecond (clock_ms is fractional): the node takes whole ones, and
                 -- rounding up keeps the deadline (c:apply does it too).
                 left = deadline - clock_ms()
-                if left <= 0 then return nil, code, detail end
+                if left <= 0 then
+                    return nil, "timeout", format("the timeout passed before %s was asked", id)
+                end
                 local index, term, result = c:apply(cmd,
                     ceil(left < self.attempt_ms and left or self.attempt_ms))
                 if index then
@@ -305,6 +306,7 @@ function Cluster:apply(cmd, timeout_ms)
                 self.leader_id = code == "not_leader" and named_leader(self, detail) or nil
                 if self.leader_id == id then self.leader_id = nil end
             else
+                code, detail = ccode, cdetail
                 self.leader_id = nil
             end
         end

@@ -4,8 +4,9 @@
 -- simulated disks; everything random comes from one seed, so a run replays exactly from
 -- its seed. Invariants (election safety, log matching, leader completeness, state machine
 -- safety) are checked after every simulated step; a violation, or an error raised by an
--- FSM or an observer, is raised by the call that ran the time (run_for, run_until, apply,
--- step) with the seed and the replay command.
+-- observer or by an FSM's snapshot or restore, is raised by the call that ran the time
+-- (run_for, run_until, apply, step) with the seed and the replay command. An error raised
+-- by fsm:apply is the entry's result instead (fsm_error, see below).
 --
 --   local sim = require("helios.sim")
 --   local c = sim.cluster{ n = 3, seed = 42, fsm = function(id) return MyFSM.new() end,

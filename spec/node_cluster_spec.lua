@@ -215,22 +215,114 @@ describe("raft.new: one node", function()
         assert.matches("pid " .. core.getpid(), detail, 1, true)
     end)
 
-    it("survives a Lua FSM error: raft.run returns nil and the error", function()
-        c = new_cluster(1, dir)
+    -- One node over spec.helpers.faulty_fsm on dir/node-1, with the given on_fsm_error;
+    -- records its log and error events.
+    local function faulty_node(port, on_fsm_error)
+        local faulty = require("spec.helpers.faulty_fsm")
+        local fsm = faulty.new()
+        local node = raft.new{ id = "node-1", peers = { ["node-1"] = "127.0.0.1:" .. port },
+                               data_dir = dir .. "/node-1", fsm = fsm, secret = "s",
+                               election_timeout_ms = 150, heartbeat_timeout_ms = 30,
+                               on_fsm_error = on_fsm_error }
+        local events = { log = {}, error = {} }
+        node:on("log", function(level, msg)
+            if level >= 2 then events.log[#events.log + 1] = msg end
+        end)
+        node:on("error", function(code, msg) events.error[#events.error + 1] = { code, msg } end)
+        assert(node:start())
+        return node, fsm, events, { ids = { "node-1" }, nodes = { ["node-1"] = node } }
+    end
+
+    it("answers a raising FSM with fsm_error, goes on, and a second raft.run works", function()
+        local node, fsm, events, cc = faulty_node(core.free_port())
+        c = cc
         finally(function() stop_cluster(c) end)
-        c.fsms["node-1"].apply = function(_, cmd)
-            if cmd == "boom" then error("fsm exploded") end
-        end
+        local deadline = raft.after(10000, function() core.fail("deadline") end)
         raft.spawn(function()
             wait_leader(c)
-            c.nodes["node-1"]:apply("boom", 2000, function() end)
+            local i, code, detail = node:apply("boom x", 2000)
+            assert.is_nil(i)
+            assert.equal("fsm_error", code)
+            assert.matches("fsm apply at index %d+ %(term %d+%) failed: .*boom at x", detail)
+            i, code, detail = node:apply("fn y", 2000)
+            assert.is_nil(i)
+            assert.equal("fsm_error", code)
+            assert.matches("cannot be sent to a client", detail, 1, true)
+            raft.stop()
         end)
-        local deadline = raft.after(10000, function() core.fail("deadline") end)
         local ok, err = raft.run()
+        assert(ok, err)
+        -- The loop stopped between commands: the node goes on where it was.
+        raft.spawn(function()
+            local i, _, v = node:apply("incr x", 2000)
+            assert(i, v)
+            assert.equal(2, v)
+            assert.equal(2, node:stats().fsm_errors)
+            assert.equal(2, #events.log)
+            assert.equal(0, #events.error)
+            assert.equal("1", fsm:get("y"))
+            node:shutdown()
+        end)
+        ok, err = raft.run()
         deadline:stop()
-        assert.is_nil(ok)
-        assert.matches("fsm exploded", err, 1, true)
-        assert.matches("fsm apply at index", err, 1, true)
+        assert(ok, err)
+    end)
+
+    it("stops at the entry with on_fsm_error = \"stop\"; a restart stops there again",
+       function()
+        local port = core.free_port()
+        local node, _, events, cc = faulty_node(port, "stop")
+        c = cc
+        finally(function() stop_cluster(c) end)
+        local detail
+        local ok, err = run_scenario(c, 10000, function()
+            wait_leader(c)
+            local i, code
+            i, code, detail = node:apply("boom x", 2000)
+            assert.is_nil(i)
+            assert.equal("fsm_error", code)
+            assert(wait_for(function() return not nh.running(node) end, 2000), "still running")
+        end)
+        assert(ok, err)
+        local where = detail:match("^fsm apply at index %d+ %(term %d+%)")
+        assert.is_string(where, detail)
+        assert.matches("on_fsm_error = \"stop\": node-1 stopped at this entry", detail, 1, true)
+        assert.equal(1, #events.error)
+        assert.equal("fsm_error", events.error[1][1])
+        assert.matches(where, events.error[1][2], 1, true)
+        assert.equal("shutdown", node:status().role)
+        assert.matches(where, node:status().fsm_error, 1, true)
+
+        -- A restart replays the entry: it stops again, naming the same entry.
+        node, _, events, c = faulty_node(port, "stop")
+        ok, err = run_scenario(c, 10000, function()
+            assert(wait_for(function() return not nh.running(node) end, 5000), "still running")
+        end)
+        assert(ok, err)
+        assert.equal(1, #events.error)
+        assert.matches(where, events.error[1][2], 1, true)
+        assert.matches("fix the FSM's apply, or set on_fsm_error = \"continue\"",
+                       events.error[1][2], 1, true)
+
+        -- What the message says to do works: with "continue" the node goes past it.
+        local fsm
+        node, fsm, events, c = faulty_node(port, "continue")
+        ok, err = run_scenario(c, 10000, function()
+            wait_leader(c)
+            local i, _, v = node:apply("incr x", 2000)
+            assert(i, v)
+            assert.equal(2, v)
+            assert.equal(1, #events.log)
+            assert.equal("2", fsm:get("x"))
+        end)
+        assert(ok, err)
+    end)
+
+    it("refuses an unknown on_fsm_error", function()
+        assert.has_error(function()
+            raft.new{ id = "n", peers = { n = "127.0.0.1:1" }, data_dir = dir, secret = "s",
+                      fsm = recording_fsm(), on_fsm_error = "panic" }
+        end, "raft.new: on_fsm_error must be \"continue\" or \"stop\" (got panic)")
     end)
 
     it("serves status and apply on a control socket of mode 0600", function()

@@ -43,6 +43,7 @@ static const char *const ignored_options[] = {
     "peers",
     "id",
     "fsm",
+    "on_fsm_error",
     NULL,
 };
 

@@ -429,6 +429,31 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
+/* Raises what mp_encode would raise for the value at 1, encodes nothing. */
+static int check_only(lua_State *L)
+{
+    luaL_checkstack(L, 3 * HR_MP_MAX_DEPTH + 8, "mp_encode");
+    check_value(L, 1, 1, "value");
+    return 0;
+}
+
+/* mp_check(v) -> true | nil, why: whether mp_encode(v) would succeed, without building the
+ * bytes (the node checks every FSM result a client may have to receive). */
+static int l_check(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    lua_pushcfunction(L, check_only);
+    lua_insert(L, 1);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_decode(lua_State *L)
 {
     size_t len;
@@ -449,5 +474,7 @@ int hr__lua_open_mpack(lua_State *L)
     lua_setfield(L, -2, "mp_encode");
     lua_pushcfunction(L, l_decode);
     lua_setfield(L, -2, "mp_decode");
+    lua_pushcfunction(L, l_check);
+    lua_setfield(L, -2, "mp_check");
     return 0;
 }

@@ -4,6 +4,7 @@
  *   local bytes = core.mp_encode({ id = 1, op = "status" })   -- raises on what cannot be
  *                                                              -- encoded (functions, cycles)
  *   local value, err = core.mp_decode(bytes)                  -- nil, err on bad input
+ *   local ok, why = core.mp_check(v)        -- true, or nil and what mp_encode would raise
  *
  * Maps <-> tables; a table whose keys are exactly 1..n (n > 0) is an array; an empty table
  * is an empty map. Strings are raw bytes (encoded as str; str and bin decode to strings).
@@ -33,7 +34,7 @@ int hr__mp_validate(const char *buf, size_t len, char *err, size_t errlen);
  * raise only on out-of-memory. */
 void hr__mp_push(lua_State *L, const char *buf, size_t len);
 
-/* Add mp_encode and mp_decode to the module table at the top of the stack. Returns 0. */
+/* Add mp_encode, mp_decode and mp_check to the module table at the top of the stack. Returns 0. */
 int hr__lua_open_mpack(lua_State *L);
 
 #endif

@@ -34,7 +34,9 @@ struct lnode {
     struct hr__lloop *lp;
     int self_ref;          /* LUA_NOREF unless started and not yet closed */
     bool started, closing;
-    bool fsm_failed;       /* an apply hook raised: deliver no more entries */
+    bool fsm_failed;       /* a hook raised: deliver no more entries. The Lua hooks catch
+                            * the FSM's own errors (helios.raft: apply_entry, fsm_error),
+                            * so this is a bug in a hook, reported by raft.run() */
     char name[128];
 };
 

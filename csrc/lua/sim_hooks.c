@@ -88,6 +88,7 @@ struct hook_call {
     const struct hr_blob *in; /* RESTORE: the snapshot's bytes */
     bool installed;           /* SNAPSHOT_DONE */
     struct hr_blob *out;      /* SNAPSHOT: the bytes the hook returned */
+    bool halt;                /* APPLY: the hook asked to halt the node */
 };
 
 /* Protected: (call, fn) -> fn(arguments of the call). */
@@ -97,9 +98,13 @@ int hr__lsim_trampoline(lua_State *L)
     lua_pushvalue(L, 2);
     lua_pushnumber(L, (lua_Number)c->id);
     switch (c->slot) {
-    case HR__HOOK_APPLY:
-        lua_call(L, 1 + hr__lua_push_entry(L, c->e), 0);
+    case HR__HOOK_APPLY: {
+        /* A true result asks to halt the node (on_fsm_error = "stop", sim.lua). */
+        lua_call(L, 1 + hr__lua_push_entry(L, c->e), 1);
+        struct hook_call *mc = lua_touserdata(L, 1);
+        mc->halt = lua_toboolean(L, -1);
         break;
+    }
     case HR__HOOK_STATE:
         lua_pushstring(L, hr_role_name(c->role));
         lua_pushnumber(L, (lua_Number)c->term);
@@ -196,7 +201,10 @@ static int apply_hook(void *ctx, hr_id_t id, const struct hr_entry *e)
     struct hook_call c = {.slot = HR__HOOK_APPLY, .id = id, .e = e};
     char what[96];
     snprintf(what, sizeof what, "fsm apply on n%" PRIu64 " at index %" PRIu64, id, e->index);
-    return call_hook(s, &c, what) == 0 ? 0 : -1;
+    if (call_hook(s, &c, what) != 0) {
+        return -1;
+    }
+    return c.halt ? 1 : 0;
 }
 
 static void state_hook(void *ctx, hr_id_t id, int role, hr_term_t term, hr_id_t leader)

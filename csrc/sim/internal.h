@@ -49,6 +49,7 @@ struct hr__simnode {
     struct hr__disk disk;
     hr_index_t disk_last; /* the log's last index once every pending batch is durable */
     char note[256];       /* what the last start's recovery said (hr_sim_node_note) */
+    bool halt;            /* the apply hook asked to stop this node (sim.c: run_halts) */
     /* InstallSnapshot streams of this incarnation, indexed by peer id - 1: those it sends
      * and those it assembles (xfer.c). */
     struct hr__xfer_out *xout;
@@ -79,6 +80,7 @@ struct hr_sim {
         struct hr_msg msg;
     } capture;
     int stop_code;
+    uint32_t halts; /* nodes with halt set: crashed once the current call is done */
     char err[640];
 };
 

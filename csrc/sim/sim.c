@@ -192,9 +192,30 @@ static void fsm_apply(void *ctx, const struct hr_entry *e)
         hr__sim_check_failed(s);
         return;
     }
-    if (s->hooks.apply != NULL && s->hooks.apply(s->hooks.ctx, sn->id, e) != 0) {
+    int rc = s->hooks.apply != NULL ? s->hooks.apply(s->hooks.ctx, sn->id, e) : 0;
+    if (rc < 0) {
         hr__sim_stop(s, STOP_HOOK, "apply hook failed on node %" PRIu64 " at index %" PRIu64,
                      sn->id, e->index);
+    } else if (rc > 0 && !sn->halt) {
+        /* Not now: the node's own code is on the stack. run_halts crashes it once the
+         * event is done. */
+        sn->halt = true;
+        s->halts++;
+    }
+}
+
+/* Crash the nodes whose apply hook asked to halt (see struct hr_sim_hooks). */
+static void run_halts(struct hr_sim *s)
+{
+    for (uint32_t i = 0; i < s->n && s->halts > 0; i++) {
+        struct hr__simnode *sn = &s->nodes[i];
+        if (sn->halt) {
+            sn->halt = false;
+            s->halts--;
+            if (sn->alive) {
+                hr_sim_crash(s, sn->id);
+            }
+        }
     }
 }
 
@@ -506,6 +527,9 @@ int hr_sim_step(struct hr_sim *s)
     }
     run_event(s, it.ev);
     hr__sim_ev_free(s, it.ev);
+    if (s->halts > 0) {
+        run_halts(s);
+    }
     return s->stop_code != 0 ? s->stop_code : 1;
 }
 
@@ -704,6 +728,9 @@ int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data,
         hr__sim_push_node_ev(s, sn, HR__EV_FLUSH, 0, s->now);
     }
     hr__sim_after_input(s, sn);
+    if (s->halts > 0) {
+        run_halts(s);
+    }
     return s->stop_code != 0 ? s->stop_code : rc;
 }
 

@@ -53,8 +53,11 @@ struct hr_sim_net {
 /* Callbacks into the embedding (the Lua binding). ctx is passed back. */
 struct hr_sim_hooks {
     void *ctx;
-    /* A committed entry reached node id's FSM. Returning non-zero stops the simulation with
-     * that error (e.g. the Lua FSM raised; the embedding keeps the message). */
+    /* A committed entry reached node id's FSM. Returns 0; negative stops the simulation
+     * with that error (the hook itself failed; the embedding keeps the message); positive
+     * halts node id (its FSM refused to go on: on_fsm_error = "stop", API in
+     * lua/helios/sim.lua): it is crashed as soon as the event being run is done, and may
+     * be restarted like any crashed node. Entries applied meanwhile reach the hook too. */
     int (*apply)(void *ctx, hr_id_t id, const struct hr_entry *e);
     /* Node id's role, term or leader changed. May be NULL. */
     void (*state)(void *ctx, hr_id_t id, int role, hr_term_t term, hr_id_t leader);

@@ -22,6 +22,10 @@ local M = {}
 
 M.version = "scm-1"
 
+--- Exit status of `helios node` stopped by on_fsm_error = "stop" (a supervisor can tell it
+-- from a crash: restarting replays the same entry).
+M.EXIT_FSM_STOPPED = 3
+
 local USAGE = [[
 Usage: helios <command> [options]
 
@@ -252,7 +256,12 @@ Usage: helios node --config FILE --id ID
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
 is refused while the first runs), and its control socket is <data_dir>/<ID>/control.sock
-(helios.client). Logs role changes, leaders and commits on stderr.
+(helios.client). Logs role changes, leaders, commits and errors on stderr.
+
+An error raised by the state machine's apply is answered to the client as fsm_error and
+logged, and the node goes on. With on_fsm_error = "stop" in the cluster file the node
+stops there instead and exits with status 3, naming the entry (index, term) and what to
+do; a restart replays that entry and stops again until the FSM is fixed.
 
 The cluster file is Lua returning a table:
 
@@ -349,6 +358,26 @@ local function run_node(opts, out, err)
         last, last_term = index, term
         if clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
     end)
+    -- Errors: an FSM error (logged once per entry), and what storage and transport report
+    -- as errors. Warnings and info (peers connecting, retrying) are left out: they would
+    -- drown the commits.
+    node:on("log", function(level, msg)
+        if level >= 2 then
+            flush_commits()
+            log("error: %s", msg)
+        end
+    end)
+    local fsm_stop
+    node:on("error", function(code, msg)
+        flush_commits()
+        if code == "fsm_error" then
+            fsm_stop = msg
+        elseif code then
+            log("error: %s: %s", code, tostring(msg))
+        else
+            log("storage recovered")
+        end
+    end)
 
     local started, serr, sdetail = node:start()
     if started == nil and (serr or sdetail) then
@@ -378,6 +407,10 @@ local function run_node(opts, out, err)
     if not rok then
         err(format("helios node: %s\n", tostring(rerr)))
         return 1
+    end
+    if fsm_stop then
+        err(format("helios node: %s\n", fsm_stop))
+        return M.EXIT_FSM_STOPPED
     end
     log("stopped")
     return 0

@@ -7,7 +7,8 @@
 --   local st = c:status()                 -- node:status() of that node
 --   local index, term, result = c:apply("set k v", 2000)
 --                                         -- or nil, code, detail: "not_leader" (detail
---                                         -- names the leader if known), "timeout", ...
+--                                         -- names the leader if known), "timeout",
+--                                         -- "fsm_error" (applied, but the FSM raised), ...
 --   c:stats()  c:ping()  c:shutdown()  c:close()
 --
 -- A whole cluster (what helios.testing's cl:client() returns): finds the leader and follows
@@ -22,6 +23,10 @@
 -- payload, then the payload, one msgpack map. Request {id, op, ...}; response {id, ok=true,
 -- ...} or {id, ok=false, code, detail}. Failures of the socket itself come back as the
 -- codes "refused", "timeout", "closed", "bad_checksum", "too_large" or "io".
+--
+-- Every timeout_ms here is a non-negative number of milliseconds; fractions are fine (a
+-- remaining time computed from core.clock_ms() is one): what goes on the wire is rounded
+-- up to whole milliseconds. 0 means "do not wait": an answer must already be there.
 
 local core = require("helios.core")
 
@@ -29,6 +34,7 @@ local format, find = string.format, string.find
 local error, pairs, ipairs, type, tostring, setmetatable = error, pairs, ipairs, type, tostring,
     setmetatable
 local sort = table.sort
+local ceil, huge = math.ceil, math.huge
 local encode, decode = core.mp_encode, core.mp_decode
 local clock_ms, sleep_ms = core.clock_ms, core.sleep_ms
 
@@ -39,6 +45,16 @@ M.DEFAULT_TIMEOUT_MS = 5000
 --- Extra time to wait for an "apply" answer beyond the apply's own timeout: the node
 -- answers "timeout" itself at timeout_ms, and that answer has to travel back.
 M.APPLY_MARGIN_MS = 1000
+
+-- Raise a Usage error unless ms is nil or a non-negative finite number; ms or the default.
+local function check_ms(ms, usage, default)
+    if ms == nil then return default end
+    if type(ms) ~= "number" or not (ms >= 0) or ms == huge then
+        error(format("Usage: %s: timeout_ms must be a non-negative number of milliseconds "
+            .. "(got %s)", usage, tostring(ms)), 3)
+    end
+    return ms
+end
 
 local Client = {}
 Client.__index = Client
@@ -56,10 +72,11 @@ function M.connect(path, timeout_ms)
     if type(path) ~= "string" then
         error("Usage: client.connect(path[, timeout_ms])", 2)
     end
-    local sock, code, detail = core.sock_connect(path, timeout_ms or M.DEFAULT_TIMEOUT_MS)
+    timeout_ms = check_ms(timeout_ms, "client.connect(path[, timeout_ms])", M.DEFAULT_TIMEOUT_MS)
+    local sock, code, detail = core.sock_connect(path, timeout_ms)
     if not sock then return nil, code, detail end
-    return setmetatable({ path = path, sock = sock, next_id = 0,
-                          timeout_ms = timeout_ms or M.DEFAULT_TIMEOUT_MS }, Client)
+    return setmetatable({ path = path, sock = sock, next_id = 0, timeout_ms = timeout_ms },
+                        Client)
 end
 
 --- Send one request and wait for its answer.
@@ -69,8 +86,8 @@ end
 -- @treturn table the response (ok = true), or nil, code, detail
 function Client:call(op, fields, timeout_ms)
     if type(op) ~= "string" then error("Usage: c:call(op[, fields[, timeout_ms]])", 2) end
+    timeout_ms = check_ms(timeout_ms, "c:call(op[, fields[, timeout_ms]])", self.timeout_ms)
     if not self.sock then return nil, "closed", "the client is closed" end
-    timeout_ms = timeout_ms or self.timeout_ms
     self.next_id = self.next_id + 1
     local id = self.next_id
     local req = { id = id, op = op }
@@ -118,10 +135,13 @@ function Client:stats(timeout_ms)
 end
 
 --- Replicate cmd through the node (which must lead) and wait until it is applied there.
--- @treturn number index, term, result (what the FSM returned), or nil, code, detail
+-- @treturn number index, term, result (what the FSM returned), or nil, code, detail;
+--   "fsm_error": committed and applied, but the FSM raised (detail names the index and
+--   term): do not send it again as if it had failed
 function Client:apply(cmd, timeout_ms)
     if type(cmd) ~= "string" then error("Usage: c:apply(cmd[, timeout_ms])", 2) end
-    timeout_ms = timeout_ms or self.timeout_ms
+    -- The node wants whole milliseconds (control.lua); never wait less than asked.
+    timeout_ms = ceil(check_ms(timeout_ms, "c:apply(cmd[, timeout_ms])", self.timeout_ms))
     local r, code, detail = self:call("apply", { cmd = cmd, timeout_ms = timeout_ms },
         timeout_ms + M.APPLY_MARGIN_MS)
     if not r then return nil, code, detail end
@@ -164,6 +184,10 @@ end
 --   1000), attempt_ms = the longest one apply waits on one node (default 3000) }
 function M.cluster(sockets, opts)
     if type(sockets) ~= "table" then error("Usage: client.cluster{ [id] = path, ... }", 2) end
+    if opts ~= nil then
+        check_ms(opts.timeout_ms, "client.cluster(sockets, { timeout_ms })")
+        check_ms(opts.attempt_ms, "client.cluster(sockets, { attempt_ms })")
+    end
     local ids = {}
     for id in pairs(sockets) do ids[#ids + 1] = id end
     sort(ids)
@@ -205,7 +229,9 @@ end
 -- confirms it leads is returned with its status; waits up to wait_ms (default: ask once).
 -- @treturn string id, status table; or nil, "timeout"
 function Cluster:leader(wait_ms, per_node_ms)
-    local deadline = clock_ms() + (wait_ms or 0)
+    wait_ms = check_ms(wait_ms, "cc:leader([wait_ms[, per_node_ms]])", 0)
+    check_ms(per_node_ms, "cc:leader([wait_ms[, per_node_ms]])")
+    local deadline = clock_ms() + wait_ms
     while true do
         local best, best_st
         for _, id in ipairs(self.ids) do
@@ -240,11 +266,12 @@ local RETRY = { not_leader = true, refused = true, closed = true, io = true,
 
 --- Apply cmd through whichever node leads, following redirects, until timeout_ms passes.
 -- An apply that timed out on a node that then lost leadership may still commit later:
--- callers that must not repeat a command should make it idempotent.
+-- callers that must not repeat a command should make it idempotent. "fsm_error" is
+-- returned at once, never retried: the command was applied.
 -- @treturn number index, term, result; or nil, code, detail (the last failure)
 function Cluster:apply(cmd, timeout_ms)
     if type(cmd) ~= "string" then error("Usage: cc:apply(cmd[, timeout_ms])", 2) end
-    timeout_ms = timeout_ms or M.DEFAULT_TIMEOUT_MS
+    timeout_ms = check_ms(timeout_ms, "cc:apply(cmd[, timeout_ms])", M.DEFAULT_TIMEOUT_MS)
     local deadline = clock_ms() + timeout_ms
     local code, detail = "timeout", "no leader within the timeout"
     while true do
@@ -257,15 +284,18 @@ function Cluster:apply(cmd, timeout_ms)
             id = self:leader(0, 300)
         end
         if id then
-            local c
-            c, code, detail = self:node(id)
+            local c, ccode, cdetail = self:node(id)
             if c then
                 -- One node gets at most attempt_ms: a leader that hangs (SIGSTOP, a dead
-                -- disk) must not use up the whole budget.
+                -- disk) must not use up the whole budget. What is left is a fraction of a
+                -- millisecond (clock_ms is fractional): the node takes whole ones, and
+                -- rounding up keeps the deadline (c:apply does it too).
                 left = deadline - clock_ms()
-                if left <= 0 then return nil, code, detail end
+                if left <= 0 then
+                    return nil, "timeout", format("the timeout passed before %s was asked", id)
+                end
                 local index, term, result = c:apply(cmd,
-                    left < self.attempt_ms and left or self.attempt_ms)
+                    ceil(left < self.attempt_ms and left or self.attempt_ms))
                 if index then
                     self.leader_id = id
                     return index, term, result
@@ -276,6 +306,7 @@ function Cluster:apply(cmd, timeout_ms)
                 self.leader_id = code == "not_leader" and named_leader(self, detail) or nil
                 if self.leader_id == id then self.leader_id = nil end
             else
+                code, detail = ccode, cdetail
                 self.leader_id = nil
             end
         end

@@ -14,13 +14,18 @@
 --   "stats"    -> {ok, stats = node:stats()}
 --   "apply"    {cmd = <bytes>, timeout_ms} -> {ok, index, term, result}
 --                                          or {ok = false, code = "not_leader" | ..., detail}
+--              timeout_ms: a non-negative number of ms (a fraction is rounded up).
+--              code "fsm_error": the entry was committed and applied but fsm:apply raised,
+--              or its result could not be encoded (detail names the index and term):
+--              retrying would apply the command again.
 --   "snapshot" -> {ok, index}: node:snapshot() (the write completes later)
 --                 or {ok = false, code = "busy" | "inval" | ..., detail}
 --   "shutdown" -> {ok}, then the node shuts down cleanly
 -- A request that is not well formed gets {ok = false, code = "bad_request", detail}; an
 -- unknown op {ok = false, code = "unknown_op", detail}.
 
-local type, format, tostring, pcall, floor = type, string.format, tostring, pcall, math.floor
+local type, format, tostring, pcall, floor, huge = type, string.format, tostring, pcall,
+    math.floor, math.huge
 
 local M = {}
 
@@ -57,15 +62,24 @@ function ops.apply(node, req, reply)
         return fail(reply, req.id, "bad_request", "apply: cmd must be a string (bytes)")
     end
     local timeout = req.timeout_ms
-    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0 or timeout ~= floor(timeout)) then
-        return fail(reply, req.id, "bad_request", "apply: timeout_ms must be a non-negative integer")
+    if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0) or timeout == huge) then
+        return fail(reply, req.id, "bad_request",
+                    "apply: timeout_ms must be a non-negative number of milliseconds")
     end
     raft.spawn(function()
         local index, term, result = node:apply(req.cmd, timeout)
-        if index then
-            send(reply, { id = req.id, ok = true, index = index, term = term, result = result })
-        else
-            fail(reply, req.id, term, result)
+        if not index then
+            return fail(reply, req.id, term, result)
+        end
+        -- The node checked that the result can be encoded (raft.apply_entry); should the
+        -- answer still not go out, the entry is applied all the same: say so, never answer
+        -- as if the command had failed before it committed.
+        local ok, err = pcall(reply, { id = req.id, ok = true, index = index, term = term,
+                                       result = result })
+        if not ok then
+            fail(reply, req.id, "fsm_error", format("fsm apply at index %d (term %d): the "
+                 .. "command was applied, but its result cannot be sent: %s", index, term,
+                 tostring(err)))
         end
     end)
 end

@@ -21,6 +21,16 @@
 --   node:apply("cmd", 1000, function(index, term, result) end)  -- or (nil, code, detail)
 --   node:on("leader", function(leader_id, term) end)
 --
+-- FSM errors are results, not crashes: when fsm:apply raises for a committed entry (or
+-- returns what a client could not receive: a function, a cycle), the caller of node:apply
+-- gets nil, "fsm_error", "fsm apply at index I (term T) failed: <error>", the node logs it
+-- once ("log" event, level 2), counts it (stats().fsm_errors) and applies the next entry.
+-- Every replica applies the same entries in the same order, so every replica fails the
+-- same way and they stay identical. With the option on_fsm_error = "stop" the node stops
+-- at such an entry instead ("error" event with code "fsm_error", status().fsm_error); the
+-- entry is committed, so a restart replays it and stops there again until the FSM is fixed
+-- or the option is "continue". M.apply_entry is the one place both backends run fsm:apply.
+--
 -- The backend interface (every method takes the node id first):
 --   backend:_node_state(id)            -> role, term, leader_id (nil while down)
 --   backend:_propose(id, cmd)          -> index, term | nil, code, detail
@@ -35,7 +45,8 @@
 --   backend._blocking = true when apply may block a coroutine (the real loop runs it)
 
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
-local setmetatable, floor, tremove, sort = setmetatable, math.floor, table.remove, table.sort
+local setmetatable, floor, ceil, huge = setmetatable, math.floor, math.ceil, math.huge
+local tremove, sort = table.remove, table.sort
 local select, pcall, xpcall, require, tonumber = select, pcall, xpcall, require, tonumber
 local running, yield, isyieldable = coroutine.running, coroutine.yield, coroutine.isyieldable
 local co_create, co_resume, traceback = coroutine.create, coroutine.resume, debug.traceback
@@ -49,11 +60,13 @@ M.ROLES = { FOLLOWER = "follower", PRECANDIDATE = "precandidate",
             CANDIDATE = "candidate", LEADER = "leader" }
 
 --- Events accepted by node:on(event, fn).
--- "state" (role, term), "leader" (leader_id or nil, term), "apply" (index, term, cmd),
--- "snapshot" (index, term: a snapshot became durable, taken or installed from the leader),
--- and for networked nodes "error"
--- (code, message: a storage failure, code nil once it recovered) and "log" (level,
--- message: transport events an operator should see).
+-- "state" (role, term), "leader" (leader_id or nil, term), "apply" (index, term, cmd: also
+-- for an entry whose fsm:apply raised), "snapshot" (index, term: a snapshot became durable,
+-- taken or installed from the leader), "error" (code, message: for networked nodes a
+-- storage failure, code nil once it recovered; "fsm_error" when on_fsm_error = "stop"
+-- stops the node, the message naming the entry and what to do) and "log" (level, message:
+-- events an operator should see, level 0 info, 1 warning, 2 error; an FSM error is logged
+-- at level 2 with its traceback).
 M.EVENTS = { state = true, leader = true, apply = true, snapshot = true, error = true,
              log = true }
 
@@ -65,6 +78,12 @@ M.ERROR_CODES = {
     ENOTLEADER = "not_leader", ETIMEOUT = "timeout", ESHUTDOWN = "shutdown",
     ETOOLARGE = "too_large", ENOSPACE = "no_space",
 }
+
+--- Values of the option on_fsm_error: what a node does when fsm:apply raises.
+-- "continue" (the default): answer the entry with fsm_error and apply the next one.
+-- "stop": stop the node at that entry (networked node: it shuts down; simulated node: it
+-- is crashed), and again at every restart until the FSM is fixed or the option changed.
+M.ON_FSM_ERROR = { continue = true, stop = true }
 
 --- The API code for a C error name ("ENOTLEADER" -> "not_leader").
 -- @tparam string cname a name from hr_err_name
@@ -84,17 +103,80 @@ function M.check_command(cmd, usage, level)
     end
 end
 
---- Raise a Usage error unless ms is nil (the default) or a non-negative integer.
--- @return ms or the default
+--- Raise a Usage error unless ms is nil (the default) or a non-negative finite number.
+-- A fraction of a millisecond is rounded up (a remaining time computed from a clock is
+-- fractional; waiting a little longer is what a deadline means, never less).
+-- @return the whole milliseconds, or the default
 function M.check_timeout(ms, usage, default, level)
     if ms == nil then
         return default or M.DEFAULT_APPLY_TIMEOUT_MS
     end
-    if type(ms) ~= "number" or ms < 0 or ms ~= floor(ms) then
-        error(format("Usage: %s: timeout_ms must be a non-negative integer (got %s)",
-                     usage, tostring(ms)), level or 3)
+    if type(ms) ~= "number" or not (ms >= 0) or ms == huge then
+        error(format("Usage: %s: timeout_ms must be a non-negative number of milliseconds "
+                     .. "(got %s)", usage, tostring(ms)), level or 3)
     end
-    return ms
+    return ceil(ms)
+end
+
+local mp_check -- core.mp_check, loaded with helios.core
+
+-- xpcall's handler for fsm:apply: the message alone (for the client) and with the
+-- traceback (for the log).
+local function fsm_handler(e)
+    local msg = tostring(e)
+    -- The frames below fsm.apply are the node's own: they say nothing about the FSM.
+    local tb = traceback(msg, 2)
+    local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
+    return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
+end
+
+--- Run fsm:apply for one committed entry: the one place both backends call it.
+-- An error it raises, or a result a client could not receive (mp_encode refuses it: a
+-- function, a cycle, userdata), is a result of the entry, the same on every replica.
+-- @return true, result; or false, message ("fsm apply at index I (term T) failed: ..."),
+--   and the traceback ("\nstack traceback: ..." for the log; "" when nothing raised)
+function M.apply_entry(fsm, cmd, index, term, time_ms)
+    local ok, result = xpcall(fsm.apply, fsm_handler, fsm, cmd, index,
+                              { index = index, term = term, time_ms = time_ms })
+    if not ok then
+        local msg = format("fsm apply at index %d (term %d) failed: %s", index, term,
+                           result.message)
+        return false, msg, result.traceback:sub(#result.message + 1)
+    end
+    local t = type(result)
+    if t ~= "string" and t ~= "number" and t ~= "boolean" and t ~= "nil" then
+        mp_check = mp_check or require("helios.core").mp_check
+        local good, why = mp_check(result)
+        if not good then
+            local msg = format("fsm apply at index %d (term %d) failed: its result cannot be "
+                               .. "sent to a client (%s); the command was applied", index, term,
+                               (tostring(why):gsub("^mp_encode: ", "")
+                                    :gsub("([ia][nt]) value", "%1 result")))
+            return false, msg, ""
+        end
+    end
+    return true, result
+end
+
+--- The message of a node that on_fsm_error = "stop" stopped at an entry: which entry, why,
+-- and what to do.
+function M.fsm_stop_message(id, msg)
+    return format("%s; on_fsm_error = \"stop\": %s stopped at this entry. It is committed, so "
+                  .. "every restart replays it and stops here again. To go on, fix the FSM's "
+                  .. "apply, or set on_fsm_error = \"continue\" (the entry is then answered "
+                  .. "with fsm_error and the node applies the next one)", msg, id)
+end
+
+--- Raise a Usage error unless v is nil or a value of raft.ON_FSM_ERROR; return the value.
+function M.check_on_fsm_error(v, where, level)
+    if v == nil then
+        return "continue"
+    end
+    if not M.ON_FSM_ERROR[v] then
+        error(format("%s: on_fsm_error must be \"continue\" or \"stop\" (got %s)", where,
+                     tostring(v)), level or 3)
+    end
+    return v
 end
 
 --- A new observer registry: one list of functions per event of raft.EVENTS.
@@ -217,10 +299,15 @@ end
 -- them. The values are index, term, result (what fsm:apply returned), or nil, code,
 -- detail: "not_leader" (not the leader, detail = leader id and address if known; or the
 -- entry was overwritten by another leader), "timeout" (the entry may still commit later),
--- "shutdown" (the node went down), "too_large", "no_space" (the node's storage failed).
+-- "shutdown" (the node went down), "too_large", "no_space" (the node's storage failed),
+-- "fsm_error" (the entry was committed and applied, and fsm:apply raised or returned what
+-- a client cannot receive: detail "fsm apply at index I (term T) failed: ..."; whatever
+-- the command changed before it raised stays changed, the same on every replica; do not
+-- retry it as if it had not happened).
 -- A failed proposal completes at once.
 -- @tparam string cmd
--- @tparam[opt] number timeout_ms default raft.DEFAULT_APPLY_TIMEOUT_MS
+-- @tparam[opt] number timeout_ms default raft.DEFAULT_APPLY_TIMEOUT_MS; a fraction is
+--   rounded up to the next millisecond
 -- @tparam[opt] function callback required outside a coroutine
 -- @usage local index, term, result = node:apply("set x 1", 1000)
 -- @usage node:apply("set x 1", 1000, function(index, term, result) ... end)
@@ -253,11 +340,14 @@ function node_class:apply(cmd, timeout_ms, callback)
     backend:_wait(id, index, term, timeout_ms, callback)
 end
 
---- The status table of API.md (role "shutdown" and zeros while the node is down).
+--- The status table of API.md (role "shutdown" and zeros while the node is down). A node
+-- that on_fsm_error = "stop" stopped has fsm_error: the message naming the entry.
 function node_class:status()
     local b = self._backend
     local addr_of = b._addr_of and function(x) return b:_addr_of(x) end
-    return M.shape_status(self.id, b:_status(self.id), b:_voters(self.id), addr_of)
+    local st = M.shape_status(self.id, b:_status(self.id), b:_voters(self.id), addr_of)
+    st.fsm_error = b._fsm_stopped_message and b:_fsm_stopped_message(self.id) or nil
+    return st
 end
 
 --- Start the node (networked nodes): open and lock the data dir, recover, listen, and
@@ -301,19 +391,21 @@ function node_class:snapshot()
 end
 
 --- Counters: batches/fsyncs, entries_written, msgs_sent (and msgs_sent_by_type),
--- bytes_sent, msgs_received, state_changes, elections, applied. Those of the current
--- incarnation; nil while the node is down.
+-- bytes_sent, msgs_received, state_changes, elections, applied, fsm_errors (entries whose
+-- fsm:apply raised or returned an unencodable result). Those of the current incarnation;
+-- nil while the node is down.
 function node_class:stats()
     return self._backend:_stats(self.id)
 end
 
---- Register an observer: "state" (role, term), "leader" (leader_id, term),
--- "apply" (index, term, cmd), "snapshot" (index, term: a snapshot became durable, taken by
--- this node or installed from the leader). Returns fn (a handle for node:off).
+--- Register an observer of an event of raft.EVENTS: "state" (role, term), "leader"
+-- (leader_id, term), "apply" (index, term, cmd), "snapshot" (index, term: a snapshot became
+-- durable, taken by this node or installed from the leader), "error" (code, message),
+-- "log" (level, message). Returns fn (a handle for node:off).
 function node_class:on(event, fn)
     if not M.EVENTS[event] or type(fn) ~= "function" then
         error(format("Usage: node:on(event, fn): event is one of state, leader, apply, "
-                     .. "snapshot (got %s) and fn a function", tostring(event)), 2)
+                     .. "snapshot, error, log (got %s) and fn a function", tostring(event)), 2)
     end
     local list = self._observers[event]
     list[#list + 1] = fn
@@ -469,7 +561,7 @@ local CORE_OPTIONS = {
 }
 local OTHER_OPTIONS = {
     id = true, listen = true, data_dir = true, peers = true, fsm = true, secret = true,
-    secret_file = true, control = true, cluster_id = true,
+    secret_file = true, control = true, cluster_id = true, on_fsm_error = true,
 }
 
 local function bad(field, what, got)
@@ -569,6 +661,9 @@ local function check_options(o)
     if o.cluster_id ~= nil and (type(o.cluster_id) ~= "string" or o.cluster_id == "") then
         bad("cluster_id", "a non-empty string", o.cluster_id)
     end
+    if o.on_fsm_error ~= nil and not M.ON_FSM_ERROR[o.on_fsm_error] then
+        bad("on_fsm_error", "\"continue\" or \"stop\"", o.on_fsm_error)
+    end
     local config = {}
     for k in pairs(CORE_OPTIONS) do
         config[k] = o[k]
@@ -590,7 +685,10 @@ net._blocking = true
 
 -- Waiters: b._waiters[index] is a list of { term, cb, timer }.
 
-local function complete(b, index, term, result)
+-- Complete the waiters of index: those of `term` get (index, term, result), or (nil,
+-- code, detail) when code is given (fsm_error); the others learn that their entry was
+-- overwritten.
+local function complete(b, index, term, result, code, detail)
     local list = b._waiters[index]
     if not list then
         return
@@ -598,7 +696,9 @@ local function complete(b, index, term, result)
     b._waiters[index] = nil
     for _, w in ipairs(list) do
         w.timer:stop()
-        if w.term == term then
+        if w.term == term and code then
+            protect(w.cb, nil, code, detail)
+        elseif w.term == term then
             protect(w.cb, index, term, result)
         else
             protect(w.cb, nil, "not_leader", format("index %d was overwritten by another leader",
@@ -623,20 +723,49 @@ local function fail_all(b, code, detail)
     end
 end
 
+-- on_fsm_error = "stop": the node stops at entry (index, term). Its waiters learn why;
+-- entries the runtime delivers after this one in the same turn are not applied (the
+-- apply hook drops them), no snapshot is taken any more (the runtime counts those entries
+-- as applied, the FSM does not hold them), and the node shuts down from the next loop
+-- turn (not from inside the runtime's apply callback).
+local function stop_on_fsm_error(b, index, term, msg, tb)
+    local full = M.fsm_stop_message(b._id, msg)
+    b._fsm_stopped = full
+    complete(b, index, term, nil, "fsm_error", full)
+    protect(b._node._emit, b._node, "error", "fsm_error", full .. tb)
+    core().timer(0, 0, function()
+        b:_shutdown()
+    end)
+end
+
 local function make_hooks(b)
     local function apply(index, term, etype, cmd, time_ms)
         if etype ~= "command" then
             complete(b, index, -1) -- a waiter here was promised a command: overwritten
             return
         end
-        -- An FSM error propagates: the binding stops delivering entries and raft.run()
-        -- returns the error.
-        local result = b._fsm:apply(cmd, index, { index = index, term = term, time_ms = time_ms })
+        if b._fsm_stopped then
+            return
+        end
+        local ok, result, tb = M.apply_entry(b._fsm, cmd, index, term, time_ms)
         local node = b._node
+        if not ok then
+            b._fsm_errors = b._fsm_errors + 1
+            if b._on_fsm_error == "stop" then
+                return stop_on_fsm_error(b, index, term, result, tb)
+            end
+            protect(node._emit, node, "log", 2, format("%s (on %s: answered fsm_error, the "
+                                                      .. "next entry goes on)%s", result,
+                                                      b._id, tb))
+        end
         if #node._observers.apply > 0 then
             protect(node._emit, node, "apply", index, term, cmd)
         end
-        complete(b, index, term, result)
+        if ok then
+            complete(b, index, term, result)
+        else
+            complete(b, index, term, nil, "fsm_error", result)
+        end
     end
 
     local function state(role, term, leader)
@@ -660,16 +789,29 @@ local function make_hooks(b)
         protect(b._node._emit, b._node, "log", level, msg)
     end
 
-    -- A snapshot from the leader was installed: the FSM takes its state (an error here
-    -- propagates like an apply error: the node delivers nothing more).
+    -- A snapshot from the leader was installed: the FSM takes its state. If it cannot,
+    -- the FSM's state is unknown: the node stops (whatever on_fsm_error says) rather than
+    -- go on leading or voting with a state machine that applies nothing.
     local function restore(index, term)
-        local payload, code, detail = b._core:snapshot_read()
-        if not payload then
-            error(format("cannot read the installed snapshot %d: %s %s", index,
-                         tostring(code), tostring(detail)))
+        if b._fsm_stopped then
+            return
         end
-        b._fsm:restore(payload)
+        local payload, code, detail = b._core:snapshot_read()
+        local ok, err = payload ~= nil, format("cannot read it: %s %s", tostring(code),
+                                               tostring(detail))
+        if ok then
+            ok, err = xpcall(b._fsm.restore, traceback, b._fsm, payload)
+        end
         payload = nil -- luacheck: ignore (let the collector have it before observers run)
+        if not ok then
+            b._fsm_stopped = format("fsm restore of the snapshot through index %d (term %d) "
+                                    .. "failed: %s. %s stopped; fix the FSM's restore and "
+                                    .. "restart it", index, term, tostring(err), b._id)
+            fail_all(b, "shutdown", b._fsm_stopped)
+            protect(b._node._emit, b._node, "error", "fsm_error", b._fsm_stopped)
+            core().timer(0, 0, function() b:_shutdown() end)
+            return
+        end
         protect(b._node._emit, b._node, "snapshot", index, term)
     end
 
@@ -726,7 +868,7 @@ end
 -- Start a snapshot of what is applied. Returns its index, or the current snapshot's if
 -- nothing new was applied; nil, code, detail on failure.
 local function take_snapshot(b)
-    if b._state ~= "running" then
+    if b._state ~= "running" or b._fsm_stopped then
         return nil, "shutdown", format("node %s is not running", b._id)
     end
     if b._snapshotting then
@@ -774,7 +916,7 @@ end
 -- The automatic trigger: every snapshot_interval_ms, a snapshot if snapshot_threshold
 -- entries were applied since the last one.
 local function check_snapshot(b)
-    if b._state ~= "running" or b._snapshotting then
+    if b._state ~= "running" or b._snapshotting or b._fsm_stopped then
         return
     end
     local index = b._core:snapshot_point()
@@ -789,8 +931,9 @@ end
 -- @tparam table opts id, listen (default peers[id]), data_dir, peers ({ [id] = addr },
 --   this node included: the initial voters, used on first boot), fsm (apply, snapshot,
 --   restore), secret or secret_file, control (optional: a unix socket path for the
---   control protocol), cluster_id (optional, default "helios"), and the timeouts and
---   limits of API.md.
+--   control protocol), cluster_id (optional, default "helios"), on_fsm_error ("continue",
+--   the default, or "stop": see the module comment), and the timeouts and limits of
+--   API.md.
 -- @return the node
 function M.new(opts)
     local copts = check_options(opts)
@@ -804,6 +947,7 @@ function M.new(opts)
         _state = "new", _control_path = opts.control,
         _snapshot_interval_ms = opts.snapshot_interval_ms or 300000,
         _snapshot_threshold = opts.snapshot_threshold or 10000,
+        _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
     }, net)
     local node = M.wrap(b, opts.id)
     b._node = node
@@ -835,6 +979,9 @@ function net:_propose(_, cmd)
     if self._state ~= "running" then
         return nil, "shutdown", format("node %s is %s", self._id,
                                         self._state == "new" and "not started" or "shut down")
+    end
+    if self._fsm_stopped then
+        return nil, "shutdown", self._fsm_stopped
     end
     if #cmd > M.MAX_COMMAND_BYTES then
         return nil, "too_large", format("command of %d bytes (at most %d)", #cmd,
@@ -890,7 +1037,13 @@ function net:_stats()
     if self._state ~= "running" then
         return nil
     end
-    return self._core:stats()
+    local st = self._core:stats()
+    st.fsm_errors = self._fsm_errors
+    return st
+end
+
+function net:_fsm_stopped_message()
+    return self._fsm_stopped
 end
 
 function net:_start()

@@ -4,8 +4,9 @@
 -- simulated disks; everything random comes from one seed, so a run replays exactly from
 -- its seed. Invariants (election safety, log matching, leader completeness, state machine
 -- safety) are checked after every simulated step; a violation, or an error raised by an
--- FSM or an observer, is raised by the call that ran the time (run_for, run_until, apply,
--- step) with the seed and the replay command.
+-- observer or by an FSM's snapshot or restore, is raised by the call that ran the time
+-- (run_for, run_until, apply, step) with the seed and the replay command. An error raised
+-- by fsm:apply is the entry's result instead (fsm_error, see below).
 --
 --   local sim = require("helios.sim")
 --   local c = sim.cluster{ n = 3, seed = 42, fsm = function(id) return MyFSM.new() end,
@@ -32,6 +33,14 @@
 -- by itself or installed from the leader. The invariant checker also checks snapshots:
 -- each covers the committed entry at its index, and every snapshot of the same (index,
 -- term) has the same bytes (FSMs must be deterministic, snapshots included).
+--
+-- FSM errors are results, as on a networked node (see helios.raft): an fsm:apply that
+-- raises (or returns what a client could not receive) answers its caller nil,
+-- "fsm_error", "fsm apply at index I (term T) failed: ...", is logged once on the node
+-- ("log" event, level 2), counted (c:stats(id).fsm_errors) and the node applies the next
+-- entry. config.on_fsm_error = "stop" halts the node there instead: it is crashed at the
+-- end of the current event ("error" event with code "fsm_error"; status().fsm_error names
+-- the entry while it is down), and a restart replays the entry and halts again.
 
 local core = require("helios.core")
 local raft = require("helios.raft")
@@ -89,8 +98,9 @@ end
 -- truncation, one node can hand out the same index twice, in different terms).
 
 -- Complete the waiters of node id at index: those of `term` get (index, term, result),
--- the others learn that their entry was overwritten.
-local function complete(c, id, index, term, result)
+-- the others learn that their entry was overwritten. With code (fsm_error), those of
+-- `term` get (nil, code, detail) instead.
+local function complete(c, id, index, term, result, code, detail)
     local list = c._waiters[id][index]
     if not list then
         return
@@ -98,7 +108,9 @@ local function complete(c, id, index, term, result)
     c._waiters[id][index] = nil
     c._n_waiters = c._n_waiters - #list
     for _, w in ipairs(list) do
-        if w.term == term then
+        if w.term == term and code then
+            w.cb(nil, code, detail)
+        elseif w.term == term then
             w.cb(index, term, result)
         else
             w.cb(nil, "not_leader", format("index %d was overwritten", index))
@@ -136,6 +148,17 @@ end
 local function make_hooks(c, fsm_factory)
     local ids = c._ids
 
+    -- on_fsm_error = "stop": node id halts at this entry (the apply hook returns true; the
+    -- simulator crashes it once the event is done). Its waiters learn why now.
+    local function halt(id, index, term, msg, tb)
+        local full = raft.fsm_stop_message(id, msg)
+        c._halted[id] = full
+        complete(c, id, index, term, nil, "fsm_error", full)
+        fail_waiters(c, id, function() return true end, "shutdown", function() return full end)
+        c._nodes[id]:_emit("error", "fsm_error", full .. tb)
+        return true
+    end
+
     local function start(i)
         local id = ids[i]
         local fsm = null_fsm
@@ -149,6 +172,8 @@ local function make_hooks(c, fsm_factory)
         c._fsm[id] = fsm
         c._applied[id] = {}
         c._last_state[id] = nil
+        c._fsm_errors[id] = 0
+        c._halted[id] = nil
     end
 
     local function apply(i, index, term, etype, cmd, time_ms)
@@ -158,12 +183,27 @@ local function make_hooks(c, fsm_factory)
             complete(c, id, index, -1)
             return
         end
-        local fsm = c._fsm[id]
-        local result = fsm:apply(cmd, index, { index = index, term = term, time_ms = time_ms })
+        if c._halted[id] then
+            return true -- entries after the one that halted it, in the same event
+        end
+        local ok, result, tb = raft.apply_entry(c._fsm[id], cmd, index, term, time_ms)
+        local node = c._nodes[id]
+        if not ok then
+            c._fsm_errors[id] = c._fsm_errors[id] + 1
+            if c._on_fsm_error == "stop" then
+                return halt(id, index, term, result, tb)
+            end
+            node:_emit("log", 2, format("%s (on %s: answered fsm_error, the next entry goes "
+                                        .. "on)%s", result, id, tb))
+        end
         local applied = c._applied[id]
         applied[#applied + 1] = { index, cmd }
-        c._nodes[id]:_emit("apply", index, term, cmd)
-        complete(c, id, index, term, result)
+        node:_emit("apply", index, term, cmd)
+        if ok then
+            complete(c, id, index, term, result)
+        else
+            complete(c, id, index, term, nil, "fsm_error", result)
+        end
     end
 
     local function state(i, role, term, leader_num)
@@ -223,8 +263,8 @@ end
 --- Create a cluster.
 -- @tparam table opts n (1..64), seed (default: $HELIOS_SEED, else 1), fsm (function(id)
 --   returning an FSM table; called again on every restart), config (raft.new options,
---   snapshot_threshold, snapshot_interval_ms and trailing_logs included: see the module
---   comment), network (initial set_network), disk_latency_ms ({min, max}),
+--   snapshot_threshold, snapshot_interval_ms, trailing_logs and on_fsm_error included: see
+--   the module comment), network (initial set_network), disk_latency_ms ({min, max}),
 --   snapshot_latency_ms ({min, max}: a snapshot write until durable), snapshot_chunk_bytes
 --   (InstallSnapshot chunk size), unsafe_install_keeps_log (test only: a broken disk that
 --   keeps the log after an installed snapshot's index, for the checker's own specs)
@@ -250,9 +290,13 @@ function M.cluster(opts)
         seed = tonumber(getenv("HELIOS_SEED") or "") or 1
     end
 
+    local on_fsm_error = raft.check_on_fsm_error(type(opts.config) == "table"
+                                                 and opts.config.on_fsm_error or nil,
+                                                 "sim.cluster: config")
     local c = setmetatable({
         _seed = seed, _ids = {}, _num = {}, _nodes = {}, _fsm = {}, _applied = {},
-        _waiters = {}, _n_waiters = 0, _last_state = {},
+        _waiters = {}, _n_waiters = 0, _last_state = {}, _fsm_errors = {}, _halted = {},
+        _on_fsm_error = on_fsm_error,
     }, cluster)
     for i = 1, n do
         local id = "n" .. i
@@ -448,7 +492,9 @@ end
 --- Propose cmd through the current leader and run virtual time until that leader applied
 -- it. Returns index, term, result (what the leader's fsm:apply returned), or nil, code,
 -- detail: "not_leader" (no leader now, or the entry was overwritten by another term),
--- "timeout", "shutdown" (the leader crashed meanwhile).
+-- "timeout", "shutdown" (the leader crashed meanwhile), "fsm_error" (committed and
+-- applied, but fsm:apply raised: see the module comment). timeout_ms: virtual ms, a
+-- fraction rounded up.
 function cluster:apply(cmd, timeout_ms)
     raft.check_command(cmd, "c:apply(cmd[, timeout_ms])")
     timeout_ms = raft.check_timeout(timeout_ms, "c:apply(cmd[, timeout_ms])")
@@ -635,7 +681,7 @@ end
 
 --- The counters of node id (see node:stats()); nil while it is crashed.
 function cluster:stats(id)
-    return self._sim:stats(num(self, id))
+    return self:_stats(self._ids[num(self, id)])
 end
 
 --- Free the simulator now rather than at garbage collection.
@@ -694,7 +740,15 @@ function cluster:_status(id)
 end
 
 function cluster:_stats(id)
-    return self._sim:stats(self._num[id])
+    local st = self._sim:stats(self._num[id])
+    if st then
+        st.fsm_errors = self._fsm_errors[id]
+    end
+    return st
+end
+
+function cluster:_fsm_stopped_message(id)
+    return self._halted[id]
 end
 
 function cluster:_snapshot(id)

@@ -40,7 +40,17 @@ int hr__lock_dir(const char *dir, int *out, char *err, size_t errlen)
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno;
         if (e == EWOULDBLOCK) {
-            snprintf(err, errlen, "data dir %s is locked by pid %ld", dir, read_pid(fd));
+            long holder = read_pid(fd);
+            /* flock conflicts within one process too (see above): then the pid in the
+             * file is ours, and naming it would send the operator hunting for a process
+             * that is the one they started. */
+            if (holder == (long)getpid()) {
+                snprintf(err, errlen, "data dir %s is already open in this process "
+                                      "(another node or storage handle of this process "
+                                      "uses it)", dir);
+            } else {
+                snprintf(err, errlen, "data dir %s is locked by pid %ld", dir, holder);
+            }
             close(fd);
             return HR_EBUSY;
         }

@@ -15,6 +15,7 @@
 local format, concat = string.format, table.concat
 local floor = math.floor
 local error, ipairs, pairs, pcall, require = error, ipairs, pairs, pcall, require
+local loadfile, setfenv = loadfile, setfenv
 local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
 local io = io
 
@@ -29,7 +30,8 @@ Commands:
   cluster [--nodes N]          a local cluster of node processes on loopback, data under
                                ./data: shows who leads and what commits; Ctrl-C stops it
   node --config FILE --id ID   run one node of a cluster file
-  inspect DATA_DIR             check a node's data directory offline (exit 1 if damaged)
+  inspect DATA_DIR             check a node's data directory offline (exit 1 if damaged,
+                               3 if it is not a data directory)
   sim [--nodes N] [--seed N]   run a simulated cluster on virtual time: election, commits,
                                the leader's crash, failover, and the old leader rejoining
   help                         show this text
@@ -219,27 +221,100 @@ end
 -- helios inspect
 
 local INSPECT_USAGE = [[
-Usage: helios inspect <data_dir>
+Usage: helios inspect <data_dir> [--config FILE]
 
 Reads a node's data directory without changing it (the node may be stopped or running):
 prints the metadata (term, vote), every segment with its index range, the snapshots, and
-verifies every checksum. Exit status 0 if the directory is sound, 1 if not.
+verifies every checksum.
+
+Node ids (the vote, a snapshot's voters) are stored as a 64-bit hash of the id string;
+they are printed by name when one of the cluster's ids matches: those of FILE, of the
+cluster.lua next to the data directory (the layout of `helios cluster`), and the data
+directory's own name (<data_dir>/<id>). Otherwise they are printed in hex.
+
+Exit status: 0 if the directory is sound, 1 if it is damaged (the report names the file
+and offset; see "When a node's data is damaged" in the README), 2 for a usage error, 3 if
+the path is not a data directory at all (missing, empty, or not a node's).
+
+Options:
+  --config FILE   a cluster file whose node ids name the ids in the report
+  -h, --help      show this text
 ]]
 
-local function run_inspect(argv, out, err)
-    local dir = argv[2]
-    if dir == "-h" or dir == "--help" then
-        out(INSPECT_USAGE)
-        return 0
+-- The node ids of a cluster file, without the checks of clusterfile.load (inspect needs
+-- only the names, not the secret): a list, or nil and a message.
+local function cluster_ids(file)
+    local chunk, lerr = loadfile(file)
+    if not chunk then return nil, tostring(lerr) end
+    setfenv(chunk, setmetatable({}, { __index = _G }))
+    local ok, conf = pcall(chunk)
+    if not ok then return nil, format("%s: %s", file, tostring(conf)) end
+    if type(conf) ~= "table" or type(conf.nodes) ~= "table" then
+        return nil, format("%s: nodes: must be a table of id = \"host:port\"", file)
     end
-    if dir == nil or argv[3] ~= nil or dir:sub(1, 1) == "-" then
+    local ids = {}
+    for id in pairs(conf.nodes) do
+        if type(id) == "string" then ids[#ids + 1] = id end
+    end
+    table.sort(ids)
+    return ids
+end
+
+local function run_inspect(argv, out, err)
+    local dir, config
+    local i = 2
+    while argv[i] ~= nil do
+        local a = argv[i]
+        if a == "-h" or a == "--help" then
+            out(INSPECT_USAGE)
+            return 0
+        elseif a == "--config" or a:match("^%-%-config=") then
+            config = a:match("^%-%-config=(.*)$") or argv[i + 1]
+            i = i + (a == "--config" and 1 or 0)
+        elseif a:sub(1, 1) == "-" or dir ~= nil then
+            dir = nil
+            break
+        else
+            dir = a
+        end
+        i = i + 1
+    end
+    if dir == nil or (config == nil and argv[i] ~= nil) then
         err("helios inspect: expects one data directory (see 'helios inspect --help')\n")
         return 2
     end
+    local names = {}
+    local function add(list)
+        for _, id in ipairs(list or {}) do names[#names + 1] = id end
+    end
+    if config then
+        local ids, cerr = cluster_ids(config)
+        if not ids then
+            err(format("helios inspect: --config %s\n", cerr))
+            return 2
+        end
+        add(ids)
+    end
+    local trimmed = dir:gsub("/+$", "")
+    local parent, base = trimmed:match("^(.*)/([^/]+)$")
+    if not base then parent, base = ".", trimmed end
+    names[#names + 1] = base
+    local beside = (parent == "" and "" or parent) .. "/cluster.lua"
+    local f = not config and io.open(beside)
+    if f then
+        f:close()
+        add((cluster_ids(beside)))
+    end
     local core = require("helios.core")
-    local ok, report = core.storage_inspect(dir)
+    local ok, report, verdict = core.storage_inspect(dir, names)
     out(report)
     if report ~= "" and report:sub(-1) ~= "\n" then out("\n") end
+    local vote = report:match("\nmeta: term %d+, vote (0x%x+) ")
+    if vote then
+        out(format("note: the vote %s is a node id as stored (the FNV-1a 64 hash of the id "
+            .. "string); --config FILE prints it by name\n", vote))
+    end
+    if verdict == "not_data_dir" then return 3 end
     return ok and 0 or 1
 end
 
@@ -247,7 +322,7 @@ end
 -- helios node
 
 local NODE_USAGE = [[
-Usage: helios node --config FILE --id ID
+Usage: helios node --config FILE --id ID [--lua-path PATH]
 
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
@@ -260,22 +335,80 @@ The cluster file is Lua returning a table:
     cluster_id = "demo",
     nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9002",
               ["node-3"] = "127.0.0.1:9003" },
-    fsm = "helios.fsm.kv",          -- a module whose new() returns the state machine
+    fsm = "helios.fsm.kv",          -- a module whose new() returns the state machine,
+                                    -- looked up in the cluster file's directory first
     data_dir = "./data",            -- relative to the cluster file's directory
     secret = "...",                 -- or secret_file = "path"
     election_timeout_ms = 300,      -- other fields: options of raft.new
   }
 
 Options:
-  --config FILE   the cluster file
-  --id ID         which of its nodes to run
-  -h, --help      show this text
+  --config FILE     the cluster file
+  --id ID           which of its nodes to run
+  --lua-path PATH   where else to look for the fsm module (and what it requires): a
+                    directory, or Lua path templates ("dir/?.lua;..."), ';'-separated;
+                    searched after the cluster file's directory, before LUA_PATH
+  -h, --help        show this text
+
+A damaged data directory is refused at start: see "When a node's data is damaged" in the
+README, and `helios inspect <data_dir>/<ID>` for what is wrong.
 ]]
 
 local NODE_OPTIONS = {
     config = { kind = "string" },
     id = { kind = "string" },
+    ["lua-path"] = { kind = "string" },
 }
+
+-- Where the README tells an operator what to do about a data dir the node refuses.
+M.DAMAGED_HELP = 'the README section "When a node\'s data is damaged"'
+
+--- The package.path to load a cluster file's fsm with: the cluster file's directory first,
+-- then --lua-path (directories or templates, ';'-separated), then base (LUA_PATH).
+function M.fsm_search_path(config_file, lua_path, base)
+    local clusterfile = require("helios.clusterfile")
+    local dir = clusterfile.resolve(".", config_file:match("^(.*)/[^/]*$") or ".")
+    local parts = { dir .. "/?.lua", dir .. "/?/init.lua" }
+    for item in (lua_path or ""):gmatch("[^;]+") do
+        if item:find("?", 1, true) then
+            parts[#parts + 1] = item
+        else
+            item = item:gsub("/+$", "")
+            parts[#parts + 1] = item .. "/?.lua"
+            parts[#parts + 1] = item .. "/?/init.lua"
+        end
+    end
+    return concat(parts, ";") .. ";" .. (base or package.path)
+end
+
+--- Load the fsm module of a cluster file (see fsm_search_path); package.path is left
+-- extended so that what the module requires later is found the same way.
+-- @return the module, or nil and a message naming the file and the field
+local function raft_describe(v)
+    return require("helios.raft").describe_value(v)
+end
+
+local function load_fsm_module(name, config_file, lua_path)
+    package.path = M.fsm_search_path(config_file, lua_path, package.path)
+    local found = package.loaded[name] or package.searchpath(name, package.path)
+        or package.searchpath(name, package.cpath)
+    if not found then
+        local dir = require("helios.clusterfile").resolve(".",
+            config_file:match("^(.*)/[^/]*$") or ".")
+        return nil, format("%s: fsm: module %q not found (looked in %s/, then %sLUA_PATH; "
+            .. "see --lua-path)", config_file, name, dir,
+            lua_path and ("--lua-path " .. lua_path .. ", ") or "")
+    end
+    local loaded, mod = pcall(require, name)
+    if not loaded then
+        return nil, format("%s: fsm: module %q cannot be loaded: %s", config_file, name,
+            tostring(mod))
+    end
+    if type(mod) ~= "table" or type(mod.new) ~= "function" then
+        return nil, format("%s: fsm: module %q has no new() function", config_file, name)
+    end
+    return mod
+end
 
 -- Commits are logged as ranges at most this often, so a busy node does not log per entry.
 local COMMIT_LOG_MS = 1000
@@ -299,13 +432,20 @@ local function run_node(opts, out, err)
         err("helios node: " .. msg .. "\n")
         return 1
     end
-    local loaded, fsm_mod = pcall(require, conf.fsm)
-    if not loaded or type(fsm_mod) ~= "table" or type(fsm_mod.new) ~= "function" then
-        err(format("helios node: %s: fsm: module %q %s\n", opts.config, conf.fsm,
-            loaded and "has no new() function" or ("cannot be loaded: " .. tostring(fsm_mod))))
+    local fsm_mod
+    fsm_mod, msg = load_fsm_module(conf.fsm, opts.config, opts["lua-path"])
+    if not fsm_mod then
+        err("helios node: " .. msg .. "\n")
         return 1
     end
-    nopts.fsm = fsm_mod.new()
+    local made_fsm, fsm = pcall(fsm_mod.new)
+    if not made_fsm or type(fsm) ~= "table" then
+        err(format("helios node: %s: fsm: %q.new() %s\n", opts.config, conf.fsm, made_fsm
+            and format("returned %s, not a state machine table", raft_describe(fsm))
+            or "failed: " .. tostring(fsm)))
+        return 1
+    end
+    nopts.fsm = fsm
 
     local core = require("helios.core")
     local raft = require("helios.raft")
@@ -317,12 +457,19 @@ local function run_node(opts, out, err)
         err(format("%s %s: ", os.date("%H:%M:%S"), id) .. format(fmt, ...) .. "\n")
     end
 
-    os.execute(format("mkdir -p '%s' && chmod 700 '%s'", nopts.data_dir:gsub("'", "'\\''"),
-        nopts.data_dir:gsub("'", "'\\''")))
-    local ok, node, code, detail = pcall(raft.new, nopts)
-    if not ok or not node then
-        err(format("helios node: %s: %s\n", opts.config, tostring(ok and (detail or code)
-            or node)))
+    -- Every option is checked (raft.new) before anything is created on disk.
+    local ok, node = pcall(raft.new, nopts)
+    if not ok then
+        -- "raft.new: <field>: <what>": the fields are the cluster file's too.
+        err(format("helios node: %s: %s\n", opts.config,
+            (tostring(node):gsub("^raft%.new: ", ""))))
+        return 1
+    end
+    local made, merr = core.mkdir_p(nopts.data_dir, tonumber("700", 8))
+    if not made then
+        node:shutdown()
+        err(format("helios node: %s: data_dir: cannot create %s (%s)\n", opts.config,
+            nopts.data_dir, merr))
         return 1
     end
 
@@ -352,7 +499,17 @@ local function run_node(opts, out, err)
 
     local started, serr, sdetail = node:start()
     if started == nil and (serr or sdetail) then
-        err(format("helios node: %s\n", tostring(sdetail or serr)))
+        local text = tostring(sdetail or serr):gsub("^start: ", "")
+        -- Storage names files relative to the data dir: name the data dir too.
+        if text:match("^log/") or text:match("^snapshots/") or text:match("^meta") then
+            text = nopts.data_dir .. "/" .. text
+        end
+        err(format("helios node: %s\n", text))
+        if serr == "corrupt" then
+            err(format("helios node: %s refuses to start on damaged data; `helios inspect %s` "
+                .. "shows what is wrong, and %s says what to do\n", id, nopts.data_dir,
+                M.DAMAGED_HELP))
+        end
         return 1
     end
     log("listening on %s, data in %s, control socket %s", nopts.listen, nopts.data_dir,
@@ -703,7 +860,12 @@ function M.main(argv, out, err)
                     .. "--help')\n")
                 return 2
             end
-            return run_node(opts, out, err)
+            -- run_node extends package.path for the fsm module; a caller in this process
+            -- (a spec) gets its own back.
+            local saved_path = package.path
+            local code = run_node(opts, out, err)
+            package.path = saved_path
+            return code
         end
         return run_cluster(opts, out, err)
     end

@@ -685,7 +685,9 @@ local function make_hooks(b)
         if not last or last.role ~= role or last.term ~= term then
             protect(node._emit, node, "state", role, term)
         end
-        if not last or last.leader ~= leader then
+        -- A node starts knowing no leader: the first "leader" event is the first leader it
+        -- learns of, never (nil, 0) at start.
+        if (last and last.leader) ~= leader then
             protect(node._emit, node, "leader", leader, term)
         end
     end

@@ -35,6 +35,7 @@ Commands:
                                3 if it is not a data directory)
   sim [--nodes N] [--seed N]   run a simulated cluster on virtual time: election, commits,
                                the leader's crash, failover, and the old leader rejoining
+  sim --fsm MODULE [--faults L]  run your state machine in the simulator under faults
   help                         show this text
 
 Options:
@@ -374,9 +375,12 @@ local function run_fault_sim(sim, opts, out, mod, commands, faults)
         local net = { drop = faults.drop and 0.05 or 0, duplicate = faults.duplicate and 0.02 or 0,
                       delay_ms = faults.delay and { 1, 40 } or nil, reorder = faults.reorder }
         c:set_network(net)
-        say("network: %s%s%s%s", faults.drop and "5% of messages lost; " or "",
-            faults.delay and "delays of 1..40 ms; " or "",
-            faults.duplicate and "2% duplicated; " or "", faults.reorder and "reordered" or "")
+        local what = {}
+        if faults.drop then what[#what + 1] = "5% of messages lost" end
+        if faults.delay then what[#what + 1] = "delays of 1..40 ms" end
+        if faults.duplicate then what[#what + 1] = "2% duplicated" end
+        if faults.reorder then what[#what + 1] = "reordered" end
+        say("network: %s", concat(what, ", "))
     end
 
     local crashed, cut = {}, {} -- id -> true: crashed nodes; the partitioned minority

@@ -113,6 +113,18 @@ return { sim_commands = { "x", "boom" },
     end)
 end)
 
+describe("sim.cluster option errors", function()
+    it("quote the value as written", function()
+        local ok, err = pcall(sim.cluster, { n = 3, config = { election_timeout_ms = "300" } })
+        assert.is_false(ok)
+        assert.are.equal('config: election_timeout_ms must be a positive integer (got "300", '
+            .. 'a string)', err)
+        ok, err = pcall(sim.cluster, { n = 3, config = { prevote = "no" } })
+        assert.is_false(ok)
+        assert.are.equal('config: prevote must be a boolean (got "no", a string)', err)
+    end)
+end)
+
 describe("the leader event", function()
     it("fires first with the first leader in the simulator, never (nil, 0)", function()
         local c = sim.cluster{ n = 3, seed = 5 }

@@ -88,6 +88,12 @@ describe("helios node: cluster file errors", function()
           'helios node: %s: prevote: must be a boolean (got "false", a string)' },
         { "zero", with("heartbeat_timeout_ms = 0"),
           "helios node: %s: heartbeat_timeout_ms: must be a positive integer (got 0)" },
+        { "a heartbeat slower than the election timeout",
+          with("heartbeat_timeout_ms = 500, election_timeout_ms = 300"),
+          "helios node: %s: heartbeat_timeout_ms: must be less than election_timeout_ms "
+          .. "(got 500)" },
+        { "a limit of the core", with("max_entries_per_append = 100000"),
+          "helios node: %s: max_entries_per_append: must be at most 65536 (got 100000)" },
         { "a misspelt option", with("electon_timeout_ms = 300"),
           "helios node: %s: electon_timeout_ms: unknown option" },
         { "a host name", [[return { secret = "s",
@@ -159,6 +165,30 @@ describe("helios node: cluster file errors", function()
         assert.are.equal(('helios node: %s: fsm: "ledger".new() failed: ledger from lib\n')
             :format(path), table.concat(errs))
         assert.are.equal(saved, package.path)
+    end)
+
+    it("refuses damaged data and says where to look and what to do", function()
+        local core = require("helios.core")
+        local su = require("spec.helpers.storage_util")
+        local data = dir .. "/data/node-1"
+        os.execute("mkdir -p '" .. data .. "'")
+        local st = assert(core.storage_open(data))
+        assert(st:set_meta(2, 1))
+        assert(st:append(su.entries(1, 20, 2)))
+        assert(st:sync())
+        st:close()
+        su.flip(su.segment_path(data, 1), 24 + 36 + 1) -- the first record; valid ones follow
+        local path = write("cluster.lua", with('data_dir = "data"'))
+        local code, err = node(path)
+        assert.are.equal(1, code)
+        assert.are.equal(data .. "/log/00000000000000000001: record at offset 24: bad checksum",
+            err:match("^helios node: ([^\n]*)\n"))
+        assert.are.equal("helios node: node-1 refuses to start on damaged data; `helios inspect "
+            .. data .. "` shows what is wrong, and the README section \"When a node's data is "
+            .. "damaged\" says what to do\n", err:match("\n(.*)$"))
+        -- The section it points to exists.
+        assert.matches("\n### When a node's data is damaged\n", su.read_file("README.md"), 1,
+            true)
     end)
 
     it("names the nodes of the file for an unknown --id", function()

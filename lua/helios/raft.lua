@@ -861,6 +861,14 @@ function M.new(opts)
     local ok, cn = pcall(core().node_new, copts, make_hooks(b))
     if not ok then
         local msg = tostring(cn):gsub("^node_new: ", ""):gsub("^config: ", "")
+        -- The core's checks say "<field> must ...": the same form as the checks above.
+        local field = msg:match("^([%w_]+) must ")
+        if field then
+            msg = msg:gsub("^([%w_]+) must ", "%1: must ")
+            if opts[field] ~= nil and not msg:find("(got ", 1, true) then
+                msg = format("%s (got %s)", msg, M.describe_value(opts[field]))
+            end
+        end
         error("raft.new: " .. msg, 2)
     end
     b._core = cn

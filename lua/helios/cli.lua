@@ -17,7 +17,6 @@ local floor = math.floor
 local error, ipairs, pairs, pcall, require = error, ipairs, pairs, pcall, require
 local loadfile, setfenv = loadfile, setfenv
 local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
-local select = select
 local io = io
 
 local M = {}
@@ -331,7 +330,10 @@ local function sim_commands(mod, name, opts)
         end
     elseif type(mod.sim_commands) == "function" then
         for i = 1, opts.count do
-            local c = mod.sim_commands(i)
+            local ok, c = pcall(mod.sim_commands, i)
+            if not ok then
+                return nil, format("--fsm %s: sim_commands(%d) failed: %s", name, i, tostring(c))
+            end
             if c == nil then break end
             if type(c) ~= "string" then
                 return nil, format("--fsm %s: sim_commands(%d) must return a string or nil "
@@ -1157,10 +1159,11 @@ function M.main(argv, out, err)
         if opts.fsm then
             mod, merr = load_sim_fsm(opts.fsm, opts["lua-path"])
         end
-        local commands = not merr and sim_commands(mod, opts.fsm, opts)
+        local commands, cerr
+        if not merr then commands, cerr = sim_commands(mod, opts.fsm, opts) end
         if not commands then
             package.path = saved_path
-            err(format("helios sim: %s\n", merr or select(2, sim_commands(mod, opts.fsm, opts))))
+            err(format("helios sim: %s\n", merr or cerr))
             return 1
         end
         local ok, e = pcall(run_fault_sim, sim, opts, out, mod, commands, faults)

@@ -19,7 +19,8 @@
 --
 --   local cf = require("helios.clusterfile")
 --   local conf, err = cf.load("cluster.lua")   -- err: "cluster.lua: nodes[\"node-2\"]:
---                                              -- address must be host:port"
+--                                              -- address must be host:port (got
+--                                              -- \"localhost\", a string)"
 --   local opts, err = cf.node_options(conf, "node-1")   -- the table for raft.new
 --   cf.write(path, conf)                       -- the inverse of load, mode 0600
 

@@ -262,8 +262,10 @@ end
 
 --- Start the node (networked nodes): open and lock the data dir, recover, listen, and
 -- take part in the cluster once raft.run() runs the loop.
--- @return true, or nil, code, detail ("busy": the data dir is locked by another process
---   or node, detail names its pid; "io", "corrupt", "inval" ...); the node is then closed.
+-- @return true, or nil, code, detail ("busy": the data dir is locked by another process,
+--   detail names its pid, or by another node of this process, detail says so; "io",
+--   "corrupt": damaged data, detail names the file and offset (README, "When a node's
+--   data is damaged"); "inval" ...); the node is then closed.
 function node_class:start()
     if not self._backend._start then
         error("Usage: node:start(): this node is started by its cluster", 2)
@@ -826,7 +828,8 @@ local function check_snapshot(b)
 end
 
 --- Create a networked node (not started: see node:start()). Options of API.md; every
--- bad option raises an error naming the field.
+-- bad option raises "raft.new: <field>: <what is wrong> (got <value as written>)" at the
+-- caller's line.
 -- @tparam table opts id, listen (default peers[id]), data_dir, peers ({ [id] = addr },
 --   this node included: the initial voters, used on first boot), fsm (apply, snapshot,
 --   restore), secret or secret_file, control (optional: a unix socket path for the

@@ -37,6 +37,19 @@ describe("helios.raft loop", function()
         assert.equal(3, ticks)
     end)
 
+    it("counts a timer armed between two runs from then, not from the last run", function()
+        raft.after(1, function() raft.stop() end)
+        assert(run_with_deadline(1000))
+        core.sleep_ms(300) -- the loop does not run: its cached clock goes stale
+        local t0, fired = core.clock_ms(), nil
+        raft.after(200, function()
+            fired = core.clock_ms() - t0
+            raft.stop()
+        end)
+        assert(run_with_deadline(2000))
+        assert.is_true(fired >= 190, ("fired after %.0f ms"):format(fired))
+    end)
+
     it("returns nil and the error (with a traceback) of a failing callback", function()
         raft.after(1, function() error("timer boom") end)
         local ok, err = run_with_deadline(2000)

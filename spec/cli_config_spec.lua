@@ -60,7 +60,7 @@ describe("helios node: cluster file errors", function()
         { "a missing secret file", [[return { secret_file = "nope.txt",
             nodes = { ["node-1"] = "127.0.0.1:9001" } }]], "cluster.lua: secret_file: " },
         { "a bad fsm", with('fsm = "no.such.module"'),
-          'cluster.lua: fsm: module "no.such.module" cannot be loaded' },
+          'cluster.lua: fsm: module "no.such.module" not found (looked in ' },
         { "a table option", with("election_timeout_ms = {}"),
           "cluster.lua: election_timeout_ms: must be a number, boolean or string" },
         { "a data_dir of the wrong type", with("data_dir = 5"), "cluster.lua: data_dir: " },
@@ -75,8 +75,121 @@ describe("helios node: cluster file errors", function()
             assert.are.equal(1, code)
             assert.matches(case[3], err, 1, true)
             assert.matches(dir .. "/cluster.lua", err, 1, true)
+            assert.not_matches("lua/helios/", err, 1, true) -- never an internal path
         end)
     end
+
+    -- The whole of stderr, %s being the cluster file's path: one clean line each.
+    local exact = {
+        { "a number written as a string", with('election_timeout_ms = "300"'),
+          'helios node: %s: election_timeout_ms: must be a positive integer (got "300", '
+          .. 'a string)' },
+        { "a boolean written as a string", with('prevote = "false"'),
+          'helios node: %s: prevote: must be a boolean (got "false", a string)' },
+        { "zero", with("heartbeat_timeout_ms = 0"),
+          "helios node: %s: heartbeat_timeout_ms: must be a positive integer (got 0)" },
+        { "a heartbeat slower than the election timeout",
+          with("heartbeat_timeout_ms = 500, election_timeout_ms = 300"),
+          "helios node: %s: heartbeat_timeout_ms: must be less than election_timeout_ms "
+          .. "(got 500)" },
+        { "a limit of the core", with("max_entries_per_append = 100000"),
+          "helios node: %s: max_entries_per_append: must be at most 65536 (got 100000)" },
+        { "a misspelt option", with("electon_timeout_ms = 300"),
+          "helios node: %s: electon_timeout_ms: unknown option" },
+        { "a host name", [[return { secret = "s",
+            nodes = { ["node-1"] = "nosuchhost.invalid:19530" } }]],
+          'helios node: %s: nodes["node-1"]: address must have a numeric IPv4 host, [IPv6] '
+          .. 'or localhost (host names are not resolved) (got "nosuchhost.invalid:19530", '
+          .. 'a string)' },
+        { "an address without a port", [[return { secret = "s",
+            nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "localhost" } }]],
+          'helios node: %s: nodes["node-2"]: address must be host:port (got "localhost", '
+          .. 'a string)' },
+        { "a port out of range", [[return { secret = "s",
+            nodes = { ["node-1"] = "127.0.0.1:70000" } }]],
+          'helios node: %s: nodes["node-1"]: address must be host:port with a port from 1 '
+          .. 'to 65535 (got "127.0.0.1:70000", a string)' },
+        { "an address that is a number", [[return { secret = "s",
+            nodes = { ["node-1"] = 9001 } }]],
+          'helios node: %s: nodes["node-1"]: address must be a string "host:port" (got 9001)' },
+        { "a cluster_id that is a number", with("cluster_id = 7"),
+          "helios node: %s: cluster_id: must be a non-empty string (got 7)" },
+        { "an uncreatable data_dir", with('data_dir = "/proc/helios-nope"'),
+          "helios node: %s: data_dir: cannot create /proc/helios-nope/node-1 (mkdir "
+          .. "/proc/helios-nope: No such file or directory)" },
+        { "a data_dir under a file", with('data_dir = "cluster.lua/data"'),
+          "helios node: %s: data_dir: cannot create DIR/cluster.lua/data/node-1 (mkdir "
+          .. "DIR/cluster.lua/data: Not a directory)" },
+    }
+    for _, case in ipairs(exact) do
+        it("says exactly what is wrong: " .. case[1], function()
+            local path = write("cluster.lua", case[2])
+            local code, err = node(path)
+            assert.are.equal(1, code)
+            local want = case[3]:format(path):gsub("DIR", dir)
+            assert.are.equal(want .. "\n", err)
+        end)
+    end
+
+    it("looks the fsm module up in the cluster file's directory, then --lua-path", function()
+        -- Modules whose new() fails with a message saying where they were found: the
+        -- node stops there, before anything starts.
+        write("bank.lua", 'return { new = function() error("bank from the cluster dir", 0) end }')
+        os.execute("mkdir '" .. dir .. "/lib'")
+        write("lib/bank.lua", 'return { new = function() error("bank from lib", 0) end }')
+        write("lib/ledger.lua", 'return { new = function() error("ledger from lib", 0) end }')
+        local path = write("cluster.lua", with('fsm = "bank"'))
+        local saved = package.path
+        local code, err = node(path) -- the spec runs in the checkout, not in dir
+        assert.are.equal(1, code)
+        assert.are.equal(('helios node: %s: fsm: "bank".new() failed: bank from the cluster '
+            .. 'dir\n'):format(path), err)
+        assert.are.equal(saved, package.path)
+
+        local errs = {}
+        code = cli.main({ "node", "--config", path, "--id", "node-1", "--lua-path", dir .. "/lib" },
+            function() end, function(s) errs[#errs + 1] = s end)
+        assert.are.equal(1, code)
+        assert.matches("bank from the cluster dir", table.concat(errs), 1, true)
+
+        path = write("cluster.lua", with('fsm = "ledger"'))
+        code, err = node(path)
+        assert.are.equal(1, code)
+        assert.are.equal(('helios node: %s: fsm: module "ledger" not found (looked in %s/, '
+            .. 'then LUA_PATH; see --lua-path)\n'):format(path, dir), err)
+        errs = {}
+        code = cli.main({ "node", "--config", path, "--id", "node-1",
+                          "--lua-path", dir .. "/lib/?.lua" },
+            function() end, function(s) errs[#errs + 1] = s end)
+        assert.are.equal(1, code)
+        assert.are.equal(('helios node: %s: fsm: "ledger".new() failed: ledger from lib\n')
+            :format(path), table.concat(errs))
+        assert.are.equal(saved, package.path)
+    end)
+
+    it("refuses damaged data and says where to look and what to do", function()
+        local core = require("helios.core")
+        local su = require("spec.helpers.storage_util")
+        local data = dir .. "/data/node-1"
+        os.execute("mkdir -p '" .. data .. "'")
+        local st = assert(core.storage_open(data))
+        assert(st:set_meta(2, 1))
+        assert(st:append(su.entries(1, 20, 2)))
+        assert(st:sync())
+        st:close()
+        su.flip(su.segment_path(data, 1), 24 + 36 + 1) -- the first record; valid ones follow
+        local path = write("cluster.lua", with('data_dir = "data"'))
+        local code, err = node(path)
+        assert.are.equal(1, code)
+        assert.are.equal(data .. "/log/00000000000000000001: record at offset 24: bad checksum",
+            err:match("^helios node: ([^\n]*)\n"))
+        assert.are.equal("helios node: node-1 refuses to start on damaged data; `helios inspect "
+            .. data .. "` shows what is wrong, and the README section \"When a node's data is "
+            .. "damaged\" says what to do\n", err:match("\n(.*)$"))
+        -- The section it points to exists.
+        assert.matches("\n### When a node's data is damaged\n", su.read_file("README.md"), 1,
+            true)
+    end)
 
     it("names the nodes of the file for an unknown --id", function()
         local path = write("cluster.lua", with(""))

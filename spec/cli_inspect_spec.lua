@@ -31,7 +31,7 @@ describe("helios inspect", function()
     it("exits 0 on a sound directory and prints meta, segments and checksums", function()
         local code, out = helios("inspect", dir)
         assert.are.equal(0, code, out)
-        assert.matches("meta: term 3, vote 1", out, 1, true)
+        assert.matches("meta: term 3, vote 0x0000000000000001 (checksum ok)", out, 1, true)
         assert.matches("log/%d+: index 1%.%.%d+", out)
         assert.matches("log: index 1..200 (200 entries)", out, 1, true)
         assert.matches("snapshots:", out, 1, true)
@@ -43,12 +43,95 @@ describe("helios inspect", function()
         local code, out = helios("inspect", dir)
         assert.are.equal(1, code, out)
         assert.matches("record at offset 24: bad checksum", out, 1, true)
-        assert.matches("status: CORRUPT", out, 1, true)
+        assert.matches("status: DAMAGED", out, 1, true)
     end)
 
-    it("is a usage error without a directory", function()
+    it("calls a directory that lost log/ but holds meta damaged, not foreign", function()
+        su.rmdir(dir .. "/log")
+        local code, out = helios("inspect", dir)
+        assert.are.equal(1, code, out)
+        assert.matches("log: ERROR ", out, 1, true)
+        assert.matches("status: DAMAGED", out, 1, true)
+    end)
+
+    it("exits 3 on a missing directory: not a data directory, not damage", function()
+        local code, out = helios("inspect", dir .. "/nope")
+        assert.are.equal(3, code, out)
+        assert.are.equal("data dir: " .. dir .. "/nope\n"
+            .. "status: not a data directory: it does not exist\n", out)
+    end)
+
+    it("exits 3 on an empty directory and on a file", function()
+        local empty = dir .. "/empty"
+        os.execute("mkdir '" .. empty .. "'")
+        local code, out = helios("inspect", empty)
+        assert.are.equal(3, code, out)
+        assert.matches("status: not a data directory: it holds none of meta, log/, "
+            .. "snapshots/ (no node has stored anything here)", out, 1, true)
+        assert.not_matches("DAMAGED", out, 1, true)
+        code, out = helios("inspect", dir .. "/meta")
+        assert.are.equal(3, code, out)
+        assert.matches("status: not a data directory: it is not a directory", out, 1, true)
+    end)
+
+    it("is a usage error without a directory, or with two", function()
+        local code2, out2 = helios("inspect", dir, dir)
+        assert.are.equal(2, code2, out2)
         local code, out = helios("inspect")
         assert.are.equal(2, code, out)
         assert.matches("expects one data directory", out, 1, true)
+    end)
+end)
+
+describe("helios inspect: node ids", function()
+    local raft = require("helios.raft")
+    local nh = require("spec.helpers.node")
+    local root
+
+    -- A one-node cluster that elects itself, so its meta holds a vote for "node-1" (stored
+    -- as the hash of the id), then stops. Its data dir is root/node-1.
+    before_each(function()
+        root = nh.tmpdir()
+        local node = raft.new{ id = "node-1", data_dir = root .. "/node-1", secret = "s",
+                               peers = { ["node-1"] = "127.0.0.1:" .. core.free_port() },
+                               fsm = { apply = function() end } }
+        assert(node:start())
+        raft.spawn(function()
+            local deadline = raft.now() + 10000
+            repeat raft.sleep(10) until select(2, node:state()) or raft.now() > deadline
+            node:shutdown()
+        end)
+        assert(raft.run())
+        os.execute(("cp -r '%s/node-1' '%s/copy'"):format(root, root))
+    end)
+    after_each(function() nh.rmrf(root) end)
+
+    it("names the vote after the data dir (<data_dir>/<id>) when the hash matches", function()
+        local code, out = helios("inspect", root .. "/node-1")
+        assert.are.equal(0, code, out)
+        assert.matches("meta: term %d+, vote node%-1 %(checksum ok%)", out)
+    end)
+
+    it("prints an unknown vote in hex, and says how to name it", function()
+        local code, out = helios("inspect", root .. "/copy")
+        assert.are.equal(0, code, out)
+        local hex = out:match("meta: term %d+, vote 0x(%x+) %(checksum ok%)")
+        assert.are.equal(16, hex and #hex, out)
+        assert.matches("--config FILE prints it by name", out, 1, true)
+    end)
+
+    it("names it from --config, or from the cluster.lua beside the data dir", function()
+        local cf = root .. "/cluster.lua"
+        su.write_file(cf, [[return { nodes = { ["node-1"] = "127.0.0.1:1",
+                                               ["node-2"] = "127.0.0.1:2" } }]])
+        local code, out = helios("inspect", root .. "/copy", "--config", cf)
+        assert.are.equal(0, code, out)
+        assert.matches("meta: term %d+, vote node%-1 ", out)
+        code, out = helios("inspect", root .. "/copy")
+        assert.are.equal(0, code, out)
+        assert.matches("meta: term %d+, vote node%-1 ", out)
+        code, out = helios("inspect", root .. "/copy", "--config", root .. "/none.lua")
+        assert.are.equal(2, code, out)
+        assert.matches("helios inspect: --config ", out, 1, true)
     end)
 end)

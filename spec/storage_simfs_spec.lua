@@ -286,7 +286,7 @@ function Node:recover()
     local st, info, msg = open_log(self.fs, self.seg)
     if not st then self:fail(("open after the crash failed: %s %s"):format(info, msg)) end
     self.st = st
-    local sound, report = core.storage_inspect(DIR, { fs = self.fs })
+    local sound, report = core.storage_inspect(DIR, nil, { fs = self.fs })
     if not sound then self:fail("inspect after the open:\n" .. report) end
     local found, notes = core.snap_find(DIR, { fs = self.fs })
     if found == nil then self:fail("snap_find: " .. tostring(notes)) end

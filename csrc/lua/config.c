@@ -47,6 +47,24 @@ static const char *const ignored_options[] = {
     NULL,
 };
 
+/* The value at idx as an error message shows it (pushed on the stack): a string quoted as
+ * written and said to be one ("\"300\", a string"), a number as is, other types by name
+ * (the same form as helios.raft's describe_value). */
+static const char *describe(lua_State *L, int idx)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        return lua_pushfstring(L, "\"%s\", a string", lua_tostring(L, idx));
+    case LUA_TNUMBER:
+        lua_pushvalue(L, idx); /* tostring converts the copy, not the caller's value */
+        return lua_tostring(L, -1);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? "true" : "false";
+    default:
+        return lua_pushfstring(L, "a %s", luaL_typename(L, idx));
+    }
+}
+
 uint64_t hr__lua_check_uint(lua_State *L, int idx, const char *what, uint64_t lo, uint64_t hi)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
@@ -59,14 +77,14 @@ uint64_t hr__lua_check_uint(lua_State *L, int idx, const char *what, uint64_t lo
         }
     }
     raise_error(L, "%s must be a %s integer (got %s)", what, lo > 0 ? "positive" : "non-negative",
-                lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
+                describe(L, idx));
     return 0;
 }
 
 static bool check_bool(lua_State *L, int idx, const char *what)
 {
     if (!lua_isboolean(L, idx)) {
-        raise_error(L, "%s must be a boolean (got %s)", what, luaL_typename(L, idx));
+        raise_error(L, "%s must be a boolean (got %s)", what, describe(L, idx));
     }
     return lua_toboolean(L, idx);
 }

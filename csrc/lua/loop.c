@@ -390,6 +390,12 @@ static int l_timer(lua_State *L)
     h->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
     h->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    /* libuv counts a timer from the loop's cached time, which only a running loop
+     * refreshes: a timer armed between two runs (a deadline before raft.run()) would
+     * count from the end of the previous run and could fire at once. */
+    if (!lp->running) {
+        uv_update_time(&lp->loop);
+    }
     uv_timer_start(&h->t, timer_cb, ms, repeat);
     return 1;
 }

@@ -11,6 +11,7 @@
  *                                          -- nil, "timeout" | nil, "ECHILD"
  *   core.free_port()                       -- a loopback TCP port nobody listens on now
  *   core.sleep_ms(ms)  core.clock_ms()  core.getpid()
+ *   core.mkdir_p(path, mode)               -- true | nil, "mkdir /a/b: Permission denied"
  *
  * fork + exec rather than posix_spawn: PR_SET_PDEATHSIG has to be set in the child, so
  * that nodes a test started die with the test process even when it is SIGKILLed. The
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -386,12 +388,58 @@ static int l_getpid(lua_State *L)
     return 1;
 }
 
+/* mkdir -p without a shell: `helios node` creates its data dir and must report a failure
+ * as one clean line naming the directory that could not be made, not mkdir(1)'s output.
+ * Only the directories it creates get mode; existing ones are left as they are. */
+static int l_mkdir_p(lua_State *L)
+{
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
+    if (len == 0 || len >= 4096) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "mkdir '%s': bad path", path);
+        return 2;
+    }
+    char buf[4096];
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1;; p++) {
+        bool end = (*p == '\0');
+        if (*p == '/' || end) {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, mode) < 0 && errno != EEXIST) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "mkdir %s: %s", buf, strerror(errno));
+                return 2;
+            }
+            *p = saved;
+        }
+        if (end) {
+            break;
+        }
+    }
+    struct stat st;
+    if (stat(buf, &st) < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "mkdir %s: %s", buf, strerror(errno));
+        return 2;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "mkdir %s: exists and is not a directory", buf);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 int hr__lua_open_proc(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         { "proc_spawn", l_spawn },   { "proc_kill", l_kill },   { "proc_wait", l_wait },
         { "free_port", l_free_port }, { "sleep_ms", l_sleep_ms }, { "clock_ms", l_clock_ms },
-        { "getpid", l_getpid },       { NULL, NULL },
+        { "getpid", l_getpid },       { "mkdir_p", l_mkdir_p },  { NULL, NULL },
     };
     for (const luaL_Reg *f = funcs; f->name; f++) {
         lua_pushcfunction(L, f->func);

@@ -16,7 +16,9 @@
  *   st:set_meta(term, vote)  st:meta() --> term, vote
  *   st:fault("write" | "sync", count, "ENOSPC" | "EIO" | "EROFS")   -- test hook
  *   st:retry()  st:stats()  st:close()
- *   local ok, report = core.storage_inspect("./data"[, opts])
+ *   local ok, report, verdict = core.storage_inspect("./data"[, names[, opts]])
+ *                              -- verdict: "sound", "damaged" or "not_data_dir"; names
+ *                              -- lists node ids (the vote, voters) that match their hash
  *
  * Snapshot files (csrc/storage/snapshot.h), for specs of the storage over a simfs:
  *   core.snap_file(index, term, voters, payload)   -- the bytes of that snapshot file
@@ -47,6 +49,7 @@
 #include "../storage/log.h"
 #include "../storage/snapshot.h"
 #include "../storage/throughput.h"
+#include "../transport/transport.h"
 #include "binding.h"
 #include "storage_binding.h"
 
@@ -327,18 +330,40 @@ static int l_tostring(lua_State *L)
 static int l_inspect(lua_State *L)
 {
     const char *dir = luaL_checkstring(L, 1);
+    /* Candidate id strings: each is hashed as the transport does (hr_tcp_node_id), so an
+     * id the storage holds is printed by name when it matches. The strings stay on the
+     * Lua stack (the table at 2) for the call. */
+    enum { MAX_NAMES = 256 };
+    uint64_t ids[MAX_NAMES];
+    const char *strs[MAX_NAMES];
+    struct hr_inspect_names names = {ids, strs, 0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        for (int i = 1; names.n < MAX_NAMES; i++) {
+            lua_rawgeti(L, 2, i);
+            const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            lua_pop(L, 1); /* a string: still referenced by the table */
+            if (s == NULL) {
+                break;
+            }
+            strs[names.n] = s;
+            ids[names.n] = hr_tcp_node_id(s);
+            names.n++;
+        }
+    }
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (f == NULL) {
         return luaL_error(L, "storage_inspect: out of memory");
     }
-    int rc = hr_storage_inspect(hr__lua_opt_fs(L, 2, NULL), dir, f);
+    int rc = hr_storage_inspect(hr__lua_opt_fs(L, 3, NULL), dir, &names, f);
     fclose(f);
     lua_pushboolean(L, rc == 0);
     lua_pushlstring(L, buf, len);
     free(buf);
-    return 2;
+    lua_pushstring(L, rc == 0 ? "sound" : rc == HR_INSPECT_NOT_DATA_DIR ? "not_data_dir" : "damaged");
+    return 3;
 }
 
 static void set_num(lua_State *L, const char *k, double v)

@@ -590,7 +590,7 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
     struct hr_tcp_callbacks tcb = {.ctx = rt, .recv = rt_recv, .log = rt_log};
     rt->tcp = hr_tcp_new(rt->loop, &tc, &tcb, msg, sizeof msg);
     if (rt->tcp == NULL) {
-        snprintf(err, errlen, "start: transport: %s", msg);
+        snprintf(err, errlen, "start: %s", msg); /* msg says "transport: ..." */
         return HR_EINVAL;
     }
     rc = hr_tcp_start(rt->tcp, msg, sizeof msg);

@@ -81,6 +81,8 @@ void hr__add_info(char *info, size_t infolen, const char *fmt, ...);
 
 /* lock.c: lock dir/LOCK; *h is the held handle of fs. HR_EBUSY names the holder's pid. */
 int hr__lock_dir(struct hr_fs *fs, const char *dir, int *h, char *err, size_t errlen);
+/* Print a node id as its name when names has it, else as 16 hex digits (inspect.c). */
+void hr__inspect_print_id(FILE *out, const struct hr_inspect_names *names, uint64_t id);
 /* The pid written in dir/LOCK and whether a process holds the lock (for inspect). */
 int hr__lock_probe(struct hr_fs *fs, const char *dir, long *pid, bool *held);
 

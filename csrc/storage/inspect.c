@@ -21,12 +21,73 @@ static void print_other(void *arg, const char *name)
     }
 }
 
-int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out)
+void hr__inspect_print_id(FILE *out, const struct hr_inspect_names *names, uint64_t id)
+{
+    for (size_t i = 0; names != NULL && i < names->n; i++) {
+        if (names->ids[i] == id) {
+            fputs(names->names[i], out);
+            return;
+        }
+    }
+    /* Hex, not decimal: the id is a hash (FORMAT.md), and 16 hex digits read as one. */
+    fprintf(out, "0x%016" PRIx64, id);
+}
+
+/* Whether path exists on fs, as a directory (1), as something else (0), or not (-1, with
+ * *e the errno). */
+static int kind_of(struct hr_fs *fs, const char *path, int *e)
+{
+    int h = hr_fs_open(fs, path, HR_FS_DIR);
+    if (h >= 0) {
+        hr_fs_close(fs, h);
+        return 1;
+    }
+    if (h == -ENOTDIR) {
+        return 0;
+    }
+    *e = -h;
+    return -1;
+}
+
+/* Say why dir is not a data directory, or return false if it is one (or damaged). A data
+ * directory that was ever opened has log/ (the open makes it); one that lost log/ but
+ * holds meta or snapshots is damaged, not foreign. */
+static bool not_data_dir(struct hr_fs *fs, const char *dir, FILE *out)
+{
+    char path[4200];
+    int e = 0;
+    int k = kind_of(fs, dir, &e);
+    const char *why = NULL;
+    if (k < 0) {
+        why = e == ENOENT ? "it does not exist" : strerror(e);
+    } else if (k == 0) {
+        why = "it is not a directory";
+    } else {
+        snprintf(path, sizeof path, "%s/log", dir);
+        bool has_log = kind_of(fs, path, &e) >= 0;
+        snprintf(path, sizeof path, "%s/meta", dir);
+        bool has_meta = kind_of(fs, path, &e) >= 0;
+        snprintf(path, sizeof path, "%s/snapshots", dir);
+        bool has_snaps = kind_of(fs, path, &e) >= 0;
+        if (has_log || has_meta || has_snaps) {
+            return false;
+        }
+        why = "it holds none of meta, log/, snapshots/ (no node has stored anything here)";
+    }
+    fprintf(out, "status: not a data directory: %s\n", why);
+    return true;
+}
+
+int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspect_names *names,
+                       FILE *out)
 {
     fs = hr_fs_or_posix(fs);
     char err[768], path[4200];
     int status = 0;
     fprintf(out, "data dir: %s\n", dir);
+    if (not_data_dir(fs, dir, out)) {
+        return HR_INSPECT_NOT_DATA_DIR;
+    }
     fprintf(out, "format: meta version %d, segment version %d (this build; reads segment "
                  "versions %d to %d)\n",
             HR_LOG_FORMAT_VERSION, HR__SEG_VERSION, HR__SEG_VERSION_MIN, HR__SEG_VERSION);
@@ -50,9 +111,12 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out)
         status = rc;
     } else if (!exists) {
         fprintf(out, "meta: none (no term or vote recorded yet)\n");
+    } else if (m.vote == 0) {
+        fprintf(out, "meta: term %" PRIu64 ", no vote (checksum ok)\n", m.term);
     } else {
-        fprintf(out, "meta: term %" PRIu64 ", vote %" PRIu64 " (checksum ok)\n", m.term,
-                m.vote);
+        fprintf(out, "meta: term %" PRIu64 ", vote ", m.term);
+        hr__inspect_print_id(out, names, m.vote);
+        fprintf(out, " (checksum ok)\n");
     }
 
     snprintf(path, sizeof path, "%s/log", dir);
@@ -64,7 +128,7 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out)
     if (rc != 0 && lerr[0] != '\0') { /* log/ cannot be opened */
         int e = errno;
         fprintf(out, "log: ERROR %s\n", lerr);
-        fprintf(out, "status: CORRUPT\n");
+        fprintf(out, "status: DAMAGED\n");
         return e == ENOENT ? HR_ECORRUPT : HR_EIO;
     }
     if (rc != 0) {
@@ -135,17 +199,19 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out)
         records += sc.count;
     }
     free(v);
-    if (n > 0) {
+    if (n > 0 && next == 0) {
+        fprintf(out, "log: no readable segment\n");
+    } else if (n > 0) {
         fprintf(out, "log: index %" PRIu64 "..%" PRIu64 " (%" PRIu64 " entries)\n", lo,
                 next - 1, records);
     } else {
         fprintf(out, "log: empty\n");
     }
-    int src = hr_snap_inspect(fs, dir, out);
+    int src = hr_snap_inspect(fs, dir, names, out);
     if (src != 0 && status == 0) {
         status = src;
     }
     fprintf(out, "checksums: %" PRIu64 " records verified\n", records);
-    fprintf(out, "status: %s\n", status == 0 ? "sound" : "CORRUPT");
+    fprintf(out, "status: %s\n", status == 0 ? "sound" : "DAMAGED");
     return status;
 }

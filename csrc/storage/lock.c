@@ -37,7 +37,17 @@ int hr__lock_dir(struct hr_fs *fs, const char *dir, int *out, char *err, size_t 
     int r = hr_fs_lock(fs, h, HR_FS_LOCK_EX);
     if (r < 0) {
         if (r == -EWOULDBLOCK) {
-            snprintf(err, errlen, "data dir %s is locked by pid %ld", dir, read_pid(fs, h));
+            long holder = read_pid(fs, h);
+            /* flock conflicts within one process too (see above): then the pid in the
+             * file is ours, and naming it would send the operator hunting for a process
+             * that is the one they started. */
+            if (holder == (long)getpid()) {
+                snprintf(err, errlen, "data dir %s is already open in this process "
+                                      "(another node or storage handle of this process "
+                                      "uses it)", dir);
+            } else {
+                snprintf(err, errlen, "data dir %s is locked by pid %ld", dir, holder);
+            }
             hr_fs_close(fs, h);
             return HR_EBUSY;
         }

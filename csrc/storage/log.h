@@ -122,11 +122,27 @@ struct hr_log_stats {
 };
 void hr_log_stats(const struct hr_log *l, struct hr_log_stats *s);
 
+/* Names for the node ids that inspect prints (the vote, a snapshot's voters). Storage keeps
+ * only the numeric id (FNV-1a 64 of the id string, csrc/transport hr_tcp_node_id); a
+ * caller that knows candidate id strings passes them with their ids, and an id that
+ * matches one is printed by name. Borrowed for the call. */
+struct hr_inspect_names {
+    const uint64_t *ids;
+    const char *const *names;
+    size_t n;
+};
+
+/* hr_storage_inspect's result for a path that is not a data directory at all (missing,
+ * not a directory, or holding none of meta, log/, snapshots/): not damage. */
+#define HR_INSPECT_NOT_DATA_DIR 1
+
 /* Offline check of a data directory on fs (NULL: the real file system). It does not take
  * the lock (it says if it is held); it prints the metadata, each segment with its index
- * range, snapshots, and verifies every checksum. Returns 0 if the directory is sound (a
- * torn tail, which open would repair, counts as sound and is reported), HR_ECORRUPT or
- * HR_EIO otherwise. */
-int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out);
+ * range, snapshots, and verifies every checksum. names may be NULL (ids then print in
+ * hex). Returns 0 if the directory is sound (a torn
+ * tail, which open would repair, counts as sound and is reported), HR_INSPECT_NOT_DATA_DIR
+ * if dir is not a data directory, HR_ECORRUPT or HR_EIO if it is damaged. */
+int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspect_names *names,
+                       FILE *out);
 
 #endif

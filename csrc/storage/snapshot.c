@@ -795,7 +795,8 @@ static void print_tmp(void *arg, const char *name)
     fprintf(arg, "  %s: unfinished (interrupted write or transfer; ignored by open)\n", name);
 }
 
-int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, FILE *out)
+int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, const struct hr_inspect_names *names,
+                    FILE *out)
 {
     fs = hr_fs_or_posix(fs);
     char dir[4096];
@@ -829,9 +830,15 @@ int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, FILE *out)
             result = HR_ECORRUPT;
             continue;
         }
-        fprintf(out, "  %s: index %" PRIu64 " term %" PRIu64 ", %" PRIu32
-                     " voters, payload %" PRIu64 " bytes, checksum ok%s\n",
-                v[i].name, info.index, info.term, info.n_voters, info.payload_size,
+        fprintf(out, "  %s: index %" PRIu64 " term %" PRIu64 ", %" PRIu32 " voters (",
+                v[i].name, info.index, info.term, info.n_voters);
+        for (uint32_t k = 0; k < info.n_voters; k++) {
+            if (k > 0) {
+                fputs(", ", out);
+            }
+            hr__inspect_print_id(out, names, info.voters[k]);
+        }
+        fprintf(out, "), payload %" PRIu64 " bytes, checksum ok%s\n", info.payload_size,
                 i == 0 ? " (current)" : "");
     }
     free(v);

@@ -129,8 +129,9 @@ int hr_snap_recv_finish(struct hr_snap_recv *r, struct hr_snap_info *info, char 
 /* Free r, removing its temporary file unless it was finished. */
 void hr_snap_recv_free(struct hr_snap_recv *r);
 
-/* List the snapshot files of data_dir and check each (for helios inspect). Returns 0 if
- * every .snap is sound, HR_ECORRUPT otherwise. */
-int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, FILE *out);
+struct hr_inspect_names; /* log.h */
+/* List the snapshot files of data_dir and check each (for helios inspect; names as there,
+ * may be NULL). Returns 0 if every .snap is sound, HR_ECORRUPT otherwise. */
+int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, const struct hr_inspect_names *names, FILE *out);
 
 #endif

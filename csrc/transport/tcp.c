@@ -99,7 +99,8 @@ struct hr_tcp *hr_tcp_new(uv_loop_t *loop, const struct hr_tcp_config *config,
         return NULL;
     }
     if (c->listen != NULL && hr__tcp_parse_addr(c->listen, &sa) != 0) {
-        snprintf(err, errlen, "transport: listen address '%s' is not host:port", c->listen);
+        snprintf(err, errlen, "transport: listen address '%s' must be host:port with a numeric "
+                 "IPv4 host, [IPv6] or localhost (host names are not resolved)", c->listen);
         return NULL;
     }
     struct hr_tcp *t = calloc(1, sizeof(*t));

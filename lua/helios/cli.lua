@@ -15,6 +15,7 @@
 local format, concat = string.format, table.concat
 local floor = math.floor
 local error, ipairs, pairs, pcall, require = error, ipairs, pairs, pcall, require
+local loadfile, setfenv = loadfile, setfenv
 local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
 local io = io
 
@@ -33,9 +34,11 @@ Commands:
   cluster [--nodes N]          a local cluster of node processes on loopback, data under
                                ./data: shows who leads and what commits; Ctrl-C stops it
   node --config FILE --id ID   run one node of a cluster file
-  inspect DATA_DIR             check a node's data directory offline (exit 1 if damaged)
+  inspect DATA_DIR             check a node's data directory offline (exit 1 if damaged,
+                               3 if it is not a data directory)
   sim [--nodes N] [--seed N]   run a simulated cluster on virtual time: election, commits,
                                the leader's crash, failover, and the old leader rejoining
+  sim --fsm MODULE [--faults L]  run your state machine in the simulator under faults
   help                         show this text
 
 Options:
@@ -45,23 +48,52 @@ Options:
 
 local SIM_USAGE = [[
 Usage: helios sim [--nodes N] [--seed N]
+       helios sim --fsm MODULE [--nodes N] [--seed N] [--faults LIST] [--commands FILE]
 
-Runs a Helios Raft cluster inside this process on virtual time (helios.sim) and narrates it:
-a leader is elected, entries commit, the leader crashes, another takes over, more entries
-commit, and the old leader restarts and catches up. Every Raft invariant is checked after
-every simulated step.
+Runs a Helios Raft cluster inside this process on virtual time (helios.sim) and narrates it.
+Every Raft invariant is checked after every simulated step.
+
+Without --fsm (or --faults): a scripted story with a built-in state machine (a running
+total): a leader is elected, entries commit, the leader crashes, another takes over, more
+entries commit, and the old leader restarts and catches up.
+
+With --fsm MODULE: your state machine (a module whose new() returns it, as in a cluster
+file) under faults drawn from the seed: it proposes the module's sim_commands (a list of
+command strings, or a function(i) returning the i-th command, nil to stop) or the lines of
+--commands FILE, one at a time, while nodes crash and restart and the network partitions,
+loses, delays, duplicates and reorders messages; at most a minority is ever cut off, so the
+cluster must keep committing. At the end every fault is healed, every node catches up, the
+invariants are checked once more and, if the FSM has snapshot(), every replica's snapshot
+must be the same bytes. MODULE is looked up in the current directory, then --lua-path,
+then LUA_PATH; a path ending in .lua is loaded as a file.
 
 Options:
-  --nodes N    cluster size, 3 to 64 (default 3)
-  --seed N     seed of every random choice (default 1): the same seed replays the same run
-  -h, --help   show this text
+  --nodes N          cluster size, 3 to 64 (default 3)
+  --seed N           seed of every random choice (default 1): the same seed replays the run
+  --fsm MODULE       run your state machine (see above)
+  --faults LIST      comma-separated: crash, partition, drop, delay, duplicate, reorder, or
+                     all (the default with --fsm) or none
+  --commands FILE    the commands to propose, one a line (# comments and blank lines skipped)
+  --count N          how many commands to take from a sim_commands function (default 30)
+  --lua-path PATH    where else to look for MODULE (directories or Lua path templates)
+  -h, --help         show this text
+
+Exit status 0 if every check held, 1 if not (with the command that replays the run).
 ]]
 
--- Options of `helios sim`: name -> { default, min, max }.
+-- Options of `helios sim`: name -> { default, min, max } (kind "string": any text).
 local SIM_OPTIONS = {
     nodes = { default = 3, min = 3, max = 64 },
     seed = { default = 1, min = 0, max = 2 ^ 53 },
+    fsm = { kind = "string" },
+    faults = { kind = "string" },
+    commands = { kind = "string" },
+    count = { default = 30, min = 1, max = 100000 },
+    ["lua-path"] = { kind = "string" },
 }
+
+-- Fault kinds of `helios sim --faults`, in the order they are listed.
+local SIM_FAULTS = { "crash", "partition", "drop", "delay", "duplicate", "reorder" }
 
 -- How long (virtual ms) the demo waits for an election or a catch-up before giving up.
 local WAIT_MS = 10000
@@ -220,30 +252,385 @@ local function run_sim(sim, opts, out)
 end
 
 -- ---------------------------------------------------------------------------------------
+-- helios sim --fsm: a user's state machine under faults
+
+-- A small deterministic generator for the fault schedule (an LCG: every value exact in a
+-- double), so the schedule replays from --seed and leaves math.random alone.
+local function lcg(seed)
+    local state = seed % 4294967296
+    return function(n)
+        state = (1664525 * state + 1013904223) % 4294967296
+        return floor(state / 65536) % n + 1
+    end
+end
+
+--- Parse --faults: a set, or nil and a message.
+local function parse_faults(text)
+    local set = {}
+    for item in text:gmatch("[^,%s]+") do
+        if item == "all" then
+            for _, f in ipairs(SIM_FAULTS) do set[f] = true end
+        elseif item ~= "none" then
+            local known = false
+            for _, f in ipairs(SIM_FAULTS) do known = known or f == item end
+            if not known then
+                return nil, format("--faults: unknown fault '%s' (known: %s, all, none)", item,
+                    concat(SIM_FAULTS, ", "))
+            end
+            set[item] = true
+        end
+    end
+    return set
+end
+
+--- Load the FSM module of `helios sim --fsm`: the module, or nil and a message.
+local function load_sim_fsm(name, lua_path)
+    local mod, loaded, lerr
+    if name:match("%.lua$") then
+        local chunk, cerr = loadfile(name)
+        if not chunk then return nil, format("--fsm %s: %s", name, tostring(cerr)) end
+        loaded, mod = pcall(chunk)
+        if not loaded then return nil, format("--fsm %s: %s", name, tostring(mod)) end
+    else
+        package.path = M.fsm_search_path("./x", lua_path, package.path)
+        if not (package.loaded[name] or package.searchpath(name, package.path)
+                or package.searchpath(name, package.cpath)) then
+            return nil, format("--fsm: module %q not found (looked in the current directory, "
+                .. "then %sLUA_PATH; see --lua-path)", name,
+                lua_path and ("--lua-path " .. lua_path .. ", ") or "")
+        end
+        loaded, lerr = pcall(require, name)
+        if not loaded then
+            return nil, format("--fsm: module %q cannot be loaded: %s", name, tostring(lerr))
+        end
+        mod = lerr
+    end
+    if type(mod) ~= "table" or type(mod.new) ~= "function" then
+        return nil, format("--fsm %s: the module must return a table with a new() function "
+            .. "(got %s)", name, require("helios.raft").describe_value(mod))
+    end
+    return mod
+end
+
+--- The commands to propose: a list of strings, or nil and a message.
+local function sim_commands(mod, name, opts)
+    local list = {}
+    if opts.commands then
+        local f, ferr = io.open(opts.commands)
+        if not f then return nil, "--commands: " .. tostring(ferr) end
+        for line in f:lines() do
+            if line:match("%S") and not line:match("^%s*#") then list[#list + 1] = line end
+        end
+        f:close()
+    elseif mod == nil then
+        for i = 1, 12 do list[i] = format("add %d", i) end
+    elseif type(mod.sim_commands) == "table" then
+        for i, c in ipairs(mod.sim_commands) do
+            if type(c) ~= "string" then
+                return nil, format("--fsm %s: sim_commands[%d] must be a string (got %s)", name,
+                    i, require("helios.raft").describe_value(c))
+            end
+            list[i] = c
+        end
+    elseif type(mod.sim_commands) == "function" then
+        for i = 1, opts.count do
+            local ok, c = pcall(mod.sim_commands, i)
+            if not ok then
+                return nil, format("--fsm %s: sim_commands(%d) failed: %s", name, i, tostring(c))
+            end
+            if c == nil then break end
+            if type(c) ~= "string" then
+                return nil, format("--fsm %s: sim_commands(%d) must return a string or nil "
+                    .. "(got %s)", name, i, require("helios.raft").describe_value(c))
+            end
+            list[i] = c
+        end
+    else
+        return nil, format("--fsm %s: the module has no sim_commands (a list of commands, or a "
+            .. "function(i) returning the i-th); give --commands FILE", name)
+    end
+    if #list == 0 then return nil, "no commands to propose" end
+    return list
+end
+
+--- Run a state machine under faults; raises on failure with a message for the user.
+local function run_fault_sim(sim, opts, out, mod, commands, faults)
+    local n = opts.nodes
+    local minority = floor((n - 1) / 2) -- what may be cut off while a majority goes on
+    local fsms = {}
+    local c = sim.cluster{
+        n = n,
+        seed = opts.seed,
+        fsm = function(id)
+            local fsm = mod and mod.new() or new_total()
+            fsms[id] = fsm
+            return fsm
+        end,
+    }
+    local rand = lcg(opts.seed)
+    local function say(fmt, ...)
+        out(format("[%6d ms] ", floor(tonumber(c:now()))) .. format(fmt, ...) .. "\n")
+    end
+    local names = {}
+    for _, f in ipairs(SIM_FAULTS) do if faults[f] then names[#names + 1] = f end end
+    out(format("helios sim: %d nodes (%s), seed %d, fsm %s, faults %s, %d commands\n", n,
+        concat(c:ids(), " "), opts.seed, opts.fsm or "(built-in running total)",
+        #names > 0 and concat(names, ",") or "none", #commands))
+
+    if faults.drop or faults.delay or faults.duplicate or faults.reorder then
+        local net = { drop = faults.drop and 0.05 or 0, duplicate = faults.duplicate and 0.02 or 0,
+                      delay_ms = faults.delay and { 1, 40 } or nil, reorder = faults.reorder }
+        c:set_network(net)
+        local what = {}
+        if faults.drop then what[#what + 1] = "5% of messages lost" end
+        if faults.delay then what[#what + 1] = "delays of 1..40 ms" end
+        if faults.duplicate then what[#what + 1] = "2% duplicated" end
+        if faults.reorder then what[#what + 1] = "reordered" end
+        say("network: %s", concat(what, ", "))
+    end
+
+    local crashed, cut = {}, {} -- id -> true: crashed nodes; the partitioned minority
+    local function count(t) local k = 0 for _ in pairs(t) do k = k + 1 end return k end
+    local function out_of_majority()
+        local k = count(crashed)
+        for id in pairs(cut) do if not crashed[id] then k = k + 1 end end
+        return k
+    end
+    local function pick(list) return list[rand(#list)] end
+    local leader_seen, term_seen
+    local function note_leader()
+        local l = c:leader()
+        if l and (l ~= leader_seen or c:node(l):state() ~= term_seen) then
+            leader_seen, term_seen = l, c:node(l):state()
+            say("%s is elected leader (term %d)", l, term_seen)
+        end
+        return l
+    end
+    local function wait_leader()
+        if not c:run_until(note_leader, WAIT_MS) then
+            error(format("no leader within %d ms of virtual time although a majority is up "
+                .. "and connected", WAIT_MS), 0)
+        end
+    end
+
+    local function inject()
+        local actions = {}
+        local alive = {}
+        for _, id in ipairs(c:ids()) do if not crashed[id] then alive[#alive + 1] = id end end
+        if faults.crash and out_of_majority() < minority then actions[#actions + 1] = "crash" end
+        if faults.crash and count(crashed) > 0 then actions[#actions + 1] = "restart" end
+        if faults.partition and count(cut) == 0 and out_of_majority() < minority then
+            actions[#actions + 1] = "partition"
+        end
+        if faults.partition and count(cut) > 0 then actions[#actions + 1] = "heal" end
+        if #actions == 0 then return end
+        local action = pick(actions)
+        local leader = c:leader()
+        if action == "crash" then
+            local id = (leader and not cut[leader] and rand(2) == 1) and leader or pick(alive)
+            if cut[id] then id = pick(alive) end
+            if cut[id] then return end
+            c:crash(id)
+            crashed[id] = true
+            say("%s crashes%s", id, id == leader and " (it was the leader)" or "")
+        elseif action == "restart" then
+            local list = {}
+            for _, id in ipairs(c:ids()) do if crashed[id] then list[#list + 1] = id end end
+            local id = pick(list)
+            assert(c:restart(id))
+            crashed[id] = nil
+            say("%s restarts with a fresh state machine; its log survived on its simulated "
+                .. "disk", id)
+        elseif action == "partition" then
+            local size = rand(minority - out_of_majority())
+            local group, rest = {}, {}
+            local candidates = {}
+            for _, id in ipairs(c:ids()) do if not crashed[id] then candidates[#candidates + 1] = id end end
+            if leader and rand(2) == 1 then group[1] = leader; cut[leader] = true end
+            while #group < size do
+                local id = pick(candidates)
+                if not cut[id] then group[#group + 1] = id; cut[id] = true end
+            end
+            for _, id in ipairs(c:ids()) do if not cut[id] then rest[#rest + 1] = id end end
+            c:partition(group, rest)
+            say("the network partitions: {%s} | {%s}", concat(group, " "), concat(rest, " "))
+        else
+            c:heal()
+            cut = {}
+            say("the partition heals")
+        end
+    end
+
+    wait_leader()
+    local unknown = 0
+    for i, cmd in ipairs(commands) do
+        if i > 1 and rand(100) <= 40 then inject() end
+        local index, term, result
+        for _ = 1, 5 do
+            wait_leader()
+            index, term, result = c:apply(cmd, 3000)
+            note_leader()
+            -- Not appended, or overwritten by another leader: it did not commit, so
+            -- proposing it again cannot apply it twice.
+            if index or term ~= "not_leader" then break end
+        end
+        if index then
+            say("committed #%-4d term %-3d %-24s -> %s", index, term, cmd, tostring(result))
+        else
+            unknown = unknown + 1
+            say("not committed: %s -> %s (%s); outcome unknown, not proposed again", cmd,
+                tostring(term), tostring(result))
+        end
+    end
+
+    say("healing every fault: the network, the partition, the crashed nodes")
+    c:set_network{}
+    c:heal()
+    for _, id in ipairs(c:ids()) do
+        if crashed[id] then assert(c:restart(id)); crashed[id] = nil end
+    end
+    wait_leader()
+    -- A no-op of the current term is committed with every new leader; wait until every node
+    -- applied what the leader has committed.
+    local leader = c:leader()
+    local target = tonumber(c:node(leader):status().commit_index)
+    if not c:run_until(function()
+        for _, id in ipairs(c:ids()) do
+            if tonumber(c:node(id):status().applied_index) < target then return false end
+        end
+        return true
+    end, WAIT_MS) then
+        error(format("the nodes did not all apply #%d within %d ms of virtual time", target,
+            WAIT_MS), 0)
+    end
+    c:run_for(500)
+    c:check()
+    say("final state:")
+    for _, id in ipairs(c:ids()) do
+        local st = c:node(id):status()
+        out(format("             %-4s %-9s term %-3d commit #%-4d applied #%d\n", id,
+            tostring(st.role), tonumber(st.term), tonumber(st.commit_index),
+            tonumber(st.applied_index)))
+    end
+    out("invariants held: election safety, log matching, leader completeness, "
+        .. "state machine safety\n")
+    local first_id = c:ids()[1]
+    if type(fsms[first_id].snapshot) == "function" then
+        local want = fsms[first_id]:snapshot()
+        for _, id in ipairs(c:ids()) do
+            local got = fsms[id]:snapshot()
+            if got ~= want then
+                error(format("replicas diverge: %s's fsm:snapshot() differs from %s's (the FSM "
+                    .. "must be deterministic: same commands, same state)", id, first_id), 0)
+            end
+        end
+        out(format("replicas agree: every node's fsm:snapshot() is the same %d bytes\n",
+            type(want) == "string" and #want or 0))
+    end
+    if unknown > 0 then
+        out(format("%d command(s) had an unknown outcome (a timeout under faults); that is "
+            .. "allowed, a lost committed entry is not\n", unknown))
+    end
+end
+
+-- ---------------------------------------------------------------------------------------
 -- helios inspect
 
 local INSPECT_USAGE = [[
-Usage: helios inspect <data_dir>
+Usage: helios inspect <data_dir> [--config FILE]
 
 Reads a node's data directory without changing it (the node may be stopped or running):
 prints the metadata (term, vote), every segment with its index range, the snapshots, and
-verifies every checksum. Exit status 0 if the directory is sound, 1 if not.
+verifies every checksum.
+
+Node ids (the vote, a snapshot's voters) are stored as a 64-bit hash of the id string;
+they are printed by name when one of the cluster's ids matches: those of FILE, of the
+cluster.lua next to the data directory (the layout of `helios cluster`), and the data
+directory's own name (<data_dir>/<id>). Otherwise they are printed in hex.
+
+Exit status: 0 if the directory is sound, 1 if it is damaged (the report names the file
+and offset; see "When a node's data is damaged" in the README), 2 for a usage error, 3 if
+the path is not a data directory at all (missing, empty, or not a node's).
+
+Options:
+  --config FILE   a cluster file whose node ids name the ids in the report
+  -h, --help      show this text
 ]]
 
-local function run_inspect(argv, out, err)
-    local dir = argv[2]
-    if dir == "-h" or dir == "--help" then
-        out(INSPECT_USAGE)
-        return 0
+-- The node ids of a cluster file, without the checks of clusterfile.load (inspect needs
+-- only the names, not the secret): a list, or nil and a message.
+local function cluster_ids(file)
+    local chunk, lerr = loadfile(file)
+    if not chunk then return nil, tostring(lerr) end
+    setfenv(chunk, setmetatable({}, { __index = _G }))
+    local ok, conf = pcall(chunk)
+    if not ok then return nil, format("%s: %s", file, tostring(conf)) end
+    if type(conf) ~= "table" or type(conf.nodes) ~= "table" then
+        return nil, format("%s: nodes: must be a table of id = \"host:port\"", file)
     end
-    if dir == nil or argv[3] ~= nil or dir:sub(1, 1) == "-" then
+    local ids = {}
+    for id in pairs(conf.nodes) do
+        if type(id) == "string" then ids[#ids + 1] = id end
+    end
+    table.sort(ids)
+    return ids
+end
+
+local function run_inspect(argv, out, err)
+    local dir, config
+    local i = 2
+    while argv[i] ~= nil do
+        local a = argv[i]
+        if a == "-h" or a == "--help" then
+            out(INSPECT_USAGE)
+            return 0
+        elseif a == "--config" or a:match("^%-%-config=") then
+            config = a:match("^%-%-config=(.*)$") or argv[i + 1]
+            i = i + (a == "--config" and 1 or 0)
+        elseif a:sub(1, 1) == "-" or dir ~= nil then
+            dir = nil
+            break
+        else
+            dir = a
+        end
+        i = i + 1
+    end
+    if dir == nil or (config == nil and argv[i] ~= nil) then
         err("helios inspect: expects one data directory (see 'helios inspect --help')\n")
         return 2
     end
+    local names = {}
+    local function add(list)
+        for _, id in ipairs(list or {}) do names[#names + 1] = id end
+    end
+    if config then
+        local ids, cerr = cluster_ids(config)
+        if not ids then
+            err(format("helios inspect: --config %s\n", cerr))
+            return 2
+        end
+        add(ids)
+    end
+    local trimmed = dir:gsub("/+$", "")
+    local parent, base = trimmed:match("^(.*)/([^/]+)$")
+    if not base then parent, base = ".", trimmed end
+    names[#names + 1] = base
+    local beside = (parent == "" and "" or parent) .. "/cluster.lua"
+    local f = not config and io.open(beside)
+    if f then
+        f:close()
+        add((cluster_ids(beside)))
+    end
     local core = require("helios.core")
-    local ok, report = core.storage_inspect(dir)
+    local ok, report, verdict = core.storage_inspect(dir, names)
     out(report)
     if report ~= "" and report:sub(-1) ~= "\n" then out("\n") end
+    local vote = report:match("\nmeta: term %d+, vote (0x%x+) ")
+    if vote then
+        out(format("note: the vote %s is a node id as stored (the FNV-1a 64 hash of the id "
+            .. "string); --config FILE prints it by name\n", vote))
+    end
+    if verdict == "not_data_dir" then return 3 end
     return ok and 0 or 1
 end
 
@@ -251,7 +638,7 @@ end
 -- helios node
 
 local NODE_USAGE = [[
-Usage: helios node --config FILE --id ID
+Usage: helios node --config FILE --id ID [--lua-path PATH]
 
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
@@ -269,22 +656,80 @@ The cluster file is Lua returning a table:
     cluster_id = "demo",
     nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9002",
               ["node-3"] = "127.0.0.1:9003" },
-    fsm = "helios.fsm.kv",          -- a module whose new() returns the state machine
+    fsm = "helios.fsm.kv",          -- a module whose new() returns the state machine,
+                                    -- looked up in the cluster file's directory first
     data_dir = "./data",            -- relative to the cluster file's directory
     secret = "...",                 -- or secret_file = "path"
     election_timeout_ms = 300,      -- other fields: options of raft.new
   }
 
 Options:
-  --config FILE   the cluster file
-  --id ID         which of its nodes to run
-  -h, --help      show this text
+  --config FILE     the cluster file
+  --id ID           which of its nodes to run
+  --lua-path PATH   where else to look for the fsm module (and what it requires): a
+                    directory, or Lua path templates ("dir/?.lua;..."), ';'-separated;
+                    searched after the cluster file's directory, before LUA_PATH
+  -h, --help        show this text
+
+A damaged data directory is refused at start: see "When a node's data is damaged" in the
+README, and `helios inspect <data_dir>/<ID>` for what is wrong.
 ]]
 
 local NODE_OPTIONS = {
     config = { kind = "string" },
     id = { kind = "string" },
+    ["lua-path"] = { kind = "string" },
 }
+
+-- Where the README tells an operator what to do about a data dir the node refuses.
+M.DAMAGED_HELP = 'the README section "When a node\'s data is damaged"'
+
+--- The package.path to load a cluster file's fsm with: the cluster file's directory first,
+-- then --lua-path (directories or templates, ';'-separated), then base (LUA_PATH).
+function M.fsm_search_path(config_file, lua_path, base)
+    local clusterfile = require("helios.clusterfile")
+    local dir = clusterfile.resolve(".", config_file:match("^(.*)/[^/]*$") or ".")
+    local parts = { dir .. "/?.lua", dir .. "/?/init.lua" }
+    for item in (lua_path or ""):gmatch("[^;]+") do
+        if item:find("?", 1, true) then
+            parts[#parts + 1] = item
+        else
+            item = item:gsub("/+$", "")
+            parts[#parts + 1] = item .. "/?.lua"
+            parts[#parts + 1] = item .. "/?/init.lua"
+        end
+    end
+    return concat(parts, ";") .. ";" .. (base or package.path)
+end
+
+--- Load the fsm module of a cluster file (see fsm_search_path); package.path is left
+-- extended so that what the module requires later is found the same way.
+-- @return the module, or nil and a message naming the file and the field
+local function raft_describe(v)
+    return require("helios.raft").describe_value(v)
+end
+
+local function load_fsm_module(name, config_file, lua_path)
+    package.path = M.fsm_search_path(config_file, lua_path, package.path)
+    local found = package.loaded[name] or package.searchpath(name, package.path)
+        or package.searchpath(name, package.cpath)
+    if not found then
+        local dir = require("helios.clusterfile").resolve(".",
+            config_file:match("^(.*)/[^/]*$") or ".")
+        return nil, format("%s: fsm: module %q not found (looked in %s/, then %sLUA_PATH; "
+            .. "see --lua-path)", config_file, name, dir,
+            lua_path and ("--lua-path " .. lua_path .. ", ") or "")
+    end
+    local loaded, mod = pcall(require, name)
+    if not loaded then
+        return nil, format("%s: fsm: module %q cannot be loaded: %s", config_file, name,
+            tostring(mod))
+    end
+    if type(mod) ~= "table" or type(mod.new) ~= "function" then
+        return nil, format("%s: fsm: module %q has no new() function", config_file, name)
+    end
+    return mod
+end
 
 -- Commits are logged as ranges at most this often, so a busy node does not log per entry.
 local COMMIT_LOG_MS = 1000
@@ -308,13 +753,20 @@ local function run_node(opts, out, err)
         err("helios node: " .. msg .. "\n")
         return 1
     end
-    local loaded, fsm_mod = pcall(require, conf.fsm)
-    if not loaded or type(fsm_mod) ~= "table" or type(fsm_mod.new) ~= "function" then
-        err(format("helios node: %s: fsm: module %q %s\n", opts.config, conf.fsm,
-            loaded and "has no new() function" or ("cannot be loaded: " .. tostring(fsm_mod))))
+    local fsm_mod
+    fsm_mod, msg = load_fsm_module(conf.fsm, opts.config, opts["lua-path"])
+    if not fsm_mod then
+        err("helios node: " .. msg .. "\n")
         return 1
     end
-    nopts.fsm = fsm_mod.new()
+    local made_fsm, fsm = pcall(fsm_mod.new)
+    if not made_fsm or type(fsm) ~= "table" then
+        err(format("helios node: %s: fsm: %q.new() %s\n", opts.config, conf.fsm, made_fsm
+            and format("returned %s, not a state machine table", raft_describe(fsm))
+            or "failed: " .. tostring(fsm)))
+        return 1
+    end
+    nopts.fsm = fsm
 
     local core = require("helios.core")
     local raft = require("helios.raft")
@@ -326,12 +778,19 @@ local function run_node(opts, out, err)
         err(format("%s %s: ", os.date("%H:%M:%S"), id) .. format(fmt, ...) .. "\n")
     end
 
-    os.execute(format("mkdir -p '%s' && chmod 700 '%s'", nopts.data_dir:gsub("'", "'\\''"),
-        nopts.data_dir:gsub("'", "'\\''")))
-    local ok, node, code, detail = pcall(raft.new, nopts)
-    if not ok or not node then
-        err(format("helios node: %s: %s\n", opts.config, tostring(ok and (detail or code)
-            or node)))
+    -- Every option is checked (raft.new) before anything is created on disk.
+    local ok, node = pcall(raft.new, nopts)
+    if not ok then
+        -- "raft.new: <field>: <what>": the fields are the cluster file's too.
+        err(format("helios node: %s: %s\n", opts.config,
+            (tostring(node):gsub("^raft%.new: ", ""))))
+        return 1
+    end
+    local made, merr = core.mkdir_p(nopts.data_dir, tonumber("700", 8))
+    if not made then
+        node:shutdown()
+        err(format("helios node: %s: data_dir: cannot create %s (%s)\n", opts.config,
+            nopts.data_dir, merr))
         return 1
     end
 
@@ -381,7 +840,17 @@ local function run_node(opts, out, err)
 
     local started, serr, sdetail = node:start()
     if started == nil and (serr or sdetail) then
-        err(format("helios node: %s\n", tostring(sdetail or serr)))
+        local text = tostring(sdetail or serr):gsub("^start: ", "")
+        -- Storage names files relative to the data dir: name the data dir too.
+        if text:match("^log/") or text:match("^snapshots/") or text:match("^meta") then
+            text = nopts.data_dir .. "/" .. text
+        end
+        err(format("helios node: %s\n", text))
+        if serr == "corrupt" then
+            err(format("helios node: %s refuses to start on damaged data; `helios inspect %s` "
+                .. "shows what is wrong, and %s says what to do\n", id, nopts.data_dir,
+                M.DAMAGED_HELP))
+        end
         return 1
     end
     log("listening on %s, data in %s, control socket %s", nopts.listen, nopts.data_dir,
@@ -704,10 +1173,46 @@ function M.main(argv, out, err)
                 .. "first):\n%s\n", tostring(sim)))
             return 1
         end
-        local ok, e = pcall(run_sim, sim, opts, out)
+        if not opts.fsm and not opts.faults and not opts.commands then
+            local ok, e = pcall(run_sim, sim, opts, out)
+            if not ok then
+                err(format("helios sim: %s\nreplay: helios sim --nodes %d --seed %d\n",
+                    tostring(e), opts.nodes, opts.seed))
+                return 1
+            end
+            return 0
+        end
+        local faults, ferr = parse_faults(opts.faults or "all")
+        if not faults then
+            err(format("helios sim: %s (see 'helios sim --help')\n", ferr))
+            return 2
+        end
+        local saved_path = package.path
+        local mod, merr
+        if opts.fsm then
+            mod, merr = load_sim_fsm(opts.fsm, opts["lua-path"])
+        end
+        local commands, cerr
+        if not merr then commands, cerr = sim_commands(mod, opts.fsm, opts) end
+        if not commands then
+            package.path = saved_path
+            err(format("helios sim: %s\n", merr or cerr))
+            return 1
+        end
+        local ok, e = pcall(run_fault_sim, sim, opts, out, mod, commands, faults)
+        package.path = saved_path
         if not ok then
-            err(format("helios sim: %s\nreplay: helios sim --nodes %d --seed %d\n", tostring(e),
-                opts.nodes, opts.seed))
+            local replay = { "helios sim" }
+            if opts.fsm then replay[#replay + 1] = "--fsm " .. opts.fsm end
+            replay[#replay + 1] = format("--nodes %d --seed %d --faults %s", opts.nodes,
+                opts.seed, opts.faults or "all")
+            if opts.commands then replay[#replay + 1] = "--commands " .. opts.commands end
+            if opts["lua-path"] then replay[#replay + 1] = "--lua-path " .. opts["lua-path"] end
+            -- The FSM's own error line says where; the frames of helios.sim that follow
+            -- it would only show this module's insides.
+            e = tostring(e):gsub("\nstack traceback:\n.-\n(simulation seed)", "\n%1")
+                :gsub("\nsimulation seed %d+; replay: HELIOS_SEED=%d+$", "")
+            err(format("helios sim: %s\nreplay: %s\n", e, concat(replay, " ")))
             return 1
         end
         return 0
@@ -736,7 +1241,12 @@ function M.main(argv, out, err)
                     .. "--help')\n")
                 return 2
             end
-            return run_node(opts, out, err)
+            -- run_node extends package.path for the fsm module; a caller in this process
+            -- (a spec) gets its own back.
+            local saved_path = package.path
+            local code = run_node(opts, out, err)
+            package.path = saved_path
+            return code
         end
         return run_cluster(opts, out, err)
     end

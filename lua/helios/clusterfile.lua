@@ -19,7 +19,8 @@
 --
 --   local cf = require("helios.clusterfile")
 --   local conf, err = cf.load("cluster.lua")   -- err: "cluster.lua: nodes[\"node-2\"]:
---                                              -- address must be host:port"
+--                                              -- address must be host:port (got
+--                                              -- \"localhost\", a string)"
 --   local opts, err = cf.node_options(conf, "node-1")   -- the table for raft.new
 --   cf.write(path, conf)                       -- the inverse of load, mode 0600
 
@@ -39,15 +40,14 @@ function M.valid_id(id)
     return type(id) == "string" and #id <= 64 and id:match("^[%w][%w_.%-]*$") ~= nil
 end
 
---- Whether addr is "host:port" with a port in 1..65535.
+--- Whether addr is "host:port" with a port in 1..65535 and a numeric IPv4 host, [IPv6] or
+-- localhost (raft.address_problem says what is wrong otherwise).
 function M.valid_address(addr)
-    if type(addr) ~= "string" then return false end
-    local host, port = addr:match("^([%w_.%-]+):(%d+)$")
-    if not host then
-        host, port = addr:match("^%[([%x:]+)%]:(%d+)$")
-    end
-    port = tonumber(port)
-    return host ~= nil and port ~= nil and port >= 1 and port <= 65535
+    return require("helios.raft").address_problem(addr) == nil
+end
+
+local function describe(v)
+    return require("helios.raft").describe_value(v)
 end
 
 local function dirname(path)
@@ -75,10 +75,10 @@ function M.check(conf, file)
         return nil, file .. ": " .. format(fmt, ...)
     end
     if type(conf) ~= "table" then
-        return fail("must return a table (got %s)", type(conf))
+        return fail("must return a table (got %s)", describe(conf))
     end
     if type(conf.nodes) ~= "table" then
-        return fail("nodes: must be a table of id = \"host:port\" (got %s)", type(conf.nodes))
+        return fail("nodes: must be a table of id = \"host:port\" (got %s)", describe(conf.nodes))
     end
     local n = 0
     local seen = {}
@@ -87,9 +87,9 @@ function M.check(conf, file)
             return fail("nodes: %s is not a valid node id (letters, digits, - _ .)",
                 type(id) == "string" and format("%q", id) or tostring(id))
         end
-        if not M.valid_address(addr) then
-            return fail("nodes[%q]: address must be host:port (got %s)", id,
-                type(addr) == "string" and format("%q", addr) or type(addr))
+        local problem = require("helios.raft").address_problem(addr)
+        if problem then
+            return fail("nodes[%q]: address %s (got %s)", id, problem, describe(addr))
         end
         if seen[addr] then
             return fail("nodes[%q]: address %s is also node %s's", id, addr, seen[addr])
@@ -100,15 +100,16 @@ function M.check(conf, file)
     if n == 0 then return fail("nodes: at least one node is needed") end
     if conf.cluster_id == nil then conf.cluster_id = "helios" end
     if type(conf.cluster_id) ~= "string" or conf.cluster_id == "" then
-        return fail("cluster_id: must be a non-empty string")
+        return fail("cluster_id: must be a non-empty string (got %s)", describe(conf.cluster_id))
     end
     if conf.fsm == nil then conf.fsm = "helios.fsm.kv" end
     if type(conf.fsm) ~= "string" or not conf.fsm:match("^[%w_.]+$") then
-        return fail("fsm: must be a module name such as \"helios.fsm.kv\"")
+        return fail("fsm: must be a module name such as \"helios.fsm.kv\" (got %s)",
+            describe(conf.fsm))
     end
     if conf.data_dir == nil then conf.data_dir = "./data" end
     if type(conf.data_dir) ~= "string" or conf.data_dir == "" then
-        return fail("data_dir: must be a path")
+        return fail("data_dir: must be a path (got %s)", describe(conf.data_dir))
     end
     conf.data_dir = M.resolve(dirname(file), conf.data_dir)
     if conf.secret ~= nil and conf.secret_file ~= nil then
@@ -116,7 +117,7 @@ function M.check(conf, file)
     end
     if conf.secret_file ~= nil then
         if type(conf.secret_file) ~= "string" then
-            return fail("secret_file: must be a path")
+            return fail("secret_file: must be a path (got %s)", describe(conf.secret_file))
         end
         local path = M.resolve(dirname(file), conf.secret_file)
         local f, err = io.open(path, "rb")
@@ -132,13 +133,14 @@ function M.check(conf, file)
         return fail("secret: must be a non-empty string")
     end
     if conf.control ~= nil and type(conf.control) ~= "string" then
-        return fail("control: must be a path (default <data_dir>/<id>/control.sock)")
+        return fail("control: must be a path (default <data_dir>/<id>/control.sock; got %s)",
+            describe(conf.control))
     end
     for k, v in pairs(conf) do
         if type(k) ~= "string" then return fail("[%s]: fields are named", tostring(k)) end
         if not M.FIELDS[k] and type(v) ~= "number" and type(v) ~= "boolean"
             and type(v) ~= "string" then
-            return fail("%s: must be a number, boolean or string (got %s)", k, type(v))
+            return fail("%s: must be a number, boolean or string (got %s)", k, describe(v))
         end
     end
     return conf

@@ -352,8 +352,10 @@ end
 
 --- Start the node (networked nodes): open and lock the data dir, recover, listen, and
 -- take part in the cluster once raft.run() runs the loop.
--- @return true, or nil, code, detail ("busy": the data dir is locked by another process
---   or node, detail names its pid; "io", "corrupt", "inval" ...); the node is then closed.
+-- @return true, or nil, code, detail ("busy": the data dir is locked by another process,
+--   detail names its pid, or by another node of this process, detail says so; "io",
+--   "corrupt": damaged data, detail names the file and offset (README, "When a node's
+--   data is damaged"); "inval" ...); the node is then closed.
 function node_class:start()
     if not self._backend._start then
         error("Usage: node:start(): this node is started by its cluster", 2)
@@ -564,46 +566,80 @@ local OTHER_OPTIONS = {
     secret_file = true, control = true, cluster_id = true, on_fsm_error = true,
 }
 
-local function bad(field, what, got)
-    error(format("raft.new: %s must be %s%s", field, what,
-                 got ~= nil and format(" (got %s)", tostring(got)) or ""), 3)
+--- How a value shows in an error message: a string as the user wrote it, quoted, and said
+-- to be a string (`"300", a string`), a number or boolean as is, other types by name.
+function M.describe_value(v)
+    local t = type(v)
+    if t == "string" then
+        return (format("%q, a string", v):gsub("\\\n", "\\n"))
+    elseif t == "number" or t == "boolean" then
+        return tostring(v)
+    elseif t == "nil" then
+        return "nothing"
+    end
+    return "a " .. t
 end
 
-local function valid_address(addr)
+-- An option error: raised as a table by the checks below, caught by raft.new, which raises
+-- "raft.new: <field>: <what is wrong>" at its caller's level (never a position in here).
+local function option_error(field, msg)
+    error({ option_error = format("%s: %s", field, msg) }, 0)
+end
+
+local function bad(field, what, got)
+    option_error(field, format("must be %s%s", what,
+                               got ~= nil and format(" (got %s)", M.describe_value(got)) or ""))
+end
+
+--- What is wrong with a node address, or nil if it is one: "host:port" with a port in
+-- 1..65535 and a host that is a numeric IPv4 address, a bracketed IPv6 address or
+-- localhost. Host names are not resolved (the transport connects from its event loop,
+-- which has no resolver), so "db1.example:9001" is refused here rather than at start.
+-- @treturn string|nil e.g. "must be host:port"
+function M.address_problem(addr)
     if type(addr) ~= "string" then
-        return false
+        return "must be a string \"host:port\""
     end
-    local host, port = addr:match("^([%w_.%-]+):(%d+)$")
+    local host, port = addr:match("^(.+):(%d+)$")
     if not host then
-        host, port = addr:match("^%[([%x:]+)%]:(%d+)$")
+        return "must be host:port"
     end
     port = tonumber(port)
-    return host ~= nil and port ~= nil and port >= 1 and port <= 65535
+    if port < 1 or port > 65535 then
+        return "must be host:port with a port from 1 to 65535"
+    end
+    if host == "localhost" or host:match("^%[[%x:.]*:[%x:.]*%]$") then
+        return nil
+    end
+    local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+    if a and tonumber(a) <= 255 and tonumber(b) <= 255 and tonumber(c) <= 255
+        and tonumber(d) <= 255 then
+        return nil
+    end
+    return "must have a numeric IPv4 host, [IPv6] or localhost (host names are not resolved)"
 end
 
 local function read_secret_file(path)
     local f, err = io_open(path, "rb")
     if not f then
-        error(format("raft.new: secret_file: %s", tostring(err)), 3)
+        option_error("secret_file", tostring(err))
     end
     local s = f:read("*a")
     f:close()
     s = s:gsub("\r?\n$", "")
     if s == "" then
-        error(format("raft.new: secret_file: %s is empty", path), 3)
+        option_error("secret_file", format("%s is empty", path))
     end
     return s
 end
 
--- Check every option (errors name the field) and return the table for core.node_new.
+-- Check every option (errors name the field: see option_error) and return the table for
+-- core.node_new.
 local function check_options(o)
-    if type(o) ~= "table" then
-        error("Usage: raft.new{ id = ..., listen = ..., data_dir = ..., peers = {...}, "
-              .. "fsm = ..., secret = ... }", 3)
-    end
     for k in pairs(o) do
         if not INT_OPTIONS[k] and not OTHER_OPTIONS[k] then
-            error(format("raft.new: unknown option '%s'", tostring(k)), 3)
+            option_error(type(k) == "string" and k or format("[%s]", tostring(k)),
+                         "unknown option")
         end
     end
     for k, kind in pairs(INT_OPTIONS) do
@@ -627,15 +663,18 @@ local function check_options(o)
         if type(pid) ~= "string" or pid == "" then
             bad("peers", "keyed by node ids (non-empty strings)", pid)
         end
-        if not valid_address(addr) then
-            bad(format("peers[%q]", pid), "an address \"host:port\"", addr)
+        local problem = M.address_problem(addr)
+        if problem then
+            option_error(format("peers[%q]", pid), format("address %s (got %s)", problem,
+                                                          M.describe_value(addr)))
         end
         n = n + 1
     end
     if n == 0 then bad("peers", "a non-empty table { [id] = \"host:port\" }") end
     if o.peers[o.id] == nil then bad("peers", format("a table that includes this node (%q)", o.id)) end
-    if o.listen ~= nil and not valid_address(o.listen) then
-        bad("listen", "an address \"host:port\"", o.listen)
+    local problem = o.listen ~= nil and M.address_problem(o.listen)
+    if problem then
+        option_error("listen", format("address %s (got %s)", problem, M.describe_value(o.listen)))
     end
     local fsm = o.fsm
     if type(fsm) ~= "table" or type(fsm.apply) ~= "function" then
@@ -646,14 +685,16 @@ local function check_options(o)
     end
     local secret = o.secret
     if secret ~= nil and o.secret_file ~= nil then
-        error("raft.new: give secret or secret_file, not both", 3)
+        option_error("secret, secret_file", "give one of them, not both")
     end
     if o.secret_file ~= nil then
         if type(o.secret_file) ~= "string" then bad("secret_file", "a path", o.secret_file) end
         secret = read_secret_file(o.secret_file)
     end
     if type(secret) ~= "string" or secret == "" then
-        bad("secret", "a non-empty string (or give secret_file)", secret ~= nil and type(secret) or nil)
+        -- Never the value itself: it is the cluster's secret.
+        bad("secret", "a non-empty string (or give secret_file)" .. (secret == nil and ""
+            or format(" (got %s)", secret == "" and "an empty string" or "a " .. type(secret))))
     end
     if o.control ~= nil and (type(o.control) ~= "string" or o.control == "") then
         bad("control", "a socket path", o.control)
@@ -775,7 +816,9 @@ local function make_hooks(b)
         if not last or last.role ~= role or last.term ~= term then
             protect(node._emit, node, "state", role, term)
         end
-        if not last or last.leader ~= leader then
+        -- A node starts knowing no leader: the first "leader" event is the first leader it
+        -- learns of, never (nil, 0) at start.
+        if (last and last.leader) ~= leader then
             protect(node._emit, node, "leader", leader, term)
         end
     end
@@ -927,7 +970,8 @@ local function check_snapshot(b)
 end
 
 --- Create a networked node (not started: see node:start()). Options of API.md; every
--- bad option raises an error naming the field.
+-- bad option raises "raft.new: <field>: <what is wrong> (got <value as written>)" at the
+-- caller's line.
 -- @tparam table opts id, listen (default peers[id]), data_dir, peers ({ [id] = addr },
 --   this node included: the initial voters, used on first boot), fsm (apply, snapshot,
 --   restore), secret or secret_file, control (optional: a unix socket path for the
@@ -936,7 +980,17 @@ end
 --   API.md.
 -- @return the node
 function M.new(opts)
-    local copts = check_options(opts)
+    if type(opts) ~= "table" then
+        error("Usage: raft.new{ id = ..., listen = ..., data_dir = ..., peers = {...}, "
+              .. "fsm = ..., secret = ... }", 2)
+    end
+    local checked, copts = pcall(check_options, opts)
+    if not checked then
+        if type(copts) == "table" and copts.option_error then
+            error("raft.new: " .. copts.option_error, 2)
+        end
+        error(copts, 0)
+    end
     local ids = {}
     for pid in pairs(copts.peers) do
         ids[#ids + 1] = pid
@@ -954,6 +1008,14 @@ function M.new(opts)
     local ok, cn = pcall(core().node_new, copts, make_hooks(b))
     if not ok then
         local msg = tostring(cn):gsub("^node_new: ", ""):gsub("^config: ", "")
+        -- The core's checks say "<field> must ...": the same form as the checks above.
+        local field = msg:match("^([%w_]+) must ")
+        if field then
+            msg = msg:gsub("^([%w_]+) must ", "%1: must ")
+            if opts[field] ~= nil and not msg:find("(got ", 1, true) then
+                msg = format("%s (got %s)", msg, M.describe_value(opts[field]))
+            end
+        end
         error("raft.new: " .. msg, 2)
     end
     b._core = cn

@@ -215,7 +215,9 @@ local function make_hooks(c, fsm_factory)
         if not last or last.role ~= role or last.term ~= term then
             node:_emit("state", role, term)
         end
-        if not last or last.leader ~= leader then
+        -- A node starts knowing no leader: the first "leader" event is the first leader it
+        -- learns of, never (nil, 0) at boot.
+        if (last and last.leader) ~= leader then
             node:_emit("leader", leader, term)
         end
     end

@@ -86,7 +86,8 @@ describe("helios cluster (the README's main command)", function()
         end
     end)
 
-    it("refuses another --base-port or --nodes for an existing cluster file", function()
+    it("refuses another --base-port or --nodes for an existing cluster file, never replaces it",
+       function()
         local base = free_base(3)
         local data = dir .. "/data"
         os.execute("mkdir -p " .. data)
@@ -116,6 +117,13 @@ describe("helios cluster (the README's main command)", function()
         assert.matches("describes 3 nodes, not the 5 of --nodes", out, 1, true)
         -- nothing was started
         assert.is_nil(io.open(data .. "/node-1.log"))
+
+        -- an edit gone wrong is reported, and the file is left as it is, not replaced
+        su.write_file(data .. "/cluster.lua", "return {\n")
+        code, out = run("--data", data, "--run-for 1")
+        assert.are.equal(1, code, out)
+        assert.matches(data .. "/cluster.lua:", out, 1, true)
+        assert.are.equal("return {\n", su.read_file(data .. "/cluster.lua"))
     end)
 
     it("make demo passes ARGS through to helios cluster", function()

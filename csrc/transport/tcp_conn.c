@@ -26,7 +26,7 @@ struct wr {
 /* "to node-2 (10.0.0.2:9001)", "from node-3 (127.0.0.1:40312)": every message about a
  * connection names the node and the address, so an operator can tell a misconfigured peer
  * from a stranger. Inbound ports are ephemeral: a log reader that groups repeats drops
- * them (helios.cli). */
+ * them (lua/helios/nodelog.lua). */
 static const char *who(const struct hr__conn *c, char *buf, size_t len)
 {
     const char *name = c->peer != NULL ? c->peer->name

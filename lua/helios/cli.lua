@@ -536,8 +536,14 @@ local function run_cluster(opts, out, err)
     local data = clusterfile.resolve(".", opts.data)
     os.execute("mkdir -p " .. shell_quote(data) .. " && chmod 700 " .. shell_quote(data))
     local file = data .. "/cluster.lua"
-    local conf = clusterfile.load(file)
-    if conf then
+    local conf, lerr = clusterfile.load(file)
+    local exists = io.open(file)
+    if exists then exists:close() end
+    if not conf and exists then
+        -- An edited file with a mistake: say so, never replace it (its data is the cluster's).
+        err(format("helios cluster: %s\n", tostring(lerr)))
+        return 1
+    elseif conf then
         local refusal = check_reuse(conf, file, data, opts)
         if refusal then
             err("helios cluster: " .. refusal .. "\n")

@@ -54,6 +54,7 @@ help:
 	@echo "make check       everything CI runs: test, test-asan, rock-check, fuzz-check, summed counts"
 	@echo "make fuzz-check  the libFuzzer targets for FUZZ_SECONDS (60) in all, as a test runner"
 	@echo "make demo        a local 3-node cluster, data under ./data: bin/helios cluster --nodes 3"
+	@echo "                 (other ports: HELIOS_BASE_PORT=9101, more options: ARGS='...')"
 	@echo "make clean       remove build outputs"
 
 deps:
@@ -142,10 +143,13 @@ check:
 	.ci/sum-results build/results test test-asan rock-check fuzz-check || rc=1; \
 	exit $$rc
 
+# Other ports: `make demo HELIOS_BASE_PORT=9101` (helios cluster reads it from the
+# environment; make exports a variable given on its command line), or any option of
+# `helios cluster` in ARGS, which come last and so win: `make demo ARGS='--base-port 9101'`.
 demo:
 	@.ci/deps
 	@$(MAKE) --no-print-directory build
-	bin/helios cluster --nodes 3 --data ./data
+	bin/helios cluster --nodes 3 --data ./data $(ARGS)
 
 # libFuzzer targets (csrc/transport/fuzz/*_fuzz.c) for the frame decoder and the handshake
 # parser, with ASan and UBSan. `make fuzz` runs each for its share of FUZZ_SECONDS on the

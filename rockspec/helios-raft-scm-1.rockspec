@@ -115,6 +115,7 @@ build = {
       ["helios.clusterfile"] = "lua/helios/clusterfile.lua",
       ["helios.control"] = "lua/helios/control.lua",
       ["helios.fsm.kv"] = "lua/helios/fsm/kv.lua",
+      ["helios.nodelog"] = "lua/helios/nodelog.lua",
       ["helios.testing"] = "lua/helios/testing.lua",
       ["helios.raft"] = "lua/helios/raft.lua",
       ["helios.sim"] = "lua/helios/sim.lua",

@@ -2,7 +2,9 @@
 -- loopback) against hostile peers on its transport port: a wrong secret, a wrong cluster
 -- id, garbage bytes, malformed frames after a good handshake and a spoofed sender. Each is
 -- refused, closes only its own connection and bumps a counter of node:stats()
--- (auth_failures, bad_frames), and the cluster keeps committing.
+-- (auth_failures, bad_frames), and the cluster keeps committing. The cluster has a fourth
+-- node that never runs: the hostile peer that knows the secret poses as it, since a name
+-- outside the cluster is refused at the handshake.
 
 local testing = require("helios.testing")
 local core = require("helios.core")
@@ -34,7 +36,7 @@ local function assert_closed(conn)
 end
 
 local function handshake(conn, opts)
-    local o = { cluster_id = CLUSTER, node_name = "intruder", secret = SECRET,
+    local o = { cluster_id = CLUSTER, node_name = "node-4", secret = SECRET,
                 peer_name = "node-1" }
     for k, v in pairs(opts or {}) do o[k] = v end
     return core.wire_handshake(conn, o)
@@ -43,7 +45,8 @@ end
 describe("transport against hostile peers", function()
     local cl
     setup(function()
-        cl = testing.cluster{ n = 3, secret = SECRET, cluster_id = CLUSTER }
+        cl = testing.cluster{ n = 4, secret = SECRET, cluster_id = CLUSTER, start = false }
+        for i = 1, 3 do cl:start("node-" .. i) end
         cl:leader(15000)
     end)
     teardown(function()
@@ -78,6 +81,18 @@ describe("transport against hostile peers", function()
         conn:close()
     end)
 
+    it("refuses a peer that proves the secret under a name outside the cluster", function()
+        local before = stats(cl, "node-1").auth_failures
+        local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+        local ok, code, detail = handshake(conn, { node_name = "intruder" })
+        assert.is_nil(ok)
+        assert.are.equal("EAUTH", code)
+        assert.matches("unknown node id 'intruder'", detail, 1, true)
+        conn:close()
+        cl:wait(function() return stats(cl, "node-1").auth_failures > before end, 5000,
+                "auth_failures to grow")
+    end)
+
     it("accepts the right secret", function()
         local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
         assert.is_true(handshake(conn))
@@ -98,7 +113,7 @@ describe("transport against hostile peers", function()
 
     it("closes an authenticated connection on a malformed, oversized or spoofed frame",
        function()
-        local intruder = core.node_id("intruder")
+        local intruder = core.node_id("node-4")
         local node1 = core.node_id("node-1")
         local frames = {
             malformed = core.wire_frame("\147\1\2\3"),

@@ -92,7 +92,7 @@ static int refuse(struct hr_hs *hs, msgpack_sbuffer *out, char *err, size_t errl
         snprintf(m.reason, sizeof(m.reason), "%s", reason);
         hr_hs_encode(out, &m); /* best effort: the connection closes anyway */
     }
-    snprintf(err, errlen, "handshake: %s", reason);
+    snprintf(err, errlen, "handshake refused: %s", reason);
     return HR_EPROTO;
 }
 
@@ -117,14 +117,21 @@ int hr_hs_start(struct hr_hs *hs, msgpack_sbuffer *out, char *err, size_t errlen
     return send_msg(out, &m, err, errlen);
 }
 
-/* What both sides check of the other's opening message. */
-static const char *check_opening(const struct hr_hs *hs, const struct hr_hs_msg *m)
+/* What both sides check of the other's opening message; buf holds a reason that names
+ * both sides' values. */
+static const char *check_opening(const struct hr_hs *hs, const struct hr_hs_msg *m, char *buf,
+                                 size_t buflen)
 {
     if (m->version != HR_HS_VERSION) {
-        return "unsupported protocol version";
+        snprintf(buf, buflen, "unsupported protocol version %llu (this node speaks %d)",
+                 (unsigned long long)m->version, HR_HS_VERSION);
+        return buf;
     }
     if (strcmp(m->cluster, hs->cfg->cluster) != 0) {
-        return "cluster id mismatch";
+        snprintf(buf, buflen, "cluster id mismatch: dialer in '%s', listener in '%s'",
+                 hs->server ? m->cluster : hs->cfg->cluster,
+                 hs->server ? hs->cfg->cluster : m->cluster);
+        return buf;
     }
     if (!m->has_nonce || m->name[0] == 0) {
         return NULL; /* malformed, reported by the caller */
@@ -135,8 +142,8 @@ static const char *check_opening(const struct hr_hs *hs, const struct hr_hs_msg 
 static int on_hello(struct hr_hs *hs, const struct hr_hs_msg *m, msgpack_sbuffer *out, char *err,
                     size_t errlen)
 {
-    const char *why = check_opening(hs, m);
     char buf[HR_HS_MAX_NAME * 2 + 64];
+    const char *why = check_opening(hs, m, buf, sizeof(buf));
     if (why != NULL && *why == 0 && strcmp(m->peer, hs->cfg->name) != 0) {
         snprintf(buf, sizeof(buf), "dialed node '%s' but this is '%s'", m->peer, hs->cfg->name);
         why = buf;
@@ -170,8 +177,8 @@ static int on_hello(struct hr_hs *hs, const struct hr_hs_msg *m, msgpack_sbuffer
 static int on_challenge(struct hr_hs *hs, const struct hr_hs_msg *m, msgpack_sbuffer *out,
                         char *err, size_t errlen)
 {
-    const char *why = check_opening(hs, m);
     char buf[HR_HS_MAX_NAME * 2 + 64];
+    const char *why = check_opening(hs, m, buf, sizeof(buf));
     if (why == NULL) {
         snprintf(err, errlen, "handshake: CHALLENGE without a name or nonce");
         return HR_EPROTO;
@@ -227,7 +234,7 @@ int hr_hs_step(struct hr_hs *hs, const void *payload, size_t len, msgpack_sbuffe
     if (m.type == HR_HS_REFUSE && !hs->server && hs->state != FAILED && hs->state != DONE) {
         hs->state = FAILED;
         hs->auth_failure = true;
-        snprintf(err, errlen, "handshake: refused by the peer: %s", m.reason);
+        snprintf(err, errlen, "handshake refused by the peer: %s", m.reason);
         return HR_EPROTO;
     }
     static const int expected[] = {
@@ -253,6 +260,12 @@ int hr_hs_step(struct hr_hs *hs, const void *payload, size_t len, msgpack_sbuffe
         break;
     case WAIT_AUTH:
         rc = verify(hs, &m, 'C', out, err, errlen);
+        if (rc == 0 && hs->cfg->known != NULL && !hs->cfg->known(hs->cfg->known_ctx, hs->peer)) {
+            char why[HR_HS_MAX_NAME + 64];
+            snprintf(why, sizeof(why), "unknown node id '%s' (not in this node's cluster)",
+                     hs->peer);
+            rc = refuse(hs, out, err, errlen, why);
+        }
         if (rc == 0) {
             struct hr_hs_msg r;
             msg_init(&r, HR_HS_WELCOME);

@@ -74,6 +74,11 @@ struct hr_hs_config {
     const char *cluster; /* cluster id */
     const void *secret;
     size_t secret_len;
+    /* Listener only; NULL accepts any name. Whether a dialer is a node of this cluster's
+     * configuration: one that is not is refused ("unknown node id"). Asked only once the
+     * dialer has proved the secret, so a stranger learns nothing about the membership. */
+    bool (*known)(void *ctx, const char *name);
+    void *known_ctx;
 };
 
 enum { HR_HS_MORE = 0, HR_HS_DONE = 1 };
@@ -98,7 +103,10 @@ void hr_hs_server_init(struct hr_hs *hs, const struct hr_hs_config *cfg);
 int hr_hs_start(struct hr_hs *hs, msgpack_sbuffer *out, char *err, size_t errlen);
 /* Feed one received frame's payload. Returns HR_HS_MORE or HR_HS_DONE, possibly having
  * appended a frame to out to send; or a negative HR_E* with a message in err, possibly with
- * a REFUSE frame appended to out, to send before closing the connection. */
+ * a REFUSE frame appended to out, to send before closing the connection. A refusal's
+ * message is "handshake refused: <reason>" on the side that refused and "handshake refused
+ * by the peer: <reason>" on the other, the reason naming what differs (the secret, the
+ * cluster ids, the node ids). */
 int hr_hs_step(struct hr_hs *hs, const void *payload, size_t len, msgpack_sbuffer *out, char *err,
                size_t errlen);
 

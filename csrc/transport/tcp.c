@@ -68,6 +68,14 @@ int hr__tcp_parse_addr(const char *addr, struct sockaddr_storage *sa)
     return uv_ip4_addr(ip, (int)port, (struct sockaddr_in *)sa) == 0 ? 0 : HR_EINVAL;
 }
 
+/* The handshake's membership check: a dialer must be one of the configured peers (the
+ * core would drop its messages anyway; refusing it says why, on both sides). */
+static bool known_peer(void *ctx, const char *name)
+{
+    struct hr__peer *p = hr__peer_find(ctx, hr_tcp_node_id(name));
+    return p != NULL && strcmp(p->name, name) == 0;
+}
+
 static void free_tcp(struct hr_tcp *t)
 {
     free(t->name);
@@ -128,7 +136,12 @@ struct hr_tcp *hr_tcp_new(uv_loop_t *loop, const struct hr_tcp_config *config,
         t->reconnect_max = t->reconnect_min;
     }
     t->handshake_ms = c->handshake_timeout_ms ? c->handshake_timeout_ms : HR__HANDSHAKE_MS;
-    t->hs_cfg = (struct hr_hs_config){t->name, t->cluster, t->secret, t->secret_len};
+    t->hs_cfg = (struct hr_hs_config){.name = t->name,
+                                      .cluster = t->cluster,
+                                      .secret = t->secret,
+                                      .secret_len = t->secret_len,
+                                      .known = known_peer,
+                                      .known_ctx = t};
     if (cb != NULL) {
         t->cb = *cb;
     }
@@ -163,6 +176,7 @@ static void on_connection(uv_stream_t *server, int status)
         hr__conn_close(c, NULL);
         return;
     }
+    hr__conn_accepted(c);
     if (t->handshaking > HR__MAX_HANDSHAKING) {
         hr__conn_close(c, "too many connections in their handshake");
         return;

@@ -23,12 +23,37 @@ struct wr {
     uv_buf_t bufs[HR__WRITE_FRAMES];
 };
 
-static const char *who(const struct hr__conn *c)
+/* "to node-2 (10.0.0.2:9001)", "from node-3 (127.0.0.1:40312)": every message about a
+ * connection names the node and the address, so an operator can tell a misconfigured peer
+ * from a stranger. Inbound ports are ephemeral: a log reader that groups repeats drops
+ * them (lua/helios/nodelog.lua). */
+static const char *who(const struct hr__conn *c, char *buf, size_t len)
 {
-    if (c->peer != NULL) {
-        return c->peer->name;
+    const char *name = c->peer != NULL ? c->peer->name
+                       : c->hs.peer[0] ? c->hs.peer
+                                       : "an unidentified peer";
+    snprintf(buf, len, "%s %s (%s)", c->peer != NULL ? "to" : "from", name,
+             c->addr[0] ? c->addr : "address unknown");
+    return buf;
+}
+
+void hr__conn_accepted(struct hr__conn *c)
+{
+    struct sockaddr_storage sa;
+    int len = (int)sizeof(sa);
+    char host[INET6_ADDRSTRLEN] = "";
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) != 0) {
+        return;
     }
-    return c->hs.peer[0] ? c->hs.peer : "(unauthenticated)";
+    if (sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
+        uv_ip6_name(a, host, sizeof(host));
+        snprintf(c->addr, sizeof(c->addr), "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
+    } else if (sa.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
+        uv_ip4_name(a, host, sizeof(host));
+        snprintf(c->addr, sizeof(c->addr), "%s:%u", host, (unsigned)ntohs(a->sin_port));
+    }
 }
 
 static void on_close(uv_handle_t *h)
@@ -67,7 +92,8 @@ void hr__conn_close(struct hr__conn *c, const char *why)
         }
     }
     if (why != NULL) {
-        hr__tcp_log(t, 1, "transport: %s %s: closed: %s", c->peer ? "to" : "from", who(c), why);
+        char w[HR_HS_MAX_NAME + 96];
+        hr__tcp_log(t, 1, "transport: %s: closed: %s", who(c, w, sizeof(w)), why);
     }
     if (c->peer != NULL) {
         struct hr__peer *p = c->peer;
@@ -102,6 +128,9 @@ struct hr__conn *hr__conn_new(struct hr_tcp *t, struct hr__peer *peer)
     c->handles = 2;
     t->live_handles += 2;
     c->state = peer != NULL ? HR__CONNECTING : HR__HANDSHAKE;
+    if (peer != NULL) {
+        snprintf(c->addr, sizeof(c->addr), "%s", peer->addr);
+    }
     hr_frame_reader_init(&c->rd, HR_HS_MAX_FRAME);
     return c;
 }
@@ -231,7 +260,8 @@ static void established(struct hr__conn *c)
     t->handshaking--;
     t->stats.accepted++;
     c->peer_id = hr_tcp_node_id(c->hs.peer);
-    hr__tcp_log(t, 0, "transport: accepted %s", c->hs.peer);
+    char w[HR_HS_MAX_NAME + 96];
+    hr__tcp_log(t, 0, "transport: %s: accepted", who(c, w, sizeof(w)));
     /* A peer that restarted may leave its old connection half-open: the new one wins. */
     for (struct hr__conn *o = t->inbound; o != NULL;) {
         struct hr__conn *next = o->next_in;
@@ -256,7 +286,8 @@ static void on_hs_frame(struct hr__conn *c, const void *payload, size_t len)
         } else {
             t->stats.bad_frames++;
         }
-        hr__tcp_log(t, 1, "transport: %s %s refused: %s", c->peer ? "to" : "from", who(c), err);
+        char w[HR_HS_MAX_NAME + 96];
+        hr__tcp_log(t, 1, "transport: %s: %s", who(c, w, sizeof(w)), err);
     }
     if (refusing) {
         /* Tell the dialer why, then close (the handshake timer still bounds this). */
@@ -289,8 +320,10 @@ static void on_msg_frame(struct hr__conn *c, const void *payload, size_t len)
         bad = "message addressed to another node";
     }
     if (bad != NULL) {
+        char why[300];
+        snprintf(why, sizeof(why), "dropped a bad frame: %s", bad);
         t->stats.bad_frames++;
-        hr__conn_close(c, bad);
+        hr__conn_close(c, why);
         return;
     }
     t->stats.frames_received++;
@@ -339,8 +372,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         if (rc < 0) {
+            char why[300];
+            snprintf(why, sizeof(why), "dropped a bad frame: %s", err);
             t->stats.bad_frames++;
-            hr__conn_close(c, err);
+            hr__conn_close(c, why);
             return;
         }
         if (c->state == HR__OPEN) {

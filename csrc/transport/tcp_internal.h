@@ -65,6 +65,9 @@ struct hr__conn {
     struct hr_hs hs;
     struct hr_frame_reader rd;
     hr_id_t peer_id; /* authenticated (inbound) */
+    /* The other end's "host:port" for log messages: the peer's configured address
+     * (outbound) or where the connection came from (inbound, hr__conn_accepted). */
+    char addr[64];
 };
 
 struct hr__peer {
@@ -114,6 +117,8 @@ uint64_t hr__tcp_random(struct hr_tcp *t);
 
 /* tcp_conn.c */
 struct hr__conn *hr__conn_new(struct hr_tcp *t, struct hr__peer *peer);
+/* An inbound connection was accepted into c->tcp: note where it comes from. */
+void hr__conn_accepted(struct hr__conn *c);
 /* Start the handshake's reading (and, for a dialer, its HELLO). */
 int hr__conn_begin(struct hr__conn *c);
 void hr__conn_close(struct hr__conn *c, const char *why);

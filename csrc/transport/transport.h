@@ -6,7 +6,8 @@
  * its own outbound connection. Every connection starts with a versioned handshake that
  * carries the protocol version, the cluster id and both node ids, and in which both sides
  * prove knowledge of the cluster secret (challenge and response, HMAC-SHA256); a peer that
- * cannot, or names another cluster, is refused and logged. After it, each frame is one
+ * cannot, names another cluster or is not one of the configured peers is refused, and both
+ * sides log it with the other's address and the reason. After it, each frame is one
  * msgpack-encoded hr_msg (codec.h) with a CRC32C of its payload.
  *
  * A malformed, truncated, oversized or unexpected frame closes that connection and bumps a
@@ -49,7 +50,9 @@ struct hr_tcp_callbacks {
     /* A message arrived from an authenticated peer; m is borrowed for the call. */
     void (*recv)(void *ctx, const struct hr_msg *m);
     /* Something an operator should know (a refused peer, a bad frame): level 0 info,
-     * 1 warning, 2 error. May be NULL. */
+     * 1 warning, 2 error. A message about a connection names the peer and its address,
+     * "transport: from node-3 (127.0.0.1:40312): handshake refused: <reason>"; one per
+     * event, so a peer that retries repeats it: the receiver rate-limits. May be NULL. */
     void (*log)(void *ctx, int level, const char *msg);
 };
 
@@ -58,7 +61,7 @@ struct hr_tcp_stats {
     uint64_t bytes_sent, bytes_received;
     uint64_t connects, disconnects;   /* outbound connections made and lost */
     uint64_t accepted;                /* inbound connections that passed the handshake */
-    uint64_t auth_failures;           /* handshakes refused (wrong secret, cluster, version) */
+    uint64_t auth_failures;           /* handshakes refused (secret, cluster, version, node id) */
     uint64_t bad_frames;              /* malformed, truncated, oversized or unexpected */
     uint64_t queue_drops;             /* messages dropped because a send queue was full */
 };

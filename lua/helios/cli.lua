@@ -101,7 +101,7 @@ local WAIT_MS = 10000
 --- Parse `--name value` / `--name=value` integer options.
 -- @treturn table|nil options, or nil and a message
 local function parse_options(argv, first, spec)
-    local opts = {}
+    local opts = { given = {} } -- given[name]: on the command line, not a default
     for name, o in pairs(spec) do opts[name] = o.default end
     local i = first
     while argv[i] ~= nil do
@@ -122,6 +122,7 @@ local function parse_options(argv, first, spec)
                 return nil, format("unexpected argument '%s'", a)
             end
             if value == nil then return nil, format("--%s needs a value", name) end
+            opts.given[name] = true
             if o.kind == "string" then
                 opts[name] = value
                 i = i + 1
@@ -643,7 +644,10 @@ Usage: helios node --config FILE --id ID [--lua-path PATH]
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
 is refused while the first runs), and its control socket is <data_dir>/<ID>/control.sock
-(helios.client). Logs role changes, leaders, commits and errors on stderr.
+(helios.client). Logs role changes, leaders and commits on stderr, and what the node
+reports: errors, refused peers (their address and why: the secret, the cluster id, the node
+id), dropped frames, storage errors. A message that repeats (a peer retrying) is printed
+once, then summarized once per log_repeat_ms (a field of the file; default 10000).
 
 An error raised by the state machine's apply is answered to the client as fsm_error and
 logged, and the node goes on. With on_fsm_error = "stop" in the cluster file the node
@@ -793,6 +797,10 @@ local function run_node(opts, out, err)
             nopts.data_dir, merr))
         return 1
     end
+    -- Refused peers, bad frames, storage errors: each kind once, then summarized.
+    -- An FSM stop is printed once, at exit (below).
+    local reports = require("helios.nodelog").attach(node, function(line) log("%s", line) end,
+        { repeat_ms = conf.log_repeat_ms, ignore = { fsm_error = true } })
 
     -- Commits: a range per COMMIT_LOG_MS; a lone commit in a quiet cluster shows at once.
     local first, last, last_term, logged_at = nil, nil, nil, 0
@@ -817,25 +825,12 @@ local function run_node(opts, out, err)
         last, last_term = index, term
         if clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
     end)
-    -- Errors: an FSM error (logged once per entry), and what storage and transport report
-    -- as errors. Warnings and info (peers connecting, retrying) are left out: they would
-    -- drown the commits.
-    node:on("log", function(level, msg)
-        if level >= 2 then
-            flush_commits()
-            log("error: %s", msg)
-        end
-    end)
+    -- Errors and warnings (an FSM error once per entry, storage, refused peers) go through
+    -- the limiter above; here only the stop an FSM error asks for, printed at exit.
     local fsm_stop
     node:on("error", function(code, msg)
         flush_commits()
-        if code == "fsm_error" then
-            fsm_stop = msg
-        elseif code then
-            log("error: %s: %s", code, tostring(msg))
-        else
-            log("storage recovered")
-        end
+        if code == "fsm_error" then fsm_stop = msg end
     end)
 
     local started, serr, sdetail = node:start()
@@ -862,6 +857,7 @@ local function run_node(opts, out, err)
     local timer
     timer = raft.every(50, function()
         if first and clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
+        reports:flush()
         local sig = core.signal_take()
         if sig and not stopping then
             stopping = true
@@ -873,6 +869,7 @@ local function run_node(opts, out, err)
     end)
     local rok, rerr = raft.run()
     flush_commits()
+    reports:close()
     if not rok then
         err(format("helios node: %s\n", tostring(rerr)))
         return 1
@@ -892,16 +889,21 @@ local CLUSTER_USAGE = [[
 Usage: helios cluster [--nodes N] [--data DIR] [--base-port PORT] [--run-for SECONDS]
 
 Starts a local cluster on loopback: writes DIR/cluster.lua (or reuses the one there, with
-its data), starts one `helios node` process per node (logs in DIR/<id>.log), waits for a
-leader and shows it, proposes a few commands and shows what commits, then keeps printing
-leader changes and commits until Ctrl-C (or SIGTERM), which stops every node cleanly.
-Try `kill -9` on the leader's pid from another terminal and watch the failover. The
-console on the leader comes with a later version.
+its data), starts one `helios node` process per node (logs in DIR/<id>.log), waits until
+every node is up (if one fails to start, e.g. its port is taken, it says which and why,
+stops the others and exits 1), waits for a leader and shows it, proposes a few commands
+and shows what commits, then keeps printing leader changes and commits until Ctrl-C (or
+SIGTERM), which stops every node cleanly. Try `kill -9` on the leader's pid from another
+terminal and watch the failover. The console on the leader comes with a later version.
+
+A reused cluster file keeps its nodes and addresses: a --nodes or --base-port that differs
+from it is refused (remove DIR for a new cluster, or edit the file).
 
 Options:
-  --nodes N           cluster size, 1 to 9 (default 3)
+  --nodes N           cluster size, 1 to 9 (default 3, or what DIR/cluster.lua has)
   --data DIR          where the cluster file and the nodes' data go (default ./data)
-  --base-port PORT    node i listens on PORT+i-1 (default 9001; 0: free ports)
+  --base-port PORT    node i listens on PORT+i-1 (default $HELIOS_BASE_PORT, else 9001;
+                      0: free ports)
   --run-for SECONDS   stop by itself after that long (default 0: until Ctrl-C)
   -h, --help          show this text
 ]]
@@ -965,6 +967,51 @@ local function read_tail(path, lines)
     return concat(all, "\n")
 end
 
+-- The cluster file is reused as it is (its data was written by those nodes at those
+-- addresses): a --nodes or --base-port that asks for something else is refused rather than
+-- ignored. Returns nil, or the message.
+local function check_reuse(conf, file, data, opts)
+    local clusterfile = require("helios.clusterfile")
+    local ids = clusterfile.ids(conf)
+    local function ways(flag)
+        return format("To proceed: %s to run the cluster %s describes; or remove %s (the "
+            .. "cluster's data goes with it) to start a new one%s.",
+            flag == "HELIOS_BASE_PORT" and "unset HELIOS_BASE_PORT" or "drop " .. flag, file,
+            data, flag == "--nodes" and "" or format("; or edit the addresses in %s", file))
+    end
+    if opts.given.nodes and opts.nodes ~= #ids then
+        return format("%s describes %d nodes, not the %d of --nodes. %s", file, #ids,
+            opts.nodes, ways("--nodes"))
+    end
+    local base, from = opts["base-port"], opts.base_port_from
+    if from then
+        local addrs, moved = {}, base == 0
+        for i, id in ipairs(ids) do
+            addrs[#addrs + 1] = format("%s %s", id, conf.nodes[id])
+            if conf.nodes[id] ~= format("127.0.0.1:%d", base + i - 1) then moved = true end
+        end
+        if moved then
+            return format("%s has the nodes at %s; %s%s%d would %s. %s", file,
+                concat(addrs, ", "), from, from == "--base-port" and " " or "=", base,
+                base == 0 and "pick free ports instead"
+                    or format("move them to 127.0.0.1:%d..%d", base, base + #ids - 1),
+                ways(from))
+        end
+    end
+    return nil
+end
+
+-- The reason node id did not start, from the last "helios node:" line of its log (what
+-- run_node prints before it exits 1), or its last line.
+local function start_failure(logfile)
+    local tail = read_tail(logfile, 20)
+    local reason
+    for l in tail:gmatch("[^\n]+") do
+        reason = l:match("^helios node: (.*)$") or reason
+    end
+    return reason or tail:match("([^\n]*)$")
+end
+
 local function run_cluster(opts, out, err)
     local core = require("helios.core")
     local client = require("helios.client")
@@ -979,15 +1026,21 @@ local function run_cluster(opts, out, err)
     local data = clusterfile.resolve(".", opts.data)
     os.execute("mkdir -p " .. shell_quote(data) .. " && chmod 700 " .. shell_quote(data))
     local file = data .. "/cluster.lua"
-    local conf = clusterfile.load(file)
-    if conf and #clusterfile.ids(conf) == opts.nodes then
-        say("reusing %s and the data under %s", file, data)
-    else
-        if conf then
-            err(format("helios cluster: %s describes %d nodes, not %d: remove %s or pick "
-                .. "another --data\n", file, #clusterfile.ids(conf), opts.nodes, data))
+    local conf, lerr = clusterfile.load(file)
+    local exists = io.open(file)
+    if exists then exists:close() end
+    if not conf and exists then
+        -- An edited file with a mistake: say so, never replace it (its data is the cluster's).
+        err(format("helios cluster: %s\n", tostring(lerr)))
+        return 1
+    elseif conf then
+        local refusal = check_reuse(conf, file, data, opts)
+        if refusal then
+            err("helios cluster: " .. refusal .. "\n")
             return 1
         end
+        say("reusing %s and the data under %s", file, data)
+    else
         conf = { cluster_id = "local", fsm = "helios.fsm.kv", data_dir = data,
                  secret = random_secret(), nodes = {} }
         for i = 1, opts.nodes do
@@ -1038,7 +1091,53 @@ local function run_cluster(opts, out, err)
         say("started %s on %s (pid %d, log %s/%s.log)", id, conf.nodes[id], pid, data, id)
     end
 
+    -- Every node must come up (answer on its control socket): one that exits first (its
+    -- port taken, its data dir locked, a bad file) stops the whole cluster, with its reason.
+    local up = {}
     local cc = client.cluster(sockets, { timeout_ms = 1000 })
+    local up_by = core.clock_ms() + 15000
+    while true do
+        local waiting, failed, how, what = 0, nil, nil, nil
+        for _, id in ipairs(ids) do
+            if not up[id] then
+                how, what = core.proc_wait(procs[id], 0)
+                if how then
+                    procs[id] = nil
+                    failed = id
+                    break
+                end
+                up[id] = cc:status(id, 200) ~= nil
+                if not up[id] then waiting = waiting + 1 end
+            end
+        end
+        if failed or (waiting > 0 and core.clock_ms() >= up_by) then
+            local id = failed
+            if not id then
+                for _, i in ipairs(ids) do if not up[i] then id = i break end end
+            end
+            local logfile = format("%s/%s.log", data, id)
+            local reason = "it did not answer on its control socket within 15 s"
+            if failed then
+                reason = format("%s (%s)", start_failure(logfile), how == "exited"
+                    and format("exit status %s", tostring(what))
+                    or format("killed by SIG%s", tostring(what)))
+            end
+            err(format("helios cluster: %s (%s) failed to start: %s; see %s\n", id,
+                conf.nodes[id], reason, logfile))
+            if reason:find("address already in use", 1, true) then
+                err(format("helios cluster: another process listens on %s. Stop it, or run "
+                    .. "the cluster on other ports: remove %s (or edit the addresses in %s) "
+                    .. "and give --base-port PORT (make demo: HELIOS_BASE_PORT=PORT or "
+                    .. "ARGS='--base-port PORT').\n", conf.nodes[id], data, file))
+            end
+            cc:close()
+            stop_all(id .. " failed to start")
+            return 1
+        end
+        if waiting == 0 then break end
+        core.sleep_ms(50)
+    end
+
     -- Wait for a leader, but give up at once if the nodes die (a bad config, a port in
     -- use): their logs say why.
     local leader, st
@@ -1247,6 +1346,20 @@ function M.main(argv, out, err)
             local code = run_node(opts, out, err)
             package.path = saved_path
             return code
+        end
+        if opts.given["base-port"] then
+            opts.base_port_from = "--base-port"
+        else
+            local env = os.getenv("HELIOS_BASE_PORT")
+            if env and env ~= "" then
+                local n = env:match("^%d+$") and tonumber(env)
+                if not n or n > 65535 then
+                    err(format("helios cluster: HELIOS_BASE_PORT expects an integer from 0 to "
+                        .. "65535, got '%s'\n", env))
+                    return 2
+                end
+                opts["base-port"], opts.base_port_from = n, "HELIOS_BASE_PORT"
+            end
         end
         return run_cluster(opts, out, err)
     end

@@ -11,6 +11,8 @@
 --     data_dir = "./data",                     -- each node keeps <data_dir>/<id>
 --     secret = "...",  -- or secret_file = "secret.txt" (one of the two; the file's content
 --                      -- without its trailing newline)
+--     log_repeat_ms = 10000,                   -- helios node: repeats of a log message are
+--                                              -- summarized once per this many ms
 --     election_timeout_ms = 300,               -- any other field: an option of raft.new
 --   }
 --
@@ -33,7 +35,7 @@ local M = {}
 
 --- Fields of the cluster file that are not options of raft.new.
 M.FIELDS = { cluster_id = true, nodes = true, fsm = true, data_dir = true, secret = true,
-             secret_file = true, control = true }
+             secret_file = true, control = true, log_repeat_ms = true }
 
 --- A node id: letters, digits, '-', '_' and '.', up to 64 bytes.
 function M.valid_id(id)
@@ -131,6 +133,10 @@ function M.check(conf, file)
         return fail("secret: missing (give secret = \"...\" or secret_file = \"path\")")
     elseif type(conf.secret) ~= "string" or conf.secret == "" then
         return fail("secret: must be a non-empty string")
+    end
+    if conf.log_repeat_ms ~= nil and (type(conf.log_repeat_ms) ~= "number"
+        or conf.log_repeat_ms < 0 or conf.log_repeat_ms % 1 ~= 0) then
+        return fail("log_repeat_ms: must be a non-negative integer (ms)")
     end
     if conf.control ~= nil and type(conf.control) ~= "string" then
         return fail("control: must be a path (default <data_dir>/<id>/control.sock; got %s)",

@@ -87,16 +87,20 @@ return M]])
             .. "--faults none\n", err, 1, true)
     end)
 
-    it("reports an FSM error with the FSM's line, not the simulator's insides", function()
+    it("reports an FSM error as the command's result, with the FSM's line", function()
+        -- An error raised by apply is a result (README, "When apply raises"): the run goes
+        -- on, every replica agrees, and the story names the FSM's line.
         su.write_file(dir .. "/boom.lua", [[
-return { sim_commands = { "x", "boom" },
+return { sim_commands = { "x", "boom", "y" },
          new = function() return { apply = function(_, c)
              if c == "boom" then error("boom!") end end } end }]])
-        local code, _, err = helios_sim("--fsm", dir .. "/boom.lua", "--faults", "crash")
-        assert.are.equal(1, code)
-        assert.matches("boom.lua:3: boom!", err, 1, true)
-        assert.not_matches("lua/helios/", err, 1, true)
-        assert.matches("replay: helios sim --fsm ", err, 1, true)
+        local code, out = helios_sim("--fsm", dir .. "/boom.lua", "--faults", "none")
+        assert.are.equal(0, code)
+        assert.matches("committed, apply raised: boom %-> fsm_error: fsm apply at index %d+ "
+            .. "%(term %d+%) failed: [^\n]*boom%.lua:3: boom!", out)
+        assert.not_matches("lua/helios/", out, 1, true)
+        assert.matches("1 command(s) raised in apply", out, 1, true)
+        assert.matches("committed #%d+ +term %d+ +y ", out)
     end)
 
     it("says what is missing: a module, its commands, a known fault", function()

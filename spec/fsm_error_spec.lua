@@ -170,7 +170,8 @@ describe("fsm errors in the simulator", function()
     it("rejects an on_fsm_error that is neither continue nor stop", function()
         assert.has_error(function()
             cl.new{ n = 3, config = { on_fsm_error = "ignore" } }
-        end, "sim.cluster: config: on_fsm_error must be \"continue\" or \"stop\" (got ignore)")
+        end, 'sim.cluster: config: on_fsm_error: must be "continue" or "stop" '
+            .. '(got "ignore", a string)')
     end)
 
     it("takes apply timeouts of 0, 1, 2999, 3000 and fractions (rounded up)", function()

@@ -323,7 +323,7 @@ describe("raft.new: one node", function()
         assert.has_error(function()
             raft.new{ id = "n", peers = { n = "127.0.0.1:1" }, data_dir = dir, secret = "s",
                       fsm = recording_fsm(), on_fsm_error = "panic" }
-        end, "raft.new: on_fsm_error must be \"continue\" or \"stop\" (got panic)")
+        end, 'raft.new: on_fsm_error: must be "continue" or "stop" (got "panic", a string)')
     end)
 
     it("serves status and apply on a control socket of mode 0600", function()

@@ -463,7 +463,7 @@ local function run_fault_sim(sim, opts, out, mod, commands, faults)
     end
 
     wait_leader()
-    local unknown = 0
+    local unknown, raised = 0, 0
     for i, cmd in ipairs(commands) do
         if i > 1 and rand(100) <= 40 then inject() end
         local index, term, result
@@ -477,6 +477,11 @@ local function run_fault_sim(sim, opts, out, mod, commands, faults)
         end
         if index then
             say("committed #%-4d term %-3d %-24s -> %s", index, term, cmd, tostring(result))
+        elseif term == "fsm_error" then
+            -- Committed and applied everywhere: the FSM's error is the command's result
+            -- (README, "When apply raises"), the same on every replica.
+            raised = raised + 1
+            say("committed, apply raised: %s -> fsm_error: %s", cmd, tostring(result))
         else
             unknown = unknown + 1
             say("not committed: %s -> %s (%s); outcome unknown, not proposed again", cmd,
@@ -531,6 +536,10 @@ local function run_fault_sim(sim, opts, out, mod, commands, faults)
     if unknown > 0 then
         out(format("%d command(s) had an unknown outcome (a timeout under faults); that is "
             .. "allowed, a lost committed entry is not\n", unknown))
+    end
+    if raised > 0 then
+        out(format("%d command(s) raised in apply: their result is fsm_error, the same on "
+            .. "every replica\n", raised))
     end
 end
 

@@ -173,8 +173,8 @@ function M.check_on_fsm_error(v, where, level)
         return "continue"
     end
     if not M.ON_FSM_ERROR[v] then
-        error(format("%s: on_fsm_error must be \"continue\" or \"stop\" (got %s)", where,
-                     tostring(v)), level or 3)
+        error(format("%s: on_fsm_error: must be \"continue\" or \"stop\" (got %s)", where,
+                     M.describe_value(v)), level or 3)
     end
     return v
 end

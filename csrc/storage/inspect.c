@@ -3,7 +3,9 @@
  * It opens every file read-only and takes no lock (an operator may point it at a live
  * node's directory: it says so), scans every segment in full, verifies every checksum
  * (records, footers, meta, snapshot files) and the index continuity between segments,
- * and prints what it finds. It never repairs anything: a torn tail is reported as what open would cut.
+ * and prints what it finds. It never repairs anything: a torn tail is reported as what open
+ * would cut, and a pending truncation (log/TRUNCATE, intent.c) as what open would complete:
+ * the segments it removes are not checked, the one it cuts only up to the cut.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -95,6 +97,20 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, FILE *out)
         fprintf(out, "log/%s: truncation from index %" PRIu64 " under way: the next open "
                      "completes it\n",
                 HR__INTENT_NAME, t.from);
+    }
+
+    if (pending && t.seg != 0) {
+        bool found = false;
+        for (size_t i = 0; i < n; i++) {
+            found = found || v[i] == t.seg;
+        }
+        if (!found) {
+            char name[32];
+            hr__seg_name(name, sizeof name, t.seg);
+            fprintf(out, "log/%s: ERROR the segment it cuts, log/%s, is missing\n",
+                    HR__INTENT_NAME, name);
+            status = HR_ECORRUPT;
+        }
     }
 
     fprintf(out, "segments: %zu\n", n);

@@ -1,7 +1,7 @@
 /*
  * io.c: the write path's writes and syncs, with a fault-injection hook so specs can make
- * the next N writes or syncs fail with ENOSPC or EIO where no small filesystem can be
- * mounted. It sits above whichever struct hr_fs the log uses (fs.h), so the hook works
+ * the next N writes or syncs (after M that succeed) fail with ENOSPC or EIO where no small
+ * filesystem can be mounted. It sits above whichever struct hr_fs the log uses (fs.h), so the hook works
  * over the simulated file system too.
  */
 #include <errno.h>

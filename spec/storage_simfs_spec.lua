@@ -14,7 +14,9 @@
 --   - term and vote are the last durably set, or the ones being set at the crash;
 --   - the newest durable snapshot is found (or a newer one that was being written), with
 --     the bytes that were written.
--- Then every operation of a few small workloads is a crash point in turn.
+-- Then every operation of a few small workloads is a crash point in turn, and every
+-- operation of a truncation (inside the last segment, across segments, the reset), over
+-- crashes that keep any subset of the unsynced pages: it comes back done or not begun.
 --
 --   HELIOS_SEEDS=50000 busted spec/storage_simfs_spec.lua   -- more seeds (ASan: fewer)
 --   HELIOS_SEED=17 busted spec/storage_simfs_spec.lua      -- replay one seed

@@ -57,6 +57,7 @@ build = {
             "csrc/storage/fs_posix.c",
             "csrc/storage/group.c",
             "csrc/storage/inspect.c",
+            "csrc/storage/intent.c",
             "csrc/storage/io.c",
             "csrc/storage/lock.c",
             "csrc/storage/log.c",

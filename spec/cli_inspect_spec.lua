@@ -74,6 +74,34 @@ describe("helios inspect", function()
         assert.matches("status: not a data directory: it is not a directory", out, 1, true)
     end)
 
+    -- A truncation that failed once its intent was renamed into place (the fsync of log/
+    -- after the rename failed here, before anything was cut; a crash leaves the same):
+    -- inspect reports it and checks the log as the next open will leave it. A damaged
+    -- intent is corruption (it is renamed into place only once synced).
+    it("reports a pending truncation, and a damaged intent", function()
+        local st = assert(core.storage_open(dir, { segment_size = 16384 }))
+        assert.is_true(#su.segments(dir) > 1)
+        st:fault("sync", 1, "EIO", 1) -- the intent's fsync succeeds, log/'s fails
+        assert.is_nil(st:truncate(50))
+        st:close()
+        local code, out = helios("inspect", dir)
+        assert.are.equal(0, code, out)
+        assert.matches("log/TRUNCATE: truncation from index 50 under way", out, 1, true)
+        assert.matches("the next open completes it", out, 1, true)
+        assert.matches("removed by the pending truncation", out, 1, true)
+        assert.matches("log: index 1..49 (49 entries)", out, 1, true)
+        assert.matches("status: sound", out, 1, true)
+        su.flip(dir .. "/log/TRUNCATE", 9)
+        code, out = helios("inspect", dir)
+        assert.are.equal(1, code, out)
+        assert.matches("log/TRUNCATE: ERROR log/TRUNCATE: bad checksum", out, 1, true)
+        assert.matches("status: DAMAGED", out, 1, true)
+        local ok, ecode, msg = core.storage_open(dir)
+        assert.is_nil(ok)
+        assert.are.equal("ECORRUPT", ecode)
+        assert.matches("log/TRUNCATE: bad checksum", msg, 1, true)
+    end)
+
     it("is a usage error without a directory, or with two", function()
         local code2, out2 = helios("inspect", dir, dir)
         assert.are.equal(2, code2, out2)

@@ -174,6 +174,10 @@ describe("a restart reconciles the log with the newest snapshot", function()
         c:run(function()
             c:start()
             assert(s > 0)
+            -- Leading is not having applied: wait until the log is replayed.
+            local last = c.node:status().last_index
+            assert(wait_for(function() return c.node:status().applied_index >= last end, 5000),
+                   "the restart did not replay its log")
             for i = 1, 5 do assert.equal("v" .. i, c.fsm:get("c" .. i)) end
         end)
     end)

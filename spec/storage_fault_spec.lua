@@ -163,6 +163,7 @@ describe("storage truncate failures", function()
 
     local function after_failure(st)
         assert.is_true(st:retry())
+        assert.is_nil(io.open(dir .. "/log/TRUNCATE"))
         local last = st:last_index()
         su.check_entries(st, 1, last)
         assert(st:append(su.entries(last + 1, last + 5)))
@@ -172,28 +173,69 @@ describe("storage truncate failures", function()
         reopen_check(dir, last + 5)
     end
 
-    it("a failed sync while cutting the last segment", function()
-        local st = assert(core.storage_open(dir, SMALL))
-        assert(st:append(su.entries(1, 10)))
-        assert(st:sync())
-        st:fault("sync", 1, "EIO")
-        local ok, code = st:truncate(6)
-        assert.is_nil(ok)
-        assert.are.equal("EIO", code)
-        after_failure(st)
-    end)
-
-    it("a failed sync while cutting across segments", function()
-        local st = assert(core.storage_open(dir, SMALL))
-        assert(st:append(su.entries(1, 200)))
-        assert(st:sync())
-        assert.is_true(#su.segments(dir) > 3)
-        st:fault("sync", 1, "EIO")
-        local ok, code = st:truncate(30)
-        assert.is_nil(ok)
-        assert.are.equal("EIO", code)
-        after_failure(st)
-    end)
+    -- Every write and sync a truncation does, failed in turn: before its intent
+    -- (log/TRUNCATE) is renamed into place nothing has changed; after, the truncation is
+    -- under way and retry (or the next open) completes it. Either way the log is whole.
+    local shapes = {
+        { "cutting the last segment", 10, 6 },
+        { "cutting across segments", 200, 30 },
+        { "emptying the log (reset)", 40, 1 },
+    }
+    for _, shape in ipairs(shapes) do
+        local what, n, from = shape[1], shape[2], shape[3]
+        for _, kind in ipairs{ "sync", "write" } do
+            it(("a failed %s at each step of %s"):format(kind, what), function()
+                local steps = 0
+                for skip = 0, 20 do
+                    for _, how in ipairs{ "retry", "reopen" } do
+                        su.rmdir(dir)
+                        dir = su.tmpdir()
+                        local st = assert(core.storage_open(dir, SMALL))
+                        assert(st:append(su.entries(1, n)))
+                        assert(st:sync())
+                        st:fault(kind, 1, "EIO", skip)
+                        local ok, code = st:truncate(from)
+                        if ok then
+                            st:close()
+                            assert.is_true(skip > 0)
+                            goto done
+                        end
+                        assert.are.equal("EIO", code)
+                        -- refused until retry
+                        assert.is_nil(st:append(su.entries(st:last_index() + 1,
+                                                           st:last_index() + 1)))
+                        -- the intent is renamed once its fsync (the first sync) succeeded
+                        local begun = kind == "sync" and skip >= 1
+                        if how == "retry" then
+                            assert.is_true(st:retry())
+                            assert.are.equal(begun and from - 1 or n, st:last_index())
+                            after_failure(st)
+                        else
+                            st:close()
+                            local left = io.open(dir .. "/log/TRUNCATE")
+                            if left then left:close() end
+                            local st2, info = assert(core.storage_open(dir, SMALL))
+                            local last = st2:last_index()
+                            assert.are.equal(begun and from - 1 or n, last)
+                            -- an intent the failure left is completed by the open
+                            if left then
+                                assert.is_true(begun)
+                                assert.matches("interrupted truncation from index " .. from,
+                                               info, 1, true)
+                            end
+                            st2:close()
+                            reopen_check(dir, last)
+                        end
+                    end
+                    steps = steps + 1
+                end
+                ::done::
+                -- the steps: intent fsync, its rename's log/ fsync, removals' log/ fsync,
+                -- the cut's fdatasync, the intent's removal's log/ fsync (as they apply)
+                assert.is_true(steps >= (kind == "sync" and 3 or 1))
+            end)
+        end
+    end
 
     it("an empty log pinned by a header-only segment can still be reset", function()
         -- A crash while the first write of a new segment was landing leaves its header and

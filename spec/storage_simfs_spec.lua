@@ -14,27 +14,31 @@
 --   - term and vote are the last durably set, or the ones being set at the crash;
 --   - the newest durable snapshot is found (or a newer one that was being written), with
 --     the bytes that were written.
--- Then every operation of a few small workloads is a crash point in turn.
+-- Then every operation of a few small workloads is a crash point in turn, and every
+-- operation of a truncation (inside the last segment, across segments, the reset), over
+-- crashes that keep any subset of the unsynced pages: it comes back done or not begun.
 --
 --   HELIOS_SEEDS=50000 busted spec/storage_simfs_spec.lua   -- more seeds (ASan: fewer)
 --   HELIOS_SEED=17 busted spec/storage_simfs_spec.lua      -- replay one seed
---   HELIOS_SIMFS_PAGES=1 ...   -- also crash keeping any subset of unsynced 4 KiB pages
---                                (see the pending test at the end)
+--   HELIOS_SIMFS_PAGES=1 ...   -- every seed also crashes keeping any subset of unsynced
+--                                4 KiB pages (by default a third of the seeds do; 0: none)
 
 local core = require("helios.core")
 local prng = require("spec.helpers.prng")
 
 local SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 3000
 local ONE = tonumber(os.getenv("HELIOS_SEED") or "")
-local PAGES = os.getenv("HELIOS_SIMFS_PAGES") == "1"
+local PAGES = os.getenv("HELIOS_SIMFS_PAGES") -- nil: a share of the seeds, "1": all, "0": none
 local DIR = "n1"
 local FILE = "spec/storage_simfs_spec.lua"
 
 -- The crash flags of a seed: strict (only what was synced), prefixes of unsynced changes,
--- torn writes; with HELIOS_SIMFS_PAGES, page subsets too.
-local function flags_of(seed, pages)
+-- torn writes, and over those any subset of the unsynced pages (a third of the seeds, or
+-- as HELIOS_SIMFS_PAGES says).
+local function flags_of(seed)
     local k = seed % 4
-    return { keep_unsynced = k == 1 or k == 3, torn = k >= 2, pages = pages and seed % 3 == 0 }
+    local pages = PAGES == "1" or (PAGES ~= "0" and seed % 3 == 0)
+    return { keep_unsynced = k == 1 or k == 3, torn = k >= 2, pages = pages }
 end
 
 local function flags_name(f)
@@ -88,8 +92,9 @@ local function new_node(seed, flags)
 end
 
 function Node:fail(msg)
-    error(("seed %d (%s): %s\n  replay: HELIOS_SEED=%d busted %s"):format(
-        self.seed, flags_name(self.flags), msg, self.seed, FILE), 0)
+    error(("seed %d (%s): %s\n  replay: HELIOS_SEED=%d %sbusted %s"):format(
+        self.seed, flags_name(self.flags), msg, self.seed,
+        PAGES and ("HELIOS_SIMFS_PAGES=" .. PAGES .. " ") or "", FILE), 0)
 end
 
 -- An operation failed: only a crash may make it fail.
@@ -409,6 +414,67 @@ local function run_walk(seed, flags, steps, k)
     return ops
 end
 
+-- A log of synced batches (a sync mark every few records, over several 4 KiB pages), then
+-- a truncation crashed at its k-th operation (0: not crashed) and the open after it.
+-- `shape`: "cut" (inside the last segment), "across" (inside an earlier, sealed segment,
+-- later segments removed) or "reset" (from the first index: the log emptied).
+local function truncation_case(seed, shape, k)
+    local flags = { keep_unsynced = seed % 2 == 1, pages = true }
+    local fs = core.simfs_new(seed, flags)
+    local seg = shape == "cut" and 65536 or 4096
+    local st = assert(open_log(fs, seg))
+    local rng = prng.new(seed)
+    local vals, n = {}, 0
+    for _ = 1, 12 do
+        local batch = {}
+        for j = 1, rng:int(1, 4) do
+            local data = ("%d-%d-"):format(seed, n + j) .. ("y"):rep(rng:int(100, 700))
+            batch[j] = { index = n + j, term = 1, data = data }
+            vals[n + j] = data
+        end
+        assert(st:append(batch))
+        assert(st:sync())
+        n = n + #batch
+    end
+    local from = shape == "reset" and 1 or rng:int(2, math.max(2, math.floor(n / 3)))
+    local before = fs:op_count()
+    if k > 0 then fs:crash_at(before + k) end
+    local ok = st:truncate(from)
+    local ops = fs:op_count() - before
+    st:close()
+    fs:crash() -- a power cut right after the truncate returned, if it did
+    fs:reboot()
+    local intent = fs:read(DIR .. "/log/TRUNCATE") ~= nil
+    local where = ("seed %d, %s from %d of 1..%d, crash at operation %d of the truncate")
+                  :format(seed, shape, from, n, k)
+    local sound, report = core.storage_inspect(DIR, { fs = fs })
+    if not sound then error(where .. ": inspect before the open:\n" .. report, 0) end
+    if intent and not report:find("TRUNCATE: truncation from index " .. from, 1, true) then
+        error(where .. ": inspect does not report the pending truncation:\n" .. report, 0)
+    end
+    local st2, info, msg = open_log(fs, seg)
+    if not st2 then error(("%s: open failed: %s %s"):format(where, info, msg), 0) end
+    local last = st2:last_index()
+    if (ok or intent) and last ~= from - 1 then
+        error(("%s: log ends at %d, the truncation (%s) should be done"):format(
+            where, last, ok and "returned" or "its intent was on disk"), 0)
+    end
+    if intent and not info:find("interrupted truncation from index " .. from, 1, true) then
+        error(where .. ": the open does not say it completed the truncation: " .. info, 0)
+    end
+    if last ~= from - 1 and last ~= n then
+        error(("%s: log ends at %d: neither done nor not begun"):format(where, last), 0)
+    end
+    if last >= st2:first_index() then
+        for _, e in ipairs(assert(st2:entries(st2:first_index(), last))) do
+            if e.data ~= vals[e.index] then error(where .. ": entry " .. e.index .. " changed", 0) end
+        end
+    end
+    if fs:read(DIR .. "/log/TRUNCATE") then error(where .. ": the intent is left", 0) end
+    st2:close()
+    return ops
+end
+
 describe("storage over the simulated file system", function()
     it("keeps what was acknowledged across crashes at random operations", function()
         local first, last = 1, SEEDS
@@ -416,7 +482,7 @@ describe("storage over the simulated file system", function()
         local tot = { checks = 0, written = 0, received = 0, reverted = 0,
                       torn = 0, names = 0 }
         for seed = first, last do
-            local flags = flags_of(seed, PAGES)
+            local flags = flags_of(seed)
             local n = run_seed(seed, flags, 4, 150, 60)
             local s = n.fs:stats()
             tot.checks = tot.checks + n.checks
@@ -441,7 +507,7 @@ describe("storage over the simulated file system", function()
     it("recovers from a crash at every operation of small workloads", function()
         local points = 0
         for _, seed in ipairs{ 7, 8, 9, 10, 11, 12, 13, 14 } do
-            local flags = flags_of(seed, PAGES)
+            local flags = flags_of(seed)
             local total = run_walk(seed, flags, 30, 0)
             for k = 1, total do
                 run_walk(seed, flags, 30, k)
@@ -452,13 +518,22 @@ describe("storage over the simulated file system", function()
         assert.is_true(points > 100)
     end)
 
-    if not PAGES then
-        -- About 1 seed in 100 of those fails today: a page lost behind a kept one in the
-        -- last segment fails the open with "record at offset N: bad checksum", or, when a
-        -- new segment's first page (its header) is lost and a later one kept, with
-        -- "offset 0: bad segment header".
-        pending("crashes keeping any subset of unsynced pages (HELIOS_SIMFS_PAGES=1): an " ..
-                "earlier page lost behind a later one fails the open with 'record at offset N' " ..
-                "until the last segment's scan cuts damage in the unsynced suffix as a torn tail")
-    end
+    -- ftruncate inside a page zeroes the rest of it, and a crash before the fdatasync may
+    -- keep that page with the old size and the old later pages, a sync-marked record among
+    -- them: damage before a valid mark, which the last segment's scan calls corruption.
+    -- log/TRUNCATE (intent.c) makes the open finish the truncation instead.
+    it("finds a truncation crashed at any of its operations done or not begun", function()
+        local points = 0
+        for seed = 1, 40 do
+            for _, shape in ipairs{ "cut", "across", "reset" } do
+                local total = truncation_case(seed, shape, 0)
+                for k = 1, total do
+                    truncation_case(seed, shape, k)
+                    points = points + 1
+                end
+            end
+        end
+        print(("storage_simfs_spec: %d truncation crash points"):format(points))
+        assert.is_true(points > 500)
+    end)
 end)

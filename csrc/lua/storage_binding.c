@@ -14,7 +14,8 @@
  *   st:entries(lo, hi)               -- list of { index, term, type, data, time_ms }
  *   st:first_index()  st:last_index()  st:last_term()
  *   st:set_meta(term, vote)  st:meta() --> term, vote
- *   st:fault("write" | "sync", count, "ENOSPC" | "EIO" | "EROFS")   -- test hook
+ *   st:fault("write" | "sync", count, "ENOSPC" | "EIO" | "EROFS"[, skip])   -- test hook:
+ *                          after `skip` more that succeed, the next `count` fail
  *   st:retry()  st:stats()  st:close()
  *   local ok, report, verdict = core.storage_inspect("./data"[, names[, opts]])
  *                              -- verdict: "sound", "damaged" or "not_data_dir"; names
@@ -259,8 +260,9 @@ static int l_fault(lua_State *L)
     int kind = luaL_checkoption(L, 2, NULL, kinds);
     unsigned count = (unsigned)check_u64(L, 3, "st:fault(\"write\"|\"sync\", count, errno)");
     int e = luaL_checkoption(L, 4, "ENOSPC", errs);
-    hr_log_inject_fault(s->log, kind == 0 ? HR_LOG_FAULT_WRITE : HR_LOG_FAULT_SYNC, count,
-                        errnos[e]);
+    unsigned skip = lua_isnoneornil(L, 5) ? 0 : (unsigned)check_u64(L, 5, "st:fault(..., skip)");
+    hr_log_inject_fault_after(s->log, kind == 0 ? HR_LOG_FAULT_WRITE : HR_LOG_FAULT_SYNC, skip,
+                              count, errnos[e]);
     return 0;
 }
 

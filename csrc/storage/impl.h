@@ -6,6 +6,8 @@
  *   io.c       writes and syncs of the write path, with the fault-injection hook
  *   lock.c     the data directory lock
  *   meta.c     the meta file
+ *   intent.c   the truncation intent (log/TRUNCATE): written before a cut, completed on
+ *              open
  *   segment.c  record and segment encoding, scanning a segment with recovery rules,
  *              listing the segments of a log directory
  *   cache.c    the bounded read cache
@@ -100,9 +102,38 @@ struct hr__io;
 int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
                    struct hr__io *io, char *err, size_t errlen);
 
+/* intent.c: log/TRUNCATE (FORMAT.md, "Truncation intent"). */
+#define HR__INTENT_NAME "TRUNCATE"
+#define HR__INTENT_TMP "TRUNCATE.tmp"
+#define HR__INTENT_MAGIC "HRTR"
+#define HR__INTENT_VERSION 1
+#define HR__INTENT_SIZE 40
+struct hr__intent {
+    uint64_t from; /* every entry at index >= from is dropped: segments named from or later */
+    uint64_t seg;  /* and the segment named seg (< from) is cut at offset off; 0: none is */
+    uint64_t off;
+};
+struct hr__io;
+/* Read logdir/TRUNCATE: *exists false if there is none; HR_ECORRUPT (damaged: it is only
+ * renamed into place once synced) or HR_EIO with the message in err. */
+int hr__intent_read(struct hr_fs *fs, const char *logdir, struct hr__intent *t, bool *exists,
+                    char *err, size_t errlen);
+/* Make t durable as logdir/TRUNCATE: TRUNCATE.tmp, fsync, rename, fsync logdir (dir_fd, a
+ * handle of it). On failure *renamed says whether the intent may be on disk (then it must
+ * be completed before anything is acknowledged). */
+int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr__io *io,
+                     const struct hr__intent *t, bool *renamed, char *err, size_t errlen);
+/* Carry out t and remove it, durably: segments named t->from or later are removed (newest
+ * first, then logdir is fsynced), segment t->seg is cut at t->off and fdatasynced, the
+ * intent is unlinked and logdir fsynced. Idempotent: run it again after any failure or
+ * crash. *removed: how many segment files were removed. */
+int hr__intent_complete(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr__io *io,
+                        const struct hr__intent *t, size_t *removed, char *err, size_t errlen);
+
 /* io.c: writes and syncs through fs that fail on request (log.c owns one per log; NULL:
  * no faults). 0 or a negative errno, as the struct hr_fs ops. */
 struct hr__io {
+    unsigned skip_writes, skip_syncs; /* succeed this many first, then fail */
     unsigned fail_writes, fail_syncs;
     int write_errno, sync_errno;
 };
@@ -149,6 +180,11 @@ struct hr__scan {
 int hr__seg_scan(struct hr_fs *fs, int h, const char *name, bool allow_torn,
                  uint64_t expect_first, bool want_sparse, struct hr__scan *s, char *err,
                  size_t errlen);
+/* The same as if the file ended at limit (the cut of a pending truncation, for inspect;
+ * -1: no limit); HR_ECORRUPT if it is shorter. */
+int hr__seg_scan_upto(struct hr_fs *fs, int h, const char *name, bool allow_torn,
+                      uint64_t expect_first, bool want_sparse, off_t limit, struct hr__scan *s,
+                      char *err, size_t errlen);
 /* Read a sealed segment's footer instead of scanning: fills s like hr__seg_scan. Returns
  * HR_ECORRUPT if there is no valid footer (the caller then scans). */
 int hr__seg_read_footer(struct hr_fs *fs, int h, const char *name, uint64_t expect_first,

@@ -3,7 +3,9 @@
  * It opens every file read-only and takes no lock (an operator may point it at a live
  * node's directory: it says so), scans every segment in full, verifies every checksum
  * (records, footers, meta, snapshot files) and the index continuity between segments,
- * and prints what it finds. It never repairs anything: a torn tail is reported as what open would cut.
+ * and prints what it finds. It never repairs anything: a torn tail is reported as what open
+ * would cut, and a pending truncation (log/TRUNCATE, intent.c) as what open would complete:
+ * the segments it removes are not checked, the one it cuts only up to the cut.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,10 +15,14 @@
 #include "impl.h"
 #include "snapshot.h"
 
-/* Names in log/ that are not segments: shown, but for hidden files. */
+/* Names in log/ that are not segments: shown, but for hidden files and the truncation
+ * intent (reported on its own). */
 static void print_other(void *arg, const char *name)
 {
-    if (name[0] != '.') {
+    if (strcmp(name, HR__INTENT_TMP) == 0) {
+        fprintf(arg, "log/%s: an intent never renamed into place (open discards it)\n",
+                name);
+    } else if (name[0] != '.' && strcmp(name, HR__INTENT_NAME) != 0) {
         fprintf(arg, "log/%s: not a segment (ignored)\n", name);
     }
 }
@@ -135,14 +141,57 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
         return rc;
     }
 
+    /* A pending truncation (intent.c): the next open completes it before it scans, so the
+     * segments are checked as it will leave them. */
+    struct hr__intent t;
+    bool pending;
+    snprintf(path, sizeof path, "%s/log", dir);
+    rc = hr__intent_read(fs, path, &t, &pending, err, sizeof err);
+    if (rc != 0) {
+        fprintf(out, "log/%s: ERROR %s\n", HR__INTENT_NAME, err);
+        status = rc;
+        pending = false;
+    } else if (pending && t.seg != 0) {
+        char name[32];
+        hr__seg_name(name, sizeof name, t.seg);
+        fprintf(out, "log/%s: truncation from index %" PRIu64 " under way (log/%s cut at "
+                     "offset %" PRIu64 "): the next open completes it\n",
+                HR__INTENT_NAME, t.from, name, t.off);
+    } else if (pending) {
+        fprintf(out, "log/%s: truncation from index %" PRIu64 " under way: the next open "
+                     "completes it\n",
+                HR__INTENT_NAME, t.from);
+    }
+
+    if (pending && t.seg != 0) {
+        bool found = false;
+        for (size_t i = 0; i < n; i++) {
+            found = found || v[i] == t.seg;
+        }
+        if (!found) {
+            char name[32];
+            hr__seg_name(name, sizeof name, t.seg);
+            fprintf(out, "log/%s: ERROR the segment it cuts, log/%s, is missing\n",
+                    HR__INTENT_NAME, name);
+            status = HR_ECORRUPT;
+        }
+    }
+
     fprintf(out, "segments: %zu\n", n);
     uint64_t records = 0, next = 0, lo = 0;
+    size_t gone = 0;
     for (size_t i = 0; i < n; i++) {
         char name[32], lab[64];
         hr__seg_name(name, sizeof name, v[i]);
         snprintf(lab, sizeof lab, "log/%s", name);
         snprintf(path, sizeof path, "%s/log/%s", dir, name);
-        bool is_last = (i + 1 == n);
+        if (pending && v[i] >= t.from) {
+            fprintf(out, "  %s: removed by the pending truncation (not checked)\n", lab);
+            gone++;
+            continue;
+        }
+        bool is_last = (i + 1 == n) || (pending && v[i + 1] >= t.from);
+        off_t limit = pending && t.seg == v[i] ? (off_t)t.off : -1;
         int fd = hr_fs_open(fs, path, HR_FS_READ);
         if (fd < 0) {
             fprintf(out, "  %s: ERROR %s\n", lab, strerror(-fd));
@@ -150,7 +199,8 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
             continue;
         }
         struct hr__scan sc;
-        rc = hr__seg_scan(fs, fd, lab, is_last, v[i], false, &sc, err, sizeof err);
+        rc = hr__seg_scan_upto(fs, fd, lab, is_last, v[i], false, limit, &sc, err,
+                               sizeof err);
         if (rc == 0 && sc.sealed) {
             struct hr__scan f;
             if (hr__seg_read_footer(fs, fd, lab, v[i], &f, err, sizeof err) != 0 ||
@@ -180,6 +230,10 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
             fprintf(out, "  %s: no records, %lld bytes, %s, version %u\n", lab,
                     (long long)sc.file_size, sc.sealed ? "sealed" : "open", sc.version);
         }
+        if (limit >= 0) {
+            fprintf(out, "  %s: the pending truncation cuts it at offset %lld\n", lab,
+                    (long long)limit);
+        }
         if (sc.torn) {
             /* Version 2: damage behind the last sync mark, maybe with records after it. */
             fprintf(out, "  %s: torn tail at offset %lld (%lld bytes): the next open cuts "
@@ -199,9 +253,9 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
         records += sc.count;
     }
     free(v);
-    if (n > 0 && next == 0) {
+    if (n > gone && next == 0) {
         fprintf(out, "log: no readable segment\n");
-    } else if (n > 0) {
+    } else if (n > gone) {
         fprintf(out, "log: index %" PRIu64 "..%" PRIu64 " (%" PRIu64 " entries)\n", lo,
                 next - 1, records);
     } else {

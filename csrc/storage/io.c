@@ -1,7 +1,7 @@
 /*
  * io.c: the write path's writes and syncs, with a fault-injection hook so specs can make
- * the next N writes or syncs fail with ENOSPC or EIO where no small filesystem can be
- * mounted. It sits above whichever struct hr_fs the log uses (fs.h), so the hook works
+ * the next N writes or syncs (after M that succeed) fail with ENOSPC or EIO where no small
+ * filesystem can be mounted. It sits above whichever struct hr_fs the log uses (fs.h), so the hook works
  * over the simulated file system too.
  */
 #include <errno.h>
@@ -26,7 +26,9 @@ int hr__errno_code(int e)
 int hr__io_pwrite(struct hr__io *io, struct hr_fs *fs, int h, const void *buf, size_t len,
                   uint64_t off)
 {
-    if (io != NULL && io->fail_writes > 0) {
+    if (io != NULL && io->fail_writes > 0 && io->skip_writes > 0) {
+        io->skip_writes--;
+    } else if (io != NULL && io->fail_writes > 0) {
         io->fail_writes--;
         /* Write part of it first, as a filling disk does: rollback must cope. */
         if (len > 1) {
@@ -39,7 +41,9 @@ int hr__io_pwrite(struct hr__io *io, struct hr_fs *fs, int h, const void *buf, s
 
 int hr__io_sync(struct hr__io *io, struct hr_fs *fs, int h, bool data_only)
 {
-    if (io != NULL && io->fail_syncs > 0) {
+    if (io != NULL && io->fail_syncs > 0 && io->skip_syncs > 0) {
+        io->skip_syncs--;
+    } else if (io != NULL && io->fail_syncs > 0) {
         io->fail_syncs--;
         return -io->sync_errno;
     }

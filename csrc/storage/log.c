@@ -12,6 +12,10 @@
  * the log refuses writes until hr_log_retry(). So a failure never leaves a half-written
  * batch that a later successful sync would make durable behind the caller's back.
  *
+ * Truncation (conflict repair, and the reset after an installed snapshot) writes a durable
+ * intent, log/TRUNCATE, before it cuts anything, and removes it durably before it returns;
+ * open completes an intent it finds before scanning (intent.c says why a cut needs it).
+ *
  * Sync marks (FORMAT.md, "Recovery rules"). Each sync writes one contiguous run after the
  * checkpoint, and the next run starts only after this one's fdatasync returned (or after a
  * rollback to the checkpoint). The first record of a run in a version 2 segment carries
@@ -67,6 +71,8 @@ struct hr_log {
     struct checkpoint ck;
     int failed;            /* refuse writes until retry */
     int broken;            /* could not roll back: refuse until reopened */
+    struct hr__intent intent; /* a truncation that failed after its intent was renamed */
+    bool intent_pending;   /* into place: hr_log_retry completes it (intent.c) */
     struct hr__meta meta;
     struct hr__io io;
     struct hr_log_options opt;
@@ -184,6 +190,17 @@ static int fail(struct hr_log *l, int rc)
         if (drop_last_file(l) != 0) {
             brc = rc;
         }
+    }
+    /* The removals durable before the last segment is cut: when the rollback undoes a
+     * roll-over, that cut removes the synced footer of a segment that is the last one
+     * only once the new segment's name is gone (a compaction's fsync of log/ may have
+     * made that name durable), and a sealed-looking segment with a damaged footer that
+     * is not the last fails the open. */
+    if (l->dir_dirty) {
+        if (hr_fs_sync(l->fs, l->dir_fd, false) < 0) {
+            brc = rc;
+        }
+        l->dir_dirty = false;
     }
     struct seg *s = last_seg(l);
     if (s != NULL && l->n == l->ck.n) {
@@ -507,10 +524,10 @@ static size_t find_seg(const struct hr_log *l, uint64_t idx)
     return lo;
 }
 
-/* After truncate changed the segments: the log's tail and the rollback checkpoint follow
- * the files as they now are, so a sync failure after this point (fail() puts the files
- * back to the checkpoint) neither "restores" cut records by extending the file with zeros
- * nor leaves next_index pointing into removed segments. */
+/* After truncate changed the segments in memory: the log's tail and the rollback
+ * checkpoint follow the truncated log, so a later failure (fail() puts the files back to
+ * the checkpoint) neither "restores" cut records by extending the file with zeros nor
+ * leaves next_index pointing into removed segments. */
 static void truncate_settle(struct hr_log *l, uint64_t from)
 {
     struct seg *s = last_seg(l);
@@ -548,8 +565,8 @@ int hr_log_truncate(struct hr_log *l, uint64_t from)
     bool cut = s != NULL && from < s->first + s->count;
     off_t off = 0;
     unsigned char h[HR__REC_HEADER_SIZE];
-    char lab[64] = "";
     if (cut) {
+        char lab[64];
         seg_label(s->first, lab, sizeof lab);
         off_t prev;
         /* from > s->first here (a segment starting at from was not kept), so from - 1 is
@@ -560,52 +577,47 @@ int hr_log_truncate(struct hr_log *l, uint64_t from)
             return rc;
         }
     }
-    /* Newest first, so that a crash in the middle leaves a shorter log, never a hole. */
+    /* The intent first (intent.c): once it is on disk, a crash anywhere below comes back
+     * with the truncation done, never with a half-cut segment that fails the open. */
+    struct hr__intent t = {from, cut ? s->first : 0, cut ? (uint64_t)off : 0};
+    bool renamed;
+    rc = hr__intent_write(l->fs, l->logdir, l->dir_fd, &l->io, &t, &renamed, l->err,
+                          sizeof l->err);
+    if (rc != 0 && !renamed) {
+        l->failed = rc; /* nothing was changed; retry lets writes go on */
+        return rc;
+    }
+    /* From here memory is the truncated log, whatever the files say until the intent is
+     * completed: by hr__intent_complete below, by hr_log_retry after a failure (the log
+     * refuses writes until then, so nothing after `from` is acknowledged while the intent
+     * may be on disk), or by the next open. */
     while (l->n > keep) {
-        if ((rc = drop_last_file(l)) != 0) {
-            SET_ERR(l, "truncate: unlink: %s", strerror(-rc));
-            rc = hr__errno_code(-rc);
-            /* Memory forgot a file that may still be there: only a reopen can tell. */
-            truncate_settle(l, from);
-            l->broken = rc;
-            return rc;
-        }
+        struct seg *d = last_seg(l);
+        hr__cache_drop(l->cache, d->first);
+        seg_close(l, d);
+        l->n--;
     }
     if (cut) {
-        /* The removals must be durable before the kept segment is cut: otherwise a crash
-         * can bring the newer segments back behind a shortened one, a gap that fails the
-         * open. */
-        if (l->dir_dirty) {
-            truncate_settle(l, from);
-            if ((rc = sync_fd(l, l->dir_fd, false, "log/")) != 0) {
-                return rc;
-            }
-            l->dir_dirty = false;
-        }
-        int r = hr_fs_truncate(l->fs, s->fd, (uint64_t)off);
-        if (r < 0) {
-            SET_ERR(l, "%s: ftruncate: %s", lab, strerror(-r));
-            l->broken = hr__errno_code(-r);
-            return l->broken;
-        }
         s->count = from - s->first;
         s->n_sparse = (s->count + HR__SPARSE_STRIDE - 1) / HR__SPARSE_STRIDE;
         s->size = s->file_end = off;
         s->sealed = false;
         s->last_term = hr__get64(h + 8);
         hr__cache_drop(l->cache, s->first);
-        truncate_settle(l, from);
-        if ((rc = sync_fd(l, s->fd, true, lab)) != 0) {
-            /* The cut is made but maybe not durable: the next sync must flush it. */
-            l->need_datasync = true;
-            return rc;
-        }
     }
+    l->dir_dirty = l->need_datasync = false;
     truncate_settle(l, from);
-    if (l->dir_dirty && (rc = sync_fd(l, l->dir_fd, false, "log/")) != 0) {
+    size_t removed;
+    if (rc == 0) {
+        rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, &l->io, &t, &removed, l->err,
+                                 sizeof l->err);
+    }
+    if (rc != 0) {
+        l->intent = t;
+        l->intent_pending = true;
+        l->failed = rc;
         return rc;
     }
-    l->dir_dirty = false;
     return 0;
 }
 
@@ -796,16 +808,35 @@ int hr_log_retry(struct hr_log *l)
     if (l->broken) {
         return l->broken;
     }
+    if (l->intent_pending) {
+        /* Memory already is the truncated log: make the files agree before any write. */
+        size_t removed;
+        int rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, &l->io, &l->intent,
+                                     &removed, l->err, sizeof l->err);
+        if (rc != 0) {
+            l->failed = rc;
+            return rc;
+        }
+        l->intent_pending = false;
+    }
     l->failed = 0;
     return 0;
 }
 
 void hr_log_inject_fault(struct hr_log *l, int op, unsigned count, int err)
 {
+    hr_log_inject_fault_after(l, op, 0, count, err);
+}
+
+void hr_log_inject_fault_after(struct hr_log *l, int op, unsigned skip, unsigned count,
+                               int err)
+{
     if (op == HR_LOG_FAULT_WRITE) {
+        l->io.skip_writes = skip;
         l->io.fail_writes = count;
         l->io.write_errno = err;
     } else if (op == HR_LOG_FAULT_SYNC) {
+        l->io.skip_syncs = skip;
         l->io.fail_syncs = count;
         l->io.sync_errno = err;
     }
@@ -999,6 +1030,40 @@ out:
     return rc;
 }
 
+/* A truncation the last process did not finish (intent.c): complete it before the scan,
+ * so the last segment is scanned as the truncation left it. */
+static int finish_truncation(struct hr_log *l, char *err, size_t errlen, char *info,
+                             size_t infolen)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/%s", l->logdir, HR__INTENT_TMP);
+    if (hr_fs_unlink(l->fs, tmp) == 0) {
+        hr__add_info(info, infolen, "log/%s: interrupted intent discarded (no truncation had "
+                     "begun)", HR__INTENT_TMP);
+    }
+    struct hr__intent t;
+    bool exists;
+    int rc = hr__intent_read(l->fs, l->logdir, &t, &exists, err, errlen);
+    if (rc != 0 || !exists) {
+        return rc;
+    }
+    size_t removed;
+    if ((rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, NULL, &t, &removed, err,
+                                  errlen)) != 0) {
+        return rc;
+    }
+    char cutmsg[96] = "";
+    if (t.seg != 0) {
+        char lab[64];
+        seg_label(t.seg, lab, sizeof lab);
+        snprintf(cutmsg, sizeof cutmsg, ", %s cut at offset %" PRIu64, lab, t.off);
+    }
+    hr__add_info(info, infolen, "log/%s: interrupted truncation from index %" PRIu64
+                 " completed (%zu segments removed%s)", HR__INTENT_NAME, t.from, removed,
+                 cutmsg);
+    return 0;
+}
+
 int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log **out,
                 char *err, size_t errlen, char *info, size_t infolen)
 {
@@ -1056,7 +1121,8 @@ int hr_log_open(const char *dir, const struct hr_log_options *o, struct hr_log *
         rc = hr__errno_code(-l->dir_fd);
         goto fail;
     }
-    if ((rc = load_segments(l, err, errlen, info, infolen)) != 0) {
+    if ((rc = finish_truncation(l, err, errlen, info, infolen)) != 0 ||
+        (rc = load_segments(l, err, errlen, info, infolen)) != 0) {
         goto fail;
     }
     /* What the scan read may still be only in the page cache (the last writer was killed

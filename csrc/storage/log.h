@@ -73,7 +73,11 @@ int hr_log_append(struct hr_log *l, const struct hr_log_entry *e, size_t n);
 /* Write what is buffered and make it durable. */
 int hr_log_sync(struct hr_log *l);
 /* Drop every entry at index >= from (conflict repair). Syncs first; durable on return. If
- * from <= first index the log becomes empty and the next append may start anywhere. */
+ * from <= first index the log becomes empty and the next append may start anywhere. A
+ * durable intent (log/TRUNCATE) is written first: a crash comes back with the truncation
+ * done (open completes it) or not begun. On failure the log refuses writes; if the
+ * truncation had begun, memory already is the truncated log and hr_log_retry (or the next
+ * open) completes it on disk. */
 int hr_log_truncate(struct hr_log *l, uint64_t from);
 /* Drop whole sealed segments whose entries are all below `below` (after a snapshot). The
  * first index afterwards may still be < below. Durable on return. */
@@ -105,13 +109,18 @@ void hr_log_meta(const struct hr_log *l, uint64_t *term, uint64_t *vote);
 /* The message of the last failure (a static buffer inside l). */
 const char *hr_log_errmsg(const struct hr_log *l);
 /* After a write-path failure: allow writes again (0), or the original error if the log
- * could not be put back in a known state (then only reopening helps). */
+ * could not be put back in a known state (then only reopening helps). A truncation that
+ * failed after it had begun is completed first; if that fails, its error is returned and
+ * the log still refuses writes. */
 int hr_log_retry(struct hr_log *l);
 
 /* Test hook: the next `count` operations of kind op (HR_LOG_FAULT_WRITE: write(2) of log
  * or meta data; HR_LOG_FAULT_SYNC: fdatasync/fsync) fail with errno err. */
 enum { HR_LOG_FAULT_WRITE = 1, HR_LOG_FAULT_SYNC = 2 };
 void hr_log_inject_fault(struct hr_log *l, int op, unsigned count, int err);
+/* The same, after `skip` operations of kind op that still succeed. */
+void hr_log_inject_fault_after(struct hr_log *l, int op, unsigned skip, unsigned count,
+                               int err);
 
 /* Counters since open. */
 struct hr_log_stats {

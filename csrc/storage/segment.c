@@ -174,12 +174,29 @@ int hr__seg_scan(struct hr_fs *fs, int h, const char *name, bool allow_torn,
                  uint64_t expect_first, bool want_sparse, struct hr__scan *s, char *err,
                  size_t errlen)
 {
+    return hr__seg_scan_upto(fs, h, name, allow_torn, expect_first, want_sparse, -1, s, err,
+                             errlen);
+}
+
+int hr__seg_scan_upto(struct hr_fs *fs, int h, const char *name, bool allow_torn,
+                      uint64_t expect_first, bool want_sparse, off_t limit, struct hr__scan *s,
+                      char *err, size_t errlen)
+{
     memset(s, 0, sizeof *s);
     unsigned char *b;
     size_t size;
     int rc = read_all(fs, h, &b, &size, name, err, errlen);
     if (rc != 0) {
         return rc;
+    }
+    if (limit >= 0) {
+        if ((off_t)size < limit) {
+            snprintf(err, errlen, "%s: %zu bytes, shorter than the cut at offset %lld of the "
+                     "pending truncation", name, size, (long long)limit);
+            free(b);
+            return HR_ECORRUPT;
+        }
+        size = (size_t)limit;
     }
     s->file_size = (off_t)size;
     size_t cap = 0;

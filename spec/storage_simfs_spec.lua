@@ -447,7 +447,7 @@ local function truncation_case(seed, shape, k)
     local intent = fs:read(DIR .. "/log/TRUNCATE") ~= nil
     local where = ("seed %d, %s from %d of 1..%d, crash at operation %d of the truncate")
                   :format(seed, shape, from, n, k)
-    local sound, report = core.storage_inspect(DIR, { fs = fs })
+    local sound, report = core.storage_inspect(DIR, nil, { fs = fs })
     if not sound then error(where .. ": inspect before the open:\n" .. report, 0) end
     if intent and not report:find("TRUNCATE: truncation from index " .. from, 1, true) then
         error(where .. ": inspect does not report the pending truncation:\n" .. report, 0)

@@ -18,6 +18,7 @@
  *                          after `skip` more that succeed, the next `count` fail
  *   st:retry()  st:stats()  st:close()
  *   local ok, report, verdict = core.storage_inspect("./data"[, names[, opts]])
+ *                              -- or (dir, opts) when opts has an fs
  *                              -- verdict: "sound", "damaged" or "not_data_dir"; names
  *                              -- lists node ids (the vote, voters) that match their hash
  *
@@ -339,7 +340,16 @@ static int l_inspect(lua_State *L)
     uint64_t ids[MAX_NAMES];
     const char *strs[MAX_NAMES];
     struct hr_inspect_names names = {ids, strs, 0};
-    if (!lua_isnoneornil(L, 2)) {
+    /* (dir, opts) is accepted too: a table with an fs field is the options, not names. */
+    int opts = 3;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "fs");
+        if (!lua_isnil(L, -1)) {
+            opts = 2;
+        }
+        lua_pop(L, 1);
+    }
+    if (opts == 3 && !lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         for (int i = 1; names.n < MAX_NAMES; i++) {
             lua_rawgeti(L, 2, i);
@@ -359,7 +369,7 @@ static int l_inspect(lua_State *L)
     if (f == NULL) {
         return luaL_error(L, "storage_inspect: out of memory");
     }
-    int rc = hr_storage_inspect(hr__lua_opt_fs(L, 3, NULL), dir, &names, f);
+    int rc = hr_storage_inspect(hr__lua_opt_fs(L, opts, NULL), dir, &names, f);
     fclose(f);
     lua_pushboolean(L, rc == 0);
     lua_pushlstring(L, buf, len);

@@ -66,7 +66,8 @@ M.ROLES = { FOLLOWER = "follower", PRECANDIDATE = "precandidate",
 -- storage failure, code nil once it recovered; "fsm_error" when on_fsm_error = "stop"
 -- stops the node, the message naming the entry and what to do) and "log" (level, message:
 -- events an operator should see, level 0 info, 1 warning, 2 error; an FSM error is logged
--- at level 2 with its traceback).
+-- at level 2 with its traceback; node:start() logs what recovery did, at level 0, each
+-- note starting "recovery: ").
 M.EVENTS = { state = true, leader = true, apply = true, snapshot = true, error = true,
              log = true }
 
@@ -1119,6 +1120,11 @@ function net:_start()
     end
     self._state = "running"
     live_nodes = live_nodes + 1
+    -- What recovery did (a torn tail cut, a log reconciled with the snapshot, an interrupted
+    -- truncation completed, the snapshot and log range read): one "log" event per note.
+    for note in self._core:recovery_info():gmatch("[^\n]+") do
+        protect(self._node._emit, self._node, "log", 0, "recovery: " .. note)
+    end
     -- The newest snapshot first; the log after it follows through apply.
     local payload, sindex = self._core:snapshot_read()
     if payload then

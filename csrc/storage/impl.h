@@ -140,6 +140,14 @@ struct hr__io {
 int hr__io_pwrite(struct hr__io *io, struct hr_fs *fs, int h, const void *buf, size_t len,
                   uint64_t off);
 int hr__io_sync(struct hr__io *io, struct hr_fs *fs, int h, bool data_only);
+/* Replace path atomically by the len bytes at b (meta, the truncation intent): write tmp,
+ * fsync it, rename it over path, fsync the directory (the open handle dir_h, or dir opened
+ * for it when dir_h < 0). 0, or a negative errno with *what naming the step that failed;
+ * *renamed: the rename was done (path holds the new bytes, only the directory's sync may
+ * be missing). tmp is removed on a failure before the rename. */
+int hr__io_replace(struct hr__io *io, struct hr_fs *fs, const char *tmp, const char *path,
+                   const void *b, size_t len, int dir_h, const char *dir, bool *renamed,
+                   const char **what);
 
 /* segment.c */
 void hr__seg_name(char *buf, size_t len, uint64_t first);

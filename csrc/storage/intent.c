@@ -113,43 +113,13 @@ int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr
     intent_path(logdir, HR__INTENT_NAME, path, sizeof path);
     unsigned char b[HR__INTENT_SIZE];
     encode(b, t);
-    *renamed = false;
-    const char *what = "create";
-    int r;
-    int h = hr_fs_open(fs, tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
-    if (h < 0) {
-        r = h;
-        goto fail;
+    const char *what;
+    int r = hr__io_replace(io, fs, tmp, path, b, sizeof b, dir_fd, logdir, renamed, &what);
+    if (r == 0) {
+        return 0;
     }
-    what = "write";
-    if ((r = hr__io_pwrite(io, fs, h, b, sizeof b, 0)) < 0) {
-        goto fail;
-    }
-    what = "fsync";
-    if ((r = hr__io_sync(io, fs, h, false)) < 0) {
-        goto fail;
-    }
-    hr_fs_close(fs, h);
-    h = -1;
-    what = "rename";
-    if ((r = hr_fs_rename(fs, tmp, path)) < 0) {
-        goto fail;
-    }
-    *renamed = true;
-    what = "fsync log/";
-    if ((r = hr__io_sync(io, fs, dir_fd, false)) < 0) {
-        goto fail;
-    }
-    return 0;
-fail:
-    if (h >= 0) {
-        hr_fs_close(fs, h);
-    }
-    if (!*renamed) {
-        hr_fs_unlink(fs, tmp);
-    }
-    snprintf(err, errlen, "log/%s: %s: %s", *renamed ? HR__INTENT_NAME : HR__INTENT_TMP, what,
-             strerror(-r));
+    snprintf(err, errlen, "log/%s: %s: %s", *renamed ? HR__INTENT_NAME : HR__INTENT_TMP,
+             what, strerror(-r));
     return hr__errno_code(-r);
 }
 

@@ -67,47 +67,12 @@ int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
     hr__put64(b + 16, m->vote);
     hr__put32(b + 24, hr__crc32c(0, b, 24));
 
-    const char *what = "open";
-    int dh = -1;
-    int r;
-    int h = hr_fs_open(fs, tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
-    if (h < 0) {
-        r = h;
-        goto fail;
+    const char *what;
+    bool renamed;
+    int r = hr__io_replace(io, fs, tmp, path, b, sizeof b, -1, dir, &renamed, &what);
+    if (r == 0) {
+        return 0;
     }
-    what = "write";
-    if ((r = hr__io_pwrite(io, fs, h, b, sizeof b, 0)) < 0) {
-        goto fail;
-    }
-    what = "fsync";
-    if ((r = hr__io_sync(io, fs, h, false)) < 0) {
-        goto fail;
-    }
-    hr_fs_close(fs, h);
-    h = -1;
-    what = "rename";
-    if ((r = hr_fs_rename(fs, tmp, path)) < 0) {
-        goto fail;
-    }
-    what = "fsync dir";
-    dh = hr_fs_open(fs, dir, HR_FS_DIR);
-    if (dh < 0) {
-        r = dh;
-        goto fail;
-    }
-    if ((r = hr__io_sync(io, fs, dh, false)) < 0) {
-        goto fail;
-    }
-    hr_fs_close(fs, dh);
-    return 0;
-fail:
-    if (h >= 0) {
-        hr_fs_close(fs, h);
-    }
-    if (dh >= 0) {
-        hr_fs_close(fs, dh);
-    }
-    hr_fs_unlink(fs, tmp);
-    snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(-r));
+    snprintf(err, errlen, "%s: %s: %s", renamed ? path : tmp, what, strerror(-r));
     return hr__errno_code(-r);
 }

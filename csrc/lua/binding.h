@@ -105,6 +105,13 @@ int hr__lua_push_errno(lua_State *L, const char *what, int e);
 void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                        lua_CFunction gc, lua_CFunction tostring);
 
+/* t[key] = v on the table at the top (counters and figures of stats tables). */
+static inline void hr__lua_set_number(lua_State *L, const char *key, double v)
+{
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, key);
+}
+
 /* sim_binding.c: registers the metatable and pushes the sim_new function. */
 void hr__lua_open_sim(lua_State *L);
 

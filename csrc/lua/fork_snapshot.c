@@ -470,12 +470,6 @@ static void compute_result(struct snap *s)
     }
 }
 
-static void set_num(lua_State *L, const char *k, double v)
-{
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
-
 static int push_done(lua_State *L, void *arg)
 {
     struct snap *s = arg;
@@ -488,17 +482,17 @@ static int push_done(lua_State *L, void *arg)
     }
     lua_pushnumber(L, (lua_Number)s->bytes);
     lua_createtable(L, 0, 8);
-    set_num(L, "pid", s->pid);
-    set_num(L, "fork_ms", s->fork_ms);
-    set_num(L, "elapsed_ms", s->elapsed_ms);
+    hr__lua_set_number(L, "pid", s->pid);
+    hr__lua_set_number(L, "fork_ms", s->fork_ms);
+    hr__lua_set_number(L, "elapsed_ms", s->elapsed_ms);
     if (s->serialize_ms >= 0) {
-        set_num(L, "serialize_ms", s->serialize_ms);
+        hr__lua_set_number(L, "serialize_ms", s->serialize_ms);
     }
     if (s->status_known) {
-        set_num(L, "child_minflt", (double)s->child_ru.ru_minflt);
-        set_num(L, "child_maxrss_kb", (double)s->child_ru.ru_maxrss);
+        hr__lua_set_number(L, "child_minflt", (double)s->child_ru.ru_minflt);
+        hr__lua_set_number(L, "child_maxrss_kb", (double)s->child_ru.ru_maxrss);
     }
-    set_num(L, "parent_minflt", (double)s->parent_minflt);
+    hr__lua_set_number(L, "parent_minflt", (double)s->parent_minflt);
     return 4;
 }
 

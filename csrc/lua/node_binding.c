@@ -384,12 +384,6 @@ static int l_state(lua_State *L)
     return 3;
 }
 
-static void set_number(lua_State *L, const char *key, uint64_t v)
-{
-    lua_pushnumber(L, (lua_Number)v);
-    lua_setfield(L, -2, key);
-}
-
 static void set_name(lua_State *L, struct hr_runtime *rt, const char *key, hr_id_t id)
 {
     const char *s = hr_runtime_name_of(rt, id);
@@ -418,14 +412,14 @@ static int l_status(lua_State *L)
     lua_createtable(L, 0, 16);
     lua_pushstring(L, hr_runtime_name(rt));
     lua_setfield(L, -2, "id");
-    set_number(L, "applied_index", hr_runtime_applied(rt));
+    hr__lua_set_number(L, "applied_index", hr_runtime_applied(rt));
     hr_index_t si;
     hr_term_t st;
     uint64_t ssize;
     hr_runtime_snapshot(rt, &si, &st, &ssize);
-    set_number(L, "snapshot_index", si);
-    set_number(L, "snapshot_term", st);
-    set_number(L, "snapshot_size", ssize);
+    hr__lua_set_number(L, "snapshot_index", si);
+    hr__lua_set_number(L, "snapshot_term", st);
+    hr__lua_set_number(L, "snapshot_size", ssize);
     if (hr_runtime_failed(rt) != 0) {
         lua_pushstring(L, hr_runtime_errmsg(rt));
         lua_setfield(L, -2, "storage_error");
@@ -433,22 +427,22 @@ static int l_status(lua_State *L)
     if (r == NULL) {
         lua_pushstring(L, n->started ? "failed" : "stopped");
         lua_setfield(L, -2, "role");
-        set_number(L, "term", 0);
-        set_number(L, "commit_index", 0);
-        set_number(L, "first_index", 0);
-        set_number(L, "last_index", 0);
+        hr__lua_set_number(L, "term", 0);
+        hr__lua_set_number(L, "commit_index", 0);
+        hr__lua_set_number(L, "first_index", 0);
+        hr__lua_set_number(L, "last_index", 0);
         lua_newtable(L);
         lua_setfield(L, -2, "progress");
         return 1;
     }
     lua_pushstring(L, hr_role_name(hr_raft_role(r)));
     lua_setfield(L, -2, "role");
-    set_number(L, "term", hr_raft_term(r));
+    hr__lua_set_number(L, "term", hr_raft_term(r));
     set_name(L, rt, "leader", hr_raft_leader(r));
     set_name(L, rt, "vote", hr_raft_vote(r));
-    set_number(L, "commit_index", hr_raft_commit_index(r));
-    set_number(L, "first_index", hr_raft_first_index(r));
-    set_number(L, "last_index", hr_raft_last_index(r));
+    hr__lua_set_number(L, "commit_index", hr_raft_commit_index(r));
+    hr__lua_set_number(L, "first_index", hr_raft_first_index(r));
+    hr__lua_set_number(L, "last_index", hr_raft_last_index(r));
     hr__lua_set_progress(L, r, set_id_name, rt);
     return 1;
 }
@@ -463,52 +457,52 @@ static int l_stats(lua_State *L)
     struct hr_runtime_stats s;
     hr_runtime_stats(n->rt, &s);
     lua_createtable(L, 0, 16);
-    set_number(L, "batches", s.node.batches);
-    set_number(L, "fsyncs", s.group.rounds); /* one fdatasync per group round */
-    set_number(L, "entries_written", s.node.entries_written);
-    set_number(L, "bytes_sent", s.node.bytes_sent);
-    set_number(L, "msgs_received", s.node.msgs_received);
-    set_number(L, "state_changes", s.node.state_changes);
-    set_number(L, "elections", s.node.elections);
-    set_number(L, "applied", s.node.applied);
+    hr__lua_set_number(L, "batches", s.node.batches);
+    hr__lua_set_number(L, "fsyncs", s.group.rounds); /* one fdatasync per group round */
+    hr__lua_set_number(L, "entries_written", s.node.entries_written);
+    hr__lua_set_number(L, "bytes_sent", s.node.bytes_sent);
+    hr__lua_set_number(L, "msgs_received", s.node.msgs_received);
+    hr__lua_set_number(L, "state_changes", s.node.state_changes);
+    hr__lua_set_number(L, "elections", s.node.elections);
+    hr__lua_set_number(L, "applied", s.node.applied);
     hr__lua_set_msgs_sent(L, s.node.msgs_sent);
 
     lua_createtable(L, 0, 10);
-    set_number(L, "frames_sent", s.tcp.frames_sent);
-    set_number(L, "frames_received", s.tcp.frames_received);
-    set_number(L, "bytes_sent", s.tcp.bytes_sent);
-    set_number(L, "bytes_received", s.tcp.bytes_received);
-    set_number(L, "connects", s.tcp.connects);
-    set_number(L, "disconnects", s.tcp.disconnects);
-    set_number(L, "accepted", s.tcp.accepted);
-    set_number(L, "auth_failures", s.tcp.auth_failures);
-    set_number(L, "bad_frames", s.tcp.bad_frames);
-    set_number(L, "queue_drops", s.tcp.queue_drops);
+    hr__lua_set_number(L, "frames_sent", s.tcp.frames_sent);
+    hr__lua_set_number(L, "frames_received", s.tcp.frames_received);
+    hr__lua_set_number(L, "bytes_sent", s.tcp.bytes_sent);
+    hr__lua_set_number(L, "bytes_received", s.tcp.bytes_received);
+    hr__lua_set_number(L, "connects", s.tcp.connects);
+    hr__lua_set_number(L, "disconnects", s.tcp.disconnects);
+    hr__lua_set_number(L, "accepted", s.tcp.accepted);
+    hr__lua_set_number(L, "auth_failures", s.tcp.auth_failures);
+    hr__lua_set_number(L, "bad_frames", s.tcp.bad_frames);
+    hr__lua_set_number(L, "queue_drops", s.tcp.queue_drops);
     lua_setfield(L, -2, "transport");
     /* Flat copies of the counters operators look for first. */
-    set_number(L, "bad_frames", s.tcp.bad_frames);
-    set_number(L, "auth_failures", s.tcp.auth_failures);
+    hr__lua_set_number(L, "bad_frames", s.tcp.bad_frames);
+    hr__lua_set_number(L, "auth_failures", s.tcp.auth_failures);
 
     lua_createtable(L, 0, 5);
-    set_number(L, "rounds", s.group.rounds);
-    set_number(L, "batches", s.group.batches);
-    set_number(L, "entries", s.group.entries);
-    set_number(L, "failures", s.storage_failures);
-    set_number(L, "recoveries", s.storage_recoveries);
+    hr__lua_set_number(L, "rounds", s.group.rounds);
+    hr__lua_set_number(L, "batches", s.group.batches);
+    hr__lua_set_number(L, "entries", s.group.entries);
+    hr__lua_set_number(L, "failures", s.storage_failures);
+    hr__lua_set_number(L, "recoveries", s.storage_recoveries);
     lua_setfield(L, -2, "storage");
 
     lua_createtable(L, 0, 7);
-    set_number(L, "taken", s.snap.taken);
-    set_number(L, "installed", s.node.snapshots_installed);
-    set_number(L, "transfers", s.snap.transfers);
-    set_number(L, "chunks_sent", s.snap.chunks_sent);
-    set_number(L, "bytes_sent", s.snap.bytes_sent);
-    set_number(L, "resumes", s.snap.resumes);
-    set_number(L, "chunks_received", s.snap.chunks_received);
+    hr__lua_set_number(L, "taken", s.snap.taken);
+    hr__lua_set_number(L, "installed", s.node.snapshots_installed);
+    hr__lua_set_number(L, "transfers", s.snap.transfers);
+    hr__lua_set_number(L, "chunks_sent", s.snap.chunks_sent);
+    hr__lua_set_number(L, "bytes_sent", s.snap.bytes_sent);
+    hr__lua_set_number(L, "resumes", s.snap.resumes);
+    hr__lua_set_number(L, "chunks_received", s.snap.chunks_received);
     lua_setfield(L, -2, "snapshots");
-    set_number(L, "snapshots_taken", s.snap.taken);
-    set_number(L, "snapshots_installed", s.node.snapshots_installed);
-    set_number(L, "snapshot_chunks_sent", s.snap.chunks_sent);
+    hr__lua_set_number(L, "snapshots_taken", s.snap.taken);
+    hr__lua_set_number(L, "snapshots_installed", s.node.snapshots_installed);
+    hr__lua_set_number(L, "snapshot_chunks_sent", s.snap.chunks_sent);
     return 1;
 }
 

@@ -23,12 +23,6 @@ const char *hr__lua_entry_type_name(int type)
     return "unknown";
 }
 
-static void set_number(lua_State *L, const char *key, uint64_t v)
-{
-    lua_pushnumber(L, (lua_Number)v);
-    lua_setfield(L, -2, key);
-}
-
 int hr__lua_push_entry(lua_State *L, const struct hr_entry *e)
 {
     lua_pushnumber(L, (lua_Number)e->index);
@@ -51,13 +45,13 @@ void hr__lua_set_progress(lua_State *L, const struct hr_raft *r,
     for (size_t i = 0; i < np; i++) {
         lua_createtable(L, 0, 5);
         set_id(L, ctx, pr[i].id);
-        set_number(L, "match", pr[i].match);
-        set_number(L, "next", pr[i].next);
+        hr__lua_set_number(L, "match", pr[i].match);
+        hr__lua_set_number(L, "next", pr[i].next);
         lua_pushboolean(L, pr[i].replicating);
         lua_setfield(L, -2, "replicating");
         lua_pushboolean(L, pr[i].snapshotting);
         lua_setfield(L, -2, "snapshotting");
-        set_number(L, "inflight", pr[i].inflight);
+        hr__lua_set_number(L, "inflight", pr[i].inflight);
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "progress");
@@ -68,18 +62,18 @@ void hr__lua_set_msgs_sent(lua_State *L, const uint64_t msgs_sent[HR_MSG_TYPE_CO
     uint64_t total = 0;
     lua_createtable(L, 0, HR_MSG_TYPE_COUNT);
     for (int t = 1; t < HR_MSG_TYPE_COUNT; t++) {
-        set_number(L, hr_msg_type_name(t), msgs_sent[t]);
+        hr__lua_set_number(L, hr_msg_type_name(t), msgs_sent[t]);
         total += msgs_sent[t];
     }
     lua_setfield(L, -2, "msgs_sent_by_type");
-    set_number(L, "msgs_sent", total);
+    hr__lua_set_number(L, "msgs_sent", total);
 }
 
 /* A sim's node ids are numbers. */
 static void set_id_number(lua_State *L, void *ctx, hr_id_t id)
 {
     (void)ctx;
-    set_number(L, "id", id);
+    hr__lua_set_number(L, "id", id);
 }
 
 void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
@@ -91,25 +85,25 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
         return;
     }
     lua_createtable(L, 0, 16);
-    set_number(L, "id", id);
+    hr__lua_set_number(L, "id", id);
     lua_pushstring(L, hr_role_name(hr_raft_role(r)));
     lua_setfield(L, -2, "role");
-    set_number(L, "term", hr_raft_term(r));
-    set_number(L, "leader", hr_raft_leader(r));
-    set_number(L, "vote", hr_raft_vote(r));
-    set_number(L, "commit_index", hr_raft_commit_index(r));
-    set_number(L, "first_index", hr_raft_first_index(r));
-    set_number(L, "last_index", hr_raft_last_index(r));
-    set_number(L, "last_term", hr_raft_term_at(r, hr_raft_last_index(r)));
-    set_number(L, "applied_index", hr_node_applied(n));
+    hr__lua_set_number(L, "term", hr_raft_term(r));
+    hr__lua_set_number(L, "leader", hr_raft_leader(r));
+    hr__lua_set_number(L, "vote", hr_raft_vote(r));
+    hr__lua_set_number(L, "commit_index", hr_raft_commit_index(r));
+    hr__lua_set_number(L, "first_index", hr_raft_first_index(r));
+    hr__lua_set_number(L, "last_index", hr_raft_last_index(r));
+    hr__lua_set_number(L, "last_term", hr_raft_term_at(r, hr_raft_last_index(r)));
+    hr__lua_set_number(L, "applied_index", hr_node_applied(n));
     /* The snapshot the node's disk holds durably (what a restart starts from). */
     hr_index_t si = 0;
     hr_term_t st = 0;
     size_t size = 0;
     hr_sim_snapshot_info(s->sim, id, &si, &st, &size);
-    set_number(L, "snapshot_index", si);
-    set_number(L, "snapshot_term", st);
-    set_number(L, "snapshot_size", size);
+    hr__lua_set_number(L, "snapshot_index", si);
+    hr__lua_set_number(L, "snapshot_term", st);
+    hr__lua_set_number(L, "snapshot_size", size);
     hr__lua_set_progress(L, r, set_id_number, NULL);
 }
 
@@ -122,14 +116,14 @@ void hr__lsim_push_stats(lua_State *L, struct hr__lsim *s, hr_id_t id)
     }
     const struct hr_node_stats *st = hr_node_stats(n);
     lua_createtable(L, 0, 10);
-    set_number(L, "batches", st->batches);
-    set_number(L, "fsyncs", st->batches); /* each storage batch is one fsync */
-    set_number(L, "entries_written", st->entries_written);
-    set_number(L, "bytes_sent", st->bytes_sent);
-    set_number(L, "msgs_received", st->msgs_received);
-    set_number(L, "state_changes", st->state_changes);
-    set_number(L, "elections", st->elections);
-    set_number(L, "applied", st->applied);
-    set_number(L, "snapshots_installed", st->snapshots_installed);
+    hr__lua_set_number(L, "batches", st->batches);
+    hr__lua_set_number(L, "fsyncs", st->batches); /* each storage batch is one fsync */
+    hr__lua_set_number(L, "entries_written", st->entries_written);
+    hr__lua_set_number(L, "bytes_sent", st->bytes_sent);
+    hr__lua_set_number(L, "msgs_received", st->msgs_received);
+    hr__lua_set_number(L, "state_changes", st->state_changes);
+    hr__lua_set_number(L, "elections", st->elections);
+    hr__lua_set_number(L, "applied", st->applied);
+    hr__lua_set_number(L, "snapshots_installed", st->snapshots_installed);
     hr__lua_set_msgs_sent(L, st->msgs_sent);
 }

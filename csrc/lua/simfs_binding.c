@@ -347,16 +347,11 @@ static int l_stats(lua_State *L)
     struct hr_simfs_stats st;
     hr_simfs_stats(check_simfs(L, 1)->sim, &st);
     lua_createtable(L, 0, 5);
-    lua_pushnumber(L, (lua_Number)st.ops);
-    lua_setfield(L, -2, "ops");
-    lua_pushnumber(L, (lua_Number)st.reboots);
-    lua_setfield(L, -2, "reboots");
-    lua_pushnumber(L, (lua_Number)st.files_reverted);
-    lua_setfield(L, -2, "files_reverted");
-    lua_pushnumber(L, (lua_Number)st.names_reverted);
-    lua_setfield(L, -2, "names_reverted");
-    lua_pushnumber(L, (lua_Number)st.torn);
-    lua_setfield(L, -2, "torn");
+    hr__lua_set_number(L, "ops", (double)st.ops);
+    hr__lua_set_number(L, "reboots", (double)st.reboots);
+    hr__lua_set_number(L, "files_reverted", (double)st.files_reverted);
+    hr__lua_set_number(L, "names_reverted", (double)st.names_reverted);
+    hr__lua_set_number(L, "torn", (double)st.torn);
     return 1;
 }
 

@@ -278,16 +278,11 @@ static int l_stats(lua_State *L)
     struct hr_log_stats st;
     hr_log_stats(check_store(L)->log, &st);
     lua_createtable(L, 0, 5);
-    lua_pushnumber(L, (lua_Number)st.syncs);
-    lua_setfield(L, -2, "syncs");
-    lua_pushnumber(L, (lua_Number)st.appends);
-    lua_setfield(L, -2, "appends");
-    lua_pushnumber(L, (lua_Number)st.bytes);
-    lua_setfield(L, -2, "bytes");
-    lua_pushnumber(L, (lua_Number)st.cache_hits);
-    lua_setfield(L, -2, "cache_hits");
-    lua_pushnumber(L, (lua_Number)st.cache_misses);
-    lua_setfield(L, -2, "cache_misses");
+    hr__lua_set_number(L, "syncs", (double)st.syncs);
+    hr__lua_set_number(L, "appends", (double)st.appends);
+    hr__lua_set_number(L, "bytes", (double)st.bytes);
+    hr__lua_set_number(L, "cache_hits", (double)st.cache_hits);
+    hr__lua_set_number(L, "cache_misses", (double)st.cache_misses);
     return 1;
 }
 
@@ -378,12 +373,6 @@ static int l_inspect(lua_State *L)
     return 3;
 }
 
-static void set_num(lua_State *L, const char *k, double v)
-{
-    lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
-}
-
 static int l_bench(lua_State *L)
 {
     const char *usage = "core.storage_bench(dir, writers, entries, entry_size)";
@@ -399,13 +388,13 @@ static int l_bench(lua_State *L)
         return push_fail(L, rc, err);
     }
     lua_createtable(L, 0, 7);
-    set_num(L, "appends", (double)r.appends);
-    set_num(L, "fsyncs", (double)r.fsyncs);
-    set_num(L, "rounds", (double)r.rounds);
-    set_num(L, "seconds", r.seconds);
-    set_num(L, "appends_per_s", r.appends_per_s);
-    set_num(L, "fsyncs_per_s", r.fsyncs_per_s);
-    set_num(L, "baseline_fsyncs_per_s", r.baseline_fsyncs_per_s);
+    hr__lua_set_number(L, "appends", (double)r.appends);
+    hr__lua_set_number(L, "fsyncs", (double)r.fsyncs);
+    hr__lua_set_number(L, "rounds", (double)r.rounds);
+    hr__lua_set_number(L, "seconds", r.seconds);
+    hr__lua_set_number(L, "appends_per_s", r.appends_per_s);
+    hr__lua_set_number(L, "fsyncs_per_s", r.fsyncs_per_s);
+    hr__lua_set_number(L, "baseline_fsyncs_per_s", r.baseline_fsyncs_per_s);
     return 1;
 }
 

@@ -101,7 +101,23 @@ struct hr_sim_options {
      * a node restarted before they are overwritten holds a tail that followed another
      * entry at the snapshot's index (csrc/sim/check.c checks the log across the boundary). */
     bool unsafe_install_keeps_log;
+    /* Which storage the nodes run on (csrc/sim/disk.h): the model (HR_SIM_STORAGE_MODEL,
+     * the default: fast, in memory) or the production code of csrc/storage over one
+     * crashing in-memory file system per node (HR_SIM_STORAGE_REAL, csrc/sim/simfs.h). */
+    int storage;
+    /* Real storage only. storage_flags: the file systems' crash flags (HR_SIMFS_*: what of
+     * the unsynced writes a crash keeps). storage_crash: the probability that a storage
+     * step (a batch, a snapshot write, a compaction) crashes the node in its middle, at
+     * one of its next few file operations. segment_size: the log's segment size (small,
+     * so that segments seal and compaction drops some). unsafe_install_keeps_log has no
+     * effect there. A node that refuses to open its storage after a crash, without
+     * hr_sim_corrupt having touched it, stops the simulation. */
+    unsigned storage_flags;
+    double storage_crash;
+    uint64_t segment_size;
 };
+
+enum { HR_SIM_STORAGE_MODEL = 0, HR_SIM_STORAGE_REAL = 1 };
 
 void hr_sim_options_defaults(struct hr_sim_options *o);
 
@@ -149,6 +165,8 @@ int hr_sim_connect(struct hr_sim *s, hr_id_t id);
 int hr_sim_partition(struct hr_sim *s, const uint32_t *group, size_t n);
 void hr_sim_heal(struct hr_sim *s); /* one group again, and every node connected */
 void hr_sim_set_network(struct hr_sim *s, const struct hr_sim_net *net);
+/* Change storage_crash (real storage; p within [0, 1]). */
+void hr_sim_set_storage_crash(struct hr_sim *s, double p);
 
 /* Propose on node id (which must be alive): hr_node_propose's result. */
 int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
@@ -174,6 +192,18 @@ struct hr_sim_snapshot_stats {
     uint64_t delivered;   /* whole snapshots handed to a receiving core (done set) */
 };
 void hr_sim_snapshot_stats(const struct hr_sim *s, struct hr_sim_snapshot_stats *out);
+
+/* Real storage: proof that the faults happened (all 0 with the model). */
+struct hr_sim_storage_stats {
+    uint64_t crash_points;  /* storage steps cut by a crash point (the node then crashed) */
+    uint64_t in_flight;     /* crashes that caught written batches in flight */
+    uint64_t reboots;       /* file system reboots (crashes) */
+    uint64_t files_reverted; /* files a reboot changed (unsynced bytes lost or kept) */
+    uint64_t torn;          /* writes a reboot kept in part */
+    uint64_t repaired;      /* restarts whose open or reconciliation repaired something */
+    uint64_t reconciled;    /* restarts that emptied the log to continue the snapshot */
+};
+void hr_sim_storage_stats(const struct hr_sim *s, struct hr_sim_storage_stats *out);
 
 /* Test hooks for a message the network delivers twice, long apart (a duplicate that
  * overtook nothing and arrives late): hr_sim_capture arms a capture of the first message

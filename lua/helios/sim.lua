@@ -58,6 +58,7 @@ cluster.__index = cluster
 local CLUSTER_OPTIONS = {
     n = true, seed = true, fsm = true, config = true, network = true, disk_latency_ms = true,
     snapshot_latency_ms = true, snapshot_chunk_bytes = true, unsafe_install_keeps_log = true,
+    storage = true, storage_crash = true, storage_faults = true, segment_size = true,
 }
 
 local USAGE = "Usage: sim.cluster{ n = N, seed = S, fsm = function(id) ... end, "
@@ -269,7 +270,13 @@ end
 --   the module comment), network (initial set_network), disk_latency_ms ({min, max}),
 --   snapshot_latency_ms ({min, max}: a snapshot write until durable), snapshot_chunk_bytes
 --   (InstallSnapshot chunk size), unsafe_install_keeps_log (test only: a broken disk that
---   keeps the log after an installed snapshot's index, for the checker's own specs)
+--   keeps the log after an installed snapshot's index, for the checker's own specs),
+--   storage ("model", the default unless $HELIOS_SIM_STORAGE says "real": an in-memory
+--   model of a disk; "real": the production storage, csrc/storage, over a crashing
+--   in-memory file system per node), and for real storage: storage_crash (probability
+--   that a storage step is cut by a crash in its middle, 0 by default), storage_faults
+--   ("none", "unsynced", "torn" or "pages": what a crash keeps of unsynced writes) and
+--   segment_size (bytes, 4096 by default, so segments seal and compact)
 -- @return the cluster
 function M.cluster(opts)
     if type(opts) ~= "table" then
@@ -313,6 +320,8 @@ function M.cluster(opts)
         disk_latency_ms = opts.disk_latency_ms, snapshot_latency_ms = opts.snapshot_latency_ms,
         snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
         unsafe_install_keeps_log = opts.unsafe_install_keeps_log,
+        storage = opts.storage or getenv("HELIOS_SIM_STORAGE"), storage_crash = opts.storage_crash,
+        storage_faults = opts.storage_faults, segment_size = opts.segment_size,
         apply = apply, state = state, start = start, snapshot = snapshot, restore = restore,
         snapshot_done = snapshot_done,
     })
@@ -440,6 +449,15 @@ end
 -- (whole snapshots handed to a receiving core).
 function cluster:snapshot_stats()
     return self._sim:snapshot_stats()
+end
+
+--- Real storage's fault counters since the start (all 0 with the model): crash_points
+-- (storage steps cut by a crash in their middle), in_flight (crashes that caught written
+-- batches in flight), reboots, files_reverted (files a crash changed), torn (writes kept in
+-- part), repaired (restarts whose open or reconciliation repaired something), reconciled
+-- (restarts that emptied the log to continue the snapshot).
+function cluster:storage_stats()
+    return self._sim:storage_stats()
 end
 
 --- Run one simulator event. Returns true if one ran, false if nothing is scheduled.
@@ -648,6 +666,15 @@ end
 
 --- Describe the whole network; fields not given take their defaults (reliable):
 -- drop, duplicate (probabilities), delay_ms = {min, max}, reorder (boolean).
+--- Real storage: the probability that a storage step is cut by a crash in its middle, from
+-- now on (the storage_crash option; no effect with the model).
+function cluster:set_storage_crash(p)
+    if type(p) ~= "number" or not (p >= 0 and p <= 1) then
+        error("Usage: c:set_storage_crash(p) with p in [0, 1]", 2)
+    end
+    self._sim:set_storage_crash(p)
+end
+
 function cluster:set_network(net)
     if type(net) ~= "table" then
         error("Usage: c:set_network{ drop = p, duplicate = p, delay_ms = {min, max}, "

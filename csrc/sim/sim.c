@@ -390,6 +390,8 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
         bad = "storage_crash must be within [0, 1]";
     } else if (o->storage == HR_SIM_STORAGE_REAL && o->segment_size < 256) {
         bad = "segment_size must be at least 256";
+    } else if (o->storage == HR_SIM_STORAGE_REAL && o->unsafe_install_keeps_log) {
+        bad = "unsafe_install_keeps_log breaks the model: it needs storage = model";
     }
     if (bad != NULL) {
         snprintf(err, errlen, "sim: %s", bad);

@@ -109,8 +109,8 @@ struct hr_sim_options {
      * the unsynced writes a crash keeps). storage_crash: the probability that a storage
      * step (a batch, a snapshot write, a compaction) crashes the node in its middle, at
      * one of its next few file operations. segment_size: the log's segment size (small,
-     * so that segments seal and compaction drops some). unsafe_install_keeps_log has no
-     * effect there. A node that refuses to open its storage after a crash, without
+     * so that segments seal and compaction drops some). unsafe_install_keeps_log is
+     * refused with it (it breaks the model only). A node that refuses to open its storage after a crash, without
      * hr_sim_corrupt having touched it, stops the simulation. */
     unsigned storage_flags;
     double storage_crash;

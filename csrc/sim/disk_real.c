@@ -45,6 +45,7 @@ struct hr__disk_real {
     hr_index_t last;            /* the log's last index when it was last open */
     bool empty;                 /* and whether it was empty */
     uint64_t crash_points, in_flight, repaired, reconciled;
+    uint64_t starts;
     char err[768];
 };
 
@@ -508,7 +509,36 @@ static int read_entries(struct hr__disk *d, char *msg, size_t len)
     return 0;
 }
 
+static int recover(struct hr__disk *d, char *msg, size_t len);
+
+/* A restart may crash too, in the middle of what the open repairs (a torn tail cut, a
+ * reconciled log emptied): the next restart must still open what that left. Not the first
+ * start: the simulation begins with every node up. */
 int hr__disk_real_recover(struct hr__disk *d, char *msg, size_t len)
+{
+    struct hr__disk_real *r = d->real;
+    if (r->starts++ > 0) {
+        arm(r);
+    }
+    int rc = recover(d, msg, len);
+    if (!hr_simfs_crashed(r->fs)) {
+        hr_simfs_crash_at(r->fs, 0);
+        return rc;
+    }
+    r->crash_points++;
+    char why[512];
+    snprintf(why, sizeof why, "%s", rc != 0 ? msg : "");
+    snprintf(msg, len, "crashed while starting%s%s", why[0] ? ": " : "", why);
+    if (r->log != NULL) {
+        hr_log_close(r->log);
+        r->log = NULL;
+    }
+    hr_simfs_reboot(r->fs);
+    hr__disk_clear_log(d);
+    return HR__DISK_CRASHED;
+}
+
+static int recover(struct hr__disk *d, char *msg, size_t len)
 {
     struct hr__disk_real *r = d->real;
     struct hr_fs *fs = hr_simfs_fs(r->fs);

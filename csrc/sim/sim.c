@@ -355,7 +355,7 @@ void hr_sim_options_defaults(struct hr_sim_options *o)
     o->storage = HR_SIM_STORAGE_MODEL;
     o->storage_flags = 0;
     o->storage_crash = 0;
-    o->segment_size = 4096;
+    o->segment_size = 16384;
 }
 
 static const char *net_invalid(const struct hr_sim_net *net)
@@ -679,6 +679,10 @@ int hr_sim_restart(struct hr_sim *s, hr_id_t id)
     sn->restarts++;
     char msg[256];
     int rc = start_node(s, sn, msg, sizeof(msg));
+    if (rc == HR__DISK_CRASHED) {
+        /* A crash point hit the storage's own recovery: still down, restart it again. */
+        return HR_EIO;
+    }
     if (rc == HR_ECORRUPT && s->o.storage == HR_SIM_STORAGE_REAL && !sn->corrupted) {
         /* Nothing but crashes happened to this disk: the production storage must open
          * what it left. */

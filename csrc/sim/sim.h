@@ -151,7 +151,8 @@ int hr_sim_crash(struct hr_sim *s, hr_id_t id);
 /* Restart a crashed node from what its disk kept. Its storage recovery runs first: a torn
  * or corrupt last record is cut off (hr_sim_node_note says so); a corrupt record before the
  * tail makes the start fail with HR_ECORRUPT and the node stays down, while the simulation
- * goes on (the note names the record). */
+ * goes on (the note names the record). Real storage: HR_EIO if a crash point hit the
+ * recovery itself (the node stays down; the note says where). */
 int hr_sim_restart(struct hr_sim *s, hr_id_t id);
 /* Flip a bit in the durable log record at `index` of node id's disk (0: a random one), as
  * a fault of the medium. It shows when the node next starts. 0, or HR_EINVAL (no such

@@ -276,7 +276,7 @@ end
 --   in-memory file system per node), and for real storage: storage_crash (probability
 --   that a storage step is cut by a crash in its middle, 0 by default), storage_faults
 --   ("none", "unsynced", "torn" or "pages": what a crash keeps of unsynced writes) and
---   segment_size (bytes, 4096 by default, so segments seal and compact)
+--   segment_size (bytes, 16 KiB by default: small, so segments seal and compact)
 -- @return the cluster
 function M.cluster(opts)
     if type(opts) ~= "table" then
@@ -578,12 +578,19 @@ end
 -- c:corrupt) is cut off as a torn tail; a corrupt record before it stops the start.
 -- @treturn[1] true, and what recovery said ("" when the disk was clean)
 -- @treturn[2] nil, "corrupt", a message naming the record: the node stays down
+-- @treturn[3] nil, "crashed", a message (real storage with storage_crash: a crash point hit
+--   the recovery itself; the node stays down and may be restarted again)
 function cluster:restart(id)
     local i = num(self, id)
     local ok, code, msg = self._sim:restart(i)
     if not ok and code == "ECORRUPT" then
         check_stopped(self)
         return nil, "corrupt", msg
+    end
+    if not ok and code == "EIO" then
+        -- Real storage with storage_crash: the restart itself crashed (still down).
+        check_stopped(self)
+        return nil, "crashed", msg
     end
     if not ok then
         error(format("c:restart('%s'): %s", id, msg), 2)

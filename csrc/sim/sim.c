@@ -352,7 +352,7 @@ void hr_sim_options_defaults(struct hr_sim_options *o)
     o->snap.window = 4;
     o->snap.write_min_ms = 5;
     o->snap.write_max_ms = 20;
-    o->storage = HR_SIM_STORAGE_MODEL;
+    o->storage = HR_SIM_STORAGE_REAL;
     o->storage_flags = 0;
     o->storage_crash = 0;
     o->segment_size = 16384;

@@ -11,9 +11,12 @@
  * with reorder off each link delivers in send order. Partitions and disconnects are checked
  * both when a message is sent and when it would be delivered.
  *
- * The disk: each write batch becomes durable after a random latency; a crash keeps a random
- * prefix of what was written but not yet synced (whole batches, then part of the next
- * one's entries: the torn last write) and loses the rest. It also holds one durable
+ * The disk (csrc/sim/disk.h): by default the production storage over a crashing in-memory
+ * file system (options storage, storage_flags, storage_crash); or a model of one. Each write
+ * batch becomes durable after a random latency; a crash loses what was not synced (the
+ * model keeps a random prefix of it, whole batches then part of the next one's entries;
+ * real storage runs a random prefix of the pending batches with the crash landing among
+ * their file operations, and the file system's flags decide what unsynced bytes survive). It also holds one durable
  * snapshot (index, term, bytes): writing a new one takes its own latency, a crash meanwhile
  * loses it and leaves the previous one, which is dropped only once the new one is durable.
  *
@@ -101,9 +104,10 @@ struct hr_sim_options {
      * a node restarted before they are overwritten holds a tail that followed another
      * entry at the snapshot's index (csrc/sim/check.c checks the log across the boundary). */
     bool unsafe_install_keeps_log;
-    /* Which storage the nodes run on (csrc/sim/disk.h): the model (HR_SIM_STORAGE_MODEL,
-     * the default: fast, in memory) or the production code of csrc/storage over one
-     * crashing in-memory file system per node (HR_SIM_STORAGE_REAL, csrc/sim/simfs.h). */
+    /* Which storage the nodes run on (csrc/sim/disk.h): the production code of
+     * csrc/storage over one crashing in-memory file system per node (HR_SIM_STORAGE_REAL,
+     * the default, csrc/sim/simfs.h) or a model of a disk (HR_SIM_STORAGE_MODEL: about
+     * twice as fast, build/sim_bench's default). */
     int storage;
     /* Real storage only. storage_flags: the file systems' crash flags (HR_SIMFS_*: what of
      * the unsynced writes a crash keeps). storage_crash: the probability that a storage

@@ -2,7 +2,10 @@
 --
 -- N nodes run the real node code (csrc/node over csrc/core) on a simulated network and
 -- simulated disks; everything random comes from one seed, so a run replays exactly from
--- its seed. Invariants (election safety, log matching, leader completeness, state machine
+-- its seed. A node's disk is, by default, the production storage (csrc/storage: segments,
+-- meta, snapshot files, the restart's reconciliation) over a crashing in-memory file
+-- system; storage = "model" (or $HELIOS_SIM_STORAGE=model) picks the faster model of a
+-- disk instead (csrc/sim/disk.h says what each is good for). Invariants (election safety, log matching, leader completeness, state machine
 -- safety) are checked after every simulated step; a violation, or an error raised by an
 -- observer or by an FSM's snapshot or restore, is raised by the call that ran the time
 -- (run_for, run_until, apply, step) with the seed and the replay command. An error raised
@@ -271,9 +274,9 @@ end
 --   snapshot_latency_ms ({min, max}: a snapshot write until durable), snapshot_chunk_bytes
 --   (InstallSnapshot chunk size), unsafe_install_keeps_log (test only: a broken disk that
 --   keeps the log after an installed snapshot's index, for the checker's own specs),
---   storage ("model", the default unless $HELIOS_SIM_STORAGE says "real": an in-memory
---   model of a disk; "real": the production storage, csrc/storage, over a crashing
---   in-memory file system per node), and for real storage: storage_crash (probability
+--   storage ("real", the default unless $HELIOS_SIM_STORAGE says "model": the production
+--   storage, csrc/storage, over a crashing in-memory file system per node; "model": an
+--   in-memory model of a disk, faster), and for real storage: storage_crash (probability
 --   that a storage step is cut by a crash in its middle, 0 by default), storage_faults
 --   ("none", "unsynced", "torn" or "pages": what a crash keeps of unsynced writes) and
 --   segment_size (bytes, 16 KiB by default: small, so segments seal and compact)

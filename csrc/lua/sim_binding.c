@@ -5,6 +5,8 @@
  *                                                        snapshot_threshold = 20 },
  *                           network = { drop = 0.1 }, disk_latency_ms = { 1, 5 },
  *                           snapshot_latency_ms = { 5, 20 }, snapshot_chunk_bytes = 1024,
+ *                           storage = "real", storage_crash = 0.1, storage_faults = "torn",
+ *                           segment_size = 16384,
  *                           apply = function(id, index, term, type, cmd, time_ms) end,
  *                           state = function(id, role, term, leader) end,
  *                           start = function(id) end,

@@ -80,6 +80,7 @@ build = {
             "csrc/node/runtime_snapshot.c",
             "csrc/sim/check.c",
             "csrc/sim/disk.c",
+            "csrc/sim/disk_real.c",
             "csrc/sim/net.c",
             "csrc/sim/queue.c",
             "csrc/sim/simfs.c",

@@ -254,7 +254,8 @@ describe("the invariant checker across a snapshot boundary", function()
     local function attempt(seed, broken)
         local c = cl.new{ n = 5, seed = seed, network = QUIET, disk_latency_ms = { 1, 2 },
                           snapshot_latency_ms = { 1, 2 }, config = { trailing_logs = 0 },
-                          unsafe_install_keeps_log = broken }
+                          unsafe_install_keeps_log = broken,
+                          storage = "model" } -- the broken disk is the model's
         return boundary_script(c)
     end
 

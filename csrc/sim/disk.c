@@ -190,50 +190,79 @@ int hr__disk_install(struct hr__disk *d, uint64_t seq, hr_index_t index, hr_term
     return 0;
 }
 
-bool hr__disk_complete(struct hr__disk *d, uint64_t seq, bool *installed)
+int hr__disk_complete(struct hr__disk *d, uint64_t seq, bool *installed)
 {
     *installed = false;
     if (d->count == 0 || batch_at(d, 0)->seq != seq) {
-        return false;
+        return HR__DISK_ORDER;
     }
     struct hr__disk_batch *b = batch_at(d, 0);
-    *installed = b->install.index != 0;
-    apply_batch(d, b, b->n, true);
+    int rc = 0;
+    if (d->real != NULL) {
+        rc = hr__disk_real_apply(d, b, true);
+        if (rc == 0 && b->install.index != 0) {
+            snap_clear(&d->snap);
+            d->snap = b->install;
+            hr_blob_retain(d->snap.data);
+        }
+    } else {
+        apply_batch(d, b, b->n, true);
+    }
+    *installed = rc == 0 && b->install.index != 0;
     release_batch(b);
     d->head = (d->head + 1) % d->qcap;
     d->count--;
-    return true;
+    return rc;
 }
 
-void hr__disk_snap_begin(struct hr__disk *d, hr_index_t index, hr_term_t term,
-                         struct hr_blob *data)
+int hr__disk_snap_begin(struct hr__disk *d, hr_index_t index, hr_term_t term,
+                        struct hr_blob *data)
 {
     snap_clear(&d->pend);
     d->pend.index = index;
     d->pend.term = term;
     d->pend.data = hr_blob_retain(data);
+    if (d->real != NULL) {
+        int rc = hr__disk_real_snap_begin(d);
+        if (rc != 0) {
+            snap_clear(&d->pend);
+        }
+        return rc;
+    }
+    return 0;
 }
 
-bool hr__disk_snap_done(struct hr__disk *d)
+int hr__disk_snap_done(struct hr__disk *d, bool *taken)
 {
+    *taken = false;
     if (d->pend.index == 0) {
-        return false;
+        return 0;
     }
-    if (d->pend.index <= d->snap.index) {
+    if (d->real != NULL) {
+        int rc = hr__disk_real_snap_done(d, taken);
+        if (rc != 0 || !*taken) {
+            snap_clear(&d->pend);
+            return rc;
+        }
+    } else if (d->pend.index <= d->snap.index) {
         snap_clear(&d->pend);
-        return false;
+        return 0;
     }
     /* The new file is renamed over the old one: the previous snapshot goes only now. */
     snap_clear(&d->snap);
     d->snap = d->pend;
     memset(&d->pend, 0, sizeof(d->pend));
-    return true;
+    *taken = true;
+    return 0;
 }
 
-void hr__disk_compact(struct hr__disk *d, hr_index_t keep_from)
+int hr__disk_compact(struct hr__disk *d, hr_index_t keep_from)
 {
+    if (d->real != NULL) {
+        return hr__disk_real_compact(d, keep_from);
+    }
     if (keep_from <= d->off + 1) {
-        return;
+        return 0;
     }
     size_t drop = (size_t)(keep_from - 1 - d->off);
     if (drop > d->n) {
@@ -250,11 +279,35 @@ void hr__disk_compact(struct hr__disk *d, hr_index_t keep_from)
         /* Writes still in flight below keep_from are covered by the snapshot. */
         d->off = keep_from - 1;
     }
+    return 0;
+}
+
+/* Real storage: the first `keep` pending batches were in flight when the power went: they
+ * run, and the crash point lands among their operations (or right after them), so the
+ * file system's flags decide what of them survives. */
+static void crash_real(struct hr__disk *d, struct hr_prng *p)
+{
+    size_t keep = (size_t)hr_prng_range(p, 0, d->count);
+    hr__disk_real_crash_begin(d, p, keep);
+    for (size_t i = 0; i < d->count; i++) {
+        struct hr__disk_batch *b = batch_at(d, i);
+        if (i < keep && hr__disk_real_apply(d, b, false) != 0) {
+            keep = i;
+        }
+        release_batch(b);
+    }
+    hr__disk_real_crash_end(d);
+    d->head = 0;
+    d->count = 0;
 }
 
 void hr__disk_crash(struct hr__disk *d, struct hr_prng *p)
 {
     snap_clear(&d->pend);
+    if (d->real != NULL) {
+        crash_real(d, p);
+        return;
+    }
     size_t keep = (size_t)hr_prng_range(p, 0, d->count);
     for (size_t i = 0; i < d->count; i++) {
         struct hr__disk_batch *b = batch_at(d, i);
@@ -278,6 +331,9 @@ void hr__disk_crash(struct hr__disk *d, struct hr_prng *p)
 
 int hr__disk_corrupt(struct hr__disk *d, hr_index_t index)
 {
+    if (d->real != NULL) {
+        return hr__disk_real_corrupt(d, index);
+    }
     if (index <= d->off || index > d->off + d->n) {
         return HR_EINVAL;
     }
@@ -285,9 +341,39 @@ int hr__disk_corrupt(struct hr__disk *d, hr_index_t index)
     return 0;
 }
 
+bool hr__disk_records(struct hr__disk *d, hr_index_t *lo, hr_index_t *hi)
+{
+    if (d->real != NULL) {
+        return hr__disk_real_records(d, lo, hi);
+    }
+    *lo = d->off + 1;
+    *hi = d->off + d->n;
+    return d->n > 0;
+}
+
+const struct hr_entry *hr__disk_entries(const struct hr__disk *d, size_t *n)
+{
+    *n = d->n;
+    return d->log;
+}
+
+const char *hr__disk_errmsg(const struct hr__disk *d)
+{
+    return d->real != NULL ? hr__disk_real_errmsg(d) : "";
+}
+
+void hr__disk_clear_log(struct hr__disk *d)
+{
+    d->off = 0;
+    log_truncate(d, 1);
+}
+
 int hr__disk_recover(struct hr__disk *d, char *msg, size_t len)
 {
     msg[0] = '\0';
+    if (d->real != NULL) {
+        return hr__disk_real_recover(d, msg, len);
+    }
     for (size_t i = 0; i < d->n; i++) {
         if (!d->bad[i]) {
             continue;
@@ -314,6 +400,9 @@ int hr__disk_recover(struct hr__disk *d, char *msg, size_t len)
 
 void hr__disk_free(struct hr__disk *d)
 {
+    if (d->real != NULL) {
+        hr__disk_real_free(d);
+    }
     for (size_t i = 0; i < d->count; i++) {
         release_batch(batch_at(d, i));
     }

@@ -49,7 +49,9 @@ struct hr__simnode {
     struct hr__disk disk;
     hr_index_t disk_last; /* the log's last index once every pending batch is durable */
     char note[256];       /* what the last start's recovery said (hr_sim_node_note) */
-    bool halt;            /* the apply hook asked to stop this node (sim.c: run_halts) */
+    bool halt;            /* crash this node once the event is done (sim.c: run_halts): its
+                           * apply hook asked, or a crash point hit its storage */
+    bool corrupted;       /* hr_sim_corrupt hit its disk: a refused open is expected */
     /* InstallSnapshot streams of this incarnation, indexed by peer id - 1: those it sends
      * and those it assembles (xfer.c). */
     struct hr__xfer_out *xout;
@@ -96,6 +98,9 @@ void hr__sim_push_node_ev(struct hr_sim *s, struct hr__simnode *sn, int kind, ui
 void hr__sim_after_input(struct hr_sim *s, struct hr__simnode *sn);
 /* The checker found a violation: stop with its message. */
 void hr__sim_check_failed(struct hr_sim *s);
+/* A storage step of sn failed with rc (disk.h): a crash point crashes the node once the
+ * event is done; anything else stops the simulation (what: the step). */
+void hr__sim_disk_failed(struct hr_sim *s, struct hr__simnode *sn, int rc, const char *what);
 
 /* net.c: the transport's send, with ctx = the sending struct hr__simnode. */
 void hr__net_send(void *ctx, const struct hr_msg *m);

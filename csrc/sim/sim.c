@@ -36,6 +36,25 @@ void hr__sim_check_failed(struct hr_sim *s)
     hr__sim_stop(s, STOP_INVARIANT, "%s", hr__check_error(s->check));
 }
 
+static void halt_later(struct hr_sim *s, struct hr__simnode *sn)
+{
+    if (!sn->halt) {
+        sn->halt = true;
+        s->halts++;
+    }
+}
+
+void hr__sim_disk_failed(struct hr_sim *s, struct hr__simnode *sn, int rc, const char *what)
+{
+    if (rc == HR__DISK_CRASHED) {
+        /* Not now: the caller is in the middle of the node's event. */
+        halt_later(s, sn);
+        return;
+    }
+    hr__sim_stop(s, STOP_INVARIANT, "storage: node %" PRIu64 ": %s failed (%s): %s", sn->id,
+                 what, hr_strerror(rc), hr__disk_errmsg(&sn->disk));
+}
+
 struct hr__ev *hr__sim_ev_new(struct hr_sim *s)
 {
     struct hr__ev *ev = s->free_evs;
@@ -196,11 +215,10 @@ static void fsm_apply(void *ctx, const struct hr_entry *e)
     if (rc < 0) {
         hr__sim_stop(s, STOP_HOOK, "apply hook failed on node %" PRIu64 " at index %" PRIu64,
                      sn->id, e->index);
-    } else if (rc > 0 && !sn->halt) {
+    } else if (rc > 0) {
         /* Not now: the node's own code is on the stack. run_halts crashes it once the
          * event is done. */
-        sn->halt = true;
-        s->halts++;
+        halt_later(s, sn);
     }
 }
 
@@ -289,11 +307,13 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
             return STOP_HOOK;
         }
     }
+    size_t n_entries;
+    const struct hr_entry *entries = hr__disk_entries(&sn->disk, &n_entries);
     struct hr_raft_state rs = {.hs = sn->disk.hs,
                                .snapshot_index = snap->index,
                                .snapshot_term = snap->term,
-                               .entries = sn->disk.log,
-                               .n_entries = sn->disk.n,
+                               .entries = entries,
+                               .n_entries = n_entries,
                                .applied = snap->index};
     sn->node = hr_node_new(&cfg, &rs, s->now, &st, &tr, &fsm, err, errlen);
     if (sn->node == NULL) {
@@ -332,6 +352,10 @@ void hr_sim_options_defaults(struct hr_sim_options *o)
     o->snap.window = 4;
     o->snap.write_min_ms = 5;
     o->snap.write_max_ms = 20;
+    o->storage = HR_SIM_STORAGE_REAL;
+    o->storage_flags = 0;
+    o->storage_crash = 0;
+    o->segment_size = 16384;
 }
 
 static const char *net_invalid(const struct hr_sim_net *net)
@@ -360,6 +384,14 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
         bad = "snapshot interval, chunk size and window must be positive";
     } else if (o->snap.write_min_ms > o->snap.write_max_ms) {
         bad = "snapshot write_min_ms must not exceed write_max_ms";
+    } else if (o->storage != HR_SIM_STORAGE_MODEL && o->storage != HR_SIM_STORAGE_REAL) {
+        bad = "storage must be the model or real";
+    } else if (!(o->storage_crash >= 0 && o->storage_crash <= 1)) {
+        bad = "storage_crash must be within [0, 1]";
+    } else if (o->storage == HR_SIM_STORAGE_REAL && o->segment_size < 256) {
+        bad = "segment_size must be at least 256";
+    } else if (o->storage == HR_SIM_STORAGE_REAL && o->unsafe_install_keeps_log) {
+        bad = "unsafe_install_keeps_log breaks the model: it needs storage = model";
     }
     if (bad != NULL) {
         snprintf(err, errlen, "sim: %s", bad);
@@ -392,6 +424,20 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
         s->nodes[i].disk.keep_after_install = o->unsafe_install_keeps_log;
         if (hr__xfer_init(&s->nodes[i], s->n) != 0) {
             goto nomem;
+        }
+        if (o->storage == HR_SIM_STORAGE_REAL) {
+            /* Its own stream, so that the model's draws stay as they were. */
+            uint64_t y = o->seed ^ ((i + 1) * 0x9e3779b97f4a7c15ULL) ^ 0x66737373ULL;
+            struct hr__disk_real_options ro = {.seed = hr__splitmix64(&y),
+                                               .flags = o->storage_flags,
+                                               .crash_point = o->storage_crash,
+                                               .segment_size = o->segment_size,
+                                               .trailing = o->snap.trailing,
+                                               .voters = s->voters,
+                                               .n_voters = s->n};
+            if (hr__disk_real_init(&s->nodes[i].disk, &ro) != 0) {
+                goto nomem;
+            }
         }
     }
     for (uint32_t i = 0; i < s->n; i++) {
@@ -461,11 +507,16 @@ static void run_event(struct hr_sim *s, struct hr__ev *ev)
         if (sn->alive && ev->inc == sn->inc) {
             s->events++;
             bool installed;
-            if (!hr__disk_complete(&sn->disk, ev->aux, &installed)) {
+            int rc = hr__disk_complete(&sn->disk, ev->aux, &installed);
+            if (rc == HR__DISK_ORDER) {
                 hr__sim_stop(s, STOP_INVARIANT,
                              "storage: node %" PRIu64 " batch %" PRIu64
                              " became durable out of order",
                              sn->id, ev->aux);
+                break;
+            }
+            if (rc != 0) {
+                hr__sim_disk_failed(s, sn, rc, "a write batch");
                 break;
             }
             if (installed) {
@@ -628,6 +679,17 @@ int hr_sim_restart(struct hr_sim *s, hr_id_t id)
     sn->restarts++;
     char msg[256];
     int rc = start_node(s, sn, msg, sizeof(msg));
+    if (rc == HR__DISK_CRASHED) {
+        /* A crash point hit the storage's own recovery: still down, restart it again. */
+        return HR_EIO;
+    }
+    if (rc == HR_ECORRUPT && s->o.storage == HR_SIM_STORAGE_REAL && !sn->corrupted) {
+        /* Nothing but crashes happened to this disk: the production storage must open
+         * what it left. */
+        hr__sim_stop(s, rc, "restart of node %" PRIu64 ": storage refused to open after a "
+                     "crash: %s", id, msg);
+        return rc;
+    }
     if (rc == HR_ECORRUPT) {
         /* The real storage refuses to open such a log: the node stays down and its peers
          * go on without it. */
@@ -642,13 +704,17 @@ int hr_sim_restart(struct hr_sim *s, hr_id_t id)
 int hr_sim_corrupt(struct hr_sim *s, hr_id_t id, hr_index_t index, hr_index_t *index_out)
 {
     struct hr__simnode *sn = node_of(s, id);
-    if (sn == NULL || sn->disk.n == 0) {
+    hr_index_t lo, hi;
+    if (sn == NULL || !hr__disk_records(&sn->disk, &lo, &hi)) {
         return HR_EINVAL;
     }
     if (index == 0) {
-        index = sn->disk.off + hr_prng_range(&s->disk_prng, 1, sn->disk.n);
+        index = hr_prng_range(&s->disk_prng, lo, hi);
     }
     int rc = hr__disk_corrupt(&sn->disk, index);
+    if (rc == 0) {
+        sn->corrupted = true;
+    }
     if (rc == 0 && index_out != NULL) {
         *index_out = index;
     }
@@ -709,6 +775,19 @@ void hr_sim_set_network(struct hr_sim *s, const struct hr_sim_net *net)
     }
 }
 
+void hr_sim_set_storage_crash(struct hr_sim *s, double p)
+{
+    if (!(p >= 0 && p <= 1)) {
+        return;
+    }
+    s->o.storage_crash = p;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->nodes[i].disk.real != NULL) {
+            hr__disk_real_set_crash(&s->nodes[i].disk, p);
+        }
+    }
+}
+
 int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
                    hr_index_t *index, hr_term_t *term)
 {
@@ -744,6 +823,9 @@ int hr_sim_snapshot(struct hr_sim *s, hr_id_t id, hr_index_t *index)
         return HR_EINVAL;
     }
     int rc = hr__snap_take(s, sn, index);
+    if (s->halts > 0) {
+        run_halts(s);
+    }
     return s->stop_code != 0 ? s->stop_code : rc;
 }
 
@@ -763,6 +845,17 @@ bool hr_sim_snapshot_info(const struct hr_sim *s, hr_id_t id, hr_index_t *index,
 void hr_sim_snapshot_stats(const struct hr_sim *s, struct hr_sim_snapshot_stats *out)
 {
     *out = s->snap_stats;
+}
+
+void hr_sim_storage_stats(const struct hr_sim *s, struct hr_sim_storage_stats *out)
+{
+    uint64_t v[7] = {0};
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->nodes[i].disk.real != NULL) {
+            hr__disk_real_stats(&s->nodes[i].disk, v);
+        }
+    }
+    *out = (struct hr_sim_storage_stats){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
 }
 
 uint64_t hr_sim_rpc_count(const struct hr_sim *s)

@@ -11,9 +11,12 @@
  * with reorder off each link delivers in send order. Partitions and disconnects are checked
  * both when a message is sent and when it would be delivered.
  *
- * The disk: each write batch becomes durable after a random latency; a crash keeps a random
- * prefix of what was written but not yet synced (whole batches, then part of the next
- * one's entries: the torn last write) and loses the rest. It also holds one durable
+ * The disk (csrc/sim/disk.h): by default the production storage over a crashing in-memory
+ * file system (options storage, storage_flags, storage_crash); or a model of one. Each write
+ * batch becomes durable after a random latency; a crash loses what was not synced (the
+ * model keeps a random prefix of it, whole batches then part of the next one's entries;
+ * real storage runs a random prefix of the pending batches with the crash landing among
+ * their file operations, and the file system's flags decide what unsynced bytes survive). It also holds one durable
  * snapshot (index, term, bytes): writing a new one takes its own latency, a crash meanwhile
  * loses it and leaves the previous one, which is dropped only once the new one is durable.
  *
@@ -101,7 +104,24 @@ struct hr_sim_options {
      * a node restarted before they are overwritten holds a tail that followed another
      * entry at the snapshot's index (csrc/sim/check.c checks the log across the boundary). */
     bool unsafe_install_keeps_log;
+    /* Which storage the nodes run on (csrc/sim/disk.h): the production code of
+     * csrc/storage over one crashing in-memory file system per node (HR_SIM_STORAGE_REAL,
+     * the default, csrc/sim/simfs.h) or a model of a disk (HR_SIM_STORAGE_MODEL: about
+     * twice as fast, build/sim_bench's default). */
+    int storage;
+    /* Real storage only. storage_flags: the file systems' crash flags (HR_SIMFS_*: what of
+     * the unsynced writes a crash keeps). storage_crash: the probability that a storage
+     * step (a batch, a snapshot write, a compaction) crashes the node in its middle, at
+     * one of its next few file operations. segment_size: the log's segment size (small,
+     * so that segments seal and compaction drops some). unsafe_install_keeps_log is
+     * refused with it (it breaks the model only). A node that refuses to open its storage after a crash, without
+     * hr_sim_corrupt having touched it, stops the simulation. */
+    unsigned storage_flags;
+    double storage_crash;
+    uint64_t segment_size;
 };
+
+enum { HR_SIM_STORAGE_MODEL = 0, HR_SIM_STORAGE_REAL = 1 };
 
 void hr_sim_options_defaults(struct hr_sim_options *o);
 
@@ -135,7 +155,8 @@ int hr_sim_crash(struct hr_sim *s, hr_id_t id);
 /* Restart a crashed node from what its disk kept. Its storage recovery runs first: a torn
  * or corrupt last record is cut off (hr_sim_node_note says so); a corrupt record before the
  * tail makes the start fail with HR_ECORRUPT and the node stays down, while the simulation
- * goes on (the note names the record). */
+ * goes on (the note names the record). Real storage: HR_EIO if a crash point hit the
+ * recovery itself (the node stays down; the note says where). */
 int hr_sim_restart(struct hr_sim *s, hr_id_t id);
 /* Flip a bit in the durable log record at `index` of node id's disk (0: a random one), as
  * a fault of the medium. It shows when the node next starts. 0, or HR_EINVAL (no such
@@ -149,6 +170,8 @@ int hr_sim_connect(struct hr_sim *s, hr_id_t id);
 int hr_sim_partition(struct hr_sim *s, const uint32_t *group, size_t n);
 void hr_sim_heal(struct hr_sim *s); /* one group again, and every node connected */
 void hr_sim_set_network(struct hr_sim *s, const struct hr_sim_net *net);
+/* Change storage_crash (real storage; p within [0, 1]). */
+void hr_sim_set_storage_crash(struct hr_sim *s, double p);
 
 /* Propose on node id (which must be alive): hr_node_propose's result. */
 int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
@@ -174,6 +197,18 @@ struct hr_sim_snapshot_stats {
     uint64_t delivered;   /* whole snapshots handed to a receiving core (done set) */
 };
 void hr_sim_snapshot_stats(const struct hr_sim *s, struct hr_sim_snapshot_stats *out);
+
+/* Real storage: proof that the faults happened (all 0 with the model). */
+struct hr_sim_storage_stats {
+    uint64_t crash_points;  /* storage steps cut by a crash point (the node then crashed) */
+    uint64_t in_flight;     /* crashes that caught written batches in flight */
+    uint64_t reboots;       /* file system reboots (crashes) */
+    uint64_t files_reverted; /* files a reboot changed (unsynced bytes lost or kept) */
+    uint64_t torn;          /* writes a reboot kept in part */
+    uint64_t repaired;      /* restarts whose open or reconciliation repaired something */
+    uint64_t reconciled;    /* restarts that emptied the log to continue the snapshot */
+};
+void hr_sim_storage_stats(const struct hr_sim *s, struct hr_sim_storage_stats *out);
 
 /* Test hooks for a message the network delivers twice, long apart (a duplicate that
  * overtook nothing and arrives late): hr_sim_capture arms a capture of the first message

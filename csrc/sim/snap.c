@@ -64,8 +64,12 @@ int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index)
         hr__sim_check_failed(s);
         return HR__STOP_INVARIANT;
     }
-    hr__disk_snap_begin(&sn->disk, applied, term, data);
+    int rc = hr__disk_snap_begin(&sn->disk, applied, term, data);
     hr_blob_release(data);
+    if (rc != 0) {
+        hr__sim_disk_failed(s, sn, rc, "a snapshot write");
+        return HR_EINVAL; /* nothing is being written */
+    }
     hr_time_t due =
         s->now + hr_prng_range(&s->disk_prng, s->o.snap.write_min_ms, s->o.snap.write_max_ms);
     hr__sim_push_node_ev(s, sn, HR__EV_SNAP_DONE, 0, due);
@@ -91,14 +95,20 @@ void hr__snap_done(struct hr_sim *s, struct hr__simnode *sn)
 {
     hr_index_t index = sn->disk.pend.index;
     hr_term_t term = sn->disk.pend.term;
-    if (!hr__disk_snap_done(&sn->disk)) {
+    bool taken;
+    int rc = hr__disk_snap_done(&sn->disk, &taken);
+    if (rc != 0) {
+        hr__sim_disk_failed(s, sn, rc, "a snapshot write");
+        return;
+    }
+    if (!taken) {
         return; /* a snapshot installed from the leader overtook it */
     }
     s->snap_stats.taken++;
     uint64_t trailing = s->o.snap.trailing;
     hr_index_t keep_from = index + 1 > trailing ? index + 1 - trailing : 1;
     if (index > hr_raft_snapshot_index(hr_node_raft(sn->node))) {
-        int rc = hr_node_snapshot_taken(sn->node, index, keep_from);
+        rc = hr_node_snapshot_taken(sn->node, index, keep_from);
         if (rc != 0) {
             hr__sim_stop(s, HR__STOP_INVARIANT,
                          "snapshot: node %" PRIu64 " refused its durable snapshot through index "
@@ -107,7 +117,10 @@ void hr__snap_done(struct hr_sim *s, struct hr__simnode *sn)
             return;
         }
     }
-    hr__disk_compact(&sn->disk, keep_from);
+    rc = hr__disk_compact(&sn->disk, keep_from);
+    if (rc != 0) {
+        hr__sim_disk_failed(s, sn, rc, "a compaction");
+    }
     if (s->hooks.snapshot_done != NULL) {
         s->hooks.snapshot_done(s->hooks.ctx, sn->id, index, term, false);
     }

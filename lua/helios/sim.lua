@@ -2,7 +2,10 @@
 --
 -- N nodes run the real node code (csrc/node over csrc/core) on a simulated network and
 -- simulated disks; everything random comes from one seed, so a run replays exactly from
--- its seed. Invariants (election safety, log matching, leader completeness, state machine
+-- its seed. A node's disk is, by default, the production storage (csrc/storage: segments,
+-- meta, snapshot files, the restart's reconciliation) over a crashing in-memory file
+-- system; storage = "model" (or $HELIOS_SIM_STORAGE=model) picks the faster model of a
+-- disk instead (csrc/sim/disk.h says what each is good for). Invariants (election safety, log matching, leader completeness, state machine
 -- safety) are checked after every simulated step; a violation, or an error raised by an
 -- observer or by an FSM's snapshot or restore, is raised by the call that ran the time
 -- (run_for, run_until, apply, step) with the seed and the replay command. An error raised
@@ -58,6 +61,7 @@ cluster.__index = cluster
 local CLUSTER_OPTIONS = {
     n = true, seed = true, fsm = true, config = true, network = true, disk_latency_ms = true,
     snapshot_latency_ms = true, snapshot_chunk_bytes = true, unsafe_install_keeps_log = true,
+    storage = true, storage_crash = true, storage_faults = true, segment_size = true,
 }
 
 local USAGE = "Usage: sim.cluster{ n = N, seed = S, fsm = function(id) ... end, "
@@ -269,7 +273,13 @@ end
 --   the module comment), network (initial set_network), disk_latency_ms ({min, max}),
 --   snapshot_latency_ms ({min, max}: a snapshot write until durable), snapshot_chunk_bytes
 --   (InstallSnapshot chunk size), unsafe_install_keeps_log (test only: a broken disk that
---   keeps the log after an installed snapshot's index, for the checker's own specs)
+--   keeps the log after an installed snapshot's index, for the checker's own specs),
+--   storage ("real", the default unless $HELIOS_SIM_STORAGE says "model": the production
+--   storage, csrc/storage, over a crashing in-memory file system per node; "model": an
+--   in-memory model of a disk, faster), and for real storage: storage_crash (probability
+--   that a storage step is cut by a crash in its middle, 0 by default), storage_faults
+--   ("none", "unsynced", "torn" or "pages": what a crash keeps of unsynced writes) and
+--   segment_size (bytes, 16 KiB by default: small, so segments seal and compact)
 -- @return the cluster
 function M.cluster(opts)
     if type(opts) ~= "table" then
@@ -313,6 +323,8 @@ function M.cluster(opts)
         disk_latency_ms = opts.disk_latency_ms, snapshot_latency_ms = opts.snapshot_latency_ms,
         snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
         unsafe_install_keeps_log = opts.unsafe_install_keeps_log,
+        storage = opts.storage or getenv("HELIOS_SIM_STORAGE"), storage_crash = opts.storage_crash,
+        storage_faults = opts.storage_faults, segment_size = opts.segment_size,
         apply = apply, state = state, start = start, snapshot = snapshot, restore = restore,
         snapshot_done = snapshot_done,
     })
@@ -442,6 +454,15 @@ function cluster:snapshot_stats()
     return self._sim:snapshot_stats()
 end
 
+--- Real storage's fault counters since the start (all 0 with the model): crash_points
+-- (storage steps cut by a crash in their middle), in_flight (crashes that caught written
+-- batches in flight), reboots, files_reverted (files a crash changed), torn (writes kept in
+-- part), repaired (restarts whose open or reconciliation repaired something), reconciled
+-- (restarts that emptied the log to continue the snapshot).
+function cluster:storage_stats()
+    return self._sim:storage_stats()
+end
+
 --- Run one simulator event. Returns true if one ran, false if nothing is scheduled.
 function cluster:step()
     local ran, err = self._sim:step()
@@ -560,12 +581,19 @@ end
 -- c:corrupt) is cut off as a torn tail; a corrupt record before it stops the start.
 -- @treturn[1] true, and what recovery said ("" when the disk was clean)
 -- @treturn[2] nil, "corrupt", a message naming the record: the node stays down
+-- @treturn[3] nil, "crashed", a message (real storage with storage_crash: a crash point hit
+--   the recovery itself; the node stays down and may be restarted again)
 function cluster:restart(id)
     local i = num(self, id)
     local ok, code, msg = self._sim:restart(i)
     if not ok and code == "ECORRUPT" then
         check_stopped(self)
         return nil, "corrupt", msg
+    end
+    if not ok and code == "EIO" then
+        -- Real storage with storage_crash: the restart itself crashed (still down).
+        check_stopped(self)
+        return nil, "crashed", msg
     end
     if not ok then
         error(format("c:restart('%s'): %s", id, msg), 2)
@@ -648,6 +676,15 @@ end
 
 --- Describe the whole network; fields not given take their defaults (reliable):
 -- drop, duplicate (probabilities), delay_ms = {min, max}, reorder (boolean).
+--- Real storage: the probability that a storage step is cut by a crash in its middle, from
+-- now on (the storage_crash option; no effect with the model).
+function cluster:set_storage_crash(p)
+    if type(p) ~= "number" or not (p >= 0 and p <= 1) then
+        error("Usage: c:set_storage_crash(p) with p in [0, 1]", 2)
+    end
+    self._sim:set_storage_crash(p)
+end
+
 function cluster:set_network(net)
     if type(net) ~= "table" then
         error("Usage: c:set_network{ drop = p, duplicate = p, delay_ms = {min, max}, "

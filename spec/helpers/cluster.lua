@@ -84,6 +84,8 @@ function M.new(opts)
         snapshot_latency_ms = opts.snapshot_latency_ms,
         snapshot_chunk_bytes = opts.snapshot_chunk_bytes,
         unsafe_install_keeps_log = opts.unsafe_install_keeps_log,
+        storage = opts.storage, storage_crash = opts.storage_crash,
+        storage_faults = opts.storage_faults, segment_size = opts.segment_size,
     }
     return c, reg
 end
@@ -235,6 +237,7 @@ end
 function M.settle(c, tag, timeout_ms)
     c:heal()
     c:set_network(M.reliable)
+    c:set_storage_crash(0) -- real storage: no more crash points, or a node may stay down
     for _, id in ipairs(c:ids()) do
         if not c:alive(id) then c:restart(id) end
         if not c:connected(id) then c:connect(id) end

@@ -63,7 +63,7 @@ build = {
             "csrc/storage/log.c",
             "csrc/storage/reconcile.c",
             "csrc/storage/meta.c",
-            "csrc/storage/node_storage.c",
+            "csrc/node/node_storage.c",
             "csrc/storage/segment.c",
             "csrc/storage/snapshot.c",
             "csrc/storage/throughput.c",

@@ -159,7 +159,7 @@ struct hr_config {
     bool unsafe_skip_log_check;
 };
 
-/* Fill c with the defaults of API.md (prevote and check_quorum on). */
+/* Fill c with the documented defaults (README.md, "Configuration"; prevote and check_quorum on). */
 void hr_config_defaults(struct hr_config *c);
 /* 0, or HR_EINVAL with a message naming the field in err (errlen bytes). */
 int hr_config_validate(const struct hr_config *c, char *err, size_t errlen);

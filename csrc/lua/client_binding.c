@@ -17,7 +17,7 @@
  *   core.frame_encode(payload)             -- the bytes send_frame would write
  *
  * Frames: 4-byte big-endian payload length, 4-byte big-endian CRC32C of the payload, then
- * the payload (docs: notes of issue 4; the control socket and the peer transport).
+ * the payload (the control socket and the peer transport).
  */
 #define _GNU_SOURCE /* getaddrinfo, prctl, pipe2, kill under -std=c11 */
 #include <errno.h>

@@ -2,10 +2,10 @@
  * config.c: Lua options tables into C structs (struct hr_config, struct hr_sim_snapshot,
  * struct hr_sim_net).
  *
- * The options are those of raft.new in API.md. Every bad value raises an error that names
- * the field ("config: election_timeout_ms must be a positive integer"), and an unknown key
- * raises too ("config: unknown option 'foo'"): a misspelt option silently ignored is a
- * test that does not test what it says.
+ * The options are those of raft.new (README.md, "Configuration"). Every bad value raises
+ * an error that names the field ("config: election_timeout_ms must be a positive
+ * integer"), and an unknown key raises too ("config: unknown option 'foo'"): a misspelt
+ * option silently ignored is a test that does not test what it says.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -142,7 +142,7 @@ static void read_config_field(lua_State *L, const char *key, int v, struct hr_co
     if (strcmp(key, "election_timeout_ms") == 0) {
         c->election_timeout_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX / 2);
     } else if (strcmp(key, "heartbeat_timeout_ms") == 0) {
-        /* API.md keeps the seed's name; the core calls it what it is, an interval. */
+        /* The Lua option keeps the seed's name; the core calls it what it is, an interval. */
         c->heartbeat_interval_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
     } else if (strcmp(key, "max_entries_per_append") == 0) {
         c->max_entries_per_append =

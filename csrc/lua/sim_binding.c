@@ -17,7 +17,7 @@
  *
  * Node ids are the C ids 1..n here; lua/helios/sim.lua names them "n1".."nN". This is the
  * low-level layer: expected failures come back as values (nil, message or nil, code,
- * message) and sim.lua turns them into the API of API.md; argument errors raise.
+ * message) and sim.lua turns them into its documented Lua API; argument errors raise.
  *
  * Hooks run while the simulator is inside a step. They may propose (the node supports
  * re-entrant proposals) but not run, step, crash, restart or close the sim: those would

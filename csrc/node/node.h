@@ -1,6 +1,6 @@
 /*
  * node.h: one Raft node, the ready loop. It ties the consensus core to a storage, a
- * transport and an FSM, and is the one place that orders their effects (DESIGN.md):
+ * transport and an FSM, and is the one place that orders their effects:
  *
  *  1. Term and vote are persisted before the node answers a RequestVote or AppendEntries:
  *     every message the core marks "after persist" waits until the batch it came with, and
@@ -10,7 +10,7 @@
  *     counts itself towards a quorum only after it (hr_raft_persisted on completion).
  *  4. Committed entries reach the FSM in index order, once each per FSM instance.
  *
- * The production node (libuv, issue 4) and the simulator (csrc/sim) run this same code with
+ * The production node (libuv, runtime.c) and the simulator (csrc/sim) run this same code with
  * different storage and transport implementations.
  *
  * Threading: a node and its callbacks run on one thread (the loop's, or the simulator's).

@@ -15,7 +15,7 @@
 #endif
 #include <uv.h>
 
-#include "../storage/node_storage.h"
+#include "node_storage.h"
 #include "../storage/snapshot.h"
 #include "runtime.h"
 

@@ -12,7 +12,7 @@
 --
 -- `raft.new{...}` is the networked node (csrc/node/runtime.c: durable storage, TCP
 -- transport, timers on the libuv loop of helios.core). Its node object is the same class
--- as the simulator's nodes (helios.sim): the node class here has the API of API.md (state,
+-- as the simulator's nodes (helios.sim): the node class here has the documented API (state,
 -- propose, apply, status, stats, on) over a backend that does the work:
 --
 --   local node = raft.wrap(backend, "n1")
@@ -198,7 +198,7 @@ function M.emit(observers, event, ...)
     end
 end
 
---- Shape a raw status into the table of API.md.
+--- Shape a raw status into the documented status table.
 -- raw: { role, term, leader (id or nil), vote, commit_index, first_index, last_index,
 -- applied_index, snapshot_index, snapshot_term, snapshot_size, progress = { [i] = {id,
 -- match, next, replicating, snapshotting, inflight} } } with ids already in the API's form,
@@ -341,7 +341,7 @@ function node_class:apply(cmd, timeout_ms, callback)
     backend:_wait(id, index, term, timeout_ms, callback)
 end
 
---- The status table of API.md (role "shutdown" and zeros while the node is down). A node
+--- The documented status table (role "shutdown" and zeros while the node is down). A node
 -- that on_fsm_error = "stop" stopped has fsm_error: the message naming the entry.
 function node_class:status()
     local b = self._backend
@@ -970,15 +970,15 @@ local function check_snapshot(b)
     end
 end
 
---- Create a networked node (not started: see node:start()). Options of API.md; every
--- bad option raises "raft.new: <field>: <what is wrong> (got <value as written>)" at the
--- caller's line.
+--- Create a networked node (not started: see node:start()). Options (README.md,
+-- "Configuration"); every bad option raises "raft.new: <field>: <what is wrong> (got
+-- <value as written>)" at the caller's line.
 -- @tparam table opts id, listen (default peers[id]), data_dir, peers ({ [id] = addr },
 --   this node included: the initial voters, used on first boot), fsm (apply, snapshot,
 --   restore), secret or secret_file, control (optional: a unix socket path for the
 --   control protocol), cluster_id (optional, default "helios"), on_fsm_error ("continue",
 --   the default, or "stop": see the module comment), and the timeouts and limits of
---   API.md.
+--   README.md.
 -- @return the node
 function M.new(opts)
     if type(opts) ~= "table" then

@@ -1,6 +1,6 @@
 /*
  * node_storage.h: the adapter that makes a group-committed log (group.h) the struct
- * hr_storage of a node (node/node.h). The only file of csrc/storage that knows the node.
+ * hr_storage of a node (node.h). It lives with the node: csrc/storage knows nothing of it.
  *
  *   struct hr_node_storage ns = { .on_error = my_error, .error_arg = me,
  *                                 .now = my_clock, .now_arg = me };
@@ -20,8 +20,8 @@
 #ifndef HR_STORAGE_NODE_STORAGE_H
 #define HR_STORAGE_NODE_STORAGE_H
 
-#include "../node/node.h"
-#include "group.h"
+#include "node.h"
+#include "../storage/group.h"
 
 struct hr_node_storage {
     struct hr_group *group;

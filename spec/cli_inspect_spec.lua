@@ -98,7 +98,7 @@ describe("helios inspect", function()
         assert.matches("status: DAMAGED", out, 1, true)
         local ok, ecode, msg = core.storage_open(dir)
         assert.is_nil(ok)
-        assert.are.equal("ECORRUPT", ecode)
+        assert.are.equal("corrupt", ecode)
         assert.matches("log/TRUNCATE: bad checksum", msg, 1, true)
     end)
 

@@ -46,7 +46,7 @@ end
 local function open_fails(dir, pattern)
     local st, code, msg = core.storage_open(dir, SMALL)
     assert.is_nil(st)
-    assert.are.equal("ECORRUPT", code)
+    assert.are.equal("corrupt", code)
     assert.matches(pattern, msg, 1, true)
     return msg
 end

@@ -108,22 +108,22 @@ describe("transport codec", function()
         for n = 0, #frame - 1 do
             local got, code = core.wire_decode(frame:sub(1, n))
             assert.is_nil(got)
-            assert.are.equal("EPROTO", code)
+            assert.are.equal("protocol", code)
         end
         local got, code = core.wire_decode(frame .. "x")
         assert.is_nil(got)
-        assert.are.equal("EPROTO", code)
+        assert.are.equal("protocol", code)
     end)
 
     it("refuses a frame larger than the maximum before reading it", function()
         local frame = core.wire_encode(MESSAGES[1])
         local got, code, detail = core.wire_decode(frame, 16)
         assert.is_nil(got)
-        assert.are.equal("ETOOLARGE", code)
+        assert.are.equal("too_large", code)
         assert.matches("exceeds the maximum", detail)
         got, code = core.wire_decode(be32(0xffffffff) .. be32(0) .. "tiny")
         assert.is_nil(got)
-        assert.are.equal("ETOOLARGE", code)
+        assert.are.equal("too_large", code)
     end)
 
     it("refuses well-framed payloads that are not valid messages", function()
@@ -141,7 +141,7 @@ describe("transport codec", function()
         for what, payload in pairs(cases) do
             local got, code, detail = core.wire_decode(core.wire_frame(payload))
             assert(got == nil, what)
-            assert(code == "EPROTO", format("%s: %s %s", what, tostring(code), tostring(detail)))
+            assert(code == "protocol", format("%s: %s %s", what, tostring(code), tostring(detail)))
         end
     end)
 
@@ -152,7 +152,7 @@ describe("transport codec", function()
         }
         local got, code, detail = core.wire_decode(core.wire_encode(m))
         assert.is_nil(got)
-        assert.are.equal("EPROTO", code)
+        assert.are.equal("protocol", code)
         assert.matches("consecutive", detail)
         m.entries = { { term = 4, index = 11, type = 1 } } -- beyond the message's term
         got, code = core.wire_decode(core.wire_encode(m))

@@ -4,19 +4,19 @@
 const char *hr_err_name(int code)
 {
     switch (code) {
-#define X(name, c, msg)                                                                            \
+#define X(name, c, str, msg)                                                                       \
     case (c):                                                                                      \
-        return "E" #name;
+        return str;
         HR_ERRNO_MAP(X)
 #undef X
     }
-    return "EUNKNOWN";
+    return "unknown";
 }
 
 const char *hr_strerror(int code)
 {
     switch (code) {
-#define X(name, c, msg)                                                                            \
+#define X(name, c, str, msg)                                                                       \
     case (c):                                                                                      \
         return msg;
         HR_ERRNO_MAP(X)

@@ -366,16 +366,16 @@ static int l_listen(lua_State *L)
     struct hr__lloop *lp = hr__loop_get(L);
     struct sockaddr_un probe;
     if (strlen(path) >= sizeof probe.sun_path) {
-        return fail(L, "EINVAL", "control socket %s: path too long%s", path, "");
+        return fail(L, "invalid", "control socket %s: path too long%s", path, "");
     }
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            return fail(L, "EBUSY", "control socket %s: %s", path,
+            return fail(L, "busy", "control socket %s: %s", path,
                         "exists and is not a socket (not removed)");
         }
         if (socket_live(path)) {
-            return fail(L, "EBUSY", "control socket %s: %s", path,
+            return fail(L, "busy", "control socket %s: %s", path,
                         "in use by a running node");
         }
         unlink(path); /* stale: left by a process that died */
@@ -414,7 +414,7 @@ static int l_listen(lua_State *L)
         free(s->path);
         s->path = NULL;
         uv_close((uv_handle_t *)&s->pipe, server_closed);
-        return fail(L, "EIO", "control socket %s: %s", path, why);
+        return fail(L, "io", "control socket %s: %s", path, why);
     }
     lua_pushvalue(L, 2);
     s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -8,7 +8,7 @@
  *                                             -- removes the socket file
  *
  * A unix socket created with mode 0600. A live socket at the path (one that accepts a
- * connection) makes control_listen fail with "EBUSY"; a stale one is removed; any other
+ * connection) makes control_listen fail with "busy"; a stale one is removed; any other
  * file there is left alone and refused. Frames: 4-byte big-endian payload length, 4-byte
  * big-endian CRC32C of the payload, the payload (one msgpack map). A frame that is too
  * large (HR_CONTROL_MAX_FRAME), fails its checksum, is not valid msgpack or not a map

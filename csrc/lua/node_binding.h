@@ -11,7 +11,7 @@
  *                             error = function(code, msg) end,      -- code nil: recovered
  *                             log = function(level, msg) end })
  *   n:start()                    --> true | nil, code, msg (then the node is closed)
- *   n:propose(cmd)               --> index, term | nil, code ("ENOTLEADER"...), msg
+ *   n:propose(cmd)               --> index, term | nil, code ("not_leader"...), msg
  *   n:state()                    --> role, term, leader_name | nil while failed/closed
  *   n:status()  n:stats()        --> raw tables (raft.lua shapes them)
  *   n:shutdown(function() end)   -- the callback runs from the loop once all is closed

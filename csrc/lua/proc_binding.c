@@ -8,7 +8,7 @@
  *                                          -- stdin/stdout: sockets of client_binding.c
  *   core.proc_kill(pid, "TERM")            -- "KILL", "STOP", "CONT", "INT", or a number
  *   core.proc_wait(pid, 1000)              -- "exited", status | "signaled", name |
- *                                          -- nil, "timeout" | nil, "ECHILD"
+ *                                          -- nil, "timeout" | nil, "no_child"
  *   core.free_port()                       -- a loopback TCP port nobody listens on now
  *   core.sleep_ms(ms)  core.clock_ms()  core.getpid()
  *   core.mkdir_p(path, mode)               -- true | nil, "mkdir /a/b: Permission denied"
@@ -259,7 +259,7 @@ static int l_kill(lua_State *L)
         return luaL_error(L, "Usage: proc_kill(pid, signal): pid must be positive");
     }
     if (kill(pid, sig) < 0) {
-        return hr__lua_push_fail(L, errno == ESRCH ? "ESRCH" : "io", strerror(errno));
+        return hr__lua_push_fail(L, errno == ESRCH ? "no_such_process" : "io", strerror(errno));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -288,7 +288,7 @@ static int l_wait(lua_State *L)
             return 2;
         }
         if (r < 0 && errno != EINTR) {
-            return hr__lua_push_fail(L, "ECHILD", strerror(errno));
+            return hr__lua_push_fail(L, "no_child", strerror(errno));
         }
         if (now_ms() >= deadline) {
             return hr__lua_push_fail(L, "timeout", "still running");
@@ -357,7 +357,7 @@ static int l_free_port(lua_State *L)
             return 1;
         }
     }
-    return hr__lua_push_fail(L, "EADDRINUSE", "no free loopback port outside the ephemeral range");
+    return hr__lua_push_fail(L, "address_in_use", "no free loopback port outside the ephemeral range");
 }
 
 /* Sleep without a loop, for pollers that have nothing to wait on (at most the given ms). */

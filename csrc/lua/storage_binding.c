@@ -4,7 +4,7 @@
  *
  *   local core = require("helios.core")
  *   local st, info = core.storage_open("./data", { segment_size = 1048576 })
- *                                    -- or nil, code, message ("EBUSY", "ECORRUPT", ...)
+ *                                    -- or nil, code, message ("busy", "corrupt", ...)
  *                                    -- { fs = core.simfs_new(seed) }: over a simulated
  *                                    -- file system (simfs_binding.c), as every function
  *                                    -- below that takes opts

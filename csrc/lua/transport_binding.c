@@ -5,7 +5,7 @@
  *   local frame = core.wire_encode{ type = "append", from = 1, to = 2, term = 3,
  *       prev_index = 10, prev_term = 2, commit = 9,
  *       entries = { { term = 3, index = 11, time_ms = 0, type = 1, data = "x" } } }
- *   local msg, code, detail = core.wire_decode(frame)   -- nil, "ECORRUPT", "frame: ..."
+ *   local msg, code, detail = core.wire_decode(frame)   -- nil, "corrupt", "frame: ..."
  *   core.wire_frame(payload)                            -- any payload, correctly framed
  *   core.node_id("node-1")                              -- the transport's numeric id
  *   local conn = core.raw_connect("127.0.0.1:9001", 1000)  -- or nil, code, detail
@@ -336,7 +336,7 @@ static int l_raw_connect(lua_State *L)
     }
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
-        return hr__lua_push_fail(L, "EIO", strerror(errno));
+        return hr__lua_push_fail(L, "io", strerror(errno));
     }
     socklen_t sl =
         sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
@@ -356,7 +356,7 @@ static int l_raw_connect(lua_State *L)
     if (rc != 0) {
         const char *msg = strerror(errno);
         close(fd);
-        return hr__lua_push_fail(L, "EIO", msg);
+        return hr__lua_push_fail(L, "io", msg);
     }
     struct conn *c = lua_newuserdata(L, sizeof(*c));
     c->fd = fd;
@@ -395,13 +395,13 @@ static int l_conn_send(lua_State *L)
     const char *p = luaL_checklstring(L, 2, &n);
     const char *err;
     if (send_all(c->fd, p, n, &err) != 0) {
-        return hr__lua_push_fail(L, "EIO", err);
+        return hr__lua_push_fail(L, "io", err);
     }
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* Read up to max bytes: 0 and *got, or a code ("timeout", "closed", "EIO"). */
+/* Read up to max bytes: 0 and *got, or a code ("timeout", "closed", "io"). */
 static const char *read_some(int fd, char *buf, size_t max, int timeout_ms, size_t *got)
 {
     for (;;) {
@@ -417,7 +417,7 @@ static const char *read_some(int fd, char *buf, size_t max, int timeout_ms, size
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return errno == ECONNRESET ? "closed" : "EIO";
+            return errno == ECONNRESET ? "closed" : "io";
         }
         if (wait_fd(fd, POLLIN, timeout_ms) == 0) {
             return "timeout";
@@ -481,7 +481,7 @@ static const char *read_frame(int fd, char *buf, size_t *len, char *err, size_t 
             uint32_t plen = hr__be32(buf);
             if (plen > HR_HS_MAX_FRAME) {
                 snprintf(err, errlen, "handshake: frame of %u bytes", plen);
-                return "EPROTO";
+                return "protocol";
             }
             want += plen;
         }
@@ -525,7 +525,7 @@ static int l_wire_handshake(lua_State *L)
     while (rc == HR_HS_MORE) {
         if (send_all(c->fd, sb.data, sb.size, &serr) != 0) {
             snprintf(err, sizeof(err), "handshake: %s", serr);
-            code = "EIO";
+            code = "io";
             break;
         }
         sb.size = 0;
@@ -542,7 +542,7 @@ static int l_wire_handshake(lua_State *L)
     }
     msgpack_sbuffer_destroy(&sb);
     if (code == NULL && rc < 0) {
-        code = hs.auth_failure ? "EAUTH" : hr_err_name(rc);
+        code = hs.auth_failure ? "auth" : hr_err_name(rc);
     }
     if (code != NULL) {
         return hr__lua_push_fail(L, code, err);

@@ -74,24 +74,12 @@ M.EVENTS = { state = true, leader = true, apply = true, snapshot = true, error =
 --- Timeout of node:apply and c:apply when none is given, in milliseconds.
 M.DEFAULT_APPLY_TIMEOUT_MS = 5000
 
---- The API's failure codes for the C error names (error.h).
-M.ERROR_CODES = {
-    ENOTLEADER = "not_leader", ETIMEOUT = "timeout", ESHUTDOWN = "shutdown",
-    ETOOLARGE = "too_large", ENOSPACE = "no_space",
-}
-
 --- Values of the option on_fsm_error: what a node does when fsm:apply raises.
 -- "continue" (the default): answer the entry with fsm_error and apply the next one.
 -- "stop": stop the node at that entry (networked node: it shuts down; simulated node: it
 -- is crashed), and again at every restart until the FSM is fixed or the option changed.
 M.ON_FSM_ERROR = { continue = true, stop = true }
 
---- The API code for a C error name ("ENOTLEADER" -> "not_leader").
--- @tparam string cname a name from hr_err_name
--- @treturn string
-function M.code(cname)
-    return M.ERROR_CODES[cname] or (cname:gsub("^E", "")):lower()
-end
 
 --- Raise a Usage error unless cmd is a string.
 -- @param cmd the command
@@ -826,7 +814,7 @@ local function make_hooks(b)
 
     local function on_error(cname, msg)
         b._storage_error = cname and msg or nil
-        protect(b._node._emit, b._node, "error", cname and M.code(cname) or nil, msg)
+        protect(b._node._emit, b._node, "error", cname, msg)
     end
 
     local function log(level, msg)
@@ -1054,7 +1042,7 @@ function net:_propose(_, cmd)
     if index then
         return index, term
     end
-    local code = M.code(term)
+    local code = term
     if code == "not_leader" then
         local _, _, leader = self._core:state()
         if leader then
@@ -1116,7 +1104,7 @@ function net:_start()
     local ok, code, detail = self._core:start()
     if not ok then
         self._state = "closed"
-        return nil, M.code(code), detail
+        return nil, code, detail
     end
     self._state = "running"
     live_nodes = live_nodes + 1
@@ -1143,7 +1131,7 @@ function net:_start()
         local server, ccode, cdetail = control.serve(self._node, self._control_path)
         if not server then
             self:_shutdown()
-            return nil, M.code(ccode), cdetail
+            return nil, ccode, cdetail
         end
         self._control = server
     end

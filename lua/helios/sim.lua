@@ -586,11 +586,11 @@ end
 function cluster:restart(id)
     local i = num(self, id)
     local ok, code, msg = self._sim:restart(i)
-    if not ok and code == "ECORRUPT" then
+    if not ok and code == "corrupt" then
         check_stopped(self)
         return nil, "corrupt", msg
     end
-    if not ok and code == "EIO" then
+    if not ok and code == "io" then
         -- Real storage with storage_crash: the restart itself crashed (still down).
         check_stopped(self)
         return nil, "crashed", msg
@@ -747,7 +747,7 @@ function cluster:_propose(id, cmd)
     if index then
         return index, term
     end
-    local code = raft.code(term)
+    local code = term
     if code == "not_leader" then
         local _, _, leader = self:_node_state(id)
         return nil, code, leader
@@ -796,7 +796,7 @@ function cluster:_snapshot(id)
     if index then
         return index
     end
-    return nil, raft.code(code), msg
+    return nil, code, msg
 end
 
 function cluster:_voters()

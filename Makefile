@@ -94,6 +94,22 @@ build/sim_bench: $(BENCH_OBJS)
 
 -include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)
 
+# hr-step, the core's golden-test driver (csrc/testkit/step/step.c says how to use it): a
+# plain executable over csrc/core alone, run by spec/core_golden_spec.lua on spec/golden/*.txt.
+# A test tool, so not in the rock. `make build` builds it for the specs; the sanitizer build
+# (build-asan/hr-step) is the one the spec runs under `make test-asan`.
+STEP_SRCS := $(wildcard csrc/testkit/step/*.c) $(wildcard csrc/core/*.c)
+build: build/hr-step
+test-asan: build-asan/hr-step
+
+build/hr-step: $(STEP_SRCS:%.c=build/obj/%.o)
+	$(CC) -o $@ $^
+
+build-asan/hr-step: $(STEP_SRCS:%.c=build-asan/obj/%.o)
+	$(CC) $(ASAN_FLAGS) -o $@ $^
+
+-include $(STEP_SRCS:%.c=build/obj/%.d) $(STEP_SRCS:%.c=build-asan/obj/%.d)
+
 # Each runner writes its counts to $(HELIOS_RESULTS)/NAME.counts when `make check` sets it.
 test:
 	@.ci/deps

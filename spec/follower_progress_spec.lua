@@ -1,4 +1,6 @@
--- core_review_spec.lua: regressions found in review of the consensus core.
+-- follower_progress_spec.lua: a leader's record of each follower's progress (match, next,
+-- probe / replicate / snapshot state: hr_progress_info) stays right through the corner
+-- cases of log compaction and of a network that duplicates and delays messages.
 
 local cl = require("spec.helpers.cluster")
 
@@ -6,7 +8,7 @@ local function progress_of(c, leader, id)
     return c:node(leader):status().peers[id]
 end
 
-describe("core review", function()
+describe("a leader's progress record of a follower", function()
     it("clears a replicating follower's snapshot state once it holds the snapshot", function()
         cl.with_seed(cl.seed(7001), function(seed)
             local c = cl.new{ n = 3, seed = seed,
@@ -100,44 +102,4 @@ describe("core review", function()
             cl.settle(c, "final")
         end)
     end)
-end)
-
--- Checker coverage: the randomized spec runs disks (1-5 ms) faster than a network round
--- trip, so a leader's own write is always durable before a follower's acknowledgement and
--- the rules about durability before counting or answering are never put to the test. A
--- core that counts the leader's entries before they are on its disk, or answers votes and
--- appends before the write they depend on is durable, passes thousands of its seeds; with
--- disks slower than the network the seeds pinned here catch each of those mutations.
-local cl2 = cl
-local prng = require("spec.helpers.prng")
-local schedule = require("spec.helpers.schedule")
-local SLOW_SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 200
-local PINNED = { 25, 147, 615, 705, 839, 953 }
-
-describe("random faults over disks slower than the network", function()
-    for _, variant in ipairs({
-        { name = "default config", config = {} },
-        { name = "bare Raft", config = { prevote = false, check_quorum = false,
-                                         max_entries_per_append = 1 } },
-    }) do
-        it("keep every invariant (" .. variant.name .. ")", function()
-            local seeds = {}
-            for s = 1, SLOW_SEEDS do seeds[#seeds + 1] = s end
-            for _, s in ipairs(PINNED) do if s > SLOW_SEEDS then seeds[#seeds + 1] = s end end
-            local failures = {}
-            for _, seed in ipairs(seeds) do
-                local ok, err = pcall(function()
-                    local c = cl2.new{ n = seed % 2 == 1 and 3 or 5, seed = seed,
-                                       config = variant.config, disk_latency_ms = { 1, 80 } }
-                    schedule.random(c, prng.new(seed), { duration_ms = 4000 })
-                    cl2.settle(c, "final", 20000)
-                end)
-                if not ok then
-                    failures[#failures + 1] = ("seed %d: %s"):format(seed, tostring(err):sub(1, 400))
-                end
-            end
-            assert(#failures == 0, ("%d seeds failed (%s):\n  %s"):format(#failures, variant.name,
-                   table.concat(failures, "\n  ", 1, math.min(#failures, 5))))
-        end)
-    end
 end)

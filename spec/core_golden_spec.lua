@@ -65,7 +65,9 @@ end
 
 describe("core golden files", function()
     it("has a driver to run them", function()
-        assert(io.open(DRIVER, "rb"), DRIVER .. " is missing: `make build` builds it")
+        local f = io.open(DRIVER, "rb")
+        assert(f, DRIVER .. " is missing: `make build` builds it")
+        f:close()
         assert.is_true(#scripts() >= 5, "expected the scripts in " .. DIR)
     end)
 
@@ -80,10 +82,10 @@ describe("core golden files", function()
             end
             local expected = read(path)
             if actual ~= expected then
-                assert.is_true(false, ("%s: the core's behaviour differs from the golden file (- expected, "
-                       .. "+ actual):\n%s\nIf the change is intended, regenerate with "
-                       .. "HELIOS_GOLDEN_REWRITE=1 busted spec/core_golden_spec.lua and review "
-                       .. "`git diff %s`."):format(path, diff(path, actual), DIR))
+                assert.is_true(false, ("%s: the core's behaviour differs from the golden "
+                    .. "file (- expected, + actual):\n%s\nIf the change is intended, regenerate "
+                    .. "with HELIOS_GOLDEN_REWRITE=1 busted spec/core_golden_spec.lua and review "
+                    .. "`git diff %s`."):format(path, diff(path, actual), DIR))
             end
         end)
     end
@@ -92,7 +94,8 @@ describe("core golden files", function()
     -- is switched off (hr_config.unsafe_commit_old_terms), no longer matches.
     it("notices a core that commits an old term's entry by counting replicas", function()
         local src = read(DIR .. "/figure8.txt")
-        local broken, n = src:gsub("(\nconfig [^\n]-max_entries=1)\n", "%1 unsafe_commit_old_terms=true\n", 1)
+        local broken, n = src:gsub("(\nconfig [^\n]-max_entries=1)\n",
+                                   "%1 unsafe_commit_old_terms=true\n", 1)
         assert.are.equal(1, n)
         local tmp = os.tmpname()
         write(tmp, broken)

@@ -5,15 +5,16 @@
  * node does at each step: every message it sends, every write it asks for, every change of
  * role, term, vote, commit index or follower progress. The rest of the cluster is played by
  * the script, which hands the node the messages its peers would send. This is how a
- * newcomer can read the core one message at a time (the files in spec/golden are the examples),
- * and how a change to the core's behaviour shows up as a changed line of text.
+ * newcomer can read the core one message at a time (the files in spec/golden are the
+ * examples), and how a change to the core's behaviour shows up as a changed line of text.
+ * It uses the core's public interface only, and links csrc/core alone.
  *
  *   build/hr-step [FILE]       run the script (stdin without FILE) and print it back with
  *                              each command's actual output under it
  *   build/hr-step -w FILE...   the same, written back into each FILE
  *
- * spec/core_golden_spec.lua runs every script in spec/golden and fails on any difference from
- * the expected output written in the file. After an intended change to the core, rewrite
+ * spec/core_golden_spec.lua runs every script in spec/golden and fails on any difference
+ * from the expected output written in the file. After an intended change to the core, rewrite
  * the files (HELIOS_GOLDEN_REWRITE=1 busted spec/core_golden_spec.lua, or hr-step -w) and
  * read the diff before committing it: it is the change in behaviour.
  *
@@ -49,12 +50,15 @@
  *   log                   the entries the node holds
  *
  * Inputs (tick, deliver, compact) print what they changed, one line per field ("term: 1 ->
- * 2"), or "(no change)"; the messages they caused show at the next `ready`. The core's
+ * 2", "log: 1..3 -> 1..4, new from 4", "progress 2: match 0 -> 4"), or "(no change)"; the
+ * messages they caused show at the next `ready`. The driver's storage is perfect and
+ * instant: `ready` acknowledges every write it prints ("persisted"). The core's
  * refusals print as "error: CODE" and are part of the expected output; a script error
  * (unknown command, bad syntax) also goes to stderr and makes hr-step exit with status 2.
  *
  * Single-threaded; owns everything it allocates.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,15 +69,21 @@ struct step {
     struct hr_raft *r;
     hr_time_t now;
     const char *file;
-    size_t line;   /* 1-based line of the command being run */
-    int errors;    /* script errors: they fail the run */
+    size_t line; /* 1-based line of the command being run */
+    int errors;  /* script errors: they fail the run */
 };
 
 /* A script error: in the output (so a rewritten file shows it) and on stderr. */
-static void script_error(struct step *s, struct hr__sbuf *out, const char *fmt, const char *arg)
+static void script_error(struct step *s, struct hr__sbuf *out, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void script_error(struct step *s, struct hr__sbuf *out, const char *fmt, ...)
 {
     char msg[512];
-    snprintf(msg, sizeof(msg), fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     hr__sbuf_printf(out, "error: %s\n", msg);
     fprintf(stderr, "hr-step: %s:%zu: %s\n", s->file, s->line, msg);
     s->errors++;
@@ -356,9 +366,13 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
         } else if (strcmp(k, "prevote") == 0 || strcmp(k, "check_quorum") == 0 ||
                    strcmp(k, "unsafe_commit_old_terms") == 0) {
             ok = parse_bool(v, &flag);
-            *(k[0] == 'p'   ? &c.prevote
-              : k[0] == 'c' ? &c.check_quorum
-                            : &c.unsafe_commit_old_terms) = flag;
+            if (strcmp(k, "prevote") == 0) {
+                c.prevote = flag;
+            } else if (strcmp(k, "check_quorum") == 0) {
+                c.check_quorum = flag;
+            } else {
+                c.unsafe_commit_old_terms = flag;
+            }
         } else {
             ok = hr__text_number(v, &x);
             if (strcmp(k, "id") == 0) {
@@ -432,7 +446,7 @@ static void cmd_tick(struct step *s, char *args, struct hr__sbuf *out)
     } else if (arg != NULL && hr__text_number(arg, &ms) && hr__text_token(&args) == NULL) {
         s->now += ms;
     } else {
-        script_error(s, out, "%s", "usage: tick MS | tick deadline");
+        script_error(s, out, "usage: tick MS | tick deadline");
         return;
     }
     struct view before;
@@ -471,7 +485,7 @@ static void cmd_deliver(struct step *s, char **lines, size_t n, struct hr__sbuf 
         }
     }
     if (!any) {
-        script_error(s, out, "%s", "usage: deliver MSG (more messages on the next lines)");
+        script_error(s, out, "usage: deliver MSG (more messages on the next lines)");
     } else {
         print_changes(out, &before, s->r);
     }
@@ -485,7 +499,7 @@ static void cmd_propose(struct step *s, char *args, struct hr__sbuf *out)
         data = "";
     }
     if (!hr__text_payload_ok(data) || hr__text_token(&args) != NULL) {
-        script_error(s, out, "%s", "usage: propose [DATA] (printable; no spaces, commas, quotes)");
+        script_error(s, out, "usage: propose [DATA] (printable; no spaces, commas, quotes)");
         return;
     }
     hr_index_t index;
@@ -564,9 +578,10 @@ static void cmd_compact(struct step *s, char *args, struct hr__sbuf *out)
     char *keep = hr__text_token(&args);
     unsigned long long index, keep_from;
     if (arg == NULL || !hr__text_number(arg, &index) ||
-        (keep != NULL && (strncmp(keep, "keep=", 5) != 0 || !hr__text_number(keep + 5, &keep_from))) ||
+        (keep != NULL &&
+         (strncmp(keep, "keep=", 5) != 0 || !hr__text_number(keep + 5, &keep_from))) ||
         hr__text_token(&args) != NULL) {
-        script_error(s, out, "%s", "usage: compact INDEX [keep=FIRST_INDEX_TO_KEEP]");
+        script_error(s, out, "usage: compact INDEX [keep=FIRST_INDEX_TO_KEEP]");
         return;
     }
     if (keep == NULL) {
@@ -606,16 +621,31 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
     char *args = first;
     char *cmd = hr__text_token(&args);
     if (cmd == NULL) {
-        script_error(s, out, "%s", "empty command");
+        script_error(s, out, "empty command");
         return;
     }
-    if (strcmp(cmd, "config") == 0) {
+    static const char *const known[] = {"config", "tick",    "deliver", "propose",
+                                        "ready",  "compact", "status",  "log"};
+    bool found = false;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        found = found || strcmp(cmd, known[i]) == 0;
+    }
+    bool deliver = strcmp(cmd, "deliver") == 0;
+    if (!found) {
+        script_error(s, out, "unknown command %s", cmd);
+    } else if (n > 1 && !deliver) {
+        script_error(s, out, "%s: takes one line", cmd);
+    } else if (strcmp(cmd, "config") == 0) {
         cmd_config(s, args, out);
-        return;
-    }
-    if (strcmp(cmd, "deliver") == 0 && s->r != NULL) {
+    } else if (s->r == NULL) {
+        script_error(s, out, "%s: no node yet (start with config)", cmd);
+    } else if ((strcmp(cmd, "ready") == 0 || strcmp(cmd, "status") == 0 ||
+                strcmp(cmd, "log") == 0) &&
+               hr__text_token(&args) != NULL) {
+        script_error(s, out, "%s: takes no arguments", cmd);
+    } else if (deliver) {
         /* The first message may follow the word on its line; more come on the next ones. */
-        char **msgs = malloc((n + 1) * sizeof(*msgs));
+        char **msgs = malloc(n * sizeof(*msgs));
         if (msgs == NULL) {
             exit(3);
         }
@@ -625,17 +655,7 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
         }
         cmd_deliver(s, msgs, n, out);
         free(msgs);
-        return;
-    }
-    if (n > 1) {
-        script_error(s, out, "%s: takes one line", cmd);
-        return;
-    }
-    if (s->r == NULL) {
-        script_error(s, out, "%s: no node yet (start with config)", cmd);
-        return;
-    }
-    if (strcmp(cmd, "tick") == 0) {
+    } else if (strcmp(cmd, "tick") == 0) {
         cmd_tick(s, args, out);
     } else if (strcmp(cmd, "propose") == 0) {
         cmd_propose(s, args, out);
@@ -645,10 +665,8 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
         cmd_compact(s, args, out);
     } else if (strcmp(cmd, "status") == 0) {
         print_status(out, s->r);
-    } else if (strcmp(cmd, "log") == 0) {
-        cmd_log(s, out);
     } else {
-        script_error(s, out, "unknown command %s", cmd);
+        cmd_log(s, out);
     }
 }
 
@@ -740,8 +758,7 @@ int main(int argc, char **argv)
 {
     bool rewrite = argc > 1 && strcmp(argv[1], "-w") == 0;
     int first = rewrite ? 2 : 1;
-    if ((rewrite && argc < 3) || (!rewrite && argc > 2) ||
-        (argc > 1 && argv[first][0] == '-')) {
+    if ((rewrite && argc < 3) || (!rewrite && argc > 2) || (argc > 1 && argv[first][0] == '-')) {
         fprintf(stderr, "usage: hr-step [FILE]   (stdin without FILE)\n"
                         "       hr-step -w FILE...  (rewrite each FILE's expected output)\n");
         return 2;
@@ -768,8 +785,7 @@ int main(int argc, char **argv)
         errors += run_script(argv[i], text, &out);
         free(text);
         f = rewrite ? fopen(argv[i], "w") : stdout;
-        if (f == NULL || fwrite(out.p, 1, out.len, f) != out.len ||
-            (rewrite && fclose(f) != 0)) {
+        if (f == NULL || fwrite(out.p, 1, out.len, f) != out.len || (rewrite && fclose(f) != 0)) {
             perror(argv[i]);
             hr__sbuf_free(&out);
             return 2;

@@ -87,9 +87,8 @@ void hr__text_msg(struct hr__sbuf *b, const struct hr_msg *m)
         break;
     case HR_MSG_APPEND_RESP:
         if (m->reject) {
-            hr__sbuf_printf(b, " reject index=%llu hint=%llu/%llu",
-                            (unsigned long long)m->index, (unsigned long long)m->hint_index,
-                            (unsigned long long)m->hint_term);
+            hr__sbuf_printf(b, " reject index=%llu hint=%llu/%llu", (unsigned long long)m->index,
+                            (unsigned long long)m->hint_index, (unsigned long long)m->hint_term);
         } else {
             hr__sbuf_printf(b, " index=%llu", (unsigned long long)m->index);
         }

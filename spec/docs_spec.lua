@@ -3,6 +3,8 @@
 --   - every path in the README's layout block and in the first column of the layer table of
 --     docs/architecture.md exists;
 --   - every error code of csrc/core/error.h is listed in docs/lua-api.md;
+--   - every relative link of README.md and docs/*.md points at a file that exists, and at a
+--     heading of it when it names one;
 --   - every option raft.new accepts is listed in docs/lua-api.md. The options are found by
 --     asking raft.new itself, not by parsing its source: each identifier that appears in
 --     lua/helios/*.lua is passed as an option, and the ones raft.new does not refuse as
@@ -134,6 +136,44 @@ describe("docs", function()
             end
             assert.is_true(n >= 6)
         end)
+    end)
+
+    describe("links", function()
+        -- GitHub's anchor of a heading: lower case, punctuation dropped, spaces to "-".
+        local function anchors(text)
+            local set = {}
+            for heading in text:gmatch("\n#+ ([^\n]+)") do
+                local a = heading:lower():gsub("[^%w_%- ]", ""):gsub(" ", "-")
+                set[a] = true
+            end
+            return set
+        end
+
+        local files = { "README.md" }
+        local p = io.popen("ls docs/*.md")
+        for f in p:lines() do files[#files + 1] = f end
+        p:close()
+
+        for _, file in ipairs(files) do
+            it("every relative link of " .. file .. " resolves", function()
+                local text = read(file)
+                local dir = file:match("^(.*)/") or "."
+                local bad = {}
+                for target in text:gmatch("%]%(([^)%s]+)%)") do
+                    if not target:match("^%a+://") then
+                        local path, frag = target:match("^([^#]*)#?(.*)$")
+                        local full = path == "" and file or (dir .. "/" .. path)
+                        if not exists(full) then
+                            bad[#bad + 1] = target .. " (no such file)"
+                        elseif frag ~= "" and full:match("%.md$")
+                            and not anchors("\n" .. read(full))[frag] then
+                            bad[#bad + 1] = target .. " (no such heading)"
+                        end
+                    end
+                end
+                assert.are.same({}, bad)
+            end)
+        end
     end)
 
     describe("docs/lua-api.md", function()

@@ -175,7 +175,7 @@ describe("helios node: cluster file errors", function()
         local st = assert(core.storage_open(data))
         assert(st:set_meta(2, 1))
         -- Two syncs: damage in the first is in synced data (the second sync's first record
-        -- vouches for it), not an unsynced tail that a restart cuts (FORMAT.md).
+        -- vouches for it), not an unsynced tail that a restart cuts (docs/storage-format.md).
         assert(st:append(su.entries(1, 10, 2)))
         assert(st:sync())
         assert(st:append(su.entries(11, 20, 2)))

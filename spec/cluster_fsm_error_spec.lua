@@ -74,7 +74,7 @@ describe("FSM errors in a cluster of processes", function()
                     local p = io.popen(format("ls '%s/snapshots/' 2>/dev/null",
                                               cl:data_dir(id)))
                     for name in p:lines() do
-                        -- <index>-<term>.snap, zero-padded (csrc/storage/FORMAT.md)
+                        -- <index>-<term>.snap, zero-padded (docs/storage-format.md)
                         local si = name:match("^(%d+)%-%d+%.snap$")
                         if si and tonumber(si) == i2 then path = name end
                     end

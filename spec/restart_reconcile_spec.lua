@@ -1,7 +1,7 @@
 -- spec/restart_reconcile_spec.lua: a node restarts from a snapshot and a log on disk that
 -- disagrees with it (csrc/storage/reconcile.c), on a real node (raft.new, a real data dir).
 --
--- The three shapes a crash can leave (FORMAT.md, "Recovery"):
+-- The three shapes a crash can leave (docs/storage-format.md, "Recovery"):
 --   1. the log ends before the snapshot's index S (a follower snapshotted what it applied
 --      before its own write of it was durable);
 --   2. the log holds another term at S (a received snapshot was made durable, the crash came

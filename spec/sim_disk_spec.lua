@@ -5,7 +5,7 @@
 --
 -- Each case runs on both storages of the simulator (csrc/sim/disk.h): the model, and the
 -- production storage over a simulated file system, where the flipped bit is a real byte of
--- a segment file and the production checksums and recovery rules (FORMAT.md) judge it.
+-- a segment file and the production checksums and recovery rules (docs/storage-format.md) judge it.
 -- (The real storage tells a damaged record before the last sync from a torn unsynced tail
 -- by its sync marks, not by position: these seeds corrupt records the rules call what the
 -- model calls them.)

@@ -28,7 +28,7 @@ describe("storage group commit", function()
         local r = assert(core.storage_bench(dir .. "/d", 1, 200, 100))
         assert.are.equal(200, r.appends)
         -- one per append, and one for the header of the segment the first append creates
-        -- (synced on its own before any record: FORMAT.md, "Write path guarantees")
+        -- (synced on its own before any record: docs/storage-format.md, "Write path guarantees")
         assert.are.equal(201, r.fsyncs)
     end)
 end)

@@ -1,7 +1,7 @@
 -- spec/storage_recovery_spec.lua: opening a data dir after a crash. A torn tail (the last
 -- record cut short, or followed only by zeros or garbage that holds no valid record) is
 -- cut away and reported, and so is damage inside the last sync's run of records even when
--- valid records follow it (a crash keeps any subset of unsynced pages: FORMAT.md,
+-- valid records follow it (a crash keeps any subset of unsynced pages: docs/storage-format.md,
 -- "Recovery rules"); damage anywhere else stops the open with the file and offset.
 -- Torn tails are made at random points from fixed seeds (printed on failure).
 

@@ -1,6 +1,6 @@
 /*
  * fork_snapshot.c: core.snapshot_fork and core.snapshot_sync (see fork_snapshot.h and
- * FORK_SNAPSHOT.md for the why and the measurements).
+ * docs/fork-snapshot.md for the why and the measurements).
  *
  * The child: a copy of the process in which only the calling thread exists. It runs fn on
  * the copy-on-write image of the Lua state, writes the bytes, fdatasyncs and reports on a

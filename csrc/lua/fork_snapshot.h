@@ -2,7 +2,7 @@
  * fork_snapshot.h: writing a snapshot of the Lua state to a file without stalling the
  * loop: a forked child serializes the copy-on-write image of the state while the parent's
  * loop goes on (csrc/lua/fork_snapshot.c), part of the Lua module `helios.core`. Design,
- * choices and measurements: csrc/lua/FORK_SNAPSHOT.md.
+ * choices and measurements: docs/fork-snapshot.md.
  *
  *   local core = require("helios.core")
  *   -- fn(w) either returns the bytes (a string) or writes them with w:write(s, ...) and

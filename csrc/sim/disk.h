@@ -141,7 +141,7 @@ int hr__disk_compact(struct hr__disk *d, hr_index_t keep_from);
 void hr__disk_crash(struct hr__disk *d, struct hr_prng *p);
 /* Flip a bit in the durable record at index (within hr__disk_records). 0 or HR_EINVAL. */
 int hr__disk_corrupt(struct hr__disk *d, hr_index_t index);
-/* What the storage does on open (csrc/storage/FORMAT.md): a bad last record is a torn tail,
+/* What the storage does on open (docs/storage-format.md): a bad last record is a torn tail,
  * cut off (msg says so); a bad record before it stops the open: HR_ECORRUPT, msg names the
  * index. 0 otherwise (msg empty). Then a log that does not reach the snapshot, or holds
  * another entry at the snapshot's index (its newer writes were lost while the snapshot

@@ -302,7 +302,7 @@ int hr__disk_real_compact(struct hr__disk *d, hr_index_t keep_from)
     return step_end(r, rc, "compact", hr_log_errmsg(r->log));
 }
 
-/* ---- records in the segment files (csrc/storage/FORMAT.md), for hr_sim_corrupt ---- */
+/* ---- records in the segment files (docs/storage-format.md), for hr_sim_corrupt ---- */
 
 #define SEG_HEADER 24
 #define REC_HEADER 36

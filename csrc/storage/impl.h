@@ -28,14 +28,14 @@
 #include "fs.h"
 #include "log.h"
 
-/* ---- byte layout (FORMAT.md) ---- */
+/* ---- byte layout (docs/storage-format.md) ---- */
 #define HR__SEG_MAGIC "HRSG"
 #define HR__SEG_HEADER_SIZE 24       /* magic, version, first index, crc, reserved */
 #define HR__REC_HEADER_SIZE 36       /* crc, len, term, index, time_ms, type, 3 reserved */
 #define HR__REC_FOOTER 0xFF          /* record type of a sealed segment's footer */
-/* Segment format versions (FORMAT.md, "Header"): new segments are written as version 2,
- * whose records carry the sync mark; version 1 segments (no marks) are still read, with
- * the older recovery rule, and appended to as version 1. */
+/* Segment format versions (docs/storage-format.md, "Header"): new segments are written as
+ * version 2, whose records carry the sync mark; version 1 segments (no marks) are still
+ * read, with the older recovery rule, and appended to as version 1. */
 #define HR__SEG_VERSION 2
 #define HR__SEG_VERSION_MIN 1
 /* Record flags (byte 33, under the record's checksum). SYNC_MARK: the first record a sync
@@ -102,7 +102,7 @@ struct hr__io;
 int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
                    struct hr__io *io, char *err, size_t errlen);
 
-/* intent.c: log/TRUNCATE (FORMAT.md, "Truncation intent"). */
+/* intent.c: log/TRUNCATE (docs/storage-format.md, "Truncation intent"). */
 #define HR__INTENT_NAME "TRUNCATE"
 #define HR__INTENT_TMP "TRUNCATE.tmp"
 #define HR__INTENT_MAGIC "HRTR"

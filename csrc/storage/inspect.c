@@ -35,7 +35,8 @@ void hr__inspect_print_id(FILE *out, const struct hr_inspect_names *names, uint6
             return;
         }
     }
-    /* Hex, not decimal: the id is a hash (FORMAT.md), and 16 hex digits read as one. */
+    /* Hex, not decimal: the id is a hash (docs/storage-format.md), and 16 hex digits read
+     * as one. */
     fprintf(out, "0x%016" PRIx64, id);
 }
 

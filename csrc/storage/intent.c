@@ -1,11 +1,11 @@
 /*
- * intent.c: the truncation intent, log/TRUNCATE (FORMAT.md, "Truncation intent").
+ * intent.c: the truncation intent, log/TRUNCATE (docs/storage-format.md, "Truncation intent").
  *
  * Why. Cutting a suffix of the log is not atomic on disk. ftruncate to an offset inside a
  * page zeroes the rest of that page, and a crash before the fdatasync can bring back the
  * old size with that page zeroed (from the truncated file) and the later pages as they
  * were, one of them holding a sync-marked record: damage before a valid mark, which the
- * last segment's scan must call corruption (FORMAT.md, "Recovery rules"). ext4 in
+ * last segment's scan must call corruption (docs/storage-format.md, "Recovery rules"). ext4 in
  * data=ordered mode does exactly that when the zeroed block reaches the disk before the
  * size change commits; the simulated file system's page-subset crash (csrc/sim/simfs.h)
  * does it too. A truncation (the leader said those entries are wrong) may come back done

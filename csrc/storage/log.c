@@ -1,5 +1,5 @@
 /*
- * log.c: struct hr_log, the segment log of one data directory (log.h, FORMAT.md).
+ * log.c: struct hr_log, the segment log of one data directory (log.h, docs/storage-format.md).
  *
  * State kept in memory per segment is what finding a record needs: first index, count,
  * the offset of every 32nd record (sparse) and the sizes. Records themselves are read on
@@ -16,13 +16,12 @@
  * intent, log/TRUNCATE, before it cuts anything, and removes it durably before it returns;
  * open completes an intent it finds before scanning (intent.c says why a cut needs it).
  *
- * Sync marks (FORMAT.md, "Recovery rules"). Each sync writes one contiguous run after the
- * checkpoint, and the next run starts only after this one's fdatasync returned (or after a
+ * Sync marks (docs/storage-format.md, "Recovery rules"). Each sync writes one contiguous run after
+ * the checkpoint, and the next run starts only after this one's fdatasync returned (or after a
  * rollback to the checkpoint). The first record of a run in a version 2 segment carries
- * HR__REC_SYNC_MARK, so a marked record proves that the bytes before it were durable. For
- * that to hold from the first sync on, a new segment's header is synced before any record
- * is written into it (write_header), and open syncs what it found in the last segment
- * before appending after it.
+ * HR__REC_SYNC_MARK, so a marked record proves that the bytes before it were durable. For that to
+ * hold from the first sync on, a new segment's header is synced before any record is written into
+ * it (write_header), and open syncs what it found in the last segment before appending after it.
  */
 #define _GNU_SOURCE /* strdup under -std=c11 */
 #include <errno.h>
@@ -260,8 +259,8 @@ static int sync_fd(struct hr_log *l, int fd, bool data, const char *what)
 
 /* Write and sync the header of a segment created by roll(). It is made durable before any
  * record is written after it: the first record's sync mark then vouches for every byte
- * before it, and open can call a bad header with records after it corruption (FORMAT.md,
- * "Recovery rules"). One more fdatasync per segment. */
+ * before it, and open can call a bad header with records after it corruption
+ * (docs/storage-format.md, "Recovery rules"). One more fdatasync per segment. */
 static int write_header(struct hr_log *l, struct seg *s)
 {
     unsigned char h[HR__SEG_HEADER_SIZE];

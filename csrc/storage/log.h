@@ -5,11 +5,11 @@
  *   meta      format version, term and vote (replaced atomically)
  *   log/      segment files named by the index of their first record (20 digits)
  *
- * (byte layouts in FORMAT.md). Opening recovers from a crash: a torn tail is cut away and
- * reported in the info message; any other damage fails the open with a message naming the
- * file and byte offset. Opening reads only the footer of each sealed segment and scans the
- * open (last) one, so start time does not grow with the log; entries are read on demand
- * through a bounded block cache.
+ * (byte layouts in docs/storage-format.md). Opening recovers from a crash: a torn tail is cut away
+ * and reported in the info message; any other damage fails the open with a message naming the file
+ * and byte offset. Opening reads only the footer of each sealed segment and scans the open (last)
+ * one, so start time does not grow with the log; entries are read on demand through a bounded block
+ * cache.
  *
  * Writes are buffered: hr_log_append() encodes into memory (it writes to the file only when
  * a segment fills up), hr_log_sync() writes and fdatasync()s. A write-path failure (ENOSPC,
@@ -32,7 +32,7 @@
 #include "../core/error.h"
 
 /* The version of the meta file this code writes (the only one it reads so far). Segment
- * headers carry their own version (FORMAT.md: 2, and 1 is still read). */
+ * headers carry their own version (docs/storage-format.md: 2, and 1 is still read). */
 #define HR_LOG_FORMAT_VERSION 1
 
 struct hr_log;

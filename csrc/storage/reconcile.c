@@ -1,6 +1,6 @@
 /*
  * reconcile.c: make the log on disk agree with the newest snapshot before a node starts
- * (hr_log_reconcile in log.h; the rules are in FORMAT.md, "Recovery").
+ * (hr_log_reconcile in log.h; the rules are in docs/storage-format.md, "Recovery").
  *
  * Why the two can disagree. The snapshot and the log are separate files, made durable by
  * separate steps, and nothing ties those steps into one atomic write:

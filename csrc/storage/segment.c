@@ -1,6 +1,6 @@
 /*
- * segment.c: the byte layout of segment files (FORMAT.md) and the scan that decides, on
- * open, what a file holds: how many valid records, whether it was sealed, and whether a
+ * segment.c: the byte layout of segment files (docs/storage-format.md) and the scan that
+ * decides, on open, what a file holds: how many valid records, whether it was sealed, and whether a
  * torn tail follows them, and the listing of a log directory's segments (open and inspect
  * both read it).
  *

@@ -1,5 +1,5 @@
 /*
- * snapshot.c: snapshot files (snapshot.h, FORMAT.md "Snapshot file").
+ * snapshot.c: snapshot files (snapshot.h, docs/storage-format.md "Snapshot file").
  *
  * The payload's size and the checksum are in the trailer, not the header: a writer-based
  * FSM snapshot does not know its size until it ends, and a forked child writing through a

@@ -1,5 +1,5 @@
 /*
- * snapshot.h: snapshot files of a data directory (byte layout in FORMAT.md).
+ * snapshot.h: snapshot files of a data directory (byte layout in docs/storage-format.md).
  *
  *   data_dir/snapshots/<index, 20 digits>-<term, 20 digits>.snap
  *

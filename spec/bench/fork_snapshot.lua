@@ -1,6 +1,6 @@
 -- spec/bench/fork_snapshot.lua: what a snapshot of a large Lua state costs the node's loop,
 -- with core.snapshot_fork (a forked child writes the copy-on-write image) and with
--- core.snapshot_sync (in-process). The figures of csrc/lua/FORK_SNAPSHOT.md.
+-- core.snapshot_sync (in-process). The figures of docs/fork-snapshot.md.
 --
 --   luajit -e 'package.cpath = "build/?.so;" .. package.cpath' spec/bench/fork_snapshot.lua \
 --       [n_keys (1000000)] [scratch_dir ($TMPDIR or /tmp)]

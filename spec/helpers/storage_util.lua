@@ -122,7 +122,7 @@ local function u32(s, off) -- little-endian, off 0-based
     return a + b * 256 + c * 65536 + d * 16777216
 end
 
---- The records of a segment file, parsed the way FORMAT.md lays them out (no checksum
+--- The records of a segment file, parsed the way docs/storage-format.md lays them out (no checksum
 -- check): list of { offset, len, index, size, flags }, the footer excluded. flags is the
 -- byte at offset 33 of the record (M.SYNC_MARK: the first record a sync wrote).
 function M.records(path)
@@ -141,7 +141,7 @@ end
 M.SYNC_MARK = 1
 
 local crc_table
---- CRC32C (FORMAT.md: Castagnoli, reflected) of the string s, as a number 0 .. 2^32-1.
+--- CRC32C (docs/storage-format.md: Castagnoli, reflected) of the string s, as a number 0 .. 2^32-1.
 function M.crc32c(s)
     if not crc_table then
         crc_table = {}

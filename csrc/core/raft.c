@@ -125,7 +125,7 @@ void hr__become_leader(struct hr_raft *r)
         hr__progress_reset(r, &r->peers[i]);
         r->peers[i].recent_active = true;
     }
-    r->heartbeat_deadline = r->now + r->cfg.heartbeat_interval_ms;
+    r->heartbeat_deadline = r->now + r->cfg.heartbeat_timeout_ms;
     r->quorum_deadline = r->now + r->cfg.election_timeout_ms;
     /* §5.4.2 / §8: a leader cannot count replicas of entries from earlier terms, so it
      * commits a no-op of its own term at once; that also commits everything before it. */
@@ -405,7 +405,7 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
             }
         }
         if (r->now >= r->heartbeat_deadline) {
-            r->heartbeat_deadline = r->now + r->cfg.heartbeat_interval_ms;
+            r->heartbeat_deadline = r->now + r->cfg.heartbeat_timeout_ms;
             hr__heartbeat(r);
         }
         return;

@@ -144,7 +144,9 @@ struct hr_config {
     const hr_id_t *voters; /* the initial configuration; copied */
     size_t n_voters;
     uint32_t election_timeout_ms; /* randomized in [E, 2E) */
-    uint32_t heartbeat_interval_ms;
+    uint32_t heartbeat_timeout_ms; /* the leader's heartbeat interval (an idle leader sends
+                                    * an empty AppendEntries this often); less than
+                                    * election_timeout_ms */
     uint32_t max_entries_per_append; /* at most HR_MAX_ENTRIES_PER_APPEND */
     uint32_t max_append_bytes;       /* payload bytes per AppendEntries (one entry always
                                       * goes, however large) */

@@ -18,7 +18,7 @@
 #include "../sim/sim.h"
 
 #define HR_VERSION "0.1.0-dev"
-#define HR_LUA_SIM_MT "helios.sim"
+#define HR_LUA_SIM_MT "helios.core.sim"
 
 /*
  * The userdata behind a sim. Its environment table (lua_setfenv) holds the Lua hook

@@ -97,6 +97,8 @@ struct hr__lloop *hr__loop_get(lua_State *L)
     struct loop_box *b = lua_newuserdata(L, sizeof *b);
     b->lp = NULL;
     if (luaL_newmetatable(L, LOOP_MT)) {
+        lua_pushliteral(L, LOOP_MT);
+        lua_setfield(L, -2, "__name");
         lua_pushcfunction(L, loop_gc);
         lua_setfield(L, -2, "__gc");
     }

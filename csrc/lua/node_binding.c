@@ -767,6 +767,8 @@ int hr__lua_open_node(lua_State *L)
 {
     hr__lua_new_class(L, NODE_MT, methods, l_gc, l_tostring);
     if (luaL_newmetatable(L, FRAMER_MT)) {
+        lua_pushliteral(L, FRAMER_MT);
+        lua_setfield(L, -2, "__name");
         lua_newtable(L);
         luaL_register(L, NULL, framer_methods);
         lua_setfield(L, -2, "__index");

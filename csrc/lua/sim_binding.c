@@ -1,5 +1,5 @@
 /*
- * sim_binding.c: the "helios.sim" userdata, a struct hr_sim seen from Lua.
+ * sim_binding.c: the "helios.core.sim" userdata, a struct hr_sim seen from Lua.
  *
  *   local s = core.sim_new{ n = 3, seed = 42, config = { election_timeout_ms = 150,
  *                                                        snapshot_threshold = 20 },
@@ -542,11 +542,11 @@ static int l_tostring(lua_State *L)
     struct hr__lsim *s = luaL_checkudata(L, 1, HR_LUA_SIM_MT);
     char buf[128];
     if (s->sim == NULL) {
-        snprintf(buf, sizeof buf, "helios.sim (closed)");
+        snprintf(buf, sizeof buf, HR_LUA_SIM_MT " (closed)");
     } else {
         snprintf(buf, sizeof buf,
-                 "helios.sim: %" PRIu32 " nodes, seed %" PRIu64 ", t=%" PRIu64 " ms", s->n, s->seed,
-                 (uint64_t)hr_sim_now(s->sim));
+                 HR_LUA_SIM_MT ": %" PRIu32 " nodes, seed %" PRIu64 ", t=%" PRIu64 " ms", s->n,
+                 s->seed, (uint64_t)hr_sim_now(s->sim));
     }
     lua_pushstring(L, buf);
     return 1;
@@ -583,16 +583,17 @@ static int l_sim_new(lua_State *L)
     }
     lua_getfield(L, 1, "disk_latency_ms");
     if (!lua_isnil(L, -1)) {
-        hr__lua_read_range(L, -1, "disk_latency_ms", &o.disk_min_ms, &o.disk_max_ms);
+        hr__lua_read_range(L, -1, "disk_latency_ms", &o.disk_latency_min_ms,
+                           &o.disk_latency_max_ms);
     }
     lua_getfield(L, 1, "snapshot_latency_ms");
     if (!lua_isnil(L, -1)) {
-        hr__lua_read_range(L, -1, "snapshot_latency_ms", &o.snap.write_min_ms,
-                           &o.snap.write_max_ms);
+        hr__lua_read_range(L, -1, "snapshot_latency_ms", &o.snap.snapshot_latency_min_ms,
+                           &o.snap.snapshot_latency_max_ms);
     }
     lua_getfield(L, 1, "snapshot_chunk_bytes");
     if (!lua_isnil(L, -1)) {
-        o.snap.chunk_bytes =
+        o.snap.snapshot_chunk_bytes =
             (uint32_t)hr__lua_check_uint(L, -1, "sim: snapshot_chunk_bytes", 1, UINT32_MAX);
     }
     lua_getfield(L, 1, "unsafe_install_keeps_log");
@@ -616,7 +617,7 @@ static int l_sim_new(lua_State *L)
         static const unsigned flags[] = {
             0, HR_SIMFS_KEEP_UNSYNCED, HR_SIMFS_KEEP_UNSYNCED | HR_SIMFS_TORN,
             HR_SIMFS_KEEP_UNSYNCED | HR_SIMFS_TORN | HR_SIMFS_PAGES};
-        o.storage_flags = flags[luaL_checkoption(L, -1, NULL, faults)];
+        o.storage_faults = flags[luaL_checkoption(L, -1, NULL, faults)];
     }
     lua_getfield(L, 1, "segment_size");
     if (!lua_isnil(L, -1)) {

@@ -28,7 +28,7 @@ struct batch {
 struct hr_node {
     struct hr_raft *core;
     struct hr_storage storage;
-    struct hr_transport transport;
+    struct hr_network net;
     struct hr_fsm fsm;
 
     uint64_t next_seq;
@@ -105,7 +105,7 @@ static void send_msg(struct hr_node *n, const struct hr_msg *m)
         n->stats.msgs_sent[m->type]++;
     }
     n->stats.bytes_sent += hr_msg_wire_size(m);
-    n->transport.send(n->transport.ctx, m);
+    n->net.send(n->net.ctx, m);
 }
 
 static void report_state(struct hr_node *n, const struct hr_ready *rd)
@@ -246,11 +246,11 @@ static void drain(struct hr_node *n)
 
 struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft_state *st,
                             hr_time_t now, const struct hr_storage *storage,
-                            const struct hr_transport *transport, const struct hr_fsm *fsm,
+                            const struct hr_network *net, const struct hr_fsm *fsm,
                             char *err, size_t errlen)
 {
-    if (storage == NULL || storage->write == NULL || transport == NULL || transport->send == NULL) {
-        snprintf(err, errlen, "node: storage and transport are required");
+    if (storage == NULL || storage->write == NULL || net == NULL || net->send == NULL) {
+        snprintf(err, errlen, "node: storage and network are required");
         return NULL;
     }
     struct hr_node *n = calloc(1, sizeof(*n));
@@ -264,7 +264,7 @@ struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft
         return NULL;
     }
     n->storage = *storage;
-    n->transport = *transport;
+    n->net = *net;
     if (fsm != NULL) {
         n->fsm = *fsm;
     }

@@ -452,7 +452,7 @@ static int read_payload(struct hr__disk_real *r, const struct hr_snap_info *si,
     return rc;
 }
 
-/* recover() of csrc/node/runtime.c: the entries from max(first, S + 1 - trailing). */
+/* recover() of csrc/node/runtime.c: the entries from max(first, S + 1 - trailing_logs). */
 static int read_entries(struct hr__disk *d, char *msg, size_t len)
 {
     struct hr__disk_real *r = d->real;
@@ -469,7 +469,7 @@ static int read_entries(struct hr__disk *d, char *msg, size_t len)
     }
     uint64_t lo = first;
     if (s != 0) {
-        uint64_t keep = s + 1 > r->o.trailing ? s + 1 - r->o.trailing : 1;
+        uint64_t keep = s + 1 > r->o.trailing_logs ? s + 1 - r->o.trailing_logs : 1;
         lo = keep > lo ? keep : lo;
         if (lo > last) {
             return 0;

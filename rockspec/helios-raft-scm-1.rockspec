@@ -97,6 +97,7 @@ build = {
             "csrc/lua/module.c",
             "csrc/lua/mpack.c",
             "csrc/lua/node_binding.c",
+            "csrc/lua/os.c",
             "csrc/lua/proc_binding.c",
             "csrc/lua/proxy.c",
             "csrc/lua/signal_binding.c",

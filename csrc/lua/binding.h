@@ -105,12 +105,30 @@ int hr__lua_push_errno(lua_State *L, const char *what, int e);
 void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                        lua_CFunction gc, lua_CFunction tostring);
 
-/* t[key] = v on the table at the top (counters and figures of stats tables). */
+/* t[key] = v on the table at the top (counters and figures of stats tables). The one
+ * helper for it: stats tables are built with it or with hr__lua_push_numbers. */
 static inline void hr__lua_set_number(lua_State *L, const char *key, double v)
 {
     lua_pushnumber(L, (lua_Number)v);
     lua_setfield(L, -2, key);
 }
+
+/* One field of a table of numbers (a stats table written as data). */
+struct hr__lua_number {
+    const char *key;
+    double value;
+};
+
+/* Push a new table holding key = value for each of the n fields. */
+static inline void hr__lua_push_numbers(lua_State *L, const struct hr__lua_number *f, size_t n)
+{
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        hr__lua_set_number(L, f[i].key, f[i].value);
+    }
+}
+
+#define HR__LUA_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* sim_binding.c: registers the metatable and pushes the sim_new function. */
 void hr__lua_open_sim(lua_State *L);

@@ -467,38 +467,37 @@ static int l_stats(lua_State *L)
     hr__lua_set_number(L, "applied", s.node.applied);
     hr__lua_set_msgs_sent(L, s.node.msgs_sent);
 
-    lua_createtable(L, 0, 10);
-    hr__lua_set_number(L, "frames_sent", s.tcp.frames_sent);
-    hr__lua_set_number(L, "frames_received", s.tcp.frames_received);
-    hr__lua_set_number(L, "bytes_sent", s.tcp.bytes_sent);
-    hr__lua_set_number(L, "bytes_received", s.tcp.bytes_received);
-    hr__lua_set_number(L, "connects", s.tcp.connects);
-    hr__lua_set_number(L, "disconnects", s.tcp.disconnects);
-    hr__lua_set_number(L, "accepted", s.tcp.accepted);
-    hr__lua_set_number(L, "auth_failures", s.tcp.auth_failures);
-    hr__lua_set_number(L, "bad_frames", s.tcp.bad_frames);
-    hr__lua_set_number(L, "queue_drops", s.tcp.queue_drops);
+    const struct hr__lua_number tcp[] = {
+        {"frames_sent", s.tcp.frames_sent}, {"frames_received", s.tcp.frames_received},
+        {"bytes_sent", s.tcp.bytes_sent},   {"bytes_received", s.tcp.bytes_received},
+        {"connects", s.tcp.connects},       {"disconnects", s.tcp.disconnects},
+        {"accepted", s.tcp.accepted},       {"auth_failures", s.tcp.auth_failures},
+        {"bad_frames", s.tcp.bad_frames},   {"queue_drops", s.tcp.queue_drops},
+    };
+    hr__lua_push_numbers(L, tcp, HR__LUA_COUNT(tcp));
     lua_setfield(L, -2, "transport");
     /* Flat copies of the counters operators look for first. */
     hr__lua_set_number(L, "bad_frames", s.tcp.bad_frames);
     hr__lua_set_number(L, "auth_failures", s.tcp.auth_failures);
 
-    lua_createtable(L, 0, 5);
-    hr__lua_set_number(L, "rounds", s.group.rounds);
-    hr__lua_set_number(L, "batches", s.group.batches);
-    hr__lua_set_number(L, "entries", s.group.entries);
-    hr__lua_set_number(L, "failures", s.storage_failures);
-    hr__lua_set_number(L, "recoveries", s.storage_recoveries);
+    const struct hr__lua_number storage[] = {
+        {"rounds", s.group.rounds},         {"batches", s.group.batches},
+        {"entries", s.group.entries},       {"failures", s.storage_failures},
+        {"recoveries", s.storage_recoveries},
+    };
+    hr__lua_push_numbers(L, storage, HR__LUA_COUNT(storage));
     lua_setfield(L, -2, "storage");
 
-    lua_createtable(L, 0, 7);
-    hr__lua_set_number(L, "taken", s.snap.taken);
-    hr__lua_set_number(L, "installed", s.node.snapshots_installed);
-    hr__lua_set_number(L, "transfers", s.snap.transfers);
-    hr__lua_set_number(L, "chunks_sent", s.snap.chunks_sent);
-    hr__lua_set_number(L, "bytes_sent", s.snap.bytes_sent);
-    hr__lua_set_number(L, "resumes", s.snap.resumes);
-    hr__lua_set_number(L, "chunks_received", s.snap.chunks_received);
+    const struct hr__lua_number snap[] = {
+        {"taken", s.snap.taken},
+        {"installed", s.node.snapshots_installed},
+        {"transfers", s.snap.transfers},
+        {"chunks_sent", s.snap.chunks_sent},
+        {"bytes_sent", s.snap.bytes_sent},
+        {"resumes", s.snap.resumes},
+        {"chunks_received", s.snap.chunks_received},
+    };
+    hr__lua_push_numbers(L, snap, HR__LUA_COUNT(snap));
     lua_setfield(L, -2, "snapshots");
     hr__lua_set_number(L, "snapshots_taken", s.snap.taken);
     hr__lua_set_number(L, "snapshots_installed", s.node.snapshots_installed);

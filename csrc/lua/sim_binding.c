@@ -238,7 +238,7 @@ static int l_captured(lua_State *L)
     lua_setfield(L, -2, "type");
     lua_pushboolean(L, m->reject);
     lua_setfield(L, -2, "reject");
-#define F(x) (lua_pushnumber(L, (lua_Number)m->x), lua_setfield(L, -2, #x))
+#define F(x) hr__lua_set_number(L, #x, (double)m->x)
     F(from);
     F(to);
     F(term);
@@ -400,16 +400,10 @@ static int l_snapshot_stats(lua_State *L)
     struct hr__lsim *s = check_sim(L);
     struct hr_sim_snapshot_stats st;
     hr_sim_snapshot_stats(s->sim, &st);
-    lua_createtable(L, 0, 6);
-    const struct {
-        const char *name;
-        uint64_t v;
-    } f[] = {{"taken", st.taken},   {"installed", st.installed},     {"offers", st.offers},
-             {"chunks", st.chunks}, {"chunk_bytes", st.chunk_bytes}, {"delivered", st.delivered}};
-    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-        lua_pushnumber(L, (lua_Number)f[i].v);
-        lua_setfield(L, -2, f[i].name);
-    }
+    const struct hr__lua_number f[] = {
+        {"taken", st.taken},   {"installed", st.installed},     {"offers", st.offers},
+        {"chunks", st.chunks}, {"chunk_bytes", st.chunk_bytes}, {"delivered", st.delivered}};
+    hr__lua_push_numbers(L, f, HR__LUA_COUNT(f));
     return 1;
 }
 
@@ -418,18 +412,12 @@ static int l_storage_stats(lua_State *L)
     struct hr__lsim *s = check_sim(L);
     struct hr_sim_storage_stats st;
     hr_sim_storage_stats(s->sim, &st);
-    lua_createtable(L, 0, 7);
-    const struct {
-        const char *name;
-        uint64_t v;
-    } f[] = {{"crash_points", st.crash_points},     {"in_flight", st.in_flight},
-             {"reboots", st.reboots},               {"files_reverted", st.files_reverted},
-             {"torn", st.torn},                     {"repaired", st.repaired},
-             {"reconciled", st.reconciled}};
-    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-        lua_pushnumber(L, (lua_Number)f[i].v);
-        lua_setfield(L, -2, f[i].name);
-    }
+    const struct hr__lua_number f[] = {
+        {"crash_points", st.crash_points}, {"in_flight", st.in_flight},
+        {"reboots", st.reboots},           {"files_reverted", st.files_reverted},
+        {"torn", st.torn},                 {"repaired", st.repaired},
+        {"reconciled", st.reconciled}};
+    hr__lua_push_numbers(L, f, HR__LUA_COUNT(f));
     return 1;
 }
 

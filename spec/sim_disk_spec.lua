@@ -1,4 +1,4 @@
--- sim_disk_spec.lua: the simulated disk models the faults of the real one (issue 3): a
+-- sim_disk_spec.lua: the simulated disk models the faults of the real one: a
 -- flipped bit in a durable record is caught by recovery the way the storage's checksums
 -- catch it, never applied. A bad last record is a torn tail and is cut off; a bad record
 -- before it stops the node, which stays down while the others go on.

@@ -1,11 +1,26 @@
 /*
- * binding.h: internals shared by the files of the Lua module `helios.core` (csrc/lua).
+ * binding.h: internals shared by the files of the Lua module `helios.core` (csrc/lua), the
+ * part of Helios a user runs (docs/architecture.md; the Lua API: docs/lua-api.md).
  *
- * The module is split by concern: module.c (luaopen_helios_core, constants, the metatable
- * helper every userdata class uses), config.c (Lua options tables into C structs, with
- * errors that name the field), sim_binding.c (the "helios.sim" userdata and its methods),
- * sim_hooks.c (calls from the simulator into Lua, always protected), sim_views.c (status
- * and stats tables, and the pieces of them node_binding.c's views share).
+ * The files, by concern:
+ *   module.c          luaopen_helios_core: the module table, constants, the metatable
+ *                     helper every userdata class uses, the nil, code, detail failures
+ *   config.c          Lua options tables into C structs, with errors that name the field
+ *   loop.c/.h         the libuv loop of a lua_State, timers, protected calls into Lua
+ *   node_binding.c/.h core.node_new: the networked node (csrc/node/runtime.h)
+ *   sim_binding.c     core.sim_new: the "helios.core.sim" userdata (csrc/sim/sim.h)
+ *   sim_hooks.c       the simulator's calls into Lua, always protected
+ *   sim_views.c       status and stats tables, and the pieces of them node_binding.c shares
+ *   control.c/.h      the control socket server of a node
+ *   client_binding.c/.h  blocking sockets that speak the frames, for clients and the CLI
+ *   proc_binding.c    child processes, free ports, sleep and clock (`helios cluster`)
+ *   signal_binding.c/.h  SIGTERM, SIGINT, SIGHUP as polled flags; ignoring SIGPIPE
+ *   fork_snapshot.c/.h  snapshots of the Lua state written by a forked child
+ *   mpack.c/.h        msgpack encoding and decoding of Lua values
+ *   os.c/.h           signal names and the monotonic clock the files above share
+ * What only tests and benchmarks use (the TCP proxy, the raw transport, storage and
+ * simulated file system bindings, fault injection) is the separate module helios.testkit,
+ * in csrc/testkit.
  *
  * Threading: everything runs on the thread that owns the lua_State.
  */

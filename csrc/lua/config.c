@@ -2,7 +2,7 @@
  * config.c: Lua options tables into C structs (struct hr_config, struct hr_sim_snapshot,
  * struct hr_sim_net).
  *
- * The options are those of raft.new (README.md, "Configuration"). Every bad value raises
+ * The options are those of raft.new (docs/lua-api.md). Every bad value raises
  * an error that names the field ("config: election_timeout_ms must be a positive
  * integer"), and an unknown key raises too ("config: unknown option 'foo'"): a misspelt
  * option silently ignored is a test that does not test what it says.

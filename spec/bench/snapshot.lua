@@ -1,4 +1,4 @@
--- spec/bench/snapshot.lua: the snapshot figures of `make bench` (issue 5).
+-- spec/bench/snapshot.lua: the snapshot figures of `make bench`.
 --
 --   luajit spec/bench/snapshot.lua [keys]
 --

@@ -1,4 +1,4 @@
--- spec/bench/storage.lua: the storage figures of `make bench` (issue 3).
+-- spec/bench/storage.lua: the storage figures of `make bench`.
 --
 --   luajit spec/bench/storage.lua [scratch_dir]
 --

@@ -3,6 +3,7 @@
  * Votes live in election.c, log replication and commit in replication.c.
  */
 #include "raft_impl.h"
+#include "array.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -28,15 +29,11 @@ size_t hr__quorum(const struct hr_raft *r)
 
 static int msgvec_push(struct hr__msgvec *v, const struct hr_msg *m)
 {
-    if (v->len == v->cap) {
-        size_t cap = v->cap == 0 ? 16 : v->cap * 2;
-        struct hr_msg *nv = realloc(v->v, cap * sizeof(*nv));
-        if (nv == NULL) {
-            return HR_ENOMEM;
-        }
-        v->v = nv;
-        v->cap = cap;
+    struct hr_msg *nv = hr_array_grow(v->v, &v->cap, v->len + 1, sizeof(*nv), 16);
+    if (nv == NULL) {
+        return HR_ENOMEM;
     }
+    v->v = nv;
     v->v[v->len++] = *m;
     return 0;
 }

@@ -9,6 +9,7 @@
  * Threading: one thread, the caller's (see node.h).
  */
 #include "node.h"
+#include "../core/array.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -82,15 +83,11 @@ static void batch_release(struct batch *b)
 
 static int batch_hold(struct batch *b, const struct hr_msg *m)
 {
-    if (b->n_msgs == b->cap_msgs) {
-        size_t cap = b->cap_msgs == 0 ? 4 : b->cap_msgs * 2;
-        struct hr_msg *v = realloc(b->msgs, cap * sizeof(*v));
-        if (v == NULL) {
-            return HR_ENOMEM;
-        }
-        b->msgs = v;
-        b->cap_msgs = cap;
+    struct hr_msg *v = hr_array_grow(b->msgs, &b->cap_msgs, b->n_msgs + 1, sizeof(*v), 4);
+    if (v == NULL) {
+        return HR_ENOMEM;
     }
+    b->msgs = v;
     int rc = hr_msg_copy(&b->msgs[b->n_msgs], m);
     if (rc != 0) {
         return rc;

@@ -25,6 +25,7 @@
  * Streams live in memory: a crash of either side forgets its half.
  */
 #include "internal.h"
+#include "../core/array.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -218,18 +219,11 @@ static void ack(struct hr__simnode *sn, hr_id_t to, hr_term_t term, hr_index_t i
 static int append(struct hr__xfer_in *in, const struct hr_blob *b)
 {
     size_t len = hr_blob_len(b);
-    if (in->held + len > in->cap) {
-        size_t cap = in->cap == 0 ? 1024 : in->cap;
-        while (cap < in->held + len) {
-            cap *= 2;
-        }
-        unsigned char *v = realloc(in->buf, cap);
-        if (v == NULL) {
-            return HR_ENOMEM;
-        }
-        in->buf = v;
-        in->cap = cap;
+    unsigned char *v = hr_array_grow(in->buf, &in->cap, in->held + len, 1, 1024);
+    if (v == NULL) {
+        return HR_ENOMEM;
     }
+    in->buf = v;
     if (len > 0) {
         memcpy(in->buf + in->held, b->data, len);
     }

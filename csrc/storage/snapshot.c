@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "impl.h"
+#include "../core/array.h"
 
 #define MAGIC "HRSN"
 #define TRAILER_MAGIC "HRSNTAIL"
@@ -505,15 +506,11 @@ static int list_one(void *arg, const char *name)
     struct list_ctx *c = arg;
     struct snap_name s;
     if (hr_snap_parse_name(name, &s.index, &s.term)) {
-        if (c->cnt == c->cap) {
-            size_t nc = c->cap ? c->cap * 2 : 8;
-            struct snap_name *p = realloc(c->v, nc * sizeof *p);
-            if (p == NULL) {
-                return -ENOMEM;
-            }
-            c->v = p;
-            c->cap = nc;
+        struct snap_name *p = hr_array_grow(c->v, &c->cap, c->cnt + 1, sizeof *p, 8);
+        if (p == NULL) {
+            return -ENOMEM;
         }
+        c->v = p;
         memcpy(s.name, name, 47); /* a parsed name is 46 characters */
         c->v[c->cnt++] = s;
     } else if (c->tmp_cb != NULL && is_temp(name)) {
@@ -611,15 +608,11 @@ static int collect_stale_tmp(void *arg, const char *name)
     if (!hr_snap_parse_name(base, &i, &t) || !(i < c->index || (i == c->index && t < c->term))) {
         return 0;
     }
-    if (c->cnt == c->cap) {
-        size_t nc = c->cap ? c->cap * 2 : 8;
-        char(*p)[64] = realloc(c->names, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        c->names = p;
-        c->cap = nc;
+    char(*p)[64] = hr_array_grow(c->names, &c->cap, c->cnt + 1, sizeof *p, 8);
+    if (p == NULL) {
+        return -ENOMEM;
     }
+    c->names = p;
     snprintf(c->names[c->cnt++], 64, "%s", name);
     return 0;
 }

@@ -416,13 +416,18 @@ static int l_listen(lua_State *L)
     return 1;
 }
 
+static void close_ud(struct server_ud *u)
+{
+    struct server *s = u->s;
+    u->s = NULL;
+    server_close(s);
+}
+
 static int l_close(lua_State *L)
 {
     struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
     if (u->s != NULL) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
+        close_ud(u);
     }
     return 0;
 }
@@ -431,9 +436,7 @@ static int l_server_gc(lua_State *L)
 {
     struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
     if (u->s != NULL && !hr__loop_dead(u->s->lp)) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
+        close_ud(u);
     }
     return 0;
 }

@@ -328,10 +328,7 @@ static int l_start(lua_State *L)
     int rc = hr_runtime_start(n->rt, err, sizeof err);
     if (rc != 0) {
         start_shutdown(n);
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushstring(L, err);
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -351,14 +348,8 @@ static int l_propose(lua_State *L)
         rc = hr_runtime_propose(n->rt, cmd, len, &index, &term);
     }
     if (rc != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        if (rc == HR_ENOSPACE) {
-            lua_pushstring(L, hr_runtime_errmsg(n->rt));
-        } else {
-            lua_pushstring(L, hr_strerror(rc));
-        }
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc),
+                                 rc == HR_ENOSPACE ? hr_runtime_errmsg(n->rt) : hr_strerror(rc));
     }
     lua_pushnumber(L, (lua_Number)index);
     lua_pushnumber(L, (lua_Number)term);
@@ -657,10 +648,7 @@ static int l_snapshot_taken(lua_State *L)
     char err[512];
     int rc = hr_runtime_snapshot_taken(n->rt, index, term, path, err, sizeof err);
     if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushstring(L, err);
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
     }
     lua_pushboolean(L, rc == 0);
     return 1;
@@ -702,10 +690,7 @@ static int l_snapshot_read(lua_State *L)
         close(fd);
     }
     if (rc != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushstring(L, err);
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
     }
     madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
     lua_pushlstring(L, (const char *)map + info.payload_offset, (size_t)info.payload_size);

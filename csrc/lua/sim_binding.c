@@ -321,10 +321,7 @@ static int l_propose(lua_State *L)
     size_t len;
     const char *cmd = lua_tolstring(L, 3, &len);
     if (!hr_sim_alive(s->sim, id)) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(HR_ESHUTDOWN));
-        lua_pushliteral(L, "propose: the node is crashed");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(HR_ESHUTDOWN), "propose: the node is crashed");
     }
     hr_index_t index = 0;
     hr_term_t term = 0;
@@ -348,10 +345,7 @@ static int l_snapshot(lua_State *L)
     refuse_in_hook(L, s, "snapshot");
     hr_id_t id = check_id(L, s, 2);
     if (!hr_sim_alive(s->sim, id)) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(HR_ESHUTDOWN));
-        lua_pushliteral(L, "snapshot: the node is crashed");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(HR_ESHUTDOWN), "snapshot: the node is crashed");
     }
     hr_index_t index = 0;
     struct hr__lsim_frame saved;
@@ -359,16 +353,10 @@ static int l_snapshot(lua_State *L)
     int rc = hr_sim_snapshot(s->sim, id, &index);
     hr__lsim_leave(s, L, &saved);
     if (rc == HR_EBUSY) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushliteral(L, "snapshot: a snapshot is being written");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), "snapshot: a snapshot is being written");
     }
     if (rc == HR_EINVAL) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushliteral(L, "snapshot: nothing applied yet");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), "snapshot: nothing applied yet");
     }
     if (rc != 0) {
         return push_fault_result(L, rc, "snapshot");

@@ -51,20 +51,11 @@ static struct batch *batch_at(struct hr_node *n, size_t i)
 
 static struct batch *push_batch(struct hr_node *n)
 {
-    if (n->count == n->cap) {
-        size_t cap = n->cap == 0 ? 8 : n->cap * 2;
-        struct batch *v = malloc(cap * sizeof(*v));
-        if (v == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < n->count; i++) {
-            v[i] = *batch_at(n, i);
-        }
-        free(n->ring);
-        n->ring = v;
-        n->head = 0;
-        n->cap = cap;
+    struct batch *v = hr_ring_reserve(n->ring, &n->head, n->count, &n->cap, sizeof(*v), 8);
+    if (v == NULL) {
+        return NULL;
     }
+    n->ring = v;
     struct batch *b = batch_at(n, n->count);
     n->count++;
     memset(b, 0, sizeof(*b));

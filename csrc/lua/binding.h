@@ -27,6 +27,10 @@
 #ifndef HR_LUA_BINDING_H
 #define HR_LUA_BINDING_H
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -144,6 +148,30 @@ static inline void hr__lua_push_numbers(lua_State *L, const struct hr__lua_numbe
 }
 
 #define HR__LUA_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A protected call into Lua failed with status rc and its error value at the top of L:
+ * call report(ctx, "<what><sep><error>"). Allocates with malloc, not on the Lua stack: it
+ * runs outside any protected call, where a Lua allocation failure could not be caught.
+ * Without memory for the prefix, report gets the bare error. */
+static inline void hr__lua_report_error(lua_State *L, int rc, const char *what, const char *sep,
+                                        void (*report)(void *ctx, const char *msg), void *ctx)
+{
+    const char *err = lua_tostring(L, -1);
+    if (err == NULL) {
+        err = rc == LUA_ERRMEM   ? "out of memory"
+              : rc == LUA_ERRERR ? "error in the error handler"
+                                 : "error object is not a string";
+    }
+    size_t len = strlen(what) + strlen(sep) + strlen(err) + 1;
+    char *msg = malloc(len);
+    if (msg != NULL) {
+        snprintf(msg, len, "%s%s%s", what, sep, err);
+        report(ctx, msg);
+        free(msg);
+    } else {
+        report(ctx, err);
+    }
+}
 
 /* sim_binding.c: registers the metatable and pushes the sim_new function. */
 void hr__lua_open_sim(lua_State *L);

@@ -8,6 +8,8 @@
 
 rockspec_format = "3.0"
 package = "helios-raft"
+-- LuaRocks' package version: "scm" (built from a source checkout), rockspec revision 1. The
+-- software's version is core.version (HR_VERSION, csrc/lua/binding.h): `helios --version`.
 version = "scm-1"
 
 source = {
@@ -97,6 +99,7 @@ build = {
             "csrc/lua/module.c",
             "csrc/lua/mpack.c",
             "csrc/lua/node_binding.c",
+            "csrc/lua/os.c",
             "csrc/lua/proc_binding.c",
             "csrc/lua/proxy.c",
             "csrc/lua/signal_binding.c",

@@ -8,7 +8,7 @@ void hr_config_defaults(struct hr_config *c)
 {
     memset(c, 0, sizeof(*c));
     c->election_timeout_ms = 150;
-    c->heartbeat_interval_ms = 50;
+    c->heartbeat_timeout_ms = 50;
     c->max_entries_per_append = 100;
     c->max_append_bytes = 1024 * 1024;
     c->max_inflight = 8;
@@ -25,9 +25,9 @@ int hr_config_validate(const struct hr_config *c, char *err, size_t errlen)
         what = "voters must name between 1 and 64 nodes";
     } else if (c->election_timeout_ms == 0) {
         what = "election_timeout_ms must be positive";
-    } else if (c->heartbeat_interval_ms == 0) {
+    } else if (c->heartbeat_timeout_ms == 0) {
         what = "heartbeat_timeout_ms must be positive";
-    } else if (c->heartbeat_interval_ms >= c->election_timeout_ms) {
+    } else if (c->heartbeat_timeout_ms >= c->election_timeout_ms) {
         /* A follower must hear several heartbeats per election timeout, or it calls
          * elections against a healthy leader. */
         what = "heartbeat_timeout_ms must be less than election_timeout_ms";

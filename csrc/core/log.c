@@ -1,5 +1,6 @@
 /* log.c: see log.h. */
 #include "log.h"
+#include "array.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -25,15 +26,11 @@ void hr__log_free(struct hr__log *l)
 int hr__log_append(struct hr__log *l, const struct hr_entry *e)
 {
     assert(e->index == hr__log_last(l) + 1);
-    if (l->len == l->cap) {
-        size_t cap = l->cap == 0 ? 64 : l->cap * 2;
-        struct hr_entry *ents = realloc(l->ents, cap * sizeof(*ents));
-        if (ents == NULL) {
-            return HR_ENOMEM;
-        }
-        l->ents = ents;
-        l->cap = cap;
+    struct hr_entry *ents = hr_array_grow(l->ents, &l->cap, l->len + 1, sizeof(*ents), 64);
+    if (ents == NULL) {
+        return HR_ENOMEM;
     }
+    l->ents = ents;
     l->ents[l->len] = *e;
     hr_blob_retain(e->data);
     l->len++;

@@ -2,8 +2,10 @@
  * log.h: the core's in-memory view of the replicated log (private to csrc/core).
  *
  * A growable array of entries [first, last]. It holds every entry since the last
- * snapshot; the storage issue replaces the full copy with a bounded cache over the segment
- * files, behind these same functions. Entries own a reference on their blob.
+ * snapshot (taking snapshots is what bounds it), a copy of what the storage below keeps on
+ * disk; the rest of the core reaches it only through these functions, so a bounded cache
+ * could replace the full copy without changing them. Entries own a reference on their
+ * blob.
  */
 #ifndef HR_CORE_LOG_H
 #define HR_CORE_LOG_H

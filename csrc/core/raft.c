@@ -3,6 +3,7 @@
  * Votes live in election.c, log replication and commit in replication.c.
  */
 #include "raft_impl.h"
+#include "array.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -28,15 +29,11 @@ size_t hr__quorum(const struct hr_raft *r)
 
 static int msgvec_push(struct hr__msgvec *v, const struct hr_msg *m)
 {
-    if (v->len == v->cap) {
-        size_t cap = v->cap == 0 ? 16 : v->cap * 2;
-        struct hr_msg *nv = realloc(v->v, cap * sizeof(*nv));
-        if (nv == NULL) {
-            return HR_ENOMEM;
-        }
-        v->v = nv;
-        v->cap = cap;
+    struct hr_msg *nv = hr_array_grow(v->v, &v->cap, v->len + 1, sizeof(*nv), 16);
+    if (nv == NULL) {
+        return HR_ENOMEM;
     }
+    v->v = nv;
     v->v[v->len++] = *m;
     return 0;
 }
@@ -125,7 +122,7 @@ void hr__become_leader(struct hr_raft *r)
         hr__progress_reset(r, &r->peers[i]);
         r->peers[i].recent_active = true;
     }
-    r->heartbeat_deadline = r->now + r->cfg.heartbeat_interval_ms;
+    r->heartbeat_deadline = r->now + r->cfg.heartbeat_timeout_ms;
     r->quorum_deadline = r->now + r->cfg.election_timeout_ms;
     /* §5.4.2 / §8: a leader cannot count replicas of entries from earlier terms, so it
      * commits a no-op of its own term at once; that also commits everything before it. */
@@ -405,7 +402,7 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
             }
         }
         if (r->now >= r->heartbeat_deadline) {
-            r->heartbeat_deadline = r->now + r->cfg.heartbeat_interval_ms;
+            r->heartbeat_deadline = r->now + r->cfg.heartbeat_timeout_ms;
             hr__heartbeat(r);
         }
         return;

@@ -64,9 +64,10 @@ enum hr_msg_type {
     HR_MSG_VOTE_RESP,
     HR_MSG_PREVOTE, /* thesis §9.6: a vote that changes no state */
     HR_MSG_PREVOTE_RESP,
-    HR_MSG_SNAPSHOT, /* InstallSnapshot (reserved for the snapshot issue) */
+    HR_MSG_SNAPSHOT, /* InstallSnapshot: the leader's snapshot, for a follower that needs
+                      * entries the leader has compacted away (fields: struct hr_msg) */
     HR_MSG_SNAPSHOT_RESP,
-    HR_MSG_TIMEOUT_NOW, /* leadership transfer (reserved) */
+    HR_MSG_TIMEOUT_NOW, /* leadership transfer: in the wire format, not sent by the core yet */
     HR_MSG_TYPE_COUNT
 };
 
@@ -144,7 +145,9 @@ struct hr_config {
     const hr_id_t *voters; /* the initial configuration; copied */
     size_t n_voters;
     uint32_t election_timeout_ms; /* randomized in [E, 2E) */
-    uint32_t heartbeat_interval_ms;
+    uint32_t heartbeat_timeout_ms; /* the leader's heartbeat interval (an idle leader sends
+                                    * an empty AppendEntries this often); less than
+                                    * election_timeout_ms */
     uint32_t max_entries_per_append; /* at most HR_MAX_ENTRIES_PER_APPEND */
     uint32_t max_append_bytes;       /* payload bytes per AppendEntries (one entry always
                                       * goes, however large) */
@@ -159,7 +162,8 @@ struct hr_config {
     bool unsafe_skip_log_check;
 };
 
-/* Fill c with the documented defaults (README.md, "Configuration"; prevote and check_quorum on). */
+/* Fill c with the documented defaults (docs/lua-api.md, the options of raft.new; prevote
+ * and check_quorum on). */
 void hr_config_defaults(struct hr_config *c);
 /* 0, or HR_EINVAL with a message naming the field in err (errlen bytes). */
 int hr_config_validate(const struct hr_config *c, char *err, size_t errlen);

@@ -1,16 +1,35 @@
 /*
- * binding.h: internals shared by the files of the Lua module `helios.core` (csrc/lua).
+ * binding.h: internals shared by the files of the Lua module `helios.core` (csrc/lua), the
+ * part of Helios a user runs (docs/architecture.md; the Lua API: docs/lua-api.md).
  *
- * The module is split by concern: module.c (luaopen_helios_core, constants, the metatable
- * helper every userdata class uses), config.c (Lua options tables into C structs, with
- * errors that name the field), sim_binding.c (the "helios.sim" userdata and its methods),
- * sim_hooks.c (calls from the simulator into Lua, always protected), sim_views.c (status
- * and stats tables, and the pieces of them node_binding.c's views share).
+ * The files, by concern:
+ *   module.c          luaopen_helios_core: the module table, constants, the metatable
+ *                     helper every userdata class uses, the nil, code, detail failures
+ *   config.c          Lua options tables into C structs, with errors that name the field
+ *   loop.c/.h         the libuv loop of a lua_State, timers, protected calls into Lua
+ *   node_binding.c/.h core.node_new: the networked node (csrc/node/runtime.h)
+ *   sim_binding.c     core.sim_new: the "helios.core.sim" userdata (csrc/sim/sim.h)
+ *   sim_hooks.c       the simulator's calls into Lua, always protected
+ *   sim_views.c       status and stats tables, and the pieces of them node_binding.c shares
+ *   control.c/.h      the control socket server of a node
+ *   client_binding.c/.h  blocking sockets that speak the frames, for clients and the CLI
+ *   proc_binding.c    child processes, free ports, sleep and clock (`helios cluster`)
+ *   signal_binding.c/.h  SIGTERM, SIGINT, SIGHUP as polled flags; ignoring SIGPIPE
+ *   fork_snapshot.c/.h  snapshots of the Lua state written by a forked child
+ *   mpack.c/.h        msgpack encoding and decoding of Lua values
+ *   os.c/.h           signal names and the monotonic clock the files above share
+ * What only tests and benchmarks use (the TCP proxy, the raw transport, storage and
+ * simulated file system bindings, fault injection) is the separate module helios.testkit,
+ * in csrc/testkit.
  *
  * Threading: everything runs on the thread that owns the lua_State.
  */
 #ifndef HR_LUA_BINDING_H
 #define HR_LUA_BINDING_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -18,7 +37,7 @@
 #include "../sim/sim.h"
 
 #define HR_VERSION "0.1.0-dev"
-#define HR_LUA_SIM_MT "helios.sim"
+#define HR_LUA_SIM_MT "helios.core.sim"
 
 /*
  * The userdata behind a sim. Its environment table (lua_setfenv) holds the Lua hook
@@ -105,11 +124,53 @@ int hr__lua_push_errno(lua_State *L, const char *what, int e);
 void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                        lua_CFunction gc, lua_CFunction tostring);
 
-/* t[key] = v on the table at the top (counters and figures of stats tables). */
+/* t[key] = v on the table at the top (counters and figures of stats tables). The one
+ * helper for it: stats tables are built with it or with hr__lua_push_numbers. */
 static inline void hr__lua_set_number(lua_State *L, const char *key, double v)
 {
     lua_pushnumber(L, (lua_Number)v);
     lua_setfield(L, -2, key);
+}
+
+/* One field of a table of numbers (a stats table written as data). */
+struct hr__lua_number {
+    const char *key;
+    double value;
+};
+
+/* Push a new table holding key = value for each of the n fields. */
+static inline void hr__lua_push_numbers(lua_State *L, const struct hr__lua_number *f, size_t n)
+{
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        hr__lua_set_number(L, f[i].key, f[i].value);
+    }
+}
+
+#define HR__LUA_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A protected call into Lua failed with status rc and its error value at the top of L:
+ * call report(ctx, "<what><sep><error>"). Allocates with malloc, not on the Lua stack: it
+ * runs outside any protected call, where a Lua allocation failure could not be caught.
+ * Without memory for the prefix, report gets the bare error. */
+static inline void hr__lua_report_error(lua_State *L, int rc, const char *what, const char *sep,
+                                        void (*report)(void *ctx, const char *msg), void *ctx)
+{
+    const char *err = lua_tostring(L, -1);
+    if (err == NULL) {
+        err = rc == LUA_ERRMEM   ? "out of memory"
+              : rc == LUA_ERRERR ? "error in the error handler"
+                                 : "error object is not a string";
+    }
+    size_t len = strlen(what) + strlen(sep) + strlen(err) + 1;
+    char *msg = malloc(len);
+    if (msg != NULL) {
+        snprintf(msg, len, "%s%s%s", what, sep, err);
+        report(ctx, msg);
+        free(msg);
+    } else {
+        report(ctx, err);
+    }
 }
 
 /* sim_binding.c: registers the metatable and pushes the sim_new function. */

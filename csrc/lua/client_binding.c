@@ -42,6 +42,7 @@
 #include "../core/crc32c.h"
 #include "binding.h"
 #include "client_binding.h"
+#include "os.h"
 
 extern char **environ;
 
@@ -58,9 +59,7 @@ struct lsock {
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)hr__lua_clock_ms();
 }
 
 /* Wait until fd is ready for events or the deadline passes: 1 ready, 0 timeout, -1 error. */

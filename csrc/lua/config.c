@@ -2,7 +2,7 @@
  * config.c: Lua options tables into C structs (struct hr_config, struct hr_sim_snapshot,
  * struct hr_sim_net).
  *
- * The options are those of raft.new (README.md, "Configuration"). Every bad value raises
+ * The options are those of raft.new (docs/lua-api.md). Every bad value raises
  * an error that names the field ("config: election_timeout_ms must be a positive
  * integer"), and an unknown key raises too ("config: unknown option 'foo'"): a misspelt
  * option silently ignored is a test that does not test what it says.
@@ -125,13 +125,14 @@ static void read_snapshot_field(lua_State *L, const char *key, int v, const char
         return;
     }
     if (strcmp(key, "snapshot_threshold") == 0) {
-        snap->threshold = hr__lua_check_uint(L, v, what, 1, (1ULL << 53));
+        snap->snapshot_threshold = hr__lua_check_uint(L, v, what, 1, (1ULL << 53));
     } else if (strcmp(key, "snapshot_interval_ms") == 0) {
-        snap->interval_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX / 2);
+        snap->snapshot_interval_ms =
+            (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX / 2);
     } else if (strcmp(key, "snapshot_chunk_bytes") == 0) {
-        snap->chunk_bytes = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
+        snap->snapshot_chunk_bytes = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
     } else {
-        snap->trailing = hr__lua_check_uint(L, v, what, 0, (1ULL << 53));
+        snap->trailing_logs = hr__lua_check_uint(L, v, what, 0, (1ULL << 53));
     }
 }
 
@@ -142,8 +143,7 @@ static void read_config_field(lua_State *L, const char *key, int v, struct hr_co
     if (strcmp(key, "election_timeout_ms") == 0) {
         c->election_timeout_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX / 2);
     } else if (strcmp(key, "heartbeat_timeout_ms") == 0) {
-        /* The Lua option keeps the seed's name; the core calls it what it is, an interval. */
-        c->heartbeat_interval_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
+        c->heartbeat_timeout_ms = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
     } else if (strcmp(key, "max_entries_per_append") == 0) {
         c->max_entries_per_append =
             (uint32_t)hr__lua_check_uint(L, v, what, 1, HR_MAX_ENTRIES_PER_APPEND);

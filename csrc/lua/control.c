@@ -27,6 +27,7 @@
 #include "control.h"
 #include "loop.h"
 #include "mpack.h"
+#include "../core/array.h"
 
 #define SERVER_MT "helios.core.control_server"
 #define CONN_MT "helios.core.control_conn"
@@ -191,20 +192,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0 && !c->closing) {
-        if (c->len + (size_t)nread > c->cap) {
-            size_t cap = c->cap == 0 ? 4096 : c->cap;
-            while (cap < c->len + (size_t)nread) {
-                cap *= 2;
-            }
-            char *p = realloc(c->buf, cap);
-            if (p == NULL) {
-                free(buf->base);
-                conn_close(c);
-                return;
-            }
-            c->buf = p;
-            c->cap = cap;
+        char *p = hr_array_grow(c->buf, &c->cap, c->len + (size_t)nread, 1, 4096);
+        if (p == NULL) {
+            free(buf->base);
+            conn_close(c);
+            return;
         }
+        c->buf = p;
         memcpy(c->buf + c->len, buf->base, (size_t)nread);
         c->len += (size_t)nread;
         free(buf->base);
@@ -422,13 +416,18 @@ static int l_listen(lua_State *L)
     return 1;
 }
 
+static void close_ud(struct server_ud *u)
+{
+    struct server *s = u->s;
+    u->s = NULL;
+    server_close(s);
+}
+
 static int l_close(lua_State *L)
 {
     struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
     if (u->s != NULL) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
+        close_ud(u);
     }
     return 0;
 }
@@ -437,9 +436,7 @@ static int l_server_gc(lua_State *L)
 {
     struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
     if (u->s != NULL && !hr__loop_dead(u->s->lp)) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
+        close_ud(u);
     }
     return 0;
 }

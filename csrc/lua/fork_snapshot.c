@@ -42,6 +42,7 @@
 #include "binding.h"
 #include "fork_snapshot.h"
 #include "loop.h"
+#include "os.h"
 
 #define WRITER_MT "helios.core.snapshot_writer"
 #define HANDLE_MT "helios.core.snapshot_fork"
@@ -54,13 +55,6 @@
 #define USAGE_SYNC "Usage: core.snapshot_sync(path, fn)"
 
 enum { CHILD_OK = 0, CHILD_FAILED = 1, CHILD_ORPHANED = 2 };
-
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* 0 or an errno. */
 static int write_all(int fd, const char *p, size_t n)
@@ -353,9 +347,9 @@ static _Noreturn void child_main(lua_State *L, struct writer *w, int pw, pid_t p
     if (!gc) {
         lua_gc(L, LUA_GCSTOP, 0);
     }
-    double t0 = mono_ms();
+    double t0 = hr__lua_clock_ms();
     int rc = lua_pcall(L, 2, 0, tb);
-    double ms = mono_ms() - t0;
+    double ms = hr__lua_clock_ms() - t0;
     if (rc != 0) {
         report(pw, "error", error_text(L));
         _exit(CHILD_FAILED);
@@ -422,20 +416,6 @@ static long minflt_self(void)
     return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
 }
 
-static const char *sig_name(int sig)
-{
-    switch (sig) {
-    case SIGKILL: return "KILL";
-    case SIGTERM: return "TERM";
-    case SIGINT: return "INT";
-    case SIGSEGV: return "SEGV";
-    case SIGABRT: return "ABRT";
-    case SIGBUS: return "BUS";
-    case SIGPIPE: return "PIPE";
-    default: return "?";
-    }
-}
-
 static void compute_result(struct snap *s)
 {
     s->msg[s->msg_len] = '\0';
@@ -455,8 +435,9 @@ static void compute_result(struct snap *s)
     s->ok = false;
     if (s->status_known && WIFSIGNALED(s->status)) {
         int sig = WTERMSIG(s->status);
+        const char *name = hr__lua_signal_name(sig);
         snprintf(s->err, sizeof s->err, "snapshot child killed by signal %d (%s)%s", sig,
-                 sig_name(sig), s->killed ? " by handle:kill()" : "");
+                 name != NULL ? name : "?", s->killed ? " by handle:kill()" : "");
     } else if (strncmp(s->msg, "error ", 6) == 0) {
         snprintf(s->err, sizeof s->err, "%s", s->msg + 6);
     } else if (s->status_known && WIFEXITED(s->status)) {
@@ -498,7 +479,7 @@ static int push_done(lua_State *L, void *arg)
 
 static void finish(struct snap *s)
 {
-    s->elapsed_ms = mono_ms() - s->t_fork;
+    s->elapsed_ms = hr__lua_clock_ms() - s->t_fork;
     s->parent_minflt = minflt_self() - s->parent_minflt0;
     compute_result(s);
     close_handle((uv_handle_t *)&s->timer);
@@ -733,7 +714,7 @@ static int l_snapshot_fork(lua_State *L)
         w->fd = fd;
         s->parent_minflt0 = minflt_self();
         pid_t self = getpid();
-        s->t_fork = mono_ms();
+        s->t_fork = hr__lua_clock_ms();
         pid = fork();
         e = errno;
         what = "fork";
@@ -741,7 +722,7 @@ static int l_snapshot_fork(lua_State *L)
             close(pfd[0]);
             child_main(L, w, pfd[1], self, tb, child_gc);
         }
-        s->fork_ms = mono_ms() - s->t_fork;
+        s->fork_ms = hr__lua_clock_ms() - s->t_fork;
         w->fd = -1;
     }
     if (fd >= 0) {
@@ -802,9 +783,8 @@ int hr__lua_open_fork_snapshot(lua_State *L)
 {
     hr__lua_new_class(L, WRITER_MT, writer_methods, l_writer_gc, NULL);
     hr__lua_new_class(L, HANDLE_MT, handle_methods, l_handle_gc, l_handle_tostring);
-    lua_pushcfunction(L, l_snapshot_fork);
-    lua_setfield(L, -2, "snapshot_fork");
-    lua_pushcfunction(L, l_snapshot_sync);
-    lua_setfield(L, -2, "snapshot_sync");
+    static const luaL_Reg funcs[] = {
+        {"snapshot_fork", l_snapshot_fork}, {"snapshot_sync", l_snapshot_sync}, {NULL, NULL}};
+    luaL_register(L, NULL, funcs);
     return 0;
 }

@@ -97,6 +97,8 @@ struct hr__lloop *hr__loop_get(lua_State *L)
     struct loop_box *b = lua_newuserdata(L, sizeof *b);
     b->lp = NULL;
     if (luaL_newmetatable(L, LOOP_MT)) {
+        lua_pushliteral(L, LOOP_MT);
+        lua_setfield(L, -2, "__name");
         lua_pushcfunction(L, loop_gc);
         lua_setfield(L, -2, "__gc");
     }
@@ -171,6 +173,11 @@ static int protected_call(lua_State *L)
     return 0;
 }
 
+static void report_fail(void *ctx, const char *msg)
+{
+    hr__loop_fail(ctx, msg);
+}
+
 int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
                   const char *what)
 {
@@ -182,19 +189,7 @@ int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), vo
     struct call_ctx c = {push, arg};
     int rc = lua_cpcall(L, protected_call, &c);
     if (rc != 0) {
-        const char *err = lua_tostring(L, -1);
-        if (err == NULL) {
-            err = rc == LUA_ERRMEM ? "out of memory" : "error object is not a string";
-        }
-        size_t len = strlen(what) + strlen(err) + 4;
-        char *msg = malloc(len);
-        if (msg != NULL) {
-            snprintf(msg, len, "%s: %s", what, err);
-            hr__loop_fail(lp, msg);
-            free(msg);
-        } else {
-            hr__loop_fail(lp, err);
-        }
+        hr__lua_report_error(L, rc, what, ": ", report_fail, lp);
     }
     lua_settop(L, top);
     return rc == 0 ? 0 : -1;

@@ -470,11 +470,8 @@ static int l_decode(lua_State *L)
 
 int hr__lua_open_mpack(lua_State *L)
 {
-    lua_pushcfunction(L, l_encode);
-    lua_setfield(L, -2, "mp_encode");
-    lua_pushcfunction(L, l_decode);
-    lua_setfield(L, -2, "mp_decode");
-    lua_pushcfunction(L, l_check);
-    lua_setfield(L, -2, "mp_check");
+    static const luaL_Reg funcs[] = {
+        {"mp_encode", l_encode}, {"mp_decode", l_decode}, {"mp_check", l_check}, {NULL, NULL}};
+    luaL_register(L, NULL, funcs);
     return 0;
 }

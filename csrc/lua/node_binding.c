@@ -328,10 +328,7 @@ static int l_start(lua_State *L)
     int rc = hr_runtime_start(n->rt, err, sizeof err);
     if (rc != 0) {
         start_shutdown(n);
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushstring(L, err);
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -351,14 +348,8 @@ static int l_propose(lua_State *L)
         rc = hr_runtime_propose(n->rt, cmd, len, &index, &term);
     }
     if (rc != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        if (rc == HR_ENOSPACE) {
-            lua_pushstring(L, hr_runtime_errmsg(n->rt));
-        } else {
-            lua_pushstring(L, hr_strerror(rc));
-        }
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc),
+                                 rc == HR_ENOSPACE ? hr_runtime_errmsg(n->rt) : hr_strerror(rc));
     }
     lua_pushnumber(L, (lua_Number)index);
     lua_pushnumber(L, (lua_Number)term);
@@ -467,38 +458,37 @@ static int l_stats(lua_State *L)
     hr__lua_set_number(L, "applied", s.node.applied);
     hr__lua_set_msgs_sent(L, s.node.msgs_sent);
 
-    lua_createtable(L, 0, 10);
-    hr__lua_set_number(L, "frames_sent", s.tcp.frames_sent);
-    hr__lua_set_number(L, "frames_received", s.tcp.frames_received);
-    hr__lua_set_number(L, "bytes_sent", s.tcp.bytes_sent);
-    hr__lua_set_number(L, "bytes_received", s.tcp.bytes_received);
-    hr__lua_set_number(L, "connects", s.tcp.connects);
-    hr__lua_set_number(L, "disconnects", s.tcp.disconnects);
-    hr__lua_set_number(L, "accepted", s.tcp.accepted);
-    hr__lua_set_number(L, "auth_failures", s.tcp.auth_failures);
-    hr__lua_set_number(L, "bad_frames", s.tcp.bad_frames);
-    hr__lua_set_number(L, "queue_drops", s.tcp.queue_drops);
+    const struct hr__lua_number tcp[] = {
+        {"frames_sent", s.tcp.frames_sent}, {"frames_received", s.tcp.frames_received},
+        {"bytes_sent", s.tcp.bytes_sent},   {"bytes_received", s.tcp.bytes_received},
+        {"connects", s.tcp.connects},       {"disconnects", s.tcp.disconnects},
+        {"accepted", s.tcp.accepted},       {"auth_failures", s.tcp.auth_failures},
+        {"bad_frames", s.tcp.bad_frames},   {"queue_drops", s.tcp.queue_drops},
+    };
+    hr__lua_push_numbers(L, tcp, HR__LUA_COUNT(tcp));
     lua_setfield(L, -2, "transport");
     /* Flat copies of the counters operators look for first. */
     hr__lua_set_number(L, "bad_frames", s.tcp.bad_frames);
     hr__lua_set_number(L, "auth_failures", s.tcp.auth_failures);
 
-    lua_createtable(L, 0, 5);
-    hr__lua_set_number(L, "rounds", s.group.rounds);
-    hr__lua_set_number(L, "batches", s.group.batches);
-    hr__lua_set_number(L, "entries", s.group.entries);
-    hr__lua_set_number(L, "failures", s.storage_failures);
-    hr__lua_set_number(L, "recoveries", s.storage_recoveries);
+    const struct hr__lua_number storage[] = {
+        {"rounds", s.group.rounds},         {"batches", s.group.batches},
+        {"entries", s.group.entries},       {"failures", s.storage_failures},
+        {"recoveries", s.storage_recoveries},
+    };
+    hr__lua_push_numbers(L, storage, HR__LUA_COUNT(storage));
     lua_setfield(L, -2, "storage");
 
-    lua_createtable(L, 0, 7);
-    hr__lua_set_number(L, "taken", s.snap.taken);
-    hr__lua_set_number(L, "installed", s.node.snapshots_installed);
-    hr__lua_set_number(L, "transfers", s.snap.transfers);
-    hr__lua_set_number(L, "chunks_sent", s.snap.chunks_sent);
-    hr__lua_set_number(L, "bytes_sent", s.snap.bytes_sent);
-    hr__lua_set_number(L, "resumes", s.snap.resumes);
-    hr__lua_set_number(L, "chunks_received", s.snap.chunks_received);
+    const struct hr__lua_number snap[] = {
+        {"taken", s.snap.taken},
+        {"installed", s.node.snapshots_installed},
+        {"transfers", s.snap.transfers},
+        {"chunks_sent", s.snap.chunks_sent},
+        {"bytes_sent", s.snap.bytes_sent},
+        {"resumes", s.snap.resumes},
+        {"chunks_received", s.snap.chunks_received},
+    };
+    hr__lua_push_numbers(L, snap, HR__LUA_COUNT(snap));
     lua_setfield(L, -2, "snapshots");
     hr__lua_set_number(L, "snapshots_taken", s.snap.taken);
     hr__lua_set_number(L, "snapshots_installed", s.node.snapshots_installed);
@@ -658,10 +648,7 @@ static int l_snapshot_taken(lua_State *L)
     char err[512];
     int rc = hr_runtime_snapshot_taken(n->rt, index, term, path, err, sizeof err);
     if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushstring(L, err);
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
     }
     lua_pushboolean(L, rc == 0);
     return 1;
@@ -703,10 +690,7 @@ static int l_snapshot_read(lua_State *L)
         close(fd);
     }
     if (rc != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushstring(L, err);
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
     }
     madvise(map, (size_t)st.st_size, MADV_SEQUENTIAL);
     lua_pushlstring(L, (const char *)map + info.payload_offset, (size_t)info.payload_size);
@@ -767,6 +751,8 @@ int hr__lua_open_node(lua_State *L)
 {
     hr__lua_new_class(L, NODE_MT, methods, l_gc, l_tostring);
     if (luaL_newmetatable(L, FRAMER_MT)) {
+        lua_pushliteral(L, FRAMER_MT);
+        lua_setfield(L, -2, "__name");
         lua_newtable(L);
         luaL_register(L, NULL, framer_methods);
         lua_setfield(L, -2, "__index");

@@ -39,15 +39,9 @@
 
 #include "binding.h"
 #include "client_binding.h"
+#include "os.h"
 
 extern char **environ;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_nonblock(int fd)
 {
@@ -57,40 +51,17 @@ static void set_nonblock(int fd)
     }
 }
 
-static const struct {
-    const char *name;
-    int sig;
-} SIGNALS[] = {
-    { "TERM", SIGTERM }, { "KILL", SIGKILL }, { "INT", SIGINT }, { "STOP", SIGSTOP },
-    { "CONT", SIGCONT }, { "HUP", SIGHUP },   { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 },
-    { "USR2", SIGUSR2 }, { "ABRT", SIGABRT }, { "SEGV", SIGSEGV }, { "PIPE", SIGPIPE },
-};
-
 static int check_signal(lua_State *L, int idx)
 {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         return (int)lua_tointeger(L, idx);
     }
     const char *name = luaL_optstring(L, idx, "TERM");
-    if (strncmp(name, "SIG", 3) == 0) {
-        name += 3;
+    int sig = hr__lua_signal_number(name);
+    if (sig == 0) {
+        return luaL_error(L, "Usage: unknown signal '%s'", name);
     }
-    for (size_t i = 0; i < sizeof SIGNALS / sizeof SIGNALS[0]; i++) {
-        if (strcmp(SIGNALS[i].name, name) == 0) {
-            return SIGNALS[i].sig;
-        }
-    }
-    return luaL_error(L, "Usage: unknown signal '%s'", name);
-}
-
-static const char *signal_name(int sig)
-{
-    for (size_t i = 0; i < sizeof SIGNALS / sizeof SIGNALS[0]; i++) {
-        if (SIGNALS[i].sig == sig) {
-            return SIGNALS[i].name;
-        }
-    }
-    return NULL;
+    return sig;
 }
 
 static int opt_field(lua_State *L, int idx, const char *name)
@@ -268,7 +239,7 @@ static int l_kill(lua_State *L)
 static int l_wait(lua_State *L)
 {
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-    int64_t deadline = now_ms() + (int64_t)luaL_optnumber(L, 2, 0);
+    double deadline = hr__lua_clock_ms() + luaL_optnumber(L, 2, 0);
     for (;;) {
         int status = 0;
         pid_t r = waitpid(pid, &status, WNOHANG);
@@ -277,7 +248,7 @@ static int l_wait(lua_State *L)
                 lua_pushliteral(L, "exited");
                 lua_pushinteger(L, WEXITSTATUS(status));
             } else {
-                const char *name = signal_name(WTERMSIG(status));
+                const char *name = hr__lua_signal_name(WTERMSIG(status));
                 lua_pushliteral(L, "signaled");
                 if (name) {
                     lua_pushstring(L, name);
@@ -290,7 +261,7 @@ static int l_wait(lua_State *L)
         if (r < 0 && errno != EINTR) {
             return hr__lua_push_fail(L, "no_child", strerror(errno));
         }
-        if (now_ms() >= deadline) {
+        if (hr__lua_clock_ms() >= deadline) {
             return hr__lua_push_fail(L, "timeout", "still running");
         }
         struct timespec ts = { 0, 5 * 1000000 };
@@ -336,7 +307,7 @@ static int l_free_port(lua_State *L)
     static unsigned n_recent;
     static uint64_t x;
     if (x == 0) {
-        x = ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms();
+        x = ((uint64_t)getpid() << 32) ^ (uint64_t)hr__lua_clock_ms();
     }
     int lo, hi;
     ephemeral_range(&lo, &hi);
@@ -376,9 +347,7 @@ static int l_sleep_ms(lua_State *L)
  * 1 ms). */
 static int l_clock_ms(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
+    lua_pushnumber(L, hr__lua_clock_ms());
     return 1;
 }
 
@@ -441,9 +410,6 @@ int hr__lua_open_proc(lua_State *L)
         { "free_port", l_free_port }, { "sleep_ms", l_sleep_ms }, { "clock_ms", l_clock_ms },
         { "getpid", l_getpid },       { "mkdir_p", l_mkdir_p },  { NULL, NULL },
     };
-    for (const luaL_Reg *f = funcs; f->name; f++) {
-        lua_pushcfunction(L, f->func);
-        lua_setfield(L, -2, f->name);
-    }
+    luaL_register(L, NULL, funcs);
     return 0;
 }

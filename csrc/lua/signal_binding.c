@@ -17,10 +17,12 @@
  */
 #define _GNU_SOURCE /* sigaction under -std=c11 */
 #include <signal.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
+#include "os.h"
 #include "signal_binding.h"
 
 static volatile sig_atomic_t pending;
@@ -30,16 +32,19 @@ static void on_signal(int sig)
     pending = sig;
 }
 
+/* The signals that may be caught: those that ask a process to stop or reload. */
+static bool catchable(int sig)
+{
+    return sig == SIGTERM || sig == SIGINT || sig == SIGHUP;
+}
+
 static int check_sig(lua_State *L, int idx)
 {
-    const char *name = luaL_checkstring(L, idx);
-    if (strncmp(name, "SIG", 3) == 0) {
-        name += 3;
+    int sig = hr__lua_signal_number(luaL_checkstring(L, idx));
+    if (!catchable(sig)) {
+        return luaL_error(L, "Usage: signal_catch(\"TERM\" | \"INT\" | \"HUP\")");
     }
-    if (strcmp(name, "TERM") == 0) return SIGTERM;
-    if (strcmp(name, "INT") == 0) return SIGINT;
-    if (strcmp(name, "HUP") == 0) return SIGHUP;
-    return luaL_error(L, "Usage: signal_catch(\"TERM\" | \"INT\" | \"HUP\")");
+    return sig;
 }
 
 static int l_catch(lua_State *L)
@@ -60,8 +65,7 @@ static int l_catch(lua_State *L)
  * that socket, not the death of the process (libuv writes with plain write()). */
 static int l_ignore(lua_State *L)
 {
-    const char *name = luaL_checkstring(L, 1);
-    if (strcmp(name, "PIPE") != 0 && strcmp(name, "SIGPIPE") != 0) {
+    if (hr__lua_signal_number(luaL_checkstring(L, 1)) != SIGPIPE) {
         return luaL_error(L, "Usage: signal_ignore(\"PIPE\")");
     }
     signal(SIGPIPE, SIG_IGN);
@@ -72,22 +76,20 @@ static int l_take(lua_State *L)
 {
     int sig = pending;
     pending = 0;
-    switch (sig) {
-    case SIGTERM: lua_pushliteral(L, "TERM"); break;
-    case SIGINT: lua_pushliteral(L, "INT"); break;
-    case SIGHUP: lua_pushliteral(L, "HUP"); break;
-    default: lua_pushnil(L); break;
+    if (catchable(sig)) {
+        lua_pushstring(L, hr__lua_signal_name(sig));
+    } else {
+        lua_pushnil(L);
     }
     return 1;
 }
 
 int hr__lua_open_signal(lua_State *L)
 {
-    lua_pushcfunction(L, l_catch);
-    lua_setfield(L, -2, "signal_catch");
-    lua_pushcfunction(L, l_take);
-    lua_setfield(L, -2, "signal_take");
-    lua_pushcfunction(L, l_ignore);
-    lua_setfield(L, -2, "signal_ignore");
+    static const luaL_Reg funcs[] = {{"signal_catch", l_catch},
+                                      {"signal_take", l_take},
+                                      {"signal_ignore", l_ignore},
+                                      {NULL, NULL}};
+    luaL_register(L, NULL, funcs);
     return 0;
 }

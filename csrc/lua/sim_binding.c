@@ -1,5 +1,5 @@
 /*
- * sim_binding.c: the "helios.sim" userdata, a struct hr_sim seen from Lua.
+ * sim_binding.c: the "helios.core.sim" userdata, a struct hr_sim seen from Lua.
  *
  *   local s = core.sim_new{ n = 3, seed = 42, config = { election_timeout_ms = 150,
  *                                                        snapshot_threshold = 20 },
@@ -238,7 +238,7 @@ static int l_captured(lua_State *L)
     lua_setfield(L, -2, "type");
     lua_pushboolean(L, m->reject);
     lua_setfield(L, -2, "reject");
-#define F(x) (lua_pushnumber(L, (lua_Number)m->x), lua_setfield(L, -2, #x))
+#define F(x) hr__lua_set_number(L, #x, (double)m->x)
     F(from);
     F(to);
     F(term);
@@ -321,10 +321,7 @@ static int l_propose(lua_State *L)
     size_t len;
     const char *cmd = lua_tolstring(L, 3, &len);
     if (!hr_sim_alive(s->sim, id)) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(HR_ESHUTDOWN));
-        lua_pushliteral(L, "propose: the node is crashed");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(HR_ESHUTDOWN), "propose: the node is crashed");
     }
     hr_index_t index = 0;
     hr_term_t term = 0;
@@ -348,10 +345,7 @@ static int l_snapshot(lua_State *L)
     refuse_in_hook(L, s, "snapshot");
     hr_id_t id = check_id(L, s, 2);
     if (!hr_sim_alive(s->sim, id)) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(HR_ESHUTDOWN));
-        lua_pushliteral(L, "snapshot: the node is crashed");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(HR_ESHUTDOWN), "snapshot: the node is crashed");
     }
     hr_index_t index = 0;
     struct hr__lsim_frame saved;
@@ -359,16 +353,10 @@ static int l_snapshot(lua_State *L)
     int rc = hr_sim_snapshot(s->sim, id, &index);
     hr__lsim_leave(s, L, &saved);
     if (rc == HR_EBUSY) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushliteral(L, "snapshot: a snapshot is being written");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), "snapshot: a snapshot is being written");
     }
     if (rc == HR_EINVAL) {
-        lua_pushnil(L);
-        lua_pushstring(L, hr_err_name(rc));
-        lua_pushliteral(L, "snapshot: nothing applied yet");
-        return 3;
+        return hr__lua_push_fail(L, hr_err_name(rc), "snapshot: nothing applied yet");
     }
     if (rc != 0) {
         return push_fault_result(L, rc, "snapshot");
@@ -400,16 +388,10 @@ static int l_snapshot_stats(lua_State *L)
     struct hr__lsim *s = check_sim(L);
     struct hr_sim_snapshot_stats st;
     hr_sim_snapshot_stats(s->sim, &st);
-    lua_createtable(L, 0, 6);
-    const struct {
-        const char *name;
-        uint64_t v;
-    } f[] = {{"taken", st.taken},   {"installed", st.installed},     {"offers", st.offers},
-             {"chunks", st.chunks}, {"chunk_bytes", st.chunk_bytes}, {"delivered", st.delivered}};
-    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-        lua_pushnumber(L, (lua_Number)f[i].v);
-        lua_setfield(L, -2, f[i].name);
-    }
+    const struct hr__lua_number f[] = {
+        {"taken", st.taken},   {"installed", st.installed},     {"offers", st.offers},
+        {"chunks", st.chunks}, {"chunk_bytes", st.chunk_bytes}, {"delivered", st.delivered}};
+    hr__lua_push_numbers(L, f, HR__LUA_COUNT(f));
     return 1;
 }
 
@@ -418,18 +400,12 @@ static int l_storage_stats(lua_State *L)
     struct hr__lsim *s = check_sim(L);
     struct hr_sim_storage_stats st;
     hr_sim_storage_stats(s->sim, &st);
-    lua_createtable(L, 0, 7);
-    const struct {
-        const char *name;
-        uint64_t v;
-    } f[] = {{"crash_points", st.crash_points},     {"in_flight", st.in_flight},
-             {"reboots", st.reboots},               {"files_reverted", st.files_reverted},
-             {"torn", st.torn},                     {"repaired", st.repaired},
-             {"reconciled", st.reconciled}};
-    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-        lua_pushnumber(L, (lua_Number)f[i].v);
-        lua_setfield(L, -2, f[i].name);
-    }
+    const struct hr__lua_number f[] = {
+        {"crash_points", st.crash_points}, {"in_flight", st.in_flight},
+        {"reboots", st.reboots},           {"files_reverted", st.files_reverted},
+        {"torn", st.torn},                 {"repaired", st.repaired},
+        {"reconciled", st.reconciled}};
+    hr__lua_push_numbers(L, f, HR__LUA_COUNT(f));
     return 1;
 }
 
@@ -542,11 +518,11 @@ static int l_tostring(lua_State *L)
     struct hr__lsim *s = luaL_checkudata(L, 1, HR_LUA_SIM_MT);
     char buf[128];
     if (s->sim == NULL) {
-        snprintf(buf, sizeof buf, "helios.sim (closed)");
+        snprintf(buf, sizeof buf, HR_LUA_SIM_MT " (closed)");
     } else {
         snprintf(buf, sizeof buf,
-                 "helios.sim: %" PRIu32 " nodes, seed %" PRIu64 ", t=%" PRIu64 " ms", s->n, s->seed,
-                 (uint64_t)hr_sim_now(s->sim));
+                 HR_LUA_SIM_MT ": %" PRIu32 " nodes, seed %" PRIu64 ", t=%" PRIu64 " ms", s->n,
+                 s->seed, (uint64_t)hr_sim_now(s->sim));
     }
     lua_pushstring(L, buf);
     return 1;
@@ -583,16 +559,17 @@ static int l_sim_new(lua_State *L)
     }
     lua_getfield(L, 1, "disk_latency_ms");
     if (!lua_isnil(L, -1)) {
-        hr__lua_read_range(L, -1, "disk_latency_ms", &o.disk_min_ms, &o.disk_max_ms);
+        hr__lua_read_range(L, -1, "disk_latency_ms", &o.disk_latency_min_ms,
+                           &o.disk_latency_max_ms);
     }
     lua_getfield(L, 1, "snapshot_latency_ms");
     if (!lua_isnil(L, -1)) {
-        hr__lua_read_range(L, -1, "snapshot_latency_ms", &o.snap.write_min_ms,
-                           &o.snap.write_max_ms);
+        hr__lua_read_range(L, -1, "snapshot_latency_ms", &o.snap.snapshot_latency_min_ms,
+                           &o.snap.snapshot_latency_max_ms);
     }
     lua_getfield(L, 1, "snapshot_chunk_bytes");
     if (!lua_isnil(L, -1)) {
-        o.snap.chunk_bytes =
+        o.snap.snapshot_chunk_bytes =
             (uint32_t)hr__lua_check_uint(L, -1, "sim: snapshot_chunk_bytes", 1, UINT32_MAX);
     }
     lua_getfield(L, 1, "unsafe_install_keeps_log");
@@ -616,7 +593,7 @@ static int l_sim_new(lua_State *L)
         static const unsigned flags[] = {
             0, HR_SIMFS_KEEP_UNSYNCED, HR_SIMFS_KEEP_UNSYNCED | HR_SIMFS_TORN,
             HR_SIMFS_KEEP_UNSYNCED | HR_SIMFS_TORN | HR_SIMFS_PAGES};
-        o.storage_flags = flags[luaL_checkoption(L, -1, NULL, faults)];
+        o.storage_faults = flags[luaL_checkoption(L, -1, NULL, faults)];
     }
     lua_getfield(L, 1, "segment_size");
     if (!lua_isnil(L, -1)) {

@@ -147,6 +147,11 @@ int hr__lsim_trampoline(lua_State *L)
 
 /* Call the Lua hook of c->slot if there is one. 0, or -1 with the error recorded (what
  * describes the call for the message). */
+static void report_error(void *ctx, const char *msg)
+{
+    hr__lsim_set_error(ctx, msg);
+}
+
 static int call_hook(struct hr__lsim *s, struct hook_call *c, const char *what)
 {
     lua_State *L = s->L;
@@ -174,19 +179,7 @@ static int call_hook(struct hr__lsim *s, struct hook_call *c, const char *what)
     int rc = lua_pcall(L, 2, 0, base + 2);
     s->in_hook--;
     if (rc != 0) {
-        const char *err = lua_tostring(L, -1);
-        if (err == NULL) {
-            err = rc == LUA_ERRMEM ? "out of memory" : "error in the error handler";
-        }
-        size_t len = strlen(what) + strlen(err) + 16;
-        char *msg = malloc(len);
-        if (msg != NULL) {
-            snprintf(msg, len, "%s failed: %s", what, err);
-            hr__lsim_set_error(s, msg);
-            free(msg);
-        } else {
-            hr__lsim_set_error(s, err);
-        }
+        hr__lua_report_error(L, rc, what, " failed: ", report_error, s);
     }
     lua_settop(L, base);
     return rc == 0 ? 0 : -1;

@@ -9,6 +9,7 @@
  * Threading: one thread, the caller's (see node.h).
  */
 #include "node.h"
+#include "../core/array.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ struct batch {
 struct hr_node {
     struct hr_raft *core;
     struct hr_storage storage;
-    struct hr_transport transport;
+    struct hr_network net;
     struct hr_fsm fsm;
 
     uint64_t next_seq;
@@ -50,20 +51,11 @@ static struct batch *batch_at(struct hr_node *n, size_t i)
 
 static struct batch *push_batch(struct hr_node *n)
 {
-    if (n->count == n->cap) {
-        size_t cap = n->cap == 0 ? 8 : n->cap * 2;
-        struct batch *v = malloc(cap * sizeof(*v));
-        if (v == NULL) {
-            return NULL;
-        }
-        for (size_t i = 0; i < n->count; i++) {
-            v[i] = *batch_at(n, i);
-        }
-        free(n->ring);
-        n->ring = v;
-        n->head = 0;
-        n->cap = cap;
+    struct batch *v = hr_ring_reserve(n->ring, &n->head, n->count, &n->cap, sizeof(*v), 8);
+    if (v == NULL) {
+        return NULL;
     }
+    n->ring = v;
     struct batch *b = batch_at(n, n->count);
     n->count++;
     memset(b, 0, sizeof(*b));
@@ -82,15 +74,11 @@ static void batch_release(struct batch *b)
 
 static int batch_hold(struct batch *b, const struct hr_msg *m)
 {
-    if (b->n_msgs == b->cap_msgs) {
-        size_t cap = b->cap_msgs == 0 ? 4 : b->cap_msgs * 2;
-        struct hr_msg *v = realloc(b->msgs, cap * sizeof(*v));
-        if (v == NULL) {
-            return HR_ENOMEM;
-        }
-        b->msgs = v;
-        b->cap_msgs = cap;
+    struct hr_msg *v = hr_array_grow(b->msgs, &b->cap_msgs, b->n_msgs + 1, sizeof(*v), 4);
+    if (v == NULL) {
+        return HR_ENOMEM;
     }
+    b->msgs = v;
     int rc = hr_msg_copy(&b->msgs[b->n_msgs], m);
     if (rc != 0) {
         return rc;
@@ -105,7 +93,7 @@ static void send_msg(struct hr_node *n, const struct hr_msg *m)
         n->stats.msgs_sent[m->type]++;
     }
     n->stats.bytes_sent += hr_msg_wire_size(m);
-    n->transport.send(n->transport.ctx, m);
+    n->net.send(n->net.ctx, m);
 }
 
 static void report_state(struct hr_node *n, const struct hr_ready *rd)
@@ -246,11 +234,11 @@ static void drain(struct hr_node *n)
 
 struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft_state *st,
                             hr_time_t now, const struct hr_storage *storage,
-                            const struct hr_transport *transport, const struct hr_fsm *fsm,
+                            const struct hr_network *net, const struct hr_fsm *fsm,
                             char *err, size_t errlen)
 {
-    if (storage == NULL || storage->write == NULL || transport == NULL || transport->send == NULL) {
-        snprintf(err, errlen, "node: storage and transport are required");
+    if (storage == NULL || storage->write == NULL || net == NULL || net->send == NULL) {
+        snprintf(err, errlen, "node: storage and network are required");
         return NULL;
     }
     struct hr_node *n = calloc(1, sizeof(*n));
@@ -264,7 +252,7 @@ struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft
         return NULL;
     }
     n->storage = *storage;
-    n->transport = *transport;
+    n->net = *net;
     if (fsm != NULL) {
         n->fsm = *fsm;
     }

@@ -1,6 +1,7 @@
 /*
  * node.h: one Raft node, the ready loop. It ties the consensus core to a storage, a
- * transport and an FSM, and is the one place that orders their effects:
+ * network and an FSM (the three interfaces below), and is the one place that orders their
+ * effects:
  *
  *  1. Term and vote are persisted before the node answers a RequestVote or AppendEntries:
  *     every message the core marks "after persist" waits until the batch it came with, and
@@ -11,7 +12,7 @@
  *  4. Committed entries reach the FSM in index order, once each per FSM instance.
  *
  * The production node (libuv, runtime.c) and the simulator (csrc/sim) run this same code with
- * different storage and transport implementations.
+ * different storage and network implementations.
  *
  * Threading: a node and its callbacks run on one thread (the loop's, or the simulator's).
  * Callbacks may call back into the node (an FSM apply may propose); the node finishes the
@@ -41,9 +42,11 @@ struct hr_storage {
                    struct hr_blob *data);
 };
 
-/* The network. send() is best effort and never calls back into the node; m is borrowed
- * (hr_msg_copy to keep it). */
-struct hr_transport {
+/* The network as the node sees it. send() is best effort and never calls back into the
+ * node; m is borrowed (hr_msg_copy to keep it). Implemented by the TCP transport
+ * (csrc/transport, struct hr_tcp: hr_tcp_send, wrapped by the runtime) and by the
+ * simulator's network (csrc/sim/net.c). Not named "transport": that is csrc/transport. */
+struct hr_network {
     void *ctx;
     void (*send)(void *ctx, const struct hr_msg *m);
 };
@@ -74,11 +77,11 @@ struct hr_node_stats {
 };
 
 /* Create a node. config and st as for hr_raft_new() (st->applied: what the FSM already
- * holds); storage, transport and fsm are copied (their ctx pointers are borrowed and must
+ * holds); storage, net and fsm are copied (their ctx pointers are borrowed and must
  * outlive the node). NULL on error (message in err). */
 struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft_state *st,
                             hr_time_t now, const struct hr_storage *storage,
-                            const struct hr_transport *transport, const struct hr_fsm *fsm,
+                            const struct hr_network *net, const struct hr_fsm *fsm,
                             char *err, size_t errlen);
 /* Free the node; batches still in storage are forgotten (a crash, as far as the node can
  * tell). */

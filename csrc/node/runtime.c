@@ -260,7 +260,7 @@ static int build_node(struct hr_runtime *rt, char *err, size_t errlen)
     struct hr_fsm fsm = {
         .ctx = rt, .apply = rt_apply, .state = rt_state, .restore = hr__rt_restore};
     struct hr_node *node = hr_node_new(&c, &st, hr_runtime_now(rt), &rt->storage,
-                                       &rt->transport, &fsm, err, errlen);
+                                       &rt->net, &fsm, err, errlen);
     free_entries(entries, st.n_entries);
     if (node == NULL) {
         return HR_EINVAL;
@@ -524,8 +524,8 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
     rt->tick.data = rt->retry.data = rt->prepare.data = rt;
     /* The flush must not keep the loop alive by itself. */
     uv_unref((uv_handle_t *)&rt->prepare);
-    rt->transport.send = hr__rt_send;
-    rt->transport.ctx = rt;
+    rt->net.send = hr__rt_send;
+    rt->net.ctx = rt;
     return rt;
 }
 

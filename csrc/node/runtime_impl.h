@@ -54,7 +54,7 @@ struct hr_runtime {
     struct hr_node_storage ns;
     struct hr_storage inner;   /* the adapter's write */
     struct hr_storage storage; /* ours: shifts sequence numbers (see the top comment) */
-    struct hr_transport transport;
+    struct hr_network net; /* the node's: hr__rt_send over tcp */
     struct hr_tcp *tcp;
     struct hr_node *node;
 
@@ -104,7 +104,7 @@ void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
 void hr__rt_close_step(struct hr_runtime *rt);
 
 /* runtime_snapshot.c */
-/* The transport's send as the node sees it: snapshot offers start or resume a transfer. */
+/* struct hr_network's send for the node: snapshot offers start or resume a transfer. */
 void hr__rt_send(void *ctx, const struct hr_msg *m);
 /* A SNAPSHOT or SNAPSHOT_RESP from the network; false if m is another type. */
 bool hr__rt_recv_snapshot(struct hr_runtime *rt, const struct hr_msg *m);

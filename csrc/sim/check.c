@@ -1,5 +1,6 @@
 /* check.c: see check.h. */
 #include "check.h"
+#include "../core/array.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -119,19 +120,12 @@ static uint64_t entry_hash(const struct hr_entry *e)
 /* Grow a zero-filled array so that index `need` is valid. */
 static void *grow(void *v, size_t *cap, size_t need, size_t elem)
 {
-    if (need < *cap) {
-        return v;
-    }
-    size_t ncap = *cap == 0 ? 256 : *cap;
-    while (ncap <= need) {
-        ncap *= 2;
-    }
-    unsigned char *nv = realloc(v, ncap * elem);
+    size_t old = *cap;
+    unsigned char *nv = hr_array_grow(v, cap, need + 1, elem, 256);
     if (nv == NULL) {
         abort(); /* a checker that cannot remember cannot check */
     }
-    memset(nv + *cap * elem, 0, (ncap - *cap) * elem);
-    *cap = ncap;
+    memset(nv + old * elem, 0, (*cap - old) * elem);
     return nv;
 }
 

@@ -1,5 +1,6 @@
 /* disk.c: see disk.h. */
 #include "disk.h"
+#include "../core/array.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -110,20 +111,12 @@ static void apply_batch(struct hr__disk *d, const struct hr__disk_batch *b, size
 /* Make room for one more pending batch. */
 static int reserve(struct hr__disk *d)
 {
-    if (d->count == d->qcap) {
-        size_t cap = d->qcap == 0 ? 8 : d->qcap * 2;
-        struct hr__disk_batch *v = malloc(cap * sizeof(*v));
-        if (v == NULL) {
-            return HR_ENOMEM;
-        }
-        for (size_t i = 0; i < d->count; i++) {
-            v[i] = *batch_at(d, i);
-        }
-        free(d->q);
-        d->q = v;
-        d->head = 0;
-        d->qcap = cap;
+    struct hr__disk_batch *v =
+        hr_ring_reserve(d->q, &d->head, d->count, &d->qcap, sizeof(*v), 8);
+    if (v == NULL) {
+        return HR_ENOMEM;
     }
+    d->q = v;
     return 0;
 }
 

@@ -47,7 +47,7 @@ struct hr__disk_real_options {
     unsigned flags;         /* HR_SIMFS_* crash flags (simfs.h) */
     double crash_point;     /* probability that a storage step has a crash point armed */
     uint64_t segment_size;  /* hr_log_options.segment_size */
-    uint64_t trailing;      /* entries before the snapshot read at recovery (runtime.c) */
+    uint64_t trailing_logs; /* entries before the snapshot read at recovery (runtime.c) */
     const hr_id_t *voters;  /* snapshot file headers; borrowed for the disk's life */
     size_t n_voters;
 };
@@ -147,7 +147,7 @@ int hr__disk_corrupt(struct hr__disk *d, hr_index_t index);
  * another entry at the snapshot's index (its newer writes were lost while the snapshot
  * made it), is dropped: the node starts from the snapshot alone. Real storage: what
  * hr_runtime_start does (hr_log_open, hr_snap_find, hr_log_reconcile, the entries from
- * max(first, S + 1 - trailing)); msg holds its info, or the error. */
+ * max(first, S + 1 - trailing_logs)); msg holds its info, or the error. */
 int hr__disk_recover(struct hr__disk *d, char *msg, size_t len);
 void hr__disk_free(struct hr__disk *d);
 

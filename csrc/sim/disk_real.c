@@ -32,6 +32,7 @@
 #include "../storage/snapshot.h"
 #include "disk.h"
 #include "simfs.h"
+#include "../core/array.h"
 
 #define DATA_DIR "data"
 #define LOG_DIR DATA_DIR "/log"
@@ -327,15 +328,11 @@ static int add_seg(void *arg, const char *name)
     if (strlen(name) != 20 || strspn(name, "0123456789") != 20) {
         return 0;
     }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        char(*v)[32] = realloc(s->names, cap * sizeof *v);
-        if (v == NULL) {
-            return HR_ENOMEM;
-        }
-        s->names = v;
-        s->cap = cap;
+    char(*v)[32] = hr_array_grow(s->names, &s->cap, s->n + 1, sizeof *v, 8);
+    if (v == NULL) {
+        return HR_ENOMEM;
     }
+    s->names = v;
     snprintf(s->names[s->n++], 32, "%s", name);
     return 0;
 }
@@ -452,7 +449,7 @@ static int read_payload(struct hr__disk_real *r, const struct hr_snap_info *si,
     return rc;
 }
 
-/* recover() of csrc/node/runtime.c: the entries from max(first, S + 1 - trailing). */
+/* recover() of csrc/node/runtime.c: the entries from max(first, S + 1 - trailing_logs). */
 static int read_entries(struct hr__disk *d, char *msg, size_t len)
 {
     struct hr__disk_real *r = d->real;
@@ -469,7 +466,7 @@ static int read_entries(struct hr__disk *d, char *msg, size_t len)
     }
     uint64_t lo = first;
     if (s != 0) {
-        uint64_t keep = s + 1 > r->o.trailing ? s + 1 - r->o.trailing : 1;
+        uint64_t keep = s + 1 > r->o.trailing_logs ? s + 1 - r->o.trailing_logs : 1;
         lo = keep > lo ? keep : lo;
         if (lo > last) {
             return 0;

@@ -102,7 +102,7 @@ void hr__sim_check_failed(struct hr_sim *s);
  * event is done; anything else stops the simulation (what: the step). */
 void hr__sim_disk_failed(struct hr_sim *s, struct hr__simnode *sn, int rc, const char *what);
 
-/* net.c: the transport's send, with ctx = the sending struct hr__simnode. */
+/* net.c: struct hr_network's send, with ctx = the sending struct hr__simnode. */
 void hr__net_send(void *ctx, const struct hr_msg *m);
 /* Put a message of the simulator's own (snapshot chunks and acknowledgements) on the
  * network from m->from, with the faults of any message; counted like the nodes' ones. */

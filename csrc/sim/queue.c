@@ -1,5 +1,6 @@
 /* queue.c: see queue.h. */
 #include "queue.h"
+#include "../core/array.h"
 
 #include <stdlib.h>
 
@@ -10,15 +11,11 @@ static bool before(const struct hr__qitem *a, const struct hr__qitem *b)
 
 int hr__queue_push(struct hr__queue *q, hr_time_t time, void *ev)
 {
-    if (q->n == q->cap) {
-        size_t cap = q->cap == 0 ? 256 : q->cap * 2;
-        struct hr__qitem *v = realloc(q->items, cap * sizeof(*v));
-        if (v == NULL) {
-            return HR_ENOMEM;
-        }
-        q->items = v;
-        q->cap = cap;
+    struct hr__qitem *v = hr_array_grow(q->items, &q->cap, q->n + 1, sizeof(*v), 256);
+    if (v == NULL) {
+        return HR_ENOMEM;
     }
+    q->items = v;
     struct hr__qitem it = {time, q->next_seq++, ev};
     size_t i = q->n++;
     while (i > 0) {

@@ -167,7 +167,8 @@ static int disk_write(void *ctx, uint64_t seq, const struct hr_hard_state *hs, h
         }
         sn->disk_last = entries[i].index;
     }
-    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.disk_min_ms, s->o.disk_max_ms);
+    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.disk_latency_min_ms,
+                                           s->o.disk_latency_max_ms);
     int rc = hr__disk_write(&sn->disk, seq, hs, truncate, entries, n, due, &due);
     if (rc != 0) {
         return rc;
@@ -191,7 +192,8 @@ static int disk_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t ter
         return HR_EINVAL;
     }
     sn->disk_last = index;
-    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.disk_min_ms, s->o.disk_max_ms);
+    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.disk_latency_min_ms,
+                                           s->o.disk_latency_max_ms);
     int rc = hr__disk_install(&sn->disk, seq, index, term, data, due, &due);
     if (rc != 0) {
         return rc;
@@ -282,7 +284,7 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
         s->o.seed ^ (sn->id * 0xd1b54a32d192ed03ULL) ^ (sn->restarts * 0x8cb92ba72f3d8dd7ULL);
     cfg.seed = hr__splitmix64(&x);
     struct hr_storage st = {sn, disk_write, disk_install};
-    struct hr_transport tr = {sn, hr__net_send};
+    struct hr_network net = {sn, hr__net_send};
     struct hr_fsm fsm = {sn, fsm_apply, fsm_state, fsm_restore};
     int rc = hr__disk_recover(&sn->disk, sn->note, sizeof(sn->note));
     if (rc != 0) {
@@ -315,7 +317,7 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
                                .entries = entries,
                                .n_entries = n_entries,
                                .applied = snap->index};
-    sn->node = hr_node_new(&cfg, &rs, s->now, &st, &tr, &fsm, err, errlen);
+    sn->node = hr_node_new(&cfg, &rs, s->now, &st, &net, &fsm, err, errlen);
     if (sn->node == NULL) {
         return HR_EINVAL;
     }
@@ -343,17 +345,17 @@ void hr_sim_options_defaults(struct hr_sim_options *o)
     o->net.delay_min_ms = 1;
     o->net.delay_max_ms = 10;
     o->net.reorder = false;
-    o->disk_min_ms = 1;
-    o->disk_max_ms = 5;
-    o->snap.threshold = 0;
-    o->snap.interval_ms = 100;
-    o->snap.trailing = 10240;
-    o->snap.chunk_bytes = 1024;
+    o->disk_latency_min_ms = 1;
+    o->disk_latency_max_ms = 5;
+    o->snap.snapshot_threshold = 0;
+    o->snap.snapshot_interval_ms = 100;
+    o->snap.trailing_logs = 10240;
+    o->snap.snapshot_chunk_bytes = 1024;
     o->snap.window = 4;
-    o->snap.write_min_ms = 5;
-    o->snap.write_max_ms = 20;
+    o->snap.snapshot_latency_min_ms = 5;
+    o->snap.snapshot_latency_max_ms = 20;
     o->storage = HR_SIM_STORAGE_REAL;
-    o->storage_flags = 0;
+    o->storage_faults = 0;
     o->storage_crash = 0;
     o->segment_size = 16384;
 }
@@ -378,12 +380,13 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
     const char *bad = net_invalid(&o->net);
     if (o->n < 1 || o->n > HR_MAX_NODES) {
         bad = "n must be between 1 and 64";
-    } else if (o->disk_min_ms > o->disk_max_ms) {
-        bad = "disk_min_ms must not exceed disk_max_ms";
-    } else if (o->snap.interval_ms == 0 || o->snap.chunk_bytes == 0 || o->snap.window == 0) {
+    } else if (o->disk_latency_min_ms > o->disk_latency_max_ms) {
+        bad = "disk_latency_ms: min must not exceed max";
+    } else if (o->snap.snapshot_interval_ms == 0 || o->snap.snapshot_chunk_bytes == 0 ||
+               o->snap.window == 0) {
         bad = "snapshot interval, chunk size and window must be positive";
-    } else if (o->snap.write_min_ms > o->snap.write_max_ms) {
-        bad = "snapshot write_min_ms must not exceed write_max_ms";
+    } else if (o->snap.snapshot_latency_min_ms > o->snap.snapshot_latency_max_ms) {
+        bad = "snapshot_latency_ms: min must not exceed max";
     } else if (o->storage != HR_SIM_STORAGE_MODEL && o->storage != HR_SIM_STORAGE_REAL) {
         bad = "storage must be the model or real";
     } else if (!(o->storage_crash >= 0 && o->storage_crash <= 1)) {
@@ -429,10 +432,10 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
             /* Its own stream, so that the model's draws stay as they were. */
             uint64_t y = o->seed ^ ((i + 1) * 0x9e3779b97f4a7c15ULL) ^ 0x66737373ULL;
             struct hr__disk_real_options ro = {.seed = hr__splitmix64(&y),
-                                               .flags = o->storage_flags,
+                                               .flags = o->storage_faults,
                                                .crash_point = o->storage_crash,
                                                .segment_size = o->segment_size,
-                                               .trailing = o->snap.trailing,
+                                               .trailing_logs = o->snap.trailing_logs,
                                                .voters = s->voters,
                                                .n_voters = s->n};
             if (hr__disk_real_init(&s->nodes[i].disk, &ro) != 0) {

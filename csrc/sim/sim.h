@@ -12,7 +12,7 @@
  * both when a message is sent and when it would be delivered.
  *
  * The disk (csrc/sim/disk.h): by default the production storage over a crashing in-memory
- * file system (options storage, storage_flags, storage_crash); or a model of one. Each write
+ * file system (options storage, storage_faults, storage_crash); or a model of one. Each write
  * batch becomes durable after a random latency; a crash loses what was not synced (the
  * model keeps a random prefix of it, whole batches then part of the next one's entries;
  * real storage runs a random prefix of the pending batches with the crash landing among
@@ -83,13 +83,18 @@ struct hr_sim_hooks {
 };
 
 /* Snapshot policy and the cost of taking and sending one. */
+/* Each field is named after the Lua option that sets it (csrc/lua/config.c,
+ * csrc/lua/sim_binding.c; docs/lua-api.md), window excepted (not an option). */
 struct hr_sim_snapshot {
-    uint64_t threshold;   /* applied entries since the last snapshot; 0: no automatic ones */
-    uint32_t interval_ms; /* how often the threshold is checked */
-    uint64_t trailing;    /* entries kept before the snapshot for followers a little behind */
-    uint32_t chunk_bytes; /* InstallSnapshot chunk size */
-    uint32_t window;      /* chunks in flight per transfer */
-    uint32_t write_min_ms, write_max_ms; /* latency of a snapshot write until durable */
+    uint64_t snapshot_threshold;   /* applied entries since the last snapshot; 0: no
+                                    * automatic ones */
+    uint32_t snapshot_interval_ms; /* how often the threshold is checked */
+    uint64_t trailing_logs;        /* entries kept before the snapshot for followers a little
+                                    * behind */
+    uint32_t snapshot_chunk_bytes; /* InstallSnapshot chunk size */
+    uint32_t window;               /* chunks in flight per transfer */
+    /* snapshot_latency_ms = {min, max}: latency of a snapshot write until durable */
+    uint32_t snapshot_latency_min_ms, snapshot_latency_max_ms;
 };
 
 struct hr_sim_options {
@@ -97,7 +102,8 @@ struct hr_sim_options {
     uint64_t seed;
     struct hr_config config;   /* id, voters and seed are set per node by the simulator */
     struct hr_sim_net net;
-    uint32_t disk_min_ms, disk_max_ms; /* latency of a write batch until durable */
+    /* disk_latency_ms = {min, max}: latency of a write batch until durable */
+    uint32_t disk_latency_min_ms, disk_latency_max_ms;
     struct hr_sim_snapshot snap;
     /* Test only, to show that the checker catches what it breaks: a disk that installs a
      * snapshot keeps the log entries after its index instead of dropping the whole log, so
@@ -109,14 +115,14 @@ struct hr_sim_options {
      * the default, csrc/sim/simfs.h) or a model of a disk (HR_SIM_STORAGE_MODEL: about
      * twice as fast, build/sim_bench's default). */
     int storage;
-    /* Real storage only. storage_flags: the file systems' crash flags (HR_SIMFS_*: what of
+    /* Real storage only. storage_faults: the file systems' crash flags (HR_SIMFS_*: what of
      * the unsynced writes a crash keeps). storage_crash: the probability that a storage
      * step (a batch, a snapshot write, a compaction) crashes the node in its middle, at
      * one of its next few file operations. segment_size: the log's segment size (small,
      * so that segments seal and compaction drops some). unsafe_install_keeps_log is
      * refused with it (it breaks the model only). A node that refuses to open its storage after a crash, without
      * hr_sim_corrupt having touched it, stops the simulation. */
-    unsigned storage_flags;
+    unsigned storage_faults;
     double storage_crash;
     uint64_t segment_size;
 };

@@ -12,8 +12,8 @@
 
 void hr__snap_start(struct hr_sim *s, struct hr__simnode *sn)
 {
-    if (s->o.snap.threshold > 0) {
-        hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 0, s->now + s->o.snap.interval_ms);
+    if (s->o.snap.snapshot_threshold > 0) {
+        hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 0, s->now + s->o.snap.snapshot_interval_ms);
     }
 }
 
@@ -70,8 +70,8 @@ int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index)
         hr__sim_disk_failed(s, sn, rc, "a snapshot write");
         return HR_EINVAL; /* nothing is being written */
     }
-    hr_time_t due =
-        s->now + hr_prng_range(&s->disk_prng, s->o.snap.write_min_ms, s->o.snap.write_max_ms);
+    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.snap.snapshot_latency_min_ms,
+                                           s->o.snap.snapshot_latency_max_ms);
     hr__sim_push_node_ev(s, sn, HR__EV_SNAP_DONE, 0, due);
     *index = applied;
     return 0;
@@ -80,14 +80,14 @@ int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index)
 void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn)
 {
     if (sn->disk.pend.index == 0 &&
-        hr_node_applied(sn->node) >= newest(sn) + s->o.snap.threshold) {
+        hr_node_applied(sn->node) >= newest(sn) + s->o.snap.snapshot_threshold) {
         hr_index_t index;
         /* A failure stops the simulation (the hook's or the checker's message); a refusal
          * (nothing to snapshot) waits for the next check. */
         (void)hr__snap_take(s, sn, &index);
     }
     if (s->stop_code == 0) {
-        hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 0, s->now + s->o.snap.interval_ms);
+        hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 0, s->now + s->o.snap.snapshot_interval_ms);
     }
 }
 
@@ -105,7 +105,7 @@ void hr__snap_done(struct hr_sim *s, struct hr__simnode *sn)
         return; /* a snapshot installed from the leader overtook it */
     }
     s->snap_stats.taken++;
-    uint64_t trailing = s->o.snap.trailing;
+    uint64_t trailing = s->o.snap.trailing_logs;
     hr_index_t keep_from = index + 1 > trailing ? index + 1 - trailing : 1;
     if (index > hr_raft_snapshot_index(hr_node_raft(sn->node))) {
         rc = hr_node_snapshot_taken(sn->node, index, keep_from);

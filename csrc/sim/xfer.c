@@ -25,6 +25,7 @@
  * Streams live in memory: a crash of either side forgets its half.
  */
 #include "internal.h"
+#include "../core/array.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,7 @@ void hr__xfer_free(struct hr__simnode *sn)
 static uint64_t n_chunks(const struct hr_sim *s, const struct hr__xfer_out *o)
 {
     size_t size = hr_blob_len(o->data);
-    uint64_t c = s->o.snap.chunk_bytes;
+    uint64_t c = s->o.snap.snapshot_chunk_bytes;
     return size == 0 ? 1 : (size + c - 1) / c;
 }
 
@@ -101,8 +102,9 @@ static void send_chunk(struct hr__simnode *sn, hr_id_t to, struct hr__xfer_out *
 {
     struct hr_sim *s = sn->sim;
     size_t size = hr_blob_len(o->data);
-    uint64_t off = k * s->o.snap.chunk_bytes;
-    size_t len = size - off < s->o.snap.chunk_bytes ? size - off : s->o.snap.chunk_bytes;
+    uint64_t chunk = s->o.snap.snapshot_chunk_bytes;
+    uint64_t off = k * chunk;
+    size_t len = size - off < chunk ? size - off : chunk;
     struct hr_blob *part = hr_blob_new(len > 0 ? o->data->data + off : NULL, len);
     if (part == NULL) {
         hr__sim_stop(s, HR_ENOMEM, "network: out of memory");
@@ -130,7 +132,7 @@ static void pump(struct hr__simnode *sn, hr_id_t to, struct hr__xfer_out *o)
 {
     struct hr_sim *s = sn->sim;
     uint64_t n = n_chunks(s, o);
-    uint64_t limit = o->acked / s->o.snap.chunk_bytes + s->o.snap.window;
+    uint64_t limit = o->acked / s->o.snap.snapshot_chunk_bytes + s->o.snap.window;
     while (s->stop_code == 0 && o->next < n && o->next < limit) {
         send_chunk(sn, to, o, o->next);
         o->next++;
@@ -162,7 +164,7 @@ void hr__xfer_offer(struct hr__simnode *sn, const struct hr_msg *m)
         o->next++;
         return;
     }
-    o->next = o->acked / s->o.snap.chunk_bytes;
+    o->next = o->acked / s->o.snap.snapshot_chunk_bytes;
     pump(sn, m->to, o);
 }
 
@@ -184,7 +186,7 @@ static void on_ack(struct hr__simnode *sn, const struct hr_msg *m)
     if (hr_raft_role(r) != HR_LEADER || hr_raft_term(r) != o->msg_term) {
         return;
     }
-    uint64_t first = o->acked / s->o.snap.chunk_bytes;
+    uint64_t first = o->acked / s->o.snap.snapshot_chunk_bytes;
     if (o->next < first) {
         o->next = first;
     }
@@ -217,18 +219,11 @@ static void ack(struct hr__simnode *sn, hr_id_t to, hr_term_t term, hr_index_t i
 static int append(struct hr__xfer_in *in, const struct hr_blob *b)
 {
     size_t len = hr_blob_len(b);
-    if (in->held + len > in->cap) {
-        size_t cap = in->cap == 0 ? 1024 : in->cap;
-        while (cap < in->held + len) {
-            cap *= 2;
-        }
-        unsigned char *v = realloc(in->buf, cap);
-        if (v == NULL) {
-            return HR_ENOMEM;
-        }
-        in->buf = v;
-        in->cap = cap;
+    unsigned char *v = hr_array_grow(in->buf, &in->cap, in->held + len, 1, 1024);
+    if (v == NULL) {
+        return HR_ENOMEM;
     }
+    in->buf = v;
     if (len > 0) {
         memcpy(in->buf + in->held, b->data, len);
     }

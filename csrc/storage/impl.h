@@ -93,6 +93,21 @@ struct hr__meta {
     uint32_t version;
     uint64_t term, vote;
 };
+/* The layout of a small fixed-size file (meta, the truncation intent): magic in bytes 0-3,
+ * version in 4-7, a CRC32C of bytes [0, crc_off) at crc_off. */
+struct hr__small_file {
+    const char *magic;
+    const char *what; /* for messages: "meta file" */
+    uint32_t version; /* the one this build reads */
+    size_t size;      /* at most 64 */
+    size_t crc_off;
+};
+/* meta.c: read the file path of layout f into b (f->size bytes). 0 with *exists false if
+ * there is none; HR_EIO; HR_ECORRUPT (wrong size or magic, bad checksum, other version)
+ * with a message in err that starts with label. */
+int hr__small_file_read(struct hr_fs *fs, const char *path, const char *label,
+                        const struct hr__small_file *f, unsigned char *b, bool *exists,
+                        char *err, size_t errlen);
 /* HR_ECORRUPT / HR_EIO with message; *exists = false and zero meta if there is none. */
 int hr__meta_read(struct hr_fs *fs, const char *dir, struct hr__meta *m, bool *exists,
                   char *err, size_t errlen);

@@ -60,36 +60,14 @@ int hr__intent_read(struct hr_fs *fs, const char *logdir, struct hr__intent *t, 
     char path[4200];
     intent_path(logdir, HR__INTENT_NAME, path, sizeof path);
     memset(t, 0, sizeof *t);
-    *exists = false;
-    int h = hr_fs_open(fs, path, HR_FS_READ);
-    if (h < 0) {
-        if (h == -ENOENT) {
-            return 0;
-        }
-        snprintf(err, errlen, "log/%s: %s", HR__INTENT_NAME, strerror(-h));
-        return HR_EIO;
-    }
-    unsigned char b[HR__INTENT_SIZE + 1];
-    ssize_t r = hr_fs_pread(fs, h, b, sizeof b, 0);
-    hr_fs_close(fs, h);
-    if (r < 0) {
-        snprintf(err, errlen, "log/%s: %s", HR__INTENT_NAME, strerror((int)-r));
-        return HR_EIO;
-    }
     /* Renamed into place only once synced: a damaged intent is corruption, not a crash. */
-    if (r != HR__INTENT_SIZE || memcmp(b, HR__INTENT_MAGIC, 4) != 0) {
-        snprintf(err, errlen, "log/%s: not a truncation intent (size %zd)", HR__INTENT_NAME,
-                 r);
-        return HR_ECORRUPT;
-    }
-    if (hr__get32(b + 32) != hr__crc32c(0, b, 32)) {
-        snprintf(err, errlen, "log/%s: bad checksum", HR__INTENT_NAME);
-        return HR_ECORRUPT;
-    }
-    if (hr__get32(b + 4) != HR__INTENT_VERSION) {
-        snprintf(err, errlen, "log/%s: format version %u, this build reads %u",
-                 HR__INTENT_NAME, hr__get32(b + 4), HR__INTENT_VERSION);
-        return HR_ECORRUPT;
+    static const struct hr__small_file layout = {
+        HR__INTENT_MAGIC, "truncation intent", HR__INTENT_VERSION, HR__INTENT_SIZE, 32};
+    unsigned char b[HR__INTENT_SIZE];
+    int rc = hr__small_file_read(fs, path, "log/" HR__INTENT_NAME, &layout, b, exists, err,
+                                 errlen);
+    if (rc != 0 || !*exists) {
+        return rc;
     }
     t->from = hr__get64(b + 8);
     t->seg = hr__get64(b + 16);
@@ -101,7 +79,6 @@ int hr__intent_read(struct hr_fs *fs, const char *logdir, struct hr__intent *t, 
                  HR__INTENT_NAME, t->from, t->seg, t->off);
         return HR_ECORRUPT;
     }
-    *exists = true;
     return 0;
 }
 

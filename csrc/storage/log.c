@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "impl.h"
+#include "../core/array.h"
 
 struct seg {
     uint64_t first;
@@ -126,15 +127,11 @@ static int sparse_push(struct seg *s, uint64_t off)
 
 static int segs_reserve(struct hr_log *l)
 {
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 16;
-        struct seg *p = realloc(l->segs, nc * sizeof *p);
-        if (p == NULL) {
-            return HR_ENOMEM;
-        }
-        l->segs = p;
-        l->cap = nc;
+    struct seg *p = hr_array_grow(l->segs, &l->cap, l->n + 1, sizeof *p, 16);
+    if (p == NULL) {
+        return HR_ENOMEM;
     }
+    l->segs = p;
     return 0;
 }
 
@@ -309,18 +306,11 @@ static int flush(struct hr_log *l)
 
 static int wbuf_reserve(struct hr_log *l, size_t more)
 {
-    if (l->wlen + more > l->wcap) {
-        size_t nc = l->wcap ? l->wcap : 65536;
-        while (nc < l->wlen + more) {
-            nc *= 2;
-        }
-        unsigned char *p = realloc(l->wbuf, nc);
-        if (p == NULL) {
-            return HR_ENOMEM;
-        }
-        l->wbuf = p;
-        l->wcap = nc;
+    unsigned char *p = hr_array_grow(l->wbuf, &l->wcap, l->wlen + more, 1, 65536);
+    if (p == NULL) {
+        return HR_ENOMEM;
     }
+    l->wbuf = p;
     return 0;
 }
 
@@ -700,19 +690,12 @@ int hr_log_read(struct hr_log *l, uint64_t lo, uint64_t hi, struct hr_log_entry 
                 rc = HR_ECORRUPT;
                 goto out;
             }
-            if (plen + len > pcap) {
-                size_t nc = pcap ? pcap : 4096;
-                while (nc < plen + len) {
-                    nc *= 2;
-                }
-                unsigned char *p = realloc(pay, nc);
-                if (p == NULL) {
-                    rc = HR_ENOMEM;
-                    goto out;
-                }
-                pay = p;
-                pcap = nc;
+            unsigned char *p = hr_array_grow(pay, &pcap, plen + len, 1, 4096);
+            if (p == NULL) {
+                rc = HR_ENOMEM;
+                goto out;
             }
+            pay = p;
             if ((rc = hr__cache_read(l->cache, s->first, l->fs, s->fd, off + HR__REC_HEADER_SIZE,
                                      pay + plen, len, &l->stats.cache_hits,
                                      &l->stats.cache_misses)) != 0) {

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "impl.h"
+#include "../core/array.h"
 
 void hr__seg_name(char *buf, size_t len, uint64_t first)
 {
@@ -157,15 +158,11 @@ static int read_all(struct hr_fs *fs, int h, unsigned char **out, size_t *size,
 
 static int push_sparse(struct hr__scan *s, size_t *cap, uint64_t off)
 {
-    if (s->n_sparse == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        uint64_t *p = realloc(s->sparse, nc * sizeof *p);
-        if (p == NULL) {
-            return HR_ENOMEM;
-        }
-        s->sparse = p;
-        *cap = nc;
+    uint64_t *p = hr_array_grow(s->sparse, cap, s->n_sparse + 1, sizeof *p, 64);
+    if (p == NULL) {
+        return HR_ENOMEM;
     }
+    s->sparse = p;
     s->sparse[s->n_sparse++] = off;
     return 0;
 }
@@ -413,15 +410,11 @@ static int list_one(void *arg, const char *name)
         }
         return 0;
     }
-    if (c->cnt == c->cap) {
-        size_t nc = c->cap ? c->cap * 2 : 16;
-        uint64_t *p = realloc(c->v, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM; /* a list callback's stop value is returned as is */
-        }
-        c->v = p;
-        c->cap = nc;
+    uint64_t *p = hr_array_grow(c->v, &c->cap, c->cnt + 1, sizeof *p, 16);
+    if (p == NULL) {
+        return -ENOMEM; /* a list callback's stop value is returned as is */
     }
+    c->v = p;
     c->v[c->cnt++] = first;
     return 0;
 }

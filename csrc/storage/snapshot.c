@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "impl.h"
+#include "../core/array.h"
 
 #define MAGIC "HRSN"
 #define TRAILER_MAGIC "HRSNTAIL"
@@ -340,6 +341,36 @@ static int writer_put(struct hr_snap_writer *w, const void *data, size_t len)
     return 0;
 }
 
+/* Create dir/<name of index, term><suffix> for writing, making data_dir/snapshots if needed:
+ * its directory, its path and the snapshot's final path are malloc'd into *dirp, *tmp and
+ * *final (the caller frees them, also on failure), the handle goes to *fd (-1 on failure).
+ * Shared by the writer (".tmp") and the receiver (".recv"). */
+static int create_tmp(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term,
+                      const char *suffix, char **dirp, char **tmp, char **final, int *fd,
+                      char *err, size_t errlen)
+{
+    char name[64], dir[4096];
+    *fd = -1;
+    hr_snap_dir(data_dir, dir, sizeof dir);
+    hr_snap_name(name, sizeof name, index, term);
+    *dirp = strdup(dir);
+    *tmp = path_join(dir, name, suffix);
+    *final = path_join(dir, name, "");
+    if (*dirp == NULL || *tmp == NULL || *final == NULL) {
+        return set_err(err, errlen, HR_ENOMEM, "out of memory");
+    }
+    int rc = ensure_dir(fs, dir, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
+    int h = hr_fs_open(fs, *tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
+    if (h < 0) {
+        return sys_err(err, errlen, "create", *tmp, h);
+    }
+    *fd = h;
+    return 0;
+}
+
 int hr_snap_writer_open(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term,
                         const uint64_t *voters, size_t n_voters, struct hr_snap_writer **out,
                         char *err, size_t errlen)
@@ -349,30 +380,16 @@ int hr_snap_writer_open(struct hr_fs *fs, const char *data_dir, uint64_t index, 
         return set_err(err, errlen, HR_EINVAL, "snapshot: bad index, term or voters");
     }
     struct hr_snap_writer *w = calloc(1, sizeof *w);
-    char name[64], dir[4096];
     if (w == NULL) {
         return set_err(err, errlen, HR_ENOMEM, "out of memory");
     }
     w->fd = -1;
     w->fs = hr_fs_or_posix(fs);
-    hr_snap_dir(data_dir, dir, sizeof dir);
-    hr_snap_name(name, sizeof name, index, term);
-    w->dir = strdup(dir);
-    w->tmp = path_join(dir, name, ".tmp");
-    w->final = path_join(dir, name, "");
     w->buf = malloc(WBUF_SIZE);
-    if (w->dir == NULL || w->tmp == NULL || w->final == NULL || w->buf == NULL) {
-        writer_free(w, false);
-        return set_err(err, errlen, HR_ENOMEM, "out of memory");
-    }
-    int rc = ensure_dir(w->fs, dir, err, errlen);
+    int rc = w->buf == NULL ? set_err(err, errlen, HR_ENOMEM, "out of memory")
+                            : create_tmp(w->fs, data_dir, index, term, ".tmp", &w->dir, &w->tmp,
+                                         &w->final, &w->fd, err, errlen);
     if (rc != 0) {
-        writer_free(w, false);
-        return rc;
-    }
-    w->fd = hr_fs_open(w->fs, w->tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
-    if (w->fd < 0) {
-        rc = sys_err(err, errlen, "create", w->tmp, w->fd);
         writer_free(w, false);
         return rc;
     }
@@ -505,15 +522,11 @@ static int list_one(void *arg, const char *name)
     struct list_ctx *c = arg;
     struct snap_name s;
     if (hr_snap_parse_name(name, &s.index, &s.term)) {
-        if (c->cnt == c->cap) {
-            size_t nc = c->cap ? c->cap * 2 : 8;
-            struct snap_name *p = realloc(c->v, nc * sizeof *p);
-            if (p == NULL) {
-                return -ENOMEM;
-            }
-            c->v = p;
-            c->cap = nc;
+        struct snap_name *p = hr_array_grow(c->v, &c->cap, c->cnt + 1, sizeof *p, 8);
+        if (p == NULL) {
+            return -ENOMEM;
         }
+        c->v = p;
         memcpy(s.name, name, 47); /* a parsed name is 46 characters */
         c->v[c->cnt++] = s;
     } else if (c->tmp_cb != NULL && is_temp(name)) {
@@ -611,15 +624,11 @@ static int collect_stale_tmp(void *arg, const char *name)
     if (!hr_snap_parse_name(base, &i, &t) || !(i < c->index || (i == c->index && t < c->term))) {
         return 0;
     }
-    if (c->cnt == c->cap) {
-        size_t nc = c->cap ? c->cap * 2 : 8;
-        char(*p)[64] = realloc(c->names, nc * sizeof *p);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        c->names = p;
-        c->cap = nc;
+    char(*p)[64] = hr_array_grow(c->names, &c->cap, c->cnt + 1, sizeof *p, 8);
+    if (p == NULL) {
+        return -ENOMEM;
     }
+    c->names = p;
     snprintf(c->names[c->cnt++], 64, "%s", name);
     return 0;
 }
@@ -673,28 +682,14 @@ int hr_snap_recv_open(struct hr_fs *fs, const char *data_dir, uint64_t index, ui
 {
     *out = NULL;
     struct hr_snap_recv *r = calloc(1, sizeof *r);
-    char name[64], dir[4096];
     if (r == NULL) {
         return set_err(err, errlen, HR_ENOMEM, "out of memory");
     }
     r->fd = -1;
     r->fs = hr_fs_or_posix(fs);
-    hr_snap_dir(data_dir, dir, sizeof dir);
-    hr_snap_name(name, sizeof name, index, term);
-    r->dir = strdup(dir);
-    r->tmp = path_join(dir, name, ".recv");
-    r->final = path_join(dir, name, "");
-    int rc = HR_ENOMEM;
-    if (r->dir == NULL || r->tmp == NULL || r->final == NULL) {
-        set_err(err, errlen, rc, "out of memory");
-        goto fail;
-    }
-    if ((rc = ensure_dir(r->fs, dir, err, errlen)) != 0) {
-        goto fail;
-    }
-    r->fd = hr_fs_open(r->fs, r->tmp, HR_FS_RDWR | HR_FS_CREATE | HR_FS_TRUNC);
-    if (r->fd < 0) {
-        rc = sys_err(err, errlen, "create", r->tmp, r->fd);
+    int rc = create_tmp(r->fs, data_dir, index, term, ".recv", &r->dir, &r->tmp, &r->final,
+                        &r->fd, err, errlen);
+    if (rc != 0) {
         goto fail;
     }
     r->index = index;

@@ -70,6 +70,23 @@ static void msg_init(struct hr_hs_msg *m, int type)
     m->version = HR_HS_VERSION;
 }
 
+/* A HELLO or CHALLENGE: our cluster and name, and a fresh nonce of ours into nonce (kept
+ * in hs to check the peer's proof) and the message. */
+static int msg_init_nonce(struct hr_hs *hs, struct hr_hs_msg *m, int type, unsigned char *nonce,
+                          char *err, size_t errlen)
+{
+    if (RAND_bytes(nonce, HR_HS_NONCE) != 1) {
+        snprintf(err, errlen, "handshake: no randomness for the nonce");
+        return HR_EIO;
+    }
+    msg_init(m, type);
+    snprintf(m->cluster, sizeof(m->cluster), "%s", hs->cfg->cluster);
+    snprintf(m->name, sizeof(m->name), "%s", hs->cfg->name);
+    memcpy(m->nonce, nonce, HR_HS_NONCE);
+    m->has_nonce = true;
+    return 0;
+}
+
 static int send_msg(msgpack_sbuffer *out, const struct hr_hs_msg *m, char *err, size_t errlen)
 {
     if (hr_hs_encode(out, m) != 0) {
@@ -103,17 +120,12 @@ int hr_hs_start(struct hr_hs *hs, msgpack_sbuffer *out, char *err, size_t errlen
         snprintf(err, errlen, "handshake: node or cluster name empty or too long");
         return HR_EINVAL;
     }
-    if (RAND_bytes(hs->nonce_c, HR_HS_NONCE) != 1) {
-        snprintf(err, errlen, "handshake: no randomness for the nonce");
-        return HR_EIO;
-    }
     struct hr_hs_msg m;
-    msg_init(&m, HR_HS_HELLO);
-    snprintf(m.cluster, sizeof(m.cluster), "%s", hs->cfg->cluster);
-    snprintf(m.name, sizeof(m.name), "%s", hs->cfg->name);
+    int rc = msg_init_nonce(hs, &m, HR_HS_HELLO, hs->nonce_c, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
     snprintf(m.peer, sizeof(m.peer), "%s", hs->peer);
-    memcpy(m.nonce, hs->nonce_c, HR_HS_NONCE);
-    m.has_nonce = true;
     return send_msg(out, &m, err, errlen);
 }
 
@@ -160,16 +172,11 @@ static int on_hello(struct hr_hs *hs, const struct hr_hs_msg *m, msgpack_sbuffer
         return refuse(hs, out, err, errlen, why);
     }
     memcpy(hs->nonce_c, m->nonce, HR_HS_NONCE);
-    if (RAND_bytes(hs->nonce_s, HR_HS_NONCE) != 1) {
-        snprintf(err, errlen, "handshake: no randomness for the nonce");
-        return HR_EIO;
-    }
     struct hr_hs_msg r;
-    msg_init(&r, HR_HS_CHALLENGE);
-    snprintf(r.cluster, sizeof(r.cluster), "%s", hs->cfg->cluster);
-    snprintf(r.name, sizeof(r.name), "%s", hs->cfg->name);
-    memcpy(r.nonce, hs->nonce_s, HR_HS_NONCE);
-    r.has_nonce = true;
+    int rc = msg_init_nonce(hs, &r, HR_HS_CHALLENGE, hs->nonce_s, err, errlen);
+    if (rc != 0) {
+        return rc;
+    }
     hs->state = WAIT_AUTH;
     return send_msg(out, &r, err, errlen);
 }

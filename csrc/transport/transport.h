@@ -80,7 +80,7 @@ int hr_tcp_start(struct hr_tcp *t, char *err, size_t errlen);
 /* Peers messages may be sent to. The address is copied. 0 or HR_EINVAL. */
 int hr_tcp_add_peer(struct hr_tcp *t, hr_id_t id, const char *name, const char *addr);
 int hr_tcp_remove_peer(struct hr_tcp *t, hr_id_t id);
-/* Queue m for its peer (m->to); best effort, never calls back. Fits struct hr_transport's
+/* Queue m for its peer (m->to); best effort, never calls back. Fits struct hr_network's
  * send (node.h) with t as ctx. */
 void hr_tcp_send(void *t, const struct hr_msg *m);
 /* Close every handle; done(arg) runs once they are all closed, and then the transport is

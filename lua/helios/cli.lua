@@ -21,7 +21,7 @@ local io = io
 
 local M = {}
 
-M.version = "scm-1"
+M.version = require("helios.core").version
 
 --- Exit status of `helios node` stopped by on_fsm_error = "stop" (a supervisor can tell it
 -- from a crash: restarting replays the same entry).

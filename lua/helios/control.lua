@@ -101,7 +101,7 @@ function ops.shutdown(node, req, reply)
 end
 
 --- Serve the control protocol for node on a unix socket at path.
--- @return a server with :close(), or nil, code, detail ("EBUSY": a live socket is there)
+-- @return a server with :close(), or nil, code, detail ("busy": a live socket is there)
 function M.serve(node, path)
     if type(path) ~= "string" or path == "" then
         error("Usage: control.serve(node, path)", 2)

@@ -64,7 +64,7 @@ describe("helios.raft loop", function()
 
     it("refuses misuse with Usage errors", function()
         assert.has_error(function() raft.sleep(10) end,
-            "Usage: raft.sleep(ms): only inside a coroutine on the loop (raft.spawn)")
+            "Usage: loop.sleep(ms): only inside a coroutine on the loop (loop.spawn)")
         assert.has_error(function() raft.every(0, function() end) end)
         assert.has_error(function() raft.after(-1, function() end) end)
         raft.after(0, function()
@@ -167,13 +167,19 @@ describe("raft.new option checks", function()
     end)
 
     it("accepts numeric IPv4, [IPv6] and localhost addresses", function()
+        local address = require("helios.util.address")
         for _, addr in ipairs({ "127.0.0.1:1", "[::1]:9001", "localhost:9001",
                                 "[fe80::1:2]:65535" }) do
-            assert.is_nil(raft.address_problem(addr), addr)
+            assert.is_nil(address.problem(addr), addr)
+            assert.is_true(address.valid(addr), addr)
         end
         for _, addr in ipairs({ "db1:9001", "1.2.3:9", "[::1]", "::1:9001x", "127.0.0.1:0" }) do
-            assert.is_string(raft.address_problem(addr), addr)
+            assert.is_string(address.problem(addr), addr)
+            assert.is_false(address.valid(addr), addr)
         end
+        -- helios.raft keeps its public name, and cluster files use the same check.
+        assert.are.equal(address.problem, raft.address_problem)
+        assert.is_false(require("helios.clusterfile").valid_address("db1:9001"))
     end)
 
     it("passes the core's cross-field checks through with the raft.new prefix", function()

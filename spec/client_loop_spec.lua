@@ -50,14 +50,9 @@ end
 
 -- Step a socket until done, waiting on the loop between steps (the fake server's side).
 local function await(sock, step, events, timeout_ms)
-    local deadline = core.clock_ms() + timeout_ms
-    while true do
-        local v, code, detail = step(sock)
-        if v or code ~= "again" then return v, code, detail end
-        local left = deadline - core.clock_ms()
-        assert(left > 0, "fake server: timed out")
-        loop.wait_fd(sock:fileno(), events, left)
-    end
+    local v, code, detail = loop.await(sock, step, events, timeout_ms)
+    assert(v or code ~= "timeout", "fake server: timed out")
+    return v, code, detail
 end
 
 describe("helios.client inside raft.spawn", function()

@@ -555,14 +555,10 @@ static int block_on(lua_State *L, struct lsock *s, short events, int64_t deadlin
     return 0;
 }
 
-/* Queue bytes and write what the kernel takes: true, or nil, "again" (the rest waits in
- * the socket: s:try_flush()), or nil, code, detail (the socket is closed). */
-static int send_step(lua_State *L, struct lsock *s, const void *h, size_t hlen,
-                     const void *bytes, size_t len)
+/* Write what the socket holds: true, or nil, "again" (the rest waits in the socket), or
+ * nil, code, detail (the socket is closed). */
+static int flush_result(lua_State *L, struct lsock *s)
 {
-    if ((hlen && queue(s, h, hlen) < 0) || queue(s, bytes, len) < 0) {
-        return luaL_error(L, "send: out of memory");
-    }
     const char *code = "io";
     int err = 0;
     int r = flush(s, &code, &err);
@@ -576,6 +572,16 @@ static int send_step(lua_State *L, struct lsock *s, const void *h, size_t hlen,
     return 1;
 }
 
+/* Queue bytes and write what the kernel takes: as flush_result (s:try_flush() goes on). */
+static int send_step(lua_State *L, struct lsock *s, const void *h, size_t hlen,
+                     const void *bytes, size_t len)
+{
+    if ((hlen && queue(s, h, hlen) < 0) || queue(s, bytes, len) < 0) {
+        return luaL_error(L, "send: out of memory");
+    }
+    return flush_result(L, s);
+}
+
 /* The blocking form: after a step that returned "again", flush until done or the
  * deadline (a timeout closes the socket: the peer would see a partial frame). */
 static int send_finish(lua_State *L, struct lsock *s, int nret, int64_t deadline)
@@ -586,18 +592,7 @@ static int send_finish(lua_State *L, struct lsock *s, int nret, int64_t deadline
         if (r <= 0) {
             return sock_fail(L, s, r == 0 ? "timeout" : "io", r == 0 ? ETIMEDOUT : errno);
         }
-        const char *code = "io";
-        int err = 0;
-        int f = flush(s, &code, &err);
-        if (f < 0) {
-            return sock_fail(L, s, code, err);
-        }
-        if (f == 0) {
-            nret = push_again(L);
-        } else {
-            lua_pushboolean(L, 1);
-            nret = 1;
-        }
+        nret = flush_result(L, s);
     }
     return nret;
 }
@@ -649,7 +644,7 @@ static int l_try_send_raw(lua_State *L)
 /* s:try_flush() -> true (nothing left) | nil, "again" | nil, code, detail */
 static int l_try_flush(lua_State *L)
 {
-    return send_step(L, check_open(L), NULL, 0, "", 0);
+    return flush_result(L, check_open(L));
 }
 
 /* Take one whole frame from s->rbuf: 1 pushed the payload, 0 none yet, or the failure

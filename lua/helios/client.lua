@@ -62,18 +62,7 @@ local function check_ms(ms, usage, default)
     return ms
 end
 
--- Step sock with step(sock) until it is done, waiting for events ("r" or "w") on its
--- descriptor through the loop between two steps; nil, "timeout" at the deadline.
-local function await(sock, step, events, deadline, what)
-    while true do
-        local v, code, detail = step(sock)
-        if v or code ~= "again" then return v, code, detail end
-        local left = deadline - clock_ms()
-        if left <= 0 then return nil, "timeout", what end
-        local ok, wcode, wdetail = loop.wait_fd(sock:fileno(), events, left)
-        if not ok and wcode ~= "timeout" then return nil, wcode, wdetail end
-    end
-end
+local await = loop.await
 
 -- Connect to path: yields in a coroutine on the loop, blocks otherwise.
 local function connect(path, timeout_ms)
@@ -102,7 +91,7 @@ local function send(sock, payload, timeout_ms)
     if not loop.on_loop() then return sock:send_frame(payload, timeout_ms) end
     local ok, code, detail = sock:try_send_frame(payload)
     if code == "again" then
-        ok, code, detail = await(sock, sock.try_flush, "w", clock_ms() + timeout_ms,
+        ok, code, detail = await(sock, sock.try_flush, "w", timeout_ms,
                                  "frame not sent within the timeout")
         if code == "timeout" then sock:close() end
     end
@@ -113,8 +102,7 @@ end
 -- what arrived of a frame: the next call goes on from there.
 local function recv(sock, timeout_ms)
     if not loop.on_loop() then return sock:recv_frame(timeout_ms) end
-    return await(sock, sock.try_recv_frame, "r", clock_ms() + timeout_ms,
-                 "no frame within the timeout")
+    return await(sock, sock.try_recv_frame, "r", timeout_ms, "no frame within the timeout")
 end
 
 local Client = {}

@@ -174,6 +174,26 @@ function M.wait_fd(fd, events, timeout_ms)
     return core().poll_fd(fd, events, timeout_ms)
 end
 
+--- Call step(obj) until it returns anything but nil, "again", waiting up to timeout_ms in
+-- all for events ("r" or "w") on obj:fileno() between two calls (loop.wait_fd): yields when
+-- called in a coroutine on the loop, blocks otherwise. The non-blocking steps of sockets
+-- (s:try_recv_frame, s:try_flush, l:try_accept, ...: csrc/lua/client_binding.c) become
+-- waiting calls this way.
+-- @return what step returned; or nil, "timeout", what (default "not ready within the
+--   timeout"); or nil, "io", detail
+function M.await(obj, step, events, timeout_ms, what)
+    local clock_ms = core().clock_ms
+    local deadline = clock_ms() + timeout_ms
+    while true do
+        local v, code, detail = step(obj)
+        if v or code ~= "again" then return v, code, detail end
+        local left = deadline - clock_ms()
+        if left <= 0 then return nil, "timeout", what or "not ready within the timeout" end
+        local ok, wcode, wdetail = M.wait_fd(obj:fileno(), events, left)
+        if not ok and wcode ~= "timeout" then return nil, wcode, wdetail end
+    end
+end
+
 --- Run start(cb) and block the running coroutine until cb is called; return cb's
 -- arguments. cb may also be called before start returns. For the node's waits
 -- (node:apply), whose completion comes from the loop.

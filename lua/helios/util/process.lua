@@ -4,11 +4,12 @@
 --   local how, what = process.wait(pid, 1000)      -- "exited", status | "signaled", name
 --                                                  -- | nil (still running)
 --   local how, what = process.stop(pid, "TERM", 5000)  -- signal, wait, then KILL
+--   process.stop_all({ pid1, pid2 }, "TERM", 5000)   -- the same for many, in parallel
 --
 -- Both wait the way every blocking call of helios does: they yield when called in a
 -- coroutine on the loop (helios.loop) and block otherwise.
 
-local require = require
+local require, ipairs = require, ipairs
 
 local M = {}
 
@@ -43,21 +44,40 @@ function M.wait(pid, timeout_ms)
     end
 end
 
---- Stop pid: send sig (default "TERM"; a stopped process is continued first, so that it
--- can act on it), wait up to grace_ms for it to exit, then SIGKILL and wait again. Yields
--- when called in a coroutine on the loop, blocks otherwise.
--- @return how it ended ("exited", status | "signaled", name), or nil if it outlived KILL
-function M.stop(pid, sig, grace_ms)
-    sig = sig or "TERM"
+--- Stop several processes at once: send each sig (default "TERM"; a stopped process is
+-- continued first, so that it can act on it; false: send nothing, the processes were
+-- already asked to exit another way), give them grace_ms together to exit, then
+-- SIGKILL those left and wait for them. Yields when called in a coroutine on the loop,
+-- blocks otherwise.
+-- @tparam table pids list of pids
+-- @treturn table results[i] = { how, what } for pids[i]: "exited", status |
+--   "signaled", name; or nil, code if it outlived KILL (or was no child of ours)
+function M.stop_all(pids, sig, grace_ms)
+    if sig == nil then sig = "TERM" end
     local c = core()
-    if sig ~= "KILL" then c.proc_kill(pid, "CONT") end
-    c.proc_kill(pid, sig)
-    local how, what = M.wait(pid, grace_ms)
-    if not how and sig ~= "KILL" then
-        c.proc_kill(pid, "KILL")
-        how, what = M.wait(pid, M.KILL_WAIT_MS)
+    for _, pid in ipairs(pids) do
+        if sig ~= "KILL" then c.proc_kill(pid, "CONT") end
+        if sig then c.proc_kill(pid, sig) end
     end
-    return how, what
+    local results = {}
+    local deadline = c.clock_ms() + grace_ms
+    for i, pid in ipairs(pids) do
+        local left = deadline - c.clock_ms()
+        local how, what = M.wait(pid, left > 0 and left or 0)
+        if not how and what == "timeout" and sig ~= "KILL" then
+            c.proc_kill(pid, "KILL")
+            how, what = M.wait(pid, M.KILL_WAIT_MS)
+        end
+        results[i] = { how, what }
+    end
+    return results
+end
+
+--- Stop one process: process.stop_all({ pid }, sig, grace_ms).
+-- @return how it ended ("exited", status | "signaled", name), or nil, code
+function M.stop(pid, sig, grace_ms)
+    local r = M.stop_all({ pid }, sig, grace_ms)[1]
+    return r[1], r[2]
 end
 
 return M

@@ -484,8 +484,13 @@ static int l_watch_fd(lua_State *L)
     lua_Number tms = luaL_checknumber(L, 3);
     luaL_checktype(L, 4, LUA_TFUNCTION);
     /* A fraction of a millisecond is waited in full: never less than asked. */
-    uint64_t ms = tms <= 0 ? 0 : tms > 9007199254740992.0 ? (uint64_t)9007199254740992.0
-                                                           : (uint64_t)tms + ((lua_Number)(uint64_t)tms < tms);
+    uint64_t ms = 0;
+    if (tms > 9007199254740992.0) {
+        ms = (uint64_t)9007199254740992.0;
+    } else if (tms > 0) {
+        ms = (uint64_t)tms;
+        ms += (lua_Number)ms < tms;
+    }
     int events = (strchr(ev, 'r') ? UV_READABLE : 0) | (strchr(ev, 'w') ? UV_WRITABLE : 0);
     if (fd < 0 || events == 0) {
         return luaL_error(L, "Usage: core.watch_fd(fd, events, timeout_ms, fn): events is "

@@ -171,14 +171,16 @@ function Client:call(op, fields, timeout_ms)
     end
 end
 
---- node:status() of the node.
+--- node:status() of the node. Yields when called in a coroutine on the loop, blocks
+-- otherwise.
 function Client:status(timeout_ms)
     local r, code, detail = self:call("status", nil, timeout_ms)
     if not r then return nil, code, detail end
     return r.status
 end
 
---- node:stats() of the node.
+--- node:stats() of the node. Yields when called in a coroutine on the loop, blocks
+-- otherwise.
 function Client:stats(timeout_ms)
     local r, code, detail = self:call("stats", nil, timeout_ms)
     if not r then return nil, code, detail end
@@ -186,6 +188,7 @@ function Client:stats(timeout_ms)
 end
 
 --- Replicate cmd through the node (which must lead) and wait until it is applied there.
+-- Yields when called in a coroutine on the loop, blocks otherwise.
 -- @treturn number index, term, result (what the FSM returned), or nil, code, detail;
 --   "fsm_error": committed and applied, but the FSM raised (detail names the index and
 --   term): do not send it again as if it had failed
@@ -199,13 +202,16 @@ function Client:apply(cmd, timeout_ms)
     return r.index, r.term, r.result
 end
 
+--- Ask the node for a sign of life: true, or nil, code, detail. Yields when called in a
+-- coroutine on the loop, blocks otherwise.
 function Client:ping(timeout_ms)
     local r, code, detail = self:call("ping", nil, timeout_ms)
     if not r then return nil, code, detail end
     return true
 end
 
---- Ask the node to shut down cleanly (it answers first).
+--- Ask the node to shut down cleanly (it answers first). Yields when called in a
+-- coroutine on the loop, blocks otherwise.
 function Client:shutdown(timeout_ms)
     local r, code, detail = self:call("shutdown", nil, timeout_ms)
     if not r then return nil, code, detail end
@@ -247,7 +253,8 @@ function M.cluster(sockets, opts)
                           attempt_ms = opts and opts.attempt_ms or 3000 }, Cluster)
 end
 
---- A connected client of one node (cached), or nil, code, detail.
+--- A connected client of one node (cached), or nil, code, detail. Connecting yields when
+-- called in a coroutine on the loop, blocks otherwise.
 function Cluster:node(id)
     local c = self.conns[id]
     if c and c.sock then return c end
@@ -265,7 +272,8 @@ local function drop(self, id)
     self.conns[id] = nil
 end
 
---- node:status() of one node, or nil, code, detail (its process down, ...).
+--- node:status() of one node, or nil, code, detail (its process down, ...). Yields when
+-- called in a coroutine on the loop, blocks otherwise.
 function Cluster:status(id, timeout_ms)
     local c, code, detail = self:node(id)
     if not c then return nil, code, detail end

@@ -268,8 +268,8 @@ end
 
 --- Propose cmd and return (or call back) once this node has applied it.
 -- Inside a coroutine on the loop of a networked node (loop.spawn, raft.spawn), the call
--- yields the coroutine until the outcome and returns the values; otherwise it takes a trailing callback that receives
--- them. The values are index, term, result (what fsm:apply returned), or nil, code,
+-- yields the coroutine until the outcome and returns the values; otherwise it takes a
+-- trailing callback that receives them. The values are index, term, result (what fsm:apply returned), or nil, code,
 -- detail: "not_leader" (not the leader, detail = leader id and address if known; or the
 -- entry was overwritten by another leader), "timeout" (the entry may still commit later),
 -- "shutdown" (the node went down), "too_large", "no_space" (the node's storage failed),

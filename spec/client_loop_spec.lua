@@ -117,6 +117,28 @@ describe("helios.client inside raft.spawn", function()
         assert(raft.run())
     end)
 
+    it("runs a helios.testing cluster from a coroutine on the loop", function()
+        local testing = require("helios.testing")
+        on_loop(60000, function(ticks)
+            local cl = testing.cluster{ n = 3 }
+            local ok, err = pcall(function()
+                local before, t0 = ticks(), core.clock_ms()
+                local leader = cl:leader(20000)
+                local index = assert(cl:client():apply("set k v", 10000))
+                cl:wait_applied(index, 10000)
+                cl:kill(leader, "TERM")
+                cl:wait(function() local l = cl:leader(0, true) return l ~= leader and l end,
+                        20000, "a new leader")
+                local took, during = core.clock_ms() - t0, ticks() - before
+                -- Elections, an apply through the proxies, a clean stop: hundreds of ms in
+                -- which a 10 ms timer ticks many times unless something blocked the loop.
+                assert(during >= took / 100, format("%d ticks in %.0f ms", during, took))
+            end)
+            cl:stop()
+            assert(ok, err)
+        end)
+    end)
+
     it("waits for a child process without stopping the loop", function()
         local pid = assert(core.proc_spawn({ "sh", "-c", "sleep 0.3" }, { die_with_parent = true }))
         on_loop(10000, function(ticks)

@@ -16,9 +16,7 @@ local function exists(path)
     return f ~= nil
 end
 
-local function shell_quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helios.util.shell").quote
 
 -- Run the loop until pred() holds; fail after ms.
 local function run_until(pred, ms)

@@ -1,4 +1,5 @@
--- spec/node_loop_spec.lua: the loop API of helios.raft (run, stop, spawn, sleep, after,
+-- spec/node_loop_spec.lua: which modules load which (helios.sim never loads helios.raft),
+-- the loop API of helios.raft (run, stop, spawn, sleep, after,
 -- every, now), core.mp_encode/mp_decode, and raft.new's option checks. Every loop run has
 -- a deadline timer.
 
@@ -13,6 +14,40 @@ local function run_with_deadline(ms)
     deadline:stop()
     return ok, err
 end
+
+describe("the Lua modules", function()
+    -- Each module in a fresh luajit: what it loads is what a user of it gets.
+    local function loaded_by(name)
+        local code = format("package.path = %q; package.cpath = %q; require(%q); "
+            .. "local t = {} for k in pairs(package.loaded) do "
+            .. "if k:match('^helios') then t[#t + 1] = k end end table.sort(t) "
+            .. "io.write(table.concat(t, ' '))", package.path, package.cpath, name)
+        local p = assert(io.popen("luajit -e " .. require("helios.util.shell").quote(code)))
+        local out = p:read("*a")
+        p:close()
+        return " " .. out .. " "
+    end
+
+    it("helios.sim and helios.node do not load the networked node", function()
+        for _, name in ipairs({ "helios.sim", "helios.node" }) do
+            local mods = loaded_by(name)
+            assert.matches(" " .. name:gsub("%.", "%%.") .. " ", mods)
+            assert.is_nil(mods:find(" helios.raft ", 1, true), name .. " loaded: " .. mods)
+        end
+    end)
+
+    it("helios.raft keeps the loop's and the node's public names", function()
+        local loop, node = require("helios.loop"), require("helios.node")
+        for _, name in ipairs({ "run", "stop", "now", "after", "every", "spawn", "sleep" }) do
+            assert.are.equal(loop[name], raft[name], name)
+        end
+        for _, name in ipairs({ "wrap", "ROLES", "EVENTS", "apply_entry", "shape_status",
+                                "describe_value", "DEFAULT_APPLY_TIMEOUT_MS" }) do
+            assert.are.equal(node[name], raft[name], name)
+        end
+        assert.is_function(raft.new)
+    end)
+end)
 
 describe("helios.raft loop", function()
     it("runs timers, coroutines and sleep in order, and stops", function()
@@ -64,7 +99,7 @@ describe("helios.raft loop", function()
 
     it("refuses misuse with Usage errors", function()
         assert.has_error(function() raft.sleep(10) end,
-            "Usage: raft.sleep(ms): only inside a coroutine on the loop (raft.spawn)")
+            "Usage: loop.sleep(ms): only inside a coroutine on the loop (loop.spawn)")
         assert.has_error(function() raft.every(0, function() end) end)
         assert.has_error(function() raft.after(-1, function() end) end)
         raft.after(0, function()
@@ -167,13 +202,19 @@ describe("raft.new option checks", function()
     end)
 
     it("accepts numeric IPv4, [IPv6] and localhost addresses", function()
+        local address = require("helios.util.address")
         for _, addr in ipairs({ "127.0.0.1:1", "[::1]:9001", "localhost:9001",
                                 "[fe80::1:2]:65535" }) do
-            assert.is_nil(raft.address_problem(addr), addr)
+            assert.is_nil(address.problem(addr), addr)
+            assert.is_true(address.valid(addr), addr)
         end
         for _, addr in ipairs({ "db1:9001", "1.2.3:9", "[::1]", "::1:9001x", "127.0.0.1:0" }) do
-            assert.is_string(raft.address_problem(addr), addr)
+            assert.is_string(address.problem(addr), addr)
+            assert.is_false(address.valid(addr), addr)
         end
+        -- helios.raft keeps its public name, and cluster files use the same check.
+        assert.are.equal(address.problem, raft.address_problem)
+        assert.is_false(require("helios.clusterfile").valid_address("db1:9001"))
     end)
 
     it("passes the core's cross-field checks through with the raft.new prefix", function()

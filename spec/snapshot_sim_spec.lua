@@ -9,7 +9,7 @@ local cl = require("spec.helpers.cluster")
 local fsm = require("spec.helpers.fsm")
 local prng = require("spec.helpers.prng")
 local schedule = require("spec.helpers.schedule")
-local raft = require("helios.raft")
+local node_mod = require("helios.node")
 local sim = require("helios.sim")
 
 local format = string.format
@@ -274,7 +274,7 @@ describe("snapshots in the simulator", function()
     end)
 
     it("raises a usage error for node:snapshot() on a backend without snapshots", function()
-        local node = raft.wrap({}, "x")
+        local node = node_mod.wrap({}, "x")
         assert.has_error(function() node:snapshot() end)
         local ok, err = pcall(node.snapshot, node)
         assert.is_false(ok)

@@ -1,23 +1,32 @@
 /*
- * client_binding.c: blocking sockets that speak our frames, for helios.client,
- * helios.testing and `helios cluster` (child processes: proc_binding.c). Nothing here runs
- * a loop: every call blocks the caller for at most its timeout, which is what a test or a
- * command-line client wants.
+ * client_binding.c: sockets that speak our frames, for helios.client, helios.testing and
+ * `helios cluster` (child processes: proc_binding.c). Nothing here runs the loop. Every
+ * operation comes in two forms: a step that never blocks (try_*: it returns nil, "again"
+ * when it would, and the socket keeps the partial frame or line and the unsent bytes), and
+ * a blocking form that polls between steps for at most its timeout. helios.client drives
+ * the steps and waits for the descriptor through the loop (core.watch_fd, loop.c) inside a
+ * coroutine on it, so a call there yields instead of stalling every node and timer of the
+ * process; outside one it uses the blocking forms (or core.poll_fd).
  *
  *   local core = require("helios.core")
  *   local s, code, detail = core.sock_connect("./data/node-1/control.sock", 1000)
  *                                          -- or "127.0.0.1:9001" (TCP)
+ *   local s, pending = core.sock_connect_start(addr)   -- pending: wait writable, then
+ *                                          -- s:finish_connect() -> true | nil, code, detail
  *   s:send_frame(payload, 1000)            -- true, or nil, code, detail
  *   local payload, code = s:recv_frame(1000)   -- codes: "timeout", "closed",
  *                                          -- "bad_checksum", "too_large", "io"
- *   s:send_raw(bytes, 1000)  s:read_line(1000)  s:close()
+ *   s:try_send_frame(payload)  s:try_flush()  s:try_recv_frame()  s:try_read_line()
+ *   l:try_accept()                         -- the steps: nil, "again" when they would block
+ *   s:send_raw(bytes, 1000)  s:read_line(1000)  s:fileno()  s:close()
  *   core.sock_poll({ s1, s2, ... }, 1000)  -- positions of the readable ones ({} on timeout)
+ *   core.poll_fd(fd, "r" | "w", 1000)      -- true | nil, "timeout" | nil, "io", detail
  *   local l, port = core.sock_listen(path or "127.0.0.1:0")  local s = l:accept(1000)
  *                                          -- fake servers and fake nodes in specs
  *   core.frame_encode(payload)             -- the bytes send_frame would write
  *
  * Frames: 4-byte big-endian payload length, 4-byte big-endian CRC32C of the payload, then
- * the payload (the control socket and the peer transport).
+ * the payload (the control socket and the peer transport; docs/wire-protocol.md).
  */
 #define _GNU_SOURCE /* getaddrinfo, prctl, pipe2, kill under -std=c11 */
 #include <errno.h>
@@ -51,8 +60,12 @@ extern char **environ;
 #define DEFAULT_MAX_FRAME (64u << 20)
 
 struct lsock {
-    int fd;         /* -1 once closed */
+    int fd;         /* -1 once closed; non-blocking */
     int listening;  /* a listener from sock_listen: accept only */
+    /* Bytes read that do not make a whole frame or line yet, and bytes queued that the
+     * kernel has not taken yet (from woff to wlen): owned, freed by close. */
+    char *rbuf, *wbuf;
+    size_t rlen, rcap, wlen, woff, wcap;
 };
 
 /* ---- time and waiting ---- */
@@ -94,6 +107,7 @@ static int64_t check_timeout(lua_State *L, int idx)
 }
 
 static struct lsock *push_sock(lua_State *L, int fd, int listening);
+static void close_sock(struct lsock *s);
 
 void hr__lua_push_sock(lua_State *L, int fd)
 {
@@ -103,6 +117,7 @@ void hr__lua_push_sock(lua_State *L, int fd)
 static struct lsock *push_sock(lua_State *L, int fd, int listening)
 {
     struct lsock *s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
     s->fd = fd;
     s->listening = listening;
     luaL_getmetatable(L, SOCK_MT);
@@ -141,7 +156,7 @@ static int split_hostport(const char *addr, char *host, size_t hostlen, char *po
 
 /* Finish a non-blocking connect: 0, or fills code/detail. */
 static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, int64_t deadline,
-                      const char **code, int *err)
+                      int nowait, const char **code, int *err)
 {
     if (connect(fd, sa, salen) == 0) {
         return 0;
@@ -150,6 +165,9 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, int64_
         *code = (errno == ECONNREFUSED || errno == ENOENT) ? "refused" : "io";
         *err = errno;
         return -1;
+    }
+    if (nowait) {
+        return 1; /* the caller waits for writable, then s:finish_connect() */
     }
     int r = wait_fd(fd, POLLOUT, deadline);
     if (r == 0) {
@@ -185,10 +203,18 @@ static int unix_socket(lua_State *L, const char *path, struct sockaddr_un *sun)
     return fd;
 }
 
-static int l_connect(lua_State *L)
+/* Push the socket and, for a connect that goes on (nowait), true: "pending". */
+static int connected(lua_State *L, int fd, int rc)
+{
+    push_sock(L, fd, 0);
+    lua_pushboolean(L, rc == 1);
+    return 2;
+}
+
+static int connect_common(lua_State *L, int nowait)
 {
     const char *addr = luaL_checkstring(L, 1);
-    int64_t deadline = check_timeout(L, 2);
+    int64_t deadline = nowait ? 0 : check_timeout(L, 2);
     char host[256], port[16];
     const char *code = "io";
     int err = 0;
@@ -205,7 +231,7 @@ static int l_connect(lua_State *L)
             freeaddrinfo(res);
             return hr__lua_push_errno(L, "socket", errno);
         }
-        int rc = connect_fd(fd, res->ai_addr, res->ai_addrlen, deadline, &code, &err);
+        int rc = connect_fd(fd, res->ai_addr, res->ai_addrlen, deadline, nowait, &code, &err);
         freeaddrinfo(res);
         if (rc < 0) {
             close(fd);
@@ -216,8 +242,7 @@ static int l_connect(lua_State *L)
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
-        push_sock(L, fd, 0);
-        return 1;
+        return connected(L, fd, rc);
     }
 
     struct sockaddr_un sun;
@@ -225,14 +250,52 @@ static int l_connect(lua_State *L)
     if (fd < 0) {
         return 3;
     }
-    if (connect_fd(fd, (struct sockaddr *)&sun, sizeof sun, deadline, &code, &err) < 0) {
+    int rc = connect_fd(fd, (struct sockaddr *)&sun, sizeof sun, deadline, nowait, &code, &err);
+    if (rc < 0) {
         close(fd);
         lua_pushnil(L);
         lua_pushstring(L, code);
         lua_pushfstring(L, "connect %s: %s", addr, strerror(err));
         return 3;
     }
-    push_sock(L, fd, 0);
+    return connected(L, fd, rc);
+}
+
+/* core.sock_connect(addr[, timeout_ms]) -> sock | nil, code, detail (blocks) */
+static int l_connect(lua_State *L)
+{
+    int n = connect_common(L, 0);
+    if (n == 2) {
+        lua_pop(L, 1); /* never pending */
+        return 1;
+    }
+    return n;
+}
+
+/* core.sock_connect_start(addr) -> sock, pending | nil, code, detail: pending = true until
+ * the socket is writable, then s:finish_connect() says how it went. */
+static int l_connect_start(lua_State *L)
+{
+    return connect_common(L, 1);
+}
+
+/* s:finish_connect() -> true | nil, code, detail (the socket is closed) */
+static int l_finish_connect(lua_State *L)
+{
+    struct lsock *s = check_open(L);
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) {
+        soerr = errno;
+    }
+    if (soerr != 0) {
+        close_sock(s);
+        lua_pushnil(L);
+        lua_pushstring(L, soerr == ECONNREFUSED || soerr == ENOENT ? "refused" : "io");
+        lua_pushfstring(L, "connect: %s", strerror(soerr));
+        return 3;
+    }
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -277,10 +340,9 @@ static int l_listen(lua_State *L)
     return 1;
 }
 
-static int l_accept(lua_State *L)
+/* One accept: the socket, or 0 when none is waiting (errno EAGAIN), or -1. */
+static int accept_step(lua_State *L, struct lsock *s)
 {
-    struct lsock *s = check_open(L);
-    int64_t deadline = check_timeout(L, 2);
     if (!s->listening) {
         return luaL_error(L, "Usage: accept() is for a listener from sock_listen");
     }
@@ -290,7 +352,38 @@ static int l_accept(lua_State *L)
             push_sock(L, fd, 0);
             return 1;
         }
-        if (errno != EAGAIN && errno != EINTR) {
+        if (errno == EINTR) {
+            continue;
+        }
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    }
+}
+
+/* l:try_accept() -> sock | nil, "again" | nil, code, detail */
+static int l_try_accept(lua_State *L)
+{
+    int r = accept_step(L, check_open(L));
+    if (r > 0) {
+        return 1;
+    }
+    if (r == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "again");
+        return 2;
+    }
+    return hr__lua_push_errno(L, "accept", errno);
+}
+
+static int l_accept(lua_State *L)
+{
+    struct lsock *s = check_open(L);
+    int64_t deadline = check_timeout(L, 2);
+    for (;;) {
+        int a = accept_step(L, s);
+        if (a > 0) {
+            return 1;
+        }
+        if (a < 0) {
             return hr__lua_push_errno(L, "accept", errno);
         }
         int r = wait_fd(s->fd, POLLIN, deadline);
@@ -303,48 +396,49 @@ static int l_accept(lua_State *L)
     }
 }
 
-/* ---- sending and receiving ---- */
+/* ---- sending and receiving ----
+ *
+ * The descriptor is non-blocking and the socket keeps what is half done: bytes read that
+ * do not make a whole frame (or line) yet, and bytes queued that the kernel did not take
+ * yet. So a step that would block returns "again" and loses nothing: helios.client waits
+ * for the descriptor through the loop (core.watch_fd) inside a coroutine on it, or through
+ * poll() here (the blocking forms) outside one, and calls the step again. */
 
-/* Write all of buf: 0, or -1 with *code ("timeout", "closed", "io") and errno in *err. */
-static int write_all(int fd, const char *buf, size_t len, int64_t deadline, const char **code,
-                     int *err)
+/* Make room for more bytes at the end of buf: 0, or -1 out of memory. */
+static int reserve(char **buf, size_t *cap, size_t len, size_t more)
 {
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == ENOTSOCK) {
-            w = write(fd, buf + off, len - off);
-        }
-        if (w > 0) {
-            off += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN) {
-            *err = errno;
-            *code = (errno == EPIPE || errno == ECONNRESET) ? "closed" : "io";
-            return -1;
-        }
-        int r = wait_fd(fd, POLLOUT, deadline);
-        if (r <= 0) {
-            *err = r == 0 ? ETIMEDOUT : errno;
-            *code = r == 0 ? "timeout" : "io";
-            return -1;
-        }
+    if (*cap - len >= more) {
+        return 0;
     }
+    size_t ncap = *cap ? *cap : 4096;
+    while (ncap - len < more) {
+        ncap *= 2;
+    }
+    char *n = realloc(*buf, ncap);
+    if (n == NULL) {
+        return -1;
+    }
+    *buf = n;
+    *cap = ncap;
     return 0;
 }
 
-/* Read exactly len bytes: 0, or -1 as write_all ("closed" at EOF). *got counts bytes read. */
-static int read_all(int fd, char *buf, size_t len, int64_t deadline, size_t *got,
-                    const char **code, int *err)
+/* Read what the kernel has into s->rbuf: 0 would block (or got some), -1 with *code at the
+ * end of the stream or on an error. */
+static int fill(struct lsock *s, const char **code, int *err)
 {
-    while (*got < len) {
-        ssize_t r = read(fd, buf + *got, len - *got);
+    for (;;) {
+        if (reserve(&s->rbuf, &s->rcap, s->rlen, 65536) < 0) {
+            *code = "io";
+            *err = ENOMEM;
+            return -1;
+        }
+        ssize_t r = read(s->fd, s->rbuf + s->rlen, s->rcap - s->rlen);
         if (r > 0) {
-            *got += (size_t)r;
+            s->rlen += (size_t)r;
+            if (s->rlen >= 1u << 20) {
+                return 0; /* enough for one step: the caller consumes first */
+            }
             continue;
         }
         if (r == 0) {
@@ -355,18 +449,51 @@ static int read_all(int fd, char *buf, size_t len, int64_t deadline, size_t *got
         if (errno == EINTR) {
             continue;
         }
-        if (errno != EAGAIN) {
-            *err = errno;
-            *code = errno == ECONNRESET ? "closed" : "io";
-            return -1;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
         }
-        int w = wait_fd(fd, POLLIN, deadline);
-        if (w <= 0) {
-            *err = w == 0 ? ETIMEDOUT : errno;
-            *code = w == 0 ? "timeout" : "io";
-            return -1;
-        }
+        *err = errno;
+        *code = errno == ECONNRESET ? "closed" : "io";
+        return -1;
     }
+}
+
+/* Write what s->wbuf holds: 1 all written, 0 would block, -1 with *code. */
+static int flush(struct lsock *s, const char **code, int *err)
+{
+    while (s->woff < s->wlen) {
+        ssize_t w = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
+        if (w < 0 && errno == ENOTSOCK) {
+            w = write(s->fd, s->wbuf + s->woff, s->wlen - s->woff);
+        }
+        if (w > 0) {
+            s->woff += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        }
+        *err = w < 0 ? errno : EIO;
+        *code = (*err == EPIPE || *err == ECONNRESET) ? "closed" : "io";
+        return -1;
+    }
+    s->woff = s->wlen = 0;
+    return 1;
+}
+
+static int queue(struct lsock *s, const void *bytes, size_t len)
+{
+    if (s->woff > 0 && s->woff == s->wlen) {
+        s->woff = s->wlen = 0;
+    }
+    if (reserve(&s->wbuf, &s->wcap, s->wlen, len) < 0) {
+        return -1;
+    }
+    memcpy(s->wbuf + s->wlen, bytes, len);
+    s->wlen += len;
     return 0;
 }
 
@@ -389,9 +516,13 @@ static void close_sock(struct lsock *s)
         close(s->fd);
         s->fd = -1;
     }
+    free(s->rbuf);
+    free(s->wbuf);
+    s->rbuf = s->wbuf = NULL;
+    s->rlen = s->rcap = s->wlen = s->woff = s->wcap = 0;
 }
 
-static int send_fail(lua_State *L, struct lsock *s, const char *code, int err)
+static int sock_fail(lua_State *L, struct lsock *s, const char *code, int err)
 {
     /* A partial frame desynchronizes the stream: the socket is unusable after it. */
     close_sock(s);
@@ -401,26 +532,95 @@ static int send_fail(lua_State *L, struct lsock *s, const char *code, int err)
     return 3;
 }
 
-static int l_send_frame(lua_State *L)
+static int push_again(lua_State *L)
 {
-    struct lsock *s = check_open(L);
+    lua_pushnil(L);
+    lua_pushliteral(L, "again");
+    return 2;
+}
+
+/* What the blocking forms do when a step would block: wait for events until the
+ * deadline. Returns 0 to step again, or the number of values pushed (the failure). */
+static int block_on(lua_State *L, struct lsock *s, short events, int64_t deadline,
+                    const char *what)
+{
+    int r = wait_fd(s->fd, events, deadline);
+    if (r == 0) {
+        return hr__lua_push_fail(L, "timeout", what);
+    }
+    if (r < 0) {
+        return hr__lua_push_errno(L, "poll", errno);
+    }
+    return 0;
+}
+
+/* Write what the socket holds: true, or nil, "again" (the rest waits in the socket), or
+ * nil, code, detail (the socket is closed). */
+static int flush_result(lua_State *L, struct lsock *s)
+{
+    const char *code = "io";
+    int err = 0;
+    int r = flush(s, &code, &err);
+    if (r < 0) {
+        return sock_fail(L, s, code, err);
+    }
+    if (r == 0) {
+        return push_again(L);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Queue bytes and write what the kernel takes: as flush_result (s:try_flush() goes on). */
+static int send_step(lua_State *L, struct lsock *s, const void *h, size_t hlen,
+                     const void *bytes, size_t len)
+{
+    if ((hlen && queue(s, h, hlen) < 0) || queue(s, bytes, len) < 0) {
+        return luaL_error(L, "send: out of memory");
+    }
+    return flush_result(L, s);
+}
+
+/* The blocking form: after a step that returned "again", flush until done or the
+ * deadline (a timeout closes the socket: the peer would see a partial frame). */
+static int send_finish(lua_State *L, struct lsock *s, int nret, int64_t deadline)
+{
+    while (nret == 2 && lua_isnil(L, -2)) {
+        lua_pop(L, 2);
+        int r = wait_fd(s->fd, POLLOUT, deadline);
+        if (r <= 0) {
+            return sock_fail(L, s, r == 0 ? "timeout" : "io", r == 0 ? ETIMEDOUT : errno);
+        }
+        nret = flush_result(L, s);
+    }
+    return nret;
+}
+
+static int frame_send_step(lua_State *L, struct lsock *s, int idx)
+{
     size_t len;
-    const char *payload = luaL_checklstring(L, 2, &len);
-    int64_t deadline = check_timeout(L, 3);
+    const char *payload = luaL_checklstring(L, idx, &len);
     if (len > 0xffffffffu) {
         return hr__lua_push_fail(L, "too_large", "a frame carries at most 4 GiB");
     }
     unsigned char h[FRAME_HEADER];
     put_be32(h, (uint32_t)len);
     put_be32(h + 4, hr_crc32c(0, payload, len));
-    const char *code = "io";
-    int err = 0;
-    if (write_all(s->fd, (const char *)h, sizeof h, deadline, &code, &err) < 0 ||
-        write_all(s->fd, payload, len, deadline, &code, &err) < 0) {
-        return send_fail(L, s, code, err);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return send_step(L, s, h, sizeof h, payload, len);
+}
+
+/* s:send_frame(payload[, timeout_ms]) -> true | nil, code, detail (blocks) */
+static int l_send_frame(lua_State *L)
+{
+    struct lsock *s = check_open(L);
+    int64_t deadline = check_timeout(L, 3);
+    return send_finish(L, s, frame_send_step(L, s, 2), deadline);
+}
+
+/* s:try_send_frame(payload) -> true | nil, "again" | nil, code, detail */
+static int l_try_send_frame(lua_State *L)
+{
+    return frame_send_step(L, check_open(L), 2);
 }
 
 static int l_send_raw(lua_State *L)
@@ -429,100 +629,162 @@ static int l_send_raw(lua_State *L)
     size_t len;
     const char *bytes = luaL_checklstring(L, 2, &len);
     int64_t deadline = check_timeout(L, 3);
-    const char *code = "io";
-    int err = 0;
-    if (write_all(s->fd, bytes, len, deadline, &code, &err) < 0) {
-        return send_fail(L, s, code, err);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return send_finish(L, s, send_step(L, s, NULL, 0, bytes, len), deadline);
 }
 
-static int l_recv_frame(lua_State *L)
+static int l_try_send_raw(lua_State *L)
 {
     struct lsock *s = check_open(L);
-    int64_t deadline = check_timeout(L, 2);
-    lua_Number max = luaL_optnumber(L, 3, DEFAULT_MAX_FRAME);
-    unsigned char h[FRAME_HEADER];
-    size_t got = 0;
-    const char *code = "io";
-    int err = 0;
-    if (read_all(s->fd, (char *)h, sizeof h, deadline, &got, &code, &err) < 0) {
-        if (got == 0 && strcmp(code, "timeout") == 0) {
-            return hr__lua_push_fail(L, "timeout", "no frame within the timeout");
-        }
-        return send_fail(L, s, code, err);
+    size_t len;
+    const char *bytes = luaL_checklstring(L, 2, &len);
+    return send_step(L, s, NULL, 0, bytes, len);
+}
+
+/* s:try_flush() -> true (nothing left) | nil, "again" | nil, code, detail */
+static int l_try_flush(lua_State *L)
+{
+    return flush_result(L, check_open(L));
+}
+
+/* Take one whole frame from s->rbuf: 1 pushed the payload, 0 none yet, or the failure
+ * pushed (too_large, bad_checksum: the socket is closed) as a negative count. */
+static int take_frame(lua_State *L, struct lsock *s, lua_Number max)
+{
+    if (s->rlen < FRAME_HEADER) {
+        return 0;
     }
+    const unsigned char *h = (const unsigned char *)s->rbuf;
     uint32_t len = get_be32(h), crc = get_be32(h + 4);
     if ((lua_Number)len > max) {
         close_sock(s);
         lua_pushnil(L);
         lua_pushstring(L, "too_large");
-        lua_pushfstring(L, "frame of %d bytes (the limit is %d)", (int)len, (int)max);
-        return 3;
+        lua_pushfstring(L, "frame of %f bytes (the limit is %f)", (lua_Number)len, max);
+        return -3;
     }
-    char *buf = malloc(len ? len : 1);
-    if (!buf) {
-        return luaL_error(L, "recv_frame: out of memory");
+    if (s->rlen - FRAME_HEADER < len) {
+        return 0;
     }
-    got = 0;
-    if (read_all(s->fd, buf, len, deadline, &got, &code, &err) < 0) {
-        free(buf);
-        return send_fail(L, s, code, err);
-    }
-    if (hr_crc32c(0, buf, len) != crc) {
-        free(buf);
+    const char *payload = s->rbuf + FRAME_HEADER;
+    if (hr_crc32c(0, payload, len) != crc) {
         close_sock(s);
-        return hr__lua_push_fail(L, "bad_checksum", "frame checksum mismatch");
+        return -hr__lua_push_fail(L, "bad_checksum", "frame checksum mismatch");
     }
-    lua_pushlstring(L, buf, len);
-    free(buf);
+    lua_pushlstring(L, payload, len);
+    size_t used = FRAME_HEADER + (size_t)len;
+    memmove(s->rbuf, s->rbuf + used, s->rlen - used);
+    s->rlen -= used;
     return 1;
 }
 
-/* One line without its "\n"; byte by byte, since lines are only used on control pipes. */
+/* One line without its "\n" from s->rbuf: 1 pushed, 0 none yet. */
+static int take_line(lua_State *L, struct lsock *s, lua_Number max)
+{
+    (void)max;
+    char *nl = s->rlen ? memchr(s->rbuf, '\n', s->rlen) : NULL;
+    if (nl == NULL) {
+        return 0;
+    }
+    size_t used = (size_t)(nl - s->rbuf) + 1;
+    lua_pushlstring(L, s->rbuf, used - 1);
+    memmove(s->rbuf, s->rbuf + used, s->rlen - used);
+    s->rlen -= used;
+    return 1;
+}
+
+typedef int (*take_fn)(lua_State *L, struct lsock *s, lua_Number max);
+
+/* One receiving step: what is buffered, else read what the kernel has and try again.
+ * Returns the values pushed: the item, or nil, "again", or nil, code, detail. */
+static int recv_step(lua_State *L, struct lsock *s, take_fn take, lua_Number max)
+{
+    int r = take(L, s, max);
+    if (r != 0) {
+        return r < 0 ? -r : r;
+    }
+    const char *code = "io";
+    int err = 0;
+    int f = fill(s, &code, &err);
+    r = take(L, s, max);
+    if (r != 0) {
+        return r < 0 ? -r : r;
+    }
+    if (f < 0) {
+        /* The end of the stream between two frames is "closed" as well. */
+        return sock_fail(L, s, code, err);
+    }
+    return push_again(L);
+}
+
+/* The blocking form of a receiving step: poll until an item or the deadline. A timeout
+ * keeps what was read of a partial item: the next call goes on from there. */
+static int recv_blocking(lua_State *L, struct lsock *s, take_fn take, lua_Number max,
+                         int64_t deadline, const char *what)
+{
+    for (;;) {
+        int n = recv_step(L, s, take, max);
+        if (!(n == 2 && lua_isnil(L, -2) && s->fd >= 0)) {
+            return n;
+        }
+        lua_pop(L, 2);
+        n = block_on(L, s, POLLIN, deadline, what);
+        if (n != 0) {
+            return n;
+        }
+    }
+}
+
+/* s:recv_frame([timeout_ms[, max_bytes]]) -> payload | nil, code, detail (blocks) */
+static int l_recv_frame(lua_State *L)
+{
+    struct lsock *s = check_open(L);
+    int64_t deadline = check_timeout(L, 2);
+    lua_Number max = luaL_optnumber(L, 3, DEFAULT_MAX_FRAME);
+    return recv_blocking(L, s, take_frame, max, deadline, "no frame within the timeout");
+}
+
+/* s:try_recv_frame([max_bytes]) -> payload | nil, "again" | nil, code, detail */
+static int l_try_recv_frame(lua_State *L)
+{
+    struct lsock *s = check_open(L);
+    return recv_step(L, s, take_frame, luaL_optnumber(L, 2, DEFAULT_MAX_FRAME));
+}
+
+/* One line without its "\n" (control pipes of helper processes). */
 static int l_read_line(lua_State *L)
 {
     struct lsock *s = check_open(L);
     int64_t deadline = check_timeout(L, 2);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (;;) {
-        char c;
-        size_t got = 0;
-        const char *code = "io";
-        int err = 0;
-        if (read_all(s->fd, &c, 1, deadline, &got, &code, &err) < 0) {
-            return hr__lua_push_fail(L, code, err ? strerror(err) : "end of stream");
-        }
-        if (c == '\n') {
-            break;
-        }
-        luaL_addchar(&b, c);
-    }
-    luaL_pushresult(&b);
-    return 1;
+    return recv_blocking(L, s, take_line, 0, deadline, "no line within the timeout");
 }
 
-/* Wait until at least one socket of the list is readable: returns the list of their
- * positions (empty on timeout). Lets one process drive many connections (the benchmark). */
+static int l_try_read_line(lua_State *L)
+{
+    return recv_step(L, check_open(L), take_line, 0);
+}
+
+/* Wait until at least one socket of the list is readable (or has bytes read already):
+ * returns the list of their positions (empty on timeout). Lets one process drive many
+ * connections (the benchmark). */
 static int l_poll(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     int64_t deadline = check_timeout(L, 2);
     int n = (int)lua_objlen(L, 1);
     struct pollfd *p = lua_newuserdata(L, sizeof *p * (size_t)(n > 0 ? n : 1));
+    int buffered = 0;
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, 1, i + 1);
         struct lsock *s = luaL_checkudata(L, -1, SOCK_MT);
         p[i].fd = s->fd;
         p[i].events = POLLIN;
         p[i].revents = 0;
+        buffered += s->rlen > 0;
         lua_pop(L, 1);
     }
     int r;
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = buffered ? 0 : deadline - now_ms();
         r = poll(p, (nfds_t)n, (int)(left < 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : left));
         if (r >= 0 || errno != EINTR) {
             break;
@@ -531,14 +793,40 @@ static int l_poll(lua_State *L)
     if (r < 0) {
         return hr__lua_push_errno(L, "poll", errno);
     }
-    lua_createtable(L, r, 0);
+    lua_newtable(L);
     int k = 0;
     for (int i = 0; i < n; i++) {
-        if (p[i].revents) {
+        lua_rawgeti(L, 1, i + 1);
+        struct lsock *s = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        if (p[i].revents || s->rlen > 0) {
             lua_pushinteger(L, i + 1);
             lua_rawseti(L, -2, ++k);
         }
     }
+    return 1;
+}
+
+/* core.poll_fd(fd, "r" | "w" | "rw"[, timeout_ms]) -> true | nil, "timeout" | nil, "io",
+ * detail: the blocking wait of helios.loop.wait_fd outside a coroutine on the loop. */
+static int l_poll_fd(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    const char *ev = luaL_checkstring(L, 2);
+    int64_t deadline = check_timeout(L, 3);
+    short events = (short)((strchr(ev, 'r') ? POLLIN : 0) | (strchr(ev, 'w') ? POLLOUT : 0));
+    if (events == 0) {
+        return luaL_error(L, "Usage: core.poll_fd(fd, events[, timeout_ms]): events is "
+                             "\"r\", \"w\" or \"rw\"");
+    }
+    int r = wait_fd(fd, events, deadline);
+    if (r == 0) {
+        return hr__lua_push_fail(L, "timeout", "not ready within the timeout");
+    }
+    if (r < 0) {
+        return hr__lua_push_errno(L, "poll", errno);
+    }
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -579,16 +867,28 @@ static int l_frame_encode(lua_State *L)
 int hr__lua_open_client(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        { "send_frame", l_send_frame }, { "send_raw", l_send_raw },
-        { "recv_frame", l_recv_frame }, { "read_line", l_read_line },
-        { "accept", l_accept },         { "close", l_close },
-        { "fileno", l_fileno },         { NULL, NULL },
+        { "send_frame", l_send_frame },
+        { "send_raw", l_send_raw },
+        { "recv_frame", l_recv_frame },
+        { "read_line", l_read_line },
+        { "accept", l_accept },
+        { "try_send_frame", l_try_send_frame },
+        { "try_send_raw", l_try_send_raw },
+        { "try_flush", l_try_flush },
+        { "try_recv_frame", l_try_recv_frame },
+        { "try_read_line", l_try_read_line },
+        { "try_accept", l_try_accept },
+        { "finish_connect", l_finish_connect },
+        { "close", l_close },
+        { "fileno", l_fileno },
+        { NULL, NULL },
     };
     hr__lua_new_class(L, SOCK_MT, methods, l_close, l_tostring);
 
     static const luaL_Reg funcs[] = {
         { "sock_connect", l_connect },   { "sock_listen", l_listen },
-        { "sock_poll", l_poll },
+        { "sock_connect_start", l_connect_start },
+        { "sock_poll", l_poll },         { "poll_fd", l_poll_fd },
         { "frame_encode", l_frame_encode },
         { NULL, NULL },
     };

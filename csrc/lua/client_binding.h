@@ -1,18 +1,21 @@
 /*
  * client_binding.h: the process-tooling part of the Lua module `helios.core`
- * (csrc/lua/client_binding.c, csrc/lua/proc_binding.c): a blocking socket client that
- * speaks our frames (the control socket's client, helios.client), and the processes and
+ * (csrc/lua/client_binding.c, csrc/lua/proc_binding.c): a socket client that speaks our
+ * frames (the control socket's client, helios.client: non-blocking steps, and blocking
+ * forms that poll between them), and the processes and
  * ports helios.testing and `helios cluster` need (spawn, signal, wait, a free port).
  * luaopen_helios_core calls hr__lua_open_client once, with the module table at the top of
  * the stack.
- * Threading: the thread that owns the lua_State. Every call blocks at most its timeout.
+ * Threading: the thread that owns the lua_State. A blocking form blocks at most its
+ * timeout; the try_* steps never block.
  */
 #ifndef HR_LUA_CLIENT_BINDING_H
 #define HR_LUA_CLIENT_BINDING_H
 
 #include <lua.h>
 
-/* Add sock_connect, sock_listen, sock_poll, frame_encode and, through
+/* Add sock_connect, sock_connect_start, sock_listen, sock_poll, poll_fd, frame_encode and,
+ * through
  * hr__lua_open_proc, the proc_* functions to the table at the top of the stack (left
  * there). Returns 0. */
 int hr__lua_open_client(lua_State *L);

@@ -395,6 +395,135 @@ static int l_timer(lua_State *L)
     return 1;
 }
 
+
+/* Waiting for a descriptor: core.watch_fd(fd, events, timeout_ms, fn) calls fn once, from
+ * the loop, with true when fd is ready for events ("r", "w" or "rw"), nil, "timeout" when
+ * timeout_ms passed first, or nil, "io", detail. helios.loop.wait_fd resumes a coroutine
+ * from fn: that is how a blocking Lua call (helios.client) yields to the loop instead of
+ * blocking it. One wait per descriptor at a time (libuv allows one poll handle per fd).
+ *
+ * Both handles are stopped and closed before fn runs: fn may close fd, and a new socket
+ * may get the same number and be watched at once; closing the poll handle removes fd from
+ * the loop's epoll set now, so the new watch is not disturbed by this one. */
+struct fd_wait {
+    uv_poll_t poll;
+    uv_timer_t timer;
+    struct hr__lloop *lp;
+    int fn_ref;
+    int open; /* handles not yet closed */
+    int status; /* 0 ready, 1 timeout, < 0 a libuv error */
+};
+
+static void fd_wait_closed(uv_handle_t *handle)
+{
+    struct fd_wait *w = handle->data;
+    if (--w->open == 0) {
+        struct hr__lloop *lp = w->lp;
+        free(w);
+        hr__loop_release(lp);
+    }
+}
+
+static int push_fd_wait(lua_State *L, void *arg)
+{
+    struct fd_wait *w = arg;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->fn_ref);
+    if (w->status == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    if (w->status == 1) {
+        lua_pushliteral(L, "timeout");
+        lua_pushliteral(L, "not ready within the timeout");
+    } else {
+        lua_pushliteral(L, "io");
+        lua_pushstring(L, uv_strerror(w->status));
+    }
+    return 3;
+}
+
+static void fd_wait_done(struct fd_wait *w, int status)
+{
+    if (w->fn_ref == LUA_NOREF) {
+        return;
+    }
+    w->status = status;
+    uv_poll_stop(&w->poll);
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->poll, fd_wait_closed);
+    uv_close((uv_handle_t *)&w->timer, fd_wait_closed);
+    if (!w->lp->dead) {
+        hr__loop_call(w->lp, push_fd_wait, w, "fd wait callback");
+        hr__loop_unref(w->lp, w->fn_ref);
+    }
+    w->fn_ref = LUA_NOREF;
+}
+
+static void fd_wait_poll_cb(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    fd_wait_done(p->data, status < 0 ? status : 0);
+}
+
+static void fd_wait_timer_cb(uv_timer_t *t)
+{
+    fd_wait_done(t->data, 1);
+}
+
+/* core.watch_fd(fd, events, timeout_ms, fn) */
+static int l_watch_fd(lua_State *L)
+{
+    int fd = (int)luaL_checkinteger(L, 1);
+    const char *ev = luaL_checkstring(L, 2);
+    lua_Number tms = luaL_checknumber(L, 3);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    /* A fraction of a millisecond is waited in full: never less than asked. */
+    uint64_t ms = 0;
+    if (tms > 9007199254740992.0) {
+        ms = (uint64_t)9007199254740992.0;
+    } else if (tms > 0) {
+        ms = (uint64_t)tms;
+        ms += (lua_Number)ms < tms;
+    }
+    int events = (strchr(ev, 'r') ? UV_READABLE : 0) | (strchr(ev, 'w') ? UV_WRITABLE : 0);
+    if (fd < 0 || events == 0) {
+        return luaL_error(L, "Usage: core.watch_fd(fd, events, timeout_ms, fn): events is "
+                             "\"r\", \"w\" or \"rw\"");
+    }
+    struct hr__lloop *lp = hr__loop_get(L);
+    struct fd_wait *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return luaL_error(L, "core.watch_fd: out of memory");
+    }
+    int rc = uv_poll_init(&lp->loop, &w->poll, fd);
+    if (rc != 0) {
+        free(w);
+        return hr__lua_push_fail(L, "io", uv_strerror(rc));
+    }
+    uv_timer_init(&lp->loop, &w->timer);
+    w->poll.data = w->timer.data = w;
+    w->lp = lp;
+    w->open = 2;
+    hr__loop_retain(lp);
+    lua_pushvalue(L, 4);
+    w->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!lp->running) {
+        uv_update_time(&lp->loop);
+    }
+    rc = uv_poll_start(&w->poll, events, fd_wait_poll_cb);
+    if (rc != 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, w->fn_ref);
+        w->fn_ref = LUA_NOREF;
+        uv_close((uv_handle_t *)&w->poll, fd_wait_closed);
+        uv_close((uv_handle_t *)&w->timer, fd_wait_closed);
+        return hr__lua_push_fail(L, "io", uv_strerror(rc));
+    }
+    uv_timer_start(&w->timer, fd_wait_timer_cb, ms, 0);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg timer_methods[] = {
     {"stop", l_timer_stop},
     {"active", l_timer_active},
@@ -408,6 +537,7 @@ static const luaL_Reg functions[] = {
     {"running", l_running},
     {"fail", l_fail},
     {"timer", l_timer},
+    {"watch_fd", l_watch_fd},
     {NULL, NULL},
 };
 

@@ -6,6 +6,8 @@
  *   local ok, err = core.run("default")   -- "default" | "once" | "nowait"
  *   core.stop()   core.now()   core.running()
  *   core.fail(msg)   -- record a failure for core.run to return (first wins), stop the loop
+ *   core.watch_fd(fd, "r" | "w" | "rw", timeout_ms, fn)  -- fn(true) once fd is ready,
+ *                    -- fn(nil, "timeout") or fn(nil, "io", detail): once (helios.loop)
  *
  * Each lua_State gets one uv loop, created on first use and kept in the registry. Every Lua
  * function a loop callback runs goes through hr__loop_call(): protected, with a traceback,
@@ -54,7 +56,8 @@ void hr__loop_unref(struct hr__lloop *lp, int ref);
 /* Record a failure (only the first is kept) and stop the loop. */
 void hr__loop_fail(struct hr__lloop *lp, const char *msg);
 
-/* Add run, stop, now, running, fail and timer to the module table at the top of the stack. Returns 0. */
+/* Add run, stop, now, running, fail, timer and watch_fd to the module table at the top of
+ * the stack. Returns 0. */
 int hr__lua_open_loop(lua_State *L);
 
 #endif

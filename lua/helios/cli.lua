@@ -10,7 +10,7 @@
 --
 -- Commands: `cluster` (a local cluster of node processes), `node` (one node of a cluster
 -- file), `inspect` (a data directory, offline), `sim` (a simulated cluster on virtual
--- time). `console` arrives with a later issue; usage lists only what exists.
+-- time). Usage lists only the commands that exist.
 
 local format, concat = string.format, table.concat
 local floor = math.floor
@@ -308,7 +308,7 @@ local function load_sim_fsm(name, lua_path)
     end
     if type(mod) ~= "table" or type(mod.new) ~= "function" then
         return nil, format("--fsm %s: the module must return a table with a new() function "
-            .. "(got %s)", name, require("helios.raft").describe_value(mod))
+            .. "(got %s)", name, require("helios.node").describe_value(mod))
     end
     return mod
 end
@@ -329,7 +329,7 @@ local function sim_commands(mod, name, opts)
         for i, c in ipairs(mod.sim_commands) do
             if type(c) ~= "string" then
                 return nil, format("--fsm %s: sim_commands[%d] must be a string (got %s)", name,
-                    i, require("helios.raft").describe_value(c))
+                    i, require("helios.node").describe_value(c))
             end
             list[i] = c
         end
@@ -342,7 +342,7 @@ local function sim_commands(mod, name, opts)
             if c == nil then break end
             if type(c) ~= "string" then
                 return nil, format("--fsm %s: sim_commands(%d) must return a string or nil "
-                    .. "(got %s)", name, i, require("helios.raft").describe_value(c))
+                    .. "(got %s)", name, i, require("helios.node").describe_value(c))
             end
             list[i] = c
         end
@@ -719,7 +719,7 @@ end
 -- extended so that what the module requires later is found the same way.
 -- @return the module, or nil and a message naming the file and the field
 local function raft_describe(v)
-    return require("helios.raft").describe_value(v)
+    return require("helios.node").describe_value(v)
 end
 
 local function load_fsm_module(name, config_file, lua_path)
@@ -924,10 +924,6 @@ local CLUSTER_OPTIONS = {
     ["run-for"] = { default = 0, min = 0, max = 2 ^ 31 },
 }
 
-local function shell_quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
 --- The command that runs `helios` again: this script under luajit.
 function M.helios_command()
     local script = M.executable
@@ -1021,8 +1017,12 @@ local function start_failure(logfile)
     return reason or tail:match("([^\n]*)$")
 end
 
+-- `helios cluster`. Its waits (loop.wait, helios.client, helios.util.process) yield when
+-- it runs in a coroutine on the loop and block otherwise (the command line).
 local function run_cluster(opts, out, err)
     local core = require("helios.core")
+    local loop = require("helios.loop")
+    local process = require("helios.util.process")
     local client = require("helios.client")
     local clusterfile = require("helios.clusterfile")
     local t0 = core.clock_ms()
@@ -1033,7 +1033,8 @@ local function run_cluster(opts, out, err)
     -- A long-running narration: each line as it happens, also into a pipe or a file.
     io.stdout:setvbuf("line")
     local data = clusterfile.resolve(".", opts.data)
-    os.execute("mkdir -p " .. shell_quote(data) .. " && chmod 700 " .. shell_quote(data))
+    local quoted = require("helios.util.shell").quote(data)
+    os.execute("mkdir -p " .. quoted .. " && chmod 700 " .. quoted)
     local file = data .. "/cluster.lua"
     local conf, lerr = clusterfile.load(file)
     local exists = io.open(file)
@@ -1070,19 +1071,15 @@ local function run_cluster(opts, out, err)
     local procs, sockets = {}, {}
     local function stop_all(why)
         say("stopping every node (%s)", why)
-        for _, id in ipairs(ids) do
-            if procs[id] then core.proc_kill(procs[id], "TERM") end
-        end
+        local running, pids = {}, {}
         for _, id in ipairs(ids) do
             if procs[id] then
-                local how, what = core.proc_wait(procs[id], 5000)
-                if not how then
-                    core.proc_kill(procs[id], "KILL")
-                    how, what = core.proc_wait(procs[id], 2000)
-                end
-                say("%s stopped (%s %s)", id, tostring(how), tostring(what))
+                running[#running + 1], pids[#pids + 1] = id, procs[id]
                 procs[id] = nil
             end
+        end
+        for i, r in ipairs(process.stop_all(pids, "TERM", 5000)) do
+            say("%s stopped (%s %s)", running[i], tostring(r[1]), tostring(r[2]))
         end
     end
 
@@ -1144,7 +1141,7 @@ local function run_cluster(opts, out, err)
             return 1
         end
         if waiting == 0 then break end
-        core.sleep_ms(50)
+        loop.wait(50)
     end
 
     -- Wait for a leader, but give up at once if the nodes die (a bad config, a port in
@@ -1160,7 +1157,7 @@ local function run_cluster(opts, out, err)
             if not procs[id] then dead = dead + 1 end
         end
         if dead > #ids / 2 then break end
-        core.sleep_ms(50)
+        loop.wait(50)
     end
     if not leader then
         for _, id in ipairs(ids) do
@@ -1239,7 +1236,7 @@ local function run_cluster(opts, out, err)
                 commit = now_st.commit_index
             end
         end
-        core.sleep_ms(200)
+        loop.wait(200)
     end
     cc:close()
     return 0

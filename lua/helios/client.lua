@@ -27,8 +27,14 @@
 -- Every timeout_ms here is a non-negative number of milliseconds; fractions are fine (a
 -- remaining time computed from core.clock_ms() is one): what goes on the wire is rounded
 -- up to whole milliseconds. 0 means "do not wait": an answer must already be there.
+--
+-- Every call that waits (connect, call and what is built on it, cc:leader, cc:apply)
+-- yields when called in a coroutine on the loop (raft.spawn, loop.spawn): the coroutine
+-- waits for the socket through the loop while the process's nodes, timers and other
+-- coroutines go on. Called anywhere else it blocks the process for at most its timeout.
 
 local core = require("helios.core")
+local loop = require("helios.loop")
 
 local format, find = string.format, string.find
 local error, pairs, ipairs, type, tostring, setmetatable = error, pairs, ipairs, type, tostring,
@@ -36,7 +42,7 @@ local error, pairs, ipairs, type, tostring, setmetatable = error, pairs, ipairs,
 local sort = table.sort
 local ceil, huge = math.ceil, math.huge
 local encode, decode = core.mp_encode, core.mp_decode
-local clock_ms, sleep_ms = core.clock_ms, core.sleep_ms
+local clock_ms = core.clock_ms
 
 local M = {}
 
@@ -56,6 +62,49 @@ local function check_ms(ms, usage, default)
     return ms
 end
 
+local await = loop.await
+
+-- Connect to path: yields in a coroutine on the loop, blocks otherwise.
+local function connect(path, timeout_ms)
+    if not loop.on_loop() then return core.sock_connect(path, timeout_ms) end
+    local sock, pending, detail = core.sock_connect_start(path)
+    if not sock then return nil, pending, detail end
+    if pending then
+        local ok, code, wdetail = loop.wait_fd(sock:fileno(), "w", timeout_ms)
+        if not ok then
+            sock:close()
+            return nil, code, format("connect %s: %s", path,
+                code == "timeout" and "Connection timed out" or tostring(wdetail))
+        end
+        local done, fcode, fdetail = sock:finish_connect()
+        if not done then
+            return nil, fcode, format("connect %s: %s", path,
+                (tostring(fdetail):gsub("^connect: ", "")))
+        end
+    end
+    return sock
+end
+
+-- Send one frame: yields in a coroutine on the loop, blocks otherwise. A send that times
+-- out closes the socket (the node would see a partial frame), as the blocking one does.
+local function send(sock, payload, timeout_ms)
+    if not loop.on_loop() then return sock:send_frame(payload, timeout_ms) end
+    local ok, code, detail = sock:try_send_frame(payload)
+    if code == "again" then
+        ok, code, detail = await(sock, sock.try_flush, "w", timeout_ms,
+                                 "frame not sent within the timeout")
+        if code == "timeout" then sock:close() end
+    end
+    return ok, code, detail
+end
+
+-- Receive one frame: yields in a coroutine on the loop, blocks otherwise. A timeout keeps
+-- what arrived of a frame: the next call goes on from there.
+local function recv(sock, timeout_ms)
+    if not loop.on_loop() then return sock:recv_frame(timeout_ms) end
+    return await(sock, sock.try_recv_frame, "r", timeout_ms, "no frame within the timeout")
+end
+
 local Client = {}
 Client.__index = Client
 Client.__name = "helios.client"
@@ -64,7 +113,8 @@ function Client:__tostring()
     return format("helios.client(%s%s)", self.path, self.sock and "" or ", closed")
 end
 
---- Connect to a node's control socket.
+--- Connect to a node's control socket. Yields when called in a coroutine on the loop,
+-- blocks otherwise.
 -- @tparam string path the socket's path (or "host:port")
 -- @tparam[opt] number timeout_ms default M.DEFAULT_TIMEOUT_MS
 -- @return a client, or nil, code, detail
@@ -73,13 +123,14 @@ function M.connect(path, timeout_ms)
         error("Usage: client.connect(path[, timeout_ms])", 2)
     end
     timeout_ms = check_ms(timeout_ms, "client.connect(path[, timeout_ms])", M.DEFAULT_TIMEOUT_MS)
-    local sock, code, detail = core.sock_connect(path, timeout_ms)
+    local sock, code, detail = connect(path, timeout_ms)
     if not sock then return nil, code, detail end
     return setmetatable({ path = path, sock = sock, next_id = 0, timeout_ms = timeout_ms },
                         Client)
 end
 
---- Send one request and wait for its answer.
+--- Send one request and wait for its answer. Yields when called in a coroutine on the
+-- loop, blocks otherwise (so do status, stats, apply, ping and shutdown, built on it).
 -- @tparam string op the operation ("status", "stats", "apply", "ping", "shutdown", ...)
 -- @tparam[opt] table fields more request fields
 -- @tparam[opt] number timeout_ms
@@ -92,7 +143,7 @@ function Client:call(op, fields, timeout_ms)
     local id = self.next_id
     local req = { id = id, op = op }
     for k, v in pairs(fields or {}) do req[k] = v end
-    local ok, code, detail = self.sock:send_frame(encode(req), timeout_ms)
+    local ok, code, detail = send(self.sock, encode(req), timeout_ms)
     if not ok then
         self.sock = nil
         return nil, code, detail
@@ -102,7 +153,7 @@ function Client:call(op, fields, timeout_ms)
         local left = deadline - clock_ms()
         if left < 0 then left = 0 end
         local payload
-        payload, code, detail = self.sock:recv_frame(left)
+        payload, code, detail = recv(self.sock, left)
         if not payload then
             if code ~= "timeout" then self.sock = nil end
             return nil, code, detail
@@ -120,14 +171,16 @@ function Client:call(op, fields, timeout_ms)
     end
 end
 
---- node:status() of the node.
+--- node:status() of the node. Yields when called in a coroutine on the loop, blocks
+-- otherwise.
 function Client:status(timeout_ms)
     local r, code, detail = self:call("status", nil, timeout_ms)
     if not r then return nil, code, detail end
     return r.status
 end
 
---- node:stats() of the node.
+--- node:stats() of the node. Yields when called in a coroutine on the loop, blocks
+-- otherwise.
 function Client:stats(timeout_ms)
     local r, code, detail = self:call("stats", nil, timeout_ms)
     if not r then return nil, code, detail end
@@ -135,6 +188,7 @@ function Client:stats(timeout_ms)
 end
 
 --- Replicate cmd through the node (which must lead) and wait until it is applied there.
+-- Yields when called in a coroutine on the loop, blocks otherwise.
 -- @treturn number index, term, result (what the FSM returned), or nil, code, detail;
 --   "fsm_error": committed and applied, but the FSM raised (detail names the index and
 --   term): do not send it again as if it had failed
@@ -148,13 +202,16 @@ function Client:apply(cmd, timeout_ms)
     return r.index, r.term, r.result
 end
 
+--- Ask the node for a sign of life: true, or nil, code, detail. Yields when called in a
+-- coroutine on the loop, blocks otherwise.
 function Client:ping(timeout_ms)
     local r, code, detail = self:call("ping", nil, timeout_ms)
     if not r then return nil, code, detail end
     return true
 end
 
---- Ask the node to shut down cleanly (it answers first).
+--- Ask the node to shut down cleanly (it answers first). Yields when called in a
+-- coroutine on the loop, blocks otherwise.
 function Client:shutdown(timeout_ms)
     local r, code, detail = self:call("shutdown", nil, timeout_ms)
     if not r then return nil, code, detail end
@@ -196,7 +253,8 @@ function M.cluster(sockets, opts)
                           attempt_ms = opts and opts.attempt_ms or 3000 }, Cluster)
 end
 
---- A connected client of one node (cached), or nil, code, detail.
+--- A connected client of one node (cached), or nil, code, detail. Connecting yields when
+-- called in a coroutine on the loop, blocks otherwise.
 function Cluster:node(id)
     local c = self.conns[id]
     if c and c.sock then return c end
@@ -214,7 +272,8 @@ local function drop(self, id)
     self.conns[id] = nil
 end
 
---- node:status() of one node, or nil, code, detail (its process down, ...).
+--- node:status() of one node, or nil, code, detail (its process down, ...). Yields when
+-- called in a coroutine on the loop, blocks otherwise.
 function Cluster:status(id, timeout_ms)
     local c, code, detail = self:node(id)
     if not c then return nil, code, detail end
@@ -226,7 +285,9 @@ end
 
 --- The id of the node that leads now: every reachable node is asked (each for at most
 -- timeout_ms of the client, 1000 by default), and the leader with the highest term that
--- confirms it leads is returned with its status; waits up to wait_ms (default: ask once).
+-- confirms it leads is returned with its status; waits up to wait_ms (default: ask once),
+-- asking again every 20 ms. Yields when called in a coroutine on the loop, blocks
+-- otherwise.
 -- @treturn string id, status table; or nil, "timeout"
 function Cluster:leader(wait_ms, per_node_ms)
     wait_ms = check_ms(wait_ms, "cc:leader([wait_ms[, per_node_ms]])", 0)
@@ -245,7 +306,7 @@ function Cluster:leader(wait_ms, per_node_ms)
             return best, best_st
         end
         if clock_ms() >= deadline then return nil, "timeout", "no leader" end
-        sleep_ms(20)
+        loop.wait(20)
     end
 end
 
@@ -267,7 +328,8 @@ local RETRY = { not_leader = true, refused = true, closed = true, io = true,
 --- Apply cmd through whichever node leads, following redirects, until timeout_ms passes.
 -- An apply that timed out on a node that then lost leadership may still commit later:
 -- callers that must not repeat a command should make it idempotent. "fsm_error" is
--- returned at once, never retried: the command was applied.
+-- returned at once, never retried: the command was applied. Yields when called in a
+-- coroutine on the loop, blocks otherwise.
 -- @treturn number index, term, result; or nil, code, detail (the last failure)
 function Cluster:apply(cmd, timeout_ms)
     if type(cmd) ~= "string" then error("Usage: cc:apply(cmd[, timeout_ms])", 2) end
@@ -311,7 +373,7 @@ function Cluster:apply(cmd, timeout_ms)
             end
         end
         -- no leader known: give an election time to happen instead of spinning
-        if not self.leader_id then sleep_ms(20) end
+        if not self.leader_id then loop.wait(20) end
     end
 end
 

@@ -42,14 +42,15 @@ function M.valid_id(id)
     return type(id) == "string" and #id <= 64 and id:match("^[%w][%w_.%-]*$") ~= nil
 end
 
+local address = require("helios.util.address")
+local shell = require("helios.util.shell")
+
 --- Whether addr is "host:port" with a port in 1..65535 and a numeric IPv4 host, [IPv6] or
--- localhost (raft.address_problem says what is wrong otherwise).
-function M.valid_address(addr)
-    return require("helios.raft").address_problem(addr) == nil
-end
+-- localhost (helios.util.address; address.problem says what is wrong otherwise).
+M.valid_address = address.valid
 
 local function describe(v)
-    return require("helios.raft").describe_value(v)
+    return require("helios.node").describe_value(v)
 end
 
 local function dirname(path)
@@ -89,7 +90,7 @@ function M.check(conf, file)
             return fail("nodes: %s is not a valid node id (letters, digits, - _ .)",
                 type(id) == "string" and format("%q", id) or tostring(id))
         end
-        local problem = require("helios.raft").address_problem(addr)
+        local problem = address.problem(addr)
         if problem then
             return fail("nodes[%q]: address %s (got %s)", id, problem, describe(addr))
         end
@@ -222,7 +223,7 @@ function M.write(path, conf)
     if not f then return nil, err end
     f:write(concat(lines, "\n"), "\n")
     f:close()
-    os.execute(format("chmod 600 '%s'", path:gsub("'", "'\\''")))
+    os.execute("chmod 600 " .. shell.quote(path))
     return true
 end
 

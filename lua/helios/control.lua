@@ -19,7 +19,7 @@
 --              or its result could not be encoded (detail names the index and term):
 --              retrying would apply the command again.
 --   "snapshot" -> {ok, index}: node:snapshot() (the write completes later)
---                 or {ok = false, code = "busy" | "inval" | ..., detail}
+--                 or {ok = false, code = "busy" | "invalid" | ..., detail}
 --   "shutdown" -> {ok}, then the node shuts down cleanly
 -- A request that is not well formed gets {ok = false, code = "bad_request", detail}; an
 -- unknown op {ok = false, code = "unknown_op", detail}.
@@ -57,7 +57,7 @@ function ops.stats(node, req, reply)
 end
 
 function ops.apply(node, req, reply)
-    local raft = require("helios.raft")
+    local loop = require("helios.loop")
     if type(req.cmd) ~= "string" then
         return fail(reply, req.id, "bad_request", "apply: cmd must be a string (bytes)")
     end
@@ -66,7 +66,7 @@ function ops.apply(node, req, reply)
         return fail(reply, req.id, "bad_request",
                     "apply: timeout_ms must be a non-negative number of milliseconds")
     end
-    raft.spawn(function()
+    loop.spawn(function()
         local index, term, result = node:apply(req.cmd, timeout)
         if not index then
             return fail(reply, req.id, term, result)
@@ -97,7 +97,7 @@ function ops.shutdown(node, req, reply)
     reply({ id = req.id, ok = true })
     -- From the next loop turn: the node's shutdown closes this server, and the reply is
     -- flushed before the connection closes.
-    require("helios.raft").after(0, function() node:shutdown() end)
+    require("helios.loop").after(0, function() node:shutdown() end)
 end
 
 --- Serve the control protocol for node on a unix socket at path.

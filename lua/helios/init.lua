@@ -4,8 +4,10 @@
 --   local c = helios.sim.cluster{ n = 3, seed = 1 }   -- same as require("helios.sim")
 --   print(helios.version)
 --
--- Each field is the module of the same name (helios.raft, helios.sim, ...), required when
--- first read, so that `require("helios")` stays cheap and loads no C until it is needed.
+-- Each field is the module of the same name (helios.raft, helios.node, helios.loop,
+-- helios.sim, helios.client, ...), required when first read, so that `require("helios")`
+-- stays cheap and loads no C until it is needed. The helpers under helios.util are
+-- required by their full names (require("helios.util.address")).
 
 local require, rawset, setmetatable, type = require, rawset, setmetatable, type
 

@@ -1,4 +1,4 @@
---- helios.raft: one Raft node.
+--- helios.raft: one networked Raft node, raft.new.
 --
 --   local raft = require("helios.raft")
 --   local node = raft.new{ id = "node-1", listen = "127.0.0.1:9001", data_dir = "./data/1",
@@ -6,428 +6,47 @@
 --                          secret = "cluster secret" }
 --   node:start()
 --   raft.spawn(function()
---       local index, term, result = node:apply("cmd", 1000)  -- blocks this coroutine
+--       local index, term, result = node:apply("cmd", 1000)  -- yields this coroutine
 --   end)
 --   raft.run()   -- until every node has shut down (or raft.stop())
 --
 -- `raft.new{...}` is the networked node (csrc/node/runtime.c: durable storage, TCP
--- transport, timers on the libuv loop of helios.core). Its node object is the same class
--- as the simulator's nodes (helios.sim): the node class here has the documented API (state,
--- propose, apply, status, stats, on) over a backend that does the work:
---
---   local node = raft.wrap(backend, "n1")
---   local term, is_leader = node:state()
---   local index, term = node:propose("cmd")        -- or nil, "not_leader", leader_id
---   node:apply("cmd", 1000, function(index, term, result) end)  -- or (nil, code, detail)
---   node:on("leader", function(leader_id, term) end)
---
--- FSM errors are results, not crashes: when fsm:apply raises for a committed entry (or
--- returns what a client could not receive: a function, a cycle), the caller of node:apply
--- gets nil, "fsm_error", "fsm apply at index I (term T) failed: <error>", the node logs it
--- once ("log" event, level 2), counts it (stats().fsm_errors) and applies the next entry.
--- Every replica applies the same entries in the same order, so every replica fails the
--- same way and they stay identical. With the option on_fsm_error = "stop" the node stops
--- at such an entry instead ("error" event with code "fsm_error", status().fsm_error); the
--- entry is committed, so a restart replays it and stops there again until the FSM is fixed
--- or the option is "continue". M.apply_entry is the one place both backends run fsm:apply.
---
--- The backend interface (every method takes the node id first):
---   backend:_node_state(id)            -> role, term, leader_id (nil while down)
---   backend:_propose(id, cmd)          -> index, term | nil, code, detail
---   backend:_wait(id, index, term, timeout_ms, cb)
---                                      -- cb(index, term, result) once applied, or
---                                      -- cb(nil, code, detail)
---   backend:_status(id)                -> a raw status table (see raft.shape_status), or nil
---   backend:_stats(id)                 -> counters table, or nil while down
---   backend:_voters(id)                -> list of voter ids
---   optional: backend:_addr_of(id), backend:_start(id), backend:_shutdown(id, cb),
---   backend:_snapshot(id) -> index | nil, code, detail (node:snapshot), and
---   backend._blocking = true when apply may block a coroutine (the real loop runs it)
+-- transport, timers on the libuv loop of helios.core): a backend of the node class of
+-- helios.node, which has the node API and the backend contract (docs/lua-api.md,
+-- docs/architecture.md). The loop is helios.loop; this module re-exports its functions
+-- (raft.run, stop, now, after, every, spawn, sleep) and the names of helios.node
+-- (raft.wrap, raft.ROLES, raft.EVENTS, raft.apply_entry, ...), so that code written
+-- against helios.raft alone keeps working.
 
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
-local setmetatable, floor, ceil, huge = setmetatable, math.floor, math.ceil, math.huge
+local setmetatable, floor = setmetatable, math.floor
 local tremove, sort = table.remove, table.sort
-local select, pcall, xpcall, require, tonumber = select, pcall, xpcall, require, tonumber
-local running, yield, isyieldable = coroutine.running, coroutine.yield, coroutine.isyieldable
-local co_create, co_resume, traceback = coroutine.create, coroutine.resume, debug.traceback
+local pcall, xpcall, require = pcall, xpcall, require
+local traceback = debug.traceback
 local io_open = io.open
-local unpack = unpack or table.unpack
+
+local node_mod = require("helios.node")
+local loop = require("helios.loop")
+local address = require("helios.util.address")
 
 local M = {}
 
---- Role names, as node:status().role and the "state" observers see them.
-M.ROLES = { FOLLOWER = "follower", PRECANDIDATE = "precandidate",
-            CANDIDATE = "candidate", LEADER = "leader" }
-
---- Events accepted by node:on(event, fn).
--- "state" (role, term), "leader" (leader_id or nil, term), "apply" (index, term, cmd: also
--- for an entry whose fsm:apply raised), "snapshot" (index, term: a snapshot became durable,
--- taken or installed from the leader), "error" (code, message: for networked nodes a
--- storage failure, code nil once it recovered; "fsm_error" when on_fsm_error = "stop"
--- stops the node, the message naming the entry and what to do) and "log" (level, message:
--- events an operator should see, level 0 info, 1 warning, 2 error; an FSM error is logged
--- at level 2 with its traceback; node:start() logs what recovery did, at level 0, each
--- note starting "recovery: ").
-M.EVENTS = { state = true, leader = true, apply = true, snapshot = true, error = true,
-             log = true }
-
---- Timeout of node:apply and c:apply when none is given, in milliseconds.
-M.DEFAULT_APPLY_TIMEOUT_MS = 5000
-
---- Values of the option on_fsm_error: what a node does when fsm:apply raises.
--- "continue" (the default): answer the entry with fsm_error and apply the next one.
--- "stop": stop the node at that entry (networked node: it shuts down; simulated node: it
--- is crashed), and again at every restart until the FSM is fixed or the option changed.
-M.ON_FSM_ERROR = { continue = true, stop = true }
-
-
---- Raise a Usage error unless cmd is a string.
--- @param cmd the command
--- @tparam string usage e.g. "node:propose(cmd)"
--- @tparam[opt=3] number level error level
-function M.check_command(cmd, usage, level)
-    if type(cmd) ~= "string" then
-        error(format("Usage: %s: the command must be a string (got %s)", usage, type(cmd)),
-              level or 3)
-    end
+-- The public names of helios.node and helios.loop, as helios.raft has always had them.
+for _, name in ipairs({ "ROLES", "EVENTS", "DEFAULT_APPLY_TIMEOUT_MS", "ON_FSM_ERROR",
+                        "check_command", "check_timeout", "apply_entry", "fsm_stop_message",
+                        "check_on_fsm_error", "observers", "emit", "shape_status",
+                        "node_class", "wrap", "describe_value" }) do
+    M[name] = node_mod[name]
+end
+for _, name in ipairs({ "run", "stop", "now", "after", "every", "spawn", "sleep",
+                        "_resume" }) do
+    M[name] = loop[name]
 end
 
---- Raise a Usage error unless ms is nil (the default) or a non-negative finite number.
--- A fraction of a millisecond is rounded up (a remaining time computed from a clock is
--- fractional; waiting a little longer is what a deadline means, never less).
--- @return the whole milliseconds, or the default
-function M.check_timeout(ms, usage, default, level)
-    if ms == nil then
-        return default or M.DEFAULT_APPLY_TIMEOUT_MS
-    end
-    if type(ms) ~= "number" or not (ms >= 0) or ms == huge then
-        error(format("Usage: %s: timeout_ms must be a non-negative number of milliseconds "
-                     .. "(got %s)", usage, tostring(ms)), level or 3)
-    end
-    return ceil(ms)
-end
+--- What is wrong with a node address, or nil (helios.util.address).
+M.address_problem = address.problem
 
-local mp_check -- core.mp_check, loaded with helios.core
-
--- xpcall's handler for fsm:apply: the message alone (for the client) and with the
--- traceback (for the log).
-local function fsm_handler(e)
-    local msg = tostring(e)
-    -- The frames below fsm.apply are the node's own: they say nothing about the FSM.
-    local tb = traceback(msg, 2)
-    local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
-    return { message = msg, traceback = cut and tb:sub(1, cut - 1) or tb }
-end
-
---- Run fsm:apply for one committed entry: the one place both backends call it.
--- An error it raises, or a result a client could not receive (mp_encode refuses it: a
--- function, a cycle, userdata), is a result of the entry, the same on every replica.
--- @return true, result; or false, message ("fsm apply at index I (term T) failed: ..."),
---   and the traceback ("\nstack traceback: ..." for the log; "" when nothing raised)
-function M.apply_entry(fsm, cmd, index, term, time_ms)
-    local ok, result = xpcall(fsm.apply, fsm_handler, fsm, cmd, index,
-                              { index = index, term = term, time_ms = time_ms })
-    if not ok then
-        local msg = format("fsm apply at index %d (term %d) failed: %s", index, term,
-                           result.message)
-        return false, msg, result.traceback:sub(#result.message + 1)
-    end
-    local t = type(result)
-    if t ~= "string" and t ~= "number" and t ~= "boolean" and t ~= "nil" then
-        mp_check = mp_check or require("helios.core").mp_check
-        local good, why = mp_check(result)
-        if not good then
-            local msg = format("fsm apply at index %d (term %d) failed: its result cannot be "
-                               .. "sent to a client (%s); the command was applied", index, term,
-                               (tostring(why):gsub("^mp_encode: ", "")
-                                    :gsub("([ia][nt]) value", "%1 result")))
-            return false, msg, ""
-        end
-    end
-    return true, result
-end
-
---- The message of a node that on_fsm_error = "stop" stopped at an entry: which entry, why,
--- and what to do.
-function M.fsm_stop_message(id, msg)
-    return format("%s; on_fsm_error = \"stop\": %s stopped at this entry. It is committed, so "
-                  .. "every restart replays it and stops here again. To go on, fix the FSM's "
-                  .. "apply, or set on_fsm_error = \"continue\" (the entry is then answered "
-                  .. "with fsm_error and the node applies the next one)", msg, id)
-end
-
---- Raise a Usage error unless v is nil or a value of raft.ON_FSM_ERROR; return the value.
-function M.check_on_fsm_error(v, where, level)
-    if v == nil then
-        return "continue"
-    end
-    if not M.ON_FSM_ERROR[v] then
-        error(format("%s: on_fsm_error: must be \"continue\" or \"stop\" (got %s)", where,
-                     M.describe_value(v)), level or 3)
-    end
-    return v
-end
-
---- A new observer registry: one list of functions per event of raft.EVENTS.
-function M.observers()
-    local o = {}
-    for event in pairs(M.EVENTS) do
-        o[event] = {}
-    end
-    return o
-end
-
---- Call every observer of event with the arguments. Errors propagate to the caller (in the
--- simulator: they stop the simulation and are raised by the run call).
-function M.emit(observers, event, ...)
-    local list = observers[event]
-    for i = 1, #list do
-        list[i](...)
-    end
-end
-
---- Shape a raw status into the documented status table.
--- raw: { role, term, leader (id or nil), vote, commit_index, first_index, last_index,
--- applied_index, snapshot_index, snapshot_term, snapshot_size, progress = { [i] = {id,
--- match, next, replicating, snapshotting, inflight} } } with ids already in the API's form,
--- or nil while the node is down (role "shutdown", zeros).
--- @tparam string id the node's id
--- @tparam table voters list of voter ids (the configuration)
--- @treturn table id, role, term, leader, vote, commit_index, applied_index, first_index,
---   last_index, snapshot_index, snapshot_term, snapshot_size (bytes; 0 without a snapshot),
---   peers = { [id] = {addr, match, next, voter} }
-function M.shape_status(id, raw, voters, addr_of)
-    addr_of = addr_of or function(x) return x end
-    local st = {
-        id = id, role = "shutdown", term = 0, leader = nil, vote = nil,
-        commit_index = 0, applied_index = 0, first_index = 0, last_index = 0,
-        snapshot_index = 0, snapshot_term = 0, snapshot_size = 0, peers = {},
-    }
-    local progress = {}
-    if raw then
-        st.role, st.term, st.leader, st.vote = raw.role, raw.term, raw.leader, raw.vote
-        st.commit_index, st.applied_index = raw.commit_index, raw.applied_index
-        st.first_index, st.last_index = raw.first_index, raw.last_index
-        st.snapshot_index = raw.snapshot_index or 0
-        st.snapshot_term = raw.snapshot_term or 0
-        st.snapshot_size = raw.snapshot_size or 0
-        st.storage_error = raw.storage_error
-        for _, p in ipairs(raw.progress or {}) do
-            progress[p.id] = p
-        end
-    end
-    for _, v in ipairs(voters) do
-        local p = progress[v]
-        st.peers[v] = {
-            addr = addr_of(v), voter = true,
-            match = p and p.match or 0, next = p and p.next or 0,
-            replicating = p and p.replicating or nil, inflight = p and p.inflight or nil,
-            snapshotting = p and p.snapshotting or nil,
-        }
-    end
-    return st
-end
-
---- The node class. Instances are made by raft.wrap(backend, id).
-local node_class = { __name = "helios.raft.node" }
-node_class.__index = node_class
-M.node_class = node_class
-
---- A node object for id over backend (see the module comment for the interface).
-function M.wrap(backend, id)
-    return setmetatable({ id = id, _backend = backend, _observers = M.observers() },
-                        node_class)
-end
-
-function node_class.__tostring(self)
-    local role, term = self._backend:_node_state(self.id)
-    return format("helios.raft.node %s (%s, term %s)", self.id, role or "shutdown",
-                  tostring(term or 0))
-end
-
---- The seed's GetState.
--- @treturn number term (0 while the node is down)
--- @treturn boolean whether this node believes it is the leader
-function node_class:state()
-    local role, term = self._backend:_node_state(self.id)
-    return term or 0, role == M.ROLES.LEADER
-end
-
---- Append cmd to the leader's log and return at once (the seed's Start).
--- @tparam string cmd
--- @treturn number index
--- @treturn number term
--- @return or nil, "not_leader", leader_id (nil if unknown); nil, "shutdown" while down
-function node_class:propose(cmd)
-    M.check_command(cmd, "node:propose(cmd)")
-    return self._backend:_propose(self.id, cmd)
-end
-
--- Run start(cb) and block the running coroutine until cb is called; return cb's
--- arguments. cb may also be called before start returns.
-local function block(start)
-    local co = running()
-    local result, yielded = nil, false
-    start(function(...)
-        if yielded then
-            M._resume(co, ...)
-        else
-            result = { n = select("#", ...), ... }
-        end
-    end)
-    if result then
-        return unpack(result, 1, result.n)
-    end
-    yielded = true
-    return yield()
-end
-
---- Propose cmd and return (or call back) once this node has applied it.
--- Inside a coroutine on the loop of a networked node (raft.spawn), the call blocks the
--- coroutine and returns the values; otherwise it takes a trailing callback that receives
--- them. The values are index, term, result (what fsm:apply returned), or nil, code,
--- detail: "not_leader" (not the leader, detail = leader id and address if known; or the
--- entry was overwritten by another leader), "timeout" (the entry may still commit later),
--- "shutdown" (the node went down), "too_large", "no_space" (the node's storage failed),
--- "fsm_error" (the entry was committed and applied, and fsm:apply raised or returned what
--- a client cannot receive: detail "fsm apply at index I (term T) failed: ..."; whatever
--- the command changed before it raised stays changed, the same on every replica; do not
--- retry it as if it had not happened).
--- A failed proposal completes at once.
--- @tparam string cmd
--- @tparam[opt] number timeout_ms default raft.DEFAULT_APPLY_TIMEOUT_MS; a fraction is
---   rounded up to the next millisecond
--- @tparam[opt] function callback required outside a coroutine
--- @usage local index, term, result = node:apply("set x 1", 1000)
--- @usage node:apply("set x 1", 1000, function(index, term, result) ... end)
-function node_class:apply(cmd, timeout_ms, callback)
-    local usage = "node:apply(cmd[, timeout_ms][, callback])"
-    if callback == nil and type(timeout_ms) == "function" then
-        timeout_ms, callback = nil, timeout_ms
-    end
-    M.check_command(cmd, usage)
-    timeout_ms = M.check_timeout(timeout_ms, usage)
-    local backend, id = self._backend, self.id
-    if callback == nil and backend._blocking and isyieldable() then
-        return block(function(cb)
-            local index, term, detail = backend:_propose(id, cmd)
-            if not index then
-                return cb(nil, term, detail)
-            end
-            backend:_wait(id, index, term, timeout_ms, cb)
-        end)
-    end
-    if type(callback) ~= "function" then
-        error("Usage: " .. usage .. ": a callback is required outside a coroutine (in the "
-              .. "simulator, apply completes while virtual time runs)", 2)
-    end
-    local index, term, detail = backend:_propose(id, cmd)
-    if not index then
-        callback(nil, term, detail)
-        return
-    end
-    backend:_wait(id, index, term, timeout_ms, callback)
-end
-
---- The documented status table (role "shutdown" and zeros while the node is down). A node
--- that on_fsm_error = "stop" stopped has fsm_error: the message naming the entry.
-function node_class:status()
-    local b = self._backend
-    local addr_of = b._addr_of and function(x) return b:_addr_of(x) end
-    local st = M.shape_status(self.id, b:_status(self.id), b:_voters(self.id), addr_of)
-    st.fsm_error = b._fsm_stopped_message and b:_fsm_stopped_message(self.id) or nil
-    return st
-end
-
---- Start the node (networked nodes): open and lock the data dir, recover, listen, and
--- take part in the cluster once raft.run() runs the loop.
--- @return true, or nil, code, detail ("busy": the data dir is locked by another process,
---   detail names its pid, or by another node of this process, detail says so; "io",
---   "corrupt": damaged data, detail names the file and offset (README, "When a node's
---   data is damaged"); "inval" ...); the node is then closed.
-function node_class:start()
-    if not self._backend._start then
-        error("Usage: node:start(): this node is started by its cluster", 2)
-    end
-    return self._backend:_start(self.id)
-end
-
---- Shut the node down: waiting applies fail with "shutdown", the control socket closes,
--- storage and transport close and the data-dir lock is released; then cb (optional) runs
--- from the loop. raft.run() returns once every started node has shut down.
--- @treturn boolean false if it was already shut down
-function node_class:shutdown(cb)
-    if not self._backend._shutdown then
-        error("Usage: node:shutdown(): use the cluster's crash/close", 2)
-    end
-    if cb ~= nil and type(cb) ~= "function" then
-        error("Usage: node:shutdown([callback])", 2)
-    end
-    return self._backend:_shutdown(self.id, cb)
-end
-
---- Take a snapshot of the FSM now (besides the automatic ones of snapshot_threshold).
--- The write completes later: node:on("snapshot", fn) fires once it is durable.
--- @treturn number the index the snapshot covers (if nothing was applied since the last
---   snapshot, that one's index: nothing new is written)
--- @return or nil, code, detail: "busy" (a snapshot is being written), "inval" (nothing
---   applied yet), "shutdown" (the node is down)
-function node_class:snapshot()
-    local b = self._backend
-    if not b._snapshot then
-        error("Usage: node:snapshot(): this node's backend does not take snapshots on "
-              .. "demand yet (the simulator's nodes do)", 2)
-    end
-    return b:_snapshot(self.id)
-end
-
---- Counters: batches/fsyncs, entries_written, msgs_sent (and msgs_sent_by_type),
--- bytes_sent, msgs_received, state_changes, elections, applied, fsm_errors (entries whose
--- fsm:apply raised or returned an unencodable result). Those of the current incarnation;
--- nil while the node is down.
-function node_class:stats()
-    return self._backend:_stats(self.id)
-end
-
---- Register an observer of an event of raft.EVENTS: "state" (role, term), "leader"
--- (leader_id, term), "apply" (index, term, cmd), "snapshot" (index, term: a snapshot became
--- durable, taken by this node or installed from the leader), "error" (code, message),
--- "log" (level, message). Returns fn (a handle for node:off).
-function node_class:on(event, fn)
-    if not M.EVENTS[event] or type(fn) ~= "function" then
-        error(format("Usage: node:on(event, fn): event is one of state, leader, apply, "
-                     .. "snapshot, error, log (got %s) and fn a function", tostring(event)), 2)
-    end
-    local list = self._observers[event]
-    list[#list + 1] = fn
-    return fn
-end
-
---- Remove an observer registered with node:on. Returns true if it was registered.
-function node_class:off(event, fn)
-    local list = self._observers[event]
-    if not list then
-        error("Usage: node:off(event, fn)", 2)
-    end
-    for i = #list, 1, -1 do
-        if list[i] == fn then
-            tremove(list, i)
-            return true
-        end
-    end
-    return false
-end
-
---- Call the observers of event on this node (for backends).
-function node_class:_emit(event, ...)
-    if #self._observers[event] > 0 then
-        M.emit(self._observers, event, ...)
-    end
-end
-
--- ---------------------------------------------------------------------------------------
--- The loop: one libuv loop per Lua state (helios.core), shared by every node, timer and
--- control socket of the process.
+local protect = loop.protect
 
 local core_mod
 local function core()
@@ -437,99 +56,6 @@ end
 
 -- Nodes started and not yet shut down: raft.run() returns when the count drops to 0.
 local live_nodes = 0
-
---- Resume co with the arguments; an error inside it stops raft.run() (which returns it)
--- instead of unwinding into whatever loop callback resumed it.
-function M._resume(co, ...)
-    local ok, err = co_resume(co, ...)
-    if not ok then
-        core().fail(traceback(co, tostring(err)))
-    end
-end
-
--- Call fn(...) for a loop callback that must not fail the caller (observers, apply
--- callbacks): an error stops raft.run() with its traceback.
-local function protect(fn, ...)
-    local ok, err = xpcall(fn, traceback, ...)
-    if not ok then
-        core().fail(tostring(err))
-    end
-end
-
---- Run the loop until every started node has shut down, or raft.stop().
--- @return true, or nil and the first error a Lua callback (FSM, observer, timer, spawned
---   coroutine) raised; the nodes keep their state and raft.run() may be called again.
-function M.run()
-    if core().running() then
-        error("Usage: raft.run(): the loop is already running (called from a callback?)", 2)
-    end
-    local ok, err = core().run("default")
-    if not ok then
-        return nil, err
-    end
-    return true
-end
-
---- Make raft.run() return at the end of the current loop turn.
-function M.stop()
-    core().stop()
-end
-
---- The loop's clock, in milliseconds (monotonic; its origin is arbitrary).
-function M.now()
-    return core().now()
-end
-
-local function check_ms(ms, usage, positive)
-    if type(ms) ~= "number" or ms < 0 or ms ~= floor(ms) or (positive and ms == 0) then
-        error(format("Usage: %s: ms must be a %s integer (got %s)", usage,
-                     positive and "positive" or "non-negative", tostring(ms)), 3)
-    end
-end
-
---- Call fn once after ms milliseconds. Returns a timer with :stop().
-function M.after(ms, fn)
-    check_ms(ms, "raft.after(ms, fn)")
-    if type(fn) ~= "function" then
-        error("Usage: raft.after(ms, fn): fn must be a function", 2)
-    end
-    return core().timer(ms, 0, fn)
-end
-
---- Call fn every ms milliseconds (first after ms). Returns a timer with :stop().
-function M.every(ms, fn)
-    check_ms(ms, "raft.every(ms, fn)", true)
-    if type(fn) ~= "function" then
-        error("Usage: raft.every(ms, fn): fn must be a function", 2)
-    end
-    return core().timer(ms, ms, fn)
-end
-
---- Run fn(...) in a new coroutine on the loop (it starts at the next loop turn); blocking
--- calls (node:apply, raft.sleep) work inside. An error in it makes raft.run() return
--- nil and the error. Returns the coroutine.
-function M.spawn(fn, ...)
-    if type(fn) ~= "function" then
-        error("Usage: raft.spawn(fn, ...): fn must be a function", 2)
-    end
-    local co = co_create(fn)
-    local args = { n = select("#", ...), ... }
-    core().timer(0, 0, function()
-        M._resume(co, unpack(args, 1, args.n))
-    end)
-    return co
-end
-
---- Inside a coroutine on the loop: let the loop run for ms milliseconds, then resume.
-function M.sleep(ms)
-    check_ms(ms, "raft.sleep(ms)")
-    if not isyieldable() then
-        error("Usage: raft.sleep(ms): only inside a coroutine on the loop (raft.spawn)", 2)
-    end
-    local co = running()
-    core().timer(ms, 0, function() M._resume(co) end)
-    yield()
-end
 
 -- ---------------------------------------------------------------------------------------
 -- raft.new: the networked node, a backend of the node class.
@@ -545,7 +71,7 @@ local INT_OPTIONS = {
     max_entries_per_append = "posint", max_append_bytes = "posint", max_inflight = "posint",
     prevote = "bool", check_quorum = "bool",
 }
--- Those the core reads (the others belong to later issues: accepted, not used yet).
+-- Those the core reads (the others are read here, by raft.lua: snapshots, limits).
 local CORE_OPTIONS = {
     heartbeat_timeout_ms = true, election_timeout_ms = true, max_entries_per_append = true,
     max_append_bytes = true, max_inflight = true, prevote = true, check_quorum = true,
@@ -555,20 +81,6 @@ local OTHER_OPTIONS = {
     secret_file = true, control = true, cluster_id = true, on_fsm_error = true,
 }
 
---- How a value shows in an error message: a string as the user wrote it, quoted, and said
--- to be a string (`"300", a string`), a number or boolean as is, other types by name.
-function M.describe_value(v)
-    local t = type(v)
-    if t == "string" then
-        return (format("%q, a string", v):gsub("\\\n", "\\n"))
-    elseif t == "number" or t == "boolean" then
-        return tostring(v)
-    elseif t == "nil" then
-        return "nothing"
-    end
-    return "a " .. t
-end
-
 -- An option error: raised as a table by the checks below, caught by raft.new, which raises
 -- "raft.new: <field>: <what is wrong>" at its caller's level (never a position in here).
 local function option_error(field, msg)
@@ -577,35 +89,7 @@ end
 
 local function bad(field, what, got)
     option_error(field, format("must be %s%s", what,
-                               got ~= nil and format(" (got %s)", M.describe_value(got)) or ""))
-end
-
---- What is wrong with a node address, or nil if it is one: "host:port" with a port in
--- 1..65535 and a host that is a numeric IPv4 address, a bracketed IPv6 address or
--- localhost. Host names are not resolved (the transport connects from its event loop,
--- which has no resolver), so "db1.example:9001" is refused here rather than at start.
--- @treturn string|nil e.g. "must be host:port"
-function M.address_problem(addr)
-    if type(addr) ~= "string" then
-        return "must be a string \"host:port\""
-    end
-    local host, port = addr:match("^(.+):(%d+)$")
-    if not host then
-        return "must be host:port"
-    end
-    port = tonumber(port)
-    if port < 1 or port > 65535 then
-        return "must be host:port with a port from 1 to 65535"
-    end
-    if host == "localhost" or host:match("^%[[%x:.]*:[%x:.]*%]$") then
-        return nil
-    end
-    local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-    if a and tonumber(a) <= 255 and tonumber(b) <= 255 and tonumber(c) <= 255
-        and tonumber(d) <= 255 then
-        return nil
-    end
-    return "must have a numeric IPv4 host, [IPv6] or localhost (host names are not resolved)"
+                               got ~= nil and format(" (got %s)", node_mod.describe_value(got)) or ""))
 end
 
 local function read_secret_file(path)
@@ -652,18 +136,18 @@ local function check_options(o)
         if type(pid) ~= "string" or pid == "" then
             bad("peers", "keyed by node ids (non-empty strings)", pid)
         end
-        local problem = M.address_problem(addr)
+        local problem = address.problem(addr)
         if problem then
             option_error(format("peers[%q]", pid), format("address %s (got %s)", problem,
-                                                          M.describe_value(addr)))
+                                                          node_mod.describe_value(addr)))
         end
         n = n + 1
     end
     if n == 0 then bad("peers", "a non-empty table { [id] = \"host:port\" }") end
     if o.peers[o.id] == nil then bad("peers", format("a table that includes this node (%q)", o.id)) end
-    local problem = o.listen ~= nil and M.address_problem(o.listen)
+    local problem = o.listen ~= nil and address.problem(o.listen)
     if problem then
-        option_error("listen", format("address %s (got %s)", problem, M.describe_value(o.listen)))
+        option_error("listen", format("address %s (got %s)", problem, node_mod.describe_value(o.listen)))
     end
     local fsm = o.fsm
     if type(fsm) ~= "table" or type(fsm.apply) ~= "function" then
@@ -691,7 +175,7 @@ local function check_options(o)
     if o.cluster_id ~= nil and (type(o.cluster_id) ~= "string" or o.cluster_id == "") then
         bad("cluster_id", "a non-empty string", o.cluster_id)
     end
-    if o.on_fsm_error ~= nil and not M.ON_FSM_ERROR[o.on_fsm_error] then
+    if o.on_fsm_error ~= nil and not node_mod.ON_FSM_ERROR[o.on_fsm_error] then
         bad("on_fsm_error", "\"continue\" or \"stop\"", o.on_fsm_error)
     end
     local config = {}
@@ -709,7 +193,7 @@ local function check_options(o)
     }
 end
 
-local net = { __name = "helios.raft.net_backend" }
+local net = { __name = "helios.raft.backend" }
 net.__index = net
 net._blocking = true
 
@@ -759,7 +243,7 @@ end
 -- as applied, the FSM does not hold them), and the node shuts down from the next loop
 -- turn (not from inside the runtime's apply callback).
 local function stop_on_fsm_error(b, index, term, msg, tb)
-    local full = M.fsm_stop_message(b._id, msg)
+    local full = node_mod.fsm_stop_message(b._id, msg)
     b._fsm_stopped = full
     complete(b, index, term, nil, "fsm_error", full)
     protect(b._node._emit, b._node, "error", "fsm_error", full .. tb)
@@ -777,7 +261,7 @@ local function make_hooks(b)
         if b._fsm_stopped then
             return
         end
-        local ok, result, tb = M.apply_entry(b._fsm, cmd, index, term, time_ms)
+        local ok, result, tb = node_mod.apply_entry(b._fsm, cmd, index, term, time_ms)
         local node = b._node
         if not ok then
             b._fsm_errors = b._fsm_errors + 1
@@ -909,7 +393,7 @@ local function take_snapshot(b)
     end
     local fsm = b._fsm
     if type(fsm.snapshot) ~= "function" then
-        return nil, "inval", "the FSM has no snapshot method"
+        return nil, "invalid", "the FSM has no snapshot method"
     end
     local index, term = b._core:snapshot_point()
     if not index then
@@ -917,7 +401,7 @@ local function take_snapshot(b)
         if st and st.snapshot_index > 0 then
             return st.snapshot_index
         end
-        return nil, "inval", "nothing applied yet"
+        return nil, "invalid", "nothing applied yet"
     end
     local tmp = b._core:snapshot_tmp_path(index, term)
     local body = snapshot_body(fsm, b._core:snapshot_framer(index, term))
@@ -958,14 +442,14 @@ local function check_snapshot(b)
     end
 end
 
---- Create a networked node (not started: see node:start()). Options (README.md,
--- "Configuration"); every bad option raises "raft.new: <field>: <what is wrong> (got
+--- Create a networked node (not started: see node:start()). Options (docs/lua-api.md,
+-- README.md "Configuration"); every bad option raises "raft.new: <field>: <what is wrong> (got
 -- <value as written>)" at the caller's line.
 -- @tparam table opts id, listen (default peers[id]), data_dir, peers ({ [id] = addr },
 --   this node included: the initial voters, used on first boot), fsm (apply, snapshot,
 --   restore), secret or secret_file, control (optional: a unix socket path for the
 --   control protocol), cluster_id (optional, default "helios"), on_fsm_error ("continue",
---   the default, or "stop": see the module comment), and the timeouts and limits of
+--   the default, or "stop": see helios.node), and the timeouts and limits of
 --   README.md.
 -- @return the node
 function M.new(opts)
@@ -992,7 +476,7 @@ function M.new(opts)
         _snapshot_threshold = opts.snapshot_threshold or 10000,
         _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
     }, net)
-    local node = M.wrap(b, opts.id)
+    local node = node_mod.wrap(b, opts.id)
     b._node = node
     local ok, cn = pcall(core().node_new, copts, make_hooks(b))
     if not ok then
@@ -1002,7 +486,7 @@ function M.new(opts)
         if field then
             msg = msg:gsub("^([%w_]+) must ", "%1: must ")
             if opts[field] ~= nil and not msg:find("(got ", 1, true) then
-                msg = format("%s (got %s)", msg, M.describe_value(opts[field]))
+                msg = format("%s (got %s)", msg, node_mod.describe_value(opts[field]))
             end
         end
         error("raft.new: " .. msg, 2)
@@ -1174,8 +658,9 @@ function net:_shutdown(_, cb)
 end
 
 --- Test hook: make the node's next `count` storage writes ("write") or syncs ("sync")
--- fail with err ("ENOSPC", "EIO", "EROFS").
-function node_class:_inject_fault(op, count, err)
+-- fail with err (the errno names "ENOSPC", "EIO", "EROFS" of node_binding.c; this hook
+-- goes away for the fs option of raft.new).
+function node_mod.node_class:_inject_fault(op, count, err)
     local b = self._backend
     if not b._core or b._state ~= "running" then
         error("Usage: node:_inject_fault(op, count, err): a running networked node", 2)

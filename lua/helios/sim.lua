@@ -37,7 +37,7 @@
 -- each covers the committed entry at its index, and every snapshot of the same (index,
 -- term) has the same bytes (FSMs must be deterministic, snapshots included).
 --
--- FSM errors are results, as on a networked node (see helios.raft): an fsm:apply that
+-- FSM errors are results, as on a networked node (see helios.node): an fsm:apply that
 -- raises (or returns what a client could not receive) answers its caller nil,
 -- "fsm_error", "fsm apply at index I (term T) failed: ...", is logged once on the node
 -- ("log" event, level 2), counted (c:stats(id).fsm_errors) and the node applies the next
@@ -46,7 +46,7 @@
 -- the entry while it is down), and a restart replays the entry and halts again.
 
 local core = require("helios.core")
-local raft = require("helios.raft")
+local node_mod = require("helios.node")
 
 local type, error, format, tostring, tonumber, pairs, ipairs, setmetatable, select =
     type, error, string.format, tostring, tonumber, pairs, ipairs, setmetatable, select
@@ -155,7 +155,7 @@ local function make_hooks(c, fsm_factory)
     -- on_fsm_error = "stop": node id halts at this entry (the apply hook returns true; the
     -- simulator crashes it once the event is done). Its waiters learn why now.
     local function halt(id, index, term, msg, tb)
-        local full = raft.fsm_stop_message(id, msg)
+        local full = node_mod.fsm_stop_message(id, msg)
         c._halted[id] = full
         complete(c, id, index, term, nil, "fsm_error", full)
         fail_waiters(c, id, function() return true end, "shutdown", function() return full end)
@@ -190,7 +190,7 @@ local function make_hooks(c, fsm_factory)
         if c._halted[id] then
             return true -- entries after the one that halted it, in the same event
         end
-        local ok, result, tb = raft.apply_entry(c._fsm[id], cmd, index, term, time_ms)
+        local ok, result, tb = node_mod.apply_entry(c._fsm[id], cmd, index, term, time_ms)
         local node = c._nodes[id]
         if not ok then
             c._fsm_errors[id] = c._fsm_errors[id] + 1
@@ -302,7 +302,7 @@ function M.cluster(opts)
         seed = tonumber(getenv("HELIOS_SEED") or "") or 1
     end
 
-    local on_fsm_error = raft.check_on_fsm_error(type(opts.config) == "table"
+    local on_fsm_error = node_mod.check_on_fsm_error(type(opts.config) == "table"
                                                  and opts.config.on_fsm_error or nil,
                                                  "sim.cluster: config")
     local c = setmetatable({
@@ -313,7 +313,7 @@ function M.cluster(opts)
     for i = 1, n do
         local id = "n" .. i
         c._ids[i], c._num[id] = id, i
-        c._nodes[id] = raft.wrap(c, id)
+        c._nodes[id] = node_mod.wrap(c, id)
         c._waiters[id] = {}
     end
     local apply, state, start, snapshot, restore, snapshot_done = make_hooks(c, opts.fsm)
@@ -406,7 +406,7 @@ function cluster:ids()
     return t
 end
 
---- The node object of id (helios.raft's node API).
+--- The node object of id (the node API of helios.node, as for helios.raft).
 function cluster:node(id)
     num(self, id)
     return self._nodes[id]
@@ -519,8 +519,8 @@ end
 -- applied, but fsm:apply raised: see the module comment). timeout_ms: virtual ms, a
 -- fraction rounded up.
 function cluster:apply(cmd, timeout_ms)
-    raft.check_command(cmd, "c:apply(cmd[, timeout_ms])")
-    timeout_ms = raft.check_timeout(timeout_ms, "c:apply(cmd[, timeout_ms])")
+    node_mod.check_command(cmd, "c:apply(cmd[, timeout_ms])")
+    timeout_ms = node_mod.check_timeout(timeout_ms, "c:apply(cmd[, timeout_ms])")
     local leader = self:leader()
     if not leader then
         return nil, "not_leader", nil
@@ -730,7 +730,8 @@ end
 
 -- c:spawn(id) (a new empty node to add with node:add_peer) comes with membership changes.
 
--- The node backend (see helios.raft): these serve the node objects of raft.wrap.
+-- The node backend (the contract of helios.node): these serve the node objects of
+-- node_mod.wrap.
 
 function cluster:_node_state(id)
     local role, term, leader = self._sim:state(self._num[id])

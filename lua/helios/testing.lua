@@ -27,8 +27,15 @@
 -- cl:partition cuts real TCP connections: node A's address for node B is the proxy of the
 -- link A->B, which forwards to B's real listener.
 -- Processes die with the test process (PR_SET_PDEATHSIG), even when busted is killed.
+--
+-- Every call that waits (testing.cluster, cl:start's callers, cl:kill, cl:wait, cl:leader,
+-- cl:wait_applied, cl:partition, cl:heal, cl:stop, the client of cl:client()) yields when
+-- called in a coroutine on the loop (raft.spawn, loop.spawn) and blocks otherwise.
 
 local core = require("helios.core")
+local loop = require("helios.loop")
+local process = require("helios.util.process")
+local shell = require("helios.util.shell")
 local client = require("helios.client")
 local clusterfile = require("helios.clusterfile")
 local cli = require("helios.cli")
@@ -37,7 +44,7 @@ local format, concat = string.format, table.concat
 local error, ipairs, pairs, type, tostring, setmetatable, xpcall = error, ipairs, pairs, type,
     tostring, setmetatable, xpcall
 local traceback = debug.traceback
-local clock_ms, sleep_ms = core.clock_ms, core.sleep_ms
+local clock_ms = core.clock_ms
 
 local M = {}
 
@@ -56,16 +63,12 @@ function Cluster:__tostring()
     return format("helios.testing.cluster(%d nodes in %s)", #self._ids, self._dir)
 end
 
-local function q(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
 local function make_tempdir()
     local base = os.getenv("TMPDIR") or "/tmp"
     for _ = 1, 100 do
         local dir = format("%s/helios-test-%d-%06d", base, core.getpid(),
             math.random(0, 999999))
-        local r = os.execute("mkdir -m 700 " .. q(dir) .. " 2>/dev/null")
+        local r = os.execute("mkdir -m 700 " .. shell.quote(dir) .. " 2>/dev/null")
         if r == 0 or r == true then return dir end
     end
     error("helios.testing: cannot create a temporary directory under " .. base)
@@ -78,10 +81,16 @@ local function proxy_argv()
     return { "luajit", "-e", code }
 end
 
+-- One command to the proxy process and its answer (a line each way): yields in a
+-- coroutine on the loop, blocks otherwise.
 local function proxy_cmd(self, line)
-    local ok, code, detail = self._proxy_in:send_raw(line .. "\n", 5000)
+    local pin, pout = self._proxy_in, self._proxy_out
+    local ok, code, detail = pin:try_send_raw(line .. "\n")
+    if code == "again" then
+        ok, code, detail = loop.await(pin, pin.try_flush, "w", 5000, "proxy: not written")
+    end
     if not ok then error(format("helios.testing: proxy: %s %s", code, detail), 3) end
-    local reply, rcode = self._proxy_out:read_line(5000)
+    local reply, rcode = loop.await(pout, pout.try_read_line, "r", 5000, "proxy: no answer")
     if not reply then error(format("helios.testing: proxy: no answer (%s)", rcode), 3) end
     if not reply:match("^ok") then
         error(format("helios.testing: proxy: %s -> %s", line, reply), 3)
@@ -199,7 +208,7 @@ function Cluster:start(id)
     return pid
 end
 
---- Whether node id's process runs (reaps it if it has exited).
+--- Whether node id's process runs (reaps it if it has exited). Never waits.
 function Cluster:running(id)
     local pid = self._procs[id]
     if not pid then return false end
@@ -214,21 +223,20 @@ function Cluster:running(id)
 end
 
 --- Send a signal to node id: "KILL" (default) and "TERM"/"INT" wait until the process has
--- exited (TERM: up to STOP_GRACE_MS, then KILL); "STOP"/"CONT" return at once.
+-- exited (TERM: up to STOP_GRACE_MS, then KILL: helios.util.process.stop); "STOP"/"CONT"
+-- return at once. The wait yields when called in a coroutine on the loop, blocks otherwise.
 -- @return how it ended ("exited", status | "signaled", name), for KILL/TERM/INT
 function Cluster:kill(id, sig)
     check_id(self, id, "cl:kill(id[, signal])")
     sig = sig or "KILL"
     local pid = self._procs[id]
     if not pid then return nil, "not running" end
-    core.proc_kill(pid, sig)
-    if sig == "STOP" or sig == "CONT" then return true end
-    if sig ~= "KILL" then core.proc_kill(pid, "CONT") end -- a paused node cannot exit
-    local how, what = core.proc_wait(pid, sig == "KILL" and 5000 or M.STOP_GRACE_MS)
-    if not how then
-        core.proc_kill(pid, "KILL")
-        how, what = core.proc_wait(pid, 5000)
+    if sig == "STOP" or sig == "CONT" then
+        core.proc_kill(pid, sig)
+        return true
     end
+    local how, what = process.stop(pid, sig, sig == "KILL" and process.KILL_WAIT_MS
+                                                or M.STOP_GRACE_MS)
     self._procs[id] = nil
     if self._client then self._client:close() end
     return how, what
@@ -282,7 +290,8 @@ function Cluster:status(id, timeout_ms)
 end
 
 --- Wait until pred() returns a true value (polled every 20 ms) and return that value.
--- Raises "timed out after N ms waiting for <what>" with the nodes' recent logs.
+-- Raises "timed out after N ms waiting for <what>" with the nodes' recent logs. Yields
+-- when called in a coroutine on the loop, blocks otherwise.
 function Cluster:wait(pred, timeout_ms, what)
     if type(pred) ~= "function" then error("Usage: cl:wait(pred[, timeout_ms[, what]])", 2) end
     timeout_ms = timeout_ms or 10000
@@ -294,13 +303,13 @@ function Cluster:wait(pred, timeout_ms, what)
             error(format("timed out after %d ms waiting for %s\n%s", timeout_ms,
                 what or "a condition", self:logs(15)), 2)
         end
-        sleep_ms(20)
+        loop.wait(20)
     end
 end
 
 --- The node that leads now (the highest term among running nodes that say so) and its
 -- status. Waits up to timeout_ms (default 10000) and raises then, or with quiet = true
--- returns nil.
+-- returns nil. Yields when called in a coroutine on the loop, blocks otherwise.
 function Cluster:leader(timeout_ms, quiet)
     timeout_ms = timeout_ms or 10000
     local deadline = clock_ms() + timeout_ms
@@ -319,11 +328,11 @@ function Cluster:leader(timeout_ms, quiet)
             if quiet then return nil end
             error(format("no leader within %d ms\n%s", timeout_ms, self:logs(15)), 2)
         end
-        sleep_ms(20)
+        loop.wait(20)
     end
 end
 
---- Wait until every running node (or those in ids) has applied through index.
+--- Wait until every running node (or those in ids) has applied through index (cl:wait).
 function Cluster:wait_applied(index, timeout_ms, ids)
     return self:wait(function()
         for _, id in ipairs(ids or self._ids) do
@@ -361,40 +370,26 @@ end
 
 --- Stop everything: every node (SIGCONT, SIGTERM, SIGKILL after STOP_GRACE_MS), the proxy
 -- process, and remove the temporary directory (kept if HELIOS_KEEP_TMP is set). Safe to
--- call twice and after a failed start.
+-- call twice and after a failed start. Yields when called in a coroutine on the loop,
+-- blocks otherwise.
 function Cluster:stop()
     if self._client then self._client:close() end
+    local pids = {}
     for _, id in ipairs(self._ids) do
-        local pid = self._procs[id]
-        if pid then
-            core.proc_kill(pid, "CONT")
-            core.proc_kill(pid, "TERM")
-        end
+        if self._procs[id] then pids[#pids + 1] = self._procs[id] end
+        self._procs[id] = nil
     end
-    local deadline = clock_ms() + M.STOP_GRACE_MS
-    for _, id in ipairs(self._ids) do
-        local pid = self._procs[id]
-        if pid then
-            local left = deadline - clock_ms()
-            if not core.proc_wait(pid, left > 0 and left or 0) then
-                core.proc_kill(pid, "KILL")
-                core.proc_wait(pid, 5000)
-            end
-            self._procs[id] = nil
-        end
-    end
+    process.stop_all(pids, "TERM", M.STOP_GRACE_MS)
     if self._proxy_pid then
         pcall(proxy_cmd, self, "quit")
-        if not core.proc_wait(self._proxy_pid, 2000) then
-            core.proc_kill(self._proxy_pid, "KILL")
-            core.proc_wait(self._proxy_pid, 2000)
-        end
+        process.stop(self._proxy_pid, false, 2000) -- "quit" asked it to exit
+
         self._proxy_in:close()
         self._proxy_out:close()
         self._proxy_pid = nil
     end
     if self._dir and not os.getenv("HELIOS_KEEP_TMP") then
-        os.execute("rm -rf " .. q(self._dir))
+        os.execute("rm -rf " .. shell.quote(self._dir))
     end
     self._stopped = true
 end

@@ -11,6 +11,7 @@
 
 local raft = require("helios.raft")
 local core = require("helios.core")
+local shell = require("helios.util.shell")
 
 local assert, ipairs, os = assert, ipairs, os
 local format = string.format
@@ -21,13 +22,13 @@ local M = {}
 function M.tmpdir()
     local d = os.tmpname()
     os.remove(d)
-    assert(os.execute(format("mkdir -p '%s'", d)))
+    assert(os.execute("mkdir -p " .. shell.quote(d)))
     return d
 end
 
 --- rm -rf d.
 function M.rmrf(d)
-    os.execute(format("rm -rf '%s'", d))
+    os.execute("rm -rf " .. shell.quote(d))
 end
 
 --- Whether node exists and runs (started, not shut down).

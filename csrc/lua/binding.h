@@ -1,8 +1,9 @@
 /*
  * binding.h: internals shared by the files of the Lua module `helios.core` (csrc/lua).
  *
- * The module is split by concern: module.c (luaopen_helios_core, constants, the metatable
- * helper every userdata class uses), config.c (Lua options tables into C structs, with
+ * The module is split by concern: module.c (luaopen_helios_core, constants), support.c
+ * (failures and the metatable helper every userdata class uses; helios.testkit links it
+ * and config.c too), config.c (Lua options tables into C structs, with
  * errors that name the field), sim_binding.c (the "helios.sim" userdata and its methods),
  * sim_hooks.c (calls from the simulator into Lua, always protected), sim_views.c (status
  * and stats tables, and the pieces of them node_binding.c's views share).
@@ -96,11 +97,11 @@ const char *hr__lua_entry_type_name(int type);
 
 /* module.c: the entry point (the one exported symbol without the hr_ prefix). */
 int luaopen_helios_core(lua_State *L);
-/* module.c: an expected failure as Lua sees it: nil, code, detail (returns 3). */
+/* support.c (also linked into helios.testkit): an expected failure as Lua sees it: nil, code, detail (returns 3). */
 int hr__lua_push_fail(lua_State *L, const char *code, const char *detail);
 /* The same for a failed system call: nil, "io", "<what>: <strerror(e)>". */
 int hr__lua_push_errno(lua_State *L, const char *what, int e);
-/* module.c: the metatable `name` of a userdata class (__name, __index = methods, __gc and,
+/* support.c: the metatable `name` of a userdata class (__name, __index = methods, __gc and,
  * unless NULL, __tostring), made once per lua_State. Leaves the stack as it was. */
 void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                        lua_CFunction gc, lua_CFunction tostring);

@@ -1,8 +1,7 @@
 /*
  * client_binding.h: the process-tooling part of the Lua module `helios.core`
- * (csrc/lua/client_binding.c, csrc/lua/proc_binding.c): a blocking socket client that
- * speaks our frames (the control socket's client, helios.client), and the processes and
- * ports helios.testing and `helios cluster` need (spawn, signal, wait, a free port).
+ * (csrc/lua/client_binding.c): a blocking socket client that speaks our frames (the
+ * control socket's client, helios.client).
  * luaopen_helios_core calls hr__lua_open_client once, with the module table at the top of
  * the stack.
  * Threading: the thread that owns the lua_State. Every call blocks at most its timeout.
@@ -12,14 +11,9 @@
 
 #include <lua.h>
 
-/* Add sock_connect, sock_listen, sock_poll, frame_encode and, through
- * hr__lua_open_proc, the proc_* functions to the table at the top of the stack (left
- * there). Returns 0. */
+/* Add sock_connect, sock_listen, sock_poll and frame_encode to the table at the top of
+ * the stack (left there). Returns 0. */
 int hr__lua_open_client(lua_State *L);
-
-/* proc_binding.c: add proc_spawn, proc_kill, proc_wait, free_port, sleep_ms, clock_ms and
- * getpid to the table at the top of the stack. Returns 0. */
-int hr__lua_open_proc(lua_State *L);
 
 /* Push fd (owned from now on) as a socket object of client_binding.c. */
 void hr__lua_push_sock(lua_State *L, int fd);

@@ -37,7 +37,6 @@
  * Expected failures return nil, code (hr_err_name: "io", "no_space", "corrupt", "busy",
  * ...), message; misuse raises "Usage: ...".
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,11 @@
 # Helios Raft: build, test and CI entry points. `make help` lists the targets.
 #
 # The C Lua module helios.core is build/helios/core.so, from every $(SRC_DIRS)/*.c except
-# *_bench.c and *_fuzz.c. busted finds it through .busted (cpath "build/?.so"). A directory
-# added to SRC_DIRS is checked against the rockspec's source list by `make rock-check`.
+# *_bench.c and *_fuzz.c. The test module helios.testkit (csrc/testkit: proxy, raw
+# bindings, fault-injecting file system, benchmarks) is build/helios/testkit.so.
+# busted finds both through .busted (cpath "build/?.so"). Both source lists are checked
+# against the rockspec's by `make rock-check`. `make check-layers` (run by `make test`)
+# fails on an #include that points up the layers (tools/check-layers.lua).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -34,6 +37,16 @@ SRCS := $(filter-out %_bench.c %_fuzz.c,$(wildcard $(addsuffix /*.c,$(SRC_DIRS))
 OBJS := $(SRCS:%.c=build/obj/%.o)
 ASAN_OBJS := $(SRCS:%.c=build-asan/obj/%.o)
 
+# helios.testkit links its own copy of everything below csrc/lua and of the binding
+# helpers it shares with helios.core (support.c, config.c, fs_binding.c): Lua loads each
+# module with RTLD_LOCAL, so one cannot call the other's functions. They share only the
+# layout of csrc/lua/fs_binding.h, through which a file system made by the testkit reaches
+# a node (the function pointers in it point into testkit.so).
+TESTKIT_SRCS := $(wildcard csrc/testkit/*.c) $(filter-out csrc/lua/%,$(SRCS)) \
+	csrc/lua/support.c csrc/lua/config.c csrc/lua/fs_binding.c
+TESTKIT_OBJS := $(TESTKIT_SRCS:%.c=build/obj/%.o)
+TESTKIT_ASAN_OBJS := $(TESTKIT_SRCS:%.c=build-asan/obj/%.o)
+
 # The benchmark is a plain executable: everything but the Lua binding.
 BENCH_SRCS := csrc/sim/sim_bench.c $(filter-out csrc/lua/%,$(SRCS))
 BENCH_OBJS := $(BENCH_SRCS:%.c=build/obj/%.o)
@@ -42,12 +55,13 @@ BUSTED ?= busted
 # Seeds for the randomized schedule spec under the sanitizers (slow: ~10x), see spec/.
 ASAN_SEEDS ?= 100
 
-.PHONY: help deps build test test-asan bench rock-check check demo clean fuzz-check
+.PHONY: help deps build test test-asan bench rock-check check check-layers demo clean fuzz-check
 
 help:
 	@echo "make deps        install missing Debian packages (as root; else prints the apt-get line)"
-	@echo "make build       build/helios/core.so"
-	@echo "make test        deps + build + busted specs, then 'N passed, N failed'"
+	@echo "make build       build/helios/core.so and build/helios/testkit.so"
+	@echo "make test        deps + build + layer check + busted specs, then 'N passed, N failed'"
+	@echo "make check-layers  fail on an #include that points up the layers of csrc/"
 	@echo "make test-asan   the specs against an ASan+UBSan build (build-asan/)"
 	@echo "make bench       build and run the simulator benchmark (build/sim_bench)"
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
@@ -60,8 +74,12 @@ help:
 deps:
 	@.ci/deps
 
-build: build/helios/core.so
+build: build/helios/core.so build/helios/testkit.so
 	@:
+
+# The layers of csrc/ and who may include whom: tools/check-layers.lua's banner.
+check-layers:
+	@luajit tools/check-layers.lua csrc
 
 # A shared object may keep undefined symbols (the Lua API comes from the executable), so a
 # missing hr_* function would only show when luajit loads the module: catch it here.
@@ -76,6 +94,11 @@ build/helios/core.so: $(OBJS)
 	$(CC) -shared -o $@ $(OBJS) $(LDLIBS)
 	$(check_undefined)
 
+build/helios/testkit.so: $(TESTKIT_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared -o $@ $(TESTKIT_OBJS) $(LDLIBS)
+	$(check_undefined)
+
 build/obj/%.o: %.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(HR_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c -o $@ $<
@@ -85,6 +108,11 @@ build-asan/helios/core.so: $(ASAN_OBJS)
 	$(CC) -shared $(ASAN_FLAGS) -o $@ $(ASAN_OBJS) $(LDLIBS)
 	$(check_undefined)
 
+build-asan/helios/testkit.so: $(TESTKIT_ASAN_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared $(ASAN_FLAGS) -o $@ $(TESTKIT_ASAN_OBJS) $(LDLIBS)
+	$(check_undefined)
+
 build-asan/obj/%.o: %.c Makefile
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(HR_CFLAGS) $(CFLAGS) $(ASAN_FLAGS) $(DEPFLAGS) -c -o $@ $<
@@ -92,7 +120,8 @@ build-asan/obj/%.o: %.c Makefile
 build/sim_bench: $(BENCH_OBJS)
 	$(CC) -o $@ $(BENCH_OBJS) $(LDLIBS)
 
--include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) \
+	$(TESTKIT_OBJS:.o=.d) $(TESTKIT_ASAN_OBJS:.o=.d)
 
 # hr-step, the core's golden-test driver (csrc/testkit/step/step.c says how to use it): a
 # plain executable over csrc/core alone, run by spec/core_golden_spec.lua on spec/golden/*.txt.
@@ -113,7 +142,7 @@ build-asan/hr-step: $(STEP_SRCS:%.c=build-asan/obj/%.o)
 # Each runner writes its counts to $(HELIOS_RESULTS)/NAME.counts when `make check` sets it.
 test:
 	@.ci/deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build check-layers
 	@.ci/busted-run test $(BUSTED) -o TAP
 
 # The module is built with the sanitizers but luajit is not, so the ASan runtime must be
@@ -127,7 +156,7 @@ test:
 ASAN_LEAKS ?= 0
 test-asan:
 	@.ci/deps
-	@$(MAKE) --no-print-directory build-asan/helios/core.so
+	@$(MAKE) --no-print-directory build-asan/helios/core.so build-asan/helios/testkit.so
 	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=$(ASAN_LEAKS):abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -135,8 +164,7 @@ test-asan:
 	.ci/busted-run test-asan luajit "$$(command -v $(BUSTED))" --ignore-lua --run=asan -o TAP
 
 bench:
-	@test -f csrc/sim/sim_bench.c || { echo "bench: csrc/sim/sim_bench.c does not exist yet" >&2; exit 1; }
-	@$(MAKE) --no-print-directory build/sim_bench build/helios/core.so
+	@$(MAKE) --no-print-directory build/sim_bench build
 	build/sim_bench
 	luajit -e 'package.cpath = "build/?.so;" .. package.cpath' spec/bench/storage.lua
 	luajit spec/bench/cluster.lua
@@ -144,7 +172,7 @@ bench:
 
 rock-check:
 	@.ci/deps
-	@HELIOS_SRC_DIRS="$(SRC_DIRS)" .ci/rock-check
+	@HELIOS_SRC_DIRS="$(SRC_DIRS)" HELIOS_TESTKIT_SRCS="$(sort $(TESTKIT_SRCS))" .ci/rock-check
 
 # What CI runs (.ci/run). Every runner runs even if an earlier one failed; the last line is
 # the sum over all of them.
@@ -220,5 +248,5 @@ fuzz-corpus:
 # Also what an in-place `luarocks make` leaves behind (objects next to sources, ./helios/).
 clean:
 	rm -rf build build-asan build-fuzz
-	rm -f $(wildcard csrc/*/*.o) helios/core.so
+	rm -f $(wildcard csrc/*/*.o) helios/core.so helios/testkit.so
 	@rmdir helios 2>/dev/null || true

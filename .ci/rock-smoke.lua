@@ -4,7 +4,8 @@
 --     luajit .ci/rock-smoke.lua <tree>
 --
 -- Checks that helios.raft, helios.sim and helios.core load from <tree> and that a 3-node
--- simulated cluster elects a leader and commits an entry.
+-- simulated cluster elects a leader and commits an entry; and that the test module
+-- helios.testkit, installed with it, loads and hands helios.core a file system.
 
 local tree = assert(arg[1], "Usage: luajit rock-smoke.lua TREE")
 
@@ -37,3 +38,10 @@ assert(index, "apply failed: " .. tostring(term))
 assert(result == "hello", "fsm returned " .. tostring(result))
 c:check()
 print(("ok: %s leads, committed #%d in term %d"):format(c:leader(), index, term))
+
+from_tree("c", "helios.testkit")
+local tk = require("helios.testkit")
+local fs = tk.simfs_new(1)
+local ok, report, verdict = require("helios.core").storage_inspect("nowhere", { fs = fs })
+assert(not ok and verdict == "not_data_dir", "storage_inspect over a simfs: " .. tostring(report))
+print("ok: helios.testkit loads, storage_inspect runs over its simfs")

@@ -2,9 +2,11 @@
 --
 --   luarocks --lua-version=5.1 make --tree=/tmp/helios rockspec/helios-raft-scm-1.rockspec
 --
--- The C sources are listed by hand: a new csrc/{core,storage,node,sim,lua}/*.c file must be
--- added to helios.core below. `make rock-check` (part of `make check`) fails and names the
--- file if the list and the tree disagree (.ci/rockspec-lint.lua).
+-- The C sources are listed by hand: a new csrc/{core,storage,transport,node,sim,lua}/*.c
+-- file must be added to helios.core below, a new csrc/testkit/*.c file to helios.testkit
+-- (which also lists every source below csrc/lua, and the binding helpers it shares: see
+-- the Makefile's TESTKIT_SRCS). `make rock-check` (part of `make check`) fails and names
+-- the file if the lists and the tree disagree (.ci/rockspec-lint.lua).
 
 rockspec_format = "3.0"
 package = "helios-raft"
@@ -68,7 +70,6 @@ build = {
             "csrc/node/node_storage.c",
             "csrc/storage/segment.c",
             "csrc/storage/snapshot.c",
-            "csrc/storage/throughput.c",
             "csrc/transport/codec.c",
             "csrc/transport/frame.c",
             "csrc/transport/handshake.c",
@@ -95,20 +96,85 @@ build = {
             "csrc/lua/config.c",
             "csrc/lua/control.c",
             "csrc/lua/fork_snapshot.c",
+            "csrc/lua/fs_binding.c",
+            "csrc/lua/inspect_binding.c",
             "csrc/lua/loop.c",
             "csrc/lua/module.c",
             "csrc/lua/mpack.c",
             "csrc/lua/node_binding.c",
             "csrc/lua/os.c",
             "csrc/lua/proc_binding.c",
-            "csrc/lua/proxy.c",
             "csrc/lua/signal_binding.c",
             "csrc/lua/sim_binding.c",
             "csrc/lua/sim_hooks.c",
             "csrc/lua/sim_views.c",
-            "csrc/lua/simfs_binding.c",
-            "csrc/lua/storage_binding.c",
-            "csrc/lua/transport_binding.c",
+            "csrc/lua/support.c",
+         },
+         incdirs = { "csrc", "$(LIBUV_INCDIR)" },
+         libdirs = { "$(LIBUV_LIBDIR)" },
+         libraries = { "uv", "m", "msgpackc", "crypto" },
+      },
+      -- Tests and benchmarks only (csrc/testkit/testkit.h): nothing in the product loads it.
+      -- It links its own copy of the layers below the binding (Lua loads C modules with
+      -- RTLD_LOCAL, so it cannot call helios.core's).
+      ["helios.testkit"] = {
+         sources = {
+            "csrc/testkit/fault_fs.c",
+            "csrc/testkit/fault_fs_binding.c",
+            "csrc/testkit/proxy.c",
+            "csrc/testkit/simfs_binding.c",
+            "csrc/testkit/storage_binding.c",
+            "csrc/testkit/testkit.c",
+            "csrc/testkit/throughput.c",
+            "csrc/testkit/transport_binding.c",
+            "csrc/core/blob.c",
+            "csrc/core/config.c",
+            "csrc/core/crc32c.c",
+            "csrc/core/election.c",
+            "csrc/core/error.c",
+            "csrc/core/log.c",
+            "csrc/core/msg.c",
+            "csrc/core/raft.c",
+            "csrc/core/replication.c",
+            "csrc/core/snapshot.c",
+            "csrc/storage/cache.c",
+            "csrc/storage/fs_posix.c",
+            "csrc/storage/group.c",
+            "csrc/storage/inspect.c",
+            "csrc/storage/intent.c",
+            "csrc/storage/io.c",
+            "csrc/storage/lock.c",
+            "csrc/storage/log.c",
+            "csrc/storage/reconcile.c",
+            "csrc/storage/meta.c",
+            "csrc/node/node_storage.c",
+            "csrc/storage/segment.c",
+            "csrc/storage/snapshot.c",
+            "csrc/transport/codec.c",
+            "csrc/transport/frame.c",
+            "csrc/transport/handshake.c",
+            "csrc/transport/hs_codec.c",
+            "csrc/transport/tcp.c",
+            "csrc/transport/tcp_conn.c",
+            "csrc/transport/tcp_peer.c",
+            "csrc/transport/unpack.c",
+            "csrc/node/node.c",
+            "csrc/node/runtime.c",
+            "csrc/node/runtime_snapshot.c",
+            "csrc/sim/check.c",
+            "csrc/sim/disk.c",
+            "csrc/sim/disk_real.c",
+            "csrc/sim/net.c",
+            "csrc/sim/queue.c",
+            "csrc/sim/simfs.c",
+            "csrc/sim/simfs_crash.c",
+            "csrc/sim/simfs_store.c",
+            "csrc/sim/sim.c",
+            "csrc/sim/snap.c",
+            "csrc/sim/xfer.c",
+            "csrc/lua/config.c",
+            "csrc/lua/fs_binding.c",
+            "csrc/lua/support.c",
          },
          incdirs = { "csrc", "$(LIBUV_INCDIR)" },
          libdirs = { "$(LIBUV_LIBDIR)" },

@@ -168,11 +168,11 @@ describe("helios node: cluster file errors", function()
     end)
 
     it("refuses damaged data and says where to look and what to do", function()
-        local core = require("helios.core")
+        local tk = require("helios.testkit")
         local su = require("spec.helpers.storage_util")
         local data = dir .. "/data/node-1"
         os.execute("mkdir -p '" .. data .. "'")
-        local st = assert(core.storage_open(data))
+        local st = assert(tk.storage_open(data))
         assert(st:set_meta(2, 1))
         -- Two syncs: damage in the first is in synced data (the second sync's first record
         -- vouches for it), not an unsynced tail that a restart cuts (docs/storage-format.md).

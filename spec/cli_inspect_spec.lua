@@ -2,6 +2,7 @@
 -- and says with its exit status whether the directory is sound (0) or not (1).
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local su = require("spec.helpers.storage_util")
 
 -- Run bin/helios with args in a child process; returns exit status, output.
@@ -20,7 +21,7 @@ describe("helios inspect", function()
     local dir
     before_each(function()
         dir = su.tmpdir()
-        local st = assert(core.storage_open(dir, { segment_size = 16384 }))
+        local st = assert(tk.storage_open(dir, { segment_size = 16384 }))
         assert(st:set_meta(3, 1))
         assert(st:append(su.entries(1, 200, 3)))
         assert(st:sync())
@@ -79,9 +80,10 @@ describe("helios inspect", function()
     -- inspect reports it and checks the log as the next open will leave it. A damaged
     -- intent is corruption (it is renamed into place only once synced).
     it("reports a pending truncation, and a damaged intent", function()
-        local st = assert(core.storage_open(dir, { segment_size = 16384 }))
+        local fs = tk.fault_fs_new()
+        local st = assert(tk.storage_open(dir, { segment_size = 16384, fs = fs }))
         assert.is_true(#su.segments(dir) > 1)
-        st:fault("sync", 1, "EIO", 1) -- the intent's fsync succeeds, log/'s fails
+        fs:fail("sync", 1, "io", 1) -- the intent's fsync succeeds, log/'s fails
         assert.is_nil(st:truncate(50))
         st:close()
         local code, out = helios("inspect", dir)
@@ -96,7 +98,7 @@ describe("helios inspect", function()
         assert.are.equal(1, code, out)
         assert.matches("log/TRUNCATE: ERROR log/TRUNCATE: bad checksum", out, 1, true)
         assert.matches("status: DAMAGED", out, 1, true)
-        local ok, ecode, msg = core.storage_open(dir)
+        local ok, ecode, msg = tk.storage_open(dir)
         assert.is_nil(ok)
         assert.are.equal("corrupt", ecode)
         assert.matches("log/TRUNCATE: bad checksum", msg, 1, true)

@@ -15,7 +15,7 @@ end
 
 local function proxy_argv()
     return { "luajit", "-e", ("package.path = %q; package.cpath = %q; "
-        .. "require('helios.core').proxy_main()"):format(package.path, package.cpath) }
+        .. "require('helios.testkit').proxy_main()"):format(package.path, package.cpath) }
 end
 
 -- A fake server's listening socket on a fresh path, for every `it` of the calling describe.

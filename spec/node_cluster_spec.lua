@@ -7,6 +7,7 @@
 
 local raft = require("helios.raft")
 local core = require("helios.core")
+local tk = require("helios.testkit")
 
 local nh = require("spec.helpers.node")
 
@@ -326,6 +327,17 @@ describe("raft.new: one node", function()
         end, 'raft.new: on_fsm_error: must be "continue" or "stop" (got "panic", a string)')
     end)
 
+    it("takes as fs only a file system of helios.testkit", function()
+        for _, v in ipairs{ {}, "posix", io.stdout } do
+            local ok, err = pcall(raft.new, { id = "n", peers = { n = "127.0.0.1:1" },
+                                              data_dir = dir, secret = "s",
+                                              fsm = recording_fsm(), fs = v })
+            assert.is_false(ok)
+            assert.matches("^raft.new: fs: must be a file system of helios.testkit %(got ", err)
+        end
+        -- (a fault_fs_new() one is taken: the ENOSPC test below runs a node over it)
+    end)
+
     it("serves status and apply on a control socket of mode 0600", function()
         local sock = dir .. "/control.sock"
         c = new_cluster(1, dir, nil, { control = sock })
@@ -369,7 +381,9 @@ describe("raft.new: one node", function()
     end)
 
     it("steps down and refuses writes with no_space on ENOSPC, and recovers", function()
-        c = new_cluster(1, dir)
+        -- Storage faults come from the file system the node runs over (helios.testkit).
+        local fs = tk.fault_fs_new()
+        c = new_cluster(1, dir, nil, { fs = fs })
         finally(function() stop_cluster(c) end)
         local node = c.nodes["node-1"]
         local events = {}
@@ -377,7 +391,7 @@ describe("raft.new: one node", function()
         local ok, err = run_scenario(c, 15000, function()
             wait_leader(c)
             assert(node:apply("before", 2000))
-            node:_inject_fault("write", 1000000, "ENOSPC")
+            fs:fail("write", 1000000, "no_space")
             local index, code = node:apply("during", 2000)
             assert.is_nil(index)
             assert(code == "not_leader" or code == "timeout", code)
@@ -389,13 +403,14 @@ describe("raft.new: one node", function()
             assert.is_nil(p1)
             assert.equal("no_space", p2)
             assert.equal("failed", node:status().role)
-            node:_inject_fault("write", 0, "ENOSPC")
+            fs:clear()
             assert(wait_for(function() return leader_of(c) ~= nil end, 5000), "no recovery")
             assert.equal("recovered", events[#events][1])
             local i2, _, result = node:apply("after", 2000)
             assert(i2, result)
             assert.equal("before", c.fsms["node-1"].log[1][2])
             assert.equal(1, node:stats().storage.failures)
+            assert.is_true(fs:stats().writes_failed > 0)
         end)
         assert(ok, err)
     end)

@@ -16,6 +16,7 @@
 
 local raft = require("helios.raft")
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local kv = require("helios.fsm.kv")
 
 local nh = require("spec.helpers.node")
@@ -87,7 +88,7 @@ end
 
 -- Rewrite the log of c's data dir with f(st) while no node holds it.
 local function with_log(c, f)
-    local st = assert(core.storage_open(c.dir .. "/n1"))
+    local st = assert(tk.storage_open(c.dir .. "/n1"))
     f(st)
     st:close()
 end

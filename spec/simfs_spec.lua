@@ -4,11 +4,11 @@
 -- of unsynced pages. The storage specs over it (storage_simfs_spec.lua) rely on exactly
 -- this, so it is pinned down operation by operation here.
 
-local core = require("helios.core")
+local tk = require("helios.testkit")
 
 -- A file system with one durably named, empty file "d/f" (open as handle h, read-write).
 local function with_file(seed, flags)
-    local fs = core.simfs_new(seed or 1, flags)
+    local fs = tk.simfs_new(seed or 1, flags)
     assert(fs:mkdir("d"))
     local root = assert(fs:open(".", "d"))
     assert(fs:sync(root))
@@ -38,15 +38,15 @@ describe("simulated file system", function()
         assert(fs:open("d/a", "rwc"))
         assert.are.same({ "a", "b", "f" }, fs:list("d"))
         local _, code = fs:open("d/missing", "r")
-        assert.are.equal("ENOENT", code)
+        assert.are.equal("not_found", code)
         _, code = fs:open("nodir/x", "rwc")
-        assert.are.equal("ENOENT", code)
+        assert.are.equal("not_found", code)
         _, code = fs:mkdir("d")
-        assert.are.equal("EEXIST", code)
+        assert.are.equal("exists", code)
         _, code = fs:unlink("d")
-        assert.are.equal("EISDIR", code)
+        assert.are.equal("is_directory", code)
         _, code = fs:open("d/f", "d")
-        assert.are.equal("ENOTDIR", code)
+        assert.are.equal("not_directory", code)
         assert(fs:rename("d/a", "d/f")) -- replaces
         assert.are.same({ "b", "f" }, fs:list("d"))
         assert.are.equal("", content(fs, "d/f"))
@@ -54,7 +54,7 @@ describe("simulated file system", function()
         assert.are.same({ "f" }, fs:list("d"))
         local rh = assert(fs:open("d/f", "r"))
         _, code = fs:pwrite(rh, 0, "x")
-        assert.are.equal("EBADF", code)
+        assert.are.equal("bad_handle", code)
     end)
 
     it("keeps a file's bytes across a crash only once the file was synced", function()
@@ -107,7 +107,7 @@ describe("simulated file system", function()
     end)
 
     it("loses a new directory, and all under it, until its parent is synced", function()
-        local fs = core.simfs_new(1)
+        local fs = tk.simfs_new(1)
         assert(fs:mkdir("x"))
         assert(fs:mkdir("x/y"))
         local h = assert(fs:open("x/y/f", "rwc"))
@@ -131,7 +131,7 @@ describe("simulated file system", function()
         assert(fs:pwrite(h, 0, "a"))           -- base + 1
         assert(fs:sync(h))                     -- base + 2
         local _, code = fs:pwrite(h, 1, "b")   -- base + 3: the crash
-        assert.are.equal("EIO", code)
+        assert.are.equal("io", code)
         assert.is_true(fs:crashed())
         for _, op in ipairs{
             function() return fs:sync(h) end,
@@ -143,7 +143,7 @@ describe("simulated file system", function()
         } do
             local ok, c = op()
             assert.is_nil(ok)
-            assert.are.equal("EIO", c)
+            assert.are.equal("io", c)
         end
         assert.are.equal(base + 3, fs:op_count()) -- nothing counted after the crash
         assert.are.equal("ab", fs:pread(h, 0, 10)) -- reads still work: the code unwinds
@@ -160,19 +160,19 @@ describe("simulated file system", function()
         assert(fs:lock(h, "ex"))
         local h2 = assert(fs:open("d/f", "rw"))
         local _, code = fs:lock(h2, "ex")
-        assert.are.equal("EWOULDBLOCK", code) -- another handle, even in this process
+        assert.are.equal("locked", code) -- another handle, even in this process
         _, code = fs:lock(h2, "sh")
-        assert.are.equal("EWOULDBLOCK", code)
+        assert.are.equal("locked", code)
         assert(fs:lock(h, "un"))
         assert(fs:lock(h2, "sh"))
         assert(fs:lock(h, "sh"))
         _, code = fs:lock(h, "ex")
-        assert.are.equal("EWOULDBLOCK", code)
+        assert.are.equal("locked", code)
         assert(fs:close(h2))
         assert(fs:lock(h, "ex")) -- closing h2 released its lock
         fs:reboot()
         _, code = fs:pread(h, 0, 1)
-        assert.are.equal("EBADF", code)
+        assert.are.equal("bad_handle", code)
         local h3 = assert(fs:open("d/f", "rw"))
         assert.is_true(h3 > h and h3 > h2) -- numbers are not reused
         assert(fs:lock(h3, "ex")) -- the dead process's lock is gone
@@ -212,7 +212,7 @@ describe("simulated file system", function()
         end
         assert.is_true(torn > 0)
         assert.is_true(lengths[0] and lengths[10] and lengths[20])
-        assert.is_true(core.simfs_new(1, { torn = true }):stats().torn == 0)
+        assert.is_true(tk.simfs_new(1, { torn = true }):stats().torn == 0)
     end)
 
     it("keeps any subset of the unsynced 4 KiB pages with pages", function()

@@ -5,6 +5,7 @@
 -- (HELIOS_CRASH_SEED, printed); rounds from HELIOS_CRASH_ROUNDS (default 40).
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local su = require("spec.helpers.storage_util")
 local prng = require("spec.helpers.prng")
 
@@ -60,7 +61,7 @@ describe("storage crash test", function()
             local acked = last_ack(ack)
             if acked > prev_acked then kills_with_progress = kills_with_progress + 1 end
             prev_acked = acked
-            local st, info = core.storage_open(dir .. "/data", { segment_size = 16384 })
+            local st, info = tk.storage_open(dir .. "/data", { segment_size = 16384 })
             assert(st, ("round %d (seed %d): %s"):format(round, seed, tostring(info)))
             local last = st:last_index()
             assert(last >= acked, ("round %d (seed %d): acknowledged %d, log ends at %d")

@@ -4,15 +4,25 @@
 --
 -- Two sources of errors: a real 1 MiB tmpfs filled to the brim (mounted if this machine
 -- lets us: we need root and a kernel that allows it; otherwise that test is marked
--- pending and says why), and the injected fault of st:fault(), which works everywhere.
+-- pending and says why), and helios.testkit's fault-injecting file system
+-- (tk.fault_fs_new, opened as the log's fs), which works everywhere.
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local su = require("spec.helpers.storage_util")
 
 local SMALL = { segment_size = 4096 }
 
+-- The options of a log over a fresh fault-injecting file system, and that file system.
+local function faulty(opts)
+    local fs = tk.fault_fs_new()
+    local o = { fs = fs }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return o, fs
+end
+
 local function reopen_check(dir, last)
-    local st = assert(core.storage_open(dir, SMALL))
+    local st = assert(tk.storage_open(dir, SMALL))
     assert.are.equal(last, st:last_index())
     su.check_entries(st, 1, last)
     st:close()
@@ -26,10 +36,11 @@ describe("storage write errors (injected fault)", function()
     after_each(function() su.rmdir(dir) end)
 
     it("ENOSPC on write: reported, rolled back, refused until retry", function()
-        local st = assert(core.storage_open(dir, SMALL))
+        local o, fs = faulty(SMALL)
+        local st = assert(tk.storage_open(dir, o))
         assert(st:append(su.entries(1, 50)))
         assert(st:sync())
-        st:fault("write", 1, "ENOSPC")
+        fs:fail("write", 1, "no_space")
         assert(st:append(su.entries(51, 60)))
         local ok, code, msg = st:sync()
         assert.is_nil(ok)
@@ -48,25 +59,33 @@ describe("storage write errors (injected fault)", function()
     end)
 
     it("a failure while rolling over segments removes the new segments", function()
-        local st = assert(core.storage_open(dir, SMALL))
-        assert(st:append(su.entries(1, 40)))
-        assert(st:sync())
-        local before = su.segments(dir)
-        -- the third write of this batch fails: two segments were already sealed/created
-        st:fault("write", 1, "ENOSPC")
-        local ok, code = st:append(su.entries(41, 400))
-        if ok then ok, code = st:sync() end
-        assert.are.equal("no_space", code)
-        assert.are.same(before, su.segments(dir))
-        st:close()
-        reopen_check(dir, 40)
+        -- The first, second, ... write of a batch that spans many segments fails: by the
+        -- third, segments were already sealed and created.
+        for skip = 0, 3 do
+            su.rmdir(dir)
+            dir = su.tmpdir()
+            local o, fs = faulty(SMALL)
+            local st = assert(tk.storage_open(dir, o))
+            assert(st:append(su.entries(1, 40)))
+            assert(st:sync())
+            local before = su.segments(dir)
+            fs:fail("write", 1, "no_space", skip)
+            local ok, code = st:append(su.entries(41, 400))
+            if ok then ok, code = st:sync() end
+            assert.are.equal("no_space", code)
+            assert.are.equal(1, fs:stats().writes_failed)
+            assert.are.same(before, su.segments(dir))
+            st:close()
+            reopen_check(dir, 40)
+        end
     end)
 
     it("EIO on fdatasync: reported as EIO, the batch is undone", function()
-        local st = assert(core.storage_open(dir, SMALL))
+        local o, fs = faulty(SMALL)
+        local st = assert(tk.storage_open(dir, o))
         assert(st:append(su.entries(1, 10)))
         assert(st:sync())
-        st:fault("sync", 1, "EIO")
+        fs:fail("sync", 1, "io")
         assert(st:append(su.entries(11, 20)))
         local ok, code, msg = st:sync()
         assert.is_nil(ok)
@@ -77,8 +96,9 @@ describe("storage write errors (injected fault)", function()
     end)
 
     it("EROFS is reported as EIO", function()
-        local st = assert(core.storage_open(dir, SMALL))
-        st:fault("write", 1, "EROFS")
+        local o, fs = faulty(SMALL)
+        local st = assert(tk.storage_open(dir, o))
+        fs:fail("write", 1, "read_only")
         assert(st:append(su.entries(1, 3)))
         local ok, code, msg = st:sync()
         assert.are.equal("io", code)
@@ -87,14 +107,15 @@ describe("storage write errors (injected fault)", function()
     end)
 
     it("a failed meta write keeps the old term and vote", function()
-        local st = assert(core.storage_open(dir))
+        local o, fs = faulty()
+        local st = assert(tk.storage_open(dir, o))
         assert(st:set_meta(4, 2))
-        st:fault("sync", 1, "EIO")
+        fs:fail("sync", 1, "io")
         local ok, code = st:set_meta(5, 3)
         assert.are.equal("io", code)
         assert.are.same({ 4, 2 }, { st:meta() })
         st:close()
-        st = assert(core.storage_open(dir))
+        st = assert(tk.storage_open(dir))
         assert.are.same({ 4, 2 }, { st:meta() })
         st:close()
     end)
@@ -122,7 +143,7 @@ describe("storage write errors (1 MiB tmpfs)", function()
         end
         print("\nstorage_fault_spec: using a real 1 MiB tmpfs at " .. dir)
         su.write_file(dir .. "/filler", string.rep("f", 600 * 1024))
-        local st = assert(core.storage_open(dir .. "/data"))
+        local st = assert(tk.storage_open(dir .. "/data"))
         local last, code, msg = 0, nil, nil
         while true do
             local ok
@@ -190,10 +211,11 @@ describe("storage truncate failures", function()
                     for _, how in ipairs{ "retry", "reopen" } do
                         su.rmdir(dir)
                         dir = su.tmpdir()
-                        local st = assert(core.storage_open(dir, SMALL))
+                        local o, fs = faulty(SMALL)
+                        local st = assert(tk.storage_open(dir, o))
                         assert(st:append(su.entries(1, n)))
                         assert(st:sync())
-                        st:fault(kind, 1, "EIO", skip)
+                        fs:fail(kind, 1, "io", skip)
                         local ok, code = st:truncate(from)
                         if ok then
                             st:close()
@@ -214,7 +236,7 @@ describe("storage truncate failures", function()
                             st:close()
                             local left = io.open(dir .. "/log/TRUNCATE")
                             if left then left:close() end
-                            local st2, info = assert(core.storage_open(dir, SMALL))
+                            local st2, info = assert(tk.storage_open(dir, SMALL))
                             local last = st2:last_index()
                             assert.are.equal(begun and from - 1 or n, last)
                             -- an intent the failure left is completed by the open
@@ -240,20 +262,20 @@ describe("storage truncate failures", function()
     it("an empty log pinned by a header-only segment can still be reset", function()
         -- A crash while the first write of a new segment was landing leaves its header and
         -- a torn record: open cuts the record and keeps an empty segment that starts at 5.
-        local st = assert(core.storage_open(dir, SMALL))
+        local st = assert(tk.storage_open(dir, SMALL))
         assert(st:append(su.entries(5, 7)))
         assert(st:sync())
         st:close()
         local seg = su.segment_path(dir, 1)
         su.write_file(seg, su.read_file(seg):sub(1, 24 + 10))
-        st = assert(core.storage_open(dir, SMALL))
+        st = assert(tk.storage_open(dir, SMALL))
         assert.are.equal(4, st:last_index())
         -- A snapshot through 19 was installed: the log is emptied and goes on at 20.
         assert(st:truncate(st:first_index()))
         assert(st:append(su.entries(20, 22)))
         assert(st:sync())
         st:close()
-        st = assert(core.storage_open(dir, SMALL))
+        st = assert(tk.storage_open(dir, SMALL))
         assert.are.equal(20, st:first_index())
         assert.are.equal(22, st:last_index())
         su.check_entries(st, 20, 22)

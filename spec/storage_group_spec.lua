@@ -1,8 +1,8 @@
 -- spec/storage_group_spec.lua: group commit on the libuv threadpool, through the C
--- benchmark core.storage_bench (N proposers, each with one batch in flight; it checks
+-- benchmark tk.storage_bench (N proposers, each with one batch in flight; it checks
 -- that completions arrive in seq order and fails otherwise).
 
-local core = require("helios.core")
+local tk = require("helios.testkit")
 local su = require("spec.helpers.storage_util")
 
 describe("storage group commit", function()
@@ -11,21 +11,21 @@ describe("storage group commit", function()
     after_each(function() su.rmdir(dir) end)
 
     it("makes many concurrent appends durable with far fewer fsyncs", function()
-        local r = assert(core.storage_bench(dir .. "/d", 64, 3000, 100))
+        local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100))
         assert.are.equal(3000, r.appends)
         print(("\nstorage_group_spec: 64 proposers: %.0f appends/s, %.0f fsyncs/s, " ..
                "%.1f appends per fsync; disk baseline %.0f fsyncs/s")
               :format(r.appends_per_s, r.fsyncs_per_s, r.appends / r.fsyncs,
                       r.baseline_fsyncs_per_s))
         assert.is_true(r.appends / r.fsyncs >= 8, "group commit did not group")
-        local st = assert(core.storage_open(dir .. "/d"))
+        local st = assert(tk.storage_open(dir .. "/d"))
         assert.are.equal(3000, st:last_index())
         assert.are.equal(string.rep("x", 100), st:entries(3000, 3000)[1].data)
         st:close()
     end)
 
     it("with one proposer, one fsync per append", function()
-        local r = assert(core.storage_bench(dir .. "/d", 1, 200, 100))
+        local r = assert(tk.storage_bench(dir .. "/d", 1, 200, 100))
         assert.are.equal(200, r.appends)
         -- one per append, and one for the header of the segment the first append creates
         -- (synced on its own before any record: docs/storage-format.md, "Write path guarantees")

@@ -6,6 +6,7 @@
 -- Torn tails are made at random points from fixed seeds (printed on failure).
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local su = require("spec.helpers.storage_util")
 local prng = require("spec.helpers.prng")
 
@@ -13,7 +14,7 @@ local SMALL = { segment_size = 4096 }
 local N = 300
 
 local function fill(dir, n)
-    local st = assert(core.storage_open(dir, SMALL))
+    local st = assert(tk.storage_open(dir, SMALL))
     assert(st:set_meta(3, 1))
     assert(st:append(su.entries(1, n or N, 3)))
     assert(st:sync())
@@ -24,7 +25,7 @@ end
 -- records (su.records).
 local ONE_SEGMENT = { segment_size = 1048576 }
 local function two_syncs(dir)
-    local st = assert(core.storage_open(dir, ONE_SEGMENT))
+    local st = assert(tk.storage_open(dir, ONE_SEGMENT))
     assert(st:set_meta(3, 1))
     assert(st:append(su.entries(1, 20, 3)))
     assert(st:sync())
@@ -44,7 +45,7 @@ local function zero(path, from, n)
 end
 
 local function open_fails(dir, pattern)
-    local st, code, msg = core.storage_open(dir, SMALL)
+    local st, code, msg = tk.storage_open(dir, SMALL)
     assert.is_nil(st)
     assert.are.equal("corrupt", code)
     assert.matches(pattern, msg, 1, true)
@@ -82,7 +83,7 @@ describe("storage recovery", function()
             for _, r in ipairs(recs) do
                 if r.offset + r.size <= cut then last = r.index else torn_at = torn_at or r.offset end
             end
-            local st, info = core.storage_open(dir, SMALL)
+            local st, info = tk.storage_open(dir, SMALL)
             assert(st, "seed " .. seed .. ": " .. tostring(info))
             assert.are.equal(last, st:last_index(), "seed " .. seed)
             if torn_at then
@@ -93,7 +94,7 @@ describe("storage recovery", function()
             assert(st:append(su.entries(last + 1, last + 20, 3)))
             assert(st:sync())
             st:close()
-            st = assert(core.storage_open(dir, SMALL))
+            st = assert(tk.storage_open(dir, SMALL))
             assert.are.equal(last + 20, st:last_index())
             su.check_entries(st, 1, last + 20)
             st:close()
@@ -106,7 +107,7 @@ describe("storage recovery", function()
         local path = su.segment_path(dir, -1)
         local first = tonumber(path:match("(%d+)$"))
         su.write_file(path, string.rep("\0", 10))
-        local st, info = assert(core.storage_open(dir, SMALL))
+        local st, info = assert(tk.storage_open(dir, SMALL))
         assert.matches("interrupted creation", info, 1, true)
         assert.are.equal(first - 1, st:last_index())
         st:close()
@@ -118,7 +119,7 @@ describe("storage recovery", function()
         local recs = su.records(path)
         local r = recs[#recs]
         su.flip(path, r.offset + 36 + math.floor(r.len / 2))
-        local st, info = assert(core.storage_open(dir, SMALL))
+        local st, info = assert(tk.storage_open(dir, SMALL))
         assert.matches("torn tail at offset " .. r.offset, info, 1, true)
         assert.are.equal(r.index - 1, st:last_index())
         st:close()
@@ -154,7 +155,7 @@ describe("storage recovery", function()
         end
         -- one sync over several segments (roll-overs), then a truncation: the first record
         -- of each segment and the first one written after the truncation are marked
-        local st = assert(core.storage_open(dir, SMALL))
+        local st = assert(tk.storage_open(dir, SMALL))
         assert(st:append(su.entries(41, 140, 3)))
         assert(st:sync())
         assert(st:truncate(130))
@@ -174,7 +175,7 @@ describe("storage recovery", function()
     end)
 
     it("marks one record for a sync written in several pieces (a large batch)", function()
-        local st = assert(core.storage_open(dir, { segment_size = 16 * 1048576 }))
+        local st = assert(tk.storage_open(dir, { segment_size = 16 * 1048576 }))
         assert(st:append(su.entries(1, 8000, 3))) -- > 1 MiB: written as it is appended
         assert(st:sync())
         st:close()
@@ -199,7 +200,7 @@ describe("storage recovery", function()
                 zero(path, r.offset, recs[34].offset - r.offset)
             end
             local size = #su.read_file(path)
-            local st, info = core.storage_open(dir, SMALL)
+            local st, info = tk.storage_open(dir, SMALL)
             assert(st, info)
             assert.matches(name .. ": torn tail at offset " .. r.offset .. " (" ..
                            (size - r.offset) .. " bytes) truncated; log ends at index 29",
@@ -209,7 +210,7 @@ describe("storage recovery", function()
             assert(st:append(su.entries(30, 50, 3)))
             assert(st:sync())
             st:close()
-            st = assert(core.storage_open(dir, SMALL))
+            st = assert(tk.storage_open(dir, SMALL))
             assert.are.equal(50, st:last_index())
             su.check_entries(st, 1, 50)
             st:close()
@@ -234,7 +235,7 @@ describe("storage recovery", function()
 
     it("cuts a new segment's first sync back to its header when its first page was lost",
        function()
-        local st = assert(core.storage_open(dir, ONE_SEGMENT))
+        local st = assert(tk.storage_open(dir, ONE_SEGMENT))
         assert(st:append(su.entries(1, 40, 3)))
         assert(st:sync())
         st:close()
@@ -242,7 +243,7 @@ describe("storage recovery", function()
         local recs = su.records(path)
         assert.is_true(recs[#recs].offset > 4096)
         zero(path, 24, 4096 - 24) -- the header was synced on its own, before any record
-        local st2, info = core.storage_open(dir, SMALL)
+        local st2, info = tk.storage_open(dir, SMALL)
         assert(st2, info)
         assert.matches("torn tail at offset 24", info, 1, true)
         assert.are.equal(0, st2:last_index())
@@ -261,7 +262,7 @@ describe("storage recovery", function()
         su.rewrite_as_v1(path)
         assert.are.equal(1, su.segment_version(path))
         -- undamaged, it opens and reads, and what is appended to it stays version 1
-        local st = assert(core.storage_open(dir, ONE_SEGMENT))
+        local st = assert(tk.storage_open(dir, ONE_SEGMENT))
         su.check_entries(st, 1, 40)
         assert(st:append(su.entries(41, 45, 3)))
         assert(st:sync())
@@ -279,7 +280,7 @@ describe("storage recovery", function()
         -- damage in the very last record is still a torn tail
         su.write_file(path, data)
         su.flip(path, recs[45].offset + 36 + 1)
-        local st2, info = core.storage_open(dir, SMALL)
+        local st2, info = tk.storage_open(dir, SMALL)
         assert(st2, info)
         assert.matches("torn tail at offset " .. recs[45].offset, info, 1, true)
         assert.are.equal(44, st2:last_index())
@@ -321,7 +322,7 @@ describe("storage recovery", function()
     it("refuses a meta file with a bad checksum, and ignores a leftover meta.tmp", function()
         fill(dir)
         su.write_file(dir .. "/meta.tmp", "half a meta")
-        local st, info = assert(core.storage_open(dir, SMALL))
+        local st, info = assert(tk.storage_open(dir, SMALL))
         assert.matches("meta.tmp", info, 1, true)
         assert.are.same({ 3, 1 }, { st:meta() })
         st:close()

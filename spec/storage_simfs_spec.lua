@@ -24,6 +24,7 @@
 --                                4 KiB pages (by default a third of the seeds do; 0: none)
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local prng = require("spec.helpers.prng")
 
 local SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 3000
@@ -66,14 +67,14 @@ local Node = {}
 Node.__index = Node
 
 local function open_log(fs, seg)
-    return core.storage_open(DIR, { fs = fs, segment_size = seg, cache_bytes = 131072 })
+    return tk.storage_open(DIR, { fs = fs, segment_size = seg, cache_bytes = 131072 })
 end
 
 local function new_node(seed, flags)
     local rng = prng.new(seed)
     local n = setmetatable({
         seed = seed, rng = rng, flags = flags,
-        fs = core.simfs_new(seed, flags),
+        fs = tk.simfs_new(seed, flags),
         seg = ({ 300, 1024, 4096, 65536 })[rng:int(1, 4)],
         acked = {},      -- index -> value: durable (acknowledged)
         history = {},    -- index -> set of values that may be found there
@@ -194,15 +195,15 @@ function Node:local_snapshot()
     local payload = self:payload(index, term)
     local voters = { 1, 2, 3 }
     local key = snap_key(index, term)
-    self.snaps[key] = core.snap_file(index, term, voters, payload)
+    self.snaps[key] = tk.snap_file(index, term, voters, payload)
     self.snap_hi = math.max(self.snap_hi or 0, index)
-    local size, code, msg = core.snap_write(DIR, index, term, voters, payload,
+    local size, code, msg = tk.snap_write(DIR, index, term, voters, payload,
                                             { fs = self.fs, chunk = self.rng:int(100, 5000) })
     if not size then return self:failed("snap_write", code, msg) end
     local s = { index = index, term = term }
     if newer(s, self.snap) then self.snap = s end
     self.snaps_written = self.snaps_written + 1
-    core.snap_prune(DIR, self.snap.index, self.snap.term, { fs = self.fs })
+    tk.snap_prune(DIR, self.snap.index, self.snap.term, { fs = self.fs })
     if self.fs:crashed() then return false end
     local below = math.max(1, self.snap.index + 1 - self.rng:int(0, 5))
     local ok, c2, m2 = self.st:compact(below)
@@ -218,10 +219,10 @@ function Node:receive_snapshot()
     self.term = self.term + self.rng:int(0, 1)
     local term = self.term
     local payload = self:payload(index, term)
-    local bytes = core.snap_file(index, term, { 1, 2, 3 }, payload)
+    local bytes = tk.snap_file(index, term, { 1, 2, 3 }, payload)
     self.snaps[snap_key(index, term)] = bytes
     self.snap_hi = math.max(self.snap_hi or 0, index)
-    local ok, code, msg = core.snap_recv(DIR, index, term, bytes,
+    local ok, code, msg = tk.snap_recv(DIR, index, term, bytes,
                                          { fs = self.fs, chunk = self.rng:int(64, 4096) })
     if not ok then return self:failed("snap_recv", code, msg) end
     local s = { index = index, term = term }
@@ -293,7 +294,7 @@ function Node:recover()
     self.st = st
     local sound, report = core.storage_inspect(DIR, nil, { fs = self.fs })
     if not sound then self:fail("inspect after the open:\n" .. report) end
-    local found, notes = core.snap_find(DIR, { fs = self.fs })
+    local found, notes = tk.snap_find(DIR, { fs = self.fs })
     if found == nil then self:fail("snap_find: " .. tostring(notes)) end
     if self.snap then
         if not found then
@@ -420,7 +421,7 @@ end
 -- later segments removed) or "reset" (from the first index: the log emptied).
 local function truncation_case(seed, shape, k)
     local flags = { keep_unsynced = seed % 2 == 1, pages = true }
-    local fs = core.simfs_new(seed, flags)
+    local fs = tk.simfs_new(seed, flags)
     local seg = shape == "cut" and 65536 or 4096
     local st = assert(open_log(fs, seg))
     local rng = prng.new(seed)

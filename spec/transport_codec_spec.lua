@@ -1,18 +1,18 @@
--- spec/transport_codec_spec.lua: the wire codec of csrc/transport through core.wire_encode
--- and core.wire_decode: every message type round-trips; a flipped bit anywhere in a frame,
+-- spec/transport_codec_spec.lua: the wire codec of csrc/transport through tk.wire_encode
+-- and tk.wire_decode: every message type round-trips; a flipped bit anywhere in a frame,
 -- a truncated or oversized frame, and random garbage are refused with an error, never a
 -- crash or a wrong message.
 --
 --   HELIOS_SEED=7 busted --lua=luajit spec/transport_codec_spec.lua   -- replay one seed
 
-local core = require("helios.core")
+local tk = require("helios.testkit")
 local prng = require("spec.helpers.prng")
 
 local bit = require("bit")
 local char, byte, format = string.char, string.byte, string.format
 local concat = table.concat
 
-local A, B = core.node_id("node-a"), core.node_id("node-b")
+local A, B = tk.node_id("node-a"), tk.node_id("node-b")
 local SEED = tonumber(os.getenv("HELIOS_SEED") or "") or 20240611
 
 -- One message of every type, with every field its type uses set.
@@ -76,8 +76,8 @@ end
 describe("transport codec", function()
     it("round-trips every message type", function()
         for _, m in ipairs(MESSAGES) do
-            local frame = core.wire_encode(m)
-            local got, code, detail = core.wire_decode(frame)
+            local frame = tk.wire_encode(m)
+            local got, code, detail = tk.wire_decode(frame)
             assert(got, format("%s: %s %s", m.type, tostring(code), tostring(detail)))
             assert_same(m, got)
         end
@@ -85,17 +85,17 @@ describe("transport codec", function()
 
     it("keeps 64-bit node ids exact (as decimal strings)", function()
         assert.are.equal("string", type(A)) -- FNV-1a 64 of a name is far above 2^53
-        local got = assert(core.wire_decode(core.wire_encode(MESSAGES[6])))
+        local got = assert(tk.wire_decode(tk.wire_encode(MESSAGES[6])))
         assert.are.equal(B, got.from)
         assert.are.equal(A, got.to)
     end)
 
     it("detects a flipped bit anywhere in a frame", function()
         for _, m in ipairs(MESSAGES) do
-            local frame = core.wire_encode(m)
+            local frame = tk.wire_encode(m)
             for pos = 1, #frame do
                 for k = 0, 7 do
-                    local got, code = core.wire_decode(flip_bit(frame, pos, k))
+                    local got, code = tk.wire_decode(flip_bit(frame, pos, k))
                     assert(got == nil and type(code) == "string",
                            format("%s: bit %d of byte %d flipped went undetected", m.type, k, pos))
                 end
@@ -104,24 +104,24 @@ describe("transport codec", function()
     end)
 
     it("refuses truncated frames and trailing bytes", function()
-        local frame = core.wire_encode(MESSAGES[1])
+        local frame = tk.wire_encode(MESSAGES[1])
         for n = 0, #frame - 1 do
-            local got, code = core.wire_decode(frame:sub(1, n))
+            local got, code = tk.wire_decode(frame:sub(1, n))
             assert.is_nil(got)
             assert.are.equal("protocol", code)
         end
-        local got, code = core.wire_decode(frame .. "x")
+        local got, code = tk.wire_decode(frame .. "x")
         assert.is_nil(got)
         assert.are.equal("protocol", code)
     end)
 
     it("refuses a frame larger than the maximum before reading it", function()
-        local frame = core.wire_encode(MESSAGES[1])
-        local got, code, detail = core.wire_decode(frame, 16)
+        local frame = tk.wire_encode(MESSAGES[1])
+        local got, code, detail = tk.wire_decode(frame, 16)
         assert.is_nil(got)
         assert.are.equal("too_large", code)
         assert.matches("exceeds the maximum", detail)
-        got, code = core.wire_decode(be32(0xffffffff) .. be32(0) .. "tiny")
+        got, code = tk.wire_decode(be32(0xffffffff) .. be32(0) .. "tiny")
         assert.is_nil(got)
         assert.are.equal("too_large", code)
     end)
@@ -139,7 +139,7 @@ describe("transport codec", function()
             ["snapshot data in an append_resp"] = "\132\0\2\1\1\2\1\19\196\1x",
         }
         for what, payload in pairs(cases) do
-            local got, code, detail = core.wire_decode(core.wire_frame(payload))
+            local got, code, detail = tk.wire_decode(tk.wire_frame(payload))
             assert(got == nil, what)
             assert(code == "protocol", format("%s: %s %s", what, tostring(code), tostring(detail)))
         end
@@ -150,16 +150,16 @@ describe("transport codec", function()
             type = "append", from = A, to = B, term = 3, prev_index = 10, prev_term = 2,
             entries = { { term = 3, index = 12, type = 1, data = "gap" } },
         }
-        local got, code, detail = core.wire_decode(core.wire_encode(m))
+        local got, code, detail = tk.wire_decode(tk.wire_encode(m))
         assert.is_nil(got)
         assert.are.equal("protocol", code)
         assert.matches("consecutive", detail)
         m.entries = { { term = 4, index = 11, type = 1 } } -- beyond the message's term
-        got, code = core.wire_decode(core.wire_encode(m))
+        got, code = tk.wire_decode(tk.wire_encode(m))
         assert.is_nil(got)
         m.type = "vote"
         m.entries = { { term = 3, index = 11, type = 1 } }
-        got, code, detail = core.wire_decode(core.wire_encode(m))
+        got, code, detail = tk.wire_decode(tk.wire_encode(m))
         assert.is_nil(got)
         assert.matches("entries in a message", detail)
     end)
@@ -167,7 +167,7 @@ describe("transport codec", function()
     it("never crashes on random garbage or mutated frames (seed " .. SEED .. ")", function()
         local rng = prng.new(SEED)
         local frames = {}
-        for i, m in ipairs(MESSAGES) do frames[i] = core.wire_encode(m) end
+        for i, m in ipairs(MESSAGES) do frames[i] = tk.wire_encode(m) end
         for round = 1, 3000 do
             local s
             local kind = rng:int(1, 3)
@@ -186,7 +186,7 @@ describe("transport codec", function()
                     s = s:sub(1, pos - 1) .. char(rng:int(0, 255)) .. s:sub(pos + 1)
                 end
             end
-            local ok, got, code = pcall(core.wire_decode, s)
+            local ok, got, code = pcall(tk.wire_decode, s)
             assert(ok, format("seed %d round %d: raised %s", SEED, round, tostring(got)))
             assert(got ~= nil or type(code) == "string",
                    format("seed %d round %d: no error code", SEED, round))

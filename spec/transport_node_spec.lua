@@ -7,7 +7,7 @@
 -- outside the cluster is refused at the handshake.
 
 local testing = require("helios.testing")
-local core = require("helios.core")
+local tk = require("helios.testkit")
 
 local format = string.format
 
@@ -39,7 +39,7 @@ local function handshake(conn, opts)
     local o = { cluster_id = CLUSTER, node_name = "node-4", secret = SECRET,
                 peer_name = "node-1" }
     for k, v in pairs(opts or {}) do o[k] = v end
-    return core.wire_handshake(conn, o)
+    return tk.wire_handshake(conn, o)
 end
 
 describe("transport against hostile peers", function()
@@ -55,7 +55,7 @@ describe("transport against hostile peers", function()
 
     it("refuses a peer with the wrong secret, counts it and stays healthy", function()
         local before = stats(cl, "node-1").auth_failures
-        local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+        local conn = assert(tk.raw_connect(cl:address("node-1"), 2000))
         local ok, code, detail = handshake(conn, { secret = "not the secret" })
         assert.is_nil(ok)
         assert.are.equal("auth", code)
@@ -68,13 +68,13 @@ describe("transport against hostile peers", function()
     end)
 
     it("refuses a peer that names another cluster or another node", function()
-        local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+        local conn = assert(tk.raw_connect(cl:address("node-1"), 2000))
         local ok, code, detail = handshake(conn, { cluster_id = "elsewhere" })
         assert.is_nil(ok)
         assert.are.equal("auth", code)
         assert.matches("cluster id mismatch", detail)
         conn:close()
-        conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+        conn = assert(tk.raw_connect(cl:address("node-1"), 2000))
         ok, code, detail = handshake(conn, { peer_name = "node-2" })
         assert.is_nil(ok)
         assert.matches("this is 'node%-1'", detail)
@@ -83,7 +83,7 @@ describe("transport against hostile peers", function()
 
     it("refuses a peer that proves the secret under a name outside the cluster", function()
         local before = stats(cl, "node-1").auth_failures
-        local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+        local conn = assert(tk.raw_connect(cl:address("node-1"), 2000))
         local ok, code, detail = handshake(conn, { node_name = "intruder" })
         assert.is_nil(ok)
         assert.are.equal("auth", code)
@@ -94,14 +94,14 @@ describe("transport against hostile peers", function()
     end)
 
     it("accepts the right secret", function()
-        local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+        local conn = assert(tk.raw_connect(cl:address("node-1"), 2000))
         assert.is_true(handshake(conn))
         conn:close()
     end)
 
     it("closes a connection that sends garbage and counts a bad frame", function()
         local before = stats(cl, "node-1").bad_frames
-        local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+        local conn = assert(tk.raw_connect(cl:address("node-1"), 2000))
         -- A length, then "GET " where the CRC should be: a complete frame whose CRC is wrong.
         assert(conn:send("\0\0\0\4GET /xyz"))
         assert_closed(conn)
@@ -113,23 +113,23 @@ describe("transport against hostile peers", function()
 
     it("closes an authenticated connection on a malformed, oversized or spoofed frame",
        function()
-        local intruder = core.node_id("node-4")
-        local node1 = core.node_id("node-1")
+        local intruder = tk.node_id("node-4")
+        local node1 = tk.node_id("node-1")
         local frames = {
-            malformed = core.wire_frame("\147\1\2\3"),
+            malformed = tk.wire_frame("\147\1\2\3"),
             corrupt = (function()
-                local f = core.wire_encode{ type = "vote", from = intruder, to = node1, term = 1 }
+                local f = tk.wire_encode{ type = "vote", from = intruder, to = node1, term = 1 }
                 return f:sub(1, -2) .. string.char((f:byte(-1) + 1) % 256)
             end)(),
             oversized = "\127\255\255\255\0\0\0\0",
-            spoofed = core.wire_encode{ type = "append", from = core.node_id("node-2"),
+            spoofed = tk.wire_encode{ type = "append", from = tk.node_id("node-2"),
                                         to = node1, term = 1 },
-            misaddressed = core.wire_encode{ type = "append", from = intruder,
-                                             to = core.node_id("node-3"), term = 1 },
+            misaddressed = tk.wire_encode{ type = "append", from = intruder,
+                                             to = tk.node_id("node-3"), term = 1 },
         }
         for what, frame in pairs(frames) do
             local before = stats(cl, "node-1").bad_frames
-            local conn = assert(core.raw_connect(cl:address("node-1"), 2000))
+            local conn = assert(tk.raw_connect(cl:address("node-1"), 2000))
             assert.is_true(handshake(conn))
             assert(conn:send(frame))
             assert_closed(conn)

@@ -3,8 +3,9 @@
  * part of Helios a user runs (docs/architecture.md; the Lua API: docs/lua-api.md).
  *
  * The files, by concern:
- *   module.c          luaopen_helios_core: the module table, constants, the metatable
- *                     helper every userdata class uses, the nil, code, detail failures
+ *   module.c          luaopen_helios_core: the module table, constants
+ *   support.c         the nil, code, detail failures and the metatable helper every
+ *                     userdata class uses (helios.testkit links it and config.c too)
  *   config.c          Lua options tables into C structs, with errors that name the field
  *   loop.c/.h         the libuv loop of a lua_State, timers, protected calls into Lua
  *   node_binding.c/.h core.node_new: the networked node (csrc/node/runtime.h)
@@ -12,8 +13,10 @@
  *   sim_hooks.c       the simulator's calls into Lua, always protected
  *   sim_views.c       status and stats tables, and the pieces of them node_binding.c shares
  *   control.c/.h      the control socket server of a node
- *   client_binding.c/.h  blocking sockets that speak the frames, for clients and the CLI
- *   proc_binding.c    child processes, free ports, sleep and clock (`helios cluster`)
+ *   client_binding.c/.h  sockets that speak the frames, for clients and the CLI
+ *   proc_binding.c/.h child processes, free ports, sleep and clock (`helios cluster`)
+ *   inspect_binding.c/.h  core.storage_inspect (`helios inspect`)
+ *   fs_binding.c/.h   the file system a node's storage uses: the fault-injection seam
  *   signal_binding.c/.h  SIGTERM, SIGINT, SIGHUP as polled flags; ignoring SIGPIPE
  *   fork_snapshot.c/.h  snapshots of the Lua state written by a forked child
  *   mpack.c/.h        msgpack encoding and decoding of Lua values
@@ -115,11 +118,11 @@ const char *hr__lua_entry_type_name(int type);
 
 /* module.c: the entry point (the one exported symbol without the hr_ prefix). */
 int luaopen_helios_core(lua_State *L);
-/* module.c: an expected failure as Lua sees it: nil, code, detail (returns 3). */
+/* support.c (also linked into helios.testkit): an expected failure as Lua sees it: nil, code, detail (returns 3). */
 int hr__lua_push_fail(lua_State *L, const char *code, const char *detail);
 /* The same for a failed system call: nil, "io", "<what>: <strerror(e)>". */
 int hr__lua_push_errno(lua_State *L, const char *what, int e);
-/* module.c: the metatable `name` of a userdata class (__name, __index = methods, __gc and,
+/* support.c: the metatable `name` of a userdata class (__name, __index = methods, __gc and,
  * unless NULL, __tostring), made once per lua_State. Leaves the stack as it was. */
 void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                        lua_CFunction gc, lua_CFunction tostring);

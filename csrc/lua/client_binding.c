@@ -896,5 +896,5 @@ int hr__lua_open_client(lua_State *L)
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);
     }
-    return hr__lua_open_proc(L);
+    return 0;
 }

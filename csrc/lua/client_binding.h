@@ -1,9 +1,7 @@
 /*
  * client_binding.h: the process-tooling part of the Lua module `helios.core`
- * (csrc/lua/client_binding.c, csrc/lua/proc_binding.c): a socket client that speaks our
- * frames (the control socket's client, helios.client: non-blocking steps, and blocking
- * forms that poll between them), and the processes and
- * ports helios.testing and `helios cluster` need (spawn, signal, wait, a free port).
+ * (csrc/lua/client_binding.c): a socket client that speaks our frames (the control socket's
+ * client, helios.client: non-blocking steps, and blocking forms that poll between them).
  * luaopen_helios_core calls hr__lua_open_client once, with the module table at the top of
  * the stack.
  * Threading: the thread that owns the lua_State. A blocking form blocks at most its
@@ -14,15 +12,9 @@
 
 #include <lua.h>
 
-/* Add sock_connect, sock_connect_start, sock_listen, sock_poll, poll_fd, frame_encode and,
- * through
- * hr__lua_open_proc, the proc_* functions to the table at the top of the stack (left
- * there). Returns 0. */
+/* Add sock_connect, sock_connect_start, sock_listen, sock_poll, poll_fd and frame_encode
+ * to the table at the top of the stack (left there). Returns 0. */
 int hr__lua_open_client(lua_State *L);
-
-/* proc_binding.c: add proc_spawn, proc_kill, proc_wait, free_port, sleep_ms, clock_ms and
- * getpid to the table at the top of the stack. Returns 0. */
-int hr__lua_open_proc(lua_State *L);
 
 /* Push fd (owned from now on) as a socket object of client_binding.c. */
 void hr__lua_push_sock(lua_State *L, int fd);

@@ -7,18 +7,20 @@
  *   local s = core.sim_new{ n = 3, seed = 1, config = {...}, apply = fn, start = fn,
  *                           state = fn }
  *
+ * What only tests and benchmarks use (the TCP proxy, raw transport and storage bindings,
+ * the simulated and the fault-injecting file systems, the storage benchmark) is the
+ * separate module helios.testkit (csrc/testkit), which nothing under lua/helios but
+ * helios.testing loads; spec/module_split_spec.lua checks that none of it is here.
+ *
  * Opening is idempotent per lua_State: busted clears package.loaded between spec files
  * and requires the module again, and a second metatable or module table would make
  * userdata created before it look foreign. The first table is cached in the registry and
  * returned on every later open.
  */
-#include <string.h>
-
 #include "binding.h"
-#include "storage_binding.h"
-#include "transport_binding.h"
 #include "client_binding.h"
-#include "proxy.h"
+#include "inspect_binding.h"
+#include "proc_binding.h"
 #include "signal_binding.h"
 #include "loop.h"
 #include "mpack.h"
@@ -27,43 +29,6 @@
 #include "fork_snapshot.h"
 
 #define MODULE_KEY "helios.core.module"
-
-int hr__lua_push_fail(lua_State *L, const char *code, const char *detail)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, code);
-    lua_pushstring(L, detail);
-    return 3;
-}
-
-int hr__lua_push_errno(lua_State *L, const char *what, int e)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, "io");
-    lua_pushfstring(L, "%s: %s", what, strerror(e));
-    return 3;
-}
-
-void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
-                       lua_CFunction gc, lua_CFunction tostring)
-{
-    /* luaopen_helios_core runs once per lua_State (it caches its table), so a metatable is
-     * created once; if another copy of the module made it, reuse it as it is. */
-    if (luaL_newmetatable(L, name)) {
-        lua_pushstring(L, name);
-        lua_setfield(L, -2, "__name");
-        lua_newtable(L);
-        luaL_register(L, NULL, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__gc");
-        if (tostring != NULL) {
-            lua_pushcfunction(L, tostring);
-            lua_setfield(L, -2, "__tostring");
-        }
-    }
-    lua_pop(L, 1);
-}
 
 static void push_string_list(lua_State *L, const char *(*name)(int), int first, int last)
 {
@@ -96,10 +61,9 @@ int luaopen_helios_core(lua_State *L)
     hr__lua_open_sim(L);
     lua_setfield(L, -2, "sim_new");
 
-    hr__lua_open_storage(L);
-    hr__lua_open_transport(L);
+    hr__lua_open_inspect(L);
     hr__lua_open_client(L);
-    hr__lua_open_proxy(L);
+    hr__lua_open_proc(L);
     hr__lua_open_signal(L);
     hr__lua_open_loop(L);
     hr__lua_open_mpack(L);

@@ -22,16 +22,21 @@
 #include "../node/runtime.h"
 #include "../storage/snapshot.h"
 #include "binding.h"
+#include "fs_binding.h"
 #include "loop.h"
 #include "node_binding.h"
 
 #define NODE_MT "helios.core.node"
 
-enum { HOOK_APPLY = 1, HOOK_STATE, HOOK_ERROR, HOOK_LOG, HOOK_RESTORE, HOOK_DONE };
+/* Slots of the environment table: the hooks, and the fs option's object (kept so that a
+ * test can steer the file system it passed without holding on to it). */
+enum { HOOK_APPLY = 1, HOOK_STATE, HOOK_ERROR, HOOK_LOG, HOOK_RESTORE, HOOK_DONE, SLOT_FS };
 
 struct lnode {
     struct hr_runtime *rt; /* NULL once shut down */
     struct hr__lloop *lp;
+    struct hr_lua_fs *fs;  /* the fs option (a reference, fs_binding.h), NULL: POSIX;
+                            * dropped once the runtime is freed */
     int self_ref;          /* LUA_NOREF unless started and not yet closed */
     bool started, closing;
     bool fsm_failed;       /* a hook raised: deliver no more entries. The Lua hooks catch
@@ -232,6 +237,8 @@ static int l_node_new(lua_State *L)
                          : (uint32_t)hr__lua_check_uint(L, -1, "snapshot_chunk_bytes", 1,
                                                         (uint64_t)16 << 20);
     lua_pop(L, 1);
+    struct hr_lua_fs *fs = hr__lua_opt_fs(L, 1, "node_new");
+    c.fs = hr__lua_fs_of(fs);
 
     struct hr_runtime_peer peers[HR_MAX_NODES];
     size_t np = 0;
@@ -265,7 +272,7 @@ static int l_node_new(lua_State *L)
     luaL_getmetatable(L, NODE_MT);
     lua_setmetatable(L, ud);
 
-    lua_createtable(L, HOOK_DONE, 0);
+    lua_createtable(L, SLOT_FS, 0);
     static const char *const hook_names[] = {"apply", "state", "error", "log", "restore"};
     for (int i = 0; i < 5; i++) {
         lua_getfield(L, 2, hook_names[i]);
@@ -274,6 +281,8 @@ static int l_node_new(lua_State *L)
         }
         lua_rawseti(L, -2, i + 1);
     }
+    lua_getfield(L, 1, "fs");
+    lua_rawseti(L, -2, SLOT_FS);
     lua_setfenv(L, ud);
 
     struct hr_runtime_callbacks cb = {.ctx = n,
@@ -287,6 +296,8 @@ static int l_node_new(lua_State *L)
     if (n->rt == NULL) {
         return luaL_error(L, "node_new: %s", err);
     }
+    n->fs = fs;
+    hr__lua_fs_ref(fs);
     hr__loop_retain(lp);
     lua_settop(L, ud);
     return 1;
@@ -298,6 +309,8 @@ static void shutdown_done(void *arg)
 {
     struct lnode *n = arg;
     n->rt = NULL;
+    hr__lua_fs_unref(n->fs); /* the runtime, and its storage, are gone */
+    n->fs = NULL;
     struct hook_args a = {.n = n, .slot = HOOK_DONE};
     call_hook(&a, "shutdown callback");
     struct hr__lloop *lp = n->lp;
@@ -520,23 +533,6 @@ static int l_shutdown(lua_State *L)
     return 1;
 }
 
-static int l_inject_fault(lua_State *L)
-{
-    struct lnode *n = check_open(L, "inject_fault");
-    static const char *const ops[] = {"write", "sync", NULL};
-    static const char *const errs[] = {"ENOSPC", "EIO", "EROFS", NULL};
-    static const int errnos[] = {ENOSPC, EIO, EROFS};
-    int op = luaL_checkoption(L, 2, NULL, ops);
-    lua_Number count = luaL_checknumber(L, 3);
-    int e = luaL_checkoption(L, 4, "ENOSPC", errs);
-    if (count < 0 || count > 1e9) {
-        return luaL_error(L, "Usage: node:inject_fault(op, count, err): bad count");
-    }
-    hr_runtime_inject_fault(n->rt, op == 0 ? HR_LOG_FAULT_WRITE : HR_LOG_FAULT_SYNC,
-                            (unsigned)count, errnos[e]);
-    return 0;
-}
-
 static int l_recovery_info(lua_State *L)
 {
     struct lnode *n = check_open(L, "recovery_info");
@@ -700,6 +696,11 @@ static int l_snapshot_read(lua_State *L)
     return 3;
 }
 
+static void release_fs(void *box)
+{
+    hr__lua_fs_unref(box);
+}
+
 static int l_gc(lua_State *L)
 {
     struct lnode *n = check_node(L);
@@ -707,7 +708,10 @@ static int l_gc(lua_State *L)
      * with a runtime: its timers still need closing on the loop. */
     if (n->rt != NULL && !n->closing && !hr__loop_dead(n->lp)) {
         n->closing = true;
-        hr_runtime_shutdown(n->rt, NULL, NULL);
+        /* The node's userdata is being freed: the file system's reference goes with the
+         * runtime, from the callback that says it is gone. */
+        hr_runtime_shutdown(n->rt, release_fs, n->fs);
+        n->fs = NULL;
         n->rt = NULL;
         hr__loop_release(n->lp);
     }
@@ -730,7 +734,6 @@ static const luaL_Reg methods[] = {
     {"status", l_status},
     {"stats", l_stats},
     {"shutdown", l_shutdown},
-    {"inject_fault", l_inject_fault},
     {"recovery_info", l_recovery_info},
     {"snapshot_point", l_snapshot_point},
     {"snapshot_tmp_path", l_snapshot_tmp_path},

@@ -5,7 +5,8 @@
  *   local n = core.node_new({ id = "node-1", data_dir = "...", listen = "127.0.0.1:9001",
  *                             secret = "s", cluster_id = "helios",
  *                             peers = { ["node-1"] = "127.0.0.1:9001", ... },
- *                             config = { election_timeout_ms = 150, ... } },
+ *                             config = { election_timeout_ms = 150, ... },
+ *                             fs = <file system> },  -- optional, see fs_binding.h
  *                           { apply = function(index, term, type, cmd, time_ms) end,
  *                             state = function(role, term, leader_name) end,
  *                             error = function(code, msg) end,      -- code nil: recovered
@@ -15,7 +16,6 @@
  *   n:state()                    --> role, term, leader_name | nil while failed/closed
  *   n:status()  n:stats()        --> raw tables (raft.lua shapes them)
  *   n:shutdown(function() end)   -- the callback runs from the loop once all is closed
- *   n:inject_fault("write" | "sync", count, "ENOSPC" | "EIO" | "EROFS")  -- test hook
  *
  * Hooks run from loop callbacks through hr__loop_call (loop.h): protected; an error stops
  * the loop and core.run returns it. After an apply hook fails the node delivers no more

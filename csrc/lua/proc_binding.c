@@ -1,6 +1,6 @@
 /*
  * proc_binding.c: child processes and loopback ports for helios.testing and
- * `helios cluster` (part of `helios.core`; registered by hr__lua_open_client).
+ * `helios cluster` (part of `helios.core`, registered from module.c; proc_binding.h).
  *
  *   local pid, stdin, stdout = core.proc_spawn({ "luajit", "-e", "..." },
  *       { stdout = "node.log", stderr = "stdout", stdin = "pipe" | nil,
@@ -40,6 +40,7 @@
 #include "binding.h"
 #include "client_binding.h"
 #include "os.h"
+#include "proc_binding.h"
 
 extern char **environ;
 

@@ -487,6 +487,7 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
     }
     rt->name = dup_str(config->name);
     rt->data_dir = dup_str(config->data_dir);
+    rt->fs = config->fs;
     rt->cluster_id = dup_str(config->cluster_id != NULL ? config->cluster_id : "helios");
     rt->secret = malloc(config->secret_len);
     rt->peers = calloc(config->n_peers, sizeof *rt->peers);
@@ -537,7 +538,10 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
     }
     rt->started = true;
     char msg[512];
-    int rc = hr_log_open(rt->data_dir, NULL, &rt->log, msg, sizeof msg, rt->info, sizeof rt->info);
+    struct hr_log_options lo;
+    hr_log_options_default(&lo);
+    lo.fs = rt->fs;
+    int rc = hr_log_open(rt->data_dir, &lo, &rt->log, msg, sizeof msg, rt->info, sizeof rt->info);
     if (rc != 0) {
         snprintf(err, errlen, "start: %s", msg);
         return rc;
@@ -545,7 +549,7 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
     struct hr_snap_info si;
     bool found;
     /* The info message goes on after the log's (hr_snap_find appends). */
-    rc = hr_snap_find(NULL, rt->data_dir, &si, &found, rt->info, sizeof rt->info, msg, sizeof msg);
+    rc = hr_snap_find(rt->fs, rt->data_dir, &si, &found, rt->info, sizeof rt->info, msg, sizeof msg);
     if (rc != 0) {
         snprintf(err, errlen, "start: %s", msg);
         return rc;
@@ -789,11 +793,4 @@ void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s)
     s->snap = rt->snap_stats;
     s->storage_failures = rt->storage_failures;
     s->storage_recoveries = rt->storage_recoveries;
-}
-
-void hr_runtime_inject_fault(struct hr_runtime *rt, int op, unsigned count, int err)
-{
-    if (rt->log != NULL) {
-        hr_log_inject_fault(rt->log, op, count, err);
-    }
 }

@@ -67,6 +67,10 @@ struct hr_runtime_config {
     uint32_t trailing_logs;
     /* The size of an InstallSnapshot chunk (0: 256 KiB). */
     uint32_t snapshot_chunk_bytes;
+    /* The file system of the data dir's log and snapshot files (storage/fs.h); NULL: the
+     * real one. Borrowed: it must outlive the runtime (until shutdown's done). Tests pass a
+     * fault-injecting one (csrc/testkit) to make writes or syncs fail. */
+    struct hr_fs *fs;
 };
 
 struct hr_runtime_callbacks {
@@ -164,10 +168,5 @@ int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t
 void hr_runtime_snapshot(const struct hr_runtime *rt, hr_index_t *index, hr_term_t *term,
                          uint64_t *size);
 void hr_runtime_snapshot_path(const struct hr_runtime *rt, char *buf, size_t len);
-
-/* Test hook (hr_log_inject_fault): the next count writes or syncs fail with errno err.
- * It sets counters the storage worker thread reads: call it while no write is in flight
- * (tests do, between loop turns with nothing proposed). */
-void hr_runtime_inject_fault(struct hr_runtime *rt, int op, unsigned count, int err);
 
 #endif

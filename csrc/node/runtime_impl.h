@@ -38,6 +38,7 @@ struct hr_runtime {
     uv_loop_t *loop;
     struct hr_runtime_callbacks cb;
     char *name, *data_dir, *listen, *cluster_id;
+    struct hr_fs *fs; /* config.fs: NULL is the real file system */
     unsigned char *secret;
     size_t secret_len;
     struct hr_runtime_peer *peers; /* strings owned */

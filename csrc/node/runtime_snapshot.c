@@ -108,7 +108,7 @@ int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t
         return 1;
     }
     struct hr_snap_info info;
-    int rc = hr_snap_commit(NULL, rt->data_dir, tmp_path, index, term, &info, err, errlen);
+    int rc = hr_snap_commit(rt->fs, rt->data_dir, tmp_path, index, term, &info, err, errlen);
     if (rc != 0) {
         unlink(tmp_path);
         return rc;
@@ -135,7 +135,7 @@ int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t
         hr_index_t below = first < keep ? first : keep;
         hr_node_storage_compact(&rt->ns, below < index ? below : index);
     }
-    hr_snap_prune(NULL, rt->data_dir, index, term);
+    hr_snap_prune(rt->fs, rt->data_dir, index, term);
     return 0;
 }
 
@@ -158,7 +158,7 @@ int hr__rt_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t term,
     rt->snap.term = term;
     rt->snap.size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
     /* The new file is durable (the receiver synced it): the old one may go. */
-    hr_snap_prune(NULL, rt->data_dir, index, term);
+    hr_snap_prune(rt->fs, rt->data_dir, index, term);
     return 0;
 }
 
@@ -442,7 +442,7 @@ static void on_chunk(struct hr_runtime *rt, const struct hr_msg *m)
             return;
         }
         recv_drop(rt);
-        if (hr_snap_recv_open(NULL, rt->data_dir, m->snap_index, m->snap_term, &rt->recv, err,
+        if (hr_snap_recv_open(rt->fs, rt->data_dir, m->snap_index, m->snap_term, &rt->recv, err,
                               sizeof err) != 0) {
             hr__rt_log(rt, 2, "snapshot: %s", err);
             return;

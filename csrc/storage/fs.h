@@ -38,7 +38,10 @@
  * hr__errno_code(-rc) and name them with strerror(-rc). Files are created with mode 0644.
  *
  * A NULL struct hr_fs * means hr_fs_posix() everywhere in csrc/storage, so production
- * callers never name a file system. Ownership: whoever creates a file system owns it and
+ * callers never name a file system. This interface is also the one seam for storage faults
+ * in tests: csrc/testkit/fault_fs.h wraps the POSIX one and fails the writes or syncs it
+ * is told to (a node gets it through its config, see csrc/lua/fs_binding.h); the storage
+ * itself has no fault hook. Ownership: whoever creates a file system owns it and
  * keeps it alive while any log, writer or receiver opened over it lives.
  * Threading: hr_fs_posix() is stateless and may be used from any thread at once; another
  * implementation says what it allows (the simulated one: one thread at a time).

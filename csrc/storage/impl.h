@@ -3,7 +3,7 @@
  *
  *   fs_posix.c struct hr_fs over the real file system (fs.h); every file operation of
  *              csrc/storage goes through a struct hr_fs
- *   io.c       writes and syncs of the write path, with the fault-injection hook
+ *   io.c       errno to HR_E* codes, atomic replace of a small file
  *   lock.c     the data directory lock
  *   meta.c     the meta file
  *   intent.c   the truncation intent (log/TRUNCATE): written before a cut, completed on
@@ -111,11 +111,9 @@ int hr__small_file_read(struct hr_fs *fs, const char *path, const char *label,
 /* HR_ECORRUPT / HR_EIO with message; *exists = false and zero meta if there is none. */
 int hr__meta_read(struct hr_fs *fs, const char *dir, struct hr__meta *m, bool *exists,
                   char *err, size_t errlen);
-/* Atomic replace: meta.tmp, fsync, rename, fsync dir. io lets the log inject faults
- * (NULL: none). */
-struct hr__io;
+/* Atomic replace: meta.tmp, fsync, rename, fsync dir. */
 int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
-                   struct hr__io *io, char *err, size_t errlen);
+                   char *err, size_t errlen);
 
 /* intent.c: log/TRUNCATE (docs/storage-format.md, "Truncation intent"). */
 #define HR__INTENT_NAME "TRUNCATE"
@@ -128,7 +126,6 @@ struct hr__intent {
     uint64_t seg;  /* and the segment named seg (< from) is cut at offset off; 0: none is */
     uint64_t off;
 };
-struct hr__io;
 /* Read logdir/TRUNCATE: *exists false if there is none; HR_ECORRUPT (damaged: it is only
  * renamed into place once synced) or HR_EIO with the message in err. */
 int hr__intent_read(struct hr_fs *fs, const char *logdir, struct hr__intent *t, bool *exists,
@@ -136,31 +133,22 @@ int hr__intent_read(struct hr_fs *fs, const char *logdir, struct hr__intent *t, 
 /* Make t durable as logdir/TRUNCATE: TRUNCATE.tmp, fsync, rename, fsync logdir (dir_fd, a
  * handle of it). On failure *renamed says whether the intent may be on disk (then it must
  * be completed before anything is acknowledged). */
-int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr__io *io,
+int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd,
                      const struct hr__intent *t, bool *renamed, char *err, size_t errlen);
 /* Carry out t and remove it, durably: segments named t->from or later are removed (newest
  * first, then logdir is fsynced), segment t->seg is cut at t->off and fdatasynced, the
  * intent is unlinked and logdir fsynced. Idempotent: run it again after any failure or
  * crash. *removed: how many segment files were removed. */
-int hr__intent_complete(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr__io *io,
+int hr__intent_complete(struct hr_fs *fs, const char *logdir, int dir_fd,
                         const struct hr__intent *t, size_t *removed, char *err, size_t errlen);
 
-/* io.c: writes and syncs through fs that fail on request (log.c owns one per log; NULL:
- * no faults). 0 or a negative errno, as the struct hr_fs ops. */
-struct hr__io {
-    unsigned skip_writes, skip_syncs; /* succeed this many first, then fail */
-    unsigned fail_writes, fail_syncs;
-    int write_errno, sync_errno;
-};
-int hr__io_pwrite(struct hr__io *io, struct hr_fs *fs, int h, const void *buf, size_t len,
-                  uint64_t off);
-int hr__io_sync(struct hr__io *io, struct hr_fs *fs, int h, bool data_only);
+/* io.c */
 /* Replace path atomically by the len bytes at b (meta, the truncation intent): write tmp,
  * fsync it, rename it over path, fsync the directory (the open handle dir_h, or dir opened
  * for it when dir_h < 0). 0, or a negative errno with *what naming the step that failed;
  * *renamed: the rename was done (path holds the new bytes, only the directory's sync may
  * be missing). tmp is removed on a failure before the rename. */
-int hr__io_replace(struct hr__io *io, struct hr_fs *fs, const char *tmp, const char *path,
+int hr__io_replace(struct hr_fs *fs, const char *tmp, const char *path,
                    const void *b, size_t len, int dir_h, const char *dir, bool *renamed,
                    const char **what);
 

@@ -82,7 +82,7 @@ int hr__intent_read(struct hr_fs *fs, const char *logdir, struct hr__intent *t, 
     return 0;
 }
 
-int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr__io *io,
+int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd,
                      const struct hr__intent *t, bool *renamed, char *err, size_t errlen)
 {
     char tmp[4200], path[4200];
@@ -91,7 +91,7 @@ int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr
     unsigned char b[HR__INTENT_SIZE];
     encode(b, t);
     const char *what;
-    int r = hr__io_replace(io, fs, tmp, path, b, sizeof b, dir_fd, logdir, renamed, &what);
+    int r = hr__io_replace(fs, tmp, path, b, sizeof b, dir_fd, logdir, renamed, &what);
     if (r == 0) {
         return 0;
     }
@@ -102,7 +102,7 @@ int hr__intent_write(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr
 
 /* Remove every segment named t->from or later, newest first (a crash in the middle leaves
  * a shorter log, and the intent is still there to finish the job). */
-static int drop_segments(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr__io *io,
+static int drop_segments(struct hr_fs *fs, const char *logdir, int dir_fd,
                          uint64_t from, size_t *removed, char *err, size_t errlen)
 {
     uint64_t *v = NULL;
@@ -126,17 +126,17 @@ static int drop_segments(struct hr_fs *fs, const char *logdir, int dir_fd, struc
     free(v);
     /* The removals are durable before the kept segment is cut: otherwise a crash (once
      * the intent is gone) could bring newer segments back behind a shortened one. */
-    if (r == 0 && *removed > 0 && (r = hr__io_sync(io, fs, dir_fd, false)) < 0) {
+    if (r == 0 && *removed > 0 && (r = hr_fs_sync(fs, dir_fd, false)) < 0) {
         snprintf(err, errlen, "log/: fsync: %s", strerror(-r));
     }
     return r < 0 ? hr__errno_code(-r) : 0;
 }
 
-int hr__intent_complete(struct hr_fs *fs, const char *logdir, int dir_fd, struct hr__io *io,
+int hr__intent_complete(struct hr_fs *fs, const char *logdir, int dir_fd,
                         const struct hr__intent *t, size_t *removed, char *err, size_t errlen)
 {
     *removed = 0;
-    int rc = drop_segments(fs, logdir, dir_fd, io, t->from, removed, err, errlen);
+    int rc = drop_segments(fs, logdir, dir_fd, t->from, removed, err, errlen);
     if (rc != 0) {
         return rc;
     }
@@ -171,7 +171,7 @@ int hr__intent_complete(struct hr_fs *fs, const char *logdir, int dir_fd, struct
         r = size > t->off ? hr_fs_truncate(fs, h, t->off) : 0;
         if (r == 0) {
             what = "fdatasync";
-            r = hr__io_sync(io, fs, h, true);
+            r = hr_fs_sync(fs, h, true);
         }
         hr_fs_close(fs, h);
         if (r < 0) {
@@ -186,7 +186,7 @@ int hr__intent_complete(struct hr_fs *fs, const char *logdir, int dir_fd, struct
     r = hr_fs_unlink(fs, path);
     if (r == 0 || r == -ENOENT) {
         what = "fsync log/";
-        r = hr__io_sync(io, fs, dir_fd, false);
+        r = hr_fs_sync(fs, dir_fd, false);
     }
     if (r < 0) {
         snprintf(err, errlen, "log/%s: remove: %s: %s", HR__INTENT_NAME, what, strerror(-r));

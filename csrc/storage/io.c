@@ -1,8 +1,8 @@
 /*
- * io.c: the write path's writes and syncs, with a fault-injection hook so specs can make
- * the next N writes or syncs (after M that succeed) fail with ENOSPC or EIO where no small
- * filesystem can be mounted. It sits above whichever struct hr_fs the log uses (fs.h), so the hook works
- * over the simulated file system too.
+ * io.c: what the write path shares: the errno -> HR_E* map, and the atomic replace of a
+ * small file (meta, the truncation intent). Failures to test it come from below, from the
+ * struct hr_fs the log runs over (fs.h): helios.testkit's fault-injecting one makes the
+ * next writes or syncs fail where no small file system can be mounted.
  */
 #include <errno.h>
 
@@ -23,34 +23,7 @@ int hr__errno_code(int e)
     }
 }
 
-int hr__io_pwrite(struct hr__io *io, struct hr_fs *fs, int h, const void *buf, size_t len,
-                  uint64_t off)
-{
-    if (io != NULL && io->fail_writes > 0 && io->skip_writes > 0) {
-        io->skip_writes--;
-    } else if (io != NULL && io->fail_writes > 0) {
-        io->fail_writes--;
-        /* Write part of it first, as a filling disk does: rollback must cope. */
-        if (len > 1) {
-            (void)hr_fs_pwrite(fs, h, buf, len / 2, off);
-        }
-        return -io->write_errno;
-    }
-    return hr_fs_pwrite(fs, h, buf, len, off);
-}
-
-int hr__io_sync(struct hr__io *io, struct hr_fs *fs, int h, bool data_only)
-{
-    if (io != NULL && io->fail_syncs > 0 && io->skip_syncs > 0) {
-        io->skip_syncs--;
-    } else if (io != NULL && io->fail_syncs > 0) {
-        io->fail_syncs--;
-        return -io->sync_errno;
-    }
-    return hr_fs_sync(fs, h, data_only);
-}
-
-int hr__io_replace(struct hr__io *io, struct hr_fs *fs, const char *tmp, const char *path,
+int hr__io_replace(struct hr_fs *fs, const char *tmp, const char *path,
                    const void *b, size_t len, int dir_h, const char *dir, bool *renamed,
                    const char **what)
 {
@@ -64,11 +37,11 @@ int hr__io_replace(struct hr__io *io, struct hr_fs *fs, const char *tmp, const c
         goto fail;
     }
     *what = "write";
-    if ((r = hr__io_pwrite(io, fs, h, b, len, 0)) < 0) {
+    if ((r = hr_fs_pwrite(fs, h, b, len, 0)) < 0) {
         goto fail;
     }
     *what = "fsync";
-    if ((r = hr__io_sync(io, fs, h, false)) < 0) {
+    if ((r = hr_fs_sync(fs, h, false)) < 0) {
         goto fail;
     }
     hr_fs_close(fs, h);
@@ -83,7 +56,7 @@ int hr__io_replace(struct hr__io *io, struct hr_fs *fs, const char *tmp, const c
         r = dh;
         goto fail;
     }
-    if ((r = hr__io_sync(io, fs, dir_h, false)) < 0) {
+    if ((r = hr_fs_sync(fs, dir_h, false)) < 0) {
         goto fail;
     }
     if (dh >= 0) {

@@ -74,7 +74,6 @@ struct hr_log {
     struct hr__intent intent; /* a truncation that failed after its intent was renamed */
     bool intent_pending;   /* into place: hr_log_retry completes it (intent.c) */
     struct hr__meta meta;
-    struct hr__io io;
     struct hr_log_options opt;
     struct hr__cache *cache;
     struct hr_log_stats stats;
@@ -245,7 +244,7 @@ static int refuse(struct hr_log *l)
 
 static int sync_fd(struct hr_log *l, int fd, bool data, const char *what)
 {
-    int r = hr__io_sync(&l->io, l->fs, fd, data);
+    int r = hr_fs_sync(l->fs, fd, data);
     if (r < 0) {
         int e = -r;
         SET_ERR(l, "%s: %s: %s", what, data ? "fdatasync" : "fsync", strerror(e));
@@ -264,7 +263,7 @@ static int write_header(struct hr_log *l, struct seg *s)
     char lab[64];
     hr__seg_encode_header(h, s->first);
     seg_label(s->first, lab, sizeof lab);
-    int r = hr__io_pwrite(&l->io, l->fs, s->fd, h, sizeof h, 0);
+    int r = hr_fs_pwrite(l->fs, s->fd, h, sizeof h, 0);
     if (r < 0) {
         int e = -r;
         SET_ERR(l, "%s: write header: %s", lab, strerror(e));
@@ -289,7 +288,7 @@ static int flush(struct hr_log *l)
     if (s->file_end == 0 && (rc = write_header(l, s)) != 0) {
         return rc;
     }
-    int r = hr__io_pwrite(&l->io, l->fs, s->fd, l->wbuf, l->wlen, (uint64_t)s->file_end);
+    int r = hr_fs_pwrite(l->fs, s->fd, l->wbuf, l->wlen, (uint64_t)s->file_end);
     if (r < 0) {
         int e = -r;
         char lab[64];
@@ -334,7 +333,7 @@ static int roll(struct hr_log *l, uint64_t first)
             return fail(l, HR_ENOMEM);
         }
         seg_label(s->first, lab, sizeof lab);
-        int r = hr__io_pwrite(&l->io, l->fs, s->fd, f, flen, (uint64_t)s->file_end);
+        int r = hr_fs_pwrite(l->fs, s->fd, f, flen, (uint64_t)s->file_end);
         if (r < 0) {
             int e = -r;
             free(f);
@@ -570,7 +569,7 @@ int hr_log_truncate(struct hr_log *l, uint64_t from)
      * with the truncation done, never with a half-cut segment that fails the open. */
     struct hr__intent t = {from, cut ? s->first : 0, cut ? (uint64_t)off : 0};
     bool renamed;
-    rc = hr__intent_write(l->fs, l->logdir, l->dir_fd, &l->io, &t, &renamed, l->err,
+    rc = hr__intent_write(l->fs, l->logdir, l->dir_fd, &t, &renamed, l->err,
                           sizeof l->err);
     if (rc != 0 && !renamed) {
         l->failed = rc; /* nothing was changed; retry lets writes go on */
@@ -598,7 +597,7 @@ int hr_log_truncate(struct hr_log *l, uint64_t from)
     truncate_settle(l, from);
     size_t removed;
     if (rc == 0) {
-        rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, &l->io, &t, &removed, l->err,
+        rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, &t, &removed, l->err,
                                  sizeof l->err);
     }
     if (rc != 0) {
@@ -635,7 +634,7 @@ int hr_log_compact(struct hr_log *l, uint64_t below)
         memmove(l->segs, l->segs + k, (l->n - k) * sizeof *l->segs);
         l->n -= k;
         l->ck.n -= k;
-        int r = hr__io_sync(&l->io, l->fs, l->dir_fd, false);
+        int r = hr_fs_sync(l->fs, l->dir_fd, false);
         if (r < 0) {
             SET_ERR(l, "log/: fsync: %s", strerror(-r));
             return hr__errno_code(-r);
@@ -765,7 +764,7 @@ int hr_log_set_meta(struct hr_log *l, uint64_t term, uint64_t vote)
     struct hr__meta m = l->meta;
     m.term = term;
     m.vote = vote;
-    rc = hr__meta_write(l->fs, l->dir, &m, &l->io, l->err, sizeof l->err);
+    rc = hr__meta_write(l->fs, l->dir, &m, l->err, sizeof l->err);
     if (rc != 0) {
         l->failed = rc;
         return rc;
@@ -793,7 +792,7 @@ int hr_log_retry(struct hr_log *l)
     if (l->intent_pending) {
         /* Memory already is the truncated log: make the files agree before any write. */
         size_t removed;
-        int rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, &l->io, &l->intent,
+        int rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, &l->intent,
                                      &removed, l->err, sizeof l->err);
         if (rc != 0) {
             l->failed = rc;
@@ -803,25 +802,6 @@ int hr_log_retry(struct hr_log *l)
     }
     l->failed = 0;
     return 0;
-}
-
-void hr_log_inject_fault(struct hr_log *l, int op, unsigned count, int err)
-{
-    hr_log_inject_fault_after(l, op, 0, count, err);
-}
-
-void hr_log_inject_fault_after(struct hr_log *l, int op, unsigned skip, unsigned count,
-                               int err)
-{
-    if (op == HR_LOG_FAULT_WRITE) {
-        l->io.skip_writes = skip;
-        l->io.fail_writes = count;
-        l->io.write_errno = err;
-    } else if (op == HR_LOG_FAULT_SYNC) {
-        l->io.skip_syncs = skip;
-        l->io.fail_syncs = count;
-        l->io.sync_errno = err;
-    }
 }
 
 void hr_log_stats(const struct hr_log *l, struct hr_log_stats *s)
@@ -1030,7 +1010,7 @@ static int finish_truncation(struct hr_log *l, char *err, size_t errlen, char *i
         return rc;
     }
     size_t removed;
-    if ((rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, NULL, &t, &removed, err,
+    if ((rc = hr__intent_complete(l->fs, l->logdir, l->dir_fd, &t, &removed, err,
                                   errlen)) != 0) {
         return rc;
     }

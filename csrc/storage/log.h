@@ -114,14 +114,6 @@ const char *hr_log_errmsg(const struct hr_log *l);
  * the log still refuses writes. */
 int hr_log_retry(struct hr_log *l);
 
-/* Test hook: the next `count` operations of kind op (HR_LOG_FAULT_WRITE: write(2) of log
- * or meta data; HR_LOG_FAULT_SYNC: fdatasync/fsync) fail with errno err. */
-enum { HR_LOG_FAULT_WRITE = 1, HR_LOG_FAULT_SYNC = 2 };
-void hr_log_inject_fault(struct hr_log *l, int op, unsigned count, int err);
-/* The same, after `skip` operations of kind op that still succeed. */
-void hr_log_inject_fault_after(struct hr_log *l, int op, unsigned skip, unsigned count,
-                               int err);
-
 /* Counters since open. */
 struct hr_log_stats {
     uint64_t syncs;    /* fdatasync calls on segments */

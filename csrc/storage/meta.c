@@ -70,7 +70,7 @@ int hr__meta_read(struct hr_fs *fs, const char *dir, struct hr__meta *m, bool *e
 }
 
 int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
-                   struct hr__io *io, char *err, size_t errlen)
+                   char *err, size_t errlen)
 {
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/meta.tmp", dir);
@@ -84,7 +84,7 @@ int hr__meta_write(struct hr_fs *fs, const char *dir, const struct hr__meta *m,
 
     const char *what;
     bool renamed;
-    int r = hr__io_replace(io, fs, tmp, path, b, sizeof b, -1, dir, &renamed, &what);
+    int r = hr__io_replace(fs, tmp, path, b, sizeof b, -1, dir, &renamed, &what);
     if (r == 0) {
         return 0;
     }

@@ -42,7 +42,7 @@ uint64_t hr__tcp_random(struct hr_tcp *t)
     return t->rng * UINT64_C(2685821657736338717);
 }
 
-int hr__tcp_parse_addr(const char *addr, struct sockaddr_storage *sa)
+int hr_tcp_parse_addr(const char *addr, struct sockaddr_storage *sa)
 {
     char host[256];
     const char *colon = addr == NULL ? NULL : strrchr(addr, ':');
@@ -106,7 +106,7 @@ struct hr_tcp *hr_tcp_new(uv_loop_t *loop, const struct hr_tcp_config *config,
         snprintf(err, errlen, "transport: node_id is not hr_tcp_node_id(node_name)");
         return NULL;
     }
-    if (c->listen != NULL && hr__tcp_parse_addr(c->listen, &sa) != 0) {
+    if (c->listen != NULL && hr_tcp_parse_addr(c->listen, &sa) != 0) {
         snprintf(err, errlen, "transport: listen address '%s' must be host:port with a numeric "
                  "IPv4 host, [IPv6] or localhost (host names are not resolved)", c->listen);
         return NULL;
@@ -195,7 +195,7 @@ int hr_tcp_start(struct hr_tcp *t, char *err, size_t errlen)
     }
     if (t->listen != NULL) {
         struct sockaddr_storage sa;
-        hr__tcp_parse_addr(t->listen, &sa); /* checked in hr_tcp_new */
+        hr_tcp_parse_addr(t->listen, &sa); /* checked in hr_tcp_new */
         int rc = uv_tcp_init(t->loop, &t->listener);
         if (rc != 0) {
             snprintf(err, errlen, "listen %s: %s", t->listen, uv_strerror(rc));

@@ -112,7 +112,6 @@ void hr__tcp_log(struct hr_tcp *t, int level, const char *fmt, ...)
 void hr__tcp_handle_closed(uv_handle_t *h); /* close callback of handles whose data is t */
 /* One handle fewer: at zero, after hr_tcp_close, run done and free t. */
 void hr__tcp_release(struct hr_tcp *t);
-int hr__tcp_parse_addr(const char *addr, struct sockaddr_storage *sa);
 uint64_t hr__tcp_random(struct hr_tcp *t);
 
 /* tcp_conn.c */

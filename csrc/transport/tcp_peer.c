@@ -146,7 +146,7 @@ int hr_tcp_add_peer(struct hr_tcp *t, hr_id_t id, const char *name, const char *
     struct sockaddr_storage sa;
     if (t->closing || id == 0 || id == t->id || name == NULL || name[0] == 0 ||
         strlen(name) > HR_HS_MAX_NAME || hr_tcp_node_id(name) != id ||
-        hr__tcp_parse_addr(addr, &sa) != 0 || hr__peer_find(t, id) != NULL) {
+        hr_tcp_parse_addr(addr, &sa) != 0 || hr__peer_find(t, id) != NULL) {
         return HR_EINVAL;
     }
     struct hr__peer *p = calloc(1, sizeof(*p));

@@ -70,6 +70,10 @@ struct hr_tcp_stats {
  * the same on every node, so ids need no coordination. */
 hr_id_t hr_tcp_node_id(const char *name);
 
+/* Parse "host:port" as the transport does for listen and peer addresses (a numeric IPv4
+ * host, [IPv6] or localhost; host names are not resolved) into *sa. 0 or HR_EINVAL. */
+int hr_tcp_parse_addr(const char *addr, struct sockaddr_storage *sa);
+
 /* Create a transport on loop (borrowed: it must outlive the transport). NULL on error with
  * a message in err. Nothing listens or connects before hr_tcp_start. */
 struct hr_tcp *hr_tcp_new(uv_loop_t *loop, const struct hr_tcp_config *config,

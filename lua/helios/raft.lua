@@ -76,9 +76,11 @@ local CORE_OPTIONS = {
     heartbeat_timeout_ms = true, election_timeout_ms = true, max_entries_per_append = true,
     max_append_bytes = true, max_inflight = true, prevote = true, check_quorum = true,
 }
+-- fs: the file system of the data dir, for tests only: a fault-injecting one of
+-- helios.testkit (fault_fs_new), checked by core.node_new; absent: the real one.
 local OTHER_OPTIONS = {
     id = true, listen = true, data_dir = true, peers = true, fsm = true, secret = true,
-    secret_file = true, control = true, cluster_id = true, on_fsm_error = true,
+    secret_file = true, control = true, cluster_id = true, on_fsm_error = true, fs = true,
 }
 
 -- An option error: raised as a table by the checks below, caught by raft.new, which raises
@@ -190,6 +192,7 @@ local function check_options(o)
         id = o.id, data_dir = o.data_dir, listen = o.listen or o.peers[o.id], peers = peers,
         secret = secret, cluster_id = o.cluster_id, config = config,
         trailing_logs = o.trailing_logs, snapshot_chunk_bytes = o.snapshot_chunk_bytes,
+        fs = o.fs,
     }
 end
 
@@ -655,17 +658,6 @@ function net:_shutdown(_, cb)
         end
     end)
     return true
-end
-
---- Test hook: make the node's next `count` storage writes ("write") or syncs ("sync")
--- fail with err (the errno names "ENOSPC", "EIO", "EROFS" of node_binding.c; this hook
--- goes away for the fs option of raft.new).
-function node_mod.node_class:_inject_fault(op, count, err)
-    local b = self._backend
-    if not b._core or b._state ~= "running" then
-        error("Usage: node:_inject_fault(op, count, err): a running networked node", 2)
-    end
-    b._core:inject_fault(op, count, err)
 end
 
 return M

@@ -23,7 +23,7 @@
 -- Nodes are "node-1" .. "node-N", each a `helios node` process started from its own
 -- cluster file in a temporary directory (data in <dir>/<id>, output in <dir>/<id>.log).
 -- Ports are picked free at run time. Every link between two nodes goes through a loopback
--- TCP proxy (one per direction, in a helper process of its own: csrc/lua/proxy.c), so
+-- TCP proxy (one per direction, in a helper process of its own: csrc/testkit/proxy.c), so
 -- cl:partition cuts real TCP connections: node A's address for node B is the proxy of the
 -- link A->B, which forwards to B's real listener.
 -- Processes die with the test process (PR_SET_PDEATHSIG), even when busted is killed.
@@ -77,7 +77,7 @@ end
 -- The luajit command line that runs the proxy helper with our module paths.
 local function proxy_argv()
     local code = format("package.path = %q; package.cpath = %q; "
-        .. "require('helios.core').proxy_main()", package.path, package.cpath)
+        .. "require('helios.testkit').proxy_main()", package.path, package.cpath)
     return { "luajit", "-e", code }
 end
 

@@ -9,7 +9,7 @@
 --    change the size) and to read an entry from its middle, which shows that opening does
 --    not read the log.
 -- Figures, not assertions: nothing here fails on a slow machine.
-local core = require("helios.core")
+local tk = require("helios.testkit")
 
 local format = string.format
 
@@ -42,7 +42,7 @@ local ok, err = pcall(function()
     print("storage: durable appends, 100-byte entries, fsync on (this machine's disk)")
     for _, case in ipairs({ { 1, 3000 }, { 64, 40000 } }) do
         local writers, n = case[1], case[2]
-        local r = assert(core.storage_bench(format("%s/w%d", root, writers), writers, n, 100))
+        local r = assert(tk.storage_bench(format("%s/w%d", root, writers), writers, n, 100))
         print(format("  %2d proposer%s %9.0f appends/s %7.0f fsyncs/s  %5.1f appends/fsync"
                      .. "  | disk: %6.0f fdatasync/s  -> %.2fx the disk's fsync rate",
                      writers, writers == 1 and ": " or "s:", r.appends_per_s, r.fsyncs_per_s,
@@ -55,7 +55,7 @@ local ok, err = pcall(function()
     local total = math.floor(mb * 1024 * 1024 / size)
     local dir = root .. "/big"
     local payload = string.rep("x", size)
-    local st = assert(core.storage_open(dir))
+    local st = assert(tk.storage_open(dir))
     local write_ms = wall(function()
         local index = 1
         while index <= total do
@@ -69,7 +69,7 @@ local ok, err = pcall(function()
         assert(st:sync())
     end)
     st:close()
-    local open_ms, st2 = wall(function() return assert(core.storage_open(dir)) end)
+    local open_ms, st2 = wall(function() return assert(tk.storage_open(dir)) end)
     local mid = math.floor(total / 2)
     local read_ms, got = wall(function() return st2:entries(mid, mid) end)
     assert(got[1] and got[1].index == mid and #got[1].data == size, "read back the middle entry")

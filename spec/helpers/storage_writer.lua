@@ -3,14 +3,14 @@
 -- after each sync returns, appends the last durable index to ackfile: an acknowledgement,
 -- written only once the entries are durable. Runs until killed.
 --   luajit spec/helpers/storage_writer.lua <dir> <ackfile> <seed>
-local core = require("helios.core")
+local tk = require("helios.testkit")
 local su = require("spec.helpers.storage_util")
 local prng = require("spec.helpers.prng")
 
 local dir, ackfile, seed = arg[1], arg[2], tonumber(arg[3])
 assert(dir and ackfile and seed, "Usage: storage_writer.lua <dir> <ackfile> <seed>")
 local rng = prng.new(seed)
-local st = assert(core.storage_open(dir, { segment_size = 16384 }))
+local st = assert(tk.storage_open(dir, { segment_size = 16384 }))
 local ack = assert(io.open(ackfile, "a"))
 ack:setvbuf("no")
 -- The writer before us may have been killed halfway through a line: end it, so that its

@@ -1,45 +1,42 @@
 /*
  * storage_binding.c: Lua access to the synchronous storage log (csrc/storage/log.h), for
- * specs, the crash test, the inspect command and the benchmark.
+ * specs, the crash test and the benchmark. (`helios inspect`'s core.storage_inspect is in
+ * helios.core: csrc/lua/inspect_binding.c.)
  *
- *   local core = require("helios.core")
- *   local st, info = core.storage_open("./data", { segment_size = 1048576 })
+ *   local tk = require("helios.testkit")
+ *   local st, info = tk.storage_open("./data", { segment_size = 1048576 })
  *                                    -- or nil, code, message ("busy", "corrupt", ...)
- *                                    -- { fs = core.simfs_new(seed) }: over a simulated
- *                                    -- file system (simfs_binding.c), as every function
- *                                    -- below that takes opts
+ *                                    -- { fs = tk.simfs_new(seed) }: over a simulated
+ *                                    -- file system (simfs_binding.c), { fs =
+ *                                    -- tk.fault_fs_new() }: over one that fails writes or
+ *                                    -- syncs on request (fault_fs_binding.c); as every
+ *                                    -- function below that takes opts
  *   st:append{ { index = 1, term = 1, type = 1, data = "x", time_ms = 0 }, ... }
  *   st:sync()                        -- true or nil, code, message
  *   st:truncate(from_index)  st:compact(below_index)
  *   st:entries(lo, hi)               -- list of { index, term, type, data, time_ms }
  *   st:first_index()  st:last_index()  st:last_term()
  *   st:set_meta(term, vote)  st:meta() --> term, vote
- *   st:fault("write" | "sync", count, "ENOSPC" | "EIO" | "EROFS"[, skip])   -- test hook:
- *                          after `skip` more that succeed, the next `count` fail
  *   st:retry()  st:stats()  st:close()
- *   local ok, report, verdict = core.storage_inspect("./data"[, names[, opts]])
- *                              -- or (dir, opts) when opts has an fs
- *                              -- verdict: "sound", "damaged" or "not_data_dir"; names
- *                              -- lists node ids (the vote, voters) that match their hash
+ *   st:reconcile(snap_index, snap_term)  --> true, info
  *
  * Snapshot files (csrc/storage/snapshot.h), for specs of the storage over a simfs:
- *   core.snap_file(index, term, voters, payload)   -- the bytes of that snapshot file
- *   core.snap_write(dir, index, term, voters, payload[, opts])
+ *   tk.snap_file(index, term, voters, payload)   -- the bytes of that snapshot file
+ *   tk.snap_write(dir, index, term, voters, payload[, opts])
  *       -- through hr_snap_writer in opts.chunk-byte writes (4096): file size, or nil,
  *       -- code, message
- *   core.snap_recv(dir, index, term, file_bytes[, opts])
+ *   tk.snap_recv(dir, index, term, file_bytes[, opts])
  *       -- through hr_snap_recv in opts.chunk-byte chunks: true, or nil, code, message
- *   core.snap_find(dir[, opts])  -- { index, term, file_size, payload_size } or false;
+ *   tk.snap_find(dir[, opts])  -- { index, term, file_size, payload_size } or false;
  *                                -- then the info notes (or nil, code, message)
- *   core.snap_prune(dir, index, term[, opts])  -- files removed
- *   local r = core.storage_bench(dir, writers, entries, entry_size)
+ *   tk.snap_prune(dir, index, term[, opts])  -- files removed
+ *   local r = tk.storage_bench(dir, writers, entries, entry_size)
  *             -- { appends, fsyncs, rounds, seconds, appends_per_s, fsyncs_per_s,
  *             --   baseline_fsyncs_per_s }
  *
- * Expected failures return nil, code (hr_err_name), message; misuse raises "Usage: ...".
+ * Expected failures return nil, code (hr_err_name: "io", "no_space", "corrupt", "busy",
+ * ...), message; misuse raises "Usage: ...".
  */
-#define _GNU_SOURCE /* open_memstream under -std=c11 */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,16 +47,16 @@
 #include "../core/crc32c.h"
 #include "../storage/log.h"
 #include "../storage/snapshot.h"
-#include "../storage/throughput.h"
-#include "../transport/transport.h"
-#include "binding.h"
-#include "storage_binding.h"
+#include "throughput.h"
+#include "../lua/binding.h"
+#include "../lua/fs_binding.h"
+#include "testkit.h"
 
-#define STORAGE_MT "helios.storage"
+#define STORAGE_MT "helios.testkit.storage"
 
 struct lstore {
     struct hr_log *log;
-    struct hr__lua_fsref *fsref; /* the simfs the log runs over (NULL: the real one) */
+    struct hr_lua_fs *fs; /* the file system the log runs over, a reference (NULL: POSIX) */
     char dir[512];
 };
 
@@ -117,12 +114,12 @@ static int l_open(lua_State *L)
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "segment_size");
         if (!lua_isnil(L, -1)) {
-            o.segment_size = check_u64(L, -1, "core.storage_open(dir[, {segment_size=}])");
+            o.segment_size = check_u64(L, -1, "tk.storage_open(dir[, {segment_size=}])");
         }
         lua_pop(L, 1);
         lua_getfield(L, 2, "cache_bytes");
         if (!lua_isnil(L, -1)) {
-            o.cache_bytes = check_u64(L, -1, "core.storage_open(dir[, {cache_bytes=}])");
+            o.cache_bytes = check_u64(L, -1, "tk.storage_open(dir[, {cache_bytes=}])");
         }
         lua_pop(L, 1);
     }
@@ -131,12 +128,14 @@ static int l_open(lua_State *L)
     snprintf(s->dir, sizeof s->dir, "%s", dir);
     luaL_getmetatable(L, STORAGE_MT);
     lua_setmetatable(L, -2);
-    o.fs = hr__lua_opt_fs(L, 2, &s->fsref);
+    s->fs = hr__lua_opt_fs(L, 2, "storage_open");
+    hr__lua_fs_ref(s->fs);
+    o.fs = hr__lua_fs_of(s->fs);
     char err[1024], info[2048];
     int rc = hr_log_open(dir, &o, &s->log, err, sizeof err, info, sizeof info);
     if (rc != 0) {
-        hr__lua_fs_unref(s->fsref);
-        s->fsref = NULL;
+        hr__lua_fs_unref(s->fs);
+        s->fs = NULL;
         return push_fail(L, rc, err);
     }
     lua_pushstring(L, info);
@@ -252,21 +251,6 @@ static int l_meta(lua_State *L)
     return 2;
 }
 
-static int l_fault(lua_State *L)
-{
-    static const char *const kinds[] = {"write", "sync", NULL};
-    static const char *const errs[] = {"ENOSPC", "EIO", "EROFS", "EDQUOT", NULL};
-    static const int errnos[] = {ENOSPC, EIO, EROFS, EDQUOT};
-    struct lstore *s = check_store(L);
-    int kind = luaL_checkoption(L, 2, NULL, kinds);
-    unsigned count = (unsigned)check_u64(L, 3, "st:fault(\"write\"|\"sync\", count, errno)");
-    int e = luaL_checkoption(L, 4, "ENOSPC", errs);
-    unsigned skip = lua_isnoneornil(L, 5) ? 0 : (unsigned)check_u64(L, 5, "st:fault(..., skip)");
-    hr_log_inject_fault_after(s->log, kind == 0 ? HR_LOG_FAULT_WRITE : HR_LOG_FAULT_SYNC, skip,
-                              count, errnos[e]);
-    return 0;
-}
-
 static int l_retry(lua_State *L)
 {
     struct lstore *s = check_store(L);
@@ -291,8 +275,8 @@ static int l_close(lua_State *L)
     struct lstore *s = luaL_checkudata(L, 1, STORAGE_MT);
     hr_log_close(s->log);
     s->log = NULL;
-    hr__lua_fs_unref(s->fsref); /* after the log: closing it uses the fs */
-    s->fsref = NULL;
+    hr__lua_fs_unref(s->fs); /* after the log: closing it uses the fs */
+    s->fs = NULL;
     return 0;
 }
 
@@ -316,66 +300,18 @@ static int l_tostring(lua_State *L)
 {
     struct lstore *s = luaL_checkudata(L, 1, STORAGE_MT);
     if (s->log == NULL) {
-        lua_pushfstring(L, "helios.storage (closed) %s", s->dir);
+        lua_pushfstring(L, "helios.testkit.storage (closed) %s", s->dir);
     } else {
-        lua_pushfstring(L, "helios.storage %s [%f..%f]", s->dir,
+        lua_pushfstring(L, "helios.testkit.storage %s [%f..%f]", s->dir,
                         (lua_Number)hr_log_first_index(s->log),
                         (lua_Number)hr_log_last_index(s->log));
     }
     return 1;
 }
 
-static int l_inspect(lua_State *L)
-{
-    const char *dir = luaL_checkstring(L, 1);
-    /* Candidate id strings: each is hashed as the transport does (hr_tcp_node_id), so an
-     * id the storage holds is printed by name when it matches. The strings stay on the
-     * Lua stack (the table at 2) for the call. */
-    enum { MAX_NAMES = 256 };
-    uint64_t ids[MAX_NAMES];
-    const char *strs[MAX_NAMES];
-    struct hr_inspect_names names = {ids, strs, 0};
-    /* (dir, opts) is accepted too: a table with an fs field is the options, not names. */
-    int opts = 3;
-    if (lua_istable(L, 2)) {
-        lua_getfield(L, 2, "fs");
-        if (!lua_isnil(L, -1)) {
-            opts = 2;
-        }
-        lua_pop(L, 1);
-    }
-    if (opts == 3 && !lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        for (int i = 1; names.n < MAX_NAMES; i++) {
-            lua_rawgeti(L, 2, i);
-            const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-            lua_pop(L, 1); /* a string: still referenced by the table */
-            if (s == NULL) {
-                break;
-            }
-            strs[names.n] = s;
-            ids[names.n] = hr_tcp_node_id(s);
-            names.n++;
-        }
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (f == NULL) {
-        return luaL_error(L, "storage_inspect: out of memory");
-    }
-    int rc = hr_storage_inspect(hr__lua_opt_fs(L, opts, NULL), dir, &names, f);
-    fclose(f);
-    lua_pushboolean(L, rc == 0);
-    lua_pushlstring(L, buf, len);
-    free(buf);
-    lua_pushstring(L, rc == 0 ? "sound" : rc == HR_INSPECT_NOT_DATA_DIR ? "not_data_dir" : "damaged");
-    return 3;
-}
-
 static int l_bench(lua_State *L)
 {
-    const char *usage = "core.storage_bench(dir, writers, entries, entry_size)";
+    const char *usage = "tk.storage_bench(dir, writers, entries, entry_size)";
     const char *dir = luaL_checkstring(L, 1);
     uint64_t w = check_u64(L, 2, usage), n = check_u64(L, 3, usage), sz = check_u64(L, 4, usage);
     if (w == 0 || w > 100000 || sz > (1u << 20)) {
@@ -430,7 +366,7 @@ static size_t opt_chunk(lua_State *L, int idx)
 
 static int l_snap_file(lua_State *L)
 {
-    const char *usage = "core.snap_file(index, term, voters, payload)";
+    const char *usage = "tk.snap_file(index, term, voters, payload)";
     uint64_t index = check_u64(L, 1, usage), term = check_u64(L, 2, usage);
     uint64_t voters[HR_SNAP_MAX_VOTERS];
     size_t nv = check_voters(L, 3, voters);
@@ -451,14 +387,14 @@ static int l_snap_file(lua_State *L)
 
 static int l_snap_write(lua_State *L)
 {
-    const char *usage = "core.snap_write(dir, index, term, voters, payload[, opts])";
+    const char *usage = "tk.snap_write(dir, index, term, voters, payload[, opts])";
     const char *dir = luaL_checkstring(L, 1);
     uint64_t index = check_u64(L, 2, usage), term = check_u64(L, 3, usage);
     uint64_t voters[HR_SNAP_MAX_VOTERS];
     size_t nv = check_voters(L, 4, voters);
     size_t len;
     const char *payload = luaL_checklstring(L, 5, &len);
-    struct hr_fs *fs = hr__lua_opt_fs(L, 6, NULL);
+    struct hr_fs *fs = hr__lua_fs_of(hr__lua_opt_fs(L, 6, "snap_write"));
     size_t chunk = opt_chunk(L, 6);
     char err[1024];
     struct hr_snap_writer *w;
@@ -483,12 +419,12 @@ static int l_snap_write(lua_State *L)
 
 static int l_snap_recv(lua_State *L)
 {
-    const char *usage = "core.snap_recv(dir, index, term, file_bytes[, opts])";
+    const char *usage = "tk.snap_recv(dir, index, term, file_bytes[, opts])";
     const char *dir = luaL_checkstring(L, 1);
     uint64_t index = check_u64(L, 2, usage), term = check_u64(L, 3, usage);
     size_t len;
     const char *bytes = luaL_checklstring(L, 4, &len);
-    struct hr_fs *fs = hr__lua_opt_fs(L, 5, NULL);
+    struct hr_fs *fs = hr__lua_fs_of(hr__lua_opt_fs(L, 5, "snap_recv"));
     size_t chunk = opt_chunk(L, 5);
     char err[1024];
     struct hr_snap_recv *r;
@@ -515,7 +451,7 @@ static int l_snap_recv(lua_State *L)
 static int l_snap_find(lua_State *L)
 {
     const char *dir = luaL_checkstring(L, 1);
-    struct hr_fs *fs = hr__lua_opt_fs(L, 2, NULL);
+    struct hr_fs *fs = hr__lua_fs_of(hr__lua_opt_fs(L, 2, "snap_find"));
     struct hr_snap_info si;
     bool found;
     char err[1024], info[2048] = "";
@@ -542,10 +478,10 @@ static int l_snap_find(lua_State *L)
 
 static int l_snap_prune(lua_State *L)
 {
-    const char *usage = "core.snap_prune(dir, index, term[, opts])";
+    const char *usage = "tk.snap_prune(dir, index, term[, opts])";
     const char *dir = luaL_checkstring(L, 1);
     uint64_t index = check_u64(L, 2, usage), term = check_u64(L, 3, usage);
-    lua_pushnumber(L, hr_snap_prune(hr__lua_opt_fs(L, 4, NULL), dir, index, term));
+    lua_pushnumber(L, hr_snap_prune(hr__lua_fs_of(hr__lua_opt_fs(L, 4, "snap_prune")), dir, index, term));
     return 1;
 }
 
@@ -553,19 +489,17 @@ static const luaL_Reg methods[] = {
     {"append", l_append},       {"sync", l_sync},         {"truncate", l_truncate},
     {"compact", l_compact},     {"entries", l_entries},   {"first_index", l_first_index},
     {"last_index", l_last_index}, {"last_term", l_last_term}, {"set_meta", l_set_meta},
-    {"meta", l_meta},           {"fault", l_fault},       {"retry", l_retry},
+    {"meta", l_meta},           {"retry", l_retry},
     {"stats", l_stats},         {"close", l_close},
     {"reconcile", l_reconcile},
     {NULL, NULL},
 };
 
-int hr__lua_open_storage(lua_State *L)
+void hr__tk_open_storage(lua_State *L)
 {
     hr__lua_new_class(L, STORAGE_MT, methods, l_close, l_tostring);
     lua_pushcfunction(L, l_open);
     lua_setfield(L, -2, "storage_open");
-    lua_pushcfunction(L, l_inspect);
-    lua_setfield(L, -2, "storage_inspect");
     lua_pushcfunction(L, l_bench);
     lua_setfield(L, -2, "storage_bench");
     static const luaL_Reg snap[] = {
@@ -576,6 +510,4 @@ int hr__lua_open_storage(lua_State *L)
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);
     }
-    hr__lua_open_simfs(L);
-    return 0;
 }

@@ -1,11 +1,11 @@
 /*
- * throughput.h: the storage benchmark behind `make bench` (through the Lua binding
- * core.storage_bench): N concurrent proposers on a uv loop, each keeping one single-entry
+ * throughput.h: the storage benchmark behind `make bench` (through helios.testkit's
+ * storage_bench, spec/bench/storage.lua): N concurrent proposers on a uv loop, each keeping one single-entry
  * batch in flight through group commit, against an fdatasync loop on the same disk
  * measured in the same call. Runs its own loop; blocks the caller until done.
  */
-#ifndef HR_STORAGE_THROUGHPUT_H
-#define HR_STORAGE_THROUGHPUT_H
+#ifndef HR_TESTKIT_THROUGHPUT_H
+#define HR_TESTKIT_THROUGHPUT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * proxy.c: one loopback TCP proxy per directed link between nodes, driven by lines on
  * stdin, so helios.testing can partition a cluster of real processes.
  *
- *   luajit -e 'require("helios.core").proxy_main()'     -- then, on its stdin:
+ *   luajit -e 'require("helios.testkit").proxy_main()'  -- then, on its stdin:
  *   link node-1 node-2 127.0.0.1:9002   -> "ok 41234": node-1 dials 127.0.0.1:41234 to
  *                                          reach node-2 (the proxy forwards the bytes)
  *   cut node-1 node-2                   -> "ok 2": both directions closed, new connections
@@ -28,7 +28,7 @@
 #include <lauxlib.h>
 #include <uv.h>
 
-#include "proxy.h"
+#include "testkit.h"
 
 #define MAX_NAME 64
 /* A side whose peer has this much unwritten stops reading until it drains (back-pressure
@@ -449,9 +449,8 @@ static int l_proxy_main(lua_State *L)
     return 0;
 }
 
-int hr__lua_open_proxy(lua_State *L)
+void hr__tk_open_proxy(lua_State *L)
 {
     lua_pushcfunction(L, l_proxy_main);
     lua_setfield(L, -2, "proxy_main");
-    return 0;
 }

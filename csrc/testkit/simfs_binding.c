@@ -2,8 +2,10 @@
  * simfs_binding.c: the simulated file system (csrc/sim/simfs.h) for specs, so they can
  * run the production storage over files that lose what was not synced when they crash.
  *
- *   local fs = core.simfs_new(seed[, { keep_unsynced = true, torn = true, pages = true }])
- *   core.storage_open("n1", { fs = fs })      -- and the snapshot functions' { fs = fs }
+ *   local tk = require("helios.testkit")
+ *   local fs = tk.simfs_new(seed[, { keep_unsynced = true, torn = true, pages = true }])
+ *   tk.storage_open("n1", { fs = fs })        -- and the snapshot functions' { fs = fs },
+ *                                             -- core.storage_inspect(dir, { fs = fs })
  *   fs:op_count()        -- mutating operations so far (the crash points, from 1)
  *   fs:crash_at(n)       -- crash at mutating operation n (0: never)
  *   fs:crash()           -- crash now; fs:crashed() says if it has
@@ -14,8 +16,11 @@
  *   fs:stats()           -- { ops, reboots, files_reverted, names_reverted, torn }
  *
  * The file operations themselves (struct hr_fs, csrc/storage/fs.h), to pin down what the
- * simulated file system guarantees; each returns its result or nil, errno name ("EIO",
- * "ENOENT", ...), message:
+ * simulated file system guarantees; each returns its result or nil, code, message, the
+ * code naming the errno:
+ *   "io" (EIO), "not_found" (ENOENT), "exists" (EEXIST), "bad_handle" (EBADF),
+ *   "is_directory" (EISDIR), "not_directory" (ENOTDIR), "locked" (EWOULDBLOCK: another
+ *   handle holds a conflicting lock), "invalid" (EINVAL), "busy" (EBUSY), "other".
  *   fs:open(path, mode)  -- handle; mode "r", "rw", "rwc" (create), "rwct" (and
  *                        -- truncate) or "d" (a directory, to sync it)
  *   fs:close(h)  fs:pread(h, off, len)  fs:pwrite(h, off, bytes)  fs:sync(h[, data_only])
@@ -23,56 +28,40 @@
  *   fs:mkdir(path)  fs:lock(h, "ex" | "sh" | "un")
  *
  * A log opened over a simfs keeps it alive (a reference count on the C side, so the order
- * in which the garbage collector finalizes them does not matter).
+ * in which the garbage collector finalizes them does not matter; csrc/lua/fs_binding.h).
+ * Threading: one thread at a time (the simulated file system's rule): not for a node.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../sim/simfs.h"
-#include "binding.h"
-#include "storage_binding.h"
+#include "../lua/binding.h"
+#include "../lua/fs_binding.h"
+#include "testkit.h"
 
-#define SIMFS_MT "helios.simfs"
+#define SIMFS_MT "helios.testkit.simfs"
 
+/* The box of fs_binding.h and the simulated file system it holds. */
 struct lsimfs {
-    struct hr__lua_fsref *ref;
+    struct hr_lua_fs box; /* first: the userdata points at it */
+    struct hr_simfs *sim;
 };
 
-static struct hr__lua_fsref *check_simfs(lua_State *L, int idx)
+static struct lsimfs *check_simfs(lua_State *L, int idx)
 {
-    struct lsimfs *u = luaL_checkudata(L, idx, SIMFS_MT);
-    return u->ref;
+    struct hr_lua_fs **u = luaL_checkudata(L, idx, SIMFS_MT);
+    if (*u == NULL) {
+        luaL_error(L, "simfs: used after collection");
+    }
+    return (struct lsimfs *)*u;
 }
 
-void hr__lua_fs_unref(struct hr__lua_fsref *r)
+static void free_lsimfs(struct hr_lua_fs *box)
 {
-    if (r != NULL && --r->refs == 0) {
-        hr_simfs_free(r->sim);
-        free(r);
-    }
-}
-
-struct hr_fs *hr__lua_opt_fs(lua_State *L, int idx, struct hr__lua_fsref **ref)
-{
-    if (ref != NULL) {
-        *ref = NULL;
-    }
-    if (!lua_istable(L, idx)) {
-        return NULL;
-    }
-    lua_getfield(L, idx, "fs");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    struct lsimfs *u = luaL_checkudata(L, lua_gettop(L), SIMFS_MT);
-    lua_pop(L, 1);
-    if (ref != NULL) {
-        u->ref->refs++;
-        *ref = u->ref;
-    }
-    return hr_simfs_fs(u->ref->sim);
+    struct lsimfs *f = (struct lsimfs *)box;
+    hr_simfs_free(f->sim);
+    free(f);
 }
 
 static unsigned read_flags(lua_State *L, int idx)
@@ -101,25 +90,27 @@ static int l_new(lua_State *L)
 {
     uint64_t seed = hr__lua_check_uint(L, 1, "seed", 0, 9007199254740992ULL);
     unsigned flags = read_flags(L, 2);
-    struct lsimfs *u = lua_newuserdata(L, sizeof *u);
-    u->ref = NULL;
+    struct hr_lua_fs **u = lua_newuserdata(L, sizeof *u);
+    *u = NULL;
     luaL_getmetatable(L, SIMFS_MT);
     lua_setmetatable(L, -2);
-    struct hr__lua_fsref *r = calloc(1, sizeof *r);
-    if (r == NULL || (r->sim = hr_simfs_new(seed, flags)) == NULL) {
-        free(r);
+    struct lsimfs *f = calloc(1, sizeof *f);
+    if (f == NULL || (f->sim = hr_simfs_new(seed, flags)) == NULL) {
+        free(f);
         return luaL_error(L, "simfs_new: out of memory");
     }
-    r->refs = 1;
-    u->ref = r;
+    f->box.fs = hr_simfs_fs(f->sim);
+    f->box.refs = 1;
+    f->box.free = free_lsimfs;
+    *u = &f->box;
     return 1;
 }
 
 static int l_gc(lua_State *L)
 {
-    struct lsimfs *u = luaL_checkudata(L, 1, SIMFS_MT);
-    hr__lua_fs_unref(u->ref);
-    u->ref = NULL;
+    struct hr_lua_fs **u = luaL_checkudata(L, 1, SIMFS_MT);
+    hr__lua_fs_unref(*u);
+    *u = NULL;
     return 0;
 }
 
@@ -131,7 +122,7 @@ static int l_op_count(lua_State *L)
 
 static int l_crash_at(lua_State *L)
 {
-    struct hr__lua_fsref *r = check_simfs(L, 1);
+    struct lsimfs *r = check_simfs(L, 1);
     hr_simfs_crash_at(r->sim, hr__lua_check_uint(L, 2, "crash_at", 0, 9007199254740992ULL));
     return 0;
 }
@@ -156,7 +147,7 @@ static int l_reboot(lua_State *L)
 
 static int l_set_flags(lua_State *L)
 {
-    struct hr__lua_fsref *r = check_simfs(L, 1);
+    struct lsimfs *r = check_simfs(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     hr_simfs_set_flags(r->sim, read_flags(L, 2));
     return 0;
@@ -208,30 +199,30 @@ static const char *errno_name(int e)
 {
     switch (e) {
     case EIO:
-        return "EIO";
+        return "io";
     case ENOENT:
-        return "ENOENT";
+        return "not_found";
     case EEXIST:
-        return "EEXIST";
+        return "exists";
     case EBADF:
-        return "EBADF";
+        return "bad_handle";
     case EISDIR:
-        return "EISDIR";
+        return "is_directory";
     case ENOTDIR:
-        return "ENOTDIR";
+        return "not_directory";
     case EWOULDBLOCK:
-        return "EWOULDBLOCK";
+        return "locked";
     case EINVAL:
-        return "EINVAL";
+        return "invalid";
     case EBUSY:
-        return "EBUSY";
+        return "busy";
     default:
-        return "EOTHER";
+        return "other";
     }
 }
 
-/* 0 or a count: push it (true for 0 unless as_number); a negative errno: nil, name,
- * message. */
+/* 0 or a count: push it (true for 0 unless as_number); a negative errno: nil, code (the
+ * banner's list), message. */
 static int push_rc(lua_State *L, long long rc, bool as_number)
 {
     if (rc < 0) {
@@ -365,10 +356,9 @@ static const luaL_Reg methods[] = {
     {"mkdir", l_fmkdir},      {"lock", l_flock},        {NULL, NULL},
 };
 
-int hr__lua_open_simfs(lua_State *L)
+void hr__tk_open_simfs(lua_State *L)
 {
     hr__lua_new_class(L, SIMFS_MT, methods, l_gc, NULL);
     lua_pushcfunction(L, l_new);
     lua_setfield(L, -2, "simfs_new");
-    return 0;
 }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "group.h"
+#include "../storage/group.h"
 #include "throughput.h"
 
 struct bench {

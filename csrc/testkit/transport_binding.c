@@ -1,24 +1,28 @@
 /*
- * transport_binding.c: the wire protocol from Lua, for specs and fuzz-like tests.
+ * transport_binding.c: the wire protocol from Lua, for specs and fuzz-like tests: encode
+ * and decode frames, a blocking raw TCP client, and the client side of the peer handshake.
  *
- *   local core = require("helios.core")
- *   local frame = core.wire_encode{ type = "append", from = 1, to = 2, term = 3,
+ *   local tk = require("helios.testkit")
+ *   local frame = tk.wire_encode{ type = "append", from = 1, to = 2, term = 3,
  *       prev_index = 10, prev_term = 2, commit = 9,
  *       entries = { { term = 3, index = 11, time_ms = 0, type = 1, data = "x" } } }
- *   local msg, code, detail = core.wire_decode(frame)   -- nil, "corrupt", "frame: ..."
- *   core.wire_frame(payload)                            -- any payload, correctly framed
- *   core.node_id("node-1")                              -- the transport's numeric id
- *   local conn = core.raw_connect("127.0.0.1:9001", 1000)  -- or nil, code, detail
+ *   local msg, code, detail = tk.wire_decode(frame)     -- nil, "corrupt", "frame: ..."
+ *   tk.wire_frame(payload)                              -- any payload, correctly framed
+ *   tk.node_id("node-1")                                -- the transport's numeric id
+ *   local conn = tk.raw_connect("127.0.0.1:9001", 1000)  -- or nil, code, detail
  *   conn:send(bytes)                 -- true or nil, code, detail
  *   conn:recv(max, timeout_ms)       -- bytes, or nil, "timeout" | "closed" | code, detail
- *   core.wire_handshake(conn, { cluster_id = "c", node_name = "x", secret = "s",
+ *   tk.wire_handshake(conn, { cluster_id = "c", node_name = "x", secret = "s",
  *                               peer_name = "node-1" })   -- true, or nil, code, detail
  *   conn:close()
  *
  * Message fields are those of struct hr_msg (csrc/core/raft.h); `type` is a name
  * ("append", "vote", ...; a number is accepted too), entries carry a numeric type. Integers
  * above 2^53 (node ids are 64-bit hashes) travel as decimal strings both ways.
- * Expected failures return nil, code, detail; misuse raises "Usage: ...".
+ * Expected failures return nil, code, detail; misuse raises "Usage: ...". Codes: those of
+ * hr_err_name ("corrupt", "protocol", "invalid", ...), and "io", "timeout", "closed" (the
+ * peer closed or reset the connection), "auth" (the handshake was refused).
+ * Threading: the caller's; conn:send/recv and wire_handshake block up to their timeout.
  */
 #define _GNU_SOURCE /* uv.h (via the transport's headers) needs the POSIX types */
 #include <errno.h>
@@ -36,11 +40,11 @@
 
 #include "../transport/codec.h"
 #include "../transport/handshake.h"
-#include "../transport/tcp_internal.h"
-#include "binding.h"
-#include "transport_binding.h"
+#include "../transport/transport.h"
+#include "../lua/binding.h"
+#include "testkit.h"
 
-#define CONN_MT "helios.wire_conn"
+#define CONN_MT "helios.testkit.wire_conn"
 #define EXACT_MAX 9007199254740992.0 /* 2^53 */
 
 static void push_u64(lua_State *L, uint64_t v)
@@ -331,7 +335,7 @@ static int l_raw_connect(lua_State *L)
     const char *addr = luaL_checkstring(L, 1);
     int timeout = (int)luaL_optinteger(L, 2, 5000);
     struct sockaddr_storage sa;
-    if (hr__tcp_parse_addr(addr, &sa) != 0) {
+    if (hr_tcp_parse_addr(addr, &sa) != 0) {
         return luaL_error(L, "Usage: core.raw_connect(\"host:port\"[, timeout_ms])");
     }
     int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -441,7 +445,7 @@ static int l_conn_recv(lua_State *L)
     const char *code = read_some(c->fd, buf, max, timeout, &got);
     if (code != NULL) {
         free(buf);
-        return hr__lua_push_fail(L, code, code[0] == 'E' ? strerror(errno) : code);
+        return hr__lua_push_fail(L, code, strcmp(code, "io") == 0 ? strerror(errno) : code);
     }
     lua_pushlstring(L, buf, got);
     free(buf);
@@ -461,7 +465,7 @@ static int l_conn_close(lua_State *L)
 static int l_conn_tostring(lua_State *L)
 {
     struct conn *c = luaL_checkudata(L, 1, CONN_MT);
-    lua_pushfstring(L, "helios.wire_conn (%s)", c->fd >= 0 ? "open" : "closed");
+    lua_pushfstring(L, "helios.testkit.wire_conn (%s)", c->fd >= 0 ? "open" : "closed");
     return 1;
 }
 
@@ -551,7 +555,7 @@ static int l_wire_handshake(lua_State *L)
     return 1;
 }
 
-int hr__lua_open_transport(lua_State *L)
+void hr__tk_open_transport(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"send", l_conn_send}, {"recv", l_conn_recv}, {"close", l_conn_close}, {NULL, NULL}};
@@ -564,5 +568,4 @@ int hr__lua_open_transport(lua_State *L)
                                    {"node_id", l_node_id},
                                    {NULL, NULL}};
     luaL_register(L, NULL, fns);
-    return 0;
 }

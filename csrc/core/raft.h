@@ -90,9 +90,11 @@ struct hr_msg {
 
     /* APPEND_RESP: reject = false: the follower's log matches the leader's up to `index`.
      * reject = true: `index` is the prev_index that did not match, and the hint says where
-     * the follower's log diverges: hint_term = the term of its entry at prev_index (0 if
-     * its log is shorter), hint_index = the first index of that term in its log (or its
-     * last index + 1 if shorter). `last_index` is the follower's last log index.
+     * the logs may still match: hint_index = the last entry of the follower's log at or
+     * before prev_index (its last entry if the log is shorter) whose term is not above the
+     * leader's prev_term, hint_term = that entry's term. Every entry after it conflicts, so
+     * the leader skips back by terms, not one entry at a time (spec/golden/
+     * fast_backoff.txt). `last_index` is the follower's last log index.
      * VOTE_RESP, PREVOTE_RESP: reject = the vote was not granted. */
     bool reject;
     hr_index_t index;

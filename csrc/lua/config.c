@@ -25,7 +25,8 @@ static void raise_error(lua_State *L, const char *fmt, ...)
 }
 
 /* The snapshot policy: read into a struct hr_sim_snapshot by the simulator, ignored by
- * hr__lua_read_config (the networked node's runtime does not take snapshots yet). */
+ * hr__lua_read_config (helios.raft reads them itself: the networked node's snapshot policy
+ * runs in Lua, which forks the writer). */
 static const char *const snapshot_options[] = {
     "snapshot_interval_ms",
     "snapshot_threshold",

@@ -149,8 +149,9 @@ void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s);
  * Taking one: the embedding asks for the point (the applied index and its term), writes
  * the FSM's state into a file (hr_runtime_snapshot_tmp_path; its framing is
  * storage/snapshot.h's, the voters those of hr_runtime_snapshot_voters), fdatasyncs it,
- * and hands it over: hr_runtime_snapshot_taken renames it into place, tells the core and
- * compacts the log (off the loop thread); the previous snapshot is removed only then. */
+ * and hands it over: hr_runtime_snapshot_taken renames it into place and syncs the
+ * directory (on the loop thread), tells the core, compacts the log (on the storage
+ * thread) and removes the previous snapshot. */
 /* HR_EINVAL if there is nothing new to snapshot (nothing applied since the current one)
  * or no node. */
 int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t *index, hr_term_t *term);

@@ -6,9 +6,10 @@
  * over with hr_runtime_snapshot_taken: it is renamed into place and the directory synced
  * (a rename is atomic: a crash leaves either the old name or the new one), then the core
  * is told (it forgets entries before index + 1 - trailing_logs), then the log's segments
- * below that are dropped on the storage thread, and last the previous snapshot file is
- * removed. Each step happens only once the one before it is durable, so a crash anywhere
- * leaves a snapshot plus a log that covers everything after it. The snapshot's index is
+ * below that are dropped on the storage thread, and the previous snapshot file is
+ * removed. The new snapshot is durable before the core or the log hear of it, so a crash
+ * anywhere leaves a durable snapshot plus a log that covers everything after it (the old
+ * file is not needed once the new one is durable, so its removal waits for nothing). The snapshot's index is
  * the applied one, which on a follower can be past its durable log (it applies entries the
  * others committed before its own write of them is done): the snapshot is not held back
  * for that; a restart reconciles the log with it instead (csrc/storage/reconcile.c).

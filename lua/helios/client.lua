@@ -166,7 +166,7 @@ function Client:call(op, fields, timeout_ms)
         -- Answers to requests that timed out earlier may still arrive: skip them.
         if resp.id == id then
             if resp.ok then return resp end
-            return nil, resp.code or "error", resp.detail
+            return nil, resp.code or "protocol", resp.detail or "an answer with neither ok nor a code"
         end
     end
 end

@@ -230,7 +230,7 @@ function Cluster:kill(id, sig)
     check_id(self, id, "cl:kill(id[, signal])")
     sig = sig or "KILL"
     local pid = self._procs[id]
-    if not pid then return nil, "not running" end
+    if not pid then return nil, "not_running", id end
     if sig == "STOP" or sig == "CONT" then
         core.proc_kill(pid, sig)
         return true

@@ -380,7 +380,7 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
             } else if (strcmp(k, "election") == 0) {
                 c.election_timeout_ms = (uint32_t)x;
             } else if (strcmp(k, "heartbeat") == 0) {
-                c.heartbeat_interval_ms = (uint32_t)x;
+                c.heartbeat_timeout_ms = (uint32_t)x;
             } else if (strcmp(k, "seed") == 0) {
                 c.seed = x;
             } else if (strcmp(k, "max_inflight") == 0) {

@@ -11,9 +11,10 @@
 -- a command in the log must never stop a replica from applying the next one.
 --
 --   local kv = require("helios.fsm.kv")
---   local node = raft.new{ ..., fsm = kv.new() }
+--   local store = kv.new()
+--   local node = raft.new{ ..., fsm = store }
 --   node:apply("set greeting hello")          -- index, term, "OK"
---   node:read(function(fsm) return fsm:get("greeting") end)
+--   store:get("greeting")                     -- "hello": this replica's applied state
 --
 -- A cluster file names it as `fsm = "helios.fsm.kv"` (`helios node` calls new()).
 
@@ -72,7 +73,7 @@ function KV:apply(command, index)
     return format("ERR unknown command '%s'", tostring(op or command:sub(1, 20)))
 end
 
---- The value of key, or nil (local state: use node:read for a linearizable read).
+--- The value of key, or nil (this replica's applied state, which may lag the leader's).
 function KV:get(key)
     return self.data[key]
 end

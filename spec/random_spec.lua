@@ -21,7 +21,6 @@ local schedule = require("spec.helpers.schedule")
 local SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 500
 local ONE = tonumber(os.getenv("HELIOS_SEED") or "")
 local DURATION = tonumber(os.getenv("HELIOS_SIM_MS") or "") or 4000
-local FILE = "spec/random_spec.lua"
 
 local CONFIGS = {
     { name = "default config", config = {} },
@@ -58,17 +57,10 @@ describe("randomized fault schedules", function()
         if ONE then first, last = ONE, ONE end
         it(("keep every invariant and stay live over %d seeds (%s)")
            :format(last - first + 1, variant.name), function()
-            local failures, total = {}, {}
-            for seed = first, last do
-                local ok, err = pcall(run_seed, seed, variant, total)
-                if not ok then
-                    failures[#failures + 1] = ("seed %d: %s\n    %s"):format(
-                        seed, tostring(err):sub(1, 600), cl.replay(seed, FILE))
-                end
-            end
-            assert(#failures == 0, ("%d of %d seeds failed (%s):\n  %s"):format(
-                #failures, last - first + 1, variant.name,
-                table.concat(failures, "\n  ", 1, math.min(#failures, 10))))
+            local total = {}
+            cl.sweep(first, last, variant.name, function(seed)
+                run_seed(seed, variant, total)
+            end)
             if variant.make and last - first + 1 >= 20 then
                 assert(total.taken > 0 and total.installed > 0 and total.chunks > total.delivered,
                        ("snapshots were not exercised: %d taken, %d installed, %d chunks, %d "

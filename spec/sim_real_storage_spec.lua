@@ -26,7 +26,6 @@ local schedule = require("spec.helpers.schedule")
 local SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 500
 local ONE = tonumber(os.getenv("HELIOS_SEED") or "")
 local DURATION = tonumber(os.getenv("HELIOS_SIM_MS") or "") or 4000
-local FILE = "spec/sim_real_storage_spec.lua"
 
 -- What a crash keeps of the unsynced writes, by seed (HELIOS_STORAGE_FAULTS: one of them
 -- for every seed).
@@ -71,17 +70,10 @@ describe("randomized fault schedules on the production storage", function()
         if ONE then first, last = ONE, ONE end
         it(("keep every invariant, restart every node and stay live over %d seeds (%s)")
            :format(last - first + 1, variant.name), function()
-            local failures, total = {}, {}
-            for seed = first, last do
-                local ok, err = pcall(run_seed, seed, variant, total)
-                if not ok then
-                    failures[#failures + 1] = ("seed %d: %s\n    %s"):format(
-                        seed, tostring(err):sub(1, 600), cl.replay(seed, FILE))
-                end
-            end
-            assert(#failures == 0, ("%d of %d seeds failed (%s):\n  %s"):format(
-                #failures, last - first + 1, variant.name,
-                table.concat(failures, "\n  ", 1, math.min(#failures, 10))))
+            local total = {}
+            cl.sweep(first, last, variant.name, function(seed)
+                run_seed(seed, variant, total)
+            end)
             if last - first + 1 >= 20 then
                 -- Proof that the run did what it claims: steps cut by crash points, crashes
                 -- with batches in flight, torn writes, and restarts that had to repair.

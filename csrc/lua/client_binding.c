@@ -203,6 +203,16 @@ static int unix_socket(lua_State *L, const char *path, struct sockaddr_un *sun)
     return fd;
 }
 
+/* A failed connect: close fd and return nil, code, "connect ADDR: reason". */
+static int connect_failed(lua_State *L, int fd, const char *addr, const char *code, int err)
+{
+    close(fd);
+    lua_pushnil(L);
+    lua_pushstring(L, code);
+    lua_pushfstring(L, "connect %s: %s", addr, strerror(err));
+    return 3;
+}
+
 /* Push the socket and, for a connect that goes on (nowait), true: "pending". */
 static int connected(lua_State *L, int fd, int rc)
 {
@@ -234,11 +244,7 @@ static int connect_common(lua_State *L, int nowait)
         int rc = connect_fd(fd, res->ai_addr, res->ai_addrlen, deadline, nowait, &code, &err);
         freeaddrinfo(res);
         if (rc < 0) {
-            close(fd);
-            lua_pushnil(L);
-            lua_pushstring(L, code);
-            lua_pushfstring(L, "connect %s: %s", addr, strerror(err));
-            return 3;
+            return connect_failed(L, fd, addr, code, err);
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
@@ -252,11 +258,7 @@ static int connect_common(lua_State *L, int nowait)
     }
     int rc = connect_fd(fd, (struct sockaddr *)&sun, sizeof sun, deadline, nowait, &code, &err);
     if (rc < 0) {
-        close(fd);
-        lua_pushnil(L);
-        lua_pushstring(L, code);
-        lua_pushfstring(L, "connect %s: %s", addr, strerror(err));
-        return 3;
+        return connect_failed(L, fd, addr, code, err);
     }
     return connected(L, fd, rc);
 }

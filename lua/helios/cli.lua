@@ -169,6 +169,21 @@ function Total:restore(data)
     self.total, self.count = tonumber(total), tonumber(count)
 end
 
+-- The end of a simulated run: half a second more, the invariants, then one line per node
+-- (with `extra(id)` appended when given).
+local function final_state(c, say, out, extra)
+    c:run_for(500)
+    c:check()
+    say("final state:")
+    for _, id in ipairs(c:ids()) do
+        local st = c:node(id):status()
+        local applied = tonumber(st.applied_index)
+        out(format("             %-4s %-9s term %-3d commit #%-4d applied #%s\n", id,
+            tostring(st.role), tonumber(st.term), tonumber(st.commit_index),
+            extra and format("%-4d%s", applied, extra(id)) or tostring(applied)))
+    end
+end
+
 --- Run the failover demo; raises on failure with a message for the user.
 local function run_sim(sim, opts, out)
     local fsms = {} -- node id -> its current FSM (a restart gets a fresh one)
@@ -239,15 +254,9 @@ local function run_sim(sim, opts, out)
     say("%s caught up: applied through #%d, %d commands re-applied, total = %d", old, target,
         fsm.count, fsm.total)
 
-    c:run_for(500)
-    c:check()
-    say("final state:")
-    for _, id in ipairs(c:ids()) do
-        local st = c:node(id):status()
-        out(format("             %-4s %-9s term %-3d commit #%-4d applied #%-4d total = %d\n", id,
-            tostring(st.role), tonumber(st.term), tonumber(st.commit_index),
-            tonumber(st.applied_index), fsms[id] and fsms[id].total or 0))
-    end
+    final_state(c, say, out, function(id)
+        return format(" total = %d", fsms[id] and fsms[id].total or 0)
+    end)
     out("invariants held: election safety, log matching, leader completeness, "
         .. "state machine safety\n")
 end
@@ -509,15 +518,7 @@ local function run_fault_sim(sim, opts, out, mod, commands, faults)
         error(format("the nodes did not all apply #%d within %d ms of virtual time", target,
             WAIT_MS), 0)
     end
-    c:run_for(500)
-    c:check()
-    say("final state:")
-    for _, id in ipairs(c:ids()) do
-        local st = c:node(id):status()
-        out(format("             %-4s %-9s term %-3d commit #%-4d applied #%d\n", id,
-            tostring(st.role), tonumber(st.term), tonumber(st.commit_index),
-            tonumber(st.applied_index)))
-    end
+    final_state(c, say, out)
     out("invariants held: election safety, log matching, leader completeness, "
         .. "state machine safety\n")
     local first_id = c:ids()[1]

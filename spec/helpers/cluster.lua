@@ -63,6 +63,24 @@ function M.with_seed(seed, fn)
     end
 end
 
+--- Run fn(seed) for every seed from first to last, keep going past failures, and fail once
+-- at the end listing the first ten failed seeds with their replay commands. `name` says
+-- which configuration ran. Used by the specs that sweep many random schedules.
+function M.sweep(first, last, name, fn)
+    local file = spec_file(3)
+    local failures = {}
+    for seed = first, last do
+        local ok, err = pcall(fn, seed)
+        if not ok then
+            failures[#failures + 1] = ("seed %d: %s\n    %s"):format(
+                seed, tostring(err):sub(1, 600), M.replay(seed, file))
+        end
+    end
+    assert(#failures == 0, ("%d of %d seeds failed (%s):\n  %s"):format(
+        #failures, last - first + 1, name,
+        table.concat(failures, "\n  ", 1, math.min(#failures, 10))))
+end
+
 local function merge(into, from)
     for k, v in pairs(from or {}) do into[k] = v end
     return into

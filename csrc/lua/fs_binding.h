@@ -3,7 +3,7 @@
  * system (struct hr_fs, csrc/storage/fs.h) handed to helios.core as a Lua value.
  *
  *   local tk = require("helios.testkit")
- *   local fs = tk.fault_fs()                       -- or tk.simfs_new(seed)
+ *   local fs = tk.fault_fs_new()                   -- or tk.simfs_new(seed)
  *   local n = core.node_new({ ..., fs = fs }, hooks)   -- raft.new{ ..., fs = fs }
  *   core.storage_inspect(dir, { fs = fs })
  *   fs:fail("write", 1, "no_space")                -- the node's next write fails

@@ -145,7 +145,11 @@ end
 -- makes a divergence visible in the output, not only in the invariant checks.
 local Total = {}
 Total.__index = Total
-Total.__name = "helios.cli.Total"
+Total.__name = "helios.cli.total"
+
+function Total:__tostring()
+    return format("helios.cli.total(%d after %d commands)", self.total, self.count)
+end
 
 local function new_total()
     return setmetatable({ total = 0, count = 0 }, Total)

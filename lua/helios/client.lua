@@ -107,10 +107,10 @@ end
 
 local Client = {}
 Client.__index = Client
-Client.__name = "helios.client"
+Client.__name = "helios.client.client"
 
 function Client:__tostring()
-    return format("helios.client(%s%s)", self.path, self.sock and "" or ", closed")
+    return format("helios.client.client(%s%s)", self.path, self.sock and "" or ", closed")
 end
 
 --- Connect to a node's control socket. Yields when called in a coroutine on the loop,

@@ -198,6 +198,10 @@ end
 
 local net = { __name = "helios.raft.backend" }
 net.__index = net
+
+function net:__tostring()
+    return format("helios.raft.backend(%s, %s)", tostring(self._id), tostring(self._state))
+end
 net._blocking = true
 
 -- Waiters: b._waiters[index] is a list of { term, cb, timer }.

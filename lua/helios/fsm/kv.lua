@@ -25,10 +25,10 @@ local M = {}
 
 local KV = {}
 KV.__index = KV
-KV.__name = "helios.fsm.kv"
+KV.__name = "helios.fsm.kv.store"
 
 function KV:__tostring()
-    return format("helios.fsm.kv(%d keys, applied #%d)", self.count, self.applied)
+    return format("helios.fsm.kv.store(%d keys, applied #%d)", self.count, self.applied)
 end
 
 --- A new, empty store.

@@ -10,15 +10,11 @@
 --     lua/helios/*.lua is passed as an option, and the ones raft.new does not refuse as
 --     "unknown option" are the options it accepts.
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
+local read = require("spec.helpers.storage_util").read_file
+local shell_quote = require("helios.util.shell").quote
 
 local function exists(path)
-    local r = os.execute("test -e '" .. path:gsub("'", "'\\''") .. "'")
+    local r = os.execute("test -e " .. shell_quote(path))
     return r == 0 or r == true
 end
 

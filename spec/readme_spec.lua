@@ -27,9 +27,7 @@ local function marked_blocks(readme)
     return blocks
 end
 
-local function shell_quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("helios.util.shell").quote
 
 -- A package path with its relative templates made absolute (a sh block runs elsewhere).
 local function absolute(path)

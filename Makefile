@@ -38,12 +38,15 @@ OBJS := $(SRCS:%.c=build/obj/%.o)
 ASAN_OBJS := $(SRCS:%.c=build-asan/obj/%.o)
 
 # helios.testkit links its own copy of everything below csrc/lua and of the binding
-# helpers it shares with helios.core (support.c, config.c, fs_binding.c): Lua loads each
-# module with RTLD_LOCAL, so one cannot call the other's functions. They share only the
-# layout of csrc/lua/fs_binding.h, through which a file system made by the testkit reaches
-# a node (the function pointers in it point into testkit.so).
+# files it shares with helios.core (support.c, config.c, fs_binding.c, client_binding.c
+# and its clock, os.c): Lua loads each module with RTLD_LOCAL, so one cannot call the
+# other's functions. They share only layouts: csrc/lua/fs_binding.h's, through which a
+# file system made by the testkit reaches a node (the function pointers in it point into
+# testkit.so), and the socket class of client_binding.c, which both register
+# (csrc/lua/client_binding.h): the testkit's listeners accept helios.core sockets.
 TESTKIT_SRCS := $(wildcard csrc/testkit/*.c) $(filter-out csrc/lua/%,$(SRCS)) \
-	csrc/lua/support.c csrc/lua/config.c csrc/lua/fs_binding.c
+	csrc/lua/support.c csrc/lua/config.c csrc/lua/fs_binding.c \
+	csrc/lua/client_binding.c csrc/lua/os.c
 TESTKIT_OBJS := $(TESTKIT_SRCS:%.c=build/obj/%.o)
 TESTKIT_ASAN_OBJS := $(TESTKIT_SRCS:%.c=build-asan/obj/%.o)
 

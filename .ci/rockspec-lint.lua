@@ -72,7 +72,8 @@ else
     for _, f in ipairs(want) do
         if not f:match("^csrc/lua/") then tk_want[#tk_want + 1] = f end
     end
-    for _, f in ipairs{ "csrc/lua/support.c", "csrc/lua/config.c", "csrc/lua/fs_binding.c" } do
+    for _, f in ipairs{ "csrc/lua/support.c", "csrc/lua/config.c", "csrc/lua/fs_binding.c",
+                        "csrc/lua/client_binding.c", "csrc/lua/os.c" } do
         tk_want[#tk_want + 1] = f
     end
 end

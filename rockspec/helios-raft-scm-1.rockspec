@@ -115,14 +115,16 @@ build = {
          libraries = { "uv", "m", "msgpackc", "crypto" },
       },
       -- Tests and benchmarks only (csrc/testkit/testkit.h): nothing in the product loads it.
-      -- It links its own copy of the layers below the binding (Lua loads C modules with
-      -- RTLD_LOCAL, so it cannot call helios.core's).
+      -- It links its own copy of the layers below the binding and of the binding files it
+      -- shares with helios.core (Lua loads C modules with RTLD_LOCAL, so it cannot call
+      -- helios.core's): the Makefile's TESTKIT_SRCS.
       ["helios.testkit"] = {
          sources = {
             "csrc/testkit/fault_fs.c",
             "csrc/testkit/fault_fs_binding.c",
             "csrc/testkit/proxy.c",
             "csrc/testkit/simfs_binding.c",
+            "csrc/testkit/sock_listen.c",
             "csrc/testkit/storage_binding.c",
             "csrc/testkit/testkit.c",
             "csrc/testkit/throughput.c",
@@ -172,8 +174,10 @@ build = {
             "csrc/sim/sim.c",
             "csrc/sim/snap.c",
             "csrc/sim/xfer.c",
+            "csrc/lua/client_binding.c",
             "csrc/lua/config.c",
             "csrc/lua/fs_binding.c",
+            "csrc/lua/os.c",
             "csrc/lua/support.c",
          },
          incdirs = { "csrc", "$(LIBUV_INCDIR)" },

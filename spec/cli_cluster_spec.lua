@@ -8,6 +8,7 @@
 
 local su = require("spec.helpers.storage_util")
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local clusterfile = require("helios.clusterfile")
 
 -- A base port with base..base+n-1 all free now (ports from core.free_port, below the
@@ -17,7 +18,7 @@ local function free_base(n)
         local base = assert(core.free_port())
         local ok = true
         for p = base, base + n - 1 do
-            local l = p <= 65535 and core.sock_listen("127.0.0.1:" .. p)
+            local l = p <= 65535 and tk.sock_listen("127.0.0.1:" .. p)
             if l then l:close() else ok = false end
         end
         if ok then return base end
@@ -65,7 +66,7 @@ describe("helios cluster (the README's main command)", function()
     it("stops with the node, its address and the reason when a port is taken", function()
         local base = free_base(3)
         local taken = ("127.0.0.1:%d"):format(base + 1)
-        local squatter = assert(core.sock_listen(taken))
+        local squatter = assert(tk.sock_listen(taken))
         finally(function() squatter:close() end)
         local t0 = core.clock_ms()
         local code, out = run("--nodes 3", "--data", dir .. "/data", "--base-port", base,
@@ -81,7 +82,7 @@ describe("helios cluster (the README's main command)", function()
         assert.matches("node%-3 stopped", out)
         assert.not_matches("leads", out)
         for _, port in ipairs({ base, base + 2 }) do
-            local l = assert(core.sock_listen("127.0.0.1:" .. port))
+            local l = assert(tk.sock_listen("127.0.0.1:" .. port))
             l:close()
         end
     end)

@@ -10,6 +10,7 @@
 local raft = require("helios.raft")
 local loop = require("helios.loop")
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local client = require("helios.client")
 local process = require("helios.util.process")
 local shell = require("helios.util.shell")
@@ -62,7 +63,7 @@ describe("helios.client inside raft.spawn", function()
 
     it("yields while a slow server answers: the loop's timer keeps ticking", function()
         local path = dir .. "/slow.sock"
-        local listener = assert(core.sock_listen(path))
+        local listener = assert(tk.sock_listen(path))
         -- A fake node on the same loop: it answers a status request after 400 ms.
         raft.spawn(function()
             local s = assert(await(listener, listener.try_accept, "r", 5000))

@@ -4,6 +4,7 @@
 -- state machine.
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local client = require("helios.client")
 local kv = require("helios.fsm.kv")
 
@@ -23,7 +24,7 @@ local function with_listener()
     local fx = {}
     before_each(function()
         fx.path = tmpname()
-        fx.listener = assert(core.sock_listen(fx.path))
+        fx.listener = assert(tk.sock_listen(fx.path))
     end)
     after_each(function()
         fx.listener:close()
@@ -165,7 +166,7 @@ describe("TCP proxy", function()
 
     it("forwards, cuts both directions of a pair, refuses while cut, heals", function()
         assert.are.equal("ok", cmd("ping"))
-        local target, tport = assert(core.sock_listen("127.0.0.1:0"))
+        local target, tport = assert(tk.sock_listen("127.0.0.1:0"))
         local ab = tonumber(cmd("link a b 127.0.0.1:" .. tport):match("^ok (%d+)$"))
         local ba = tonumber(cmd("link b a 127.0.0.1:" .. tport):match("^ok (%d+)$"))
         assert.is_truthy(ab and ba and ab ~= ba)
@@ -251,7 +252,7 @@ describe("child processes", function()
 
     it("finds free loopback ports", function()
         local p = assert(core.free_port())
-        local l = assert(core.sock_listen("127.0.0.1:" .. p))
+        local l = assert(tk.sock_listen("127.0.0.1:" .. p))
         l:close()
     end)
 end)

@@ -3,6 +3,7 @@
 -- caller may not connect to (EACCES: another user's node), while a stale one is replaced.
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 
 local function tmpdir()
     local d = os.tmpname()
@@ -48,7 +49,7 @@ describe("control socket path", function()
 
     it("refuses a live socket and replaces a stale one", function()
         local path = dir .. "/control.sock"
-        local l = assert(core.sock_listen(path))
+        local l = assert(tk.sock_listen(path))
         local s, code = core.control_listen(path, function() end)
         assert.is_nil(s)
         assert.are.equal("busy", code)
@@ -60,7 +61,7 @@ describe("control socket path", function()
 
     it("does not remove a live socket it is not allowed to connect to", function()
         local path = dir .. "/control.sock"
-        local l = assert(core.sock_listen(path))
+        local l = assert(tk.sock_listen(path))
         assert(os.execute("chmod 000 " .. path) == 0)
         assert.are.equal("busy", listen_in_child(path))
         assert.is_true(exists(path), "the live socket was unlinked")

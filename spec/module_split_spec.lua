@@ -1,9 +1,10 @@
 -- spec/module_split_spec.lua: the product module helios.core carries no test machinery.
 -- The TCP proxy, the raw transport and storage bindings, the simulated and the
--- fault-injecting file systems and the storage benchmark are helios.testkit's
--- (csrc/testkit); helios.core keeps what a user runs (the node, the simulator, the loop,
--- the control socket, process spawning for `helios cluster`, storage_inspect for
--- `helios inspect`). Nothing under lua/helios but helios.testing loads helios.testkit.
+-- fault-injecting file systems, the storage benchmark, listening sockets and the pid are
+-- helios.testkit's (csrc/testkit); helios.core keeps what a user runs (the node, the
+-- simulator, the loop, the control socket, the socket client, process spawning for
+-- `helios cluster`, storage_inspect for `helios inspect`). Nothing under lua/helios but
+-- helios.testing loads helios.testkit.
 
 local TEST_ONLY = {
     "proxy_main",
@@ -11,10 +12,12 @@ local TEST_ONLY = {
     "snap_file", "snap_write", "snap_recv", "snap_find", "snap_prune",
     "simfs_new", "fault_fs_new",
     "wire_encode", "wire_decode", "wire_frame", "wire_handshake", "raw_connect", "node_id",
+    "sock_listen", "sock_poll", "frame_encode", "getpid",
 }
 -- Shapes of test-only names, so that one added later under a new name is caught too.
 local TEST_ONLY_PATTERNS = { "^proxy_", "^simfs", "^wire_", "^raw_", "fault", "bench",
-                             "throughput", "^snap_", "^storage_open" }
+                             "throughput", "^snap_", "^storage_open", "^sock_listen",
+                             "^sock_poll", "accept", "^frame_" }
 
 -- The field names of a module as a plain luajit (not busted, whose helper loads modules)
 -- sees them after require, one per line, sorted.
@@ -36,6 +39,22 @@ local function fields_of(module)
     local set = {}
     for name in out:gmatch("[^\n]+") do set[name] = true end
     return set, out
+end
+
+-- Run src in a plain luajit (the build's cpath, lua/ on the path): what it wrote, or an
+-- error with its output if it failed.
+local function run_lua(src)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write(("package.path = %q\n"):format(package.path),
+            ("package.cpath = %q\n"):format(package.cpath), src)
+    f:close()
+    local p = assert(io.popen("luajit '" .. script .. "' 2>&1"))
+    local out = p:read("*a")
+    local ok = p:close()
+    os.remove(script)
+    assert(ok == true or ok == 0, "luajit: " .. out)
+    return out
 end
 
 -- Names in the set that look test-only.
@@ -87,10 +106,12 @@ describe("helios.core, the product module", function()
         assert.are.same({}, test_only_in(core))
     end)
 
-    it("keeps what the CLI uses: storage_inspect and process spawning", function()
+    it("keeps what the CLI and helios.client use: storage_inspect, process spawning, the "
+       .. "socket client", function()
         local core = fields_of("helios.core")
         for _, name in ipairs{ "storage_inspect", "proc_spawn", "proc_kill", "proc_wait",
-                                "free_port" } do
+                                "free_port", "sock_connect", "sock_connect_start",
+                                "poll_fd" } do
             assert.is_true(core[name], name)
         end
     end)
@@ -120,11 +141,54 @@ describe("helios.testkit, the test module", function()
             assert.is_true(tk[name], name)
         end
         local testkit = require("helios.testkit")
-        for _, obj in ipairs{ testkit.simfs_new(1), testkit.fault_fs_new() } do
+        local path = os.tmpname()
+        os.remove(path)
+        local l = assert(testkit.sock_listen(path))
+        finally(function() l:close(); os.remove(path) end)
+        for _, obj in ipairs{ testkit.simfs_new(1), testkit.fault_fs_new(), l } do
             local name = getmetatable(obj).__name
             assert.matches("^helios%.testkit%.", name)
         end
     end)
+
+    -- A listener of the testkit accepts sockets of helios.core's class (one metatable,
+    -- registered by whichever module is loaded first: csrc/lua/client_binding.h), also
+    -- when the socket is made before helios.core is loaded. In a plain luajit.
+    for _, core_first in ipairs{ false, true } do
+        local when = core_first and "before" or "after"
+        it("accepts helios.core sockets, helios.core loaded " .. when .. " them", function()
+            local out = run_lua(([[
+                local core = %s and require("helios.core")
+                local tk = require("helios.testkit")
+                local l, port = assert(tk.sock_listen("127.0.0.1:0"))
+                local raw = assert(tk.raw_connect("127.0.0.1:" .. port, 2000))
+                local s = assert(l:accept(2000))
+                assert(raw:send(tk.frame_encode("by hand")))
+                assert(s:recv_frame(2000) == "by hand")
+                core = require("helios.core")
+                local c = assert(core.sock_connect("127.0.0.1:" .. port, 2000))
+                local s2 = assert(l:accept(2000))
+                assert(getmetatable(s) == getmetatable(c), "two socket classes")
+                assert(getmetatable(s2) == getmetatable(c), "two socket classes")
+                assert(getmetatable(s).__name == "helios.core.sock", getmetatable(s).__name)
+                assert(getmetatable(s).__index.accept == nil, "accept on a socket")
+                assert(#tk.sock_poll({ c, s2 }, 0) == 0, "readable before any frame")
+                assert(s2:send_frame("to the client", 2000))
+                local ready = tk.sock_poll({ s2, c }, 2000)
+                assert(#ready == 1 and ready[1] == 2, "sock_poll: " .. #ready)
+                assert(c:recv_frame(2000) == "to the client")
+                assert(tk.frame_encode("x") == tk.wire_frame("x"), "two frame formats")
+                -- the pid is this process's: the shell's parent
+                local p = io.popen("echo $PPID")
+                local ppid = tonumber(p:read("*l"))
+                p:close()
+                assert(tk.getpid() == ppid, tk.getpid() .. " ~= " .. tostring(ppid))
+                c:close(); s:close(); s2:close(); raw:close(); l:close()
+                io.write("ok")
+            ]]):format(tostring(core_first)))
+            assert.are.equal("ok", out)
+        end)
+    end
 
     it("is loaded by nothing under lua/helios but helios.testing", function()
         assert.are.same({}, testkit_users("lua/helios"))

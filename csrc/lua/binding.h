@@ -14,6 +14,7 @@
  *   sim_views.c       status and stats tables, and the pieces of them node_binding.c shares
  *   control.c/.h      the control socket server of a node
  *   client_binding.c/.h  sockets that speak the frames, for clients and the CLI
+ *                     (helios.testkit links a copy: its listeners accept these sockets)
  *   proc_binding.c/.h child processes, free ports, sleep and clock (`helios cluster`)
  *   inspect_binding.c/.h  core.storage_inspect (`helios inspect`)
  *   fs_binding.c/.h   the file system a node's storage uses: the fault-injection seam
@@ -22,8 +23,8 @@
  *   mpack.c/.h        msgpack encoding and decoding of Lua values
  *   os.c/.h           signal names and the monotonic clock the files above share
  * What only tests and benchmarks use (the TCP proxy, the raw transport, storage and
- * simulated file system bindings, fault injection) is the separate module helios.testkit,
- * in csrc/testkit.
+ * simulated file system bindings, fault injection, listening sockets, sock_poll, getpid) is
+ * the separate module helios.testkit, in csrc/testkit.
  *
  * Threading: everything runs on the thread that owns the lua_State.
  */

@@ -1,6 +1,6 @@
 /*
- * client_binding.c: sockets that speak our frames, for helios.client, helios.testing and
- * `helios cluster` (child processes: proc_binding.c). Nothing here runs the loop. Every
+ * client_binding.c: sockets that speak our frames, for helios.client and `helios cluster`
+ * (the pipes of child processes: proc_binding.c). Nothing here runs the loop. Every
  * operation comes in two forms: a step that never blocks (try_*: it returns nil, "again"
  * when it would, and the socket keeps the partial frame or line and the unsent bytes), and
  * a blocking form that polls between steps for at most its timeout. helios.client drives
@@ -17,33 +17,28 @@
  *   local payload, code = s:recv_frame(1000)   -- codes: "timeout", "closed",
  *                                          -- "bad_checksum", "too_large", "io"
  *   s:try_send_frame(payload)  s:try_flush()  s:try_recv_frame()  s:try_read_line()
- *   l:try_accept()                         -- the steps: nil, "again" when they would block
+ *                                          -- the steps: nil, "again" when they would block
  *   s:send_raw(bytes, 1000)  s:read_line(1000)  s:fileno()  s:close()
- *   core.sock_poll({ s1, s2, ... }, 1000)  -- positions of the readable ones ({} on timeout)
  *   core.poll_fd(fd, "r" | "w", 1000)      -- true | nil, "timeout" | nil, "io", detail
- *   local l, port = core.sock_listen(path or "127.0.0.1:0")  local s = l:accept(1000)
- *                                          -- fake servers and fake nodes in specs
- *   core.frame_encode(payload)             -- the bytes send_frame would write
+ *
+ * The server side that specs need (listeners whose accept returns these sockets, a poll
+ * over many of them, frame_encode) is helios.testkit's: csrc/testkit/sock_listen.c, which
+ * links its own copy of this file (client_binding.h says how the two copies share the
+ * class).
  *
  * Frames: 4-byte big-endian payload length, 4-byte big-endian CRC32C of the payload, then
  * the payload (the control socket and the peer transport; docs/wire-protocol.md).
  */
-#define _GNU_SOURCE /* getaddrinfo, prctl, pipe2, kill under -std=c11 */
+#define _GNU_SOURCE /* getaddrinfo under -std=c11 */
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -53,15 +48,13 @@
 #include "client_binding.h"
 #include "os.h"
 
-extern char **environ;
-
-#define SOCK_MT "helios.core.sock"
 #define FRAME_HEADER 8
 #define DEFAULT_MAX_FRAME (64u << 20)
 
+/* The layout behind HR__LUA_SOCK_MT. Both copies of this file (helios.core's and
+ * helios.testkit's) are compiled from this one definition: see client_binding.h. */
 struct lsock {
-    int fd;         /* -1 once closed; non-blocking */
-    int listening;  /* a listener from sock_listen: accept only */
+    int fd; /* -1 once closed; non-blocking */
     /* Bytes read that do not make a whole frame or line yet, and bytes queued that the
      * kernel has not taken yet (from woff to wlen): owned, freed by close. */
     char *rbuf, *wbuf;
@@ -75,8 +68,7 @@ static int64_t now_ms(void)
     return (int64_t)hr__lua_clock_ms();
 }
 
-/* Wait until fd is ready for events or the deadline passes: 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, int64_t deadline)
+int hr__lua_wait_fd(int fd, short events, int64_t deadline)
 {
     for (;;) {
         int64_t left = deadline - now_ms();
@@ -97,7 +89,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-static int64_t check_timeout(lua_State *L, int idx)
+int64_t hr__lua_check_deadline(lua_State *L, int idx)
 {
     lua_Number ms = luaL_optnumber(L, idx, 5000);
     if (ms < 0) {
@@ -106,28 +98,27 @@ static int64_t check_timeout(lua_State *L, int idx)
     return now_ms() + (int64_t)ms;
 }
 
-static struct lsock *push_sock(lua_State *L, int fd, int listening);
 static void close_sock(struct lsock *s);
 
 void hr__lua_push_sock(lua_State *L, int fd)
 {
-    push_sock(L, fd, 0);
-}
-
-static struct lsock *push_sock(lua_State *L, int fd, int listening)
-{
     struct lsock *s = lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
     s->fd = fd;
-    s->listening = listening;
-    luaL_getmetatable(L, SOCK_MT);
+    luaL_getmetatable(L, HR__LUA_SOCK_MT);
     lua_setmetatable(L, -2);
-    return s;
+}
+
+int hr__lua_check_sock(lua_State *L, int idx, int *buffered)
+{
+    struct lsock *s = luaL_checkudata(L, idx, HR__LUA_SOCK_MT);
+    *buffered = s->rlen > 0;
+    return s->fd;
 }
 
 static struct lsock *check_open(lua_State *L)
 {
-    struct lsock *s = luaL_checkudata(L, 1, SOCK_MT);
+    struct lsock *s = luaL_checkudata(L, 1, HR__LUA_SOCK_MT);
     if (s->fd < 0) {
         luaL_error(L, "Usage: the socket is closed");
     }
@@ -136,9 +127,8 @@ static struct lsock *check_open(lua_State *L)
 
 /* ---- connect ---- */
 
-/* Split "host:port" (the last colon); 0 if addr is not of that form. */
-static int split_hostport(const char *addr, char *host, size_t hostlen, char *port,
-                          size_t portlen)
+int hr__lua_split_hostport(const char *addr, char *host, size_t hostlen, char *port,
+                           size_t portlen)
 {
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr || strchr(addr, '/') || (size_t)(colon - addr) >= hostlen) {
@@ -169,7 +159,7 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, int64_
     if (nowait) {
         return 1; /* the caller waits for writable, then s:finish_connect() */
     }
-    int r = wait_fd(fd, POLLOUT, deadline);
+    int r = hr__lua_wait_fd(fd, POLLOUT, deadline);
     if (r == 0) {
         *code = "timeout";
         *err = ETIMEDOUT;
@@ -185,9 +175,7 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, int64_
     return 0;
 }
 
-/* A non-blocking unix socket and the address of path; -1 with nil, code, message pushed
- * (the 3 values the caller returns) when the path is too long or socket() fails. */
-static int unix_socket(lua_State *L, const char *path, struct sockaddr_un *sun)
+int hr__lua_unix_socket(lua_State *L, const char *path, struct sockaddr_un *sun)
 {
     memset(sun, 0, sizeof(*sun));
     sun->sun_family = AF_UNIX;
@@ -216,7 +204,7 @@ static int connect_failed(lua_State *L, int fd, const char *addr, const char *co
 /* Push the socket and, for a connect that goes on (nowait), true: "pending". */
 static int connected(lua_State *L, int fd, int rc)
 {
-    push_sock(L, fd, 0);
+    hr__lua_push_sock(L, fd);
     lua_pushboolean(L, rc == 1);
     return 2;
 }
@@ -224,12 +212,12 @@ static int connected(lua_State *L, int fd, int rc)
 static int connect_common(lua_State *L, int nowait)
 {
     const char *addr = luaL_checkstring(L, 1);
-    int64_t deadline = nowait ? 0 : check_timeout(L, 2);
+    int64_t deadline = nowait ? 0 : hr__lua_check_deadline(L, 2);
     char host[256], port[16];
     const char *code = "io";
     int err = 0;
 
-    if (split_hostport(addr, host, sizeof host, port, sizeof port)) {
+    if (hr__lua_split_hostport(addr, host, sizeof host, port, sizeof port)) {
         struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
         struct addrinfo *res = NULL;
         int gai = getaddrinfo(host, port, &hints, &res);
@@ -252,7 +240,7 @@ static int connect_common(lua_State *L, int nowait)
     }
 
     struct sockaddr_un sun;
-    int fd = unix_socket(L, addr, &sun);
+    int fd = hr__lua_unix_socket(L, addr, &sun);
     if (fd < 0) {
         return 3;
     }
@@ -299,103 +287,6 @@ static int l_finish_connect(lua_State *L)
     }
     lua_pushboolean(L, 1);
     return 1;
-}
-
-/* A listener on a unix path or a "host:port" (port 0: any free port, returned second). */
-static int l_listen(lua_State *L)
-{
-    const char *addr = luaL_checkstring(L, 1);
-    char host[256], port[16];
-    if (split_hostport(addr, host, sizeof host, port, sizeof port)) {
-        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port)) };
-        if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
-            return hr__lua_push_fail(L, "io", "listen: the host must be an IPv4 address");
-        }
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-            return hr__lua_push_errno(L, "socket", errno);
-        }
-        int one = 1;
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        socklen_t len = sizeof sin;
-        if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(fd, 64) < 0 ||
-            getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
-            int e = errno;
-            close(fd);
-            return hr__lua_push_errno(L, addr, e);
-        }
-        push_sock(L, fd, 1);
-        lua_pushinteger(L, ntohs(sin.sin_port));
-        return 2;
-    }
-    struct sockaddr_un sun;
-    int fd = unix_socket(L, addr, &sun);
-    if (fd < 0) {
-        return 3;
-    }
-    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(fd, 16) < 0) {
-        int e = errno;
-        close(fd);
-        return hr__lua_push_errno(L, addr, e);
-    }
-    push_sock(L, fd, 1);
-    return 1;
-}
-
-/* One accept: the socket, or 0 when none is waiting (errno EAGAIN), or -1. */
-static int accept_step(lua_State *L, struct lsock *s)
-{
-    if (!s->listening) {
-        return luaL_error(L, "Usage: accept() is for a listener from sock_listen");
-    }
-    for (;;) {
-        int fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0) {
-            push_sock(L, fd, 0);
-            return 1;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-    }
-}
-
-/* l:try_accept() -> sock | nil, "again" | nil, code, detail */
-static int l_try_accept(lua_State *L)
-{
-    int r = accept_step(L, check_open(L));
-    if (r > 0) {
-        return 1;
-    }
-    if (r == 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "again");
-        return 2;
-    }
-    return hr__lua_push_errno(L, "accept", errno);
-}
-
-static int l_accept(lua_State *L)
-{
-    struct lsock *s = check_open(L);
-    int64_t deadline = check_timeout(L, 2);
-    for (;;) {
-        int a = accept_step(L, s);
-        if (a > 0) {
-            return 1;
-        }
-        if (a < 0) {
-            return hr__lua_push_errno(L, "accept", errno);
-        }
-        int r = wait_fd(s->fd, POLLIN, deadline);
-        if (r == 0) {
-            return hr__lua_push_fail(L, "timeout", "no connection");
-        }
-        if (r < 0) {
-            return hr__lua_push_errno(L, "poll", errno);
-        }
-    }
 }
 
 /* ---- sending and receiving ----
@@ -546,7 +437,7 @@ static int push_again(lua_State *L)
 static int block_on(lua_State *L, struct lsock *s, short events, int64_t deadline,
                     const char *what)
 {
-    int r = wait_fd(s->fd, events, deadline);
+    int r = hr__lua_wait_fd(s->fd, events, deadline);
     if (r == 0) {
         return hr__lua_push_fail(L, "timeout", what);
     }
@@ -589,7 +480,7 @@ static int send_finish(lua_State *L, struct lsock *s, int nret, int64_t deadline
 {
     while (nret == 2 && lua_isnil(L, -2)) {
         lua_pop(L, 2);
-        int r = wait_fd(s->fd, POLLOUT, deadline);
+        int r = hr__lua_wait_fd(s->fd, POLLOUT, deadline);
         if (r <= 0) {
             return sock_fail(L, s, r == 0 ? "timeout" : "io", r == 0 ? ETIMEDOUT : errno);
         }
@@ -615,7 +506,7 @@ static int frame_send_step(lua_State *L, struct lsock *s, int idx)
 static int l_send_frame(lua_State *L)
 {
     struct lsock *s = check_open(L);
-    int64_t deadline = check_timeout(L, 3);
+    int64_t deadline = hr__lua_check_deadline(L, 3);
     return send_finish(L, s, frame_send_step(L, s, 2), deadline);
 }
 
@@ -630,7 +521,7 @@ static int l_send_raw(lua_State *L)
     struct lsock *s = check_open(L);
     size_t len;
     const char *bytes = luaL_checklstring(L, 2, &len);
-    int64_t deadline = check_timeout(L, 3);
+    int64_t deadline = hr__lua_check_deadline(L, 3);
     return send_finish(L, s, send_step(L, s, NULL, 0, bytes, len), deadline);
 }
 
@@ -740,7 +631,7 @@ static int recv_blocking(lua_State *L, struct lsock *s, take_fn take, lua_Number
 static int l_recv_frame(lua_State *L)
 {
     struct lsock *s = check_open(L);
-    int64_t deadline = check_timeout(L, 2);
+    int64_t deadline = hr__lua_check_deadline(L, 2);
     lua_Number max = luaL_optnumber(L, 3, DEFAULT_MAX_FRAME);
     return recv_blocking(L, s, take_frame, max, deadline, "no frame within the timeout");
 }
@@ -756,7 +647,7 @@ static int l_try_recv_frame(lua_State *L)
 static int l_read_line(lua_State *L)
 {
     struct lsock *s = check_open(L);
-    int64_t deadline = check_timeout(L, 2);
+    int64_t deadline = hr__lua_check_deadline(L, 2);
     return recv_blocking(L, s, take_line, 0, deadline, "no line within the timeout");
 }
 
@@ -765,63 +656,19 @@ static int l_try_read_line(lua_State *L)
     return recv_step(L, check_open(L), take_line, 0);
 }
 
-/* Wait until at least one socket of the list is readable (or has bytes read already):
- * returns the list of their positions (empty on timeout). Lets one process drive many
- * connections (the benchmark). */
-static int l_poll(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    int64_t deadline = check_timeout(L, 2);
-    int n = (int)lua_objlen(L, 1);
-    struct pollfd *p = lua_newuserdata(L, sizeof *p * (size_t)(n > 0 ? n : 1));
-    int buffered = 0;
-    for (int i = 0; i < n; i++) {
-        lua_rawgeti(L, 1, i + 1);
-        struct lsock *s = luaL_checkudata(L, -1, SOCK_MT);
-        p[i].fd = s->fd;
-        p[i].events = POLLIN;
-        p[i].revents = 0;
-        buffered += s->rlen > 0;
-        lua_pop(L, 1);
-    }
-    int r;
-    for (;;) {
-        int64_t left = buffered ? 0 : deadline - now_ms();
-        r = poll(p, (nfds_t)n, (int)(left < 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : left));
-        if (r >= 0 || errno != EINTR) {
-            break;
-        }
-    }
-    if (r < 0) {
-        return hr__lua_push_errno(L, "poll", errno);
-    }
-    lua_newtable(L);
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        lua_rawgeti(L, 1, i + 1);
-        struct lsock *s = lua_touserdata(L, -1);
-        lua_pop(L, 1);
-        if (p[i].revents || s->rlen > 0) {
-            lua_pushinteger(L, i + 1);
-            lua_rawseti(L, -2, ++k);
-        }
-    }
-    return 1;
-}
-
 /* core.poll_fd(fd, "r" | "w" | "rw"[, timeout_ms]) -> true | nil, "timeout" | nil, "io",
  * detail: the blocking wait of helios.loop.wait_fd outside a coroutine on the loop. */
 static int l_poll_fd(lua_State *L)
 {
     int fd = (int)luaL_checkinteger(L, 1);
     const char *ev = luaL_checkstring(L, 2);
-    int64_t deadline = check_timeout(L, 3);
+    int64_t deadline = hr__lua_check_deadline(L, 3);
     short events = (short)((strchr(ev, 'r') ? POLLIN : 0) | (strchr(ev, 'w') ? POLLOUT : 0));
     if (events == 0) {
         return luaL_error(L, "Usage: core.poll_fd(fd, events[, timeout_ms]): events is "
                              "\"r\", \"w\" or \"rw\"");
     }
-    int r = wait_fd(fd, events, deadline);
+    int r = hr__lua_wait_fd(fd, events, deadline);
     if (r == 0) {
         return hr__lua_push_fail(L, "timeout", "not ready within the timeout");
     }
@@ -834,69 +681,54 @@ static int l_poll_fd(lua_State *L)
 
 static int l_close(lua_State *L)
 {
-    struct lsock *s = luaL_checkudata(L, 1, SOCK_MT);
+    struct lsock *s = luaL_checkudata(L, 1, HR__LUA_SOCK_MT);
     close_sock(s);
     return 0;
 }
 
 static int l_fileno(lua_State *L)
 {
-    struct lsock *s = luaL_checkudata(L, 1, SOCK_MT);
+    struct lsock *s = luaL_checkudata(L, 1, HR__LUA_SOCK_MT);
     lua_pushinteger(L, s->fd);
     return 1;
 }
 
 static int l_tostring(lua_State *L)
 {
-    struct lsock *s = luaL_checkudata(L, 1, SOCK_MT);
-    lua_pushfstring(L, "helios.core.sock(fd %d%s)", s->fd, s->listening ? ", listening" : "");
+    struct lsock *s = luaL_checkudata(L, 1, HR__LUA_SOCK_MT);
+    lua_pushfstring(L, HR__LUA_SOCK_MT "(fd %d)", s->fd);
     return 1;
 }
 
-static int l_frame_encode(lua_State *L)
-{
-    size_t len;
-    const char *payload = luaL_checklstring(L, 1, &len);
-    unsigned char h[FRAME_HEADER];
-    put_be32(h, (uint32_t)len);
-    put_be32(h + 4, hr_crc32c(0, payload, len));
-    lua_pushlstring(L, (const char *)h, sizeof h);
-    lua_pushvalue(L, 1);
-    lua_concat(L, 2);
-    return 1;
-}
-
-int hr__lua_open_client(lua_State *L)
+void hr__lua_open_sock_class(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         { "send_frame", l_send_frame },
         { "send_raw", l_send_raw },
         { "recv_frame", l_recv_frame },
         { "read_line", l_read_line },
-        { "accept", l_accept },
         { "try_send_frame", l_try_send_frame },
         { "try_send_raw", l_try_send_raw },
         { "try_flush", l_try_flush },
         { "try_recv_frame", l_try_recv_frame },
         { "try_read_line", l_try_read_line },
-        { "try_accept", l_try_accept },
         { "finish_connect", l_finish_connect },
         { "close", l_close },
         { "fileno", l_fileno },
         { NULL, NULL },
     };
-    hr__lua_new_class(L, SOCK_MT, methods, l_close, l_tostring);
+    hr__lua_new_class(L, HR__LUA_SOCK_MT, methods, l_close, l_tostring);
+}
 
+int hr__lua_open_client(lua_State *L)
+{
+    hr__lua_open_sock_class(L);
     static const luaL_Reg funcs[] = {
-        { "sock_connect", l_connect },   { "sock_listen", l_listen },
+        { "sock_connect", l_connect },
         { "sock_connect_start", l_connect_start },
-        { "sock_poll", l_poll },         { "poll_fd", l_poll_fd },
-        { "frame_encode", l_frame_encode },
+        { "poll_fd", l_poll_fd },
         { NULL, NULL },
     };
-    for (const luaL_Reg *f = funcs; f->name; f++) {
-        lua_pushcfunction(L, f->func);
-        lua_setfield(L, -2, f->name);
-    }
+    luaL_register(L, NULL, funcs);
     return 0;
 }

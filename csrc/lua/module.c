@@ -8,9 +8,10 @@
  *                           state = fn }
  *
  * What only tests and benchmarks use (the TCP proxy, raw transport and storage bindings,
- * the simulated and the fault-injecting file systems, the storage benchmark) is the
- * separate module helios.testkit (csrc/testkit), which nothing under lua/helios but
- * helios.testing loads; spec/module_split_spec.lua checks that none of it is here.
+ * the simulated and the fault-injecting file systems, the storage benchmark, listening
+ * sockets) is the separate module helios.testkit (csrc/testkit), which nothing under
+ * lua/helios but helios.testing loads; spec/module_split_spec.lua checks that none of it
+ * is here.
  *
  * Opening is idempotent per lua_State: busted clears package.loaded between spec files
  * and requires the module again, and a second metatable or module table would make

@@ -1,7 +1,8 @@
 /*
  * os.h: what several bindings of `helios.core` need from the operating system, kept in one
  * place: signal names (proc_binding.c, signal_binding.c, fork_snapshot.c) and a monotonic
- * clock in milliseconds (proc_binding.c, client_binding.c, fork_snapshot.c).
+ * clock in milliseconds (proc_binding.c, client_binding.c, fork_snapshot.c). helios.testkit
+ * links its own copy, for its copy of client_binding.c.
  *
  * Signal names are the Lua API's: upper-case and without "SIG" ("TERM", "KILL"), as
  * core.proc_kill, core.proc_wait, core.signal_catch and core.signal_take take and return

@@ -1,6 +1,6 @@
 /*
- * proc_binding.c: child processes and loopback ports for helios.testing and
- * `helios cluster` (part of `helios.core`, registered from module.c; proc_binding.h).
+ * proc_binding.c: child processes and loopback ports for `helios cluster` and
+ * helios.testing (part of `helios.core`, registered from module.c; proc_binding.h).
  *
  *   local pid, stdin, stdout = core.proc_spawn({ "luajit", "-e", "..." },
  *       { stdout = "node.log", stderr = "stdout", stdin = "pipe" | nil,
@@ -10,7 +10,7 @@
  *   core.proc_wait(pid, 1000)              -- "exited", status | "signaled", name |
  *                                          -- nil, "timeout" | nil, "no_child"
  *   core.free_port()                       -- a loopback TCP port nobody listens on now
- *   core.sleep_ms(ms)  core.clock_ms()  core.getpid()
+ *   core.sleep_ms(ms)  core.clock_ms()
  *   core.mkdir_p(path, mode)               -- true | nil, "mkdir /a/b: Permission denied"
  *
  * fork + exec rather than posix_spawn: PR_SET_PDEATHSIG has to be set in the child, so
@@ -352,12 +352,6 @@ static int l_clock_ms(lua_State *L)
     return 1;
 }
 
-static int l_getpid(lua_State *L)
-{
-    lua_pushinteger(L, getpid());
-    return 1;
-}
-
 /* mkdir -p without a shell: `helios node` creates its data dir and must report a failure
  * as one clean line naming the directory that could not be made, not mkdir(1)'s output.
  * Only the directories it creates get mode; existing ones are left as they are. */
@@ -409,7 +403,7 @@ int hr__lua_open_proc(lua_State *L)
     static const luaL_Reg funcs[] = {
         { "proc_spawn", l_spawn },   { "proc_kill", l_kill },   { "proc_wait", l_wait },
         { "free_port", l_free_port }, { "sleep_ms", l_sleep_ms }, { "clock_ms", l_clock_ms },
-        { "getpid", l_getpid },       { "mkdir_p", l_mkdir_p },  { NULL, NULL },
+        { "mkdir_p", l_mkdir_p },     { NULL, NULL },
     };
     luaL_register(L, NULL, funcs);
     return 0;

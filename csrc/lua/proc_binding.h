@@ -11,8 +11,9 @@
 
 #include <lua.h>
 
-/* Add proc_spawn, proc_kill, proc_wait, free_port, sleep_ms, clock_ms, getpid and mkdir_p
- * to the table at the top of the stack (left there). Returns 0. */
+/* Add proc_spawn, proc_kill, proc_wait, free_port, sleep_ms, clock_ms and mkdir_p to the
+ * table at the top of the stack (left there). Returns 0. (A test's own pid is
+ * helios.testkit's getpid.) */
 int hr__lua_open_proc(lua_State *L);
 
 #endif

@@ -177,8 +177,8 @@ end
 --- Call step(obj) until it returns anything but nil, "again", waiting up to timeout_ms in
 -- all for events ("r" or "w") on obj:fileno() between two calls (loop.wait_fd): yields when
 -- called in a coroutine on the loop, blocks otherwise. The non-blocking steps of sockets
--- (s:try_recv_frame, s:try_flush, l:try_accept, ...: csrc/lua/client_binding.c) become
--- waiting calls this way.
+-- (s:try_recv_frame, s:try_flush, ...: csrc/lua/client_binding.c; a test listener's
+-- l:try_accept: csrc/testkit/sock_listen.c) become waiting calls this way.
 -- @return what step returned; or nil, "timeout", what (default "not ready within the
 --   timeout"); or nil, "io", detail
 function M.await(obj, step, events, timeout_ms, what)

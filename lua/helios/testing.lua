@@ -33,6 +33,7 @@
 -- called in a coroutine on the loop (raft.spawn, loop.spawn) and blocks otherwise.
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local loop = require("helios.loop")
 local process = require("helios.util.process")
 local shell = require("helios.util.shell")
@@ -66,7 +67,7 @@ end
 local function make_tempdir()
     local base = os.getenv("TMPDIR") or "/tmp"
     for _ = 1, 100 do
-        local dir = format("%s/helios-test-%d-%06d", base, core.getpid(),
+        local dir = format("%s/helios-test-%d-%06d", base, tk.getpid(),
             math.random(0, 999999))
         local r = os.execute("mkdir -m 700 " .. shell.quote(dir) .. " 2>/dev/null")
         if r == 0 or r == true then return dir end
@@ -112,7 +113,7 @@ function M.cluster(opts)
     end
     local self = setmetatable({ _ids = {}, _procs = {}, _exits = {}, _real = {}, _files = {},
                                 _sockets = {}, _fsm = opts.fsm or "helios.fsm.kv" }, Cluster)
-    math.randomseed(core.clock_ms() % 1e9 + core.getpid())
+    math.randomseed(core.clock_ms() % 1e9 + tk.getpid())
     self._dir = make_tempdir()
     local ok, err = xpcall(function()
         for i = 1, n do

@@ -19,6 +19,7 @@ package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 
 local core = require("helios.core")
+local tk = require("helios.testkit")
 local testing = require("helios.testing")
 
 local format, floor = string.format, math.floor
@@ -67,7 +68,7 @@ local function run_level(socket_path, n)
     while #live > 0 do
         local list = {}
         for k, i in ipairs(live) do list[k] = socks[i] end
-        local ready = core.sock_poll(list, 10000)
+        local ready = tk.sock_poll(list, 10000)
         if #ready == 0 then error("no answer from the leader within 10 s") end
         local now = clock_ms()
         local done = {}

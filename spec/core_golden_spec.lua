@@ -17,18 +17,8 @@ local ASAN = package.cpath:find("build%-asan/") ~= nil
 local DRIVER = ASAN and "build-asan/hr-step" or "build/hr-step"
 local REWRITE = os.getenv("HELIOS_GOLDEN_REWRITE") == "1"
 
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function write(path, s)
-    local f = assert(io.open(path, "wb"))
-    f:write(s)
-    f:close()
-end
+local su = require("spec.helpers.storage_util")
+local read, write = su.read_file, su.write_file
 
 local function shell(cmd)
     local p = assert(io.popen(cmd .. " 2>&1"))

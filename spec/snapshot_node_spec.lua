@@ -16,19 +16,8 @@ local tmpdir, rmrf, wait_for = nh.tmpdir, nh.rmrf, nh.wait_for
 
 -- ---- helpers (the shared ones are spec/helpers/node.lua) ----
 
-local function read_file(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function write_file(path, s)
-    local f = assert(io.open(path, "wb"))
-    f:write(s)
-    f:close()
-end
+local su = require("spec.helpers.storage_util")
+local read_file, write_file = su.read_file, su.write_file
 
 local function ls(dir)
     local names = {}

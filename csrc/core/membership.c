@@ -383,7 +383,10 @@ static bool caught_up(const struct hr_raft *r, const struct hr__progress *pr)
 {
     hr_index_t last = hr__log_last(&r->log);
     uint64_t window = (uint64_t)r->cfg.max_inflight * r->cfg.max_entries_per_append;
-    if (!pr->replicating || pr->snapshot != 0) {
+    /* It holds something (an empty log matches any leader's at index 0 and can look
+     * "replicating" after a bare heartbeat) and nothing it lacks has been compacted away
+     * (that would take a snapshot transfer first). */
+    if (!pr->replicating || pr->snapshot != 0 || pr->match == 0 || pr->match < r->snap_index) {
         return false;
     }
     if (pr->match >= last) {

@@ -348,8 +348,9 @@ int hr_conf_decode(const struct hr_blob *b, struct hr_server *out, size_t max, s
  * promotes it (a second config entry) once it has caught up: its match is within one full
  * pipeline (max_inflight * max_entries_per_append entries, what the leader sends without
  * waiting, i.e. in one round trip, well within an election timeout) of the leader's last
- * index, it is replicating (not probing, not receiving a snapshot), and it acknowledged
- * within the last election timeout. add(voter) on a learner arms that promotion (0, no
+ * index, it is replicating (not probing, not receiving a snapshot), its match is not 0 and
+ * not below the leader's snapshot (nothing it lacks needs a snapshot), and it acknowledged
+ * within the last election timeout (or holds the leader's whole log). add(voter) on a learner arms that promotion (0, no
  * entry yet). The promotion is the leader's volatile state: a new leader does not resume
  * it (the caller asks again). remove: drops a voter or a learner (a pending promotion of
  * it too). A leader that removes itself (or whose removal another leader started) keeps

@@ -286,6 +286,26 @@ describe("membership changes in the simulator", function()
         end)
     end)
 
+    it("one change at a time: a second one is refused while the first is in progress",
+       function()
+        cl.with_seed(cl.seed(13), function(seed)
+            local c, reg = new(seed, { network = cl.reliable })
+            local leader = cl.wait_leader(c, 5000)
+            cl.commit(c, "before")
+            c:spawn("n4")
+            c:spawn("n5")
+            local first, second
+            c:node(leader):add_peer("n4", "4", function(...) first = { ... } end)
+            c:node(leader):add_peer("n5", "5", function(...) second = { ... } end)
+            assert.same({ nil, "busy" }, { second[1], second[2] })
+            assert(c:run_until(function() return first ~= nil end, 5000))
+            assert.is_true(first[1])
+            local bg = background(c, prng.new(seed), {})
+            change(c, bg, "add", "n5")
+            settle(c, reg, { "n1", "n2", "n3", "n4", "n5" })
+        end)
+    end)
+
     it("the checker catches a leader elected with a learner's vote", function()
         cl.with_seed(cl.seed(11), function(seed)
             local c = new(seed, { network = cl.reliable,

@@ -14,8 +14,10 @@
 local cl = require("spec.helpers.cluster")
 local fsm = require("spec.helpers.fsm")
 local prng = require("spec.helpers.prng")
+local schedule = require("spec.helpers.schedule")
 
 local SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 12
+local RANDOM_SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 100
 local ONE = tonumber(os.getenv("HELIOS_SEED") or "")
 
 local function contains(list, x)
@@ -181,6 +183,51 @@ describe("membership changes in the simulator", function()
             end
             settle(c, reg, { "n3", "n4", "n5" })
         end)
+    end)
+
+    it("random membership changes mixed into random fault schedules", function()
+        local first, last = 1, RANDOM_SEEDS
+        if ONE then first, last = ONE, ONE end
+        local changes = 0
+        cl.sweep(first, last, "random changes", function(seed)
+            local rng = prng.new(seed)
+            local c, reg = new(seed, { network = cl.reliable })
+            -- Every node exists from the start (partitions take them all); n4 and n5 begin
+            -- outside the configuration.
+            c:spawn("n4")
+            c:spawn("n5")
+            for _ = 1, 8 do
+                schedule.random(c, rng, { duration_ms = 400 })
+                local leader = c:leader()
+                if leader then
+                    local conf = c:configuration(leader)
+                    local id = rng:pick(c:ids())
+                    local cb = function(ok) if ok then changes = changes + 1 end end
+                    if contains(conf.voters, id) or contains(conf.learners, id) then
+                        c:node(leader):remove_peer(id, cb)
+                    else
+                        c:node(leader):add_peer(id, id:sub(2), { voter = rng:chance(0.7) }, cb)
+                    end
+                end
+            end
+            -- Heal; the members are those of the configuration the new leader commits.
+            c:heal()
+            c:set_network(cl.reliable)
+            c:set_storage_crash(0)
+            for _, id in ipairs(c:ids()) do
+                if not c:alive(id) then c:restart(id) end
+            end
+            local leader = cl.wait_leader(c, 10000)
+            cl.commit(c, "members")
+            leader = cl.wait_leader(c, 10000)
+            local conf = c:configuration(leader)
+            local members = {}
+            for _, id in ipairs(conf.voters) do members[#members + 1] = id end
+            for _, id in ipairs(conf.learners) do members[#members + 1] = id end
+            settle(c, reg, members)
+        end)
+        if os.getenv("MDEBUG") then print("changes", changes) end
+        assert(changes > RANDOM_SEEDS / 2, "few changes completed: " .. changes)
     end)
 
     it("removes the leader: it steps down and never campaigns again", function()

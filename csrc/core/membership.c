@@ -39,8 +39,9 @@
  *
  * Removed servers (§4.2.2, §4.2.3): a leader that is not in the configuration it leads
  * with keeps replicating but does not count itself, and steps down once that
- * configuration commits. A server that is not a voter never campaigns (hr_raft_tick); one
- * that does not know yet that it was removed is kept from disrupting by PreVote and by
+ * configuration commits. A server that is not a voter does not campaign (hr_raft_tick),
+ * except while its own removal is not known committed (hr__conf_may_campaign says why);
+ * one that does not know yet that it was removed is kept from disrupting by PreVote and by
  * the lease check of hr_raft_step (a server that heard from a leader within an election
  * timeout ignores vote requests).
  */
@@ -523,6 +524,44 @@ void hr__conf_after_commit(struct hr_raft *r)
         return;
     }
     hr__conf_maybe_promote(r);
+}
+
+/* Whether this server may start an election: it is a voter of its configuration, or its
+ * configuration is not known to be committed and it was a voter of the one before (its
+ * removal or demotion is in progress). Without the second case a change could deadlock:
+ * a leader removes itself with C_new = {B} and crashes before B has the entry; the
+ * removed server A has the most up-to-date log, so B (still in C_old = {A, B}) cannot win
+ * without A's vote, and A, no longer a voter of C_new, would never campaign. A campaigns
+ * and counts only the votes of C_new's voters (as any candidate counts its own
+ * configuration's), which is safe for the usual reason: every majority of C_new overlaps
+ * every majority of C_old. Once it wins and C_new commits, it steps down like any removed
+ * leader (hr__conf_after_commit). A new server that is not yet a voter, or a removed one
+ * that knows its removal committed, never campaigns. */
+bool hr__conf_may_campaign(const struct hr_raft *r)
+{
+    if (r->peers[r->self].voter) {
+        return true;
+    }
+    if (r->conf.index <= r->commit || r->conf.index <= r->base.index) {
+        return false;
+    }
+    const struct hr_entry *e = conf_entry_at(r, r->conf.index - 1);
+    struct hr_server s[HR_MAX_NODES];
+    size_t n;
+    if (hr_conf_decode(e != NULL ? e->data : r->base.blob, s, HR_MAX_NODES, &n) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].id == r->cfg.id) {
+            return s[i].voter;
+        }
+    }
+    return false;
+}
+
+bool hr_raft_may_campaign(const struct hr_raft *r)
+{
+    return hr__conf_may_campaign(r);
 }
 
 /* ---- views ---- */

@@ -402,8 +402,8 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
         return;
     }
     if (r->now >= r->election_deadline) {
-        if (!r->peers[r->self].voter) {
-            /* A learner, a new server or a removed one never campaigns (membership.c):
+        if (!hr__conf_may_campaign(r)) {
+            /* A learner, a new server or a removed one does not campaign (membership.c):
              * it waits for a leader to send it the log. */
             if (r->role != HR_FOLLOWER) {
                 hr__become_follower(r, r->term, 0);

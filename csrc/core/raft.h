@@ -372,6 +372,9 @@ const struct hr_blob *hr_raft_snapshot_conf(const struct hr_raft *r, hr_index_t 
                                             hr_index_t *conf_index);
 /* Whether this node is a voter of its configuration. */
 bool hr_raft_is_voter(const struct hr_raft *r);
+/* Whether it may start an election: a voter, or a voter of the previous configuration
+ * while the one that removed or demoted it is not known committed (membership.c). */
+bool hr_raft_may_campaign(const struct hr_raft *r);
 /* The learner whose promotion the leader waits for (0: none). */
 hr_id_t hr_raft_promoting(const struct hr_raft *r);
 

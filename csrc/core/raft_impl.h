@@ -131,6 +131,7 @@ int hr__conf_snapshot(struct hr_raft *r, hr_index_t index, struct hr_blob *conf,
  * leader whose removal committed steps down. */
 void hr__conf_after_commit(struct hr_raft *r);
 void hr__conf_maybe_promote(struct hr_raft *r);
+bool hr__conf_may_campaign(const struct hr_raft *r);
 
 /* election.c */
 void hr__campaign(struct hr_raft *r, bool pre);

@@ -678,8 +678,9 @@ static int boundary(struct hr__check *c, hr_id_t id, struct cnode *cn)
     return 0;
 }
 
-/* Votes and roles against the configuration (csrc/core/membership.c): only voters
- * campaign; a new leader holds the votes of a majority of the voters of its configuration
+/* Votes and roles against the configuration (csrc/core/membership.c): a server that is
+ * not a voter of its configuration campaigns only while that configuration is uncommitted
+ * (its own removal in progress); a new leader holds the votes of a majority of the voters of its configuration
  * (so a learner's vote was never what elected it); a leader whose removal committed has
  * stepped down. */
 static int membership(struct hr__check *c, hr_id_t id, struct cnode *cn, struct hr_raft *r)
@@ -699,16 +700,18 @@ static int membership(struct hr__check *c, hr_id_t id, struct cnode *cn, struct 
     }
     int role = hr_raft_role(r);
     bool voter = hr_raft_is_voter(r);
-    if ((role == HR_CANDIDATE || role == HR_PRECANDIDATE) && !voter) {
+    struct hr_server s[HR_MAX_NODES];
+    hr_index_t conf_index;
+    size_t n = hr_raft_configuration(r, s, HR_MAX_NODES, &conf_index);
+    if ((role == HR_CANDIDATE || role == HR_PRECANDIDATE) && !voter &&
+        conf_index <= hr_raft_commit_index(r)) {
         return fail(c, "membership: node %" PRIu64 " is a %s in term %" PRIu64
-                    " but not a voter of its configuration", id, hr_role_name(role), term);
+                    " but not a voter of its committed configuration (entry %" PRIu64 ")", id,
+                    hr_role_name(role), term, conf_index);
     }
     if (role != HR_LEADER) {
         return 0;
     }
-    struct hr_server s[HR_MAX_NODES];
-    hr_index_t conf_index;
-    size_t n = hr_raft_configuration(r, s, HR_MAX_NODES, &conf_index);
     if (conf_index <= hr_raft_commit_index(r) && !voter) {
         return fail(c, "membership: node %" PRIu64 " still leads term %" PRIu64 " after the "
                     "configuration of entry %" PRIu64 " that removed it committed",

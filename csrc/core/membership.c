@@ -393,8 +393,7 @@ static bool caught_up(const struct hr_raft *r, const struct hr__progress *pr)
     if (pr->match >= last) {
         return true;
     }
-    return last - pr->match <= window &&
-           r->now < pr->progress_time + r->cfg.election_timeout_ms;
+    return last - pr->match <= window && r->now < pr->progress_time + r->cfg.election_timeout_ms;
 }
 
 static int propose_conf(struct hr_raft *r, const struct hr_server *s, size_t n, hr_index_t *index)

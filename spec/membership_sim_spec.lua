@@ -363,6 +363,10 @@ describe("membership changes in the simulator", function()
             c:spawn("n5")
             change(c, bg, "add", "n4", { voter = false })
             change(c, bg, "add", "n5", { voter = false })
+            local st = c:node(c:leader()):status()
+            assert.is_false(st.peers.n4.voter)
+            assert.is_true(st.peers[leader].voter)
+            assert.same({ "n4", "n5" }, c:configuration(leader).learners)
             -- The other two voters go down: only the learners' votes can elect anyone.
             for _, id in ipairs({ "n1", "n2", "n3" }) do
                 if id ~= leader then c:crash(id) end

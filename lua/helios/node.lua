@@ -31,7 +31,8 @@
 --                                      -- cb(nil, code, detail)
 --   backend:_status(id)                -> a raw status table (see shape_status), or nil
 --   backend:_stats(id)                 -> counters table, or nil while down
---   backend:_voters(id)                -> list of voter ids
+--   backend:_voters(id)                -> list of voter ids, and a second list: learners
+--                                         (may be absent)
 --   optional: backend:_addr_of(id), backend:_start(id), backend:_shutdown(id, cb),
 --   backend:_snapshot(id) -> index | nil, code, detail (node:snapshot),
 --   backend:_fsm_stopped_message(id) (status().fsm_error),
@@ -198,10 +199,12 @@ end
 -- or nil while the node is down (role "shutdown", zeros).
 -- @tparam string id the node's id
 -- @tparam table voters list of voter ids (the configuration)
+-- @tparam[opt] function addr_of id -> address
+-- @tparam[opt] table learners list of learner ids (peers with voter = false)
 -- @treturn table id, role, term, leader, vote, commit_index, applied_index, first_index,
 --   last_index, snapshot_index, snapshot_term, snapshot_size (bytes; 0 without a snapshot),
 --   peers = { [id] = {addr, match, next, voter} }
-function M.shape_status(id, raw, voters, addr_of)
+function M.shape_status(id, raw, voters, addr_of, learners)
     addr_of = addr_of or function(x) return x end
     local st = {
         id = id, role = "shutdown", term = 0, leader = nil, vote = nil,
@@ -221,10 +224,14 @@ function M.shape_status(id, raw, voters, addr_of)
             progress[p.id] = p
         end
     end
-    for _, v in ipairs(voters) do
+    local all = {}
+    for _, v in ipairs(voters) do all[#all + 1] = { v, true } end
+    for _, v in ipairs(learners or {}) do all[#all + 1] = { v, false } end
+    for _, pair in ipairs(all) do
+        local v = pair[1]
         local p = progress[v]
         st.peers[v] = {
-            addr = addr_of(v), voter = true,
+            addr = addr_of(v), voter = pair[2],
             match = p and p.match or 0, next = p and p.next or 0,
             replicating = p and p.replicating or nil, inflight = p and p.inflight or nil,
             snapshotting = p and p.snapshotting or nil,
@@ -373,7 +380,8 @@ end
 function node_class:status()
     local b = self._backend
     local addr_of = b._addr_of and function(x) return b:_addr_of(x) end
-    local st = M.shape_status(self.id, b:_status(self.id), b:_voters(self.id), addr_of)
+    local voters, learners = b:_voters(self.id)
+    local st = M.shape_status(self.id, b:_status(self.id), voters, addr_of, learners)
     st.fsm_error = b._fsm_stopped_message and b:_fsm_stopped_message(self.id) or nil
     return st
 end

@@ -918,8 +918,13 @@ function cluster:_snapshot(id)
     return nil, code, msg
 end
 
-function cluster:_voters()
-    return self._ids
+-- The servers of node id's configuration (voters, learners); every node while it is down.
+function cluster:_voters(id)
+    local conf = self:configuration(id)
+    if not conf then
+        return self._ids, {}
+    end
+    return conf.voters, conf.learners
 end
 
 return M

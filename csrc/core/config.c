@@ -21,8 +21,9 @@ int hr_config_validate(const struct hr_config *c, char *err, size_t errlen)
     const char *what = NULL;
     if (c->id == 0) {
         what = "id must be non-zero";
-    } else if (c->n_voters == 0 || c->n_voters > HR_MAX_NODES) {
-        what = "voters must name between 1 and 64 nodes";
+    } else if (c->n_voters > HR_MAX_NODES) {
+        /* none: a new server that waits to be added (raft.h, struct hr_config) */
+        what = "voters must name at most 64 nodes";
     } else if (c->election_timeout_ms == 0) {
         what = "election_timeout_ms must be positive";
     } else if (c->heartbeat_timeout_ms == 0) {

@@ -14,6 +14,11 @@ bool hr__in_lease(const struct hr_raft *r)
     return r->leader != 0 && r->now < r->leader_contact + r->cfg.election_timeout_ms;
 }
 
+static bool counts(const struct hr_raft *r, const struct hr__progress *pr)
+{
+    return pr->voter || (r->cfg.unsafe_count_learner_votes && pr->member);
+}
+
 static void tally_reset(struct hr_raft *r)
 {
     for (size_t i = 0; i < r->n_peers; i++) {
@@ -27,6 +32,11 @@ static void tally(struct hr_raft *r)
 {
     size_t granted = 0, rejected = 0;
     for (size_t i = 0; i < r->n_peers; i++) {
+        /* Only the voters of our configuration: a learner's grant never elects anyone
+         * (membership.c says why learners answer at all). */
+        if (!counts(r, &r->peers[i])) {
+            continue;
+        }
         granted += r->peers[i].vote == 1;
         rejected += r->peers[i].vote == -1;
     }
@@ -51,7 +61,7 @@ void hr__campaign(struct hr_raft *r, bool pre)
     tally_reset(r);
     hr_index_t last = hr__log_last(&r->log);
     for (size_t i = 0; i < r->n_peers; i++) {
-        if (i == r->self) {
+        if (i == r->self || !counts(r, &r->peers[i])) {
             continue;
         }
         /* Vote requests wait for the batch that persists our new term and self-vote: a

@@ -13,6 +13,7 @@ int hr_msg_copy(struct hr_msg *out, const struct hr_msg *m)
         if (out->entries == NULL) {
             out->n_entries = 0;
             out->snap_data = NULL;
+            out->conf = NULL;
             return HR_ENOMEM;
         }
         memcpy(out->entries, m->entries, m->n_entries * sizeof(*out->entries));
@@ -21,12 +22,14 @@ int hr_msg_copy(struct hr_msg *out, const struct hr_msg *m)
         }
     }
     hr_blob_retain(out->snap_data);
+    hr_blob_retain(out->conf);
     return 0;
 }
 
 void hr_msg_release(struct hr_msg *m)
 {
     hr_blob_release(m->snap_data);
+    hr_blob_release(m->conf);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         hr_blob_release(m->entries[i].data);
     }
@@ -40,7 +43,7 @@ void hr_msg_release(struct hr_msg *m)
  * payload. The networked node counts real bytes in its transport statistics. */
 size_t hr_msg_wire_size(const struct hr_msg *m)
 {
-    size_t size = 48 + hr_blob_len(m->snap_data);
+    size_t size = 48 + hr_blob_len(m->snap_data) + hr_blob_len(m->conf);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         size += 24 + hr_blob_len(m->entries[i].data);
     }

@@ -22,9 +22,10 @@ struct hr__progress *hr__peer(struct hr_raft *r, hr_id_t id)
     return NULL;
 }
 
+/* A majority of the voters (learners and a removed leader do not count). */
 size_t hr__quorum(const struct hr_raft *r)
 {
-    return r->n_peers / 2 + 1;
+    return r->n_voters / 2 + 1;
 }
 
 static int msgvec_push(struct hr__msgvec *v, const struct hr_msg *m)
@@ -93,6 +94,7 @@ void hr__become_follower(struct hr_raft *r, hr_term_t term, hr_id_t leader)
         r->soft_changed = true;
     }
     set_role(r, HR_FOLLOWER, leader);
+    r->promote = 0;
     if (leader != 0) {
         r->leader_contact = r->now;
     }
@@ -124,6 +126,9 @@ void hr__become_leader(struct hr_raft *r)
     }
     r->heartbeat_deadline = r->now + r->cfg.heartbeat_timeout_ms;
     r->quorum_deadline = r->now + r->cfg.election_timeout_ms;
+    r->promote = 0;
+    /* Membership changes wait until this entry commits (membership.c). */
+    r->term_start = hr__log_last(&r->log) + 1;
     /* §5.4.2 / §8: a leader cannot count replicas of entries from earlier terms, so it
      * commits a no-op of its own term at once; that also commits everything before it. */
     hr__append_local(r, HR_ENTRY_NOOP, NULL);
@@ -185,22 +190,12 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
         validate_state(st, n_entries, err, errlen) != 0) {
         return NULL;
     }
-    bool self_voter = false;
-    for (size_t i = 0; i < c->n_voters; i++) {
-        self_voter = self_voter || c->voters[i] == c->id;
-    }
-    if (!self_voter) {
-        snprintf(err, errlen, "config: id %llu is not among the voters", (unsigned long long)c->id);
-        return NULL;
-    }
-
     struct hr_raft *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     r->cfg = *c;
-    r->cfg.voters = NULL; /* copied into peers below */
     hr_prng_seed(&r->prng, c->seed ^ (c->id * 0x9e3779b97f4a7c15ULL));
     r->term = st->hs.term;
     r->vote = st->hs.vote;
@@ -224,20 +219,19 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
     }
     r->snap_index = st->snapshot_index;
     r->snap_term = st->snapshot_term;
-    for (size_t i = 0; i < c->n_voters; i++) {
-        struct hr__progress *pr = &r->peers[i];
-        pr->id = c->voters[i];
-        pr->inflight_last = calloc(c->max_inflight, sizeof(*pr->inflight_last));
-        if (pr->inflight_last == NULL) {
-            goto oom;
-        }
-        if (pr->id == c->id) {
-            r->self = i;
-        }
+    r->role = HR_FOLLOWER;
+    /* The configuration: storage's (or the bootstrap one), then the log's config entries
+     * after it, each taking effect as it is appended. */
+    int crv = hr__conf_init(r, st->conf, st->conf_index, err, errlen);
+    r->cfg.voters = NULL; /* the caller's: copied into the configuration */
+    r->cfg.n_voters = 0;
+    if (crv != 0) {
+        hr_raft_free(r);
+        return NULL;
     }
-    r->n_peers = c->n_voters;
     for (size_t i = 0; i < n_entries; i++) {
-        if (hr__log_append(&r->log, &st->entries[i]) != 0) {
+        if (hr__log_append(&r->log, &st->entries[i]) != 0 ||
+            hr__conf_appended(r, &st->entries[i]) != 0) {
             goto oom;
         }
     }
@@ -247,7 +241,6 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
     r->commit = st->applied;
     r->handed = st->applied;
     r->now = now;
-    r->role = HR_FOLLOWER;
     r->soft_changed = true;
     hr__reset_election_timer(r);
     return r;
@@ -268,6 +261,8 @@ static void release_batch(struct hr_raft *r)
     r->out_committed = NULL;
     hr_blob_release(r->out_install_data);
     r->out_install_data = NULL;
+    hr_blob_release(r->out_install_conf);
+    r->out_install_conf = NULL;
 }
 
 void hr_raft_free(struct hr_raft *r)
@@ -280,9 +275,10 @@ void hr_raft_free(struct hr_raft *r)
     msgvec_free(&r->out_after);
     msgvec_free(&r->msgs);
     msgvec_free(&r->msgs_after);
-    for (size_t i = 0; i < HR_MAX_NODES; i++) {
+    for (size_t i = 0; i < HR_MAX_NODES + 1; i++) {
         free(r->peers[i].inflight_last);
     }
+    hr__conf_free(r);
     hr_blob_release(r->install_data);
     hr__log_free(&r->log);
     free(r);
@@ -290,14 +286,12 @@ void hr_raft_free(struct hr_raft *r)
 
 /* ---- inputs ---- */
 
+/* Any server but ourselves: a leader may be one we do not know of yet (a new server hears
+ * of the configuration only from the leader's log), and the answers of a server that left
+ * are ignored where they would count (hr__peer finds no slot). */
 static bool valid_sender(const struct hr_raft *r, const struct hr_msg *m)
 {
-    for (size_t i = 0; i < r->n_peers; i++) {
-        if (r->peers[i].id == m->from) {
-            return m->from != r->cfg.id;
-        }
-    }
-    return false;
+    return m->from != 0 && m->from != r->cfg.id;
 }
 
 int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
@@ -388,9 +382,9 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
         if (r->cfg.check_quorum && r->now >= r->quorum_deadline) {
             /* §6.2 CheckQuorum: a leader that has not heard from a majority within an
              * election timeout steps down, so clients stop waiting on it. */
-            size_t active = 1;
+            size_t active = r->peers[r->self].voter ? 1 : 0;
             for (size_t i = 0; i < r->n_peers; i++) {
-                if (i != r->self && r->peers[i].recent_active) {
+                if (i != r->self && r->peers[i].voter && r->peers[i].recent_active) {
                     active++;
                 }
                 r->peers[i].recent_active = false;
@@ -408,6 +402,16 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
         return;
     }
     if (r->now >= r->election_deadline) {
+        if (!hr__conf_may_campaign(r)) {
+            /* A learner, a new server or a removed one does not campaign (membership.c):
+             * it waits for a leader to send it the log. */
+            if (r->role != HR_FOLLOWER) {
+                hr__become_follower(r, r->term, 0);
+            } else {
+                hr__reset_election_timer(r);
+            }
+            return;
+        }
         hr__campaign(r, r->cfg.prevote);
     }
 }
@@ -512,6 +516,9 @@ void hr_raft_ready(struct hr_raft *r, struct hr_ready *rd)
         rd->snapshot.data = r->install_data;
         r->out_install_data = r->install_data; /* released in advance() */
         r->install_data = NULL;
+        rd->snapshot.conf = hr_blob_retain(r->base.blob);
+        rd->snapshot.conf_index = r->base.index;
+        r->out_install_conf = rd->snapshot.conf;
         r->install = false;
     }
 
@@ -653,6 +660,8 @@ size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, s
         out[n].replicating = pr->replicating;
         out[n].snapshotting = pr->snapshot != 0;
         out[n].inflight = pr->inflight;
+        out[n].member = pr->member;
+        out[n].voter = pr->voter;
         n++;
     }
     return n;

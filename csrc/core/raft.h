@@ -42,7 +42,8 @@ enum hr_role { HR_FOLLOWER = 0, HR_PRECANDIDATE, HR_CANDIDATE, HR_LEADER };
 enum hr_entry_type {
     HR_ENTRY_COMMAND = 1, /* a client command for the FSM */
     HR_ENTRY_NOOP = 2,    /* appended by a new leader to commit its predecessors' entries */
-    HR_ENTRY_CONFIG = 3,  /* a cluster configuration (membership changes, later) */
+    HR_ENTRY_CONFIG = 3,  /* a cluster configuration: the payload is hr_conf_encode's
+                           * (see "Membership" below) */
 };
 
 /*
@@ -124,6 +125,14 @@ struct hr_msg {
     uint64_t offset;
     bool done;
     struct hr_blob *snap_data; /* owned like entry payloads (hr_msg_copy/release) */
+    /* SNAPSHOT: the configuration in effect at snap_index (hr_conf_encode's bytes) and the
+     * index of the entry that made it (0: the bootstrap one). The core's offer carries it;
+     * the node layer must hand it back in the final (done) message, with the bytes: a
+     * follower that takes the snapshot drops its whole log, configurations included. NULL
+     * in a done message: the follower keeps the configuration it has (an embedding whose
+     * membership never changes). Owned like snap_data. Not in the wire format yet. */
+    struct hr_blob *conf;
+    hr_index_t conf_index;
 };
 
 /* Deep-copy m into *out (the entries array is copied, blobs retained). */
@@ -144,7 +153,11 @@ struct hr_hard_state {
 
 struct hr_config {
     hr_id_t id;
-    const hr_id_t *voters; /* the initial configuration; copied */
+    /* The bootstrap configuration (voters without addresses), used only when the starting
+     * state carries none (struct hr_raft_state.conf); copied. Empty (n_voters = 0): a new
+     * server that waits to be added by a leader (it never campaigns until a configuration
+     * in its log makes it a voter). */
+    const hr_id_t *voters;
     size_t n_voters;
     uint32_t election_timeout_ms; /* randomized in [E, 2E) */
     uint32_t heartbeat_timeout_ms; /* the leader's heartbeat interval (an idle leader sends
@@ -162,6 +175,9 @@ struct hr_config {
     bool unsafe_commit_old_terms;
     /* Test-only: grant votes without the log up-to-date check (breaks §5.4.1). */
     bool unsafe_skip_log_check;
+    /* Test-only: a candidate asks learners for votes too and counts their grants (breaks
+     * "a learner never votes"; csrc/sim/check.c must catch the leader it elects). */
+    bool unsafe_count_learner_votes;
 };
 
 /* Fill c with the documented defaults (docs/lua-api.md, the options of raft.new; prevote
@@ -201,6 +217,11 @@ struct hr_ready {
         hr_index_t index;
         hr_term_t term;
         struct hr_blob *data;
+        /* The configuration in effect at index (as struct hr_msg.conf; NULL if the leader's
+         * message carried none): storage keeps it with the snapshot and gives it back at
+         * the next start (struct hr_raft_state.conf). */
+        struct hr_blob *conf;
+        hr_index_t conf_index;
     } snapshot;
 
     /* Apply to the FSM, in index order. */
@@ -222,6 +243,8 @@ struct hr_progress_info {
     bool replicating; /* false: probing */
     bool snapshotting; /* waiting for a snapshot to be installed */
     uint32_t inflight;
+    bool member; /* in the configuration (false only for the node itself, when it is not) */
+    bool voter;  /* a voter of the configuration (false: a learner, or not a member) */
 };
 
 struct hr_raft; /* opaque */
@@ -241,6 +264,15 @@ struct hr_raft_state {
      * restarts its core under a live FSM after a storage failure): those are committed and
      * are not handed out again. snapshot_index <= applied <= last index. */
     hr_index_t applied;
+    /* The newest configuration storage holds outside the log: the one in effect at
+     * snapshot_index, kept with the snapshot (hr_ready.snapshot.conf on an install,
+     * hr_raft_snapshot_conf for a snapshot the node took), and conf_index, the index of
+     * the entry that made it (0: bootstrap). NULL: the bootstrap configuration of
+     * hr_config.voters. The node starts in the newest configuration of this one and the
+     * log's config entries (a config entry takes effect when appended, committed or not).
+     * The core takes a reference of its own. */
+    struct hr_blob *conf;
+    hr_index_t conf_index;
 };
 
 /*
@@ -271,6 +303,80 @@ int hr_raft_snapshot_taken(struct hr_raft *r, hr_index_t index, hr_index_t keep_
 /* The latest snapshot's last entry ((0, 0) if none). */
 hr_index_t hr_raft_snapshot_index(const struct hr_raft *r);
 hr_term_t hr_raft_snapshot_term(const struct hr_raft *r);
+
+/*
+ * Membership (Raft thesis chapter 4). A configuration is a set of servers, each a voter or
+ * a learner, with an address that is opaque bytes to the core. It travels as the payload
+ * of an HR_ENTRY_CONFIG entry holding the whole new configuration (not a delta), and with
+ * snapshots. Each server uses the newest configuration in its log, from the moment the
+ * entry is appended; dropping that entry (a conflicting leader truncates it) falls back
+ * to the one before. Changes are single-server and one at a time (the reasons are in
+ * csrc/core/membership.c).
+ *
+ * Voters elect and count towards commit. Learners receive the log but never campaign, and
+ * a candidate never counts their votes. A server outside the configuration (a new one,
+ * or one removed) never campaigns either.
+ */
+#define HR_MAX_ADDR 1024 /* bytes of one server's address */
+
+struct hr_server {
+    hr_id_t id;
+    bool voter;             /* false: a learner */
+    const uint8_t *addr;    /* addr_len bytes, opaque to the core; borrowed (see each call) */
+    size_t addr_len;
+};
+
+/* The payload of a config entry: version byte 1, u32 count, then per server u64 id, u8
+ * flags (bit 0: voter), u16 address length, the address; little-endian. Encode: 0 and a
+ * new blob (refs 1) in *out; HR_EINVAL for more than HR_MAX_NODES servers, a zero or
+ * repeated id, or an address over HR_MAX_ADDR; HR_ENOMEM. */
+int hr_conf_encode(const struct hr_server *servers, size_t n, struct hr_blob **out);
+/* Decode b (NULL: the empty configuration) into out (max entries): 0 and the count in *n;
+ * HR_ECORRUPT if it is not a valid encoding. out[i].addr points into b. */
+int hr_conf_decode(const struct hr_blob *b, struct hr_server *out, size_t max, size_t *n);
+
+/*
+ * Leader only: start a membership change. 0 and the index of the config entry appended
+ * (*index may be NULL; 0 when nothing was appended), or:
+ *   HR_ENOTLEADER  not the leader;
+ *   HR_EBUSY       a change is in progress (a config entry not committed yet, or a learner
+ *                  waiting to be promoted), or no entry of this leader's term has
+ *                  committed yet;
+ *   HR_EINVAL      the change makes no sense (add: id 0, already a voter, or an address
+ *                  over HR_MAX_ADDR; remove: not a member, or the last voter).
+ * add: a server not in the configuration joins as a learner. With voter set, the leader
+ * promotes it (a second config entry) once it has caught up: its match is within one full
+ * pipeline (max_inflight * max_entries_per_append entries, what the leader sends without
+ * waiting, i.e. in one round trip, well within an election timeout) of the leader's last
+ * index, it is replicating (not probing, not receiving a snapshot), its match is not 0 and
+ * not below the leader's snapshot (nothing it lacks needs a snapshot), and it acknowledged
+ * within the last election timeout (or holds the leader's whole log). add(voter) on a learner arms that promotion (0, no
+ * entry yet). The promotion is the leader's volatile state: a new leader does not resume
+ * it (the caller asks again). remove: drops a voter or a learner (a pending promotion of
+ * it too). A leader that removes itself (or whose removal another leader started) keeps
+ * leading without counting itself until the change commits, then steps down. addr is
+ * copied.
+ */
+int hr_raft_add(struct hr_raft *r, hr_id_t id, const void *addr, size_t addr_len, bool voter,
+                hr_index_t *index);
+int hr_raft_remove(struct hr_raft *r, hr_id_t id, hr_index_t *index);
+/* The configuration this node uses now: up to max servers into out (addresses borrowed
+ * until the next input), the count as result, and in *index (may be NULL) the index of its
+ * entry (0: bootstrap or storage's). */
+size_t hr_raft_configuration(const struct hr_raft *r, struct hr_server *out, size_t max,
+                             hr_index_t *index);
+/* The configuration in effect at `index` (snapshot_index <= index <= last index), encoded,
+ * for a snapshot through index the node is writing: borrowed until the next input (retain
+ * it to keep it). *conf_index: the index of its entry. */
+const struct hr_blob *hr_raft_snapshot_conf(const struct hr_raft *r, hr_index_t index,
+                                            hr_index_t *conf_index);
+/* Whether this node is a voter of its configuration. */
+bool hr_raft_is_voter(const struct hr_raft *r);
+/* Whether it may start an election: a voter, or a voter of the previous configuration
+ * while the one that removed or demoted it is not known committed (membership.c). */
+bool hr_raft_may_campaign(const struct hr_raft *r);
+/* The learner whose promotion the leader waits for (0: none). */
+hr_id_t hr_raft_promoting(const struct hr_raft *r);
 
 /* Output. */
 bool hr_raft_has_ready(const struct hr_raft *r);

@@ -29,6 +29,18 @@ struct hr__progress {
     hr_index_t snapshot;  /* the snapshot offered and not yet installed (0: none) */
     hr_time_t snapshot_sent; /* when it was last offered */
     int vote;                /* this election: 0 unknown, 1 granted, -1 rejected */
+    bool member;             /* in the configuration (only self's slot may not be) */
+    bool voter;              /* a voter of the configuration */
+};
+
+/* A configuration: its encoded bytes (a blob the core holds a reference on), the index of
+ * the entry that made it (0: bootstrap or storage's), and its servers decoded (addresses
+ * point into the blob). */
+struct hr__conf {
+    struct hr_blob *blob;
+    hr_index_t index;
+    size_t n;
+    struct hr_server s[HR_MAX_NODES];
 };
 
 struct hr__msgvec {
@@ -53,9 +65,19 @@ struct hr_raft {
     hr_index_t snap_index; /* the latest snapshot's last entry (0: none) */
     hr_term_t snap_term;
 
-    struct hr__progress peers[HR_MAX_NODES]; /* the voters, self included */
+    /* The servers of the configuration in use, and our own slot (which is there even when
+     * we are not in the configuration: member and voter false). */
+    struct hr__progress peers[HR_MAX_NODES + 1];
     size_t n_peers;
     size_t self; /* our slot in peers */
+    size_t n_voters;
+
+    /* Membership (membership.c). conf: the configuration in use (the newest in the log, or
+     * base). base: the one in effect at the snapshot (or bootstrap): the log's config
+     * entries after base.index override it. */
+    struct hr__conf conf, base;
+    hr_index_t term_start; /* leader: the index of its term's first entry (the no-op) */
+    hr_id_t promote;       /* leader: the learner to promote once caught up (0: none) */
 
     /* Time. */
     hr_time_t now;
@@ -78,6 +100,7 @@ struct hr_raft {
     struct hr__msgvec out_msgs, out_after;
     struct hr_entry *out_entries, *out_committed;
     struct hr_blob *out_install_data;
+    struct hr_blob *out_install_conf;
 };
 
 /* raft.c */
@@ -89,6 +112,26 @@ void hr__reset_election_timer(struct hr_raft *r);
 int hr__send(struct hr_raft *r, struct hr_msg *m, bool after_persist);
 struct hr__progress *hr__peer(struct hr_raft *r, hr_id_t id);
 size_t hr__quorum(const struct hr_raft *r);
+
+/* membership.c */
+/* Set up base and conf from the starting state (bootstrap from cfg.voters without one).
+ * 0, HR_ECORRUPT (storage's configuration does not decode), HR_ENOMEM. */
+int hr__conf_init(struct hr_raft *r, struct hr_blob *conf, hr_index_t conf_index, char *err,
+                  size_t errlen);
+void hr__conf_free(struct hr_raft *r);
+/* The log grew by e (any type): a config entry takes effect now. */
+int hr__conf_appended(struct hr_raft *r, const struct hr_entry *e);
+/* The log lost every entry >= from: fall back to the newest configuration left. */
+int hr__conf_truncated(struct hr_raft *r, hr_index_t from);
+/* A snapshot through index: base becomes the configuration in effect there (call before
+ * the log is compacted). conf/conf_index: the leader's (an install; NULL: keep ours). */
+int hr__conf_snapshot(struct hr_raft *r, hr_index_t index, struct hr_blob *conf,
+                      hr_index_t conf_index, bool install);
+/* The leader's commit index or a follower's match moved: promote a caught-up learner; a
+ * leader whose removal committed steps down. */
+void hr__conf_after_commit(struct hr_raft *r);
+void hr__conf_maybe_promote(struct hr_raft *r);
+bool hr__conf_may_campaign(const struct hr_raft *r);
 
 /* election.c */
 void hr__campaign(struct hr_raft *r, bool pre);

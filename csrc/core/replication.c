@@ -55,6 +55,9 @@ int hr__append_local(struct hr_raft *r, uint8_t type, struct hr_blob *data)
                          .type = type,
                          .data = data};
     int rv = hr__log_append(&r->log, &e);
+    if (rv == 0) {
+        rv = hr__conf_appended(r, &e);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -257,6 +260,10 @@ int hr__handle_append(struct hr_raft *r, const struct hr_msg *m)
                 return HR_EPROTO;
             }
             hr__log_truncate(&r->log, e->index);
+            int rv = hr__conf_truncated(r, e->index);
+            if (rv != 0) {
+                return rv;
+            }
             if (r->persisted >= e->index) {
                 r->persisted = e->index - 1;
             }
@@ -269,6 +276,9 @@ int hr__handle_append(struct hr_raft *r, const struct hr_msg *m)
             }
         }
         int rv = hr__log_append(&r->log, e);
+        if (rv == 0) {
+            rv = hr__conf_appended(r, e);
+        }
         if (rv != 0) {
             return rv;
         }
@@ -364,6 +374,7 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
         pr->inflight--;
     }
     pr->want_send = true;
+    hr__conf_maybe_promote(r);
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -375,12 +386,19 @@ static int cmp_desc(const void *a, const void *b)
 void hr__maybe_commit(struct hr_raft *r)
 {
     assert(r->role == HR_LEADER);
-    hr_index_t matches[HR_MAX_NODES];
+    hr_index_t matches[HR_MAX_NODES + 1];
+    size_t n_matches = 0;
     for (size_t i = 0; i < r->n_peers; i++) {
-        /* §10.2.1: the leader counts itself only for what is durable on its own disk. */
-        matches[i] = i == r->self ? r->persisted : r->peers[i].match;
+        /* Only voters count (learners, and a leader that removed itself, do not). §10.2.1:
+         * the leader counts itself only for what is durable on its own disk. */
+        if (r->peers[i].voter) {
+            matches[n_matches++] = i == r->self ? r->persisted : r->peers[i].match;
+        }
     }
-    qsort(matches, r->n_peers, sizeof(matches[0]), cmp_desc);
+    if (n_matches == 0) {
+        return;
+    }
+    qsort(matches, n_matches, sizeof(matches[0]), cmp_desc);
     hr_index_t n = matches[hr__quorum(r) - 1];
     if (n <= r->commit) {
         return;
@@ -391,4 +409,5 @@ void hr__maybe_commit(struct hr_raft *r)
         return;
     }
     r->commit = n;
+    hr__conf_after_commit(r);
 }

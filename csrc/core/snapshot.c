@@ -18,6 +18,12 @@ int hr_raft_snapshot_taken(struct hr_raft *r, hr_index_t index, hr_index_t keep_
     if (index == 0 || index > r->handed || index < r->snap_index || term == 0) {
         return HR_EINVAL;
     }
+    /* The configuration in effect at index goes with the snapshot (hr_raft_snapshot_conf)
+     * and is what the log's config entries after it override. */
+    int rv = hr__conf_snapshot(r, index, NULL, 0, false);
+    if (rv != 0) {
+        return rv;
+    }
     r->snap_index = index;
     r->snap_term = term;
     /* Never forget what storage has not been handed yet, nor anything past the snapshot. */
@@ -59,7 +65,9 @@ bool hr__maybe_offer_snapshot(struct hr_raft *r, struct hr__progress *pr)
                        .to = pr->id,
                        .term = r->term,
                        .snap_index = r->snap_index,
-                       .snap_term = r->snap_term};
+                       .snap_term = r->snap_term,
+                       .conf = hr_blob_retain(r->base.blob),
+                       .conf_index = r->base.index};
     if (hr__send(r, &m, false) == 0) {
         pr->snapshot = r->snap_index;
         pr->snapshot_sent = r->now;
@@ -84,6 +92,10 @@ int hr__handle_snapshot(struct hr_raft *r, const struct hr_msg *m)
     } else {
         /* Figure 13, step 7: discard the entire log and take the snapshot's state. */
         hr__log_reset(&r->log, m->snap_index, m->snap_term);
+        int rv = hr__conf_snapshot(r, m->snap_index, m->conf, m->conf_index, true);
+        if (rv != 0) {
+            return rv;
+        }
         r->snap_index = m->snap_index;
         r->snap_term = m->snap_term;
         r->commit = m->snap_index;

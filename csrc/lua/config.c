@@ -160,6 +160,8 @@ static void read_config_field(lua_State *L, const char *key, int v, struct hr_co
         c->unsafe_commit_old_terms = check_bool(L, v, what);
     } else if (strcmp(key, "unsafe_skip_log_check") == 0) {
         c->unsafe_skip_log_check = check_bool(L, v, what);
+    } else if (strcmp(key, "unsafe_count_learner_votes") == 0) {
+        c->unsafe_count_learner_votes = check_bool(L, v, what);
     } else if (listed(snapshot_options, key)) {
         read_snapshot_field(L, key, v, what, snap);
     } else if (!listed(ignored_options, key)) {

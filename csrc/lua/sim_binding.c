@@ -337,6 +337,99 @@ static int l_propose(lua_State *L)
     return 2;
 }
 
+/* spawn(id): a new node, id = size() + 1, in no configuration (hr_sim_spawn). Its start
+ * hook runs. */
+static int l_spawn(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    refuse_in_hook(L, s, "spawn");
+    hr_id_t id = (hr_id_t)hr__lua_check_uint(L, 2, "node id", 1, HR_MAX_NODES);
+    if (id != (hr_id_t)s->n + 1) {
+        return luaL_error(L, "sim:spawn: the next node id is %d", (int)s->n + 1);
+    }
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_spawn(s->sim, id);
+    hr__lsim_leave(s, L, &saved);
+    if (rc == 0) {
+        s->n++;
+    }
+    return push_fault_result(L, rc, "spawn");
+}
+
+/* add(id, peer, addr, voter) / remove(id, peer) on node id -> index (of the config entry;
+ * 0 if none was appended) or nil, code, message (hr_raft_add / hr_raft_remove). */
+static int membership(lua_State *L, bool add)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t id = check_id(L, s, 2);
+    hr_id_t peer = (hr_id_t)hr__lua_check_uint(L, 3, "peer id", 1, HR_MAX_NODES);
+    size_t len = 0;
+    const char *addr = add ? luaL_checklstring(L, 4, &len) : NULL;
+    bool voter = add && lua_toboolean(L, 5);
+    if (!hr_sim_alive(s->sim, id)) {
+        return hr__lua_push_fail(L, hr_err_name(HR_ESHUTDOWN), "the node is crashed");
+    }
+    hr_index_t index = 0;
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = add ? hr_sim_add(s->sim, id, peer, addr, len, voter, &index)
+                 : hr_sim_remove(s->sim, id, peer, &index);
+    hr__lsim_leave(s, L, &saved);
+    if (rc != 0) {
+        return push_fault_result(L, rc, add ? "add_peer" : "remove_peer");
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    return 1;
+}
+
+static int l_add(lua_State *L)
+{
+    return membership(L, true);
+}
+
+static int l_remove(lua_State *L)
+{
+    return membership(L, false);
+}
+
+/* configuration(id) -> { index, committed, promoting, voter (this node), servers = {
+ * { id, voter, addr }, ... } }, or nil while the node is crashed. */
+static int l_configuration(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    struct hr_raft *r = hr_sim_raft(s->sim, check_id(L, s, 2));
+    if (r == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    struct hr_server sv[HR_MAX_NODES];
+    hr_index_t index;
+    size_t n = hr_raft_configuration(r, sv, HR_MAX_NODES, &index);
+    lua_createtable(L, 0, 5);
+    lua_pushnumber(L, (lua_Number)index);
+    lua_setfield(L, -2, "index");
+    lua_pushboolean(L, index <= hr_raft_commit_index(r));
+    lua_setfield(L, -2, "committed");
+    lua_pushnumber(L, (lua_Number)hr_raft_promoting(r));
+    lua_setfield(L, -2, "promoting");
+    lua_pushboolean(L, hr_raft_is_voter(r));
+    lua_setfield(L, -2, "voter");
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushnumber(L, (lua_Number)sv[i].id);
+        lua_setfield(L, -2, "id");
+        lua_pushboolean(L, sv[i].voter);
+        lua_setfield(L, -2, "voter");
+        lua_pushlstring(L, (const char *)sv[i].addr, sv[i].addr_len);
+        lua_setfield(L, -2, "addr");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "servers");
+    return 1;
+}
+
 /* snapshot(id) -> index | nil, code, message: take a snapshot of node id's FSM now (the
  * write completes later; see hr_sim_snapshot). */
 static int l_snapshot(lua_State *L)
@@ -649,6 +742,10 @@ static const luaL_Reg methods[] = {
     {"check", l_check},
     {"error", l_error},
     {"crash", l_crash},
+    {"spawn", l_spawn},
+    {"add", l_add},
+    {"remove", l_remove},
+    {"configuration", l_configuration},
     {"restart", l_restart},
     {"corrupt", l_corrupt},
     {"disconnect", l_disconnect},

@@ -316,6 +316,25 @@ int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t le
     return hr_raft_propose(n->core, type, data, len, index, term);
 }
 
+int hr_node_add(struct hr_node *n, hr_id_t id, const void *addr, size_t addr_len, bool voter,
+                hr_time_t now, hr_index_t *index)
+{
+    if (n->failed != 0) {
+        return n->failed;
+    }
+    set_clock(n, now);
+    return hr_raft_add(n->core, id, addr, addr_len, voter, index);
+}
+
+int hr_node_remove(struct hr_node *n, hr_id_t id, hr_time_t now, hr_index_t *index)
+{
+    if (n->failed != 0) {
+        return n->failed;
+    }
+    set_clock(n, now);
+    return hr_raft_remove(n->core, id, index);
+}
+
 void hr_node_flush(struct hr_node *n)
 {
     drain(n);

@@ -103,6 +103,11 @@ void hr_node_persisted(struct hr_node *n, uint64_t seq, hr_time_t now);
 int hr_node_propose(struct hr_node *n, uint8_t type, const void *data, size_t len, hr_time_t now,
                     hr_index_t *index, hr_term_t *term);
 void hr_node_flush(struct hr_node *n);
+/* Membership changes (leader only), as hr_raft_add / hr_raft_remove; output as for
+ * hr_node_propose (flush). */
+int hr_node_add(struct hr_node *n, hr_id_t id, const void *addr, size_t addr_len, bool voter,
+                hr_time_t now, hr_index_t *index);
+int hr_node_remove(struct hr_node *n, hr_id_t id, hr_time_t now, hr_index_t *index);
 
 /* The embedding made a snapshot of the FSM through `index` durable: see
  * hr_raft_snapshot_taken (keep_from: the first entry to keep for followers a little

@@ -67,6 +67,11 @@ struct hr__check {
     size_t app_cap;
     struct snaprec *snaps; /* snaps[index] */
     size_t snaps_cap;
+    /* votes[term][id - 1]: the vote node id was last seen to hold in that term (a vote
+     * lost with a crash before it was durable is replaced by the next one, as the node
+     * may cast it again). */
+    hr_id_t (*votes)[HR_MAX_NODES];
+    size_t votes_cap;
     bool failed;
     char err[512];
 };
@@ -296,6 +301,7 @@ void hr__check_free(struct hr__check *c)
     free(c->com);
     free(c->app);
     free(c->snaps);
+    free(c->votes);
     free(c);
 }
 
@@ -314,6 +320,64 @@ void hr__check_detach(struct hr__check *c, hr_id_t id)
     memset(&c->nodes[id - 1], 0, sizeof(c->nodes[id - 1]));
 }
 
+/* The voters of an encoded configuration as a bit set (bit id - 1); false if corrupt. */
+static bool voter_set(const struct hr_blob *conf, uint64_t *set)
+{
+    struct hr_server s[HR_MAX_NODES];
+    size_t n;
+    *set = 0;
+    if (hr_conf_decode(conf, s, HR_MAX_NODES, &n) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].voter && s[i].id <= HR_MAX_NODES) {
+            *set |= 1ULL << (s[i].id - 1);
+        }
+    }
+    return true;
+}
+
+/* A config entry e that node id's core (r) writes (csrc/core/membership.c): it differs
+ * from the configuration before it by at most one voter (single-server changes), and a
+ * leader writing one of its own term had committed the previous configuration and an
+ * entry of its term (the fix to the single-server algorithm). */
+static int check_config_entry(struct hr__check *c, hr_id_t id, struct hr_raft *r,
+                              const struct hr_entry *e)
+{
+    if (e->index <= hr_raft_snapshot_index(r) + 1 && e->index > 1) {
+        return 0; /* what came before is compacted away here */
+    }
+    hr_index_t prev_index;
+    const struct hr_blob *prev = hr_raft_snapshot_conf(r, e->index - 1, &prev_index);
+    uint64_t a, b;
+    if (!voter_set(e->data, &b)) {
+        return fail(c, "membership: node %" PRIu64 " wrote config entry %" PRIu64
+                    " that does not decode", id, e->index);
+    }
+    /* A = 0: a spawned node, which never knew the configuration before its first one. */
+    if (voter_set(prev, &a) && a != 0 && __builtin_popcountll(a ^ b) > 1) {
+        return fail(c, "membership: config entry %" PRIu64 " (term %" PRIu64 ", node %" PRIu64
+                    ") changes %d voters at once after the configuration of entry %" PRIu64,
+                    e->index, e->term, id, __builtin_popcountll(a ^ b), prev_index);
+    }
+    hr_term_t term = hr_raft_term(r);
+    if (hr_raft_role(r) != HR_LEADER || e->term != term) {
+        return 0;
+    }
+    hr_index_t commit = hr_raft_commit_index(r);
+    hr_index_t start = e->index;
+    while (start > 1 && hr_raft_term_at(r, start - 1) == term) {
+        start--;
+    }
+    if (prev_index > commit || (start == e->index || commit < start)) {
+        return fail(c, "membership: leader %" PRIu64 " of term %" PRIu64 " wrote config entry "
+                    "%" PRIu64 " with commit index %" PRIu64 " (previous configuration at %"
+                    PRIu64 ", first entry of its term at %" PRIu64 ")",
+                    id, term, e->index, commit, prev_index, start);
+    }
+    return 0;
+}
+
 int hr__check_append(struct hr__check *c, hr_id_t id, const struct hr_entry *e, size_t n)
 {
     if (c->failed) {
@@ -321,6 +385,9 @@ int hr__check_append(struct hr__check *c, hr_id_t id, const struct hr_entry *e, 
     }
     struct hr_raft *r = c->nodes[id - 1].r;
     for (size_t j = 0; j < n; j++) {
+        if (r != NULL && e[j].type == HR_ENTRY_CONFIG && check_config_entry(c, id, r, &e[j]) != 0) {
+            return -1;
+        }
         /* The first one's previous entry may be compacted away: its term is then the
          * snapshot boundary's or the committed one (known_term), which log matching
          * binds just the same. */
@@ -611,6 +678,68 @@ static int boundary(struct hr__check *c, hr_id_t id, struct cnode *cn)
     return 0;
 }
 
+/* Votes and roles against the configuration (csrc/core/membership.c): a server that is
+ * not a voter of its configuration campaigns only while that configuration is uncommitted
+ * (its own removal in progress); a new leader holds the votes of a majority of the voters of its configuration
+ * (so a learner's vote was never what elected it); a leader whose removal committed has
+ * stepped down. */
+static int membership(struct hr__check *c, hr_id_t id, struct cnode *cn, struct hr_raft *r)
+{
+    hr_term_t term = hr_raft_term(r);
+    hr_id_t vote = hr_raft_vote(r);
+    if (vote != 0 && term > 0) {
+        size_t old = c->votes_cap;
+        hr_id_t(*nv)[HR_MAX_NODES] = hr_array_grow(c->votes, &c->votes_cap, term + 1,
+                                                   sizeof(*c->votes), 64);
+        if (nv == NULL) {
+            abort();
+        }
+        memset(nv + old, 0, (c->votes_cap - old) * sizeof(*nv));
+        c->votes = nv;
+        c->votes[term][id - 1] = vote;
+    }
+    int role = hr_raft_role(r);
+    bool voter = hr_raft_is_voter(r);
+    struct hr_server s[HR_MAX_NODES];
+    hr_index_t conf_index;
+    size_t n = hr_raft_configuration(r, s, HR_MAX_NODES, &conf_index);
+    if ((role == HR_CANDIDATE || role == HR_PRECANDIDATE) && !voter &&
+        conf_index <= hr_raft_commit_index(r)) {
+        return fail(c, "membership: node %" PRIu64 " is a %s in term %" PRIu64
+                    " but not a voter of its committed configuration (entry %" PRIu64 ")", id,
+                    hr_role_name(role), term, conf_index);
+    }
+    if (role != HR_LEADER) {
+        return 0;
+    }
+    if (conf_index <= hr_raft_commit_index(r) && !voter) {
+        return fail(c, "membership: node %" PRIu64 " still leads term %" PRIu64 " after the "
+                    "configuration of entry %" PRIu64 " that removed it committed",
+                    id, term, conf_index);
+    }
+    if (cn->leader_term == term) {
+        return 0; /* checked when it was first seen leading this term */
+    }
+    size_t voters = 0, granted = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!s[i].voter) {
+            continue;
+        }
+        voters++;
+        if (s[i].id <= HR_MAX_NODES && term < c->votes_cap &&
+            c->votes[term][s[i].id - 1] == id) {
+            granted++;
+        }
+    }
+    if (granted < voters / 2 + 1) {
+        return fail(c, "membership: node %" PRIu64 " leads term %" PRIu64 " with the votes of %zu "
+                    "of the %zu voters of its configuration (entry %" PRIu64 "): someone else's "
+                    "vote (a learner's?) was counted",
+                    id, term, granted, voters, conf_index);
+    }
+    return 0;
+}
+
 int hr__check_node(struct hr__check *c, hr_id_t id)
 {
     if (c->failed) {
@@ -625,6 +754,9 @@ int hr__check_node(struct hr__check *c, hr_id_t id)
         return -1;
     }
     hr_term_t term = hr_raft_term(r);
+    if (membership(c, id, cn, r) != 0) {
+        return -1;
+    }
     if (hr_raft_role(r) == HR_LEADER) {
         /* §5.2 election safety: at most one leader per term, over the whole run. */
         c->leaders = grow(c->leaders, &c->leaders_cap, term, sizeof(*c->leaders));

@@ -11,7 +11,16 @@
  *     snapshot covers the committed entry at its index, and deterministic FSMs give the
  *     same bytes for the same (index, term), so a restored FSM is the one snapshotted)
  *
- * and per node incarnation its last applied and last seen commit index. The first
+ *   - term -> the vote each node was last seen holding (membership: a new leader holds the
+ *     votes of a majority of the voters of its own configuration, so a learner's vote
+ *     never elected anyone)
+ *
+ * and per node incarnation its last applied and last seen commit index. Membership rules
+ * (csrc/core/membership.c) are checked too: a non-voter campaigns only while its
+ * configuration is uncommitted, a leader whose removal committed has stepped down, a
+ * config entry changes at most one voter, and a leader writes one only after its previous
+ * configuration and an entry of its term committed. Election safety (one leader per term)
+ * is checked over the whole run, so it holds across configuration changes. The first
  * violation is kept as a message and makes every later call return -1. Private to csrc/sim.
  *
  * Entries a node compacted away count as held when the node's snapshot covers them and

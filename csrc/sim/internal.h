@@ -52,6 +52,8 @@ struct hr__simnode {
     bool halt;            /* crash this node once the event is done (sim.c: run_halts): its
                            * apply hook asked, or a crash point hit its storage */
     bool corrupted;       /* hr_sim_corrupt hit its disk: a refused open is expected */
+    bool spawned;         /* hr_sim_spawn made it: it starts in no configuration (its own
+                           * comes from the log or a snapshot) */
     /* InstallSnapshot streams of this incarnation, indexed by peer id - 1: those it sends
      * and those it assembles (xfer.c). */
     struct hr__xfer_out *xout;
@@ -61,14 +63,15 @@ struct hr__simnode {
 struct hr_sim {
     struct hr_sim_options o;
     struct hr_sim_hooks hooks;
-    uint32_t n;
-    hr_id_t *voters;
-    struct hr__simnode *nodes; /* nodes[id - 1] */
+    uint32_t n;      /* nodes so far: ids 1..n (hr_sim_spawn adds one) */
+    uint32_t n_boot; /* the first nodes, voters of the bootstrap configuration */
+    hr_id_t *voters; /* their ids */
+    struct hr__simnode *nodes; /* nodes[id - 1], HR_MAX_NODES of them */
     struct hr__queue q;
     struct hr__ev *free_evs;
     hr_time_t now;
     struct hr_prng net_prng, disk_prng;
-    hr_time_t *link_last; /* link_last[(from - 1) * n + to - 1]: last delivery time */
+    hr_time_t *link_last; /* link_last[(from - 1) * HR_MAX_NODES + to - 1]: last delivery */
     uint64_t rpc_count, rpc_bytes, events;
     struct hr_sim_snapshot_stats snap_stats;
     struct hr__check *check;
@@ -126,6 +129,16 @@ void hr__xfer_offer(struct hr__simnode *sn, const struct hr_msg *m);
 void hr__xfer_deliver(struct hr__simnode *sn, const struct hr_msg *m);
 
 /* snap.c: taking snapshots. */
+/* A snapshot as the simulator stores and streams it: the configuration in effect at its
+ * index (raft.h, hr_raft_snapshot_conf) framed ahead of the FSM's bytes, so that it
+ * survives on the production storage (a snapshot file's payload) and travels with
+ * InstallSnapshot: u64 conf index, u32 conf length, the conf, the FSM bytes (little-endian).
+ * frame: 0 and a new blob in *out, or HR_ENOMEM. unframe: 0 and new blobs in *conf (NULL
+ * if empty) and *fsm, or HR_ECORRUPT. */
+int hr__snap_frame(const struct hr_blob *conf, hr_index_t conf_index, const struct hr_blob *fsm,
+                   struct hr_blob **out);
+int hr__snap_unframe(const struct hr_blob *framed, struct hr_blob **conf, hr_index_t *conf_index,
+                     struct hr_blob **fsm);
 /* Schedule sn's first threshold check (when the policy has a threshold). */
 void hr__snap_start(struct hr_sim *s, struct hr__simnode *sn);
 /* Run a SNAP_CHECK or SNAP_DONE event of the live node sn. */

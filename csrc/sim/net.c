@@ -44,7 +44,7 @@ static void schedule(struct hr_sim *s, const struct hr_msg *m)
     const struct hr_sim_net *net = &s->o.net;
     hr_time_t at = s->now + hr_prng_range(&s->net_prng, net->delay_min_ms, net->delay_max_ms);
     if (!net->reorder) {
-        hr_time_t *last = &s->link_last[(m->from - 1) * s->n + (m->to - 1)];
+        hr_time_t *last = &s->link_last[(m->from - 1) * HR_MAX_NODES + (m->to - 1)];
         if (at < *last) {
             at = *last;
         }

@@ -247,17 +247,28 @@ static void fsm_restore(void *ctx, hr_index_t index, hr_term_t term, struct hr_b
     if (s->stop_code != 0) {
         return;
     }
-    if (hr__check_restore(s->check, sn->id, index, term, data, false) != 0) {
+    struct hr_blob *conf = NULL, *fsm = NULL;
+    hr_index_t conf_index;
+    if (hr__snap_unframe(data, &conf, &conf_index, &fsm) != 0) {
+        hr__sim_stop(s, STOP_INVARIANT, "snapshot: node %" PRIu64 " restores a snapshot "
+                     "without its configuration", sn->id);
+        return;
+    }
+    if (hr__check_restore(s->check, sn->id, index, term, fsm, false) != 0) {
+        hr_blob_release(conf);
+        hr_blob_release(fsm);
         hr__sim_check_failed(s);
         return;
     }
     if (s->hooks.restore == NULL ||
-        s->hooks.restore(s->hooks.ctx, sn->id, index, term, data) != 0) {
+        s->hooks.restore(s->hooks.ctx, sn->id, index, term, fsm) != 0) {
         hr__sim_stop(s, STOP_HOOK,
                      "restore hook failed on node %" PRIu64 " (snapshot through index %" PRIu64
                      ")",
                      sn->id, index);
     }
+    hr_blob_release(conf);
+    hr_blob_release(fsm);
 }
 
 static void fsm_state(void *ctx, int role, hr_term_t term, hr_id_t leader)
@@ -277,38 +288,53 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
     }
     struct hr_config cfg = s->o.config;
     cfg.id = sn->id;
-    cfg.voters = s->voters;
-    cfg.n_voters = s->n;
+    /* The first nodes bootstrap as the voters; a spawned one waits to be added. Either
+     * takes the newest configuration its snapshot and log hold (hr_raft_state.conf). */
+    cfg.voters = sn->spawned ? NULL : s->voters;
+    cfg.n_voters = sn->spawned ? 0 : s->n_boot;
     /* A restarted node draws new election timeouts. */
     uint64_t x =
         s->o.seed ^ (sn->id * 0xd1b54a32d192ed03ULL) ^ (sn->restarts * 0x8cb92ba72f3d8dd7ULL);
     cfg.seed = hr__splitmix64(&x);
     struct hr_storage st = {sn, disk_write, disk_install};
     struct hr_network net = {sn, hr__net_send};
-    struct hr_fsm fsm = {sn, fsm_apply, fsm_state, fsm_restore};
+    struct hr_fsm fsm_cb = {sn, fsm_apply, fsm_state, fsm_restore};
     int rc = hr__disk_recover(&sn->disk, sn->note, sizeof(sn->note));
     if (rc != 0) {
         snprintf(err, errlen, "%s", sn->note);
         return rc;
     }
     const struct hr__disk_snap *snap = &sn->disk.snap;
+    struct hr_blob *conf = NULL, *fsm = NULL;
+    hr_index_t conf_index = 0;
+    if (snap->index > 0 && hr__snap_unframe(snap->data, &conf, &conf_index, &fsm) != 0) {
+        hr__sim_stop(s, STOP_INVARIANT, "storage: node %" PRIu64 ": its snapshot holds no "
+                     "configuration", sn->id);
+        snprintf(err, errlen, "snapshot without a configuration");
+        return HR_EINVAL;
+    }
     if (snap->index > 0) {
         /* The fresh FSM takes the snapshot's state first; the log after it follows through
          * apply. */
-        if (hr__check_restore(s->check, sn->id, snap->index, snap->term, snap->data, true) != 0) {
+        if (hr__check_restore(s->check, sn->id, snap->index, snap->term, fsm, true) != 0) {
             /* Not HR_ECORRUPT: that one means "the disk refuses to open" and keeps the
              * simulation going. */
             hr__sim_check_failed(s);
             snprintf(err, errlen, "%s", hr__check_error(s->check));
+            hr_blob_release(conf);
+            hr_blob_release(fsm);
             return HR_EINVAL;
         }
         if (s->hooks.restore == NULL ||
-            s->hooks.restore(s->hooks.ctx, sn->id, snap->index, snap->term, snap->data) != 0) {
+            s->hooks.restore(s->hooks.ctx, sn->id, snap->index, snap->term, fsm) != 0) {
             snprintf(err, errlen, "restore hook failed (snapshot through index %" PRIu64 ")",
                      snap->index);
+            hr_blob_release(conf);
+            hr_blob_release(fsm);
             return STOP_HOOK;
         }
     }
+    hr_blob_release(fsm);
     size_t n_entries;
     const struct hr_entry *entries = hr__disk_entries(&sn->disk, &n_entries);
     struct hr_raft_state rs = {.hs = sn->disk.hs,
@@ -316,8 +342,11 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
                                .snapshot_term = snap->term,
                                .entries = entries,
                                .n_entries = n_entries,
-                               .applied = snap->index};
-    sn->node = hr_node_new(&cfg, &rs, s->now, &st, &net, &fsm, err, errlen);
+                               .applied = snap->index,
+                               .conf = conf,
+                               .conf_index = conf_index};
+    sn->node = hr_node_new(&cfg, &rs, s->now, &st, &net, &fsm_cb, err, errlen);
+    hr_blob_release(conf);
     if (sn->node == NULL) {
         return HR_EINVAL;
     }
@@ -358,6 +387,35 @@ void hr_sim_options_defaults(struct hr_sim_options *o)
     o->storage_faults = 0;
     o->storage_crash = 0;
     o->segment_size = 16384;
+}
+
+/* Set up node id's slot: its disk (empty) and stream tables. 0 or HR_ENOMEM. */
+static int init_node(struct hr_sim *s, hr_id_t id)
+{
+    const struct hr_sim_options *o = &s->o;
+    struct hr__simnode *sn = &s->nodes[id - 1];
+    sn->sim = s;
+    sn->id = id;
+    sn->connected = true;
+    sn->disk.keep_after_install = o->unsafe_install_keeps_log;
+    if (hr__xfer_init(sn, HR_MAX_NODES) != 0) {
+        return HR_ENOMEM;
+    }
+    if (o->storage == HR_SIM_STORAGE_REAL) {
+        /* Its own stream, so that the model's draws stay as they were. */
+        uint64_t y = o->seed ^ (id * 0x9e3779b97f4a7c15ULL) ^ 0x66737373ULL;
+        struct hr__disk_real_options ro = {.seed = hr__splitmix64(&y),
+                                           .flags = o->storage_faults,
+                                           .crash_point = o->storage_crash,
+                                           .segment_size = o->segment_size,
+                                           .trailing_logs = o->snap.trailing_logs,
+                                           .voters = s->voters,
+                                           .n_voters = s->n_boot};
+        if (hr__disk_real_init(&sn->disk, &ro) != 0) {
+            return HR_ENOMEM;
+        }
+    }
+    return 0;
 }
 
 static const char *net_invalid(const struct hr_sim_net *net)
@@ -409,10 +467,12 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
         s->hooks = *hooks;
     }
     s->n = o->n;
+    s->n_boot = o->n;
     s->voters = calloc(s->n, sizeof(*s->voters));
-    s->nodes = calloc(s->n, sizeof(*s->nodes));
-    s->link_last = calloc((size_t)s->n * s->n, sizeof(*s->link_last));
-    s->check = hr__check_new(s->n);
+    /* Room for every node hr_sim_spawn may add: ids stay dense, tables indexed by id. */
+    s->nodes = calloc(HR_MAX_NODES, sizeof(*s->nodes));
+    s->link_last = calloc((size_t)HR_MAX_NODES * HR_MAX_NODES, sizeof(*s->link_last));
+    s->check = hr__check_new(HR_MAX_NODES);
     if (s->voters == NULL || s->nodes == NULL || s->link_last == NULL || s->check == NULL) {
         goto nomem;
     }
@@ -421,26 +481,8 @@ struct hr_sim *hr_sim_new(const struct hr_sim_options *o, const struct hr_sim_ho
     hr_prng_seed(&s->disk_prng, hr__splitmix64(&x) ^ 0x6469736bULL);
     for (uint32_t i = 0; i < s->n; i++) {
         s->voters[i] = i + 1;
-        s->nodes[i].sim = s;
-        s->nodes[i].id = i + 1;
-        s->nodes[i].connected = true;
-        s->nodes[i].disk.keep_after_install = o->unsafe_install_keeps_log;
-        if (hr__xfer_init(&s->nodes[i], s->n) != 0) {
+        if (init_node(s, i + 1) != 0) {
             goto nomem;
-        }
-        if (o->storage == HR_SIM_STORAGE_REAL) {
-            /* Its own stream, so that the model's draws stay as they were. */
-            uint64_t y = o->seed ^ ((i + 1) * 0x9e3779b97f4a7c15ULL) ^ 0x66737373ULL;
-            struct hr__disk_real_options ro = {.seed = hr__splitmix64(&y),
-                                               .flags = o->storage_faults,
-                                               .crash_point = o->storage_crash,
-                                               .segment_size = o->segment_size,
-                                               .trailing_logs = o->snap.trailing_logs,
-                                               .voters = s->voters,
-                                               .n_voters = s->n};
-            if (hr__disk_real_init(&s->nodes[i].disk, &ro) != 0) {
-                goto nomem;
-            }
         }
     }
     for (uint32_t i = 0; i < s->n; i++) {
@@ -465,7 +507,7 @@ void hr_sim_free(struct hr_sim *s)
         return;
     }
     if (s->nodes != NULL) {
-        for (uint32_t i = 0; i < s->n; i++) {
+        for (uint32_t i = 0; i < HR_MAX_NODES; i++) {
             hr_node_free(s->nodes[i].node);
             hr__disk_free(&s->nodes[i].disk);
             hr__xfer_free(&s->nodes[i]);
@@ -814,6 +856,70 @@ int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data,
         run_halts(s);
     }
     return s->stop_code != 0 ? s->stop_code : rc;
+}
+
+int hr_sim_spawn(struct hr_sim *s, hr_id_t id)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    if (id != (hr_id_t)s->n + 1 || id > HR_MAX_NODES) {
+        return HR_EINVAL;
+    }
+    struct hr__simnode *sn = &s->nodes[id - 1];
+    if (init_node(s, id) != 0) {
+        hr__sim_stop(s, HR_ENOMEM, "out of memory");
+        return HR_ENOMEM;
+    }
+    sn->spawned = true;
+    s->n++;
+    char msg[256];
+    int rc = start_node(s, sn, msg, sizeof(msg));
+    if (rc != 0) {
+        hr__sim_stop(s, rc, "spawn of node %" PRIu64 ": %s", id, msg);
+        return rc;
+    }
+    return 0;
+}
+
+/* After a core call on sn that may have produced output: send it with the next FLUSH (as
+ * hr_sim_propose does). */
+static int after_call(struct hr_sim *s, struct hr__simnode *sn, int rc)
+{
+    if (rc == 0 && !sn->flush_pending) {
+        sn->flush_pending = true;
+        hr__sim_push_node_ev(s, sn, HR__EV_FLUSH, 0, s->now);
+    }
+    hr__sim_after_input(s, sn);
+    if (s->halts > 0) {
+        run_halts(s);
+    }
+    return s->stop_code != 0 ? s->stop_code : rc;
+}
+
+int hr_sim_add(struct hr_sim *s, hr_id_t id, hr_id_t peer, const void *addr, size_t addr_len,
+               bool voter, hr_index_t *index)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    return after_call(s, sn, hr_node_add(sn->node, peer, addr, addr_len, voter, s->now, index));
+}
+
+int hr_sim_remove(struct hr_sim *s, hr_id_t id, hr_id_t peer, hr_index_t *index)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    return after_call(s, sn, hr_node_remove(sn->node, peer, s->now, index));
 }
 
 int hr_sim_snapshot(struct hr_sim *s, hr_id_t id, hr_index_t *index)

@@ -179,6 +179,16 @@ void hr_sim_set_network(struct hr_sim *s, const struct hr_sim_net *net);
 /* Change storage_crash (real storage; p within [0, 1]). */
 void hr_sim_set_storage_crash(struct hr_sim *s, double p);
 
+/* Membership. spawn: a new node, id n + 1 (ids stay dense, at most HR_MAX_NODES), alive,
+ * connected, with an empty disk and in no configuration: it waits for a leader to add it
+ * (its address in a configuration is, by convention, its id in decimal; the simulated
+ * network routes by id). 0 or HR_EINVAL. add / remove: on node id (alive), as
+ * hr_raft_add / hr_raft_remove (raft.h), the output going out as a proposal's does. */
+int hr_sim_spawn(struct hr_sim *s, hr_id_t id);
+int hr_sim_add(struct hr_sim *s, hr_id_t id, hr_id_t peer, const void *addr, size_t addr_len,
+               bool voter, hr_index_t *index);
+int hr_sim_remove(struct hr_sim *s, hr_id_t id, hr_id_t peer, hr_index_t *index);
+
 /* Propose on node id (which must be alive): hr_node_propose's result. */
 int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
                    hr_index_t *index, hr_term_t *term);

@@ -245,6 +245,7 @@ void hr__xfer_deliver(struct hr__simnode *sn, const struct hr_msg *m)
     struct hr_msg feed = *m;
     feed.done = false;
     feed.snap_data = NULL;
+    feed.conf = NULL;
     feed.entries = NULL;
     feed.n_entries = 0;
     hr_node_receive(sn->node, &feed, s->now);
@@ -300,7 +301,17 @@ void hr__xfer_deliver(struct hr__simnode *sn, const struct hr_msg *m)
     fin.snap_term = in->term;
     fin.done = true;
     fin.snap_data = in->whole;
+    /* The configuration travels inside the snapshot's bytes (snap.c, hr__snap_frame); the
+     * core takes it from the message, as it drops every config entry of its log. */
+    struct hr_blob *fsm = NULL;
+    if (hr__snap_unframe(in->whole, &fin.conf, &fin.conf_index, &fsm) != 0) {
+        hr__sim_stop(s, HR__STOP_INVARIANT, "snapshot: node %llu received a snapshot "
+                     "without its configuration", (unsigned long long)sn->id);
+        return;
+    }
+    hr_blob_release(fsm);
     s->snap_stats.delivered++;
     hr_node_receive(sn->node, &fin, s->now);
+    hr_blob_release(fin.conf);
     hr__sim_after_input(s, sn);
 }

@@ -31,10 +31,14 @@
 --                                      -- cb(nil, code, detail)
 --   backend:_status(id)                -> a raw status table (see shape_status), or nil
 --   backend:_stats(id)                 -> counters table, or nil while down
---   backend:_voters(id)                -> list of voter ids
+--   backend:_voters(id)                -> list of voter ids, and a second list: learners
+--                                         (may be absent)
 --   optional: backend:_addr_of(id), backend:_start(id), backend:_shutdown(id, cb),
 --   backend:_snapshot(id) -> index | nil, code, detail (node:snapshot),
---   backend:_fsm_stopped_message(id) (status().fsm_error), and
+--   backend:_fsm_stopped_message(id) (status().fsm_error),
+--   backend:_add_peer(id, peer, addr, voter, timeout_ms, cb) and
+--   backend:_remove_peer(id, peer, timeout_ms, cb) (node:add_peer, node:remove_peer: cb
+--   gets true once the change has committed, or nil, code, detail), and
 --   backend._blocking = true when apply may block a coroutine (the loop runs it: helios.raft)
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
 local setmetatable, ceil, huge = setmetatable, math.ceil, math.huge
@@ -195,10 +199,12 @@ end
 -- or nil while the node is down (role "shutdown", zeros).
 -- @tparam string id the node's id
 -- @tparam table voters list of voter ids (the configuration)
+-- @tparam[opt] function addr_of id -> address
+-- @tparam[opt] table learners list of learner ids (peers with voter = false)
 -- @treturn table id, role, term, leader, vote, commit_index, applied_index, first_index,
 --   last_index, snapshot_index, snapshot_term, snapshot_size (bytes; 0 without a snapshot),
 --   peers = { [id] = {addr, match, next, voter} }
-function M.shape_status(id, raw, voters, addr_of)
+function M.shape_status(id, raw, voters, addr_of, learners)
     addr_of = addr_of or function(x) return x end
     local st = {
         id = id, role = "shutdown", term = 0, leader = nil, vote = nil,
@@ -218,10 +224,14 @@ function M.shape_status(id, raw, voters, addr_of)
             progress[p.id] = p
         end
     end
-    for _, v in ipairs(voters) do
+    local all = {}
+    for _, v in ipairs(voters) do all[#all + 1] = { v, true } end
+    for _, v in ipairs(learners or {}) do all[#all + 1] = { v, false } end
+    for _, pair in ipairs(all) do
+        local v = pair[1]
         local p = progress[v]
         st.peers[v] = {
-            addr = addr_of(v), voter = true,
+            addr = addr_of(v), voter = pair[2],
             match = p and p.match or 0, next = p and p.next or 0,
             replicating = p and p.replicating or nil, inflight = p and p.inflight or nil,
             snapshotting = p and p.snapshotting or nil,
@@ -313,12 +323,65 @@ function node_class:apply(cmd, timeout_ms, callback)
     backend:_wait(id, index, term, timeout_ms, callback)
 end
 
+-- The options and callback of add_peer / remove_peer: opts, callback.
+local function peer_args(opts, callback, usage)
+    if callback == nil and type(opts) == "function" then
+        opts, callback = nil, opts
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("Usage: " .. usage .. ": opts must be a table", 3)
+    end
+    if type(callback) ~= "function" then
+        error("Usage: " .. usage .. ": a callback is required (in the simulator, the change "
+              .. "completes while virtual time runs)", 3)
+    end
+    return opts or {}, callback
+end
+
+--- Add server id (at address addr) to the cluster, on the leader: it joins as a learner
+-- and, unless opts.voter is false, the leader promotes it to voter once it has caught up
+-- (csrc/core/membership.c). callback(true) once the configuration that makes it what was
+-- asked has committed, or callback(nil, code, detail): "not_leader" (detail: the leader's
+-- id, if known; also when leadership is lost before the change completes), "busy" (a
+-- change is in progress, or the leader has not committed an entry of its term yet: try
+-- again), "invalid" (already a voter, ...), "timeout" (opts.timeout_ms, virtual ms in the
+-- simulator, default DEFAULT_APPLY_TIMEOUT_MS), "shutdown".
+-- @usage node:add_peer("n4", "4", function(ok, code) ... end)
+function node_class:add_peer(id, addr, opts, callback)
+    local usage = "node:add_peer(id, addr[, { voter = false, timeout_ms = N }], callback)"
+    opts, callback = peer_args(opts, callback, usage)
+    if type(id) ~= "string" or type(addr) ~= "string" then
+        error("Usage: " .. usage .. ": id and addr must be strings", 2)
+    end
+    local timeout_ms = M.check_timeout(opts.timeout_ms, usage)
+    if not self._backend._add_peer then
+        error("Usage: " .. usage .. ": this node's backend has no membership changes yet", 2)
+    end
+    self._backend:_add_peer(self.id, id, addr, opts.voter ~= false, timeout_ms, callback)
+end
+
+--- Remove server id (a voter or a learner) from the cluster, on the leader; callback as for
+-- add_peer. A leader that removes itself steps down once the change commits.
+function node_class:remove_peer(id, opts, callback)
+    local usage = "node:remove_peer(id[, { timeout_ms = N }], callback)"
+    opts, callback = peer_args(opts, callback, usage)
+    if type(id) ~= "string" then
+        error("Usage: " .. usage .. ": id must be a string", 2)
+    end
+    local timeout_ms = M.check_timeout(opts.timeout_ms, usage)
+    if not self._backend._remove_peer then
+        error("Usage: " .. usage .. ": this node's backend has no membership changes yet", 2)
+    end
+    self._backend:_remove_peer(self.id, id, timeout_ms, callback)
+end
+
 --- The documented status table (role "shutdown" and zeros while the node is down). A node
 -- that on_fsm_error = "stop" stopped has fsm_error: the message naming the entry.
 function node_class:status()
     local b = self._backend
     local addr_of = b._addr_of and function(x) return b:_addr_of(x) end
-    local st = M.shape_status(self.id, b:_status(self.id), b:_voters(self.id), addr_of)
+    local voters, learners = b:_voters(self.id)
+    local st = M.shape_status(self.id, b:_status(self.id), voters, addr_of, learners)
     st.fsm_error = b._fsm_stopped_message and b:_fsm_stopped_message(self.id) or nil
     return st
 end

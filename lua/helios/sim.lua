@@ -308,6 +308,7 @@ function M.cluster(opts)
     local c = setmetatable({
         _seed = seed, _ids = {}, _num = {}, _nodes = {}, _fsm = {}, _applied = {},
         _waiters = {}, _n_waiters = 0, _last_state = {}, _fsm_errors = {}, _halted = {},
+        _changes = {},
         _on_fsm_error = on_fsm_error,
     }, cluster)
     for i = 1, n do
@@ -348,8 +349,53 @@ local function check_stopped(c)
     end
 end
 
+-- Membership changes in flight (node:add_peer, node:remove_peer): each { id (the leader
+-- asked), peer (its number), want ("voter", "learner" or "absent"), deadline, cb }, done
+-- once that node's configuration is committed and has the peer as wanted.
+local function settle_changes(c)
+    local list = c._changes
+    if #list == 0 then
+        return
+    end
+    local s, now, keep, done = c._sim, c._sim:now(), {}, {}
+    for _, ch in ipairs(list) do
+        local conf = s:configuration(c._num[ch.id])
+        local result
+        if conf then
+            local have = "absent"
+            for _, sv in ipairs(conf.servers) do
+                if sv.id == ch.peer then
+                    have = sv.voter and "voter" or "learner"
+                end
+            end
+            if conf.committed and have == ch.want then
+                result = { true }
+            elseif s:state(c._num[ch.id]) ~= "leader" then
+                local _, _, leader = c:_node_state(ch.id)
+                result = { nil, "not_leader", leader }
+            end
+        else
+            result = { nil, "shutdown", ch.id .. " crashed before the change completed" }
+        end
+        if not result and ch.deadline <= now then
+            result = { nil, "timeout", format("the change on %s did not complete in time",
+                                              ch.id) }
+        end
+        if result then
+            done[#done + 1] = { ch.cb, result }
+        else
+            keep[#keep + 1] = ch
+        end
+    end
+    c._changes = keep
+    for _, d in ipairs(done) do
+        d[1](d[2][1], d[2][2], d[2][3])
+    end
+end
+
 -- Fail the waiters whose deadline has passed.
 local function expire(c)
+    settle_changes(c)
     if c._n_waiters == 0 then
         return
     end
@@ -385,6 +431,9 @@ local function advance(c, target)
         local stop, now = next_deadline(c), s:now()
         if stop > target then
             stop = target
+        end
+        if #c._changes > 0 and stop > now + 1 then
+            stop = now + 1 -- membership changes are settled every virtual millisecond
         end
         if stop < now then
             stop = now
@@ -728,7 +777,76 @@ function cluster:close()
     self._sim:close()
 end
 
--- c:spawn(id) (a new empty node to add with node:add_peer) comes with membership changes.
+--- A new node with an empty disk, in no configuration: it waits for a leader to add it
+-- (node:add_peer(id, addr): in the simulator an address is opaque, by convention the
+-- node's number, and messages are routed by id). id must be the next one, "n" .. (#ids + 1).
+function cluster:spawn(id)
+    local k = #self._ids + 1
+    if id ~= "n" .. k then
+        error(format("Usage: c:spawn(id): the next node is 'n%d' (got %s)", k, tostring(id)), 2)
+    end
+    self._ids[k], self._num[id] = id, k
+    self._nodes[id] = node_mod.wrap(self, id)
+    self._waiters[id] = {}
+    local ok, _, msg = self._sim:spawn(k)
+    check_stopped(self)
+    if not ok then
+        error(format("c:spawn('%s'): %s", id, msg), 2)
+    end
+    return self._nodes[id]
+end
+
+--- The configuration node id uses now (membership, csrc/core/membership.c): { index (of
+-- its config entry; 0: the bootstrap one), committed, voters = { ids }, learners = { ids },
+-- voter (whether id itself is one), promoting (the learner its leader waits to promote,
+-- or nil) }; nil while the node is crashed.
+function cluster:configuration(id)
+    local raw = self._sim:configuration(num(self, id))
+    if not raw then
+        return nil
+    end
+    local t = { index = raw.index, committed = raw.committed, voter = raw.voter,
+                voters = {}, learners = {},
+                promoting = raw.promoting > 0 and self._ids[raw.promoting] or nil }
+    for _, sv in ipairs(raw.servers) do
+        local list = sv.voter and t.voters or t.learners
+        list[#list + 1] = self._ids[sv.id] or tostring(sv.id)
+    end
+    return t
+end
+
+function cluster:_change(id, peer, timeout_ms, cb, want, call)
+    local p = self._num[peer]
+    if not p then
+        error(format("unknown node '%s' (c:spawn it first)", tostring(peer)), 3)
+    end
+    local index, code, msg = call(p)
+    check_stopped(self)
+    if not index then
+        if code == "not_leader" then
+            local _, _, leader = self:_node_state(id)
+            return cb(nil, code, leader)
+        end
+        return cb(nil, code, msg)
+    end
+    local ch = { id = id, peer = p, want = want, deadline = self._sim:now() + timeout_ms,
+                 cb = cb }
+    self._changes[#self._changes + 1] = ch
+end
+
+function cluster:_add_peer(id, peer, addr, voter, timeout_ms, cb)
+    local i = self._num[id]
+    self:_change(id, peer, timeout_ms, cb, voter and "voter" or "learner", function(p)
+        return self._sim:add(i, p, addr, voter)
+    end)
+end
+
+function cluster:_remove_peer(id, peer, timeout_ms, cb)
+    local i = self._num[id]
+    self:_change(id, peer, timeout_ms, cb, "absent", function(p)
+        return self._sim:remove(i, p)
+    end)
+end
 
 -- The node backend (the contract of helios.node): these serve the node objects of
 -- node_mod.wrap.
@@ -800,8 +918,13 @@ function cluster:_snapshot(id)
     return nil, code, msg
 end
 
-function cluster:_voters()
-    return self._ids
+-- The servers of node id's configuration (voters, learners); every node while it is down.
+function cluster:_voters(id)
+    local conf = self:configuration(id)
+    if not conf then
+        return self._ids, {}
+    end
+    return conf.voters, conf.learners
 end
 
 return M

@@ -27,7 +27,10 @@
  *   config KEY=VALUE...   a new node at time 0 (replacing any earlier one). Keys: id,
  *                         voters=1,2,3, election, heartbeat (ms), prevote, check_quorum
  *                         (true/false), seed, max_inflight, max_entries, max_bytes,
- *                         unsafe_commit_old_terms; its recovered state: term, vote,
+ *                         unsafe_commit_old_terms, unsafe_count_learner_votes;
+ *                         learners=4,5 (then voters and learners are the stored
+ *                         configuration, struct hr_raft_state.conf, at confidx=INDEX,
+ *                         default 0); its recovered state: term, vote,
  *                         log=1,1,2 (the term of each entry, from index 1 or after the
  *                         snapshot), snapshot=INDEX/TERM, applied (default: the snapshot's
  *                         index). Prints the status.
@@ -45,12 +48,20 @@
  *   compact INDEX [keep=K]
  *                         the node took a snapshot through INDEX and keeps the log from K
  *                         (default INDEX + 1): hr_raft_snapshot_taken
+ *   add ID [learner] [addr=ADDR]
+ *                         hr_raft_add: ID joins (as a learner; without `learner` the
+ *                         leader promotes it once caught up). Prints the config entry's
+ *                         index or "error: CODE"
+ *   remove ID             hr_raft_remove
+ *   conf                  the configuration the node uses (text.h's form), its entry's
+ *                         index, and the learner awaiting promotion
  *   status                role, term, vote, leader, commit, log bounds, next deadline and,
  *                         on a leader, each follower's progress
  *   log                   the entries the node holds
  *
  * Inputs (tick, deliver, compact) print what they changed, one line per field ("term: 1 ->
- * 2", "log: 1..3 -> 1..4, new from 4", "progress 2: match 0 -> 4"), or "(no change)"; the
+ * 2", "log: 1..3 -> 1..4, new from 4", "progress 2: match 0 -> 4", "conf: v1;v2 -> v1;v2;l3"),
+ * or "(no change)"; the
  * messages they caused show at the next `ready`. The driver's storage is perfect and
  * instant: `ready` acknowledges every write it prints ("persisted"). The core's
  * refusals print as "error: CODE" and are part of the expected output; a script error
@@ -109,8 +120,22 @@ struct view {
     hr_term_t snap_term;
     hr_term_t *terms; /* of first..last, owned */
     size_t n;
-    struct hr_progress_info pr[HR_MAX_NODES];
+    struct hr_progress_info pr[HR_MAX_NODES + 1];
+    struct hr__sbuf conf; /* the configuration in text form */
 };
+
+/* The configuration in text form (text.h), e.g. "v1;v2;v3;l4". */
+static void print_conf(struct hr__sbuf *out, const struct hr_raft *r)
+{
+    struct hr_server sv[HR_MAX_NODES];
+    size_t n = hr_raft_configuration(r, sv, HR_MAX_NODES, NULL);
+    struct hr_blob *b = NULL;
+    if (hr_conf_encode(sv, n, &b) != 0) {
+        exit(3);
+    }
+    hr__text_conf(out, b);
+    hr_blob_release(b);
+}
 
 static void view_take(struct view *v, const struct hr_raft *r)
 {
@@ -133,13 +158,16 @@ static void view_take(struct view *v, const struct hr_raft *r)
     v->commit = hr_raft_commit_index(r);
     v->snap_index = hr_raft_snapshot_index(r);
     v->snap_term = hr_raft_snapshot_term(r);
-    v->n = hr_raft_progress(r, v->pr, HR_MAX_NODES);
+    v->n = hr_raft_progress(r, v->pr, HR_MAX_NODES + 1);
+    memset(&v->conf, 0, sizeof(v->conf));
+    print_conf(&v->conf, r);
 }
 
 static void view_free(struct view *v)
 {
     free(v->terms);
     v->terms = NULL;
+    hr__sbuf_free(&v->conf);
 }
 
 /* The term of entry i in v, 0 if v does not hold it. */
@@ -212,10 +240,13 @@ static void diff_progress(struct hr__sbuf *out, const struct view *a, const stru
     if (a->role != HR_LEADER || b->role != HR_LEADER) {
         return;
     }
-    for (size_t i = 0; i < b->n && i < a->n; i++) {
-        const struct hr_progress_info *p = &a->pr[i], *q = &b->pr[i];
-        if (q->id == self) {
-            continue;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct hr_progress_info *p = NULL, *q = &b->pr[i];
+        for (size_t j = 0; j < a->n; j++) {
+            p = a->pr[j].id == q->id ? &a->pr[j] : p;
+        }
+        if (q->id == self || p == NULL) {
+            continue; /* a new member's progress shows in status */
         }
         struct hr__sbuf line = {0};
         const char *sep = "";
@@ -262,6 +293,10 @@ static void print_changes(struct hr__sbuf *out, const struct view *a, const stru
         hr__sbuf_printf(out, "snapshot: %llu/%llu -> %llu/%llu\n",
                         (unsigned long long)a->snap_index, (unsigned long long)a->snap_term,
                         (unsigned long long)b.snap_index, (unsigned long long)b.snap_term);
+        any = true;
+    }
+    if (strcmp(a->conf.p, b.conf.p) != 0) {
+        hr__sbuf_printf(out, "conf: %s -> %s\n", a->conf.p, b.conf.p);
         any = true;
     }
     diff_progress(out, a, &b, hr_raft_id(r), &any);
@@ -325,15 +360,16 @@ static void print_status(struct hr__sbuf *out, const struct hr_raft *r)
     if (hr_raft_role(r) != HR_LEADER) {
         return;
     }
-    struct hr_progress_info pr[HR_MAX_NODES];
-    size_t n = hr_raft_progress(r, pr, HR_MAX_NODES);
+    struct hr_progress_info pr[HR_MAX_NODES + 1];
+    size_t n = hr_raft_progress(r, pr, HR_MAX_NODES + 1);
     for (size_t i = 0; i < n; i++) {
         if (pr[i].id == hr_raft_id(r)) {
             continue;
         }
-        hr__sbuf_printf(out, "progress %llu: match=%llu next=%llu %s inflight=%u\n",
+        hr__sbuf_printf(out, "progress %llu: match=%llu next=%llu %s inflight=%u%s\n",
                         (unsigned long long)pr[i].id, (unsigned long long)pr[i].match,
-                        (unsigned long long)pr[i].next, progress_state(&pr[i]), pr[i].inflight);
+                        (unsigned long long)pr[i].next, progress_state(&pr[i]), pr[i].inflight,
+                        pr[i].voter ? "" : " learner");
     }
 }
 
@@ -341,8 +377,9 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
 {
     struct hr_config c;
     hr_config_defaults(&c);
-    unsigned long long voters[HR_MAX_NODES], terms[1024];
-    int n_voters = 0, n_terms = 0;
+    unsigned long long voters[HR_MAX_NODES], learners[HR_MAX_NODES], terms[1024];
+    int n_voters = 0, n_learners = 0, n_terms = 0;
+    unsigned long long conf_index = 0;
     struct hr_raft_state st = {0};
     bool applied_set = false;
     for (char *tok; (tok = hr__text_token(&args)) != NULL;) {
@@ -357,6 +394,8 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
         bool flag = false, ok;
         if (strcmp(k, "voters") == 0) {
             ok = (n_voters = parse_list(v, voters, HR_MAX_NODES)) > 0;
+        } else if (strcmp(k, "learners") == 0) {
+            ok = (n_learners = parse_list(v, learners, HR_MAX_NODES)) > 0;
         } else if (strcmp(k, "log") == 0) {
             ok = (n_terms = parse_list(v, terms, 1024)) > 0;
         } else if (strcmp(k, "snapshot") == 0) {
@@ -364,14 +403,17 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
             st.snapshot_index = x;
             st.snapshot_term = y;
         } else if (strcmp(k, "prevote") == 0 || strcmp(k, "check_quorum") == 0 ||
-                   strcmp(k, "unsafe_commit_old_terms") == 0) {
+                   strcmp(k, "unsafe_commit_old_terms") == 0 ||
+                   strcmp(k, "unsafe_count_learner_votes") == 0) {
             ok = parse_bool(v, &flag);
             if (strcmp(k, "prevote") == 0) {
                 c.prevote = flag;
             } else if (strcmp(k, "check_quorum") == 0) {
                 c.check_quorum = flag;
-            } else {
+            } else if (strcmp(k, "unsafe_commit_old_terms") == 0) {
                 c.unsafe_commit_old_terms = flag;
+            } else {
+                c.unsafe_count_learner_votes = flag;
             }
         } else {
             ok = hr__text_number(v, &x);
@@ -396,6 +438,8 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
             } else if (strcmp(k, "applied") == 0) {
                 st.applied = x;
                 applied_set = true;
+            } else if (strcmp(k, "confidx") == 0) {
+                conf_index = x;
             } else {
                 script_error(s, out, "config: unknown key %s", k);
                 return;
@@ -412,6 +456,24 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
     }
     c.voters = ids;
     c.n_voters = (size_t)n_voters;
+    struct hr_blob *stored = NULL;
+    if (n_learners > 0) {
+        /* A stored configuration with learners (the bootstrap one has voters only). */
+        struct hr_server sv[HR_MAX_NODES];
+        size_t n = 0;
+        for (int i = 0; i < n_voters && n < HR_MAX_NODES; i++) {
+            sv[n++] = (struct hr_server){.id = voters[i], .voter = true};
+        }
+        for (int i = 0; i < n_learners && n < HR_MAX_NODES; i++) {
+            sv[n++] = (struct hr_server){.id = learners[i], .voter = false};
+        }
+        if (hr_conf_encode(sv, n, &stored) != 0) {
+            script_error(s, out, "config: bad voters/learners");
+            return;
+        }
+        st.conf = stored;
+        st.conf_index = conf_index;
+    }
     struct hr_entry ents[1024];
     for (int i = 0; i < n_terms; i++) {
         ents[i] = (struct hr_entry){.index = st.snapshot_index + 1 + (hr_index_t)i,
@@ -427,6 +489,7 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
     s->now = 0;
     char err[256];
     s->r = hr_raft_new(&c, &st, s->now, err, sizeof(err));
+    hr_blob_release(stored);
     if (s->r == NULL) {
         script_error(s, out, "%s", err);
         return;
@@ -544,6 +607,11 @@ static void cmd_ready(struct step *s, struct hr__sbuf *out)
             hr__sbuf_printf(out, " data=\"%.*s\"", (int)rd.snapshot.data->len,
                             (const char *)rd.snapshot.data->data);
         }
+        if (rd.snapshot.conf_index != 0) {
+            hr__sbuf_printf(out, " conf=");
+            hr__text_conf(out, rd.snapshot.conf);
+            hr__sbuf_printf(out, " confidx=%llu", (unsigned long long)rd.snapshot.conf_index);
+        }
         hr__sbuf_printf(out, "\n");
     }
     if (rd.has_hard_state) {
@@ -598,6 +666,75 @@ static void cmd_compact(struct step *s, char *args, struct hr__sbuf *out)
     view_free(&before);
 }
 
+static void cmd_add(struct step *s, char *args, struct hr__sbuf *out)
+{
+    char *arg = hr__text_token(&args);
+    unsigned long long id;
+    bool voter = true;
+    const char *addr = "";
+    if (arg == NULL || !hr__text_number(arg, &id)) {
+        script_error(s, out, "usage: add ID [learner] [addr=ADDR]");
+        return;
+    }
+    for (char *tok; (tok = hr__text_token(&args)) != NULL;) {
+        if (strcmp(tok, "learner") == 0) {
+            voter = false;
+        } else if (strncmp(tok, "addr=", 5) == 0) {
+            addr = tok + 5;
+        } else {
+            script_error(s, out, "usage: add ID [learner] [addr=ADDR]");
+            return;
+        }
+    }
+    struct view before;
+    view_take(&before, s->r);
+    hr_index_t index;
+    int rv = hr_raft_add(s->r, id, addr, strlen(addr), voter, &index);
+    if (rv != 0) {
+        hr__sbuf_printf(out, "error: %s\n", hr_err_name(rv));
+    } else {
+        hr__sbuf_printf(out, "index: %llu\n", (unsigned long long)index);
+        print_changes(out, &before, s->r);
+    }
+    view_free(&before);
+}
+
+static void cmd_remove(struct step *s, char *args, struct hr__sbuf *out)
+{
+    char *arg = hr__text_token(&args);
+    unsigned long long id;
+    if (arg == NULL || !hr__text_number(arg, &id) || hr__text_token(&args) != NULL) {
+        script_error(s, out, "usage: remove ID");
+        return;
+    }
+    struct view before;
+    view_take(&before, s->r);
+    hr_index_t index;
+    int rv = hr_raft_remove(s->r, id, &index);
+    if (rv != 0) {
+        hr__sbuf_printf(out, "error: %s\n", hr_err_name(rv));
+    } else {
+        hr__sbuf_printf(out, "index: %llu\n", (unsigned long long)index);
+        print_changes(out, &before, s->r);
+    }
+    view_free(&before);
+}
+
+static void cmd_conf(struct step *s, struct hr__sbuf *out)
+{
+    hr_index_t index;
+    struct hr_server sv[HR_MAX_NODES];
+    hr_raft_configuration(s->r, sv, HR_MAX_NODES, &index);
+    hr__sbuf_printf(out, "conf: ");
+    print_conf(out, s->r);
+    hr__sbuf_printf(out, " (index %llu)%s", (unsigned long long)index,
+                    hr_raft_is_voter(s->r) ? "" : " not a voter here");
+    if (hr_raft_promoting(s->r) != 0) {
+        hr__sbuf_printf(out, ", promoting %llu", (unsigned long long)hr_raft_promoting(s->r));
+    }
+    hr__sbuf_printf(out, "\n");
+}
+
 static void cmd_log(struct step *s, struct hr__sbuf *out)
 {
     hr_index_t first = hr_raft_first_index(s->r), last = hr_raft_last_index(s->r);
@@ -624,8 +761,9 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
         script_error(s, out, "empty command");
         return;
     }
-    static const char *const known[] = {"config", "tick",    "deliver", "propose",
-                                        "ready",  "compact", "status",  "log"};
+    static const char *const known[] = {"config", "tick",   "deliver", "propose", "ready",
+                                        "compact", "status", "log",     "add",     "remove",
+                                        "conf"};
     bool found = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         found = found || strcmp(cmd, known[i]) == 0;
@@ -640,7 +778,7 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
     } else if (s->r == NULL) {
         script_error(s, out, "%s: no node yet (start with config)", cmd);
     } else if ((strcmp(cmd, "ready") == 0 || strcmp(cmd, "status") == 0 ||
-                strcmp(cmd, "log") == 0) &&
+                strcmp(cmd, "log") == 0 || strcmp(cmd, "conf") == 0) &&
                hr__text_token(&args) != NULL) {
         script_error(s, out, "%s: takes no arguments", cmd);
     } else if (deliver) {
@@ -665,6 +803,12 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
         cmd_compact(s, args, out);
     } else if (strcmp(cmd, "status") == 0) {
         print_status(out, s->r);
+    } else if (strcmp(cmd, "add") == 0) {
+        cmd_add(s, args, out);
+    } else if (strcmp(cmd, "remove") == 0) {
+        cmd_remove(s, args, out);
+    } else if (strcmp(cmd, "conf") == 0) {
+        cmd_conf(s, out);
     } else {
         cmd_log(s, out);
     }

@@ -49,10 +49,67 @@ void hr__text_entry(struct hr__sbuf *b, const struct hr_entry *e)
     if (e->type == HR_ENTRY_NOOP) {
         hr__sbuf_printf(b, ":noop");
     } else if (e->type == HR_ENTRY_CONFIG) {
-        hr__sbuf_printf(b, ":config");
+        hr__sbuf_printf(b, ":config=");
+        hr__text_conf(b, e->data);
     } else if (hr_blob_len(e->data) > 0) {
         hr__sbuf_printf(b, ":\"%.*s\"", (int)e->data->len, (const char *)e->data->data);
     }
+}
+
+void hr__text_conf(struct hr__sbuf *b, const struct hr_blob *conf)
+{
+    struct hr_server s[HR_MAX_NODES];
+    size_t n;
+    if (hr_conf_decode(conf, s, HR_MAX_NODES, &n) != 0) {
+        hr__sbuf_printf(b, "(corrupt)");
+        return;
+    }
+    if (n == 0) {
+        hr__sbuf_printf(b, "-");
+    }
+    for (size_t i = 0; i < n; i++) {
+        hr__sbuf_printf(b, "%s%c%llu", i == 0 ? "" : ";", s[i].voter ? 'v' : 'l',
+                        (unsigned long long)s[i].id);
+        if (s[i].addr_len > 0) {
+            hr__sbuf_printf(b, "@%.*s", (int)s[i].addr_len, (const char *)s[i].addr);
+        }
+    }
+}
+
+int hr__text_parse_conf(const char *text, struct hr_blob **out)
+{
+    struct hr_server s[HR_MAX_NODES];
+    char buf[2048];
+    size_t n = 0;
+    *out = NULL;
+    if (strlen(text) >= sizeof(buf)) {
+        return HR_EINVAL;
+    }
+    strcpy(buf, text);
+    if (strcmp(buf, "-") != 0) {
+        for (char *p = buf; p != NULL;) {
+            char *semi = strchr(p, ';');
+            if (semi != NULL) {
+                *semi = '\0';
+            }
+            char *at = strchr(p, '@');
+            if (at != NULL) {
+                *at = '\0';
+            }
+            unsigned long long id;
+            if (n == HR_MAX_NODES || (p[0] != 'v' && p[0] != 'l') || !hr__text_number(p + 1, &id)) {
+                return HR_EINVAL;
+            }
+            s[n] = (struct hr_server){.id = id, .voter = p[0] == 'v'};
+            if (at != NULL) {
+                s[n].addr = (const uint8_t *)(at + 1);
+                s[n].addr_len = strlen(at + 1);
+            }
+            n++;
+            p = semi == NULL ? NULL : semi + 1;
+        }
+    }
+    return hr_conf_encode(s, n, out);
 }
 
 void hr__text_entries(struct hr__sbuf *b, const struct hr_entry *e, size_t n, const char *sep)
@@ -116,6 +173,11 @@ void hr__text_msg(struct hr__sbuf *b, const struct hr_msg *m)
         if (hr_blob_len(m->snap_data) > 0) {
             hr__sbuf_printf(b, " data=\"%.*s\"", (int)m->snap_data->len,
                             (const char *)m->snap_data->data);
+        }
+        if (m->conf != NULL) {
+            hr__sbuf_printf(b, " conf=");
+            hr__text_conf(b, m->conf);
+            hr__sbuf_printf(b, " confidx=%llu", (unsigned long long)m->conf_index);
         }
         break;
     default:
@@ -212,8 +274,11 @@ static bool parse_entry(const char *s, size_t len, struct hr_entry *e)
         const char *kind = colon + 1;
         if (strcmp(kind, "noop") == 0) {
             e->type = HR_ENTRY_NOOP;
-        } else if (strcmp(kind, "config") == 0) {
+        } else if (strncmp(kind, "config=", 7) == 0) {
             e->type = HR_ENTRY_CONFIG;
+            if (hr__text_parse_conf(kind + 7, &e->data) != 0) {
+                return false;
+            }
         } else {
             const char *end = NULL;
             bool ok;
@@ -295,6 +360,11 @@ static bool parse_field(char *tok, struct hr_msg *m)
     if (strcmp(key, "entries") == 0) {
         return m->entries == NULL && parse_entries(val, m);
     }
+    if (strcmp(key, "conf") == 0) {
+        hr_blob_release(m->conf);
+        m->conf = NULL;
+        return hr__text_parse_conf(val, &m->conf) == 0;
+    }
     if (strcmp(key, "data") == 0) {
         const char *end = NULL;
         bool ok;
@@ -333,6 +403,8 @@ static bool parse_field(char *tok, struct hr_msg *m)
         m->last_index = a;
     } else if (strcmp(key, "offset") == 0) {
         m->offset = a;
+    } else if (strcmp(key, "confidx") == 0) {
+        m->conf_index = a;
     } else {
         return false;
     }

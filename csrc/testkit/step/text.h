@@ -13,9 +13,14 @@
  *   2->1 prevote_resp term=3 granted
  *   1->3 snapshot term=2 snap=6/2 done
  *
- * An entry is INDEX/TERM, then ":noop" or ":config" for those types, or ":"DATA"" for a
- * command with a payload; a bare INDEX/TERM is a command with an empty payload. Payloads
+ * An entry is INDEX/TERM, then ":noop" or ":config=CONF" for those types, or ":"DATA"" for
+ * a command with a payload; a bare INDEX/TERM is a command with an empty payload. Payloads
  * are printable ASCII without spaces, commas or quotes (what a script can propose).
+ *
+ * A configuration (CONF: a config entry's payload, a snapshot's conf=CONF confidx=INDEX)
+ * lists its servers separated by ";", each "v" (voter) or "l" (learner) and its id, then
+ * "@ADDRESS" if it has one (printable, without ";", "," or spaces): "v1;v2;v3;l4@n4".
+ * An empty configuration is "-".
  *
  * Everything here belongs to the driver's single thread.
  */
@@ -42,6 +47,10 @@ void hr__sbuf_free(struct hr__sbuf *b);
 void hr__text_entry(struct hr__sbuf *b, const struct hr_entry *e);
 void hr__text_entries(struct hr__sbuf *b, const struct hr_entry *e, size_t n, const char *sep);
 void hr__text_msg(struct hr__sbuf *b, const struct hr_msg *m);
+/* The text form of an encoded configuration ("(corrupt)" if it does not decode). */
+void hr__text_conf(struct hr__sbuf *b, const struct hr_blob *conf);
+/* Parse CONF: 0 and a new blob in *out (hr_conf_encode's), or HR_EINVAL. */
+int hr__text_parse_conf(const char *s, struct hr_blob **out);
 
 /* Whether data can be a payload in the text form (printable, no space, comma or quote). */
 bool hr__text_payload_ok(const char *data);

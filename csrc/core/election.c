@@ -60,7 +60,8 @@ void hr__campaign(struct hr_raft *r, bool pre)
                            .to = r->peers[i].id,
                            .term = pre ? r->term + 1 : r->term,
                            .cand_last_index = last,
-                           .cand_last_term = hr__log_term(&r->log, last)};
+                           .cand_last_term = hr__log_term(&r->log, last),
+                           .transfer = !pre && r->campaign_transfer};
         hr__send(r, &m, true);
     }
     tally(r); /* a single-node cluster wins at once */

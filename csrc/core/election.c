@@ -11,6 +11,12 @@ bool hr__in_lease(const struct hr_raft *r)
     if (r->role == HR_LEADER) {
         return true;
     }
+    if (r->cfg.read_lease && r->now < r->started + r->cfg.election_timeout_ms) {
+        /* A node that just (re)started forgot when it last heard from its leader: it may
+         * have acknowledged a lease round a moment before it crashed. With lease reads it
+         * votes for nobody until an election timeout has passed (read.c). */
+        return true;
+    }
     return r->leader != 0 && r->now < r->leader_contact + r->cfg.election_timeout_ms;
 }
 

@@ -254,6 +254,7 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
     r->commit = st->applied;
     r->handed = st->applied;
     r->now = now;
+    r->started = now;
     r->role = HR_FOLLOWER;
     r->soft_changed = true;
     hr__reset_election_timer(r);

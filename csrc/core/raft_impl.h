@@ -86,6 +86,7 @@ struct hr_raft {
     uint64_t round_seq[HR_MAX_NODES];
     bool round_ack[HR_MAX_NODES];
     hr_time_t lease_until; /* read_lease: no other leader can exist before this */
+    hr_time_t started;     /* when this core was created (read_lease: see hr__in_lease) */
     bool lease_off;        /* a transfer was tried this term: no lease reads until the next */
     struct hr_read_state *reads_out, *out_reads;
     size_t n_reads_out, cap_reads_out, n_out_reads, cap_out_reads;

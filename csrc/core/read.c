@@ -30,7 +30,14 @@
  * are compared, each on one clock). Within the lease it answers reads at once. With lease
  * reads on, the leader starts a round at each heartbeat interval to keep the lease fresh.
  * A leadership transfer makes voters skip that refusal (transfer.c), so a leader that sent
- * TIMEOUT_NOW serves no lease read for the rest of its term.
+ * TIMEOUT_NOW serves no lease read for the rest of its term. A follower that crashes and
+ * restarts forgets when it heard from its leader: with read_lease on, a node refuses votes
+ * for an election timeout after it starts (election.c, hr__in_lease). Like any lease this
+ * also assumes that a node's clock does not jump forward (the caller's clock is monotonic).
+ *
+ * A read the leader holds for a follower and cannot confirm in time is answered with a
+ * rejection: the follower reports HR_ENOTLEADER for it (READ_INDEX_RESP has no timeout
+ * code), or HR_ETIMEOUT if its own election timeout for the read ran out first.
  */
 #include "raft_impl.h"
 #include "array.h"

@@ -103,6 +103,13 @@ describe("sim reads", function()
         assert.matches("linearizable read", tostring(err))
     end)
 
+    it("refuses read_lease without check_quorum", function()
+        local ok, err = pcall(sim.cluster, { n = 3, config = { read_lease = true,
+                                                                check_quorum = false } })
+        assert.is_false(ok)
+        assert.matches("read_lease needs check_quorum", tostring(err))
+    end)
+
     it("fails reads on a node with no leader with not_leader", function()
         local c = cluster()
         local v, code = await(c, function(cb) c:node("n1"):read(get, cb) end)
@@ -177,7 +184,7 @@ describe("sim reads and transfers under random faults", function()
     -- loss, partitions, crashes and restarts. The checker verifies every read served; a
     -- read that returns must also return the value of a write acknowledged before it began
     -- or a later one (every write is unique, so "later" is its position in apply order).
-    local N_SEEDS = tonumber(os.getenv("HELIOS_READ_SEEDS") or "") or 40
+    local N_SEEDS = tonumber(os.getenv("HELIOS_READ_SEEDS") or "") or 200
     it(("keeps every invariant over %d seeds"):format(N_SEEDS), function()
         local served, transferred = 0, 0
         for seed = SEED, SEED + N_SEEDS - 1 do

@@ -895,7 +895,8 @@ function cluster:_transfer(id, target, cb)
     local s = self._sim
     local role, term = s:state(self._num[id])
     if role ~= "leader" then
-        return cb(nil, "not_leader", self._node_state and select(3, self:_node_state(id)))
+        local _, _, leader = self:_node_state(id)
+        return cb(nil, "not_leader", leader)
     end
     local ok, code, msg = s:transfer(self._num[id], target and num(self, target, 3) or 0)
     check_stopped(self)

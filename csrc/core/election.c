@@ -14,7 +14,8 @@ bool hr__in_lease(const struct hr_raft *r)
     if (r->cfg.read_lease && r->now < r->started + r->cfg.election_timeout_ms) {
         /* A node that just (re)started forgot when it last heard from its leader: it may
          * have acknowledged a lease round a moment before it crashed. With lease reads it
-         * votes for nobody until an election timeout has passed (read.c). */
+         * votes for nobody until an election timeout has passed (read.c;
+         * spec/golden/read_lease_restart.txt). */
         return true;
     }
     return r->leader != 0 && r->now < r->leader_contact + r->cfg.election_timeout_ms;

@@ -37,6 +37,11 @@ local MESSAGES = {
       offset = 65536, snap_data = "chunk\0bytes", done = true },
     { type = "snapshot_resp", from = B, to = A, term = 9, index = 1000 },
     { type = "timeout_now", from = A, to = B, term = 9 },
+    { type = "vote", from = B, to = A, term = 10, cand_last_index = 44, cand_last_term = 9,
+      transfer = true },
+    { type = "read_index", from = B, to = A, term = 9, seq = 77 },
+    { type = "read_index_resp", from = A, to = B, term = 9, index = 44, seq = 77 },
+    { type = "read_index_resp", from = A, to = B, term = 9, reject = true, seq = 78 },
 }
 
 local FIELDS = { "from", "to", "term", "prev_index", "prev_term", "commit", "index",
@@ -50,6 +55,7 @@ local function assert_same(want, got)
     end
     assert.are.equal(want.reject or false, got.reject)
     assert.are.equal(want.done or false, got.done)
+    assert.are.equal(want.transfer or false, got.transfer)
     assert.are.equal(want.snap_data, got.snap_data)
     local entries = want.entries or {}
     assert.are.equal(#entries, #got.entries)

@@ -39,6 +39,10 @@ int hr_config_validate(const struct hr_config *c, char *err, size_t errlen)
         what = "max_append_bytes must be positive";
     } else if (c->max_inflight == 0) {
         what = "max_inflight must be positive";
+    } else if (c->read_lease && !c->check_quorum) {
+        /* The lease rests on followers refusing votes while they hear from their leader,
+         * which only CheckQuorum makes them do (csrc/core/read.c). */
+        what = "read_lease needs check_quorum";
     } else {
         for (size_t i = 0; i < c->n_voters && what == NULL; i++) {
             if (c->voters[i] == 0) {

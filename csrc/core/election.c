@@ -11,6 +11,13 @@ bool hr__in_lease(const struct hr_raft *r)
     if (r->role == HR_LEADER) {
         return true;
     }
+    if (r->cfg.read_lease && r->now < r->started + r->cfg.election_timeout_ms) {
+        /* A node that just (re)started forgot when it last heard from its leader: it may
+         * have acknowledged a lease round a moment before it crashed. With lease reads it
+         * votes for nobody until an election timeout has passed (read.c;
+         * spec/golden/read_lease_restart.txt). */
+        return true;
+    }
     return r->leader != 0 && r->now < r->leader_contact + r->cfg.election_timeout_ms;
 }
 
@@ -70,7 +77,8 @@ void hr__campaign(struct hr_raft *r, bool pre)
                            .to = r->peers[i].id,
                            .term = pre ? r->term + 1 : r->term,
                            .cand_last_index = last,
-                           .cand_last_term = hr__log_term(&r->log, last)};
+                           .cand_last_term = hr__log_term(&r->log, last),
+                           .transfer = !pre && r->campaign_transfer};
         hr__send(r, &m, true);
     }
     tally(r); /* a single-node cluster wins at once */

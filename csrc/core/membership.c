@@ -373,10 +373,11 @@ int hr__conf_snapshot(struct hr_raft *r, hr_index_t index, struct hr_blob *conf,
 
 /* ---- the leader's changes ---- */
 
-/* §4.1 and the fix of the single-server algorithm (top of this file). */
+/* §4.1 and the fix of the single-server algorithm (top of this file); and no change while
+ * leadership is being handed over (transfer.c), which would move the target's quorum. */
 static bool change_allowed(const struct hr_raft *r)
 {
-    return r->conf.index <= r->commit && r->commit >= r->term_start;
+    return r->conf.index <= r->commit && r->commit >= r->term_start && r->transfer_target == 0;
 }
 
 /* See hr_raft_add in raft.h: the definition of "caught up". */

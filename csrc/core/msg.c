@@ -62,6 +62,8 @@ const char *hr_msg_type_name(int type)
         [HR_MSG_SNAPSHOT] = "snapshot",
         [HR_MSG_SNAPSHOT_RESP] = "snapshot_resp",
         [HR_MSG_TIMEOUT_NOW] = "timeout_now",
+        [HR_MSG_READ_INDEX] = "read_index",
+        [HR_MSG_READ_INDEX_RESP] = "read_index_resp",
     };
     if (type <= 0 || type >= HR_MSG_TYPE_COUNT) {
         return "unknown";

@@ -76,11 +76,18 @@ void hr__reset_election_timer(struct hr_raft *r)
 
 static void set_role(struct hr_raft *r, int role, hr_id_t leader)
 {
-    if (r->role != role || r->leader != leader) {
-        r->soft_changed = true;
-    }
+    int old_role = r->role;
+    hr_id_t old_leader = r->leader;
     r->role = role;
     r->leader = leader;
+    if (old_role != role || old_leader != leader) {
+        r->soft_changed = true;
+        if (old_role == HR_LEADER || role == HR_LEADER) {
+            r->transfer_target = 0;
+            r->transfer_sent = false;
+        }
+        hr__read_role_changed(r, old_role, old_leader);
+    }
 }
 
 /* ---- role transitions (Figure 4) ---- */
@@ -241,6 +248,7 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
     r->commit = st->applied;
     r->handed = st->applied;
     r->now = now;
+    r->started = now;
     r->soft_changed = true;
     hr__reset_election_timer(r);
     return r;
@@ -280,6 +288,7 @@ void hr_raft_free(struct hr_raft *r)
     }
     hr__conf_free(r);
     hr_blob_release(r->install_data);
+    hr__read_free(r);
     hr__log_free(&r->log);
     free(r);
 }
@@ -303,7 +312,10 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
 
     if (m->term > r->term) {
         bool vote_req = m->type == HR_MSG_VOTE || m->type == HR_MSG_PREVOTE;
-        if (vote_req && hr__in_lease(r) && (m->type == HR_MSG_PREVOTE || r->cfg.check_quorum)) {
+        /* A VOTE sent on the leader's TIMEOUT_NOW skips it (transfer.c says why). */
+        bool transfer = m->type == HR_MSG_VOTE && m->transfer;
+        if (vote_req && !transfer && hr__in_lease(r) &&
+            (m->type == HR_MSG_PREVOTE || r->cfg.check_quorum)) {
             /* §4.2.3: a server that hears from a current leader within the minimum
              * election timeout neither updates its term nor grants a vote, so a server
              * that was cut off cannot depose a healthy leader when it returns. */
@@ -359,8 +371,16 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
     case HR_MSG_APPEND_RESP:
         if (r->role == HR_LEADER) {
             hr__handle_append_resp(r, m);
+            hr__read_ack(r, m->from, m->seq);
         }
         return 0;
+    case HR_MSG_READ_INDEX:
+        return hr__handle_read_index(r, m);
+    case HR_MSG_READ_INDEX_RESP:
+        hr__handle_read_index_resp(r, m);
+        return 0;
+    case HR_MSG_TIMEOUT_NOW:
+        return hr__handle_timeout_now(r, m);
     case HR_MSG_VOTE:
     case HR_MSG_PREVOTE:
         return hr__handle_vote(r, m);
@@ -369,7 +389,7 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
         hr__handle_vote_resp(r, m);
         return 0;
     default:
-        return 0; /* SNAPSHOT_RESP is the node layer's flow control; transfers come later */
+        return 0; /* SNAPSHOT_RESP is the node layer's flow control */
     }
 }
 
@@ -378,6 +398,8 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
     if (now > r->now) {
         r->now = now;
     }
+    hr__read_tick(r);
+    hr__transfer_tick(r);
     if (r->role == HR_LEADER) {
         if (r->cfg.check_quorum && r->now >= r->quorum_deadline) {
             /* §6.2 CheckQuorum: a leader that has not heard from a majority within an
@@ -422,6 +444,9 @@ int hr_raft_propose(struct hr_raft *r, uint8_t type, const void *data, size_t le
     if (r->role != HR_LEADER) {
         return HR_ENOTLEADER;
     }
+    if (r->transfer_target != 0) {
+        return HR_EBUSY; /* handing leadership over: the target must catch up (transfer.c) */
+    }
     if (len > UINT32_MAX) {
         return HR_ETOOLARGE;
     }
@@ -465,7 +490,7 @@ bool hr_raft_has_ready(const struct hr_raft *r)
 {
     if (r->term != r->emitted_hs.term || r->vote != r->emitted_hs.vote || r->truncate != 0 ||
         r->unstable <= hr__log_last(&r->log) || r->msgs.len > 0 || r->msgs_after.len > 0 ||
-        r->handed < r->commit || r->soft_changed || r->install) {
+        r->handed < r->commit || r->soft_changed || r->install || hr__read_has_ready(r)) {
         return true;
     }
     if (r->role == HR_LEADER) {
@@ -563,6 +588,8 @@ void hr_raft_ready(struct hr_raft *r, struct hr_ready *rd)
     rd->msgs_after_persist = r->out_after.v;
     rd->n_msgs_after_persist = r->out_after.len;
 
+    hr__read_ready(r, rd);
+
     rd->soft_changed = r->soft_changed;
     rd->role = r->role;
     rd->term = r->term;
@@ -579,6 +606,7 @@ void hr_raft_advance(struct hr_raft *r, struct hr_ready *rd)
         hr_blob_release(rd->committed[i].data);
     }
     release_batch(r);
+    hr__read_advance(r);
     memset(rd, 0, sizeof(*rd));
 }
 
@@ -589,9 +617,12 @@ hr_time_t hr_raft_next_deadline(const struct hr_raft *r)
         if (r->cfg.check_quorum && r->quorum_deadline < t) {
             t = r->quorum_deadline;
         }
-        return t;
+        if (r->transfer_target != 0 && r->transfer_deadline < t) {
+            t = r->transfer_deadline;
+        }
+        return hr__read_next_deadline(r, t);
     }
-    return r->election_deadline;
+    return hr__read_next_deadline(r, r->election_deadline);
 }
 
 /* ---- views ---- */

@@ -68,7 +68,13 @@ enum hr_msg_type {
     HR_MSG_SNAPSHOT, /* InstallSnapshot: the leader's snapshot, for a follower that needs
                       * entries the leader has compacted away (fields: struct hr_msg) */
     HR_MSG_SNAPSHOT_RESP,
-    HR_MSG_TIMEOUT_NOW, /* leadership transfer: in the wire format, not sent by the core yet */
+    HR_MSG_TIMEOUT_NOW, /* leadership transfer (thesis §3.10): the leader tells the target it
+                         * is up to date and should start an election at once (read.c's
+                         * sibling transfer.c) */
+    HR_MSG_READ_INDEX,  /* a follower asks the leader for a read index (thesis §6.4):
+                         * seq = the follower's read context */
+    HR_MSG_READ_INDEX_RESP, /* index = the read index, seq = the context it answers; reject:
+                             * the sender is not the leader (or could not confirm it) */
     HR_MSG_TYPE_COUNT
 };
 
@@ -113,6 +119,10 @@ struct hr_msg {
     /* VOTE, PREVOTE: the candidate's last log entry (the §5.4.1 up-to-date check). */
     hr_index_t cand_last_index;
     hr_term_t cand_last_term;
+    /* VOTE: the candidate campaigns because its leader sent it TIMEOUT_NOW (a leadership
+     * transfer): voters skip the leader-lease check for it (transfer.c says why that is
+     * safe). */
+    bool transfer;
 
     /* SNAPSHOT (InstallSnapshot, Figure 13): the last entry the snapshot covers, and the
      * bytes from `offset` on (a chunk; `done` on the last one). The core itself emits an
@@ -178,6 +188,15 @@ struct hr_config {
     /* Test-only: a candidate asks learners for votes too and counts their grants (breaks
      * "a learner never votes"; csrc/sim/check.c must catch the leader it elects). */
     bool unsafe_count_learner_votes;
+    /* Lease reads (thesis §6.4.1): a leader that heard from a quorum recently answers
+     * hr_raft_read_index without a heartbeat round. Valid only with check_quorum (the
+     * followers' refusal to vote within an election timeout of hearing from the leader is
+     * what the lease rests on); read.c states the clock-drift bound it assumes. */
+    bool read_lease;
+    /* Test-only: answer reads with the commit index at once, with no heartbeat round and
+     * no wait for an entry of the leader's term (breaks linearizable reads), so specs can
+     * show that the simulator's read check catches it. */
+    bool unsafe_read_no_confirm;
 };
 
 /* Fill c with the documented defaults (docs/lua-api.md, the options of raft.new; prevote
@@ -185,6 +204,17 @@ struct hr_config {
 void hr_config_defaults(struct hr_config *c);
 /* 0, or HR_EINVAL with a message naming the field in err (errlen bytes). */
 int hr_config_validate(const struct hr_config *c, char *err, size_t errlen);
+
+/* A read (hr_raft_read_index) the core has an answer for. status 0: the read may be
+ * served once the FSM has applied up to `index` (and not before); otherwise HR_ENOTLEADER
+ * (this node or the leader it asked lost or never had leadership) or HR_ETIMEOUT (no quorum
+ * confirmed leadership within an election timeout): fail the read, never serve it from
+ * local state. */
+struct hr_read_state {
+    uint64_t ctx;
+    hr_index_t index;
+    int status;
+};
 
 /* The output batch. Everything in it is owned by the core and stays valid until
  * hr_raft_advance(); the caller retains what it keeps longer (blobs, hr_msg_copy). */
@@ -227,6 +257,11 @@ struct hr_ready {
     /* Apply to the FSM, in index order. */
     struct hr_entry *committed;
     size_t n_committed;
+
+    /* Reads answered since the last batch (struct hr_read_state), in the order they were
+     * answered. */
+    struct hr_read_state *reads;
+    size_t n_reads;
 
     /* Soft state, for observers: set when role, term or leader changed since the last
      * batch. */
@@ -287,10 +322,27 @@ void hr_raft_free(struct hr_raft *r);
 /* Inputs. */
 int hr_raft_step(struct hr_raft *r, const struct hr_msg *m); /* m is borrowed */
 void hr_raft_tick(struct hr_raft *r, hr_time_t now);
-/* Leader only: append a command. Returns 0 and its index and term, or HR_ENOTLEADER. The
- * payload is copied. */
+/* Leader only: append a command. Returns 0 and its index and term, or HR_ENOTLEADER; or
+ * HR_EBUSY while a leadership transfer is under way (hr_raft_transfer). The payload is
+ * copied. */
 int hr_raft_propose(struct hr_raft *r, uint8_t type, const void *data, size_t len,
                     hr_index_t *index, hr_term_t *term);
+/* A linearizable read (ReadIndex, thesis §6.4), identified by ctx (chosen by the caller,
+ * unique among its reads in flight). On the leader: once it has committed an entry of its
+ * term, it records its commit index and confirms its leadership with one heartbeat round
+ * (reads that arrive while no round is out share the next one); on a follower: it asks the
+ * leader (READ_INDEX). The answer comes in a later batch (hr_ready.reads). 0, or
+ * HR_ENOTLEADER at once when no leader is known, HR_ENOMEM. (read.c) */
+int hr_raft_read_index(struct hr_raft *r, uint64_t ctx);
+/* Leader only: hand leadership to `target` (0: the voter with the longest matching log).
+ * Proposals are refused with HR_EBUSY until it ends: the target is brought up to date and
+ * sent TIMEOUT_NOW; if it has not taken over within an election timeout the transfer is
+ * abandoned and the leader goes on. 0; HR_ENOTLEADER; HR_EBUSY (a transfer is under way);
+ * HR_EINVAL (target unknown, itself, or no other voter). (transfer.c) */
+int hr_raft_transfer(struct hr_raft *r, hr_id_t target);
+/* The target of the transfer under way, or 0. */
+hr_id_t hr_raft_transferee(const struct hr_raft *r);
+
 /* Storage made the log durable up to `index`, whose entry has `term`. */
 void hr_raft_persisted(struct hr_raft *r, hr_index_t index, hr_term_t term);
 /* The node holds a durable snapshot of the FSM through `index` (which it has applied):

@@ -31,6 +31,11 @@ struct hr__progress {
     int vote;                /* this election: 0 unknown, 1 granted, -1 rejected */
     bool member;             /* in the configuration (only self's slot may not be) */
     bool voter;              /* a voter of the configuration */
+    /* The read round out (read.c): sent_seq when it started, and whether an APPEND_RESP
+     * echoing a later seq confirmed the leadership since. Kept in the slot so that a
+     * configuration change during a round (rebuild_peers) carries them along. */
+    uint64_t round_seq;
+    bool round_ack;
 };
 
 /* A configuration: its encoded bytes (a blob the core holds a reference on), the index of
@@ -96,6 +101,27 @@ struct hr_raft {
     bool install;                     /* a snapshot from the leader waits to be handed out */
     struct hr_blob *install_data;
 
+    /* Reads (read.c). pending: reads waiting for an answer; an entry with round 0 waits for
+     * the next heartbeat round. One round is out at a time: each slot's round_seq is its
+     * sent_seq when it started, and an APPEND_RESP echoing a later seq confirms the
+     * leadership of that round (round_ack). */
+    struct hr__read *reads;
+    size_t n_reads, cap_reads;
+    uint64_t round;       /* the round out (0: none) */
+    uint64_t last_round;  /* the last round started */
+    hr_time_t round_start;
+    hr_time_t lease_until; /* read_lease: no other leader can exist before this */
+    hr_time_t started;     /* when this core was created (read_lease: see hr__in_lease) */
+    bool lease_off;        /* a transfer was tried this term: no lease reads until the next */
+    struct hr_read_state *reads_out, *out_reads;
+    size_t n_reads_out, cap_reads_out, n_out_reads, cap_out_reads;
+
+    /* Leadership transfer (transfer.c). */
+    hr_id_t transfer_target;
+    hr_time_t transfer_deadline;
+    bool transfer_sent;     /* TIMEOUT_NOW went out */
+    bool campaign_transfer; /* hr__campaign is running for a TIMEOUT_NOW */
+
     /* The batch in the caller's hands. */
     struct hr__msgvec out_msgs, out_after;
     struct hr_entry *out_entries, *out_committed;
@@ -147,6 +173,36 @@ void hr__heartbeat(struct hr_raft *r);
 int hr__flush_appends(struct hr_raft *r);
 void hr__maybe_commit(struct hr_raft *r);
 void hr__progress_reset(struct hr_raft *r, struct hr__progress *pr);
+
+/* read.c */
+struct hr__read {
+    uint64_t ctx;
+    hr_id_t from;     /* 0: a local read; else the follower that asked (READ_INDEX) */
+    hr_index_t index; /* leader: the commit index recorded for it (0: not yet) */
+    uint64_t round;   /* leader: the heartbeat round confirming it (0: not started) */
+    hr_time_t deadline;
+};
+int hr__handle_read_index(struct hr_raft *r, const struct hr_msg *m);
+void hr__handle_read_index_resp(struct hr_raft *r, const struct hr_msg *m);
+/* An APPEND_RESP of the current term from a peer: it acknowledges the leader. */
+void hr__read_ack(struct hr_raft *r, hr_id_t from, uint64_t seq);
+/* Role or leader changed (set_role): fail what can no longer be answered. */
+void hr__read_role_changed(struct hr_raft *r, int old_role, hr_id_t old_leader);
+void hr__read_tick(struct hr_raft *r);
+/* The earliest read deadline, if before t. */
+hr_time_t hr__read_next_deadline(const struct hr_raft *r, hr_time_t t);
+/* The leader's commit index moved: reads waiting for an entry of its term may start. */
+void hr__read_commit_moved(struct hr_raft *r);
+bool hr__read_has_ready(const struct hr_raft *r);
+void hr__read_ready(struct hr_raft *r, struct hr_ready *rd);
+void hr__read_advance(struct hr_raft *r);
+void hr__read_free(struct hr_raft *r);
+
+/* transfer.c */
+int hr__handle_timeout_now(struct hr_raft *r, const struct hr_msg *m);
+/* Leader: pr acknowledged entries; send TIMEOUT_NOW if it is the target and caught up. */
+void hr__transfer_progress(struct hr_raft *r, struct hr__progress *pr);
+void hr__transfer_tick(struct hr_raft *r);
 
 /* snapshot.c */
 int hr__handle_snapshot(struct hr_raft *r, const struct hr_msg *m);

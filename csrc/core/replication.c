@@ -354,6 +354,7 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
             to_replicate(r, pr);
         }
         hr__maybe_commit(r);
+        hr__transfer_progress(r, pr);
     } else if (!pr->replicating && m->index == pr->match && pr->match + 1 >= pr->next) {
         /* a probe at the follower's match succeeded: the pipeline can start */
         to_replicate(r, pr);
@@ -410,4 +411,5 @@ void hr__maybe_commit(struct hr_raft *r)
     }
     r->commit = n;
     hr__conf_after_commit(r);
+    hr__read_commit_moved(r);
 }

@@ -92,7 +92,8 @@ enum {
     HR__HOOK_SNAPSHOT = 6,      /* fn(id) -> bytes */
     HR__HOOK_RESTORE = 7,       /* fn(id, index, term, bytes) */
     HR__HOOK_SNAPSHOT_DONE = 8, /* fn(id, index, term, installed) */
-    HR__HOOK_COUNT = 8
+    HR__HOOK_READ = 9,          /* fn(id, ctx, index, code or nil) */
+    HR__HOOK_COUNT = 9
 };
 int hr__lsim_traceback(lua_State *L);
 int hr__lsim_trampoline(lua_State *L);

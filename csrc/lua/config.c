@@ -156,6 +156,10 @@ static void read_config_field(lua_State *L, const char *key, int v, struct hr_co
         c->prevote = check_bool(L, v, what);
     } else if (strcmp(key, "check_quorum") == 0) {
         c->check_quorum = check_bool(L, v, what);
+    } else if (strcmp(key, "read_lease") == 0) {
+        c->read_lease = check_bool(L, v, what);
+    } else if (strcmp(key, "unsafe_read_no_confirm") == 0) {
+        c->unsafe_read_no_confirm = check_bool(L, v, what);
     } else if (strcmp(key, "unsafe_commit_old_terms") == 0) {
         c->unsafe_commit_old_terms = check_bool(L, v, what);
     } else if (strcmp(key, "unsafe_skip_log_check") == 0) {

@@ -430,6 +430,53 @@ static int l_configuration(lua_State *L)
     return 1;
 }
 
+/* read(id) -> ctx | nil, code, message: a linearizable read on node id, answered through
+ * the read hook (hr_sim_read). */
+static int l_read(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t id = check_id(L, s, 2);
+    if (!hr_sim_alive(s->sim, id)) {
+        return hr__lua_push_fail(L, hr_err_name(HR_ESHUTDOWN), "read: the node is crashed");
+    }
+    uint64_t ctx = 0;
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_read(s->sim, id, &ctx);
+    hr__lsim_leave(s, L, &saved);
+    if (rc != 0) {
+        return push_fault_result(L, rc, "read");
+    }
+    lua_pushnumber(L, (lua_Number)ctx);
+    return 1;
+}
+
+/* transfer(id, target or 0) -> true | nil, code, message (hr_sim_transfer). */
+static int l_transfer(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t id = check_id(L, s, 2);
+    hr_id_t target = lua_isnoneornil(L, 3) || lua_tonumber(L, 3) == 0 ? 0 : check_id(L, s, 3);
+    if (!hr_sim_alive(s->sim, id)) {
+        return hr__lua_push_fail(L, hr_err_name(HR_ESHUTDOWN), "transfer: the node is crashed");
+    }
+    struct hr__lsim_frame saved;
+    hr__lsim_enter(L, s, 1, &saved);
+    int rc = hr_sim_transfer(s->sim, id, target);
+    hr__lsim_leave(s, L, &saved);
+    return push_fault_result(L, rc, "transfer");
+}
+
+/* transferee(id) -> the target of node id's transfer under way, or 0. */
+static int l_transferee(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t id = check_id(L, s, 2);
+    struct hr_raft *r = hr_sim_raft(s->sim, id);
+    lua_pushnumber(L, r != NULL ? (lua_Number)hr_raft_transferee(r) : 0);
+    return 1;
+}
+
 /* snapshot(id) -> index | nil, code, message: take a snapshot of node id's FSM now (the
  * write completes later; see hr_sim_snapshot). */
 static int l_snapshot(lua_State *L)
@@ -708,6 +755,7 @@ static int l_sim_new(lua_State *L)
     read_hook(L, hooks, "snapshot", HR__HOOK_SNAPSHOT);
     read_hook(L, hooks, "restore", HR__HOOK_RESTORE);
     read_hook(L, hooks, "snapshot_done", HR__HOOK_SNAPSHOT_DONE);
+    read_hook(L, hooks, "read", HR__HOOK_READ);
     lua_pushcfunction(L, hr__lsim_traceback);
     lua_rawseti(L, hooks, HR__HOOK_TRACEBACK);
     lua_pushcfunction(L, hr__lsim_trampoline);
@@ -758,6 +806,9 @@ static const luaL_Reg methods[] = {
     {"set_network", l_set_network},
     {"set_storage_crash", l_set_storage_crash},
     {"propose", l_propose},
+    {"read", l_read},
+    {"transfer", l_transfer},
+    {"transferee", l_transferee},
     {"snapshot", l_snapshot},
     {"snapshot_info", l_snapshot_info},
     {"snapshot_stats", l_snapshot_stats},

@@ -87,6 +87,8 @@ struct hook_call {
     hr_index_t index;         /* RESTORE, SNAPSHOT_DONE */
     const struct hr_blob *in; /* RESTORE: the snapshot's bytes */
     bool installed;           /* SNAPSHOT_DONE */
+    uint64_t ctx;             /* READ */
+    int status;               /* READ */
     struct hr_blob *out;      /* SNAPSHOT: the bytes the hook returned */
     bool halt;                /* APPLY: the hook asked to halt the node */
 };
@@ -136,6 +138,16 @@ int hr__lsim_trampoline(lua_State *L)
         lua_pushnumber(L, (lua_Number)c->index);
         lua_pushnumber(L, (lua_Number)c->term);
         lua_pushboolean(L, c->installed);
+        lua_call(L, 4, 0);
+        break;
+    case HR__HOOK_READ:
+        lua_pushnumber(L, (lua_Number)c->ctx);
+        lua_pushnumber(L, (lua_Number)c->index);
+        if (c->status != 0) {
+            lua_pushstring(L, hr_err_name(c->status));
+        } else {
+            lua_pushnil(L);
+        }
         lua_call(L, 4, 0);
         break;
     default:
@@ -276,6 +288,19 @@ static void snapshot_done_hook(void *ctx, hr_id_t id, hr_index_t index, hr_term_
     call_hook(s, &c, what);
 }
 
+static void read_hook_fn(void *ctx, hr_id_t id, uint64_t read_ctx, hr_index_t index, int status)
+{
+    struct hr__lsim *s = ctx;
+    if (s->hook_err != NULL) {
+        return;
+    }
+    struct hook_call c = {.slot = HR__HOOK_READ, .id = id, .index = index, .ctx = read_ctx,
+                          .status = status};
+    char what[96];
+    snprintf(what, sizeof what, "read callback on n%" PRIu64, id);
+    call_hook(s, &c, what);
+}
+
 const struct hr_sim_hooks hr__lsim_hooks_template = {
     .ctx = NULL,
     .apply = apply_hook,
@@ -284,4 +309,5 @@ const struct hr_sim_hooks hr__lsim_hooks_template = {
     .snapshot = snapshot_hook,
     .restore = restore_hook,
     .snapshot_done = snapshot_done_hook,
+    .read = read_hook_fn,
 };

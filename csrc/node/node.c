@@ -37,6 +37,9 @@ struct hr_node {
     size_t head, count, cap;
 
     hr_index_t applied;
+    /* Reads the core confirmed whose index the FSM has not reached yet (fsm.read). */
+    struct hr_read_state *reads;
+    size_t n_reads, cap_reads;
     hr_time_t clock; /* the last time the core was ticked */
     int role;
     bool draining;
@@ -119,6 +122,46 @@ static struct batch *start_batch(struct hr_node *n)
         b->seq = ++n->next_seq;
     }
     return b;
+}
+
+/* Serve what may be served: reads whose index the FSM reached, in the order confirmed. */
+static void release_reads(struct hr_node *n)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < n->n_reads; i++) {
+        struct hr_read_state r = n->reads[i];
+        if (r.index <= n->applied) {
+            n->fsm.read(n->fsm.ctx, r.ctx, r.index, 0);
+        } else {
+            n->reads[keep++] = r;
+        }
+    }
+    n->n_reads = keep;
+}
+
+/* The batch's answered reads: failures at once, the others once applied that far (a
+ * follower's read index can be ahead of what it has applied). */
+static int handle_reads(struct hr_node *n, const struct hr_ready *rd)
+{
+    if (n->fsm.read == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < rd->n_reads; i++) {
+        const struct hr_read_state *r = &rd->reads[i];
+        if (r->status != 0) {
+            n->fsm.read(n->fsm.ctx, r->ctx, r->index, r->status);
+            continue;
+        }
+        struct hr_read_state *v =
+            hr_array_grow(n->reads, &n->cap_reads, n->n_reads + 1, sizeof(*v), 8);
+        if (v == NULL) {
+            return HR_ENOMEM;
+        }
+        n->reads = v;
+        v[n->n_reads++] = *r;
+    }
+    release_reads(n);
+    return 0;
 }
 
 /* One ready batch: persist, hold or send, report, install, apply. */
@@ -209,7 +252,7 @@ static int handle_ready(struct hr_node *n, struct hr_ready *rd)
             n->fsm.apply(n->fsm.ctx, e);
         }
     }
-    return 0;
+    return handle_reads(n, rd);
 }
 
 /* Drain the core's output until it has none. A nested input (an FSM apply that proposes)
@@ -271,6 +314,7 @@ void hr_node_free(struct hr_node *n)
         batch_release(batch_at(n, i));
     }
     free(n->ring);
+    free(n->reads);
     hr_raft_free(n->core);
     free(n);
 }
@@ -333,6 +377,24 @@ int hr_node_remove(struct hr_node *n, hr_id_t id, hr_time_t now, hr_index_t *ind
     }
     set_clock(n, now);
     return hr_raft_remove(n->core, id, index);
+}
+
+int hr_node_read_index(struct hr_node *n, uint64_t ctx, hr_time_t now)
+{
+    if (n->failed != 0) {
+        return n->failed;
+    }
+    set_clock(n, now);
+    return hr_raft_read_index(n->core, ctx);
+}
+
+int hr_node_transfer(struct hr_node *n, hr_id_t target, hr_time_t now)
+{
+    if (n->failed != 0) {
+        return n->failed;
+    }
+    set_clock(n, now);
+    return hr_raft_transfer(n->core, target);
 }
 
 void hr_node_flush(struct hr_node *n)

@@ -62,6 +62,11 @@ struct hr_fsm {
      * (data as in struct hr_storage's install). Entries after index follow through apply.
      * May be NULL only where snapshots never travel. */
     void (*restore)(void *ctx, hr_index_t index, hr_term_t term, struct hr_blob *data);
+    /* A read asked with hr_node_read_index may be served now (status 0: the FSM has applied
+     * up to the read index, `index`), or has failed (status HR_ENOTLEADER / HR_ETIMEOUT:
+     * do not serve it). Called once per read, after the applies of the same batch. May be
+     * NULL when the node takes no reads. */
+    void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, int status);
 };
 
 struct hr_node_stats {
@@ -108,6 +113,12 @@ void hr_node_flush(struct hr_node *n);
 int hr_node_add(struct hr_node *n, hr_id_t id, const void *addr, size_t addr_len, bool voter,
                 hr_time_t now, hr_index_t *index);
 int hr_node_remove(struct hr_node *n, hr_id_t id, hr_time_t now, hr_index_t *index);
+/* A linearizable read (hr_raft_read_index), answered through fsm->read once the FSM may
+ * serve it; output waits for hr_node_flush like a proposal's. 0 or HR_E* (not_leader at
+ * once when no leader is known). */
+int hr_node_read_index(struct hr_node *n, uint64_t ctx, hr_time_t now);
+/* Leadership transfer (hr_raft_transfer); output waits for hr_node_flush. */
+int hr_node_transfer(struct hr_node *n, hr_id_t target, hr_time_t now);
 
 /* The embedding made a snapshot of the FSM through `index` durable: see
  * hr_raft_snapshot_taken (keep_from: the first entry to keep for followers a little

@@ -72,6 +72,9 @@ struct hr__check {
      * may cast it again). */
     hr_id_t (*votes)[HR_MAX_NODES];
     size_t votes_cap;
+    hr_index_t max_applied; /* the highest index any node applied (or restored) */
+    hr_index_t *read_floor; /* read_floor[ctx]: max_applied when read ctx began */
+    size_t read_cap;
     bool failed;
     char err[512];
 };
@@ -302,6 +305,7 @@ void hr__check_free(struct hr__check *c)
     free(c->app);
     free(c->snaps);
     free(c->votes);
+    free(c->read_floor);
     free(c);
 }
 
@@ -414,6 +418,9 @@ int hr__check_apply(struct hr__check *c, hr_id_t id, const struct hr_entry *e)
                     id, e->index, cn->last_applied);
     }
     cn->last_applied = e->index;
+    if (e->index > c->max_applied) {
+        c->max_applied = e->index;
+    }
     hr_index_t commit = hr_raft_commit_index(cn->r);
     if (e->index > commit) {
         return fail(
@@ -603,6 +610,38 @@ int hr__check_restore(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term
                     id, index, cn->last_applied);
     }
     cn->last_applied = index;
+    if (index > c->max_applied) {
+        c->max_applied = index;
+    }
+    return 0;
+}
+
+int hr__check_read_begin(struct hr__check *c, uint64_t ctx)
+{
+    if (c->failed) {
+        return -1;
+    }
+    hr_index_t *v = hr_array_grow(c->read_floor, &c->read_cap, (size_t)ctx + 1, sizeof(*v), 64);
+    if (v == NULL) {
+        return fail(c, "read: out of memory");
+    }
+    c->read_floor = v;
+    v[ctx] = c->max_applied;
+    return 0;
+}
+
+int hr__check_read_served(struct hr__check *c, hr_id_t id, uint64_t ctx, hr_index_t applied)
+{
+    if (c->failed) {
+        return -1;
+    }
+    if (ctx < c->read_cap && applied < c->read_floor[ctx]) {
+        return fail(c,
+                    "linearizable read: node %" PRIu64 " served read %" PRIu64
+                    " from its FSM at applied index %" PRIu64 ", but index %" PRIu64
+                    " was applied (and may have been acknowledged) before the read began",
+                    id, ctx, applied, c->read_floor[ctx]);
+    }
     return 0;
 }
 

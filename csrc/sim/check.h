@@ -69,6 +69,13 @@ int hr__check_node(struct hr__check *c, hr_id_t id);
 /* Everything, over the whole logs of every attached node (not incremental). */
 int hr__check_full(struct hr__check *c);
 
+/* Linearizable reads: read ctx (a small number, the simulator's counter) began now; every
+ * entry applied anywhere by now may have been acknowledged to a client, so a read that
+ * starts now must be served from an FSM that has applied at least that far. */
+int hr__check_read_begin(struct hr__check *c, uint64_t ctx);
+/* Node id serves read ctx from its FSM, which has applied up to `applied`. */
+int hr__check_read_served(struct hr__check *c, hr_id_t id, uint64_t ctx, hr_index_t applied);
+
 const char *hr__check_error(const struct hr__check *c);
 
 #endif

@@ -73,6 +73,7 @@ struct hr_sim {
     struct hr_prng net_prng, disk_prng;
     hr_time_t *link_last; /* link_last[(from - 1) * HR_MAX_NODES + to - 1]: last delivery */
     uint64_t rpc_count, rpc_bytes, events;
+    uint64_t read_ctx; /* the last read context handed out (hr_sim_read) */
     struct hr_sim_snapshot_stats snap_stats;
     struct hr__check *check;
     /* hr_sim_capture: the first message on the armed link that fits, kept for

@@ -20,7 +20,8 @@ bool hr__net_open(const struct hr_sim *s, hr_id_t from, hr_id_t to)
 static bool is_request(int type)
 {
     return type == HR_MSG_APPEND || type == HR_MSG_VOTE || type == HR_MSG_PREVOTE ||
-           type == HR_MSG_SNAPSHOT || type == HR_MSG_TIMEOUT_NOW;
+           type == HR_MSG_SNAPSHOT || type == HR_MSG_TIMEOUT_NOW ||
+           type == HR_MSG_READ_INDEX;
 }
 
 static void schedule_at(struct hr_sim *s, const struct hr_msg *m, hr_time_t at)

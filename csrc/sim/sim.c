@@ -202,6 +202,23 @@ static int disk_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t ter
     return 0;
 }
 
+static void fsm_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status)
+{
+    struct hr__simnode *sn = ctx;
+    struct hr_sim *s = sn->sim;
+    if (s->stop_code != 0) {
+        return;
+    }
+    if (status == 0 &&
+        hr__check_read_served(s->check, sn->id, read_ctx, hr_node_applied(sn->node)) != 0) {
+        hr__sim_check_failed(s);
+        return;
+    }
+    if (s->hooks.read != NULL) {
+        s->hooks.read(s->hooks.ctx, sn->id, read_ctx, index, status);
+    }
+}
+
 static void fsm_apply(void *ctx, const struct hr_entry *e)
 {
     struct hr__simnode *sn = ctx;
@@ -298,7 +315,7 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
     cfg.seed = hr__splitmix64(&x);
     struct hr_storage st = {sn, disk_write, disk_install};
     struct hr_network net = {sn, hr__net_send};
-    struct hr_fsm fsm_cb = {sn, fsm_apply, fsm_state, fsm_restore};
+    struct hr_fsm fsm_cb = {sn, fsm_apply, fsm_state, fsm_restore, fsm_read};
     int rc = hr__disk_recover(&sn->disk, sn->note, sizeof(sn->note));
     if (rc != 0) {
         snprintf(err, errlen, "%s", sn->note);
@@ -920,6 +937,35 @@ int hr_sim_remove(struct hr_sim *s, hr_id_t id, hr_id_t peer, hr_index_t *index)
         return HR_EINVAL;
     }
     return after_call(s, sn, hr_node_remove(sn->node, peer, s->now, index));
+}
+
+int hr_sim_read(struct hr_sim *s, hr_id_t id, uint64_t *ctx)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    *ctx = ++s->read_ctx;
+    if (hr__check_read_begin(s->check, *ctx) != 0) {
+        hr__sim_check_failed(s);
+        return s->stop_code;
+    }
+    return after_call(s, sn, hr_node_read_index(sn->node, *ctx, s->now));
+}
+
+int hr_sim_transfer(struct hr_sim *s, hr_id_t id, hr_id_t target)
+{
+    if (s->stop_code != 0) {
+        return s->stop_code;
+    }
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    return after_call(s, sn, hr_node_transfer(sn->node, target, s->now));
 }
 
 int hr_sim_snapshot(struct hr_sim *s, hr_id_t id, hr_index_t *index)

@@ -80,6 +80,10 @@ struct hr_sim_hooks {
      * (installed) one its leader sent. May be NULL. */
     void (*snapshot_done)(void *ctx, hr_id_t id, hr_index_t index, hr_term_t term,
                           bool installed);
+    /* Read read_ctx (hr_sim_read) on node id may be served now from its FSM (status 0: it
+     * has applied up to the read index `index`), or failed (status HR_ENOTLEADER,
+     * HR_ETIMEOUT). May be NULL. */
+    void (*read)(void *ctx, hr_id_t id, uint64_t read_ctx, hr_index_t index, int status);
 };
 
 /* Snapshot policy and the cost of taking and sending one. */
@@ -192,6 +196,15 @@ int hr_sim_remove(struct hr_sim *s, hr_id_t id, hr_id_t peer, hr_index_t *index)
 /* Propose on node id (which must be alive): hr_node_propose's result. */
 int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
                    hr_index_t *index, hr_term_t *term);
+
+/* A linearizable read on node id (alive): 0 and its context in *ctx (the simulator's
+ * counter), answered later through hooks.read; the checker verifies that a read served
+ * reflects every entry applied anywhere before it began. HR_ENOTLEADER at once if the node
+ * knows no leader. */
+int hr_sim_read(struct hr_sim *s, hr_id_t id, uint64_t *ctx);
+/* Leadership transfer on node id (its leader) to target (0: the most up-to-date voter):
+ * hr_raft_transfer's result. */
+int hr_sim_transfer(struct hr_sim *s, hr_id_t id, hr_id_t target);
 
 /* Take a snapshot of node id's FSM now (it must be alive): 0 and the index it covers; the
  * write completes later. If nothing was applied since the last snapshot, 0 and that one's

@@ -175,6 +175,8 @@ static int encode_protected(lua_State *L)
     m->reject = lua_toboolean(L, -1);
     lua_getfield(L, 2, "done");
     m->done = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "transfer");
+    m->transfer = lua_toboolean(L, -1);
     lua_getfield(L, 2, "snap_data");
     size_t len = 0;
     const char *data = lua_tolstring(L, -1, &len);
@@ -184,7 +186,7 @@ static int encode_protected(lua_State *L)
             luaL_error(L, "wire_encode: out of memory");
         }
     }
-    lua_pop(L, 3);
+    lua_pop(L, 4);
     get_entries(L, 2, m);
     int rc = hr_codec_encode(&a->sb, m);
     if (rc != 0) {
@@ -238,6 +240,8 @@ static void push_msg(lua_State *L, const struct hr_msg *m)
     lua_setfield(L, -2, "reject");
     lua_pushboolean(L, m->done);
     lua_setfield(L, -2, "done");
+    lua_pushboolean(L, m->transfer);
+    lua_setfield(L, -2, "transfer");
     if (m->snap_data != NULL) {
         lua_pushlstring(L, (const char *)m->snap_data->data, m->snap_data->len);
         lua_setfield(L, -2, "snap_data");

@@ -59,7 +59,7 @@ int hr_codec_encode(msgpack_sbuffer *sb, const struct hr_msg *m)
         [HR_K_SEQ] = m->seq,
     };
     size_t snap_len = hr_blob_len(m->snap_data);
-    size_t n = 3 + (m->n_entries > 0) + m->reject + m->done + (snap_len > 0);
+    size_t n = 3 + (m->n_entries > 0) + m->reject + m->done + m->transfer + (snap_len > 0);
     for (int k = HR_K_TERM; k < HR_K_COUNT; k++) {
         n += fields[k] != 0;
     }
@@ -83,6 +83,10 @@ int hr_codec_encode(msgpack_sbuffer *sb, const struct hr_msg *m)
     }
     if (rc == 0 && m->done) {
         rc = msgpack_pack_int(&pk, HR_K_DONE) != 0 || msgpack_pack_true(&pk) != 0 ? HR_ENOMEM : 0;
+    }
+    if (rc == 0 && m->transfer) {
+        rc = msgpack_pack_int(&pk, HR_K_TRANSFER) != 0 || msgpack_pack_true(&pk) != 0 ? HR_ENOMEM
+                                                                                     : 0;
     }
     if (rc == 0 && snap_len > 0) {
         rc = msgpack_pack_int(&pk, HR_K_SNAP_DATA) != 0 || msgpack_pack_bin(&pk, snap_len) != 0 ||
@@ -191,13 +195,15 @@ static int decode_field(struct hr_msg *m, uint64_t key, const msgpack_object *v,
     if (key == HR_K_ENTRIES) {
         return decode_entries(v, m, err, errlen);
     }
-    if (key == HR_K_REJECT || key == HR_K_DONE) {
+    if (key == HR_K_REJECT || key == HR_K_DONE || key == HR_K_TRANSFER) {
         if (v->type != MSGPACK_OBJECT_BOOLEAN) {
             return fail(err, errlen, "message: %s must be a boolean",
-                        key == HR_K_DONE ? "done" : "reject");
+                        key == HR_K_DONE ? "done" : key == HR_K_TRANSFER ? "transfer" : "reject");
         }
         if (key == HR_K_DONE) {
             m->done = v->via.boolean;
+        } else if (key == HR_K_TRANSFER) {
+            m->transfer = v->via.boolean;
         } else {
             m->reject = v->via.boolean;
         }

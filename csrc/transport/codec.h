@@ -47,6 +47,7 @@ enum {
     HR_K_DONE,      /* boolean */
     HR_K_SNAP_DATA, /* bin: a chunk of a snapshot (SNAPSHOT only) */
     HR_K_SEQ,
+    HR_K_TRANSFER, /* boolean: VOTE on a leader's TIMEOUT_NOW */
     HR_K_COUNT
 };
 

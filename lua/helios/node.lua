@@ -375,6 +375,55 @@ function node_class:remove_peer(id, opts, callback)
     self._backend:_remove_peer(self.id, id, timeout_ms, callback)
 end
 
+--- A linearizable read (ReadIndex, csrc/core/read.c): fn(fsm) runs once this node's FSM
+-- has applied every write acknowledged before the call, and its results go to callback;
+-- or callback(nil, code, detail): "not_leader", "timeout", "shutdown", "read_error" (fn
+-- raised). Simulated nodes only for now; a trailing callback as for node:apply.
+-- @usage node:read(function(fsm) return fsm:get("k") end, 1000, function(v) ... end)
+function node_class:read(fn, timeout_ms, callback)
+    local usage = "node:read(fn[, timeout_ms], callback)"
+    if callback == nil and type(timeout_ms) == "function" then
+        timeout_ms, callback = nil, timeout_ms
+    end
+    if type(fn) ~= "function" or type(callback) ~= "function" then
+        error("Usage: " .. usage, 2)
+    end
+    timeout_ms = M.check_timeout(timeout_ms, usage)
+    if not self._backend._read then
+        error("node:read: not supported by this node yet (simulated nodes only)", 2)
+    end
+    return self._backend:_read(self.id, fn, timeout_ms, callback)
+end
+
+--- fn(fsm) on this node's local state at once: may be stale (a deposed leader, a lagging
+-- follower). Returns fn's results.
+function node_class:read_stale(fn)
+    if type(fn) ~= "function" then
+        error("Usage: node:read_stale(fn)", 2)
+    end
+    if not self._backend._read_stale then
+        error("node:read_stale: not supported by this node yet (simulated nodes only)", 2)
+    end
+    return self._backend:_read_stale(self.id, fn)
+end
+
+--- Hand leadership to target (nil: the most up-to-date voter). callback(new_leader_id),
+-- or callback(nil, code, detail): "not_leader", "busy" (a transfer is under way),
+-- "invalid", "timeout" (the target did not take over within an election timeout; this
+-- node leads on). Proposals get "busy" meanwhile. Simulated nodes only for now.
+function node_class:transfer_leadership(target, callback)
+    if callback == nil and type(target) == "function" then
+        target, callback = nil, target
+    end
+    if type(callback) ~= "function" then
+        error("Usage: node:transfer_leadership([id], callback)", 2)
+    end
+    if not self._backend._transfer then
+        error("node:transfer_leadership: not supported by this node yet (simulated nodes only)", 2)
+    end
+    return self._backend:_transfer(self.id, target, callback)
+end
+
 --- The documented status table (role "shutdown" and zeros while the node is down). A node
 -- that on_fsm_error = "stop" stopped has fsm_error: the message naming the entry.
 function node_class:status()

@@ -213,6 +213,15 @@ local function make_hooks(c, fsm_factory)
     local function state(i, role, term, leader_num)
         local id = ids[i]
         local leader = leader_num > 0 and ids[leader_num] or nil
+        if role == "leader" then
+            -- A transfer ends when a node of a later term leads (c:transfer_leadership).
+            for k, t in pairs(c._transfers) do
+                if term > t.term then
+                    c._transfers[k] = nil
+                    t.cb(id)
+                end
+            end
+        end
         local last = c._last_state[id]
         c._last_state[id] = { role = role, term = term, leader = leader }
         local node = c._nodes[id]
@@ -263,7 +272,24 @@ local function make_hooks(c, fsm_factory)
         c._nodes[ids[i]]:_emit("snapshot", index, term)
     end
 
-    return apply, state, start, snapshot, restore, snapshot_done
+    -- A read the core answered (csrc/core/read.c): serve it from the FSM now, or fail it.
+    local function read(i, ctx, index, code)
+        local r = c._reads[ctx]
+        if not r then
+            return -- timed out here already
+        end
+        c._reads[ctx] = nil
+        if code then
+            return r.cb(nil, code, format("read on %s: %s", ids[i], code))
+        end
+        local res = { pcall(r.fn, c._fsm[ids[i]]) }
+        if not res[1] then
+            return r.cb(nil, "read_error", tostring(res[2]))
+        end
+        r.cb(unpack(res, 2, table.maxn(res)))
+    end
+
+    return apply, state, start, snapshot, restore, snapshot_done, read
 end
 
 --- Create a cluster.
@@ -317,7 +343,9 @@ function M.cluster(opts)
         c._nodes[id] = node_mod.wrap(c, id)
         c._waiters[id] = {}
     end
-    local apply, state, start, snapshot, restore, snapshot_done = make_hooks(c, opts.fsm)
+    c._reads, c._transfers = {}, {}
+    c._election_ms = type(opts.config) == "table" and opts.config.election_timeout_ms or 150
+    local apply, state, start, snapshot, restore, snapshot_done, read = make_hooks(c, opts.fsm)
     -- Bad options raise from C without a position: re-raise at the caller's line.
     local ok, s = pcall(core.sim_new, {
         n = n, seed = seed, config = opts.config, network = opts.network,
@@ -327,7 +355,7 @@ function M.cluster(opts)
         storage = opts.storage or getenv("HELIOS_SIM_STORAGE"), storage_crash = opts.storage_crash,
         storage_faults = opts.storage_faults, segment_size = opts.segment_size,
         apply = apply, state = state, start = start, snapshot = snapshot, restore = restore,
-        snapshot_done = snapshot_done,
+        snapshot_done = snapshot_done, read = read,
     })
     if not ok then
         error(s, 2)
@@ -396,10 +424,29 @@ end
 -- Fail the waiters whose deadline has passed.
 local function expire(c)
     settle_changes(c)
+    local now = c._sim:now()
+    -- Reads and transfers, in context order (deterministic).
+    local due = {}
+    for ctx, r in pairs(c._reads) do
+        if r.deadline <= now then
+            due[#due + 1] = ctx
+        end
+    end
+    sort(due)
+    for _, ctx in ipairs(due) do
+        local r = c._reads[ctx]
+        c._reads[ctx] = nil
+        r.cb(nil, "timeout", format("read on %s not served in time", r.id))
+    end
+    for k, t in pairs(c._transfers) do
+        if t.deadline <= now then
+            c._transfers[k] = nil
+            t.cb(nil, "timeout", format("no new leader within %d ms", c._election_ms))
+        end
+    end
     if c._n_waiters == 0 then
         return
     end
-    local now = c._sim:now()
     for _, id in ipairs(c._ids) do
         fail_waiters(c, id, function(w) return w.deadline <= now end, "timeout",
                      function(index) return format("index %d not applied on %s in time",
@@ -410,6 +457,16 @@ end
 -- The earliest waiter deadline, or huge.
 local function next_deadline(c)
     local d = huge
+    for _, r in pairs(c._reads) do
+        if r.deadline < d then
+            d = r.deadline
+        end
+    end
+    for _, t in pairs(c._transfers) do
+        if t.deadline < d then
+            d = t.deadline
+        end
+    end
     if c._n_waiters > 0 then
         for _, ws in pairs(c._waiters) do
             for _, list in pairs(ws) do
@@ -623,6 +680,18 @@ function cluster:crash(id)
     fault(self, "crash", id, "crash")
     fail_waiters(self, id, function() return true end, "shutdown",
                  function() return id .. " crashed" end)
+    local gone = {}
+    for ctx, r in pairs(self._reads) do
+        if r.id == id then
+            gone[#gone + 1] = ctx
+        end
+    end
+    sort(gone)
+    for _, ctx in ipairs(gone) do
+        local r = self._reads[ctx]
+        self._reads[ctx] = nil
+        r.cb(nil, "shutdown", id .. " crashed")
+    end
 end
 
 --- Restart a crashed node: a fresh FSM (opts.fsm(id) again) over what its disk kept.
@@ -916,6 +985,44 @@ function cluster:_snapshot(id)
         return index
     end
     return nil, code, msg
+end
+
+-- node:read on a simulated node: the read's context from the core, then cb(fn(fsm)) once
+-- the core confirmed it and the FSM applied up to its index, or cb(nil, code, detail):
+-- "not_leader", "timeout" (also after timeout_ms of virtual time), "shutdown".
+function cluster:_read(id, fn, timeout_ms, cb)
+    local ctx, code, msg = self._sim:read(self._num[id])
+    check_stopped(self)
+    if not ctx then
+        return cb(nil, code, msg)
+    end
+    self._reads[ctx] = { id = id, fn = fn, cb = cb, deadline = self._sim:now() + timeout_ms }
+end
+
+function cluster:_read_stale(id, fn)
+    if not self._sim:state(self._num[id]) then
+        return nil, "shutdown", id .. " is crashed"
+    end
+    return fn(self._fsm[id])
+end
+
+-- node:transfer_leadership: cb(new leader id) once a node of a later term leads, or
+-- cb(nil, code, detail): "not_leader", "busy", "invalid", "timeout" (no new leader within
+-- an election timeout: the old leader takes proposals again).
+function cluster:_transfer(id, target, cb)
+    local s = self._sim
+    local role, term = s:state(self._num[id])
+    if role ~= "leader" then
+        local _, _, leader = self:_node_state(id)
+        return cb(nil, "not_leader", leader)
+    end
+    local ok, code, msg = s:transfer(self._num[id], target and num(self, target, 3) or 0)
+    check_stopped(self)
+    if not ok then
+        return cb(nil, code, msg)
+    end
+    self._transfers[#self._transfers + 1] = {
+        term = term, cb = cb, deadline = s:now() + self._election_ms + 1 }
 end
 
 -- The servers of node id's configuration (voters, learners); every node while it is down.

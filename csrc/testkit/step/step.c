@@ -25,8 +25,8 @@
  *
  * Commands:
  *   config KEY=VALUE...   a new node at time 0 (replacing any earlier one). Keys: id,
- *                         voters=1,2,3, election, heartbeat (ms), prevote, check_quorum
- *                         (true/false), seed, max_inflight, max_entries, max_bytes,
+ *                         voters=1,2,3, election, heartbeat (ms), prevote, check_quorum,
+ *                         read_lease (true/false), seed, max_inflight, max_entries, max_bytes,
  *                         unsafe_commit_old_terms, unsafe_count_learner_votes;
  *                         learners=4,5 (then voters and learners are the stored
  *                         configuration, struct hr_raft_state.conf, at confidx=INDEX,
@@ -41,6 +41,11 @@
  *   deliver MSG [MSG lines...]
  *                         hand the node messages (text form: text.h), in order
  *   propose [DATA]        a client command (DATA: printable, no spaces, commas or quotes)
+ *   read CTX              a linearizable read with context CTX: hr_raft_read_index (its
+ *                         answer shows at a later `ready` as "read: ctx=CTX index=I" or
+ *                         "read: ctx=CTX error=CODE")
+ *   transfer [ID]         hand leadership to ID (none: the most up-to-date voter):
+ *                         hr_raft_transfer
  *   ready                 take the output batch, print it in the order a node acts on it
  *                         (send what may go at once; write snapshot, hard state and
  *                         entries; tell the core they are durable; send what waited for the
@@ -404,10 +409,13 @@ static void cmd_config(struct step *s, char *args, struct hr__sbuf *out)
             st.snapshot_term = y;
         } else if (strcmp(k, "prevote") == 0 || strcmp(k, "check_quorum") == 0 ||
                    strcmp(k, "unsafe_commit_old_terms") == 0 ||
-                   strcmp(k, "unsafe_count_learner_votes") == 0) {
+                   strcmp(k, "unsafe_count_learner_votes") == 0 ||
+                   strcmp(k, "read_lease") == 0) {
             ok = parse_bool(v, &flag);
             if (strcmp(k, "prevote") == 0) {
                 c.prevote = flag;
+            } else if (strcmp(k, "read_lease") == 0) {
+                c.read_lease = flag;
             } else if (strcmp(k, "check_quorum") == 0) {
                 c.check_quorum = flag;
             } else if (strcmp(k, "unsafe_commit_old_terms") == 0) {
@@ -576,6 +584,45 @@ static void cmd_propose(struct step *s, char *args, struct hr__sbuf *out)
     hr__sbuf_printf(out, "\n");
 }
 
+static void cmd_read(struct step *s, char *args, struct hr__sbuf *out)
+{
+    char *arg = hr__text_token(&args);
+    unsigned long long ctx;
+    if (arg == NULL || !hr__text_number(arg, &ctx) || hr__text_token(&args) != NULL) {
+        script_error(s, out, "usage: read CTX");
+        return;
+    }
+    struct view before;
+    view_take(&before, s->r);
+    int rv = hr_raft_read_index(s->r, ctx);
+    if (rv != 0) {
+        hr__sbuf_printf(out, "error: %s\n", hr_err_name(rv));
+    } else {
+        print_changes(out, &before, s->r);
+    }
+    view_free(&before);
+}
+
+static void cmd_transfer(struct step *s, char *args, struct hr__sbuf *out)
+{
+    char *arg = hr__text_token(&args);
+    unsigned long long id = 0;
+    if ((arg != NULL && !hr__text_number(arg, &id)) || hr__text_token(&args) != NULL) {
+        script_error(s, out, "usage: transfer [ID]");
+        return;
+    }
+    struct view before;
+    view_take(&before, s->r);
+    int rv = hr_raft_transfer(s->r, id);
+    if (rv != 0) {
+        hr__sbuf_printf(out, "error: %s\n", hr_err_name(rv));
+    } else {
+        hr__sbuf_printf(out, "transferring to %llu\n", (unsigned long long)hr_raft_transferee(s->r));
+        print_changes(out, &before, s->r);
+    }
+    view_free(&before);
+}
+
 static void print_msgs(struct hr__sbuf *out, const char *what, const struct hr_msg *m, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -636,6 +683,15 @@ static void cmd_ready(struct step *s, struct hr__sbuf *out)
         hr__sbuf_printf(out, "apply: ");
         hr__text_entries(out, rd.committed, rd.n_committed, " ");
         hr__sbuf_printf(out, "\n");
+    }
+    for (size_t i = 0; i < rd.n_reads; i++) {
+        if (rd.reads[i].status == 0) {
+            hr__sbuf_printf(out, "read: ctx=%llu index=%llu\n", (unsigned long long)rd.reads[i].ctx,
+                            (unsigned long long)rd.reads[i].index);
+        } else {
+            hr__sbuf_printf(out, "read: ctx=%llu error=%s\n", (unsigned long long)rd.reads[i].ctx,
+                            hr_err_name(rd.reads[i].status));
+        }
     }
     hr_raft_advance(s->r, &rd);
 }
@@ -763,7 +819,7 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
     }
     static const char *const known[] = {"config", "tick",   "deliver", "propose", "ready",
                                         "compact", "status", "log",     "add",     "remove",
-                                        "conf"};
+                                        "conf",    "read",   "transfer"};
     bool found = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         found = found || strcmp(cmd, known[i]) == 0;
@@ -801,6 +857,10 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
         cmd_ready(s, out);
     } else if (strcmp(cmd, "compact") == 0) {
         cmd_compact(s, args, out);
+    } else if (strcmp(cmd, "read") == 0) {
+        cmd_read(s, args, out);
+    } else if (strcmp(cmd, "transfer") == 0) {
+        cmd_transfer(s, args, out);
     } else if (strcmp(cmd, "status") == 0) {
         print_status(out, s->r);
     } else if (strcmp(cmd, "add") == 0) {

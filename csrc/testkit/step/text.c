@@ -156,6 +156,20 @@ void hr__text_msg(struct hr__sbuf *b, const struct hr_msg *m)
     case HR_MSG_PREVOTE:
         hr__sbuf_printf(b, " last=%llu/%llu", (unsigned long long)m->cand_last_index,
                         (unsigned long long)m->cand_last_term);
+        if (m->transfer) {
+            hr__sbuf_printf(b, " transfer");
+        }
+        break;
+    case HR_MSG_READ_INDEX:
+        hr__sbuf_printf(b, " seq=%llu", (unsigned long long)m->seq);
+        break;
+    case HR_MSG_READ_INDEX_RESP:
+        if (m->reject) {
+            hr__sbuf_printf(b, " reject");
+        } else {
+            hr__sbuf_printf(b, " index=%llu", (unsigned long long)m->index);
+        }
+        hr__sbuf_printf(b, " seq=%llu", (unsigned long long)m->seq);
         break;
     case HR_MSG_VOTE_RESP:
     case HR_MSG_PREVOTE_RESP:
@@ -347,6 +361,10 @@ static bool parse_field(char *tok, struct hr_msg *m)
     }
     if (strcmp(tok, "done") == 0) {
         m->done = true;
+        return true;
+    }
+    if (strcmp(tok, "transfer") == 0) {
+        m->transfer = true;
         return true;
     }
     char *eq = strchr(tok, '=');

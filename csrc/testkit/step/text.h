@@ -12,6 +12,10 @@
  *   1->2 prevote term=3 last=5/2
  *   2->1 prevote_resp term=3 granted
  *   1->3 snapshot term=2 snap=6/2 done
+ *   1->2 timeout_now term=2
+ *   2->1 vote term=3 last=5/2 transfer
+ *   2->1 read_index term=2 seq=7
+ *   1->2 read_index_resp term=2 index=5 seq=7
  *
  * An entry is INDEX/TERM, then ":noop" or ":config=CONF" for those types, or ":"DATA"" for
  * a command with a payload; a bare INDEX/TERM is a command with an empty payload. Payloads

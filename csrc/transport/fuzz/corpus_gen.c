@@ -109,6 +109,16 @@ static void frames(void)
     put_msg("snapshot_resp", &s);
     s.type = HR_MSG_TIMEOUT_NOW;
     put_msg("timeout_now", &s);
+    v.type = HR_MSG_VOTE;
+    v.transfer = true;
+    put_msg("vote_transfer", &v);
+    struct hr_msg ri = {.type = HR_MSG_READ_INDEX, .from = b, .to = a, .term = 4, .seq = 9};
+    put_msg("read_index", &ri);
+    ri.type = HR_MSG_READ_INDEX_RESP;
+    ri.from = a;
+    ri.to = b;
+    ri.index = 13;
+    put_msg("read_index_resp", &ri);
     hr_blob_release(e[0].data);
     hr_blob_release(e[2].data);
 }

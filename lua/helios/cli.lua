@@ -36,6 +36,11 @@ Commands:
   node --config FILE --id ID   run one node of a cluster file
   inspect DATA_DIR             check a node's data directory offline (exit 1 if damaged,
                                3 if it is not a data directory)
+  peer add|remove|list         change or show a running cluster's members (through a
+                               node's control socket)
+  transfer [ID]                hand a running cluster's leadership to ID (or the most
+                               up-to-date voter)
+  recover --data DIR --id ID   disaster recovery, offline: make that node the only voter
   sim [--nodes N] [--seed N]   run a simulated cluster on virtual time: election, commits,
                                the leader's crash, failover, and the old leader rejoining
   sim --fsm MODULE [--faults L]  run your state machine in the simulator under faults
@@ -102,7 +107,9 @@ local WAIT_MS = 10000
 -- @treturn table|nil options, or nil and a message
 local function parse_options(argv, first, spec)
     local opts = { given = {} } -- given[name]: on the command line, not a default
-    for name, o in pairs(spec) do opts[name] = o.default end
+    for name, o in pairs(spec) do
+        if type(o) == "table" then opts[name] = o.default end
+    end
     local i = first
     while argv[i] ~= nil do
         local a = argv[i]
@@ -116,10 +123,20 @@ local function parse_options(argv, first, spec)
                 value = argv[i + 1]
                 i = i + 1
             end
-            local o = name and spec[name]
+            local o = name and type(spec[name]) == "table" and spec[name]
             if not o then
                 if a:sub(1, 1) == "-" then return nil, format("unknown option '%s'", a) end
-                return nil, format("unexpected argument '%s'", a)
+                if not spec[1] then return nil, format("unexpected argument '%s'", a) end
+                -- Positional arguments, where the command takes some (spec[1] = true).
+                opts[#opts + 1] = a
+                i = i + 1
+                goto continue
+            end
+            if o.kind == "flag" then
+                if a:find("=", 1, true) then return nil, format("--%s takes no value", name) end
+                opts[name] = true
+                opts.given[name] = true
+                goto continue
             end
             if value == nil then return nil, format("--%s needs a value", name) end
             opts.given[name] = true
@@ -653,7 +670,7 @@ end
 -- helios node
 
 local NODE_USAGE = [[
-Usage: helios node --config FILE --id ID [--lua-path PATH]
+Usage: helios node --config FILE --id ID [--lua-path PATH] [--join] [--listen ADDR]
 
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
@@ -687,6 +704,10 @@ Options:
   --lua-path PATH   where else to look for the fsm module (and what it requires): a
                     directory, or Lua path templates ("dir/?.lua;..."), ';'-separated;
                     searched after the cluster file's directory, before LUA_PATH
+  --join            start with an empty data dir in no configuration and wait to be
+                    added (`helios peer add ID ADDR` on the running cluster); the file's
+                    nodes are then only addresses to dial. Ignored once the node has a log
+  --listen ADDR     the address to listen on when the file does not list ID (with --join)
   -h, --help        show this text
 
 A damaged data directory is refused at start: see "When a node's data is damaged" in the
@@ -697,6 +718,8 @@ local NODE_OPTIONS = {
     config = { kind = "string" },
     id = { kind = "string" },
     ["lua-path"] = { kind = "string" },
+    join = { kind = "flag" },
+    listen = { kind = "string" },
 }
 
 -- Where the README tells an operator what to do about a data dir the node refuses.
@@ -765,11 +788,19 @@ local function run_node(opts, out, err)
         err("helios node: " .. msg .. "\n")
         return 1
     end
+    if opts.listen and not opts.join then
+        err("helios node: --listen is for a node that joins (--join) and that the cluster file "
+            .. "does not list\n")
+        return 2
+    end
     local nopts
-    nopts, msg = clusterfile.node_options(conf, opts.id, opts.config)
+    nopts, msg = clusterfile.node_options(conf, opts.id, opts.config, opts.listen)
     if not nopts then
-        err("helios node: " .. msg .. "\n")
+        err("helios node: " .. msg .. (opts.join and " (or give --listen ADDR)" or "") .. "\n")
         return 1
+    end
+    if opts.join then
+        nopts.join = true
     end
     local fsm_mod
     fsm_mod, msg = load_fsm_module(conf.fsm, opts.config, opts["lua-path"])
@@ -867,10 +898,16 @@ local function run_node(opts, out, err)
 
     core.signal_catch("TERM")
     core.signal_catch("INT")
-    local stopping = false
+    local stopping, removed = false, false
     local timer
     timer = raft.every(50, function()
         if first and clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
+        -- Removal changes no role by itself: the node says once that it learned it is out.
+        if not removed and node:status().removed then
+            removed = true
+            log("removed from the cluster's configuration: it no longer votes or campaigns "
+                .. "(stop it, or add it again with `helios peer add`)")
+        end
         reports:flush()
         local sig = core.signal_take()
         if sig and not stopping then
@@ -1247,6 +1284,268 @@ local function run_cluster(opts, out, err)
     return 0
 end
 
+-- ---------------------------------------------------------------------------------------
+-- helios peer, helios transfer: a running cluster's members, through control sockets
+
+local PEER_USAGE = [[
+Usage: helios peer add ID ADDR [--learner] [--config FILE | --socket PATH] [--timeout-ms N]
+       helios peer remove ID [--config FILE | --socket PATH] [--timeout-ms N]
+       helios peer list [--config FILE | --socket PATH]
+       helios transfer [ID] [--config FILE | --socket PATH] [--timeout-ms N]
+
+Changes or shows the members of a running cluster through the nodes' control sockets: the
+request goes to whichever node leads (a follower answers with the leader's id, and the
+command asks that one).
+
+  peer add ID ADDR   ID (listening on ADDR, host:port) joins as a learner, receives the log
+                     or a snapshot, and is promoted to voter once it has caught up; with
+                     --learner it stays a learner. Start the new node first with
+                     `helios node --join` (an empty data dir; it waits to be added).
+  peer remove ID     ID leaves the configuration (a leader that removes itself steps
+                     down); once it learns it is out, it says so and stops campaigning.
+  peer list          every server of the configuration: address, voter or learner, the
+                     leader's match index for it and whether it has caught up.
+  transfer [ID]      the leader hands leadership to ID (default: the most up-to-date
+                     voter) and the command prints the new leader.
+
+Where the sockets are: --config FILE, a cluster file (every node's <data_dir>/<ID>/
+control.sock); --socket PATH, one node's socket (a leader it names is looked for next to
+it, <dir>/<leader>/control.sock); neither: ./data/cluster.lua (the layout of `helios
+cluster`).
+
+Options:
+  --config FILE      a cluster file
+  --socket PATH      a node's control socket
+  --learner          peer add: the server stays a learner (never votes)
+  --timeout-ms N     how long to wait for the change to commit (default 10000)
+  -h, --help         show this text
+
+Exit status: 0 done, 1 failed (the reason is printed: not_leader with no leader reachable,
+busy: another change is in progress, timeout: it may still complete), 2 usage error.
+]]
+
+local PEER_OPTIONS = {
+    true, -- positional arguments
+    config = { kind = "string" },
+    socket = { kind = "string" },
+    learner = { kind = "flag" },
+    ["timeout-ms"] = { default = 10000, min = 0, max = 2 ^ 31 },
+}
+
+-- A client of the cluster the options name (client.cluster), or nil and a message.
+local function peer_client(opts)
+    local client = require("helios.client")
+    local clusterfile = require("helios.clusterfile")
+    local sockets, socket_of = {}, nil
+    if opts.socket then
+        local id = opts.socket:match("([^/]+)/[^/]+$") or "node"
+        sockets[id] = opts.socket
+        local base = opts.socket:match("^(.*)/[^/]+/[^/]+$")
+        local name = opts.socket:match("/([^/]+)$")
+        socket_of = base and function(other) return base .. "/" .. other .. "/" .. name end
+    else
+        local file = opts.config or "./data/cluster.lua"
+        local conf, msg = clusterfile.load(file)
+        if not conf then
+            return nil, opts.config and msg or format("%s (give --config FILE or --socket PATH)",
+                msg)
+        end
+        for _, id in ipairs(clusterfile.ids(conf)) do
+            local _, control = clusterfile.node_paths(conf, id)
+            sockets[id] = control
+        end
+        socket_of = function(other)
+            local _, control = clusterfile.node_paths(conf, other)
+            return control
+        end
+    end
+    return client.cluster(sockets, { timeout_ms = 1000, socket_of = socket_of })
+end
+
+-- The configuration as a leader (or, with none reachable, any node) sees it.
+local function peer_list(cc, out, err)
+    local ids = {}
+    for _, id in ipairs(cc.ids) do ids[#ids + 1] = id end
+    local leader = cc:leader(2000)
+    local from = leader or ids[1]
+    local view, code, detail
+    for _, id in ipairs(leader and { leader } or ids) do
+        local c = cc:node(id)
+        if c then
+            view, code, detail = c:peers()
+            if view then from = id break end
+        end
+    end
+    if not view then
+        err(format("helios peer list: no node answered (%s %s)\n", tostring(code),
+            tostring(detail)))
+        return 1
+    end
+    local conf = view.configuration or {}
+    out(format("configuration at index %s (%s), as %s (%s, term %s) sees it%s\n",
+        tostring(conf.index or "?"), conf.committed and "committed" or "not committed yet",
+        from, tostring(view.role), tostring(view.term),
+        view.leader and view.leader ~= from and format("; leader %s", view.leader) or ""))
+    local rows = {}
+    for id, p in pairs(view.peers or {}) do rows[#rows + 1] = { id = id, p = p } end
+    table.sort(rows, function(a, b) return a.id < b.id end)
+    out(format("  %-12s %-22s %-8s %-8s %s\n", "ID", "ADDRESS", "ROLE", "MATCH", "CAUGHT UP"))
+    for _, r in ipairs(rows) do
+        local p = r.p
+        out(format("  %-12s %-22s %-8s %-8s %s\n", r.id, tostring(p.addr),
+            p.voter and "voter" or "learner", tostring(p.match),
+            r.id == from and "(self)" or (view.role == "leader" and (p.caught_up and "yes" or "no")
+                or "-")))
+    end
+    if conf.promoting then out(format("  promoting %s to voter once it has caught up\n",
+        conf.promoting)) end
+    return 0
+end
+
+local function run_peer(argv, out, err)
+    local command = argv[1]
+    local opts, msg = parse_options(argv, 2, PEER_OPTIONS)
+    local usage_err = function(m)
+        err(format("helios %s: %s (see 'helios %s --help')\n", command, m, command))
+        return 2
+    end
+    if not opts then return usage_err(msg) end
+    if opts.help then
+        out(PEER_USAGE)
+        return 0
+    end
+    if opts.config and opts.socket then return usage_err("give --config or --socket, not both") end
+    local action, a1, a2
+    if command == "transfer" then
+        action, a1 = "transfer", opts[1]
+        if opts[2] then return usage_err("expects at most one node id") end
+    else
+        action, a1, a2 = opts[1], opts[2], opts[3]
+        local want = ({ add = 2, remove = 1, list = 0 })[action]
+        if not want then return usage_err("expects add, remove or list") end
+        if (want >= 1 and not a1) or (want == 2 and not a2) or opts[want + 2] then
+            return usage_err(({ "remove ID", "add ID ADDR", [0] = "list" })[want]
+                .. " (no other arguments)")
+        end
+        if opts.learner and action ~= "add" then return usage_err("--learner is for peer add") end
+        if action == "add" then
+            local problem = require("helios.util.address").problem(a2)
+            if problem then return usage_err(format("ADDR %s (got '%s')", problem, a2)) end
+        end
+    end
+    local cc, cerr = peer_client(opts)
+    if not cc then
+        err(format("helios %s: %s\n", command, cerr))
+        return 1
+    end
+    local function finish(code)
+        cc:close()
+        return code
+    end
+    if action == "list" then return finish(peer_list(cc, out, err)) end
+    local t = opts["timeout-ms"]
+    local ok, code, detail
+    if action == "add" then
+        ok, code, detail = cc:add_peer(a1, a2, { voter = not opts.learner, timeout_ms = t })
+    elseif action == "remove" then
+        ok, code, detail = cc:remove_peer(a1, { timeout_ms = t })
+    else
+        ok, code, detail = cc:transfer(a1, t)
+    end
+    if not ok then
+        err(format("helios %s: %s%s: %s%s\n", command, action == "transfer" and "" or action .. " ",
+            a1 or "", tostring(code), detail and (": " .. tostring(detail)) or ""))
+        return finish(1)
+    end
+    if action == "add" then
+        out(format("%s (%s) is a %s of the cluster (committed)\n", a1, a2,
+            opts.learner and "learner" or "voter"))
+    elseif action == "remove" then
+        out(format("%s is no longer in the cluster's configuration (committed)\n", a1))
+    else
+        out(format("%s leads now\n", tostring(ok)))
+    end
+    return finish(0)
+end
+
+-- ---------------------------------------------------------------------------------------
+-- helios recover: disaster recovery, offline
+
+local RECOVER_USAGE = [[
+Usage: helios recover --data DIR --id ID [--listen ADDR | --config FILE]
+
+Disaster recovery, when a majority of the cluster is lost for good: run it on a STOPPED
+node's data directory (DIR, e.g. ./data/node-1). It appends to the log one configuration
+entry that makes ID (listening on ADDR) the only voter, keeping every entry the node has,
+and makes it durable. Restarted, the node is a one-node cluster: it elects itself and
+commits everything in its log (entries the lost majority may have committed beyond it are
+gone with them). Grow it back with `helios node --join` on new nodes and `helios peer add`.
+
+Never run it while the rest of the old cluster may come back: two clusters would then
+accept writes under the same name. Keep the lost nodes' data dirs away from it.
+
+Options:
+  --data DIR      the node's data directory
+  --id ID         the node's id
+  --listen ADDR   its address (host:port); or
+  --config FILE   a cluster file that lists ID with its address
+  -h, --help      show this text
+
+Exit status: 0 recovered, 1 failed (e.g. the node is running: its data dir is locked),
+2 usage error.
+]]
+
+local RECOVER_OPTIONS = {
+    data = { kind = "string" },
+    id = { kind = "string" },
+    listen = { kind = "string" },
+    config = { kind = "string" },
+}
+
+local function run_recover(argv, out, err)
+    local opts, msg = parse_options(argv, 2, RECOVER_OPTIONS)
+    local function usage_err(m)
+        err(format("helios recover: %s (see 'helios recover --help')\n", m))
+        return 2
+    end
+    if not opts then return usage_err(msg) end
+    if opts.help then
+        out(RECOVER_USAGE)
+        return 0
+    end
+    if not opts.data or not opts.id then return usage_err("--data DIR and --id ID are required") end
+    local addr = opts.listen
+    if not addr and opts.config then
+        local conf, cerr = require("helios.clusterfile").load(opts.config)
+        if not conf then
+            err("helios recover: " .. cerr .. "\n")
+            return 1
+        end
+        addr = conf.nodes[opts.id]
+        if not addr then
+            return usage_err(format("%s does not list %s: give --listen ADDR", opts.config, opts.id))
+        end
+    end
+    if not addr then return usage_err("give --listen ADDR (or --config FILE that lists the node)") end
+    local problem = require("helios.util.address").problem(addr)
+    if problem then return usage_err(format("--listen: address %s (got '%s')", problem, addr)) end
+    local core = require("helios.core")
+    if not core.recover then
+        err("helios recover: this build has no core.recover\n")
+        return 1
+    end
+    local r, code, detail = core.recover(opts.data, opts.id, addr)
+    if not r then
+        err(format("helios recover: %s: %s %s\n", opts.data, tostring(code), tostring(detail or "")))
+        return 1
+    end
+    out(format("recovered %s: %s (at %s) is now the only voter, by a configuration entry at "
+        .. "index %s (term %s); %s entries kept. Start the node: it elects itself and commits "
+        .. "them; then add nodes with `helios node --join` and `helios peer add`.\n", opts.data,
+        opts.id, addr, tostring(r.index), tostring(r.term), tostring(r.entries)))
+    return 0
+end
+
 local function stdout(s) io.stdout:write(s) end
 local function stderr(s) io.stderr:write(s) end
 
@@ -1328,6 +1627,10 @@ function M.main(argv, out, err)
         return 0
     elseif command == "inspect" then
         return run_inspect(argv, out, err)
+    elseif command == "peer" or command == "transfer" then
+        return run_peer(argv, out, err)
+    elseif command == "recover" then
+        return run_recover(argv, out, err)
     elseif command == "node" or command == "cluster" then
         local spec = command == "node" and NODE_OPTIONS or CLUSTER_OPTIONS
         local usage = command == "node" and NODE_USAGE or CLUSTER_USAGE

@@ -10,6 +10,8 @@
 --                                         -- names the leader if known), "timeout",
 --                                         -- "fsm_error" (applied, but the FSM raised), ...
 --   c:stats()  c:ping()  c:shutdown()  c:close()
+--   c:add_peer("node-4", "127.0.0.1:9004"[, { voter = false, timeout_ms = N }])  -- true
+--   c:remove_peer("node-2"[, { timeout_ms = N }])  c:peers()  c:transfer(["node-2"])
 --
 -- A whole cluster (what helios.testing's cl:client() returns): finds the leader and follows
 -- "not_leader" answers, across node failures:
@@ -18,6 +20,8 @@
 --   local index, term, result = cc:apply("incr hits", 5000)
 --   local id, status = cc:leader(5000)    -- waits for a leader, nil on timeout
 --   cc:status("node-2")  cc:close()
+--   cc:add_peer(id, addr[, opts])  cc:remove_peer(id[, opts])  cc:transfer([id])
+--                                         -- on whichever node leads
 --
 -- The wire: each frame is a 4-byte big-endian length, a 4-byte big-endian CRC32C of the
 -- payload, then the payload, one msgpack map. Request {id, op, ...}; response {id, ok=true,
@@ -218,6 +222,55 @@ function Client:shutdown(timeout_ms)
     return true
 end
 
+--- Add a server to the cluster (the node must lead): true once the configuration that has
+-- it (as a voter, unless opts.voter == false) committed, or nil, code, detail
+-- ("not_leader" names the leader, "busy", "invalid", "timeout", ...). Yields when called
+-- in a coroutine on the loop, blocks otherwise.
+function Client:add_peer(peer, addr, opts)
+    if type(peer) ~= "string" or type(addr) ~= "string" or (opts ~= nil and type(opts) ~= "table") then
+        error("Usage: c:add_peer(id, addr[, { voter = false, timeout_ms = N }])", 2)
+    end
+    opts = opts or {}
+    local timeout_ms = ceil(check_ms(opts.timeout_ms, "c:add_peer", self.timeout_ms))
+    local r, code, detail = self:call("peer_add", { peer = peer, addr = addr,
+        voter = opts.voter ~= false, timeout_ms = timeout_ms }, timeout_ms + M.APPLY_MARGIN_MS)
+    if not r then return nil, code, detail end
+    return true
+end
+
+--- Remove a server from the cluster (the node must lead): as c:add_peer.
+function Client:remove_peer(peer, opts)
+    if type(peer) ~= "string" or (opts ~= nil and type(opts) ~= "table") then
+        error("Usage: c:remove_peer(id[, { timeout_ms = N }])", 2)
+    end
+    local timeout_ms = ceil(check_ms(opts and opts.timeout_ms, "c:remove_peer", self.timeout_ms))
+    local r, code, detail = self:call("peer_remove", { peer = peer, timeout_ms = timeout_ms },
+        timeout_ms + M.APPLY_MARGIN_MS)
+    if not r then return nil, code, detail end
+    return true
+end
+
+--- The node's view of the configuration: a table { configuration = { index, committed,
+-- voters, learners, promoting }, peers = status().peers, leader, role, term }, or nil,
+-- code, detail. Yields when called in a coroutine on the loop, blocks otherwise.
+function Client:peers(timeout_ms)
+    local r, code, detail = self:call("peers", nil, timeout_ms)
+    if not r then return nil, code, detail end
+    r.id, r.ok = nil, nil
+    return r
+end
+
+--- Hand leadership to peer (nil: the most up-to-date voter); the node must lead. Returns
+-- the new leader's id, or nil, code, detail ("not_leader", "busy", "invalid", "timeout").
+function Client:transfer(peer, timeout_ms)
+    if peer ~= nil and type(peer) ~= "string" then
+        error("Usage: c:transfer([id[, timeout_ms]])", 2)
+    end
+    local r, code, detail = self:call("transfer", { peer = peer }, timeout_ms)
+    if not r then return nil, code, detail end
+    return r.leader
+end
+
 function Client:close()
     if self.sock then self.sock:close() end
     self.sock = nil
@@ -238,7 +291,9 @@ end
 --- A client of several nodes, by id.
 -- @tparam table sockets { [id] = control socket path }
 -- @tparam[opt] table opts { timeout_ms = timeout of status calls and connects (default
---   1000), attempt_ms = the longest one apply waits on one node (default 3000) }
+--   1000), attempt_ms = the longest one apply waits on one node (default 3000),
+--   socket_of = function(id) -> the control socket of a node not in sockets, or nil (a
+--   "not_leader" answer may name one added to the cluster since) }
 function M.cluster(sockets, opts)
     if type(sockets) ~= "table" then error("Usage: client.cluster{ [id] = path, ... }", 2) end
     if opts ~= nil then
@@ -250,7 +305,8 @@ function M.cluster(sockets, opts)
     sort(ids)
     return setmetatable({ sockets = sockets, ids = ids, conns = {},
                           timeout_ms = opts and opts.timeout_ms or 1000,
-                          attempt_ms = opts and opts.attempt_ms or 3000 }, Cluster)
+                          attempt_ms = opts and opts.attempt_ms or 3000,
+                          socket_of = opts and opts.socket_of }, Cluster)
 end
 
 --- A connected client of one node (cached), or nil, code, detail. Connecting yields when
@@ -319,6 +375,16 @@ local function named_leader(self, detail)
     for _, id in ipairs(self.ids) do
         if find(detail, id, 1, true) then return id end
     end
+    -- A node this client was not given (one added to the cluster since): opts.socket_of
+    -- may know where its control socket is.
+    local other = detail:match("^([%w][%w_.%-]*) at ")
+    local path = other and self.socket_of and self.socket_of(other)
+    if path then
+        self.sockets[other] = path
+        self.ids[#self.ids + 1] = other
+        sort(self.ids)
+        return other
+    end
 end
 
 -- Codes after which another node may do better.
@@ -375,6 +441,66 @@ function Cluster:apply(cmd, timeout_ms)
         -- no leader known: give an election time to happen instead of spinning
         if not self.leader_id then loop.wait(20) end
     end
+end
+
+-- Run call(c, left_ms) on whichever node leads, following "not_leader" answers (and
+-- trying others when a node does not answer) until timeout_ms passes: call's outcome, or
+-- nil, code, detail (the last failure).
+local function on_leader(self, timeout_ms, call)
+    local deadline = clock_ms() + timeout_ms
+    local code, detail = "timeout", "no leader within the timeout"
+    while true do
+        local left = deadline - clock_ms()
+        if left <= 0 then return nil, code, detail end
+        local id = self.leader_id or self:leader(0, 300)
+        if id then
+            local c, ccode, cdetail = self:node(id)
+            if c then
+                local r1, r2, r3 = call(c, ceil(deadline - clock_ms()))
+                if r1 ~= nil then
+                    self.leader_id = id
+                    return r1, r2, r3
+                end
+                code, detail = r2, r3
+                if not RETRY[code] or code == "timeout" then return nil, code, detail end
+                if code ~= "not_leader" then drop(self, id) end
+                self.leader_id = code == "not_leader" and named_leader(self, detail) or nil
+                if self.leader_id == id then self.leader_id = nil end
+            else
+                code, detail = ccode, cdetail
+                self.leader_id = nil
+            end
+        end
+        if not self.leader_id then loop.wait(20) end
+    end
+end
+
+--- c:add_peer on whichever node leads (following redirects) until opts.timeout_ms
+-- (default DEFAULT_TIMEOUT_MS) passes. Yields when called in a coroutine on the loop,
+-- blocks otherwise.
+function Cluster:add_peer(peer, addr, opts)
+    opts = opts or {}
+    local timeout_ms = check_ms(opts.timeout_ms, "cc:add_peer", M.DEFAULT_TIMEOUT_MS)
+    return on_leader(self, timeout_ms, function(c, left)
+        return c:add_peer(peer, addr, { voter = opts.voter, timeout_ms = left })
+    end)
+end
+
+--- c:remove_peer on whichever node leads, as cc:add_peer.
+function Cluster:remove_peer(peer, opts)
+    opts = opts or {}
+    local timeout_ms = check_ms(opts.timeout_ms, "cc:remove_peer", M.DEFAULT_TIMEOUT_MS)
+    return on_leader(self, timeout_ms, function(c, left)
+        return c:remove_peer(peer, { timeout_ms = left })
+    end)
+end
+
+--- c:transfer on whichever node leads: the new leader's id, or nil, code, detail.
+function Cluster:transfer(peer, timeout_ms)
+    timeout_ms = check_ms(timeout_ms, "cc:transfer", M.DEFAULT_TIMEOUT_MS)
+    return on_leader(self, timeout_ms, function(c, left)
+        return c:transfer(peer, left)
+    end)
 end
 
 function Cluster:close()

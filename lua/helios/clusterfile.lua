@@ -183,13 +183,15 @@ end
 
 --- The options of raft.new for node id (fsm still a module name: the caller makes it).
 -- @return opts, or nil and a message
-function M.node_options(conf, id, file)
-    if not conf.nodes[id] then
+-- listen (optional): the address of a node the file does not list (one that joins a
+-- running cluster: helios node --join --listen ADDR).
+function M.node_options(conf, id, file, listen)
+    if not conf.nodes[id] and listen == nil then
         return nil, format("%s: nodes: no node %q (the file has %s)", file or "cluster file",
             tostring(id), concat(M.ids(conf), ", "))
     end
     local dir, control = M.node_paths(conf, id)
-    local opts = { id = id, listen = conf.nodes[id], data_dir = dir, control = control,
+    local opts = { id = id, listen = listen or conf.nodes[id], data_dir = dir, control = control,
                    peers = {}, secret = conf.secret, cluster_id = conf.cluster_id }
     for pid, addr in pairs(conf.nodes) do opts.peers[pid] = addr end
     for k, v in pairs(conf) do

@@ -21,6 +21,16 @@
 --   "snapshot" -> {ok, index}: node:snapshot() (the write completes later)
 --                 or {ok = false, code = "busy" | "invalid" | ..., detail}
 --   "shutdown" -> {ok}, then the node shuts down cleanly
+--   "peer_add" {peer = <id>, addr = "host:port", voter = <bool, default true>, timeout_ms}
+--              -> {ok} once the configuration with the peer as asked has committed
+--              (node:add_peer, on the leader), or {ok = false, code, detail}:
+--              "not_leader" (detail "<leader> at <addr>" when known), "busy", "invalid",
+--              "timeout", "shutdown"
+--   "peer_remove" {peer, timeout_ms} -> as peer_add (node:remove_peer)
+--   "peers"    -> {ok, configuration = status().configuration, peers = status().peers,
+--              leader = status().leader}: voters, learners, addresses, match, caught_up
+--   "transfer" {peer = <id or absent>} -> {ok, leader = <the new leader's id>}
+--              (node:transfer_leadership, on the leader) or {ok = false, code, detail}
 -- A request that is not well formed gets {ok = false, code = "bad_request", detail}; an
 -- unknown op {ok = false, code = "unknown_op", detail}.
 
@@ -91,6 +101,69 @@ function ops.snapshot(node, req, reply)
     else
         fail(reply, req.id, code, detail)
     end
+end
+
+local function check_timeout(req, reply, what)
+    local timeout = req.timeout_ms
+    if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0) or timeout == huge) then
+        fail(reply, req.id, "bad_request",
+             what .. ": timeout_ms must be a non-negative number of milliseconds")
+        return false
+    end
+    return true
+end
+
+-- Run a blocking node call in a coroutine on the loop and answer with its outcome:
+-- {ok, <name> = first value} or {ok = false, code, detail}.
+local function answer(reply, id, name, call)
+    require("helios.loop").spawn(function()
+        local v, code, detail = call()
+        if v == nil then
+            return fail(reply, id, code or "unknown", detail)
+        end
+        local resp = { id = id, ok = true }
+        if name then resp[name] = v end
+        send(reply, resp)
+    end)
+end
+
+ops["peer_add"] = function(node, req, reply)
+    if type(req.peer) ~= "string" or req.peer == "" or type(req.addr) ~= "string" then
+        return fail(reply, req.id, "bad_request", "peer_add: peer and addr must be strings")
+    end
+    if req.voter ~= nil and type(req.voter) ~= "boolean" then
+        return fail(reply, req.id, "bad_request", "peer_add: voter must be a boolean")
+    end
+    if not check_timeout(req, reply, "peer_add") then return end
+    answer(reply, req.id, nil, function()
+        return node:add_peer(req.peer, req.addr, { voter = req.voter,
+                                                   timeout_ms = req.timeout_ms })
+    end)
+end
+
+ops["peer_remove"] = function(node, req, reply)
+    if type(req.peer) ~= "string" or req.peer == "" then
+        return fail(reply, req.id, "bad_request", "peer_remove: peer must be a string")
+    end
+    if not check_timeout(req, reply, "peer_remove") then return end
+    answer(reply, req.id, nil, function()
+        return node:remove_peer(req.peer, { timeout_ms = req.timeout_ms })
+    end)
+end
+
+function ops.peers(node, req, reply)
+    local st = node:status()
+    send(reply, { id = req.id, ok = true, configuration = st.configuration, peers = st.peers,
+                  leader = st.leader, role = st.role, term = st.term })
+end
+
+function ops.transfer(node, req, reply)
+    if req.peer ~= nil and (type(req.peer) ~= "string" or req.peer == "") then
+        return fail(reply, req.id, "bad_request", "transfer: peer must be a node id")
+    end
+    answer(reply, req.id, "leader", function()
+        return node:transfer_leadership(req.peer)
+    end)
 end
 
 function ops.shutdown(node, req, reply)

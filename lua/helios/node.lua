@@ -38,7 +38,12 @@
 --   backend:_fsm_stopped_message(id) (status().fsm_error),
 --   backend:_add_peer(id, peer, addr, voter, timeout_ms, cb) and
 --   backend:_remove_peer(id, peer, timeout_ms, cb) (node:add_peer, node:remove_peer: cb
---   gets true once the change has committed, or nil, code, detail), and
+--   gets true once the change has committed, or nil, code, detail),
+--   backend:_bootstrap_peer(id, peer, addr, voter) (add_peer before start: true, or nil,
+--   code, detail; nothing once started), backend:_read(id, fn, timeout_ms, cb),
+--   backend:_read_stale(id, fn), backend:_transfer(id, target_or_nil, cb) (cb(new leader
+--   id) or cb(nil, code, detail)), backend:_configuration(id) -> { index, committed,
+--   promoting, servers = { { id, addr, voter, match, caught_up } } } or nil, and
 --   backend._blocking = true when apply may block a coroutine (the loop runs it: helios.raft)
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
 local setmetatable, ceil, huge = setmetatable, math.ceil, math.huge
@@ -323,6 +328,20 @@ function node_class:apply(cmd, timeout_ms, callback)
     backend:_wait(id, index, term, timeout_ms, callback)
 end
 
+-- Run start(cb) and hand its outcome back: blocking the calling coroutine on a networked
+-- node's loop (loop.block, as node:apply does) when no callback is given, else through
+-- the callback. Returns what a blocked call returns (nothing with a callback).
+local function run_op(backend, callback, usage, start)
+    if callback == nil and backend._blocking and isyieldable() then
+        return require("helios.loop").block(start)
+    end
+    if type(callback) ~= "function" then
+        error("Usage: " .. usage .. ": a callback is required outside a coroutine on the "
+              .. "loop (in the simulator, the operation completes while virtual time runs)", 3)
+    end
+    start(callback)
+end
+
 -- The options and callback of add_peer / remove_peer: opts, callback.
 local function peer_args(opts, callback, usage)
     if callback == nil and type(opts) == "function" then
@@ -331,108 +350,179 @@ local function peer_args(opts, callback, usage)
     if opts ~= nil and type(opts) ~= "table" then
         error("Usage: " .. usage .. ": opts must be a table", 3)
     end
-    if type(callback) ~= "function" then
-        error("Usage: " .. usage .. ": a callback is required (in the simulator, the change "
-              .. "completes while virtual time runs)", 3)
+    if callback ~= nil and type(callback) ~= "function" then
+        error("Usage: " .. usage .. ": the callback must be a function", 3)
     end
     return opts or {}, callback
 end
 
 --- Add server id (at address addr) to the cluster, on the leader: it joins as a learner
 -- and, unless opts.voter is false, the leader promotes it to voter once it has caught up
--- (csrc/core/membership.c). callback(true) once the configuration that makes it what was
--- asked has committed, or callback(nil, code, detail): "not_leader" (detail: the leader's
--- id, if known; also when leadership is lost before the change completes), "busy" (a
--- change is in progress, or the leader has not committed an entry of its term yet: try
--- again), "invalid" (already a voter, ...), "timeout" (opts.timeout_ms, virtual ms in the
+-- (csrc/core/membership.c). The outcome is true once the configuration that makes it what
+-- was asked has committed, or nil, code, detail: "not_leader" (detail: the leader's id,
+-- if known; also when leadership is lost before the change completes), "busy" (a change
+-- is in progress, or the leader has not committed an entry of its term yet: try again),
+-- "invalid" (already a voter, ...), "timeout" (opts.timeout_ms, virtual ms in the
 -- simulator, default DEFAULT_APPLY_TIMEOUT_MS), "shutdown".
--- @usage node:add_peer("n4", "4", function(ok, code) ... end)
+-- A networked node (helios.raft) called in a coroutine on the loop without a callback
+-- blocks the coroutine and returns the outcome; otherwise a trailing callback gets it.
+-- Before node:start() on a networked node whose data dir is empty, the server is added to
+-- the bootstrap configuration instead (true at once, no callback needed); on one that
+-- already has a log that is an error ("invalid") that says so.
+-- @usage local ok, code, detail = node:add_peer("node-4", "127.0.0.1:9004")
+-- @usage node:add_peer("n4", "4", function(ok, code) ... end)   -- the simulator
 function node_class:add_peer(id, addr, opts, callback)
-    local usage = "node:add_peer(id, addr[, { voter = false, timeout_ms = N }], callback)"
+    local usage = "node:add_peer(id, addr[, { voter = false, timeout_ms = N }][, callback])"
     opts, callback = peer_args(opts, callback, usage)
     if type(id) ~= "string" or type(addr) ~= "string" then
         error("Usage: " .. usage .. ": id and addr must be strings", 2)
     end
     local timeout_ms = M.check_timeout(opts.timeout_ms, usage)
-    if not self._backend._add_peer then
-        error("Usage: " .. usage .. ": this node's backend has no membership changes yet", 2)
+    local b, me = self._backend, self.id
+    if not b._add_peer then
+        error("Usage: " .. usage .. ": this node's backend has no membership changes", 2)
     end
-    self._backend:_add_peer(self.id, id, addr, opts.voter ~= false, timeout_ms, callback)
+    if b._bootstrap_peer then
+        -- Not started yet: the bootstrap configuration (nil when the node has started).
+        local r = { b:_bootstrap_peer(me, id, addr, opts.voter ~= false) }
+        if r[1] ~= nil or r[2] ~= nil then
+            if callback then
+                return callback(r[1], r[2], r[3])
+            end
+            return r[1], r[2], r[3]
+        end
+    end
+    return run_op(b, callback, usage, function(cb)
+        b:_add_peer(me, id, addr, opts.voter ~= false, timeout_ms, cb)
+    end)
 end
 
---- Remove server id (a voter or a learner) from the cluster, on the leader; callback as for
--- add_peer. A leader that removes itself steps down once the change commits.
+--- Remove server id (a voter or a learner) from the cluster, on the leader; outcome as for
+-- add_peer (blocking in a coroutine on a networked node's loop, else a trailing
+-- callback). A leader that removes itself steps down once the change commits; a removed
+-- server learns it is out (status().role == "removed") and stops campaigning.
 function node_class:remove_peer(id, opts, callback)
-    local usage = "node:remove_peer(id[, { timeout_ms = N }], callback)"
+    local usage = "node:remove_peer(id[, { timeout_ms = N }][, callback])"
     opts, callback = peer_args(opts, callback, usage)
     if type(id) ~= "string" then
         error("Usage: " .. usage .. ": id must be a string", 2)
     end
     local timeout_ms = M.check_timeout(opts.timeout_ms, usage)
-    if not self._backend._remove_peer then
-        error("Usage: " .. usage .. ": this node's backend has no membership changes yet", 2)
+    local b, me = self._backend, self.id
+    if not b._remove_peer then
+        error("Usage: " .. usage .. ": this node's backend has no membership changes", 2)
     end
-    self._backend:_remove_peer(self.id, id, timeout_ms, callback)
+    return run_op(b, callback, usage, function(cb)
+        b:_remove_peer(me, id, timeout_ms, cb)
+    end)
 end
 
 --- A linearizable read (ReadIndex, csrc/core/read.c): fn(fsm) runs once this node's FSM
--- has applied every write acknowledged before the call, and its results go to callback;
--- or callback(nil, code, detail): "not_leader", "timeout", "shutdown", "read_error" (fn
--- raised). Simulated nodes only for now; a trailing callback as for node:apply.
+-- has applied every write acknowledged before the call, and the outcome is fn's results;
+-- or nil, code, detail: "not_leader", "timeout", "shutdown", "read_error" (fn raised).
+-- (fn's first result nil reads as a failure: return something else first when nil is a
+-- value.) Blocks the calling coroutine on a networked node's loop without a callback,
+-- else a trailing callback as for node:apply.
+-- @usage local v = node:read(function(fsm) return fsm:get("k") end, 1000)
 -- @usage node:read(function(fsm) return fsm:get("k") end, 1000, function(v) ... end)
 function node_class:read(fn, timeout_ms, callback)
-    local usage = "node:read(fn[, timeout_ms], callback)"
+    local usage = "node:read(fn[, timeout_ms][, callback])"
     if callback == nil and type(timeout_ms) == "function" then
         timeout_ms, callback = nil, timeout_ms
     end
-    if type(fn) ~= "function" or type(callback) ~= "function" then
+    if type(fn) ~= "function" or (callback ~= nil and type(callback) ~= "function") then
         error("Usage: " .. usage, 2)
     end
     timeout_ms = M.check_timeout(timeout_ms, usage)
-    if not self._backend._read then
-        error("node:read: not supported by this node yet (simulated nodes only)", 2)
+    local b, me = self._backend, self.id
+    if not b._read then
+        error("node:read: not supported by this node's backend", 2)
     end
-    return self._backend:_read(self.id, fn, timeout_ms, callback)
+    return run_op(b, callback, usage, function(cb)
+        b:_read(me, fn, timeout_ms, cb)
+    end)
 end
 
 --- fn(fsm) on this node's local state at once: may be stale (a deposed leader, a lagging
--- follower). Returns fn's results.
+-- follower). Returns fn's results (nil, "shutdown", detail while the node is down).
 function node_class:read_stale(fn)
     if type(fn) ~= "function" then
         error("Usage: node:read_stale(fn)", 2)
     end
     if not self._backend._read_stale then
-        error("node:read_stale: not supported by this node yet (simulated nodes only)", 2)
+        error("node:read_stale: not supported by this node's backend", 2)
     end
     return self._backend:_read_stale(self.id, fn)
 end
 
---- Hand leadership to target (nil: the most up-to-date voter). callback(new_leader_id),
--- or callback(nil, code, detail): "not_leader", "busy" (a transfer is under way),
+--- Hand leadership to target (nil: the most up-to-date voter). The outcome is the new
+-- leader's id, or nil, code, detail: "not_leader", "busy" (a transfer is under way),
 -- "invalid", "timeout" (the target did not take over within an election timeout; this
--- node leads on). Proposals get "busy" meanwhile. Simulated nodes only for now.
+-- node leads on). Proposals get "busy" meanwhile. Blocks the calling coroutine on a
+-- networked node's loop without a callback, else a trailing callback.
+-- @usage local new_leader, code = node:transfer_leadership("node-2")
 function node_class:transfer_leadership(target, callback)
+    local usage = "node:transfer_leadership([id][, callback])"
     if callback == nil and type(target) == "function" then
         target, callback = nil, target
     end
-    if type(callback) ~= "function" then
-        error("Usage: node:transfer_leadership([id], callback)", 2)
+    if (target ~= nil and type(target) ~= "string")
+        or (callback ~= nil and type(callback) ~= "function") then
+        error("Usage: " .. usage, 2)
     end
-    if not self._backend._transfer then
-        error("node:transfer_leadership: not supported by this node yet (simulated nodes only)", 2)
+    local b, me = self._backend, self.id
+    if not b._transfer then
+        error("node:transfer_leadership: not supported by this node's backend", 2)
     end
-    return self._backend:_transfer(self.id, target, callback)
+    return run_op(b, callback, usage, function(cb)
+        b:_transfer(me, target, cb)
+    end)
 end
 
 --- The documented status table (role "shutdown" and zeros while the node is down). A node
 -- that on_fsm_error = "stop" stopped has fsm_error: the message naming the entry.
+-- A node that knows it is out of the configuration (the removal committed) shows role
+-- "removed" (raw.removed), and st.configuration is the configuration it uses: { index (of
+-- its config entry; 0: the bootstrap one), committed, voters = { ids }, learners = { ids },
+-- promoting (the learner the leader waits to promote, or nil) }. Each peer of st.peers
+-- has learner = true for a learner, and caught_up (the leader's view: within an election
+-- timeout of its log; false on other nodes).
 function node_class:status()
     local b = self._backend
     local addr_of = b._addr_of and function(x) return b:_addr_of(x) end
     local voters, learners = b:_voters(self.id)
-    local st = M.shape_status(self.id, b:_status(self.id), voters, addr_of, learners)
+    local raw = b:_status(self.id)
+    local st = M.shape_status(self.id, raw, voters, addr_of, learners)
+    if raw and raw.removed then
+        st.role, st.removed = "removed", true
+    end
+    local conf = b._configuration and b:_configuration(self.id)
+    if conf then
+        st.configuration = { index = conf.index, committed = conf.committed,
+                             promoting = conf.promoting, voters = {}, learners = {} }
+        for _, sv in ipairs(conf.servers or {}) do
+            local list = sv.voter and st.configuration.voters or st.configuration.learners
+            list[#list + 1] = sv.id
+            local p = st.peers[sv.id]
+            if p then
+                p.caught_up = sv.caught_up or false
+                if sv.match and sv.match > p.match then
+                    p.match = sv.match
+                end
+            end
+        end
+    end
+    for _, p in pairs(st.peers) do
+        p.learner = not p.voter or nil
+    end
     st.fsm_error = b._fsm_stopped_message and b:_fsm_stopped_message(self.id) or nil
     return st
+end
+
+--- The configuration this node uses (st.configuration of node:status()), or nil while
+-- the node is down or where the backend has none.
+function node_class:configuration()
+    return self:status().configuration
 end
 
 --- Start the node (networked nodes): open and lock the data dir, recover, listen, and

@@ -21,7 +21,8 @@
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
 local setmetatable, floor = setmetatable, math.floor
 local tremove, sort = table.remove, table.sort
-local pcall, xpcall, require = pcall, xpcall, require
+local pcall, xpcall, require, select = pcall, xpcall, require, select
+local unpack = unpack
 local traceback = debug.traceback
 local io_open = io.open
 
@@ -69,12 +70,13 @@ local INT_OPTIONS = {
     snapshot_interval_ms = "posint", snapshot_threshold = "posint", trailing_logs = "nonneg",
     snapshot_chunk_bytes = "posint",
     max_entries_per_append = "posint", max_append_bytes = "posint", max_inflight = "posint",
-    prevote = "bool", check_quorum = "bool",
+    prevote = "bool", check_quorum = "bool", read_lease = "bool", join = "bool",
 }
 -- Those the core reads (the others are read here, by raft.lua: snapshots, limits).
 local CORE_OPTIONS = {
     heartbeat_timeout_ms = true, election_timeout_ms = true, max_entries_per_append = true,
     max_append_bytes = true, max_inflight = true, prevote = true, check_quorum = true,
+    read_lease = true,
 }
 -- fs: the file system of the data dir, for tests only: a fault-injecting one of
 -- helios.testkit (fault_fs_new), checked by core.node_new; absent: the real one.
@@ -132,6 +134,10 @@ local function check_options(o)
     if type(o.data_dir) ~= "string" or o.data_dir == "" then
         bad("data_dir", "a non-empty string (a directory path)", o.data_dir)
     end
+    -- join: the node starts in no configuration and waits to be added (node:add_peer on
+    -- the leader); peers are then only addresses to dial, and may leave this node out.
+    local join = o.join == true
+    if join and o.peers == nil then o = setmetatable({ peers = {} }, { __index = o }) end
     if type(o.peers) ~= "table" then bad("peers", "a table { [id] = \"host:port\" }", o.peers) end
     local n = 0
     for pid, addr in pairs(o.peers) do
@@ -145,8 +151,13 @@ local function check_options(o)
         end
         n = n + 1
     end
-    if n == 0 then bad("peers", "a non-empty table { [id] = \"host:port\" }") end
-    if o.peers[o.id] == nil then bad("peers", format("a table that includes this node (%q)", o.id)) end
+    if n == 0 and not join then bad("peers", "a non-empty table { [id] = \"host:port\" }") end
+    if o.peers[o.id] == nil and not join then
+        bad("peers", format("a table that includes this node (%q)", o.id))
+    end
+    if o.peers[o.id] == nil and o.listen == nil then
+        bad("listen", format("an address: peers has none for this node (%q)", o.id))
+    end
     local problem = o.listen ~= nil and address.problem(o.listen)
     if problem then
         option_error("listen", format("address %s (got %s)", problem, node_mod.describe_value(o.listen)))
@@ -192,7 +203,7 @@ local function check_options(o)
         id = o.id, data_dir = o.data_dir, listen = o.listen or o.peers[o.id], peers = peers,
         secret = secret, cluster_id = o.cluster_id, config = config,
         trailing_logs = o.trailing_logs, snapshot_chunk_bytes = o.snapshot_chunk_bytes,
-        fs = o.fs,
+        fs = o.fs, join = join or nil,
     }
 end
 
@@ -301,6 +312,52 @@ local function make_hooks(b)
         if (last and last.leader) ~= leader then
             protect(node._emit, node, "leader", leader, term)
         end
+        -- A transfer ends when this node learns of a leader of a later term (the target,
+        -- or whoever won instead): node:transfer_leadership returns that leader.
+        if leader and #b._transfers > 0 then
+            local keep = {}
+            for _, t in ipairs(b._transfers) do
+                if term > t.term then
+                    t.timer:stop()
+                    protect(t.cb, leader)
+                else
+                    keep[#keep + 1] = t
+                end
+            end
+            b._transfers = keep
+        end
+        if #b._changes > 0 then
+            b:_settle_changes()
+        end
+    end
+
+    -- The core answered a read (csrc/core/read.c): code nil means this node has applied
+    -- through index (the runtime calls this after the applies of its batch), so fn(fsm)
+    -- sees every write acknowledged before the read began; else the read failed.
+    local function read(ctx, code, index)
+        local r = b._reads[ctx]
+        if not r then
+            return -- timed out here already
+        end
+        b._reads[ctx] = nil
+        r.timer:stop()
+        if code then
+            return protect(r.cb, nil, code, format("read on %s: %s", b._id, code))
+        end
+        if b._fsm_stopped then
+            return protect(r.cb, nil, "shutdown", b._fsm_stopped)
+        end
+        local res = { n = 0 }
+        local function collect(ok, ...)
+            res.n = select("#", ...)
+            for i = 1, res.n do res[i] = select(i, ...) end
+            return ok
+        end
+        if not collect(xpcall(r.fn, traceback, b._fsm)) then
+            return protect(r.cb, nil, "read_error", format("read at index %d on %s failed: %s",
+                                                           index or 0, b._id, tostring(res[1])))
+        end
+        protect(r.cb, unpack(res, 1, res.n))
     end
 
     local function on_error(cname, msg)
@@ -338,7 +395,8 @@ local function make_hooks(b)
         protect(b._node._emit, b._node, "snapshot", index, term)
     end
 
-    return { apply = apply, state = state, error = on_error, log = log, restore = restore }
+    return { apply = apply, state = state, error = on_error, log = log, restore = restore,
+             read = read }
 end
 
 -- Snapshots of a networked node. The FSM's state is serialized into a file by a forked
@@ -482,10 +540,13 @@ function M.new(opts)
         _snapshot_interval_ms = opts.snapshot_interval_ms or 300000,
         _snapshot_threshold = opts.snapshot_threshold or 10000,
         _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
+        _copts = copts, _changes = {}, _reads = {}, _read_ctx = 0, _transfers = {},
+        _election_ms = opts.election_timeout_ms or 150,
     }, net)
     local node = node_mod.wrap(b, opts.id)
     b._node = node
-    local ok, cn = pcall(core().node_new, copts, make_hooks(b))
+    b._hooks = make_hooks(b)
+    local ok, cn = pcall(core().node_new, copts, b._hooks)
     if not ok then
         local msg = tostring(cn):gsub("^node_new: ", ""):gsub("^config: ", "")
         -- The core's checks say "<field> must ...": the same form as the checks above.
@@ -502,12 +563,306 @@ function M.new(opts)
     return node
 end
 
+-- The configuration the core uses (n:configuration(): servers with names, addresses,
+-- voter, match, caught_up), or nil before start, after shutdown, or from a binding
+-- without membership.
+function net:_configuration()
+    if self._state ~= "running" or not self._core.configuration then
+        return nil
+    end
+    return self._core:configuration()
+end
+
 function net:_addr_of(id)
+    local conf = self:_configuration()
+    for _, sv in ipairs(conf and conf.servers or {}) do
+        if sv.id == id then
+            return sv.addr
+        end
+    end
     return self._peers[id]
 end
 
+-- Voters and learners of the configuration in use; before start (or from a binding
+-- without membership) the bootstrap peers, or none with join.
 function net:_voters()
-    return self._ids
+    local conf = self:_configuration()
+    if not conf then
+        if self._copts.join then
+            return {}, {}
+        end
+        return self._ids, {}
+    end
+    local voters, learners = {}, {}
+    for _, sv in ipairs(conf.servers or {}) do
+        local list = sv.voter and voters or learners
+        list[#list + 1] = sv.id
+    end
+    sort(voters)
+    sort(learners)
+    return voters, learners
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Membership, reads and transfers (csrc/core/membership.c, read.c, transfer.c).
+
+-- Whether the data dir holds a log or a snapshot (core.storage_inspect reads it without
+-- changing it; a node that never started has none of meta, log/, snapshots/).
+local function has_log(dir)
+    local _, report, verdict = core().storage_inspect(dir, {})
+    if verdict == "not_data_dir" then
+        return false
+    end
+    report = report or ""
+    return report:find("\nlog: index ") ~= nil or report:find("\nsnapshots: %d") ~= nil
+        or report:find("ERROR") ~= nil
+end
+
+-- add_peer before start: the server joins the bootstrap configuration, which the core
+-- gets from peers on an empty data dir (so the node is made again with the new peers:
+-- nothing is open before start). Returns nothing once the node has started (add_peer
+-- then goes to the core).
+function net:_bootstrap_peer(_, peer, addr, voter)
+    if self._state ~= "new" then
+        return
+    end
+    local copts = self._copts
+    local problem = address.problem(addr)
+    if problem then
+        return nil, "invalid", format("add_peer(%q, %q): address %s", peer, addr, problem)
+    end
+    if copts.fs == nil and has_log(copts.data_dir) then
+        return nil, "invalid", format("%s already has a log in %s: add_peer before "
+            .. "node:start() only forms a new cluster's first configuration; to change the "
+            .. "members of a running cluster, call node:add_peer on its leader once started",
+            self._id, copts.data_dir)
+    end
+    if not voter then
+        return nil, "invalid", format("add_peer(%q) before start: the first configuration "
+            .. "has voters only; add learners on the leader once the cluster runs", peer)
+    end
+    if copts.join then
+        -- A joining node's peers are only addresses to dial: nothing to bootstrap.
+        copts.peers[peer] = addr
+        self._peers = copts.peers
+        return true
+    end
+    copts.peers[peer] = addr
+    local made, cn = pcall(core().node_new, copts, self._hooks)
+    if not made then
+        copts.peers[peer] = nil
+        return nil, "invalid", tostring(cn)
+    end
+    self._core:shutdown()
+    self._core = cn
+    self._peers = copts.peers
+    self._ids[#self._ids + 1] = peer
+    sort(self._ids)
+    return true
+end
+
+-- The detail of a not_leader answer: the leader's id and address, when known.
+function net:_leader_detail()
+    local _, _, leader = self._core:state()
+    if leader then
+        return format("%s at %s", leader, tostring(self:_addr_of(leader)))
+    end
+    return nil
+end
+
+-- Pending membership changes complete on what the configuration shows: true once a
+-- committed configuration has the peer as asked (the core promotes a learner itself), or
+-- not_leader once this node stops leading. Checked from the state hook and by a short
+-- timer while changes are pending (a promotion or a commit changes no role).
+local CHANGE_POLL_MS = 10
+
+function net:_settle_changes()
+    local list = self._changes
+    if #list == 0 then
+        return
+    end
+    local conf = self:_configuration()
+    local role = self._state == "running" and self._core:state() or nil
+    local keep, done = {}, {}
+    for _, ch in ipairs(list) do
+        local result
+        if conf then
+            local have = "absent"
+            for _, sv in ipairs(conf.servers or {}) do
+                if sv.id == ch.peer then
+                    have = sv.voter and "voter" or "learner"
+                end
+            end
+            if conf.committed and have == ch.want then
+                result = { true, n = 1 }
+            elseif role ~= "leader" then
+                result = { nil, "not_leader", self:_leader_detail(), n = 3 }
+            end
+        else
+            result = { nil, "shutdown", format("node %s shut down before the change completed",
+                                               self._id), n = 3 }
+        end
+        if result then
+            ch.timer:stop()
+            done[#done + 1] = { ch.cb, result }
+        else
+            keep[#keep + 1] = ch
+        end
+    end
+    self._changes = keep
+    if #keep == 0 and self._change_timer then
+        self._change_timer:stop()
+        self._change_timer = nil
+    end
+    for _, d in ipairs(done) do
+        protect(d[1], unpack(d[2], 1, d[2].n))
+    end
+end
+
+function net:_change(peer, want, timeout_ms, cb, call)
+    if self._state ~= "running" then
+        return cb(nil, "shutdown", format("node %s is %s", self._id,
+                                          self._state == "new" and "not started" or "shut down"))
+    end
+    if not self._core.add_peer then
+        return cb(nil, "invalid", "this build's node binding has no membership changes")
+    end
+    local index, code, detail = call()
+    if not index then
+        if code == "not_leader" then
+            detail = self:_leader_detail() or detail
+        end
+        return cb(nil, code, detail)
+    end
+    local ch = { peer = peer, want = want, cb = cb }
+    ch.timer = core().timer(timeout_ms, 0, function()
+        for i, x in ipairs(self._changes) do
+            if x == ch then
+                tremove(self._changes, i)
+                break
+            end
+        end
+        protect(cb, nil, "timeout", format("the change of %s (config entry %d) did not "
+                                           .. "complete on %s within %d ms", peer, index,
+                                           self._id, timeout_ms))
+    end)
+    self._changes[#self._changes + 1] = ch
+    if not self._change_timer then
+        self._change_timer = core().timer(CHANGE_POLL_MS, CHANGE_POLL_MS, function()
+            self:_settle_changes()
+        end)
+    end
+    self:_settle_changes()
+end
+
+function net:_add_peer(_, peer, addr, voter, timeout_ms, cb)
+    local problem = address.problem(addr)
+    if problem then
+        return cb(nil, "invalid", format("add_peer(%q, %q): address %s", peer, addr, problem))
+    end
+    self:_change(peer, voter and "voter" or "learner", timeout_ms, cb, function()
+        return self._core:add_peer(peer, addr, voter)
+    end)
+end
+
+function net:_remove_peer(_, peer, timeout_ms, cb)
+    self:_change(peer, "absent", timeout_ms, cb, function()
+        return self._core:remove_peer(peer)
+    end)
+end
+
+function net:_read(_, fn, timeout_ms, cb)
+    if self._state ~= "running" or self._fsm_stopped then
+        return cb(nil, "shutdown", self._fsm_stopped or format("node %s is not running",
+                                                                self._id))
+    end
+    if not self._core.read_index then
+        return cb(nil, "invalid", "this build's node binding has no reads")
+    end
+    -- Contexts are this node's own: any positive integer the core hands back to the read
+    -- hook (csrc/core/read.c batches the reads of one heartbeat round).
+    self._read_ctx = self._read_ctx + 1
+    local ctx = self._read_ctx
+    local ok, code, detail = self._core:read_index(ctx)
+    if not ok then
+        if code == "not_leader" then
+            detail = self:_leader_detail() or detail
+        end
+        return cb(nil, code, detail)
+    end
+    local r = { fn = fn, cb = cb }
+    r.timer = core().timer(timeout_ms, 0, function()
+        if self._reads[ctx] == r then
+            self._reads[ctx] = nil
+            protect(cb, nil, "timeout", format("read on %s not served within %d ms", self._id,
+                                               timeout_ms))
+        end
+    end)
+    self._reads[ctx] = r
+end
+
+function net:_read_stale(_, fn)
+    if self._state ~= "running" then
+        return nil, "shutdown", format("node %s is not running", self._id)
+    end
+    return fn(self._fsm)
+end
+
+-- How long past the core's own limit (an election timeout, csrc/core/transfer.c) a
+-- transfer waits for the new leader to be heard of: its first heartbeat must arrive.
+local TRANSFER_MARGIN_MS = 200
+
+function net:_transfer(_, target, cb)
+    if self._state ~= "running" then
+        return cb(nil, "shutdown", format("node %s is not running", self._id))
+    end
+    if not self._core.transfer then
+        return cb(nil, "invalid", "this build's node binding has no leadership transfer")
+    end
+    local role, term = self._core:state()
+    if role ~= "leader" then
+        return cb(nil, "not_leader", self:_leader_detail())
+    end
+    local ok, code, detail = self._core:transfer(target)
+    if not ok then
+        return cb(nil, code, detail)
+    end
+    local t = { term = term, cb = cb }
+    local wait = self._election_ms + TRANSFER_MARGIN_MS
+    t.timer = core().timer(wait, 0, function()
+        for i, x in ipairs(self._transfers) do
+            if x == t then
+                tremove(self._transfers, i)
+                protect(cb, nil, "timeout", format("no new leader within %d ms (%s leads on)",
+                                                   wait, self._id))
+                return
+            end
+        end
+    end)
+    self._transfers[#self._transfers + 1] = t
+end
+
+-- Fail every pending change, read and transfer (the node shuts down).
+local function fail_pending(b, detail)
+    local changes, reads, transfers = b._changes, b._reads, b._transfers
+    b._changes, b._reads, b._transfers = {}, {}, {}
+    if b._change_timer then
+        b._change_timer:stop()
+        b._change_timer = nil
+    end
+    local ctxs = {}
+    for ctx in pairs(reads) do ctxs[#ctxs + 1] = ctx end
+    sort(ctxs)
+    for _, ctx in ipairs(ctxs) do
+        reads[ctx].timer:stop()
+        protect(reads[ctx].cb, nil, "shutdown", detail)
+    end
+    for _, list in ipairs({ changes, transfers }) do
+        for _, x in ipairs(list) do
+            x.timer:stop()
+            protect(x.cb, nil, "shutdown", detail)
+        end
+    end
 end
 
 function net:_node_state()
@@ -651,6 +1006,7 @@ function net:_shutdown(_, cb)
         self._control = nil
     end
     fail_all(self, "shutdown", format("node %s shut down", self._id))
+    fail_pending(self, format("node %s shut down", self._id))
     self._core:shutdown(function()
         self._state = "closed"
         live_nodes = live_nodes - 1

@@ -14,6 +14,9 @@
 --       cl:start(leader)                             -- the same data dir: it catches up
 --       cl:pause(id)  cl:resume(id)                  -- SIGSTOP / SIGCONT
 --       cl:partition({ "node-1" }, { "node-2", "node-3" })  cl:heal()
+--       local id, addr = cl:add_node()               -- "node-4", outside the configuration
+--       cl:start(id)                                 -- `helios node --join`: it waits
+--       assert(cc:add_peer(id, addr, { timeout_ms = 10000 }))   -- on the leader
 --   end)
 --
 -- or, with the nodes' logs appended to the error of a failing body:
@@ -145,11 +148,13 @@ function M.cluster(opts)
             end
         end
         local secret = opts.secret or format("test-secret-%d", math.random(1, 1e9))
+        self._conf = { cluster_id = opts.cluster_id or "test", fsm = self._fsm,
+                       data_dir = self._dir, secret = secret }
+        for k, v in pairs(M.DEFAULT_CONFIG) do self._conf[k] = v end
+        for k, v in pairs(opts.config or {}) do self._conf[k] = v end
         for _, id in ipairs(self._ids) do
-            local conf = { cluster_id = opts.cluster_id or "test", fsm = self._fsm,
-                           data_dir = self._dir, secret = secret, nodes = views[id] }
-            for k, v in pairs(M.DEFAULT_CONFIG) do conf[k] = v end
-            for k, v in pairs(opts.config or {}) do conf[k] = v end
+            local conf = { nodes = views[id] }
+            for k, v in pairs(self._conf) do conf[k] = v end
             local file = format("%s/cluster-%s.lua", self._dir, id)
             assert(clusterfile.write(file, conf))
             self._files[id] = file
@@ -207,6 +212,31 @@ function Cluster:start(id)
     end
     self._procs[id] = pid
     return pid
+end
+
+--- A new node, outside the cluster's configuration: "node-<N+1>" with a free port and
+-- its own cluster file that says join = true (`helios node` then starts it on an empty
+-- data dir in no configuration, waiting to be added with add_peer on the leader) and
+-- lists every node's real address (no proxy: cl:partition does not cut its links). Not
+-- started: cl:start(id). Returns its id and the address to give add_peer.
+function Cluster:add_node()
+    local id = format("node-%d", #self._ids + 1)
+    local addr = format("127.0.0.1:%d", assert(core.free_port()))
+    self._ids[#self._ids + 1] = id
+    self._real[id] = addr
+    local conf = { nodes = {}, join = true }
+    for k, v in pairs(self._conf) do conf[k] = v end
+    for other, a in pairs(self._real) do conf.nodes[other] = a end
+    local file = format("%s/cluster-%s.lua", self._dir, id)
+    assert(clusterfile.write(file, conf))
+    self._files[id] = file
+    self._sockets[id] = format("%s/%s/control.sock", self._dir, id)
+    if self._client then
+        -- The cluster client knows its nodes from when it was made: a new one for all.
+        self._client:close()
+        self._client = nil
+    end
+    return id, addr
 end
 
 --- Whether node id's process runs (reaps it if it has exited). Never waits.

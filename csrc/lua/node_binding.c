@@ -30,7 +30,16 @@
 
 /* Slots of the environment table: the hooks, and the fs option's object (kept so that a
  * test can steer the file system it passed without holding on to it). */
-enum { HOOK_APPLY = 1, HOOK_STATE, HOOK_ERROR, HOOK_LOG, HOOK_RESTORE, HOOK_DONE, SLOT_FS };
+enum {
+    HOOK_APPLY = 1,
+    HOOK_STATE,
+    HOOK_ERROR,
+    HOOK_LOG,
+    HOOK_RESTORE,
+    HOOK_READ,
+    HOOK_DONE,
+    SLOT_FS
+};
 
 struct lnode {
     struct hr_runtime *rt; /* NULL once shut down */
@@ -71,6 +80,7 @@ struct hook_args {
     int code;
     const char *msg;
     hr_index_t index;
+    uint64_t read_ctx;
 };
 
 static int noop(lua_State *L)
@@ -120,6 +130,15 @@ static int push_hook(lua_State *L, void *arg)
         lua_pushnumber(L, (lua_Number)a->index);
         lua_pushnumber(L, (lua_Number)a->term);
         return 2;
+    case HOOK_READ:
+        lua_pushnumber(L, (lua_Number)a->read_ctx);
+        if (a->code != 0) {
+            lua_pushstring(L, hr_err_name(a->code));
+        } else {
+            lua_pushnil(L);
+        }
+        lua_pushnumber(L, (lua_Number)a->index);
+        return 3;
     default:
         return 0;
     }
@@ -178,6 +197,17 @@ static void on_restore(void *ctx, hr_index_t index, hr_term_t term)
     if (call_hook(&a, what) != 0) {
         n->fsm_failed = true; /* the FSM is in an unknown state: apply nothing more */
     }
+}
+
+/* read(ctx, code_or_nil, index): code nil means the read may be served now (the FSM has
+ * applied up to index); the hook serves it (runs the read's function on the FSM) before
+ * returning, since the next apply may follow at once. A hook error is reported like other
+ * observers' and does not stop the node: the FSM was not changed. */
+static void on_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status)
+{
+    struct hook_args a = {
+        .n = ctx, .slot = HOOK_READ, .read_ctx = read_ctx, .index = index, .code = status};
+    call_hook(&a, "read hook");
 }
 
 /* ---- node_new ---- */
@@ -239,6 +269,12 @@ static int l_node_new(lua_State *L)
     lua_pop(L, 1);
     struct hr_lua_fs *fs = hr__lua_opt_fs(L, 1, "node_new");
     c.fs = hr__lua_fs_of(fs);
+    lua_getfield(L, 1, "join");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) {
+        return luaL_error(L, "node_new: join must be a boolean");
+    }
+    c.join = lua_toboolean(L, -1);
+    lua_pop(L, 1);
 
     struct hr_runtime_peer peers[HR_MAX_NODES];
     size_t np = 0;
@@ -273,8 +309,9 @@ static int l_node_new(lua_State *L)
     lua_setmetatable(L, ud);
 
     lua_createtable(L, SLOT_FS, 0);
-    static const char *const hook_names[] = {"apply", "state", "error", "log", "restore"};
-    for (int i = 0; i < 5; i++) {
+    static const char *const hook_names[] = {"apply", "state", "error", "log", "restore",
+                                             "read"};
+    for (int i = 0; i < 6; i++) {
         lua_getfield(L, 2, hook_names[i]);
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
             return luaL_error(L, "node_new: hook %s must be a function", hook_names[i]);
@@ -290,7 +327,8 @@ static int l_node_new(lua_State *L)
                                       .state = on_state,
                                       .error = on_error,
                                       .log = on_log,
-                                      .restore = on_restore};
+                                      .restore = on_restore,
+                                      .read = on_read};
     char err[512];
     n->rt = hr_runtime_new(hr__loop_uv(lp), &c, &cb, err, sizeof err);
     if (n->rt == NULL) {
@@ -403,6 +441,51 @@ static void set_id_name(lua_State *L, void *ctx, hr_id_t id)
     set_name(L, ctx, "id", id);
 }
 
+/* The configuration table of configuration() (runtime.h, hr_runtime_configuration):
+ * false (nothing pushed) when there is no node. */
+static bool push_configuration(lua_State *L, struct hr_runtime *rt)
+{
+    struct hr_runtime_server sv[HR_MAX_NODES];
+    size_t n;
+    hr_index_t index;
+    bool committed;
+    hr_id_t promoting;
+    if (hr_runtime_configuration(rt, sv, HR_MAX_NODES, &n, &index, &committed, &promoting) != 0) {
+        return false;
+    }
+    lua_createtable(L, 0, 4);
+    hr__lua_set_number(L, "index", index);
+    lua_pushboolean(L, committed);
+    lua_setfield(L, -2, "committed");
+    set_name(L, rt, "promoting", promoting);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 5);
+        if (sv[i].name != NULL) {
+            lua_pushstring(L, sv[i].name);
+        } else {
+            /* A configuration without names (bare ids from an older version): the id
+             * in hex, as helios inspect shows unknown ids. */
+            char hex[24];
+            snprintf(hex, sizeof hex, "%016" PRIx64, sv[i].id);
+            lua_pushstring(L, hex);
+        }
+        lua_setfield(L, -2, "id");
+        if (sv[i].addr != NULL) {
+            lua_pushstring(L, sv[i].addr);
+            lua_setfield(L, -2, "addr");
+        }
+        lua_pushboolean(L, sv[i].voter);
+        lua_setfield(L, -2, "voter");
+        hr__lua_set_number(L, "match", sv[i].match);
+        lua_pushboolean(L, sv[i].caught_up);
+        lua_setfield(L, -2, "caught_up");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "servers");
+    return true;
+}
+
 /* status() -> raw table (nil once shut down): role "failed" while storage is failed. */
 static int l_status(lua_State *L)
 {
@@ -448,6 +531,13 @@ static int l_status(lua_State *L)
     hr__lua_set_number(L, "first_index", hr_raft_first_index(r));
     hr__lua_set_number(L, "last_index", hr_raft_last_index(r));
     hr__lua_set_progress(L, r, set_id_name, rt);
+    if (hr_runtime_removed(rt)) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "removed");
+    }
+    if (push_configuration(L, rt)) {
+        lua_setfield(L, -2, "configuration");
+    }
     return 1;
 }
 
@@ -530,6 +620,117 @@ static int l_shutdown(lua_State *L)
     }
     start_shutdown(n);
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- membership, reads, transfers ---- */
+
+/* nil, code, msg for a failed call; not_leader names the leader when one is known. */
+static int push_rc(lua_State *L, struct lnode *n, int rc)
+{
+    if (rc == HR_ENOTLEADER && n->rt != NULL) {
+        struct hr_raft *r = hr_runtime_raft(n->rt);
+        const char *leader = r != NULL ? hr_runtime_name_of(n->rt, hr_raft_leader(r)) : NULL;
+        if (leader != NULL) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "not the leader (the leader is %s)", leader);
+            return hr__lua_push_fail(L, hr_err_name(rc), msg);
+        }
+    }
+    if (rc == HR_ENOSPACE && n->rt != NULL) {
+        return hr__lua_push_fail(L, hr_err_name(rc), hr_runtime_errmsg(n->rt));
+    }
+    return hr__lua_push_fail(L, hr_err_name(rc), hr_strerror(rc));
+}
+
+static struct hr_runtime *live_rt(struct lnode *n)
+{
+    return n->rt != NULL && !n->closing ? n->rt : NULL;
+}
+
+/* add_peer(name, addr[, voter = true]) -> index | nil, code, msg. index: the config entry
+ * appended (0: none, a learner's promotion armed). */
+static int l_add_peer(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    const char *name = luaL_checkstring(L, 2);
+    const char *addr = luaL_checkstring(L, 3);
+    bool voter = lua_isnoneornil(L, 4) ? true : lua_toboolean(L, 4);
+    struct hr_runtime *rt = live_rt(n);
+    hr_index_t index = 0;
+    int rc = rt != NULL ? hr_runtime_add(rt, name, addr, voter, &index) : HR_ESHUTDOWN;
+    if (rc != 0) {
+        return push_rc(L, n, rc);
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    return 1;
+}
+
+/* remove_peer(name) -> index | nil, code, msg */
+static int l_remove_peer(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    const char *name = luaL_checkstring(L, 2);
+    struct hr_runtime *rt = live_rt(n);
+    hr_index_t index = 0;
+    int rc = rt != NULL ? hr_runtime_remove(rt, name, &index) : HR_ESHUTDOWN;
+    if (rc != 0) {
+        return push_rc(L, n, rc);
+    }
+    lua_pushnumber(L, (lua_Number)index);
+    return 1;
+}
+
+/* configuration() -> nil (no node) | { index, committed, promoting, servers = {...} } */
+static int l_configuration(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    struct hr_runtime *rt = live_rt(n);
+    if (rt == NULL || !push_configuration(L, rt)) {
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+/* read_index(ctx) -> true | nil, code, msg. The answer comes through the read hook. */
+static int l_read_index(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    uint64_t ctx = hr__lua_check_uint(L, 2, "ctx", 1, (uint64_t)1 << 53);
+    struct hr_runtime *rt = live_rt(n);
+    int rc = rt != NULL ? hr_runtime_read_index(rt, ctx) : HR_ESHUTDOWN;
+    if (rc != 0) {
+        return push_rc(L, n, rc);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* transfer([name]) -> true | nil, code, msg */
+static int l_transfer(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    const char *name = luaL_optstring(L, 2, NULL);
+    struct hr_runtime *rt = live_rt(n);
+    int rc = rt != NULL ? hr_runtime_transfer(rt, name) : HR_ESHUTDOWN;
+    if (rc != 0) {
+        return push_rc(L, n, rc);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* transferee() -> name | nil */
+static int l_transferee(lua_State *L)
+{
+    struct lnode *n = check_node(L);
+    struct hr_runtime *rt = live_rt(n);
+    const char *t = rt != NULL ? hr_runtime_transferee(rt) : NULL;
+    if (t != NULL) {
+        lua_pushstring(L, t);
+    } else {
+        lua_pushnil(L);
+    }
     return 1;
 }
 
@@ -735,6 +936,12 @@ static const luaL_Reg methods[] = {
     {"stats", l_stats},
     {"shutdown", l_shutdown},
     {"recovery_info", l_recovery_info},
+    {"add_peer", l_add_peer},
+    {"remove_peer", l_remove_peer},
+    {"configuration", l_configuration},
+    {"read_index", l_read_index},
+    {"transfer", l_transfer},
+    {"transferee", l_transferee},
     {"snapshot_point", l_snapshot_point},
     {"snapshot_tmp_path", l_snapshot_tmp_path},
     {"snapshot_framer", l_snapshot_framer},

@@ -59,8 +59,15 @@ struct hr_runtime_config {
     const char *cluster_id; /* NULL: "helios" */
     const void *secret;
     size_t secret_len;
-    const struct hr_runtime_peer *peers; /* the initial voters, this node included */
+    /* Without join: the initial voters, this node included, the bootstrap configuration of
+     * an empty data dir (with their addresses). With join: addresses to dial (e.g. the
+     * existing members; may be empty), not a configuration. */
+    const struct hr_runtime_peer *peers;
     size_t n_peers;
+    /* Start an empty data dir with an empty configuration: the node waits until a leader
+     * adds it (it never campaigns before). listen is required unless peers names this
+     * node. A data dir that has a log or a snapshot uses its own configuration either way. */
+    bool join;
     /* Timeouts, batching, prevote...: id, voters and seed are filled in by the runtime. */
     struct hr_config raft;
     /* Entries kept before a snapshot's index for followers a little behind (0: none). */
@@ -87,6 +94,12 @@ struct hr_runtime_callbacks {
      * snapshot's payload (hr_runtime_snapshot_path); entries after index follow through
      * apply. Required where snapshots may travel (any cluster of more than one node). */
     void (*restore)(void *ctx, hr_index_t index, hr_term_t term);
+    /* A read asked with hr_runtime_read_index: status 0, the FSM has applied up to index
+     * and the read may be served now (from inside the callback: the next apply may come
+     * right after it); HR_ENOTLEADER / HR_ETIMEOUT: the read failed (never serve it);
+     * HR_ESHUTDOWN: the node holding it went (shutdown, storage failure). Once per read,
+     * after the applies of the same batch. May be NULL when no reads are asked. */
+    void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, int status);
 };
 
 /* Validate config and create the runtime; nothing is opened yet. NULL with a message in
@@ -107,14 +120,61 @@ int hr_runtime_propose(struct hr_runtime *rt, const void *data, size_t len, hr_i
  * inside the runtime's own callbacks. Call once; rt is invalid afterwards. */
 void hr_runtime_shutdown(struct hr_runtime *rt, void (*done)(void *arg), void *arg);
 
+/*
+ * Membership (leader only, as hr_raft_add / hr_raft_remove; raft.h "Membership"). A
+ * server's address in a configuration is its name, one 0 byte, then its network address
+ * ("node-4\0127.0.0.1:9004"), and its core id is hr_tcp_node_id(name): every node learns
+ * the names and addresses of the others from its log and snapshots, and dials them. 0 and
+ * the index of the config entry appended (0 when none was, e.g. a promotion armed);
+ * HR_ENOTLEADER, HR_EBUSY, HR_EINVAL (as raft.h; also: a name that hashes like another
+ * known server's, or a bad address), HR_ESHUTDOWN, HR_ENOSPACE.
+ */
+int hr_runtime_add(struct hr_runtime *rt, const char *name, const char *addr, bool voter,
+                   hr_index_t *index);
+int hr_runtime_remove(struct hr_runtime *rt, const char *name, hr_index_t *index);
+/* A linearizable read (hr_raft_read_index): its answer comes through cb.read. ctx is the
+ * caller's, unique among its reads in flight. 0; HR_ENOTLEADER at once when no leader is
+ * known; HR_ESHUTDOWN, HR_ENOSPACE, HR_ENOMEM. */
+int hr_runtime_read_index(struct hr_runtime *rt, uint64_t ctx);
+/* Leadership transfer to name (NULL: the most up-to-date voter), hr_raft_transfer: 0,
+ * HR_ENOTLEADER, HR_EBUSY, HR_EINVAL (unknown name, itself, a learner, no other voter),
+ * HR_ESHUTDOWN. The new leader shows through cb.state. */
+int hr_runtime_transfer(struct hr_runtime *rt, const char *name);
+/* The name of the transfer's target while one is under way, else NULL. */
+const char *hr_runtime_transferee(const struct hr_runtime *rt);
+
+/* One server of the configuration (hr_runtime_configuration). Strings are borrowed until
+ * the next call into the runtime or the next loop turn. */
+struct hr_runtime_server {
+    hr_id_t id;
+    const char *name; /* NULL if the configuration does not carry it (see runtime.c) */
+    const char *addr;
+    bool voter;
+    hr_index_t match; /* the leader's view; 0 elsewhere */
+    bool caught_up;   /* the leader's view (close enough to promote); false elsewhere */
+};
+/* The configuration the node uses now: up to max servers into out (the count in *n), the
+ * index of its entry (0: bootstrap), whether it is known committed, and the learner whose
+ * promotion the leader waits for (0: none). 0, or HR_ESHUTDOWN when there is no node
+ * (not started, storage failed, shutting down). */
+int hr_runtime_configuration(struct hr_runtime *rt, struct hr_runtime_server *out, size_t max,
+                             size_t *n, hr_index_t *index, bool *committed,
+                             hr_id_t *promoting);
+/* Whether this node knows it is out of the cluster: its configuration does not include
+ * it and is known committed (and, for a node started with join, it had been a member:
+ * a joining node replays older configurations before the one that adds it). */
+bool hr_runtime_removed(const struct hr_runtime *rt);
+
 /* Views. The raft is NULL before start, while the storage is failed and during
  * shutdown. */
 struct hr_raft *hr_runtime_raft(struct hr_runtime *rt);
 struct hr_node *hr_runtime_node(struct hr_runtime *rt);
-/* The configured name of a numeric id (NULL if unknown), and its address. */
+/* The name of a numeric id (NULL if unknown), and its address: from the peers option and
+ * every configuration the node has used. */
 const char *hr_runtime_name_of(const struct hr_runtime *rt, hr_id_t id);
 const char *hr_runtime_addr_of(const struct hr_runtime *rt, hr_id_t id);
 const char *hr_runtime_name(const struct hr_runtime *rt);
+/* The peers option (as given). */
 size_t hr_runtime_peer_count(const struct hr_runtime *rt);
 const struct hr_runtime_peer *hr_runtime_peer(const struct hr_runtime *rt, size_t i);
 /* 0, or the HR_E* of the storage failure that stopped writes. */

@@ -34,6 +34,13 @@ struct hr__xfer {
     hr_time_t last_progress;
 };
 
+/* A server the runtime knows by name and address: the peers option's, and every server of
+ * a configuration the core has used (runtime.c, sync_conf). */
+struct hr__rt_server {
+    hr_id_t id;
+    char *name, *addr;
+};
+
 struct hr_runtime {
     uv_loop_t *loop;
     struct hr_runtime_callbacks cb;
@@ -45,6 +52,20 @@ struct hr_runtime {
     hr_id_t *ids;
     size_t n_peers;
     hr_id_t id;
+    bool join; /* start with an empty configuration (runtime.h, config.join) */
+    /* Known servers (names and addresses for ids; each one but this node is a transport
+     * peer). Grows only: see sync_conf in runtime.c for why servers that left stay. */
+    struct hr__rt_server *known;
+    size_t n_known, cap_known;
+    bool was_member; /* this node has seen itself in a configuration (hr_runtime_removed) */
+    /* Reads asked (hr_runtime_read_index) and not answered yet: failed with HR_ESHUTDOWN
+     * when the node that holds them goes (storage failure, shutdown). */
+    uint64_t *reads;
+    size_t n_reads, cap_reads;
+    /* The configuration in effect at the current snapshot's index (the snapshot file's,
+     * hr_snap_read_conf; NULL: none known, e.g. a version 1 file) and its entry's index. */
+    struct hr_blob *snap_conf;
+    hr_index_t snap_conf_index;
     struct hr_config raft;
     int64_t clock_offset; /* node clock = uv_now + clock_offset */
     uint32_t trailing_logs;
@@ -103,6 +124,12 @@ struct hr_runtime {
 void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void hr__rt_close_step(struct hr_runtime *rt);
+
+/* Make every server of the core's configuration known (names, addresses, transport
+ * peers). */
+void hr__rt_sync_conf(struct hr_runtime *rt);
+/* Whether id is a known server. */
+bool hr__rt_known(const struct hr_runtime *rt, hr_id_t id);
 
 /* runtime_snapshot.c */
 /* struct hr_network's send for the node: snapshot offers start or resume a transfer. */

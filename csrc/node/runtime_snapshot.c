@@ -297,6 +297,11 @@ void hr__rt_send(void *ctx, const struct hr_msg *m)
         xfer_offer(rt, m);
         return;
     }
+    if (!hr__rt_known(rt, m->to)) {
+        /* The first message to a server that a configuration of this very batch added
+         * (runtime.c, hr__rt_sync_conf). */
+        hr__rt_sync_conf(rt);
+    }
     hr_tcp_send(rt->tcp, m);
 }
 

@@ -1,0 +1,250 @@
+-- spec/net_membership_spec.lua: membership changes, reads and transfers of the production
+-- node through its binding (core.node_new's methods add_peer, remove_peer, configuration,
+-- read_index and the read hook, transfer, transferee, the join option, status().removed),
+-- with networked nodes in one process on the real loop (real TCP on 127.0.0.1, real data
+-- dirs). The Lua API above it (node:add_peer, node:read...) has its own specs.
+--
+-- Three nodes come from raft.new; the node that joins is a bare core.node_new with its own
+-- hooks, so that the spec sees exactly what the binding hands up.
+
+local raft = require("helios.raft")
+local core = require("helios.core")
+
+local nh = require("spec.helpers.node")
+
+local format = string.format
+local tmpdir, rmrf, wait_for = nh.tmpdir, nh.rmrf, nh.wait_for
+local stop_cluster, run_scenario, leader_of = nh.stop_all, nh.run_scenario, nh.leader_of
+
+local FAST = { election_timeout_ms = 150, heartbeat_timeout_ms = 30 }
+local SECRET = "test secret"
+
+local function counting_fsm()
+    local f = { n = 0, log = {} }
+    function f:apply(cmd, index)
+        self.n = self.n + 1
+        self.log[#self.log + 1] = { index, cmd }
+        return index
+    end
+    function f:snapshot() return "" end
+    function f:restore() end
+    return f
+end
+
+local function new_cluster(n, dir)
+    local c = { ids = {}, nodes = {}, fsms = {}, peers = {} }
+    for i = 1, n do
+        local id = "node-" .. i
+        c.ids[i] = id
+        c.peers[id] = "127.0.0.1:" .. core.free_port()
+    end
+    for _, id in ipairs(c.ids) do
+        c.fsms[id] = counting_fsm()
+        local opts = { id = id, peers = c.peers, data_dir = dir .. "/" .. id, fsm = c.fsms[id],
+                       secret = SECRET }
+        for k, v in pairs(FAST) do opts[k] = v end
+        c.nodes[id] = raft.new(opts)
+        assert(c.nodes[id]:start())
+    end
+    return c
+end
+
+local function core_of(node)
+    return node._backend._core
+end
+
+-- A bare node that joins: it records what its hooks receive.
+local function joiner(dir, name, peers)
+    local j = { applied = {}, reads = {}, states = {}, name = name,
+                addr = "127.0.0.1:" .. core.free_port() }
+    local hooks = {
+        apply = function(index, _, etype, cmd)
+            if etype == "command" then j.applied[#j.applied + 1] = { index, cmd } end
+            j.last_applied = index
+        end,
+        state = function(role, term, leader)
+            j.states[#j.states + 1] = { role, term, leader }
+        end,
+        read = function(ctx, code, index)
+            j.reads[ctx] = { code = code, index = index, applied = j.last_applied or 0 }
+        end,
+    }
+    j.node = core.node_new({ id = name, listen = j.addr, peers = peers, join = true,
+                             data_dir = dir .. "/" .. name, secret = SECRET, config = FAST },
+                           hooks)
+    return j
+end
+
+local function conf_has(conf, name, voter)
+    for _, s in ipairs(conf and conf.servers or {}) do
+        if s.id == name then return voter == nil or s.voter == voter, s end
+    end
+    return false
+end
+
+-- A new leader refuses changes (busy) until an entry of its term has committed.
+local function add_peer(cn, ...)
+    local index, code, msg
+    local args = { ... }
+    assert(wait_for(function()
+        index, code, msg = cn:add_peer(unpack(args))
+        return code ~= "busy"
+    end, 5000), "add_peer: still busy")
+    return index, code, msg
+end
+
+local function wait_leader(c)
+    assert(wait_for(function() return leader_of(c) ~= nil end, 5000), "no leader elected")
+    return leader_of(c)
+end
+
+describe("production node membership (binding)", function()
+    local dir
+    before_each(function() dir = tmpdir() end)
+    after_each(function() rmrf(dir) end)
+
+    it("shows the bootstrap configuration with addresses", function()
+        local c = new_cluster(3, dir)
+        finally(function() stop_cluster(c) end)
+        assert(run_scenario(c, 10000, function()
+            local leader = wait_leader(c)
+            for _, id in ipairs(c.ids) do
+                local conf = core_of(c.nodes[id]):configuration()
+                assert.are.equal(0, conf.index)
+                assert.is_true(conf.committed)
+                assert.are.equal(3, #conf.servers)
+                for _, s in ipairs(conf.servers) do
+                    assert.are.equal(c.peers[s.id], s.addr)
+                    assert.is_true(s.voter)
+                end
+            end
+            local conf = core_of(c.nodes[leader]):configuration()
+            local _, me = conf_has(conf, leader)
+            assert.is_true(me.caught_up)
+            assert.is_nil(core_of(c.nodes[leader]):status().removed)
+            -- On a follower: not_leader, naming the leader.
+            local follower = c.ids[1] == leader and c.ids[2] or c.ids[1]
+            local idx, code, msg = core_of(c.nodes[follower]):add_peer("node-9", "127.0.0.1:1")
+            assert.is_nil(idx)
+            assert.are.equal("not_leader", code)
+            assert.truthy(msg:find(leader, 1, true), msg)
+            local _, bad = core_of(c.nodes[leader]):add_peer("node-9", "not an address")
+            assert.are.equal("invalid", bad)
+        end))
+    end)
+
+    it("adds a node started with join, serves read_index on it, transfers to it, "
+       .. "removes another", function()
+        local c = new_cluster(3, dir)
+        local j = joiner(dir, "node-4", c.peers)
+        finally(function()
+            if j.node:status() then j.node:shutdown() end
+            stop_cluster(c)
+        end)
+        assert(j.node:start())
+        local ok, err = run_scenario(c, 30000, function()
+            local leader = wait_leader(c)
+            local lc = core_of(c.nodes[leader])
+            for i = 1, 20 do assert(c.nodes[leader]:apply("cmd" .. i)) end
+            -- Waiting: no configuration of its own, never campaigns.
+            local jconf = j.node:configuration()
+            assert.are.equal(0, #jconf.servers)
+            assert.are.equal("follower", (j.node:state()))
+            assert.is_nil(j.node:status().removed)
+
+            local index, code, msg = add_peer(lc, "node-4", j.addr)
+            assert(index, format("add_peer: %s %s", tostring(code), tostring(msg)))
+            assert(index > 0)
+            -- A learner first, promoted once caught up; every node learns its address.
+            assert(wait_for(function()
+                local conf = lc:configuration()
+                return conf_has(conf, "node-4", true) and conf.committed
+                    and conf.promoting == nil
+            end, 10000), "node-4 was not promoted")
+            assert(wait_for(function()
+                return conf_has(j.node:configuration(), "node-4", true)
+            end, 5000))
+            local _, s4 = conf_has(j.node:configuration(), "node-4")
+            assert.are.equal(j.addr, s4.addr)
+            for _, id in ipairs(c.ids) do
+                assert(wait_for(function()
+                    return conf_has(core_of(c.nodes[id]):configuration(), "node-4", true)
+                end, 5000), id .. " does not know node-4")
+            end
+            -- The joiner got every command.
+            assert(wait_for(function() return #j.applied >= 20 end, 5000))
+            assert.are.same({ 1 + 0, "cmd1" }, { j.applied[1][1] > 0 and 1 or 0, j.applied[1][2] })
+
+            -- A read on the joiner (a follower): it asks the leader for the read index and
+            -- is answered once it has applied that far; a write acknowledged before it
+            -- is covered.
+            local wi = assert(c.nodes[leader]:apply("before-read"))
+            assert(j.node:read_index(1))
+            assert(wait_for(function() return j.reads[1] ~= nil end, 5000), "no read answer")
+            assert.is_nil(j.reads[1].code)
+            assert(j.reads[1].index >= wi, "read index below an acknowledged write")
+            assert(j.reads[1].applied >= j.reads[1].index)
+
+            -- Transfer leadership to the joiner, then read there as the leader.
+            assert(lc:transfer("node-4"))
+            assert(wait_for(function()
+                local role = j.node:state()
+                return role == "leader"
+            end, 5000), "node-4 did not take over")
+            assert(wait_for(function() return lc:transferee() == nil end, 5000))
+            assert(wait_for(function()
+                local idx = j.node:propose("on-node-4")
+                return idx ~= nil
+            end, 5000))
+            assert(j.node:read_index(2))
+            assert(wait_for(function() return j.reads[2] ~= nil end, 5000))
+            assert.is_nil(j.reads[2].code)
+
+            -- Remove the old leader: it learns it is out once the removal commits.
+            local ri, rcode, rmsg = j.node:remove_peer(leader)
+            assert(ri, format("remove_peer: %s %s", tostring(rcode), tostring(rmsg)))
+            assert(wait_for(function()
+                local conf = j.node:configuration()
+                return not conf_has(conf, leader) and conf.committed
+            end, 5000))
+            assert.are.equal(3, #j.node:configuration().servers)
+            -- The others keep committing.
+            local pi = j.node:propose("after-remove")
+            assert(pi)
+        end)
+        assert(ok, err)
+    end)
+
+    it("fails reads with not_leader where no leader is known, and shutdown at stop",
+       function()
+        local c = new_cluster(1, dir)
+        local j = joiner(dir, "node-4", c.peers)
+        finally(function()
+            if j.node:status() then j.node:shutdown() end
+            stop_cluster(c)
+        end)
+        assert(j.node:start())
+        assert(run_scenario(c, 10000, function()
+            local _, code = j.node:read_index(7)
+            assert.are.equal("not_leader", code)
+            local leader = wait_leader(c)
+            assert(add_peer(core_of(c.nodes[leader]), "node-4", j.addr, false))
+            assert(wait_for(function()
+                return conf_has(j.node:configuration(), "node-4", false)
+            end, 5000))
+            -- A learner's read goes to the leader too.
+            assert(j.node:read_index(8))
+            assert(wait_for(function() return j.reads[8] ~= nil end, 5000))
+            assert.is_nil(j.reads[8].code)
+            -- Stays a learner (voter = false).
+            raft.sleep(300)
+            assert(conf_has(core_of(c.nodes[leader]):configuration(), "node-4", false))
+            -- A read in flight when the node stops is failed with shutdown (asked and
+            -- stopped in one turn: the leader's answer cannot have come yet).
+            assert(j.node:read_index(9))
+            j.node:shutdown()
+            assert(wait_for(function() return j.reads[9] ~= nil end, 5000))
+            assert.are.equal("shutdown", j.reads[9].code)
+        end))
+    end)
+end)

@@ -127,9 +127,9 @@ local function parse_options(argv, first, spec)
             if not o then
                 if a:sub(1, 1) == "-" then return nil, format("unknown option '%s'", a) end
                 if not spec[1] then return nil, format("unexpected argument '%s'", a) end
-                -- Positional arguments, where the command takes some (spec[1] = true).
+                -- Positional arguments, where the command takes some (spec[1] = true); i
+                -- already moved past a (as past the name of an option).
                 opts[#opts + 1] = a
-                i = i + 1
                 goto continue
             end
             if o.kind == "flag" then

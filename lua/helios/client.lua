@@ -453,6 +453,17 @@ local function on_leader(self, timeout_ms, call)
         local left = deadline - clock_ms()
         if left <= 0 then return nil, code, detail end
         local id = self.leader_id or self:leader(0, 300)
+        if not id then
+            -- None of the nodes this client knows leads: one of them may name a leader it
+            -- was not given (opts.socket_of finds its socket).
+            for _, known in ipairs(self.ids) do
+                local st = self.conns[known] and self:status(known, 300)
+                if st and st.leader and st.leader ~= known then
+                    id = named_leader(self, st.leader .. " at ")
+                    if id then break end
+                end
+            end
+        end
         if id then
             local c, ccode, cdetail = self:node(id)
             if c then

@@ -226,7 +226,9 @@ function M.shape_status(id, raw, voters, addr_of, learners)
         st.snapshot_size = raw.snapshot_size or 0
         st.storage_error = raw.storage_error
         for _, p in ipairs(raw.progress or {}) do
-            progress[p.id] = p
+            if p.id ~= nil then -- (a server whose name the node does not know yet)
+                progress[p.id] = p
+            end
         end
     end
     local all = {}

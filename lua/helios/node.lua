@@ -363,7 +363,8 @@ end
 -- (csrc/core/membership.c). The outcome is true once the configuration that makes it what
 -- was asked has committed, or nil, code, detail: "not_leader" (detail: the leader's id,
 -- if known; also when leadership is lost before the change completes), "busy" (a change
--- is in progress, or the leader has not committed an entry of its term yet: try again),
+-- is in progress, or the leader has not committed an entry of its term yet: try again;
+-- a networked node tries again itself until the timeout),
 -- "invalid" (already a voter, ...), "timeout" (opts.timeout_ms, virtual ms in the
 -- simulator, default DEFAULT_APPLY_TIMEOUT_MS), "shutdown".
 -- A networked node (helios.raft) called in a coroutine on the loop without a callback

@@ -728,6 +728,29 @@ function net:_change(peer, want, timeout_ms, cb, call)
         return cb(nil, "invalid", "this build's node binding has no membership changes")
     end
     local index, code, detail = call()
+    if not index and code == "busy" and timeout_ms > 0 then
+        -- Busy passes by itself (the change under way completes, or the new leader commits
+        -- an entry of its term): try again until the timeout, then answer busy.
+        local deadline = core().clock_ms() + timeout_ms
+        local retry
+        retry = core().timer(CHANGE_POLL_MS, CHANGE_POLL_MS, function()
+            if self._state ~= "running" then
+                retry:stop()
+                return cb(nil, "shutdown", format("node %s shut down", self._id))
+            end
+            local left = deadline - core().clock_ms()
+            local i2, c2, d2 = call()
+            if i2 or c2 ~= "busy" or left <= CHANGE_POLL_MS then
+                retry:stop()
+                if not i2 and c2 == "busy" then
+                    return protect(cb, nil, c2, d2)
+                end
+                left = left > 0 and math.ceil(left) or 0
+                return self:_change(peer, want, left, cb, function() return i2, c2, d2 end)
+            end
+        end)
+        return
+    end
     if not index then
         if code == "not_leader" then
             detail = self:_leader_detail() or detail

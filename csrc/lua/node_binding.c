@@ -751,7 +751,7 @@ struct framer {
     uint32_t crc;
     uint64_t payload;
     size_t hlen;
-    unsigned char header[HR_SNAP_MAX_HEADER];
+    unsigned char header[]; /* hlen bytes */
 };
 
 /* snapshot_point() -> index, term | nil (nothing applied since the current snapshot) */
@@ -790,11 +790,18 @@ static int l_snapshot_framer(lua_State *L)
 {
     struct lnode *n = check_open(L, "snapshot_framer");
     uint64_t index = check_u64(L, 2, "index"), term = check_u64(L, 3, "term");
-    size_t nv;
-    const hr_id_t *voters = hr_runtime_snapshot_voters(n->rt, &nv);
-    struct framer *f = lua_newuserdata(L, sizeof *f);
+    /* The configuration in effect at index goes into the header (a follower that installs
+     * the file takes it; a restart starts from it). */
+    hr_index_t conf_index;
+    const struct hr_blob *conf = hr_runtime_snapshot_conf(n->rt, index, &conf_index);
+    size_t clen = hr_blob_len(conf);
+    if (clen > HR_SNAP_MAX_CONF) {
+        return luaL_error(L, "node:snapshot_framer: configuration too large");
+    }
+    struct framer *f = lua_newuserdata(L, sizeof *f + HR_SNAP_MAX_HEADER - HR_SNAP_MAX_CONF + clen);
     memset(f, 0, sizeof *f);
-    f->hlen = hr_snap_header(f->header, index, term, voters, (uint32_t)nv);
+    f->hlen = hr_snap_header(f->header, index, term, conf != NULL ? conf->data : NULL,
+                             (uint32_t)clen, conf_index);
     luaL_getmetatable(L, FRAMER_MT);
     lua_setmetatable(L, -2);
     return 1;

@@ -775,6 +775,11 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
         rt->snap.index = si.index;
         rt->snap.term = si.term;
         rt->snap.size = si.file_size;
+        rc = hr__rt_load_snap_conf(rt, si.index, si.term, msg, sizeof msg);
+        if (rc != 0) {
+            snprintf(err, errlen, "start: %s", msg);
+            return rc;
+        }
     }
     /* Before anything reads the log: it must continue the snapshot (a crash between
      * installing a snapshot and emptying the log, or a snapshot taken past the durable log,

@@ -208,7 +208,7 @@ void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s);
 /* ---- snapshots ----
  * Taking one: the embedding asks for the point (the applied index and its term), writes
  * the FSM's state into a file (hr_runtime_snapshot_tmp_path; its framing is
- * storage/snapshot.h's, the voters those of hr_runtime_snapshot_voters), fdatasyncs it,
+ * storage/snapshot.h's, the configuration that of hr_runtime_snapshot_conf), fdatasyncs it,
  * and hands it over: hr_runtime_snapshot_taken renames it into place and syncs the
  * directory (on the loop thread), tells the core, compacts the log (on the storage
  * thread) and removes the previous snapshot. */
@@ -219,7 +219,11 @@ int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t *index, hr_term_
  * removed (the writer creates it exclusively). */
 void hr_runtime_snapshot_tmp_path(struct hr_runtime *rt, hr_index_t index, hr_term_t term,
                                   char *buf, size_t len);
-const hr_id_t *hr_runtime_snapshot_voters(const struct hr_runtime *rt, size_t *n);
+/* The configuration in effect at index (hr_raft_snapshot_conf: encoded, borrowed until the
+ * next call into the runtime; NULL if there is no node) and in *conf_index the index of
+ * its entry: what the snapshot file through index holds. */
+const struct hr_blob *hr_runtime_snapshot_conf(struct hr_runtime *rt, hr_index_t index,
+                                               hr_index_t *conf_index);
 /* The file at tmp_path holds the snapshot through (index, term), fdatasynced. 0; 1 if it
  * is not newer than the current snapshot (one was installed meanwhile: the file is
  * dropped); or an HR_E* with a message in err (the file is removed). */

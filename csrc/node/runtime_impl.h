@@ -140,6 +140,10 @@ bool hr__rt_recv_snapshot(struct hr_runtime *rt, const struct hr_msg *m);
 int hr__rt_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t term,
                    struct hr_blob *data);
 void hr__rt_restore(void *ctx, hr_index_t index, hr_term_t term, struct hr_blob *data);
+/* Read the configuration of the snapshot file (index, term) into rt->snap_conf (a version 1
+ * file's voters with the addresses the runtime knows). 0 or HR_E* with a message in err. */
+int hr__rt_load_snap_conf(struct hr_runtime *rt, hr_index_t index, hr_term_t term,
+                          char *err, size_t errlen);
 /* Close transfers (shutdown, lost leadership); a finishing receiver holds a close step. */
 void hr__rt_snapshot_close(struct hr_runtime *rt);
 

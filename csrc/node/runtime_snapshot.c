@@ -46,6 +46,8 @@
 
 #include "runtime_impl.h"
 
+#include "../storage/fs.h"
+
 #define WINDOW 4
 
 /* ---- taking a snapshot ---- */
@@ -80,10 +82,94 @@ void hr_runtime_snapshot_tmp_path(struct hr_runtime *rt, hr_index_t index, hr_te
     unlink(buf); /* a leftover of an interrupted snapshot of the same point */
 }
 
-const hr_id_t *hr_runtime_snapshot_voters(const struct hr_runtime *rt, size_t *n)
+const struct hr_blob *hr_runtime_snapshot_conf(struct hr_runtime *rt, hr_index_t index,
+                                               hr_index_t *conf_index)
 {
-    *n = rt->n_peers;
-    return rt->ids;
+    *conf_index = 0;
+    if (rt->node == NULL || rt->closing) {
+        return NULL;
+    }
+    return hr_raft_snapshot_conf(hr_node_raft(rt->node), index, conf_index);
+}
+
+/* A version 1 file's voters as a configuration, with the names and addresses the runtime
+ * knows for them (the peers option): a voter it cannot name keeps bare id bytes, which the
+ * transport cannot dial but the core counts all the same. */
+static int conf_of_voters(struct hr_runtime *rt, const struct hr_snap_info *info,
+                          struct hr_blob **out)
+{
+    struct hr_server sv[HR_SNAP_MAX_VOTERS];
+    char *bufs[HR_SNAP_MAX_VOTERS] = {0};
+    int rc = 0;
+    for (uint32_t i = 0; i < info->n_voters && rc == 0; i++) {
+        sv[i] = (struct hr_server){.id = info->voters[i], .voter = true};
+        const char *name = hr_runtime_name_of(rt, info->voters[i]);
+        const char *addr = hr_runtime_addr_of(rt, info->voters[i]);
+        if (name != NULL && addr != NULL) {
+            size_t nl = strlen(name), al = strlen(addr);
+            bufs[i] = malloc(nl + 1 + al);
+            if (bufs[i] == NULL) {
+                rc = HR_ENOMEM;
+                break;
+            }
+            memcpy(bufs[i], name, nl + 1);
+            memcpy(bufs[i] + nl + 1, addr, al);
+            sv[i].addr = (const uint8_t *)bufs[i];
+            sv[i].addr_len = nl + 1 + al;
+        }
+    }
+    if (rc == 0) {
+        rc = hr_conf_encode(sv, info->n_voters, out);
+    }
+    for (uint32_t i = 0; i < info->n_voters; i++) {
+        free(bufs[i]);
+    }
+    return rc;
+}
+
+int hr__rt_load_snap_conf(struct hr_runtime *rt, hr_index_t index, hr_term_t term,
+                          char *err, size_t errlen)
+{
+    char path[4200];
+    hr_snap_path(rt->data_dir, index, term, path, sizeof path);
+    struct hr_fs *fs = hr_fs_or_posix(rt->fs);
+    int fd = hr_fs_open(fs, path, HR_FS_READ);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-fd));
+        return HR_EIO;
+    }
+    uint64_t size = 0;
+    struct hr_snap_info info;
+    int rc = hr_fs_size(fs, fd, &size) < 0 ? HR_EIO : 0;
+    if (rc == 0) {
+        rc = hr_snap_read_header(fs, fd, size, &info, err, errlen);
+    }
+    hr_fs_close(fs, fd);
+    if (rc != 0) {
+        return rc;
+    }
+    struct hr_blob *conf = NULL;
+    if (info.version < 2) {
+        rc = conf_of_voters(rt, &info, &conf);
+    } else {
+        uint8_t *bytes;
+        rc = hr_snap_read_conf(fs, path, &info, &bytes, err, errlen);
+        if (rc == 0 && bytes != NULL) {
+            conf = hr_blob_new(bytes, info.conf_len);
+            rc = conf == NULL ? HR_ENOMEM : 0;
+        }
+        free(bytes);
+    }
+    if (rc != 0) {
+        if (rc == HR_ENOMEM || rc == HR_EINVAL) {
+            snprintf(err, errlen, "%s: configuration: %s", path, hr_strerror(rc));
+        }
+        return rc;
+    }
+    hr_blob_release(rt->snap_conf);
+    rt->snap_conf = conf;
+    rt->snap_conf_index = info.version < 2 ? 0 : info.conf_index;
+    return 0;
 }
 
 void hr_runtime_snapshot(const struct hr_runtime *rt, hr_index_t *index, hr_term_t *term,
@@ -158,6 +244,12 @@ int hr__rt_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t term,
     rt->snap.index = index;
     rt->snap.term = term;
     rt->snap.size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    char err[512];
+    if (hr__rt_load_snap_conf(rt, index, term, err, sizeof err) != 0) {
+        /* The core took the configuration from the final message already; only a
+         * rebuild after a storage failure would start without it. */
+        hr__rt_log(rt, 2, "snapshot: %s", err);
+    }
     /* The new file is durable (the receiver synced it): the old one may go. */
     hr_snap_prune(rt->fs, rt->data_dir, index, term);
     return 0;
@@ -357,8 +449,11 @@ static void recv_drop(struct hr_runtime *rt)
 }
 
 /* Hand the core the final message of a whole, durable snapshot. */
+/* Hand the core the final message of a whole, durable snapshot, with the configuration of
+ * its file (the core drops its whole log on an install, configuration entries included:
+ * a server that joins through a snapshot learns the cluster from it). */
 static void feed_done(struct hr_runtime *rt, hr_id_t from, hr_term_t term, hr_index_t index,
-                      hr_term_t snap_term)
+                      hr_term_t snap_term, struct hr_blob *conf, hr_index_t conf_index)
 {
     struct hr_msg m = {.type = HR_MSG_SNAPSHOT,
                        .from = from,
@@ -366,7 +461,9 @@ static void feed_done(struct hr_runtime *rt, hr_id_t from, hr_term_t term, hr_in
                        .term = term,
                        .snap_index = index,
                        .snap_term = snap_term,
-                       .done = true};
+                       .done = true,
+                       .conf = conf,
+                       .conf_index = conf_index};
     hr_node_receive(rt->node, &m, hr_runtime_now(rt));
 }
 
@@ -398,7 +495,21 @@ static void finish_after(uv_work_t *w, int status)
                        .snap_term = snap_term};
     struct hr_raft *r = rt->node != NULL ? hr_node_raft(rt->node) : NULL;
     if (r != NULL && hr_raft_term(r) == rt->recv_term && hr_raft_leader(r) == rt->recv_from) {
-        feed_done(rt, rt->recv_from, rt->recv_term, index, snap_term);
+        /* The received file's configuration, read before the core installs it (the
+         * install reads it again into rt->snap_conf). */
+        struct hr_blob *keep = rt->snap_conf;
+        hr_index_t keep_index = rt->snap_conf_index;
+        rt->snap_conf = NULL;
+        char err[512];
+        if (hr__rt_load_snap_conf(rt, index, snap_term, err, sizeof err) != 0) {
+            hr__rt_log(rt, 2, "snapshot: %s", err);
+        }
+        struct hr_blob *conf = rt->snap_conf;
+        hr_index_t conf_index = rt->snap_conf_index;
+        rt->snap_conf = keep;
+        rt->snap_conf_index = keep_index;
+        feed_done(rt, rt->recv_from, rt->recv_term, index, snap_term, conf, conf_index);
+        hr_blob_release(conf);
         reply(rt, &m, size, false, true);
     }
     if (rt->snap.index != index || rt->snap.term != snap_term) {
@@ -424,12 +535,14 @@ static void on_chunk(struct hr_runtime *rt, const struct hr_msg *m)
     rt->snap_stats.chunks_received++;
     if (m->snap_index == rt->snap.index && m->snap_term == rt->snap.term) {
         /* We already hold it (an answer was lost): no need for the bytes again. */
-        feed_done(rt, m->from, m->term, m->snap_index, m->snap_term);
+        feed_done(rt, m->from, m->term, m->snap_index, m->snap_term, rt->snap_conf,
+                  rt->snap_conf_index);
         reply(rt, m, m->offset, false, true);
         return;
     }
     if (m->snap_index <= hr_raft_commit_index(r)) {
-        feed_done(rt, m->from, m->term, m->snap_index, m->snap_term);
+        /* Nothing to install (the core answers from its log): no configuration. */
+        feed_done(rt, m->from, m->term, m->snap_index, m->snap_term, NULL, 0);
         reply(rt, m, m->offset, false, true);
         return;
     }

@@ -23,13 +23,20 @@
 
 #define MAGIC "HRSN"
 #define TRAILER_MAGIC "HRSNTAIL"
-#define FIXED_HEADER 32  /* magic, version, index, term, n voters, reserved */
+#define FIXED_HEADER 32  /* magic, version, index, term, n voters (v1) or conf length (v2),
+                          * reserved */
 #define TRAILER_SIZE 20  /* payload size, crc32c, magic */
 #define WBUF_SIZE (1u << 20)
 
 static size_t header_size(uint32_t n_voters)
 {
     return FIXED_HEADER + 8u * n_voters + 8; /* + header crc, reserved */
+}
+
+/* Version 2: the fixed part, conf_index, the configuration, header crc and reserved. */
+static size_t header_size_v2(uint32_t conf_len)
+{
+    return FIXED_HEADER + 8u + conf_len + 8;
 }
 
 void hr_snap_dir(const char *data_dir, char *buf, size_t len)
@@ -133,11 +140,11 @@ static int checksum_file(struct hr_fs *fs, int h, uint64_t len, uint32_t *crc)
     return 0;
 }
 
-size_t hr_snap_header(unsigned char *h, uint64_t index, uint64_t term,
-                      const uint64_t *voters, uint32_t n)
+size_t hr_snap_header_v1(unsigned char *h, uint64_t index, uint64_t term,
+                         const uint64_t *voters, uint32_t n)
 {
     memcpy(h, MAGIC, 4);
-    hr__put32(h + 4, HR_SNAP_FORMAT_VERSION);
+    hr__put32(h + 4, 1);
     hr__put64(h + 8, index);
     hr__put64(h + 16, term);
     hr__put32(h + 24, n);
@@ -151,6 +158,49 @@ size_t hr_snap_header(unsigned char *h, uint64_t index, uint64_t term,
     return at + 8;
 }
 
+size_t hr_snap_header(unsigned char *h, uint64_t index, uint64_t term, const void *conf,
+                      uint32_t conf_len, uint64_t conf_index)
+{
+    memcpy(h, MAGIC, 4);
+    hr__put32(h + 4, HR_SNAP_FORMAT_VERSION);
+    hr__put64(h + 8, index);
+    hr__put64(h + 16, term);
+    hr__put32(h + 24, conf_len);
+    hr__put32(h + 28, 0);
+    hr__put64(h + FIXED_HEADER, conf_index);
+    if (conf_len > 0) {
+        memcpy(h + FIXED_HEADER + 8, conf, conf_len);
+    }
+    size_t at = FIXED_HEADER + 8u + conf_len;
+    hr__put32(h + at, hr__crc32c(0, h, at));
+    hr__put32(h + at + 4, 0);
+    return at + 8;
+}
+
+/* Read the variable part of a version 2 header (after the fixed part h) into a malloc'd
+ * *rest and check the header's checksum. */
+static int read_v2_rest(struct hr_fs *fs, int fd, const unsigned char *h, uint32_t conf_len,
+                        unsigned char **rest, char *err, size_t errlen)
+{
+    size_t len = header_size_v2(conf_len) - FIXED_HEADER;
+    unsigned char *b = malloc(len);
+    if (b == NULL) {
+        return set_err(err, errlen, HR_ENOMEM, "out of memory");
+    }
+    ssize_t r = hr_fs_pread(fs, fd, b, len, FIXED_HEADER);
+    if (r != (ssize_t)len) {
+        free(b);
+        return set_err(err, errlen, r < 0 ? HR_EIO : HR_ECORRUPT, "cannot read the header");
+    }
+    uint32_t crc = hr__crc32c(hr__crc32c(0, h, FIXED_HEADER), b, 8u + conf_len);
+    if (hr__get32(b + 8 + conf_len) != crc) {
+        free(b);
+        return set_err(err, errlen, HR_ECORRUPT, "header: bad checksum");
+    }
+    *rest = b;
+    return 0;
+}
+
 void hr_snap_trailer(unsigned char *t, uint64_t payload, uint32_t crc)
 {
     hr__put64(t, payload);
@@ -162,7 +212,7 @@ int hr_snap_read_header(struct hr_fs *fs, int fd, uint64_t size, struct hr_snap_
                         char *err, size_t errlen)
 {
     fs = hr_fs_or_posix(fs);
-    unsigned char h[HR_SNAP_MAX_HEADER];
+    unsigned char h[HR_SNAP_MAX_HEADER_V1];
     unsigned char t[TRAILER_SIZE];
     if (size < FIXED_HEADER + 8 + TRAILER_SIZE) {
         return set_err(err, errlen, HR_ECORRUPT, "file of %" PRIu64 " bytes is too short",
@@ -176,32 +226,55 @@ int hr_snap_read_header(struct hr_fs *fs, int fd, uint64_t size, struct hr_snap_
         return set_err(err, errlen, HR_ECORRUPT, "bad magic (not a snapshot file)");
     }
     uint32_t version = hr__get32(h + 4);
-    if (version != HR_SNAP_FORMAT_VERSION) {
+    if (version != 1 && version != 2) {
         return set_err(err, errlen, HR_ECORRUPT, "unknown format version %" PRIu32, version);
     }
     uint32_t n = hr__get32(h + 24);
-    if (n > HR_SNAP_MAX_VOTERS) {
-        return set_err(err, errlen, HR_ECORRUPT, "header: %" PRIu32 " voters", n);
+    size_t hs;
+    if (version == 2) {
+        if (n > HR_SNAP_MAX_CONF) {
+            return set_err(err, errlen, HR_ECORRUPT, "header: a configuration of %" PRIu32
+                           " bytes", n);
+        }
+        hs = header_size_v2(n);
+        if (size < hs + TRAILER_SIZE) {
+            return set_err(err, errlen, HR_ECORRUPT, "file shorter than its header");
+        }
+        unsigned char *rest;
+        int rc = read_v2_rest(fs, fd, h, n, &rest, err, errlen);
+        if (rc != 0) {
+            return rc;
+        }
+        memset(info, 0, sizeof *info);
+        info->conf_index = hr__get64(rest);
+        free(rest);
+        info->conf_len = n;
+        info->conf_offset = FIXED_HEADER + 8;
+    } else {
+        if (n > HR_SNAP_MAX_VOTERS) {
+            return set_err(err, errlen, HR_ECORRUPT, "header: %" PRIu32 " voters", n);
+        }
+        hs = header_size(n);
+        if (size < hs + TRAILER_SIZE) {
+            return set_err(err, errlen, HR_ECORRUPT, "file shorter than its header");
+        }
+        r = hr_fs_pread(fs, fd, h + FIXED_HEADER, hs - FIXED_HEADER, FIXED_HEADER);
+        if (r != (ssize_t)(hs - FIXED_HEADER)) {
+            return set_err(err, errlen, r < 0 ? HR_EIO : HR_ECORRUPT, "cannot read the header");
+        }
+        size_t at = FIXED_HEADER + 8u * n;
+        if (hr__get32(h + at) != hr__crc32c(0, h, at)) {
+            return set_err(err, errlen, HR_ECORRUPT, "header: bad checksum");
+        }
+        memset(info, 0, sizeof *info);
+        info->n_voters = n;
+        for (uint32_t i = 0; i < n; i++) {
+            info->voters[i] = hr__get64(h + FIXED_HEADER + 8 * i);
+        }
     }
-    size_t hs = header_size(n);
-    if (size < hs + TRAILER_SIZE) {
-        return set_err(err, errlen, HR_ECORRUPT, "file shorter than its header");
-    }
-    r = hr_fs_pread(fs, fd, h + FIXED_HEADER, hs - FIXED_HEADER, FIXED_HEADER);
-    if (r != (ssize_t)(hs - FIXED_HEADER)) {
-        return set_err(err, errlen, r < 0 ? HR_EIO : HR_ECORRUPT, "cannot read the header");
-    }
-    size_t at = FIXED_HEADER + 8u * n;
-    if (hr__get32(h + at) != hr__crc32c(0, h, at)) {
-        return set_err(err, errlen, HR_ECORRUPT, "header: bad checksum");
-    }
-    memset(info, 0, sizeof *info);
+    info->version = version;
     info->index = hr__get64(h + 8);
     info->term = hr__get64(h + 16);
-    info->n_voters = n;
-    for (uint32_t i = 0; i < n; i++) {
-        info->voters[i] = hr__get64(h + FIXED_HEADER + 8 * i);
-    }
     info->payload_offset = hs;
     if (hr_fs_pread(fs, fd, t, TRAILER_SIZE, size - TRAILER_SIZE) != TRAILER_SIZE ||
         memcmp(t + 12, TRAILER_MAGIC, 8) != 0) {
@@ -242,6 +315,37 @@ static int verify_fd(struct hr_fs *fs, int fd, struct hr_snap_info *info, char *
     if (crc != hr__get32(t + 8)) {
         return set_err(err, errlen, HR_ECORRUPT, "bad checksum");
     }
+    return 0;
+}
+
+int hr_snap_read_conf(struct hr_fs *fs, const char *path, const struct hr_snap_info *info,
+                      uint8_t **conf, char *err, size_t errlen)
+{
+    *conf = NULL;
+    if (info->version < 2 || info->conf_len == 0) {
+        return 0;
+    }
+    fs = hr_fs_or_posix(fs);
+    int fd = hr_fs_open(fs, path, HR_FS_READ);
+    if (fd < 0) {
+        return sys_err(err, errlen, "open", path, fd);
+    }
+    unsigned char h[FIXED_HEADER];
+    unsigned char *rest = NULL;
+    int rc = 0;
+    if (hr_fs_pread(fs, fd, h, FIXED_HEADER, 0) != FIXED_HEADER ||
+        hr__get32(h + 24) != info->conf_len) {
+        rc = set_err(err, errlen, HR_ECORRUPT, "%s: the header changed", path);
+    } else {
+        rc = read_v2_rest(fs, fd, h, info->conf_len, &rest, err, errlen);
+    }
+    hr_fs_close(fs, fd);
+    if (rc != 0) {
+        return rc;
+    }
+    /* The configuration is the tail of rest's first part: move it to the front. */
+    memmove(rest, rest + 8, info->conf_len);
+    *conf = rest;
     return 0;
 }
 
@@ -376,8 +480,32 @@ int hr_snap_writer_open(struct hr_fs *fs, const char *data_dir, uint64_t index, 
                         char *err, size_t errlen)
 {
     *out = NULL;
-    if (n_voters > HR_SNAP_MAX_VOTERS || index == 0 || term == 0) {
+    struct hr_server sv[HR_MAX_NODES];
+    if (n_voters > HR_MAX_NODES) {
         return set_err(err, errlen, HR_EINVAL, "snapshot: bad index, term or voters");
+    }
+    for (size_t i = 0; i < n_voters; i++) {
+        sv[i] = (struct hr_server){.id = voters[i], .voter = true};
+    }
+    struct hr_blob *conf = NULL;
+    if (n_voters > 0 && hr_conf_encode(sv, n_voters, &conf) != 0) {
+        return set_err(err, errlen, HR_EINVAL, "snapshot: bad index, term or voters");
+    }
+    int rc = hr_snap_writer_open_conf(fs, data_dir, index, term,
+                                      conf != NULL ? conf->data : NULL, hr_blob_len(conf), 0,
+                                      out, err, errlen);
+    hr_blob_release(conf);
+    return rc;
+}
+
+int hr_snap_writer_open_conf(struct hr_fs *fs, const char *data_dir, uint64_t index,
+                             uint64_t term, const void *conf, size_t conf_len,
+                             uint64_t conf_index, struct hr_snap_writer **out, char *err,
+                             size_t errlen)
+{
+    *out = NULL;
+    if (conf_len > HR_SNAP_MAX_CONF || index == 0 || term == 0) {
+        return set_err(err, errlen, HR_EINVAL, "snapshot: bad index, term or configuration");
     }
     struct hr_snap_writer *w = calloc(1, sizeof *w);
     if (w == NULL) {
@@ -393,9 +521,14 @@ int hr_snap_writer_open(struct hr_fs *fs, const char *data_dir, uint64_t index, 
         writer_free(w, false);
         return rc;
     }
-    unsigned char h[HR_SNAP_MAX_HEADER];
-    size_t hs = hr_snap_header(h, index, term, voters, (uint32_t)n_voters);
+    unsigned char *h = malloc(header_size_v2((uint32_t)conf_len));
+    if (h == NULL) {
+        writer_free(w, true);
+        return set_err(err, errlen, HR_ENOMEM, "out of memory");
+    }
+    size_t hs = hr_snap_header(h, index, term, conf, (uint32_t)conf_len, conf_index);
     writer_put(w, h, hs);
+    free(h);
     *out = w;
     return 0;
 }
@@ -790,6 +923,47 @@ static void print_tmp(void *arg, const char *name)
     fprintf(arg, "  %s: unfinished (interrupted write or transfer; ignored by open)\n", name);
 }
 
+/* A version 2 file's configuration, one server after the other: "node-1 127.0.0.1:9001,
+ * node-4 127.0.0.1:9004 learner" (a server whose address bytes are not name NUL address,
+ * as the production node writes them, shows by id). */
+static void print_conf(struct hr_fs *fs, const char *path, const struct hr_snap_info *info,
+                       const struct hr_inspect_names *names, FILE *out)
+{
+    uint8_t *bytes;
+    char why[256];
+    if (hr_snap_read_conf(fs, path, info, &bytes, why, sizeof why) != 0) {
+        fprintf(out, "unreadable: %s", why);
+        return;
+    }
+    struct hr_blob *b = bytes != NULL ? hr_blob_new(bytes, info->conf_len) : NULL;
+    free(bytes);
+    struct hr_server *sv = malloc(HR_MAX_NODES * sizeof *sv);
+    size_t n = 0;
+    if (sv == NULL || (info->conf_len > 0 && b == NULL) ||
+        hr_conf_decode(b, sv, HR_MAX_NODES, &n) != 0) {
+        fputs("undecodable", out);
+        n = 0;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (k > 0) {
+            fputs(", ", out);
+        }
+        const uint8_t *z = sv[k].addr_len > 0 ? memchr(sv[k].addr, 0, sv[k].addr_len) : NULL;
+        if (z != NULL) {
+            size_t nl = (size_t)(z - sv[k].addr);
+            fprintf(out, "%.*s %.*s", (int)nl, (const char *)sv[k].addr,
+                    (int)(sv[k].addr_len - nl - 1), (const char *)z + 1);
+        } else {
+            hr__inspect_print_id(out, names, sv[k].id);
+        }
+        if (!sv[k].voter) {
+            fputs(" learner", out);
+        }
+    }
+    free(sv);
+    hr_blob_release(b);
+}
+
 int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, const struct hr_inspect_names *names,
                     FILE *out)
 {
@@ -825,13 +999,19 @@ int hr_snap_inspect(struct hr_fs *fs, const char *data_dir, const struct hr_insp
             result = HR_ECORRUPT;
             continue;
         }
-        fprintf(out, "  %s: index %" PRIu64 " term %" PRIu64 ", %" PRIu32 " voters (",
-                v[i].name, info.index, info.term, info.n_voters);
-        for (uint32_t k = 0; k < info.n_voters; k++) {
-            if (k > 0) {
-                fputs(", ", out);
+        if (info.version < 2) {
+            fprintf(out, "  %s: index %" PRIu64 " term %" PRIu64 ", %" PRIu32 " voters (",
+                    v[i].name, info.index, info.term, info.n_voters);
+            for (uint32_t k = 0; k < info.n_voters; k++) {
+                if (k > 0) {
+                    fputs(", ", out);
+                }
+                hr__inspect_print_id(out, names, info.voters[k]);
             }
-            hr__inspect_print_id(out, names, info.voters[k]);
+        } else {
+            fprintf(out, "  %s: index %" PRIu64 " term %" PRIu64 ", configuration of index %"
+                    PRIu64 " (", v[i].name, info.index, info.term, info.conf_index);
+            print_conf(fs, path, &info, names, out);
         }
         fprintf(out, "), payload %" PRIu64 " bytes, checksum ok%s\n", info.payload_size,
                 i == 0 ? " (current)" : "");

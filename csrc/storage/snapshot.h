@@ -4,13 +4,16 @@
  *   data_dir/snapshots/<index, 20 digits>-<term, 20 digits>.snap
  *
  * Each file holds a header (magic, format version, the last index and term the snapshot
- * covers, the voters of the cluster configuration), the FSM's payload and a trailer (the
+ * covers, the cluster configuration in effect at that index: the core's hr_conf_encode
+ * bytes, with every server's address, and the index of the entry that made it), the FSM's
+ * payload and a trailer (the
  * payload's size and the CRC32C of everything before it). A file is written under a
  * temporary name, synced, renamed and its directory synced, so a name ending in .snap is
  * always a whole file unless the disk damaged it; open skips (and reports) a damaged one.
  *
  *   struct hr_snap_writer *w;
- *   hr_snap_writer_open(NULL, dir, index, term, voters, n, &w, err, sizeof err);
+ *   hr_snap_writer_open_conf(NULL, dir, index, term, conf, conf_len, conf_index, &w, err,
+ *                            sizeof err);
  *   hr_snap_writer_write(w, bytes, len);         // any number of times
  *   hr_snap_writer_finish(w, &size, err, sizeof err);   // durable under its final name
  *
@@ -34,20 +37,34 @@
 #include <stdio.h>
 
 #include "../core/error.h"
+#include "../core/raft.h"
 
 struct hr_fs;
 
-#define HR_SNAP_FORMAT_VERSION 1
+/* Version 2 holds the configuration (with addresses); version 1, voter ids only, is still
+ * read (docs/storage-format.md). */
+#define HR_SNAP_FORMAT_VERSION 2
 #define HR_SNAP_MAX_VOTERS 64
+/* The largest configuration hr_conf_encode makes (raft.h: count, then per server id, flags,
+ * address length and address). */
+#define HR_SNAP_MAX_CONF (5 + HR_MAX_NODES * (11 + HR_MAX_ADDR))
 
-#define HR_SNAP_MAX_HEADER (32 + 8 * HR_SNAP_MAX_VOTERS + 8)
+#define HR_SNAP_MAX_HEADER_V1 (32 + 8 * HR_SNAP_MAX_VOTERS + 8)
+#define HR_SNAP_MAX_HEADER (32 + 8 + HR_SNAP_MAX_CONF + 8)
 #define HR_SNAP_TRAILER_SIZE 20
 
 /* What a snapshot file's header and trailer say. */
 struct hr_snap_info {
     uint64_t index, term;
+    uint32_t version;
+    /* Version 1: the voters. */
     uint32_t n_voters;
     uint64_t voters[HR_SNAP_MAX_VOTERS];
+    /* Version 2: the configuration's entry index, and where its bytes are in the file
+     * (hr_snap_read_conf reads them). */
+    uint64_t conf_index;
+    uint32_t conf_len;
+    uint64_t conf_offset;
     uint64_t payload_offset; /* where the payload starts in the file */
     uint64_t payload_size;
     uint64_t file_size;      /* header + payload + trailer */
@@ -66,8 +83,12 @@ void hr_snap_path(const char *data_dir, uint64_t index, uint64_t term, char *buf
  * A file is header | payload | trailer. The header's bytes go into h (HR_SNAP_MAX_HEADER
  * bytes); returns its length. The trailer (HR_SNAP_TRAILER_SIZE bytes) takes the payload's
  * size and crc = the CRC32C (hr_crc32c) of the header and payload, continued. */
-size_t hr_snap_header(unsigned char *h, uint64_t index, uint64_t term,
-                      const uint64_t *voters, uint32_t n_voters);
+size_t hr_snap_header(unsigned char *h, uint64_t index, uint64_t term, const void *conf,
+                      uint32_t conf_len, uint64_t conf_index);
+/* The header of format version 1 (voter ids; HR_SNAP_MAX_HEADER_V1 bytes at most): for
+ * tests of the reader's compatibility with files written before version 2. */
+size_t hr_snap_header_v1(unsigned char *h, uint64_t index, uint64_t term,
+                         const uint64_t *voters, uint32_t n_voters);
 void hr_snap_trailer(unsigned char *t, uint64_t payload_size, uint32_t crc);
 /* A whole file written and fdatasynced at tmp_path by someone else: check its header
  * names (index, term), rename it to its final name in data_dir/snapshots and fsync the
@@ -78,7 +99,15 @@ int hr_snap_commit(struct hr_fs *fs, const char *data_dir, const char *tmp_path,
 
 /* ---- writing a local snapshot ---- */
 struct hr_snap_writer;
-/* Create snapshots/ if needed and start <name>.snap.tmp (an older one is replaced). */
+/* Create snapshots/ if needed and start <name>.snap.tmp (an older one is replaced), with the
+ * configuration conf (hr_conf_encode's bytes; conf_len 0: none) made by the entry at
+ * conf_index. */
+int hr_snap_writer_open_conf(struct hr_fs *fs, const char *data_dir, uint64_t index,
+                             uint64_t term, const void *conf, size_t conf_len,
+                             uint64_t conf_index, struct hr_snap_writer **out, char *err,
+                             size_t errlen);
+/* The same with a configuration of these voters without addresses (conf_index 0), for
+ * embeddings whose membership never changes (the simulator's real-storage disk). */
 int hr_snap_writer_open(struct hr_fs *fs, const char *data_dir, uint64_t index, uint64_t term,
                         const uint64_t *voters, size_t n_voters, struct hr_snap_writer **out,
                         char *err, size_t errlen);
@@ -97,6 +126,12 @@ const char *hr_snap_writer_errmsg(const struct hr_snap_writer *w);
  * HR_ECORRUPT. */
 int hr_snap_read_header(struct hr_fs *fs, int fd, uint64_t size, struct hr_snap_info *info,
                         char *err, size_t errlen);
+/* The configuration bytes of the file at path whose header said info (version 2; checked
+ * against the header's checksum again): 0 and a malloc'd copy in *conf (the caller frees
+ * it; NULL when conf_len is 0). A version 1 file has none: *conf = NULL (use
+ * info->voters). */
+int hr_snap_read_conf(struct hr_fs *fs, const char *path, const struct hr_snap_info *info,
+                      uint8_t **conf, char *err, size_t errlen);
 /* Header and whole-file checksum of path. */
 int hr_snap_verify(struct hr_fs *fs, const char *path, struct hr_snap_info *info, char *err,
                    size_t errlen);

@@ -22,6 +22,7 @@
  *
  * Snapshot files (csrc/storage/snapshot.h), for specs of the storage over a simfs:
  *   tk.snap_file(index, term, voters, payload)   -- the bytes of that snapshot file
+ *   tk.snap_file_v1(index, term, voters, payload) -- the same in format version 1
  *   tk.snap_write(dir, index, term, voters, payload[, opts])
  *       -- through hr_snap_writer in opts.chunk-byte writes (4096): file size, or nil,
  *       -- code, message
@@ -364,25 +365,59 @@ static size_t opt_chunk(lua_State *L, int idx)
     return chunk > 0 ? chunk : 1;
 }
 
-static int l_snap_file(lua_State *L)
+/* The bytes of a snapshot file: format version 2 with a configuration of the voters
+ * without addresses (what hr_snap_writer_open writes), or version 1 (voter ids: the files
+ * of data dirs written before version 2, which the node still reads). */
+static int snap_file(lua_State *L, bool v1)
 {
-    const char *usage = "tk.snap_file(index, term, voters, payload)";
+    const char *usage = v1 ? "tk.snap_file_v1(index, term, voters, payload)"
+                           : "tk.snap_file(index, term, voters, payload)";
     uint64_t index = check_u64(L, 1, usage), term = check_u64(L, 2, usage);
     uint64_t voters[HR_SNAP_MAX_VOTERS];
     size_t nv = check_voters(L, 3, voters);
     size_t len;
     const char *payload = luaL_checklstring(L, 4, &len);
-    unsigned char h[HR_SNAP_MAX_HEADER], t[HR_SNAP_TRAILER_SIZE];
-    size_t hl = hr_snap_header(h, index, term, voters, (uint32_t)nv);
+    unsigned char *h = malloc(HR_SNAP_MAX_HEADER), t[HR_SNAP_TRAILER_SIZE];
+    if (h == NULL) {
+        return luaL_error(L, "%s: out of memory", usage);
+    }
+    size_t hl;
+    if (v1) {
+        hl = hr_snap_header_v1(h, index, term, voters, (uint32_t)nv);
+    } else {
+        struct hr_server sv[HR_SNAP_MAX_VOTERS];
+        for (size_t i = 0; i < nv; i++) {
+            sv[i] = (struct hr_server){.id = voters[i], .voter = true};
+        }
+        struct hr_blob *conf = NULL;
+        if (nv > 0 && hr_conf_encode(sv, nv, &conf) != 0) {
+            free(h);
+            return luaL_error(L, "%s: bad voters", usage);
+        }
+        hl = hr_snap_header(h, index, term, conf != NULL ? conf->data : NULL,
+                            (uint32_t)hr_blob_len(conf), 0);
+        hr_blob_release(conf);
+    }
     uint32_t crc = hr_crc32c(hr_crc32c(0, h, hl), payload, len);
     hr_snap_trailer(t, len, crc);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addlstring(&b, (const char *)h, hl);
+    free(h);
     luaL_addlstring(&b, payload, len);
     luaL_addlstring(&b, (const char *)t, sizeof t);
     luaL_pushresult(&b);
     return 1;
+}
+
+static int l_snap_file(lua_State *L)
+{
+    return snap_file(L, false);
+}
+
+static int l_snap_file_v1(lua_State *L)
+{
+    return snap_file(L, true);
 }
 
 static int l_snap_write(lua_State *L)
@@ -503,7 +538,7 @@ void hr__tk_open_storage(lua_State *L)
     lua_pushcfunction(L, l_bench);
     lua_setfield(L, -2, "storage_bench");
     static const luaL_Reg snap[] = {
-        {"snap_file", l_snap_file}, {"snap_write", l_snap_write}, {"snap_recv", l_snap_recv},
+        {"snap_file", l_snap_file}, {"snap_file_v1", l_snap_file_v1}, {"snap_write", l_snap_write}, {"snap_recv", l_snap_recv},
         {"snap_find", l_snap_find}, {"snap_prune", l_snap_prune}, {NULL, NULL},
     };
     for (const luaL_Reg *f = snap; f->name != NULL; f++) {

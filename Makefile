@@ -172,6 +172,7 @@ bench:
 	build/sim_bench
 	luajit -e 'package.cpath = "build/?.so;" .. package.cpath' spec/bench/storage.lua
 	luajit spec/bench/cluster.lua
+	luajit spec/bench/reads.lua
 	luajit spec/bench/snapshot.lua
 
 rock-check:

@@ -81,6 +81,14 @@ describe("membership on node processes", function()
             wait_voters(cl, { "node-1", "node-2", "node-3", id })
             cl:wait_applied(last, 10000, { id })
             last = commit(cl, "b", 5, kv)
+            -- A linearizable read on the new node sees every write acknowledged before it.
+            local c4 = assert(cl:client():node(id))
+            local found, value = c4:read("b5", { timeout_ms = 5000 })
+            assert(found, value)
+            assert.are.equal(kv.b5, value)
+            found, value = c4:read("a1", { stale = true })
+            assert.is_true(found)
+            assert.are.equal(kv.a1, value)
             cl:wait_applied(last, 10000, { id })
 
             -- Remove a follower (not the leader, nor the new node) through the CLI.

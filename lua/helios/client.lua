@@ -12,6 +12,7 @@
 --   c:stats()  c:ping()  c:shutdown()  c:close()
 --   c:add_peer("node-4", "127.0.0.1:9004"[, { voter = false, timeout_ms = N }])  -- true
 --   c:remove_peer("node-2"[, { timeout_ms = N }])  c:peers()  c:transfer(["node-2"])
+--   local ok, value = c:read("k"[, { stale = true, timeout_ms = N }])  -- fsm:get("k")
 --
 -- A whole cluster (what helios.testing's cl:client() returns): finds the leader and follows
 -- "not_leader" answers, across node failures:
@@ -258,6 +259,22 @@ function Client:peers(timeout_ms)
     if not r then return nil, code, detail end
     r.id, r.ok = nil, nil
     return r
+end
+
+--- Read key from the node's FSM (one with a get method, such as helios.fsm.kv):
+-- linearizable (node:read), or the node's local state with opts.stale. Returns true, the
+-- value (nil if absent), or nil, code, detail ("not_leader", "timeout", ...). Yields when
+-- called in a coroutine on the loop, blocks otherwise.
+function Client:read(key, opts)
+    if type(key) ~= "string" or (opts ~= nil and type(opts) ~= "table") then
+        error("Usage: c:read(key[, { stale = true, timeout_ms = N }])", 2)
+    end
+    opts = opts or {}
+    local timeout_ms = ceil(check_ms(opts.timeout_ms, "c:read", self.timeout_ms))
+    local r, code, detail = self:call("read", { key = key, stale = opts.stale or nil,
+        timeout_ms = timeout_ms }, timeout_ms + M.APPLY_MARGIN_MS)
+    if not r then return nil, code, detail end
+    return true, r.value
 end
 
 --- Hand leadership to peer (nil: the most up-to-date voter); the node must lead. Returns

@@ -29,6 +29,11 @@
 --   "peer_remove" {peer, timeout_ms} -> as peer_add (node:remove_peer)
 --   "peers"    -> {ok, configuration = status().configuration, peers = status().peers,
 --              leader = status().leader}: voters, learners, addresses, match, caught_up
+--   "read"     {key = <string>, stale = <bool>, timeout_ms} -> {ok, value = fsm:get(key)}
+--              for an FSM with a get method (helios.fsm.kv): a linearizable read
+--              (node:read: ReadIndex, or the lease with read_lease), or with stale = true
+--              the local state at once (node:read_stale); {ok = false, code, detail}:
+--              "not_leader", "timeout", "shutdown", "invalid" (the FSM has no get)
 --   "transfer" {peer = <id or absent>} -> {ok, leader = <the new leader's id>}
 --              (node:transfer_leadership, on the leader) or {ok = false, code, detail}
 -- A request that is not well formed gets {ok = false, code = "bad_request", detail}; an
@@ -155,6 +160,35 @@ function ops.peers(node, req, reply)
     local st = node:status()
     send(reply, { id = req.id, ok = true, configuration = st.configuration, peers = st.peers,
                   leader = st.leader, role = st.role, term = st.term })
+end
+
+function ops.read(node, req, reply)
+    if type(req.key) ~= "string" then
+        return fail(reply, req.id, "bad_request", "read: key must be a string")
+    end
+    if req.stale ~= nil and type(req.stale) ~= "boolean" then
+        return fail(reply, req.id, "bad_request", "read: stale must be a boolean")
+    end
+    if not check_timeout(req, reply, "read") then return end
+    -- fn answers true first: a nil value is a result, not a failure of node:read.
+    local function get(fsm)
+        if type(fsm.get) ~= "function" then
+            return false
+        end
+        return true, fsm:get(req.key)
+    end
+    local function done(found, value_or_code, detail)
+        if found == nil then
+            return fail(reply, req.id, value_or_code or "unknown", detail)
+        elseif not found then
+            return fail(reply, req.id, "invalid", "read: the FSM has no get method")
+        end
+        send(reply, { id = req.id, ok = true, value = value_or_code })
+    end
+    if req.stale then
+        return done(node:read_stale(get))
+    end
+    node:read(get, req.timeout_ms, done)
 end
 
 function ops.transfer(node, req, reply)

@@ -1,0 +1,199 @@
+--- spec/bench/reads.lua: linearizable reads per second of a real 3-node cluster on
+-- loopback at 64 concurrent readers, by ReadIndex and by lease (read_lease = true), next
+-- to commit throughput at 64 proposers, and etcd's linearizable and serializable reads at
+-- 64 clients when etcd is installed.
+--
+--   luajit spec/bench/reads.lua              (make bench runs it; from the repository root)
+--   HELIOS_BENCH_SECONDS=10 luajit spec/bench/reads.lua
+--
+-- Method: three `helios node` processes (helios.testing, no proxies, helios.fsm.kv, fsync
+-- on), this process as the load generator, as in spec/bench/cluster.lua. Each reader is
+-- one connection to the leader's control socket with one "read" request in flight at a
+-- time (closed loop): the leader confirms its leadership (ReadIndex: one heartbeat round
+-- shared by the reads that arrive together; lease: none while the lease holds), waits
+-- until it has applied up to its commit index and answers fsm:get(key). Commits: 64
+-- proposers sending "apply" the same way. The cluster runs twice: without and with
+-- read_lease (and check_quorum, which the lease needs).
+--
+-- etcd (if `etcd` and `etcdctl` are on the PATH, or HELIOS_ETCD_BIN names the directory):
+-- a 3-member cluster on loopback, and `etcdctl check perf`-free measurement with the
+-- benchmark tool when present (`benchmark range --consistency=l|s --clients 64`);
+-- without the tool, etcd is skipped and the line says so.
+
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = "build/?.so;" .. package.cpath
+
+local core = require("helios.core")
+local tk = require("helios.testkit")
+local testing = require("helios.testing")
+
+local format, floor = string.format, math.floor
+local encode, decode = core.mp_encode, core.mp_decode
+local clock_ms = core.clock_ms
+
+local SECONDS = tonumber(os.getenv("HELIOS_BENCH_SECONDS") or "") or 5
+local WARMUP_MS = 500
+local CLIENTS = 64
+local KEYS = 1000
+
+local function percentile(sorted, p)
+    if #sorted == 0 then return 0 end
+    local i = math.max(1, math.min(#sorted, math.ceil(p * #sorted)))
+    return sorted[i]
+end
+
+-- Closed-loop load of n connections to socket_path, each with one request from
+-- make(i, seq) in flight; returns { per_s, p50, p99, errors, first_error }.
+local function run_load(socket_path, n, make)
+    local socks, sent_at, seq = {}, {}, {}
+    for i = 1, n do
+        socks[i] = assert(core.sock_connect(socket_path, 5000))
+        seq[i] = 0
+    end
+    local lat, done_ok, errors, first_error = {}, 0, 0, nil
+    local function send(i)
+        seq[i] = seq[i] + 1
+        sent_at[i] = clock_ms()
+        local req = make(i, seq[i])
+        req.id = seq[i]
+        local sent, scode, sdetail = socks[i]:send_frame(encode(req), 5000)
+        if not sent then error(format("client %d: send: %s %s", i, tostring(scode), tostring(sdetail))) end
+    end
+    local measure_from = clock_ms() + WARMUP_MS
+    local stop_at = measure_from + SECONDS * 1000
+    for i = 1, n do send(i) end
+    local live = {}
+    for i = 1, n do live[i] = i end
+    while #live > 0 do
+        local list = {}
+        for k, i in ipairs(live) do list[k] = socks[i] end
+        local ready = tk.sock_poll(list, 10000)
+        if #ready == 0 then error("no answer from the leader within 10 s") end
+        local now = clock_ms()
+        local finished = {}
+        for _, k in ipairs(ready) do
+            local i = live[k]
+            local payload, code, detail = socks[i]:recv_frame(5000)
+            if not payload then error(format("client %d: %s %s", i, code, tostring(detail))) end
+            local resp = decode(payload)
+            if sent_at[i] >= measure_from and now <= stop_at then
+                if resp.ok then
+                    done_ok = done_ok + 1
+                    lat[#lat + 1] = now - sent_at[i]
+                else
+                    errors = errors + 1
+                    first_error = first_error or format("%s %s", tostring(resp.code),
+                                                        tostring(resp.detail))
+                end
+            end
+            if now < stop_at then send(i) else finished[i] = true end
+        end
+        local still = {}
+        for _, i in ipairs(live) do if not finished[i] then still[#still + 1] = i end end
+        live = still
+    end
+    for i = 1, n do socks[i]:close() end
+    table.sort(lat)
+    return { per_s = done_ok / SECONDS, p50 = percentile(lat, 0.5), p99 = percentile(lat, 0.99),
+             errors = errors, first_error = first_error }
+end
+
+local function row(what, r)
+    print(format("%-34s %12s %10.2f %10.2f %8d%s", what, format("%d", floor(r.per_s + 0.5)),
+        r.p50, r.p99, r.errors, r.first_error and ("  (first: " .. r.first_error .. ")") or ""))
+end
+
+local function bench_cluster(lease)
+    local config = { election_timeout_ms = 500, heartbeat_timeout_ms = 100 }
+    if lease then config.read_lease, config.check_quorum = true, true end
+    local cl = testing.cluster{ n = 3, proxies = false, config = config }
+    local ok, err = pcall(function()
+        local leader = cl:leader(15000)
+        local sock = cl:socket(leader)
+        local cc = cl:client()
+        for k = 1, KEYS, 50 do assert(cc:apply(format("set k%d v%d", k, k), 5000)) end
+        if not lease then
+            row(format("commits, %d proposers", CLIENTS), run_load(sock, CLIENTS, function(i, s)
+                return { op = "apply", cmd = format("set b%d-%d %s", i, s, string.rep("x", 80)),
+                         timeout_ms = 10000 }
+            end))
+        end
+        row(format("reads, %s, %d readers", lease and "lease" or "ReadIndex", CLIENTS),
+            run_load(sock, CLIENTS, function(i, s)
+                return { op = "read", key = format("k%d", (i * 7 + s) % KEYS + 1),
+                         timeout_ms = 10000 }
+            end))
+        if not lease then
+            row(format("reads, stale (local), %d readers", CLIENTS),
+                run_load(sock, CLIENTS, function(i, s)
+                    return { op = "read", key = format("k%d", (i * 7 + s) % KEYS + 1),
+                             stale = true }
+                end))
+        end
+    end)
+    if not ok then io.stderr:write(tostring(err), "\n", cl:logs(20), "\n") end
+    cl:stop()
+    return ok
+end
+
+-- etcd, when installed: its own benchmark tool does the load (Go clients, gRPC).
+local function bench_etcd()
+    local dir = os.getenv("HELIOS_ETCD_BIN")
+    local function bin(name)
+        local path = dir and (dir .. "/" .. name) or name
+        local p = io.popen("command -v " .. path .. " 2>/dev/null")
+        local found = p:read("*l")
+        p:close()
+        return found
+    end
+    local etcd, bench = bin("etcd"), bin("benchmark")
+    if not etcd or not bench then
+        print(format("etcd: not measured (%s not found; set HELIOS_ETCD_BIN to the directory "
+            .. "with etcd and its benchmark tool)", not etcd and "etcd" or "benchmark"))
+        return true
+    end
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    os.execute("mkdir -p " .. tmp)
+    local ports, cluster = {}, {}
+    for i = 1, 3 do
+        ports[i] = { client = core.free_port(), peer = core.free_port() }
+        cluster[i] = format("e%d=http://127.0.0.1:%d", i, ports[i].peer)
+    end
+    local pids = {}
+    for i = 1, 3 do
+        local argv = { etcd, "--name", "e" .. i, "--data-dir", tmp .. "/e" .. i,
+            "--listen-client-urls", format("http://127.0.0.1:%d", ports[i].client),
+            "--advertise-client-urls", format("http://127.0.0.1:%d", ports[i].client),
+            "--listen-peer-urls", format("http://127.0.0.1:%d", ports[i].peer),
+            "--initial-advertise-peer-urls", format("http://127.0.0.1:%d", ports[i].peer),
+            "--initial-cluster", table.concat(cluster, ","), "--initial-cluster-state", "new" }
+        pids[i] = assert(core.proc_spawn(argv, { stdout = tmp .. "/e" .. i .. ".log",
+                                                 stderr = "stdout", die_with_parent = true }))
+    end
+    local endpoints = {}
+    for i = 1, 3 do endpoints[i] = format("127.0.0.1:%d", ports[i].client) end
+    local ep = table.concat(endpoints, ",")
+    core.sleep_ms(3000)
+    os.execute(format("%s --endpoints=%s put k v >/dev/null 2>&1", bench, ep))
+    for _, c in ipairs({ { "l", "linearizable" }, { "s", "serializable" } }) do
+        local cmd = format("%s --endpoints=%s --conns=%d --clients=%d range k --consistency=%s "
+            .. "--total=%d 2>&1", bench, ep, CLIENTS, CLIENTS, c[1], 100000)
+        local p = io.popen(cmd)
+        local out = p:read("*a")
+        p:close()
+        print(format("etcd reads, %s, %d clients: %s requests/s", c[2], CLIENTS,
+            out:match("Requests/sec:%s*([%d%.]+)") or "?"))
+    end
+    for _, pid in ipairs(pids) do core.proc_kill(pid, "TERM") end
+    for _, pid in ipairs(pids) do core.proc_wait(pid, 5000) end
+    os.execute("rm -rf " .. tmp)
+    return true
+end
+
+print(format("read benchmark: 3 node processes on loopback, fsync on, %d s per run", SECONDS))
+print(format("%-34s %12s %10s %10s %8s", "", "per second", "p50 ms", "p99 ms", "errors"))
+local ok = bench_cluster(false)
+ok = bench_cluster(true) and ok
+ok = select(2, pcall(bench_etcd)) ~= false and ok
+os.exit(ok and 0 or 1)

@@ -31,21 +31,24 @@ local function counting_fsm()
     return f
 end
 
-local function new_cluster(n, dir)
+local function start_node(c, id, dir, extra)
+    c.fsms[id] = counting_fsm()
+    local opts = { id = id, peers = c.peers, data_dir = dir .. "/" .. id, fsm = c.fsms[id],
+                   secret = SECRET }
+    for k, v in pairs(FAST) do opts[k] = v end
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    c.nodes[id] = raft.new(opts)
+    assert(c.nodes[id]:start())
+end
+
+local function new_cluster(n, dir, extra)
     local c = { ids = {}, nodes = {}, fsms = {}, peers = {} }
     for i = 1, n do
         local id = "node-" .. i
         c.ids[i] = id
         c.peers[id] = "127.0.0.1:" .. core.free_port()
     end
-    for _, id in ipairs(c.ids) do
-        c.fsms[id] = counting_fsm()
-        local opts = { id = id, peers = c.peers, data_dir = dir .. "/" .. id, fsm = c.fsms[id],
-                       secret = SECRET }
-        for k, v in pairs(FAST) do opts[k] = v end
-        c.nodes[id] = raft.new(opts)
-        assert(c.nodes[id]:start())
-    end
+    for _, id in ipairs(c.ids) do start_node(c, id, dir, extra) end
     return c
 end
 
@@ -64,6 +67,10 @@ local function joiner(dir, name, peers)
         end,
         state = function(role, term, leader)
             j.states[#j.states + 1] = { role, term, leader }
+        end,
+        restore = function(index)
+            j.restored = index
+            j.last_applied = index
         end,
         read = function(ctx, code, index)
             j.reads[ctx] = { code = code, index = index, applied = j.last_applied or 0 }
@@ -246,5 +253,63 @@ describe("production node membership (binding)", function()
             assert(wait_for(function() return j.reads[9] ~= nil end, 5000))
             assert.are.equal("shutdown", j.reads[9].code)
         end))
+    end)
+
+    it("keeps the configuration in snapshots: a server added before the compaction point "
+       .. "learns the cluster from the snapshot, a restart after compaction keeps it",
+       function()
+        local SNAP = { snapshot_interval_ms = 50, snapshot_threshold = 50, trailing_logs = 10 }
+        local c = new_cluster(3, dir, SNAP)
+        local j = joiner(dir, "node-4", c.peers)
+        finally(function()
+            if j.node:status() then j.node:shutdown() end
+            stop_cluster(c)
+        end)
+        local ok, err = run_scenario(c, 30000, function()
+            local leader = wait_leader(c)
+            local lc = core_of(c.nodes[leader])
+            -- Added while it is down: the add entry is compacted into the leader's snapshot
+            -- before node-4 hears anything.
+            assert(add_peer(lc, "node-4", j.addr))
+            for i = 1, 150 do assert(c.nodes[leader]:apply("cmd" .. i)) end
+            assert(wait_for(function()
+                return lc:status().first_index > 20 and lc:status().snapshot_index > 20
+            end, 10000), "the leader did not compact its log")
+            assert(j.node:start())
+            assert(wait_for(function() return j.restored ~= nil end, 10000),
+                   "node-4 did not install a snapshot")
+            assert.are.equal(1, j.node:stats().snapshots_installed)
+            -- Its configuration comes from the snapshot: every server, with addresses.
+            assert(wait_for(function()
+                return conf_has(j.node:configuration(), "node-4", true)
+            end, 10000), "node-4 not promoted")
+            local conf = j.node:configuration()
+            assert.are.equal(4, #conf.servers)
+            for _, sv in ipairs(conf.servers) do
+                assert.are.equal(sv.id == "node-4" and j.addr or c.peers[sv.id], sv.addr)
+            end
+
+            -- Compact past the promotion on a follower, then restart it with the original
+            -- peers option: the configuration is the snapshot's, not the bootstrap one.
+            local f = c.ids[1] == leader and c.ids[2] or c.ids[1]
+            local fc = core_of(c.nodes[f])
+            local promoted = lc:configuration().index
+            for i = 1, 150 do assert(c.nodes[leader]:apply("more" .. i)) end
+            assert(wait_for(function()
+                return fc:status().first_index > promoted + 1
+            end, 10000), "the follower did not compact past the promotion")
+            local done = false
+            c.nodes[f]:shutdown(function() done = true end)
+            assert(wait_for(function() return done end, 5000))
+            start_node(c, f, dir, SNAP)
+            fc = core_of(c.nodes[f])
+            local fconf = fc:configuration()
+            assert.are.equal(4, #fconf.servers)
+            assert(conf_has(fconf, "node-4", true))
+            local _, s4 = conf_has(fconf, "node-4")
+            assert.are.equal(j.addr, s4.addr)
+            assert(fconf.index > 0)
+        end)
+        assert(ok, err)
     end)
 end)

@@ -411,3 +411,36 @@ describe("core.recover", function()
         assert.are.equal("invalid", code)
     end)
 end)
+
+describe("snapshot files", function()
+    local tk = require("helios.testkit")
+    local dir
+    before_each(function() dir = tmpdir() end)
+    after_each(function() rmrf(dir) end)
+
+    local function inspect()
+        local _, report = core.storage_inspect(dir)
+        return report
+    end
+
+    it("are written in format version 2 with the configuration; version 1 is still read",
+       function()
+        local st = assert(tk.storage_open(dir))
+        st:close()
+        assert(tk.snap_write(dir, 5, 2, { 1, 2, 3 }, "payload"))
+        local report = inspect()
+        assert.matches("index 5 term 2, configuration of index 0 %(", report)
+        assert.matches("checksum ok", report)
+        -- The same point in version 1, which a data dir of an older build holds.
+        os.execute("rm -f " .. dir .. "/snapshots/*")
+        local f = assert(io.open(dir .. "/snapshots/" .. format("%020d-%020d.snap", 6, 2), "wb"))
+        f:write(tk.snap_file_v1(6, 2, { 1, 2, 3 }, "payload"))
+        f:close()
+        report = inspect()
+        assert.matches("index 6 term 2, 3 voters %(", report)
+        assert.matches("checksum ok", report)
+        -- Both encodings differ (the reader tells them apart by the version field).
+        assert.are_not.equal(tk.snap_file(6, 2, { 1, 2, 3 }, "p"),
+                             tk.snap_file_v1(6, 2, { 1, 2, 3 }, "p"))
+    end)
+end)

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "../core/crc32c.h"
+#include "../node/recover.h"
 #include "../node/runtime.h"
 #include "../storage/snapshot.h"
 #include "binding.h"
@@ -964,6 +965,28 @@ static const luaL_Reg framer_methods[] = {
     {NULL, NULL},
 };
 
+/* core.recover(data_dir, name[, addr]) -> { index, term, entries, snapshot_index } |
+ * nil, code, msg. Offline disaster recovery (node/recover.h): the data dir must not be in
+ * use by a running node. */
+static int l_recover(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    const char *addr = luaL_optstring(L, 3, NULL);
+    struct hr_recover_result res;
+    char err[1024];
+    int rc = hr_node_recover(NULL, dir, name, addr, &res, err, sizeof err);
+    if (rc != 0) {
+        return hr__lua_push_fail(L, hr_err_name(rc), err);
+    }
+    lua_createtable(L, 0, 4);
+    hr__lua_set_number(L, "index", res.index);
+    hr__lua_set_number(L, "term", res.term);
+    hr__lua_set_number(L, "entries", res.entries);
+    hr__lua_set_number(L, "snapshot_index", res.snapshot_index);
+    return 1;
+}
+
 int hr__lua_open_node(lua_State *L)
 {
     hr__lua_new_class(L, NODE_MT, methods, l_gc, l_tostring);
@@ -977,5 +1000,7 @@ int hr__lua_open_node(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_node_new);
     lua_setfield(L, -2, "node_new");
+    lua_pushcfunction(L, l_recover);
+    lua_setfield(L, -2, "recover");
     return 0;
 }

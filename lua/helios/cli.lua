@@ -1488,7 +1488,9 @@ Options:
   --data DIR      the node's data directory
   --id ID         the node's id
   --listen ADDR   its address (host:port); or
-  --config FILE   a cluster file that lists ID with its address
+  --config FILE   a cluster file that lists ID with its address; with neither, the
+                  address of ID in the newest configuration of its log or snapshot (a
+                  cluster that never changed members has none there: give one)
   -h, --help      show this text
 
 Exit status: 0 recovered, 1 failed (e.g. the node is running: its data dir is locked),
@@ -1526,19 +1528,25 @@ local function run_recover(argv, out, err)
             return usage_err(format("%s does not list %s: give --listen ADDR", opts.config, opts.id))
         end
     end
-    if not addr then return usage_err("give --listen ADDR (or --config FILE that lists the node)") end
-    local problem = require("helios.util.address").problem(addr)
+    local problem = addr and require("helios.util.address").problem(addr)
     if problem then return usage_err(format("--listen: address %s (got '%s')", problem, addr)) end
     local core = require("helios.core")
     if not core.recover then
         err("helios recover: this build has no core.recover\n")
         return 1
     end
+    -- Without an address, core.recover takes the node's from the newest configuration in
+    -- its log or snapshot (a cluster that never changed members has none there).
     local r, code, detail = core.recover(opts.data, opts.id, addr)
     if not r then
         err(format("helios recover: %s: %s %s\n", opts.data, tostring(code), tostring(detail or "")))
+        if code == "invalid" and not addr then
+            err("helios recover: give the node's address: --listen ADDR, or --config FILE that "
+                .. "lists it\n")
+        end
         return 1
     end
+    addr = addr or "its address"
     out(format("recovered %s: %s (at %s) is now the only voter, by a configuration entry at "
         .. "index %s (term %s); %s entries kept. Start the node: it elects itself and commits "
         .. "them; then add nodes with `helios node --join` and `helios peer add`.\n", opts.data,

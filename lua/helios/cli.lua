@@ -788,11 +788,6 @@ local function run_node(opts, out, err)
         err("helios node: " .. msg .. "\n")
         return 1
     end
-    if opts.listen and not opts.join then
-        err("helios node: --listen is for a node that joins (--join) and that the cluster file "
-            .. "does not list\n")
-        return 2
-    end
     local nopts
     nopts, msg = clusterfile.node_options(conf, opts.id, opts.config, opts.listen)
     if not nopts then
@@ -1660,6 +1655,11 @@ function M.main(argv, out, err)
             if not opts.config or not opts.id then
                 err("helios node: --config FILE and --id ID are required (see 'helios node "
                     .. "--help')\n")
+                return 2
+            end
+            if opts.listen and not opts.join then
+                err("helios node: --listen is for a node that joins (--join) and that the "
+                    .. "cluster file does not list (see 'helios node --help')\n")
                 return 2
             end
             -- run_node extends package.path for the fsm module; a caller in this process

@@ -108,6 +108,12 @@ describe("membership on node processes", function()
                 local st = cl:status(gone)
                 return st and st.role == "removed"
             end, 15000, gone .. " to learn it was removed")
+            cl:wait(function()
+                local f = io.open(cl:log_path(gone))
+                local text = f and f:read("*a") or ""
+                if f then f:close() end
+                return text:find("removed from the cluster's configuration", 1, true)
+            end, 5000, gone .. " to log that it was removed")
             local term = cl:status(gone).term
             last = commit(cl, "c", 5, kv)
             cl:wait_applied(last, 10000, voters)

@@ -641,12 +641,8 @@ function net:_bootstrap_peer(_, peer, addr, voter)
         return nil, "invalid", format("add_peer(%q) before start: the first configuration "
             .. "has voters only; add learners on the leader once the cluster runs", peer)
     end
-    if copts.join then
-        -- A joining node's peers are only addresses to dial: nothing to bootstrap.
-        copts.peers[peer] = addr
-        self._peers = copts.peers
-        return true
-    end
+    -- (A joining node's peers are only addresses to dial: the same remaking gives it one
+    -- more, and no configuration.)
     copts.peers[peer] = addr
     local made, cn = pcall(core().node_new, copts, self._hooks)
     if not made then
@@ -656,8 +652,15 @@ function net:_bootstrap_peer(_, peer, addr, voter)
     self._core:shutdown()
     self._core = cn
     self._peers = copts.peers
-    self._ids[#self._ids + 1] = peer
-    sort(self._ids)
+    if not self._ids_set then
+        self._ids_set = {}
+        for _, id in ipairs(self._ids) do self._ids_set[id] = true end
+    end
+    if not self._ids_set[peer] then
+        self._ids_set[peer] = true
+        self._ids[#self._ids + 1] = peer
+        sort(self._ids)
+    end
     return true
 end
 

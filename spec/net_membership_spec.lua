@@ -58,7 +58,7 @@ local function core_of(node)
 end
 
 -- A bare node that joins: it records what its hooks receive.
-local function joiner(dir, name, peers)
+local function joiner(dir, name, peers, data_dir)
     local j = { applied = {}, reads = {}, states = {}, name = name,
                 addr = "127.0.0.1:" .. core.free_port() }
     local hooks = {
@@ -78,7 +78,8 @@ local function joiner(dir, name, peers)
         end,
     }
     j.node = core.node_new({ id = name, listen = j.addr, peers = peers, join = true,
-                             data_dir = dir .. "/" .. name, secret = SECRET, config = FAST },
+                             data_dir = data_dir or dir .. "/" .. name, secret = SECRET,
+                             config = FAST },
                            hooks)
     return j
 end
@@ -381,6 +382,23 @@ describe("core.recover", function()
             for k, v in pairs(want) do assert.are.equal(v, c.fsms[id]:get(k)) end
             assert(c.nodes[id]:apply("set after recover"))
             assert.are.equal("recover", c.fsms[id]:get("after"))
+            -- Grow back: a new server under a lost one's name, at another address (the
+            -- recovered node's peers option still gives the old one: the configuration
+            -- wins), with an empty data dir.
+            local j = joiner(dir, "node-2", { [id] = c.peers[id] }, dir .. "/new-node-2")
+            assert(j.node:start())
+            local jok, jerr = pcall(function()
+                assert(cn:add_peer("node-2", j.addr))
+                assert(wait_for(function()
+                    return #j.applied > 0 and j.applied[#j.applied][2] == "set after recover"
+                end, 10000), "the new node-2 did not catch up")
+                assert(wait_for(function()
+                    return conf_has(cn:configuration(), "node-2", true)
+                end, 5000), "the new node-2 was not promoted")
+            end)
+            j.node:shutdown()
+            assert(wait_for(function() return j.node:status() == nil end, 5000))
+            assert(jok, jerr)
         end)
         assert(ok, err)
     end

@@ -178,6 +178,35 @@ int hr__rt_add_known(struct hr_runtime *rt, hr_id_t id, const char *name, const 
  * servers outside its configuration anyway; an idle peer costs one reconnect attempt per
  * backoff period. A restart forgets them.
  */
+/* Know id as name at addr: a new server, or a known one at another address (the
+ * configuration's address wins over the peers option's, and a later configuration's over
+ * an earlier one's: a server may come back elsewhere, e.g. a lost one replaced after a
+ * recover). */
+static void learn(struct hr_runtime *rt, hr_id_t id, const char *name, const char *addr)
+{
+    struct hr__rt_server *k = find_known(rt, id);
+    if (k == NULL) {
+        hr__rt_add_known(rt, id, name, addr);
+        return;
+    }
+    if (strcmp(k->addr, addr) == 0 || strcmp(k->name, name) != 0) {
+        return;
+    }
+    char *a = dup_str(addr);
+    if (a == NULL) {
+        return;
+    }
+    hr__rt_log(rt, 0, "membership: server '%s' moves from %s to %s", name, k->addr, addr);
+    free(k->addr);
+    k->addr = a;
+    if (rt->tcp != NULL && id != rt->id) {
+        hr_tcp_remove_peer(rt->tcp, id);
+        if (hr_tcp_add_peer(rt->tcp, id, name, addr) != 0) {
+            hr__rt_log(rt, 1, "membership: server '%s' has a bad address '%s'", name, addr);
+        }
+    }
+}
+
 void hr__rt_sync_conf(struct hr_runtime *rt)
 {
     if (rt->node == NULL) {
@@ -192,12 +221,9 @@ void hr__rt_sync_conf(struct hr_runtime *rt)
         if (sv[i].id == rt->id) {
             rt->was_member = true;
         }
-        if (find_known(rt, sv[i].id) != NULL) {
-            continue;
-        }
         char name[HR_MAX_ADDR], addr[HR_MAX_ADDR];
         if (parse_server(&sv[i], name, sizeof name, addr, sizeof addr)) {
-            hr__rt_add_known(rt, sv[i].id, name, addr);
+            learn(rt, sv[i].id, name, addr);
         }
     }
 }
@@ -252,9 +278,9 @@ int hr_runtime_add(struct hr_runtime *rt, const char *name, const char *addr, bo
         return HR_EINVAL;
     }
     rc = hr_node_add(rt->node, id, buf, len, voter, hr_runtime_now(rt), index);
-    if (rc == 0 && k == NULL) {
+    if (rc == 0) {
         /* Before the flush sends it anything. */
-        rc = hr__rt_add_known(rt, id, name, addr);
+        learn(rt, id, name, addr);
     }
     return rc;
 }

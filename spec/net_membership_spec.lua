@@ -58,7 +58,7 @@ local function core_of(node)
 end
 
 -- A bare node that joins: it records what its hooks receive.
-local function joiner(dir, name, peers)
+local function joiner(dir, name, peers, data_dir)
     local j = { applied = {}, reads = {}, states = {}, name = name,
                 addr = "127.0.0.1:" .. core.free_port() }
     local hooks = {
@@ -78,7 +78,8 @@ local function joiner(dir, name, peers)
         end,
     }
     j.node = core.node_new({ id = name, listen = j.addr, peers = peers, join = true,
-                             data_dir = dir .. "/" .. name, secret = SECRET, config = FAST },
+                             data_dir = data_dir or dir .. "/" .. name, secret = SECRET,
+                             config = FAST },
                            hooks)
     return j
 end
@@ -132,6 +133,9 @@ describe("production node membership (binding)", function()
             assert.is_nil(core_of(c.nodes[leader]):status().removed)
             -- On a follower: not_leader, naming the leader.
             local follower = c.ids[1] == leader and c.ids[2] or c.ids[1]
+            assert(wait_for(function()
+                return core_of(c.nodes[follower]):status().leader == leader
+            end, 5000))
             local idx, code, msg = core_of(c.nodes[follower]):add_peer("node-9", "127.0.0.1:1")
             assert.is_nil(idx)
             assert.are.equal("not_leader", code)
@@ -279,7 +283,7 @@ describe("production node membership (binding)", function()
             assert(j.node:start())
             assert(wait_for(function() return j.restored ~= nil end, 10000),
                    "node-4 did not install a snapshot")
-            assert.are.equal(1, j.node:stats().snapshots_installed)
+            assert(j.node:stats().snapshots_installed >= 1)
             -- Its configuration comes from the snapshot: every server, with addresses.
             assert(wait_for(function()
                 return conf_has(j.node:configuration(), "node-4", true)
@@ -345,6 +349,20 @@ describe("core.recover", function()
         return c, want, last
     end
 
+    -- core.recover once the stopped nodes' storage is closed: a node reports its shutdown
+    -- before the last of its files is (the loop closes them on later turns).
+    local function recover(...)
+        local res, code, msg
+        for _ = 1, 100 do
+            res, code, msg = core.recover(...)
+            if code ~= "busy" then break end
+            local t = raft.after(20, function() raft.stop() end)
+            raft.run()
+            t:stop()
+        end
+        return res, code, msg
+    end
+
     local function check_recovered(c, want, last, extra)
         local id = "node-1"
         -- Restarted alone with the original peers option: the log's configuration wins.
@@ -364,6 +382,23 @@ describe("core.recover", function()
             for k, v in pairs(want) do assert.are.equal(v, c.fsms[id]:get(k)) end
             assert(c.nodes[id]:apply("set after recover"))
             assert.are.equal("recover", c.fsms[id]:get("after"))
+            -- Grow back: a new server under a lost one's name, at another address (the
+            -- recovered node's peers option still gives the old one: the configuration
+            -- wins), with an empty data dir.
+            local j = joiner(dir, "node-2", { [id] = c.peers[id] }, dir .. "/new-node-2")
+            assert(j.node:start())
+            local jok, jerr = pcall(function()
+                assert(cn:add_peer("node-2", j.addr))
+                assert(wait_for(function()
+                    return #j.applied > 0 and j.applied[#j.applied][2] == "set after recover"
+                end, 10000), "the new node-2 did not catch up")
+                assert(wait_for(function()
+                    return conf_has(cn:configuration(), "node-2", true)
+                end, 5000), "the new node-2 was not promoted")
+            end)
+            j.node:shutdown()
+            assert(wait_for(function() return j.node:status() == nil end, 5000))
+            assert(jok, jerr)
         end)
         assert(ok, err)
     end
@@ -372,11 +407,11 @@ describe("core.recover", function()
        function()
         local c, want, last = write_and_stop(40)
         -- The bootstrap configuration is not in the log: no address to be found there.
-        local res, code, msg = core.recover(dir .. "/node-1", "node-1")
+        local res, code, msg = recover(dir .. "/node-1", "node-1")
         assert.is_nil(res)
         assert.are.equal("invalid", code)
         assert.matches("no address", msg)
-        res, code, msg = core.recover(dir .. "/node-1", "node-1", c.peers["node-1"])
+        res, code, msg = recover(dir .. "/node-1", "node-1", c.peers["node-1"])
         assert(res, format("%s %s", tostring(code), tostring(msg)))
         assert.are.equal(last + 1, res.index)
         assert.are.equal(last, res.entries)
@@ -388,7 +423,7 @@ describe("core.recover", function()
     it("recovers a data dir whose log was compacted behind a snapshot", function()
         local SNAP = { snapshot_interval_ms = 50, snapshot_threshold = 50, trailing_logs = 10 }
         local c, want, last = write_and_stop(150, SNAP)
-        local res, code, msg = core.recover(dir .. "/node-1", "node-1", c.peers["node-1"])
+        local res, code, msg = recover(dir .. "/node-1", "node-1", c.peers["node-1"])
         assert(res, format("%s %s", tostring(code), tostring(msg)))
         assert(res.snapshot_index > 0)
         assert.are.equal(last + 1, res.index)
@@ -403,10 +438,10 @@ describe("core.recover", function()
         assert.is_nil(res)
         assert.are.equal("busy", code)
         stop_cluster(c)
-        res, code = core.recover(dir .. "/empty", "node-1", "127.0.0.1:1")
+        res, code = recover(dir .. "/empty", "node-1", "127.0.0.1:1")
         assert.is_nil(res)
         assert.are.equal("invalid", code)
-        res, code = core.recover(dir .. "/node-1", "node-1", "nowhere")
+        res, code = recover(dir .. "/node-1", "node-1", "nowhere")
         assert.is_nil(res)
         assert.are.equal("invalid", code)
     end)

@@ -19,7 +19,6 @@
 #include <uv.h>
 
 #include "../core/crc32c.h"
-#include "../node/recover.h"
 #include "../node/runtime.h"
 #include "../storage/snapshot.h"
 #include "binding.h"
@@ -58,6 +57,12 @@ struct lnode {
 static struct lnode *check_node(lua_State *L)
 {
     return luaL_checkudata(L, 1, NODE_MT);
+}
+
+struct hr_runtime *hr__lua_node_runtime(lua_State *L, int idx)
+{
+    struct lnode *n = luaL_checkudata(L, idx, NODE_MT);
+    return n->rt != NULL && !n->closing ? n->rt : NULL;
 }
 
 static struct lnode *check_open(lua_State *L, const char *method)
@@ -442,51 +447,6 @@ static void set_id_name(lua_State *L, void *ctx, hr_id_t id)
     set_name(L, ctx, "id", id);
 }
 
-/* The configuration table of configuration() (runtime.h, hr_runtime_configuration):
- * false (nothing pushed) when there is no node. */
-static bool push_configuration(lua_State *L, struct hr_runtime *rt)
-{
-    struct hr_runtime_server sv[HR_MAX_NODES];
-    size_t n;
-    hr_index_t index;
-    bool committed;
-    hr_id_t promoting;
-    if (hr_runtime_configuration(rt, sv, HR_MAX_NODES, &n, &index, &committed, &promoting) != 0) {
-        return false;
-    }
-    lua_createtable(L, 0, 4);
-    hr__lua_set_number(L, "index", index);
-    lua_pushboolean(L, committed);
-    lua_setfield(L, -2, "committed");
-    set_name(L, rt, "promoting", promoting);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_createtable(L, 0, 5);
-        if (sv[i].name != NULL) {
-            lua_pushstring(L, sv[i].name);
-        } else {
-            /* A configuration without names (bare ids from an older version): the id
-             * in hex, as helios inspect shows unknown ids. */
-            char hex[24];
-            snprintf(hex, sizeof hex, "%016" PRIx64, sv[i].id);
-            lua_pushstring(L, hex);
-        }
-        lua_setfield(L, -2, "id");
-        if (sv[i].addr != NULL) {
-            lua_pushstring(L, sv[i].addr);
-            lua_setfield(L, -2, "addr");
-        }
-        lua_pushboolean(L, sv[i].voter);
-        lua_setfield(L, -2, "voter");
-        hr__lua_set_number(L, "match", sv[i].match);
-        lua_pushboolean(L, sv[i].caught_up);
-        lua_setfield(L, -2, "caught_up");
-        lua_rawseti(L, -2, (int)i + 1);
-    }
-    lua_setfield(L, -2, "servers");
-    return true;
-}
-
 /* status() -> raw table (nil once shut down): role "failed" while storage is failed. */
 static int l_status(lua_State *L)
 {
@@ -536,7 +496,7 @@ static int l_status(lua_State *L)
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "removed");
     }
-    if (push_configuration(L, rt)) {
+    if (hr__lua_push_configuration(L, rt)) {
         lua_setfield(L, -2, "configuration");
     }
     return 1;
@@ -621,117 +581,6 @@ static int l_shutdown(lua_State *L)
     }
     start_shutdown(n);
     lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* ---- membership, reads, transfers ---- */
-
-/* nil, code, msg for a failed call; not_leader names the leader when one is known. */
-static int push_rc(lua_State *L, struct lnode *n, int rc)
-{
-    if (rc == HR_ENOTLEADER && n->rt != NULL) {
-        struct hr_raft *r = hr_runtime_raft(n->rt);
-        const char *leader = r != NULL ? hr_runtime_name_of(n->rt, hr_raft_leader(r)) : NULL;
-        if (leader != NULL) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "not the leader (the leader is %s)", leader);
-            return hr__lua_push_fail(L, hr_err_name(rc), msg);
-        }
-    }
-    if (rc == HR_ENOSPACE && n->rt != NULL) {
-        return hr__lua_push_fail(L, hr_err_name(rc), hr_runtime_errmsg(n->rt));
-    }
-    return hr__lua_push_fail(L, hr_err_name(rc), hr_strerror(rc));
-}
-
-static struct hr_runtime *live_rt(struct lnode *n)
-{
-    return n->rt != NULL && !n->closing ? n->rt : NULL;
-}
-
-/* add_peer(name, addr[, voter = true]) -> index | nil, code, msg. index: the config entry
- * appended (0: none, a learner's promotion armed). */
-static int l_add_peer(lua_State *L)
-{
-    struct lnode *n = check_node(L);
-    const char *name = luaL_checkstring(L, 2);
-    const char *addr = luaL_checkstring(L, 3);
-    bool voter = lua_isnoneornil(L, 4) ? true : lua_toboolean(L, 4);
-    struct hr_runtime *rt = live_rt(n);
-    hr_index_t index = 0;
-    int rc = rt != NULL ? hr_runtime_add(rt, name, addr, voter, &index) : HR_ESHUTDOWN;
-    if (rc != 0) {
-        return push_rc(L, n, rc);
-    }
-    lua_pushnumber(L, (lua_Number)index);
-    return 1;
-}
-
-/* remove_peer(name) -> index | nil, code, msg */
-static int l_remove_peer(lua_State *L)
-{
-    struct lnode *n = check_node(L);
-    const char *name = luaL_checkstring(L, 2);
-    struct hr_runtime *rt = live_rt(n);
-    hr_index_t index = 0;
-    int rc = rt != NULL ? hr_runtime_remove(rt, name, &index) : HR_ESHUTDOWN;
-    if (rc != 0) {
-        return push_rc(L, n, rc);
-    }
-    lua_pushnumber(L, (lua_Number)index);
-    return 1;
-}
-
-/* configuration() -> nil (no node) | { index, committed, promoting, servers = {...} } */
-static int l_configuration(lua_State *L)
-{
-    struct lnode *n = check_node(L);
-    struct hr_runtime *rt = live_rt(n);
-    if (rt == NULL || !push_configuration(L, rt)) {
-        lua_pushnil(L);
-    }
-    return 1;
-}
-
-/* read_index(ctx) -> true | nil, code, msg. The answer comes through the read hook. */
-static int l_read_index(lua_State *L)
-{
-    struct lnode *n = check_node(L);
-    uint64_t ctx = hr__lua_check_uint(L, 2, "ctx", 1, (uint64_t)1 << 53);
-    struct hr_runtime *rt = live_rt(n);
-    int rc = rt != NULL ? hr_runtime_read_index(rt, ctx) : HR_ESHUTDOWN;
-    if (rc != 0) {
-        return push_rc(L, n, rc);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* transfer([name]) -> true | nil, code, msg */
-static int l_transfer(lua_State *L)
-{
-    struct lnode *n = check_node(L);
-    const char *name = luaL_optstring(L, 2, NULL);
-    struct hr_runtime *rt = live_rt(n);
-    int rc = rt != NULL ? hr_runtime_transfer(rt, name) : HR_ESHUTDOWN;
-    if (rc != 0) {
-        return push_rc(L, n, rc);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* transferee() -> name | nil */
-static int l_transferee(lua_State *L)
-{
-    struct lnode *n = check_node(L);
-    struct hr_runtime *rt = live_rt(n);
-    const char *t = rt != NULL ? hr_runtime_transferee(rt) : NULL;
-    if (t != NULL) {
-        lua_pushstring(L, t);
-    } else {
-        lua_pushnil(L);
-    }
     return 1;
 }
 
@@ -944,12 +793,6 @@ static const luaL_Reg methods[] = {
     {"stats", l_stats},
     {"shutdown", l_shutdown},
     {"recovery_info", l_recovery_info},
-    {"add_peer", l_add_peer},
-    {"remove_peer", l_remove_peer},
-    {"configuration", l_configuration},
-    {"read_index", l_read_index},
-    {"transfer", l_transfer},
-    {"transferee", l_transferee},
     {"snapshot_point", l_snapshot_point},
     {"snapshot_tmp_path", l_snapshot_tmp_path},
     {"snapshot_framer", l_snapshot_framer},
@@ -965,31 +808,14 @@ static const luaL_Reg framer_methods[] = {
     {NULL, NULL},
 };
 
-/* core.recover(data_dir, name[, addr]) -> { index, term, entries, snapshot_index } |
- * nil, code, msg. Offline disaster recovery (node/recover.h): the data dir must not be in
- * use by a running node. */
-static int l_recover(lua_State *L)
-{
-    const char *dir = luaL_checkstring(L, 1);
-    const char *name = luaL_checkstring(L, 2);
-    const char *addr = luaL_optstring(L, 3, NULL);
-    struct hr_recover_result res;
-    char err[1024];
-    int rc = hr_node_recover(NULL, dir, name, addr, &res, err, sizeof err);
-    if (rc != 0) {
-        return hr__lua_push_fail(L, hr_err_name(rc), err);
-    }
-    lua_createtable(L, 0, 4);
-    hr__lua_set_number(L, "index", res.index);
-    hr__lua_set_number(L, "term", res.term);
-    hr__lua_set_number(L, "entries", res.entries);
-    hr__lua_set_number(L, "snapshot_index", res.snapshot_index);
-    return 1;
-}
-
 int hr__lua_open_node(lua_State *L)
 {
     hr__lua_new_class(L, NODE_MT, methods, l_gc, l_tostring);
+    /* The membership methods (node_membership.c) join the same method table. */
+    luaL_getmetatable(L, NODE_MT);
+    lua_getfield(L, -1, "__index");
+    luaL_register(L, NULL, hr__lua_node_membership_methods);
+    lua_pop(L, 2);
     if (luaL_newmetatable(L, FRAMER_MT)) {
         lua_pushliteral(L, FRAMER_MT);
         lua_setfield(L, -2, "__name");
@@ -1000,7 +826,7 @@ int hr__lua_open_node(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_node_new);
     lua_setfield(L, -2, "node_new");
-    lua_pushcfunction(L, l_recover);
+    lua_pushcfunction(L, hr__lua_recover);
     lua_setfield(L, -2, "recover");
     return 0;
 }

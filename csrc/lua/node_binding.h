@@ -6,16 +6,33 @@
  *                             secret = "s", cluster_id = "helios",
  *                             peers = { ["node-1"] = "127.0.0.1:9001", ... },
  *                             config = { election_timeout_ms = 150, ... },
- *                             fs = <file system> },  -- optional, see fs_binding.h
+ *                             fs = <file system>,    -- optional, see fs_binding.h
+ *                             join = false },        -- true: wait to be added (runtime.h)
  *                           { apply = function(index, term, type, cmd, time_ms) end,
  *                             state = function(role, term, leader_name) end,
  *                             error = function(code, msg) end,      -- code nil: recovered
- *                             log = function(level, msg) end })
+ *                             log = function(level, msg) end,
+ *                             restore = function(index, term) end,
+ *                             read = function(ctx, code, index) end })
  *   n:start()                    --> true | nil, code, msg (then the node is closed)
  *   n:propose(cmd)               --> index, term | nil, code ("not_leader"...), msg
  *   n:state()                    --> role, term, leader_name | nil while failed/closed
  *   n:status()  n:stats()        --> raw tables (raft.lua shapes them)
  *   n:shutdown(function() end)   -- the callback runs from the loop once all is closed
+ *
+ * Membership, reads, transfers (node_membership.c; leader only where the core says so):
+ *   n:add_peer(name, addr[, voter = true]) --> index | nil, code, msg
+ *   n:remove_peer(name)          --> index | nil, code, msg
+ *   n:configuration()            --> nil | { index, committed, promoting = name|nil,
+ *                                    servers = { { id, addr, voter, match, caught_up } } }
+ *   n:read_index(ctx)            --> true | nil, code, msg; the read hook answers it:
+ *                                    read(ctx, nil, index) once the FSM has applied up to
+ *                                    index (serve the read inside the hook), or read(ctx,
+ *                                    "not_leader" | "timeout" | "shutdown", index)
+ *   n:transfer([name])           --> true | nil, code, msg;  n:transferee() --> name | nil
+ *   n:status().removed           true once the node knows it is out of the configuration
+ *   core.recover(data_dir, name[, addr]) --> { index, term, entries, snapshot_index }
+ *                                    | nil, code, msg (offline disaster recovery)
  *
  * Hooks run from loop callbacks through hr__loop_call (loop.h): protected; an error stops
  * the loop and core.run returns it. After an apply hook fails the node delivers no more
@@ -25,9 +42,26 @@
 #ifndef HR_LUA_NODE_BINDING_H
 #define HR_LUA_NODE_BINDING_H
 
+#include <stdbool.h>
+
+#include <lauxlib.h>
 #include <lua.h>
 
-/* Add node_new to the module table at the top of the stack. Returns 0. */
+struct hr_runtime;
+
+/* Add node_new and recover to the module table at the top of the stack. Returns 0. */
 int hr__lua_open_node(lua_State *L);
+
+/* node_binding.c: the runtime of the node userdata at idx (raises if it is not one), NULL
+ * once shut down or closing. */
+struct hr_runtime *hr__lua_node_runtime(lua_State *L, int idx);
+
+/* node_membership.c */
+extern const luaL_Reg hr__lua_node_membership_methods[];
+/* Push the configuration table (n:configuration()); false, nothing pushed, when the
+ * runtime has no node. */
+bool hr__lua_push_configuration(lua_State *L, struct hr_runtime *rt);
+/* core.recover */
+int hr__lua_recover(lua_State *L);
 
 #endif

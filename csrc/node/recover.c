@@ -53,8 +53,8 @@ static bool addr_in_conf(struct hr_blob *b, hr_id_t id, char *addr, size_t len, 
 
 /* The address the newest configuration of the data dir gives for id. */
 static int find_addr(struct hr_fs *fs, struct hr_log *log, const char *data_dir,
-                     const struct hr_snap_info *snap, hr_id_t id, char *addr, size_t len,
-                     char *err, size_t errlen)
+                     const struct hr_snap_info *snap, hr_id_t id, char *addr, size_t len, char *err,
+                     size_t errlen)
 {
     uint64_t first = hr_log_first_index(log), last = hr_log_last_index(log);
     bool found = false;
@@ -96,7 +96,8 @@ static int find_addr(struct hr_fs *fs, struct hr_log *log, const char *data_dir,
             }
         }
     }
-    snprintf(err, errlen, "recover: the data dir's configuration gives no address for this "
+    snprintf(err, errlen,
+             "recover: the data dir's configuration gives no address for this "
              "node: pass one");
     return HR_EINVAL;
 }
@@ -129,8 +130,8 @@ static int recover_locked(struct hr_fs *fs, struct hr_log *log, const char *data
     hr_id_t id = hr_tcp_node_id(name);
     char found_addr[HR_MAX_ADDR];
     if (addr == NULL) {
-        rc = find_addr(fs, log, data_dir, found ? &si : NULL, id, found_addr,
-                       sizeof found_addr, err, errlen);
+        rc = find_addr(fs, log, data_dir, found ? &si : NULL, id, found_addr, sizeof found_addr,
+                       err, errlen);
         if (rc != 0) {
             return rc;
         }
@@ -163,8 +164,8 @@ static int recover_locked(struct hr_fs *fs, struct hr_log *log, const char *data
         clock_gettime(CLOCK_REALTIME, &ts);
         struct hr_log_entry e = {.term = new_term,
                                  .index = index,
-                                 .time_ms = (uint64_t)ts.tv_sec * 1000 +
-                                            (uint64_t)ts.tv_nsec / 1000000,
+                                 .time_ms =
+                                     (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
                                  .type = HR_ENTRY_CONFIG,
                                  .len = (uint32_t)conf->len,
                                  .data = conf->data};

@@ -24,9 +24,9 @@
 struct hr_fs;
 
 struct hr_recover_result {
-    hr_index_t index;   /* the CONFIG entry appended */
-    hr_term_t term;     /* its term (also the data dir's current term now) */
-    uint64_t entries;   /* entries kept in the log before it */
+    hr_index_t index;          /* the CONFIG entry appended */
+    hr_term_t term;            /* its term (also the data dir's current term now) */
+    uint64_t entries;          /* entries kept in the log before it */
     hr_index_t snapshot_index; /* the snapshot kept (0: none) */
 };
 

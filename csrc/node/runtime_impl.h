@@ -2,8 +2,10 @@
  * runtime_impl.h: the state of a struct hr_runtime, shared by the files of the production
  * node (not for other layers):
  *
- *   runtime.c           life cycle, storage, timers, the ready loop's collaborators
- *   runtime_snapshot.c  snapshots: taking one, installing one, InstallSnapshot in chunks
+ *   runtime.c             life cycle, storage, timers, the ready loop's collaborators
+ *   runtime_membership.c  known servers (names, addresses), membership changes, reads,
+ *                         transfers
+ *   runtime_snapshot.c    snapshots: taking one, installing one, InstallSnapshot in chunks
  *
  * Threading: the loop's thread (runtime.h).
  */
@@ -125,11 +127,20 @@ void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void hr__rt_close_step(struct hr_runtime *rt);
 
+/* runtime_membership.c */
 /* Make every server of the core's configuration known (names, addresses, transport
  * peers). */
 void hr__rt_sync_conf(struct hr_runtime *rt);
 /* Whether id is a known server. */
 bool hr__rt_known(const struct hr_runtime *rt, hr_id_t id);
+/* Know a server (a transport peer too, unless it is this node, once the transport
+ * exists). 0 or HR_ENOMEM. */
+int hr__rt_add_known(struct hr_runtime *rt, hr_id_t id, const char *name, const char *addr);
+/* The bootstrap configuration of the peers option: every peer a voter, with its address. */
+int hr__rt_bootstrap_conf(struct hr_runtime *rt, struct hr_blob **out);
+/* fsm.read of the node; and failing every read in flight with HR_ESHUTDOWN. */
+void hr__rt_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status);
+void hr__rt_fail_reads(struct hr_runtime *rt);
 
 /* runtime_snapshot.c */
 /* struct hr_network's send for the node: snapshot offers start or resume a transfer. */

@@ -43,14 +43,33 @@ end
 -- Load and faults while virtual time runs: a proposal on the leader every few ms and, with
 -- `crashes`, a crash of one node at a time, restarted a little later. tick() is called
 -- every virtual millisecond (from run_until predicates).
+-- With `partitions`, now and then a random minority of the nodes is cut off from the rest
+-- for a while, then healed.
 local function background(c, rng, opts)
-    local bg = { n = 0, next_crash = c:now() + rng:int(200, 500), down = nil, up_at = 0 }
+    local bg = { n = 0, next_crash = c:now() + rng:int(200, 500), down = nil, up_at = 0,
+                 next_cut = c:now() + rng:int(300, 800), heal_at = nil }
     function bg.tick()
         if c:now() % 2 == 0 then
             local leader = c:leader()
             if leader then
                 bg.n = bg.n + 1
                 c:node(leader):propose(("set k%d v%d"):format(bg.n % 17, bg.n))
+            end
+        end
+        if opts.partitions then
+            if bg.heal_at and c:now() >= bg.heal_at then
+                c:heal()
+                bg.heal_at = nil
+                bg.next_cut = c:now() + rng:int(300, 900)
+            elseif not bg.heal_at and c:now() >= bg.next_cut then
+                local ids = c:ids()
+                local cut = rng:sample(ids, rng:int(1, math.floor((#ids - 1) / 2)))
+                local rest = {}
+                for _, id in ipairs(ids) do
+                    if not contains(cut, id) then rest[#rest + 1] = id end
+                end
+                c:partition(cut, rest)
+                bg.heal_at = c:now() + rng:int(100, 400)
             end
         end
         if not opts.crashes then
@@ -74,6 +93,10 @@ local function background(c, rng, opts)
         if bg.down then
             c:restart(bg.down)
             bg.down = nil
+        end
+        if bg.heal_at then
+            c:heal()
+            bg.heal_at = nil
         end
     end
     return bg
@@ -123,6 +146,40 @@ local function settle(c, reg, members)
     c:check()
 end
 
+-- Wait until node id knows it is out of the cluster (status role "removed").
+local function learns_removed(c, id, timeout_ms, tick)
+    local ok = c:run_until(function()
+        if tick then tick() end
+        return c:alive(id) and c:node(id):status().role == "removed"
+    end, timeout_ms or 10000)
+    if not ok and os.getenv("MDEBUG") then
+        for _, x in ipairs(c:ids()) do
+            local conf = c:alive(x) and c:configuration(x)
+            if conf then
+                print(x, conf.index, conf.committed, table.concat(conf.voters, ","),
+                      table.concat(conf.learners, ","), conf.voter)
+                local st = c:stats(x)
+                print("  prevotes", st.msgs_sent_by_type.prevote, "votes", st.msgs_sent_by_type.vote)
+            end
+        end
+    end
+    assert(ok, id .. " never learnt it was removed\n  " .. cl.dump(c))
+end
+
+-- A removed node that knows it stops campaigning: over ms, it sends no (pre-)vote request
+-- and its term stays.
+local function stays_quiet(c, id, ms, tick)
+    local function asks()
+        local by = c:stats(id).msgs_sent_by_type
+        return by.prevote + by.vote
+    end
+    local term, before = c:node(id):status().term, asks()
+    c:run_until(function() if tick then tick() end; return false end, ms)
+    assert.equal(before, asks(), id .. " campaigned after it knew it was removed")
+    assert.equal(term, c:node(id):status().term)
+    assert.equal("removed", c:node(id):status().role)
+end
+
 local LOSSY = { drop = 0.05, duplicate = 0.02, delay_ms = { 1, 15 }, reorder = true }
 
 local function new(seed, extra)
@@ -135,53 +192,65 @@ local function new(seed, extra)
 end
 
 describe("membership changes in the simulator", function()
-    it("grow 3 -> 5 and shrink 5 -> 3 under load, crashes and message loss", function()
+    it("grow 3 -> 5 -> 7 and shrink 7 -> 3 under load, crashes, partitions and message loss",
+       function()
         local first, last = 1, SEEDS
         if ONE then first, last = ONE, ONE end
         cl.sweep(first, last, "grow and shrink", function(seed)
             local c, reg = new(seed)
-            local bg = background(c, prng.new(seed), { crashes = true })
+            local bg = background(c, prng.new(seed), { crashes = true, partitions = true })
             cl.wait_leader(c, 5000)
             local function load(ms)
                 c:run_until(function() bg.tick(); return false end, ms)
             end
             load(300)
-            c:spawn("n4")
-            change(c, bg, "add", "n4")
-            load(300)
-            c:spawn("n5")
-            change(c, bg, "add", "n5")
-            load(300)
+            for k = 4, 7 do
+                local id = "n" .. k
+                c:spawn(id)
+                change(c, bg, "add", id)
+                load(300)
+            end
             local conf = c:configuration(cl.wait_leader(c, 5000))
-            assert.same({ "n1", "n2", "n3", "n4", "n5" }, conf.voters)
-            -- Shrink: away with the first two, whoever leads.
-            change(c, bg, "remove", "n1")
-            load(300)
-            change(c, bg, "remove", "n2")
-            load(300)
+            assert.same({ "n1", "n2", "n3", "n4", "n5", "n6", "n7" }, conf.voters)
+            -- Shrink: away with the first four, whoever leads.
+            for k = 1, 4 do
+                change(c, bg, "remove", "n" .. k)
+                load(300)
+            end
+            local members = { "n5", "n6", "n7" }
+            local gone = { "n1", "n2", "n3", "n4" }
             bg.stop()
-            conf = c:configuration(cl.wait_leader(c, 5000, { "n3", "n4", "n5" }))
-            assert.same({ "n3", "n4", "n5" }, conf.voters)
+            conf = c:configuration(cl.wait_leader(c, 5000, members))
+            assert.same(members, conf.voters)
             assert.same({}, conf.learners)
-            assert(bg.n > 100, "the load did not run: " .. bg.n .. " proposals")
-            settle(c, reg, { "n3", "n4", "n5" })
-            -- The removed ones know it (or never learnt and stay harmless): not a voter, or
-            -- not leading.
-            for _, id in ipairs({ "n1", "n2" }) do
-                assert.are_not.equal("leader", (c:node(id):state()))
+            assert(bg.n > 200, "the load did not run: " .. bg.n .. " proposals")
+            settle(c, reg, members)
+            -- Every removed node learns that it is out (from the leader's leaving slot, or,
+            -- if that expired while it was down or cut off, once its vote request reaches
+            -- a leader), and from then on it never campaigns.
+            for _, id in ipairs(gone) do
+                learns_removed(c, id, 10000)
+            end
+            for _, id in ipairs(gone) do
+                stays_quiet(c, id, 1000)
             end
             -- Configurations survive a restart of every member (log and snapshot).
-            for _, id in ipairs({ "n3", "n4", "n5" }) do
+            for _, id in ipairs(members) do
                 c:crash(id)
                 c:restart(id)
                 -- (A crash may lose a batch that was not durable yet, a config entry
                 -- included: the node then catches up again.)
                 assert(c:run_until(function()
                     local conf = c:configuration(id)
-                    return table.concat(conf.voters, ",") == "n3,n4,n5"
+                    return table.concat(conf.voters, ",") == "n5,n6,n7"
                 end, 5000), id .. " restarted without its configuration\n  " .. cl.dump(c))
             end
-            settle(c, reg, { "n3", "n4", "n5" })
+            settle(c, reg, members)
+            -- And a removed node knows it still after a restart (its committed
+            -- configuration is in its log or snapshot).
+            c:crash("n1")
+            c:restart("n1")
+            learns_removed(c, "n1", 5000)
         end)
     end)
 
@@ -254,7 +323,8 @@ describe("membership changes in the simulator", function()
         end)
     end)
 
-    it("a removed node cut off from the others never raises their term", function()
+    it("a removed node cut off from the others never raises their term, and learns it is out once back",
+       function()
         cl.with_seed(cl.seed(5), function(seed)
             local c, reg = new(seed, { network = cl.reliable })
             local bg = background(c, prng.new(seed), {})
@@ -274,15 +344,21 @@ describe("membership changes in the simulator", function()
             end
             local terms = {}
             for _, id in ipairs(members) do terms[id] = c:node(id):status().term end
-            -- Back on the network: its (pre-)votes must not disturb the others.
-            c:run_for(2000)
+            -- Long enough for the leader to give up telling it (its leaving slot expires).
+            c:run_until(function() bg.tick(); return false end, 2000)
+            assert.are_not.equal("removed", c:node(victim):status().role)
+            -- Back on the network: its (pre-)votes must not disturb the others, and the
+            -- first one that reaches the leader makes the leader tell it that it is out.
             c:connect(victim)
-            c:run_until(function() bg.tick(); return false end, 5000)
+            learns_removed(c, victim, 5000, bg.tick)
+            c:run_until(function() bg.tick(); return false end, 3000)
             for _, id in ipairs(members) do
                 assert.equal(terms[id], c:node(id):status().term, id .. "'s term moved\n  "
                              .. cl.dump(c))
             end
             assert.equal(leader, c:leader())
+            -- It knows, and never campaigns again.
+            stays_quiet(c, victim, 2000, bg.tick)
             settle(c, reg, members)
         end)
     end)

@@ -720,7 +720,28 @@ bool hr_raft_removed(const struct hr_raft *r)
 {
     /* conf.n > 0: a new server waiting to be added holds the empty configuration; it was
      * never in one, so it was not removed from one. */
-    return !r->peers[r->self].member && r->conf.n > 0 && r->conf.index <= r->commit;
+    if (r->peers[r->self].member || r->conf.n == 0) {
+        return false;
+    }
+    if (r->conf.index <= r->commit) {
+        return true;
+    }
+    /* The newest configuration is not known committed, but the one in effect at the commit
+     * index may already leave us out (we were removed, then heard of a later change, whose
+     * commit we missed): a configuration after a committed one that leaves us out holds
+     * us only if it adds us back, and this one does not. */
+    const struct hr_entry *e = conf_entry_at(r, r->commit);
+    struct hr_server s[HR_MAX_NODES];
+    size_t n;
+    if (hr_conf_decode(e != NULL ? e->data : r->base.blob, s, HR_MAX_NODES, &n) != 0 || n == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].id == r->cfg.id) {
+            return false;
+        }
+    }
+    return true;
 }
 
 bool hr_raft_is_voter(const struct hr_raft *r)

@@ -300,6 +300,7 @@ static int rebuild_peers(struct hr_raft *r)
     r->n_peers = n;
     r->self = self;
     r->n_voters = voters;
+    r->was_member = r->was_member || r->peers[self].member;
     return 0;
 }
 
@@ -718,13 +719,18 @@ const struct hr_blob *hr_raft_snapshot_conf(const struct hr_raft *r, hr_index_t 
 
 bool hr_raft_removed(const struct hr_raft *r)
 {
-    /* conf.n > 0: a new server waiting to be added holds the empty configuration; it was
-     * never in one, so it was not removed from one. */
-    if (r->peers[r->self].member || r->conf.n == 0) {
+    /* A new server that was never in a configuration was not removed from one: it holds
+     * the empty configuration while it waits to be added, and, if it is sent a snapshot
+     * older than the entry that adds it, that snapshot's configuration (without it) until
+     * the entries after the snapshot arrive. Hence was_member, and index 0 (the bootstrap
+     * configuration: nobody was removed from it). A node that restarts with a
+     * configuration without itself cannot tell (its log may have been compacted): it
+     * counts as having been a member (hr_raft_new). */
+    if (r->peers[r->self].member || r->conf.n == 0 || !r->was_member) {
         return false;
     }
     if (r->conf.index <= r->commit) {
-        return true;
+        return r->conf.index > 0;
     }
     /* The newest configuration is not known committed, but the one in effect at the commit
      * index may already leave us out (we were removed, then heard of a later change, whose
@@ -733,7 +739,8 @@ bool hr_raft_removed(const struct hr_raft *r)
     const struct hr_entry *e = conf_entry_at(r, r->commit);
     struct hr_server s[HR_MAX_NODES];
     size_t n;
-    if (hr_conf_decode(e != NULL ? e->data : r->base.blob, s, HR_MAX_NODES, &n) != 0 || n == 0) {
+    if ((e != NULL ? e->index : r->base.index) == 0 ||
+        hr_conf_decode(e != NULL ? e->data : r->base.blob, s, HR_MAX_NODES, &n) != 0 || n == 0) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {

@@ -722,10 +722,14 @@ bool hr_raft_removed(const struct hr_raft *r)
     /* A new server that was never in a configuration was not removed from one: it holds
      * the empty configuration while it waits to be added, and, if it is sent a snapshot
      * older than the entry that adds it, that snapshot's configuration (without it) until
-     * the entries after the snapshot arrive. Hence was_member, and index 0 (the bootstrap
-     * configuration: nobody was removed from it). A node that restarts with a
-     * configuration without itself cannot tell (its log may have been compacted): it
-     * counts as having been a member (hr_raft_new). */
+     * the entries after the snapshot arrive; a crash may bring it back to that state.
+     * Hence was_member: a configuration this core used (from storage or the log) held us.
+     * And index 0, the bootstrap configuration: nobody was removed from it. The price: a
+     * removed server that restarts with its snapshot's configuration (without it) and no
+     * configuration with it left in its log cannot tell that it was ever a member: it
+     * shows as a follower, which never campaigns (not a voter of a committed
+     * configuration) and so never disturbs anyone. Claiming "removed" for a server being
+     * added would be worse. */
     if (r->peers[r->self].member || r->conf.n == 0 || !r->was_member) {
         return false;
     }
@@ -733,19 +737,37 @@ bool hr_raft_removed(const struct hr_raft *r)
         return r->conf.index > 0;
     }
     /* The newest configuration is not known committed, but the one in effect at the commit
-     * index may already leave us out (we were removed, then heard of a later change, whose
-     * commit we missed): a configuration after a committed one that leaves us out holds
-     * us only if it adds us back, and this one does not. */
+     * index may already leave us out (we were removed, then heard of later changes whose
+     * commit we missed). We are out for good if none of the configurations from that one
+     * to the newest holds us: one of them could add us back (and a later one remove us
+     * again, its commit unknown: then we may still be needed to elect, see
+     * hr__conf_may_campaign). */
     const struct hr_entry *e = conf_entry_at(r, r->commit);
-    struct hr_server s[HR_MAX_NODES];
-    size_t n;
-    if ((e != NULL ? e->index : r->base.index) == 0 ||
-        hr_conf_decode(e != NULL ? e->data : r->base.blob, s, HR_MAX_NODES, &n) != 0 || n == 0) {
+    if ((e != NULL ? e->index : r->base.index) == 0) {
         return false;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i].id == r->cfg.id) {
+    for (hr_index_t i = e != NULL ? e->index : r->base.index; i < r->conf.index; i++) {
+        const struct hr_entry *x = i > r->base.index ? hr__log_get(&r->log, i) : NULL;
+        const struct hr_blob *b;
+        if (x != NULL && x->type == HR_ENTRY_CONFIG) {
+            b = x->data;
+        } else if (x == NULL && i == r->base.index) {
+            b = r->base.blob;
+        } else {
+            continue;
+        }
+        struct hr_server s[HR_MAX_NODES];
+        size_t n;
+        if (hr_conf_decode(b, s, HR_MAX_NODES, &n) != 0) {
+            continue; /* skipped everywhere (use_conf_at) */
+        }
+        if (n == 0) {
             return false;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (s[k].id == r->cfg.id) {
+                return false;
+            }
         }
     }
     return true;

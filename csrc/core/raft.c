@@ -243,9 +243,6 @@ struct hr_raft *hr_raft_new(const struct hr_config *c, const struct hr_raft_stat
             goto oom;
         }
     }
-    /* A restarted node whose configuration leaves it out may have been removed (its log
-     * may no longer show it was ever in one): see hr_raft_removed. */
-    r->was_member = r->was_member || r->conf.n > 0;
     /* What storage gave us is durable by definition, and what the FSM has is committed. */
     r->persisted = hr__log_last(&r->log);
     r->unstable = r->persisted + 1;

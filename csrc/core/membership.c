@@ -300,6 +300,7 @@ static int rebuild_peers(struct hr_raft *r)
     r->n_peers = n;
     r->self = self;
     r->n_voters = voters;
+    r->was_member = r->was_member || r->peers[self].member;
     return 0;
 }
 
@@ -718,9 +719,58 @@ const struct hr_blob *hr_raft_snapshot_conf(const struct hr_raft *r, hr_index_t 
 
 bool hr_raft_removed(const struct hr_raft *r)
 {
-    /* conf.n > 0: a new server waiting to be added holds the empty configuration; it was
-     * never in one, so it was not removed from one. */
-    return !r->peers[r->self].member && r->conf.n > 0 && r->conf.index <= r->commit;
+    /* A new server that was never in a configuration was not removed from one: it holds
+     * the empty configuration while it waits to be added, and, if it is sent a snapshot
+     * older than the entry that adds it, that snapshot's configuration (without it) until
+     * the entries after the snapshot arrive; a crash may bring it back to that state.
+     * Hence was_member: a configuration this core used (from storage or the log) held us.
+     * And index 0, the bootstrap configuration: nobody was removed from it. The price: a
+     * removed server that restarts with its snapshot's configuration (without it) and no
+     * configuration with it left in its log cannot tell that it was ever a member: it
+     * shows as a follower, which never campaigns (not a voter of a committed
+     * configuration) and so never disturbs anyone. Claiming "removed" for a server being
+     * added would be worse. */
+    if (r->peers[r->self].member || r->conf.n == 0 || !r->was_member) {
+        return false;
+    }
+    if (r->conf.index <= r->commit) {
+        return r->conf.index > 0;
+    }
+    /* The newest configuration is not known committed, but the one in effect at the commit
+     * index may already leave us out (we were removed, then heard of later changes whose
+     * commit we missed). We are out for good if none of the configurations from that one
+     * to the newest holds us: one of them could add us back (and a later one remove us
+     * again, its commit unknown: then we may still be needed to elect, see
+     * hr__conf_may_campaign). */
+    const struct hr_entry *e = conf_entry_at(r, r->commit);
+    if ((e != NULL ? e->index : r->base.index) == 0) {
+        return false;
+    }
+    for (hr_index_t i = e != NULL ? e->index : r->base.index; i < r->conf.index; i++) {
+        const struct hr_entry *x = i > r->base.index ? hr__log_get(&r->log, i) : NULL;
+        const struct hr_blob *b;
+        if (x != NULL && x->type == HR_ENTRY_CONFIG) {
+            b = x->data;
+        } else if (x == NULL && i == r->base.index) {
+            b = r->base.blob;
+        } else {
+            continue;
+        }
+        struct hr_server s[HR_MAX_NODES];
+        size_t n;
+        if (hr_conf_decode(b, s, HR_MAX_NODES, &n) != 0) {
+            continue; /* skipped everywhere (use_conf_at) */
+        }
+        if (n == 0) {
+            return false;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (s[k].id == r->cfg.id) {
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
 bool hr_raft_is_voter(const struct hr_raft *r)

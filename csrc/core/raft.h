@@ -430,8 +430,11 @@ bool hr_raft_is_voter(const struct hr_raft *r);
 /* Whether it may start an election: a voter, or a voter of the previous configuration
  * while the one that removed or demoted it is not known committed (membership.c). */
 bool hr_raft_may_campaign(const struct hr_raft *r);
-/* Whether this node knows it is out of the cluster: its configuration does not hold it
- * and is known committed. It never campaigns again (unless a later configuration adds it
+/* Whether this node knows it is out of the cluster: a configuration it used held it, its
+ * configuration does not, and that configuration, or the one in effect at its commit
+ * index, is known committed without it (a later change it holds cannot add it back without
+ * holding it). A removed node restarted from a snapshot taken after its removal may not
+ * know it (it then shows as a follower that never campaigns). It never campaigns again (unless a later configuration adds it
  * back); status shows role "removed". A leader replicates to a server it removed until
  * this holds there (membership.c, "Leaving slots"). A new server waiting to be added (an
  * empty configuration) is not removed. */

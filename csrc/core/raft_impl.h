@@ -92,6 +92,7 @@ struct hr_raft {
     struct hr__conf conf, base;
     hr_index_t term_start; /* leader: the index of its term's first entry (the no-op) */
     hr_id_t promote;       /* leader: the learner to promote once caught up (0: none) */
+    bool was_member;       /* a configuration this core used held us (hr_raft_removed) */
     uint64_t seq_floor;    /* the highest sent_seq of a slot dropped: a slot made later for
                             * the same server counts on from it, so that a late answer to
                             * the old slot's messages never passes for a newer one */

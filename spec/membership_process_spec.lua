@@ -1,8 +1,9 @@
 -- membership_process_spec.lua: membership changes, leadership transfer and disaster
 -- recovery on real node processes (helios.testing): a node started with --join is added
 -- to a running cluster and another removed; the leader hands over to a chosen node, which
--- then commits; a cluster that lost 2 of its 3 nodes for good is recovered from the
--- survivor (`helios recover`) and grown back to 3, keeping every committed entry.
+-- then commits; a leader cut off from the majority never answers a read with old data; a
+-- cluster that lost 2 of its 3 nodes for good is recovered from the survivor (`helios
+-- recover`) and grown back to 3, keeping every committed entry.
 --
 -- Every wait has a deadline (cl:wait, cl:leader); a failing spec shows the nodes' logs.
 
@@ -152,6 +153,46 @@ describe("membership on node processes", function()
             assert.is_true(after.commit_index >= last)
             cl:wait_applied(last, 10000)
             assert_all(cl, kv)
+        end)
+    end)
+
+    it("never answers a read with old data from a leader cut off from the majority",
+       function()
+        with_cluster({ n = 3 }, function(cl)
+            local old = cl:leader(10000)
+            local cc = cl:client()
+            assert(cc:apply("set k old", 10000))
+            cl:wait_applied((select(2, cl:leader(10000))).commit_index, 10000)
+            local c = assert(cc:node(old))
+            cl:isolate(old)
+            -- The majority elects another leader and overwrites k.
+            local new = cl:wait(function()
+                local l = cl:leader(0, true)
+                return l ~= old and l
+            end, 15000, "a leader on the majority side")
+            local nc = assert(cc:node(new))
+            assert(nc:apply("set k new", 10000))
+            -- The old leader may still believe it leads for a while: a read there must
+            -- fail, never return "old"; a stale read may.
+            local deadline = core.clock_ms() + 1500
+            local failures = 0
+            repeat
+                local found, value, detail = c:read("k", { timeout_ms = 500 })
+                assert.is_nil(found, "read on the cut-off leader returned " .. tostring(value))
+                assert.is_true(value == "timeout" or value == "not_leader",
+                               tostring(value) .. " " .. tostring(detail))
+                failures = failures + 1
+            until core.clock_ms() > deadline
+            assert.is_true(failures > 0)
+            local found, value = c:read("k", { stale = true })
+            assert.is_true(found)
+            assert.are.equal("old", value)
+            -- Healed, it catches up and a read there sees the new value.
+            cl:heal()
+            cl:wait(function()
+                local ok, v = c:read("k", { timeout_ms = 1000 })
+                return ok and v == "new"
+            end, 15000, old .. " to read the new value")
         end)
     end)
 

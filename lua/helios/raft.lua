@@ -315,16 +315,21 @@ local function make_hooks(b)
         -- A transfer ends when this node learns of a leader of a later term (the target,
         -- or whoever won instead): node:transfer_leadership returns that leader.
         if leader and #b._transfers > 0 then
-            local keep = {}
+            -- Off the list before any callback runs: a callback resumes a coroutine that
+            -- may go on to shut the node down (which fails what is still listed).
+            local keep, done = {}, {}
             for _, t in ipairs(b._transfers) do
                 if term > t.term then
                     t.timer:stop()
-                    protect(t.cb, leader)
+                    done[#done + 1] = t
                 else
                     keep[#keep + 1] = t
                 end
             end
             b._transfers = keep
+            for _, t in ipairs(done) do
+                protect(t.cb, leader)
+            end
         end
         if #b._changes > 0 then
             b:_settle_changes()

@@ -367,19 +367,31 @@ function Cluster:leader(wait_ms, per_node_ms)
     check_ms(per_node_ms, "cc:leader([wait_ms[, per_node_ms]])")
     local deadline = clock_ms() + wait_ms
     while true do
-        local best, best_st
+        local best, best_st, named
         for _, id in ipairs(self.ids) do
             local st = self:status(id, per_node_ms)
             if st and st.role == "leader" and (not best_st or st.term > best_st.term) then
                 best, best_st = id, st
+            elseif st and st.leader and not self.sockets[st.leader] then
+                named = st.leader
             end
         end
         if best then
             self.leader_id = best
             return best, best_st
         end
+        -- A follower names a leader this client was not given (one added since):
+        -- opts.socket_of may know its socket; ask again at once.
+        local path = named and self.socket_of and self.socket_of(named)
+        if path then
+            self.sockets[named] = path
+            self.ids[#self.ids + 1] = named
+            sort(self.ids)
+            goto continue
+        end
         if clock_ms() >= deadline then return nil, "timeout", "no leader" end
         loop.wait(20)
+        ::continue::
     end
 end
 

@@ -367,7 +367,7 @@ describe("core.recover", function()
         local id = "node-1"
         -- Restarted alone with the original peers option: the log's configuration wins.
         start_node(c, id, dir, extra, kv.new())
-        local ok, err = run_scenario({ ids = { id }, nodes = c.nodes }, 10000, function()
+        local ok, err = run_scenario({ ids = { id }, nodes = c.nodes }, 30000, function()
             local cn = core_of(c.nodes[id])
             assert(wait_for(function() return (cn:state()) == "leader" end, 5000),
                    "the recovered node did not elect itself")

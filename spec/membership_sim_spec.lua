@@ -1,15 +1,18 @@
 -- membership_sim_spec.lua: membership changes in the simulator (csrc/core/membership.c):
--- c:spawn, node:add_peer and node:remove_peer under load, crashes and message loss, with
--- the invariant checker (csrc/sim/check.c) watching every step, including its membership
--- rules: no two leaders of a term across configuration changes, a leader holds the votes
--- of a majority of the voters of its configuration (a learner's vote never counts), only
--- voters campaign, a removed leader steps down once its removal commits, consecutive
--- configurations differ by one voter, and a leader starts a change only after an entry of
--- its term and the previous configuration committed. The nodes run the production storage,
--- so configurations survive crashes through the log and snapshots.
+-- c:spawn, node:add_peer and node:remove_peer under load, crashes, partitions and message
+-- loss, with the invariant checker (csrc/sim/check.c) watching every step, including its
+-- membership rules: no two leaders of a term across configuration changes, a leader holds
+-- the votes of a majority of the voters of its configuration (a learner's vote never
+-- counts), only voters campaign, a node that knows it was removed stays a follower, a
+-- removed leader steps down once its removal commits, consecutive configurations differ by
+-- one voter, and a leader starts a change only after an entry of its term and the previous
+-- configuration committed. A removed node must learn that it is out (status role
+-- "removed"; the leader's "leaving slots", csrc/core/membership.c) and then never
+-- campaign; a joining node must never show as removed. The nodes run the production
+-- storage, so configurations survive crashes through the log and snapshots.
 --
 --   HELIOS_SEED=17 busted --lua=luajit spec/membership_sim_spec.lua   -- replay one seed
---   HELIOS_SEEDS=200 ...                                              -- more seeds
+--   HELIOS_SEEDS=1000 ...     -- more seeds (12 grow-and-shrink, 300 random by default)
 
 local cl = require("spec.helpers.cluster")
 local fsm = require("spec.helpers.fsm")

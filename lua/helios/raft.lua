@@ -345,7 +345,7 @@ local function make_hooks(b)
             return -- timed out here already
         end
         b._reads[ctx] = nil
-        r.timer:stop()
+        if r.timer then r.timer:stop() end
         if code then
             return protect(r.cb, nil, code, format("read on %s: %s", b._id, code))
         end
@@ -358,7 +358,7 @@ local function make_hooks(b)
             for i = 1, res.n do res[i] = select(i, ...) end
             return ok
         end
-        if not collect(xpcall(r.fn, traceback, b._fsm)) then
+        if not collect(pcall(r.fn, b._fsm)) then
             return protect(r.cb, nil, "read_error", format("read at index %d on %s failed: %s",
                                                            index or 0, b._id, tostring(res[1])))
         end
@@ -546,6 +546,7 @@ function M.new(opts)
         _snapshot_threshold = opts.snapshot_threshold or 10000,
         _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
         _copts = copts, _changes = {}, _reads = {}, _read_ctx = 0, _transfers = {},
+        _retries = {},
         _election_ms = opts.election_timeout_ms or 150,
     }, net)
     local node = node_mod.wrap(b, opts.id)
@@ -742,14 +743,14 @@ function net:_change(peer, want, timeout_ms, cb, call)
         local deadline = core().clock_ms() + timeout_ms
         local retry
         retry = core().timer(CHANGE_POLL_MS, CHANGE_POLL_MS, function()
-            if self._state ~= "running" then
-                retry:stop()
-                return cb(nil, "shutdown", format("node %s shut down", self._id))
+            if self._retries[retry] == nil then
+                return retry:stop() -- failed by the shutdown already
             end
             local left = deadline - core().clock_ms()
             local i2, c2, d2 = call()
             if i2 or c2 ~= "busy" or left <= CHANGE_POLL_MS then
                 retry:stop()
+                self._retries[retry] = nil
                 if not i2 and c2 == "busy" then
                     return protect(cb, nil, c2, d2)
                 end
@@ -757,6 +758,7 @@ function net:_change(peer, want, timeout_ms, cb, call)
                 return self:_change(peer, want, left, cb, function() return i2, c2, d2 end)
             end
         end)
+        self._retries[retry] = cb
         return
     end
     if not index then
@@ -814,14 +816,20 @@ function net:_read(_, fn, timeout_ms, cb)
     -- hook (csrc/core/read.c batches the reads of one heartbeat round).
     self._read_ctx = self._read_ctx + 1
     local ctx = self._read_ctx
+    -- Listed first: should the core answer at once, the hook finds the read.
+    local r = { fn = fn, cb = cb }
+    self._reads[ctx] = r
     local ok, code, detail = self._core:read_index(ctx)
     if not ok then
+        self._reads[ctx] = nil
         if code == "not_leader" then
             detail = self:_leader_detail() or detail
         end
         return cb(nil, code, detail)
     end
-    local r = { fn = fn, cb = cb }
+    if self._reads[ctx] ~= r then
+        return -- answered already
+    end
     r.timer = core().timer(timeout_ms, 0, function()
         if self._reads[ctx] == r then
             self._reads[ctx] = nil
@@ -829,7 +837,6 @@ function net:_read(_, fn, timeout_ms, cb)
                                                timeout_ms))
         end
     end)
-    self._reads[ctx] = r
 end
 
 function net:_read_stale(_, fn)
@@ -885,8 +892,14 @@ local function fail_pending(b, detail)
     for ctx in pairs(reads) do ctxs[#ctxs + 1] = ctx end
     sort(ctxs)
     for _, ctx in ipairs(ctxs) do
-        reads[ctx].timer:stop()
+        if reads[ctx].timer then reads[ctx].timer:stop() end
         protect(reads[ctx].cb, nil, "shutdown", detail)
+    end
+    local retries = b._retries
+    b._retries = {}
+    for timer, cb in pairs(retries) do
+        timer:stop()
+        protect(cb, nil, "shutdown", detail)
     end
     for _, list in ipairs({ changes, transfers }) do
         for _, x in ipairs(list) do

@@ -155,6 +155,7 @@ int hr__rt_add_known(struct hr_runtime *rt, hr_id_t id, const char *name, const 
     rt->known = k;
     k = &rt->known[rt->n_known];
     k->id = id;
+    k->pinned = false;
     k->name = dup_str(name);
     k->addr = dup_str(addr);
     if (k->name == NULL || k->addr == NULL) {

@@ -551,6 +551,9 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
             ok = rt->listen != NULL;
         }
         ok = ok && hr__rt_add_known(rt, rt->ids[i], rt->peers[i].name, rt->peers[i].addr) == 0;
+        if (ok) {
+            rt->known[rt->n_known - 1].pinned = true;
+        }
     }
     if (!ok) {
         free_runtime(rt);

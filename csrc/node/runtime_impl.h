@@ -41,6 +41,7 @@ struct hr__xfer {
 struct hr__rt_server {
     hr_id_t id;
     char *name, *addr;
+    bool pinned; /* the address is the peers option's: configurations do not change it */
 };
 
 struct hr_runtime {

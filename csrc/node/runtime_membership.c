@@ -155,6 +155,7 @@ int hr__rt_add_known(struct hr_runtime *rt, hr_id_t id, const char *name, const 
     rt->known = k;
     k = &rt->known[rt->n_known];
     k->id = id;
+    k->pinned = false;
     k->name = dup_str(name);
     k->addr = dup_str(addr);
     if (k->name == NULL || k->addr == NULL) {
@@ -178,18 +179,21 @@ int hr__rt_add_known(struct hr_runtime *rt, hr_id_t id, const char *name, const 
  * servers outside its configuration anyway; an idle peer costs one reconnect attempt per
  * backoff period. A restart forgets them.
  */
-/* Know id as name at addr: a new server, or a known one at another address (the
- * configuration's address wins over the peers option's, and a later configuration's over
- * an earlier one's: a server may come back elsewhere, e.g. a lost one replaced after a
- * recover). */
-static void learn(struct hr_runtime *rt, hr_id_t id, const char *name, const char *addr)
+/* Know id as name at addr: a new server, or a known one at another address. Which address
+ * wins: the peers option's over any configuration's (an observer may reach a server by its
+ * own route: helios.testing puts a proxy between each pair of nodes, so the addresses in a
+ * configuration, which are the leader's view, need not be this node's), else the newest
+ * configuration's; and an add_peer on this node (explicit) over both, which is how a lost
+ * server's id comes back at a new address after a recover (raft.h's hr_raft_add). */
+static void learn(struct hr_runtime *rt, hr_id_t id, const char *name, const char *addr,
+                  bool explicit)
 {
     struct hr__rt_server *k = find_known(rt, id);
     if (k == NULL) {
         hr__rt_add_known(rt, id, name, addr);
         return;
     }
-    if (strcmp(k->addr, addr) == 0 || strcmp(k->name, name) != 0) {
+    if (strcmp(k->addr, addr) == 0 || strcmp(k->name, name) != 0 || (k->pinned && !explicit)) {
         return;
     }
     char *a = dup_str(addr);
@@ -199,6 +203,7 @@ static void learn(struct hr_runtime *rt, hr_id_t id, const char *name, const cha
     hr__rt_log(rt, 0, "membership: server '%s' moves from %s to %s", name, k->addr, addr);
     free(k->addr);
     k->addr = a;
+    k->pinned = explicit;
     if (rt->tcp != NULL && id != rt->id) {
         hr_tcp_remove_peer(rt->tcp, id);
         if (hr_tcp_add_peer(rt->tcp, id, name, addr) != 0) {
@@ -223,7 +228,7 @@ void hr__rt_sync_conf(struct hr_runtime *rt)
         }
         char name[HR_MAX_ADDR], addr[HR_MAX_ADDR];
         if (parse_server(&sv[i], name, sizeof name, addr, sizeof addr)) {
-            learn(rt, sv[i].id, name, addr);
+            learn(rt, sv[i].id, name, addr, false);
         }
     }
 }
@@ -280,7 +285,7 @@ int hr_runtime_add(struct hr_runtime *rt, const char *name, const char *addr, bo
     rc = hr_node_add(rt->node, id, buf, len, voter, hr_runtime_now(rt), index);
     if (rc == 0) {
         /* Before the flush sends it anything. */
-        learn(rt, id, name, addr);
+        learn(rt, id, name, addr, true);
     }
     return rc;
 }

@@ -142,6 +142,20 @@ describe("production node membership (binding)", function()
             assert.truthy(msg:find(leader, 1, true), msg)
             local _, bad = core_of(c.nodes[leader]):add_peer("node-9", "not an address")
             assert.are.equal("invalid", bad)
+            -- Transfers: an unknown target is invalid; with none, the core picks a voter
+            -- and it takes over.
+            local lc = core_of(c.nodes[leader])
+            local _, tcode = lc:transfer("node-9")
+            assert.are.equal("invalid", tcode)
+            local _, fcode = core_of(c.nodes[follower]):transfer()
+            assert.are.equal("not_leader", fcode)
+            assert(lc:transfer())
+            assert.is_string(lc:transferee())
+            assert(wait_for(function()
+                local now = leader_of(c)
+                return now ~= nil and now ~= leader
+            end, 5000), "nobody took over")
+            assert(wait_for(function() return lc:transferee() == nil end, 5000))
         end))
     end)
 

@@ -477,6 +477,12 @@ describe("core.recover", function()
         assert.are.equal(last + 1, res.index)
         assert.are.equal(last, res.entries)
         assert.are.equal(0, res.snapshot_index)
+        -- helios inspect shows the configuration the log now ends with.
+        local _, report = core.storage_inspect(dir .. "/node-1")
+        assert.matches(format("configuration: the log's newest, index %d: node%%-1 %s\n",
+                              res.index, c.peers["node-1"]:gsub("%p", "%%%0")), report)
+        local _, before = core.storage_inspect(dir .. "/node-2")
+        assert.matches("configuration: none in the log", before)
         finally(function() stop_cluster(c) end)
         check_recovered(c, want, last)
     end)

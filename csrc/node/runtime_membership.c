@@ -231,6 +231,15 @@ void hr__rt_sync_conf(struct hr_runtime *rt)
             learn(rt, sv[i].id, name, addr, false);
         }
     }
+    /* An operator reading the node's log should see why it went quiet. */
+    bool removed = hr_runtime_removed(rt);
+    if (removed && !rt->removed_said) {
+        hr__rt_log(rt, 1,
+                   "membership: %s is no longer in the cluster's configuration (its "
+                   "removal committed): it will not campaign; add it back with add_peer",
+                   rt->name);
+    }
+    rt->removed_said = removed;
 }
 
 /* ---- membership, reads, transfers ---- */

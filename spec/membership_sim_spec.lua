@@ -1,15 +1,18 @@
 -- membership_sim_spec.lua: membership changes in the simulator (csrc/core/membership.c):
--- c:spawn, node:add_peer and node:remove_peer under load, crashes and message loss, with
--- the invariant checker (csrc/sim/check.c) watching every step, including its membership
--- rules: no two leaders of a term across configuration changes, a leader holds the votes
--- of a majority of the voters of its configuration (a learner's vote never counts), only
--- voters campaign, a removed leader steps down once its removal commits, consecutive
--- configurations differ by one voter, and a leader starts a change only after an entry of
--- its term and the previous configuration committed. The nodes run the production storage,
--- so configurations survive crashes through the log and snapshots.
+-- c:spawn, node:add_peer and node:remove_peer under load, crashes, partitions and message
+-- loss, with the invariant checker (csrc/sim/check.c) watching every step, including its
+-- membership rules: no two leaders of a term across configuration changes, a leader holds
+-- the votes of a majority of the voters of its configuration (a learner's vote never
+-- counts), only voters campaign, a node that knows it was removed stays a follower, a
+-- removed leader steps down once its removal commits, consecutive configurations differ by
+-- one voter, and a leader starts a change only after an entry of its term and the previous
+-- configuration committed. A removed node must learn that it is out (status role
+-- "removed"; the leader's "leaving slots", csrc/core/membership.c) and then never
+-- campaign; a joining node must never show as removed. The nodes run the production
+-- storage, so configurations survive crashes through the log and snapshots.
 --
 --   HELIOS_SEED=17 busted --lua=luajit spec/membership_sim_spec.lua   -- replay one seed
---   HELIOS_SEEDS=200 ...                                              -- more seeds
+--   HELIOS_SEEDS=1000 ...     -- more seeds (12 grow-and-shrink, 300 random by default)
 
 local cl = require("spec.helpers.cluster")
 local fsm = require("spec.helpers.fsm")
@@ -17,7 +20,7 @@ local prng = require("spec.helpers.prng")
 local schedule = require("spec.helpers.schedule")
 
 local SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 12
-local RANDOM_SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 100
+local RANDOM_SEEDS = tonumber(os.getenv("HELIOS_SEEDS") or "") or 300
 local ONE = tonumber(os.getenv("HELIOS_SEED") or "")
 
 local function contains(list, x)
@@ -43,14 +46,33 @@ end
 -- Load and faults while virtual time runs: a proposal on the leader every few ms and, with
 -- `crashes`, a crash of one node at a time, restarted a little later. tick() is called
 -- every virtual millisecond (from run_until predicates).
+-- With `partitions`, now and then a random minority of the nodes is cut off from the rest
+-- for a while, then healed.
 local function background(c, rng, opts)
-    local bg = { n = 0, next_crash = c:now() + rng:int(200, 500), down = nil, up_at = 0 }
+    local bg = { n = 0, next_crash = c:now() + rng:int(200, 500), down = nil, up_at = 0,
+                 next_cut = c:now() + rng:int(300, 800), heal_at = nil, crashed_at = {} }
     function bg.tick()
         if c:now() % 2 == 0 then
             local leader = c:leader()
             if leader then
                 bg.n = bg.n + 1
                 c:node(leader):propose(("set k%d v%d"):format(bg.n % 17, bg.n))
+            end
+        end
+        if opts.partitions then
+            if bg.heal_at and c:now() >= bg.heal_at then
+                c:heal()
+                bg.heal_at = nil
+                bg.next_cut = c:now() + rng:int(300, 900)
+            elseif not bg.heal_at and c:now() >= bg.next_cut then
+                local ids = c:ids()
+                local cut = rng:sample(ids, rng:int(1, math.floor((#ids - 1) / 2)))
+                local rest = {}
+                for _, id in ipairs(ids) do
+                    if not contains(cut, id) then rest[#rest + 1] = id end
+                end
+                c:partition(cut, rest)
+                bg.heal_at = c:now() + rng:int(100, 400)
             end
         end
         if not opts.crashes then
@@ -67,6 +89,7 @@ local function background(c, rng, opts)
             end
             bg.down = rng:pick(alive)
             c:crash(bg.down)
+            bg.crashed_at[bg.down] = c:now()
             bg.up_at = c:now() + rng:int(50, 300)
         end
     end
@@ -74,6 +97,10 @@ local function background(c, rng, opts)
         if bg.down then
             c:restart(bg.down)
             bg.down = nil
+        end
+        if bg.heal_at then
+            c:heal()
+            bg.heal_at = nil
         end
     end
     return bg
@@ -86,6 +113,16 @@ local function change(c, bg, what, id, opts, timeout_ms)
                  ((opts and opts.voter == false) and "learner" or "voter")
     local deadline = c:now() + (timeout_ms or 30000)
     local res
+    local tick = bg.tick
+    if what == "add" then
+        -- A joining node never shows as "removed", not even while it holds a snapshot older
+        -- than the entry that adds it (whose configuration leaves it out).
+        tick = function()
+            bg.tick()
+            assert(not c:alive(id) or c:node(id):status().role ~= "removed",
+                   id .. " shows as removed while it joins\n  " .. cl.dump(c))
+        end
+    end
     while not satisfied(c, id, want) do
         assert(c:now() < deadline, ("%s %s did not complete\n  %s"):format(what, id, cl.dump(c)))
         local leader = c:leader()
@@ -97,9 +134,9 @@ local function change(c, bg, what, id, opts, timeout_ms)
             else
                 c:node(leader):remove_peer(id, cb)
             end
-            c:run_until(function() bg.tick(); return res ~= nil end, 6000)
+            c:run_until(function() tick(); return res ~= nil end, 6000)
         end
-        c:run_until(function() bg.tick(); return satisfied(c, id, want) end, 50)
+        c:run_until(function() tick(); return satisfied(c, id, want) end, 50)
     end
 end
 
@@ -123,6 +160,72 @@ local function settle(c, reg, members)
     c:check()
 end
 
+-- Wait until node id knows it is out of the cluster (status role "removed").
+local function learns_removed(c, id, timeout_ms, tick)
+    local ok = c:run_until(function()
+        if tick then tick() end
+        return c:alive(id) and c:node(id):status().role == "removed"
+    end, timeout_ms or 10000)
+    if not ok and os.getenv("MDEBUG") then
+        for _, x in ipairs(c:ids()) do
+            local conf = c:alive(x) and c:configuration(x)
+            if conf then
+                print(x, conf.index, conf.committed, table.concat(conf.voters, ","),
+                      table.concat(conf.learners, ","), conf.voter)
+                local st = c:stats(x)
+                print("  prevotes", st.msgs_sent_by_type.prevote, "votes", st.msgs_sent_by_type.vote)
+            end
+        end
+    end
+    assert(ok, id .. " never learnt it was removed\n  " .. cl.dump(c))
+end
+
+-- Wait until node id is out for good: it knows it was removed or, if `unsure` (it crashed
+-- since its removal: restarted from a snapshot taken after it, it cannot tell that it was
+-- ever a member, csrc/core/membership.c, hr_raft_removed), it is a follower and no voter
+-- of its configuration (stays_quiet then checks that it never campaigns).
+local function settles_out(c, id, unsure, timeout_ms)
+    local function asks()
+        local by = c:stats(id).msgs_sent_by_type
+        return by.prevote + by.vote
+    end
+    local deadline = c:now() + (timeout_ms or 10000)
+    local ok = false
+    while not ok and c:now() < deadline do
+        local before = asks()
+        ok = c:run_until(function() return c:node(id):status().role == "removed" end, 1000)
+        -- (Unsure: a node whose removal it does not know committed may campaign, counting
+        -- on the votes of its configuration, csrc/core/membership.c; its vote request
+        -- reaching the leader makes the leader tell it. Wait for that, or for quiet.)
+        ok = ok or (unsure and asks() == before and c:node(id):status().role == "follower"
+                    and not c:configuration(id).voter)
+    end
+    if not ok and os.getenv("MDEBUG") then
+        local conf = c:configuration(id)
+        print(id, "conf", conf.index, conf.committed, table.concat(conf.voters, ","),
+              table.concat(conf.learners, ","), "unsure", unsure)
+        local st = c:stats(id)
+        print("  prevotes", st.msgs_sent_by_type.prevote, "votes", st.msgs_sent_by_type.vote)
+    end
+    assert(ok, id .. " is not out for good\n  " .. cl.dump(c))
+end
+
+-- A removed node that knows it (or is out for good, see settles_out) stops campaigning:
+-- over ms, it sends no (pre-)vote request and its term stays.
+local function stays_quiet(c, id, ms, tick, unsure)
+    local function asks()
+        local by = c:stats(id).msgs_sent_by_type
+        return by.prevote + by.vote
+    end
+    local role = c:node(id):status().role
+    local term, before = c:node(id):status().term, asks()
+    c:run_until(function() if tick then tick() end; return false end, ms)
+    assert.equal(before, asks(), id .. " campaigned after it was out for good")
+    assert.equal(term, c:node(id):status().term)
+    assert.equal(role, c:node(id):status().role)
+    assert(role == "removed" or (unsure and role == "follower"), role)
+end
+
 local LOSSY = { drop = 0.05, duplicate = 0.02, delay_ms = { 1, 15 }, reorder = true }
 
 local function new(seed, extra)
@@ -135,53 +238,77 @@ local function new(seed, extra)
 end
 
 describe("membership changes in the simulator", function()
-    it("grow 3 -> 5 and shrink 5 -> 3 under load, crashes and message loss", function()
+    it("grow 3 -> 5 -> 7 and shrink 7 -> 3 under load, crashes, partitions and message loss",
+       function()
         local first, last = 1, SEEDS
         if ONE then first, last = ONE, ONE end
         cl.sweep(first, last, "grow and shrink", function(seed)
             local c, reg = new(seed)
-            local bg = background(c, prng.new(seed), { crashes = true })
+            local bg = background(c, prng.new(seed), { crashes = true, partitions = true })
             cl.wait_leader(c, 5000)
             local function load(ms)
                 c:run_until(function() bg.tick(); return false end, ms)
             end
             load(300)
-            c:spawn("n4")
-            change(c, bg, "add", "n4")
-            load(300)
-            c:spawn("n5")
-            change(c, bg, "add", "n5")
-            load(300)
-            local conf = c:configuration(cl.wait_leader(c, 5000))
-            assert.same({ "n1", "n2", "n3", "n4", "n5" }, conf.voters)
-            -- Shrink: away with the first two, whoever leads.
-            change(c, bg, "remove", "n1")
-            load(300)
-            change(c, bg, "remove", "n2")
-            load(300)
+            for k = 4, 7 do
+                local id = "n" .. k
+                c:spawn(id)
+                change(c, bg, "add", id)
+                load(300)
+            end
+            -- (With the faults going on: a partition and a crash may leave no quorum.)
+            assert(c:run_until(function() bg.tick(); return c:leader() ~= nil end, 10000),
+                   "no leader\n  " .. cl.dump(c))
+            local conf = c:configuration(c:leader())
+            assert.same({ "n1", "n2", "n3", "n4", "n5", "n6", "n7" }, conf.voters)
+            -- Shrink: away with the first four, whoever leads.
+            local removed_at = {}
+            for k = 1, 4 do
+                removed_at["n" .. k] = c:now()
+                change(c, bg, "remove", "n" .. k)
+                load(300)
+            end
+            local members = { "n5", "n6", "n7" }
+            local gone = { "n1", "n2", "n3", "n4" }
             bg.stop()
-            conf = c:configuration(cl.wait_leader(c, 5000, { "n3", "n4", "n5" }))
-            assert.same({ "n3", "n4", "n5" }, conf.voters)
+            conf = c:configuration(cl.wait_leader(c, 5000, members))
+            assert.same(members, conf.voters)
             assert.same({}, conf.learners)
-            assert(bg.n > 100, "the load did not run: " .. bg.n .. " proposals")
-            settle(c, reg, { "n3", "n4", "n5" })
-            -- The removed ones know it (or never learnt and stay harmless): not a voter, or
-            -- not leading.
-            for _, id in ipairs({ "n1", "n2" }) do
-                assert.are_not.equal("leader", (c:node(id):state()))
+            assert(bg.n > 200, "the load did not run: " .. bg.n .. " proposals")
+            settle(c, reg, members)
+            -- Every removed node learns that it is out (from the leader's leaving slot, or,
+            -- if that expired while it was down or cut off, once its vote request reaches
+            -- a leader), and from then on it never campaigns.
+            local unsure = {}
+            for _, id in ipairs(gone) do
+                unsure[id] = (bg.crashed_at[id] or -1) >= removed_at[id]
+                settles_out(c, id, unsure[id])
+            end
+            for _, id in ipairs(gone) do
+                stays_quiet(c, id, 1000, nil, unsure[id])
             end
             -- Configurations survive a restart of every member (log and snapshot).
-            for _, id in ipairs({ "n3", "n4", "n5" }) do
+            for _, id in ipairs(members) do
                 c:crash(id)
                 c:restart(id)
                 -- (A crash may lose a batch that was not durable yet, a config entry
                 -- included: the node then catches up again.)
                 assert(c:run_until(function()
                     local conf = c:configuration(id)
-                    return table.concat(conf.voters, ",") == "n3,n4,n5"
+                    return table.concat(conf.voters, ",") == "n5,n6,n7"
                 end, 5000), id .. " restarted without its configuration\n  " .. cl.dump(c))
             end
-            settle(c, reg, { "n3", "n4", "n5" })
+            settle(c, reg, members)
+            -- A removed node restarted stays out: it knows it still if a configuration
+            -- with itself is left in its log (else, restarted from a snapshot taken after
+            -- its removal, it cannot tell and shows as a follower), and never campaigns.
+            -- (A crash may also lose its removal entry, if not yet durable: it then
+            -- campaigns, and its first vote request that reaches the leader makes the
+            -- leader tell it again.)
+            c:crash("n1")
+            c:restart("n1")
+            settles_out(c, "n1", true)
+            stays_quiet(c, "n1", 2000, nil, true)
         end)
     end)
 
@@ -192,10 +319,11 @@ describe("membership changes in the simulator", function()
         cl.sweep(first, last, "random changes", function(seed)
             local rng = prng.new(seed)
             local c, reg = new(seed, { network = cl.reliable })
-            -- Every node exists from the start (partitions take them all); n4 and n5 begin
+            -- Every node exists from the start (partitions take them all); n4 to n6 begin
             -- outside the configuration.
             c:spawn("n4")
             c:spawn("n5")
+            c:spawn("n6")
             for _ = 1, 8 do
                 schedule.random(c, rng, { duration_ms = 400 })
                 local leader = c:leader()
@@ -242,7 +370,8 @@ describe("membership changes in the simulator", function()
             assert.are_not.equal(old, c:leader())
             c:run_until(function() bg.tick(); return false end, 3000)
             local st = c:node(old):status()
-            assert.equal("follower", st.role)
+            -- It knows it is out: its removal committed before it stepped down.
+            assert.equal("removed", st.role)
             assert.equal(term, st.term) -- it never started an election
             assert.is_false(c:configuration(old).voter)
             local members = {}
@@ -253,7 +382,8 @@ describe("membership changes in the simulator", function()
         end)
     end)
 
-    it("a removed node cut off from the others never raises their term", function()
+    it("a removed node cut off from the others never raises their term, and learns it is out once back",
+       function()
         cl.with_seed(cl.seed(5), function(seed)
             local c, reg = new(seed, { network = cl.reliable })
             local bg = background(c, prng.new(seed), {})
@@ -273,15 +403,21 @@ describe("membership changes in the simulator", function()
             end
             local terms = {}
             for _, id in ipairs(members) do terms[id] = c:node(id):status().term end
-            -- Back on the network: its (pre-)votes must not disturb the others.
-            c:run_for(2000)
+            -- Long enough for the leader to give up telling it (its leaving slot expires).
+            c:run_until(function() bg.tick(); return false end, 2000)
+            assert.are_not.equal("removed", c:node(victim):status().role)
+            -- Back on the network: its (pre-)votes must not disturb the others, and the
+            -- first one that reaches the leader makes the leader tell it that it is out.
             c:connect(victim)
-            c:run_until(function() bg.tick(); return false end, 5000)
+            learns_removed(c, victim, 5000, bg.tick)
+            c:run_until(function() bg.tick(); return false end, 3000)
             for _, id in ipairs(members) do
                 assert.equal(terms[id], c:node(id):status().term, id .. "'s term moved\n  "
                              .. cl.dump(c))
             end
             assert.equal(leader, c:leader())
+            -- It knows, and never campaigns again.
+            stays_quiet(c, victim, 2000, bg.tick)
             settle(c, reg, members)
         end)
     end)
@@ -303,6 +439,10 @@ describe("membership changes in the simulator", function()
             local tick = bg.tick
             bg.tick = function()
                 tick()
+                -- Never "removed" while it joins, not even holding a snapshot older than
+                -- the entry that adds it (whose configuration leaves it out).
+                local role = c:node("n4"):status().role
+                assert(role ~= "removed", "n4 shows as removed while joining\n  " .. cl.dump(c))
                 local l = c:leader()
                 local conf = l and c:configuration(l)
                 if not promoted_at and conf and contains(conf.voters, "n4") then

@@ -44,6 +44,26 @@
  * one that does not know yet that it was removed is kept from disrupting by PreVote and by
  * the lease check of hr_raft_step (a server that heard from a leader within an election
  * timeout ignores vote requests).
+ *
+ * Leaving slots. The configuration that removes a server takes effect on the leader when
+ * appended, so a leader that dropped the server's progress slot right then would never
+ * send it that entry, nor the commit index that covers it: the removed server would stay
+ * in its old configuration, a voter in its own eyes, and ask for (pre-)votes forever,
+ * never able to tell an operator (status "removed") or itself that it is out. So the
+ * leader keeps such a slot, marked leaving (neither member nor voter: it counts for
+ * nothing, not commit, not CheckQuorum, not reads, not elections), and replicates to it
+ * as to a learner until the server has accepted a message that carried a commit index
+ * covering the removing entry: it then holds that configuration and knows it committed
+ * (hr_raft_removed), and the slot goes. A server that never answers (crashed, cut off)
+ * must not cost the leader forever: the slot also goes LEAVE_TIMEOUTS election timeouts
+ * after it was made (counted again from each advance of its match, so that a long catch-up
+ * by snapshot can finish). If the server comes back later, it campaigns (it still sees
+ * itself as a voter); its vote request reaching the leader gives it a leaving slot again
+ * (hr__conf_outsider), so it learns then. Answers from a leaving slot never raise the
+ * leader's term (hr_raft_step): a removed server cut off without PreVote may have a higher
+ * term, and it must not disturb the servers that remain. Only the leader keeps such slots;
+ * a node that stops leading drops them at its next tick (a new leader starts over as
+ * above, through the removed server's vote requests).
  */
 #include "raft_impl.h"
 
@@ -52,6 +72,11 @@
 #include <string.h>
 
 #define CONF_VERSION 1
+
+/* How long a leaving slot lives without progress, in election timeouts ("Leaving slots"
+ * above): long enough for a slow follower to take the entry and the next commit index,
+ * short enough that a dead one is soon forgotten. */
+#define LEAVE_TIMEOUTS 4
 
 static void put16(unsigned char *p, uint16_t v)
 {
@@ -215,6 +240,7 @@ static int rebuild_peers(struct hr_raft *r)
             taken[old] = true;
         } else {
             pr->id = id;
+            pr->sent_seq = r->seq_floor;
             pr->inflight_last = calloc(r->cfg.max_inflight, sizeof(*pr->inflight_last));
             if (pr->inflight_last == NULL) {
                 for (size_t i = 0; i < n; i++) {
@@ -235,15 +261,38 @@ static int rebuild_peers(struct hr_raft *r)
         }
         pr->member = k < r->conf.n;
         pr->voter = pr->member && r->conf.s[k].voter;
+        pr->leaving = false;
         voters += pr->voter;
         if (id == r->cfg.id) {
             self = n;
         }
         n++;
     }
+    /* A leader keeps the servers that left as leaving slots ("Leaving slots" above), after
+     * the members and its own slot, so that dropping one never moves those. */
+    for (size_t i = 0; i < r->n_peers && r->role == HR_LEADER && n < HR_MAX_NODES + 1; i++) {
+        const struct hr__progress *old = &r->peers[i];
+        if (taken[i] || old->id == r->cfg.id || !(old->member || old->leaving)) {
+            continue;
+        }
+        struct hr__progress *pr = &nw[n++];
+        *pr = *old;
+        taken[i] = true;
+        if (!old->leaving) {
+            pr->leaving = true;
+            pr->leave_index = r->conf.index;
+            pr->leave_seq = 0;
+            pr->leave_until = r->now + (hr_time_t)LEAVE_TIMEOUTS * r->cfg.election_timeout_ms;
+        }
+        pr->member = false;
+        pr->voter = false;
+    }
     for (size_t i = 0; i < r->n_peers; i++) {
         if (!taken[i]) {
             free(r->peers[i].inflight_last);
+            if (r->peers[i].sent_seq > r->seq_floor) {
+                r->seq_floor = r->peers[i].sent_seq;
+            }
         }
     }
     memset(r->peers, 0, sizeof(r->peers));
@@ -251,6 +300,7 @@ static int rebuild_peers(struct hr_raft *r)
     r->n_peers = n;
     r->self = self;
     r->n_voters = voters;
+    r->was_member = r->was_member || r->peers[self].member;
     return 0;
 }
 
@@ -369,6 +419,84 @@ int hr__conf_snapshot(struct hr_raft *r, hr_index_t index, struct hr_blob *conf,
     }
     rv = conf_set(&r->conf, r->base.blob, r->base.index);
     return rv != 0 ? rv : rebuild_peers(r);
+}
+
+/* ---- leaving slots ---- */
+
+static void drop_slot(struct hr_raft *r, size_t i)
+{
+    free(r->peers[i].inflight_last);
+    if (r->peers[i].sent_seq > r->seq_floor) {
+        r->seq_floor = r->peers[i].sent_seq;
+    }
+    memmove(&r->peers[i], &r->peers[i + 1], (r->n_peers - i - 1) * sizeof(r->peers[0]));
+    r->n_peers--;
+    memset(&r->peers[r->n_peers], 0, sizeof(r->peers[0]));
+    if (r->self > i) {
+        r->self--;
+    }
+}
+
+void hr__conf_leave_sent(struct hr_raft *r, struct hr__progress *pr, const struct hr_msg *m)
+{
+    (void)r;
+    /* Any APPEND sent from here on carries a commit index at least this high. */
+    if (pr->leaving && pr->leave_seq == 0 && m->commit >= pr->leave_index) {
+        pr->leave_seq = m->seq;
+    }
+}
+
+void hr__conf_leave_acked(struct hr_raft *r, struct hr__progress *pr, const struct hr_msg *m,
+                          bool progressed)
+{
+    if (!pr->leaving) {
+        return;
+    }
+    if (progressed) {
+        /* catching up: give it the time that takes */
+        pr->leave_until = r->now + (hr_time_t)LEAVE_TIMEOUTS * r->cfg.election_timeout_ms;
+    }
+    /* An accepted answer at index >= leave_index to an APPEND sent at or after leave_seq:
+     * the server then set its commit index to min(that commit, index) >= leave_index
+     * (replication.c), so it knows the configuration without it committed. seq 0 answers
+     * an install, after which the server's commit index is at least m->index. */
+    bool knows = m->index >= pr->leave_index &&
+                 (m->seq == 0 || (pr->leave_seq != 0 && m->seq >= pr->leave_seq));
+    if (knows) {
+        drop_slot(r, (size_t)(pr - r->peers));
+    }
+}
+
+void hr__conf_leave_tick(struct hr_raft *r)
+{
+    for (size_t i = r->n_peers; i-- > 0;) {
+        const struct hr__progress *pr = &r->peers[i];
+        if (pr->leaving && (r->role != HR_LEADER || r->now >= pr->leave_until)) {
+            drop_slot(r, i);
+        }
+    }
+}
+
+void hr__conf_outsider(struct hr_raft *r, hr_id_t id)
+{
+    if (r->role != HR_LEADER || id == 0 || id == r->cfg.id || r->n_peers == HR_MAX_NODES + 1 ||
+        hr__peer(r, id) != NULL) {
+        return;
+    }
+    struct hr__progress *pr = &r->peers[r->n_peers];
+    memset(pr, 0, sizeof(*pr));
+    pr->inflight_last = calloc(r->cfg.max_inflight, sizeof(*pr->inflight_last));
+    if (pr->inflight_last == NULL) {
+        return; /* it asks again */
+    }
+    pr->id = id;
+    pr->sent_seq = r->seq_floor;
+    hr__progress_reset(r, pr);
+    pr->recent_active = true;
+    pr->leaving = true;
+    pr->leave_index = r->conf.index;
+    pr->leave_until = r->now + (hr_time_t)LEAVE_TIMEOUTS * r->cfg.election_timeout_ms;
+    r->n_peers++;
 }
 
 /* ---- the leader's changes ---- */
@@ -587,6 +715,62 @@ const struct hr_blob *hr_raft_snapshot_conf(const struct hr_raft *r, hr_index_t 
     }
     *conf_index = e->index;
     return e->data;
+}
+
+bool hr_raft_removed(const struct hr_raft *r)
+{
+    /* A new server that was never in a configuration was not removed from one: it holds
+     * the empty configuration while it waits to be added, and, if it is sent a snapshot
+     * older than the entry that adds it, that snapshot's configuration (without it) until
+     * the entries after the snapshot arrive; a crash may bring it back to that state.
+     * Hence was_member: a configuration this core used (from storage or the log) held us.
+     * And index 0, the bootstrap configuration: nobody was removed from it. The price: a
+     * removed server that restarts with its snapshot's configuration (without it) and no
+     * configuration with it left in its log cannot tell that it was ever a member: it
+     * shows as a follower, which never campaigns (not a voter of a committed
+     * configuration) and so never disturbs anyone. Claiming "removed" for a server being
+     * added would be worse. */
+    if (r->peers[r->self].member || r->conf.n == 0 || !r->was_member) {
+        return false;
+    }
+    if (r->conf.index <= r->commit) {
+        return r->conf.index > 0;
+    }
+    /* The newest configuration is not known committed, but the one in effect at the commit
+     * index may already leave us out (we were removed, then heard of later changes whose
+     * commit we missed). We are out for good if none of the configurations from that one
+     * to the newest holds us: one of them could add us back (and a later one remove us
+     * again, its commit unknown: then we may still be needed to elect, see
+     * hr__conf_may_campaign). */
+    const struct hr_entry *e = conf_entry_at(r, r->commit);
+    if ((e != NULL ? e->index : r->base.index) == 0) {
+        return false;
+    }
+    for (hr_index_t i = e != NULL ? e->index : r->base.index; i < r->conf.index; i++) {
+        const struct hr_entry *x = i > r->base.index ? hr__log_get(&r->log, i) : NULL;
+        const struct hr_blob *b;
+        if (x != NULL && x->type == HR_ENTRY_CONFIG) {
+            b = x->data;
+        } else if (x == NULL && i == r->base.index) {
+            b = r->base.blob;
+        } else {
+            continue;
+        }
+        struct hr_server s[HR_MAX_NODES];
+        size_t n;
+        if (hr_conf_decode(b, s, HR_MAX_NODES, &n) != 0) {
+            continue; /* skipped everywhere (use_conf_at) */
+        }
+        if (n == 0) {
+            return false;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (s[k].id == r->cfg.id) {
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
 bool hr_raft_is_voter(const struct hr_raft *r)

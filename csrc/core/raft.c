@@ -126,6 +126,7 @@ void hr__become_candidate(struct hr_raft *r)
 
 void hr__become_leader(struct hr_raft *r)
 {
+    hr__conf_leave_tick(r); /* not leading yet: drops a former term's leaving slots */
     set_role(r, HR_LEADER, r->cfg.id);
     for (size_t i = 0; i < r->n_peers; i++) {
         hr__progress_reset(r, &r->peers[i]);
@@ -310,6 +311,21 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
         return HR_EPROTO;
     }
 
+    if (r->role == HR_LEADER) {
+        const struct hr__progress *pr = hr__peer(r, m->from);
+        bool vote_req = m->type == HR_MSG_VOTE || m->type == HR_MSG_PREVOTE;
+        bool answer = m->type == HR_MSG_APPEND_RESP || m->type == HR_MSG_SNAPSHOT_RESP;
+        if (vote_req && pr == NULL) {
+            /* A removed server that has not learnt it is out (membership.c, "Leaving
+             * slots"): replicate to it until it has. */
+            hr__conf_outsider(r, m->from);
+        } else if (answer && m->term > r->term && (pr == NULL || pr->leaving)) {
+            /* A server that left (and may have raised its term alone, without PreVote)
+             * never raises the term of those that remain: as if the answer were lost. */
+            return 0;
+        }
+    }
+
     if (m->term > r->term) {
         bool vote_req = m->type == HR_MSG_VOTE || m->type == HR_MSG_PREVOTE;
         /* A VOTE sent on the leader's TIMEOUT_NOW skips it (transfer.c says why). */
@@ -398,6 +414,7 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
     if (now > r->now) {
         r->now = now;
     }
+    hr__conf_leave_tick(r);
     hr__read_tick(r);
     hr__transfer_tick(r);
     if (r->role == HR_LEADER) {
@@ -693,6 +710,7 @@ size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, s
         out[n].inflight = pr->inflight;
         out[n].member = pr->member;
         out[n].voter = pr->voter;
+        out[n].leaving = pr->leaving;
         n++;
     }
     return n;

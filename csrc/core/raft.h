@@ -278,8 +278,11 @@ struct hr_progress_info {
     bool replicating; /* false: probing */
     bool snapshotting; /* waiting for a snapshot to be installed */
     uint32_t inflight;
-    bool member; /* in the configuration (false only for the node itself, when it is not) */
+    bool member; /* in the configuration (false for the node itself, when it is not, and
+                  * for leaving slots) */
     bool voter;  /* a voter of the configuration (false: a learner, or not a member) */
+    bool leaving; /* leader only: a server the configuration no longer holds, replicated to
+                   * until it knows it is out (csrc/core/membership.c, "Leaving slots") */
 };
 
 struct hr_raft; /* opaque */
@@ -427,6 +430,15 @@ bool hr_raft_is_voter(const struct hr_raft *r);
 /* Whether it may start an election: a voter, or a voter of the previous configuration
  * while the one that removed or demoted it is not known committed (membership.c). */
 bool hr_raft_may_campaign(const struct hr_raft *r);
+/* Whether this node knows it is out of the cluster: a configuration it used held it, its
+ * configuration does not, and that configuration, or the one in effect at its commit
+ * index, is known committed without it (a later change it holds cannot add it back without
+ * holding it). A removed node restarted from a snapshot taken after its removal may not
+ * know it (it then shows as a follower that never campaigns). It never campaigns again (unless a later configuration adds it
+ * back); status shows role "removed". A leader replicates to a server it removed until
+ * this holds there (membership.c, "Leaving slots"). A new server waiting to be added (an
+ * empty configuration) is not removed. */
+bool hr_raft_removed(const struct hr_raft *r);
 /* The learner whose promotion the leader waits for (0: none). */
 hr_id_t hr_raft_promoting(const struct hr_raft *r);
 

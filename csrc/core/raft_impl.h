@@ -29,8 +29,17 @@ struct hr__progress {
     hr_index_t snapshot;  /* the snapshot offered and not yet installed (0: none) */
     hr_time_t snapshot_sent; /* when it was last offered */
     int vote;                /* this election: 0 unknown, 1 granted, -1 rejected */
-    bool member;             /* in the configuration (only self's slot may not be) */
+    bool member;             /* in the configuration (only self's and leaving slots may
+                              * not be) */
     bool voter;              /* a voter of the configuration */
+    /* Leader only: a server the configuration no longer holds, kept so that it learns it
+     * is out (membership.c, "Leaving slots"): never counted, dropped once it has
+     * acknowledged a message that carried a commit index covering leave_index (the entry
+     * of the configuration that left it out), or at leave_until. */
+    bool leaving;
+    hr_index_t leave_index;
+    uint64_t leave_seq;      /* the first APPEND that carried that commit to it (0: none) */
+    hr_time_t leave_until;
     /* The read round out (read.c): sent_seq when it started, and whether an APPEND_RESP
      * echoing a later seq confirmed the leadership since. Kept in the slot so that a
      * configuration change during a round (rebuild_peers) carries them along. */
@@ -83,6 +92,10 @@ struct hr_raft {
     struct hr__conf conf, base;
     hr_index_t term_start; /* leader: the index of its term's first entry (the no-op) */
     hr_id_t promote;       /* leader: the learner to promote once caught up (0: none) */
+    bool was_member;       /* a configuration this core used held us (hr_raft_removed) */
+    uint64_t seq_floor;    /* the highest sent_seq of a slot dropped: a slot made later for
+                            * the same server counts on from it, so that a late answer to
+                            * the old slot's messages never passes for a newer one */
 
     /* Time. */
     hr_time_t now;
@@ -158,6 +171,19 @@ int hr__conf_snapshot(struct hr_raft *r, hr_index_t index, struct hr_blob *conf,
 void hr__conf_after_commit(struct hr_raft *r);
 void hr__conf_maybe_promote(struct hr_raft *r);
 bool hr__conf_may_campaign(const struct hr_raft *r);
+/* Leaving slots (membership.c). An APPEND to pr goes out: note whether it tells a leaving
+ * server that its removal committed. */
+void hr__conf_leave_sent(struct hr_raft *r, struct hr__progress *pr, const struct hr_msg *m);
+/* Leader: a leaving server answered m (accepted; progressed: its match advanced): drop its
+ * slot if it now knows it is out. pr is invalid afterwards if so; call last. */
+void hr__conf_leave_acked(struct hr_raft *r, struct hr__progress *pr, const struct hr_msg *m,
+                          bool progressed);
+/* Drop the leaving slots that expired (or all of them, on a node that no longer leads).
+ * Only where no caller holds a slot pointer (tick, becoming leader). */
+void hr__conf_leave_tick(struct hr_raft *r);
+/* Leader: a server outside the configuration asked for a vote: it has not learnt that it
+ * is out (its slot expired first); give it a leaving slot again. */
+void hr__conf_outsider(struct hr_raft *r, hr_id_t id);
 
 /* election.c */
 void hr__campaign(struct hr_raft *r, bool pre);

@@ -114,6 +114,7 @@ static int send_append(struct hr_raft *r, struct hr__progress *pr, bool with_ent
     if (rv != 0) {
         return rv;
     }
+    hr__conf_leave_sent(r, pr, &m); /* reads m's numbers only: the queue owns it now */
     if (with_entries && m.n_entries > 0) {
         hr_index_t end = pr->next + m.n_entries - 1;
         if (pr->replicating) {
@@ -346,7 +347,8 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
     if (m->index > hr__log_last(&r->log)) {
         return; /* claims entries we never sent: ignore rather than trust it */
     }
-    if (m->index > pr->match) {
+    bool progressed = m->index > pr->match;
+    if (progressed) {
         pr->match = m->index;
         pr->match_seq = pr->sent_seq;
         pr->progress_time = r->now;
@@ -375,7 +377,13 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
         pr->inflight--;
     }
     pr->want_send = true;
+    hr_id_t id = pr->id;
     hr__conf_maybe_promote(r);
+    /* Last: it may drop the slot. Found again: a promotion rebuilds the slots. */
+    pr = hr__peer(r, id);
+    if (pr != NULL) {
+        hr__conf_leave_acked(r, pr, m, progressed);
+    }
 }
 
 static int cmp_desc(const void *a, const void *b)

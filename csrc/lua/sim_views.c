@@ -52,6 +52,11 @@ void hr__lua_set_progress(lua_State *L, const struct hr_raft *r,
         lua_pushboolean(L, pr[i].snapshotting);
         lua_setfield(L, -2, "snapshotting");
         hr__lua_set_number(L, "inflight", pr[i].inflight);
+        if (pr[i].leaving) {
+            /* a server that left, told until it knows (csrc/core/membership.c) */
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "leaving");
+        }
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "progress");
@@ -86,8 +91,13 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
     }
     lua_createtable(L, 0, 16);
     hr__lua_set_number(L, "id", id);
-    lua_pushstring(L, hr_role_name(hr_raft_role(r)));
+    /* A node that knows it is out of the cluster (hr_raft_removed) shows as "removed"
+     * whatever its core role (a follower that never campaigns again). */
+    bool removed = hr_raft_removed(r);
+    lua_pushstring(L, removed ? "removed" : hr_role_name(hr_raft_role(r)));
     lua_setfield(L, -2, "role");
+    lua_pushboolean(L, removed);
+    lua_setfield(L, -2, "removed");
     hr__lua_set_number(L, "term", hr_raft_term(r));
     hr__lua_set_number(L, "leader", hr_raft_leader(r));
     hr__lua_set_number(L, "vote", hr_raft_vote(r));

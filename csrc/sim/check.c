@@ -719,7 +719,8 @@ static int boundary(struct hr__check *c, hr_id_t id, struct cnode *cn)
 
 /* Votes and roles against the configuration (csrc/core/membership.c): a server that is
  * not a voter of its configuration campaigns only while that configuration is uncommitted
- * (its own removal in progress); a new leader holds the votes of a majority of the voters of its configuration
+ * (its own removal in progress), and one that knows it was removed (hr_raft_removed) is a
+ * follower for good; a new leader holds the votes of a majority of the voters of its configuration
  * (so a learner's vote was never what elected it); a leader whose removal committed has
  * stepped down. */
 static int membership(struct hr__check *c, hr_id_t id, struct cnode *cn, struct hr_raft *r)
@@ -742,6 +743,14 @@ static int membership(struct hr__check *c, hr_id_t id, struct cnode *cn, struct 
     struct hr_server s[HR_MAX_NODES];
     hr_index_t conf_index;
     size_t n = hr_raft_configuration(r, s, HR_MAX_NODES, &conf_index);
+    if (role != HR_FOLLOWER && hr_raft_removed(r)) {
+        /* Its configuration, or the one at its commit index, is committed without it:
+         * nothing may make it campaign or lead again (a removed server that knows it is
+         * out must not disturb the cluster). */
+        return fail(c, "membership: node %" PRIu64 " is a %s in term %" PRIu64
+                    " but knows it was removed (configuration of entry %" PRIu64 ")", id,
+                    hr_role_name(role), term, conf_index);
+    }
     if ((role == HR_CANDIDATE || role == HR_PRECANDIDATE) && !voter &&
         conf_index <= hr_raft_commit_index(r)) {
         return fail(c, "membership: node %" PRIu64 " is a %s in term %" PRIu64

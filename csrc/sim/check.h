@@ -17,7 +17,8 @@
  *
  * and per node incarnation its last applied and last seen commit index. Membership rules
  * (csrc/core/membership.c) are checked too: a non-voter campaigns only while its
- * configuration is uncommitted, a leader whose removal committed has stepped down, a
+ * configuration is uncommitted, a server that knows it was removed stays a follower, a
+ * leader whose removal committed has stepped down, a
  * config entry changes at most one voter, and a leader writes one only after its previous
  * configuration and an entry of its term committed. Election safety (one leader per term)
  * is checked over the whole run, so it holds across configuration changes. The first

@@ -118,6 +118,7 @@ static const char *who(hr_id_t id, char *buf, size_t len)
 
 struct view {
     int role;
+    bool removed;
     hr_term_t term;
     hr_id_t vote, leader;
     hr_index_t commit, first, last;
@@ -157,6 +158,7 @@ static void view_take(struct view *v, const struct hr_raft *r)
         }
     }
     v->role = hr_raft_role(r);
+    v->removed = hr_raft_removed(r);
     v->term = hr_raft_term(r);
     v->vote = hr_raft_vote(r);
     v->leader = hr_raft_leader(r);
@@ -238,23 +240,46 @@ static void diff_id(struct hr__sbuf *out, const char *name, hr_id_t a, hr_id_t b
 }
 
 /* One line per follower whose progress changed, fields that changed only. Only while the
- * node leads before and after: a new leader starts every follower afresh. */
+ * node leads before and after: a new leader starts every follower afresh. A slot that
+ * starts or stops leaving (csrc/core/membership.c, "Leaving slots") or goes away says so. */
 static void diff_progress(struct hr__sbuf *out, const struct view *a, const struct view *b,
                           hr_id_t self, bool *any)
 {
     if (a->role != HR_LEADER || b->role != HR_LEADER) {
         return;
     }
+    for (size_t j = 0; j < a->n; j++) {
+        bool kept = false;
+        for (size_t i = 0; i < b->n; i++) {
+            kept = kept || b->pr[i].id == a->pr[j].id;
+        }
+        if (!kept && a->pr[j].id != self) {
+            hr__sbuf_printf(out, "progress %llu: dropped\n", (unsigned long long)a->pr[j].id);
+            *any = true;
+        }
+    }
     for (size_t i = 0; i < b->n; i++) {
         const struct hr_progress_info *p = NULL, *q = &b->pr[i];
         for (size_t j = 0; j < a->n; j++) {
             p = a->pr[j].id == q->id ? &a->pr[j] : p;
         }
-        if (q->id == self || p == NULL) {
-            continue; /* a new member's progress shows in status */
+        if (q->id == self) {
+            continue;
+        }
+        if (p == NULL) {
+            if (q->leaving) {
+                /* a removed server that asked for a vote (other new slots show in status) */
+                hr__sbuf_printf(out, "progress %llu: leaving again\n", (unsigned long long)q->id);
+                *any = true;
+            }
+            continue;
         }
         struct hr__sbuf line = {0};
         const char *sep = "";
+        if (p->leaving != q->leaving) {
+            hr__sbuf_printf(&line, "%s%s", sep, q->leaving ? "leaving" : "member again");
+            sep = ", ";
+        }
         if (p->match != q->match) {
             hr__sbuf_printf(&line, "%smatch %llu -> %llu", sep, (unsigned long long)p->match,
                             (unsigned long long)q->match);
@@ -287,6 +312,11 @@ static void print_changes(struct hr__sbuf *out, const struct view *a, const stru
     bool any = false;
     if (a->role != b.role) {
         hr__sbuf_printf(out, "role: %s -> %s\n", hr_role_name(a->role), hr_role_name(b.role));
+        any = true;
+    }
+    if (a->removed != b.removed) {
+        hr__sbuf_printf(out, "removed: %s -> %s\n", a->removed ? "true" : "false",
+                        b.removed ? "true" : "false");
         any = true;
     }
     diff_number(out, "term", a->term, b.term, &any);
@@ -374,7 +404,7 @@ static void print_status(struct hr__sbuf *out, const struct hr_raft *r)
         hr__sbuf_printf(out, "progress %llu: match=%llu next=%llu %s inflight=%u%s\n",
                         (unsigned long long)pr[i].id, (unsigned long long)pr[i].match,
                         (unsigned long long)pr[i].next, progress_state(&pr[i]), pr[i].inflight,
-                        pr[i].voter ? "" : " learner");
+                        pr[i].leaving ? " leaving" : pr[i].voter ? "" : " learner");
     }
 }
 
@@ -784,7 +814,9 @@ static void cmd_conf(struct step *s, struct hr__sbuf *out)
     hr__sbuf_printf(out, "conf: ");
     print_conf(out, s->r);
     hr__sbuf_printf(out, " (index %llu)%s", (unsigned long long)index,
-                    hr_raft_is_voter(s->r) ? "" : " not a voter here");
+                    hr_raft_removed(s->r)    ? " removed here"
+                    : hr_raft_is_voter(s->r) ? ""
+                                             : " not a voter here");
     if (hr_raft_promoting(s->r) != 0) {
         hr__sbuf_printf(out, ", promoting %llu", (unsigned long long)hr_raft_promoting(s->r));
     }

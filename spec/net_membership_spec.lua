@@ -241,6 +241,44 @@ describe("production node membership (binding)", function()
         assert(ok, err)
     end)
 
+    it("a removed follower learns that it is out: status().removed, a log line, no "
+       .. "campaigns; the others go on", function()
+        local c = new_cluster(3, dir)
+        local logs = {}
+        for _, id in ipairs(c.ids) do
+            c.nodes[id]:on("log", function(_, msg) logs[#logs + 1] = id .. ": " .. msg end)
+        end
+        finally(function() stop_cluster(c) end)
+        local ok, err = run_scenario(c, 15000, function()
+            local leader = wait_leader(c)
+            local victim = leader == "node-3" and "node-2" or "node-3"
+            for i = 1, 5 do assert(c.nodes[leader]:apply("x" .. i)) end
+            local lc = core_of(c.nodes[leader])
+            local index
+            assert(wait_for(function()
+                index = lc:remove_peer(victim)
+                return index ~= nil
+            end, 5000), "remove_peer stayed busy")
+            local vc = core_of(c.nodes[victim])
+            assert(wait_for(function() return vc:status().removed == true end, 5000),
+                   "the removed node never learned it")
+            local said = 0
+            for _, l in ipairs(logs) do
+                if l:find(victim .. ": membership: " .. victim .. " is no longer", 1, true) then
+                    said = said + 1
+                end
+            end
+            assert.are.equal(1, said, table.concat(logs, "\n"))
+            assert.is_nil(lc:status().removed)
+            local term = vc:status().term
+            for i = 6, 10 do assert(c.nodes[leader]:apply("y" .. i)) end
+            raft.sleep(500) -- several election timeouts: it must not campaign
+            assert.are.equal(term, vc:status().term)
+            assert.are.equal("follower", vc:status().role)
+        end)
+        assert(ok, err)
+    end)
+
     it("fails reads with not_leader where no leader is known, and shutdown at stop",
        function()
         local c = new_cluster(1, dir)

@@ -142,6 +142,20 @@ describe("production node membership (binding)", function()
             assert.truthy(msg:find(leader, 1, true), msg)
             local _, bad = core_of(c.nodes[leader]):add_peer("node-9", "not an address")
             assert.are.equal("invalid", bad)
+            -- Transfers: an unknown target is invalid; with none, the core picks a voter
+            -- and it takes over.
+            local lc = core_of(c.nodes[leader])
+            local _, tcode = lc:transfer("node-9")
+            assert.are.equal("invalid", tcode)
+            local _, fcode = core_of(c.nodes[follower]):transfer()
+            assert.are.equal("not_leader", fcode)
+            assert(lc:transfer())
+            assert.is_string(lc:transferee())
+            assert(wait_for(function()
+                local now = leader_of(c)
+                return now ~= nil and now ~= leader
+            end, 5000), "nobody took over")
+            assert(wait_for(function() return lc:transferee() == nil end, 5000))
         end))
     end)
 
@@ -223,6 +237,44 @@ describe("production node membership (binding)", function()
             -- The others keep committing.
             local pi = j.node:propose("after-remove")
             assert(pi)
+        end)
+        assert(ok, err)
+    end)
+
+    it("a removed follower learns that it is out: status().removed, a log line, no "
+       .. "campaigns; the others go on", function()
+        local c = new_cluster(3, dir)
+        local logs = {}
+        for _, id in ipairs(c.ids) do
+            c.nodes[id]:on("log", function(_, msg) logs[#logs + 1] = id .. ": " .. msg end)
+        end
+        finally(function() stop_cluster(c) end)
+        local ok, err = run_scenario(c, 15000, function()
+            local leader = wait_leader(c)
+            local victim = leader == "node-3" and "node-2" or "node-3"
+            for i = 1, 5 do assert(c.nodes[leader]:apply("x" .. i)) end
+            local lc = core_of(c.nodes[leader])
+            local index
+            assert(wait_for(function()
+                index = lc:remove_peer(victim)
+                return index ~= nil
+            end, 5000), "remove_peer stayed busy")
+            local vc = core_of(c.nodes[victim])
+            assert(wait_for(function() return vc:status().removed == true end, 5000),
+                   "the removed node never learned it")
+            local said = 0
+            for _, l in ipairs(logs) do
+                if l:find(victim .. ": membership: " .. victim .. " is no longer", 1, true) then
+                    said = said + 1
+                end
+            end
+            assert.are.equal(1, said, table.concat(logs, "\n"))
+            assert.is_nil(lc:status().removed)
+            local term = vc:status().term
+            for i = 6, 10 do assert(c.nodes[leader]:apply("y" .. i)) end
+            raft.sleep(500) -- several election timeouts: it must not campaign
+            assert.are.equal(term, vc:status().term)
+            assert.are.equal("follower", vc:status().role)
         end)
         assert(ok, err)
     end)
@@ -463,6 +515,12 @@ describe("core.recover", function()
         assert.are.equal(last + 1, res.index)
         assert.are.equal(last, res.entries)
         assert.are.equal(0, res.snapshot_index)
+        -- helios inspect shows the configuration the log now ends with.
+        local _, report = core.storage_inspect(dir .. "/node-1")
+        assert.matches(format("configuration: the log's newest, index %d: node%%-1 %s\n",
+                              res.index, c.peers["node-1"]:gsub("%p", "%%%0")), report)
+        local _, before = core.storage_inspect(dir .. "/node-2")
+        assert.matches("configuration: none in the log", before)
         finally(function() stop_cluster(c) end)
         check_recovered(c, want, last)
     end)

@@ -160,9 +160,9 @@ struct hr_runtime_server {
 int hr_runtime_configuration(struct hr_runtime *rt, struct hr_runtime_server *out, size_t max,
                              size_t *n, hr_index_t *index, bool *committed,
                              hr_id_t *promoting);
-/* Whether this node knows it is out of the cluster: its configuration does not include
- * it and is known committed (and, for a node started with join, it had been a member:
- * a joining node replays older configurations before the one that adds it). */
+/* Whether this node knows it is out of the cluster (hr_raft_removed: a configuration it
+ * used held it, the committed one does not; never a node waiting to join). The node logs
+ * it once when it happens. */
 bool hr_runtime_removed(const struct hr_runtime *rt);
 
 /* Views. The raft is NULL before start, while the storage is failed and during

@@ -60,7 +60,7 @@ struct hr_runtime {
      * peer). Grows only: see sync_conf in runtime.c for why servers that left stay. */
     struct hr__rt_server *known;
     size_t n_known, cap_known;
-    bool was_member; /* this node has seen itself in a configuration (hr_runtime_removed) */
+    bool removed_said; /* the log said that this node is out (once per time it happens) */
     /* Reads asked (hr_runtime_read_index) and not answered yet: failed with HR_ESHUTDOWN
      * when the node that holds them goes (storage failure, shutdown). */
     uint64_t *reads;

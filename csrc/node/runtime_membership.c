@@ -223,14 +223,20 @@ void hr__rt_sync_conf(struct hr_runtime *rt)
         n = HR_MAX_NODES;
     }
     for (size_t i = 0; i < n; i++) {
-        if (sv[i].id == rt->id) {
-            rt->was_member = true;
-        }
         char name[HR_MAX_ADDR], addr[HR_MAX_ADDR];
         if (parse_server(&sv[i], name, sizeof name, addr, sizeof addr)) {
             learn(rt, sv[i].id, name, addr, false);
         }
     }
+    /* An operator reading the node's log should see why it went quiet. */
+    bool removed = hr_runtime_removed(rt);
+    if (removed && !rt->removed_said) {
+        hr__rt_log(rt, 1,
+                   "membership: %s is no longer in the cluster's configuration (its "
+                   "removal committed): it will not campaign; add it back with add_peer",
+                   rt->name);
+    }
+    rt->removed_said = removed;
 }
 
 /* ---- membership, reads, transfers ---- */
@@ -409,18 +415,5 @@ int hr_runtime_configuration(struct hr_runtime *rt, struct hr_runtime_server *ou
 
 bool hr_runtime_removed(const struct hr_runtime *rt)
 {
-    if (rt->node == NULL || rt->closing) {
-        return false;
-    }
-    const struct hr_raft *r = hr_node_raft(rt->node);
-    struct hr_server sv[HR_MAX_NODES];
-    hr_index_t idx;
-    size_t ns = hr_raft_configuration(r, sv, HR_MAX_NODES, &idx);
-    ns = ns > HR_MAX_NODES ? HR_MAX_NODES : ns;
-    for (size_t i = 0; i < ns; i++) {
-        if (sv[i].id == rt->id) {
-            return false;
-        }
-    }
-    return ns > 0 && idx <= hr_raft_commit_index(r) && (rt->was_member || !rt->join);
+    return rt->node != NULL && !rt->closing && hr_raft_removed(hr_node_raft(rt->node));
 }

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include "../core/crc32c.h"
+#include "../core/raft.h"
 #include "fs.h"
 #include "log.h"
 
@@ -85,6 +86,11 @@ void hr__add_info(char *info, size_t infolen, const char *fmt, ...);
 int hr__lock_dir(struct hr_fs *fs, const char *dir, int *h, char *err, size_t errlen);
 /* Print a node id as its name when names has it, else as 16 hex digits (inspect.c). */
 void hr__inspect_print_id(FILE *out, const struct hr_inspect_names *names, uint64_t id);
+/* A configuration (raft.h hr_conf_encode's bytes) on one line: "node-1 127.0.0.1:9001,
+ * node-4 127.0.0.1:9004 learner"; a server without the production node's `<id> NUL
+ * <host:port>` address shows by id. */
+void hr__inspect_print_conf(FILE *out, const struct hr_inspect_names *names,
+                            const struct hr_blob *b);
 /* The pid written in dir/LOCK and whether a process holds the lock (for inspect). */
 int hr__lock_probe(struct hr_fs *fs, const char *dir, long *pid, bool *held);
 

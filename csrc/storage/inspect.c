@@ -40,6 +40,76 @@ void hr__inspect_print_id(FILE *out, const struct hr_inspect_names *names, uint6
     fprintf(out, "0x%016" PRIx64, id);
 }
 
+void hr__inspect_print_conf(FILE *out, const struct hr_inspect_names *names,
+                            const struct hr_blob *b)
+{
+    struct hr_server *sv = malloc(HR_MAX_NODES * sizeof *sv);
+    size_t n = 0;
+    if (sv == NULL || hr_conf_decode(b, sv, HR_MAX_NODES, &n) != 0) {
+        fputs("undecodable", out);
+        n = 0;
+    } else if (n == 0) {
+        fputs("empty", out);
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (k > 0) {
+            fputs(", ", out);
+        }
+        /* The production node's addresses are `<id> NUL <host:port>` (runtime.h). */
+        const uint8_t *z = sv[k].addr_len > 0 ? memchr(sv[k].addr, 0, sv[k].addr_len) : NULL;
+        if (z != NULL) {
+            size_t nl = (size_t)(z - sv[k].addr);
+            fprintf(out, "%.*s %.*s", (int)nl, (const char *)sv[k].addr,
+                    (int)(sv[k].addr_len - nl - 1), (const char *)z + 1);
+        } else {
+            hr__inspect_print_id(out, names, sv[k].id);
+        }
+        if (!sv[k].voter) {
+            fputs(" learner", out);
+        }
+    }
+    free(sv);
+}
+
+/* The newest config record (type 3) of a segment's valid records, which end at data_end:
+ * its index and a copy of its payload into *conf (replacing the one held). Record headers
+ * only are read, plus that payload; their checksums were verified by the scan. */
+static void newest_conf(struct hr_fs *fs, int fd, off_t data_end, uint64_t *conf_index,
+                        struct hr_blob **conf)
+{
+    off_t off = HR__SEG_HEADER_SIZE, at = -1;
+    uint32_t at_len = 0;
+    uint64_t at_index = 0;
+    unsigned char h[HR__REC_HEADER_SIZE];
+    while (off + HR__REC_HEADER_SIZE <= data_end) {
+        if (hr_fs_pread(fs, fd, h, sizeof h, off) != (ssize_t)sizeof h) {
+            return;
+        }
+        uint32_t len = hr__get32(h + 4);
+        if (h[32] == HR_ENTRY_CONFIG) {
+            at = off + HR__REC_HEADER_SIZE;
+            at_len = len;
+            at_index = hr__get64(h + 16);
+        }
+        off += HR__REC_HEADER_SIZE + (off_t)len;
+    }
+    if (at < 0) {
+        return;
+    }
+    unsigned char *buf = malloc(at_len > 0 ? at_len : 1);
+    if (buf == NULL || hr_fs_pread(fs, fd, buf, at_len, at) != (ssize_t)at_len) {
+        free(buf);
+        return;
+    }
+    struct hr_blob *b = hr_blob_new(buf, at_len);
+    free(buf);
+    if (b != NULL) {
+        hr_blob_release(*conf);
+        *conf = b;
+        *conf_index = at_index;
+    }
+}
+
 /* Whether path exists on fs, as a directory (1), as something else (0), or not (-1, with
  * *e the errno). */
 static int kind_of(struct hr_fs *fs, const char *path, int *e)
@@ -181,6 +251,8 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
     fprintf(out, "segments: %zu\n", n);
     uint64_t records = 0, next = 0, lo = 0;
     size_t gone = 0;
+    uint64_t conf_index = 0;
+    struct hr_blob *conf = NULL;
     for (size_t i = 0; i < n; i++) {
         char name[32], lab[64];
         hr__seg_name(name, sizeof name, v[i]);
@@ -210,6 +282,9 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
                 rc = HR_ECORRUPT;
             }
             free(f.sparse);
+        }
+        if (rc == 0) {
+            newest_conf(fs, fd, sc.data_end, &conf_index, &conf);
         }
         hr_fs_close(fs, fd);
         if (rc != 0) {
@@ -261,6 +336,15 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
                 next - 1, records);
     } else {
         fprintf(out, "log: empty\n");
+    }
+    if (conf != NULL) {
+        fprintf(out, "configuration: the log's newest, index %" PRIu64 ": ", conf_index);
+        hr__inspect_print_conf(out, names, conf);
+        fputc('\n', out);
+        hr_blob_release(conf);
+    } else if (n > gone) {
+        fprintf(out, "configuration: none in the log (the snapshot's, else the peers "
+                     "option's)\n");
     }
     int src = hr_snap_inspect(fs, dir, names, out);
     if (src != 0 && status == 0) {

@@ -923,9 +923,7 @@ static void print_tmp(void *arg, const char *name)
     fprintf(arg, "  %s: unfinished (interrupted write or transfer; ignored by open)\n", name);
 }
 
-/* A version 2 file's configuration, one server after the other: "node-1 127.0.0.1:9001,
- * node-4 127.0.0.1:9004 learner" (a server whose address bytes are not name NUL address,
- * as the production node writes them, shows by id). */
+/* A version 2 file's configuration (hr__inspect_print_conf). */
 static void print_conf(struct hr_fs *fs, const char *path, const struct hr_snap_info *info,
                        const struct hr_inspect_names *names, FILE *out)
 {
@@ -937,30 +935,11 @@ static void print_conf(struct hr_fs *fs, const char *path, const struct hr_snap_
     }
     struct hr_blob *b = bytes != NULL ? hr_blob_new(bytes, info->conf_len) : NULL;
     free(bytes);
-    struct hr_server *sv = malloc(HR_MAX_NODES * sizeof *sv);
-    size_t n = 0;
-    if (sv == NULL || (info->conf_len > 0 && b == NULL) ||
-        hr_conf_decode(b, sv, HR_MAX_NODES, &n) != 0) {
-        fputs("undecodable", out);
-        n = 0;
+    if (info->conf_len > 0 && b == NULL) {
+        fputs("out of memory", out);
+        return;
     }
-    for (size_t k = 0; k < n; k++) {
-        if (k > 0) {
-            fputs(", ", out);
-        }
-        const uint8_t *z = sv[k].addr_len > 0 ? memchr(sv[k].addr, 0, sv[k].addr_len) : NULL;
-        if (z != NULL) {
-            size_t nl = (size_t)(z - sv[k].addr);
-            fprintf(out, "%.*s %.*s", (int)nl, (const char *)sv[k].addr,
-                    (int)(sv[k].addr_len - nl - 1), (const char *)z + 1);
-        } else {
-            hr__inspect_print_id(out, names, sv[k].id);
-        }
-        if (!sv[k].voter) {
-            fputs(" learner", out);
-        }
-    }
-    free(sv);
+    hr__inspect_print_conf(out, names, b);
     hr_blob_release(b);
 }
 

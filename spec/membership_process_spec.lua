@@ -113,7 +113,7 @@ describe("membership on node processes", function()
                 local f = io.open(cl:log_path(gone))
                 local text = f and f:read("*a") or ""
                 if f then f:close() end
-                return text:find("removed from the cluster's configuration", 1, true)
+                return text:find("is no longer in the cluster's configuration", 1, true)
             end, 5000, gone .. " to log that it was removed")
             local term = cl:status(gone).term
             last = commit(cl, "c", 5, kv)

@@ -893,16 +893,10 @@ local function run_node(opts, out, err)
 
     core.signal_catch("TERM")
     core.signal_catch("INT")
-    local stopping, removed = false, false
+    local stopping = false
     local timer
     timer = raft.every(50, function()
         if first and clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
-        -- Removal changes no role by itself: the node says once that it learned it is out.
-        if not removed and node:status().removed then
-            removed = true
-            log("removed from the cluster's configuration: it no longer votes or campaigns "
-                .. "(stop it, or add it again with `helios peer add`)")
-        end
         reports:flush()
         local sig = core.signal_take()
         if sig and not stopping then

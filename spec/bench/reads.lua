@@ -15,10 +15,9 @@
 -- proposers sending "apply" the same way. The cluster runs twice: without and with
 -- read_lease (and check_quorum, which the lease needs).
 --
--- etcd (if `etcd` and `etcdctl` are on the PATH, or HELIOS_ETCD_BIN names the directory):
--- a 3-member cluster on loopback, and `etcdctl check perf`-free measurement with the
--- benchmark tool when present (`benchmark range --consistency=l|s --clients 64`);
--- without the tool, etcd is skipped and the line says so.
+-- etcd, if `etcd` and its `benchmark` tool are on the PATH (or in $HELIOS_ETCD_BIN): a
+-- 3-member cluster on loopback, measured by `benchmark range --consistency=l|s` with 64
+-- clients; without them the line says etcd was not measured.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath

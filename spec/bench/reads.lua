@@ -15,9 +15,11 @@
 -- proposers sending "apply" the same way. The cluster runs twice: without and with
 -- read_lease (and check_quorum, which the lease needs).
 --
--- etcd, if `etcd` and its `benchmark` tool are on the PATH (or in $HELIOS_ETCD_BIN): a
--- 3-member cluster on loopback, measured by `benchmark range --consistency=l|s` with 64
--- clients; without them the line says etcd was not measured.
+-- etcd, if `etcd` is on the PATH (or in $HELIOS_ETCD_BIN): a 3-member cluster on loopback,
+-- measured with 64 clients by etcd's `benchmark range --consistency=l|s` if that tool is
+-- there, else by spec/bench/etcd_reads.go (built here with Debian's golang-go and
+-- golang-etcd-server-dev); then the ratios Helios / etcd. Without etcd or a load
+-- generator the line says etcd was not measured.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
@@ -97,7 +99,10 @@ local function run_load(socket_path, n, make)
              errors = errors, first_error = first_error }
 end
 
+local results = {} -- what -> requests per second, for the ratios to etcd
+
 local function row(what, r)
+    results[what] = r.per_s
     print(format("%-34s %12s %10.2f %10.2f %8d%s", what, format("%d", floor(r.per_s + 0.5)),
         r.p50, r.p99, r.errors, r.first_error and ("  (first: " .. r.first_error .. ")") or ""))
 end
@@ -146,9 +151,23 @@ local function bench_etcd()
         return found
     end
     local etcd, bench = bin("etcd"), bin("benchmark")
+    local ours = false -- bench is spec/bench/etcd_reads.go's build, not etcd's tool
+    if etcd and not bench and bin("go") then
+        local clientv3 = "/usr/share/gocode/src/go.etcd.io/etcd/clientv3"
+        local f = io.open(clientv3 .. "/client.go")
+        if f then
+            f:close()
+            os.execute("mkdir -p build")
+            if os.execute("GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$PWD/build/gocache "
+                .. "go build -o build/etcd-reads spec/bench/etcd_reads.go") == 0 then
+                bench, ours = "build/etcd-reads", true
+            end
+        end
+    end
     if not etcd or not bench then
-        print(format("etcd: not measured (%s not found; set HELIOS_ETCD_BIN to the directory "
-            .. "with etcd and its benchmark tool)", not etcd and "etcd" or "benchmark"))
+        print(format("etcd: not measured (%s not found; install etcd-server, and golang-go "
+            .. "with golang-etcd-server-dev or etcd's benchmark tool in $HELIOS_ETCD_BIN)",
+            not etcd and "etcd" or "a load generator"))
         return true
     end
     local tmp = os.tmpname()
@@ -173,17 +192,44 @@ local function bench_etcd()
     local endpoints = {}
     for i = 1, 3 do endpoints[i] = format("127.0.0.1:%d", ports[i].client) end
     local ep = table.concat(endpoints, ",")
-    core.sleep_ms(3000)
-    os.execute(format("%s --endpoints=%s put k v >/dev/null 2>&1", bench, ep))
+    -- Wait for a leader (etcdctl answers once the cluster serves requests) rather than for
+    -- a fixed time.
+    local deadline = clock_ms() + 30000
+    local etcdctl = bin("etcdctl")
+    while etcdctl and clock_ms() < deadline and os.execute(format(
+        "ETCDCTL_API=3 %s --endpoints=%s endpoint health >/dev/null 2>&1", etcdctl, ep)) ~= 0 do
+        core.sleep_ms(100)
+    end
+    if not ours then
+        os.execute(format("%s --endpoints=%s put k v >/dev/null 2>&1", bench, ep))
+    end
+    local etcd_rate = {}
     for _, c in ipairs({ { "l", "linearizable" }, { "s", "serializable" } }) do
-        local cmd = format("%s --endpoints=%s --conns=%d --clients=%d range k --consistency=%s "
+        local cmd = ours and format("%s --endpoints=%s --clients=%d --consistency=%s "
+            .. "--seconds=%d 2>&1", bench, ep, CLIENTS, c[1], SECONDS)
+            or format("%s --endpoints=%s --conns=%d --clients=%d range k --consistency=%s "
             .. "--total=%d 2>&1", bench, ep, CLIENTS, CLIENTS, c[1], 100000)
         local p = io.popen(cmd)
         local out = p:read("*a")
         p:close()
+        etcd_rate[c[2]] = tonumber(out:match("Requests/sec:%s*([%d%.]+)") or "")
         print(format("etcd reads, %s, %d clients: %s requests/s", c[2], CLIENTS,
-            out:match("Requests/sec:%s*([%d%.]+)") or "?"))
+            etcd_rate[c[2]] and format("%d", floor(etcd_rate[c[2]] + 0.5)) or
+            ("? (" .. out:gsub("%s+$", ""):sub(-200) .. ")")))
     end
+    local function ratio(what, ours_key, theirs)
+        local a, b = results[ours_key], etcd_rate[theirs]
+        if a and b and b > 0 then
+            print(format("ratio %-28s %6.2fx  (Helios %d/s, etcd %s %d/s)", what, a / b,
+                floor(a + 0.5), theirs, floor(b + 0.5)))
+        end
+    end
+    ratio("ReadIndex / etcd linearizable", format("reads, ReadIndex, %d readers", CLIENTS),
+          "linearizable")
+    ratio("lease / etcd linearizable", format("reads, lease, %d readers", CLIENTS),
+          "linearizable")
+    ratio("stale / etcd serializable", format("reads, stale (local), %d readers", CLIENTS),
+          "serializable")
     for _, pid in ipairs(pids) do core.proc_kill(pid, "TERM") end
     for _, pid in ipairs(pids) do core.proc_wait(pid, 5000) end
     os.execute("rm -rf " .. tmp)

@@ -115,6 +115,38 @@ describe("sim reads", function()
         end
     end)
 
+    it("a leader cut off from the voters never counts learners' answers to confirm a read", function()
+        -- Two learners stay with the old leader: with their answers counted it would have
+        -- three of five servers and serve old data; only voters confirm leadership
+        -- (csrc/core/read.c, check_round), so its read fails.
+        for seed = SEED, SEED + 4 do
+            local c = cluster({ check_quorum = false }, seed)
+            local leader = elect(c)
+            for _, id in ipairs({ "n4", "n5" }) do
+                c:spawn(id)
+                local ok, code = await(c, function(cb)
+                    c:node(leader):add_peer(id, id, { voter = false }, cb)
+                end)
+                assert(ok, ("add_peer %s: %s (seed %d)"):format(id, tostring(code), seed))
+            end
+            local voters = {}
+            for _, id in ipairs({ "n1", "n2", "n3" }) do
+                if id ~= leader then voters[#voters + 1] = id end
+            end
+            c:partition({ leader, "n4", "n5" }, voters)
+            assert(c:run_until(function()
+                local l = c:leader()
+                return l ~= nil and l ~= leader
+            end, 5000), "the voters elected no leader (seed " .. seed .. ")")
+            assert(c:apply("v2"), "the voters could not commit (seed " .. seed .. ")")
+            local v, code = await(c, function(cb) c:node(leader):read(get, 1000, cb) end)
+            assert.is_nil(v, ("seed %d: the cut-off leader read %s"):format(seed, tostring(v)))
+            assert.is_truthy(code == "timeout" or code == "not_leader", tostring(code))
+            assert.is_true(c:check())
+            c:close()
+        end
+    end)
+
     it("a leader in a minority partition never serves old data from read; read_stale may", function()
         -- With CheckQuorum it steps down (not_leader); without, it still believes it leads
         -- and its read round never completes (timeout); with lease reads its lease runs out.
@@ -271,13 +303,14 @@ describe("sim leadership transfer", function()
 end)
 
 describe("sim reads and transfers under random faults", function()
-    -- Writes, reads (linearizable and stale) and transfers on random nodes, with message
+    -- Writes, reads (linearizable and stale), transfers and membership changes (spawned
+    -- nodes added as voters or learners, voters removed) on random nodes, with message
     -- loss, partitions, crashes and restarts. The checker verifies every read served; a
     -- read that returns must also return the value of a write acknowledged before it began
     -- or a later one (every write is unique, so "later" is its position in apply order).
     local N_SEEDS = tonumber(os.getenv("HELIOS_READ_SEEDS") or "") or 200
     it(("keeps every invariant over %d seeds"):format(N_SEEDS), function()
-        local served, transferred = 0, 0
+        local served, transferred, changed = 0, 0, 0
         for seed = SEED, SEED + N_SEEDS - 1 do
             local rnd = prng.new(seed)
             local n = rnd:chance(0.5) and 3 or 5
@@ -317,6 +350,22 @@ describe("sim reads and transfers under random faults", function()
                 elseif r < 0.75 and c:alive(id) then
                     c:node(id):transfer_leadership(rnd:chance(0.5) and rnd:pick(ids) or nil,
                         function(new) if new then transferred = transferred + 1 end end)
+                elseif r < 0.79 and c:leader() then
+                    -- Membership changes in the same schedule: a read round or a transfer
+                    -- under way while the configuration moves (the core refuses a change
+                    -- during a transfer; a round counts the voters it has when it checks).
+                    local leader = c:leader()
+                    local conf = c:configuration(leader)
+                    if #ids < 7 and rnd:chance(0.5) then
+                        local new = "n" .. (#ids + 1)
+                        c:spawn(new)
+                        ids[#ids + 1] = new
+                        c:node(leader):add_peer(new, new, { voter = rnd:chance(0.8) },
+                            function(ok) if ok then changed = changed + 1 end end)
+                    elseif #conf.voters > 3 then
+                        c:node(leader):remove_peer(rnd:pick(conf.voters),
+                            function(ok) if ok then changed = changed + 1 end end)
+                    end
                 elseif r < 0.82 then
                     local a = rnd:sample(ids, math.floor(n / 2))
                     local rest = {}
@@ -345,5 +394,6 @@ describe("sim reads and transfers under random faults", function()
         end
         assert.is_true(served > 100, "reads served: " .. served)
         assert.is_true(transferred > 0, "transfers: " .. transferred)
+        assert.is_true(changed > 0, "membership changes: " .. changed)
     end)
 end)

@@ -13,32 +13,8 @@ local cli = require("helios.cli")
 
 local with_cluster = testing.with_cluster
 
--- Commit n "set" commands through the cluster client; returns the last index and the
--- key -> value map.
-local function commit(cl, prefix, n, into)
-    local cc = cl:client()
-    local last
-    into = into or {}
-    for i = 1, n do
-        local key, value = ("%s%d"):format(prefix, i), ("v%d-%d"):format(i, core.clock_ms())
-        local index, code, result = cc:apply(("set %s %s"):format(key, value), 10000)
-        assert(index, ("apply %s: %s %s"):format(key, tostring(code), tostring(result)))
-        assert.are.equal("OK", result)
-        into[key] = value
-        last = index
-    end
-    return last, into
-end
-
--- Every key still has its value, read through the log on whichever node leads.
-local function assert_all(cl, kv)
-    local cc = cl:client()
-    for key, value in pairs(kv) do
-        local index, code, got = cc:apply("get " .. key, 10000)
-        assert(index, ("get %s: %s %s"):format(key, tostring(code), tostring(got)))
-        assert.are.equal(value, got, "lost committed key " .. key)
-    end
-end
+local pc = require("spec.helpers.process_cluster")
+local commit, assert_all = pc.commit, pc.assert_all
 
 -- The leader's status once its committed configuration has exactly these voters (and
 -- no learner).

@@ -112,6 +112,18 @@ describe("production node membership (binding)", function()
     before_each(function() dir = tmpdir() end)
     after_each(function() rmrf(dir) end)
 
+    -- A cluster of n nodes (new_cluster's extra) and node-4 waiting to join, not started;
+    -- both are stopped when the test ends, also when it fails.
+    local function cluster_and_joiner(n, extra)
+        local c = new_cluster(n, dir, extra)
+        local j = joiner(dir, "node-4", c.peers)
+        finally(function()
+            if j.node:status() then j.node:shutdown() end
+            stop_cluster(c)
+        end)
+        return c, j
+    end
+
     it("shows the bootstrap configuration with addresses", function()
         local c = new_cluster(3, dir)
         finally(function() stop_cluster(c) end)
@@ -161,12 +173,7 @@ describe("production node membership (binding)", function()
 
     it("adds a node started with join, serves read_index on it, transfers to it, "
        .. "removes another", function()
-        local c = new_cluster(3, dir)
-        local j = joiner(dir, "node-4", c.peers)
-        finally(function()
-            if j.node:status() then j.node:shutdown() end
-            stop_cluster(c)
-        end)
+        local c, j = cluster_and_joiner(3)
         assert(j.node:start())
         local ok, err = run_scenario(c, 30000, function()
             local leader = wait_leader(c)
@@ -281,12 +288,7 @@ describe("production node membership (binding)", function()
 
     it("fails reads with not_leader where no leader is known, and shutdown at stop",
        function()
-        local c = new_cluster(1, dir)
-        local j = joiner(dir, "node-4", c.peers)
-        finally(function()
-            if j.node:status() then j.node:shutdown() end
-            stop_cluster(c)
-        end)
+        local c, j = cluster_and_joiner(1)
         assert(j.node:start())
         assert(run_scenario(c, 10000, function()
             local _, code = j.node:read_index(7)
@@ -313,12 +315,7 @@ describe("production node membership (binding)", function()
     end)
 
     it("never serves a read on a node cut off from the majority", function()
-        local c = new_cluster(3, dir)
-        local j = joiner(dir, "node-4", c.peers)
-        finally(function()
-            if j.node:status() then j.node:shutdown() end
-            stop_cluster(c)
-        end)
+        local c, j = cluster_and_joiner(3)
         assert(j.node:start())
         local ok, err = run_scenario(c, 20000, function()
             local leader = wait_leader(c)
@@ -363,12 +360,7 @@ describe("production node membership (binding)", function()
        .. "learns the cluster from the snapshot, a restart after compaction keeps it",
        function()
         local SNAP = { snapshot_interval_ms = 50, snapshot_threshold = 50, trailing_logs = 10 }
-        local c = new_cluster(3, dir, SNAP)
-        local j = joiner(dir, "node-4", c.peers)
-        finally(function()
-            if j.node:status() then j.node:shutdown() end
-            stop_cluster(c)
-        end)
+        local c, j = cluster_and_joiner(3, SNAP)
         local ok, err = run_scenario(c, 30000, function()
             local leader = wait_leader(c)
             local lc = core_of(c.nodes[leader])

@@ -850,20 +850,24 @@ void hr_sim_set_storage_crash(struct hr_sim *s, double p)
     }
 }
 
-int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
-                   hr_index_t *index, hr_term_t *term)
+/* The checks every request on a node makes first: a stopped simulation answers with its
+ * stop code, a node that is not up with HR_EINVAL; else *out is the node. */
+static int live_request(struct hr_sim *s, hr_id_t id, struct hr__simnode **out)
 {
     if (s->stop_code != 0) {
         return s->stop_code;
     }
-    struct hr__simnode *sn = node_of(s, id);
-    if (sn == NULL || !sn->alive) {
+    *out = node_of(s, id);
+    if (*out == NULL || !(*out)->alive) {
         return HR_EINVAL;
     }
-    /* Proposals made at one virtual instant go out together, as one storage batch and
-     * one AppendEntries per follower, when the FLUSH event runs (after whatever else is
-     * due at this instant): the group commit a production loop does per turn. */
-    int rc = hr_node_propose(sn->node, type, data, len, s->now, index, term);
+    return 0;
+}
+
+/* After a core call on sn that may have produced output: send it with the next FLUSH (the
+ * group commit hr_sim_propose describes). */
+static int after_call(struct hr_sim *s, struct hr__simnode *sn, int rc)
+{
     if (rc == 0 && !sn->flush_pending) {
         sn->flush_pending = true;
         hr__sim_push_node_ev(s, sn, HR__EV_FLUSH, 0, s->now);
@@ -873,6 +877,20 @@ int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data,
         run_halts(s);
     }
     return s->stop_code != 0 ? s->stop_code : rc;
+}
+
+int hr_sim_propose(struct hr_sim *s, hr_id_t id, uint8_t type, const void *data, size_t len,
+                   hr_index_t *index, hr_term_t *term)
+{
+    struct hr__simnode *sn;
+    int rc = live_request(s, id, &sn);
+    if (rc != 0) {
+        return rc;
+    }
+    /* Proposals made at one virtual instant go out together, as one storage batch and
+     * one AppendEntries per follower, when the FLUSH event runs (after whatever else is
+     * due at this instant): the group commit a production loop does per turn. */
+    return after_call(s, sn, hr_node_propose(sn->node, type, data, len, s->now, index, term));
 }
 
 int hr_sim_spawn(struct hr_sim *s, hr_id_t id)
@@ -899,54 +917,33 @@ int hr_sim_spawn(struct hr_sim *s, hr_id_t id)
     return 0;
 }
 
-/* After a core call on sn that may have produced output: send it with the next FLUSH (as
- * hr_sim_propose does). */
-static int after_call(struct hr_sim *s, struct hr__simnode *sn, int rc)
-{
-    if (rc == 0 && !sn->flush_pending) {
-        sn->flush_pending = true;
-        hr__sim_push_node_ev(s, sn, HR__EV_FLUSH, 0, s->now);
-    }
-    hr__sim_after_input(s, sn);
-    if (s->halts > 0) {
-        run_halts(s);
-    }
-    return s->stop_code != 0 ? s->stop_code : rc;
-}
-
 int hr_sim_add(struct hr_sim *s, hr_id_t id, hr_id_t peer, const void *addr, size_t addr_len,
                bool voter, hr_index_t *index)
 {
-    if (s->stop_code != 0) {
-        return s->stop_code;
-    }
-    struct hr__simnode *sn = node_of(s, id);
-    if (sn == NULL || !sn->alive) {
-        return HR_EINVAL;
+    struct hr__simnode *sn;
+    int rc = live_request(s, id, &sn);
+    if (rc != 0) {
+        return rc;
     }
     return after_call(s, sn, hr_node_add(sn->node, peer, addr, addr_len, voter, s->now, index));
 }
 
 int hr_sim_remove(struct hr_sim *s, hr_id_t id, hr_id_t peer, hr_index_t *index)
 {
-    if (s->stop_code != 0) {
-        return s->stop_code;
-    }
-    struct hr__simnode *sn = node_of(s, id);
-    if (sn == NULL || !sn->alive) {
-        return HR_EINVAL;
+    struct hr__simnode *sn;
+    int rc = live_request(s, id, &sn);
+    if (rc != 0) {
+        return rc;
     }
     return after_call(s, sn, hr_node_remove(sn->node, peer, s->now, index));
 }
 
 int hr_sim_read(struct hr_sim *s, hr_id_t id, uint64_t *ctx)
 {
-    if (s->stop_code != 0) {
-        return s->stop_code;
-    }
-    struct hr__simnode *sn = node_of(s, id);
-    if (sn == NULL || !sn->alive) {
-        return HR_EINVAL;
+    struct hr__simnode *sn;
+    int rc = live_request(s, id, &sn);
+    if (rc != 0) {
+        return rc;
     }
     *ctx = ++s->read_ctx;
     if (hr__check_read_begin(s->check, *ctx) != 0) {
@@ -958,26 +955,22 @@ int hr_sim_read(struct hr_sim *s, hr_id_t id, uint64_t *ctx)
 
 int hr_sim_transfer(struct hr_sim *s, hr_id_t id, hr_id_t target)
 {
-    if (s->stop_code != 0) {
-        return s->stop_code;
-    }
-    struct hr__simnode *sn = node_of(s, id);
-    if (sn == NULL || !sn->alive) {
-        return HR_EINVAL;
+    struct hr__simnode *sn;
+    int rc = live_request(s, id, &sn);
+    if (rc != 0) {
+        return rc;
     }
     return after_call(s, sn, hr_node_transfer(sn->node, target, s->now));
 }
 
 int hr_sim_snapshot(struct hr_sim *s, hr_id_t id, hr_index_t *index)
 {
-    if (s->stop_code != 0) {
-        return s->stop_code;
+    struct hr__simnode *sn;
+    int rc = live_request(s, id, &sn);
+    if (rc != 0) {
+        return rc;
     }
-    struct hr__simnode *sn = node_of(s, id);
-    if (sn == NULL || !sn->alive) {
-        return HR_EINVAL;
-    }
-    int rc = hr__snap_take(s, sn, index);
+    rc = hr__snap_take(s, sn, index);
     if (s->halts > 0) {
         run_halts(s);
     }

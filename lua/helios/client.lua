@@ -420,69 +420,23 @@ end
 local RETRY = { not_leader = true, refused = true, closed = true, io = true,
                 shutdown = true, timeout = true }
 
---- Apply cmd through whichever node leads, following redirects, until timeout_ms passes.
--- An apply that timed out on a node that then lost leadership may still commit later:
--- callers that must not repeat a command should make it idempotent. "fsm_error" is
--- returned at once, never retried: the command was applied. Yields when called in a
--- coroutine on the loop, blocks otherwise.
--- @treturn number index, term, result; or nil, code, detail (the last failure)
-function Cluster:apply(cmd, timeout_ms)
-    if type(cmd) ~= "string" then error("Usage: cc:apply(cmd[, timeout_ms])", 2) end
-    timeout_ms = check_ms(timeout_ms, "cc:apply(cmd[, timeout_ms])", M.DEFAULT_TIMEOUT_MS)
-    local deadline = clock_ms() + timeout_ms
-    local code, detail = "timeout", "no leader within the timeout"
-    while true do
-        local left = deadline - clock_ms()
-        if left <= 0 then return nil, code, detail end
-        local id = self.leader_id
-        if not id then
-            -- Ask every node, briefly: a node that hangs (SIGSTOP) costs 300 ms, not a
-            -- whole apply attempt.
-            id = self:leader(0, 300)
-        end
-        if id then
-            local c, ccode, cdetail = self:node(id)
-            if c then
-                -- One node gets at most attempt_ms: a leader that hangs (SIGSTOP, a dead
-                -- disk) must not use up the whole budget. What is left is a fraction of a
-                -- millisecond (clock_ms is fractional): the node takes whole ones, and
-                -- rounding up keeps the deadline (c:apply does it too).
-                left = deadline - clock_ms()
-                if left <= 0 then
-                    return nil, "timeout", format("the timeout passed before %s was asked", id)
-                end
-                local index, term, result = c:apply(cmd,
-                    ceil(left < self.attempt_ms and left or self.attempt_ms))
-                if index then
-                    self.leader_id = id
-                    return index, term, result
-                end
-                code, detail = term, result
-                if not RETRY[code] then return nil, code, detail end
-                if code ~= "not_leader" then drop(self, id) end
-                self.leader_id = code == "not_leader" and named_leader(self, detail) or nil
-                if self.leader_id == id then self.leader_id = nil end
-            else
-                code, detail = ccode, cdetail
-                self.leader_id = nil
-            end
-        end
-        -- no leader known: give an election time to happen instead of spinning
-        if not self.leader_id then loop.wait(20) end
-    end
-end
-
 -- Run call(c, left_ms) on whichever node leads, following "not_leader" answers (and
 -- trying others when a node does not answer) until timeout_ms passes: call's outcome, or
--- nil, code, detail (the last failure).
-local function on_leader(self, timeout_ms, call)
+-- nil, code, detail (the last failure). call's first result is nil on failure.
+-- apply_rules = true is cc:apply's way: a "timeout" from one node is retried on another,
+-- so one node gets at most attempt_ms, and no leader found means waiting for an election
+-- rather than asking each node which leader it knows. Otherwise (membership changes,
+-- transfers) a "timeout" is returned at once.
+local function on_leader(self, timeout_ms, call, apply_rules)
     local deadline = clock_ms() + timeout_ms
     local code, detail = "timeout", "no leader within the timeout"
     while true do
         local left = deadline - clock_ms()
         if left <= 0 then return nil, code, detail end
+        -- Ask every node, briefly: a node that hangs (SIGSTOP) costs 300 ms, not a whole
+        -- attempt.
         local id = self.leader_id or self:leader(0, 300)
-        if not id then
+        if not id and not apply_rules then
             -- None of the nodes this client knows leads: one of them may name a leader it
             -- was not given (opts.socket_of finds its socket).
             for _, known in ipairs(self.ids) do
@@ -496,13 +450,29 @@ local function on_leader(self, timeout_ms, call)
         if id then
             local c, ccode, cdetail = self:node(id)
             if c then
-                local r1, r2, r3 = call(c, ceil(deadline - clock_ms()))
+                local r1, r2, r3
+                if apply_rules then
+                    -- One node gets at most attempt_ms: a leader that hangs (SIGSTOP, a
+                    -- dead disk) must not use up the whole budget. What is left is a
+                    -- fraction of a millisecond (clock_ms is fractional): the node takes
+                    -- whole ones, and rounding up keeps the deadline (c:apply does it too).
+                    left = deadline - clock_ms()
+                    if left <= 0 then
+                        return nil, "timeout",
+                            format("the timeout passed before %s was asked", id)
+                    end
+                    r1, r2, r3 = call(c, ceil(left < self.attempt_ms and left or self.attempt_ms))
+                else
+                    r1, r2, r3 = call(c, ceil(deadline - clock_ms()))
+                end
                 if r1 ~= nil then
                     self.leader_id = id
                     return r1, r2, r3
                 end
                 code, detail = r2, r3
-                if not RETRY[code] or code == "timeout" then return nil, code, detail end
+                if not RETRY[code] or (code == "timeout" and not apply_rules) then
+                    return nil, code, detail
+                end
                 if code ~= "not_leader" then drop(self, id) end
                 self.leader_id = code == "not_leader" and named_leader(self, detail) or nil
                 if self.leader_id == id then self.leader_id = nil end
@@ -511,8 +481,23 @@ local function on_leader(self, timeout_ms, call)
                 self.leader_id = nil
             end
         end
+        -- no leader known: give an election time to happen instead of spinning
         if not self.leader_id then loop.wait(20) end
     end
+end
+
+--- Apply cmd through whichever node leads, following redirects, until timeout_ms passes.
+-- An apply that timed out on a node that then lost leadership may still commit later:
+-- callers that must not repeat a command should make it idempotent. "fsm_error" is
+-- returned at once, never retried: the command was applied. Yields when called in a
+-- coroutine on the loop, blocks otherwise.
+-- @treturn number index, term, result; or nil, code, detail (the last failure)
+function Cluster:apply(cmd, timeout_ms)
+    if type(cmd) ~= "string" then error("Usage: cc:apply(cmd[, timeout_ms])", 2) end
+    timeout_ms = check_ms(timeout_ms, "cc:apply(cmd[, timeout_ms])", M.DEFAULT_TIMEOUT_MS)
+    return on_leader(self, timeout_ms, function(c, left)
+        return c:apply(cmd, left)
+    end, true)
 end
 
 --- c:add_peer on whichever node leads (following redirects) until opts.timeout_ms

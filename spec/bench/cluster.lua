@@ -18,24 +18,15 @@
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 
-local core = require("helios.core")
-local tk = require("helios.testkit")
 local testing = require("helios.testing")
+local load = require("spec.bench.load")
 
 local format, floor = string.format, math.floor
-local encode, decode = core.mp_encode, core.mp_decode
-local clock_ms = core.clock_ms
 
 local SECONDS = tonumber(os.getenv("HELIOS_BENCH_SECONDS") or "") or 5
 local WARMUP_MS = 500
 local LEVELS = { 1, 16, 64 }
 local COMMAND_BYTES = 100
-
-local function percentile(sorted, p)
-    if #sorted == 0 then return 0 end
-    local i = math.max(1, math.min(#sorted, math.ceil(p * #sorted)))
-    return sorted[i]
-end
 
 -- A command of exactly COMMAND_BYTES: "set b<proposer>-<seq> " padded with x.
 local function command(proposer, seq)
@@ -43,59 +34,11 @@ local function command(proposer, seq)
     return head .. string.rep("x", COMMAND_BYTES - #head)
 end
 
+-- One level: n proposers, each sending "apply" with one command in flight.
 local function run_level(socket_path, n)
-    local socks, sent_at, seq = {}, {}, {}
-    for i = 1, n do
-        socks[i] = assert(core.sock_connect(socket_path, 5000))
-        seq[i] = 0
-    end
-    local lat = {}
-    local errors = 0
-    local function send(i)
-        seq[i] = seq[i] + 1
-        sent_at[i] = clock_ms()
-        assert(socks[i]:send_frame(encode({ id = seq[i], op = "apply",
-                                            cmd = command(i, seq[i]), timeout_ms = 10000 }),
-                                   5000))
-    end
-    local start = clock_ms()
-    local measure_from = start + WARMUP_MS
-    local stop_at = measure_from + SECONDS * 1000
-    for i = 1, n do send(i) end
-    local committed = 0
-    local live = {}                 -- proposers still running: positions in socks
-    for i = 1, n do live[i] = i end
-    while #live > 0 do
-        local list = {}
-        for k, i in ipairs(live) do list[k] = socks[i] end
-        local ready = tk.sock_poll(list, 10000)
-        if #ready == 0 then error("no answer from the leader within 10 s") end
-        local now = clock_ms()
-        local done = {}
-        for _, k in ipairs(ready) do
-            local i = live[k]
-            local payload, code, detail = socks[i]:recv_frame(5000)
-            if not payload then error(format("proposer %d: %s %s", i, code, tostring(detail))) end
-            local resp = decode(payload)
-            if sent_at[i] >= measure_from and now <= stop_at then
-                if resp.ok then
-                    committed = committed + 1
-                    lat[#lat + 1] = now - sent_at[i]
-                else
-                    errors = errors + 1
-                end
-            end
-            if now < stop_at then send(i) else done[i] = true end
-        end
-        local still = {}
-        for _, i in ipairs(live) do if not done[i] then still[#still + 1] = i end end
-        live = still
-    end
-    for i = 1, n do socks[i]:close() end
-    table.sort(lat)
-    return { proposers = n, committed = committed, errors = errors,
-             per_s = committed / SECONDS, p50 = percentile(lat, 0.50),
-             p99 = percentile(lat, 0.99) }
+    return load.run(socket_path, n, SECONDS, WARMUP_MS, function(i, seq)
+        return { op = "apply", cmd = command(i, seq), timeout_ms = 10000 }
+    end)
 end
 
 local cl = testing.cluster{ n = 3, proxies = false,
@@ -108,7 +51,7 @@ local ok, err = pcall(function()
         "errors"))
     for _, n in ipairs(LEVELS) do
         local r = run_level(cl:socket(leader), n)
-        print(format("%10d %14s %12.2f %12.2f %8d", r.proposers,
+        print(format("%10d %14s %12.2f %12.2f %8d", n,
             format("%d", floor(r.per_s + 0.5)), r.p50, r.p99, r.errors))
     end
     local c = assert(cl:client():node(leader))

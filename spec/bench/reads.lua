@@ -25,11 +25,10 @@ package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
 
 local core = require("helios.core")
-local tk = require("helios.testkit")
 local testing = require("helios.testing")
+local load = require("spec.bench.load")
 
 local format, floor = string.format, math.floor
-local encode, decode = core.mp_encode, core.mp_decode
 local clock_ms = core.clock_ms
 
 local SECONDS = tonumber(os.getenv("HELIOS_BENCH_SECONDS") or "") or 5
@@ -37,66 +36,10 @@ local WARMUP_MS = 500
 local CLIENTS = 64
 local KEYS = 1000
 
-local function percentile(sorted, p)
-    if #sorted == 0 then return 0 end
-    local i = math.max(1, math.min(#sorted, math.ceil(p * #sorted)))
-    return sorted[i]
-end
-
 -- Closed-loop load of n connections to socket_path, each with one request from
--- make(i, seq) in flight; returns { per_s, p50, p99, errors, first_error }.
+-- make(i, seq) in flight (spec/bench/load.lua).
 local function run_load(socket_path, n, make)
-    local socks, sent_at, seq = {}, {}, {}
-    for i = 1, n do
-        socks[i] = assert(core.sock_connect(socket_path, 5000))
-        seq[i] = 0
-    end
-    local lat, done_ok, errors, first_error = {}, 0, 0, nil
-    local function send(i)
-        seq[i] = seq[i] + 1
-        sent_at[i] = clock_ms()
-        local req = make(i, seq[i])
-        req.id = seq[i]
-        local sent, scode, sdetail = socks[i]:send_frame(encode(req), 5000)
-        if not sent then error(format("client %d: send: %s %s", i, tostring(scode), tostring(sdetail))) end
-    end
-    local measure_from = clock_ms() + WARMUP_MS
-    local stop_at = measure_from + SECONDS * 1000
-    for i = 1, n do send(i) end
-    local live = {}
-    for i = 1, n do live[i] = i end
-    while #live > 0 do
-        local list = {}
-        for k, i in ipairs(live) do list[k] = socks[i] end
-        local ready = tk.sock_poll(list, 10000)
-        if #ready == 0 then error("no answer from the leader within 10 s") end
-        local now = clock_ms()
-        local finished = {}
-        for _, k in ipairs(ready) do
-            local i = live[k]
-            local payload, code, detail = socks[i]:recv_frame(5000)
-            if not payload then error(format("client %d: %s %s", i, code, tostring(detail))) end
-            local resp = decode(payload)
-            if sent_at[i] >= measure_from and now <= stop_at then
-                if resp.ok then
-                    done_ok = done_ok + 1
-                    lat[#lat + 1] = now - sent_at[i]
-                else
-                    errors = errors + 1
-                    first_error = first_error or format("%s %s", tostring(resp.code),
-                                                        tostring(resp.detail))
-                end
-            end
-            if now < stop_at then send(i) else finished[i] = true end
-        end
-        local still = {}
-        for _, i in ipairs(live) do if not finished[i] then still[#still + 1] = i end end
-        live = still
-    end
-    for i = 1, n do socks[i]:close() end
-    table.sort(lat)
-    return { per_s = done_ok / SECONDS, p50 = percentile(lat, 0.5), p99 = percentile(lat, 0.99),
-             errors = errors, first_error = first_error }
+    return load.run(socket_path, n, SECONDS, WARMUP_MS, make)
 end
 
 local results = {} -- what -> requests per second, for the ratios to etcd

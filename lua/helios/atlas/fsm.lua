@@ -1,0 +1,594 @@
+--- helios.atlas.fsm: the state machine of ATLAS, the replicated key-value store
+-- (docs/atlas.md). helios.atlas re-exports it as atlas.fsm().
+--
+-- Each write is one msgpack-encoded command table (helios.atlas.fsm.encode builds them):
+--   { op = "set", k, v, ttl = ms, nx = true, xx = true }   -> true, or false (nx/xx unmet)
+--   { op = "del", k }                                      -> 1 if the key existed, else 0
+--   { op = "incr", k, by }                                 -> the new integer
+--   { op = "cas", k, old, new }  (old nil: the key must be absent) -> true or false
+--   { op = "expire", k, ttl }    (ttl false: persist)       -> true if the key exists
+--   { op = "mset", kv = { k1, v1, k2, v2, ... } }          -> true (all or nothing)
+--   { op = "purge", keys = { ... } }                       -> how many keys were dropped
+--   { op = "register" }                                    -> a session id
+--   { op = "call", name, args = { ... } }                  -> { v = fn's result }
+-- A write carrying s (a session id) and q (its sequence number, a positive integer; a
+-- optional: results up to a are acknowledged and forgotten) is applied at most once: a
+-- retry of (s, q) returns the cached first result (Raft dissertation §6.3).
+-- A failure is the result { err = code, msg = detail }: "invalid" (a malformed command, a
+-- value that is not an integer for incr), "session_expired", "command_error" (a user
+-- command raised: its writes are undone), "unknown_command".
+--
+-- Time: every decision about expiry uses now = the largest entry.time_ms applied so far
+-- (the leaders' stamps, monotone even when a new leader's clock is behind), never a local
+-- clock, so every replica decides the same at the same index. A key whose expiry <= now
+-- is absent for every command; it is dropped from memory when a command touches it or a
+-- purge entry names it (the leader proposes purges: helios.atlas).
+
+local core = require("helios.core")
+
+local encode, decode = core.mp_encode, core.mp_decode
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local setmetatable, pcall, xpcall, error = setmetatable, pcall, xpcall, error
+local setfenv, format, concat, sort = setfenv, string.format, table.concat, table.sort
+local floor, huge, max = math.floor, math.huge, math.max
+
+local M = {}
+
+--- Sessions idle longer than this (by entry time) expire, unless atlas.fsm{ session_timeout_ms }.
+M.DEFAULT_SESSION_TIMEOUT_MS = 3600 * 1000
+--- Results a session keeps before the oldest are forgotten (a retry of one then fails).
+M.MAX_SESSION_RESULTS = 1024
+--- Keys per frame of a snapshot.
+M.SNAPSHOT_CHUNK_KEYS = 4096
+local MAGIC = "ATLAS1\n"
+local MAX_INT = 2 ^ 53
+
+-- ---- user commands ------------------------------------------------------------------
+
+local commands = {} -- name -> fn, shared by every FSM of the process (atlas.command)
+
+-- What a user command may reach: no os, io, require, load*, debug, math.random.
+local function safe_globals()
+    local g = {}
+    for _, name in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
+                            "tonumber", "tostring", "type", "unpack", "xpcall",
+                            "setmetatable", "getmetatable", "rawequal", "rawget", "rawset" }) do
+        g[name] = _G[name]
+    end
+    for _, lib in ipairs({ "string", "table", "math", "bit" }) do
+        if _G[lib] then
+            local copy = {}
+            for k, v in pairs(_G[lib]) do copy[k] = v end
+            g[lib] = copy
+        end
+    end
+    g.math.random, g.math.randomseed = nil, nil
+    return g
+end
+local SAFE = safe_globals()
+local SANDBOX = setmetatable({}, {
+    __index = SAFE,
+    __newindex = function(_, k)
+        error(format("atlas command: cannot set global '%s' (commands must keep no state "
+                     .. "outside the store)", tostring(k)), 2)
+    end,
+})
+
+--- Register a user command: fn(store, args, entry) runs on every replica for
+-- { op = "call", name, args }. Its global environment becomes the sandbox (no os, io,
+-- require, math.random); upvalues are the caller's responsibility.
+function M.command(name, fn)
+    if type(name) ~= "string" or name == "" or type(fn) ~= "function" then
+        error("Usage: atlas.command(name, fn): a non-empty name and a Lua function", 2)
+    end
+    if not pcall(setfenv, fn, SANDBOX) then
+        error("atlas.command: fn must be a Lua function (its environment is sandboxed)", 2)
+    end
+    commands[name] = fn
+end
+
+--- The registered command names, sorted.
+function M.command_names()
+    local names = {}
+    for name in pairs(commands) do names[#names + 1] = name end
+    sort(names)
+    return names
+end
+
+-- ---- the store ----------------------------------------------------------------------
+
+local FSM = {}
+FSM.__index = FSM
+FSM.__name = "helios.atlas.fsm"
+
+function FSM:__tostring()
+    return format("helios.atlas.fsm(%d keys, applied #%d)", self.count, self.applied)
+end
+
+--- A new, empty store. opts: session_timeout_ms (the same on every replica).
+function M.new(opts)
+    opts = opts or {}
+    local t = opts.session_timeout_ms or M.DEFAULT_SESSION_TIMEOUT_MS
+    if type(t) ~= "number" or t <= 0 then
+        error("atlas.fsm: session_timeout_ms must be a positive number", 2)
+    end
+    local self = setmetatable({ session_timeout_ms = t }, FSM)
+    self:_reset()
+    return self
+end
+
+function FSM:_reset()
+    self.data, self.exp = {}, {}      -- key -> value; key -> expiry (ms) for keys with a TTL
+    self.count, self.applied, self.now = 0, 0, 0
+    self.sessions = {}                -- id -> { active, acked, results = { [seq] = bytes } }
+    self.heap_e, self.heap_k = {}, {} -- min-heap of (expiry, key), lazily invalidated
+end
+
+-- The expiry heap: only the leader's purge proposals use it; never part of the state.
+local function heap_push(self, e, k)
+    local he, hk = self.heap_e, self.heap_k
+    local i = #he + 1
+    while i > 1 do
+        local p = floor(i / 2)
+        if he[p] <= e then break end
+        he[i], hk[i] = he[p], hk[p]
+        i = p
+    end
+    he[i], hk[i] = e, k
+end
+
+local function heap_pop(self)
+    local he, hk = self.heap_e, self.heap_k
+    local n = #he
+    if n == 0 then return nil end
+    local e0, k0 = he[1], hk[1]
+    local e, k = he[n], hk[n]
+    he[n], hk[n] = nil, nil
+    n = n - 1
+    if n > 0 then
+        local i = 1
+        while true do
+            local c = 2 * i
+            if c > n then break end
+            if c < n and he[c + 1] < he[c] then c = c + 1 end
+            if he[c] >= e then break end
+            he[i], hk[i] = he[c], hk[c]
+            i = c
+        end
+        he[i], hk[i] = e, k
+    end
+    return e0, k0
+end
+
+-- Whether key is live at time now (present and not expired).
+local function live(self, key, now)
+    if self.data[key] == nil then return false end
+    local e = self.exp[key]
+    return e == nil or e > now
+end
+
+local function put(self, key, value, expiry)
+    if self.data[key] == nil then self.count = self.count + 1 end
+    self.data[key] = value
+    self.exp[key] = expiry
+    if expiry then heap_push(self, expiry, key) end
+end
+
+local function drop(self, key)
+    if self.data[key] ~= nil then
+        self.count = self.count - 1
+        self.data[key], self.exp[key] = nil, nil
+    end
+end
+
+-- Drop key if it expired by now; whether it is live.
+local function touch(self, key, now)
+    if self.data[key] == nil then return false end
+    local e = self.exp[key]
+    if e ~= nil and e <= now then
+        drop(self, key)
+        return false
+    end
+    return true
+end
+
+local function fail(code, msg) return { err = code, msg = msg } end
+
+local function is_key(k) return type(k) == "string" end
+local function is_int(n) return type(n) == "number" and n == floor(n) and n > -MAX_INT and n < MAX_INT end
+local function check_ttl(ttl)
+    return ttl == nil or ttl == false or (is_int(ttl) and ttl > 0)
+end
+
+-- ---- the writes (each validates before changing anything) ----------------------------
+
+-- A writer: the FSM itself, or a user command's journaling view (below). Both give
+-- get/set/del over the same primitives.
+local ops = {}
+
+function ops.set(self, c, now, w)
+    if not is_key(c[1]) or type(c[2]) ~= "string" or not check_ttl(c.ttl) then
+        return fail("invalid", "set: a string key and value, ttl a positive integer (ms)")
+    end
+    local exists = touch(self, c[1], now)
+    if (c.nx and exists) or (c.xx and not exists) then return false end
+    w(self, c[1], c[2], c.ttl and now + c.ttl or nil)
+    return true
+end
+
+function ops.del(self, c, now, w)
+    if not is_key(c[1]) then return fail("invalid", "del: a string key") end
+    local exists = touch(self, c[1], now)
+    if exists then w(self, c[1], nil) end
+    return exists and 1 or 0
+end
+
+function ops.incr(self, c, now, w)
+    local by = c[2] == nil and 1 or c[2]
+    if not is_key(c[1]) or not is_int(by) then
+        return fail("invalid", "incr: a string key and an integer step")
+    end
+    local cur = 0
+    if touch(self, c[1], now) then
+        local s = self.data[c[1]]
+        cur = s:match("^%-?%d+$") and tonumber(s)
+        if not cur or not is_int(cur) then
+            return fail("invalid", "incr: the value is not an integer")
+        end
+    end
+    local v = cur + by
+    if not is_int(v) then return fail("invalid", "incr: out of the integer range (2^53)") end
+    -- INCR keeps the key's TTL (as Redis does).
+    w(self, c[1], format("%d", v), self.exp[c[1]])
+    return v
+end
+
+function ops.cas(self, c, now, w)
+    if not is_key(c[1]) or (c[2] ~= nil and type(c[2]) ~= "string")
+        or type(c[3]) ~= "string" then
+        return fail("invalid", "cas: a string key, expected (string or nil) and new value")
+    end
+    local cur = touch(self, c[1], now) and self.data[c[1]] or nil
+    if cur ~= c[2] then return false end
+    w(self, c[1], c[3], self.exp[c[1]])
+    return true
+end
+
+function ops.expire(self, c, now, w)
+    if not is_key(c[1]) or not check_ttl(c.ttl) then
+        return fail("invalid", "expire: a string key and ttl a positive integer (ms) or false")
+    end
+    if not touch(self, c[1], now) then return false end
+    w(self, c[1], self.data[c[1]], c.ttl and now + c.ttl or nil)
+    return true
+end
+
+function ops.mset(self, c, now, w)
+    local kv = c.kv
+    if type(kv) ~= "table" or #kv % 2 ~= 0 then
+        return fail("invalid", "mset: kv = { key1, value1, ... }")
+    end
+    for i = 1, #kv do
+        if type(kv[i]) ~= "string" then return fail("invalid", "mset: keys and values must be strings") end
+    end
+    for i = 1, #kv, 2 do w(self, kv[i], kv[i + 1], nil) end
+    return true
+end
+
+local function direct(self, key, value, expiry)
+    if value == nil then drop(self, key) else put(self, key, value, expiry) end
+end
+
+-- ---- user commands: a journaling view ------------------------------------------------
+
+local View = {}
+View.__index = View
+
+local function view_write(v, key, value, expiry)
+    local fsm = v._fsm
+    if v._journal[key] == nil then
+        v._journal[key] = { fsm.data[key], fsm.exp[key] }
+        v._order[#v._order + 1] = key
+    end
+    direct(fsm, key, value, expiry)
+end
+
+function View:get(key)
+    if not is_key(key) then error("store:get(key): key must be a string", 2) end
+    return live(self._fsm, key, self._now) and self._fsm.data[key] or nil
+end
+function View:exists(key) return live(self._fsm, key, self._now) end
+function View:ttl(key)
+    local f = self._fsm
+    if not live(f, key, self._now) then return -2 end
+    return f.exp[key] and f.exp[key] - self._now or -1
+end
+local function view_op(name)
+    return function(self, ...)
+        local r = ops[name](self._fsm, { ... }, self._now, function(_, k, val, e)
+            view_write(self, k, val, e)
+        end)
+        if type(r) == "table" and r.err then error(r.msg, 2) end
+        return r
+    end
+end
+View.del, View.incr = view_op("del"), view_op("incr")
+View.delete = View.del
+function View:set(key, value, ttl_ms)
+    local r = ops.set(self._fsm, { key, value, ttl = ttl_ms }, self._now, function(_, k, val, e)
+        view_write(self, k, val, e)
+    end)
+    if type(r) == "table" and r.err then error(r.msg, 2) end
+    return r
+end
+function View:keys(prefix, limit) return self._fsm:keys(prefix, limit, self._now) end
+
+local function handler(e) return tostring(e) end
+
+function ops.call(self, c, now, _, entry)
+    local fn = commands[c[1]]
+    if not fn then return fail("unknown_command", format("no command '%s'", tostring(c[1]))) end
+    local view = setmetatable({ _fsm = self, _now = now, _journal = {}, _order = {} }, View)
+    local args = type(c.args) == "table" and c.args or {}
+    local ok, result = xpcall(fn, handler, view, args,
+                              { index = entry.index, term = entry.term, time_ms = now })
+    if ok then
+        local good, why = pcall(encode, { v = result })
+        if good then return { v = result } end
+        result = "its result cannot be encoded: " .. tostring(why)
+    end
+    -- Undo in reverse order of first change: each key back to its state before the call.
+    for i = #view._order, 1, -1 do
+        local key = view._order[i]
+        local old = view._journal[key]
+        direct(self, key, old[1], old[2])
+    end
+    return fail("command_error", result)
+end
+
+-- ---- purge and sessions ---------------------------------------------------------------
+
+function ops.purge(self, c, now)
+    if type(c.keys) ~= "table" then return fail("invalid", "purge: keys = { ... }") end
+    local n = 0
+    for _, key in ipairs(c.keys) do
+        local e = self.exp[key]
+        if e ~= nil and e <= now then
+            drop(self, key)
+            n = n + 1
+        end
+    end
+    self:_expire_sessions(now)
+    return n
+end
+
+function FSM:_expire_sessions(now)
+    local dead = {}
+    for id, s in pairs(self.sessions) do
+        if s.active + self.session_timeout_ms < now then dead[#dead + 1] = id end
+    end
+    for _, id in ipairs(dead) do self.sessions[id] = nil end
+end
+
+function ops.register(self, _, now, _, entry)
+    self:_expire_sessions(now)
+    self.sessions[entry.index] = { active = now, acked = 0, results = {}, n = 0 }
+    return entry.index
+end
+
+local WRITES = { set = true, del = true, incr = true, cas = true, expire = true, mset = true,
+                 call = true }
+
+local function run(self, c, now, entry)
+    local op = ops[c.op]
+    if not op then return fail("invalid", format("unknown op '%s'", tostring(c.op))) end
+    return op(self, c, now, direct, entry)
+end
+
+local function numbered(self, c, now, entry)
+    local s = self.sessions[c.s]
+    if s and s.active + self.session_timeout_ms < now then
+        self.sessions[c.s], s = nil, nil
+    end
+    if not s then return fail("session_expired", format("no session %s", tostring(c.s))) end
+    if not is_int(c.q) or c.q < 1 or not WRITES[c.op] then
+        return fail("invalid", "a numbered write: q a positive integer, op a write")
+    end
+    s.active = now
+    if is_int(c.a) and c.a > s.acked then
+        for seq in pairs(s.results) do
+            if seq <= c.a then s.results[seq], s.n = nil, s.n - 1 end
+        end
+        s.acked = c.a
+    end
+    local cached = s.results[c.q]
+    if cached then return decode(cached).r end
+    if c.q <= s.acked then
+        return fail("invalid", format("sequence %d of session %s was acknowledged or forgotten",
+                                      c.q, tostring(c.s)))
+    end
+    local result = run(self, c, now, entry)
+    s.results[c.q], s.n = encode({ r = result }), s.n + 1
+    if s.n > M.MAX_SESSION_RESULTS then
+        local low = huge
+        for seq in pairs(s.results) do if seq < low then low = seq end end
+        s.results[low], s.n, s.acked = nil, s.n - 1, max(s.acked, low)
+    end
+    return result
+end
+
+--- Apply one command (msgpack bytes); never raises: a failure is { err, msg }.
+function FSM:apply(bytes, index, entry)
+    entry = entry or { index = index or self.applied + 1, term = 0, time_ms = self.now }
+    if index then self.applied = index end
+    if entry.time_ms and entry.time_ms > self.now then self.now = entry.time_ms end
+    local now = self.now
+    local ok, c = pcall(decode, bytes)
+    if not ok or type(c) ~= "table" then
+        return fail("invalid", "not an atlas command (msgpack of a table)")
+    end
+    if c.s ~= nil then return numbered(self, c, now, entry) end
+    return run(self, c, now, entry)
+end
+
+-- ---- reads (at the newest applied stamp, this replica's state) -------------------------
+
+function FSM:get(key, now)
+    now = now or self.now
+    return live(self, key, now) and self.data[key] or nil
+end
+function FSM:exists(key, now) return live(self, key, now or self.now) end
+--- Remaining ms, -1 for a key without TTL, -2 for a missing key (as Redis's PTTL).
+function FSM:ttl(key, now)
+    now = now or self.now
+    if not live(self, key, now) then return -2 end
+    return self.exp[key] and self.exp[key] - now or -1
+end
+function FSM:mget(list, now)
+    local out = { n = #list }
+    for i, k in ipairs(list) do out[i] = self:get(k, now) end
+    return out
+end
+--- Live keys starting with prefix (all: nil or ""), sorted, at most limit of them.
+function FSM:keys(prefix, limit, now)
+    now = now or self.now
+    prefix = prefix or ""
+    local out, n = {}, #prefix
+    for k in pairs(self.data) do
+        if (n == 0 or k:sub(1, n) == prefix) and live(self, k, now) then out[#out + 1] = k end
+    end
+    sort(out)
+    if limit and #out > limit then
+        for i = #out, limit + 1, -1 do out[i] = nil end
+    end
+    return out
+end
+--- The number of keys held (expired ones not yet purged included).
+function FSM:size() return self.count end
+function FSM:session(id) return self.sessions[id] end
+
+--- Up to limit keys whose expiry <= now (for the leader's purge proposals); the heap keeps
+-- them, so a purge that does not commit is proposed again.
+function FSM:expired_keys(now, limit)
+    local out, keep_e, keep_k = {}, {}, {}
+    while #out < limit do
+        local e, k = heap_pop(self)
+        if e == nil then break end
+        if e > now then
+            heap_push(self, e, k)
+            break
+        end
+        if self.exp[k] == e and self.data[k] ~= nil then -- else a stale heap entry
+            out[#out + 1] = k
+            keep_e[#keep_e + 1], keep_k[#keep_k + 1] = e, k
+        end
+    end
+    for i = 1, #keep_e do heap_push(self, keep_e[i], keep_k[i]) end
+    return out
+end
+
+-- ---- snapshot / restore -----------------------------------------------------------------
+
+local function frame(bytes) return format("%08x", #bytes) .. bytes end
+
+--- The whole store as bytes (keys sorted, so equal stores give equal bytes): "ATLAS1\n",
+-- then frames "<8 hex digits: length><msgpack>": a header, then the keys in chunks of
+-- SNAPSHOT_CHUNK_KEYS as { k, v, expiry or false, ... }. With a writer w (a networked
+-- node's forked snapshot) the frames are written as they are made.
+function FSM:snapshot(w)
+    local parts = w and nil or {}
+    local function out(s)
+        if w then w:write(s) else parts[#parts + 1] = s end
+    end
+    local ids = {}
+    for id in pairs(self.sessions) do ids[#ids + 1] = id end
+    sort(ids)
+    local sessions = {}
+    for i, id in ipairs(ids) do
+        local s = self.sessions[id]
+        local seqs = {}
+        for seq in pairs(s.results) do seqs[#seqs + 1] = seq end
+        sort(seqs)
+        local flat = {}
+        for _, seq in ipairs(seqs) do
+            flat[#flat + 1] = seq
+            flat[#flat + 1] = s.results[seq]
+        end
+        sessions[i] = { id = id, active = s.active, acked = s.acked, results = flat }
+    end
+    local keys = {}
+    for k in pairs(self.data) do keys[#keys + 1] = k end
+    sort(keys)
+    out(MAGIC)
+    out(frame(encode({ applied = self.applied, now = self.now, count = #keys,
+                       session_timeout_ms = self.session_timeout_ms, sessions = sessions })))
+    local data, exp, chunk = self.data, self.exp, M.SNAPSHOT_CHUNK_KEYS
+    for first = 1, #keys, chunk do
+        local flat, j = {}, 0
+        for i = first, math.min(first + chunk - 1, #keys) do
+            local k = keys[i]
+            flat[j + 1], flat[j + 2], flat[j + 3] = k, data[k], exp[k] or false
+            j = j + 3
+        end
+        out(frame(encode(flat)))
+    end
+    if parts then return concat(parts) end
+end
+
+--- Replace the store with a snapshot's content; raises on malformed bytes.
+function FSM:restore(bytes)
+    if bytes:sub(1, #MAGIC) ~= MAGIC then error("atlas: restore: not an atlas snapshot", 2) end
+    local pos = #MAGIC + 1
+    local function next_frame()
+        local len = tonumber(bytes:sub(pos, pos + 7), 16)
+        if not len or pos + 7 + len > #bytes then error("atlas: restore: truncated snapshot", 3) end
+        local s = bytes:sub(pos + 8, pos + 7 + len)
+        pos = pos + 8 + len
+        return decode(s)
+    end
+    local h = next_frame()
+    self:_reset()
+    self.applied, self.now = h.applied, h.now
+    for _, s in ipairs(h.sessions or {}) do
+        local results, n = {}, 0
+        local flat = s.results or {}
+        for i = 1, #flat, 2 do results[flat[i]], n = flat[i + 1], n + 1 end
+        self.sessions[s.id] = { active = s.active, acked = s.acked, results = results, n = n }
+    end
+    while pos <= #bytes do
+        local flat = next_frame()
+        for i = 1, #flat, 3 do
+            put(self, flat[i], flat[i + 1], flat[i + 2] or nil)
+        end
+    end
+    if self.count ~= h.count then error("atlas: restore: key count does not match", 2) end
+end
+
+-- ---- building commands --------------------------------------------------------------
+
+--- Encoders of the commands (bytes for node:apply): encode.set(k, v, ttl_ms, opts), ...
+M.encode = {
+    set = function(k, v, ttl, opts)
+        opts = opts or {}
+        return encode({ op = "set", k, v, ttl = ttl, nx = opts.nx or nil, xx = opts.xx or nil })
+    end,
+    del = function(k) return encode({ op = "del", k }) end,
+    incr = function(k, by) return encode({ op = "incr", k, by }) end,
+    cas = function(k, old, new) return encode({ op = "cas", k, old, new }) end,
+    expire = function(k, ttl) return encode({ op = "expire", k, ttl = ttl or false }) end,
+    mset = function(kv) return encode({ op = "mset", kv = kv }) end,
+    purge = function(keys) return encode({ op = "purge", keys = keys }) end,
+    register = function() return encode({ op = "register" }) end,
+    call = function(name, args) return encode({ op = "call", name, args = args }) end,
+    raw = function(t) return encode(t) end,
+}
+
+--- The same command, numbered in session s with sequence q (ack: results up to it may be
+-- forgotten). bytes: what an encoder above returned.
+function M.numbered(bytes, s, q, ack)
+    local c = decode(bytes)
+    c.s, c.q, c.a = s, q, ack
+    return encode(c)
+end
+
+return M

@@ -52,17 +52,19 @@ local function safe_globals()
     local g = {}
     for _, name in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
                             "tonumber", "tostring", "type", "unpack", "xpcall",
-                            "setmetatable", "getmetatable", "rawequal", "rawget", "rawset" }) do
+                            "setmetatable", "rawequal", "rawget", "rawset" }) do
         g[name] = _G[name]
     end
+    -- Read-only views of copies: a command must not change what the next one sees.
     for _, lib in ipairs({ "string", "table", "math", "bit" }) do
         if _G[lib] then
             local copy = {}
             for k, v in pairs(_G[lib]) do copy[k] = v end
-            g[lib] = copy
+            if lib == "math" then copy.random, copy.randomseed = nil, nil end
+            g[lib] = setmetatable({}, { __index = copy, __metatable = false,
+                __newindex = function() error("atlas command: " .. lib .. " is read-only", 2) end })
         end
     end
-    g.math.random, g.math.randomseed = nil, nil
     return g
 end
 local SAFE = safe_globals()
@@ -167,11 +169,20 @@ local function live(self, key, now)
     return e == nil or e > now
 end
 
+-- Rebuild the heap from exp: keys set again and again with a TTL leave stale entries.
+local function heap_rebuild(self)
+    self.heap_e, self.heap_k = {}, {}
+    for k, e in pairs(self.exp) do heap_push(self, e, k) end
+end
+
 local function put(self, key, value, expiry)
     if self.data[key] == nil then self.count = self.count + 1 end
     self.data[key] = value
     self.exp[key] = expiry
-    if expiry then heap_push(self, expiry, key) end
+    if expiry then
+        heap_push(self, expiry, key)
+        if #self.heap_e > 2 * self.count + 1024 then heap_rebuild(self) end
+    end
 end
 
 local function drop(self, key)

@@ -89,6 +89,14 @@ describe("atlas on networked nodes", function()
             r, code = f:set("z", "1")
             assert.is_nil(r)
             assert.are.equal("not_leader", code)
+            -- a session's writes are numbered; a retry answers the first result
+            local sess = assert(s:session())
+            assert.are.equal(2, sess:incr("visits", 2))
+            assert.are.equal(2, sess:retry())
+            assert.are.equal(2, sess:retry(s))
+            assert.are.equal("2", f:get("visits"))
+            assert.is_true(sess:set("visits", "10"))
+            assert.are.equal("10", sess:get("visits"))
 
             -- TTL: gone for reads once the log's time passes it; then purged everywhere
             assert.is_true(s:set("short", "v", 300))

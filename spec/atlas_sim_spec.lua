@@ -177,4 +177,36 @@ describe("atlas on helios.sim", function()
             c:check()
         end)
     end)
+
+    it("retries a session's write on the new leader through the store API", function()
+        cl.with_seed(cl.seed(1204), function(seed)
+            local fsms = {}
+            local c = cluster(seed, fsms)
+            local leader = wait_leader(c)
+            local s = atlas.new(c:node(leader))
+            local sess = assert(await(c, function(cb) s:session(cb) end))
+            assert.are.equal(1, await(c, function(cb) sess:incr("hits", cb) end))
+            -- the next write commits, but the leader crashes before answering
+            sess:incr("hits", 10, function() end)
+            assert(c:run_until(function()
+                for _, id in ipairs(c:ids()) do
+                    if id ~= leader and fsms[id]:get("hits") == "11" then return true end
+                end
+                return false
+            end, 5000), "not committed")
+            c:crash(leader)
+            local new = wait_leader(c, leader)
+            local s2 = atlas.new(c:node(new))
+            assert.are.equal(11, await(c, function(cb) sess:retry(s2, cb) end))
+            assert.are.equal(11, await(c, function(cb) sess:retry(cb) end))
+            assert.are.equal(12, await(c, function(cb) sess:incr("hits", cb) end))
+            assert.are.equal("12", await(c, function(cb) sess:get("hits", cb) end))
+            c:restart(leader)
+            assert_converged(c, fsms)
+            for _, id in ipairs(c:ids()) do
+                assert.are.equal("12", fsms[id]:get("hits"), id)
+            end
+            c:check()
+        end)
+    end)
 end)

@@ -151,6 +151,8 @@ local function opts_arg(v)
     return v
 end
 
+Store._write = write
+
 --- set(key, value[, ttl_ms[, { nx = true | xx = true }]][, callback]) -> true, or false
 -- when nx/xx was not met.
 function Store:set(...)
@@ -158,7 +160,7 @@ function Store:set(...)
     local key, value, ttl, opts = ...
     if n < 4 then opts = nil end
     if n < 3 then ttl = nil end
-    return write(self, fsm_mod.encode.set(key, value, ttl, opts_arg(opts)), cb)
+    return self:_write(fsm_mod.encode.set(key, value, ttl, opts_arg(opts)), cb)
 end
 
 --- get(key[, { stale = true }][, callback]) -> value or nil.
@@ -205,25 +207,25 @@ function Store:delete(key, cb)
         if r == nil then return nil, code, detail end
         return r == 1
     end
-    if cb then return write(self, fsm_mod.encode.del(key), function(...) cb(shape(...)) end) end
-    return shape(write(self, fsm_mod.encode.del(key)))
+    if cb then return self:_write(fsm_mod.encode.del(key), function(...) cb(shape(...)) end) end
+    return shape(self:_write(fsm_mod.encode.del(key)))
 end
 
 --- incr(key[, by][, callback]) -> the new integer.
 function Store:incr(key, ...)
     local cb, n = trailing(...)
     local by = n > 0 and (...) or nil
-    return write(self, fsm_mod.encode.incr(key, by), cb)
+    return self:_write(fsm_mod.encode.incr(key, by), cb)
 end
 
 --- cas(key, expected, new[, callback]) -> true if the value was expected (nil: absent).
 function Store:cas(key, expected, new, cb)
-    return write(self, fsm_mod.encode.cas(key, expected, new), cb)
+    return self:_write(fsm_mod.encode.cas(key, expected, new), cb)
 end
 
 --- expire(key, ttl_ms[, callback]) -> true if the key exists (ttl_ms false: no TTL).
 function Store:expire(key, ttl, cb)
-    return write(self, fsm_mod.encode.expire(key, ttl), cb)
+    return self:_write(fsm_mod.encode.expire(key, ttl), cb)
 end
 
 --- mset({ k1, v1, k2, v2, ... } or { k = v }[, callback]) -> true: all or nothing.
@@ -237,12 +239,12 @@ function Store:mset(kv, cb)
         flat = {}
         for _, k in ipairs(keys) do flat[#flat + 1] = k; flat[#flat + 1] = kv[k] end
     end
-    return write(self, fsm_mod.encode.mset(flat), cb)
+    return self:_write(fsm_mod.encode.mset(flat), cb)
 end
 
 --- call(name, args[, callback]) -> what the user command returned.
 function Store:call(name, args, cb)
-    return write(self, fsm_mod.encode.call(name, args), cb, true)
+    return self:_write(fsm_mod.encode.call(name, args), cb, true)
 end
 
 --- On the leader: propose one purge of up to purge_batch keys expired by the leader's
@@ -272,6 +274,61 @@ function Store:close(cb)
     if self._owns_node then return self.node:shutdown(cb) end
     if cb then cb() end
     return true
+end
+
+-- ---- sessions: numbered writes, applied at most once ----------------------------------
+
+local Session = {}
+Session.__index = Session
+Session.__name = "helios.atlas.session"
+
+-- Writes as on the store, numbered by Session:_write.
+for _, name in ipairs({ "set", "delete", "incr", "cas", "expire", "mset", "call" }) do
+    Session[name] = Store[name]
+end
+
+-- Reads go to the session's store (linearizable or stale as asked).
+for _, name in ipairs({ "get", "exists", "ttl", "mget", "keys" }) do
+    Session[name] = function(self, ...) return Store[name](self.store, ...) end
+end
+
+function Session:_write(bytes, callback, unwrap)
+    self.seq = self.seq + 1
+    -- Calls complete one at a time (a client waits for each), so every earlier result
+    -- has reached it: the store may forget them.
+    local numbered = fsm_mod.numbered(bytes, self.id, self.seq, self.seq - 1)
+    self.pending = { bytes = numbered, unwrap = unwrap }
+    return write(self.store, numbered, callback, unwrap)
+end
+
+--- Resend the last write with the same session and sequence number (after a timeout,
+-- not_leader, shutdown: it may or may not have been applied): it is applied at most once
+-- and the outcome is its first result. store (optional): go through another node's store
+-- from now on (the new leader). Returns the outcome as the original call would (nil,
+-- "invalid" if nothing was written yet).
+function Session:retry(store, callback)
+    if callback == nil and type(store) == "function" then store, callback = nil, store end
+    if store then self.store = store end
+    local p = self.pending
+    if not p then
+        if callback then return callback(nil, "invalid", "nothing to retry") end
+        return nil, "invalid", "nothing to retry"
+    end
+    return write(self.store, p.bytes, callback, p.unwrap)
+end
+
+--- Register a session (one replicated command) and return it: a store whose writes are
+-- numbered (set, delete, incr, cas, expire, mset, call, as on the store; reads as on the
+-- store) and session:retry([store]) resends the last one. Or nil, code, detail.
+function Store:session(callback)
+    local function made(id, code, detail)
+        if id == nil then return nil, code, detail end
+        return setmetatable({ store = self, id = id, seq = 0 }, Session)
+    end
+    if callback then
+        return self:_write(fsm_mod.encode.register(), function(...) callback(made(...)) end)
+    end
+    return made(self:_write(fsm_mod.encode.register()))
 end
 
 --- raft.new with fsm = atlas.fsm(), then node:start() and atlas.new. opts: raft.new's

@@ -146,6 +146,12 @@ local function read(self, opts, callback, fn)
     return read_outcome(self.node:read(wrapped, self.timeout_ms))
 end
 
+local function check_key(key, usage)
+    if type(key) ~= "string" then
+        error(format("Usage: store:%s: key must be a string (got %s)", usage, type(key)), 3)
+    end
+end
+
 local function opts_arg(v)
     if v ~= nil and type(v) ~= "table" then error("atlas: opts must be a table", 3) end
     return v
@@ -160,12 +166,22 @@ function Store:set(...)
     local key, value, ttl, opts = ...
     if n < 4 then opts = nil end
     if n < 3 then ttl = nil end
+    check_key(key, "set(key, value[, ttl_ms[, opts]][, callback])")
+    if type(value) ~= "string" then
+        error("Usage: store:set(key, value[, ttl_ms[, opts]][, callback]): value must be a "
+              .. "string", 2)
+    end
+    if ttl ~= nil and (type(ttl) ~= "number" or ttl <= 0 or ttl % 1 ~= 0) then
+        error("Usage: store:set(key, value[, ttl_ms[, opts]][, callback]): ttl_ms must be a "
+              .. "positive whole number of milliseconds", 2)
+    end
     return self:_write(fsm_mod.encode.set(key, value, ttl, opts_arg(opts)), cb)
 end
 
 --- get(key[, { stale = true }][, callback]) -> value or nil.
 function Store:get(key, ...)
     local cb, n = trailing(...)
+    check_key(key, "get(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
     return read(self, opts, cb, function(f) return f:get(key) end)
 end
@@ -173,6 +189,7 @@ end
 --- exists(key[, opts][, callback]) -> boolean.
 function Store:exists(key, ...)
     local cb, n = trailing(...)
+    check_key(key, "exists(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
     return read(self, opts, cb, function(f) return f:exists(key) end)
 end
@@ -180,6 +197,7 @@ end
 --- ttl(key[, opts][, callback]) -> remaining ms; -1 no TTL; -2 no such key.
 function Store:ttl(key, ...)
     local cb, n = trailing(...)
+    check_key(key, "ttl(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
     return read(self, opts, cb, function(f) return f:ttl(key) end)
 end
@@ -203,6 +221,7 @@ end
 
 --- delete(key[, callback]) -> true if the key existed, else false.
 function Store:delete(key, cb)
+    check_key(key, "delete(key[, callback])")
     local function shape(r, code, detail)
         if r == nil then return nil, code, detail end
         return r == 1
@@ -214,17 +233,20 @@ end
 --- incr(key[, by][, callback]) -> the new integer.
 function Store:incr(key, ...)
     local cb, n = trailing(...)
+    check_key(key, "incr(key[, by][, callback])")
     local by = n > 0 and (...) or nil
     return self:_write(fsm_mod.encode.incr(key, by), cb)
 end
 
 --- cas(key, expected, new[, callback]) -> true if the value was expected (nil: absent).
 function Store:cas(key, expected, new, cb)
+    check_key(key, "cas(key, expected, new[, callback])")
     return self:_write(fsm_mod.encode.cas(key, expected, new), cb)
 end
 
 --- expire(key, ttl_ms[, callback]) -> true if the key exists (ttl_ms false: no TTL).
 function Store:expire(key, ttl, cb)
+    check_key(key, "expire(key, ttl_ms[, callback])")
     return self:_write(fsm_mod.encode.expire(key, ttl), cb)
 end
 
@@ -281,6 +303,10 @@ end
 local Session = {}
 Session.__index = Session
 Session.__name = "helios.atlas.session"
+
+function Session:__tostring()
+    return format("helios.atlas.session(%s, seq %d)", tostring(self.id), self.seq)
+end
 
 -- Writes as on the store, numbered by Session:_write.
 for _, name in ipairs({ "set", "delete", "incr", "cas", "expire", "mset", "call" }) do

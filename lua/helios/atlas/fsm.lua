@@ -206,7 +206,9 @@ end
 local function fail(code, msg) return { err = code, msg = msg } end
 
 local function is_key(k) return type(k) == "string" end
-local function is_int(n) return type(n) == "number" and n == floor(n) and n > -MAX_INT and n < MAX_INT end
+local function is_int(n)
+    return type(n) == "number" and n == floor(n) and n > -MAX_INT and n < MAX_INT
+end
 local function check_ttl(ttl)
     return ttl == nil or ttl == false or (is_int(ttl) and ttl > 0)
 end
@@ -280,7 +282,9 @@ function ops.mset(self, c, now, w)
         return fail("invalid", "mset: kv = { key1, value1, ... }")
     end
     for i = 1, #kv do
-        if type(kv[i]) ~= "string" then return fail("invalid", "mset: keys and values must be strings") end
+        if type(kv[i]) ~= "string" then
+            return fail("invalid", "mset: keys and values must be strings")
+        end
     end
     for i = 1, #kv, 2 do w(self, kv[i], kv[i + 1], nil) end
     return true

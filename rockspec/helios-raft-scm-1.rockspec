@@ -196,6 +196,8 @@ build = {
          libraries = { "uv", "m", "msgpackc", "crypto" },
       },
       ["helios"] = "lua/helios/init.lua",
+      ["helios.atlas"] = "lua/helios/atlas.lua",
+      ["helios.atlas.fsm"] = "lua/helios/atlas/fsm.lua",
       ["helios.cli"] = "lua/helios/cli.lua",
       ["helios.client"] = "lua/helios/client.lua",
       ["helios.clusterfile"] = "lua/helios/clusterfile.lua",

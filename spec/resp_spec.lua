@@ -104,6 +104,10 @@ describe("resp server", function()
                 answers[#answers + 1] = conn:defer()
             end },
             BOOM = { arity = 1, fn = function() error("kaboom", 0) end },
+            DEFERBOOM = { arity = 1, fn = function(conn)
+                answers[#answers + 1] = conn:defer()
+                error("deferred, then kaboom", 0)
+            end },
             BAD = { arity = 1, fn = function() return print end },
         }
         srv = assert(resp.serve("127.0.0.1:0", opts))
@@ -160,10 +164,12 @@ describe("resp server", function()
     it("turns a handler error into -ERR and goes on", function()
         start()
         local c = connect(srv)
-        c:send(cmd("BOOM") .. cmd("BAD") .. cmd("PING"))
+        c:send(cmd("BOOM") .. cmd("BAD") .. cmd("DEFERBOOM") .. cmd("PING"))
         assert.equal("-ERR kaboom\r\n", c:reply())
         assert.matches("^%-ERR resp reply: .*no RESP form\r\n$", c:reply())
+        assert.equal("-ERR deferred, then kaboom\r\n", c:reply())
         assert.equal("+PONG\r\n", c:reply())
+        assert.is_false(answers[1]("too late"))
         c:close()
     end)
 

@@ -330,7 +330,9 @@ static void flush(struct conn *c)
         size_t off = 0;
         while (c->head != NULL && c->head->filled) {
             struct slot *s = c->head;
-            memcpy(w->data + off, s->out.data, s->out.len);
+            if (s->out.len > 0) { /* an empty request's slot has no bytes */
+                memcpy(w->data + off, s->out.data, s->out.len);
+            }
             off += s->out.len;
             c->head = s->next;
             c->pending--;
@@ -443,10 +445,18 @@ static int call_handler(lua_State *L)
     lua_pushvalue(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, CURRENT_KEY);
     struct slot *s = k->slot;
-    if (c->closing || s->filled || s->ud != NULL) {
-        return 0; /* closed meanwhile, or deferred (answered already, or later) */
+    if (c->closing || s->filled) {
+        return 0; /* closed meanwhile, or deferred and answered already */
+    }
+    if (rc == 0 && s->ud != NULL) {
+        return 0; /* deferred: answered later */
     }
     if (rc != 0) {
+        if (s->ud != NULL) { /* deferred, then raised: the error is the answer */
+            s->ud->s = NULL;
+            s->ud->c = NULL;
+            s->ud = NULL;
+        }
         size_t n;
         const char *e = lua_tolstring(L, -1, &n);
         if (e == NULL) {

@@ -109,6 +109,7 @@ build = {
             "csrc/lua/mpack.c",
             "csrc/lua/node_binding.c",
             "csrc/lua/node_membership.c",
+            "csrc/lua/resp_reply.c",
             "csrc/lua/resp_server.c",
             "csrc/lua/os.c",
             "csrc/lua/proc_binding.c",

@@ -97,5 +97,7 @@ describe("resp encoder", function()
         local t = deep
         for _ = 1, 40 do t[1] = {}; t = t[1] end
         assert.has_error(function() core.resp_encode(deep) end)
+        assert.has_error(function() core.resp_encode({ n = -1 }) end)
+        assert.has_error(function() core.resp_encode({ n = 1.5 }) end)
     end)
 end)

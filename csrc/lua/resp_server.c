@@ -1,7 +1,8 @@
 /*
  * resp_server.c: the Redis-protocol (RESP2) client port: a libuv TCP server whose requests
- * go to a Lua handler (the commands are lua/helios/resp.lua's), and the binding of the
- * parser and encoder (csrc/transport/resp.h) for specs.
+ * go to a Lua handler (the commands are lua/helios/resp.lua's). Replies are encoded from
+ * Lua values by resp_reply.c, which also has the binding of the parser and encoder
+ * (csrc/transport/resp.h) for specs.
  *
  *   local srv, code, detail = core.resp_listen("127.0.0.1:6379", function(conn, argv)
  *       return reply                    -- answered now, or:
@@ -39,7 +40,6 @@
  * false instead of touching freed memory.
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
-#include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +60,6 @@
 #define SLOT_MT "helios.core.resp_slot"
 #define CURRENT_KEY "helios.core.resp_current"
 #define RESP_BACKLOG 511
-#define MAX_DEPTH 32
 #define DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
 #define DEFAULT_MAX_PENDING 1024
 
@@ -125,97 +124,7 @@ static void server_unref(struct server *s)
     }
 }
 
-/* ---- encoding Lua values ---- */
-
-static int encode(lua_State *L, int idx, struct hr_resp_buf *b, int depth);
-
-static int encode_table(lua_State *L, int idx, struct hr_resp_buf *b, int depth)
-{
-    lua_getfield(L, idx, "err");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        lua_pop(L, 1);
-        return hr_resp_put_error(b, s, n);
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "ok");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        lua_pop(L, 1);
-        return hr_resp_put_simple(b, s, n);
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "null_array");
-    bool null_array = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (null_array) {
-        return hr_resp_put_null_array(b);
-    }
-    if (depth >= MAX_DEPTH) {
-        return -2;
-    }
-    lua_getfield(L, idx, "n");
-    size_t n = lua_isnumber(L, -1) ? (size_t)lua_tointeger(L, -1) : lua_objlen(L, idx);
-    lua_pop(L, 1);
-    if (hr_resp_put_array(b, n) != 0) {
-        return -1;
-    }
-    if (!lua_checkstack(L, 4)) {
-        return -1;
-    }
-    for (size_t i = 1; i <= n; i++) {
-        lua_rawgeti(L, idx, (int)i);
-        int rc = encode(L, lua_gettop(L), b, depth + 1);
-        lua_pop(L, 1);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-    return 0;
-}
-
-/* The value at idx, appended to b: 0, -1 when memory runs out, -2 for a value that has no
- * RESP form (a function, userdata, arrays nested too deep). Never raises (but for the Lua
- * allocations of lua_getfield), so that the caller can free b. */
-static int encode(lua_State *L, int idx, struct hr_resp_buf *b, int depth)
-{
-    switch (lua_type(L, idx)) {
-    case LUA_TNONE:
-    case LUA_TNIL:
-        return hr_resp_put_null_bulk(b);
-    case LUA_TBOOLEAN:
-        return lua_toboolean(L, idx) ? hr_resp_put_simple(b, "OK", 2) : hr_resp_put_null_bulk(b);
-    case LUA_TNUMBER: {
-        double d = lua_tonumber(L, idx);
-        if (d == floor(d) && fabs(d) < 9.2e18) {
-            return hr_resp_put_int(b, (long long)d);
-        }
-        char tmp[40];
-        int n = snprintf(tmp, sizeof tmp, "%.17g", d);
-        return hr_resp_put_bulk(b, tmp, (size_t)n);
-    }
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        return hr_resp_put_bulk(b, s, n);
-    }
-    case LUA_TTABLE:
-        return encode_table(L, idx, b, depth);
-    default:
-        return -2;
-    }
-}
-
 /* ---- connections ---- */
-
-static const char *encode_error(int rc)
-{
-    return rc == -1 ? "resp reply: out of memory"
-                    : "resp reply: a function, userdata or thread, or arrays nested more "
-                      "than 32 deep, has no RESP form";
-}
 
 static void free_slots(struct conn *c)
 {
@@ -468,10 +377,10 @@ static int call_handler(lua_State *L)
         s->filled = true;
         return 0;
     }
-    int erc = encode(L, lua_gettop(L), &s->out, 0);
+    int erc = hr__resp_encode_lua(L, lua_gettop(L), &s->out, 0);
     if (erc != 0) {
         char msg[160];
-        snprintf(msg, sizeof msg, "ERR %s", encode_error(erc));
+        snprintf(msg, sizeof msg, "ERR %s", hr__resp_encode_error(erc));
         s->out.len = 0;
         hr_resp_put_error(&s->out, msg, strlen(msg));
     }
@@ -615,10 +524,10 @@ static int l_answer(lua_State *L)
     }
     lua_settop(L, 1);
     struct hr_resp_buf b = {0};
-    int rc = encode(L, 1, &b, 0);
+    int rc = hr__resp_encode_lua(L, 1, &b, 0);
     if (rc != 0) {
         hr_resp_buf_free(&b);
-        return luaL_error(L, "%s", encode_error(rc));
+        return luaL_error(L, "%s", hr__resp_encode_error(rc));
     }
     s->out = b;
     s->filled = true;
@@ -726,7 +635,7 @@ static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_
     return v;
 }
 
-static void read_limits(lua_State *L, int idx, struct hr_resp_limits *lim)
+void hr__resp_read_limits(lua_State *L, int idx, struct hr_resp_limits *lim)
 {
     if (!lua_isnoneornil(L, idx)) {
         luaL_checktype(L, idx, LUA_TTABLE);
@@ -742,7 +651,7 @@ static int l_listen(lua_State *L)
     const char *addr = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     struct hr_resp_limits lim;
-    read_limits(L, 3, &lim);
+    hr__resp_read_limits(L, 3, &lim);
     size_t max_output = opt_size(L, 3, "max_output", DEFAULT_MAX_OUTPUT, (size_t)1 << 40);
     size_t max_pending = opt_size(L, 3, "max_pending", DEFAULT_MAX_PENDING, (size_t)1 << 30);
     struct sockaddr_storage sa;
@@ -833,63 +742,6 @@ static int l_address(lua_State *L)
     return 1;
 }
 
-/* ---- the parser and encoder, for specs ---- */
-
-/* core.resp_encode(reply) -> bytes */
-static int l_encode(lua_State *L)
-{
-    struct hr_resp_buf b = {0};
-    lua_settop(L, 1);
-    int rc = encode(L, 1, &b, 0);
-    if (rc != 0) {
-        hr_resp_buf_free(&b);
-        return luaL_error(L, "%s", encode_error(rc));
-    }
-    lua_pushlstring(L, b.data != NULL ? b.data : "", b.len);
-    hr_resp_buf_free(&b);
-    return 1;
-}
-
-/* core.resp_parse(bytes[, limits]) -> { argv, ... }, rest | nil, err: every complete
- * request (empty ones as {}), and the bytes of an incomplete last one. */
-static int l_parse(lua_State *L)
-{
-    size_t len;
-    const char *in = luaL_checklstring(L, 1, &len);
-    struct hr_resp_limits lim;
-    read_limits(L, 2, &lim);
-    char *buf = lua_newuserdata(L, len + 1); /* a copy: inline words unescape in place */
-    memcpy(buf, in, len);
-    struct hr_resp_parser p;
-    hr_resp_parser_init(&p, &lim);
-    lua_newtable(L);
-    int nreq = 0;
-    size_t off = 0;
-    for (;;) {
-        size_t used = 0;
-        int rc = hr_resp_parse(&p, buf + off, len - off, &used);
-        if (rc == HR_RESP_ERROR) {
-            lua_pushnil(L);
-            lua_pushstring(L, p.err);
-            hr_resp_parser_free(&p);
-            return 2;
-        }
-        if (rc == HR_RESP_MORE) {
-            break;
-        }
-        lua_createtable(L, (int)p.argc, 0);
-        for (size_t i = 0; i < p.argc; i++) {
-            lua_pushlstring(L, buf + off + p.args[i].off, p.args[i].len);
-            lua_rawseti(L, -2, (int)i + 1);
-        }
-        lua_rawseti(L, -2, ++nreq);
-        off += used;
-    }
-    hr_resp_parser_free(&p);
-    lua_pushlstring(L, buf + off, len - off);
-    return 2;
-}
-
 static const luaL_Reg server_methods[] = {
     {"close", l_close},
     {"address", l_address},
@@ -914,9 +766,6 @@ int hr__lua_open_resp(lua_State *L)
     hr__lua_new_class(L, SLOT_MT, no_methods, l_noop_gc, NULL);
     lua_pushcfunction(L, l_listen);
     lua_setfield(L, -2, "resp_listen");
-    lua_pushcfunction(L, l_encode);
-    lua_setfield(L, -2, "resp_encode");
-    lua_pushcfunction(L, l_parse);
-    lua_setfield(L, -2, "resp_parse");
+    hr__lua_open_resp_codec(L);
     return 0;
 }

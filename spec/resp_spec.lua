@@ -103,6 +103,10 @@ describe("resp server", function()
                 calls[#calls + 1] = argv[2]
                 answers[#answers + 1] = conn:defer()
             end },
+            BIG = { arity = 2, fn = function(_, argv)
+                calls[#calls + 1] = argv[2]
+                return ("x"):rep(1024 * 1024)
+            end },
             BOOM = { arity = 1, fn = function() error("kaboom", 0) end },
             DEFERBOOM = { arity = 1, fn = function(conn)
                 answers[#answers + 1] = conn:defer()
@@ -260,6 +264,24 @@ describe("resp server", function()
         assert.equal("$3\r\ntwo\r\n", c:reply())
         assert.equal("$5\r\nthree\r\n", c:reply())
         assert.equal("$4\r\nfour\r\n", c:reply())
+        c:close()
+    end)
+
+    it("stops answering while a client does not read more than max_output of replies", function()
+        start({ max_output = 64 * 1024 })
+        local c = connect(srv)
+        local reqs = {}
+        for i = 1, 64 do reqs[i] = cmd("BIG", tostring(i)) end
+        c:send(table.concat(reqs))
+        wait_for(function() return #calls > 0 end, "the first BIG")
+        for _ = 1, 100 do pump(); core.sleep_ms(1) end
+        -- 64 MiB of replies do not fit the socket buffers: the server waits for the client.
+        assert.is_true(#calls < 64, "calls: " .. #calls)
+        for _ = 1, 64 do
+            local r = c:reply()
+            assert.equal(1024 * 1024 + 12, #r)
+        end
+        assert.equal(64, #calls)
         c:close()
     end)
 

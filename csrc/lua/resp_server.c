@@ -273,6 +273,7 @@ static void flush(struct conn *c)
     }
 }
 
+/* Reply bytes libuv holds because the kernel would not take them: the client is behind. */
 static size_t queued_output(const struct conn *c)
 {
     return c->tcp.write_queue_size;
@@ -396,7 +397,10 @@ static void process(struct conn *c)
     }
     c->in_process = true;
     size_t off = 0;
-    while (!c->closing && !c->quit && c->pending < c->srv->max_pending && off < c->len) {
+    /* The bounds hold for requests already read too: a pipeline of requests with large
+     * replies waits in the buffer while the client does not read what it was sent. */
+    while (!c->closing && !c->quit && c->pending < c->srv->max_pending &&
+           queued_output(c) <= c->srv->max_output && off < c->len) {
         size_t used = 0;
         int rc = hr_resp_parse(&c->parser, c->buf + off, c->len - off, &used);
         if (rc == HR_RESP_MORE) {

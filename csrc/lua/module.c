@@ -27,6 +27,7 @@
 #include "mpack.h"
 #include "node_binding.h"
 #include "control.h"
+#include "resp_server.h"
 #include "fork_snapshot.h"
 
 #define MODULE_KEY "helios.core.module"
@@ -70,6 +71,7 @@ int luaopen_helios_core(lua_State *L)
     hr__lua_open_mpack(L);
     hr__lua_open_node(L);
     hr__lua_open_control(L);
+    hr__lua_open_resp(L);
     hr__lua_open_fork_snapshot(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, MODULE_KEY);

@@ -46,7 +46,7 @@ ASAN_OBJS := $(SRCS:%.c=build-asan/obj/%.o)
 # (csrc/lua/client_binding.h): the testkit's listeners accept helios.core sockets.
 TESTKIT_SRCS := $(wildcard csrc/testkit/*.c) $(filter-out csrc/lua/%,$(SRCS)) \
 	csrc/lua/support.c csrc/lua/config.c csrc/lua/fs_binding.c \
-	csrc/lua/client_binding.c csrc/lua/os.c
+	csrc/lua/client_binding.c csrc/lua/os.c csrc/lua/resp_reply.c
 TESTKIT_OBJS := $(TESTKIT_SRCS:%.c=build/obj/%.o)
 TESTKIT_ASAN_OBJS := $(TESTKIT_SRCS:%.c=build-asan/obj/%.o)
 

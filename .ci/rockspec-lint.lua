@@ -73,7 +73,8 @@ else
         if not f:match("^csrc/lua/") then tk_want[#tk_want + 1] = f end
     end
     for _, f in ipairs{ "csrc/lua/support.c", "csrc/lua/config.c", "csrc/lua/fs_binding.c",
-                        "csrc/lua/client_binding.c", "csrc/lua/os.c" } do
+                        "csrc/lua/client_binding.c", "csrc/lua/os.c",
+                        "csrc/lua/resp_reply.c" } do
         tk_want[#tk_want + 1] = f
     end
 end

@@ -189,6 +189,7 @@ build = {
             "csrc/sim/sim.c",
             "csrc/sim/snap.c",
             "csrc/sim/xfer.c",
+            "csrc/lua/resp_reply.c",
             "csrc/lua/client_binding.c",
             "csrc/lua/config.c",
             "csrc/lua/fs_binding.c",

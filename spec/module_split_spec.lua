@@ -12,7 +12,7 @@ local TEST_ONLY = {
     "snap_file", "snap_write", "snap_recv", "snap_find", "snap_prune",
     "simfs_new", "fault_fs_new",
     "wire_encode", "wire_decode", "wire_frame", "wire_handshake", "raw_connect", "node_id",
-    "sock_listen", "sock_poll", "frame_encode", "getpid",
+    "sock_listen", "sock_poll", "frame_encode", "getpid", "resp_parse", "resp_encode",
 }
 -- Shapes of test-only names, so that one added later under a new name is caught too.
 local TEST_ONLY_PATTERNS = { "^proxy_", "^simfs", "^wire_", "^raw_", "fault", "bench",

@@ -1,10 +1,10 @@
 -- The RESP2 request parser and reply encoder (csrc/transport/resp.c) through helios.core's
--- small binding: core.resp_parse(bytes[, limits]) -> requests, rest | nil, err and
--- core.resp_encode(reply) -> bytes.
-local core = require("helios.core")
+-- small binding: tk.resp_parse(bytes[, limits]) -> requests, rest | nil, err and
+-- tk.resp_encode(reply) -> bytes.
+local tk = require("helios.testkit")
 
 local function parse(bytes, limits)
-    return core.resp_parse(bytes, limits)
+    return tk.resp_parse(bytes, limits)
 end
 
 describe("resp parser", function()
@@ -74,7 +74,7 @@ end)
 
 describe("resp encoder", function()
     it("encodes every reply type", function()
-        local e = core.resp_encode
+        local e = tk.resp_encode
         assert.equal("$5\r\nhello\r\n", e("hello"))
         assert.equal("$0\r\n\r\n", e(""))
         assert.equal("$-1\r\n", e(nil))
@@ -92,12 +92,12 @@ describe("resp encoder", function()
     end)
 
     it("refuses values with no RESP form", function()
-        assert.has_error(function() core.resp_encode(print) end)
+        assert.has_error(function() tk.resp_encode(print) end)
         local deep = {}
         local t = deep
         for _ = 1, 40 do t[1] = {}; t = t[1] end
-        assert.has_error(function() core.resp_encode(deep) end)
-        assert.has_error(function() core.resp_encode({ n = -1 }) end)
-        assert.has_error(function() core.resp_encode({ n = 1.5 }) end)
+        assert.has_error(function() tk.resp_encode(deep) end)
+        assert.has_error(function() tk.resp_encode({ n = -1 }) end)
+        assert.has_error(function() tk.resp_encode({ n = 1.5 }) end)
     end)
 end)

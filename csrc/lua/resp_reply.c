@@ -1,7 +1,9 @@
 /*
  * resp_reply.c: Lua values as RESP2 replies (the mapping is at the top of resp_server.c),
- * for the client port's server, and core.resp_encode / core.resp_parse, the binding of the
- * encoder and parser (csrc/transport/resp.h) that spec/resp_parser_spec.lua drives.
+ * for the client port's server; the limits options shared with it; and tk.resp_encode /
+ * tk.resp_parse, the binding of the encoder and parser (csrc/transport/resp.h) that
+ * spec/resp_parser_spec.lua drives, registered by helios.testkit only (the file is built
+ * into both modules, as client_binding.c is).
  */
 #include <limits.h>
 #include <math.h>
@@ -103,7 +105,31 @@ const char *hr__resp_encode_error(int rc)
                       "32 deep or a bad count n, has no RESP form";
 }
 
-/* core.resp_encode(reply) -> bytes */
+size_t hr__resp_opt_size(lua_State *L, int idx, const char *key, size_t def, size_t max)
+{
+    if (lua_isnoneornil(L, idx)) {
+        return def;
+    }
+    lua_getfield(L, idx, key);
+    size_t v = def;
+    if (!lua_isnil(L, -1)) {
+        v = (size_t)hr__lua_check_uint(L, -1, key, 1, max);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+void hr__resp_read_limits(lua_State *L, int idx, struct hr_resp_limits *lim)
+{
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+    }
+    lim->max_args = hr__resp_opt_size(L, idx, "max_args", HR_RESP_MAX_ARGS_DEFAULT, (size_t)1 << 30);
+    lim->max_bulk = hr__resp_opt_size(L, idx, "max_bulk", HR_RESP_MAX_BULK_DEFAULT, (size_t)1 << 40);
+    lim->max_inline = hr__resp_opt_size(L, idx, "max_inline", HR_RESP_MAX_INLINE_DEFAULT, (size_t)1 << 30);
+}
+
+/* tk.resp_encode(reply) -> bytes */
 static int l_encode(lua_State *L)
 {
     struct hr_resp_buf b = {0};
@@ -118,7 +144,7 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
-/* core.resp_parse(bytes[, limits]) -> { argv, ... }, rest | nil, err: every complete
+/* tk.resp_parse(bytes[, limits]) -> { argv, ... }, rest | nil, err: every complete
  * request (empty ones as {}), and the bytes of an incomplete last one. */
 static int l_parse(lua_State *L)
 {
@@ -158,7 +184,7 @@ static int l_parse(lua_State *L)
     return 2;
 }
 
-void hr__lua_open_resp_codec(lua_State *L)
+void hr__resp_open_codec(lua_State *L)
 {
     lua_pushcfunction(L, l_encode);
     lua_setfield(L, -2, "resp_encode");

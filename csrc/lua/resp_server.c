@@ -625,30 +625,6 @@ static void server_close(struct server *s)
     uv_close((uv_handle_t *)&s->tcp, server_closed);
 }
 
-static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_t max)
-{
-    if (lua_isnoneornil(L, idx)) {
-        return def;
-    }
-    lua_getfield(L, idx, key);
-    size_t v = def;
-    if (!lua_isnil(L, -1)) {
-        v = (size_t)hr__lua_check_uint(L, -1, key, 1, max);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-void hr__resp_read_limits(lua_State *L, int idx, struct hr_resp_limits *lim)
-{
-    if (!lua_isnoneornil(L, idx)) {
-        luaL_checktype(L, idx, LUA_TTABLE);
-    }
-    lim->max_args = opt_size(L, idx, "max_args", HR_RESP_MAX_ARGS_DEFAULT, (size_t)1 << 30);
-    lim->max_bulk = opt_size(L, idx, "max_bulk", HR_RESP_MAX_BULK_DEFAULT, (size_t)1 << 40);
-    lim->max_inline = opt_size(L, idx, "max_inline", HR_RESP_MAX_INLINE_DEFAULT, (size_t)1 << 30);
-}
-
 /* core.resp_listen(addr, handler[, opts]) -> server | nil, code, detail */
 static int l_listen(lua_State *L)
 {
@@ -656,8 +632,8 @@ static int l_listen(lua_State *L)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     struct hr_resp_limits lim;
     hr__resp_read_limits(L, 3, &lim);
-    size_t max_output = opt_size(L, 3, "max_output", DEFAULT_MAX_OUTPUT, (size_t)1 << 40);
-    size_t max_pending = opt_size(L, 3, "max_pending", DEFAULT_MAX_PENDING, (size_t)1 << 30);
+    size_t max_output = hr__resp_opt_size(L, 3, "max_output", DEFAULT_MAX_OUTPUT, (size_t)1 << 40);
+    size_t max_pending = hr__resp_opt_size(L, 3, "max_pending", DEFAULT_MAX_PENDING, (size_t)1 << 30);
     struct sockaddr_storage sa;
     if (hr_tcp_parse_addr(addr, &sa) != 0) {
         lua_pushnil(L);
@@ -770,6 +746,5 @@ int hr__lua_open_resp(lua_State *L)
     hr__lua_new_class(L, SLOT_MT, no_methods, l_noop_gc, NULL);
     lua_pushcfunction(L, l_listen);
     lua_setfield(L, -2, "resp_listen");
-    hr__lua_open_resp_codec(L);
     return 0;
 }

@@ -13,10 +13,12 @@
 struct hr_resp_buf;
 struct hr_resp_limits;
 
-/* Add resp_listen, resp_encode and resp_parse to the module table at the top of the stack.
- * Returns 0. */
+/* Add resp_listen to the module table at the top of the stack. Returns 0. */
 int hr__lua_open_resp(lua_State *L);
 
+/* resp_reply.c. Field key of the options table at idx (absent or nil: def), an integer in
+ * 1..max; raises naming the field otherwise. */
+size_t hr__resp_opt_size(lua_State *L, int idx, const char *key, size_t def, size_t max);
 /* The parser's limits from the options table at idx (absent or nil: the defaults of
  * csrc/transport/resp.h): max_args, max_bulk, max_inline. Raises naming a bad field. */
 void hr__resp_read_limits(lua_State *L, int idx, struct hr_resp_limits *lim);
@@ -28,7 +30,8 @@ void hr__resp_read_limits(lua_State *L, int idx, struct hr_resp_limits *lim);
 int hr__resp_encode_lua(lua_State *L, int idx, struct hr_resp_buf *b, int depth);
 /* The message for a failed hr__resp_encode_lua (its return code). */
 const char *hr__resp_encode_error(int rc);
-/* Add resp_encode and resp_parse to the module table at the top of the stack. */
-void hr__lua_open_resp_codec(lua_State *L);
+/* Add resp_encode and resp_parse to the module table at the top of the stack (helios.testkit:
+ * the specs' view of the codec). */
+void hr__resp_open_codec(lua_State *L);
 
 #endif

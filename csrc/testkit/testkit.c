@@ -15,6 +15,7 @@
 
 #include <lauxlib.h>
 
+#include "../lua/resp_server.h"
 #include "testkit.h"
 
 #define MODULE_KEY "helios.testkit.module"
@@ -38,6 +39,7 @@ int luaopen_helios_testkit(lua_State *L)
     hr__tk_open_transport(L);
     hr__tk_open_storage(L);
     hr__tk_open_simfs(L);
+    hr__resp_open_codec(L);
     hr__tk_open_fault_fs(L);
     hr__tk_open_sock_listen(L);
     lua_pushcfunction(L, l_getpid);

@@ -421,23 +421,30 @@ local function settle_changes(c)
     end
 end
 
+-- Fail the pending reads for which pred(read) holds with code and detail(read), in
+-- context order (deterministic); each is off the list before its callback runs.
+local function fail_reads(c, pred, code, detail)
+    local gone = {}
+    for ctx, r in pairs(c._reads) do
+        if pred(r) then
+            gone[#gone + 1] = ctx
+        end
+    end
+    sort(gone)
+    for _, ctx in ipairs(gone) do
+        local r = c._reads[ctx]
+        c._reads[ctx] = nil
+        r.cb(nil, code, detail(r))
+    end
+end
+
 -- Fail the waiters whose deadline has passed.
 local function expire(c)
     settle_changes(c)
     local now = c._sim:now()
-    -- Reads and transfers, in context order (deterministic).
-    local due = {}
-    for ctx, r in pairs(c._reads) do
-        if r.deadline <= now then
-            due[#due + 1] = ctx
-        end
-    end
-    sort(due)
-    for _, ctx in ipairs(due) do
-        local r = c._reads[ctx]
-        c._reads[ctx] = nil
-        r.cb(nil, "timeout", format("read on %s not served in time", r.id))
-    end
+    -- Reads, then transfers.
+    fail_reads(c, function(r) return r.deadline <= now end, "timeout",
+               function(r) return format("read on %s not served in time", r.id) end)
     for k, t in pairs(c._transfers) do
         if t.deadline <= now then
             c._transfers[k] = nil
@@ -680,18 +687,8 @@ function cluster:crash(id)
     fault(self, "crash", id, "crash")
     fail_waiters(self, id, function() return true end, "shutdown",
                  function() return id .. " crashed" end)
-    local gone = {}
-    for ctx, r in pairs(self._reads) do
-        if r.id == id then
-            gone[#gone + 1] = ctx
-        end
-    end
-    sort(gone)
-    for _, ctx in ipairs(gone) do
-        local r = self._reads[ctx]
-        self._reads[ctx] = nil
-        r.cb(nil, "shutdown", id .. " crashed")
-    end
+    fail_reads(self, function(r) return r.id == id end, "shutdown",
+               function() return id .. " crashed" end)
 end
 
 --- Restart a crashed node: a fresh FSM (opts.fsm(id) again) over what its disk kept.

@@ -45,10 +45,19 @@ describe("helios cluster (the README's main command)", function()
         local code, out = run("--nodes 3", "--data", dir .. "/data", "--base-port 0",
             "--run-for 2")
         assert.are.equal(0, code, out)
-        assert.matches("started node%-1 on 127%.0%.0%.1:%d+", out)
-        assert.matches("node%-%d leads %(term %d+%)", out)
-        assert.matches("committed #%d+ in term %d+: set greeting hello%s+%-> OK", out)
-        assert.matches("committed #%d+ in term %d+: incr visits%s+%-> 2", out)
+        assert.matches("started node%-1 on 127%.0%.0%.1:%d+, Redis clients on 127%.0%.0%.1:%d+",
+            out)
+        assert.matches("node%-%d leads %(term %d+%): redis%-cli %-p %d+", out)
+        -- ATLAS writes, shown as the Redis commands they are
+        assert.matches("committed #%d+ in term %d+: SET greeting hello%s+%-> OK", out)
+        assert.matches("committed #%d+ in term %d+: INCR visits%s+%-> 2", out)
+        -- the line to try names the leader's client port, which answers
+        local leader = out:match("(node%-%d) leads")
+        local port = out:match("try: redis%-cli %-p (%d+)")
+        assert.is_truthy(port, out)
+        local conf = assert(clusterfile.load(dir .. "/data/cluster.lua"))
+        assert.are.equal("helios.atlas.fsm", conf.fsm)
+        assert.are.equal("127.0.0.1:" .. port, conf.client_listen[leader])
         for i = 1, 3 do
             assert.matches(("node%%-%d stopped %%(exited 0%%)"):format(i), out)
         end
@@ -60,7 +69,7 @@ describe("helios cluster (the README's main command)", function()
         code, out = run("--nodes 3", "--data", dir .. "/data", "--run-for 1")
         assert.are.equal(0, code, out)
         assert.matches("reusing", out, 1, true)
-        assert.matches("incr visits%s+%-> 4", out)
+        assert.matches("INCR visits%s+%-> 4", out)
     end)
 
     it("stops with the node, its address and the reason when a port is taken", function()

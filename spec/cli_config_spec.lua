@@ -120,14 +120,50 @@ describe("helios node: cluster file errors", function()
         { "a data_dir under a file", with('data_dir = "cluster.lua/data"'),
           "helios node: %s: data_dir: cannot create DIR/cluster.lua/data/node-1 (mkdir "
           .. "DIR/cluster.lua/data: Not a directory)" },
+        { "a client port of a node the file does not have",
+          with('client_listen = { ["node-4"] = "127.0.0.1:7004" }'),
+          'helios node: %s: client_listen: "node-4" is not a node of nodes (node-1, node-2, '
+          .. 'node-3)' },
+        { "a client address without a port", with('client_listen = { ["node-1"] = "x" }'),
+          'helios node: %s: client_listen["node-1"]: address must be host:port (got "x", '
+          .. 'a string)' },
+        { "a client port that is a node's", with('client_listen = { ["node-2"] = '
+          .. '"127.0.0.1:9001" }'),
+          'helios node: %s: client_listen["node-2"]: address 127.0.0.1:9001 is also node '
+          .. "node-1's" },
+        { "two nodes on one client port", with('client_listen = { ["node-1"] = '
+          .. '"127.0.0.1:7001", ["node-2"] = "127.0.0.1:7001" }'),
+          'is also client_listen[' },
+        { "client_listen that is not a table", with('client_listen = "127.0.0.1:7001"'),
+          'helios node: %s: client_listen: must be a table of id = "host:port" (got '
+          .. '"127.0.0.1:7001", a string)' },
+        { "a client_password that is a number", with("client_password = 7"),
+          "helios node: %s: client_password: must be a non-empty string (got 7)" },
+        { "atlas_modules that is a string", with('atlas_modules = "bank"'),
+          'helios node: %s: atlas_modules: must be a list of module names (got "bank", '
+          .. 'a string)' },
+        { "a bad module name", with('atlas_modules = { "bank", "no/slash" }'),
+          'helios node: %s: atlas_modules[2]: must be a module name such as "bank" (got '
+          .. '"no/slash", a string)' },
+        { "a missing module", with('fsm = "helios.atlas.fsm", atlas_modules = { "nope" }'),
+          'helios node: %s: atlas_modules[1]: module "nope" not found (looked in DIR/, then '
+          .. 'LUA_PATH; see --lua-path)' },
+        { "a module that fails", with('fsm = "helios.atlas.fsm", atlas_modules = { "bad" }'),
+          'helios node: %s: atlas_modules[1]: module "bad" cannot be loaded: DIR/bad.lua:1: '
+          .. 'broken module' },
     }
     for _, case in ipairs(exact) do
         it("says exactly what is wrong: " .. case[1], function()
+            write("bad.lua", 'error("broken module")')
             local path = write("cluster.lua", case[2])
             local code, err = node(path)
             assert.are.equal(1, code)
             local want = case[3]:format(path):gsub("DIR", dir)
-            assert.are.equal(want .. "\n", err)
+            if case[3]:match("^helios node: ") then
+                assert.are.equal(want .. "\n", err)
+            else
+                assert.matches(want, err, 1, true)
+            end
         end)
     end
 
@@ -229,9 +265,41 @@ describe("helios node: cluster file errors", function()
         assert.is_nil(opts.secret_file)
     end)
 
+    it("gives raft.new each node's client port and every node's (ATLAS)", function()
+        local path = write("cluster.lua", with([[fsm = "helios.atlas.fsm",
+            client_listen = { ["node-1"] = "127.0.0.1:7001", ["node-2"] = "127.0.0.1:7002" },
+            client_password = "pw", atlas_modules = { "bank" }]]))
+        local conf = assert(clusterfile.load(path))
+        local opts = assert(clusterfile.node_options(conf, "node-2", path))
+        assert.are.equal("127.0.0.1:7002", opts.client_listen)
+        assert.are.same({ ["node-1"] = "127.0.0.1:7001", ["node-2"] = "127.0.0.1:7002" },
+                        opts.client_peers)
+        assert.are.equal("pw", opts.client_password)
+        assert.is_nil(opts.atlas_modules) -- the CLI's, not raft.new's
+        -- a node without a client port in the file: none, but it knows the others'
+        opts = assert(clusterfile.node_options(conf, "node-3", path))
+        assert.is_nil(opts.client_listen)
+        assert.are.equal("127.0.0.1:7001", opts.client_peers["node-1"])
+        -- one that joins with --listen and --client-listen
+        opts = assert(clusterfile.node_options(conf, "node-4", path, "127.0.0.1:9004",
+                                               "127.0.0.1:7004"))
+        assert.are.equal("127.0.0.1:7004", opts.client_listen)
+        assert.are.equal("127.0.0.1:7004", opts.client_peers["node-4"])
+        local _, err = clusterfile.node_options(conf, "node-4", path, "127.0.0.1:9004", "x:y")
+        assert.matches("--client-listen: address must be", err, 1, true)
+        -- no client_listen anywhere: no client options
+        conf = assert(clusterfile.load(write("plain.lua", with(""))))
+        opts = assert(clusterfile.node_options(conf, "node-1", path))
+        assert.is_nil(opts.client_listen)
+        assert.is_nil(opts.client_peers)
+    end)
+
     it("writes a file it reads back the same, readable only by its owner", function()
         local conf = { cluster_id = "c", secret = "s \"q\"\n", data_dir = dir,
-                       fsm = "helios.fsm.kv",
+                       fsm = "helios.atlas.fsm", atlas_modules = { "bank", "audit.log" },
+                       client_password = "pw",
+                       client_listen = { ["node-1"] = "127.0.0.1:7001",
+                                         ["node-2"] = "127.0.0.1:7002" },
                        heartbeat_timeout_ms = 40, prevote = false,
                        nodes = { ["node-1"] = "127.0.0.1:9001", ["node-2"] = "127.0.0.1:9002" } }
         local path = dir .. "/written.lua"

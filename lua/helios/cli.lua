@@ -26,6 +26,9 @@ M.version = require("helios.core").version
 --- Exit status of `helios node` stopped by on_fsm_error = "stop" (a supervisor can tell it
 -- from a crash: restarting replays the same entry).
 M.EXIT_FSM_STOPPED = 3
+--- Exit status of `helios node` refused by the atlas_modules check: its cluster file loads
+-- other modules than the ones the cluster's log records (docs/atlas.md, "Modules").
+M.EXIT_MODULES_MISMATCH = 4
 
 local USAGE = [[
 Usage: helios <command> [options]
@@ -671,6 +674,7 @@ end
 
 local NODE_USAGE = [[
 Usage: helios node --config FILE --id ID [--lua-path PATH] [--join] [--listen ADDR]
+                   [--client-listen ADDR]
 
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
@@ -685,6 +689,12 @@ logged, and the node goes on. With on_fsm_error = "stop" in the cluster file the
 stops there instead and exits with status 3, naming the entry (index, term) and what to
 do; a restart replays that entry and stops again until the FSM is fixed.
 
+With fsm = "helios.atlas.fsm" the node keeps ATLAS, the replicated key-value store, and
+with client_listen it serves it to Redis clients (redis-cli) on that port. The modules of
+atlas_modules are loaded first (their atlas.command calls register the user commands).
+The cluster's log records the module set once; a node whose set differs stops with a
+message saying both sets and exits with status 4.
+
 The cluster file is Lua returning a table:
 
   return {
@@ -696,6 +706,10 @@ The cluster file is Lua returning a table:
     data_dir = "./data",            -- relative to the cluster file's directory
     secret = "...",                 -- or secret_file = "path"
     election_timeout_ms = 300,      -- other fields: options of raft.new
+    -- ATLAS: fsm = "helios.atlas.fsm", then optionally
+    client_listen = { ["node-1"] = "127.0.0.1:7001", ... },  -- Redis-protocol ports
+    client_password = "...",        -- AUTH on those ports
+    atlas_modules = { "bank" },     -- modules of user commands, looked up as fsm is
   }
 
 Options:
@@ -708,6 +722,8 @@ Options:
                     added (`helios peer add ID ADDR` on the running cluster); the file's
                     nodes are then only addresses to dial. Ignored once the node has a log
   --listen ADDR     the address to listen on when the file does not list ID (with --join)
+  --client-listen ADDR  the node's Redis-protocol port when client_listen of the file
+                    does not give one (a node that joins; ATLAS only)
   -h, --help        show this text
 
 A damaged data directory is refused at start: see "When a node's data is damaged" in the
@@ -720,6 +736,7 @@ local NODE_OPTIONS = {
     ["lua-path"] = { kind = "string" },
     join = { kind = "flag" },
     listen = { kind = "string" },
+    ["client-listen"] = { kind = "string" },
 }
 
 -- Where the README tells an operator what to do about a data dir the node refuses.
@@ -772,6 +789,28 @@ local function load_fsm_module(name, config_file, lua_path)
     return mod
 end
 
+--- Load the modules of atlas_modules (after load_fsm_module: the same search path); each
+-- registers its user commands (atlas.command) as it loads.
+-- @return true, or nil and a message naming the file and the field
+local function load_atlas_modules(conf, config_file, lua_path)
+    for i, name in ipairs(conf.atlas_modules or {}) do
+        if not (package.loaded[name] or package.searchpath(name, package.path)
+                or package.searchpath(name, package.cpath)) then
+            local dir = require("helios.clusterfile").resolve(".",
+                config_file:match("^(.*)/[^/]*$") or ".")
+            return nil, format("%s: atlas_modules[%d]: module %q not found (looked in %s/, "
+                .. "then %sLUA_PATH; see --lua-path)", config_file, i, name, dir,
+                lua_path and ("--lua-path " .. lua_path .. ", ") or "")
+        end
+        local loaded, merr = pcall(require, name)
+        if not loaded then
+            return nil, format("%s: atlas_modules[%d]: module %q cannot be loaded: %s",
+                config_file, i, name, tostring(merr))
+        end
+    end
+    return true
+end
+
 -- Commits are logged as ranges at most this often, so a busy node does not log per entry.
 local COMMIT_LOG_MS = 1000
 
@@ -789,7 +828,8 @@ local function run_node(opts, out, err)
         return 1
     end
     local nopts
-    nopts, msg = clusterfile.node_options(conf, opts.id, opts.config, opts.listen)
+    nopts, msg = clusterfile.node_options(conf, opts.id, opts.config, opts.listen,
+        opts["client-listen"])
     if not nopts then
         err("helios node: " .. msg .. (opts.join and " (or give --listen ADDR)" or "") .. "\n")
         return 1
@@ -803,7 +843,23 @@ local function run_node(opts, out, err)
         err("helios node: " .. msg .. "\n")
         return 1
     end
-    local made_fsm, fsm = pcall(fsm_mod.new)
+    -- ATLAS: the user commands' modules before the state machine, which gets their names
+    -- (checked against the set the log records) and what to do on a difference: stop.
+    local fsm_opts, modules_refused, on_refused
+    if conf.atlas_modules or conf.fsm == "helios.atlas.fsm" then
+        local loaded
+        loaded, msg = load_atlas_modules(conf, opts.config, opts["lua-path"])
+        if not loaded then
+            err("helios node: " .. msg .. "\n")
+            return 1
+        end
+        fsm_opts = { modules = conf.atlas_modules or {}, on_modules_mismatch = function(m)
+            if modules_refused then return end
+            modules_refused = m
+            if on_refused then on_refused() end
+        end }
+    end
+    local made_fsm, fsm = pcall(fsm_mod.new, fsm_opts)
     if not made_fsm or type(fsm) ~= "table" then
         err(format("helios node: %s: fsm: %q.new() %s\n", opts.config, conf.fsm, made_fsm
             and format("returned %s, not a state machine table", raft_describe(fsm))
@@ -890,11 +946,36 @@ local function run_node(opts, out, err)
     end
     log("listening on %s, data in %s, control socket %s", nopts.listen, nopts.data_dir,
         nopts.control)
+    -- An ATLAS node: a store over it runs the leader's timer that purges expired keys and
+    -- proposes the atlas_modules record (helios.atlas), with or without a client port.
+    local store
+    if type(fsm.modules_pending) == "function" and type(fsm.expired_keys) == "function" then
+        store = require("helios.atlas").new(node)
+    end
+    local client_addr = node.client_address and node:client_address()
+    if client_addr then
+        log("serving ATLAS to Redis clients on %s (redis-cli -p %s)", client_addr,
+            client_addr:match(":(%d+)$"))
+    end
 
     core.signal_catch("TERM")
     core.signal_catch("INT")
     local stopping = false
     local timer
+    -- The atlas_modules check failed (while applying the record, or restoring a snapshot,
+    -- maybe during start): stop at once, from the loop rather than inside the FSM's apply.
+    on_refused = function()
+        require("helios.loop").after(0, function()
+            if stopping then return end
+            stopping = true
+            flush_commits()
+            log("refusing to go on: %s", modules_refused)
+            if timer then timer:stop() end
+            if store then store:close() end
+            node:shutdown()
+        end)
+    end
+    if modules_refused then on_refused() end
     timer = raft.every(50, function()
         if first and clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
         reports:flush()
@@ -904,6 +985,7 @@ local function run_node(opts, out, err)
             flush_commits()
             log("SIG%s: shutting down", sig)
             timer:stop()
+            if store then store:close() end
             node:shutdown()
         end
     end)
@@ -913,6 +995,10 @@ local function run_node(opts, out, err)
     if not rok then
         err(format("helios node: %s\n", tostring(rerr)))
         return 1
+    end
+    if modules_refused then
+        err(format("helios node: %s: %s\n", opts.config, modules_refused))
+        return M.EXIT_MODULES_MISMATCH
     end
     if fsm_stop then
         err(format("helios node: %s\n", fsm_stop))
@@ -928,13 +1014,17 @@ end
 local CLUSTER_USAGE = [[
 Usage: helios cluster [--nodes N] [--data DIR] [--base-port PORT] [--run-for SECONDS]
 
-Starts a local cluster on loopback: writes DIR/cluster.lua (or reuses the one there, with
-its data), starts one `helios node` process per node (logs in DIR/<id>.log), waits until
-every node is up (if one fails to start, e.g. its port is taken, it says which and why,
-stops the others and exits 1), waits for a leader and shows it, proposes a few commands
-and shows what commits, then keeps printing leader changes and commits until Ctrl-C (or
-SIGTERM), which stops every node cleanly. Try `kill -9` on the leader's pid from another
-terminal and watch the failover. The console on the leader comes with a later version.
+Starts a local cluster on loopback that keeps ATLAS, the replicated key-value store, and
+serves it to Redis clients: writes DIR/cluster.lua (or reuses the one there, with its
+data), starts one `helios node` process per node (logs in DIR/<id>.log), waits until every
+node is up (if one fails to start, e.g. its port is taken, it says which and why, stops the
+others and exits 1), waits for a leader and shows it with the redis-cli line to try on it,
+writes a few keys and shows what commits, then keeps printing leader changes and commits
+until Ctrl-C (or SIGTERM), which stops every node cleanly. Try `kill -9` on the leader's
+pid from another terminal and watch the failover.
+
+Each node has two ports: one for its peers (Raft) and one for Redis clients (RESP2:
+redis-cli, redis-benchmark, client libraries); a follower forwards writes to the leader.
 
 A reused cluster file keeps its nodes and addresses: a --nodes or --base-port that differs
 from it is refused (remove DIR for a new cluster, or edit the file).
@@ -942,11 +1032,15 @@ from it is refused (remove DIR for a new cluster, or edit the file).
 Options:
   --nodes N           cluster size, 1 to 9 (default 3, or what DIR/cluster.lua has)
   --data DIR          where the cluster file and the nodes' data go (default ./data)
-  --base-port PORT    node i listens on PORT+i-1 (default $HELIOS_BASE_PORT, else 9001;
-                      0: free ports)
+  --base-port PORT    node i listens for peers on PORT+i-1 and for Redis clients on
+                      PORT+1000+i-1 (default $HELIOS_BASE_PORT, else 9001: peers on
+                      9001.., clients on 10001..; 0: free ports)
   --run-for SECONDS   stop by itself after that long (default 0: until Ctrl-C)
   -h, --help          show this text
 ]]
+
+--- The client (RESP) port of node i is its peer port plus this (helios cluster).
+M.CLIENT_PORT_OFFSET = 1000
 
 local CLUSTER_OPTIONS = {
     nodes = { default = 3, min = 1, max = 9 },
@@ -1082,11 +1176,22 @@ local function run_cluster(opts, out, err)
         end
         say("reusing %s and the data under %s", file, data)
     else
-        conf = { cluster_id = "local", fsm = "helios.fsm.kv", data_dir = data,
-                 secret = random_secret(), nodes = {} }
+        conf = { cluster_id = "local", fsm = "helios.atlas.fsm", data_dir = data,
+                 secret = random_secret(), nodes = {}, client_listen = {} }
+        local base = opts["base-port"]
+        if base > 0 and base + M.CLIENT_PORT_OFFSET + opts.nodes - 1 > 65535 then
+            err(format("helios cluster: %s %d: the Redis client ports would be %d..%d, past "
+                .. "65535: give a base port up to %d\n", opts.base_port_from or "--base-port",
+                base, base + M.CLIENT_PORT_OFFSET, base + M.CLIENT_PORT_OFFSET + opts.nodes - 1,
+                65535 - M.CLIENT_PORT_OFFSET - opts.nodes + 1))
+            return 1
+        end
         for i = 1, opts.nodes do
-            local port = opts["base-port"] > 0 and opts["base-port"] + i - 1 or core.free_port()
-            conf.nodes[format("node-%d", i)] = format("127.0.0.1:%d", port)
+            local id = format("node-%d", i)
+            local port = base > 0 and base + i - 1 or core.free_port()
+            conf.nodes[id] = format("127.0.0.1:%d", port)
+            port = base > 0 and base + M.CLIENT_PORT_OFFSET + i - 1 or core.free_port()
+            conf.client_listen[id] = format("127.0.0.1:%d", port)
         end
         local ok, werr = clusterfile.write(file, conf)
         if not ok then
@@ -1125,7 +1230,9 @@ local function run_cluster(opts, out, err)
             return 1
         end
         procs[id] = pid
-        say("started %s on %s (pid %d, log %s/%s.log)", id, conf.nodes[id], pid, data, id)
+        local client_at = conf.client_listen and conf.client_listen[id]
+        say("started %s on %s%s (pid %d, log %s/%s.log)", id, conf.nodes[id],
+            client_at and ", Redis clients on " .. client_at or "", pid, data, id)
     end
 
     -- Every node must come up (answer on its control socket): one that exits first (its
@@ -1199,27 +1306,57 @@ local function run_cluster(opts, out, err)
         stop_all("no leader")
         return 1
     end
-    say("%s leads (term %d)", leader, st.term)
+    -- The redis-cli line to try on node id (the leader's port: writes go there).
+    local function redis_cli(id)
+        local addr = conf.client_listen and conf.client_listen[id]
+        return addr and format("redis-cli -p %s", addr:match(":(%d+)$"))
+    end
+    say("%s leads (term %d)%s", leader, st.term,
+        redis_cli(leader) and ": " .. redis_cli(leader) or "")
 
-    local commands = { "set greeting hello", "incr visits", "incr visits" }
-    for _, cmd in ipairs(commands) do
-        local index, term, result = cc:apply(cmd, 5000)
+    -- What commits: ATLAS writes (the commands a Redis client sends, encoded as the
+    -- state machine's commands, through the control socket), or helios.fsm.kv's strings
+    -- for a cluster file of an earlier version.
+    local commands
+    if conf.fsm == "helios.atlas.fsm" then
+        local E = require("helios.atlas.fsm").encode
+        commands = { { "SET greeting hello", E.set("greeting", "hello") },
+                     { "INCR visits", E.incr("visits") }, { "INCR visits", E.incr("visits") } }
+    else
+        commands = { { "set greeting hello" }, { "incr visits" }, { "incr visits" } }
+    end
+    local function shown(result)
+        if result == true then return "OK" end
+        if type(result) == "table" and result.err then
+            return format("(error) %s %s", tostring(result.err), tostring(result.msg))
+        end
+        return tostring(result)
+    end
+    for _, c in ipairs(commands) do
+        local index, term, result = cc:apply(c[2] or c[1], 5000)
         if not index then
-            err(format("helios cluster: apply %q failed: %s %s\n", cmd, tostring(term),
+            err(format("helios cluster: apply %q failed: %s %s\n", c[1], tostring(term),
                 tostring(result)))
             stop_all("apply failed")
             return 1
         end
-        say("committed #%d in term %d: %-20s -> %s", index, term, cmd, tostring(result))
+        say("committed #%d in term %d: %-20s -> %s", index, term, c[1], shown(result))
     end
     local commit = 0
     for _, id in ipairs(ids) do
         local s = cc:status(id)
         if s then
-            say("%-7s %-9s term %-3d commit #%-4d applied #%d", id, s.role, s.term,
-                s.commit_index, s.applied_index)
+            local client_at = conf.client_listen and conf.client_listen[id]
+            local applied = format("#%d", s.applied_index)
+            say("%-7s %-9s term %-3d commit #%-4d applied %s", id, s.role, s.term,
+                s.commit_index, client_at and format("%-6s Redis clients on %s", applied,
+                    client_at) or applied)
             if s.commit_index > commit then commit = s.commit_index end
         end
+    end
+    if redis_cli(leader) then
+        say("try: %s  (then SET, GET greeting, INCR visits, KEYS *; on %s, the leader)",
+            redis_cli(leader), leader)
     end
 
     if opts["run-for"] > 0 then
@@ -1258,7 +1395,8 @@ local function run_cluster(opts, out, err)
         end
         local now_leader, now_st = cc:leader(0)
         if now_leader and (now_leader ~= leader or now_st.term ~= st.term) then
-            say("%s leads (term %d)", now_leader, now_st.term)
+            say("%s leads (term %d)%s", now_leader, now_st.term,
+                redis_cli(now_leader) and ": " .. redis_cli(now_leader) or "")
         end
         if now_leader then
             leader, st = now_leader, now_st

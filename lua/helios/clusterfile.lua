@@ -13,6 +13,13 @@
 --                      -- without its trailing newline)
 --     log_repeat_ms = 10000,                   -- helios node: repeats of a log message are
 --                                              -- summarized once per this many ms
+--     -- ATLAS (fsm = "helios.atlas.fsm", docs/atlas.md):
+--     client_listen = { ["node-1"] = "127.0.0.1:7001",  -- each node's Redis-protocol (RESP2)
+--                       ["node-2"] = "127.0.0.1:7002",  -- port for clients (redis-cli);
+--                       ["node-3"] = "127.0.0.1:7003" },-- keys are node ids of nodes
+--     client_password = "...",                 -- AUTH on those ports (as requirepass)
+--     atlas_modules = { "bank" },              -- modules of user commands (atlas.command)
+--                                              -- every node loads; the log records the set
 --     election_timeout_ms = 300,               -- any other field: an option of raft.new
 --   }
 --
@@ -24,6 +31,7 @@
 --                                              -- address must be host:port (got
 --                                              -- \"localhost\", a string)"
 --   local opts, err = cf.node_options(conf, "node-1")   -- the table for raft.new
+--                       -- (client_listen = that node's address, client_peers = all of them)
 --   cf.write(path, conf)                       -- the inverse of load, mode 0600
 
 local format, concat, sort = string.format, table.concat, table.sort
@@ -35,7 +43,8 @@ local M = {}
 
 --- Fields of the cluster file that are not options of raft.new.
 M.FIELDS = { cluster_id = true, nodes = true, fsm = true, data_dir = true, secret = true,
-             secret_file = true, control = true, log_repeat_ms = true }
+             secret_file = true, control = true, log_repeat_ms = true, client_listen = true,
+             atlas_modules = true }
 
 --- A node id: letters, digits, '-', '_' and '.', up to 64 bytes.
 function M.valid_id(id)
@@ -139,6 +148,51 @@ function M.check(conf, file)
         or conf.log_repeat_ms < 0 or conf.log_repeat_ms % 1 ~= 0) then
         return fail("log_repeat_ms: must be a non-negative integer (ms)")
     end
+    if conf.client_listen ~= nil then
+        if type(conf.client_listen) ~= "table" then
+            return fail("client_listen: must be a table of id = \"host:port\" (got %s)",
+                describe(conf.client_listen))
+        end
+        for id, addr in pairs(conf.client_listen) do
+            if not conf.nodes[id] then
+                return fail("client_listen: %s is not a node of nodes (%s)",
+                    type(id) == "string" and format("%q", id) or tostring(id),
+                    concat(M.ids(conf), ", "))
+            end
+            local problem = address.problem(addr)
+            if problem then
+                return fail("client_listen[%q]: address %s (got %s)", id, problem,
+                    describe(addr))
+            end
+            if seen[addr] then
+                return fail("client_listen[%q]: address %s is also %s's", id, addr,
+                    seen[addr]:match("^client_listen") and seen[addr]
+                        or "node " .. seen[addr])
+            end
+            seen[addr] = format("client_listen[%q]", id)
+        end
+    end
+    if conf.client_password ~= nil and (type(conf.client_password) ~= "string"
+        or conf.client_password == "") then
+        return fail("client_password: must be a non-empty string (got %s)",
+            describe(conf.client_password))
+    end
+    if conf.atlas_modules ~= nil then
+        local mods = conf.atlas_modules
+        local n_mods = 0
+        if type(mods) == "table" then
+            for _ in pairs(mods) do n_mods = n_mods + 1 end
+        end
+        if type(mods) ~= "table" or n_mods ~= #mods then
+            return fail("atlas_modules: must be a list of module names (got %s)", describe(mods))
+        end
+        for i, name in ipairs(mods) do
+            if type(name) ~= "string" or not name:match("^[%w_][%w_.]*$") then
+                return fail("atlas_modules[%d]: must be a module name such as \"bank\" (got %s)",
+                    i, describe(name))
+            end
+        end
+    end
     if conf.control ~= nil and type(conf.control) ~= "string" then
         return fail("control: must be a path (default <data_dir>/<id>/control.sock; got %s)",
             describe(conf.control))
@@ -182,10 +236,13 @@ function M.node_paths(conf, id)
 end
 
 --- The options of raft.new for node id (fsm still a module name: the caller makes it).
+-- With client_listen in the file: client_listen = the node's own client address (if the
+-- file gives one), client_peers = every node's.
 -- @return opts, or nil and a message
 -- listen (optional): the address of a node the file does not list (one that joins a
--- running cluster: helios node --join --listen ADDR).
-function M.node_options(conf, id, file, listen)
+-- running cluster: helios node --join --listen ADDR); client_listen (optional): its client
+-- address (--client-listen ADDR), which wins over the file's.
+function M.node_options(conf, id, file, listen, client_listen)
     if not conf.nodes[id] and listen == nil then
         return nil, format("%s: nodes: no node %q (the file has %s)", file or "cluster file",
             tostring(id), concat(M.ids(conf), ", "))
@@ -197,11 +254,30 @@ function M.node_options(conf, id, file, listen)
     for k, v in pairs(conf) do
         if not M.FIELDS[k] then opts[k] = v end
     end
+    if client_listen ~= nil then
+        local problem = address.problem(client_listen)
+        if problem then
+            return nil, format("--client-listen: address %s (got %s)", problem,
+                describe(client_listen))
+        end
+    end
+    if conf.client_listen or client_listen then
+        opts.client_peers = {}
+        for pid, addr in pairs(conf.client_listen or {}) do opts.client_peers[pid] = addr end
+        opts.client_listen = client_listen or opts.client_peers[id]
+        opts.client_peers[id] = opts.client_listen
+    end
     return opts
 end
 
 local function lua_value(v)
     if type(v) == "string" then return format("%q", v) end
+    if type(v) == "table" then -- atlas_modules: a list of strings
+        local items = {}
+        for i, x in ipairs(v) do items[i] = lua_value(x) end
+        if #items == 0 then return "{}" end
+        return "{ " .. concat(items, ", ") .. " }"
+    end
     return tostring(v)
 end
 
@@ -210,16 +286,27 @@ function M.write(path, conf)
     local lines = { "-- Helios Raft cluster file (helios node --config " .. path .. ")",
                     "return {" }
     local keys = {}
-    for k in pairs(conf) do if k ~= "nodes" then keys[#keys + 1] = k end end
+    for k in pairs(conf) do
+        if k ~= "nodes" and k ~= "client_listen" then keys[#keys + 1] = k end
+    end
     sort(keys)
     for _, k in ipairs(keys) do
         lines[#lines + 1] = format("  %s = %s,", k, lua_value(conf[k]))
     end
-    lines[#lines + 1] = "  nodes = {"
-    for _, id in ipairs(M.ids(conf)) do
-        lines[#lines + 1] = format("    [%q] = %q,", id, conf.nodes[id])
+    -- Tables keyed by node id, in id order.
+    for _, field in ipairs({ "nodes", "client_listen" }) do
+        local t = conf[field]
+        if t then
+            lines[#lines + 1] = format("  %s = {", field)
+            local ids = {}
+            for id in pairs(t) do ids[#ids + 1] = id end
+            sort(ids)
+            for _, id in ipairs(ids) do
+                lines[#lines + 1] = format("    [%q] = %q,", id, t[id])
+            end
+            lines[#lines + 1] = "  },"
+        end
     end
-    lines[#lines + 1] = "  },"
     lines[#lines + 1] = "}"
     local f, err = io.open(path, "wb")
     if not f then return nil, err end

@@ -23,6 +23,12 @@
 --
 --   testing.with_cluster({ n = 3 }, function(cl) ... end)
 --
+-- ATLAS with its Redis-protocol ports (client = true: each node gets a free loopback port,
+-- the cluster file's client_listen; no proxy on those):
+--
+--   local cl = testing.cluster{ n = 3, fsm = "helios.atlas.fsm", client = true }
+--   cl:client_address("node-1")                  -- "127.0.0.1:PORT" (redis-cli -p PORT)
+--
 -- Nodes are "node-1" .. "node-N", each a `helios node` process started from its own
 -- cluster file in a temporary directory (data in <dir>/<id>, output in <dir>/<id>.log).
 -- Ports are picked free at run time. Every link between two nodes goes through a loopback
@@ -105,7 +111,9 @@ end
 --- Start a cluster of real node processes.
 -- @tparam table opts n (default 3), fsm (module name, default "helios.fsm.kv"),
 --   config (options of raft.new for every node), proxies (default true),
---   cluster_id, secret, start (default true: start every node now)
+--   cluster_id, secret, start (default true: start every node now), client (true: every
+--   node serves Redis clients on a free port, cl:client_address(id); needs
+--   fsm = "helios.atlas.fsm"), atlas_modules (the cluster file's list)
 -- @return the cluster (call cl:stop() when done)
 function M.cluster(opts)
     opts = opts or {}
@@ -149,7 +157,14 @@ function M.cluster(opts)
         end
         local secret = opts.secret or format("test-secret-%d", math.random(1, 1e9))
         self._conf = { cluster_id = opts.cluster_id or "test", fsm = self._fsm,
-                       data_dir = self._dir, secret = secret }
+                       data_dir = self._dir, secret = secret,
+                       atlas_modules = opts.atlas_modules }
+        if opts.client then
+            self._conf.client_listen = {}
+            for _, id in ipairs(self._ids) do
+                self._conf.client_listen[id] = format("127.0.0.1:%d", assert(core.free_port()))
+            end
+        end
         for k, v in pairs(M.DEFAULT_CONFIG) do self._conf[k] = v end
         for k, v in pairs(opts.config or {}) do self._conf[k] = v end
         for _, id in ipairs(self._ids) do
@@ -186,6 +201,10 @@ function Cluster:config_path(id) return self._files[id] end
 function Cluster:socket(id) return self._sockets[id] end
 --- The address node id listens on (not the proxies').
 function Cluster:address(id) return self._real[id] end
+--- The address of node id's Redis-protocol port (testing.cluster{ client = true }), or nil.
+function Cluster:client_address(id)
+    return self._conf.client_listen and self._conf.client_listen[id]
+end
 function Cluster:pid(id) return self._procs[id] end
 
 local function check_id(self, id, usage)
@@ -225,6 +244,9 @@ function Cluster:add_node()
     self._ids[#self._ids + 1] = id
     self._real[id] = addr
     local conf = { nodes = {}, join = true }
+    if self._conf.client_listen then
+        self._conf.client_listen[id] = format("127.0.0.1:%d", assert(core.free_port()))
+    end
     for k, v in pairs(self._conf) do conf[k] = v end
     for other, a in pairs(self._real) do conf.nodes[other] = a end
     local file = format("%s/cluster-%s.lua", self._dir, id)

@@ -11,6 +11,8 @@
 --   { op = "purge", keys = { ... } }                       -> how many keys were dropped
 --   { op = "register" }                                    -> a session id
 --   { op = "call", name, args = { ... } }                  -> { v = fn's result }
+--   { op = "modules", names = { sorted module names } }   -> true if it made the record
+--                                                             (the first wins), else false
 -- A write carrying s (a session id) and q (its sequence number, a positive integer; a
 -- optional: results up to a are acknowledged and forgotten) is applied at most once: a
 -- retry of (s, q) returns the cached first result (Raft dissertation §6.3).
@@ -23,6 +25,14 @@
 -- clock, so every replica decides the same at the same index. A key whose expiry <= now
 -- is absent for every command; it is dropped from memory when a command touches it or a
 -- purge entry names it (the leader proposes purges: helios.atlas).
+--
+-- Modules: user commands come from Lua modules every node loads (the cluster file's
+-- atlas_modules). A node whose set differs from the others' would answer unknown_command
+-- where they apply a write, and the replicas would part ways. So the state records the
+-- set once (the first "modules" entry applied: the leader proposes FSM:modules_pending());
+-- every replica compares it with its own set when it applies the record and when it
+-- restores a snapshot (which carries it), and calls opts.on_modules_mismatch(msg) on a
+-- difference: the node is to stop rather than apply on (helios node exits).
 
 local core = require("helios.core")
 
@@ -107,14 +117,45 @@ function FSM:__tostring()
     return format("helios.atlas.fsm(%d keys, applied #%d)", self.count, self.applied)
 end
 
---- A new, empty store. opts: session_timeout_ms (the same on every replica).
+-- A module set as one comparable string: the names sorted, without repeats.
+local function module_set(names)
+    local seen, out = {}, {}
+    for _, name in ipairs(names) do
+        if not seen[name] then seen[name], out[#out + 1] = true, name end
+    end
+    sort(out)
+    return out
+end
+
+local function describe_set(names)
+    if #names == 0 then return "none" end
+    return concat(names, ", ")
+end
+
+--- A new, empty store. opts: session_timeout_ms (the same on every replica); modules (the
+-- names of the modules of user commands this node loaded: compared with the set the log
+-- records, nil = none); on_modules_mismatch (fn(msg), called when they differ).
 function M.new(opts)
     opts = opts or {}
     local t = opts.session_timeout_ms or M.DEFAULT_SESSION_TIMEOUT_MS
     if type(t) ~= "number" or t <= 0 then
         error("atlas.fsm: session_timeout_ms must be a positive number", 2)
     end
-    local self = setmetatable({ session_timeout_ms = t }, FSM)
+    local mods = opts.modules or {}
+    if type(mods) ~= "table" then
+        error("atlas.fsm: modules must be a list of module names", 2)
+    end
+    for i = 1, #mods do
+        if type(mods[i]) ~= "string" or mods[i] == "" then
+            error("atlas.fsm: modules must be a list of module names", 2)
+        end
+    end
+    local cb = opts.on_modules_mismatch
+    if cb ~= nil and type(cb) ~= "function" then
+        error("atlas.fsm: on_modules_mismatch must be a function", 2)
+    end
+    local self = setmetatable({ session_timeout_ms = t, own_modules = module_set(mods),
+                                on_modules_mismatch = cb }, FSM)
     self:_reset()
     return self
 end
@@ -124,6 +165,21 @@ function FSM:_reset()
     self.count, self.applied, self.now = 0, 0, 0
     self.sessions = {}                -- id -> { active, acked, results = { [seq] = bytes } }
     self.heap_e, self.heap_k = {}, {} -- min-heap of (expiry, key), lazily invalidated
+    self.modules = nil                -- the module set the log recorded (sorted), or nil
+end
+
+-- Compare the recorded module set with this node's; on a difference tell the owner (once
+-- per FSM: the node is expected to stop).
+local function check_modules(self)
+    local rec = self.modules
+    if rec == nil or self.modules_mismatch then return end
+    if concat(rec, "\0") == concat(self.own_modules, "\0") then return end
+    self.modules_mismatch = format("atlas_modules: this node loaded %s, but the cluster's "
+        .. "log records %s: every node must load the same modules (the cluster file's "
+        .. "atlas_modules) or their replicas would part ways", describe_set(self.own_modules),
+        describe_set(rec))
+    -- apply never raises: a callback that does is the owner's problem, not the state's.
+    if self.on_modules_mismatch then pcall(self.on_modules_mismatch, self.modules_mismatch) end
 end
 
 -- The expiry heap: only the leader's purge proposals use it; never part of the state.
@@ -391,6 +447,33 @@ function ops.register(self, _, now, _, entry)
     return entry.index
 end
 
+-- The first record of the module set stays: a node with another set that proposes its own
+-- later (it has not applied the first yet) stops when it applies the first.
+function ops.modules(self, c)
+    if type(c.names) ~= "table" then return fail("invalid", "modules: names = { ... }") end
+    for i = 1, #c.names do
+        if type(c.names[i]) ~= "string" then
+            return fail("invalid", "modules: names must be strings")
+        end
+    end
+    if self.modules ~= nil then return false end
+    self.modules = module_set(c.names)
+    check_modules(self)
+    return true
+end
+
+--- The command that records this node's module set (for the leader to propose), while
+-- the applied state has no record; nil once it has one.
+function FSM:modules_pending()
+    if self.modules ~= nil then return nil end
+    return encode({ op = "modules", names = self.own_modules })
+end
+
+--- The recorded module set (a sorted list) or nil; and the mismatch message, if any.
+function FSM:modules_record()
+    return self.modules, self.modules_mismatch
+end
+
 local WRITES = { set = true, del = true, incr = true, cas = true, expire = true, mset = true,
                  call = true }
 
@@ -536,7 +619,8 @@ function FSM:snapshot(w)
     sort(keys)
     out(MAGIC)
     out(frame(encode({ applied = self.applied, now = self.now, count = #keys,
-                       session_timeout_ms = self.session_timeout_ms, sessions = sessions })))
+                       session_timeout_ms = self.session_timeout_ms, sessions = sessions,
+                       modules = self.modules })))
     local data, exp, chunk = self.data, self.exp, M.SNAPSHOT_CHUNK_KEYS
     for first = 1, #keys, chunk do
         local flat, j = {}, 0
@@ -577,6 +661,10 @@ function FSM:restore(bytes)
         end
     end
     if self.count ~= h.count then error("atlas: restore: key count does not match", 2) end
+    if type(h.modules) == "table" then
+        self.modules = module_set(h.modules)
+        check_modules(self)
+    end
 end
 
 -- ---- building commands --------------------------------------------------------------
@@ -595,6 +683,7 @@ M.encode = {
     purge = function(keys) return encode({ op = "purge", keys = keys }) end,
     register = function() return encode({ op = "register" }) end,
     call = function(name, args) return encode({ op = "call", name, args = args }) end,
+    modules = function(names) return encode({ op = "modules", names = names }) end,
     raw = function(t) return encode(t) end,
 }
 

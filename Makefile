@@ -66,7 +66,9 @@ help:
 	@echo "make test        deps + build + layer check + busted specs, then 'N passed, N failed'"
 	@echo "make check-layers  fail on an #include that points up the layers of csrc/"
 	@echo "make test-asan   the specs against an ASan+UBSan build (build-asan/)"
-	@echo "make bench       build and run the simulator benchmark (build/sim_bench)"
+	@echo "make bench       the benchmarks: simulator, storage, cluster, reads, snapshots, and"
+	@echo "                 ATLAS vs redis-server with redis-benchmark (needs redis-tools and"
+	@echo "                 redis-server, else that part says what to install)"
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
 	@echo "make check       everything CI runs: test, test-asan, rock-check, fuzz-check, summed counts"
 	@echo "make fuzz-check  the libFuzzer targets for FUZZ_SECONDS (60) in all, as a test runner"
@@ -174,6 +176,7 @@ bench:
 	luajit spec/bench/cluster.lua
 	luajit spec/bench/reads.lua
 	luajit spec/bench/snapshot.lua
+	luajit spec/bench/redis.lua
 
 rock-check:
 	@.ci/deps

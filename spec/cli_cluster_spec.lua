@@ -51,7 +51,7 @@ describe("helios cluster (the README's main command)", function()
         -- ATLAS writes, shown as the Redis commands they are
         assert.matches("committed #%d+ in term %d+: SET greeting hello%s+%-> OK", out)
         assert.matches("committed #%d+ in term %d+: INCR visits%s+%-> 2", out)
-        -- the line to try names the leader's client port, which answers
+        -- the line to try names the leader's client port
         local leader = out:match("(node%-%d) leads")
         local port = out:match("try: redis%-cli %-p (%d+)")
         assert.is_truthy(port, out)

@@ -1355,8 +1355,7 @@ local function run_cluster(opts, out, err)
         end
     end
     if redis_cli(leader) then
-        say("try: %s  (then SET, GET greeting, INCR visits, KEYS *; on %s, the leader)",
-            redis_cli(leader), leader)
+        say("try: %s GET greeting   (%s's port: the leader's)", redis_cli(leader), leader)
     end
 
     if opts["run-for"] > 0 then

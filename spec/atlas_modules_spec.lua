@@ -65,7 +65,8 @@ describe("atlas.fsm modules", function()
         a:apply(E.set("k", "v"), 2, entry(2))
         local snap = a:snapshot()
         local said
-        local same = atlas.fsm{ modules = { "bank" }, on_modules_mismatch = function(m) said = m end }
+        local same = atlas.fsm{ modules = { "bank" },
+                                on_modules_mismatch = function(m) said = m end }
         same:restore(snap)
         assert.is_nil(said)
         assert.are.same({ "bank" }, (same:modules_record()))
@@ -81,7 +82,8 @@ describe("atlas.fsm modules", function()
         assert.is_nil((empty:modules_record()))
         assert.is_string(empty:modules_pending())
         -- a callback that raises does not make apply raise
-        local bad = atlas.fsm{ modules = { "x" }, on_modules_mismatch = function() error("boom") end }
+        local bad = atlas.fsm{ modules = { "x" },
+                               on_modules_mismatch = function() error("boom") end }
         assert.is_true(bad:apply(E.modules({ "y" }), 1, entry(1)))
     end)
 

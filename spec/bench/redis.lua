@@ -60,7 +60,9 @@ local function bench(port, test, clients, pipeline, n)
     local cmd = format("timeout %d redis-benchmark -h 127.0.0.1 -p %d -t %s -c %d -P %d -n %d "
         .. "--csv", RUN_LIMIT_S, port, test, clients, pipeline, n)
     local out, code = sh(cmd)
-    local rps, p50 = out:match('"' .. test:upper() .. '","([%d%.]+)","[%d%.]+","[%d%.]+","([%d%.]+)"')
+    -- "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+    local rps, p50 = out:match('"' .. test:upper()
+        .. '","([%d%.]+)","[%d%.]+","[%d%.]+","([%d%.]+)"')
     if code ~= 0 or not rps then return nil, format("%s: exit %s\n%s", cmd, code, out) end
     return tonumber(rps), tonumber(p50)
 end

@@ -251,7 +251,7 @@ describe("atlas.fsm", function()
             data["key:" .. i] = "value-" .. i
             if i % 3 == 0 then exp["key:" .. i] = 1e12 + i end
         end
-        f.count = 1e6
+        f.nkeys = 1e6
         local t0 = os.clock()
         local bytes = f:snapshot()
         local t1 = os.clock()

@@ -81,15 +81,50 @@ function M.new(node, opts)
     end
     local self = setmetatable({ node = node, timeout_ms = opts.timeout_ms,
                                 purge_batch = opts.purge_batch or M.DEFAULT_PURGE_BATCH,
-                                clock = opts.clock or wall_ms, _purge_index = 0 }, Store)
+                                clock = opts.clock or wall_ms }, Store)
     local interval = opts.purge_interval_ms
     if interval == nil and node._backend and node._backend._blocking then
         interval = M.DEFAULT_PURGE_INTERVAL_MS
     end
     if interval then
-        self._timer = require("helios.loop").every(interval, function() self:purge() end)
+        -- One timer per node, however many stores wrap it (the RESP port's and the
+        -- application's): the first store's interval makes it, the last close stops it.
+        local p = node._atlas_purger
+        if p == nil then
+            p = { stores = {}, n = 0 }
+            p.timer = require("helios.loop").every(interval, function() M._tick(node, p) end)
+            node._atlas_purger = p
+        end
+        p.stores[self], p.n = true, p.n + 1
+        self._purger = p
     end
     return self
+end
+
+-- Propose the node's module record (helios.atlas.fsm's atlas_modules check) while it
+-- leads and the applied state has none; one proposal in flight at a time.
+local function propose_modules(node)
+    local f = node:read_stale(function(fsm) return fsm end)
+    if type(f) ~= "table" or type(f.modules_pending) ~= "function" then return end
+    if f.applied < (node._atlas_modules_index or 0) then return end
+    local bytes = f:modules_pending()
+    if bytes then
+        local index = node:propose(bytes)
+        if index then node._atlas_modules_index = index end
+    end
+end
+
+-- The leader's timer: a purge through one open store of the node, and the modules record.
+function M._tick(node, p)
+    local _, is_leader = node:state()
+    if not is_leader then return end
+    for store in pairs(p.stores) do
+        if not store.closed then
+            store:purge()
+            break
+        end
+    end
+    propose_modules(node)
 end
 
 -- Pop a trailing callback off the arguments: callback, n (the count of the others).
@@ -219,6 +254,19 @@ function Store:keys(...)
     return read(self, opts_arg(opts), cb, function(f) return f:keys(prefix, limit) end)
 end
 
+--- count([opts][, callback]) -> the live keys, and how many of them have a TTL.
+function Store:count(...)
+    local cb, n = trailing(...)
+    local opts = n > 0 and opts_arg((...)) or nil
+    local function fn(f, ...) return { f:count(...) } end
+    local function shape(r, code, detail)
+        if r == nil then return nil, code, detail end
+        return r[1], r[2]
+    end
+    if cb then return read(self, opts, function(...) cb(shape(...)) end, fn) end
+    return shape(read(self, opts, nil, fn))
+end
+
 --- delete(key[, callback]) -> true if the key existed, else false.
 function Store:delete(key, cb)
     check_key(key, "delete(key[, callback])")
@@ -276,15 +324,17 @@ function Store:purge()
     if self.closed then return 0 end
     local _, is_leader = self.node:state()
     if not is_leader then return 0 end
-    local now, batch, pending = self.clock(), self.purge_batch, self._purge_index
-    local keys = self.node:read_stale(function(f)
+    -- The purge in flight is the node's (any store of it may have proposed it).
+    local node = self.node
+    local now, batch, pending = self.clock(), self.purge_batch, node._atlas_purge_index or 0
+    local keys = node:read_stale(function(f)
         if f.applied < pending then return {} end
         return f:expired_keys(now, batch)
     end)
     if type(keys) ~= "table" or #keys == 0 then return 0 end
-    local index, code, detail = self.node:propose(fsm_mod.encode.purge(keys))
+    local index, code, detail = node:propose(fsm_mod.encode.purge(keys))
     if not index then return nil, code, detail end
-    self._purge_index = index
+    node._atlas_purge_index = index
     return #keys
 end
 
@@ -292,7 +342,14 @@ end
 function Store:close(cb)
     if self.closed then return false end
     self.closed = true
-    if self._timer then self._timer:stop() end
+    local p = self._purger
+    if p and p.stores[self] then
+        p.stores[self], p.n = nil, p.n - 1
+        if p.n == 0 then
+            p.timer:stop()
+            if self.node._atlas_purger == p then self.node._atlas_purger = nil end
+        end
+    end
     if self._owns_node then return self.node:shutdown(cb) end
     if cb then cb() end
     return true

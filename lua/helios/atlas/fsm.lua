@@ -3,7 +3,7 @@
 --
 -- Each write is one msgpack-encoded command table (helios.atlas.fsm.encode builds them):
 --   { op = "set", k, v, ttl = ms, nx = true, xx = true }   -> true, or false (nx/xx unmet)
---   { op = "del", k }                                      -> 1 if the key existed, else 0
+--   { op = "del", k1, k2, ... }                            -> how many of the keys existed
 --   { op = "incr", k, by }                                 -> the new integer
 --   { op = "cas", k, old, new }  (old nil: the key must be absent) -> true or false
 --   { op = "expire", k, ttl }    (ttl false: persist)       -> true if the key exists
@@ -104,7 +104,7 @@ FSM.__index = FSM
 FSM.__name = "helios.atlas.fsm"
 
 function FSM:__tostring()
-    return format("helios.atlas.fsm(%d keys, applied #%d)", self.count, self.applied)
+    return format("helios.atlas.fsm(%d keys, applied #%d)", self.nkeys, self.applied)
 end
 
 --- A new, empty store. opts: session_timeout_ms (the same on every replica).
@@ -121,7 +121,9 @@ end
 
 function FSM:_reset()
     self.data, self.exp = {}, {}      -- key -> value; key -> expiry (ms) for keys with a TTL
-    self.count, self.applied, self.now = 0, 0, 0
+    -- nkeys: the keys held, expired ones not purged yet included (FSM:count() counts the
+    -- live ones).
+    self.nkeys, self.applied, self.now = 0, 0, 0
     self.sessions = {}                -- id -> { active, acked, results = { [seq] = bytes } }
     self.heap_e, self.heap_k = {}, {} -- min-heap of (expiry, key), lazily invalidated
 end
@@ -176,18 +178,18 @@ local function heap_rebuild(self)
 end
 
 local function put(self, key, value, expiry)
-    if self.data[key] == nil then self.count = self.count + 1 end
+    if self.data[key] == nil then self.nkeys = self.nkeys + 1 end
     self.data[key] = value
     self.exp[key] = expiry
     if expiry then
         heap_push(self, expiry, key)
-        if #self.heap_e > 2 * self.count + 1024 then heap_rebuild(self) end
+        if #self.heap_e > 2 * self.nkeys + 1024 then heap_rebuild(self) end
     end
 end
 
 local function drop(self, key)
     if self.data[key] ~= nil then
-        self.count = self.count - 1
+        self.nkeys = self.nkeys - 1
         self.data[key], self.exp[key] = nil, nil
     end
 end
@@ -230,10 +232,20 @@ function ops.set(self, c, now, w)
 end
 
 function ops.del(self, c, now, w)
-    if not is_key(c[1]) then return fail("invalid", "del: a string key") end
-    local exists = touch(self, c[1], now)
-    if exists then w(self, c[1], nil) end
-    return exists and 1 or 0
+    if #c == 0 then return fail("invalid", "del: one or more string keys") end
+    for i = 1, #c do
+        if not is_key(c[i]) then return fail("invalid", "del: one or more string keys") end
+    end
+    -- All keys in one entry: DEL k1 k2 of the RESP port is atomic (a key named twice
+    -- counts once, as in Redis).
+    local n = 0
+    for i = 1, #c do
+        if touch(self, c[i], now) then
+            w(self, c[i], nil)
+            n = n + 1
+        end
+    end
+    return n
 end
 
 function ops.incr(self, c, now, w)
@@ -479,7 +491,17 @@ function FSM:keys(prefix, limit, now)
     return out
 end
 --- The number of keys held (expired ones not yet purged included).
-function FSM:size() return self.count end
+function FSM:size() return self.nkeys end
+--- The live keys at now (default: the newest applied stamp) and how many of them have a
+-- TTL: DBSIZE and INFO's keyspace line (expired keys not purged yet are not counted).
+function FSM:count(now)
+    now = now or self.now
+    local expired, expires = 0, 0
+    for _, e in pairs(self.exp) do
+        if e <= now then expired = expired + 1 else expires = expires + 1 end
+    end
+    return self.nkeys - expired, expires
+end
 function FSM:session(id) return self.sessions[id] end
 
 --- Up to limit keys whose expiry <= now (for the leader's purge proposals); the heap keeps
@@ -576,7 +598,7 @@ function FSM:restore(bytes)
             put(self, flat[i], flat[i + 1], flat[i + 2] or nil)
         end
     end
-    if self.count ~= h.count then error("atlas: restore: key count does not match", 2) end
+    if self.nkeys ~= h.count then error("atlas: restore: key count does not match", 2) end
 end
 
 -- ---- building commands --------------------------------------------------------------
@@ -587,7 +609,7 @@ M.encode = {
         opts = opts or {}
         return encode({ op = "set", k, v, ttl = ttl, nx = opts.nx or nil, xx = opts.xx or nil })
     end,
-    del = function(k) return encode({ op = "del", k }) end,
+    del = function(...) return encode({ op = "del", ... }) end,
     incr = function(k, by) return encode({ op = "incr", k, by }) end,
     cas = function(k, old, new) return encode({ op = "cas", k, old, new }) end,
     expire = function(k, ttl) return encode({ op = "expire", k, ttl = ttl or false }) end,

@@ -416,6 +416,99 @@ describe("atlas on the RESP port", function()
         assert(ok, err)
     end)
 
+    it("forwards a follower's writes to the leader, in order, with AUTH", function()
+        c = new_cluster(dir, { client_password = "pw" })
+        local ok, err = nh.run_scenario(c, 60000, function()
+            local lid, fid = leader(c)
+            local f = connect(c.client[fid])
+            assert.same({ ok = "OK" }, f:call("AUTH", "pw"))
+            assert.same({ ok = "OK" }, f:call("SET", "k", "v1"))
+            assert.equal("v1", f:call("GET", "k"))              -- linearizable, here
+            assert.equal(false, f:call("SET", "k", "v2", "NX"))
+            assert.equal(3, f:call("INCRBY", "n", "3"))
+            assert.same({ ok = "OK" }, f:call("MSET", "a", "1", "b", "2"))
+            assert.equal(2, f:call("DEL", "a", "b"))
+            assert.same({ n = 4, "swapped", 2, 1, false },
+                        f:call("ATLAS.CALL", "spec_server_swap", "k", "n"))
+            assert.matches("^ERR command_error: .*both keys", f:call("ATLAS.CALL",
+                           "spec_server_swap", "k", "nope").err)
+            assert.same({ err = "ERR value is not an integer or out of range" },
+                        f:call("INCR", "n"))                    -- "n" holds "v1" now
+            local sid = f:call("ATLAS.SESSION")
+            assert.equal("number", type(sid))
+            assert.equal(7, f:call("ATLAS.NUMBERED", sid, 1, "INCRBY", "once", "7"))
+            -- the retry through the leader itself: the first result, applied once
+            local l = connect(c.client[lid])
+            assert.same({ ok = "OK" }, l:call("AUTH", "pw"))
+            assert.equal(7, l:call("ATLAS.NUMBERED", sid, 1, "INCRBY", "once", "7"))
+            assert.equal(7, f:call("ATLAS.NUMBERED", sid, 1, "INCRBY", "once", "7"))
+            assert.equal("7", f:call("GET", "once"))
+            -- pipelined through the follower: forwarded writes and local reads in order
+            local batch = {}
+            for i = 1, 40 do
+                batch[#batch + 1] = encode({ "SET", "p" .. i, tostring(i) })
+                batch[#batch + 1] = encode({ "GET", "p" .. i })
+                batch[#batch + 1] = encode({ "INCR", "pc" })
+                batch[#batch + 1] = encode({ "NOSUCH" })
+            end
+            f:send_raw(table.concat(batch))
+            for i = 1, 40 do
+                assert.same({ ok = "OK" }, f:reply())
+                assert.equal(tostring(i), f:reply())
+                assert.equal(i, f:reply())
+                assert.matches("^ERR unknown command", f:reply().err)
+            end
+            -- a connection that says it is a forwarding link is never forwarded again
+            local g = connect(c.client[fid])
+            assert.same({ ok = "OK" }, g:call("AUTH", "pw"))
+            assert.same({ ok = "OK" }, g:call("ATLAS.FORWARDED"))
+            assert.same({ err = "MOVED 0 " .. c.client[lid] }, g:call("SET", "k", "v3"))
+            -- the leader goes: the follower forwards to the next one
+            for _, x in ipairs({ f, g, l }) do x:close() end
+            c.nodes[lid]:shutdown()
+            local nl
+            assert(wait_for(function()
+                nl = nh.leader_of(c)
+                return nl ~= nil and nl ~= lid
+            end, DEADLINE_MS), "no new leader")
+            local other
+            for _, id in ipairs(c.ids) do
+                if id ~= lid and id ~= nl then other = id end
+            end
+            assert(wait_for(function()
+                return c.nodes[other]:status().leader == nl
+            end, DEADLINE_MS))
+            local h = connect(c.client[other])
+            assert.same({ ok = "OK" }, h:call("AUTH", "pw"))
+            assert.same({ ok = "OK" }, h:call("SET", "after", "failover"))
+            assert.equal("failover", h:call("GET", "after"))
+            h:close()
+        end)
+        assert(ok, err)
+    end)
+
+    it("answers CLUSTERDOWN when the leader's client address is unknown, TRYAGAIN when "
+       .. "it cannot be reached", function()
+        c = new_cluster(dir, {})
+        local ok, err = nh.run_scenario(c, 30000, function()
+            local lid, fid = leader(c)
+            -- this follower does not know where the leader's port is
+            local saved = c.client[lid]
+            c.nodes[fid]._backend._client_server.ctx.peers[lid] = nil
+            local f = connect(c.client[fid])
+            assert.matches("^CLUSTERDOWN the leader %(" .. lid:gsub("%-", "%%-") .. "%) has no "
+                           .. "known client address", f:call("SET", "k", "v").err)
+            -- a leader's port that cannot be reached: never sent, safe to retry
+            c.nodes[fid]._backend._client_server.ctx.peers[lid] = "127.0.0.1:" .. core.free_port()
+            assert.matches("^TRYAGAIN cannot reach the leader's client port",
+                           f:call("SET", "k", "v").err)
+            c.nodes[fid]._backend._client_server.ctx.peers[lid] = saved
+            assert.same({ ok = "OK" }, f:call("SET", "k", "v"))
+            f:close()
+        end)
+        assert(ok, err)
+    end)
+
     it("asks for AUTH with client_password", function()
         c = new_cluster(dir, { client_forward = false, client_password = "pw" })
         local ok, err = nh.run_scenario(c, 30000, function()
@@ -527,6 +620,10 @@ describe("atlas on the RESP port", function()
                            (cli(dir, c.client[fid], a .. " SET via follower")))
             assert.equal("OK\n", (cli(dir, c.client[fid], a .. " -c SET via follower")))
             assert.equal("follower\n", (cli(dir, c.client[lid], a .. " GET via")))
+            -- forwarding on: the follower takes the write itself
+            c.nodes[fid]._backend._client_server.ctx.forward = true
+            assert.equal("OK\n", (cli(dir, c.client[fid], a .. " SET via forwarded")))
+            assert.equal("forwarded\n", (cli(dir, c.client[lid], a .. " GET via")))
         end)
         assert(ok, err)
     end)

@@ -27,12 +27,19 @@
 
 local resp = require("helios.resp")
 local atlas = require("helios.atlas")
+local loop = require("helios.loop")
 local fsm_mod = require("helios.atlas.fsm")
 
 local type, pairs, ipairs, tostring, tonumber, pcall = type, pairs, ipairs, tostring, tonumber, pcall
 local select, unpack, setmetatable = select, unpack, setmetatable
 local format, concat, floor, sort = string.format, table.concat, math.floor, table.sort
 local encode = fsm_mod.encode
+
+local core_mod_ref
+local function core_mod()
+    core_mod_ref = core_mod_ref or require("helios.core")
+    return core_mod_ref
+end
 
 local M = {}
 
@@ -296,22 +303,68 @@ local function safely(answer, fn, ...)
     answer(reply)
 end
 
-local function write(ctx, conn, state, argv, w)
+-- Order on one connection. Pipelined requests are answered in order by helios.resp, but
+-- they also run in order: a read waits for the writes sent before it on the connection
+-- (read your writes, as on redis-server), and a write for the reads before it (so that
+-- they cannot see it). Runs of reads, or of writes, go together: writes are proposed
+-- (or forwarded) in order, so the log keeps their order.
+-- state.seq = { kind ("r"/"w") and n of the running ones, ops[head..tail] waiting }.
+local function pump(q)
+    if q.pumping then return end
+    q.pumping = true
+    while q.head <= q.tail do
+        local op = q.ops[q.head]
+        if q.n > 0 and q.kind ~= op.kind then break end
+        q.ops[q.head] = nil
+        q.head = q.head + 1
+        q.kind, q.n = op.kind, q.n + 1
+        op.start()
+    end
+    if q.head > q.tail then q.head, q.tail = 1, 0 end
+    q.pumping = false
+end
+
+-- Run start(reply) in the connection's order; reply(r) answers the request (once).
+local function sequence(conn, state, kind, start)
     local answer = conn:defer()
-    local node = ctx.node
-    local _, is_leader = node:state()
-    if not is_leader then return not_leader(ctx, state, argv, answer) end
-    node:apply(w.bytes, ctx.timeout_ms, function(index, code, result)
-        if not index then
-            -- not_leader: never appended, or overwritten by another leader's entry: the
-            -- write did not happen, so the leader may take it.
-            if code == "not_leader" then return not_leader(ctx, state, argv, answer) end
-            return answer(write_error(code, result))
-        end
-        if type(result) == "table" and result.err then
-            return answer(fsm_error(result.err, result.msg, w))
-        end
-        safely(answer, w.shape, result)
+    local q = state.seq
+    if not q then
+        q = { n = 0, ops = {}, head = 1, tail = 0 }
+        state.seq = q
+    end
+    local replied = false
+    local function reply(r)
+        if replied then return end
+        replied = true
+        answer(r)
+        q.n = q.n - 1
+        if q.n == 0 then pump(q) end
+    end
+    q.tail = q.tail + 1
+    q.ops[q.tail] = { kind = kind, start = function()
+        local ok, e = pcall(start, reply)
+        if not ok then reply(err("ERR internal error: " .. tostring(e))) end
+    end }
+    pump(q)
+end
+
+local function write(ctx, conn, state, argv, w)
+    sequence(conn, state, "w", function(reply)
+        local node = ctx.node
+        local _, is_leader = node:state()
+        if not is_leader then return not_leader(ctx, state, argv, reply) end
+        node:apply(w.bytes, ctx.timeout_ms, function(index, code, result)
+            if not index then
+                -- not_leader: never appended, or overwritten by another leader's entry:
+                -- the write did not happen, so the leader may take it.
+                if code == "not_leader" then return not_leader(ctx, state, argv, reply) end
+                return reply(write_error(code, result))
+            end
+            if type(result) == "table" and result.err then
+                return reply(fsm_error(result.err, result.msg, w))
+            end
+            safely(reply, w.shape, result)
+        end)
     end)
 end
 
@@ -319,16 +372,16 @@ local STALE = { stale = true }
 
 -- A read through store:<method>(args..., opts, callback); shape(values) -> the reply.
 local function read(ctx, conn, state, shape, method, ...)
-    local answer = conn:defer()
     local store = ctx.store
-    local opts = state.readonly and STALE or nil
     local args = { n = select("#", ...) + 2, ... }
-    args[args.n - 1] = opts
-    args[args.n] = function(v, code, detail)
-        if v == nil and code ~= nil then return answer(read_error(code, detail)) end
-        safely(answer, shape, v, code)
-    end
-    store[method](store, unpack(args, 1, args.n))
+    sequence(conn, state, "r", function(reply)
+        args[args.n - 1] = state.readonly and STALE or nil
+        args[args.n] = function(v, code, detail)
+            if v == nil and code ~= nil then return reply(read_error(code, detail)) end
+            safely(reply, shape, v, code)
+        end
+        store[method](store, unpack(args, 1, args.n))
+    end)
 end
 
 local function identity(v) return v end
@@ -557,6 +610,251 @@ function M.commands(store, opts)
     return cmds, ctx
 end
 
+-- ---- forwarding: a follower's link to the leader's port ------------------------------
+--
+-- One connection per leader address. Its first requests are AUTH (with the password, if
+-- any) and ATLAS.FORWARDED; the forwarded writes follow, pipelined in the order they
+-- came, and each reply is relayed to its request (replies come back in order). When the
+-- leader changes, the old link takes no more requests and closes once its replies are in;
+-- a link that breaks fails what it owes: -TIMEOUT for a request it had sent (the write may
+-- have committed), -TRYAGAIN for one it had not.
+
+--- How long the link's coroutine waits on the socket at most before looking at its own
+-- state again (a request queued while the kernel's buffer was full), ms.
+M.LINK_POLL_MS = 20
+M.LINK_IDLE_MS = 200
+M.CONNECT_TIMEOUT_MS = 2000
+
+local function lua_encode(argv)
+    local out = { "*" .. #argv .. "\r\n" }
+    for i = 1, #argv do
+        local a = argv[i]
+        out[#out + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+    end
+    return concat(out)
+end
+
+-- A reply reader over sock:try_read_line when the socket class has no try_recv_reply:
+-- step(sock) -> value | nil, "again" | nil, code, detail (the values of the plan's
+-- convention: bulk -> string, null -> false, integer -> number, { ok }, { err }, arrays
+-- with n). It keeps a partial reply across calls.
+local function line_reader()
+    local stack, bulk = {}, nil
+    return function(sock)
+        while true do
+            local l, code, detail = sock:try_read_line()
+            if not l then return nil, code, detail end
+            local done, value = false, nil
+            if bulk then
+                bulk.parts[#bulk.parts + 1] = l
+                bulk.have = bulk.have + #l + 1
+                if bulk.have >= bulk.n + 2 then
+                    done, value = true, concat(bulk.parts, "\n"):sub(1, bulk.n)
+                    bulk = nil
+                end
+            else
+                l = l:gsub("\r$", "")
+                local t, rest = l:sub(1, 1), l:sub(2)
+                local n = tonumber(rest)
+                if t == "+" then
+                    done, value = true, { ok = rest }
+                elseif t == "-" then
+                    done, value = true, { err = rest }
+                elseif t == ":" and n then
+                    done, value = true, n
+                elseif t == "$" and n then
+                    if n < 0 then done, value = true, false
+                    else bulk = { n = n, parts = {}, have = 0 } end
+                elseif t == "*" and n then
+                    if n < 0 then done, value = true, false
+                    elseif n == 0 then done, value = true, { n = 0 }
+                    else stack[#stack + 1] = { n = n, i = 0, t = { n = n } } end
+                else
+                    return nil, "io", "not a RESP reply: " .. l:sub(1, 64)
+                end
+            end
+            if done then
+                while #stack > 0 do
+                    local top = stack[#stack]
+                    top.i = top.i + 1
+                    top.t[top.i] = value
+                    if top.i < top.n then
+                        done = false
+                        break
+                    end
+                    value = top.t
+                    stack[#stack] = nil
+                end
+                if done then return value end
+            end
+        end
+    end
+end
+
+local Link = {}
+Link.__index = Link
+
+local function link_fail(link, sent_reply, unsent_reply)
+    local inflight, unsent = link.inflight, link.unsent
+    link.inflight, link.unsent = {}, {}
+    for _, a in ipairs(inflight) do pcall(a, sent_reply) end
+    for _, u in ipairs(unsent) do pcall(u.answer, unsent_reply) end
+end
+
+-- The link is done: fail what it owes, and let its coroutine close the socket.
+function Link:kill(why_sent, why_unsent)
+    self.dead = true
+    link_fail(self, err("TIMEOUT forwarded write's outcome unknown: " .. why_sent),
+              err("TRYAGAIN " .. why_unsent))
+end
+
+-- Queue bytes on the socket; false when the socket failed.
+function Link:_write(bytes)
+    local ok, code, detail = self.sock:try_send_raw(bytes)
+    if ok then
+        self.wpending = false
+    elseif code == "again" then
+        self.wpending = true
+    else
+        self:kill("the link to the leader broke: " .. tostring(detail or code),
+                  "the link to the leader broke: " .. tostring(detail or code))
+        return false
+    end
+    return true
+end
+
+function Link:push(argv, answer)
+    if not self.ready then
+        self.unsent[#self.unsent + 1] = { argv = argv, answer = answer }
+        return
+    end
+    self.inflight[#self.inflight + 1] = answer
+    self:_write(self.encode(argv))
+end
+
+-- The coroutine of a link: connect, handshake, then relay replies until it dies.
+local function link_run(link)
+    local f = link.forwarder
+    local sock, pending, cdetail = core_mod().sock_connect_start(link.addr)
+    local detail
+    if not sock then
+        detail = tostring(cdetail or pending)
+    elseif pending then
+        local ok, code, d = loop.wait_fd(sock:fileno(), "w", M.CONNECT_TIMEOUT_MS)
+        if ok then
+            ok, code, d = sock:finish_connect()
+        end
+        if not ok then
+            sock:close()
+            sock, detail = nil, tostring(d or code)
+        end
+    end
+    if not sock then
+        return link:kill("connect: " .. detail, format("cannot reach the leader's client port "
+                         .. "%s: %s", link.addr, detail))
+    end
+    if link.dead then return sock:close() end
+    link.sock = sock
+    link.encode = core_mod().resp_command or lua_encode
+    local read = sock.try_recv_reply and function(s) return s:try_recv_reply() end
+        or line_reader()
+    -- The handshake's replies are the link's own; the queued requests follow at once.
+    if f.password then
+        link.inflight[1] = function(r)
+            if type(r) == "table" and r.err then link.auth_error = r.err end
+        end
+        link:_write(link.encode({ "AUTH", f.password }))
+    end
+    link.inflight[#link.inflight + 1] = function() end
+    link:_write(link.encode({ "ATLAS.FORWARDED" }))
+    link.ready = true
+    local unsent = link.unsent
+    link.unsent = {}
+    for _, u in ipairs(unsent) do link:push(u.argv, u.answer) end
+    while not link.dead do
+        if link.retiring and #link.inflight == 0 then break end
+        local events = link.wpending and "rw" or "r"
+        local ok, code, d = loop.wait_fd(sock:fileno(), events,
+                                         #link.inflight > 0 and M.LINK_POLL_MS or M.LINK_IDLE_MS)
+        if not ok and code ~= "timeout" then
+            link:kill(tostring(d or code), tostring(d or code))
+            break
+        end
+        if link.dead then break end
+        if link.wpending then
+            local fok, fcode, fd = sock:try_flush()
+            if fok then
+                link.wpending = false
+            elseif fcode ~= "again" then
+                link:kill(tostring(fd or fcode), tostring(fd or fcode))
+                break
+            end
+        end
+        while not link.dead do
+            local v, rcode, rd = read(sock)
+            if v == nil then
+                if rcode ~= "again" then
+                    link:kill("the leader closed the link: " .. tostring(rd or rcode),
+                              "the leader closed the link")
+                end
+                break
+            end
+            local answer = table.remove(link.inflight, 1)
+            if answer then
+                if link.auth_error and type(v) == "table" and v.err
+                    and v.err:match("^NOAUTH") then
+                    v = err("ERR the leader refused the forwarding link's AUTH: "
+                            .. link.auth_error)
+                    link.dead = true -- the next write makes a new link
+                end
+                pcall(answer, v)
+            end
+        end
+    end
+    link.dead = true
+    sock:close()
+    link_fail(link, err("TIMEOUT forwarded write's outcome unknown: the link closed"),
+              err("TRYAGAIN the link to the leader closed"))
+end
+
+local Forwarder = {}
+Forwarder.__index = Forwarder
+
+--- A follower's forwarder: forwarder:send(addr, argv, answer) relays one write to the
+-- leader's client port at addr; forwarder:close(). opts.password: for AUTH.
+function M.forwarder(node, opts)
+    opts = opts or {}
+    return setmetatable({ node = node, password = opts.password, link = nil }, Forwarder)
+end
+
+function Forwarder:send(addr, argv, answer)
+    if self.closed then return answer(err("TRYAGAIN the node is shutting down")) end
+    local link = self.link
+    if link and (link.addr ~= addr or link.dead) then
+        link.retiring = true -- it closes once its replies are in
+        link = nil
+    end
+    if not link then
+        link = setmetatable({ forwarder = self, addr = addr, inflight = {}, unsent = {} }, Link)
+        self.link = link
+        loop.spawn(function()
+            local ok, e = pcall(link_run, link)
+            if not ok then
+                link:kill("forwarding failed: " .. tostring(e), "forwarding failed: " .. tostring(e))
+                if link.sock then link.sock:close() end
+            end
+        end)
+    end
+    link:push(argv, answer)
+end
+
+function Forwarder:close()
+    self.closed = true
+    local link = self.link
+    self.link = nil
+    if link then link:kill("the node shut down", "the node shut down") end
+end
+
 local Server = {}
 Server.__index = Server
 Server.__name = "helios.atlas.server"
@@ -583,22 +881,20 @@ function M.start(node, opts)
     opts = opts or {}
     local store = atlas.new(node, { timeout_ms = opts.timeout_ms })
     local srv
-    local forwarder
-    if opts.forward ~= false and M.forwarder then
-        forwarder = M.forwarder(node, { password = opts.password })
-    end
-    local cmds = M.commands(store, {
+    -- (Made even with forward off: it connects nothing until a write is forwarded.)
+    local forwarder = M.forwarder(node, { password = opts.password })
+    local cmds, ctx = M.commands(store, {
         peers = opts.peers, forward = opts.forward, forwarder = forwarder,
         timeout_ms = opts.timeout_ms, address = function() return srv and srv:address() end,
     })
     local s, code, detail = resp.serve(opts.listen, { password = opts.password, commands = cmds })
     if not s then
         store:close()
-        if forwarder then forwarder:close() end
+        forwarder:close()
         return nil, code, detail
     end
     srv = s
-    return setmetatable({ _srv = s, _forwarder = forwarder, store = store }, Server)
+    return setmetatable({ _srv = s, _forwarder = forwarder, store = store, ctx = ctx }, Server)
 end
 
 return M

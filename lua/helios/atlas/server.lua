@@ -625,72 +625,6 @@ M.LINK_POLL_MS = 20
 M.LINK_IDLE_MS = 200
 M.CONNECT_TIMEOUT_MS = 2000
 
-local function lua_encode(argv)
-    local out = { "*" .. #argv .. "\r\n" }
-    for i = 1, #argv do
-        local a = argv[i]
-        out[#out + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
-    end
-    return concat(out)
-end
-
--- A reply reader over sock:try_read_line when the socket class has no try_recv_reply:
--- step(sock) -> value | nil, "again" | nil, code, detail (the values of the plan's
--- convention: bulk -> string, null -> false, integer -> number, { ok }, { err }, arrays
--- with n). It keeps a partial reply across calls.
-local function line_reader()
-    local stack, bulk = {}, nil
-    return function(sock)
-        while true do
-            local l, code, detail = sock:try_read_line()
-            if not l then return nil, code, detail end
-            local done, value = false, nil
-            if bulk then
-                bulk.parts[#bulk.parts + 1] = l
-                bulk.have = bulk.have + #l + 1
-                if bulk.have >= bulk.n + 2 then
-                    done, value = true, concat(bulk.parts, "\n"):sub(1, bulk.n)
-                    bulk = nil
-                end
-            else
-                l = l:gsub("\r$", "")
-                local t, rest = l:sub(1, 1), l:sub(2)
-                local n = tonumber(rest)
-                if t == "+" then
-                    done, value = true, { ok = rest }
-                elseif t == "-" then
-                    done, value = true, { err = rest }
-                elseif t == ":" and n then
-                    done, value = true, n
-                elseif t == "$" and n then
-                    if n < 0 then done, value = true, false
-                    else bulk = { n = n, parts = {}, have = 0 } end
-                elseif t == "*" and n then
-                    if n < 0 then done, value = true, false
-                    elseif n == 0 then done, value = true, { n = 0 }
-                    else stack[#stack + 1] = { n = n, i = 0, t = { n = n } } end
-                else
-                    return nil, "io", "not a RESP reply: " .. l:sub(1, 64)
-                end
-            end
-            if done then
-                while #stack > 0 do
-                    local top = stack[#stack]
-                    top.i = top.i + 1
-                    top.t[top.i] = value
-                    if top.i < top.n then
-                        done = false
-                        break
-                    end
-                    value = top.t
-                    stack[#stack] = nil
-                end
-                if done then return value end
-            end
-        end
-    end
-end
-
 local Link = {}
 Link.__index = Link
 
@@ -755,9 +689,7 @@ local function link_run(link)
     end
     if link.dead then return sock:close() end
     link.sock = sock
-    link.encode = core_mod().resp_command or lua_encode
-    local read = sock.try_recv_reply and function(s) return s:try_recv_reply() end
-        or line_reader()
+    link.encode = core_mod().resp_command
     -- The handshake's replies are the link's own; the queued requests follow at once.
     if f.password then
         link.inflight[1] = function(r)
@@ -791,7 +723,7 @@ local function link_run(link)
             end
         end
         while not link.dead do
-            local v, rcode, rd = read(sock)
+            local v, rcode, rd = sock:try_recv_reply()
             if v == nil then
                 if rcode ~= "again" then
                     link:kill("the leader closed the link: " .. tostring(rd or rcode),

@@ -434,6 +434,14 @@ describe("atlas on the RESP port", function()
                 assert.equal(i, f:reply())
                 assert.matches("^ERR unknown command", f:reply().err)
             end
+            -- a forwarding link whose AUTH the leader refuses says so; the next link is new
+            local fwd = c.nodes[fid]._backend._client_server._forwarder
+            fwd.password = "wrong"
+            fwd.link.retiring = true
+            assert.matches("^ERR the leader refused the forwarding link's AUTH: WRONGPASS",
+                           f:call("SET", "k", "v1").err)
+            fwd.password = "pw"
+            assert.same({ ok = "OK" }, f:call("SET", "k", "v1"))
             -- a connection that says it is a forwarding link is never forwarded again
             local g = connect(c.client[fid])
             assert.same({ ok = "OK" }, g:call("AUTH", "pw"))

@@ -25,6 +25,7 @@
 -- off, or the request came over a forwarding link), or "-CLUSTERDOWN ..." (no leader
 -- known).
 
+local core = require("helios.core")
 local resp = require("helios.resp")
 local atlas = require("helios.atlas")
 local loop = require("helios.loop")
@@ -35,11 +36,6 @@ local select, unpack, setmetatable = select, unpack, setmetatable
 local format, concat, floor, sort = string.format, table.concat, math.floor, table.sort
 local encode = fsm_mod.encode
 
-local core_mod_ref
-local function core_mod()
-    core_mod_ref = core_mod_ref or require("helios.core")
-    return core_mod_ref
-end
 
 local M = {}
 
@@ -431,7 +427,7 @@ local function info_text(ctx, section)
     sec("Server", {
         "redis_version:7.0.0",
         "redis_mode:standalone",
-        "helios_version:" .. tostring(require("helios.core").version),
+        "helios_version:" .. tostring(core.version),
         "tcp_port:" .. tostring(port or ""),
     })
     local repl = { "role:" .. (is_leader and "master" or "slave") }
@@ -669,7 +665,7 @@ end
 -- The coroutine of a link: connect, handshake, then relay replies until it dies.
 local function link_run(link)
     local f = link.forwarder
-    local sock, pending, cdetail = core_mod().sock_connect_start(link.addr)
+    local sock, pending, cdetail = core.sock_connect_start(link.addr)
     local detail
     if not sock then
         detail = tostring(cdetail or pending)
@@ -689,15 +685,20 @@ local function link_run(link)
     end
     if link.dead then return sock:close() end
     link.sock = sock
-    link.encode = core_mod().resp_command
+    link.encode = core.resp_command
     -- The handshake's replies are the link's own; the queued requests follow at once.
     if f.password then
         link.inflight[1] = function(r)
-            if type(r) == "table" and r.err then link.auth_error = r.err end
+            if type(r) == "table" and r.err then
+                link.auth_error, link.retiring = r.err, true -- the next write: a new link
+            end
         end
         link:_write(link.encode({ "AUTH", f.password }))
     end
-    link.inflight[#link.inflight + 1] = function() end
+    link.inflight[#link.inflight + 1] = function(r)
+        -- Not an ATLAS port (or AUTH failed, above): no more writes over this link.
+        if type(r) == "table" and r.err then link.retiring = true end
+    end
     link:_write(link.encode({ "ATLAS.FORWARDED" }))
     link.ready = true
     local unsent = link.unsent
@@ -737,7 +738,6 @@ local function link_run(link)
                     and v.err:match("^NOAUTH") then
                     v = err("ERR the leader refused the forwarding link's AUTH: "
                             .. link.auth_error)
-                    link.dead = true -- the next write makes a new link
                 end
                 pcall(answer, v)
             end
@@ -762,7 +762,7 @@ end
 function Forwarder:send(addr, argv, answer)
     if self.closed then return answer(err("TRYAGAIN the node is shutting down")) end
     local link = self.link
-    if link and (link.addr ~= addr or link.dead) then
+    if link and (link.addr ~= addr or link.dead or link.retiring) then
         link.retiring = true -- it closes once its replies are in
         link = nil
     end

@@ -472,7 +472,7 @@ describe("atlas on the RESP port", function()
     end)
 
     it("answers CLUSTERDOWN when the leader's client address is unknown, TRYAGAIN when "
-       .. "it cannot be reached", function()
+       .. "it cannot be reached, TIMEOUT when the link breaks after sending", function()
         c = new_cluster(dir, {})
         local ok, err = nh.run_scenario(c, 30000, function()
             local lid, fid = leader(c)
@@ -486,6 +486,19 @@ describe("atlas on the RESP port", function()
             c.nodes[fid]._backend._client_server.ctx.peers[lid] = "127.0.0.1:" .. core.free_port()
             assert.matches("^TRYAGAIN cannot reach the leader's client port",
                            f:call("SET", "k", "v").err)
+            -- a link that breaks after sending: the write's outcome is unknown
+            local answers = {}
+            local fake = assert(require("helios.resp").serve("127.0.0.1:0", { commands = {
+                ["ATLAS.FORWARDED"] = { arity = 1, fn = function() return true end },
+                SET = { arity = -3, fn = function(conn)
+                    answers[#answers + 1] = conn:defer()                -- never answered
+                end },
+            } }))
+            c.nodes[fid]._backend._client_server.ctx.peers[lid] = fake:address()
+            f:send_raw(encode({ "SET", "k", "lost" }))
+            assert(wait_for(function() return #answers == 1 end, DEADLINE_MS))
+            fake:close()
+            assert.matches("^TIMEOUT forwarded write's outcome unknown", f:reply().err)
             c.nodes[fid]._backend._client_server.ctx.peers[lid] = saved
             assert.same({ ok = "OK" }, f:call("SET", "k", "v"))
             f:close()

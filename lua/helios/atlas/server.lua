@@ -598,9 +598,19 @@ function M.commands(store, opts)
         state.forwarded = true
         return OK
     end)
-    -- CONFIG GET: nothing to show (redis-benchmark and some clients ask at startup).
+    -- CONFIG GET: the two parameters redis-benchmark asks for at startup (every write is
+    -- in the Raft log, synced, before it is acknowledged: "appendonly yes", no RDB
+    -- "save" schedule); any other parameter matches nothing.
     def("CONFIG", -2, function(_, argv)
-        if argv[2]:upper() == "GET" then return {} end
+        if argv[2]:upper() == "GET" then
+            local out = {}
+            for i = 3, #argv do
+                local p = argv[i]:lower()
+                if p == "save" then out[#out + 1], out[#out + 2] = "save", "" end
+                if p == "appendonly" then out[#out + 1], out[#out + 2] = "appendonly", "yes" end
+            end
+            return out
+        end
         return err("ERR CONFIG " .. argv[2] .. " is not supported")
     end)
     return cmds, ctx

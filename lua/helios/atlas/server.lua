@@ -91,7 +91,6 @@ local function user_value(v, depth)
     for i = 1, n do out[i] = user_value(v[i], depth + 1) end
     return out
 end
-M.user_value = function(v) return user_value(v, 0) end
 
 -- An FSM failure ({ err = code, msg = detail }) as an error reply; w: the write.
 local function fsm_error(code, msg, w)
@@ -382,14 +381,19 @@ end
 
 local function identity(v) return v end
 
-local function scan_cursor(ctx, keys)
+-- A new cursor for the rest of a SCAN (state { keys, pos }); the oldest is forgotten past
+-- MAX_SCAN_CURSORS (c.list[c.first..c.last] holds the live ones in order).
+local function scan_cursor(ctx, state)
     local c = ctx.cursors
     c.next = c.next % (MAX_INT - 1) + 1
     local id = c.next
-    c.list[#c.list + 1] = id
-    c.by_id[id] = keys
-    if #c.list > M.MAX_SCAN_CURSORS then
-        c.by_id[table.remove(c.list, 1)] = nil
+    c.last = c.last + 1
+    c.list[c.last] = id
+    c.by_id[id] = state
+    if c.last - c.first + 1 > M.MAX_SCAN_CURSORS then
+        c.by_id[c.list[c.first]] = nil
+        c.list[c.first] = nil
+        c.first = c.first + 1
     end
     return id
 end
@@ -425,14 +429,15 @@ local function info_text(ctx, section)
     sort(members)
     local port = tostring(ctx.address and ctx.address() or ""):match(":(%d+)$")
     sec("Server", {
-        "redis_version:7.0.0",
+        "redis_version:7.0.0", -- the protocol and command level clients may check
+
         "redis_mode:standalone",
         "helios_version:" .. tostring(core.version),
         "tcp_port:" .. tostring(port or ""),
     })
     local repl = { "role:" .. (is_leader and "master" or "slave") }
     if is_leader then
-        repl[#repl + 1] = "connected_slaves:" .. (#members - 1 >= 0 and #members - 1 or 0)
+        repl[#repl + 1] = "connected_slaves:" .. math.max(#members - 1, 0)
     else
         local mh, mp = leader_addr:match("^(.*):(%d+)$")
         repl[#repl + 1] = "master_host:" .. (mh or "")
@@ -469,7 +474,7 @@ function M.commands(store, opts)
         node = store.node, store = store, peers = opts.peers or {},
         forward = opts.forward ~= false, forwarder = opts.forwarder,
         timeout_ms = opts.timeout_ms or M.DEFAULT_TIMEOUT_MS, address = opts.address,
-        cursors = { next = 0, list = {}, by_id = {} },
+        cursors = { next = 0, list = {}, first = 1, last = 0, by_id = {} },
     }
     local cmds = {}
     local function def(name, arity, fn) cmds[name] = { arity = arity, fn = fn } end

@@ -203,6 +203,7 @@ build = {
       ["helios"] = "lua/helios/init.lua",
       ["helios.atlas"] = "lua/helios/atlas.lua",
       ["helios.atlas.fsm"] = "lua/helios/atlas/fsm.lua",
+      ["helios.atlas.forward"] = "lua/helios/atlas/forward.lua",
       ["helios.atlas.server"] = "lua/helios/atlas/server.lua",
       ["helios.cli"] = "lua/helios/cli.lua",
       ["helios.client"] = "lua/helios/client.lua",

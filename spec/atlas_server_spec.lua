@@ -159,13 +159,14 @@ describe("atlas on the RESP port", function()
             assert.same({ ok = "OK" }, k:call("set", "b", "22", "xx"))
             assert.equal("22", k:call("GET", "b"))
             assert.same({ ok = "OK" }, k:call("SET", "ex", "v", "EX", "100"))
+            -- (bounds loose enough for a loaded machine)
             local t = k:call("TTL", "ex")
-            assert.is_true(t >= 99 and t <= 100, tostring(t))
+            assert.is_true(t >= 90 and t <= 100, tostring(t))
             t = k:call("PTTL", "ex")
-            assert.is_true(t > 98000 and t <= 100000, tostring(t))
-            assert.same({ ok = "OK" }, k:call("SET", "px", "v", "PX", "250"))
+            assert.is_true(t > 90000 and t <= 100000, tostring(t))
+            assert.same({ ok = "OK" }, k:call("SET", "px", "v", "PX", "1500"))
             t = k:call("PTTL", "px")
-            assert.is_true(t > 0 and t <= 250, tostring(t))
+            assert.is_true(t > 0 and t <= 1500, tostring(t))
             assert.equal(-1, k:call("TTL", "a"))
             assert.equal(-2, k:call("TTL", "nope"))
             assert.equal(-2, k:call("PTTL", "nope"))
@@ -204,7 +205,7 @@ describe("atlas on the RESP port", function()
             -- EXPIRE, PEXPIRE
             assert.equal(1, k:call("EXPIRE", "a", "50"))
             t = k:call("TTL", "a")
-            assert.is_true(t >= 49 and t <= 50, tostring(t))
+            assert.is_true(t >= 40 and t <= 50, tostring(t))
             assert.equal(1, k:call("PEXPIRE", "a", "100000"))
             t = k:call("PTTL", "a")
             assert.is_true(t > 90000 and t <= 100000, tostring(t))
@@ -499,6 +500,19 @@ describe("atlas on the RESP port", function()
             assert(wait_for(function() return #answers == 1 end, DEADLINE_MS))
             fake:close()
             assert.matches("^TIMEOUT forwarded write's outcome unknown", f:reply().err)
+            -- a leader that stops answering: the link is dropped after reply_timeout_ms
+            local mute = assert(require("helios.resp").serve("127.0.0.1:0", { commands = {
+                ["ATLAS.FORWARDED"] = { arity = 1, fn = function() return true end },
+                SET = { arity = -3, fn = function(conn)
+                    answers[#answers + 1] = conn:defer()                -- never answered
+                end },
+            } }))
+            local fwd = c.nodes[fid]._backend._client_server._forwarder
+            fwd.reply_timeout_ms = 300
+            c.nodes[fid]._backend._client_server.ctx.peers[lid] = mute:address()
+            assert.matches("^TIMEOUT forwarded write's outcome unknown: no reply from .* "
+                           .. "within 300 ms", f:call("SET", "k", "muted").err)
+            mute:close()
             c.nodes[fid]._backend._client_server.ctx.peers[lid] = saved
             assert.same({ ok = "OK" }, f:call("SET", "k", "v"))
             f:close()

@@ -28,8 +28,8 @@
 local core = require("helios.core")
 local resp = require("helios.resp")
 local atlas = require("helios.atlas")
-local loop = require("helios.loop")
 local fsm_mod = require("helios.atlas.fsm")
+local forward = require("helios.atlas.forward")
 
 local type, pairs, ipairs, tostring, tonumber, pcall = type, pairs, ipairs, tostring, tonumber, pcall
 local select, unpack, setmetatable = select, unpack, setmetatable
@@ -621,190 +621,14 @@ function M.commands(store, opts)
     return cmds, ctx
 end
 
--- ---- forwarding: a follower's link to the leader's port ------------------------------
---
--- One connection per leader address. Its first requests are AUTH (with the password, if
--- any) and ATLAS.FORWARDED; the forwarded writes follow, pipelined in the order they
--- came, and each reply is relayed to its request (replies come back in order). When the
--- leader changes, the old link takes no more requests and closes once its replies are in;
--- a link that breaks fails what it owes: -TIMEOUT for a request it had sent (the write may
--- have committed), -TRYAGAIN for one it had not.
-
---- How long the link's coroutine waits on the socket at most before looking at its own
--- state again (a request queued while the kernel's buffer was full), ms.
-M.LINK_POLL_MS = 20
-M.LINK_IDLE_MS = 200
-M.CONNECT_TIMEOUT_MS = 2000
-
-local Link = {}
-Link.__index = Link
-
-local function link_fail(link, sent_reply, unsent_reply)
-    local inflight, unsent = link.inflight, link.unsent
-    link.inflight, link.unsent = {}, {}
-    for _, a in ipairs(inflight) do pcall(a, sent_reply) end
-    for _, u in ipairs(unsent) do pcall(u.answer, unsent_reply) end
-end
-
--- The link is done: fail what it owes, and let its coroutine close the socket.
-function Link:kill(why_sent, why_unsent)
-    self.dead = true
-    link_fail(self, err("TIMEOUT forwarded write's outcome unknown: " .. why_sent),
-              err("TRYAGAIN " .. why_unsent))
-end
-
--- Queue bytes on the socket; false when the socket failed.
-function Link:_write(bytes)
-    local ok, code, detail = self.sock:try_send_raw(bytes)
-    if ok then
-        self.wpending = false
-    elseif code == "again" then
-        self.wpending = true
-    else
-        self:kill("the link to the leader broke: " .. tostring(detail or code),
-                  "the link to the leader broke: " .. tostring(detail or code))
-        return false
-    end
-    return true
-end
-
-function Link:push(argv, answer)
-    if not self.ready then
-        self.unsent[#self.unsent + 1] = { argv = argv, answer = answer }
-        return
-    end
-    self.inflight[#self.inflight + 1] = answer
-    self:_write(self.encode(argv))
-end
-
--- The coroutine of a link: connect, handshake, then relay replies until it dies.
-local function link_run(link)
-    local f = link.forwarder
-    local sock, pending, cdetail = core.sock_connect_start(link.addr)
-    local detail
-    if not sock then
-        detail = tostring(cdetail or pending)
-    elseif pending then
-        local ok, code, d = loop.wait_fd(sock:fileno(), "w", M.CONNECT_TIMEOUT_MS)
-        if ok then
-            ok, code, d = sock:finish_connect()
-        end
-        if not ok then
-            sock:close()
-            sock, detail = nil, tostring(d or code)
-        end
-    end
-    if not sock then
-        return link:kill("connect: " .. detail, format("cannot reach the leader's client port "
-                         .. "%s: %s", link.addr, detail))
-    end
-    if link.dead then return sock:close() end
-    link.sock = sock
-    link.encode = core.resp_command
-    -- The handshake's replies are the link's own; the queued requests follow at once.
-    if f.password then
-        link.inflight[1] = function(r)
-            if type(r) == "table" and r.err then
-                link.auth_error, link.retiring = r.err, true -- the next write: a new link
-            end
-        end
-        link:_write(link.encode({ "AUTH", f.password }))
-    end
-    link.inflight[#link.inflight + 1] = function(r)
-        -- Not an ATLAS port (or AUTH failed, above): no more writes over this link.
-        if type(r) == "table" and r.err then link.retiring = true end
-    end
-    link:_write(link.encode({ "ATLAS.FORWARDED" }))
-    link.ready = true
-    local unsent = link.unsent
-    link.unsent = {}
-    for _, u in ipairs(unsent) do link:push(u.argv, u.answer) end
-    while not link.dead do
-        if link.retiring and #link.inflight == 0 then break end
-        local events = link.wpending and "rw" or "r"
-        local ok, code, d = loop.wait_fd(sock:fileno(), events,
-                                         #link.inflight > 0 and M.LINK_POLL_MS or M.LINK_IDLE_MS)
-        if not ok and code ~= "timeout" then
-            link:kill(tostring(d or code), tostring(d or code))
-            break
-        end
-        if link.dead then break end
-        if link.wpending then
-            local fok, fcode, fd = sock:try_flush()
-            if fok then
-                link.wpending = false
-            elseif fcode ~= "again" then
-                link:kill(tostring(fd or fcode), tostring(fd or fcode))
-                break
-            end
-        end
-        while not link.dead do
-            local v, rcode, rd = sock:try_recv_reply()
-            if v == nil then
-                if rcode ~= "again" then
-                    link:kill("the leader closed the link: " .. tostring(rd or rcode),
-                              "the leader closed the link")
-                end
-                break
-            end
-            local answer = table.remove(link.inflight, 1)
-            if answer then
-                if link.auth_error and type(v) == "table" and v.err
-                    and v.err:match("^NOAUTH") then
-                    v = err("ERR the leader refused the forwarding link's AUTH: "
-                            .. link.auth_error)
-                end
-                pcall(answer, v)
-            end
-        end
-    end
-    link.dead = true
-    sock:close()
-    link_fail(link, err("TIMEOUT forwarded write's outcome unknown: the link closed"),
-              err("TRYAGAIN the link to the leader closed"))
-end
-
-local Forwarder = {}
-Forwarder.__index = Forwarder
-
---- A follower's forwarder: forwarder:send(addr, argv, answer) relays one write to the
--- leader's client port at addr; forwarder:close(). opts.password: for AUTH.
-function M.forwarder(node, opts)
-    opts = opts or {}
-    return setmetatable({ node = node, password = opts.password, link = nil }, Forwarder)
-end
-
-function Forwarder:send(addr, argv, answer)
-    if self.closed then return answer(err("TRYAGAIN the node is shutting down")) end
-    local link = self.link
-    if link and (link.addr ~= addr or link.dead or link.retiring) then
-        link.retiring = true -- it closes once its replies are in
-        link = nil
-    end
-    if not link then
-        link = setmetatable({ forwarder = self, addr = addr, inflight = {}, unsent = {} }, Link)
-        self.link = link
-        loop.spawn(function()
-            local ok, e = pcall(link_run, link)
-            if not ok then
-                link:kill("forwarding failed: " .. tostring(e), "forwarding failed: " .. tostring(e))
-                if link.sock then link.sock:close() end
-            end
-        end)
-    end
-    link:push(argv, answer)
-end
-
-function Forwarder:close()
-    self.closed = true
-    local link = self.link
-    self.link = nil
-    if link then link:kill("the node shut down", "the node shut down") end
-end
-
 local Server = {}
 Server.__index = Server
 Server.__name = "helios.atlas.server"
+
+function Server:__tostring()
+    return format("helios.atlas.server(%s, %s)", tostring(self.store.node.id),
+                  tostring(self:address() or "closed"))
+end
 
 --- The bound "host:port" (nil once closed).
 function Server:address()
@@ -829,7 +653,7 @@ function M.start(node, opts)
     local store = atlas.new(node, { timeout_ms = opts.timeout_ms })
     local srv
     -- (Made even with forward off: it connects nothing until a write is forwarded.)
-    local forwarder = M.forwarder(node, { password = opts.password })
+    local forwarder = forward.new(node, { password = opts.password })
     local cmds, ctx = M.commands(store, {
         peers = opts.peers, forward = opts.forward, forwarder = forwarder,
         timeout_ms = opts.timeout_ms, address = function() return srv and srv:address() end,

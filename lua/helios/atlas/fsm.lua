@@ -495,7 +495,8 @@ function FSM:size() return self.nkeys end
 --- The live keys at now (default: the newest applied stamp) and how many of them have a
 -- TTL: DBSIZE and INFO's keyspace line (expired keys not purged yet are not counted).
 function FSM:count(now)
-    now = now or self.now
+    -- (as every read: expiry judged at max(now, the newest applied stamp))
+    if now == nil or now < self.now then now = self.now end
     local expired, expires = 0, 0
     for _, e in pairs(self.exp) do
         if e <= now then expired = expired + 1 else expires = expires + 1 end

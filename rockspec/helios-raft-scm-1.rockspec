@@ -205,6 +205,7 @@ build = {
       ["helios.atlas.fsm"] = "lua/helios/atlas/fsm.lua",
       ["helios.cli"] = "lua/helios/cli.lua",
       ["helios.client"] = "lua/helios/client.lua",
+      ["helios.client.resp"] = "lua/helios/client/resp.lua",
       ["helios.clusterfile"] = "lua/helios/clusterfile.lua",
       ["helios.control"] = "lua/helios/control.lua",
       ["helios.fsm.kv"] = "lua/helios/fsm/kv.lua",

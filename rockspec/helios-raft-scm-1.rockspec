@@ -207,6 +207,7 @@ build = {
       ["helios.atlas.server"] = "lua/helios/atlas/server.lua",
       ["helios.cli"] = "lua/helios/cli.lua",
       ["helios.client"] = "lua/helios/client.lua",
+      ["helios.client.resp"] = "lua/helios/client/resp.lua",
       ["helios.clusterfile"] = "lua/helios/clusterfile.lua",
       ["helios.control"] = "lua/helios/control.lua",
       ["helios.fsm.kv"] = "lua/helios/fsm/kv.lua",

@@ -163,10 +163,13 @@ local function read_outcome(r, code, detail)
     return unpack(r, 1, r.n)
 end
 
--- fn(fsm) -> values; linearizable (node:read) unless opts.stale (node:read_stale).
+-- fn(fsm, now) -> values; linearizable (node:read) unless opts.stale (node:read_stale).
+-- now: the leader's clock when it fixed the read index (node:read's ctx.time_ms), so that
+-- expiry is judged alike on every replica and a key whose TTL passed reads as absent even
+-- when nothing was written since; nil on a stale read (the newest applied stamp).
 local function read(self, opts, callback, fn)
     check_open(self)
-    local wrapped = function(fsm) return { n = 1, fn(fsm) } end
+    local wrapped = function(fsm, ctx) return { n = 1, fn(fsm, ctx and ctx.time_ms) } end
     if type(opts) == "table" and opts.stale then
         local r, code, detail = self.node:read_stale(wrapped)
         if callback then return callback(read_outcome(r, code, detail)) end
@@ -218,7 +221,7 @@ function Store:get(key, ...)
     local cb, n = trailing(...)
     check_key(key, "get(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:get(key) end)
+    return read(self, opts, cb, function(f, now) return f:get(key, now) end)
 end
 
 --- exists(key[, opts][, callback]) -> boolean.
@@ -226,7 +229,7 @@ function Store:exists(key, ...)
     local cb, n = trailing(...)
     check_key(key, "exists(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:exists(key) end)
+    return read(self, opts, cb, function(f, now) return f:exists(key, now) end)
 end
 
 --- ttl(key[, opts][, callback]) -> remaining ms; -1 no TTL; -2 no such key.
@@ -234,14 +237,14 @@ function Store:ttl(key, ...)
     local cb, n = trailing(...)
     check_key(key, "ttl(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:ttl(key) end)
+    return read(self, opts, cb, function(f, now) return f:ttl(key, now) end)
 end
 
 --- mget({ keys }[, opts][, callback]) -> { n = #keys, values or nil }.
 function Store:mget(keys, ...)
     local cb, n = trailing(...)
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:mget(keys) end)
+    return read(self, opts, cb, function(f, now) return f:mget(keys, now) end)
 end
 
 --- keys([prefix[, limit[, opts]]][, callback]) -> the live keys with prefix, sorted.
@@ -251,7 +254,8 @@ function Store:keys(...)
     if n < 3 then opts = nil end
     if n < 2 then limit = nil end
     if n < 1 then prefix = nil end
-    return read(self, opts_arg(opts), cb, function(f) return f:keys(prefix, limit) end)
+    return read(self, opts_arg(opts), cb,
+                function(f, now) return f:keys(prefix, limit, now) end)
 end
 
 --- count([opts][, callback]) -> the live keys, and how many of them have a TTL.

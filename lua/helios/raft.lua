@@ -389,9 +389,10 @@ local function make_hooks(b)
     end
 
     -- The core answered a read (csrc/core/read.c): code nil means this node has applied
-    -- through index (the runtime calls this after the applies of its batch), so fn(fsm)
-    -- sees every write acknowledged before the read began; else the read failed.
-    local function read(ctx, code, index)
+    -- through index (the runtime calls this after the applies of its batch), so fn(fsm, ctx)
+    -- sees every write acknowledged before the read began; ctx.time_ms is the leader's clock
+    -- when it fixed the index (nil: unknown); else the read failed.
+    local function read(ctx, code, index, time_ms)
         local r = b._reads[ctx]
         if not r then
             return -- timed out here already
@@ -410,7 +411,7 @@ local function make_hooks(b)
             for i = 1, res.n do res[i] = select(i, ...) end
             return ok
         end
-        if not collect(pcall(r.fn, b._fsm)) then
+        if not collect(pcall(r.fn, b._fsm, { time_ms = time_ms })) then
             return protect(r.cb, nil, "read_error", format("read at index %d on %s failed: %s",
                                                            index or 0, b._id, tostring(res[1])))
         end

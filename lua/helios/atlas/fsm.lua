@@ -20,9 +20,10 @@
 --
 -- Time: every decision about expiry uses now = the largest entry.time_ms applied so far
 -- (the leaders' stamps, monotone even when a new leader's clock is behind), never a local
--- clock, so every replica decides the same at the same index. A key whose expiry <= now
--- is absent for every command; it is dropped from memory when a command touches it or a
--- purge entry names it (the leader proposes purges: helios.atlas).
+-- clock, so every replica decides the same at the same index (a linearizable read uses the
+-- leader's clock at its read index when that is later: see "reads" below). A key whose
+-- expiry <= now is absent for every command; it is dropped from memory when a command
+-- touches it or a purge entry names it (the leader proposes purges: helios.atlas).
 
 local core = require("helios.core")
 
@@ -458,16 +459,27 @@ function FSM:apply(bytes, index, entry)
     return run(self, c, now, entry)
 end
 
--- ---- reads (at the newest applied stamp, this replica's state) -------------------------
+-- ---- reads ---------------------------------------------------------------------------
+-- Each takes an optional now: the time to judge expiry at, the leader's clock when it fixed
+-- a linearizable read's index (node:read's ctx.time_ms), the same on every replica. Expiry
+-- is judged at max(now, the newest applied stamp): a read never sees a key the applied
+-- state already dropped, and a key whose TTL passed with no write since (no newer stamp)
+-- reads as absent all the same. nil now (a stale read): the newest applied stamp.
+
+-- The time a read judges expiry at.
+local function read_time(self, now)
+    if now ~= nil and now > self.now then return now end
+    return self.now
+end
 
 function FSM:get(key, now)
-    now = now or self.now
+    now = read_time(self, now)
     return live(self, key, now) and self.data[key] or nil
 end
-function FSM:exists(key, now) return live(self, key, now or self.now) end
+function FSM:exists(key, now) return live(self, key, read_time(self, now)) end
 --- Remaining ms, -1 for a key without TTL, -2 for a missing key (as Redis's PTTL).
 function FSM:ttl(key, now)
-    now = now or self.now
+    now = read_time(self, now)
     if not live(self, key, now) then return -2 end
     return self.exp[key] and self.exp[key] - now or -1
 end
@@ -478,7 +490,7 @@ function FSM:mget(list, now)
 end
 --- Live keys starting with prefix (all: nil or ""), sorted, at most limit of them.
 function FSM:keys(prefix, limit, now)
-    now = now or self.now
+    now = read_time(self, now)
     prefix = prefix or ""
     local out, n = {}, #prefix
     for k in pairs(self.data) do

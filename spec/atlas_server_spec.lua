@@ -593,6 +593,30 @@ describe("atlas on the RESP port", function()
         t:stop()
     end)
 
+    it("serves helios.client's RESP cluster client, sessions across a leader change", function()
+        c = new_cluster(dir, { client_password = "pw", client_forward = false })
+        local ok, err = nh.run_scenario(c, 60000, function()
+            local lid = leader(c)
+            local addrs = {}
+            for i, id in ipairs(c.ids) do addrs[i] = c.client[id] end
+            local cc = require("helios.client").cluster(addrs, { password = "pw",
+                                                               timeout_ms = 10000 })
+            assert.equal(c.client[lid], cc:leader())
+            assert.same({ ok = "OK" }, cc:call("SET", "k", "v"))  -- MOVED followed as needed
+            assert.equal("v", cc:call("GET", "k"))
+            local s = assert(cc:session())
+            assert.equal(4, s:call("INCRBY", "once", "4"))
+            assert.equal(4, s:retry())                           -- the first result
+            -- the leader goes: the session's next write reaches the new one, once
+            c.nodes[lid]:shutdown()
+            assert.equal(5, s:call("INCR", "once"))
+            assert.equal(5, s:retry())
+            assert.equal("5", cc:call("GET", "once"))
+            cc:close()
+        end)
+        assert(ok, err)
+    end)
+
     it("proposes the fsm's modules record from the leader's timer until one is applied", function()
         local fsm = atlas.fsm()
         local asked = 0

@@ -210,6 +210,11 @@ describe("atlas on the RESP port", function()
             t = k:call("PTTL", "a")
             assert.is_true(t > 90000 and t <= 100000, tostring(t))
             assert.equal(0, k:call("EXPIRE", "nope", "10"))
+            assert.equal(1, k:call("PERSIST", "a"))
+            assert.equal(-1, k:call("TTL", "a"))
+            assert.equal(0, k:call("PERSIST", "a"))             -- no TTL to remove
+            assert.equal(0, k:call("PERSIST", "nope"))
+            assert.equal(1, k:call("PEXPIRE", "a", "100000"))
             assert.equal(1, k:call("EXPIRE", "a", "-1"))       -- in the past: deleted
             assert.equal(false, k:call("GET", "a"))
             -- MGET, MSET

@@ -7,6 +7,7 @@
 --   { op = "incr", k, by }                                 -> the new integer
 --   { op = "cas", k, old, new }  (old nil: the key must be absent) -> true or false
 --   { op = "expire", k, ttl }    (ttl false: persist)       -> true if the key exists
+--     (with persist = true: true if the key had a TTL, which is now removed)
 --   { op = "mset", kv = { k1, v1, k2, v2, ... } }          -> true (all or nothing)
 --   { op = "purge", keys = { ... } }                       -> how many keys were dropped
 --   { op = "register" }                                    -> a session id
@@ -285,7 +286,10 @@ function ops.expire(self, c, now, w)
         return fail("invalid", "expire: a string key and ttl a positive integer (ms) or false")
     end
     if not touch(self, c[1], now) then return false end
+    local had_ttl = self.exp[c[1]] ~= nil
     w(self, c[1], self.data[c[1]], c.ttl and now + c.ttl or nil)
+    -- persist (RESP's PERSIST): whether a TTL was removed, as Redis answers.
+    if c.persist then return had_ttl end
     return true
 end
 
@@ -626,6 +630,7 @@ M.encode = {
     incr = function(k, by) return encode({ op = "incr", k, by }) end,
     cas = function(k, old, new) return encode({ op = "cas", k, old, new }) end,
     expire = function(k, ttl) return encode({ op = "expire", k, ttl = ttl or false }) end,
+    persist = function(k) return encode({ op = "expire", k, ttl = false, persist = true }) end,
     mset = function(kv) return encode({ op = "mset", kv = kv }) end,
     purge = function(keys) return encode({ op = "purge", keys = keys }) end,
     register = function() return encode({ op = "register" }) end,

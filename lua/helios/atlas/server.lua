@@ -50,7 +50,7 @@ M.MAX_SCAN_CURSORS = 1024
 -- outside a session.
 M.WRITES = {
     SET = true, DEL = true, INCR = true, INCRBY = true, DECR = true, DECRBY = true,
-    EXPIRE = true, PEXPIRE = true, MSET = true, ["ATLAS.CALL"] = true,
+    EXPIRE = true, PEXPIRE = true, PERSIST = true, MSET = true, ["ATLAS.CALL"] = true,
     ["ATLAS.SESSION"] = true, ["ATLAS.NUMBERED"] = true,
 }
 
@@ -198,6 +198,9 @@ local function expire(argv, scale)
     end
     return { bytes = encode.expire(argv[2], n * scale), shape = bool_int }
 end
+function parse.PERSIST(argv)
+    return { bytes = encode.persist(argv[2]), shape = bool_int }
+end
 function parse.EXPIRE(argv) return expire(argv, 1000) end
 function parse.PEXPIRE(argv) return expire(argv, 1) end
 
@@ -222,7 +225,7 @@ end
 -- Arity of the writes (redis-server's form), for ATLAS.NUMBERED's inner command too.
 local ARITY = {
     SET = -3, DEL = -2, INCR = 2, DECR = 2, INCRBY = 3, DECRBY = 3, EXPIRE = -3,
-    PEXPIRE = -3, MSET = -3, ["ATLAS.CALL"] = -2, ["ATLAS.SESSION"] = 1,
+    PEXPIRE = -3, PERSIST = 2, MSET = -3, ["ATLAS.CALL"] = -2, ["ATLAS.SESSION"] = 1,
     ["ATLAS.NUMBERED"] = -4,
 }
 
@@ -239,7 +242,7 @@ parse["ATLAS.NUMBERED"] = function(argv)
     for i = 4, #argv do inner[i - 3] = argv[i] end
     if not parse[name] or name == "ATLAS.SESSION" or name == "ATLAS.NUMBERED" then
         return nil, err(format("ERR ATLAS.NUMBERED numbers a write (SET, DEL, INCR, INCRBY, "
-            .. "DECR, DECRBY, EXPIRE, PEXPIRE, MSET, ATLAS.CALL), not '%s'", argv[4]))
+            .. "DECR, DECRBY, EXPIRE, PEXPIRE, PERSIST, MSET, ATLAS.CALL), not '%s'", argv[4]))
     end
     if not arity_ok(ARITY[name], #inner) then return nil, wrong_arity(argv[4]) end
     local w, e = parse[name](inner)

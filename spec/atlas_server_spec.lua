@@ -279,9 +279,11 @@ describe("atlas on the RESP port", function()
             assert.equal(1, k:call("ATLAS.NUMBERED", sid, 4, "DEL", "sx"))
             assert.equal(1, k:call("ATLAS.NUMBERED", sid, 4, "DEL", "sx"))
             assert.same({ n = 4, "swapped", 2, 1, false },
-                        k:call("ATLAS.NUMBERED", sid, 5, "ATLAS.CALL", "spec_server_swap", "x", "y"))
+                        k:call("ATLAS.NUMBERED", sid, 5, "ATLAS.CALL", "spec_server_swap", "x",
+                               "y"))
             assert.same({ n = 4, "swapped", 2, 1, false },
-                        k:call("ATLAS.NUMBERED", sid, 5, "ATLAS.CALL", "spec_server_swap", "x", "y"))
+                        k:call("ATLAS.NUMBERED", sid, 5, "ATLAS.CALL", "spec_server_swap", "x",
+                               "y"))
             assert.equal("1", k:call("GET", "x"))                 -- swapped once only (twice: "2")
             assert.matches("^SESSIONEXPIRED ", k:call("ATLAS.NUMBERED", 999999, 1, "INCR", "q").err)
             assert.matches("^ERR ATLAS.NUMBERED numbers a write",

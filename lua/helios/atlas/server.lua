@@ -31,8 +31,8 @@ local atlas = require("helios.atlas")
 local fsm_mod = require("helios.atlas.fsm")
 local forward = require("helios.atlas.forward")
 
-local type, pairs, ipairs, tostring, tonumber, pcall = type, pairs, ipairs, tostring, tonumber, pcall
-local select, unpack, setmetatable = select, unpack, setmetatable
+local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local pcall, select, unpack, setmetatable = pcall, select, unpack, setmetatable
 local format, concat, floor, sort = string.format, table.concat, math.floor, table.sort
 local encode = fsm_mod.encode
 

@@ -204,14 +204,14 @@ demo:
 	bin/helios cluster --nodes 3 --data ./data $(ARGS)
 
 # libFuzzer targets (csrc/transport/fuzz/*_fuzz.c) for the frame decoder, the handshake
-# parser and the RESP request parser, with ASan and UBSan. `make fuzz` runs each for its
+# parser, the RESP request parser and the RESP reply reader, with ASan and UBSan. `make fuzz` runs each for its
 # share of FUZZ_SECONDS on the committed corpus (csrc/transport/fuzz/corpus/NAME, read only); what it discovers goes to
 # build-fuzz/corpus-NAME, and a crash to build-fuzz/crash-*, which fails the target.
 # `make fuzz-corpus` regenerates the committed seeds (corpus_gen.c).
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_NAMES := frame handshake resp
+FUZZ_NAMES := frame handshake resp reply
 FUZZ_LIB := csrc/core/blob.c csrc/core/msg.c csrc/core/crc32c.c csrc/core/error.c \
 	csrc/transport/frame.c csrc/transport/codec.c csrc/transport/unpack.c \
 	csrc/transport/hs_codec.c csrc/transport/handshake.c csrc/transport/resp.c

@@ -100,6 +100,27 @@ describe("atlas.fsm", function()
         assert.is_nil(f:get("c"))
     end)
 
+    it("judges a read at the time it is given, never before the newest stamp", function()
+        local f, apply = fresh()
+        assert.is_true(apply(E.set("t", "v", 100), 1000))    -- expires at 1100
+        apply(E.set("p", "v"), 1010)
+        -- a later time (a linearizable read's leader clock) with no entry stamped since
+        assert.is_nil(f:get("t", 1100))
+        assert.is_false(f:exists("t", 1100))
+        assert.are.equal(-2, f:ttl("t", 1100))
+        assert.are.equal(30, f:ttl("t", 1070))
+        assert.are.same({ "p" }, f:keys(nil, nil, 1100))
+        assert.are.same({ n = 2, nil, "v" }, f:mget({ "t", "p" }, 1100))
+        -- no time, or an earlier one (a leader whose clock is behind): the newest stamp
+        assert.are.equal("v", f:get("t"))
+        assert.are.equal(90, f:ttl("t", 500))
+        apply(E.incr("other"), 1100)
+        assert.is_nil(f:get("t", 1050))
+        assert.are.same({ "other", "p" }, f:keys(nil, nil, 900))
+        -- reads change nothing: the key is still held until a command or purge drops it
+        assert.are.equal("v", f.data.t)
+    end)
+
     it("purges only keys still expired at the purge entry's stamp", function()
         local f, apply = fresh()
         apply(E.set("a", "1", 10), 100)   -- 110
@@ -251,7 +272,7 @@ describe("atlas.fsm", function()
             data["key:" .. i] = "value-" .. i
             if i % 3 == 0 then exp["key:" .. i] = 1e12 + i end
         end
-        f.count = 1e6
+        f.nkeys = 1e6
         local t0 = os.clock()
         local bytes = f:snapshot()
         local t1 = os.clock()

@@ -1,7 +1,8 @@
 -- atlas_node_spec.lua: ATLAS end to end on three networked nodes (atlas.open = raft.new +
 -- start + atlas.new) in one process on loopback: the store API blocking in coroutines on
 -- the loop, linearizable reads on a follower, stale reads, user commands, TTL expiry and
--- the leader's purge timer, a snapshot written by the forked writer.
+-- the leader's purge timer, reads judged at the leader's clock with no write since a TTL
+-- passed, a snapshot written by the forked writer.
 --
 -- Every wait has a deadline (wait_for, run_scenario).
 
@@ -20,7 +21,8 @@ atlas.command("spec_node_swap", function(store, args)
     return true
 end)
 
-local function open_cluster(dir, peers)
+local function open_cluster(dir, peers, purge_interval_ms)
+    if purge_interval_ms == nil then purge_interval_ms = 50 end
     local c = { ids = {}, nodes = {}, stores = {} }
     if not peers then
         peers = {}
@@ -34,7 +36,7 @@ local function open_cluster(dir, peers)
                                          heartbeat_timeout_ms = 30, snapshot_threshold = 50,
                                          snapshot_interval_ms = 100,
                                          atlas = { timeout_ms = 3000,
-                                                   purge_interval_ms = 50 } })
+                                                   purge_interval_ms = purge_interval_ms } })
         c.ids[i], c.nodes[id], c.stores[id] = id, store.node, store
     end
     return c
@@ -123,6 +125,33 @@ describe("atlas on networked nodes", function()
             s.node:on("snapshot", function() snapped = true end)
             for i = 1, 60 do assert(s:set("bulk:" .. i, ("x"):rep(i), 100000)) end
             assert(wait_for(function() return snapped end, 10000), "no snapshot")
+        end)
+        assert(ok, err)
+    end)
+
+    it("judges linearizable reads at the leader's clock when nothing is written", function()
+        c = open_cluster(dir, nil, false) -- no purge timer: no write unless the spec writes
+        local ok, err = nh.run_scenario(c, 40000, function()
+            local lid
+            assert(wait_for(function() lid = nh.leader_of(c) return lid ~= nil end, 5000))
+            local s = c.stores[lid]
+            local fid = c.ids[1] == lid and c.ids[2] or c.ids[1]
+            local f = c.stores[fid]
+            assert.is_true(s:set("short", "v", 300))
+            assert.is_true(s:set("keep", "k"))
+            assert.are.equal("v", f:get("short"))
+            -- only the clocks move on: the leader's answers, then a follower's, drop the key
+            assert(wait_for(function() return s:get("short") == nil end, 5000),
+                   "a linearizable read on the leader still sees the key")
+            assert.is_nil(f:get("short"))
+            assert.is_false(f:exists("short"))
+            assert.are.equal(-2, f:ttl("short"))
+            assert.are.same({ "keep" }, f:keys())
+            -- while the applied state, judged at its newest stamp, still holds it
+            assert.are.equal("v", s:get("short", { stale = true }))
+            assert.are.equal("v", f:get("short", { stale = true }))
+            local t = f.node:read(function(_, ctx) return ctx.time_ms end, 3000)
+            assert.is_number(t)
         end)
         assert(ok, err)
     end)

@@ -1,6 +1,7 @@
 -- atlas_sim_spec.lua: ATLAS (helios.atlas) on a simulated cluster (helios.sim): the store
 -- API with callbacks on virtual time, TTLs across a leader change (every replica's state
--- equal, a key expiring at the same log index on every replica), and a numbered write
+-- equal, a key expiring at the same log index on every replica), linearizable reads judged
+-- at the leader's clock (a TTL that passed with no write since), and a numbered write
 -- retried across a leader crash applied exactly once.
 --
 --   HELIOS_SEED=7 busted spec/atlas_sim_spec.lua   -- replay one seed
@@ -138,6 +139,56 @@ describe("atlas on helios.sim", function()
                 assert.are.equal(gone[new], gone[id], id)
                 assert.is_nil(fsms[id].data.t, id)
             end
+            c:check()
+        end)
+    end)
+
+    it("judges a linearizable read at the leader's clock, not the newest applied stamp",
+       function()
+        cl.with_seed(cl.seed(1204), function(seed)
+            local fsms = {}
+            local c = cluster(seed, fsms)
+            local leader = wait_leader(c)
+            local follower = c:ids()[1] == leader and c:ids()[2] or c:ids()[1]
+            -- simulated nodes run no purge timer: nothing is written unless the spec writes
+            local s, fs = atlas.new(c:node(leader)), atlas.new(c:node(follower))
+            assert.is_true(await(c, function(cb) s:set("t", "v", 300, cb) end))
+            assert.is_true(await(c, function(cb) s:set("keep", "k", cb) end))
+            local expiry = fsms[leader].exp.t
+            assert.are.equal("v", await(c, function(cb) fs:get("t", cb) end))
+            assert.are.equal("v", await(c, function(cb) s:get("t", cb) end))
+            -- the TTL passes with no write, no purge: every replica's newest stamp stays
+            -- before the expiry, so the applied state alone still shows the key
+            c:run_for(1000)
+            local applied = fsms[leader].applied
+            for _, id in ipairs(c:ids()) do
+                assert.is_true(fsms[id].now < expiry, id)
+                assert.are.equal("v", fsms[id].data.t, id)
+            end
+            for _, st in ipairs({ s, fs }) do
+                local where = st == s and "leader" or "follower"
+                assert.is_nil(await(c, function(cb) st:get("t", cb) end), where)
+                assert.is_false(await(c, function(cb) st:exists("t", cb) end), where)
+                assert.are.equal(-2, await(c, function(cb) st:ttl("t", cb) end), where)
+                assert.are.same({ "keep" }, await(c, function(cb) st:keys(cb) end), where)
+                assert.are.same({ n = 2, nil, "k" },
+                                await(c, function(cb) st:mget({ "t", "keep" }, cb) end), where)
+                -- a stale read judges at the newest applied stamp: still there
+                assert.are.equal("v", await(c, function(cb) st:get("t", { stale = true }, cb) end),
+                                 where)
+            end
+            -- the reads wrote nothing
+            assert.are.equal(applied, fsms[leader].applied)
+            -- node:read hands fn the leader's clock at the read index; a stale read none
+            local t0 = c:now()
+            local ctx = await(c, function(cb)
+                c:node(follower):read(function(_, x) return x end, 1000, cb)
+            end)
+            assert.is_number(ctx.time_ms)
+            assert.is_true(ctx.time_ms >= t0 and ctx.time_ms <= c:now(), tostring(ctx.time_ms))
+            assert.are.equal(0, select("#", c:node(leader):read_stale(function(_, ...)
+                return ...
+            end)))
             c:check()
         end)
     end)

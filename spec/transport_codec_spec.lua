@@ -40,13 +40,15 @@ local MESSAGES = {
     { type = "vote", from = B, to = A, term = 10, cand_last_index = 44, cand_last_term = 9,
       transfer = true },
     { type = "read_index", from = B, to = A, term = 9, seq = 77 },
-    { type = "read_index_resp", from = A, to = B, term = 9, index = 44, seq = 77 },
+    { type = "read_index_resp", from = A, to = B, term = 9, index = 44, seq = 77,
+      time_ms = 1700000000123 },
+    { type = "read_index_resp", from = A, to = B, term = 9, index = 44, seq = 79 },
     { type = "read_index_resp", from = A, to = B, term = 9, reject = true, seq = 78 },
 }
 
 local FIELDS = { "from", "to", "term", "prev_index", "prev_term", "commit", "index",
                  "hint_index", "hint_term", "last_index", "cand_last_index", "cand_last_term",
-                 "snap_index", "snap_term", "offset", "seq" }
+                 "snap_index", "snap_term", "offset", "seq", "time_ms" }
 
 local function assert_same(want, got)
     assert.are.equal(want.type, got.type)
@@ -149,6 +151,29 @@ describe("transport codec", function()
             assert(got == nil, what)
             assert(code == "protocol", format("%s: %s %s", what, tostring(code), tostring(detail)))
         end
+    end)
+
+    -- docs/wire-protocol.md: key 22 (time_ms) of read_index_resp is the leader's clock at
+    -- the read index; absent (a sender without the field) decodes as 0, unknown.
+    it("carries a read answer's leader time under key 22, absent meaning unknown", function()
+        -- read_index_resp (11) from 1 to 2, term 9, index 44, seq 77, time_ms 1234
+        local with = "\135\0\11\1\1\2\2\3\9\9\44\20\77\22\205\4\210"
+        local got = assert(tk.wire_decode(tk.wire_frame(with)))
+        assert.are.equal("read_index_resp", got.type)
+        assert.are.equal(44, got.index)
+        assert.are.equal(77, got.seq)
+        assert.are.equal(1234, got.time_ms)
+        local without = "\134\0\11\1\1\2\2\3\9\9\44\20\77"
+        got = assert(tk.wire_decode(tk.wire_frame(without)))
+        assert.are.equal(44, got.index)
+        assert.are.equal(0, got.time_ms)
+        -- the encoder writes exactly that map for the same message
+        assert.are.equal(tk.wire_frame(with), tk.wire_encode({
+            type = "read_index_resp", from = 1, to = 2, term = 9, index = 44, seq = 77,
+            time_ms = 1234 }))
+        -- and leaves the key out when the time is unknown, as an older sender does
+        assert.are.equal(tk.wire_frame(without), tk.wire_encode({
+            type = "read_index_resp", from = 1, to = 2, term = 9, index = 44, seq = 77 }))
     end)
 
     it("refuses entries that break the log's invariants", function()

@@ -73,8 +73,10 @@ enum hr_msg_type {
                          * sibling transfer.c) */
     HR_MSG_READ_INDEX,  /* a follower asks the leader for a read index (thesis §6.4):
                          * seq = the follower's read context */
-    HR_MSG_READ_INDEX_RESP, /* index = the read index, seq = the context it answers; reject:
-                             * the sender is not the leader (or could not confirm it) */
+    HR_MSG_READ_INDEX_RESP, /* index = the read index, seq = the context it answers,
+                             * time_ms = the leader's clock when it fixed the index (0:
+                             * unknown); reject: the sender is not the leader (or could
+                             * not confirm it) */
     HR_MSG_TYPE_COUNT
 };
 
@@ -143,6 +145,10 @@ struct hr_msg {
      * membership never changes). Owned like snap_data. Not in the wire format yet. */
     struct hr_blob *conf;
     hr_index_t conf_index;
+
+    /* READ_INDEX_RESP: the leader's clock (the one it stamps entries with, hr_entry.time_ms)
+     * when it fixed the read index; 0: unknown (a sender that does not fill it in). */
+    hr_time_t time_ms;
 };
 
 /* Deep-copy m into *out (the entries array is copied, blobs retained). */
@@ -209,11 +215,15 @@ int hr_config_validate(const struct hr_config *c, char *err, size_t errlen);
  * served once the FSM has applied up to `index` (and not before); otherwise HR_ENOTLEADER
  * (this node or the leader it asked lost or never had leadership) or HR_ETIMEOUT (no quorum
  * confirmed leadership within an election timeout): fail the read, never serve it from
- * local state. */
+ * local state. time_ms (status 0): the leader's clock, the one it stamps entries with, when
+ * it fixed `index`; a moment between the read's start and its answer, so an FSM may judge
+ * time-dependent state (TTLs) against it the same on every replica (docs/atlas.md). 0:
+ * unknown (a leader that does not send it). */
 struct hr_read_state {
     uint64_t ctx;
     hr_index_t index;
     int status;
+    hr_time_t time_ms;
 };
 
 /* The output batch. Everything in it is owned by the core and stays valid until

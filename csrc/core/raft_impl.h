@@ -207,6 +207,7 @@ struct hr__read {
     hr_index_t index; /* leader: the commit index recorded for it (0: not yet) */
     uint64_t round;   /* leader: the heartbeat round confirming it (0: not started) */
     hr_time_t deadline;
+    hr_time_t time_ms; /* leader: its clock when it recorded index */
 };
 int hr__handle_read_index(struct hr_raft *r, const struct hr_msg *m);
 void hr__handle_read_index_resp(struct hr_raft *r, const struct hr_msg *m);

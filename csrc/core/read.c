@@ -35,6 +35,14 @@
  * for an election timeout after it starts (election.c, hr__in_lease). Like any lease this
  * also assumes that a node's clock does not jump forward (the caller's clock is monotonic).
  *
+ * With the read index the leader records its clock (r->now, the clock it stamps entries
+ * with): the read's time, reported with its answer (hr_read_state.time_ms) and sent to a
+ * follower in READ_INDEX_RESP. It lies between the read's start and its answer, as the
+ * index does, so an FSM whose answers depend on time (TTLs) judges a read against it and
+ * gives the same answer on every replica; judging by the newest applied stamp instead would
+ * show a key as live long after its TTL passed, as long as nothing else was written. Lease
+ * reads and unsafe_read_no_confirm take the time when they take the index.
+ *
  * A read the leader holds for a follower and cannot confirm in time is answered with a
  * rejection: the follower reports HR_ENOTLEADER for it (READ_INDEX_RESP has no timeout
  * code), or HR_ETIMEOUT if its own election timeout for the read ran out first.
@@ -49,7 +57,8 @@ static bool committed_in_term(const struct hr_raft *r)
     return hr_raft_term_at(r, r->commit) == r->term;
 }
 
-static int push_out(struct hr_raft *r, uint64_t ctx, hr_index_t index, int status)
+static int push_out(struct hr_raft *r, uint64_t ctx, hr_index_t index, hr_time_t time_ms,
+                    int status)
 {
     struct hr_read_state *v = hr_array_grow(r->reads_out, &r->cap_reads_out, r->n_reads_out + 1,
                                             sizeof(*v), 8);
@@ -57,15 +66,22 @@ static int push_out(struct hr_raft *r, uint64_t ctx, hr_index_t index, int statu
         return HR_ENOMEM;
     }
     r->reads_out = v;
-    v[r->n_reads_out++] = (struct hr_read_state){.ctx = ctx, .index = index, .status = status};
+    v[r->n_reads_out++] =
+        (struct hr_read_state){.ctx = ctx, .index = index, .status = status, .time_ms = time_ms};
     return 0;
 }
 
-/* Answer one read: locally through the ready batch, or to the follower that asked. */
-static void answer(struct hr_raft *r, const struct hr__read *rd, hr_index_t index, int status)
+/* Answer one read: locally through the ready batch, or to the follower that asked. The
+ * leader's clock at the read index goes with a success (struct hr_read_state.time_ms). */
+static void answer(struct hr_raft *r, const struct hr__read *rd, hr_index_t index,
+                   hr_time_t time_ms, int status)
 {
+    if (status != 0) {
+        time_ms = 0;
+    }
     if (rd->from == 0) {
-        (void)push_out(r, rd->ctx, index, status); /* out of memory: it times out upstream */
+        /* out of memory: it times out upstream */
+        (void)push_out(r, rd->ctx, index, time_ms, status);
         return;
     }
     struct hr_msg m = {.type = HR_MSG_READ_INDEX_RESP,
@@ -73,6 +89,7 @@ static void answer(struct hr_raft *r, const struct hr__read *rd, hr_index_t inde
                        .term = r->term,
                        .seq = rd->ctx,
                        .index = status == 0 ? index : 0,
+                       .time_ms = time_ms,
                        .reject = status != 0};
     (void)hr__send(r, &m, false);
 }
@@ -85,7 +102,7 @@ static void answer_if(struct hr_raft *r, bool (*pick)(const struct hr_raft *, co
     for (size_t i = 0; i < r->n_reads; i++) {
         struct hr__read rd = r->reads[i];
         if (pick(r, &rd)) {
-            answer(r, &rd, rd.index, status);
+            answer(r, &rd, rd.index, rd.time_ms, status);
         } else {
             r->reads[keep++] = rd;
         }
@@ -155,7 +172,11 @@ static void progress(struct hr_raft *r)
     if (committed_in_term(r)) {
         for (size_t i = 0; i < r->n_reads; i++) {
             if (r->reads[i].index == 0) {
+                /* The read takes effect now, with what is committed now: its time is the
+                 * leader's clock now (the clock entries are stamped with), the same moment
+                 * on every replica that serves it. */
                 r->reads[i].index = r->commit;
+                r->reads[i].time_ms = r->now;
             }
         }
     }
@@ -206,7 +227,7 @@ int hr_raft_read_index(struct hr_raft *r, uint64_t ctx)
         return HR_ENOTLEADER;
     }
     if (r->role == HR_LEADER && r->cfg.unsafe_read_no_confirm) {
-        return push_out(r, ctx, r->commit, 0);
+        return push_out(r, ctx, r->commit, r->now, 0);
     }
     struct hr__read *v = hr_array_grow(r->reads, &r->cap_reads, r->n_reads + 1, sizeof(*v), 8);
     if (v == NULL) {
@@ -232,11 +253,11 @@ int hr__handle_read_index(struct hr_raft *r, const struct hr_msg *m)
 {
     struct hr__read rd = {.ctx = m->seq, .from = m->from, .deadline = r->now + r->cfg.election_timeout_ms};
     if (r->role != HR_LEADER) {
-        answer(r, &rd, 0, HR_ENOTLEADER);
+        answer(r, &rd, 0, 0, HR_ENOTLEADER);
         return 0;
     }
     if (r->cfg.unsafe_read_no_confirm) {
-        answer(r, &rd, r->commit, 0);
+        answer(r, &rd, r->commit, r->now, 0);
         return 0;
     }
     struct hr__read *v = hr_array_grow(r->reads, &r->cap_reads, r->n_reads + 1, sizeof(*v), 8);
@@ -258,7 +279,7 @@ void hr__handle_read_index_resp(struct hr_raft *r, const struct hr_msg *m)
         if (r->reads[i].ctx == m->seq && r->reads[i].from == 0) {
             struct hr__read rd = r->reads[i];
             r->reads[i] = r->reads[--r->n_reads];
-            answer(r, &rd, m->index, m->reject ? HR_ENOTLEADER : 0);
+            answer(r, &rd, m->index, m->time_ms, m->reject ? HR_ENOTLEADER : 0);
             return;
         }
     }

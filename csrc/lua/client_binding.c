@@ -19,6 +19,10 @@
  *   s:try_send_frame(payload)  s:try_flush()  s:try_recv_frame()  s:try_read_line()
  *                                          -- the steps: nil, "again" when they would block
  *   s:send_raw(bytes, 1000)  s:read_line(1000)  s:fileno()  s:close()
+ *   local v, code = s:recv_reply(1000)     -- one RESP2 reply (below); codes: "timeout",
+ *                                          -- "closed", "protocol", "too_large", "io"
+ *   s:try_recv_reply([max_bytes])          -- its step: nil, "again" when it would block
+ *   local bytes = core.resp_command({ "SET", "k", 42 })  -- a command as redis-cli sends it
  *   core.poll_fd(fd, "r" | "w", 1000)      -- true | nil, "timeout" | nil, "io", detail
  *
  * The server side that specs need (listeners whose accept returns these sockets, a poll
@@ -28,13 +32,26 @@
  *
  * Frames: 4-byte big-endian payload length, 4-byte big-endian CRC32C of the payload, then
  * the payload (the control socket and the peer transport; docs/wire-protocol.md).
+ *
+ * Replies: what a Redis-protocol server (redis-server, or our client port: resp_server.c)
+ * answers, read with csrc/transport/resp.h's reply reader (helios.client.resp is built on
+ * these steps). The values are those of resp_server.c's replies: a bulk string is a Lua
+ * string, a null bulk or null array false, an integer a number (exact up to 2^53), a status
+ * "+X" { ok = "X" }, an error "-X" { err = "X" }, an array a table of its elements with
+ * field n (its length; a null element is false, so there are no holes). max_bytes (default
+ * 64 MiB) bounds one reply: a header that announces more (a bulk string, or an array of
+ * more elements than could fit) fails at once with "too_large", as do arrays nested more
+ * than 32 deep; bytes that are not RESP2 fail with "protocol"; either closes the socket.
+ * A socket reads frames, lines or replies, not a mix.
  */
 #define _GNU_SOURCE /* getaddrinfo under -std=c11 */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -44,6 +61,7 @@
 #include <lauxlib.h>
 
 #include "../core/crc32c.h"
+#include "../transport/resp.h"
 #include "binding.h"
 #include "client_binding.h"
 #include "os.h"
@@ -59,6 +77,9 @@ struct lsock {
      * kernel has not taken yet (from woff to wlen): owned, freed by close. */
     char *rbuf, *wbuf;
     size_t rlen, rcap, wlen, woff, wcap;
+    /* The progress of the reply at the head of rbuf: made by the first try_recv_reply,
+     * owned, freed by close. */
+    struct hr_resp_reader *reply;
 };
 
 /* ---- time and waiting ---- */
@@ -411,6 +432,8 @@ static void close_sock(struct lsock *s)
     }
     free(s->rbuf);
     free(s->wbuf);
+    free(s->reply);
+    s->reply = NULL;
     s->rbuf = s->wbuf = NULL;
     s->rlen = s->rcap = s->wlen = s->woff = s->wcap = 0;
 }
@@ -585,6 +608,113 @@ static int take_line(lua_State *L, struct lsock *s, lua_Number max)
     return 1;
 }
 
+/* Push the value at buf[*off] of a reply the reader accepted (so the walk cannot fail),
+ * with its elements if it is an array: recursion as deep as the reader's max_depth. */
+static void push_reply_value(lua_State *L, const char *buf, size_t len, size_t *off)
+{
+    struct hr_resp_item it;
+    luaL_checkstack(L, 3, "resp reply: nested too deep");
+    if (hr_resp_next_item(buf, len, off, &it) != 0) {
+        luaL_error(L, "resp reply: the reader accepted what is not a reply (a bug)");
+    }
+    switch (it.type) {
+    case '+':
+    case '-':
+        lua_createtable(L, 0, 1);
+        lua_pushlstring(L, it.s, it.len);
+        lua_setfield(L, -2, it.type == '+' ? "ok" : "err");
+        return;
+    case ':':
+        lua_pushnumber(L, (lua_Number)it.n);
+        return;
+    case '$':
+        if (it.null) {
+            lua_pushboolean(L, 0);
+        } else {
+            lua_pushlstring(L, it.s, it.len);
+        }
+        return;
+    default: /* '*' */
+        if (it.null) {
+            lua_pushboolean(L, 0);
+            return;
+        }
+        lua_createtable(L, it.n > INT_MAX ? INT_MAX : (int)it.n, 1);
+        for (long long i = 1; i <= it.n; i++) {
+            push_reply_value(L, buf, len, off);
+            lua_rawseti(L, -2, (int)i);
+        }
+        lua_pushnumber(L, (lua_Number)it.n);
+        lua_setfield(L, -2, "n");
+        return;
+    }
+}
+
+static int reply_too_large(lua_State *L, struct lsock *s, lua_Number max)
+{
+    close_sock(s);
+    lua_pushnil(L);
+    lua_pushstring(L, "too_large");
+    lua_pushfstring(L, "a reply of more than %f bytes (the limit)", max);
+    return -3;
+}
+
+/* Take one whole reply from s->rbuf: as take_frame (failures: protocol, too_large). */
+static int take_reply(lua_State *L, struct lsock *s, lua_Number max)
+{
+    if (s->rlen == 0) {
+        return 0;
+    }
+    struct hr_resp_reader *r = s->reply;
+    if (r == NULL) {
+        r = malloc(sizeof *r);
+        if (r == NULL) {
+            luaL_error(L, "recv_reply: out of memory");
+        }
+        struct hr_resp_reply_limits lim = {
+            .max_depth = HR_RESP_REPLY_DEPTH_DEFAULT,
+            .max_elems = HR_RESP_REPLY_ELEMS_DEFAULT,
+            .max_bulk = HR_RESP_MAX_BULK_DEFAULT,
+            .max_line = HR_RESP_MAX_INLINE_DEFAULT,
+        };
+        hr_resp_reader_init(r, &lim);
+        s->reply = r;
+    }
+    /* max bounds what a header may announce, so that "$999999999" fails before its bytes
+     * come; an array of n elements takes at least 3 n bytes ("+\r\n" each). */
+    size_t cap = max >= (lua_Number)HR_RESP_MAX_BULK_DEFAULT ? HR_RESP_MAX_BULK_DEFAULT
+                                                              : (size_t)max;
+    r->lim.max_bulk = cap;
+    r->lim.max_elems = cap / 3 < HR_RESP_REPLY_ELEMS_DEFAULT ? cap / 3
+                                                             : HR_RESP_REPLY_ELEMS_DEFAULT;
+    size_t used = 0;
+    int rc = hr_resp_read_reply(r, s->rbuf, s->rlen, &used);
+    if (rc == HR_RESP_ERROR) {
+        const char *code = r->limit ? "too_large" : "protocol";
+        lua_pushnil(L);
+        lua_pushstring(L, code);
+        lua_pushfstring(L, "resp reply: %s", r->err);
+        close_sock(s); /* after the push: the message is in the reader */
+        return -3;
+    }
+    if (rc == HR_RESP_MORE) {
+        /* Everything buffered belongs to this reply, which is not whole yet. */
+        if ((lua_Number)s->rlen > max ||
+            (r->bulk >= 0 && (lua_Number)r->pos + (lua_Number)r->bulk + 2 > max)) {
+            return reply_too_large(L, s, max);
+        }
+        return 0;
+    }
+    if ((lua_Number)used > max) {
+        return reply_too_large(L, s, max);
+    }
+    size_t off = 0;
+    push_reply_value(L, s->rbuf, used, &off);
+    memmove(s->rbuf, s->rbuf + used, s->rlen - used);
+    s->rlen -= used;
+    return 1;
+}
+
 typedef int (*take_fn)(lua_State *L, struct lsock *s, lua_Number max);
 
 /* One receiving step: what is buffered, else read what the kernel has and try again.
@@ -641,6 +771,81 @@ static int l_try_recv_frame(lua_State *L)
 {
     struct lsock *s = check_open(L);
     return recv_step(L, s, take_frame, luaL_optnumber(L, 2, DEFAULT_MAX_FRAME));
+}
+
+static lua_Number check_max_bytes(lua_State *L, int idx)
+{
+    lua_Number max = luaL_optnumber(L, idx, DEFAULT_MAX_FRAME);
+    if (!(max >= 0)) {
+        luaL_error(L, "Usage: max_bytes must be a non-negative number");
+    }
+    return max;
+}
+
+/* s:recv_reply([timeout_ms[, max_bytes]]) -> value | nil, code, detail (blocks) */
+static int l_recv_reply(lua_State *L)
+{
+    struct lsock *s = check_open(L);
+    int64_t deadline = hr__lua_check_deadline(L, 2);
+    lua_Number max = check_max_bytes(L, 3);
+    return recv_blocking(L, s, take_reply, max, deadline, "no reply within the timeout");
+}
+
+/* s:try_recv_reply([max_bytes]) -> value | nil, "again" | nil, code, detail */
+static int l_try_recv_reply(lua_State *L)
+{
+    struct lsock *s = check_open(L);
+    return recv_step(L, s, take_reply, check_max_bytes(L, 2));
+}
+
+/* core.resp_command(argv) -> the bytes of the command: an array of bulk strings, one per
+ * element 1..(argv.n or #argv), each a string or a number (an integral one written as an
+ * integer: "42", not "42.0" or "4.2e+01"). */
+static int l_resp_command(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "n");
+    lua_Number n = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : (lua_Number)lua_objlen(L, 1);
+    lua_pop(L, 1);
+    if (!(n >= 0 && n <= INT_MAX) || n != (lua_Number)(int)n) {
+        return luaL_error(L, "Usage: core.resp_command(argv): argv.n must be a count");
+    }
+    size_t argc = (size_t)n;
+    const char **argv = lua_newuserdata(L, (argc ? argc : 1) * sizeof *argv);
+    size_t *lens = lua_newuserdata(L, (argc ? argc : 1) * sizeof *lens);
+    lua_createtable(L, 0, 0); /* keeps the strings made from numbers alive */
+    int anchor = lua_gettop(L);
+    for (size_t i = 0; i < argc; i++) {
+        lua_rawgeti(L, 1, (int)i + 1);
+        int t = lua_type(L, -1);
+        if (t == LUA_TNUMBER) {
+            lua_Number d = lua_tonumber(L, -1);
+            char tmp[40];
+            if (d == (lua_Number)(long long)d && d > -9.2e18 && d < 9.2e18) {
+                snprintf(tmp, sizeof tmp, "%lld", (long long)d);
+            } else {
+                snprintf(tmp, sizeof tmp, "%.17g", d);
+            }
+            lua_pop(L, 1);
+            lua_pushstring(L, tmp);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, anchor, (int)i + 1);
+        } else if (t != LUA_TSTRING) {
+            return luaL_error(L, "Usage: core.resp_command(argv): argv[%d] is a %s, not a "
+                                 "string or a number", (int)i + 1, lua_typename(L, t));
+        }
+        /* The string stays alive: argv or the anchor table holds it. */
+        argv[i] = lua_tolstring(L, -1, &lens[i]);
+        lua_pop(L, 1);
+    }
+    struct hr_resp_buf b = {0};
+    if (hr_resp_put_command(&b, argc, argv, lens) != 0) {
+        hr_resp_buf_free(&b);
+        return luaL_error(L, "core.resp_command: out of memory");
+    }
+    lua_pushlstring(L, b.data, b.len);
+    hr_resp_buf_free(&b);
+    return 1;
 }
 
 /* One line without its "\n" (control pipes of helper processes). */
@@ -712,6 +917,8 @@ void hr__lua_open_sock_class(lua_State *L)
         { "try_flush", l_try_flush },
         { "try_recv_frame", l_try_recv_frame },
         { "try_read_line", l_try_read_line },
+        { "recv_reply", l_recv_reply },
+        { "try_recv_reply", l_try_recv_reply },
         { "finish_connect", l_finish_connect },
         { "close", l_close },
         { "fileno", l_fileno },
@@ -727,6 +934,7 @@ int hr__lua_open_client(lua_State *L)
         { "sock_connect", l_connect },
         { "sock_connect_start", l_connect_start },
         { "poll_fd", l_poll_fd },
+        { "resp_command", l_resp_command },
         { NULL, NULL },
     };
     luaL_register(L, NULL, funcs);

@@ -87,6 +87,7 @@ struct hook_args {
     const char *msg;
     hr_index_t index;
     uint64_t read_ctx;
+    hr_time_t time_ms; /* READ: the leader's clock at the read index, 0 unknown */
 };
 
 static int noop(lua_State *L)
@@ -144,7 +145,12 @@ static int push_hook(lua_State *L, void *arg)
             lua_pushnil(L);
         }
         lua_pushnumber(L, (lua_Number)a->index);
-        return 3;
+        if (a->time_ms != 0) {
+            lua_pushnumber(L, (lua_Number)a->time_ms);
+        } else {
+            lua_pushnil(L);
+        }
+        return 4;
     default:
         return 0;
     }
@@ -205,14 +211,19 @@ static void on_restore(void *ctx, hr_index_t index, hr_term_t term)
     }
 }
 
-/* read(ctx, code_or_nil, index): code nil means the read may be served now (the FSM has
- * applied up to index); the hook serves it (runs the read's function on the FSM) before
+/* read(ctx, code_or_nil, index, time_ms_or_nil): code nil means the read may be served now
+ * (the FSM has applied up to index; time_ms: the leader's clock when it fixed the index,
+ * nil unknown); the hook serves it (runs the read's function on the FSM) before
  * returning, since the next apply may follow at once. A hook error is reported like other
  * observers' and does not stop the node: the FSM was not changed. */
-static void on_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status)
+static void on_read(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms, int status)
 {
-    struct hook_args a = {
-        .n = ctx, .slot = HOOK_READ, .read_ctx = read_ctx, .index = index, .code = status};
+    struct hook_args a = {.n = ctx,
+                          .slot = HOOK_READ,
+                          .read_ctx = read_ctx,
+                          .index = index,
+                          .time_ms = time_ms,
+                          .code = status};
     call_hook(&a, "read hook");
 }
 

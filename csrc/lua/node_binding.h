@@ -13,7 +13,7 @@
  *                             error = function(code, msg) end,      -- code nil: recovered
  *                             log = function(level, msg) end,
  *                             restore = function(index, term) end,
- *                             read = function(ctx, code, index) end })
+ *                             read = function(ctx, code, index, time_ms) end })
  *   n:start()                    --> true | nil, code, msg (then the node is closed)
  *   n:propose(cmd)               --> index, term | nil, code ("not_leader"...), msg
  *   n:state()                    --> role, term, leader_name | nil while failed/closed
@@ -26,9 +26,11 @@
  *   n:configuration()            --> nil | { index, committed, promoting = name|nil,
  *                                    servers = { { id, addr, voter, match, caught_up } } }
  *   n:read_index(ctx)            --> true | nil, code, msg; the read hook answers it:
- *                                    read(ctx, nil, index) once the FSM has applied up to
- *                                    index (serve the read inside the hook), or read(ctx,
- *                                    "not_leader" | "timeout" | "shutdown", index)
+ *                                    read(ctx, nil, index, time_ms) once the FSM has
+ *                                    applied up to index (serve the read inside the hook;
+ *                                    time_ms: the leader's clock when it fixed the index,
+ *                                    nil unknown), or read(ctx, "not_leader" | "timeout" |
+ *                                    "shutdown", index)
  *   n:transfer([name])           --> true | nil, code, msg;  n:transferee() --> name | nil
  *   n:status().removed           true once the node knows it is out of the configuration
  *   core.recover(data_dir, name[, addr]) --> { index, term, entries, snapshot_index }

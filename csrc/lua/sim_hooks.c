@@ -89,6 +89,7 @@ struct hook_call {
     bool installed;           /* SNAPSHOT_DONE */
     uint64_t ctx;             /* READ */
     int status;               /* READ */
+    hr_time_t time_ms;        /* READ: the leader's clock at the read index, 0 unknown */
     struct hr_blob *out;      /* SNAPSHOT: the bytes the hook returned */
     bool halt;                /* APPLY: the hook asked to halt the node */
 };
@@ -148,7 +149,12 @@ int hr__lsim_trampoline(lua_State *L)
         } else {
             lua_pushnil(L);
         }
-        lua_call(L, 4, 0);
+        if (c->time_ms != 0) {
+            lua_pushnumber(L, (lua_Number)c->time_ms);
+        } else {
+            lua_pushnil(L);
+        }
+        lua_call(L, 5, 0);
         break;
     default:
         lua_call(L, 1, 0);
@@ -288,14 +294,15 @@ static void snapshot_done_hook(void *ctx, hr_id_t id, hr_index_t index, hr_term_
     call_hook(s, &c, what);
 }
 
-static void read_hook_fn(void *ctx, hr_id_t id, uint64_t read_ctx, hr_index_t index, int status)
+static void read_hook_fn(void *ctx, hr_id_t id, uint64_t read_ctx, hr_index_t index,
+                         hr_time_t time_ms, int status)
 {
     struct hr__lsim *s = ctx;
     if (s->hook_err != NULL) {
         return;
     }
     struct hook_call c = {.slot = HR__HOOK_READ, .id = id, .index = index, .ctx = read_ctx,
-                          .status = status};
+                          .status = status, .time_ms = time_ms};
     char what[96];
     snprintf(what, sizeof what, "read callback on n%" PRIu64, id);
     call_hook(s, &c, what);

@@ -131,7 +131,7 @@ static void release_reads(struct hr_node *n)
     for (size_t i = 0; i < n->n_reads; i++) {
         struct hr_read_state r = n->reads[i];
         if (r.index <= n->applied) {
-            n->fsm.read(n->fsm.ctx, r.ctx, r.index, 0);
+            n->fsm.read(n->fsm.ctx, r.ctx, r.index, r.time_ms, 0);
         } else {
             n->reads[keep++] = r;
         }
@@ -149,7 +149,7 @@ static int handle_reads(struct hr_node *n, const struct hr_ready *rd)
     for (size_t i = 0; i < rd->n_reads; i++) {
         const struct hr_read_state *r = &rd->reads[i];
         if (r->status != 0) {
-            n->fsm.read(n->fsm.ctx, r->ctx, r->index, r->status);
+            n->fsm.read(n->fsm.ctx, r->ctx, r->index, 0, r->status);
             continue;
         }
         struct hr_read_state *v =

@@ -63,10 +63,11 @@ struct hr_fsm {
      * May be NULL only where snapshots never travel. */
     void (*restore)(void *ctx, hr_index_t index, hr_term_t term, struct hr_blob *data);
     /* A read asked with hr_node_read_index may be served now (status 0: the FSM has applied
-     * up to the read index, `index`), or has failed (status HR_ENOTLEADER / HR_ETIMEOUT:
+     * up to the read index, `index`; time_ms: the leader's clock when it fixed the index,
+     * 0 unknown: struct hr_read_state), or has failed (status HR_ENOTLEADER / HR_ETIMEOUT:
      * do not serve it). Called once per read, after the applies of the same batch. May be
      * NULL when the node takes no reads. */
-    void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, int status);
+    void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms, int status);
 };
 
 struct hr_node_stats {

@@ -98,8 +98,11 @@ struct hr_runtime_callbacks {
      * and the read may be served now (from inside the callback: the next apply may come
      * right after it); HR_ENOTLEADER / HR_ETIMEOUT: the read failed (never serve it);
      * HR_ESHUTDOWN: the node holding it went (shutdown, storage failure). Once per read,
-     * after the applies of the same batch. May be NULL when no reads are asked. */
-    void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, int status);
+     * after the applies of the same batch. time_ms (status 0): the leader's clock when it
+     * fixed the read index (the clock entries are stamped with), 0 unknown. May be NULL
+     * when no reads are asked. */
+    void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms,
+                 int status);
 };
 
 /* Validate config and create the runtime; nothing is opened yet. NULL with a message in

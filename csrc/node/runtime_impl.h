@@ -140,7 +140,7 @@ int hr__rt_add_known(struct hr_runtime *rt, hr_id_t id, const char *name, const 
 /* The bootstrap configuration of the peers option: every peer a voter, with its address. */
 int hr__rt_bootstrap_conf(struct hr_runtime *rt, struct hr_blob **out);
 /* fsm.read of the node; and failing every read in flight with HR_ESHUTDOWN. */
-void hr__rt_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status);
+void hr__rt_read(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms, int status);
 void hr__rt_fail_reads(struct hr_runtime *rt);
 
 /* runtime_snapshot.c */

@@ -46,12 +46,12 @@ static void forget_read(struct hr_runtime *rt, uint64_t ctx)
     }
 }
 
-void hr__rt_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status)
+void hr__rt_read(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms, int status)
 {
     struct hr_runtime *rt = ctx;
     forget_read(rt, read_ctx);
     if (rt->cb.read != NULL) {
-        rt->cb.read(rt->cb.ctx, read_ctx, index, status);
+        rt->cb.read(rt->cb.ctx, read_ctx, index, time_ms, status);
     }
 }
 
@@ -63,7 +63,7 @@ void hr__rt_fail_reads(struct hr_runtime *rt)
         uint64_t ctx = rt->reads[0];
         forget_read(rt, ctx);
         if (rt->cb.read != NULL) {
-            rt->cb.read(rt->cb.ctx, ctx, 0, HR_ESHUTDOWN);
+            rt->cb.read(rt->cb.ctx, ctx, 0, 0, HR_ESHUTDOWN);
         }
     }
 }

@@ -74,7 +74,8 @@ struct hr__check {
     size_t votes_cap;
     hr_index_t max_applied; /* the highest index any node applied (or restored) */
     hr_index_t *read_floor; /* read_floor[ctx]: max_applied when read ctx began */
-    size_t read_cap;
+    hr_time_t *read_start;  /* read_start[ctx]: when read ctx began */
+    size_t read_cap, start_cap;
     bool failed;
     char err[512];
 };
@@ -306,6 +307,7 @@ void hr__check_free(struct hr__check *c)
     free(c->snaps);
     free(c->votes);
     free(c->read_floor);
+    free(c->read_start);
     free(c);
 }
 
@@ -616,24 +618,39 @@ int hr__check_restore(struct hr__check *c, hr_id_t id, hr_index_t index, hr_term
     return 0;
 }
 
-int hr__check_read_begin(struct hr__check *c, uint64_t ctx)
+int hr__check_read_begin(struct hr__check *c, uint64_t ctx, hr_time_t now)
 {
     if (c->failed) {
         return -1;
     }
+    hr_time_t *t = hr_array_grow(c->read_start, &c->start_cap, (size_t)ctx + 1, sizeof(*t), 64);
+    if (t == NULL) {
+        return fail(c, "read: out of memory");
+    }
+    c->read_start = t;
     hr_index_t *v = hr_array_grow(c->read_floor, &c->read_cap, (size_t)ctx + 1, sizeof(*v), 64);
     if (v == NULL) {
         return fail(c, "read: out of memory");
     }
     c->read_floor = v;
     v[ctx] = c->max_applied;
+    t[ctx] = now;
     return 0;
 }
 
-int hr__check_read_served(struct hr__check *c, hr_id_t id, uint64_t ctx, hr_index_t applied)
+int hr__check_read_served(struct hr__check *c, hr_id_t id, uint64_t ctx, hr_index_t applied,
+                          hr_time_t time_ms, hr_time_t now)
 {
     if (c->failed) {
         return -1;
+    }
+    if (ctx < c->read_cap && ctx < c->start_cap && time_ms != 0 &&
+        (time_ms < c->read_start[ctx] || time_ms > now)) {
+        return fail(c,
+                    "linearizable read: node %" PRIu64 " served read %" PRIu64
+                    " at leader time %" PRIu64 ", outside the read's span [%" PRIu64
+                    ", %" PRIu64 "]",
+                    id, ctx, time_ms, c->read_start[ctx], now);
     }
     if (ctx < c->read_cap && applied < c->read_floor[ctx]) {
         return fail(c,

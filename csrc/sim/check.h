@@ -70,12 +70,17 @@ int hr__check_node(struct hr__check *c, hr_id_t id);
 /* Everything, over the whole logs of every attached node (not incremental). */
 int hr__check_full(struct hr__check *c);
 
-/* Linearizable reads: read ctx (a small number, the simulator's counter) began now; every
- * entry applied anywhere by now may have been acknowledged to a client, so a read that
- * starts now must be served from an FSM that has applied at least that far. */
-int hr__check_read_begin(struct hr__check *c, uint64_t ctx);
-/* Node id serves read ctx from its FSM, which has applied up to `applied`. */
-int hr__check_read_served(struct hr__check *c, hr_id_t id, uint64_t ctx, hr_index_t applied);
+/* Linearizable reads: read ctx (a small number, the simulator's counter) began now (the
+ * simulator's clock); every entry applied anywhere by now may have been acknowledged to a
+ * client, so a read that starts now must be served from an FSM that has applied at least
+ * that far. */
+int hr__check_read_begin(struct hr__check *c, uint64_t ctx, hr_time_t now);
+/* Node id serves read ctx from its FSM, which has applied up to `applied`, at time now;
+ * time_ms is the leader's clock the read is judged at (0: unknown). Every node runs on the
+ * simulator's one clock, so a known time must lie between the read's start and now: the
+ * moment the read takes effect (csrc/core/read.c). */
+int hr__check_read_served(struct hr__check *c, hr_id_t id, uint64_t ctx, hr_index_t applied,
+                          hr_time_t time_ms, hr_time_t now);
 
 const char *hr__check_error(const struct hr__check *c);
 

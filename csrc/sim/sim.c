@@ -202,7 +202,7 @@ static int disk_install(void *ctx, uint64_t seq, hr_index_t index, hr_term_t ter
     return 0;
 }
 
-static void fsm_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status)
+static void fsm_read(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms, int status)
 {
     struct hr__simnode *sn = ctx;
     struct hr_sim *s = sn->sim;
@@ -210,12 +210,13 @@ static void fsm_read(void *ctx, uint64_t read_ctx, hr_index_t index, int status)
         return;
     }
     if (status == 0 &&
-        hr__check_read_served(s->check, sn->id, read_ctx, hr_node_applied(sn->node)) != 0) {
+        hr__check_read_served(s->check, sn->id, read_ctx, hr_node_applied(sn->node), time_ms,
+                              s->now) != 0) {
         hr__sim_check_failed(s);
         return;
     }
     if (s->hooks.read != NULL) {
-        s->hooks.read(s->hooks.ctx, sn->id, read_ctx, index, status);
+        s->hooks.read(s->hooks.ctx, sn->id, read_ctx, index, time_ms, status);
     }
 }
 
@@ -946,7 +947,7 @@ int hr_sim_read(struct hr_sim *s, hr_id_t id, uint64_t *ctx)
         return rc;
     }
     *ctx = ++s->read_ctx;
-    if (hr__check_read_begin(s->check, *ctx) != 0) {
+    if (hr__check_read_begin(s->check, *ctx, s->now) != 0) {
         hr__sim_check_failed(s);
         return s->stop_code;
     }

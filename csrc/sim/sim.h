@@ -81,9 +81,11 @@ struct hr_sim_hooks {
     void (*snapshot_done)(void *ctx, hr_id_t id, hr_index_t index, hr_term_t term,
                           bool installed);
     /* Read read_ctx (hr_sim_read) on node id may be served now from its FSM (status 0: it
-     * has applied up to the read index `index`), or failed (status HR_ENOTLEADER,
-     * HR_ETIMEOUT). May be NULL. */
-    void (*read)(void *ctx, hr_id_t id, uint64_t read_ctx, hr_index_t index, int status);
+     * has applied up to the read index `index`; time_ms: the leader's virtual clock when it
+     * fixed the index, 0 unknown), or failed (status HR_ENOTLEADER, HR_ETIMEOUT). May be
+     * NULL. */
+    void (*read)(void *ctx, hr_id_t id, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms,
+                 int status);
 };
 
 /* Snapshot policy and the cost of taking and sending one. */

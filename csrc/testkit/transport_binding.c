@@ -164,7 +164,7 @@ static int encode_protected(lua_State *L)
 #define F(x) {#x, offsetof(struct hr_msg, x)}
         F(from),  F(to),         F(term),      F(prev_index), F(prev_term),       F(commit),
         F(index), F(hint_index), F(hint_term), F(last_index), F(cand_last_index), F(cand_last_term),
-        F(snap_index), F(snap_term), F(offset), F(seq),
+        F(snap_index), F(snap_term), F(offset), F(seq), F(time_ms),
 #undef F
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -235,6 +235,7 @@ static void push_msg(lua_State *L, const struct hr_msg *m)
     P(snap_term);
     P(offset);
     P(seq);
+    P(time_ms);
 #undef P
     lua_pushboolean(L, m->reject);
     lua_setfield(L, -2, "reject");

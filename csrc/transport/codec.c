@@ -57,6 +57,7 @@ int hr_codec_encode(msgpack_sbuffer *sb, const struct hr_msg *m)
         [HR_K_SNAP_TERM] = m->snap_term,
         [HR_K_OFFSET] = m->offset,
         [HR_K_SEQ] = m->seq,
+        [HR_K_TIME_MS] = m->time_ms,
     };
     size_t snap_len = hr_blob_len(m->snap_data);
     size_t n = 3 + (m->n_entries > 0) + m->reject + m->done + m->transfer + (snap_len > 0);
@@ -281,6 +282,9 @@ static int decode_field(struct hr_msg *m, uint64_t key, const msgpack_object *v,
         break;
     case HR_K_SEQ:
         m->seq = u;
+        break;
+    case HR_K_TIME_MS:
+        m->time_ms = u;
         break;
     default:
         break; /* a later version's field */

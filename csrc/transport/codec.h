@@ -48,6 +48,8 @@ enum {
     HR_K_SNAP_DATA, /* bin: a chunk of a snapshot (SNAPSHOT only) */
     HR_K_SEQ,
     HR_K_TRANSFER, /* boolean: VOTE on a leader's TIMEOUT_NOW */
+    HR_K_TIME_MS,  /* READ_INDEX_RESP: the leader's clock at the read index (absent: unknown,
+                    * as from a sender before this field) */
     HR_K_COUNT
 };
 

@@ -383,3 +383,216 @@ int hr_resp_put_null_array(struct hr_resp_buf *b)
 {
     return put_number(b, '*', -1);
 }
+
+int hr_resp_put_command(struct hr_resp_buf *b, size_t argc, const char *const *argv,
+                        const size_t *lens)
+{
+    size_t before = b->len;
+    if (hr_resp_put_array(b, argc) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < argc; i++) {
+        if (hr_resp_put_bulk(b, argv[i], lens[i]) != 0) {
+            b->len = before;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- reading replies ---- */
+
+void hr_resp_reader_init(struct hr_resp_reader *r, const struct hr_resp_reply_limits *lim)
+{
+    memset(r, 0, sizeof *r);
+    r->lim = *lim;
+    r->bulk = -1;
+}
+
+/* fmt has one %lld, for v. */
+static int reply_failv(struct hr_resp_reader *r, bool limit, const char *fmt, long long v)
+{
+    r->limit = limit;
+    snprintf(r->err, sizeof r->err, fmt, v);
+    return HR_RESP_ERROR;
+}
+
+static int reply_fail(struct hr_resp_reader *r, const char *msg)
+{
+    r->limit = false;
+    snprintf(r->err, sizeof r->err, "%s", msg);
+    return HR_RESP_ERROR;
+}
+
+/* A reply's number: parse_ll's form without "-0", so that each number has one spelling
+ * and an accepted reply encodes back to its own bytes. */
+static bool reply_ll(const char *s, size_t n, long long *out)
+{
+    if (n == 2 && s[0] == '-' && s[1] == '0') {
+        return false;
+    }
+    return parse_ll(s, n, out);
+}
+
+/* One value (not an array's header) is complete: close the arrays it completes. True when
+ * that was the whole reply. */
+static bool value_done(struct hr_resp_reader *r)
+{
+    while (r->depth > 0) {
+        if (--r->left[r->depth - 1] > 0) {
+            return false;
+        }
+        r->depth--; /* the array is complete: a value of the one around it */
+    }
+    return true;
+}
+
+static int reply_done(struct hr_resp_reader *r, size_t *used)
+{
+    *used = r->pos;
+    r->pos = r->scan = r->depth = 0;
+    r->bulk = -1;
+    return HR_RESP_REPLY;
+}
+
+int hr_resp_read_reply(struct hr_resp_reader *r, const char *buf, size_t len, size_t *used)
+{
+    for (;;) {
+        if (r->bulk >= 0) {
+            size_t n = (size_t)r->bulk;
+            if (len - r->pos < n + 2) {
+                return HR_RESP_MORE;
+            }
+            if (buf[r->pos + n] != '\r' || buf[r->pos + n + 1] != '\n') {
+                return reply_failv(r, false, "a bulk string of %lld bytes not followed by CRLF",
+                                   r->bulk);
+            }
+            r->pos += n + 2;
+            r->bulk = -1;
+            if (value_done(r)) {
+                return reply_done(r, used);
+            }
+            continue;
+        }
+        if (r->pos >= len) {
+            return HR_RESP_MORE;
+        }
+        char type = buf[r->pos];
+        if (type != '+' && type != '-' && type != ':' && type != '$' && type != '*') {
+            return reply_failv(r, false, "unknown reply type byte 0x%02llx",
+                               (long long)(unsigned char)type);
+        }
+        /* The line: from the type byte to the first CR, which LF must follow. Only the
+         * bytes not scanned before are looked at (a line arriving a byte at a time costs
+         * its length, not its length squared), and none past where the longest line's CR
+         * would be, so that the first fault in the bytes is the one reported however
+         * they arrive. */
+        size_t from = r->scan > r->pos + 1 ? r->scan : r->pos + 1;
+        bool room = len - (r->pos + 1) > r->lim.max_line; /* all a line may take is here */
+        size_t end = room ? r->pos + 2 + r->lim.max_line : len;
+        const char *cr = from < end ? memchr(buf + from, '\r', end - from) : NULL;
+        size_t at = cr != NULL ? (size_t)(cr - buf) : end;
+        if (at > from && memchr(buf + from, '\n', at - from) != NULL) {
+            return reply_fail(r, "a reply line with a LF before its CR");
+        }
+        if (cr == NULL && room) {
+            return reply_failv(r, true, "a reply line longer than %lld bytes",
+                               (long long)r->lim.max_line);
+        }
+        if (cr == NULL || at + 1 >= len) {
+            r->scan = at; /* nothing before here needs scanning again */
+            return HR_RESP_MORE;
+        }
+        if (buf[at + 1] != '\n') {
+            return reply_fail(r, "a reply line with a CR not followed by LF");
+        }
+        const char *text = buf + r->pos + 1;
+        size_t tlen = at - (r->pos + 1);
+        long long v = 0;
+        if (type != '+' && type != '-' && !reply_ll(text, tlen, &v)) {
+            return reply_fail(r, type == ':'   ? "an integer reply that is not a number"
+                                 : type == '$' ? "invalid bulk length"
+                                               : "invalid array length");
+        }
+        r->pos = at + 2;
+        r->scan = 0;
+        if (type == '$' && v >= 0) {
+            if ((unsigned long long)v > r->lim.max_bulk) {
+                return reply_failv(r, true, "a bulk string of %lld bytes (over the limit)", v);
+            }
+            r->bulk = v;
+            continue;
+        }
+        if (type == '*' && v > 0) {
+            if ((unsigned long long)v > r->lim.max_elems) {
+                return reply_failv(r, true, "an array of %lld elements (over the limit)", v);
+            }
+            if (r->depth >= r->lim.max_depth || r->depth >= HR_RESP_REPLY_DEPTH_MAX) {
+                return reply_failv(r, true, "arrays nested more than %lld deep",
+                                   (long long)(r->lim.max_depth < HR_RESP_REPLY_DEPTH_MAX
+                                                   ? r->lim.max_depth
+                                                   : HR_RESP_REPLY_DEPTH_MAX));
+            }
+            r->left[r->depth++] = v;
+            continue;
+        }
+        if ((type == '$' || type == '*') && v < -1) {
+            return reply_failv(r, false, type == '$' ? "invalid bulk length %lld"
+                                                     : "invalid array length %lld", v);
+        }
+        /* A status, error, integer, null, or empty array: one whole value. */
+        if (value_done(r)) {
+            return reply_done(r, used);
+        }
+    }
+}
+
+int hr_resp_next_item(const char *buf, size_t len, size_t *off, struct hr_resp_item *it)
+{
+    size_t at = *off;
+    if (at >= len) {
+        return -1;
+    }
+    const char *cr = memchr(buf + at, '\r', len - at);
+    if (cr == NULL || (size_t)(cr - buf) + 1 >= len) {
+        return -1;
+    }
+    size_t end = (size_t)(cr - buf);
+    memset(it, 0, sizeof *it);
+    it->type = buf[at];
+    it->s = buf + at + 1;
+    it->len = end - at - 1;
+    *off = end + 2;
+    switch (it->type) {
+    case '+':
+    case '-':
+        return 0;
+    case ':':
+        return reply_ll(it->s, it->len, &it->n) ? 0 : -1;
+    case '$':
+    case '*':
+        if (!reply_ll(it->s, it->len, &it->n) || it->n < -1) {
+            return -1;
+        }
+        it->s = NULL;
+        it->len = 0;
+        if (it->n == -1) {
+            it->null = true;
+            it->n = 0;
+            return 0;
+        }
+        if (it->type == '*') {
+            return 0;
+        }
+        if ((unsigned long long)it->n > len - *off || len - *off - (size_t)it->n < 2) {
+            return -1;
+        }
+        it->s = buf + *off;
+        it->len = (size_t)it->n;
+        it->n = 0;
+        *off += it->len + 2;
+        return 0;
+    default:
+        return -1;
+    }
+}

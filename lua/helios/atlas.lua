@@ -81,15 +81,50 @@ function M.new(node, opts)
     end
     local self = setmetatable({ node = node, timeout_ms = opts.timeout_ms,
                                 purge_batch = opts.purge_batch or M.DEFAULT_PURGE_BATCH,
-                                clock = opts.clock or wall_ms, _purge_index = 0 }, Store)
+                                clock = opts.clock or wall_ms }, Store)
     local interval = opts.purge_interval_ms
     if interval == nil and node._backend and node._backend._blocking then
         interval = M.DEFAULT_PURGE_INTERVAL_MS
     end
     if interval then
-        self._timer = require("helios.loop").every(interval, function() self:purge() end)
+        -- One timer per node, however many stores wrap it (the RESP port's and the
+        -- application's): the first store's interval makes it, the last close stops it.
+        local p = node._atlas_purger
+        if p == nil then
+            p = { stores = {}, n = 0 }
+            p.timer = require("helios.loop").every(interval, function() M._tick(node, p) end)
+            node._atlas_purger = p
+        end
+        p.stores[self], p.n = true, p.n + 1
+        self._purger = p
     end
     return self
+end
+
+-- Propose the node's module record (helios.atlas.fsm's atlas_modules check) while it
+-- leads and the applied state has none; one proposal in flight at a time.
+local function propose_modules(node)
+    local f = node:read_stale(function(fsm) return fsm end)
+    if type(f) ~= "table" or type(f.modules_pending) ~= "function" then return end
+    if f.applied < (node._atlas_modules_index or 0) then return end
+    local bytes = f:modules_pending()
+    if bytes then
+        local index = node:propose(bytes)
+        if index then node._atlas_modules_index = index end
+    end
+end
+
+-- The leader's timer: a purge through one open store of the node, and the modules record.
+function M._tick(node, p)
+    local _, is_leader = node:state()
+    if not is_leader then return end
+    for store in pairs(p.stores) do
+        if not store.closed then
+            store:purge()
+            break
+        end
+    end
+    propose_modules(node)
 end
 
 -- Pop a trailing callback off the arguments: callback, n (the count of the others).
@@ -128,10 +163,13 @@ local function read_outcome(r, code, detail)
     return unpack(r, 1, r.n)
 end
 
--- fn(fsm) -> values; linearizable (node:read) unless opts.stale (node:read_stale).
+-- fn(fsm, now) -> values; linearizable (node:read) unless opts.stale (node:read_stale).
+-- now: the leader's clock when it fixed the read index (node:read's ctx.time_ms), so that
+-- expiry is judged alike on every replica and a key whose TTL passed reads as absent even
+-- when nothing was written since; nil on a stale read (the newest applied stamp).
 local function read(self, opts, callback, fn)
     check_open(self)
-    local wrapped = function(fsm) return { n = 1, fn(fsm) } end
+    local wrapped = function(fsm, ctx) return { n = 1, fn(fsm, ctx and ctx.time_ms) } end
     if type(opts) == "table" and opts.stale then
         local r, code, detail = self.node:read_stale(wrapped)
         if callback then return callback(read_outcome(r, code, detail)) end
@@ -183,7 +221,7 @@ function Store:get(key, ...)
     local cb, n = trailing(...)
     check_key(key, "get(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:get(key) end)
+    return read(self, opts, cb, function(f, now) return f:get(key, now) end)
 end
 
 --- exists(key[, opts][, callback]) -> boolean.
@@ -191,7 +229,7 @@ function Store:exists(key, ...)
     local cb, n = trailing(...)
     check_key(key, "exists(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:exists(key) end)
+    return read(self, opts, cb, function(f, now) return f:exists(key, now) end)
 end
 
 --- ttl(key[, opts][, callback]) -> remaining ms; -1 no TTL; -2 no such key.
@@ -199,14 +237,14 @@ function Store:ttl(key, ...)
     local cb, n = trailing(...)
     check_key(key, "ttl(key[, opts][, callback])")
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:ttl(key) end)
+    return read(self, opts, cb, function(f, now) return f:ttl(key, now) end)
 end
 
 --- mget({ keys }[, opts][, callback]) -> { n = #keys, values or nil }.
 function Store:mget(keys, ...)
     local cb, n = trailing(...)
     local opts = n > 0 and opts_arg((...)) or nil
-    return read(self, opts, cb, function(f) return f:mget(keys) end)
+    return read(self, opts, cb, function(f, now) return f:mget(keys, now) end)
 end
 
 --- keys([prefix[, limit[, opts]]][, callback]) -> the live keys with prefix, sorted.
@@ -216,7 +254,21 @@ function Store:keys(...)
     if n < 3 then opts = nil end
     if n < 2 then limit = nil end
     if n < 1 then prefix = nil end
-    return read(self, opts_arg(opts), cb, function(f) return f:keys(prefix, limit) end)
+    return read(self, opts_arg(opts), cb,
+                function(f, now) return f:keys(prefix, limit, now) end)
+end
+
+--- count([opts][, callback]) -> the live keys, and how many of them have a TTL.
+function Store:count(...)
+    local cb, n = trailing(...)
+    local opts = n > 0 and opts_arg((...)) or nil
+    local function fn(f, ...) return { f:count(...) } end
+    local function shape(r, code, detail)
+        if r == nil then return nil, code, detail end
+        return r[1], r[2]
+    end
+    if cb then return read(self, opts, function(...) cb(shape(...)) end, fn) end
+    return shape(read(self, opts, nil, fn))
 end
 
 --- delete(key[, callback]) -> true if the key existed, else false.
@@ -276,15 +328,17 @@ function Store:purge()
     if self.closed then return 0 end
     local _, is_leader = self.node:state()
     if not is_leader then return 0 end
-    local now, batch, pending = self.clock(), self.purge_batch, self._purge_index
-    local keys = self.node:read_stale(function(f)
+    -- The purge in flight is the node's (any store of it may have proposed it).
+    local node = self.node
+    local now, batch, pending = self.clock(), self.purge_batch, node._atlas_purge_index or 0
+    local keys = node:read_stale(function(f)
         if f.applied < pending then return {} end
         return f:expired_keys(now, batch)
     end)
     if type(keys) ~= "table" or #keys == 0 then return 0 end
-    local index, code, detail = self.node:propose(fsm_mod.encode.purge(keys))
+    local index, code, detail = node:propose(fsm_mod.encode.purge(keys))
     if not index then return nil, code, detail end
-    self._purge_index = index
+    node._atlas_purge_index = index
     return #keys
 end
 
@@ -292,7 +346,14 @@ end
 function Store:close(cb)
     if self.closed then return false end
     self.closed = true
-    if self._timer then self._timer:stop() end
+    local p = self._purger
+    if p and p.stores[self] then
+        p.stores[self], p.n = nil, p.n - 1
+        if p.n == 0 then
+            p.timer:stop()
+            if self.node._atlas_purger == p then self.node._atlas_purger = nil end
+        end
+    end
     if self._owns_node then return self.node:shutdown(cb) end
     if cb then cb() end
     return true

@@ -1,4 +1,6 @@
---- helios.client: talk to running nodes through their control sockets.
+--- helios.client: talk to running nodes: through their control sockets (status, apply,
+-- membership: the operator's view), or through an ATLAS RESP port (a "host:port" address:
+-- the application's view, commands as redis-cli sends them).
 --
 -- One node:
 --
@@ -28,6 +30,30 @@
 -- payload, then the payload, one msgpack map. Request {id, op, ...}; response {id, ok=true,
 -- ...} or {id, ok=false, code, detail}. Failures of the socket itself come back as the
 -- codes "refused", "timeout", "closed", "bad_checksum", "too_large" or "io".
+--
+-- Over RESP (an address "host:port": a node's client_listen port, or any Redis-protocol
+-- server; helios.client.resp has the connection underneath and the reply values):
+--
+--   local c = assert(client.connect("127.0.0.1:7001"[, { password =, timeout_ms = }]))
+--   c:call("SET", "k", "v")   c:call({ "GET", "k" })   -- the reply, or nil, code, detail:
+--                                         -- an error reply's first word ("MOVED", "ERR",
+--                                         -- ...) and the rest, or "refused", "timeout",
+--                                         -- "closed", "io", "protocol", "too_large"
+--   c:set(k, v[, ttl_ms[, { nx = true } | { xx = true }]])  -- true, or false (NX/XX: no)
+--   c:get(k)  (false: no such key)  c:delete(k)  c:incr(k[, by])  c:close()
+--   c:send(argv)  c:receive([timeout_ms])  -- pipelining
+--
+--   local cc = client.cluster({ "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003" },
+--       { timeout_ms = 5000, password = "secret" })   -- or { [id] = "host:port" }
+--   cc:call("INCR", "hits")               -- on the leader, following -MOVED; CLUSTERDOWN,
+--                                         -- TRYAGAIN, a node down: the next one, until
+--                                         -- timeout_ms; a write whose outcome is unknown:
+--                                         -- nil, "unknown", detail (never sent twice)
+--   cc:set / get / delete / incr          -- as c's
+--   local s = cc:session()                -- ATLAS.SESSION: writes applied exactly once
+--   s:call("INCR", "hits")                -- ATLAS.NUMBERED id seq INCR hits, retried with
+--                                         -- the same seq across leader changes
+--   cc:leader()                           -- the leader's client address
 --
 -- Every timeout_ms here is a non-negative number of milliseconds; fractions are fine (a
 -- remaining time computed from core.clock_ms() is one): what goes on the wire is rounded
@@ -68,6 +94,18 @@ local function check_ms(ms, usage, default)
 end
 
 local await = loop.await
+
+-- helios.client.resp, loaded when a RESP address is first used.
+local resp_mod
+local function resp()
+    resp_mod = resp_mod or require("helios.client.resp")
+    return resp_mod
+end
+
+--- Whether addr is a "host:port" (a RESP port) rather than a control socket's path.
+function M.is_resp_address(addr)
+    return type(addr) == "string" and find(addr, "^[^/]*:%d+$") ~= nil
+end
 
 -- Connect to path: yields in a coroutine on the loop, blocks otherwise.
 local function connect(path, timeout_ms)
@@ -118,12 +156,21 @@ function Client:__tostring()
     return format("helios.client.client(%s%s)", self.path, self.sock and "" or ", closed")
 end
 
---- Connect to a node's control socket. Yields when called in a coroutine on the loop,
--- blocks otherwise.
--- @tparam string path the socket's path (or "host:port")
--- @tparam[opt] number timeout_ms default M.DEFAULT_TIMEOUT_MS
+--- Connect to a node's control socket, or to a RESP port ("host:port": a RESP client,
+-- helios.client.resp's connection). Yields when called in a coroutine on the loop, blocks
+-- otherwise.
+-- @tparam string path the control socket's path, or "host:port"
+-- @tparam[opt] number|table timeout_ms default M.DEFAULT_TIMEOUT_MS; for a RESP port
+--   also a table { timeout_ms, password, max_bytes }
 -- @return a client, or nil, code, detail
 function M.connect(path, timeout_ms)
+    if M.is_resp_address(path) then
+        local opts = timeout_ms
+        if type(opts) ~= "table" then
+            opts = { timeout_ms = check_ms(timeout_ms, "client.connect(addr[, timeout_ms])") }
+        end
+        return resp().connect(path, opts)
+    end
     if type(path) ~= "string" then
         error("Usage: client.connect(path[, timeout_ms])", 2)
     end
@@ -305,14 +352,31 @@ function Cluster:__tostring()
         tostring(self.leader_id))
 end
 
+-- A table of "host:port" addresses (a RESP cluster client) rather than socket paths.
+local function resp_addresses(addrs)
+    local any, all = false, true
+    for _, a in pairs(addrs) do
+        if M.is_resp_address(a) then any = true else all = false end
+    end
+    if any and not all then
+        error("Usage: client.cluster(addrs): \"host:port\" addresses (RESP) and control "
+            .. "socket paths mixed", 3)
+    end
+    return any
+end
+
 --- A client of several nodes, by id.
 -- @tparam table sockets { [id] = control socket path }
 -- @tparam[opt] table opts { timeout_ms = timeout of status calls and connects (default
 --   1000), attempt_ms = the longest one apply waits on one node (default 3000),
 --   socket_of = function(id) -> the control socket of a node not in sockets, or nil (a
 --   "not_leader" answer may name one added to the cluster since) }
+-- Of RESP ports: addrs a list of "host:port", or a table id -> "host:port": a RESP
+-- cluster client (helios.client.resp's cluster: cc:call, cc:session, cc:leader, ...).
+-- @tparam[opt] table opts { timeout_ms (default 5000), attempt_ms, password, max_bytes }
 function M.cluster(sockets, opts)
     if type(sockets) ~= "table" then error("Usage: client.cluster{ [id] = path, ... }", 2) end
+    if resp_addresses(sockets) then return resp().cluster(sockets, opts) end
     if opts ~= nil then
         check_ms(opts.timeout_ms, "client.cluster(sockets, { timeout_ms })")
         check_ms(opts.attempt_ms, "client.cluster(sockets, { attempt_ms })")

@@ -420,11 +420,13 @@ function node_class:remove_peer(id, opts, callback)
     end)
 end
 
---- A linearizable read (ReadIndex, csrc/core/read.c): fn(fsm) runs once this node's FSM
--- has applied every write acknowledged before the call, and the outcome is fn's results;
+--- A linearizable read (ReadIndex, csrc/core/read.c): fn(fsm, ctx) runs once this node's
+-- FSM has applied every write acknowledged before the call, and the outcome is fn's results,
 -- or nil, code, detail: "not_leader", "timeout", "shutdown", "read_error" (fn raised).
--- (fn's first result nil reads as a failure: return something else first when nil is a
--- value.) Blocks the calling coroutine on a networked node's loop without a callback,
+-- ctx.time_ms is the leader's clock (the one it stamps entries with) when it fixed the
+-- read's index (nil: unknown): judge state that depends on time (TTLs) against it, and every
+-- replica answers alike. (fn's first result nil reads as a failure: return something else
+-- first when nil is a value.) Blocks the calling coroutine on a networked node's loop without a callback,
 -- else a trailing callback as for node:apply.
 -- @usage local v = node:read(function(fsm) return fsm:get("k") end, 1000)
 -- @usage node:read(function(fsm) return fsm:get("k") end, 1000, function(v) ... end)

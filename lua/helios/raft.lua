@@ -19,7 +19,7 @@
 -- against helios.raft alone keeps working.
 
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
-local setmetatable, floor = setmetatable, math.floor
+local setmetatable, getmetatable, floor = setmetatable, getmetatable, math.floor
 local tremove, sort = table.remove, table.sort
 local pcall, xpcall, require, select = pcall, xpcall, require, select
 local unpack = unpack
@@ -83,6 +83,7 @@ local CORE_OPTIONS = {
 local OTHER_OPTIONS = {
     id = true, listen = true, data_dir = true, peers = true, fsm = true, secret = true,
     secret_file = true, control = true, cluster_id = true, on_fsm_error = true, fs = true,
+    client_listen = true, client_password = true, client_peers = true, client_forward = true,
 }
 
 -- An option error: raised as a table by the checks below, caught by raft.new, which raises
@@ -108,6 +109,56 @@ local function read_secret_file(path)
         option_error("secret_file", format("%s is empty", path))
     end
     return s
+end
+
+-- What is wrong with a client port address ("host:port", port 0: any), or nil.
+local function client_address_problem(addr)
+    if type(addr) == "string" then
+        local host = addr:match("^(.+):0$")
+        if host then return address.problem(host .. ":1") end
+    end
+    return address.problem(addr)
+end
+
+-- The options of the Redis-protocol client port (helios.atlas.server, docs/atlas.md).
+-- The FSM is recognized by its class name, so that this module loads without ATLAS.
+local function check_client_options(o)
+    local listen = o.client_listen
+    if listen ~= nil then
+        local problem = client_address_problem(listen)
+        if problem then
+            option_error("client_listen", format("address %s (got %s)", problem,
+                                                 node_mod.describe_value(listen)))
+        end
+        local mt = getmetatable(o.fsm)
+        if type(mt) ~= "table" or mt.__name ~= "helios.atlas.fsm" then
+            option_error("client_listen", "needs fsm = atlas.fsm()")
+        end
+    end
+    local pw = o.client_password
+    if pw ~= nil and (type(pw) ~= "string" or pw == "") then
+        -- Never the value itself: it is a password.
+        bad("client_password", "a non-empty string")
+    end
+    if o.client_forward ~= nil and type(o.client_forward) ~= "boolean" then
+        bad("client_forward", "a boolean", o.client_forward)
+    end
+    local peers = o.client_peers
+    if peers ~= nil then
+        if type(peers) ~= "table" then
+            bad("client_peers", "a table { [id] = \"host:port\" }", peers)
+        end
+        for pid, addr in pairs(peers) do
+            if type(pid) ~= "string" or pid == "" then
+                bad("client_peers", "keyed by node ids (non-empty strings)", pid)
+            end
+            local problem = address.problem(addr)
+            if problem then
+                option_error(format("client_peers[%q]", pid), format("address %s (got %s)",
+                    problem, node_mod.describe_value(addr)))
+            end
+        end
+    end
 end
 
 -- Check every option (errors name the field: see option_error) and return the table for
@@ -191,6 +242,7 @@ local function check_options(o)
     if o.on_fsm_error ~= nil and not node_mod.ON_FSM_ERROR[o.on_fsm_error] then
         bad("on_fsm_error", "\"continue\" or \"stop\"", o.on_fsm_error)
     end
+    check_client_options(o)
     local config = {}
     for k in pairs(CORE_OPTIONS) do
         config[k] = o[k]
@@ -337,9 +389,10 @@ local function make_hooks(b)
     end
 
     -- The core answered a read (csrc/core/read.c): code nil means this node has applied
-    -- through index (the runtime calls this after the applies of its batch), so fn(fsm)
-    -- sees every write acknowledged before the read began; else the read failed.
-    local function read(ctx, code, index)
+    -- through index (the runtime calls this after the applies of its batch), so fn(fsm, ctx)
+    -- sees every write acknowledged before the read began; ctx.time_ms is the leader's clock
+    -- when it fixed the index (nil: unknown); else the read failed.
+    local function read(ctx, code, index, time_ms)
         local r = b._reads[ctx]
         if not r then
             return -- timed out here already
@@ -358,7 +411,7 @@ local function make_hooks(b)
             for i = 1, res.n do res[i] = select(i, ...) end
             return ok
         end
-        if not collect(pcall(r.fn, b._fsm)) then
+        if not collect(pcall(r.fn, b._fsm, { time_ms = time_ms })) then
             return protect(r.cb, nil, "read_error", format("read at index %d on %s failed: %s",
                                                            index or 0, b._id, tostring(res[1])))
         end
@@ -512,6 +565,13 @@ local function check_snapshot(b)
     end
 end
 
+--- node:client_address(): the bound "host:port" of the node's Redis-protocol port (the
+-- option client_listen), or nil when it has none or is not running.
+local function client_address(node)
+    local srv = node._backend._client_server
+    return srv and srv:address() or nil
+end
+
 --- Create a networked node (not started: see node:start()). Options (docs/lua-api.md,
 -- README.md "Configuration"); every bad option raises "raft.new: <field>: <what is wrong> (got
 -- <value as written>)" at the caller's line.
@@ -549,7 +609,14 @@ function M.new(opts)
         _retries = {},
         _election_ms = opts.election_timeout_ms or 150,
     }, net)
+    if opts.client_listen ~= nil then
+        local peers = {}
+        for pid, addr in pairs(opts.client_peers or {}) do peers[pid] = addr end
+        b._client = { listen = opts.client_listen, password = opts.client_password,
+                      peers = peers, forward = opts.client_forward ~= false }
+    end
     local node = node_mod.wrap(b, opts.id)
+    node.client_address = client_address
     b._node = node
     b._hooks = make_hooks(b)
     local ok, cn = pcall(core().node_new, copts, b._hooks)
@@ -1025,6 +1092,17 @@ function net:_start()
         end
         self._control = server
     end
+    if self._client then
+        -- The ATLAS commands on a Redis-protocol port (docs/atlas.md): loaded only here,
+        -- so that a node without the port never loads ATLAS.
+        local server, ccode, cdetail = require("helios.atlas.server").start(self._node,
+                                                                            self._client)
+        if not server then
+            self:_shutdown()
+            return nil, ccode, cdetail
+        end
+        self._client_server = server
+    end
     return true
 end
 
@@ -1048,6 +1126,10 @@ function net:_shutdown(_, cb)
     if self._control then
         self._control:close()
         self._control = nil
+    end
+    if self._client_server then
+        self._client_server:close()
+        self._client_server = nil
     end
     fail_all(self, "shutdown", format("node %s shut down", self._id))
     fail_pending(self, format("node %s shut down", self._id))

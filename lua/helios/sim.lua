@@ -273,7 +273,8 @@ local function make_hooks(c, fsm_factory)
     end
 
     -- A read the core answered (csrc/core/read.c): serve it from the FSM now, or fail it.
-    local function read(i, ctx, index, code)
+    -- time_ms: the leader's virtual clock when it fixed the read index (nil: unknown).
+    local function read(i, ctx, index, code, time_ms)
         local r = c._reads[ctx]
         if not r then
             return -- timed out here already
@@ -282,7 +283,7 @@ local function make_hooks(c, fsm_factory)
         if code then
             return r.cb(nil, code, format("read on %s: %s", ids[i], code))
         end
-        local res = { pcall(r.fn, c._fsm[ids[i]]) }
+        local res = { pcall(r.fn, c._fsm[ids[i]], { time_ms = time_ms }) }
         if not res[1] then
             return r.cb(nil, "read_error", tostring(res[2]))
         end
@@ -984,8 +985,8 @@ function cluster:_snapshot(id)
     return nil, code, msg
 end
 
--- node:read on a simulated node: the read's context from the core, then cb(fn(fsm)) once
--- the core confirmed it and the FSM applied up to its index, or cb(nil, code, detail):
+-- node:read on a simulated node: the read's context from the core, then cb(fn(fsm, ctx))
+-- (ctx.time_ms: the leader's virtual clock at the read index) once the core confirmed it and the FSM applied up to its index, or cb(nil, code, detail):
 -- "not_leader", "timeout" (also after timeout_ms of virtual time), "shutdown".
 function cluster:_read(id, fn, timeout_ms, cb)
     local ctx, code, msg = self._sim:read(self._num[id])

@@ -86,7 +86,7 @@ local function fill(fsm, n)
     for i = 1, n do
         data[format("user:%07d", i)] = format("v%07d", i)
     end
-    fsm.data, fsm.count = data, n
+    fsm.data, fsm.nkeys = data, n
 end
 
 local results = {}

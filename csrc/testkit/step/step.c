@@ -42,8 +42,9 @@
  *                         hand the node messages (text form: text.h), in order
  *   propose [DATA]        a client command (DATA: printable, no spaces, commas or quotes)
  *   read CTX              a linearizable read with context CTX: hr_raft_read_index (its
- *                         answer shows at a later `ready` as "read: ctx=CTX index=I" or
- *                         "read: ctx=CTX error=CODE")
+ *                         answer shows at a later `ready` as "read: ctx=CTX index=I
+ *                         time=T" (T: the leader's clock at the index; left out when 0,
+ *                         unknown) or "read: ctx=CTX error=CODE")
  *   transfer [ID]         hand leadership to ID (none: the most up-to-date voter):
  *                         hr_raft_transfer
  *   ready                 take the output batch, print it in the order a node acts on it
@@ -716,8 +717,12 @@ static void cmd_ready(struct step *s, struct hr__sbuf *out)
     }
     for (size_t i = 0; i < rd.n_reads; i++) {
         if (rd.reads[i].status == 0) {
-            hr__sbuf_printf(out, "read: ctx=%llu index=%llu\n", (unsigned long long)rd.reads[i].ctx,
+            hr__sbuf_printf(out, "read: ctx=%llu index=%llu", (unsigned long long)rd.reads[i].ctx,
                             (unsigned long long)rd.reads[i].index);
+            if (rd.reads[i].time_ms != 0) {
+                hr__sbuf_printf(out, " time=%llu", (unsigned long long)rd.reads[i].time_ms);
+            }
+            hr__sbuf_printf(out, "\n");
         } else {
             hr__sbuf_printf(out, "read: ctx=%llu error=%s\n", (unsigned long long)rd.reads[i].ctx,
                             hr_err_name(rd.reads[i].status));

@@ -170,6 +170,9 @@ void hr__text_msg(struct hr__sbuf *b, const struct hr_msg *m)
             hr__sbuf_printf(b, " index=%llu", (unsigned long long)m->index);
         }
         hr__sbuf_printf(b, " seq=%llu", (unsigned long long)m->seq);
+        if (m->time_ms != 0) {
+            hr__sbuf_printf(b, " time=%llu", (unsigned long long)m->time_ms);
+        }
         break;
     case HR_MSG_VOTE_RESP:
     case HR_MSG_PREVOTE_RESP:
@@ -423,6 +426,8 @@ static bool parse_field(char *tok, struct hr_msg *m)
         m->offset = a;
     } else if (strcmp(key, "confidx") == 0) {
         m->conf_index = a;
+    } else if (strcmp(key, "time") == 0) {
+        m->time_ms = a;
     } else {
         return false;
     }

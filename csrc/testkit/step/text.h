@@ -15,7 +15,7 @@
  *   1->2 timeout_now term=2
  *   2->1 vote term=3 last=5/2 transfer
  *   2->1 read_index term=2 seq=7
- *   1->2 read_index_resp term=2 index=5 seq=7
+ *   1->2 read_index_resp term=2 index=5 seq=7 time=1200   (time: left out when 0, unknown)
  *
  * An entry is INDEX/TERM, then ":noop" or ":config=CONF" for those types, or ":"DATA"" for
  * a command with a payload; a bare INDEX/TERM is a command with an empty payload. Payloads

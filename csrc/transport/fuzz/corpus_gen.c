@@ -118,6 +118,7 @@ static void frames(void)
     ri.from = a;
     ri.to = b;
     ri.index = 13;
+    ri.time_ms = 1700000000123;
     put_msg("read_index_resp", &ri);
     hr_blob_release(e[0].data);
     hr_blob_release(e[2].data);

@@ -23,7 +23,7 @@ static void same(const struct hr_msg *a, const struct hr_msg *b)
     assert(a->hint_index == b->hint_index && a->hint_term == b->hint_term);
     assert(a->last_index == b->last_index && a->cand_last_index == b->cand_last_index);
     assert(a->cand_last_term == b->cand_last_term && a->n_entries == b->n_entries);
-    assert(a->seq == b->seq);
+    assert(a->seq == b->seq && a->time_ms == b->time_ms);
     for (uint32_t i = 0; i < a->n_entries; i++) {
         const struct hr_entry *x = &a->entries[i], *y = &b->entries[i];
         assert(x->term == y->term && x->index == y->index && x->time_ms == y->time_ms);

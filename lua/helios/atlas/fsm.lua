@@ -3,10 +3,11 @@
 --
 -- Each write is one msgpack-encoded command table (helios.atlas.fsm.encode builds them):
 --   { op = "set", k, v, ttl = ms, nx = true, xx = true }   -> true, or false (nx/xx unmet)
---   { op = "del", k }                                      -> 1 if the key existed, else 0
+--   { op = "del", k1, k2, ... }                            -> how many of the keys existed
 --   { op = "incr", k, by }                                 -> the new integer
 --   { op = "cas", k, old, new }  (old nil: the key must be absent) -> true or false
 --   { op = "expire", k, ttl }    (ttl false: persist)       -> true if the key exists
+--     (with persist = true: true if the key had a TTL, which is now removed)
 --   { op = "mset", kv = { k1, v1, k2, v2, ... } }          -> true (all or nothing)
 --   { op = "purge", keys = { ... } }                       -> how many keys were dropped
 --   { op = "register" }                                    -> a session id
@@ -22,9 +23,10 @@
 --
 -- Time: every decision about expiry uses now = the largest entry.time_ms applied so far
 -- (the leaders' stamps, monotone even when a new leader's clock is behind), never a local
--- clock, so every replica decides the same at the same index. A key whose expiry <= now
--- is absent for every command; it is dropped from memory when a command touches it or a
--- purge entry names it (the leader proposes purges: helios.atlas).
+-- clock, so every replica decides the same at the same index (a linearizable read uses the
+-- leader's clock at its read index when that is later: see "reads" below). A key whose
+-- expiry <= now is absent for every command; it is dropped from memory when a command
+-- touches it or a purge entry names it (the leader proposes purges: helios.atlas).
 --
 -- Modules: user commands come from Lua modules every node loads (the cluster file's
 -- atlas_modules). A node whose set differs from the others' would answer unknown_command
@@ -114,7 +116,7 @@ FSM.__index = FSM
 FSM.__name = "helios.atlas.fsm"
 
 function FSM:__tostring()
-    return format("helios.atlas.fsm(%d keys, applied #%d)", self.count, self.applied)
+    return format("helios.atlas.fsm(%d keys, applied #%d)", self.nkeys, self.applied)
 end
 
 -- A module set as one comparable string: the names sorted, without repeats.
@@ -162,7 +164,9 @@ end
 
 function FSM:_reset()
     self.data, self.exp = {}, {}      -- key -> value; key -> expiry (ms) for keys with a TTL
-    self.count, self.applied, self.now = 0, 0, 0
+    -- nkeys: the keys held, expired ones not purged yet included (FSM:count() counts the
+    -- live ones).
+    self.nkeys, self.applied, self.now = 0, 0, 0
     self.sessions = {}                -- id -> { active, acked, results = { [seq] = bytes } }
     self.heap_e, self.heap_k = {}, {} -- min-heap of (expiry, key), lazily invalidated
     self.modules = nil                -- the module set the log recorded (sorted), or nil
@@ -232,18 +236,18 @@ local function heap_rebuild(self)
 end
 
 local function put(self, key, value, expiry)
-    if self.data[key] == nil then self.count = self.count + 1 end
+    if self.data[key] == nil then self.nkeys = self.nkeys + 1 end
     self.data[key] = value
     self.exp[key] = expiry
     if expiry then
         heap_push(self, expiry, key)
-        if #self.heap_e > 2 * self.count + 1024 then heap_rebuild(self) end
+        if #self.heap_e > 2 * self.nkeys + 1024 then heap_rebuild(self) end
     end
 end
 
 local function drop(self, key)
     if self.data[key] ~= nil then
-        self.count = self.count - 1
+        self.nkeys = self.nkeys - 1
         self.data[key], self.exp[key] = nil, nil
     end
 end
@@ -286,10 +290,20 @@ function ops.set(self, c, now, w)
 end
 
 function ops.del(self, c, now, w)
-    if not is_key(c[1]) then return fail("invalid", "del: a string key") end
-    local exists = touch(self, c[1], now)
-    if exists then w(self, c[1], nil) end
-    return exists and 1 or 0
+    if #c == 0 then return fail("invalid", "del: one or more string keys") end
+    for i = 1, #c do
+        if not is_key(c[i]) then return fail("invalid", "del: one or more string keys") end
+    end
+    -- All keys in one entry: DEL k1 k2 of the RESP port is atomic (a key named twice
+    -- counts once, as in Redis).
+    local n = 0
+    for i = 1, #c do
+        if touch(self, c[i], now) then
+            w(self, c[i], nil)
+            n = n + 1
+        end
+    end
+    return n
 end
 
 function ops.incr(self, c, now, w)
@@ -328,7 +342,10 @@ function ops.expire(self, c, now, w)
         return fail("invalid", "expire: a string key and ttl a positive integer (ms) or false")
     end
     if not touch(self, c[1], now) then return false end
+    local had_ttl = self.exp[c[1]] ~= nil
     w(self, c[1], self.data[c[1]], c.ttl and now + c.ttl or nil)
+    -- persist (RESP's PERSIST): whether a TTL was removed, as Redis answers.
+    if c.persist then return had_ttl end
     return true
 end
 
@@ -529,16 +546,27 @@ function FSM:apply(bytes, index, entry)
     return run(self, c, now, entry)
 end
 
--- ---- reads (at the newest applied stamp, this replica's state) -------------------------
+-- ---- reads ---------------------------------------------------------------------------
+-- Each takes an optional now: the time to judge expiry at, the leader's clock when it fixed
+-- a linearizable read's index (node:read's ctx.time_ms), the same on every replica. Expiry
+-- is judged at max(now, the newest applied stamp): a read never sees a key the applied
+-- state already dropped, and a key whose TTL passed with no write since (no newer stamp)
+-- reads as absent all the same. nil now (a stale read): the newest applied stamp.
+
+-- The time a read judges expiry at.
+local function read_time(self, now)
+    if now ~= nil and now > self.now then return now end
+    return self.now
+end
 
 function FSM:get(key, now)
-    now = now or self.now
+    now = read_time(self, now)
     return live(self, key, now) and self.data[key] or nil
 end
-function FSM:exists(key, now) return live(self, key, now or self.now) end
+function FSM:exists(key, now) return live(self, key, read_time(self, now)) end
 --- Remaining ms, -1 for a key without TTL, -2 for a missing key (as Redis's PTTL).
 function FSM:ttl(key, now)
-    now = now or self.now
+    now = read_time(self, now)
     if not live(self, key, now) then return -2 end
     return self.exp[key] and self.exp[key] - now or -1
 end
@@ -549,7 +577,7 @@ function FSM:mget(list, now)
 end
 --- Live keys starting with prefix (all: nil or ""), sorted, at most limit of them.
 function FSM:keys(prefix, limit, now)
-    now = now or self.now
+    now = read_time(self, now)
     prefix = prefix or ""
     local out, n = {}, #prefix
     for k in pairs(self.data) do
@@ -562,7 +590,18 @@ function FSM:keys(prefix, limit, now)
     return out
 end
 --- The number of keys held (expired ones not yet purged included).
-function FSM:size() return self.count end
+function FSM:size() return self.nkeys end
+--- The live keys at now (default: the newest applied stamp) and how many of them have a
+-- TTL: DBSIZE and INFO's keyspace line (expired keys not purged yet are not counted).
+function FSM:count(now)
+    -- (as every read: expiry judged at max(now, the newest applied stamp))
+    if now == nil or now < self.now then now = self.now end
+    local expired, expires = 0, 0
+    for _, e in pairs(self.exp) do
+        if e <= now then expired = expired + 1 else expires = expires + 1 end
+    end
+    return self.nkeys - expired, expires
+end
 function FSM:session(id) return self.sessions[id] end
 
 --- Up to limit keys whose expiry <= now (for the leader's purge proposals); the heap keeps
@@ -660,7 +699,7 @@ function FSM:restore(bytes)
             put(self, flat[i], flat[i + 1], flat[i + 2] or nil)
         end
     end
-    if self.count ~= h.count then error("atlas: restore: key count does not match", 2) end
+    if self.nkeys ~= h.count then error("atlas: restore: key count does not match", 2) end
     if type(h.modules) == "table" then
         self.modules = module_set(h.modules)
         check_modules(self)
@@ -675,10 +714,11 @@ M.encode = {
         opts = opts or {}
         return encode({ op = "set", k, v, ttl = ttl, nx = opts.nx or nil, xx = opts.xx or nil })
     end,
-    del = function(k) return encode({ op = "del", k }) end,
+    del = function(...) return encode({ op = "del", ... }) end,
     incr = function(k, by) return encode({ op = "incr", k, by }) end,
     cas = function(k, old, new) return encode({ op = "cas", k, old, new }) end,
     expire = function(k, ttl) return encode({ op = "expire", k, ttl = ttl or false }) end,
+    persist = function(k) return encode({ op = "expire", k, ttl = false, persist = true }) end,
     mset = function(kv) return encode({ op = "mset", kv = kv }) end,
     purge = function(keys) return encode({ op = "purge", keys = keys }) end,
     register = function() return encode({ op = "register" }) end,

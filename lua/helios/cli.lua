@@ -1355,7 +1355,8 @@ local function run_cluster(opts, out, err)
         end
     end
     if redis_cli(leader) then
-        say("try: %s GET greeting   (%s's port: the leader's)", redis_cli(leader), leader)
+        say("try: %s GET greeting   (%s, the leader; a follower's port forwards writes "
+            .. "to it)", redis_cli(leader), leader)
     end
 
     if opts["run-for"] > 0 then

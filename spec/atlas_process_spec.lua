@@ -98,7 +98,16 @@ local function local_get(cl, id, key)
     return v
 end
 
+local function have(cmd)
+    local r = os.execute("command -v " .. cmd .. " >/dev/null 2>&1")
+    return r == 0 or r == true
+end
+
 describe("ATLAS on a cluster of processes, through redis-cli", function()
+    if not (have("redis-cli") and have("redis-benchmark")) then
+        pending("redis-cli or redis-benchmark is not installed (apt-get install redis-tools)")
+        return
+    end
     local cl
     before_each(function()
         cl = testing.cluster{ n = 3, fsm = "helios.atlas.fsm", client = true,

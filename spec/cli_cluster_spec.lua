@@ -122,6 +122,12 @@ describe("helios cluster (the README's main command)", function()
         assert.matches("HELIOS_BASE_PORT=" .. other .. " would move them", out, 1, true)
         assert.matches("unset HELIOS_BASE_PORT", out, 1, true)
 
+        -- a base port whose client ports (base + 1000 ..) would pass 65535
+        code, out = run("--data", dir .. "/other", "--base-port 65000", "--run-for 1")
+        assert.are.equal(1, code, out)
+        assert.matches("the Redis client ports would be 66000..66002, past 65535: give a base "
+            .. "port up to 64533", out, 1, true)
+
         code, out = run("--nodes 5", "--data", data, "--run-for 1")
         assert.are.equal(1, code, out)
         assert.matches("describes 3 nodes, not the 5 of --nodes", out, 1, true)

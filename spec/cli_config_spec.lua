@@ -239,6 +239,17 @@ describe("helios node: cluster file errors", function()
             1, true)
     end)
 
+    it("refuses a bad --client-listen", function()
+        local path = write("cluster.lua", with('fsm = "helios.atlas.fsm"'))
+        local errs = {}
+        local code = cli.main({ "node", "--config", path, "--id", "node-1",
+                                "--client-listen", "127.0.0.1" },
+            function() end, function(s) errs[#errs + 1] = s end)
+        assert.are.equal(1, code)
+        assert.are.equal('helios node: --client-listen: address must be host:port (got '
+            .. '"127.0.0.1", a string)\n', table.concat(errs))
+    end)
+
     it("refuses missing options with a usage error", function()
         local errs = {}
         assert.are.equal(2, cli.main({ "node", "--id", "x" }, function() end,

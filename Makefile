@@ -72,7 +72,8 @@ help:
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
 	@echo "make check       everything CI runs: test, test-asan, rock-check, fuzz-check, summed counts"
 	@echo "make fuzz-check  the libFuzzer targets for FUZZ_SECONDS (60) in all, as a test runner"
-	@echo "make demo        a local 3-node cluster, data under ./data: bin/helios cluster --nodes 3"
+	@echo "make demo        a local 3-node ATLAS cluster (redis-cli -p 10001..10003), data under"
+	@echo "                 ./data: bin/helios cluster --nodes 3"
 	@echo "                 (other ports: HELIOS_BASE_PORT=9101, more options: ARGS='...')"
 	@echo "make clean       remove build outputs"
 

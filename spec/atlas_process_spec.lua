@@ -186,10 +186,11 @@ describe("ATLAS on a cluster of processes, through redis-cli", function()
             -- a TTL: each probe entry records, on each replica, whether that replica still
             -- sees the key at that entry; every replica must have judged every entry alike
             local cc = cl:client()
-            assert(cc:apply(E.set("t", "v", 400), 5000))
+            -- (a TTL long enough for the first probes under load, probes for twice as long)
+            assert(cc:apply(E.set("t", "v", 1000), 5000))
             local probes = 0
             local t0 = core.clock_ms()
-            while core.clock_ms() - t0 < 900 do
+            while core.clock_ms() - t0 < 2000 do
                 probes = probes + 1
                 local index, code, detail = cc:apply(E.call("probe", { "t", probes }), 5000)
                 assert(index, tostring(code) .. " " .. tostring(detail))

@@ -8,6 +8,8 @@
 --     command of an atlas_modules module records each replica's own judgement, which the
 --     spec reads back from every replica through its control socket);
 --   - redis-benchmark against the leader: exit status 0, its keys on every replica;
+--   - a session's INCRs through helios.client while the leader is SIGKILLed: each applied
+--     once (answers 1..N, every replica at N);
 --   - a node whose cluster file loads other atlas_modules than the cluster's log records
 --     refuses to go on: a message naming both sets, exit status 4.
 -- Every wait has a deadline; the cluster is stopped in finally.
@@ -242,6 +244,75 @@ describe("ATLAS on a cluster of processes, through redis-cli", function()
                 end
             end
         end)
+        if not ok then error(tostring(err) .. "\n" .. cl:logs(30), 0) end
+    end)
+end)
+
+describe("exactly-once writes over the RESP port across a leader crash", function()
+    -- A session's INCRs run in one coroutine on the loop while another SIGKILLs the leader
+    -- after a few of them: the write in flight then is retried, with its sequence number,
+    -- on whichever node leads next. Whether the crash hit a write before or after it
+    -- committed, each INCR must be applied once: the answers are 1, 2, ..., N with no gap
+    -- and no repeat, and every replica ends at N. (Where the kill lands depends on the
+    -- processes' timing: most runs catch a write on the wire; spec/atlas_sim_spec.lua
+    -- crashes a leader after a numbered write committed and before its answer, every run.)
+    it("applies each numbered INCR once, its answers 1..N in order", function()
+        local loop = require("helios.loop")
+        local client = require("helios.client")
+        local cl = testing.cluster{ n = 3, fsm = "helios.atlas.fsm", client = true }
+        local ok, err = pcall(function()
+            local leader = cl:leader(15000)
+            local addrs = {}
+            for _, id in ipairs(cl:ids()) do addrs[id] = cl:client_address(id) end
+            local cc = client.cluster(addrs, { timeout_ms = 20000, attempt_ms = 1000 })
+            local N, KILL_AFTER = 60, 15
+            local answers, failure, done = {}, nil, false
+            local killed = false
+            loop.spawn(function()
+                local s, code, detail = cc:session()
+                if not s then failure = format("session: %s %s", tostring(code), tostring(detail))
+                else
+                    for i = 1, N do
+                        local v, c, d = s:call("INCR", "hits")
+                        if v == nil then
+                            failure = format("INCR #%d: %s %s", i, tostring(c), tostring(d))
+                            break
+                        end
+                        answers[#answers + 1] = v
+                    end
+                end
+                done = true
+            end)
+            loop.spawn(function()
+                -- The kill lands while the other coroutine's next INCR is on the wire
+                -- (each one waits for a commit: an fsync on two nodes).
+                while #answers < KILL_AFTER and not done do loop.sleep(1) end
+                cl:kill(leader, "KILL")
+                killed = true
+            end)
+            loop.spawn(function()
+                while not (done and killed) do loop.sleep(10) end
+                loop.stop()
+            end)
+            local deadline = loop.after(60000, loop.stop)
+            assert(loop.run())
+            deadline:stop()
+            assert(done and killed, "the INCRs did not finish within 60 s")
+            assert.is_nil(failure)
+            assert.are.equal(N, #answers)
+            for i = 1, N do assert.are.equal(i, answers[i], "answer " .. i) end
+            cl:start(leader)
+            for _, id in ipairs(cl:ids()) do
+                cl:wait(function()
+                    local c = cl:client():node(id)
+                    if not c then return false end
+                    local rok, v = c:read("hits", { stale = true, timeout_ms = 1000 })
+                    return rok and v == tostring(N)
+                end, 20000, id .. " applies hits = " .. N)
+            end
+            cc:close()
+        end)
+        cl:stop()
         if not ok then error(tostring(err) .. "\n" .. cl:logs(30), 0) end
     end)
 end)

@@ -349,7 +349,7 @@ end
 -- Log a membership_change when the configuration's members differ from those last seen
 -- (checked where one can change for this node: a configuration entry applied, a snapshot
 -- installed). quiet: only remember them (at start).
-local function check_membership(b, quiet)
+local function membership_diff(b, quiet)
     local now, conf = members(b)
     if not now then return end
     local was = b._members
@@ -382,6 +382,14 @@ local function check_membership(b, quiet)
     }, "configuration of index %d: %s (voters %s%s)", conf.index, table.concat(parts, "; "),
         table.concat(voters, ", "), #learners > 0 and "; learners " .. table.concat(learners,
         ", ") or "")
+end
+
+-- Logging must never stop a node: a failure here is itself a log line.
+local function check_membership(b, quiet)
+    local ok, err = pcall(membership_diff, b, quiet)
+    if not ok then
+        log_event(b, 2, "message", nil, "membership_change: %s", tostring(err))
+    end
 end
 
 local function make_hooks(b)

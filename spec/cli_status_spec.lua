@@ -57,7 +57,8 @@ describe("helios status", function()
                 assert.matches("^%d+ms$", r.contact, out)
             end
         end
-        assert.matches("leader " .. leader:gsub("%-", "%%-") .. ", term %d+; 3 of 3 nodes answered", out)
+        assert.matches("leader " .. leader:gsub("%-", "%%-")
+                       .. ", term %d+; 3 of 3 nodes answered", out)
         local code2, out2 = status("--config", cl:config_path("node-1"))
         assert.are.equal(0, code2)
         local code3, out3 = status(cl:socket("node-1"), cl:socket("node-2"), cl:socket("node-3"))

@@ -308,7 +308,8 @@ describe("helios node and SIGHUP", function()
         cl:wait(function() return has(path, "leader_change") end, 10000, "a leader_change line")
         assert(os.rename(path, path .. ".1"))
         require("helios.core").proc_kill(cl:pid("node-1"), "HUP")
-        cl:wait(function() return has(path, "log_reopened") end, 10000, "the log_reopened line in a new file at " .. path)
+        cl:wait(function() return has(path, "log_reopened") end, 10000,
+                "the log_reopened line in a new file at " .. path)
         -- the node lives on and logs its commits in the new file only
         assert(cl:client():apply("SET after hup", 5000))
         cl:wait(function() return has(path, "commits") end, 10000, "commits in the new file")

@@ -713,9 +713,10 @@ size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, s
         out[n].voter = pr->voter;
         out[n].leaving = pr->leaving;
         out[n].contact_known = r->role == HR_LEADER && i != r->self;
-        out[n].contact_age = out[n].contact_known && r->now > pr->last_contact
-                                 ? r->now - pr->last_contact
-                                 : 0;
+        out[n].contact_age = 0;
+        if (out[n].contact_known && r->now > pr->last_contact) {
+            out[n].contact_age = r->now - pr->last_contact;
+        }
         n++;
     }
     return n;

@@ -387,8 +387,9 @@ static void xfer_offer(struct hr_runtime *rt, const struct hr_msg *m)
     rt->snap_stats.transfers++;
     /* helios.nodelog parses these three lines into events (docs/logging.md): keep their
      * form ("snapshot: <verb> index I (term T, B bytes) to|from NAME"). */
-    hr__rt_log(rt, 0, "snapshot: sending index %" PRIu64 " (term %" PRIu64 ", %" PRIu64
-               " bytes) to %s", x->index, x->term, x->size, peer_name(rt, x->to));
+    hr__rt_log(rt, 0,
+               "snapshot: sending index %" PRIu64 " (term %" PRIu64 ", %" PRIu64 " bytes) to %s",
+               x->index, x->term, x->size, peer_name(rt, x->to));
     xfer_pump(rt, x);
 }
 
@@ -415,8 +416,9 @@ static void on_snapshot_resp(struct hr_runtime *rt, const struct hr_msg *m)
         return;
     }
     if (m->done) {
-        hr__rt_log(rt, 0, "snapshot: sent index %" PRIu64 " (term %" PRIu64 ", %" PRIu64
-                   " bytes) to %s", x->index, x->term, x->size, peer_name(rt, x->to));
+        hr__rt_log(rt, 0,
+                   "snapshot: sent index %" PRIu64 " (term %" PRIu64 ", %" PRIu64 " bytes) to %s",
+                   x->index, x->term, x->size, peer_name(rt, x->to));
         xfer_close(x); /* installed (its APPEND_RESP tells the core) */
         return;
     }

@@ -95,6 +95,16 @@ describe("helios node that cannot join", function()
         assert.is_true(stats.auth_failures > #refused, ("%d refusals, %d lines"):format(
             stats.auth_failures, #refused))
         assert.is_nil(read(cl:log_path("node-3")):find("leader is", 1, true))
+        -- each refusal is one line of the event peer_refused, a warning, with the peer and
+        -- why as fields (docs/logging.md)
+        for _, l in ipairs(refused) do
+            if l:find("handshake refused: ", 1, true) then
+                assert.matches("^%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z WARN  node%-1 term=%d+ %S+ "
+                    .. "peer_refused: transport: ", l)
+                assert.matches(" peer=node%-3 ", l)
+                assert.matches(" reason=\"authentication failed %(wrong cluster secret%?%)\"", l)
+            end
+        end
     end)
 
     it("with another cluster id: both sides name both ids", function()

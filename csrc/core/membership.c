@@ -257,6 +257,7 @@ static int rebuild_peers(struct hr_raft *r)
             if (r->role == HR_LEADER) {
                 hr__progress_reset(r, pr);
                 pr->recent_active = true;
+                pr->last_contact = r->now;
             }
         }
         pr->member = k < r->conf.n;
@@ -493,6 +494,7 @@ void hr__conf_outsider(struct hr_raft *r, hr_id_t id)
     pr->sent_seq = r->seq_floor;
     hr__progress_reset(r, pr);
     pr->recent_active = true;
+    pr->last_contact = r->now;
     pr->leaving = true;
     pr->leave_index = r->conf.index;
     pr->leave_until = r->now + (hr_time_t)LEAVE_TIMEOUTS * r->cfg.election_timeout_ms;

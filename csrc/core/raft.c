@@ -131,6 +131,7 @@ void hr__become_leader(struct hr_raft *r)
     for (size_t i = 0; i < r->n_peers; i++) {
         hr__progress_reset(r, &r->peers[i]);
         r->peers[i].recent_active = true;
+        r->peers[i].last_contact = r->now; /* the age counts from the start of this term */
     }
     r->heartbeat_deadline = r->now + r->cfg.heartbeat_timeout_ms;
     r->quorum_deadline = r->now + r->cfg.election_timeout_ms;
@@ -711,6 +712,11 @@ size_t hr_raft_progress(const struct hr_raft *r, struct hr_progress_info *out, s
         out[n].member = pr->member;
         out[n].voter = pr->voter;
         out[n].leaving = pr->leaving;
+        out[n].contact_known = r->role == HR_LEADER && i != r->self;
+        out[n].contact_age = 0;
+        if (out[n].contact_known && r->now > pr->last_contact) {
+            out[n].contact_age = r->now - pr->last_contact;
+        }
         n++;
     }
     return n;

@@ -293,6 +293,9 @@ struct hr_progress_info {
     bool voter;  /* a voter of the configuration (false: a learner, or not a member) */
     bool leaving; /* leader only: a server the configuration no longer holds, replicated to
                    * until it knows it is out (csrc/core/membership.c, "Leaving slots") */
+    bool contact_known;    /* leader only, not for itself: contact_age is set */
+    hr_time_t contact_age; /* ms since it last answered (or since this term's start), as
+                            * of the core's clock (its last input or tick) */
 };
 
 struct hr_raft; /* opaque */

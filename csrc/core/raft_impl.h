@@ -19,6 +19,7 @@ struct hr__progress {
     bool want_send;            /* something to send at the next output batch */
     bool heartbeat;            /* the next batch must carry a message even if empty */
     bool recent_active;        /* heard from since the last CheckQuorum round */
+    hr_time_t last_contact;    /* leader: when it last answered (status: last contact) */
     uint32_t inflight;         /* AppendEntries with entries not yet acknowledged */
     hr_index_t *inflight_last; /* ring of their last indexes, max_inflight long */
     uint32_t inflight_head;

@@ -306,6 +306,7 @@ void hr__handle_append_resp(struct hr_raft *r, const struct hr_msg *m)
         return;
     }
     pr->recent_active = true;
+    pr->last_contact = r->now;
 
     if (m->reject) {
         if (pr->snapshot != 0) {

@@ -1,12 +1,12 @@
 /*
- * signal_binding.c: SIGTERM and SIGINT as polled flags, so `helios node` can shut down
- * cleanly.
+ * signal_binding.c: SIGTERM, SIGINT and SIGHUP as polled flags, so `helios node` can shut
+ * down cleanly and reopen its log file (docs/logging.md).
  *
  *   local core = require("helios.core")
  *   core.signal_catch("TERM")  core.signal_catch("INT")
  *   core.signal_ignore("PIPE")           -- writes to a closed socket fail with EPIPE
  *   raft.every(50, function()
- *       local sig = core.signal_take()   -- "TERM", "INT" or nil; clears it
+ *       local sig = core.signal_take()   -- "TERM", "INT", "HUP" or nil; clears it
  *       if sig then node:shutdown() end
  *   end)
  *
@@ -25,11 +25,19 @@
 #include "os.h"
 #include "signal_binding.h"
 
-static volatile sig_atomic_t pending;
+/* One flag per catchable signal: a SIGHUP (reopen the log file) arriving just after a
+ * SIGTERM must not overwrite the request to stop. */
+static volatile sig_atomic_t pending_term, pending_int, pending_hup;
 
 static void on_signal(int sig)
 {
-    pending = sig;
+    if (sig == SIGTERM) {
+        pending_term = 1;
+    } else if (sig == SIGINT) {
+        pending_int = 1;
+    } else if (sig == SIGHUP) {
+        pending_hup = 1;
+    }
 }
 
 /* The signals that may be caught: those that ask a process to stop or reload. */
@@ -72,11 +80,22 @@ static int l_ignore(lua_State *L)
     return 0;
 }
 
+/* The stop requests first (TERM, then INT), then HUP; each is cleared as it is taken, so
+ * a caller that loops until nil sees every kind that arrived. */
 static int l_take(lua_State *L)
 {
-    int sig = pending;
-    pending = 0;
-    if (catchable(sig)) {
+    int sig = 0;
+    if (pending_term) {
+        pending_term = 0;
+        sig = SIGTERM;
+    } else if (pending_int) {
+        pending_int = 0;
+        sig = SIGINT;
+    } else if (pending_hup) {
+        pending_hup = 0;
+        sig = SIGHUP;
+    }
+    if (sig != 0) {
         lua_pushstring(L, hr__lua_signal_name(sig));
     } else {
         lua_pushnil(L);

@@ -57,6 +57,9 @@ void hr__lua_set_progress(lua_State *L, const struct hr_raft *r,
             lua_pushboolean(L, 1);
             lua_setfield(L, -2, "leaving");
         }
+        if (pr[i].contact_known) {
+            hr__lua_set_number(L, "last_contact_ms", (double)pr[i].contact_age);
+        }
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "progress");

@@ -290,6 +290,12 @@ static void xfer_close(struct hr__xfer *x)
     x->fd = -1;
 }
 
+static const char *peer_name(struct hr_runtime *rt, hr_id_t id)
+{
+    const char *name = hr_runtime_name_of(rt, id);
+    return name != NULL ? name : "?";
+}
+
 static bool leading(struct hr_runtime *rt)
 {
     return rt->node != NULL && !rt->closing &&
@@ -379,6 +385,11 @@ static void xfer_offer(struct hr_runtime *rt, const struct hr_msg *m)
     x->size = (uint64_t)st.st_size;
     x->last_progress = now;
     rt->snap_stats.transfers++;
+    /* helios.nodelog parses these three lines into events (docs/logging.md): keep their
+     * form ("snapshot: <verb> index I (term T, B bytes) to|from NAME"). */
+    hr__rt_log(rt, 0,
+               "snapshot: sending index %" PRIu64 " (term %" PRIu64 ", %" PRIu64 " bytes) to %s",
+               x->index, x->term, x->size, peer_name(rt, x->to));
     xfer_pump(rt, x);
 }
 
@@ -405,6 +416,9 @@ static void on_snapshot_resp(struct hr_runtime *rt, const struct hr_msg *m)
         return;
     }
     if (m->done) {
+        hr__rt_log(rt, 0,
+                   "snapshot: sent index %" PRIu64 " (term %" PRIu64 ", %" PRIu64 " bytes) to %s",
+                   x->index, x->term, x->size, peer_name(rt, x->to));
         xfer_close(x); /* installed (its APPEND_RESP tells the core) */
         return;
     }
@@ -508,6 +522,8 @@ static void finish_after(uv_work_t *w, int status)
         hr_index_t conf_index = rt->snap_conf_index;
         rt->snap_conf = keep;
         rt->snap_conf_index = keep_index;
+        hr__rt_log(rt, 0, "snapshot: received index %" PRIu64 " (term %" PRIu64 ", %" PRIu64
+                   " bytes) from %s", index, snap_term, size, peer_name(rt, rt->recv_from));
         feed_done(rt, rt->recv_from, rt->recv_term, index, snap_term, conf, conf_index);
         hr_blob_release(conf);
         reply(rt, &m, size, false, true);

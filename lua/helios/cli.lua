@@ -41,6 +41,8 @@ Commands:
                                3 if it is not a data directory)
   peer add|remove|list         change or show a running cluster's members (through a
                                node's control socket)
+  status [--data DIR | SOCKET...]  a table of every node of a running cluster: role, term,
+                               commit, applied, lag, last contact (control sockets)
   transfer [ID]                hand a running cluster's leadership to ID (or the most
                                up-to-date voter)
   recover --data DIR --id ID   disaster recovery, offline: make that node the only voter
@@ -674,15 +676,20 @@ end
 
 local NODE_USAGE = [[
 Usage: helios node --config FILE --id ID [--lua-path PATH] [--join] [--listen ADDR]
-                   [--client-listen ADDR]
+                   [--client-listen ADDR] [--log-level LEVEL] [--log-format FORMAT]
+                   [--log-file PATH]
 
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
 is refused while the first runs), and its control socket is <data_dir>/<ID>/control.sock
-(helios.client). Logs role changes, leaders and commits on stderr, and what the node
-reports: errors, refused peers (their address and why: the secret, the cluster id, the node
-id), dropped frames, storage errors. A message that repeats (a peer retrying) is printed
-once, then summarized once per log_repeat_ms (a field of the file; default 10000).
+(helios.client). Logs one line per event (docs/logging.md): role, term and leader changes,
+membership changes, snapshots taken and installed, InstallSnapshot transfers, commits
+(summarized once a second), and what the node reports: errors, refused peers (their address
+and why: the secret, the cluster id, the node id), dropped frames, storage errors. A message
+that repeats (a peer retrying) is printed once, then summarized once per log_repeat_ms (a
+field of the file; default 10000). Lines go to stderr, or to log_file, which SIGHUP reopens
+at its path (logrotate); log_level and log_format ("text" or "json": one JSON object a
+line) say which and how.
 
 An error raised by the state machine's apply is answered to the client as fsm_error and
 logged, and the node goes on. With on_fsm_error = "stop" in the cluster file the node
@@ -724,6 +731,10 @@ Options:
   --listen ADDR     the address to listen on when the file does not list ID (with --join)
   --client-listen ADDR  the node's Redis-protocol port when client_listen of the file
                     does not give one (a node that joins; ATLAS only)
+  --log-level LEVEL debug, info (the default), warn or error: the file's log_level
+  --log-format FORMAT  text (the default) or json: the file's log_format
+  --log-file PATH   where the lines go instead of stderr ({id}: the node's id): the
+                    file's log_file
   -h, --help        show this text
 
 A damaged data directory is refused at start: see "When a node's data is damaged" in the
@@ -737,6 +748,9 @@ local NODE_OPTIONS = {
     join = { kind = "flag" },
     listen = { kind = "string" },
     ["client-listen"] = { kind = "string" },
+    ["log-level"] = { kind = "string" },
+    ["log-format"] = { kind = "string" },
+    ["log-file"] = { kind = "string" },
 }
 
 -- Where the README tells an operator what to do about a data dir the node refuses.
@@ -811,14 +825,6 @@ local function load_atlas_modules(conf, config_file, lua_path)
     return true
 end
 
--- Commits are logged as ranges at most this often, so a busy node does not log per entry.
-local COMMIT_LOG_MS = 1000
-
-local function clock_s()
-    local core = require("helios.core")
-    return core.clock_ms() / 1000
-end
-
 --- Run one node; returns the exit status.
 local function run_node(opts, out, err)
     local clusterfile = require("helios.clusterfile")
@@ -870,17 +876,33 @@ local function run_node(opts, out, err)
 
     local core = require("helios.core")
     local raft = require("helios.raft")
+    local nodelog = require("helios.nodelog")
     local id = opts.id
     -- A client or peer that goes away while we write to it is an error on its socket, not
     -- a reason to die.
     core.signal_ignore("PIPE")
-    local function log(fmt, ...)
-        err(format("%s %s: ", os.date("%H:%M:%S"), id) .. format(fmt, ...) .. "\n")
+    -- The lines of this node (docs/logging.md): the file's log_* fields, or the flags.
+    local lopts = clusterfile.node_log(conf, id)
+    lopts.level = opts["log-level"] or lopts.level
+    lopts.format = opts["log-format"] or lopts.format
+    if opts["log-file"] then lopts.file = opts["log-file"]:gsub("{id}", id) end
+    local logger
+    logger, msg = nodelog.logger{ node_id = id, level = lopts.level, format = lopts.format,
+        file = lopts.file, repeat_ms = conf.log_repeat_ms,
+        write = not lopts.file and function(line) err(line .. "\n") end or nil }
+    if not logger then
+        err(format("helios node: %s: %s\n", opts.config, msg))
+        return 1
+    end
+    -- A line of this command itself (start, stop, signals), at once.
+    local function log(event, fmt, ...)
+        logger:write(0, event, format(fmt, ...))
     end
 
     -- Every option is checked (raft.new) before anything is created on disk.
     local ok, node = pcall(raft.new, nopts)
     if not ok then
+        logger:close()
         -- "raft.new: <field>: <what>": the fields are the cluster file's too.
         err(format("helios node: %s: %s\n", opts.config,
             (tostring(node):gsub("^raft%.new: ", ""))))
@@ -889,43 +911,18 @@ local function run_node(opts, out, err)
     local made, merr = core.mkdir_p(nopts.data_dir, tonumber("700", 8))
     if not made then
         node:shutdown()
+        logger:close()
         err(format("helios node: %s: data_dir: cannot create %s (%s)\n", opts.config,
             nopts.data_dir, merr))
         return 1
     end
-    -- Refused peers, bad frames, storage errors: each kind once, then summarized.
-    -- An FSM stop is printed once, at exit (below).
-    local reports = require("helios.nodelog").attach(node, function(line) log("%s", line) end,
-        { repeat_ms = conf.log_repeat_ms, ignore = { fsm_error = true } })
-
-    -- Commits: a range per COMMIT_LOG_MS; a lone commit in a quiet cluster shows at once.
-    local first, last, last_term, logged_at = nil, nil, nil, 0
-    local function flush_commits()
-        if first then
-            if first == last then
-                log("committed #%d (term %d)", first, last_term)
-            else
-                log("committed #%d..#%d (%d entries, term %d)", first, last, last - first + 1,
-                    last_term)
-            end
-            first = nil
-            logged_at = clock_s()
-        end
-    end
-    node:on("state", function(role, term) log("%s in term %d", role, term) end)
-    node:on("leader", function(leader, term)
-        if leader then log("leader is %s (term %d)", leader, term) end
-    end)
-    node:on("apply", function(index, term)
-        first = first or index
-        last, last_term = index, term
-        if clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
-    end)
-    -- Errors and warnings (an FSM error once per entry, storage, refused peers) go through
-    -- the limiter above; here only the stop an FSM error asks for, printed at exit.
+    -- Role, term, leader and membership changes, snapshots, commits (summarized), refused
+    -- peers, bad frames, storage errors (repeats summarized): helios.nodelog. An FSM stop
+    -- is printed once, at exit (below).
+    local reports = nodelog.observe(node, logger, { ignore = { fsm_error = true } })
+    local flush_commits = reports.flush_commits
     local fsm_stop
     node:on("error", function(code, msg)
-        flush_commits()
         if code == "fsm_error" then fsm_stop = msg end
     end)
 
@@ -936,6 +933,7 @@ local function run_node(opts, out, err)
         if text:match("^log/") or text:match("^snapshots/") or text:match("^meta") then
             text = nopts.data_dir .. "/" .. text
         end
+        reports.close()
         err(format("helios node: %s\n", text))
         if serr == "corrupt" then
             err(format("helios node: %s refuses to start on damaged data; `helios inspect %s` "
@@ -944,8 +942,8 @@ local function run_node(opts, out, err)
         end
         return 1
     end
-    log("listening on %s, data in %s, control socket %s", nopts.listen, nopts.data_dir,
-        nopts.control)
+    log("node_started", "listening on %s, data in %s, control socket %s", nopts.listen,
+        nopts.data_dir, nopts.control)
     -- An ATLAS node: a store over it runs the leader's timer that purges expired keys and
     -- proposes the atlas_modules record (helios.atlas), with or without a client port.
     local store
@@ -954,12 +952,14 @@ local function run_node(opts, out, err)
     end
     local client_addr = node.client_address and node:client_address()
     if client_addr then
-        log("serving ATLAS to Redis clients on %s (redis-cli -p %s)", client_addr,
+        log("client_listen", "serving ATLAS to Redis clients on %s (redis-cli -p %s)",
+            client_addr,
             client_addr:match(":(%d+)$"))
     end
 
     core.signal_catch("TERM")
     core.signal_catch("INT")
+    core.signal_catch("HUP")
     local stopping = false
     local timer
     -- The atlas_modules check failed (while applying the record, or restoring a snapshot,
@@ -969,7 +969,8 @@ local function run_node(opts, out, err)
             if stopping then return end
             stopping = true
             flush_commits()
-            log("refusing to go on: %s", modules_refused)
+            logger:write(2, "modules_mismatch", format("refusing to go on: %s",
+                modules_refused))
             if timer then timer:stop() end
             if store then store:close() end
             node:shutdown()
@@ -977,13 +978,23 @@ local function run_node(opts, out, err)
     end
     if modules_refused then on_refused() end
     timer = raft.every(50, function()
-        if first and clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
-        reports:flush()
+        reports.flush()
         local sig = core.signal_take()
+        while sig == "HUP" do
+            -- logrotate moved the file away: later lines go to a new one at the path
+            local reopened, rerr = logger:reopen()
+            if reopened then
+                log("log_reopened", "SIGHUP: log file reopened")
+            else
+                logger:write(2, "log_reopen_failed", format("SIGHUP: %s (writing on to the "
+                    .. "file already open)", rerr))
+            end
+            sig = core.signal_take()
+        end
         if sig and not stopping then
             stopping = true
             flush_commits()
-            log("SIG%s: shutting down", sig)
+            log("shutdown", "SIG%s: shutting down", sig)
             timer:stop()
             if store then store:close() end
             node:shutdown()
@@ -991,7 +1002,10 @@ local function run_node(opts, out, err)
     end)
     local rok, rerr = raft.run()
     flush_commits()
-    reports:close()
+    if rok and not modules_refused and not fsm_stop then
+        log("stopped", "stopped")
+    end
+    reports.close()
     if not rok then
         err(format("helios node: %s\n", tostring(rerr)))
         return 1
@@ -1004,7 +1018,6 @@ local function run_node(opts, out, err)
         err(format("helios node: %s\n", fsm_stop))
         return M.EXIT_FSM_STOPPED
     end
-    log("stopped")
     return 0
 end
 
@@ -1681,6 +1694,234 @@ local function run_recover(argv, out, err)
     return 0
 end
 
+-- ---------------------------------------------------------------------------------------
+-- helios status
+
+local STATUS_USAGE = [[
+Usage: helios status [--data DIR | --config FILE | SOCKET...] [--timeout-ms N]
+
+Prints one table of every node of a running cluster, from node:status() through the
+nodes' control sockets:
+
+  ID      ROLE      TERM  COMMIT  APPLIED  LAG  CONTACT  CONTROL
+  node-1  follower     3    1042     1042    0     12ms  ok
+  node-2  leader       3    1042     1042    0        -  ok
+  node-3  -            -       -        -    -    840ms  unreachable (refused)
+
+LAG is how far the node's applied index is behind: the leader's last index minus it when
+the leader answers, else its own commit index minus it. CONTACT is how long ago the leader
+last heard from the node (from the leader's status().peers; "-" for the leader itself or
+when no leader answers). A node whose control socket does not answer shows as unreachable.
+
+Where the sockets are: SOCKET... (control socket paths); --config FILE, a cluster file
+(every node's <data_dir>/<ID>/control.sock); --data DIR, the data directory of `helios
+cluster` (DIR/cluster.lua), else every DIR/*/control.sock; neither: --data ./data. Nodes the
+leader's configuration names beyond those are looked for next to them
+(<dir>/<ID>/control.sock).
+
+Options:
+  --data DIR        a data directory
+  --config FILE     a cluster file
+  --timeout-ms N    how long to wait for each node (default 1000)
+  -h, --help        show this text
+
+Exit status: 0 at least one node answered, 1 none did, 2 usage error.
+]]
+
+local STATUS_OPTIONS = {
+    true, -- positional arguments: sockets
+    data = { kind = "string" },
+    config = { kind = "string" },
+    ["timeout-ms"] = { default = 1000, min = 1, max = 600000 },
+}
+
+-- The paths matching a glob(3) pattern (the control sockets under a data dir), sorted;
+-- none where the FFI is missing.
+local function glob_paths(pattern)
+    local ok, ffi = pcall(require, "ffi")
+    if not ok then return {} end
+    pcall(ffi.cdef, [[
+        struct helios_cli_glob { size_t pathc; char **pathv; };
+        int glob(const char *pattern, int flags, void *errfunc, void *pglob);
+        void globfree(void *pglob);
+    ]])
+    -- glob_t is larger than the two fields read here: room for the whole of it.
+    local buf = ffi.new("uint8_t[?]", 512)
+    local g = ffi.cast("struct helios_cli_glob *", buf)
+    local paths = {}
+    if ffi.C.glob(pattern, 0, nil, buf) == 0 then
+        for i = 0, tonumber(g.pathc) - 1 do paths[#paths + 1] = ffi.string(g.pathv[i]) end
+    end
+    ffi.C.globfree(buf)
+    table.sort(paths)
+    return paths
+end
+
+-- The sockets to ask: { {id, path}, ... } and a function(id) -> the path of a node only
+-- the leader's configuration names; or nil and a message.
+local function status_sockets(opts)
+    local clusterfile = require("helios.clusterfile")
+    local list = {}
+    local file = opts.config
+    if not file and #opts == 0 then
+        local dir = opts.data or "./data"
+        local f = io.open(dir .. "/cluster.lua")
+        if f then
+            f:close()
+            file = dir .. "/cluster.lua"
+        else
+            for _, path in ipairs(glob_paths(dir .. "/*/control.sock")) do
+                list[#list + 1] = { path:match("([^/]+)/[^/]+$"), path }
+            end
+            if #list == 0 then
+                return nil, format("no cluster.lua and no */control.sock in %s (give --data "
+                    .. "DIR, --config FILE or SOCKET...)", dir)
+            end
+        end
+    end
+    if file then
+        local conf, msg = clusterfile.load(file)
+        if not conf then return nil, msg end
+        for _, id in ipairs(clusterfile.ids(conf)) do
+            local _, control = clusterfile.node_paths(conf, id)
+            list[#list + 1] = { id, control }
+        end
+        return list, function(id)
+            local _, control = clusterfile.node_paths(conf, id)
+            return control
+        end
+    end
+    for _, path in ipairs(opts) do
+        list[#list + 1] = { path:match("([^/]+)/[^/]+$") or path, path }
+    end
+    local sample = list[1][2]
+    local base, name = sample:match("^(.*)/[^/]+/([^/]+)$")
+    return list, base and function(id) return base .. "/" .. id .. "/" .. name end
+end
+
+local function run_status(argv, out, err)
+    local opts, msg = parse_options(argv, 2, STATUS_OPTIONS)
+    if not opts then
+        err(format("helios status: %s (see 'helios status --help')\n", msg))
+        return 2
+    end
+    if opts.help then
+        out(STATUS_USAGE)
+        return 0
+    end
+    if (opts.data and opts.config) or ((opts.data or opts.config) and #opts > 0) then
+        err("helios status: give one of --data DIR, --config FILE or SOCKET... (see "
+            .. "'helios status --help')\n")
+        return 2
+    end
+    local list, socket_of = status_sockets(opts)
+    if not list then
+        err(format("helios status: %s\n", socket_of))
+        return 1
+    end
+    local client = require("helios.client")
+    local timeout = opts["timeout-ms"]
+    local rows, by_id = {}, {}
+    local function ask(id, path)
+        local row = { id = id, path = path }
+        local c, code, detail = client.connect(path, timeout)
+        local st
+        if c then
+            st, code, detail = c:status(timeout)
+            c:close()
+        end
+        if st then
+            row.st = st
+            row.id = st.id or id
+        else
+            -- The code only ("refused", "timeout", ...): the table stays one screen wide.
+            row.problem = tostring(code)
+            row.detail = detail
+        end
+        if not by_id[row.id] then
+            rows[#rows + 1] = row
+            by_id[row.id] = row
+        end
+        return row
+    end
+    for _, item in ipairs(list) do ask(item[1], item[2]) end
+    -- The leader: the highest term among the nodes that say they lead.
+    local leader
+    for _, r in ipairs(rows) do
+        if r.st and r.st.role == "leader" and (not leader or r.st.term > leader.st.term) then
+            leader = r
+        end
+    end
+    -- Members only the leader's configuration names (joined since the file was written).
+    if leader and socket_of then
+        local extra = {}
+        for pid in pairs(leader.st.peers or {}) do
+            if not by_id[pid] then extra[#extra + 1] = pid end
+        end
+        table.sort(extra)
+        for _, pid in ipairs(extra) do ask(pid, socket_of(pid)) end
+    end
+    table.sort(rows, function(a, b) return a.id < b.id end)
+    local header = { "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "CONTACT", "CONTROL" }
+    local lines, answered = { header }, 0
+    for _, r in ipairs(rows) do
+        local st = r.st
+        if st then
+            answered = answered + 1
+            local lag
+            if leader then
+                lag = math.max(0, (leader.st.last_index or 0) - (st.applied_index or 0))
+            else
+                lag = math.max(0, (st.commit_index or 0) - (st.applied_index or 0))
+            end
+            local p = leader and leader ~= r and leader.st.peers and leader.st.peers[r.id]
+            local contact = p and p.last_contact_ms and format("%dms", p.last_contact_ms) or "-"
+            local role = st.role
+            if st.removed then role = "removed" end
+            if leader and p and not p.voter then role = role .. " (learner)" end
+            lines[#lines + 1] = { r.id, role, tostring(st.term), tostring(st.commit_index),
+                tostring(st.applied_index), tostring(lag), contact,
+                st.storage_error and "ok, storage failed" or "ok" }
+        else
+            local p = leader and leader.st.peers and leader.st.peers[r.id]
+            local contact = p and p.last_contact_ms and format("%dms", p.last_contact_ms) or "-"
+            lines[#lines + 1] = { r.id, "-", "-", "-", "-", "-", contact,
+                "unreachable (" .. r.problem .. ")" }
+        end
+    end
+    local widths = {}
+    for _, l in ipairs(lines) do
+        for i, cell in ipairs(l) do
+            if i < #l then widths[i] = math.max(widths[i] or 0, #cell) end
+        end
+    end
+    for _, l in ipairs(lines) do
+        local cells = {}
+        for i, cell in ipairs(l) do
+            if i == #l then
+                cells[i] = cell
+            elseif i >= 3 and i <= 7 then
+                cells[i] = string.rep(" ", widths[i] - #cell) .. cell
+            else
+                cells[i] = cell .. string.rep(" ", widths[i] - #cell)
+            end
+        end
+        out(concat(cells, "  ") .. "\n")
+    end
+    if leader then
+        out(format("leader %s, term %d; %d of %d nodes answered\n", leader.id, leader.st.term,
+            answered, #rows))
+    else
+        out(format("no leader among the nodes that answered; %d of %d nodes answered\n",
+            answered, #rows))
+    end
+    if answered == 0 then
+        err("helios status: no node answered\n")
+        return 1
+    end
+    return 0
+end
+
 local function stdout(s) io.stdout:write(s) end
 local function stderr(s) io.stderr:write(s) end
 
@@ -1766,6 +2007,8 @@ function M.main(argv, out, err)
         return run_peer(argv, out, err)
     elseif command == "recover" then
         return run_recover(argv, out, err)
+    elseif command == "status" then
+        return run_status(argv, out, err)
     elseif command == "node" or command == "cluster" then
         local spec = command == "node" and NODE_OPTIONS or CLUSTER_OPTIONS
         local usage = command == "node" and NODE_USAGE or CLUSTER_USAGE

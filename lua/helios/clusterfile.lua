@@ -13,6 +13,11 @@
 --                      -- without its trailing newline)
 --     log_repeat_ms = 10000,                   -- helios node: repeats of a log message are
 --                                              -- summarized once per this many ms
+--     log_level = "info",                      -- helios node: "debug", "info", "warn",
+--     log_format = "text",                     -- "error"; "text" or "json" (one object a
+--     log_file = "./logs/{id}.log",            -- line); a file ({id}: the node's id;
+--                                              -- default stderr), reopened on SIGHUP
+--                                              -- (docs/logging.md)
 --     -- ATLAS (fsm = "helios.atlas.fsm", docs/atlas.md):
 --     client_listen = { ["node-1"] = "127.0.0.1:7001",  -- each node's Redis-protocol (RESP2)
 --                       ["node-2"] = "127.0.0.1:7002",  -- port for clients (redis-cli);
@@ -44,7 +49,7 @@ local M = {}
 --- Fields of the cluster file that are not options of raft.new.
 M.FIELDS = { cluster_id = true, nodes = true, fsm = true, data_dir = true, secret = true,
              secret_file = true, control = true, log_repeat_ms = true, client_listen = true,
-             atlas_modules = true }
+             atlas_modules = true, log_level = true, log_format = true, log_file = true }
 
 --- A node id: letters, digits, '-', '_' and '.', up to 64 bytes.
 function M.valid_id(id)
@@ -148,6 +153,12 @@ function M.check(conf, file)
         or conf.log_repeat_ms < 0 or conf.log_repeat_ms % 1 ~= 0) then
         return fail("log_repeat_ms: must be a non-negative integer (ms)")
     end
+    local log_problem = require("helios.nodelog").options_problem{ level = conf.log_level,
+        format = conf.log_format, file = conf.log_file }
+    if log_problem then return fail("%s", log_problem) end
+    if conf.log_file ~= nil then
+        conf.log_file = M.resolve(dirname(file), conf.log_file)
+    end
     if conf.client_listen ~= nil then
         if type(conf.client_listen) ~= "table" then
             return fail("client_listen: must be a table of id = \"host:port\" (got %s)",
@@ -233,6 +244,13 @@ end
 function M.node_paths(conf, id)
     local dir = conf.data_dir .. "/" .. id
     return dir, conf.control and conf.control:gsub("{id}", id) or dir .. "/control.sock"
+end
+
+--- The logging of node id: { level, format, file } (file nil: stderr), from the file's
+-- log_level, log_format and log_file ("{id}" in it is the node's id).
+function M.node_log(conf, id)
+    return { level = conf.log_level or "info", format = conf.log_format or "text",
+             file = conf.log_file and (conf.log_file:gsub("{id}", id)) or nil }
 end
 
 --- The options of raft.new for node id (fsm still a module name: the caller makes it).

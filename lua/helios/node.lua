@@ -65,7 +65,10 @@ M.ROLES = { FOLLOWER = "follower", PRECANDIDATE = "precandidate",
 -- stops the node, the message naming the entry and what to do) and "log" (level, message:
 -- events an operator should see, level 0 info, 1 warning, 2 error; an FSM error is logged
 -- at level 2 with its traceback; node:start() logs what recovery did, at level 0, each
--- note starting "recovery: ").
+-- note starting "recovery: "). A networked node's "log" events may carry two more
+-- arguments, an event name and a table of fields (snapshot_taken, snapshot_installed,
+-- membership_change, fsm_error, recovery, ...: docs/logging.md); helios.nodelog classifies
+-- those without (the runtime's messages).
 M.EVENTS = { state = true, leader = true, apply = true, snapshot = true, error = true,
              log = true }
 
@@ -242,6 +245,9 @@ function M.shape_status(id, raw, voters, addr_of, learners)
             match = p and p.match or 0, next = p and p.next or 0,
             replicating = p and p.replicating or nil, inflight = p and p.inflight or nil,
             snapshotting = p and p.snapshotting or nil,
+            -- leader only: ms since this peer last answered (its status is the place to
+            -- see how far behind a follower is in time; helios status shows it)
+            last_contact_ms = p and p.last_contact_ms or nil,
         }
     end
     return st
@@ -583,7 +589,7 @@ end
 --- Register an observer of an event of EVENTS: "state" (role, term), "leader"
 -- (leader_id, term), "apply" (index, term, cmd), "snapshot" (index, term: a snapshot became
 -- durable, taken by this node or installed from the leader), "error" (code, message),
--- "log" (level, message). Returns fn (a handle for node:off).
+-- "log" (level, message[, event name, fields]). Returns fn (a handle for node:off).
 function node_class:on(event, fn)
     if not M.EVENTS[event] or type(fn) ~= "function" then
         error(format("Usage: node:on(event, fn): event is one of state, leader, apply, "

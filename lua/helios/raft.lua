@@ -322,10 +322,81 @@ local function stop_on_fsm_error(b, index, term, msg, tb)
     end)
 end
 
+-- A structured "log" event: (level, message, event name, fields) (docs/logging.md; an
+-- observer that takes two arguments sees the message as before).
+local function log_event(b, level, name, fields, fmt, ...)
+    protect(b._node._emit, b._node, "log", level, format(fmt, ...), name, fields)
+end
+
+local function sorted_keys(set)
+    local list = {}
+    for k in pairs(set) do list[#list + 1] = k end
+    sort(list)
+    return list
+end
+
+-- The members of the configuration in use as { [id] = "voter" | "learner" }, or nil.
+local function members(b)
+    local conf = b:_configuration()
+    if not conf then return nil end
+    local m = {}
+    for _, sv in ipairs(conf.servers or {}) do
+        m[sv.id] = sv.voter and "voter" or "learner"
+    end
+    return m, conf
+end
+
+-- Log a membership_change when the configuration's members differ from those last seen
+-- (checked where one can change for this node: a configuration entry applied, a snapshot
+-- installed). quiet: only remember them (at start).
+local function membership_diff(b, quiet)
+    local now, conf = members(b)
+    if not now then return end
+    local was = b._members
+    b._members = now
+    if quiet or not was then return end
+    local added, removed, changed = {}, {}, {}
+    for id, kind in pairs(now) do
+        if not was[id] then added[#added + 1] = id
+        elseif was[id] ~= kind then changed[#changed + 1] = id end
+    end
+    for id in pairs(was) do
+        if not now[id] then removed[#removed + 1] = id end
+    end
+    if #added + #removed + #changed == 0 then return end
+    sort(added)
+    sort(removed)
+    sort(changed)
+    local voters, learners = {}, {}
+    for _, id in ipairs(sorted_keys(now)) do
+        local list = now[id] == "voter" and voters or learners
+        list[#list + 1] = id
+    end
+    local parts = {}
+    if #added > 0 then parts[#parts + 1] = "added " .. table.concat(added, ", ") end
+    if #removed > 0 then parts[#parts + 1] = "removed " .. table.concat(removed, ", ") end
+    if #changed > 0 then parts[#parts + 1] = "promoted " .. table.concat(changed, ", ") end
+    log_event(b, 0, "membership_change", {
+        index = conf.index, committed = conf.committed == true, voters = voters,
+        learners = learners, added = added, removed = removed, promoted = changed,
+    }, "configuration of index %d: %s (voters %s%s)", conf.index, table.concat(parts, "; "),
+        table.concat(voters, ", "), #learners > 0 and "; learners " .. table.concat(learners,
+        ", ") or "")
+end
+
+-- Logging must never stop a node: a failure here is itself a log line.
+local function check_membership(b, quiet)
+    local ok, err = pcall(membership_diff, b, quiet)
+    if not ok then
+        log_event(b, 2, "message", nil, "membership_change: %s", tostring(err))
+    end
+end
+
 local function make_hooks(b)
     local function apply(index, term, etype, cmd, time_ms)
         if etype ~= "command" then
             complete(b, index, -1) -- a waiter here was promised a command: overwritten
+            if etype == "config" then check_membership(b) end
             return
         end
         if b._fsm_stopped then
@@ -338,9 +409,9 @@ local function make_hooks(b)
             if b._on_fsm_error == "stop" then
                 return stop_on_fsm_error(b, index, term, result, tb)
             end
-            protect(node._emit, node, "log", 2, format("%s (on %s: answered fsm_error, the "
-                                                      .. "next entry goes on)%s", result,
-                                                      b._id, tb))
+            log_event(b, 2, "fsm_error", { index = index, entry_term = term },
+                      "%s (on %s: answered fsm_error, the next entry goes on)%s", result,
+                      b._id, tb)
         end
         if #node._observers.apply > 0 then
             protect(node._emit, node, "apply", index, term, cmd)
@@ -450,6 +521,11 @@ local function make_hooks(b)
             core().timer(0, 0, function() b:_shutdown() end)
             return
         end
+        local st = b._core:status()
+        log_event(b, 0, "snapshot_installed", { index = index, snapshot_term = term,
+            bytes = st and st.snapshot_size or nil },
+            "installed the leader's snapshot of index %d (term %d)", index, term)
+        check_membership(b)
         protect(b._node._emit, b._node, "snapshot", index, term)
     end
 
@@ -489,6 +565,11 @@ local function snapshot_done(b, index, term, tmp, ok, err)
     if ok then
         local taken, code, detail = b._core:snapshot_taken(index, term, tmp)
         if taken then
+            local st = b._core:status()
+            local ms = b._snapshot_started and core().clock_ms() - b._snapshot_started
+            log_event(b, 0, "snapshot_taken", { index = index, snapshot_term = term,
+                bytes = st and st.snapshot_size or nil, ms = ms and floor(ms) or nil },
+                "snapshot of index %d (term %d) taken", index, term)
             protect(b._node._emit, b._node, "snapshot", index, term)
             return
         end
@@ -500,8 +581,8 @@ local function snapshot_done(b, index, term, tmp, ok, err)
     else
         os.remove(tmp)
     end
-    protect(b._node._emit, b._node, "log", 2, format("snapshot at index %d failed: %s",
-                                                     index, tostring(err)))
+    log_event(b, 2, "snapshot_error", { index = index }, "snapshot at index %d failed: %s",
+              index, tostring(err))
 end
 
 -- Start a snapshot of what is applied. Returns its index, or the current snapshot's if
@@ -527,6 +608,7 @@ local function take_snapshot(b)
         return nil, "invalid", "nothing applied yet"
     end
     local tmp = b._core:snapshot_tmp_path(index, term)
+    b._snapshot_started = core().clock_ms()
     local body = snapshot_body(fsm, b._core:snapshot_framer(index, term))
     local c = core()
     if fsm.snapshot_fork == false then
@@ -1068,8 +1150,9 @@ function net:_start()
     -- What recovery did (a torn tail cut, a log reconciled with the snapshot, an interrupted
     -- truncation completed, the snapshot and log range read): one "log" event per note.
     for note in self._core:recovery_info():gmatch("[^\n]+") do
-        protect(self._node._emit, self._node, "log", 0, "recovery: " .. note)
+        log_event(self, 0, "recovery", nil, "recovery: %s", note)
     end
+    check_membership(self, true)
     -- The newest snapshot first; the log after it follows through apply.
     local payload, sindex = self._core:snapshot_read()
     if payload then

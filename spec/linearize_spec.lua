@@ -80,6 +80,16 @@ describe("linearizable histories", function()
                   { 2, "write", 2, 22, 23 }, { 3, "read", 2, 24, 25 } }
     end)
 
+    it("bound an info write seen later when it is its value's only writer", function()
+        local r = accepted{ { 1, "write", 7, 0, 1, "info" }, { 2, "read", nil, 2, 3 },
+                            { 2, "read", 7, 5, 6 }, { 3, "read", 7, 8, 9 } }
+        assert.are.equal(1, r.keys.x.bounded)
+        -- with a second writer of 1, an info cas that could never apply stays optional
+        r = accepted{ { 1, "write", 1, 0, 1 }, { 2, "cas", { 3, 1 }, 0, 0.5, "info" },
+                      { 3, "read", 1, 2, 3 } }
+        assert.are.equal(0, r.keys.x.bounded)
+    end)
+
     it("accept cas chains, failed cas and failed writes having no effect", function()
         accepted{ { 1, "write", 0, 0, 1 }, { 2, "cas", { 0, 1 }, 2, 3 },
                   { 3, "cas", { 1, 2 }, 4, 5 }, { 1, "cas", { 1, 3 }, 6, 7, "fail" },
@@ -132,6 +142,11 @@ describe("classic violations", function()
         rejected({ { 1, "read", 1, 0, 1 }, { 2, "write", 1, 2, 3, "info" } }, "read 1")
     end)
 
+    it("reject an info write seen by a read, then lost", function()
+        rejected({ { 1, "write", 7, 0, 1, "info" }, { 2, "read", 7, 5, 6 },
+                   { 3, "read", nil, 8, 9 } }, "read nil", { "write 7" })
+    end)
+
     it("name the key that fails among independent keys", function()
         local recs = history({ { 1, "write", 1, 0, 1 }, { 2, "read", 1, 2, 3 } }, "a")
         for _, rec in ipairs(history({ { 3, "write", 1, 0, 1 }, { 4, "read", nil, 2, 3 } },
@@ -158,6 +173,24 @@ describe("limits", function()
         assert.are.equal("max_steps", r.keys.k.why)
         r = lin.check(recs, { max_states = 10 })
         assert.are.equal("max_states", r.keys.k.why)
+    end)
+
+    it("say how far a search that gave up had got: here, to the wrong read", function()
+        local recs = gen.history{ seed = 4, processes = 6, ops = 300, keys = { "a" },
+                                  values = 4, info = 0.05 }
+        local reads = {}
+        for _, rec in ipairs(recs) do
+            if rec.type == "ok" and rec.f == "read" then reads[#reads + 1] = rec end
+        end
+        reads[80].value = 9
+        local r = lin.check(recs, { max_states = 5000 })
+        assert.are.equal("unknown", r.verdict)
+        assert.is_nil(r.failure)
+        assert.are.equal("read 9", lin.label(r.furthest.op))
+        assert.matches("gave up; the search had got no further than read 9", lin.describe(r), 1,
+                       true)
+        assert.matches("<h2>Gave up", lin.render_html(r), 1, true)
+        assert.is_false(lin.check(recs).valid) -- without the limit: rejected
     end)
 end)
 

@@ -55,7 +55,8 @@ struct hr_lin_limits {
                         * table's slack); 0: 1 << 22 (at most about 200 MB) */
 };
 
-/* The deepest point the search reached on a failing history: the op whose completion it
+/* The deepest point the search reached on a failing history (or, on UNKNOWN, where it had
+ * got to when it gave up, if it had been stuck once: npending > 0): the op whose completion it
  * could not pass (every order of the ops before it was tried), the value the register
  * held on the way that went furthest, the ops that were candidates there, and the last
  * writes and cas of that path's linearization (which explain the value) with its last
@@ -65,6 +66,7 @@ struct hr_lin_result {
     uint64_t steps;    /* search steps taken */
     size_t states;     /* configurations stored */
     size_t dropped;    /* info ops left out up front: what they write is never observed */
+    size_t bounded;    /* info ops made ordinary: observed, and their value's only writer */
     const char *why;   /* UNKNOWN: "max_steps" or "max_states"; else NULL (static) */
     size_t stuck;      /* FAIL: the op that could not be linearized */
     int64_t value;     /* FAIL: the register's value on the furthest path */

@@ -9,9 +9,10 @@
  *       { f = "read", a = 1, call = 5, ret = 12 },
  *       { f = "cas", a = 1, b = 2, call = 3, info = true },  -- unknown outcome
  *   }, { init = 0, max_steps = 1e8, max_states = 1e6 })
- *   --> { verdict = "ok" | "fail" | "unknown", steps =, states =, dropped =,
+ *   --> { verdict = "ok" | "fail" | "unknown", steps =, states =, dropped =, bounded =,
  *   --    why = "max_steps" | "max_states" (unknown only),
- *   --    stuck =, value =, pending = { ... }, last = { ... } (fail only) }
+ *   --    stuck =, value =, pending = { ... }, last = { ... } (fail; unknown: where the
+ *   --    search had got furthest, when it had got stuck at all) }
  *
  * Ops: f "read" (a: the value observed), "write" (a: written), "cas" (a: expected, b: new);
  * a, b integers (nil is 0); call, ret numbers (ret >= call; ignored with info = true).
@@ -121,11 +122,13 @@ static int l_check(lua_State *L)
     lua_setfield(L, -2, "states");
     lua_pushnumber(L, (lua_Number)r.dropped);
     lua_setfield(L, -2, "dropped");
+    lua_pushnumber(L, (lua_Number)r.bounded);
+    lua_setfield(L, -2, "bounded");
     if (r.why != NULL) {
         lua_pushstring(L, r.why);
         lua_setfield(L, -2, "why");
     }
-    if (r.verdict == HR_LIN_FAIL) {
+    if (r.npending > 0) { /* a failure, or where a search that gave up had got to */
         lua_pushinteger(L, (lua_Integer)r.stuck + 1);
         lua_setfield(L, -2, "stuck");
         lua_pushinteger(L, (lua_Integer)r.value);

@@ -11,7 +11,9 @@
 -- up), over a few keys. One history has a value of its own for every write, one draws
 -- values from 1..5 (so most writes collide, the harder case for the search). Each is
 -- written as a JSON-lines file, loaded back, paired and checked; the figures are the times
--- of each stage, the search's steps and stored configurations, and the peak RSS.
+-- of each stage, the search's steps and stored configurations, and the peak RSS. Then two of
+-- them with one read in the middle of key "a" made to return a value nobody wrote: a failing
+-- history makes the search try every order of everything before the failure.
 
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
@@ -33,6 +35,14 @@ end
 local function run(name, o)
     local t = clock()
     local recs = gen.history(o)
+    if o.bad then
+        -- the middle ok read of key "a" returns a value nobody wrote
+        local reads = {}
+        for _, r in ipairs(recs) do
+            if r.type == "ok" and r.f == "read" and r.key == "a" then reads[#reads + 1] = r end
+        end
+        reads[math.floor(#reads / 2)].value = "never written"
+    end
     local t_gen = clock() - t
     local path = os.tmpname()
     t = clock()
@@ -61,7 +71,10 @@ local function run(name, o)
            .. "load %.2f s, write %.2f s, gen %.2f s; %d steps, <= %d states a key")
           :format(name, #ops, r.counts.ok, r.counts.fail, r.counts.info, r.verdict, t_check,
                   t_pair, t_load, t_write, t_gen, steps, states))
-    if not r.valid then print(lin.describe(r)) end
+    if r.failure then
+        print(("  fails where it should: %s of process %s"):format(lin.label(r.failure.op),
+                                                               r.failure.op.process))
+    end
     recs, loaded, ops, r = nil, nil, nil, nil
     collectgarbage()
     collectgarbage()
@@ -74,4 +87,8 @@ run("5 keys, values 1..5", { seed = 2, processes = 10, ops = NOPS,
                              keys = { "a", "b", "c", "d", "e" }, values = 5, info = 0.01 })
 run("1 key, values 1..5", { seed = 3, processes = 10, ops = NOPS, keys = { "a" }, values = 5,
                             info = 0.01 })
+run("5 keys, unique values, one wrong read", { seed = 1, processes = 10, ops = NOPS,
+    keys = { "a", "b", "c", "d", "e" }, info = 0.01, bad = true })
+run("5 keys, values 1..5, one wrong read", { seed = 2, processes = 10, ops = NOPS,
+    keys = { "a", "b", "c", "d", "e" }, values = 5, info = 0.01, bad = true })
 print(("peak RSS %.0f MB"):format(peak_rss_mb()))

@@ -351,8 +351,9 @@ local function check_key(key, kops, opts)
                                                max_states = opts.max_states })
     if not r then error("linearize.check: " .. code, 3) end
     local res = { key = key, verdict = r.verdict, ops = #kops, checked = #cops,
-                  steps = r.steps, states = r.states, dropped = r.dropped, why = r.why }
-    if r.verdict == "fail" then
+                  steps = r.steps, states = r.states, dropped = r.dropped,
+                  bounded = r.bounded, why = r.why }
+    if r.stuck then
         local f = { key = key, op = map[r.stuck], value = vals[r.value], pending = {},
                     last = {} }
         local seen, window = {}, {}
@@ -364,7 +365,7 @@ local function check_key(key, kops, opts)
         sort(window, function(a, b) return a.call < b.call or (a.call == b.call
                                                                and a.index < b.index) end)
         f.window = window
-        res.failure = f
+        if r.verdict == "fail" then res.failure = f else res.furthest = f end
     end
     return res
 end
@@ -376,8 +377,10 @@ end
 -- @tparam[opt] table opts { init = value, max_steps = N, max_states = N } (limits per key,
 -- linearize.h's defaults), keys = { ... } (only those)
 -- @treturn table { valid = bool, verdict = "ok" | "fail" | "unknown", keys = { [key] =
--- { verdict, ops, checked, steps, states, dropped, why, failure } }, failure = the first
--- failing key's (sorted by key), ops = the paired ops, counts = { ok, fail, info } }.
+-- { verdict, ops, checked, steps, states, dropped, bounded, why, failure, furthest } },
+-- failure = the first failing key's (sorted by key), furthest = on "unknown", the first
+-- key's that gave up (the same shape: where the search had got to), ops = the paired ops,
+-- counts = { ok, fail, info } }.
 -- A failure: { key, op = the op the search could not place, value = the register's value on
 -- the path that went furthest, pending = the ops it could have placed there, last = the
 -- last ops placed on that path (up to 4 writes or cas and 4 reads), window = all of them by
@@ -408,6 +411,7 @@ function M.check(history, opts)
                 result.failure = result.failure or r.failure
             elseif r.verdict == "unknown" and result.verdict == "ok" then
                 result.verdict = "unknown"
+                result.furthest = result.furthest or r.furthest
             end
         end
     end
@@ -428,13 +432,15 @@ function M.describe(result)
                                r.verdict, r.ops, r.steps, r.states,
                                r.why and (" (gave up: " .. r.why .. ")") or "")
     end
-    local f = result.failure
+    local f = result.failure or (result.verdict ~= "fail" and result.furthest)
     if f then
-        out[#out + 1] = format("key %s: no order places %s of process %s (invoked %s, "
-                               .. "completed %s): on the path that got furthest the register "
-                               .. "held %s.", show(f.key), M.label(f.op),
-                               tostring(f.op.process), tostring(f.op.call),
-                               tostring(f.op.ret), show(f.value))
+        out[#out + 1] = format("key %s: %s %s of process %s (invoked %s, %s): on the path "
+                               .. "that got furthest the register held %s.", show(f.key),
+                               result.failure and "no order places"
+                                   or "gave up; the search had got no further than",
+                               M.label(f.op), tostring(f.op.process), tostring(f.op.call),
+                               f.op.ret and "completed " .. tostring(f.op.ret)
+                                   or "outcome unknown", show(f.value))
         out[#out + 1] = "the last ops placed on that path (up to 4 writes or cas, 4 reads), oldest first:"
         for _, op in ipairs(f.last) do out[#out + 1] = "  " .. op_line(op) end
         out[#out + 1] = "the ops that could not be ordered (invoked before it completed):"
@@ -455,15 +461,17 @@ end
 -- around the failure: one lane per process, a bar per op from invocation to completion
 -- (an info op fades out to the right edge), the window's ops outlined in red, the op that
 -- could not be placed filled red. Hovering a bar shows the op.
--- @tparam table result M.check's (with a failure), or { failure = ..., ops = ... }
+-- @tparam table result M.check's with a failure (or, verdict "unknown", a furthest point)
 -- @tparam[opt] string path write the page there too
 -- @tparam[opt] table opts { margin = fraction of the window's span shown either side (1),
 -- width = pixels (1200) }
 -- @treturn string the page
 function M.render_html(result, path, opts)
     opts = opts or {}
-    local f = result.failure
+    local f = result.failure or result.furthest
     if not f then error("Usage: linearize.render_html(result[, path[, opts]]): no failure", 2) end
+    local title = format("%s: key %s", result.failure and "Not linearizable"
+                         or "Gave up (linearizability unknown)", show(f.key))
     local t0, t1 = huge, -huge
     for _, op in ipairs(f.window) do
         t0 = min(t0, op.call)
@@ -523,10 +531,10 @@ function M.render_html(result, path, opts)
     local text = M.describe(result)
     local page = concat({
         "<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
-        format("<title>Not linearizable: key %s</title>", esc(show(f.key))),
+        format("<title>%s</title>", esc(title)),
         "<style>body{font-family:sans-serif;margin:16px} pre{background:#f6f6f6;padding:8px}"
         .. "</style></head><body>",
-        format("<h2>Not linearizable: key %s</h2>", esc(show(f.key))),
+        format("<h2>%s</h2>", esc(title)),
         "<p>One lane per process; a bar from an op's invocation to its completion. Blue: ok, "
         .. "grey: failed (no effect), fading orange: unknown outcome (info). Red outline: "
         .. "the ops that cannot be ordered; filled red: the op no order could place. "

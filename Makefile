@@ -68,7 +68,8 @@ help:
 	@echo "make test-asan   the specs against an ASan+UBSan build (build-asan/)"
 	@echo "make bench       the benchmarks: simulator, storage, cluster, reads, snapshots, and"
 	@echo "                 ATLAS vs redis-server with redis-benchmark (needs redis-tools and"
-	@echo "                 redis-server, else that part says what to install)"
+	@echo "                 redis-server, else that part says what to install), and the"
+	@echo "                 linearizability checker on 200k-op histories"
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
 	@echo "make check       everything CI runs: test, test-asan, rock-check, fuzz-check, summed counts"
 	@echo "make fuzz-check  the libFuzzer targets for FUZZ_SECONDS (60) in all, as a test runner"
@@ -178,6 +179,7 @@ bench:
 	luajit spec/bench/reads.lua
 	luajit spec/bench/snapshot.lua
 	luajit spec/bench/redis.lua
+	luajit spec/bench/linearize.lua
 
 rock-check:
 	@.ci/deps

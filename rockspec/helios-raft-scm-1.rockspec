@@ -131,6 +131,8 @@ build = {
          sources = {
             "csrc/testkit/fault_fs.c",
             "csrc/testkit/fault_fs_binding.c",
+            "csrc/testkit/linearize.c",
+            "csrc/testkit/linearize_binding.c",
             "csrc/testkit/proxy.c",
             "csrc/testkit/simfs_binding.c",
             "csrc/testkit/sock_listen.c",
@@ -215,6 +217,7 @@ build = {
       ["helios.node"] = "lua/helios/node.lua",
       ["helios.nodelog"] = "lua/helios/nodelog.lua",
       ["helios.testing"] = "lua/helios/testing.lua",
+      ["helios.testing.linearize"] = "lua/helios/testing/linearize.lua",
       ["helios.raft"] = "lua/helios/raft.lua",
       ["helios.resp"] = "lua/helios/resp.lua",
       ["helios.sim"] = "lua/helios/sim.lua",

@@ -13,11 +13,13 @@ local TEST_ONLY = {
     "simfs_new", "fault_fs_new",
     "wire_encode", "wire_decode", "wire_frame", "wire_handshake", "raw_connect", "node_id",
     "sock_listen", "sock_poll", "frame_encode", "getpid", "resp_parse", "resp_encode",
+    "linearize_check",
 }
 -- Shapes of test-only names, so that one added later under a new name is caught too.
 local TEST_ONLY_PATTERNS = { "^proxy_", "^simfs", "^wire_", "^raw_", "fault", "bench",
                              "throughput", "^snap_", "^storage_open", "^sock_listen",
-                             "^sock_poll", "accept", "^frame_" }
+                             "^sock_poll", "accept", "^frame_",
+                             "^linearize" }
 
 -- The field names of a module as a plain luajit (not busted, whose helper loads modules)
 -- sees them after require, one per line, sorted.

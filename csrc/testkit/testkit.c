@@ -42,6 +42,7 @@ int luaopen_helios_testkit(lua_State *L)
     hr__resp_open_codec(L);
     hr__tk_open_fault_fs(L);
     hr__tk_open_sock_listen(L);
+    hr__tk_open_linearize(L);
     lua_pushcfunction(L, l_getpid);
     lua_setfield(L, -2, "getpid");
     lua_pushvalue(L, -1);

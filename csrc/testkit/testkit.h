@@ -16,6 +16,8 @@
  *   fault_fs_binding.c fault_fs_new: that file system as a Lua object
  *   sock_listen.c      sock_listen (listeners for fake servers and nodes), sock_poll,
  *                      frame_encode
+ *   linearize.c/.h     the linearizability checker of a register with cas (pure C)
+ *   linearize_binding.c  linearize_check: that checker on one key's ops
  *
  * The module links its own copy of the layers below and of csrc/lua's support.c,
  * config.c, fs_binding.c, client_binding.c and os.c (Makefile, TESTKIT_SRCS): nothing is
@@ -45,5 +47,6 @@ void hr__tk_open_storage(lua_State *L);
 void hr__tk_open_simfs(lua_State *L);
 void hr__tk_open_fault_fs(lua_State *L);
 void hr__tk_open_sock_listen(lua_State *L);
+void hr__tk_open_linearize(lua_State *L);
 
 #endif

@@ -38,6 +38,8 @@ Commands:
                                3 if it is not a data directory)
   peer add|remove|list         change or show a running cluster's members (through a
                                node's control socket)
+  console SOCKET | --data DIR --id ID
+                               an interactive Lua console inside a running node
   transfer [ID]                hand a running cluster's leadership to ID (or the most
                                up-to-date voter)
   recover --data DIR --id ID   disaster recovery, offline: make that node the only voter
@@ -1628,6 +1630,8 @@ function M.main(argv, out, err)
         return run_peer(argv, out, err)
     elseif command == "recover" then
         return run_recover(argv, out, err)
+    elseif command == "console" then
+        return require("helios.console.command").run(argv, out, err)
     elseif command == "node" or command == "cluster" then
         local spec = command == "node" and NODE_OPTIONS or CLUSTER_OPTIONS
         local usage = command == "node" and NODE_USAGE or CLUSTER_USAGE

@@ -1,0 +1,268 @@
+--- helios.console.repl: the client side of the console (docs/console.md): reads chunks
+-- (from a terminal with readline, or a script from a pipe), runs each on the node through
+-- the control socket's "eval" op and prints what comes back.
+--
+--   local repl = require("helios.console.repl")
+--   local status = repl.run{ socket = "./data/node-1/control.sock" }   -- exit status
+--
+-- opts: socket (the control socket's path), tty (default: whether stdin is a terminal),
+-- out, err (functions writing text; default stdout/stderr), interrupted (a function that
+-- says whether Ctrl-C came; default helios.core's polled SIGINT), history (a path;
+-- default $HELIOS_HISTORY or ~/.helios_history).
+-- Every wait goes through helios.loop: it yields in a coroutine on the loop (the REPL on
+-- `helios cluster`'s terminal) and blocks anywhere else (`helios console`).
+
+local core = require("helios.core")
+local loop = require("helios.loop")
+
+local format, type, tostring, concat = string.format, type, tostring, table.concat
+local encode, decode = core.mp_encode, core.mp_decode
+
+local M = {}
+
+--- How often a wait looks for Ctrl-C, ms.
+M.POLL_MS = 50
+--- History lines kept in the file.
+M.HISTORY_KEEP = 1000
+
+--- What to send for the text of a chunk: "return <text>" when that compiles (an
+-- expression prints its value), else the text; nil, "more" when the chunk is unfinished
+-- (more lines may complete it).
+function M.chunk(text)
+    local expr = text:match("^%s*=(.*)$")
+    if expr then text = expr end
+    if loadstring("return " .. text) then return "return " .. text end
+    local f, err = loadstring(text)
+    if f then return text end
+    if tostring(err):find("<eof>'?$") then return nil, "more" end
+    return text -- a syntax error: the node says which
+end
+
+local function history_path()
+    local p = os.getenv("HELIOS_HISTORY")
+    if p and p ~= "" then return p end
+    local home = os.getenv("HOME")
+    return home and home .. "/.helios_history" or nil
+end
+
+-- A connection speaking the control protocol, with waits that poll for Ctrl-C.
+local Conn = {}
+Conn.__index = Conn
+
+local function connect(path)
+    local client = require("helios.client")
+    local c, code, detail = client.connect(path, 5000)
+    if not c then return nil, code, detail end
+    return setmetatable({ c = c, sock = c.sock, next_id = 1000000 }, Conn)
+end
+
+local function recv(sock, ms)
+    if loop.on_loop() then
+        return loop.await(sock, sock.try_recv_frame, "r", ms, "no frame")
+    end
+    return sock:recv_frame(ms)
+end
+
+local function send(sock, payload)
+    if loop.on_loop() then
+        local ok, code, detail = sock:try_send_frame(payload)
+        if code == "again" then
+            ok, code, detail = loop.await(sock, sock.try_flush, "w", 5000, "not sent")
+        end
+        return ok, code, detail
+    end
+    return sock:send_frame(payload, 5000)
+end
+
+-- Send req and wait for its answer; interrupted() -> true sends a cancel for it.
+function Conn:request(req, interrupted)
+    self.next_id = self.next_id + 1
+    req.id = self.next_id
+    local ok, code, detail = send(self.sock, encode(req))
+    if not ok then return nil, code, detail end
+    local cancelled = false
+    while true do
+        local payload
+        payload, code, detail = recv(self.sock, M.POLL_MS)
+        if payload then
+            local resp = decode(payload)
+            if type(resp) == "table" and resp.id == req.id then return resp end
+        elseif code ~= "timeout" then
+            return nil, code, detail
+        end
+        if not cancelled and interrupted and interrupted() then
+            cancelled = true
+            self.next_id = self.next_id + 1
+            send(self.sock, encode({ id = self.next_id, op = "cancel", target = req.id }))
+        end
+    end
+end
+
+function Conn:close()
+    self.c:close()
+end
+
+-- Print an eval's answer; true when the chunk succeeded.
+local function show(resp, out, err)
+    if resp.output and resp.output ~= "" then out(resp.output) end
+    if resp.ok then
+        if resp.results and resp.results ~= "" then out(resp.results .. "\n") end
+        return true
+    end
+    if resp.code == "cancelled" then
+        err("cancelled\n")
+    else
+        err(format("%s%s\n", resp.code == "syntax" and "syntax error: " or "error: ",
+                   tostring(resp.detail)))
+    end
+    return false
+end
+
+local function default_interrupted()
+    return core.signal_take() == "INT"
+end
+
+-- Lines from a pipe or file: each chunk run in turn; the exit status says whether all ran.
+local function run_script(conn, opts)
+    local out, err = opts.out, opts.err
+    local failed, buf = false, nil
+    local read_line = opts.read_line or function() return io.stdin:read("*l") end
+    while true do
+        local line = read_line()
+        if line == nil then break end
+        buf = buf and buf .. "\n" .. line or line
+        if buf:match("^%s*$") then
+            buf = nil
+        else
+            local code, more = M.chunk(buf)
+            if not more then
+                buf = nil
+                local resp, rcode, detail = conn:request({ op = "eval", code = code },
+                                                         opts.interrupted)
+                if not resp then
+                    err(format("helios console: %s: %s\n", tostring(rcode), tostring(detail)))
+                    return 1
+                end
+                if not show(resp, out, err) then failed = true end
+            end
+        end
+    end
+    if buf then
+        err(format("syntax error: the input ends inside a chunk: %s\n",
+                   (select(2, loadstring(buf)))))
+        failed = true
+    end
+    return failed and 1 or 0
+end
+
+-- The terminal: readline (or plain lines), history, completion, Ctrl-C and Ctrl-D.
+local function run_tty(conn, opts)
+    local out, err = opts.out, opts.err
+    local interrupted = opts.interrupted
+    local st = conn:request({ op = "eval", code = "return node.id" })
+    local name = st and st.ok and st.results and st.results:gsub('^"(.*)"$', "%1") or "helios"
+    local prompt, prompt2 = name .. "> ", string.rep(" ", #name - 3 > 0 and #name - 3 or 0)
+        .. "... "
+    local rl, why = require("helios.console.readline").load()
+    local hist = opts.history or history_path()
+    if not rl then
+        err(format("helios console: no line editing (%s): plain line input, no history or "
+                   .. "completion\n", tostring(why)))
+    else
+        if hist then rl.history_load(hist) end
+        rl.set_completer(function(text)
+            local r = conn:request({ op = "complete", prefix = text })
+            return r and r.ok and r.candidates or {}
+        end)
+    end
+    out(format("connected to %s (%s): help() lists the helpers, Ctrl-D detaches\n", name,
+               opts.socket))
+    local buf
+    while true do
+        -- One line, with Ctrl-C clearing it (and any unfinished chunk).
+        local line, got, eof = nil, false, false
+        local p = buf and prompt2 or prompt
+        if rl then
+            rl.start(p, function(l)
+                got, line, eof = true, l, l == nil
+                rl.stop()
+            end)
+            while not got do
+                local ready, code = loop.wait_fd(0, "r", M.POLL_MS)
+                if ready then
+                    rl.feed()
+                elseif code ~= "timeout" and code ~= "io" then
+                    break
+                end
+                if not got and interrupted() then
+                    buf = nil
+                    rl.clear(prompt)
+                end
+            end
+        else
+            out(p)
+            line = io.stdin:read("*l")
+            eof = line == nil
+            if interrupted() then buf, line = nil, "" end
+        end
+        if eof then
+            out("\n")
+            break
+        end
+        if line:match("%S") and rl then
+            rl.history_add(line)
+            if hist then rl.history_save(hist, M.HISTORY_KEEP) end
+        end
+        buf = buf and buf .. "\n" .. line or line
+        if buf:match("^%s*$") then
+            buf = nil
+        else
+            local code, more = M.chunk(buf)
+            if not more then
+                buf = nil
+                interrupted() -- a Ctrl-C typed before this chunk is not for it
+                local resp, rcode, detail = conn:request({ op = "eval", code = code },
+                                                         interrupted)
+                if not resp then
+                    err(format("helios console: lost the node: %s: %s\n", tostring(rcode),
+                               tostring(detail)))
+                    return 1
+                end
+                show(resp, out, err)
+            end
+        end
+    end
+    return 0
+end
+
+--- Attach to the node at opts.socket; returns the exit status (0, or 1: could not connect,
+-- lost the node, or in script mode a chunk failed).
+function M.run(opts)
+    opts = opts or {}
+    opts.out = opts.out or function(s) io.stdout:write(s) io.stdout:flush() end
+    opts.err = opts.err or function(s) io.stderr:write(s) io.stderr:flush() end
+    local tty = opts.tty
+    if tty == nil then tty = core.isatty and core.isatty(0) or M.isatty(0) end
+    if not opts.interrupted then
+        core.signal_catch("INT")
+        opts.interrupted = default_interrupted
+    end
+    local conn, code, detail = connect(opts.socket)
+    if not conn then
+        opts.err(format("helios console: %s: %s\n", tostring(code), tostring(detail)))
+        return 1
+    end
+    local status = (tty and run_tty or run_script)(conn, opts)
+    conn:close()
+    return status
+end
+
+--- Whether fd is a terminal.
+function M.isatty(fd)
+    local ok, ffi = pcall(require, "ffi")
+    if not ok then return false end
+    pcall(ffi.cdef, "int isatty(int);")
+    return ffi.C.isatty(fd) == 1
+end
+
+return M

@@ -1,0 +1,130 @@
+-- spec/console_tty_spec.lua: `helios console` in a real pseudo-terminal (tmux on a private
+-- server) against a 3-node cluster of processes: a multi-line function, status(), Tab
+-- completion, a write and a read, a leadership transfer, an error the REPL survives, Ctrl-C
+-- on a waiting and on a CPU-bound chunk, history across sessions, Ctrl-D detaching, and the
+-- node serving after it all (docs/console.md).
+
+local testing = require("helios.testing")
+local cli = require("helios.cli")
+local tk = require("helios.testkit")
+local core = require("helios.core")
+local tmux = require("spec.helpers.tmux")
+
+local function read_file(path)
+    local f = io.open(path)
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
+
+local function console_argv(sock)
+    local argv = cli.helios_command()
+    argv[#argv + 1] = "console"
+    argv[#argv + 1] = sock
+    return argv
+end
+
+describe("helios console on a terminal", function()
+    it("edits, completes, runs, cancels and detaches; the node goes on", function()
+        testing.with_cluster({ n = 3 }, function(cl)
+            local leader = cl:leader(15000)
+            local hist = cl:dir() .. "/history-" .. tk.getpid()
+            local env = { HELIOS_HISTORY = hist, LUA_PATH = package.path,
+                          LUA_CPATH = package.cpath, HELIOS_INHERIT_PATHS = "1" }
+            local t = tmux.start(console_argv(cl:socket(leader)), env)
+            finally(function() t:kill() end)
+            t:wait("connected to " .. leader)
+
+            -- A multi-line function: the unfinished chunk asks for more.
+            t:line("function twice(x)")
+            t:wait("... ")
+            t:line("  return x * 2")
+            t:line("end")
+            t:line("twice(21)")
+            t:wait("\n42\n")
+
+            t:line("status().role")
+            t:wait('"leader"')
+
+            -- Tab completes the session's own function, "(" included.
+            t:type("twi")
+            t:key("Tab")
+            t:wait("> twice(")
+            t:line("500)")
+            t:wait("\n1000\n")
+
+            -- A write and a (linearizable) read through the helpers.
+            t:line('set("console-key", "console-value")')
+            t:wait('"OK"')
+            t:line('get("console-key")')
+            t:wait('"console-value"')
+
+            -- An error: its message, then the REPL goes on.
+            t:line('error("deliberate " .. "failure")')
+            t:wait("error: deliberate failure")
+            t:line("6 * 7 + 1000")
+            t:wait("\n1042\n")
+
+            -- Ctrl-C abandons a chunk that waits ...
+            t:line("sleep(60000)")
+            t:wait("sleep(60000)\n") -- the chunk runs
+            core.sleep_ms(200)
+            t:key("C-c")
+            t:wait("cancelled")
+            -- ... and stops one that keeps the CPU (the node's count hook).
+            t:line("n = 0 while true do n = n + 1 end")
+            core.sleep_ms(200)
+            t:key("C-c")
+            t:wait("cancelled", 15000, 2)
+            t:line("n > 0")
+            t:wait("\ntrue\n")
+
+            -- Ctrl-C on a half-typed line clears it.
+            t:type("this is not lua")
+            t:wait("> this is not lua")
+            local prompts = t:count(leader .. "> ")
+            t:key("C-c")
+            t:wait(leader .. "> ", 15000, prompts + 1)
+            t:line("'still' .. ' here'")
+            t:wait('"still here"')
+            assert.is_nil(t:screen():find("syntax error", 1, true))
+
+            -- Hand leadership over: the node now follows.
+            local target = leader == "node-1" and "node-2" or "node-1"
+            t:line(string.format('transfer("%s")', target))
+            t:wait(string.format('\n"%s"\n', target))
+            t:line("status().role")
+            t:wait('"follower"')
+
+            -- Ctrl-D detaches; the console exits 0.
+            t:key("C-d")
+            t:wait("EXIT:0")
+
+            -- History was kept in the file.
+            local h = read_file(hist) or ""
+            assert.truthy(h:find("twice(21)", 1, true), h)
+
+            -- The node still serves: a write through the cluster, read back on that node.
+            local cc = cl:client()
+            assert(cc:apply("set after detach", 10000))
+            local c = assert(require("helios.client").connect(cl:socket(leader)))
+            cl:wait(function()
+                local ok, v = c:read("after", { stale = true })
+                return ok and v == "detach"
+            end, 10000, "the write applied on " .. leader)
+            c:close()
+
+            -- A new session reads the same history (Up recalls the last line).
+            local t2 = tmux.start(console_argv(cl:socket(leader)), env)
+            finally(function() t2:kill() end)
+            t2:wait("connected to " .. leader)
+            t2:key("Up")
+            t2:wait("> status().role")
+            t2:key("Enter")
+            t2:wait('"follower"')
+            t2:key("C-d")
+            t2:wait("EXIT:0")
+        end)
+    end)
+end)

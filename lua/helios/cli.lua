@@ -936,7 +936,9 @@ every node is up (if one fails to start, e.g. its port is taken, it says which a
 stops the others and exits 1), waits for a leader and shows it, proposes a few commands
 and shows what commits, then keeps printing leader changes and commits until Ctrl-C (or
 SIGTERM), which stops every node cleanly. Try `kill -9` on the leader's pid from another
-terminal and watch the failover. The console on the leader comes with a later version.
+terminal and watch the failover. On a terminal, a Lua console attached to the leader reads
+your input meanwhile (docs/console.md): Ctrl-C cancels its running chunk or clears its
+line, Ctrl-D detaches it (then Ctrl-C stops every node).
 
 A reused cluster file keeps its nodes and addresses: a --nodes or --base-port that differs
 from it is refused (remove DIR for a new cluster, or edit the file).
@@ -975,7 +977,8 @@ function M.helios_command()
 end
 
 --- Start `helios node` for id of the cluster file; returns pid or nil, code, detail.
-function M.spawn_node(file, id, logfile, extra_env)
+-- new_group: in a process group of its own (the terminal's Ctrl-C does not reach it).
+function M.spawn_node(file, id, logfile, extra_env, new_group)
     local core = require("helios.core")
     local argv = M.helios_command()
     for _, a in ipairs({ "node", "--config", file, "--id", id }) do argv[#argv + 1] = a end
@@ -983,7 +986,7 @@ function M.spawn_node(file, id, logfile, extra_env)
                   HELIOS_INHERIT_PATHS = "1" }
     for k, v in pairs(extra_env or {}) do env[k] = v end
     return core.proc_spawn(argv, { stdout = logfile, stderr = "stdout", env = env,
-                                   die_with_parent = true })
+                                   die_with_parent = true, new_group = new_group })
 end
 
 local function random_secret()
@@ -1059,8 +1062,11 @@ local function run_cluster(opts, out, err)
     local client = require("helios.client")
     local clusterfile = require("helios.clusterfile")
     local t0 = core.clock_ms()
+    local console -- the REPL on the leader, when stdin is a terminal (docs/console.md)
     local function say(fmt, ...)
-        out(format("[%7.3f s] ", (core.clock_ms() - t0) / 1000) .. format(fmt, ...) .. "\n")
+        local line = format("[%7.3f s] ", (core.clock_ms() - t0) / 1000) .. format(fmt, ...)
+            .. "\n"
+        if console then console:say(line) else out(line) end
     end
 
     -- A long-running narration: each line as it happens, also into a pipe or a file.
@@ -1101,6 +1107,8 @@ local function run_cluster(opts, out, err)
 
     core.signal_catch("INT")
     core.signal_catch("TERM")
+    local repl = require("helios.console.repl")
+    local with_console = repl.isatty(0) and repl.isatty(1)
     local procs, sockets = {}, {}
     local function stop_all(why)
         say("stopping every node (%s)", why)
@@ -1119,7 +1127,10 @@ local function run_cluster(opts, out, err)
     for _, id in ipairs(ids) do
         local _, control = clusterfile.node_paths(conf, id)
         sockets[id] = control
-        local pid, code, detail = M.spawn_node(file, id, data .. "/" .. id .. ".log")
+        -- With the console on the terminal, Ctrl-C is the console's: the nodes must not get
+        -- it (this process stops them itself).
+        local pid, code, detail = M.spawn_node(file, id, data .. "/" .. id .. ".log", nil,
+                                               with_console)
         if not pid then
             err(format("helios cluster: cannot start %s: %s %s\n", id, tostring(code),
                 tostring(detail)))
@@ -1230,10 +1241,26 @@ local function run_cluster(opts, out, err)
         say("running; Ctrl-C stops every node")
     end
     local stop_at = opts["run-for"] > 0 and core.clock_ms() + opts["run-for"] * 1000 or nil
+    if with_console then
+        local cerr
+        console, cerr = repl.session({ socket = sockets[leader] })
+        if console then
+            say("console on %s (Ctrl-D detaches it; then Ctrl-C stops every node)", leader)
+        else
+            say("no console on %s: %s", leader, tostring(cerr))
+        end
+    end
     local exited = {}
+    local pending_sig
     while true do
-        local sig = core.signal_take()
+        local sig = pending_sig or core.signal_take()
+        pending_sig = nil
+        if sig == "INT" and console then
+            console:interrupt()
+            sig = nil
+        end
         if sig then
+            if console then console:close() console = nil end
             stop_all("SIG" .. sig)
             break
         end
@@ -1254,6 +1281,7 @@ local function run_cluster(opts, out, err)
         local alive = 0
         for _, id in ipairs(ids) do if procs[id] then alive = alive + 1 end end
         if alive == 0 then
+            if console then console:close() console = nil end
             say("every node has exited")
             cc:close()
             return 1
@@ -1269,8 +1297,27 @@ local function run_cluster(opts, out, err)
                 commit = now_st.commit_index
             end
         end
-        loop.wait(200)
+        if console then
+            local until_ms = core.clock_ms() + 200
+            repeat
+                if console:step(until_ms - core.clock_ms()) then
+                    console:close()
+                    console = nil
+                    say("console detached; Ctrl-C stops every node")
+                else
+                    local sig2 = core.signal_take()
+                    if sig2 == "INT" then
+                        console:interrupt()
+                    elseif sig2 then
+                        pending_sig = sig2
+                    end
+                end
+            until not console or pending_sig or core.clock_ms() >= until_ms
+        else
+            loop.wait(200)
+        end
     end
+    if console then console:close() end
     cc:close()
     return 0
 end

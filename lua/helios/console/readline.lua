@@ -110,6 +110,14 @@ function M.load()
         end
     end
 
+    -- Text printed while a line is being typed: over the prompt's line, then the prompt
+    -- and what was typed drawn again below it.
+    function rl.print_above(text, write)
+        write("\r\027[K" .. text)
+        lib.rl_on_new_line()
+        lib.rl_redisplay()
+    end
+
     function rl.history_add(line) lib.add_history(line) end
     function rl.history_load(path) lib.read_history(path) end
     function rl.history_save(path, keep)

@@ -98,6 +98,33 @@ function Conn:request(req, interrupted)
     end
 end
 
+-- Send req without waiting: its answer comes through poll.
+function Conn:start(req)
+    self.next_id = self.next_id + 1
+    req.id = self.next_id
+    self.pending = req.id
+    return send(self.sock, encode(req))
+end
+
+-- The answer to the request start sent, if it comes within ms; nil, "timeout" if not.
+function Conn:poll(ms)
+    local deadline = core.clock_ms() + ms
+    while true do
+        local payload, code, detail = recv(self.sock, math.max(0, deadline - core.clock_ms()))
+        if not payload then return nil, code, detail end
+        local resp = decode(payload)
+        if type(resp) == "table" and resp.id == self.pending then
+            self.pending = nil
+            return resp
+        end
+    end
+end
+
+function Conn:cancel(target)
+    self.next_id = self.next_id + 1
+    return send(self.sock, encode({ id = self.next_id, op = "cancel", target = target }))
+end
+
 function Conn:close()
     self.c:close()
 end
@@ -155,84 +182,166 @@ local function run_script(conn, opts)
     return failed and 1 or 0
 end
 
--- The terminal: readline (or plain lines), history, completion, Ctrl-C and Ctrl-D.
-local function run_tty(conn, opts)
-    local out, err = opts.out, opts.err
-    local interrupted = opts.interrupted
+-- The terminal: readline (or plain lines), history, completion, Ctrl-C and Ctrl-D, as a
+-- session stepped by its owner (the loop of `helios console`, `helios cluster`'s poll
+-- loop, a coroutine on `helios node`'s loop).
+local Session = {}
+Session.__index = Session
+
+local function session_new(conn, opts)
+    local self = setmetatable({ conn = conn, out = opts.out, err = opts.err, opts = opts },
+                              Session)
     local st = conn:request({ op = "eval", code = "return node.id" })
     local name = st and st.ok and st.results and st.results:gsub('^"(.*)"$', "%1") or "helios"
-    local prompt, prompt2 = name .. "> ", string.rep(" ", #name - 3 > 0 and #name - 3 or 0)
-        .. "... "
+    self.name = name
+    self.prompt = name .. "> "
+    self.prompt2 = string.rep(" ", #name > 3 and #name - 3 or 0) .. "... "
     local rl, why = require("helios.console.readline").load()
-    local hist = opts.history or history_path()
+    self.rl = rl
+    self.hist = opts.history or history_path()
     if not rl then
-        err(format("helios console: no line editing (%s): plain line input, no history or "
-                   .. "completion\n", tostring(why)))
+        self.err(format("helios console: no line editing (%s): plain line input, no history "
+                        .. "or completion\n", tostring(why)))
     else
-        if hist then rl.history_load(hist) end
+        if self.hist then rl.history_load(self.hist) end
         rl.set_completer(function(text)
             local r = conn:request({ op = "complete", prefix = text })
             return r and r.ok and r.candidates or {}
         end)
     end
-    out(format("connected to %s (%s): help() lists the helpers, Ctrl-D detaches\n", name,
-               opts.socket))
-    local buf
-    while true do
-        -- One line, with Ctrl-C clearing it (and any unfinished chunk).
-        local line, got, eof = nil, false, false
-        local p = buf and prompt2 or prompt
-        if rl then
-            rl.start(p, function(l)
-                got, line, eof = true, l, l == nil
-                rl.stop()
-            end)
-            while not got do
-                local ready, code = loop.wait_fd(0, "r", M.POLL_MS)
-                if ready then
-                    rl.feed()
-                elseif code ~= "timeout" and code ~= "io" then
-                    break
-                end
-                if not got and interrupted() then
-                    buf = nil
-                    rl.clear(prompt)
-                end
-            end
-        else
-            out(p)
-            line = io.stdin:read("*l")
-            eof = line == nil
-            if interrupted() then buf, line = nil, "" end
+    self.out(format("connected to %s (%s): help() lists the helpers, Ctrl-D detaches\n",
+                    name, opts.socket or "this node"))
+    self:_prompt()
+    return self
+end
+
+function Session:_prompt()
+    self.reading = true
+    local p = self.buf and self.prompt2 or self.prompt
+    if self.rl then
+        self.rl.start(p, function(line)
+            self.rl.stop()
+            self.reading = false
+            self:_line(line)
+        end)
+    else
+        self.out(p)
+    end
+end
+
+-- A chunk to run, or the end of input (line nil).
+function Session:_line(line)
+    if line == nil then
+        self.out("\n")
+        self.status = 0
+        return
+    end
+    if line:match("%S") and self.rl then
+        self.rl.history_add(line)
+        if self.hist then self.rl.history_save(self.hist, M.HISTORY_KEEP) end
+    end
+    self.buf = self.buf and self.buf .. "\n" .. line or line
+    if self.buf:match("^%s*$") then
+        self.buf = nil
+        return self:_prompt()
+    end
+    local code, more = M.chunk(self.buf)
+    if more then return self:_prompt() end
+    self.buf = nil
+    self.cancel_sent = nil
+    local ok, scode, detail = self.conn:start({ op = "eval", code = code })
+    if not ok then return self:_lost(scode, detail) end
+    self.waiting = self.conn.pending
+end
+
+function Session:_lost(code, detail)
+    self.err(format("helios console: lost the node: %s: %s\n", tostring(code),
+                    tostring(detail)))
+    self.status = 1
+end
+
+--- Do what is ready within ms: read keys, or wait for the running chunk's answer.
+-- Returns nil while the session goes on, else the exit status (0: Ctrl-D, 1: lost).
+function Session:step(ms)
+    if self.status then return self.status end
+    ms = math.max(0, ms)
+    if self.waiting then
+        local resp, code, detail = self.conn:poll(ms)
+        if resp then
+            self.waiting = nil
+            show(resp, self.out, self.err)
+            self:_prompt()
+        elseif code ~= "timeout" then
+            self:_lost(code, detail)
         end
-        if eof then
-            out("\n")
-            break
-        end
-        if line:match("%S") and rl then
-            rl.history_add(line)
-            if hist then rl.history_save(hist, M.HISTORY_KEEP) end
-        end
-        buf = buf and buf .. "\n" .. line or line
-        if buf:match("^%s*$") then
-            buf = nil
-        else
-            local code, more = M.chunk(buf)
-            if not more then
-                buf = nil
-                interrupted() -- a Ctrl-C typed before this chunk is not for it
-                local resp, rcode, detail = conn:request({ op = "eval", code = code },
-                                                         interrupted)
-                if not resp then
-                    err(format("helios console: lost the node: %s: %s\n", tostring(rcode),
-                               tostring(detail)))
-                    return 1
-                end
-                show(resp, out, err)
-            end
+    elseif self.rl then
+        local ready = loop.wait_fd(0, "r", ms)
+        if ready then self.rl.feed() end
+    else
+        local ready = loop.wait_fd(0, "r", ms)
+        if ready then
+            self.reading = false
+            self:_line(io.stdin:read("*l"))
         end
     end
-    return 0
+    return self.status
+end
+
+--- Ctrl-C: cancel the running chunk, or drop the line being typed.
+function Session:interrupt()
+    if self.status then return end
+    if self.waiting then
+        if not self.cancel_sent then
+            self.cancel_sent = true
+            self.conn:cancel(self.waiting)
+        end
+        return
+    end
+    self.buf = nil
+    if self.rl then
+        self.rl.clear(self.prompt)
+    else
+        self.out("\n" .. self.prompt)
+    end
+end
+
+--- Print text (whole lines) without garbling the line being typed.
+function Session:say(text)
+    if self.rl and self.reading and not self.status then
+        self.rl.print_above(text, function(s) self.out(s) end)
+    else
+        self.out(text)
+    end
+end
+
+--- Leave the terminal as it was.
+function Session:close()
+    if self.rl then self.rl.stop() end
+    self.status = self.status or 0
+end
+
+--- A session on the terminal over a control connection to opts.socket (the REPL of
+-- `helios cluster` and `helios node`): nil, code, detail if it cannot connect.
+function M.session(opts)
+    opts.out = opts.out or function(s) io.stdout:write(s) io.stdout:flush() end
+    opts.err = opts.err or function(s) io.stderr:write(s) io.stderr:flush() end
+    local conn, code, detail = connect(opts.socket)
+    if not conn then return nil, code, detail end
+    return session_new(conn, opts)
+end
+
+local function run_tty(conn, opts)
+    local s = session_new(conn, opts)
+    while true do
+        local status = s:step(M.POLL_MS)
+        if status then
+            s:close()
+            return status
+        end
+        if opts.interrupted() then
+            s:interrupt()
+        end
+    end
 end
 
 --- Attach to the node at opts.socket; returns the exit status (0, or 1: could not connect,

@@ -46,7 +46,7 @@ describe("the console's control socket", function()
                       HELIOS_INHERIT_PATHS = "1",
                       HELIOS_HISTORY = cl:dir() .. "/history-socket" }
         local first = tmux.start(console_argv(sock), env)
-        finally(function() first:kill() end)
+        finally(tmux.kill_all)
         first:wait("connected to " .. id)
         first:line("mine = 'first'")
         first:line("sleep(3000) return 'first done'")
@@ -54,7 +54,6 @@ describe("the console's control socket", function()
 
         -- The second console (a terminal too) runs while the first waits.
         local second = tmux.start(console_argv(sock), env)
-        finally(function() second:kill() end)
         second:wait("connected to " .. id)
         second:line("mine")       -- its own session: nothing of the first's
         second:wait("> mine\nnil\n")

@@ -33,7 +33,7 @@ describe("helios console on a terminal", function()
             local env = { HELIOS_HISTORY = hist, LUA_PATH = package.path,
                           LUA_CPATH = package.cpath, HELIOS_INHERIT_PATHS = "1" }
             local t = tmux.start(console_argv(cl:socket(leader)), env)
-            finally(function() t:kill() end)
+            finally(tmux.kill_all)
             t:wait("connected to " .. leader)
 
             -- A multi-line function: the unfinished chunk asks for more.
@@ -117,7 +117,6 @@ describe("helios console on a terminal", function()
 
             -- A new session reads the same history (Up recalls the last line).
             local t2 = tmux.start(console_argv(cl:socket(leader)), env)
-            finally(function() t2:kill() end)
             t2:wait("connected to " .. leader)
             t2:key("Up")
             t2:wait("> status().role")

@@ -783,6 +783,49 @@ local function clock_s()
 end
 
 --- Run one node; returns the exit status.
+--- The console on `helios node`'s terminal (docs/console.md): a session over the node's
+-- own control socket, in a coroutine on the loop; nothing when stdin is not a terminal.
+-- redirect(write) routes the node's log lines (write nil: back to plain). Returns
+-- console() (the session while attached, else nil) and deferred_sig() (a signal the
+-- console's Ctrl-C check took that was not Ctrl-C).
+function M.node_console(socket, redirect)
+    local repl = require("helios.console.repl")
+    local session, deferred
+    local function get() return session end
+    local function take()
+        local s = deferred
+        deferred = nil
+        return s
+    end
+    if not (socket and repl.isatty(0) and repl.isatty(1)) then return get, take end
+    local core = require("helios.core")
+    -- A chunk that keeps the CPU blocks the loop (and the 50 ms signal timer): the
+    -- console's count hook asks here whether Ctrl-C came.
+    local checks = require("helios.console").interrupt_checks
+    checks[#checks + 1] = function()
+        local sig = core.signal_take()
+        if sig == "INT" then return true end
+        if sig then deferred = sig end
+        return false
+    end
+    require("helios.loop").spawn(function()
+        local s, code, detail = repl.session({ socket = socket })
+        if not s then
+            io.stderr:write(format("helios node: no console: %s: %s\n", tostring(code),
+                                   tostring(detail)))
+            return
+        end
+        session = s
+        redirect(function(text) s:say(text) end)
+        while not s:step(repl.POLL_MS) do end
+        s:close()
+        session = nil
+        redirect(nil)
+        io.stderr:write("console detached; the node goes on (SIGTERM or Ctrl-C stops it)\n")
+    end)
+    return get, take
+end
+
 local function run_node(opts, out, err)
     local clusterfile = require("helios.clusterfile")
     local conf, msg = clusterfile.load(opts.config)
@@ -895,12 +938,20 @@ local function run_node(opts, out, err)
 
     core.signal_catch("TERM")
     core.signal_catch("INT")
+    local plain_err = err
+    local console, deferred_sig = M.node_console(nopts.control, function(write)
+        err = write or plain_err -- the node's lines, printed above the prompt
+    end)
     local stopping = false
     local timer
     timer = raft.every(50, function()
         if first and clock_s() - logged_at >= COMMIT_LOG_MS / 1000 then flush_commits() end
         reports:flush()
-        local sig = core.signal_take()
+        local sig = deferred_sig() or core.signal_take()
+        if sig == "INT" and console() then
+            console():interrupt()
+            sig = nil
+        end
         if sig and not stopping then
             stopping = true
             flush_commits()

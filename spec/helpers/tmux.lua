@@ -3,7 +3,8 @@
 --
 --   local tmux = require("spec.helpers.tmux")
 --   local t = tmux.start({ "luajit", "bin/helios", "console", sock }, { HELIOS_HISTORY = f })
---   finally(function() t:kill() end)          -- the private server goes, with the program
+--   finally(tmux.kill_all)                     -- every private server goes, with its program
+--                                              -- (busted keeps one finally per test)
 --   t:type("1 + 1") t:key("Enter")            -- literal text; tmux key names
 --   t:wait("2", 10000)                         -- the screen shows it (count: how often)
 
@@ -24,6 +25,7 @@ local function run(cmd)
 end
 
 local seq = 0
+local started = {}
 
 --- Start argv in a new session of a private tmux server, with env added.
 function M.start(argv, env, opts)
@@ -40,6 +42,7 @@ function M.start(argv, env, opts)
     local ok, out = run(string.format("%s new-session -d -x %d -y %d -c %s %s", self.base,
         opts.width or 160, opts.height or 50, shell.quote(opts.cwd or "."), shell.quote(cmd)))
     assert(ok, "tmux new-session failed: " .. out)
+    started[self] = true
     return self
 end
 
@@ -99,9 +102,26 @@ function T:count(text)
     return count(self:screen(), text)
 end
 
---- Stop the private tmux server (and what runs in it).
+local uid
+--- Stop the private tmux server (and what runs in it), and remove its socket.
 function T:kill()
     run(self.base .. " kill-server")
+    if not uid then
+        local p = io.popen("id -u")
+        uid = p:read("*l")
+        p:close()
+    end
+    os.remove(string.format("%s/tmux-%s/%s", os.getenv("TMUX_TMPDIR") or "/tmp", uid,
+                            self.name))
+end
+
+--- Every session started here that is still running: kill them all (for one finally: busted
+-- keeps only the last finally of a test).
+function M.kill_all()
+    for t in pairs(started) do
+        t:kill()
+        started[t] = nil
+    end
 end
 
 return M

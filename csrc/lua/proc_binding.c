@@ -196,7 +196,8 @@ static int l_spawn(lua_State *L)
     if (pid == 0) {
         int err_to_out = err_path && strcmp(err_path, "stdout") == 0;
         child_exec(argv, envp, in_pipe[0] >= 0 ? in_pipe[0] : null_fd,
-                   stdout_pipe ? out_pipe[1] : out_fd, err_fd, err_to_out, die, cwd, new_group);
+                   stdout_pipe ? out_pipe[1] : out_fd, err_fd, err_to_out, die, cwd,
+                   new_group);
     }
     if (in_pipe[0] >= 0) close(in_pipe[0]);
     if (out_pipe[1] >= 0) close(out_pipe[1]);

@@ -413,21 +413,28 @@ local function frames_cancel(bytes, id)
     return false
 end
 
+-- Raise only in the chunk's own code: raised inside a library function (loop.block
+-- between arming a wake-up and yielding, say), it would leave a wake-up behind for a dead
+-- coroutine, and resuming that fails the loop.
+local function in_chunk()
+    local info = debug.getinfo(3, "S")
+    return info ~= nil and info.source == "=console"
+end
+
 local function hook()
     local e = running_evals[running()]
     if not e then return end
-    if e.cancelled then error(CANCEL, 0) end
-    for _, check_fn in ipairs(M.interrupt_checks) do
-        if check_fn() then e.cancelled = true end
+    if not e.cancelled then
+        for _, check_fn in ipairs(M.interrupt_checks) do
+            if check_fn() then e.cancelled = true end
+        end
+        if not e.cancelled and e.conn then
+            local bytes, closed = e.conn:peek()
+            if closed or (bytes and frames_cancel(bytes, e.id)) then e.cancelled = true end
+        end
+        if e.cancelled and e.on_cancel then e.on_cancel() end
     end
-    if not e.cancelled and e.conn then
-        local bytes, closed = e.conn:peek()
-        if closed or (bytes and frames_cancel(bytes, e.id)) then e.cancelled = true end
-    end
-    if e.cancelled then
-        if e.on_cancel then e.on_cancel() end
-        error(CANCEL, 0)
-    end
+    if e.cancelled and in_chunk() then error(CANCEL, 0) end
 end
 
 local function hook_on()

@@ -9,6 +9,7 @@ local cli = require("helios.cli")
 local tk = require("helios.testkit")
 local core = require("helios.core")
 local tmux = require("spec.helpers.tmux")
+local shell = require("helios.util.shell")
 
 local function read_file(path)
     local f = io.open(path)
@@ -125,5 +126,80 @@ describe("helios console on a terminal", function()
             t2:key("C-d")
             t2:wait("EXIT:0")
         end)
+    end)
+
+    it("opens on helios cluster's terminal, on the leader; Ctrl-C is the console's", function()
+        local dir = os.tmpname()
+        os.remove(dir)
+        finally(function()
+            tmux.kill_all()
+            os.execute("rm -rf " .. shell.quote(dir))
+        end)
+        local argv = cli.helios_command()
+        for _, a in ipairs({ "cluster", "--data", dir, "--base-port", "0" }) do
+            argv[#argv + 1] = a
+        end
+        local t = tmux.start(argv, { LUA_PATH = package.path, LUA_CPATH = package.cpath,
+                                     HELIOS_INHERIT_PATHS = "1",
+                                     HELIOS_HISTORY = dir .. ".history" })
+        local screen = t:wait("console on node-", 30000)
+        local leader = screen:match("console on (node%-%d)")
+        t:wait(leader .. "> ")
+        t:line("status().role")
+        t:wait('"leader"')
+        -- Ctrl-C cancels the chunk; the nodes (their own process group) do not get it.
+        t:line("sleep(60000)")
+        t:wait("sleep(60000)\n")
+        core.sleep_ms(200)
+        t:key("C-c")
+        t:wait("cancelled")
+        t:line("status().role")
+        t:wait('"leader"', 15000, 2)
+        assert.is_nil(t:screen():find("stopping every node", 1, true))
+        -- Ctrl-D detaches the console; then Ctrl-C stops the cluster, as without one.
+        t:key("C-d")
+        t:wait("console detached")
+        t:key("C-c")
+        t:wait("stopping every node (SIGINT)")
+        t:wait("EXIT:0", 30000)
+        os.remove(dir .. ".history")
+    end)
+
+    it("opens on helios node's terminal; Ctrl-C stops a CPU-bound chunk in the node", function()
+        local dir = os.tmpname()
+        os.remove(dir)
+        assert(os.execute("mkdir -p " .. shell.quote(dir)) == 0)
+        finally(function()
+            tmux.kill_all()
+            os.execute("rm -rf " .. shell.quote(dir))
+        end)
+        local file = dir .. "/cluster.lua"
+        assert(require("helios.clusterfile").write(file, {
+            cluster_id = "console", fsm = "helios.fsm.kv", data_dir = dir,
+            secret = "console-spec-secret",
+            nodes = { ["node-1"] = "127.0.0.1:" .. assert(core.free_port()) } }))
+        local argv = cli.helios_command()
+        for _, a in ipairs({ "node", "--config", file, "--id", "node-1" }) do
+            argv[#argv + 1] = a
+        end
+        local t = tmux.start(argv, { LUA_PATH = package.path, LUA_CPATH = package.cpath,
+                                     HELIOS_INHERIT_PATHS = "1",
+                                     HELIOS_HISTORY = dir .. "/history" })
+        t:wait("connected to node-1", 30000)
+        -- The node's own log lines print above the prompt.
+        t:wait("node-1: leader in term", 30000)
+        t:line("status().role")
+        t:wait('"leader"')
+        t:line("spins = 0 while true do spins = spins + 1 end")
+        core.sleep_ms(200)
+        t:key("C-c")
+        t:wait("cancelled")
+        t:line("spins > 0")
+        t:wait("\ntrue\n")
+        t:key("C-d")
+        t:wait("console detached")
+        t:key("C-c")
+        t:wait("SIGINT: shutting down")
+        t:wait("EXIT:0", 30000)
     end)
 end)

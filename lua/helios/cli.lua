@@ -788,7 +788,7 @@ end
 -- redirect(write) routes the node's log lines (write nil: back to plain). Returns
 -- console() (the session while attached, else nil) and deferred_sig() (a signal the
 -- console's Ctrl-C check took that was not Ctrl-C).
-function M.node_console(socket, redirect)
+function M.node_console(socket, redirect, node)
     local repl = require("helios.console.repl")
     local session, deferred
     local function get() return session end
@@ -809,7 +809,11 @@ function M.node_console(socket, redirect)
         return false
     end
     require("helios.loop").spawn(function()
-        local s, code, detail = repl.session({ socket = socket })
+        local console_mod = require("helios.console")
+        local env = console_mod.env(node)
+        local s, code, detail = repl.session({ socket = socket, complete = function(text)
+            return console_mod.complete(env, text)
+        end })
         if not s then
             io.stderr:write(format("helios node: no console: %s: %s\n", tostring(code),
                                    tostring(detail)))
@@ -941,7 +945,7 @@ local function run_node(opts, out, err)
     local plain_err = err
     local console, deferred_sig = M.node_console(nopts.control, function(write)
         err = write or plain_err -- the node's lines, printed above the prompt
-    end)
+    end, node)
     local stopping = false
     local timer
     timer = raft.every(50, function()

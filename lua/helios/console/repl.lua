@@ -8,7 +8,8 @@
 -- opts: socket (the control socket's path), tty (default: whether stdin is a terminal),
 -- out, err (functions writing text; default stdout/stderr), interrupted (a function that
 -- says whether Ctrl-C came; default helios.core's polled SIGINT), history (a path;
--- default $HELIOS_HISTORY or ~/.helios_history).
+-- default $HELIOS_HISTORY or ~/.helios_history), complete (a function(text) -> candidates
+-- for Tab, instead of the "complete" op).
 -- Every wait goes through helios.loop: it yields in a coroutine on the loop (the REPL on
 -- `helios cluster`'s terminal) and blocks anywhere else (`helios console`).
 
@@ -171,6 +172,7 @@ local function run_script(conn, opts)
                     return 1
                 end
                 if not show(resp, out, err) then failed = true end
+                if resp.code == "cancelled" then return 1 end -- Ctrl-C stops the script
             end
         end
     end
@@ -204,7 +206,9 @@ local function session_new(conn, opts)
                         .. "or completion\n", tostring(why)))
     else
         if self.hist then rl.history_load(self.hist) end
-        rl.set_completer(function(text)
+        -- opts.complete: the REPL inside the node's own process (`helios node`) cannot
+        -- wait for its own loop from inside readline: it completes in-process.
+        rl.set_completer(opts.complete or function(text)
             local r = conn:request({ op = "complete", prefix = text })
             return r and r.ok and r.candidates or {}
         end)
@@ -219,10 +223,12 @@ function Session:_prompt()
     self.reading = true
     local p = self.buf and self.prompt2 or self.prompt
     if self.rl then
+        -- Called from inside readline (an FFI callback): no waiting here, step() runs
+        -- the line once readline has returned.
         self.rl.start(p, function(line)
             self.rl.stop()
             self.reading = false
-            self:_line(line)
+            self.typed = { line }
         end)
     else
         self.out(p)
@@ -277,6 +283,11 @@ function Session:step(ms)
     elseif self.rl then
         local ready = loop.wait_fd(0, "r", ms)
         if ready then self.rl.feed() end
+        local typed = self.typed
+        if typed then
+            self.typed = nil
+            self:_line(typed[1])
+        end
     else
         local ready = loop.wait_fd(0, "r", ms)
         if ready then

@@ -139,8 +139,12 @@ static int push_request(lua_State *L, void *arg)
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->srv->handler_ref);
     hr__mp_push(L, r->payload, r->len);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ud_ref);
+    lua_pushvalue(L, -1);
     lua_pushcclosure(L, l_reply, 1);
-    return 2;
+    /* handler(req, reply, conn): conn names the connection (the console keeps one
+     * environment per connection, docs/console.md) and has :peek(). */
+    lua_insert(L, -2);
+    return 3;
 }
 
 static uint32_t be32(const unsigned char *p)
@@ -259,6 +263,41 @@ static int l_reply(lua_State *L)
         return 1;
     }
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:peek() -> bytes | nil, "closed". What the client has sent and the loop has not
+ * handled yet (a partial frame kept from the last read, then what the socket holds),
+ * without consuming it: the loop reads it as usual later. The console calls it from a
+ * debug hook while a chunk keeps the loop busy, to see a "cancel" request
+ * (lua/helios/console.lua). Never blocks. */
+static int l_conn_peek(lua_State *L)
+{
+    struct conn_ud *u = luaL_checkudata(L, 1, CONN_MT);
+    struct conn *c = u->c;
+    if (c == NULL || c->closing) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    uv_os_fd_t fd;
+    char tmp[16384];
+    ssize_t n = -1;
+    if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0) {
+        n = recv(fd, tmp, sizeof tmp, MSG_PEEK | MSG_DONTWAIT);
+    }
+    if (n == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, c->buf != NULL ? c->buf : "", c->len);
+    if (n > 0) {
+        luaL_addlstring(&b, tmp, (size_t)n);
+    }
+    luaL_pushresult(&b);
     return 1;
 }
 
@@ -467,6 +506,10 @@ int hr__lua_open_control(lua_State *L)
     if (luaL_newmetatable(L, CONN_MT)) {
         lua_pushliteral(L, CONN_MT);
         lua_setfield(L, -2, "__name");
+        lua_newtable(L);
+        lua_pushcfunction(L, l_conn_peek);
+        lua_setfield(L, -2, "peek");
+        lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
     lua_pushcfunction(L, l_listen);

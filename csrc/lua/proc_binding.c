@@ -4,7 +4,9 @@
  *
  *   local pid, stdin, stdout = core.proc_spawn({ "luajit", "-e", "..." },
  *       { stdout = "node.log", stderr = "stdout", stdin = "pipe" | nil,
- *         stdout_pipe = true, die_with_parent = true, env = { NAME = value }, cwd = dir })
+ *         stdout_pipe = true, die_with_parent = true, env = { NAME = value }, cwd = dir,
+ *         new_group = true })                -- its own process group: a terminal's Ctrl-C
+ *                                          -- (SIGINT to the foreground group) skips it
  *                                          -- stdin/stdout: sockets of client_binding.c
  *   core.proc_kill(pid, "TERM")            -- "KILL", "STOP", "CONT", "INT", or a number
  *   core.proc_wait(pid, 1000)              -- "exited", status | "signaled", name |
@@ -77,10 +79,13 @@ static int opt_field(lua_State *L, int idx, const char *name)
 
 /* In the child after fork: only async-signal-safe calls until exec. */
 static void child_exec(char **argv, char **envp, int in_fd, int out_fd, int err_fd, int err_to_out,
-                       int die_with_parent, const char *cwd)
+                       int die_with_parent, const char *cwd, int new_group)
 {
     if (die_with_parent) {
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    }
+    if (new_group) {
+        (void)setpgid(0, 0);
     }
     /* The parent may have signals ignored or blocked; the child starts clean. */
     sigset_t none;
@@ -160,6 +165,7 @@ static int l_spawn(lua_State *L)
     int stdout_pipe = lua_toboolean(L, opt_field(L, 2, "stdout_pipe"));
     int die = lua_toboolean(L, opt_field(L, 2, "die_with_parent"));
     const char *cwd = lua_tostring(L, opt_field(L, 2, "cwd"));
+    int new_group = lua_toboolean(L, opt_field(L, 2, "new_group"));
 
     int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
     int out_fd = -1, err_fd = -1, null_fd = -1;
@@ -190,7 +196,8 @@ static int l_spawn(lua_State *L)
     if (pid == 0) {
         int err_to_out = err_path && strcmp(err_path, "stdout") == 0;
         child_exec(argv, envp, in_pipe[0] >= 0 ? in_pipe[0] : null_fd,
-                   stdout_pipe ? out_pipe[1] : out_fd, err_fd, err_to_out, die, cwd);
+                   stdout_pipe ? out_pipe[1] : out_fd, err_fd, err_to_out, die, cwd,
+                   new_group);
     }
     if (in_pipe[0] >= 0) close(in_pipe[0]);
     if (out_pipe[1] >= 0) close(out_pipe[1]);

@@ -43,6 +43,8 @@ Commands:
                                node's control socket)
   status [--data DIR | SOCKET...]  a table of every node of a running cluster: role, term,
                                commit, applied, lag, last contact (control sockets)
+  console SOCKET | --data DIR --id ID
+                               an interactive Lua console inside a running node
   transfer [ID]                hand a running cluster's leadership to ID (or the most
                                up-to-date voter)
   recover --data DIR --id ID   disaster recovery, offline: make that node the only voter
@@ -826,6 +828,53 @@ local function load_atlas_modules(conf, config_file, lua_path)
 end
 
 --- Run one node; returns the exit status.
+--- The console on `helios node`'s terminal (docs/console.md): a session over the node's
+-- own control socket, in a coroutine on the loop; nothing when stdin is not a terminal.
+-- redirect(write) routes the node's log lines (write nil: back to plain). Returns
+-- console() (the session while attached, else nil) and deferred_sig() (a signal the
+-- console's Ctrl-C check took that was not Ctrl-C).
+function M.node_console(socket, redirect, node)
+    local repl = require("helios.console.repl")
+    local session, deferred
+    local function get() return session end
+    local function take()
+        local s = deferred
+        deferred = nil
+        return s
+    end
+    if not (socket and repl.isatty(0) and repl.isatty(1)) then return get, take end
+    local core = require("helios.core")
+    -- A chunk that keeps the CPU blocks the loop (and the 50 ms signal timer): the
+    -- console's count hook asks here whether Ctrl-C came.
+    local checks = require("helios.console").interrupt_checks
+    checks[#checks + 1] = function()
+        local sig = core.signal_take()
+        if sig == "INT" then return true end
+        if sig then deferred = sig end
+        return false
+    end
+    require("helios.loop").spawn(function()
+        local console_mod = require("helios.console")
+        local env = console_mod.env(node)
+        local s, code, detail = repl.session({ socket = socket, complete = function(text)
+            return console_mod.complete(env, text)
+        end })
+        if not s then
+            io.stderr:write(format("helios node: no console: %s: %s\n", tostring(code),
+                                   tostring(detail)))
+            return
+        end
+        session = s
+        redirect(function(text) s:say(text) end)
+        while not s:step(repl.POLL_MS) do end
+        s:close()
+        session = nil
+        redirect(nil)
+        io.stderr:write("console detached; the node goes on (SIGTERM or Ctrl-C stops it)\n")
+    end)
+    return get, take
+end
+
 local function run_node(opts, out, err)
     local clusterfile = require("helios.clusterfile")
     local conf, msg = clusterfile.load(opts.config)
@@ -960,6 +1009,10 @@ local function run_node(opts, out, err)
     core.signal_catch("TERM")
     core.signal_catch("INT")
     core.signal_catch("HUP")
+    local plain_err = err
+    local console, deferred_sig = M.node_console(nopts.control, function(write)
+        err = write or plain_err -- the node's lines, printed above the prompt
+    end, node)
     local stopping = false
     local timer
     -- The atlas_modules check failed (while applying the record, or restoring a snapshot,
@@ -979,7 +1032,7 @@ local function run_node(opts, out, err)
     if modules_refused then on_refused() end
     timer = raft.every(50, function()
         reports.flush()
-        local sig = core.signal_take()
+        local sig = deferred_sig() or core.signal_take()
         while sig == "HUP" do
             -- logrotate moved the file away: later lines go to a new one at the path
             local reopened, rerr = logger:reopen()
@@ -990,6 +1043,10 @@ local function run_node(opts, out, err)
                     .. "file already open)", rerr))
             end
             sig = core.signal_take()
+        end
+        if sig == "INT" and console() then
+            console():interrupt()
+            sig = nil
         end
         if sig and not stopping then
             stopping = true
@@ -1039,6 +1096,10 @@ pid from another terminal and watch the failover.
 Each node has two ports: one for its peers (Raft) and one for Redis clients (RESP2:
 redis-cli, redis-benchmark, client libraries); a follower forwards writes to the leader.
 
+On a terminal, a Lua console attached to the leader reads your input meanwhile
+(docs/console.md): Ctrl-C cancels its running chunk or clears its line, Ctrl-D detaches it
+(then Ctrl-C stops every node).
+
 A reused cluster file keeps its nodes and addresses: a --nodes or --base-port that differs
 from it is refused (remove DIR for a new cluster, or edit the file).
 
@@ -1080,7 +1141,8 @@ function M.helios_command()
 end
 
 --- Start `helios node` for id of the cluster file; returns pid or nil, code, detail.
-function M.spawn_node(file, id, logfile, extra_env)
+-- new_group: in a process group of its own (the terminal's Ctrl-C does not reach it).
+function M.spawn_node(file, id, logfile, extra_env, new_group)
     local core = require("helios.core")
     local argv = M.helios_command()
     for _, a in ipairs({ "node", "--config", file, "--id", id }) do argv[#argv + 1] = a end
@@ -1088,7 +1150,7 @@ function M.spawn_node(file, id, logfile, extra_env)
                   HELIOS_INHERIT_PATHS = "1" }
     for k, v in pairs(extra_env or {}) do env[k] = v end
     return core.proc_spawn(argv, { stdout = logfile, stderr = "stdout", env = env,
-                                   die_with_parent = true })
+                                   die_with_parent = true, new_group = new_group })
 end
 
 local function random_secret()
@@ -1164,8 +1226,11 @@ local function run_cluster(opts, out, err)
     local client = require("helios.client")
     local clusterfile = require("helios.clusterfile")
     local t0 = core.clock_ms()
+    local console -- the REPL on the leader, when stdin is a terminal (docs/console.md)
     local function say(fmt, ...)
-        out(format("[%7.3f s] ", (core.clock_ms() - t0) / 1000) .. format(fmt, ...) .. "\n")
+        local line = format("[%7.3f s] ", (core.clock_ms() - t0) / 1000) .. format(fmt, ...)
+            .. "\n"
+        if console then console:say(line) else out(line) end
     end
 
     -- A long-running narration: each line as it happens, also into a pipe or a file.
@@ -1217,6 +1282,8 @@ local function run_cluster(opts, out, err)
 
     core.signal_catch("INT")
     core.signal_catch("TERM")
+    local repl = require("helios.console.repl")
+    local with_console = repl.isatty(0) and repl.isatty(1)
     local procs, sockets = {}, {}
     local function stop_all(why)
         say("stopping every node (%s)", why)
@@ -1235,7 +1302,10 @@ local function run_cluster(opts, out, err)
     for _, id in ipairs(ids) do
         local _, control = clusterfile.node_paths(conf, id)
         sockets[id] = control
-        local pid, code, detail = M.spawn_node(file, id, data .. "/" .. id .. ".log")
+        -- With the console on the terminal, Ctrl-C is the console's: the nodes must not get
+        -- it (this process stops them itself).
+        local pid, code, detail = M.spawn_node(file, id, data .. "/" .. id .. ".log", nil,
+                                               with_console)
         if not pid then
             err(format("helios cluster: cannot start %s: %s %s\n", id, tostring(code),
                 tostring(detail)))
@@ -1378,10 +1448,26 @@ local function run_cluster(opts, out, err)
         say("running; Ctrl-C stops every node")
     end
     local stop_at = opts["run-for"] > 0 and core.clock_ms() + opts["run-for"] * 1000 or nil
+    if with_console then
+        local cerr
+        console, cerr = repl.session({ socket = sockets[leader] })
+        if console then
+            say("console on %s (Ctrl-D detaches it; then Ctrl-C stops every node)", leader)
+        else
+            say("no console on %s: %s", leader, tostring(cerr))
+        end
+    end
     local exited = {}
+    local pending_sig
     while true do
-        local sig = core.signal_take()
+        local sig = pending_sig or core.signal_take()
+        pending_sig = nil
+        if sig == "INT" and console then
+            console:interrupt()
+            sig = nil
+        end
         if sig then
+            if console then console:close() console = nil end
             stop_all("SIG" .. sig)
             break
         end
@@ -1402,6 +1488,7 @@ local function run_cluster(opts, out, err)
         local alive = 0
         for _, id in ipairs(ids) do if procs[id] then alive = alive + 1 end end
         if alive == 0 then
+            if console then console:close() console = nil end
             say("every node has exited")
             cc:close()
             return 1
@@ -1418,8 +1505,27 @@ local function run_cluster(opts, out, err)
                 commit = now_st.commit_index
             end
         end
-        loop.wait(200)
+        if console then
+            local until_ms = core.clock_ms() + 200
+            repeat
+                if console:step(until_ms - core.clock_ms()) then
+                    console:close()
+                    console = nil
+                    say("console detached; Ctrl-C stops every node")
+                else
+                    local sig2 = core.signal_take()
+                    if sig2 == "INT" then
+                        console:interrupt()
+                    elseif sig2 then
+                        pending_sig = sig2
+                    end
+                end
+            until not console or pending_sig or core.clock_ms() >= until_ms
+        else
+            loop.wait(200)
+        end
     end
+    if console then console:close() end
     cc:close()
     return 0
 end
@@ -2009,6 +2115,8 @@ function M.main(argv, out, err)
         return run_recover(argv, out, err)
     elseif command == "status" then
         return run_status(argv, out, err)
+    elseif command == "console" then
+        return require("helios.console.command").run(argv, out, err)
     elseif command == "node" or command == "cluster" then
         local spec = command == "node" and NODE_OPTIONS or CLUSTER_OPTIONS
         local usage = command == "node" and NODE_USAGE or CLUSTER_USAGE

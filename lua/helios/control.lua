@@ -36,11 +36,22 @@
 --              "not_leader", "timeout", "shutdown", "invalid" (the FSM has no get)
 --   "transfer" {peer = <id or absent>} -> {ok, leader = <the new leader's id>}
 --              (node:transfer_leadership, on the leader) or {ok = false, code, detail}
+--   "eval"     {code = <chunk text>} -> {ok, results = <text>, output = <what print wrote>}
+--              or {ok = false, code = "syntax" | "error" | "cancelled", detail, output}:
+--              the chunk runs in a coroutine on the node's loop in this connection's
+--              console session (helios.console, docs/console.md); results rendered on the
+--              node (tables indented, keys sorted, strings quoted, cycles marked; one
+--              value a line)
+--   "complete" {prefix} -> {ok, candidates = { ... }}: names of this connection's session
+--              (helpers, globals, fields of a dotted or colon path) that start with prefix
+--   "cancel"   {target = <the id of an eval on this connection>} -> {ok, cancelled =
+--              <bool>}: the eval answers "cancelled" at once (if still running)
 -- A request that is not well formed gets {ok = false, code = "bad_request", detail}; an
 -- unknown op {ok = false, code = "unknown_op", detail}.
 
 local type, format, tostring, pcall, floor, huge = type, string.format, tostring, pcall,
     math.floor, math.huge
+local setmetatable = setmetatable
 
 local M = {}
 
@@ -200,6 +211,53 @@ function ops.transfer(node, req, reply)
     end)
 end
 
+-- Console sessions: one per connection (keyed by the connection, weakly).
+local sessions = setmetatable({}, { __mode = "k" })
+
+local function session(node, conn)
+    local s = sessions[conn]
+    if not s then
+        s = { env = require("helios.console").env(node), evals = {} }
+        sessions[conn] = s
+    end
+    return s
+end
+
+function ops.eval(node, req, reply, conn)
+    if type(req.code) ~= "string" then
+        return fail(reply, req.id, "bad_request", "eval: code must be a string")
+    end
+    local s = session(node, conn)
+    local id = req.id
+    local answered = false
+    local handle = require("helios.console").eval(s.env, req.code, function(resp)
+        answered = true
+        s.evals[id] = nil
+        resp.id = id
+        send(reply, resp)
+    end, { conn = conn, id = id })
+    if not answered then s.evals[id] = handle end
+end
+
+function ops.complete(node, req, reply, conn)
+    if type(req.prefix) ~= "string" then
+        return fail(reply, req.id, "bad_request", "complete: prefix must be a string")
+    end
+    local s = session(node, conn)
+    send(reply, { id = req.id, ok = true,
+                  candidates = require("helios.console").complete(s.env, req.prefix) })
+end
+
+function ops.cancel(node, req, reply, conn)
+    if type(req.target) ~= "number" then
+        return fail(reply, req.id, "bad_request", "cancel: target must be a request id")
+    end
+    local s = session(node, conn)
+    local h = s.evals[req.target]
+    if h then h.cancel() end
+    reply({ id = req.id, ok = true, cancelled = h ~= nil })
+end
+
 function ops.shutdown(node, req, reply)
     reply({ id = req.id, ok = true })
     -- From the next loop turn: the node's shutdown closes this server, and the reply is
@@ -214,7 +272,8 @@ function M.serve(node, path)
         error("Usage: control.serve(node, path)", 2)
     end
     local core = require("helios.core")
-    return core.control_listen(path, function(req, reply)
+    require("helios.console").record(node)
+    return core.control_listen(path, function(req, reply, conn)
         local id = req.id
         if type(id) ~= "number" or id ~= floor(id) then
             return fail(reply, nil, "bad_request", "id must be an integer")
@@ -223,7 +282,7 @@ function M.serve(node, path)
         if type(req.op) ~= "string" or not op then
             return fail(reply, id, "unknown_op", format("unknown op %q", tostring(req.op)))
         end
-        op(node, req, reply)
+        op(node, req, reply, conn)
     end)
 end
 

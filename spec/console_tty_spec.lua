@@ -187,7 +187,7 @@ describe("helios console on a terminal", function()
                                      HELIOS_HISTORY = dir .. "/history" })
         t:wait("connected to node-1", 30000)
         -- The node's own log lines print above the prompt.
-        t:wait("node-1: leader in term", 30000)
+        t:wait("role_change: follower -> leader", 30000)
         t:line("status().role")
         t:wait('"leader"')
         -- Tab completes in the node's own process too.

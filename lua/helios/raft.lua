@@ -29,6 +29,7 @@ local io_open = io.open
 local node_mod = require("helios.node")
 local loop = require("helios.loop")
 local address = require("helios.util.address")
+local deadlines = require("helios.util.deadlines")
 
 local M = {}
 
@@ -266,85 +267,6 @@ function net:__tostring()
     return format("helios.raft.backend(%s, %s)", tostring(self._id), tostring(self._state))
 end
 net._blocking = true
-
--- Deadlines of writes and reads waiting on this node: one loop timer per node instead of
--- one per request. Under load a timer per request (a libuv handle, its userdata, two
--- registry references, a closure) cost more than the rest of the request's Lua work, and
--- thousands of them were live at once for the collector to walk. Items { deadline, done,
--- expire = function(b, item) } wait in one FIFO per timeout value: within one FIFO the
--- deadlines are in arrival order (core.now() only grows), so the head is the earliest.
--- A finished item is only marked done; done heads are dropped as new items come and when
--- the timer fires (requests finish about in arrival order: the FIFOs stay short).
-local deadline_fire
-
-local function deadline_arm(b)
-    local first
-    for _, q in pairs(b._deadlines) do
-        while q.head <= q.tail and q[q.head].done do
-            q[q.head] = nil
-            q.head = q.head + 1
-        end
-        if q.head <= q.tail and (first == nil or q[q.head].deadline < first) then
-            first = q[q.head].deadline
-        end
-    end
-    if b._deadline_timer then
-        b._deadline_timer:stop()
-        b._deadline_timer = nil
-    end
-    if first then
-        b._deadline_at = first
-        b._deadline_timer = core().timer(math.max(first - core().now(), 0), 0, function()
-            deadline_fire(b)
-        end)
-    end
-end
-
-deadline_fire = function(b)
-    b._deadline_timer = nil
-    local now, expired = core().now(), {}
-    for ms, q in pairs(b._deadlines) do
-        while q.head <= q.tail and (q[q.head].done or q[q.head].deadline <= now) do
-            local item = q[q.head]
-            q[q.head] = nil
-            q.head = q.head + 1
-            if not item.done then
-                item.done = true
-                expired[#expired + 1] = item
-            end
-        end
-        if q.head > q.tail then b._deadlines[ms] = nil end
-    end
-    -- (After the walk: a callback may add deadlines, which may add a FIFO.)
-    for _, item in ipairs(expired) do item.expire(b, item) end
-    if b._state == "running" then deadline_arm(b) end
-end
-
--- Expire item (item.expire(b, item)) timeout_ms from now, unless item.done is set first.
-local function deadline_add(b, timeout_ms, item)
-    local q = b._deadlines[timeout_ms]
-    if not q then
-        q = { head = 1, tail = 0 }
-        b._deadlines[timeout_ms] = q
-    end
-    while q.head <= q.tail and q[q.head].done do
-        q[q.head] = nil
-        q.head = q.head + 1
-    end
-    item.deadline = core().now() + timeout_ms
-    q.tail = q.tail + 1
-    q[q.tail] = item
-    if b._deadline_timer == nil or item.deadline < b._deadline_at then deadline_arm(b) end
-end
-
--- Stop the timer and forget every deadline (the node shuts down: its waiters were failed).
-local function deadline_clear(b)
-    if b._deadline_timer then
-        b._deadline_timer:stop()
-        b._deadline_timer = nil
-    end
-    b._deadlines = {}
-end
 
 -- Waiters: b._waiters[index] is one waiter { term, cb } or, when several wait on the same
 -- index, a list of them (a waiter is the common case: no list per write).
@@ -701,10 +623,11 @@ function M.new(opts)
         _snapshot_threshold = opts.snapshot_threshold or 10000,
         _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
         _copts = copts, _changes = {}, _reads = {}, _read_ctx = 0, _transfers = {},
-        _deadlines = {},
         _retries = {},
         _election_ms = opts.election_timeout_ms or 150,
     }, net)
+    -- One loop timer for the deadlines of every write and read waiting on this node.
+    b._deadlines = deadlines.new(b)
     if opts.client_listen ~= nil then
         local peers = {}
         for pid, addr in pairs(opts.client_peers or {}) do peers[pid] = addr end
@@ -967,7 +890,7 @@ function net:_remove_peer(_, peer, timeout_ms, cb)
     end)
 end
 
--- A read's deadline passed (deadline_add).
+-- A read's deadline passed (b._deadlines).
 local function read_expired(b, r)
     if b._reads[r.ctx] == r then
         b._reads[r.ctx] = nil
@@ -1003,7 +926,7 @@ function net:_read(_, fn, timeout_ms, cb)
     if self._reads[ctx] ~= r then
         return -- answered already
     end
-    deadline_add(self, timeout_ms, r)
+    self._deadlines:add(timeout_ms, r)
 end
 
 function net:_read_stale(_, fn)
@@ -1110,7 +1033,7 @@ function net:_propose(_, cmd)
     return nil, code, detail
 end
 
--- A write's deadline passed (deadline_add): its waiter leaves the index's waiters.
+-- A write's deadline passed (b._deadlines): its waiter leaves the index's waiters.
 local function wait_expired(b, w)
     local x = b._waiters[w.index]
     if x == w then
@@ -1140,7 +1063,7 @@ function net:_wait(_, index, term, timeout_ms, cb)
     else
         x[#x + 1] = w
     end
-    deadline_add(self, timeout_ms, w)
+    self._deadlines:add(timeout_ms, w)
 end
 
 function net:_status()
@@ -1246,7 +1169,7 @@ function net:_shutdown(_, cb)
     end
     fail_all(self, "shutdown", format("node %s shut down", self._id))
     fail_pending(self, format("node %s shut down", self._id))
-    deadline_clear(self)
+    self._deadlines:clear()
     self._core:shutdown(function()
         self._state = "closed"
         live_nodes = live_nodes - 1

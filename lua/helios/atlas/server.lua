@@ -406,7 +406,7 @@ end
 
 local function read_batch(ctx, batch)
     local n = batch.n
-    ctx.node:read(function(fsm, rctx)
+    local ok, e = pcall(ctx.node.read, ctx.node, function(fsm, rctx)
         local now = rctx and rctx.time_ms
         for i = 1, n, 3 do
             local ok, v = pcall(batch[i], fsm, now, batch[i + 1])
@@ -422,12 +422,18 @@ local function read_batch(ctx, batch)
         end
         for i = 1, n, 3 do batch[i + 2](batch[i + 1]) end
     end)
+    if not ok then -- (from a timer: raising would stop the node's loop)
+        e = err("ERR internal error: " .. tostring(e))
+        for i = 1, n, 3 do batch[i + 2](e) end
+    end
 end
+
+local function the_fsm(f) return f end
 
 local function start_read(reply, state, eval, arg)
     local ctx = state.ctx
     if state.readonly then -- this replica's state, at once (now: its newest stamp)
-        local f, code, detail = ctx.node:read_stale(function(x) return x end)
+        local f, code, detail = ctx.node:read_stale(the_fsm)
         if f == nil and code ~= nil then return reply(read_error(code, detail)) end
         return safely(reply, eval, f, nil, arg)
     end

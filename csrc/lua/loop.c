@@ -29,6 +29,7 @@ struct hr__lloop {
     bool dead;      /* the box was finalized (lua_close): no new work */
     bool running;
     char *error; /* first failure of a callback since the last core.run returned */
+    int cpcall_ref, protected_ref, traceback_ref; /* see "cached" below */
 };
 
 struct loop_box {
@@ -81,12 +82,11 @@ static int loop_gc(lua_State *L)
     return 0;
 }
 
-/* The callback thread keeps, at the bottom of its stack, the functions every call from the
- * loop goes through (every call restores the stack's top, never below them): building
- * them per call (lua_cpcall makes a C function object each time, and so did pushing the
- * traceback handler) was two objects for the collector per applied entry, per request of
- * the RESP port, per timer. */
-enum { CB_CPCALL = 1, CB_PROTECTED = 2, CB_TRACEBACK = 3 };
+/* The functions every call from the loop goes through are cached in the registry: made
+ * per call (lua_cpcall makes a C function object each time, and so did pushing the
+ * traceback handler) they were two objects for the collector per applied entry, per
+ * request of the RESP port, per timer. (Not on the callback thread's stack: a call may
+ * come while a callback runs on it, where the stack's indexes are that frame's.) */
 
 struct cpcall_ctx {
     lua_CFunction fn;
@@ -144,9 +144,12 @@ struct hr__lloop *hr__loop_get(lua_State *L)
     }
     lp->cbL = cbL;
     lp->users = 1;
-    lua_pushcfunction(cbL, cpcall_tramp);        /* CB_CPCALL */
-    lua_pushcfunction(cbL, protected_call);      /* CB_PROTECTED */
-    lua_pushcfunction(cbL, hr__lsim_traceback);  /* CB_TRACEBACK */
+    lua_pushcfunction(L, cpcall_tramp);
+    lp->cpcall_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, protected_call);
+    lp->protected_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, hr__lsim_traceback);
+    lp->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     b->lp = lp;
     lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
     return lp;
@@ -160,7 +163,7 @@ int hr__loop_cpcall(struct hr__lloop *lp, lua_CFunction fn, void *ud)
     lua_State *L = lp->cbL;
     int top = lua_gettop(L);
     struct cpcall_ctx c = {fn, ud};
-    lua_pushvalue(L, CB_CPCALL);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->cpcall_ref);
     lua_pushlightuserdata(L, &c);
     int rc = lua_pcall(L, 1, 0, 0);
     lua_settop(L, top);
@@ -218,9 +221,9 @@ int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), vo
     lua_State *L = lp->cbL;
     int top = lua_gettop(L);
     struct call_ctx c = {push, arg};
-    lua_pushvalue(L, CB_PROTECTED);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->protected_ref);
     lua_pushlightuserdata(L, &c);
-    lua_pushvalue(L, CB_TRACEBACK);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->traceback_ref);
     int rc = lua_pcall(L, 2, 0, 0);
     if (rc != 0) {
         hr__lua_report_error(L, rc, what, ": ", report_fail, lp);

@@ -546,10 +546,10 @@ static void on_connection(uv_stream_t *server, int status)
     update_reading(c);
 }
 
-/* The check phase: write what the connections answered in this loop turn, then go on
- * with the requests they have buffered (a connection stops at max_pending unanswered). */
 static void on_idle(uv_idle_t *h);
 
+/* The check phase: write what the connections answered in this loop turn, then go on
+ * with the requests they have buffered (a connection stops at max_pending unanswered). */
 static void on_check(uv_check_t *h)
 {
     struct server *srv = h->data;

@@ -226,6 +226,7 @@ build = {
       ["helios.resp"] = "lua/helios/resp.lua",
       ["helios.sim"] = "lua/helios/sim.lua",
       ["helios.util.address"] = "lua/helios/util/address.lua",
+      ["helios.util.deadlines"] = "lua/helios/util/deadlines.lua",
       ["helios.util.process"] = "lua/helios/util/process.lua",
       ["helios.util.shell"] = "lua/helios/util/shell.lua",
    },

@@ -335,6 +335,40 @@ describe("atlas on the RESP port", function()
         assert(ok, err)
     end)
 
+    it("serves the reads of many connections, sent together, with one node:read", function()
+        c = new_cluster(dir, { client_forward = false })
+        local ok, err = nh.run_scenario(c, 30000, function()
+            local lid = leader(c)
+            local node = c.nodes[lid]
+            local conns = {}
+            for i = 1, 8 do
+                conns[i] = connect(c.client[lid])
+                assert.same({ ok = "OK" }, conns[i]:call("SET", "r" .. i, "v" .. i))
+            end
+            local reads, read = 0, node.read
+            node.read = function(...)
+                reads = reads + 1
+                return read(...)
+            end
+            -- All sent before the loop polls: the server reads them in one loop turn.
+            for i = 1, 8 do conns[i]:send_raw(encode({ "GET", "r" .. i })) end
+            for i = 1, 8 do assert.equal("v" .. i, conns[i]:reply()) end
+            node.read = nil
+            assert.equal(1, reads)
+            -- Each read still follows its connection's writes (read your writes).
+            for i = 1, 8 do
+                conns[i]:send_raw(encode({ "SET", "r" .. i, "w" .. i })
+                                  .. encode({ "GET", "r" .. i }))
+            end
+            for i = 1, 8 do
+                assert.same({ ok = "OK" }, conns[i]:reply())
+                assert.equal("w" .. i, conns[i]:reply())
+            end
+            for i = 1, 8 do conns[i]:close() end
+        end)
+        assert(ok, err)
+    end)
+
     it("answers MOVED on a follower with forwarding off; READONLY reads there", function()
         c = new_cluster(dir, { client_forward = false })
         local ok, err = nh.run_scenario(c, 30000, function()

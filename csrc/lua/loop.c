@@ -29,6 +29,7 @@ struct hr__lloop {
     bool dead;      /* the box was finalized (lua_close): no new work */
     bool running;
     char *error; /* first failure of a callback since the last core.run returned */
+    int cpcall_ref, protected_ref, traceback_ref; /* see "cached" below */
 };
 
 struct loop_box {
@@ -81,6 +82,28 @@ static int loop_gc(lua_State *L)
     return 0;
 }
 
+/* The functions every call from the loop goes through are cached in the registry: made
+ * per call (lua_cpcall makes a C function object each time, and so did pushing the
+ * traceback handler) they were two objects for the collector per applied entry, per
+ * request of the RESP port, per timer. (Not on the callback thread's stack: a call may
+ * come while a callback runs on it, where the stack's indexes are that frame's.) */
+
+struct cpcall_ctx {
+    lua_CFunction fn;
+    void *ud;
+};
+
+/* lua_cpcall's contract, from a cached function: fn runs with ud at index 1. */
+static int cpcall_tramp(lua_State *L)
+{
+    struct cpcall_ctx *c = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_pushlightuserdata(L, c->ud);
+    return c->fn(L);
+}
+
+static int protected_call(lua_State *L);
+
 struct hr__lloop *hr__loop_get(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
@@ -121,6 +144,12 @@ struct hr__lloop *hr__loop_get(lua_State *L)
     }
     lp->cbL = cbL;
     lp->users = 1;
+    lua_pushcfunction(L, cpcall_tramp);
+    lp->cpcall_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, protected_call);
+    lp->protected_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, hr__lsim_traceback);
+    lp->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     b->lp = lp;
     lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
     return lp;
@@ -131,9 +160,13 @@ int hr__loop_cpcall(struct hr__lloop *lp, lua_CFunction fn, void *ud)
     if (lp->dead || lp->cbL == NULL) {
         return LUA_ERRRUN;
     }
-    int top = lua_gettop(lp->cbL);
-    int rc = lua_cpcall(lp->cbL, fn, ud);
-    lua_settop(lp->cbL, top);
+    lua_State *L = lp->cbL;
+    int top = lua_gettop(L);
+    struct cpcall_ctx c = {fn, ud};
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->cpcall_ref);
+    lua_pushlightuserdata(L, &c);
+    int rc = lua_pcall(L, 1, 0, 0);
+    lua_settop(L, top);
     return rc;
 }
 
@@ -161,11 +194,12 @@ struct call_ctx {
     void *arg;
 };
 
+/* (ctx, traceback): push the function and its arguments, call it under the traceback. */
 static int protected_call(lua_State *L)
 {
     struct call_ctx *c = lua_touserdata(L, 1);
-    lua_pushcfunction(L, hr__lsim_traceback);
-    int handler = lua_gettop(L);
+    int handler = 2;
+    lua_settop(L, handler);
     int nargs = c->push(L, c->arg);
     if (lua_pcall(L, nargs, 0, handler) != 0) {
         lua_error(L);
@@ -187,7 +221,10 @@ int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), vo
     lua_State *L = lp->cbL;
     int top = lua_gettop(L);
     struct call_ctx c = {push, arg};
-    int rc = lua_cpcall(L, protected_call, &c);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->protected_ref);
+    lua_pushlightuserdata(L, &c);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->traceback_ref);
+    int rc = lua_pcall(L, 2, 0, 0);
     if (rc != 0) {
         hr__lua_report_error(L, rc, what, ": ", report_fail, lp);
     }

@@ -24,6 +24,16 @@
  * that pipelines gets its replies in request order even when a later request is answered
  * first (a deferred write waits for the log, a read does not).
  *
+ * Writes. The replies a connection owes are written together, with one write: those of
+ * the requests of one read when they answer at once, and deferred answers at the end of
+ * the loop turn they were given in (a uv_check handle: the check phase follows the poll
+ * phase whose callbacks, such as the applies of one batch of log entries, answered them).
+ * A write per answer cost a system call and a TCP segment per reply: with many requests
+ * pipelined per connection and answered by the same batch of entries, most of the time.
+ * An idle handle runs alongside the check handle: while it is active the loop does not
+ * block in its poll phase, so an answer given after this turn's check phase (in the
+ * prepare phase, say) is written at the next turn's, not after the next event.
+ *
  * Errors. A malformed request gets "-ERR Protocol error: ...", after the replies owed
  * before it, and then the connection is closed, as redis-server does. A handler that
  * raises answers "-ERR <message>"; the connection and the process go on (the handler runs
@@ -62,6 +72,9 @@
 #define RESP_BACKLOG 511
 #define DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
 #define DEFAULT_MAX_PENDING 1024
+/* Replies made while reading a connection's requests are written once this many bytes
+ * are ready, so that max_output bounds what a long pipeline of large replies holds. */
+#define FLUSH_BYTES ((size_t)64 << 10)
 
 struct server;
 struct conn;
@@ -91,8 +104,11 @@ struct conn {
     struct hr_resp_parser parser;
     struct slot *head, *tail;
     size_t pending;   /* slots in the queue */
+    size_t unflushed; /* reply bytes made in this process() call and not yet written */
+    struct conn *dirty_next; /* in the server's dirty list (when dirty) */
     bool reading, closing, quit; /* quit: close once the queue is empty */
     bool in_process;
+    bool dirty; /* answered outside process(): to flush in the check phase */
 };
 
 struct conn_ud {
@@ -101,6 +117,9 @@ struct conn_ud {
 
 struct server {
     uv_tcp_t tcp;
+    uv_check_t check; /* flushes the dirty connections once per loop turn */
+    uv_idle_t idle;   /* active with check: the poll does not block meanwhile */
+    struct conn *dirty;
     struct hr__lloop *lp;
     int handler_ref;
     struct conn *conns;
@@ -171,6 +190,15 @@ static void conn_close(struct conn *c)
             *p = c->next;
             break;
         }
+    }
+    if (c->dirty) {
+        for (struct conn **p = &s->dirty; *p != NULL; p = &(*p)->dirty_next) {
+            if (*p == c) {
+                *p = c->dirty_next;
+                break;
+            }
+        }
+        c->dirty = false;
     }
     /* Deferred answers may still be called: they find no slot. */
     for (struct slot *sl = c->head; sl != NULL; sl = sl->next) {
@@ -429,11 +457,14 @@ static void process(struct conn *c)
                 fill_error(c, s, "ERR out of memory");
             }
         }
-        if (!c->closing) {
+        c->unflushed += s->out.len;
+        if (!c->closing && c->unflushed >= FLUSH_BYTES) {
+            c->unflushed = 0;
             flush(c);
         }
     }
     c->in_process = false;
+    c->unflushed = 0;
     if (c->closing) {
         return; /* the buffer stays ours until conn_closed */
     }
@@ -515,6 +546,33 @@ static void on_connection(uv_stream_t *server, int status)
     update_reading(c);
 }
 
+static void on_idle(uv_idle_t *h);
+
+/* The check phase: write what the connections answered in this loop turn, then go on
+ * with the requests they have buffered (a connection stops at max_pending unanswered). */
+static void on_check(uv_check_t *h)
+{
+    struct server *srv = h->data;
+    while (srv->dirty != NULL) {
+        struct conn *c = srv->dirty;
+        srv->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->dirty = false;
+        flush(c);
+        if (!c->closing) {
+            update_reading(c);
+            process(c);
+        }
+    }
+    uv_check_stop(h);
+    uv_idle_stop(&srv->idle);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    (void)h; /* its being active is what counts: see "Writes" above */
+}
+
 /* conn:defer() -> answer: answer(reply) fills this request's slot (once; true, or false
  * when the connection is gone or it was answered). Only while the handler runs. */
 static int l_answer(lua_State *L)
@@ -538,11 +596,14 @@ static int l_answer(lua_State *L)
     s->ud = NULL;
     u->s = NULL;
     u->c = NULL;
-    if (!c->in_process) {
-        flush(c);
-        if (!c->closing) {
-            update_reading(c);
-            process(c);
+    if (!c->in_process && !c->dirty) { /* (in process(): it flushes when done) */
+        struct server *srv = c->srv;
+        c->dirty = true;
+        c->dirty_next = srv->dirty;
+        srv->dirty = c;
+        if (!uv_is_active((uv_handle_t *)&srv->check)) {
+            uv_check_start(&srv->check, on_check);
+            uv_idle_start(&srv->idle, on_idle);
         }
     }
     lua_pushboolean(L, 1);
@@ -622,6 +683,8 @@ static void server_close(struct server *s)
     }
     hr__loop_unref(s->lp, s->handler_ref);
     s->handler_ref = LUA_NOREF;
+    uv_close((uv_handle_t *)&s->check, server_closed);
+    uv_close((uv_handle_t *)&s->idle, server_closed);
     uv_close((uv_handle_t *)&s->tcp, server_closed);
 }
 
@@ -657,15 +720,21 @@ static int l_listen(lua_State *L)
     s->max_pending = max_pending;
     s->handler_ref = LUA_NOREF;
     hr__loop_retain(lp);
-    s->pending = 1;
+    s->pending = 3; /* the listener, the check and the idle handle */
     uv_tcp_init(hr__loop_uv(lp), &s->tcp);
     s->tcp.data = s;
+    uv_check_init(hr__loop_uv(lp), &s->check);
+    s->check.data = s;
+    uv_idle_init(hr__loop_uv(lp), &s->idle);
+    s->idle.data = s;
     int rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&sa, 0);
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&s->tcp, RESP_BACKLOG, on_connection);
     }
     if (rc != 0) {
         s->closing = true;
+        uv_close((uv_handle_t *)&s->check, server_closed);
+        uv_close((uv_handle_t *)&s->idle, server_closed);
         uv_close((uv_handle_t *)&s->tcp, server_closed);
         lua_pushnil(L);
         lua_pushstring(L, rc == UV_EADDRINUSE ? "busy" : "io");

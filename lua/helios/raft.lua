@@ -29,6 +29,7 @@ local io_open = io.open
 local node_mod = require("helios.node")
 local loop = require("helios.loop")
 local address = require("helios.util.address")
+local deadlines = require("helios.util.deadlines")
 
 local M = {}
 
@@ -267,19 +268,35 @@ function net:__tostring()
 end
 net._blocking = true
 
--- Waiters: b._waiters[index] is a list of { term, cb, timer }.
+-- Waiters: b._waiters[index] is one waiter { term, cb } or, when several wait on the same
+-- index, a list of them (a waiter is the common case: no list per write).
+
+local function waiter_list(x)
+    if x.cb then return { x } end
+    return x
+end
 
 -- Complete the waiters of index: those of `term` get (index, term, result), or (nil,
 -- code, detail) when code is given (fsm_error); the others learn that their entry was
 -- overwritten.
 local function complete(b, index, term, result, code, detail)
-    local list = b._waiters[index]
-    if not list then
+    local x = b._waiters[index]
+    if not x then
         return
     end
     b._waiters[index] = nil
-    for _, w in ipairs(list) do
-        w.timer:stop()
+    if x.cb then
+        x.done = true
+        if x.term == term and code then
+            return protect(x.cb, nil, code, detail)
+        elseif x.term == term then
+            return protect(x.cb, index, term, result)
+        end
+        return protect(x.cb, nil, "not_leader", format("index %d was overwritten by another "
+                                                      .. "leader", index))
+    end
+    for _, w in ipairs(x) do
+        w.done = true
         if w.term == term and code then
             protect(w.cb, nil, code, detail)
         elseif w.term == term then
@@ -298,10 +315,10 @@ local function fail_all(b, code, detail)
     end
     sort(indexes)
     for _, index in ipairs(indexes) do
-        local list = b._waiters[index]
+        local list = waiter_list(b._waiters[index])
         b._waiters[index] = nil
         for _, w in ipairs(list) do
-            w.timer:stop()
+            w.done = true
             protect(w.cb, nil, code, detail)
         end
     end
@@ -469,7 +486,7 @@ local function make_hooks(b)
             return -- timed out here already
         end
         b._reads[ctx] = nil
-        if r.timer then r.timer:stop() end
+        r.done = true
         if code then
             return protect(r.cb, nil, code, format("read on %s: %s", b._id, code))
         end
@@ -691,6 +708,8 @@ function M.new(opts)
         _retries = {},
         _election_ms = opts.election_timeout_ms or 150,
     }, net)
+    -- One loop timer for the deadlines of every write and read waiting on this node.
+    b._deadlines = deadlines.new(b)
     if opts.client_listen ~= nil then
         local peers = {}
         for pid, addr in pairs(opts.client_peers or {}) do peers[pid] = addr end
@@ -953,6 +972,15 @@ function net:_remove_peer(_, peer, timeout_ms, cb)
     end)
 end
 
+-- A read's deadline passed (b._deadlines).
+local function read_expired(b, r)
+    if b._reads[r.ctx] == r then
+        b._reads[r.ctx] = nil
+        protect(r.cb, nil, "timeout", format("read on %s not served within %d ms", b._id,
+                                             r.timeout_ms))
+    end
+end
+
 function net:_read(_, fn, timeout_ms, cb)
     if self._state ~= "running" or self._fsm_stopped then
         return cb(nil, "shutdown", self._fsm_stopped or format("node %s is not running",
@@ -966,7 +994,8 @@ function net:_read(_, fn, timeout_ms, cb)
     self._read_ctx = self._read_ctx + 1
     local ctx = self._read_ctx
     -- Listed first: should the core answer at once, the hook finds the read.
-    local r = { fn = fn, cb = cb }
+    local r = { fn = fn, cb = cb, expire = read_expired, ctx = ctx, timeout_ms = timeout_ms,
+                deadline = 0, done = false }
     self._reads[ctx] = r
     local ok, code, detail = self._core:read_index(ctx)
     if not ok then
@@ -979,13 +1008,7 @@ function net:_read(_, fn, timeout_ms, cb)
     if self._reads[ctx] ~= r then
         return -- answered already
     end
-    r.timer = core().timer(timeout_ms, 0, function()
-        if self._reads[ctx] == r then
-            self._reads[ctx] = nil
-            protect(cb, nil, "timeout", format("read on %s not served within %d ms", self._id,
-                                               timeout_ms))
-        end
-    end)
+    self._deadlines:add(timeout_ms, r)
 end
 
 function net:_read_stale(_, fn)
@@ -1041,7 +1064,7 @@ local function fail_pending(b, detail)
     for ctx in pairs(reads) do ctxs[#ctxs + 1] = ctx end
     sort(ctxs)
     for _, ctx in ipairs(ctxs) do
-        if reads[ctx].timer then reads[ctx].timer:stop() end
+        reads[ctx].done = true
         protect(reads[ctx].cb, nil, "shutdown", detail)
     end
     local retries = b._retries
@@ -1092,24 +1115,37 @@ function net:_propose(_, cmd)
     return nil, code, detail
 end
 
-function net:_wait(_, index, term, timeout_ms, cb)
-    local list = self._waiters[index] or {}
-    self._waiters[index] = list
-    local w = { term = term, cb = cb }
-    w.timer = core().timer(timeout_ms, 0, function()
-        for i, x in ipairs(list) do
-            if x == w then
-                tremove(list, i)
+-- A write's deadline passed (b._deadlines): its waiter leaves the index's waiters.
+local function wait_expired(b, w)
+    local x = b._waiters[w.index]
+    if x == w then
+        b._waiters[w.index] = nil
+    elseif x and not x.cb then
+        for i, y in ipairs(x) do
+            if y == w then
+                tremove(x, i)
                 break
             end
         end
-        if #list == 0 and self._waiters[index] == list then
-            self._waiters[index] = nil
-        end
-        protect(cb, nil, "timeout", format("index %d not applied on %s within %d ms (it may "
-                                           .. "still commit)", index, self._id, timeout_ms))
-    end)
-    list[#list + 1] = w
+        if #x == 0 then b._waiters[w.index] = nil end
+    end
+    protect(w.cb, nil, "timeout", format("index %d not applied on %s within %d ms (it may "
+                                         .. "still commit)", w.index, b._id, w.timeout_ms))
+end
+
+function net:_wait(_, index, term, timeout_ms, cb)
+    -- (Every field from the start: a field added later can make the table grow.)
+    local w = { term = term, cb = cb, index = index, timeout_ms = timeout_ms,
+                expire = wait_expired, deadline = 0, done = false }
+    local x = self._waiters[index]
+    if x == nil then
+        self._waiters[index] = w
+    elseif x.cb then
+        self._waiters[index] = { x, w }
+    else
+        x[#x + 1] = w
+    end
+    self._deadlines:add(timeout_ms, w)
 end
 
 function net:_status()
@@ -1216,6 +1252,7 @@ function net:_shutdown(_, cb)
     end
     fail_all(self, "shutdown", format("node %s shut down", self._id))
     fail_pending(self, format("node %s shut down", self._id))
+    self._deadlines:clear()
     self._core:shutdown(function()
         self._state = "closed"
         live_nodes = live_nodes - 1

@@ -133,9 +133,14 @@ function M.handler(opts)
             state = { authed = password == nil, db = 0 }
             states[conn] = state
         end
-        local name = argv[1]:upper()
+        -- (Names come upper-case from most clients: no new string for those.)
+        local name = argv[1]
         local c = cmds[name]
-        if c == nil then return unknown(argv) end
+        if c == nil then
+            name = name:upper()
+            c = cmds[name]
+            if c == nil then return unknown(argv) end
+        end
         if not state.authed and not BEFORE_AUTH[name] then
             return M.err("NOAUTH Authentication required.")
         end

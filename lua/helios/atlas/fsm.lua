@@ -711,8 +711,8 @@ end
 --- Encoders of the commands (bytes for node:apply): encode.set(k, v, ttl_ms, opts), ...
 M.encode = {
     set = function(k, v, ttl, opts)
-        opts = opts or {}
-        return encode({ op = "set", k, v, ttl = ttl, nx = opts.nx or nil, xx = opts.xx or nil })
+        return encode({ op = "set", k, v, ttl = ttl, nx = opts and opts.nx or nil,
+                        xx = opts and opts.xx or nil })
     end,
     del = function(...) return encode({ op = "del", ... }) end,
     incr = function(k, by) return encode({ op = "incr", k, by }) end,

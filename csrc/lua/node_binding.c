@@ -826,6 +826,7 @@ int hr__lua_open_node(lua_State *L)
     luaL_getmetatable(L, NODE_MT);
     lua_getfield(L, -1, "__index");
     luaL_register(L, NULL, hr__lua_node_membership_methods);
+    luaL_register(L, NULL, hr__lua_node_metrics_methods);
     lua_pop(L, 2);
     if (luaL_newmetatable(L, FRAMER_MT)) {
         lua_pushliteral(L, FRAMER_MT);
@@ -839,5 +840,6 @@ int hr__lua_open_node(lua_State *L)
     lua_setfield(L, -2, "node_new");
     lua_pushcfunction(L, hr__lua_recover);
     lua_setfield(L, -2, "recover");
+    hr__lua_open_node_metrics(L);
     return 0;
 }

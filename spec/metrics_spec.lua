@@ -63,6 +63,9 @@ describe("helios.metrics rendering", function()
         assert.are.equal("q\"uote\\\n", parsed.a_total.samples[1].labels.path)
         local ok, out = promtool_check(text)
         assert(ok, out)
+        -- promtool can fail (the check has teeth): a broken label, a counter's name.
+        assert.is_false(promtool_check("# HELP x_total x\n# TYPE x_total counter\nx_total{a=\"b} 1\n"))
+        assert.is_false(promtool_check("# HELP x x\n# TYPE x counter\nx 1\n"))
         assert.are.equal("5e-05", metrics.number(0.00005))
         assert.are.equal("+Inf", metrics.number(math.huge))
         assert.are.equal("12345678901", metrics.number(12345678901))
@@ -354,5 +357,66 @@ describe("core.metrics_listen", function()
                                          fsm = kv.new(), secret = "s", metrics_listen = "bad" })
         assert.is_false(ok)
         assert.matches("metrics_listen: address", e)
+    end)
+end)
+
+describe("helios cluster", function()
+    local su = require("spec.helpers.storage_util")
+    local dir
+    before_each(function() dir = su.tmpdir() end)
+    after_each(function() su.rmdir(dir) end)
+
+    it("turns the endpoint on for every node and prints the URLs, which curl scrapes", function()
+        local p = assert(io.popen(("%s timeout -s INT 60 bin/helios cluster --nodes 3 --data %s "
+            .. "--base-port 0 --run-for 3 2>&1; echo \"exit=$?\""):format(su.child_env(),
+            shell.quote(dir .. "/data"))))
+        local urls, scraped, lines = {}, {}, {}
+        for line in p:lines() do
+            lines[#lines + 1] = line
+            local id, url = line:match("metrics of (node%-%d): (http://127%.0%.0%.1:%d+/metrics)")
+            if id then urls[id] = url end
+            if line:find("running for 3 s", 1, true) then
+                -- Every node is up: scrape each with curl (the loop of this process is idle).
+                for nid, u in pairs(urls) do
+                    local c = assert(io.popen("curl -sS -i --max-time 5 " .. shell.quote(u)))
+                    scraped[nid] = c:read("*a")
+                    c:close()
+                end
+            end
+        end
+        p:close()
+        local out = table.concat(lines, "\n")
+        assert.matches("exit=0", out)
+        for i = 1, 3 do
+            local id = "node-" .. i
+            assert(urls[id], "no URL for " .. id .. ":\n" .. out)
+            local res = http.parse_response(scraped[id] or "")
+            assert.are.equal(200, res.status)
+            local fams = http.parse_prometheus(res.body)
+            assert.are.equal(1, http.value(fams, "helios_node_info", { id = id }))
+            local ok, pout = promtool_check(res.body)
+            assert(ok, pout)
+        end
+        local conf = assert(require("helios.clusterfile").load(dir .. "/data/cluster.lua"))
+        assert.are.equal(urls["node-2"], "http://" .. conf.metrics_listen["node-2"] .. "/metrics")
+    end)
+end)
+
+describe("the cluster file's metrics_listen", function()
+    local cf = require("helios.clusterfile")
+    local function check(extra)
+        local conf = { nodes = { a = "127.0.0.1:9001" }, secret = "s" }
+        for k, v in pairs(extra) do conf[k] = v end
+        return cf.check(conf, "c.lua")
+    end
+    it("is a table of id = address (port 0 allowed), handed to raft.new of that node", function()
+        local conf = assert(check({ metrics_listen = { a = "127.0.0.1:0" } }))
+        assert.are.equal("127.0.0.1:0", assert(cf.node_options(conf, "a")).metrics_listen)
+        local _, err = check({ metrics_listen = "127.0.0.1:9100" })
+        assert.matches("c.lua: metrics_listen: must be a table", err)
+        _, err = check({ metrics_listen = { a = "nowhere" } })
+        assert.matches("metrics_listen%[\"a\"%]: address", err)
+        local conf2 = assert(check({}))
+        assert.is_nil(cf.node_options(conf2, "a").metrics_listen)
     end)
 end)

@@ -935,6 +935,8 @@ stops the others and exits 1), waits for a leader and shows it, proposes a few c
 and shows what commits, then keeps printing leader changes and commits until Ctrl-C (or
 SIGTERM), which stops every node cleanly. Try `kill -9` on the leader's pid from another
 terminal and watch the failover. The console on the leader comes with a later version.
+Every node serves its metrics (Prometheus text, docs/metrics.md) on a free loopback port
+(metrics_listen in the cluster file): the URLs are printed as the nodes start.
 
 A reused cluster file keeps its nodes and addresses: a --nodes or --base-port that differs
 from it is refused (remove DIR for a new cluster, or edit the file).
@@ -1084,9 +1086,12 @@ local function run_cluster(opts, out, err)
     else
         conf = { cluster_id = "local", fsm = "helios.fsm.kv", data_dir = data,
                  secret = random_secret(), nodes = {} }
+        -- Every node's metrics endpoint on loopback too (docs/metrics.md).
+        conf.metrics_listen = {}
         for i = 1, opts.nodes do
             local port = opts["base-port"] > 0 and opts["base-port"] + i - 1 or core.free_port()
             conf.nodes[format("node-%d", i)] = format("127.0.0.1:%d", port)
+            conf.metrics_listen[format("node-%d", i)] = format("127.0.0.1:%d", core.free_port())
         end
         local ok, werr = clusterfile.write(file, conf)
         if not ok then
@@ -1126,6 +1131,8 @@ local function run_cluster(opts, out, err)
         end
         procs[id] = pid
         say("started %s on %s (pid %d, log %s/%s.log)", id, conf.nodes[id], pid, data, id)
+        local murl = conf.metrics_listen and conf.metrics_listen[id]
+        if murl then say("metrics of %s: http://%s/metrics", id, murl) end
     end
 
     -- Every node must come up (answer on its control socket): one that exits first (its

@@ -13,6 +13,9 @@
 --                      -- without its trailing newline)
 --     log_repeat_ms = 10000,                   -- helios node: repeats of a log message are
 --                                              -- summarized once per this many ms
+--     metrics_listen = { ["node-1"] = "127.0.0.1:9101" },  -- optional: the Prometheus
+--                                              -- endpoint of each node listed (port 0: any;
+--                                              -- docs/metrics.md)
 --     election_timeout_ms = 300,               -- any other field: an option of raft.new
 --   }
 --
@@ -35,7 +38,7 @@ local M = {}
 
 --- Fields of the cluster file that are not options of raft.new.
 M.FIELDS = { cluster_id = true, nodes = true, fsm = true, data_dir = true, secret = true,
-             secret_file = true, control = true, log_repeat_ms = true }
+             secret_file = true, control = true, log_repeat_ms = true, metrics_listen = true }
 
 --- A node id: letters, digits, '-', '_' and '.', up to 64 bytes.
 function M.valid_id(id)
@@ -143,6 +146,24 @@ function M.check(conf, file)
         return fail("control: must be a path (default <data_dir>/<id>/control.sock; got %s)",
             describe(conf.control))
     end
+    if conf.metrics_listen ~= nil then
+        if type(conf.metrics_listen) ~= "table" then
+            return fail("metrics_listen: must be a table of id = \"host:port\" (got %s)",
+                describe(conf.metrics_listen))
+        end
+        for id, addr in pairs(conf.metrics_listen) do
+            if not M.valid_id(id) then
+                return fail("metrics_listen: %s is not a valid node id",
+                    type(id) == "string" and format("%q", id) or tostring(id))
+            end
+            -- Port 0 (any) is allowed: node:metrics_address() tells the one bound.
+            local host = type(addr) == "string" and addr:match("^(.+):0$")
+            local problem = address.problem(host and host .. ":1" or addr)
+            if problem then
+                return fail("metrics_listen[%q]: address %s (got %s)", id, problem, describe(addr))
+            end
+        end
+    end
     for k, v in pairs(conf) do
         if type(k) ~= "string" then return fail("[%s]: fields are named", tostring(k)) end
         if not M.FIELDS[k] and type(v) ~= "number" and type(v) ~= "boolean"
@@ -197,6 +218,7 @@ function M.node_options(conf, id, file, listen)
     for k, v in pairs(conf) do
         if not M.FIELDS[k] then opts[k] = v end
     end
+    opts.metrics_listen = conf.metrics_listen and conf.metrics_listen[id] or nil
     return opts
 end
 
@@ -210,10 +232,22 @@ function M.write(path, conf)
     local lines = { "-- Helios Raft cluster file (helios node --config " .. path .. ")",
                     "return {" }
     local keys = {}
-    for k in pairs(conf) do if k ~= "nodes" then keys[#keys + 1] = k end end
+    for k in pairs(conf) do
+        if k ~= "nodes" and k ~= "metrics_listen" then keys[#keys + 1] = k end
+    end
     sort(keys)
     for _, k in ipairs(keys) do
         lines[#lines + 1] = format("  %s = %s,", k, lua_value(conf[k]))
+    end
+    if conf.metrics_listen then
+        lines[#lines + 1] = "  metrics_listen = {"
+        local mids = {}
+        for id in pairs(conf.metrics_listen) do mids[#mids + 1] = id end
+        sort(mids)
+        for _, id in ipairs(mids) do
+            lines[#lines + 1] = format("    [%q] = %q,", id, conf.metrics_listen[id])
+        end
+        lines[#lines + 1] = "  },"
     end
     lines[#lines + 1] = "  nodes = {"
     for _, id in ipairs(M.ids(conf)) do

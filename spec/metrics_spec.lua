@@ -110,11 +110,16 @@ local function new_cluster(dir)
         c.ids[i] = id
         peers[id] = "127.0.0.1:" .. core.free_port()
     end
-    for _, id in ipairs(c.ids) do
+    c.make = function(id)
+        -- trailing_logs = 0: a snapshot compacts the whole log, so that a follower that
+        -- missed entries before it needs an InstallSnapshot.
         c.nodes[id] = raft.new({ id = id, peers = peers, data_dir = dir .. "/" .. id,
                                  fsm = kv.new(), secret = SECRET, election_timeout_ms = 150,
-                                 heartbeat_timeout_ms = 30, metrics_listen = "127.0.0.1:0" })
+                                 heartbeat_timeout_ms = 30, metrics_listen = "127.0.0.1:0",
+                                 trailing_logs = 0 })
+        return c.nodes[id]
     end
+    for _, id in ipairs(c.ids) do c.make(id) end
     return c
 end
 
@@ -231,10 +236,31 @@ describe("the metrics endpoint of networked nodes", function()
             assert.are.equal(0, v(l0, "helios_peer_replication_lag_entries", { peer = gone }))
             assert(v(l1, "helios_transport_disconnects_total") + v(l1, "helios_transport_connect_failures_total")
                    > v(l0, "helios_transport_disconnects_total") + v(l0, "helios_transport_connect_failures_total"))
+            -- InstallSnapshot: a snapshot past what the cut-off follower has, then it comes
+            -- back and must get it from the leader.
+            local t0 = scrape(leader)
+            assert(c.nodes[leader]:snapshot())
+            assert(wait_for(function()
+                return v(scrape(leader), "helios_snapshots_total") == v(t0, "helios_snapshots_total") + 1
+            end, 5000))
+            assert(c.make(gone):start())
+            local back
+            assert(wait_for(function()
+                back = scrape(gone)
+                return v(back, "helios_snapshots_installed_total") >= 1
+            end, 10000))
+            assert.are.equal(v(back, "helios_snapshots_installed_total"),
+                             v(back, "helios_snapshot_transfers_total", { direction = "received" }))
+            assert(v(back, "helios_snapshot_chunks_total", { direction = "received" }) >= 1)
+            assert(v(back, "helios_snapshot_transfer_bytes_total", { direction = "received" }) > 0)
+            local t1 = scrape(leader)
+            assert(v(t1, "helios_snapshot_transfers_total", { direction = "sent" }) >= 1)
+            assert(v(t1, "helios_rpc_sent_total", { type = "snapshot" }) >= 1)
+            assert(v(back, "helios_rpc_received_total", { type = "snapshot" }) >= 1)
             -- node:metrics() is the same table the endpoint rendered.
             local fams = c.nodes[leader]:metrics()
             assert.are.equal("gauge", fams.helios_term.type)
-            assert.are.equal(v(l1, "helios_term"), fams.helios_term.samples[1].value)
+            assert.are.equal(v(t1, "helios_term"), fams.helios_term.samples[1].value)
         end)
         assert(ok, err)
         assert(#texts > 10)

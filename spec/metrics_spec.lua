@@ -19,13 +19,15 @@ local shell = require("helios.util.shell")
 local format = string.format
 local tmpdir, rmrf, wait_for = nh.tmpdir, nh.rmrf, nh.wait_for
 local SECRET = "metrics spec secret"
+local NO_CONN = { type = "append", reason = "no_connection" }
 
 local function promtool_check(text)
     local path = os.tmpname()
     local f = assert(io.open(path, "wb"))
     f:write(text)
     f:close()
-    local p = assert(io.popen("promtool check metrics < " .. shell.quote(path) .. " 2>&1; echo \"rc=$?\""))
+    local p = assert(io.popen("promtool check metrics < " .. shell.quote(path)
+                              .. " 2>&1; echo \"rc=$?\""))
     local out = p:read("*a")
     p:close()
     os.remove(path)
@@ -37,7 +39,8 @@ describe("helios.metrics rendering", function()
         local fams = {
             a_total = { name = "a_total", type = "counter", help = "back\\slash\nnewline",
                         samples = { { labels = { path = "q\"uote\\\n", b = "x" }, value = 3 } } },
-            g = { name = "g", type = "gauge", help = "a gauge", samples = { { labels = {}, value = 0.25 } } },
+            g = { name = "g", type = "gauge", help = "a gauge",
+                  samples = { { labels = {}, value = 0.25 } } },
             h_seconds = { name = "h_seconds", type = "histogram", help = "h",
                           samples = { { labels = {}, buckets = { { le = 0.5, count = 1 },
                               { le = 1, count = 3 }, { le = math.huge, count = 4 } },
@@ -64,7 +67,8 @@ describe("helios.metrics rendering", function()
         local ok, out = promtool_check(text)
         assert(ok, out)
         -- promtool can fail (the check has teeth): a broken label, a counter's name.
-        assert.is_false(promtool_check("# HELP x_total x\n# TYPE x_total counter\nx_total{a=\"b} 1\n"))
+        assert.is_false(promtool_check(
+            "# HELP x_total x\n# TYPE x_total counter\nx_total{a=\"b} 1\n"))
         assert.is_false(promtool_check("# HELP x x\n# TYPE x counter\nx 1\n"))
         assert.are.equal("5e-05", metrics.number(0.00005))
         assert.are.equal("+Inf", metrics.number(math.huge))
@@ -134,14 +138,16 @@ describe("the metrics endpoint of networked nodes", function()
         rmrf(dir)
     end)
 
-    it("serves valid Prometheus text whose counters follow elections, snapshots and a lost peer", function()
+    it("serves valid Prometheus text whose counters follow elections, snapshots, a lost peer",
+       function()
         for _, id in ipairs(c.ids) do assert(c.nodes[id]:start()) end
         local texts = {}
         local function scrape(id)
             local raw = assert(http.get(c.nodes[id]:metrics_address(), "/metrics", 5000))
             local res = http.parse_response(raw)
             assert.are.equal(200, res.status)
-            assert.are.equal("text/plain; version=0.0.4; charset=utf-8", res.headers["content-type"])
+            assert.are.equal("text/plain; version=0.0.4; charset=utf-8",
+                             res.headers["content-type"])
             assert.are.equal("close", res.headers["connection"])
             texts[#texts + 1] = res.body
             return http.parse_prometheus(res.body)
@@ -201,7 +207,8 @@ describe("the metrics endpoint of networked nodes", function()
             assert(v(after, "helios_term") > v(before[new], "helios_term"))
             assert(wait_for(function()
                 local o = scrape(leader)
-                return v(o, "helios_leader_changes_total") > v(before[leader], "helios_leader_changes_total")
+                local b = before[leader]
+                return v(o, "helios_leader_changes_total") > v(b, "helios_leader_changes_total")
                     and v(o, "helios_state_changes_total", { to = "follower" })
                         > v(before[leader], "helios_state_changes_total", { to = "follower" })
             end, 5000))
@@ -234,19 +241,23 @@ describe("the metrics endpoint of networked nodes", function()
             assert(wait_for(function()
                 l1 = scrape(leader)
                 return v(l1, "helios_peer_connected", { peer = gone }) == 0
-                    and v(l1, "helios_rpc_failures_total", { type = "append", reason = "no_connection" })
-                        > v(l0, "helios_rpc_failures_total", { type = "append", reason = "no_connection" })
+                    and v(l1, "helios_rpc_failures_total", NO_CONN)
+                        > v(l0, "helios_rpc_failures_total", NO_CONN)
             end, 5000))
             assert(v(l1, "helios_peer_replication_lag_entries", { peer = gone }) >= 10)
             assert.are.equal(0, v(l0, "helios_peer_replication_lag_entries", { peer = gone }))
-            assert(v(l1, "helios_transport_disconnects_total") + v(l1, "helios_transport_connect_failures_total")
-                   > v(l0, "helios_transport_disconnects_total") + v(l0, "helios_transport_connect_failures_total"))
+            local function lost(m)
+                return v(m, "helios_transport_disconnects_total")
+                    + v(m, "helios_transport_connect_failures_total")
+            end
+            assert(lost(l1) > lost(l0))
             -- InstallSnapshot: a snapshot past what the cut-off follower has, then it comes
             -- back and must get it from the leader.
             local t0 = scrape(leader)
             assert(c.nodes[leader]:snapshot())
             assert(wait_for(function()
-                return v(scrape(leader), "helios_snapshots_total") == v(t0, "helios_snapshots_total") + 1
+                return v(scrape(leader), "helios_snapshots_total")
+                    == v(t0, "helios_snapshots_total") + 1
             end, 5000))
             assert(c.make(gone):start())
             local back
@@ -339,7 +350,8 @@ describe("the metrics endpoint of networked nodes", function()
 end)
 
 describe("core.metrics_listen", function()
-    it("times out silent clients (408), caps connections (503), answers 500 for a failing handler", function()
+    it("times out silent clients (408), caps connections (503), answers 500 for a failing handler",
+       function()
         local calls = 0
         local srv = assert(core.metrics_listen("127.0.0.1:0", function()
             calls = calls + 1
@@ -377,7 +389,8 @@ describe("core.metrics_listen", function()
         assert(results.waited < 2000, results.waited)
     end)
 
-    it("answers every mutated request with a status or a close, and keeps serving (seeded)", function()
+    it("answers every mutated request with a status or a close, and keeps serving (seeded)",
+       function()
         local seed = tonumber(os.getenv("HELIOS_SEED") or "") or 20261201
         local rng = require("spec.helpers.prng").new(seed)
         local srv = assert(core.metrics_listen("127.0.0.1:0", function()
@@ -421,7 +434,9 @@ describe("core.metrics_listen", function()
         assert(ok, err)
         assert(problem == nil, format("seed %d: %s", seed, tostring(problem)))
         for st in pairs(statuses) do
-            assert(({ [200] = 1, [400] = 1, [404] = 1, [405] = 1, [408] = 1, [505] = 1, closed = 1 })[st],
+            local known = { [200] = 1, [400] = 1, [404] = 1, [405] = 1, [408] = 1, [505] = 1,
+                            closed = 1 }
+            assert(known[st],
                    format("seed %d: status %s", seed, tostring(st)))
         end
         assert(statuses[400] and statuses[400] > 10, format("seed %d", seed))
@@ -435,8 +450,9 @@ describe("core.metrics_listen", function()
         assert.has_error(function()
             core.metrics_listen("127.0.0.1:0", function() return "" end, { max_request = 0 })
         end)
-        local ok, e = pcall(raft.new, { id = "a", peers = { a = "127.0.0.1:1" }, data_dir = "/tmp/x",
-                                         fsm = kv.new(), secret = "s", metrics_listen = "bad" })
+        local ok, e = pcall(raft.new, { id = "a", peers = { a = "127.0.0.1:1" },
+                                         data_dir = "/tmp/x", fsm = kv.new(), secret = "s",
+                                         metrics_listen = "bad" })
         assert.is_false(ok)
         assert.matches("metrics_listen: address", e)
     end)

@@ -187,7 +187,8 @@ static void answer(struct conn *c, int code, const char *body, size_t len, bool 
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                      "Connection: close\r\n\r\n",
-                     code, reason_of(code), code == 200 ? CONTENT_TYPE : "text/plain; charset=utf-8",
+                     code, reason_of(code),
+                     code == 200 ? CONTENT_TYPE : "text/plain; charset=utf-8",
                      len, code == 405 ? "Allow: GET, HEAD\r\n" : "");
     size_t total = (size_t)n + (head_only ? 0 : len);
     c->out = malloc(total);

@@ -106,7 +106,9 @@ function M.read_all(s, timeout_ms, max)
             local e = ffi.errno()
             if e == EAGAIN then
                 local ok, code, detail = loop.wait_fd(s.fd, "r", timeout_ms or 5000)
-                if not ok then return nil, "recv: " .. tostring(code) .. " " .. tostring(select(3, ok, code, detail)), concat(parts) end
+                if not ok then
+                    return nil, "recv: " .. tostring(code) .. " " .. tostring(detail), concat(parts)
+                end
             elseif e ~= EINTR then
                 return nil, "recv: errno " .. e, concat(parts)
             end
@@ -335,8 +337,12 @@ function M.parse_prometheus(text)
             if seen_series[series] then fail("series twice: " .. series) end
             seen_series[series] = true
             if fam.type == "counter" then
-                if suffix or not name:match("_total$") then fail("counter " .. name .. " without _total") end
-                if value < 0 or value ~= value then fail("counter " .. name .. " negative or NaN") end
+                if suffix or not name:match("_total$") then
+                    fail("counter " .. name .. " without _total")
+                end
+                if value < 0 or value ~= value then
+                    fail("counter " .. name .. " negative or NaN")
+                end
             elseif fam.type == "gauge" then
                 if suffix then fail("gauge sample with a histogram suffix") end
             elseif fam.type == "histogram" then

@@ -178,7 +178,6 @@ end
 
 local TYPES = { counter = true, gauge = true, histogram = true, summary = true, untyped = true }
 local NAME = "^[a-zA-Z_:][a-zA-Z0-9_:]*$"
-local LABEL = "^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 -- A sample value: Go's ParseFloat forms that the format allows.
 local function parse_value(s)

@@ -28,6 +28,7 @@
 #include "node_binding.h"
 #include "control.h"
 #include "resp_server.h"
+#include "metrics_http.h"
 #include "fork_snapshot.h"
 
 #define MODULE_KEY "helios.core.module"
@@ -72,6 +73,7 @@ int luaopen_helios_core(lua_State *L)
     hr__lua_open_node(L);
     hr__lua_open_control(L);
     hr__lua_open_resp(L);
+    hr__lua_open_metrics_http(L);
     hr__lua_open_fork_snapshot(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, MODULE_KEY);

@@ -539,6 +539,7 @@ static int l_stats(lua_State *L)
         {"connects", s.tcp.connects},       {"disconnects", s.tcp.disconnects},
         {"accepted", s.tcp.accepted},       {"auth_failures", s.tcp.auth_failures},
         {"bad_frames", s.tcp.bad_frames},   {"queue_drops", s.tcp.queue_drops},
+        {"connect_failures", s.tcp.connect_failures},
     };
     hr__lua_push_numbers(L, tcp, HR__LUA_COUNT(tcp));
     lua_setfield(L, -2, "transport");
@@ -562,6 +563,7 @@ static int l_stats(lua_State *L)
         {"bytes_sent", s.snap.bytes_sent},
         {"resumes", s.snap.resumes},
         {"chunks_received", s.snap.chunks_received},
+        {"bytes_received", s.snap.bytes_received},
     };
     hr__lua_push_numbers(L, snap, HR__LUA_COUNT(snap));
     lua_setfield(L, -2, "snapshots");
@@ -826,6 +828,7 @@ int hr__lua_open_node(lua_State *L)
     luaL_getmetatable(L, NODE_MT);
     lua_getfield(L, -1, "__index");
     luaL_register(L, NULL, hr__lua_node_membership_methods);
+    luaL_register(L, NULL, hr__lua_node_metrics_methods);
     lua_pop(L, 2);
     if (luaL_newmetatable(L, FRAMER_MT)) {
         lua_pushliteral(L, FRAMER_MT);
@@ -839,5 +842,6 @@ int hr__lua_open_node(lua_State *L)
     lua_setfield(L, -2, "node_new");
     lua_pushcfunction(L, hr__lua_recover);
     lua_setfield(L, -2, "recover");
+    hr__lua_open_node_metrics(L);
     return 0;
 }

@@ -18,6 +18,7 @@
  *   n:propose(cmd)               --> index, term | nil, code ("not_leader"...), msg
  *   n:state()                    --> role, term, leader_name | nil while failed/closed
  *   n:status()  n:stats()        --> raw tables (raft.lua shapes them)
+ *   n:metrics()                  --> the raw metrics table (node_metrics.c)
  *   n:shutdown(function() end)   -- the callback runs from the loop once all is closed
  *
  * Membership, reads, transfers (node_membership.c; leader only where the core says so):
@@ -65,5 +66,11 @@ extern const luaL_Reg hr__lua_node_membership_methods[];
 bool hr__lua_push_configuration(lua_State *L, struct hr_runtime *rt);
 /* core.recover */
 int hr__lua_recover(lua_State *L);
+
+/* node_metrics.c: n:metrics() (the raw counters, gauges and histograms for
+ * lua/helios/metrics.lua), and core.process_memory() added to the module table at the top
+ * of the stack. */
+extern const luaL_Reg hr__lua_node_metrics_methods[];
+void hr__lua_open_node_metrics(lua_State *L);
 
 #endif

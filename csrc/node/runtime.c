@@ -69,14 +69,39 @@ static void rt_apply(void *ctx, const struct hr_entry *e)
         return; /* applied before this node was rebuilt after a storage failure (build_node) */
     }
     rt->applied = e->index;
+    struct hr__rt_proposed *p = &rt->proposed[e->index % HR__RT_PROPOSED];
+    uint64_t t0 = uv_hrtime();
+    if (p->index == e->index && p->term == e->term) {
+        /* Our own command, committed: the node applies in the drain that advanced the
+         * commit index, so this is the commit's time (docs/metrics.md). */
+        hr_hist_observe(&rt->metrics.commit_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
+                        (t0 - p->ns) / 1000);
+        p->index = 0;
+    }
     if (rt->cb.apply != NULL) {
         rt->cb.apply(rt->cb.ctx, e);
+        hr_hist_observe(&rt->metrics.apply_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
+                        (uv_hrtime() - t0) / 1000);
+    }
+}
+
+void hr__rt_note_state(struct hr_runtime *rt, int role, hr_term_t term, hr_id_t leader)
+{
+    if (role != rt->last_role && role >= 0 && role <= HR_LEADER) {
+        rt->metrics.became[role]++;
+    }
+    rt->last_role = role;
+    if (leader != 0 && (leader != rt->last_leader || term != rt->last_leader_term)) {
+        rt->metrics.leader_changes++;
+        rt->last_leader = leader;
+        rt->last_leader_term = term;
     }
 }
 
 static void rt_state(void *ctx, int role, hr_term_t term, hr_id_t leader)
 {
     struct hr_runtime *rt = ctx;
+    hr__rt_note_state(rt, role, term, leader);
     if (rt->cb.state != NULL) {
         rt->cb.state(rt->cb.ctx, role, term, hr_runtime_name_of(rt, leader));
     }
@@ -352,6 +377,9 @@ static void on_storage_error(void *arg, uint64_t seq, int status, const char *ms
              msg != NULL && msg[0] != '\0' ? msg : hr_strerror(status));
     uv_timer_stop(&rt->tick);
     uv_timer_start(&rt->retry, retry_cb, 1000, 1000);
+    if (was_leader) {
+        hr__rt_note_state(rt, HR_FOLLOWER, term, 0);
+    }
     if (was_leader && rt->cb.state != NULL) {
         rt->cb.state(rt->cb.ctx, HR_FOLLOWER, term, NULL);
     }
@@ -577,6 +605,7 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
     uv_unref((uv_handle_t *)&rt->prepare);
     rt->net.send = hr__rt_send;
     rt->net.ctx = rt;
+    rt->last_role = HR_FOLLOWER; /* every node starts as one */
     return rt;
 }
 
@@ -692,8 +721,15 @@ int hr_runtime_propose(struct hr_runtime *rt, const void *data, size_t len, hr_i
     if (len > UINT32_MAX) {
         return HR_ETOOLARGE;
     }
-    return hr_node_propose(rt->node, HR_ENTRY_COMMAND, data, len, hr_runtime_now(rt), index,
-                           term);
+    int rc = hr_node_propose(rt->node, HR_ENTRY_COMMAND, data, len, hr_runtime_now(rt), index,
+                             term);
+    if (rc == 0) {
+        struct hr__rt_proposed *p = &rt->proposed[*index % HR__RT_PROPOSED];
+        p->index = *index;
+        p->term = *term;
+        p->ns = uv_hrtime();
+    }
+    return rc;
 }
 
 void hr__rt_close_step(struct hr_runtime *rt)
@@ -792,6 +828,11 @@ const struct hr_runtime_peer *hr_runtime_peer(const struct hr_runtime *rt, size_
     return i < rt->n_peers ? &rt->peers[i] : NULL;
 }
 
+bool hr_runtime_peer_connected(const struct hr_runtime *rt, hr_id_t id)
+{
+    return rt->tcp != NULL && hr_tcp_connected(rt->tcp, id);
+}
+
 int hr_runtime_failed(const struct hr_runtime *rt)
 {
     return rt->failed;
@@ -828,4 +869,5 @@ void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s)
     s->snap = rt->snap_stats;
     s->storage_failures = rt->storage_failures;
     s->storage_recoveries = rt->storage_recoveries;
+    s->m = rt->metrics;
 }

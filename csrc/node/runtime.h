@@ -40,6 +40,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../core/hist.h"
 #include "../storage/group.h"
 #include "../storage/log.h"
 #include "../transport/transport.h"
@@ -180,6 +181,8 @@ const char *hr_runtime_name(const struct hr_runtime *rt);
 /* The peers option (as given). */
 size_t hr_runtime_peer_count(const struct hr_runtime *rt);
 const struct hr_runtime_peer *hr_runtime_peer(const struct hr_runtime *rt, size_t i);
+/* Whether the transport has an authenticated outbound connection to server id up. */
+bool hr_runtime_peer_connected(const struct hr_runtime *rt, hr_id_t id);
 /* 0, or the HR_E* of the storage failure that stopped writes. */
 int hr_runtime_failed(const struct hr_runtime *rt);
 const char *hr_runtime_errmsg(const struct hr_runtime *rt);
@@ -198,6 +201,19 @@ struct hr_runtime_snap_stats {
     uint64_t chunks_sent, bytes_sent;
     uint64_t resumes;         /* a lost chunk made a sender go back to the receiver's offset */
     uint64_t chunks_received;
+    uint64_t bytes_received;  /* bytes of the chunks received */
+};
+
+/* Counters and histograms of the runtime for the metrics endpoint (docs/metrics.md).
+ * Plain fields bumped on the loop thread where the event happens: no allocation, no lock
+ * (histograms: core/hist.h). */
+struct hr_runtime_metrics {
+    uint64_t became[HR_LEADER + 1]; /* role changes by the role entered (enum hr_role) */
+    uint64_t leader_changes;        /* a leader learned for a new term, or another one */
+    struct hr_hist commit_us;       /* leader: a command's propose to its commit (µs) */
+    struct hr_hist apply_us;        /* the apply callback's duration per entry (µs) */
+    struct hr_hist snapshot_us;     /* taking a snapshot: snapshot_point to taken (µs) */
+    struct hr_hist snapshot_bytes;  /* the file size of each snapshot taken */
 };
 
 struct hr_runtime_stats {
@@ -206,6 +222,7 @@ struct hr_runtime_stats {
     struct hr_tcp_stats tcp;
     struct hr_group_stats group; /* storage rounds (one fsync each), batches, entries */
     uint64_t storage_failures, storage_recoveries;
+    struct hr_runtime_metrics m;
 };
 void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s);
 /* ---- snapshots ----

@@ -44,6 +44,16 @@ struct hr__rt_server {
     bool pinned; /* the address is the peers option's: configurations do not change it */
 };
 
+/* Proposals remembered for the commit latency (a ring indexed by log index: a slot is
+ * overwritten by a later proposal, and an entry whose slot holds another index is not
+ * measured; so at most this many proposals in flight are). */
+#define HR__RT_PROPOSED 1024
+struct hr__rt_proposed {
+    hr_index_t index;
+    hr_term_t term;
+    uint64_t ns; /* uv_hrtime() when proposed */
+};
+
 struct hr_runtime {
     uv_loop_t *loop;
     struct hr_runtime_callbacks cb;
@@ -115,6 +125,12 @@ struct hr_runtime {
     struct hr_node_stats past; /* counters of earlier node incarnations */
     uint64_t storage_failures, storage_recoveries;
     struct hr_runtime_snap_stats snap_stats;
+    struct hr_runtime_metrics metrics;
+    int last_role;            /* the role of the last state callback (role changes) */
+    hr_id_t last_leader;      /* the last leader known, and its term (leader changes) */
+    hr_term_t last_leader_term;
+    uint64_t snap_point_ns;   /* uv_hrtime() of the last hr_runtime_snapshot_point */
+    struct hr__rt_proposed proposed[HR__RT_PROPOSED];
     char errmsg[768];
     char info[1024];
 
@@ -127,6 +143,8 @@ struct hr_runtime {
 void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void hr__rt_close_step(struct hr_runtime *rt);
+/* Count a role or leader change for the metrics (from every state report). */
+void hr__rt_note_state(struct hr_runtime *rt, int role, hr_term_t term, hr_id_t leader);
 
 /* runtime_membership.c */
 /* Make every server of the core's configuration known (names, addresses, transport

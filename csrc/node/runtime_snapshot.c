@@ -65,6 +65,7 @@ int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t *index, hr_term_
     }
     *index = at;
     *term = t;
+    rt->snap_point_ns = uv_hrtime();
     return 0;
 }
 
@@ -213,6 +214,12 @@ int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t
     rt->snap.term = term;
     rt->snap.size = info.file_size;
     rt->snap_stats.taken++;
+    if (rt->snap_point_ns != 0) {
+        hr_hist_observe(&rt->metrics.snapshot_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
+                        (uv_hrtime() - rt->snap_point_ns) / 1000);
+        rt->snap_point_ns = 0;
+    }
+    hr_hist_observe(&rt->metrics.snapshot_bytes, HR_HIST_BYTES, HR_HIST_BYTES_N, info.file_size);
     if (rt->node != NULL) {
         /* The core keeps what storage has not written yet: compact no further than it.
          * And keep the entry at the snapshot's index itself, whatever trailing_logs says:
@@ -549,6 +556,7 @@ static void on_chunk(struct hr_runtime *rt, const struct hr_msg *m)
         return; /* stale or refused: the core answered what it had to */
     }
     rt->snap_stats.chunks_received++;
+    rt->snap_stats.bytes_received += m->snap_data != NULL ? m->snap_data->len : 0;
     if (m->snap_index == rt->snap.index && m->snap_term == rt->snap.term) {
         /* We already hold it (an answer was lost): no need for the bytes again. */
         feed_done(rt, m->from, m->term, m->snap_index, m->snap_term, rt->snap_conf,

@@ -35,6 +35,7 @@ struct hr_group {
     struct batch *pending, *pending_tail;
     struct batch *round;    /* owned by the worker while busy */
     int round_status;
+    uint64_t round_sync_ns; /* written by the worker, read after it (after_work_cb) */
     bool busy, retry, closing;
     bool round_retry;       /* retry requested before this round: read by the worker */
     uint64_t compact, round_compact; /* drop segments below this (0: no compaction) */
@@ -100,8 +101,11 @@ static void work_cb(uv_work_t *w)
             rc = hr_log_append(l, b->e, b->n);
         }
     }
+    g->round_sync_ns = 0;
     if (rc == 0) {
+        uint64_t t0 = uv_hrtime();
         rc = hr_log_sync(l);
+        g->round_sync_ns = uv_hrtime() - t0;
     }
     if (rc != 0) {
         snprintf(g->errmsg, sizeof g->errmsg, "%s", hr_log_errmsg(l));
@@ -122,6 +126,15 @@ static void after_work_cb(uv_work_t *w, int status)
     int rc = status == 0 ? g->round_status : HR_ESHUTDOWN;
     g->round = NULL;
     g->stats.rounds++;
+    if (rc == 0 && round != NULL) {
+        uint64_t n = 0;
+        for (const struct batch *b = round; b != NULL; b = b->next) {
+            n += b->n;
+        }
+        hr_hist_observe(&g->stats.sync_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
+                        g->round_sync_ns / 1000);
+        hr_hist_observe(&g->stats.entries_per_sync, HR_HIST_COUNT, HR_HIST_COUNT_N, n);
+    }
     /* Still busy while reporting: a callback that writes only queues. */
     for (struct batch *b = round; b != NULL; b = b->next) {
         if (!g->closing) {

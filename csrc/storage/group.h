@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 
+#include "../core/hist.h"
 #include "log.h"
 
 /* uv.h is not included here: under -std=c11 it needs _GNU_SOURCE, which the
@@ -65,6 +66,10 @@ struct hr_group_stats {
     uint64_t rounds;   /* rounds run (each ends with one fdatasync if it wrote) */
     uint64_t batches;
     uint64_t entries;
+    /* Of the rounds that synced: the fdatasync's duration (µs, HR_HIST_LATENCY_US, timed
+     * on the worker around hr_log_sync only) and the entries the round wrote
+     * (HR_HIST_COUNT). */
+    struct hr_hist sync_us, entries_per_sync;
 };
 void hr_group_stats(const struct hr_group *g, struct hr_group_stats *s);
 

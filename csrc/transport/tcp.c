@@ -280,3 +280,22 @@ bool hr_tcp_connected(const struct hr_tcp *t, hr_id_t id)
     }
     return false;
 }
+
+void hr__tcp_failed(struct hr_tcp *t, int reason, int type)
+{
+    if (reason >= 0 && reason < HR_TCP_FAIL_COUNT && type >= 0 && type < HR_MSG_TYPE_COUNT) {
+        t->stats.failed[reason][type]++;
+    }
+}
+
+const char *hr_tcp_fail_name(int reason)
+{
+    static const char *const names[HR_TCP_FAIL_COUNT] = {
+        [HR_TCP_FAIL_QUEUE_FULL] = "queue_full",
+        [HR_TCP_FAIL_WRITE] = "write_error",
+        [HR_TCP_FAIL_NO_CONNECTION] = "no_connection",
+        [HR_TCP_FAIL_UNKNOWN_PEER] = "unknown_peer",
+        [HR_TCP_FAIL_ENCODE] = "encode_error",
+    };
+    return reason >= 0 && reason < HR_TCP_FAIL_COUNT ? names[reason] : "unknown";
+}

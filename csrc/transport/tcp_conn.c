@@ -99,6 +99,8 @@ void hr__conn_close(struct hr__conn *c, const char *why)
         struct hr__peer *p = c->peer;
         if (c->state == HR__OPEN) {
             t->stats.disconnects++;
+        } else {
+            t->stats.connect_failures++;
         }
         p->conn = NULL;
         c->peer = NULL;
@@ -143,6 +145,9 @@ static void on_write(uv_write_t *req, int status)
         if (status == 0 && w->queue) {
             c->t->stats.frames_sent++;
             c->t->stats.bytes_sent += w->f[i]->len;
+            c->t->stats.sent_by_type[w->f[i]->type]++;
+        } else if (w->queue) {
+            hr__tcp_failed(c->t, HR_TCP_FAIL_WRITE, w->f[i]->type);
         }
         hr__frame_free(w->f[i]);
     }
@@ -173,6 +178,9 @@ static void write_frames(struct hr__conn *c, struct wr *w)
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned int)w->n, on_write);
     if (rc != 0) {
         for (size_t i = 0; i < w->n; i++) {
+            if (w->queue) {
+                hr__tcp_failed(c->t, HR_TCP_FAIL_WRITE, w->f[i]->type);
+            }
             hr__frame_free(w->f[i]);
         }
         if (w->queue) {
@@ -327,6 +335,9 @@ static void on_msg_frame(struct hr__conn *c, const void *payload, size_t len)
         return;
     }
     t->stats.frames_received++;
+    if (m.type > 0 && m.type < HR_MSG_TYPE_COUNT) {
+        t->stats.received_by_type[m.type]++;
+    }
     if (t->cb.recv != NULL) {
         t->cb.recv(t->cb.ctx, &m);
     }

@@ -37,6 +37,7 @@
 struct hr__frame {
     struct hr__frame *next;
     bool bulk; /* AppendEntries with entries: what a full queue drops first */
+    uint8_t type; /* the message's HR_MSG_* (0: a handshake frame), for the stats */
     size_t len;
     char *data; /* malloc'd (from a msgpack_sbuffer) */
 };
@@ -113,6 +114,8 @@ void hr__tcp_handle_closed(uv_handle_t *h); /* close callback of handles whose d
 /* One handle fewer: at zero, after hr_tcp_close, run done and free t. */
 void hr__tcp_release(struct hr_tcp *t);
 uint64_t hr__tcp_random(struct hr_tcp *t);
+/* Count a lost message of type (HR_MSG_*) for reason (enum hr_tcp_fail). */
+void hr__tcp_failed(struct hr_tcp *t, int reason, int type);
 
 /* tcp_conn.c */
 struct hr__conn *hr__conn_new(struct hr_tcp *t, struct hr__peer *peer);

@@ -194,14 +194,16 @@ static void enforce_bounds(struct hr_tcp *t, struct hr__peer *p)
     while (p->queued_bytes > t->max_queue && p->bulk.n > 0) {
         struct hr__frame *f = hr__fifo_pop(&p->bulk);
         p->queued_bytes -= f->len;
-        hr__frame_free(f);
         t->stats.queue_drops++;
+        hr__tcp_failed(t, HR_TCP_FAIL_QUEUE_FULL, f->type);
+        hr__frame_free(f);
     }
     while (p->control.n > HR__MAX_CONTROL) {
         struct hr__frame *f = hr__fifo_pop(&p->control);
         p->queued_bytes -= f->len;
-        hr__frame_free(f);
         t->stats.queue_drops++;
+        hr__tcp_failed(t, HR_TCP_FAIL_QUEUE_FULL, f->type);
+        hr__frame_free(f);
     }
 }
 
@@ -210,6 +212,9 @@ void hr_tcp_send(void *ctx, const struct hr_msg *m)
     struct hr_tcp *t = ctx;
     struct hr__peer *p = t->closing ? NULL : hr__peer_find(t, m->to);
     if (p == NULL) {
+        if (!t->closing) {
+            hr__tcp_failed(t, HR_TCP_FAIL_UNKNOWN_PEER, m->type);
+        }
         return; /* unknown peer: best effort means dropped */
     }
     msgpack_sbuffer sb;
@@ -220,16 +225,21 @@ void hr_tcp_send(void *ctx, const struct hr_msg *m)
         free(f);
         msgpack_sbuffer_destroy(&sb);
         t->stats.queue_drops++;
+        hr__tcp_failed(t, HR_TCP_FAIL_ENCODE, m->type);
         hr__tcp_log(t, 2, "transport: cannot encode a %s to %s: %s", hr_msg_type_name(m->type),
                     p->name, hr_strerror(rc));
         return;
     }
     f->len = sb.size;
     f->data = msgpack_sbuffer_release(&sb);
+    f->type = m->type > 0 && m->type < HR_MSG_TYPE_COUNT ? (uint8_t)m->type : 0;
     /* Entries and snapshot chunks are the big frames; dropping one costs a retransmission
      * (Raft's, or the snapshot sender's resume from the receiver's offset). */
     f->bulk = (m->type == HR_MSG_APPEND && m->n_entries > 0) ||
               (m->type == HR_MSG_SNAPSHOT && m->snap_data != NULL);
+    if (p->conn == NULL || p->conn->state != HR__OPEN) {
+        hr__tcp_failed(t, HR_TCP_FAIL_NO_CONNECTION, f->type);
+    }
     fifo_push(f->bulk ? &p->bulk : &p->control, f);
     p->queued_bytes += f->len;
     enforce_bounds(t, p);

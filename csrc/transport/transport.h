@@ -56,6 +56,19 @@ struct hr_tcp_callbacks {
     void (*log)(void *ctx, int level, const char *msg);
 };
 
+/* Why a message was lost (hr_tcp_stats.failed). */
+enum hr_tcp_fail {
+    HR_TCP_FAIL_QUEUE_FULL = 0, /* dropped from a full send queue (see the top comment) */
+    HR_TCP_FAIL_WRITE,          /* the connection failed with it in a write */
+    HR_TCP_FAIL_NO_CONNECTION,  /* queued while the peer had no open connection (it may
+                                 * still go out once one is: counted when queued) */
+    HR_TCP_FAIL_UNKNOWN_PEER,   /* addressed to a node that is not a peer */
+    HR_TCP_FAIL_ENCODE,         /* could not be encoded (out of memory) */
+    HR_TCP_FAIL_COUNT
+};
+/* "queue_full", "write_error", "no_connection", "unknown_peer", "encode_error". */
+const char *hr_tcp_fail_name(int reason);
+
 struct hr_tcp_stats {
     uint64_t frames_sent, frames_received;
     uint64_t bytes_sent, bytes_received;
@@ -64,6 +77,11 @@ struct hr_tcp_stats {
     uint64_t auth_failures;           /* handshakes refused (secret, cluster, version, node id) */
     uint64_t bad_frames;              /* malformed, truncated, oversized or unexpected */
     uint64_t queue_drops;             /* messages dropped because a send queue was full */
+    uint64_t connect_failures;        /* outbound attempts closed before the handshake ended */
+    /* By message type (HR_MSG_*, index 0 unused): frames written to a socket, messages
+     * received from authenticated peers, and messages lost by reason (enum hr_tcp_fail). */
+    uint64_t sent_by_type[HR_MSG_TYPE_COUNT], received_by_type[HR_MSG_TYPE_COUNT];
+    uint64_t failed[HR_TCP_FAIL_COUNT][HR_MSG_TYPE_COUNT];
 };
 
 /* The numeric id the core uses for a configured node id: FNV-1a 64 of the name (never 0),

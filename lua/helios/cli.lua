@@ -1095,6 +1095,8 @@ pid from another terminal and watch the failover.
 
 Each node has two ports: one for its peers (Raft) and one for Redis clients (RESP2:
 redis-cli, redis-benchmark, client libraries); a follower forwards writes to the leader.
+Every node also serves its metrics (Prometheus text, docs/metrics.md) on a free loopback
+port (metrics_listen in the cluster file): the URLs are printed as the nodes start.
 
 On a terminal, a Lua console attached to the leader reads your input meanwhile
 (docs/console.md): Ctrl-C cancels its running chunk or clears its line, Ctrl-D detaches it
@@ -1255,7 +1257,8 @@ local function run_cluster(opts, out, err)
         say("reusing %s and the data under %s", file, data)
     else
         conf = { cluster_id = "local", fsm = "helios.atlas.fsm", data_dir = data,
-                 secret = random_secret(), nodes = {}, client_listen = {} }
+                 secret = random_secret(), nodes = {}, client_listen = {},
+                 metrics_listen = {} }
         local base = opts["base-port"]
         if base > 0 and base + M.CLIENT_PORT_OFFSET + opts.nodes - 1 > 65535 then
             err(format("helios cluster: %s %d: the Redis client ports would be %d..%d, past "
@@ -1270,6 +1273,8 @@ local function run_cluster(opts, out, err)
             conf.nodes[id] = format("127.0.0.1:%d", port)
             port = base > 0 and base + M.CLIENT_PORT_OFFSET + i - 1 or core.free_port()
             conf.client_listen[id] = format("127.0.0.1:%d", port)
+            -- Every node's metrics endpoint on loopback too (docs/metrics.md).
+            conf.metrics_listen[id] = format("127.0.0.1:%d", core.free_port())
         end
         local ok, werr = clusterfile.write(file, conf)
         if not ok then
@@ -1316,6 +1321,8 @@ local function run_cluster(opts, out, err)
         local client_at = conf.client_listen and conf.client_listen[id]
         say("started %s on %s%s (pid %d, log %s/%s.log)", id, conf.nodes[id],
             client_at and ", Redis clients on " .. client_at or "", pid, data, id)
+        local murl = conf.metrics_listen and conf.metrics_listen[id]
+        if murl then say("metrics of %s: http://%s/metrics", id, murl) end
     end
 
     -- Every node must come up (answer on its control socket): one that exits first (its

@@ -25,6 +25,9 @@
 --     client_password = "...",                 -- AUTH on those ports (as requirepass)
 --     atlas_modules = { "bank" },              -- modules of user commands (atlas.command)
 --                                              -- every node loads; the log records the set
+--     metrics_listen = { ["node-1"] = "127.0.0.1:9101" },  -- optional: the Prometheus
+--                                              -- endpoint of each node listed (port 0: any;
+--                                              -- docs/metrics.md)
 --     election_timeout_ms = 300,               -- any other field: an option of raft.new
 --   }
 --
@@ -49,7 +52,8 @@ local M = {}
 --- Fields of the cluster file that are not options of raft.new.
 M.FIELDS = { cluster_id = true, nodes = true, fsm = true, data_dir = true, secret = true,
              secret_file = true, control = true, log_repeat_ms = true, client_listen = true,
-             atlas_modules = true, log_level = true, log_format = true, log_file = true }
+             atlas_modules = true, log_level = true, log_format = true, log_file = true,
+             metrics_listen = true }
 
 --- A node id: letters, digits, '-', '_' and '.', up to 64 bytes.
 function M.valid_id(id)
@@ -208,6 +212,24 @@ function M.check(conf, file)
         return fail("control: must be a path (default <data_dir>/<id>/control.sock; got %s)",
             describe(conf.control))
     end
+    if conf.metrics_listen ~= nil then
+        if type(conf.metrics_listen) ~= "table" then
+            return fail("metrics_listen: must be a table of id = \"host:port\" (got %s)",
+                describe(conf.metrics_listen))
+        end
+        for id, addr in pairs(conf.metrics_listen) do
+            if not M.valid_id(id) then
+                return fail("metrics_listen: %s is not a valid node id",
+                    type(id) == "string" and format("%q", id) or tostring(id))
+            end
+            -- Port 0 (any) is allowed: node:metrics_address() tells the one bound.
+            local host = type(addr) == "string" and addr:match("^(.+):0$")
+            local problem = address.problem(host and host .. ":1" or addr)
+            if problem then
+                return fail("metrics_listen[%q]: address %s (got %s)", id, problem, describe(addr))
+            end
+        end
+    end
     for k, v in pairs(conf) do
         if type(k) ~= "string" then return fail("[%s]: fields are named", tostring(k)) end
         if not M.FIELDS[k] and type(v) ~= "number" and type(v) ~= "boolean"
@@ -285,6 +307,7 @@ function M.node_options(conf, id, file, listen, client_listen)
         opts.client_listen = client_listen or opts.client_peers[id]
         opts.client_peers[id] = opts.client_listen
     end
+    opts.metrics_listen = conf.metrics_listen and conf.metrics_listen[id] or nil
     return opts
 end
 
@@ -305,14 +328,16 @@ function M.write(path, conf)
                     "return {" }
     local keys = {}
     for k in pairs(conf) do
-        if k ~= "nodes" and k ~= "client_listen" then keys[#keys + 1] = k end
+        if k ~= "nodes" and k ~= "client_listen" and k ~= "metrics_listen" then
+            keys[#keys + 1] = k
+        end
     end
     sort(keys)
     for _, k in ipairs(keys) do
         lines[#lines + 1] = format("  %s = %s,", k, lua_value(conf[k]))
     end
     -- Tables keyed by node id, in id order.
-    for _, field in ipairs({ "nodes", "client_listen" }) do
+    for _, field in ipairs({ "nodes", "client_listen", "metrics_listen" }) do
         local t = conf[field]
         if t then
             lines[#lines + 1] = format("  %s = {", field)

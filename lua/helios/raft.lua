@@ -85,6 +85,7 @@ local OTHER_OPTIONS = {
     id = true, listen = true, data_dir = true, peers = true, fsm = true, secret = true,
     secret_file = true, control = true, cluster_id = true, on_fsm_error = true, fs = true,
     client_listen = true, client_password = true, client_peers = true, client_forward = true,
+    metrics_listen = true,
 }
 
 -- An option error: raised as a table by the checks below, caught by raft.new, which raises
@@ -244,6 +245,13 @@ local function check_options(o)
         bad("on_fsm_error", "\"continue\" or \"stop\"", o.on_fsm_error)
     end
     check_client_options(o)
+    if o.metrics_listen ~= nil then
+        local mproblem = client_address_problem(o.metrics_listen)
+        if mproblem then
+            option_error("metrics_listen", format("address %s (got %s)", mproblem,
+                                                  node_mod.describe_value(o.metrics_listen)))
+        end
+    end
     local config = {}
     for k in pairs(CORE_OPTIONS) do
         config[k] = o[k]
@@ -671,6 +679,31 @@ local function client_address(node)
     return srv and srv:address() or nil
 end
 
+--- node:metrics_address(): the bound "host:port" of the node's metrics endpoint (the
+-- option metrics_listen), or nil when it has none or is not running.
+local function metrics_address(node)
+    local srv = node._backend._metrics_server
+    return srv and srv:address() or nil
+end
+
+--- node:metrics(): the node's metric families (helios.metrics: keyed by name, what the
+-- endpoint renders; docs/metrics.md), or nil when it is not running.
+local function node_metrics(node)
+    local b = node._backend
+    if b._state ~= "running" then
+        return nil
+    end
+    local raw = b._core:metrics()
+    if not raw then
+        return nil
+    end
+    local c = core()
+    return require("helios.metrics").families(raw, {
+        id = b._id, version = c.version, fsm_errors = b._fsm_errors,
+        lua_heap_bytes = collectgarbage("count") * 1024, resident_bytes = c.process_memory(),
+    })
+end
+
 --- Create a networked node (not started: see node:start()). Options (docs/lua-api.md,
 -- README.md "Configuration"); every bad option raises "raft.new: <field>: <what is wrong> (got
 -- <value as written>)" at the caller's line.
@@ -718,6 +751,9 @@ function M.new(opts)
     end
     local node = node_mod.wrap(b, opts.id)
     node.client_address = client_address
+    node.metrics = node_metrics
+    node.metrics_address = metrics_address
+    b._metrics_listen = opts.metrics_listen
     b._node = node
     b._hooks = make_hooks(b)
     local ok, cn = pcall(core().node_new, copts, b._hooks)
@@ -1222,6 +1258,19 @@ function net:_start()
         end
         self._client_server = server
     end
+    if self._metrics_listen then
+        -- The metrics endpoint (docs/metrics.md): rendered on each scrape, on this loop.
+        local node = self._node
+        local server, mcode, mdetail = core().metrics_listen(self._metrics_listen, function()
+            local fams = node:metrics()
+            return fams and require("helios.metrics").render(fams) or ""
+        end)
+        if not server then
+            self:_shutdown()
+            return nil, mcode, mdetail
+        end
+        self._metrics_server = server
+    end
     return true
 end
 
@@ -1249,6 +1298,10 @@ function net:_shutdown(_, cb)
     if self._client_server then
         self._client_server:close()
         self._client_server = nil
+    end
+    if self._metrics_server then
+        self._metrics_server:close()
+        self._metrics_server = nil
     end
     fail_all(self, "shutdown", format("node %s shut down", self._id))
     fail_pending(self, format("node %s shut down", self._id))

@@ -32,8 +32,12 @@ local function open_cluster(dir, peers, purge_interval_ms)
     for i = 1, 3 do
         local id = "node-" .. i
         local store = assert(atlas.open{ id = id, peers = peers, data_dir = dir .. "/" .. id,
-                                         secret = SECRET, election_timeout_ms = 150,
-                                         heartbeat_timeout_ms = 30, snapshot_threshold = 50,
+                                         -- Three nodes share this process's loop: an
+                                         -- fsync or a fork that stalls it past a short
+                                         -- election timeout would elect a new leader
+                                         -- in the middle of the spec's writes.
+                                         secret = SECRET, election_timeout_ms = 1000,
+                                         heartbeat_timeout_ms = 100, snapshot_threshold = 50,
                                          snapshot_interval_ms = 100,
                                          atlas = { timeout_ms = 3000,
                                                    purge_interval_ms = purge_interval_ms } })

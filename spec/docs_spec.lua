@@ -8,7 +8,8 @@
 --   - every option raft.new accepts is listed in docs/lua-api.md. The options are found by
 --     asking raft.new itself, not by parsing its source: each identifier that appears in
 --     lua/helios/*.lua is passed as an option, and the ones raft.new does not refuse as
---     "unknown option" are the options it accepts.
+--     "unknown option" are the options it accepts;
+--   - the README's apt-get line names exactly the packages .ci/deps installs.
 
 local read = require("spec.helpers.storage_util").read_file
 local shell_quote = require("helios.util.shell").quote
@@ -232,5 +233,14 @@ describe("docs", function()
             end
             assert.are.same({}, missing)
         end)
+    end)
+
+    it("the README's apt-get line is the package list of .ci/deps", function()
+        local p = assert(io.popen("bash .ci/deps --print"))
+        local want = p:read("*l")
+        p:close()
+        local line = read("README.md"):match("\nsudo apt%-get install %-y ([^\n]+)\n")
+        assert.is_not_nil(line, "no `sudo apt-get install -y ...` line in README.md")
+        assert.are.equal(want, line)
     end)
 end)

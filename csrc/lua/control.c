@@ -37,10 +37,10 @@
 struct server;
 
 struct conn {
+    struct hr__listener_conn link; /* first: in the server's list */
     uv_pipe_t pipe;
     uv_shutdown_t shutdown;
     struct server *srv;
-    struct conn *next;
     struct conn_ud *ud; /* NULL once the Lua side is detached */
     int ud_ref;
     char *buf;
@@ -54,7 +54,6 @@ struct conn_ud {
 
 struct server {
     struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
-    struct conn *conns;
     char *path;
 };
 
@@ -90,12 +89,7 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     struct server *s = c->srv;
-    for (struct conn **p = &s->conns; *p != NULL; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            break;
-        }
-    }
+    hr__listener_remove_conn(&s->l, &c->link);
     if (c->ud != NULL) {
         c->ud->c = NULL;
         c->ud = NULL;
@@ -326,25 +320,28 @@ static void on_connection(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->pipe, conn_closed);
         return;
     }
-    c->next = s->conns;
-    s->conns = c;
+    hr__listener_add_conn(&s->l, &c->link);
     uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
 
 /* ---- the server ---- */
 
-/* On close (hr__listener_close): the connections, then the socket file (none after a
+static void close_conn(struct hr__listener_conn *c)
+{
+    conn_close((struct conn *)c);
+}
+
+/* On close (hr__listener_close), after the connections: the socket file (none after a
  * failed bind: the path may be another process's socket then). */
 static void close_rest(struct hr__listener *l)
 {
     struct server *s = (struct server *)l;
-    while (s->conns != NULL) {
-        conn_close(s->conns);
-    }
     if (s->path != NULL) {
         unlink(s->path);
     }
 }
+
+static const struct hr__listener_ops ops = {close_conn, close_rest, server_free};
 
 /* Is something accepting connections at path? */
 static bool socket_live(const char *path)
@@ -406,7 +403,7 @@ static int l_listen(lua_State *L)
     }
     strcpy(p, path);
     s->path = p;
-    hr__listener_init(&s->l, lp, 1, close_rest, server_free);
+    hr__listener_init(&s->l, lp, 1, &ops);
     uv_pipe_init(hr__loop_uv(lp), &s->l.h.pipe, 0);
     s->l.h.pipe.data = s;
     /* 0600 from the start, through the umask: a chmod after bind would leave a window with

@@ -12,23 +12,42 @@
 #include "loop.h"
 
 void hr__listener_init(struct hr__listener *l, struct hr__lloop *lp, int handles,
-                       hr__listener_fn close_rest, hr__listener_fn release)
+                       const struct hr__listener_ops *ops)
 {
     l->lp = lp;
     l->handler_ref = LUA_NOREF;
     l->pending = handles;
     l->closing = false;
-    l->close_rest = close_rest;
-    l->release = release;
+    l->conns = NULL;
+    l->n_conns = 0;
+    l->ops = ops;
     hr__loop_retain(lp);
+}
+
+void hr__listener_add_conn(struct hr__listener *l, struct hr__listener_conn *c)
+{
+    c->next = l->conns;
+    l->conns = c;
+    l->n_conns++;
+}
+
+void hr__listener_remove_conn(struct hr__listener *l, struct hr__listener_conn *c)
+{
+    for (struct hr__listener_conn **p = &l->conns; *p != NULL; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            l->n_conns--;
+            return;
+        }
+    }
 }
 
 void hr__listener_unref(struct hr__listener *l)
 {
     if (--l->pending == 0) {
         struct hr__lloop *lp = l->lp;
-        if (l->release != NULL) {
-            l->release(l);
+        if (l->ops->release != NULL) {
+            l->ops->release(l);
         } else {
             free(l);
         }
@@ -47,8 +66,11 @@ void hr__listener_close(struct hr__listener *l)
         return;
     }
     l->closing = true;
-    if (l->close_rest != NULL) {
-        l->close_rest(l);
+    while (l->conns != NULL) {
+        l->ops->close_conn(l->conns);
+    }
+    if (l->ops->close_rest != NULL) {
+        l->ops->close_rest(l);
     }
     hr__loop_unref(l->lp, l->handler_ref);
     l->handler_ref = LUA_NOREF;

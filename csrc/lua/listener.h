@@ -6,8 +6,10 @@
  * its connections and its limits in its own file.
  *
  * Use: a server struct has a struct hr__listener as its FIRST member (the handles' data
- * and the userdata point at it, and the server is reached by a cast), is calloc'd, and is
- * set up with hr__listener_init.
+ * and the userdata point at it, and the server is reached by a cast), is made by
+ * hr__listener_alloc and set up with hr__listener_init. Its connections have a struct
+ * hr__listener_conn as their first member: the listener keeps the list of the open ones
+ * and their count, and closes them (ops->close_conn) when it closes.
  *
  * Ownership: the server is malloc'd; libuv owns its handles until their close callbacks.
  * pending counts the handles not yet closed (the listening one, any other the server
@@ -33,6 +35,19 @@ struct hr__listener;
 
 typedef void (*hr__listener_fn)(struct hr__listener *l);
 
+/* The first member of a server's connection. */
+struct hr__listener_conn {
+    struct hr__listener_conn *next;
+};
+
+/* What differs per server; a static const of each. */
+struct hr__listener_ops {
+    /* Close the connection c (which calls hr__listener_remove_conn). */
+    void (*close_conn)(struct hr__listener_conn *c);
+    hr__listener_fn close_rest; /* on close, after the connections: other handles; or NULL */
+    hr__listener_fn release;    /* at pending 0: free the server (NULL: free(l)) */
+};
+
 struct hr__listener {
     union {
         uv_handle_t handle;
@@ -44,8 +59,9 @@ struct hr__listener {
     int handler_ref;       /* the Lua handler; LUA_NOREF until listening and once closing */
     int pending;           /* handles not yet closed (see above) */
     bool closing;
-    hr__listener_fn close_rest; /* on close: the server's connections and other handles */
-    hr__listener_fn release;    /* at pending 0: free the server (NULL: free(l)) */
+    struct hr__listener_conn *conns; /* the open connections */
+    size_t n_conns;
+    const struct hr__listener_ops *ops;
 };
 
 /* The server's userdata; l is NULL until it listens and once it is closed. */
@@ -54,15 +70,19 @@ struct hr__listener_ud {
 };
 
 /* Set up l on lp (retained): handles is the count of handles the server will init, the
- * listening one included. close_rest may be NULL. */
+ * listening one included. */
 void hr__listener_init(struct hr__listener *l, struct hr__lloop *lp, int handles,
-                       hr__listener_fn close_rest, hr__listener_fn release);
+                       const struct hr__listener_ops *ops);
+/* An accepted connection joins the list (n_conns counts it); one that closes leaves it
+ * (a second remove does nothing). */
+void hr__listener_add_conn(struct hr__listener *l, struct hr__listener_conn *c);
+void hr__listener_remove_conn(struct hr__listener *l, struct hr__listener_conn *c);
 /* One of the server's handles (or connections) is closed. */
 void hr__listener_unref(struct hr__listener *l);
 /* A uv_close callback for the server's own handles (their data is the listener). */
 void hr__listener_closed(uv_handle_t *h);
-/* Close the server once: close_rest, drop the handler, close the listening handle. Also
- * what undoes a failed bind or listen (nothing to close then but the handles). */
+/* Close the server once: its connections, close_rest, drop the handler, close the
+ * listening handle. Also what undoes a failed bind or listen (no connections then). */
 void hr__listener_close(struct hr__listener *l);
 
 /* Push a new userdata of metatable mt, pointing at no server yet (*ud), and return a

@@ -56,11 +56,11 @@
 struct server;
 
 struct conn {
+    struct hr__listener_conn link; /* first: in the server's list */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t write;
     struct server *srv;
-    struct conn *next;
     int handles; /* tcp and timer, not yet closed */
     bool closing, answered;
     bool shut, eof; /* our FIN is out; the client's came */
@@ -71,8 +71,7 @@ struct conn {
 
 struct server {
     struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
-    struct conn *conns;
-    size_t n_conns, max_conns, max_request;
+    size_t max_conns, max_request;
     uint64_t timeout_ms;
     char path[256];
 };
@@ -97,14 +96,7 @@ static void conn_close(struct conn *c)
         return;
     }
     c->closing = true;
-    struct server *s = c->srv;
-    for (struct conn **p = &s->conns; *p != NULL; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            s->n_conns--;
-            break;
-        }
-    }
+    hr__listener_remove_conn(&c->srv->l, &c->link);
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
     uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
@@ -428,7 +420,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (status != 0 || s->l.closing) {
         return;
     }
-    bool full = s->n_conns >= s->max_conns;
+    bool full = s->l.n_conns >= s->max_conns;
     size_t cap = full ? 512 : s->max_request; /* a refused one only drains */
     struct conn *c = calloc(1, sizeof *c + cap);
     if (c == NULL) {
@@ -441,9 +433,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
     s->l.pending++;
-    c->next = s->conns;
-    s->conns = c;
-    s->n_conns++;
+    hr__listener_add_conn(&s->l, &c->link);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
@@ -453,7 +443,7 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    if (full && s->n_conns > 2 * s->max_conns) {
+    if (full && s->l.n_conns > 2 * s->max_conns) {
         conn_close(c); /* a flood: not even an answer */
     } else if (full) {
         answer_text(c, 503, "too many connections\n");
@@ -462,14 +452,12 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- the server ---- */
 
-/* On close (hr__listener_close): the connections. */
-static void close_conns(struct hr__listener *l)
+static void close_conn(struct hr__listener_conn *c)
 {
-    struct server *s = (struct server *)l;
-    while (s->conns != NULL) {
-        conn_close(s->conns);
-    }
+    conn_close((struct conn *)c);
 }
+
+static const struct hr__listener_ops ops = {close_conn, NULL, NULL};
 
 /* Field key of the options table at idx: an integer in 1..max, or def when absent. */
 static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_t max)
@@ -519,7 +507,7 @@ static int l_listen(lua_State *L)
     s->timeout_ms = timeout_ms;
     s->max_conns = max_conns;
     snprintf(s->path, sizeof s->path, "%s", path);
-    hr__listener_init(&s->l, lp, 1, close_conns, NULL);
+    hr__listener_init(&s->l, lp, 1, &ops);
     if (hr__listener_tcp_listen(L, &s->l, "metrics", addr, &sa, BACKLOG, on_connection) != 0) {
         return 3;
     }

@@ -91,10 +91,10 @@ struct slot_ud {
 };
 
 struct conn {
+    struct hr__listener_conn link; /* first: in the server's list */
     uv_tcp_t tcp;
     uv_shutdown_t shutdown;
     struct server *srv;
-    struct conn *next;
     struct conn_ud *ud;
     int ud_ref;
     double id;
@@ -119,7 +119,6 @@ struct server {
     uv_check_t check; /* flushes the dirty connections once per loop turn */
     uv_idle_t idle;   /* active with check: the poll does not block meanwhile */
     struct conn *dirty;
-    struct conn *conns;
     struct hr_resp_limits lim;
     size_t max_output, max_pending;
     double next_id;
@@ -167,12 +166,7 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     struct server *s = c->srv;
-    for (struct conn **p = &s->conns; *p != NULL; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            break;
-        }
-    }
+    hr__listener_remove_conn(&s->l, &c->link);
     if (c->dirty) {
         for (struct conn **p = &s->dirty; *p != NULL; p = &(*p)->dirty_next) {
             if (*p == c) {
@@ -523,8 +517,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    c->next = s->conns;
-    s->conns = c;
+    hr__listener_add_conn(&s->l, &c->link);
     update_reading(c);
 }
 
@@ -649,16 +642,20 @@ static int l_noop_gc(lua_State *L)
 
 /* ---- the server ---- */
 
-/* On close (hr__listener_close): the connections, then the check and idle handles. */
+static void close_conn(struct hr__listener_conn *c)
+{
+    conn_close((struct conn *)c);
+}
+
+/* On close (hr__listener_close), after the connections: the check and idle handles. */
 static void close_rest(struct hr__listener *l)
 {
     struct server *s = (struct server *)l;
-    while (s->conns != NULL) {
-        conn_close(s->conns);
-    }
     uv_close((uv_handle_t *)&s->check, hr__listener_closed);
     uv_close((uv_handle_t *)&s->idle, hr__listener_closed);
 }
+
+static const struct hr__listener_ops ops = {close_conn, close_rest, NULL};
 
 /* core.resp_listen(addr, handler[, opts]) -> server | nil, code, detail */
 static int l_listen(lua_State *L)
@@ -679,7 +676,7 @@ static int l_listen(lua_State *L)
     s->lim = lim;
     s->max_output = max_output;
     s->max_pending = max_pending;
-    hr__listener_init(&s->l, lp, 3, close_rest, NULL); /* the listener, check and idle */
+    hr__listener_init(&s->l, lp, 3, &ops); /* the listener, check and idle */
     uv_check_init(hr__loop_uv(lp), &s->check);
     s->check.data = s;
     uv_idle_init(hr__loop_uv(lp), &s->idle);

@@ -104,6 +104,7 @@ build = {
             "csrc/lua/fork_snapshot.c",
             "csrc/lua/fs_binding.c",
             "csrc/lua/inspect_binding.c",
+            "csrc/lua/listener.c",
             "csrc/lua/loop.c",
             "csrc/lua/metrics_http.c",
             "csrc/lua/module.c",
@@ -232,6 +233,7 @@ build = {
       ["helios.util.deadlines"] = "lua/helios/util/deadlines.lua",
       ["helios.util.process"] = "lua/helios/util/process.lua",
       ["helios.util.shell"] = "lua/helios/util/shell.lua",
+      ["helios.util.sock"] = "lua/helios/util/sock.lua",
    },
    install = {
       bin = { helios = "bin/helios" },

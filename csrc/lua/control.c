@@ -25,6 +25,7 @@
 #include "../core/error.h"
 #include "binding.h"
 #include "control.h"
+#include "listener.h"
 #include "loop.h"
 #include "mpack.h"
 #include "../core/array.h"
@@ -36,10 +37,10 @@
 struct server;
 
 struct conn {
+    struct hr__listener_conn link; /* first: in the server's list */
     uv_pipe_t pipe;
     uv_shutdown_t shutdown;
     struct server *srv;
-    struct conn *next;
     struct conn_ud *ud; /* NULL once the Lua side is detached */
     int ud_ref;
     char *buf;
@@ -52,27 +53,16 @@ struct conn_ud {
 };
 
 struct server {
-    uv_pipe_t pipe;
-    struct hr__lloop *lp;
-    int handler_ref;
-    struct conn *conns;
+    struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
     char *path;
-    bool closing;
-    int pending; /* handles not yet closed */
 };
 
-struct server_ud {
-    struct server *s;
-};
-
-static void server_unref(struct server *s)
+/* Once every handle is closed (hr__listener_unref). */
+static void server_free(struct hr__listener *l)
 {
-    if (--s->pending == 0) {
-        struct hr__lloop *lp = s->lp;
-        free(s->path);
-        free(s);
-        hr__loop_release(lp);
-    }
+    struct server *s = (struct server *)l;
+    free(s->path);
+    free(s);
 }
 
 /* ---- connections ---- */
@@ -83,7 +73,7 @@ static void conn_closed(uv_handle_t *h)
     struct server *s = c->srv;
     free(c->buf);
     free(c);
-    server_unref(s);
+    hr__listener_unref(&s->l);
 }
 
 static void conn_shut(uv_shutdown_t *req, int status)
@@ -99,17 +89,12 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     struct server *s = c->srv;
-    for (struct conn **p = &s->conns; *p != NULL; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            break;
-        }
-    }
+    hr__listener_remove_conn(&s->l, &c->link);
     if (c->ud != NULL) {
         c->ud->c = NULL;
         c->ud = NULL;
     }
-    hr__loop_unref(s->lp, c->ud_ref);
+    hr__loop_unref(s->l.lp, c->ud_ref);
     c->ud_ref = LUA_NOREF;
     uv_read_stop((uv_stream_t *)&c->pipe);
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, conn_shut) != 0) {
@@ -136,7 +121,7 @@ static int l_reply(lua_State *L);
 static int push_request(lua_State *L, void *arg)
 {
     struct request *r = arg;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->srv->handler_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->srv->l.handler_ref);
     hr__mp_push(L, r->payload, r->len);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ud_ref);
     lua_pushvalue(L, -1);
@@ -179,7 +164,7 @@ static void process(struct conn *c)
         struct request r = {c, payload, len};
         /* The handler may close this connection (or the server): the buffer stays ours
          * until conn_closed, which runs from a later loop callback. */
-        hr__loop_call(c->srv->lp, push_request, &r, "control handler");
+        hr__loop_call(c->srv->l.lp, push_request, &r, "control handler");
     }
     if (c->closing) {
         return;
@@ -317,7 +302,7 @@ static int make_conn_ud(lua_State *L)
 static void on_connection(uv_stream_t *server, int status)
 {
     struct server *s = server->data;
-    if (status != 0 || s->closing) {
+    if (status != 0 || s->l.closing) {
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
@@ -328,41 +313,35 @@ static void on_connection(uv_stream_t *server, int status)
     c->ud_ref = LUA_NOREF;
     uv_pipe_init(server->loop, &c->pipe, 0);
     c->pipe.data = c;
-    s->pending++;
+    s->l.pending++;
     if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
-        hr__loop_cpcall(s->lp, make_conn_ud, c) != 0) {
+        hr__loop_cpcall(s->l.lp, make_conn_ud, c) != 0) {
         c->closing = true;
         uv_close((uv_handle_t *)&c->pipe, conn_closed);
         return;
     }
-    c->next = s->conns;
-    s->conns = c;
+    hr__listener_add_conn(&s->l, &c->link);
     uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 }
 
 /* ---- the server ---- */
 
-static void server_closed(uv_handle_t *h)
+static void close_conn(struct hr__listener_conn *c)
 {
-    server_unref(h->data);
+    conn_close((struct conn *)c);
 }
 
-static void server_close(struct server *s)
+/* On close (hr__listener_close), after the connections: the socket file (none after a
+ * failed bind: the path may be another process's socket then). */
+static void close_rest(struct hr__listener *l)
 {
-    if (s->closing) {
-        return;
-    }
-    s->closing = true;
-    while (s->conns != NULL) {
-        conn_close(s->conns);
-    }
-    hr__loop_unref(s->lp, s->handler_ref);
-    s->handler_ref = LUA_NOREF;
+    struct server *s = (struct server *)l;
     if (s->path != NULL) {
         unlink(s->path);
     }
-    uv_close((uv_handle_t *)&s->pipe, server_closed);
 }
+
+static const struct hr__listener_ops ops = {close_conn, close_rest, server_free};
 
 /* Is something accepting connections at path? */
 static bool socket_live(const char *path)
@@ -415,94 +394,57 @@ static int l_listen(lua_State *L)
         unlink(path); /* stale: left by a process that died */
     }
 
-    struct server_ud *u = lua_newuserdata(L, sizeof *u);
-    u->s = NULL;
-    luaL_getmetatable(L, SERVER_MT);
-    lua_setmetatable(L, -2);
-    struct server *s = calloc(1, sizeof *s);
+    struct hr__listener_ud *u;
+    struct server *s = hr__listener_alloc(L, SERVER_MT, sizeof *s, "control_listen", &u);
     char *p = malloc(strlen(path) + 1);
-    if (s == NULL || p == NULL) {
+    if (p == NULL) {
         free(s);
-        free(p);
         return luaL_error(L, "control_listen: out of memory");
     }
     strcpy(p, path);
     s->path = p;
-    s->lp = lp;
-    s->handler_ref = LUA_NOREF;
-    hr__loop_retain(lp);
-    s->pending = 1;
-    uv_pipe_init(hr__loop_uv(lp), &s->pipe, 0);
-    s->pipe.data = s;
+    hr__listener_init(&s->l, lp, 1, &ops);
+    uv_pipe_init(hr__loop_uv(lp), &s->l.h.pipe, 0);
+    s->l.h.pipe.data = s;
     /* 0600 from the start, through the umask: a chmod after bind would leave a window with
      * the umask's mode, and would follow a symlink swapped in for the socket meanwhile. */
     mode_t old = umask(0177);
-    int rc = uv_pipe_bind(&s->pipe, path);
+    int rc = uv_pipe_bind(&s->l.h.pipe, path);
     umask(old);
     if (rc == 0) {
         /* A burst of clients connecting at once (64 in spec/bench) must not find the
          * backlog full: a unix socket refuses a connect then (EAGAIN), it does not wait. */
-        rc = uv_listen((uv_stream_t *)&s->pipe, CONTROL_BACKLOG, on_connection);
+        rc = uv_listen(&s->l.h.stream, CONTROL_BACKLOG, on_connection);
     }
     if (rc != 0) {
         char *why = (char *)uv_strerror(rc);
-        s->closing = true;
         free(s->path);
         s->path = NULL;
-        uv_close((uv_handle_t *)&s->pipe, server_closed);
+        hr__listener_close(&s->l);
         return fail(L, "io", "control socket %s: %s", path, why);
     }
-    lua_pushvalue(L, 2);
-    s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    u->s = s;
-    return 1;
-}
-
-static void close_ud(struct server_ud *u)
-{
-    struct server *s = u->s;
-    u->s = NULL;
-    server_close(s);
-}
-
-static int l_close(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (u->s != NULL) {
-        close_ud(u);
-    }
-    return 0;
-}
-
-static int l_server_gc(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (u->s != NULL && !hr__loop_dead(u->s->lp)) {
-        close_ud(u);
-    }
-    return 0;
+    return hr__listener_ready(L, u, &s->l, 2);
 }
 
 static int l_path(lua_State *L)
 {
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (u->s == NULL) {
+    struct hr__listener_ud *u = luaL_checkudata(L, 1, SERVER_MT);
+    if (u->l == NULL) {
         lua_pushnil(L);
     } else {
-        lua_pushstring(L, u->s->path);
+        lua_pushstring(L, ((struct server *)u->l)->path);
     }
     return 1;
 }
 
 static const luaL_Reg server_methods[] = {
-    {"close", l_close},
     {"path", l_path},
     {NULL, NULL},
 };
 
 int hr__lua_open_control(lua_State *L)
 {
-    hr__lua_new_class(L, SERVER_MT, server_methods, l_server_gc, NULL);
+    hr__listener_new_class(L, SERVER_MT, false, server_methods);
     if (luaL_newmetatable(L, CONN_MT)) {
         lua_pushliteral(L, CONN_MT);
         lua_setfield(L, -2, "__name");

@@ -33,7 +33,6 @@
  * handles until the close callbacks.
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +41,8 @@
 #include <lauxlib.h>
 #include <uv.h>
 
-#include "../transport/transport.h"
 #include "binding.h"
+#include "listener.h"
 #include "loop.h"
 #include "metrics_http.h"
 
@@ -57,11 +56,11 @@
 struct server;
 
 struct conn {
+    struct hr__listener_conn link; /* first: in the server's list */
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t write;
     struct server *srv;
-    struct conn *next;
     int handles; /* tcp and timer, not yet closed */
     bool closing, answered;
     bool shut, eof; /* our FIN is out; the client's came */
@@ -71,29 +70,11 @@ struct conn {
 };
 
 struct server {
-    uv_tcp_t tcp;
-    struct hr__lloop *lp;
-    int handler_ref;
-    struct conn *conns;
-    size_t n_conns, max_conns, max_request;
+    struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
+    size_t max_conns, max_request;
     uint64_t timeout_ms;
     char path[256];
-    bool closing;
-    int pending; /* the listener and the connections, not yet closed */
 };
-
-struct server_ud {
-    struct server *s;
-};
-
-static void server_unref(struct server *s)
-{
-    if (--s->pending == 0) {
-        struct hr__lloop *lp = s->lp;
-        free(s);
-        hr__loop_release(lp);
-    }
-}
 
 /* ---- connections ---- */
 
@@ -106,7 +87,7 @@ static void conn_closed(uv_handle_t *h)
     struct server *s = c->srv;
     free(c->out);
     free(c);
-    server_unref(s);
+    hr__listener_unref(&s->l);
 }
 
 static void conn_close(struct conn *c)
@@ -115,14 +96,7 @@ static void conn_close(struct conn *c)
         return;
     }
     c->closing = true;
-    struct server *s = c->srv;
-    for (struct conn **p = &s->conns; *p != NULL; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            s->n_conns--;
-            break;
-        }
-    }
+    hr__listener_remove_conn(&c->srv->l, &c->link);
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
     uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
@@ -226,7 +200,7 @@ static int call_handler(lua_State *L)
 {
     struct call *k = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, k->s->handler_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->s->l.handler_ref);
     int rc = lua_pcall(L, 0, 1, 0);
     size_t n = 0;
     const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
@@ -360,7 +334,7 @@ static void handle(struct conn *c, size_t end)
         return;
     }
     struct call k = {.s = s};
-    if (s->handler_ref == LUA_NOREF || hr__loop_cpcall(s->lp, call_handler, &k) != 0) {
+    if (s->l.handler_ref == LUA_NOREF || hr__loop_cpcall(s->l.lp, call_handler, &k) != 0) {
         snprintf(k.err, sizeof k.err, "metrics: the handler could not run\n");
     }
     if (k.body == NULL) {
@@ -443,10 +417,10 @@ static void on_timer(uv_timer_t *t)
 static void on_connection(uv_stream_t *server, int status)
 {
     struct server *s = server->data;
-    if (status != 0 || s->closing) {
+    if (status != 0 || s->l.closing) {
         return;
     }
-    bool full = s->n_conns >= s->max_conns;
+    bool full = s->l.n_conns >= s->max_conns;
     size_t cap = full ? 512 : s->max_request; /* a refused one only drains */
     struct conn *c = calloc(1, sizeof *c + cap);
     if (c == NULL) {
@@ -458,10 +432,8 @@ static void on_connection(uv_stream_t *server, int status)
     uv_timer_init(server->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles = 2;
-    s->pending++;
-    c->next = s->conns;
-    s->conns = c;
-    s->n_conns++;
+    s->l.pending++;
+    hr__listener_add_conn(&s->l, &c->link);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
@@ -471,7 +443,7 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    if (full && s->n_conns > 2 * s->max_conns) {
+    if (full && s->l.n_conns > 2 * s->max_conns) {
         conn_close(c); /* a flood: not even an answer */
     } else if (full) {
         answer_text(c, 503, "too many connections\n");
@@ -480,24 +452,12 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- the server ---- */
 
-static void server_closed(uv_handle_t *h)
+static void close_conn(struct hr__listener_conn *c)
 {
-    server_unref(h->data);
+    conn_close((struct conn *)c);
 }
 
-static void server_close(struct server *s)
-{
-    if (s->closing) {
-        return;
-    }
-    s->closing = true;
-    while (s->conns != NULL) {
-        conn_close(s->conns);
-    }
-    hr__loop_unref(s->lp, s->handler_ref);
-    s->handler_ref = LUA_NOREF;
-    uv_close((uv_handle_t *)&s->tcp, server_closed);
-}
+static const struct hr__listener_ops ops = {close_conn, NULL, NULL};
 
 /* Field key of the options table at idx: an integer in 1..max, or def when absent. */
 static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_t max)
@@ -537,103 +497,26 @@ static int l_listen(lua_State *L)
         }
     }
     struct sockaddr_storage sa;
-    if (hr_tcp_parse_addr(addr, &sa) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid");
-        lua_pushfstring(L, "metrics listen address '%s' must be host:port with a numeric "
-                           "IPv4 host, [IPv6] or localhost", addr);
+    if (hr__listener_tcp_addr(L, "metrics", addr, &sa) != 0) {
         return 3;
     }
     struct hr__lloop *lp = hr__loop_get(L);
-    struct server_ud *u = lua_newuserdata(L, sizeof *u);
-    u->s = NULL;
-    luaL_getmetatable(L, SERVER_MT);
-    lua_setmetatable(L, -2);
-    struct server *s = calloc(1, sizeof *s);
-    if (s == NULL) {
-        return luaL_error(L, "metrics_listen: out of memory");
-    }
-    s->lp = lp;
+    struct hr__listener_ud *u;
+    struct server *s = hr__listener_alloc(L, SERVER_MT, sizeof *s, "metrics_listen", &u);
     s->max_request = max_request;
     s->timeout_ms = timeout_ms;
     s->max_conns = max_conns;
     snprintf(s->path, sizeof s->path, "%s", path);
-    s->handler_ref = LUA_NOREF;
-    hr__loop_retain(lp);
-    s->pending = 1;
-    uv_tcp_init(hr__loop_uv(lp), &s->tcp);
-    s->tcp.data = s;
-    int rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&sa, 0);
-    if (rc == 0) {
-        rc = uv_listen((uv_stream_t *)&s->tcp, BACKLOG, on_connection);
-    }
-    if (rc != 0) {
-        s->closing = true;
-        uv_close((uv_handle_t *)&s->tcp, server_closed);
-        lua_pushnil(L);
-        lua_pushstring(L, rc == UV_EADDRINUSE ? "busy" : "io");
-        lua_pushfstring(L, "metrics listen %s: %s", addr, uv_strerror(rc));
+    hr__listener_init(&s->l, lp, 1, &ops);
+    if (hr__listener_tcp_listen(L, &s->l, "metrics", addr, &sa, BACKLOG, on_connection) != 0) {
         return 3;
     }
-    lua_pushvalue(L, 2);
-    s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    u->s = s;
-    return 1;
+    return hr__listener_ready(L, u, &s->l, 2);
 }
-
-static int l_close(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (u->s != NULL) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
-    }
-    return 0;
-}
-
-static int l_server_gc(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (u->s != NULL && !hr__loop_dead(u->s->lp)) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
-    }
-    return 0;
-}
-
-static int l_address(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    struct sockaddr_storage sa;
-    int n = sizeof sa;
-    char host[64];
-    if (u->s == NULL || uv_tcp_getsockname(&u->s->tcp, (struct sockaddr *)&sa, &n) != 0) {
-        lua_pushnil(L);
-        return 1;
-    }
-    if (sa.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&sa;
-        uv_ip6_name(a, host, sizeof host);
-        lua_pushfstring(L, "[%s]:%d", host, (int)ntohs(a->sin6_port));
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&sa;
-        uv_ip4_name(a, host, sizeof host);
-        lua_pushfstring(L, "%s:%d", host, (int)ntohs(a->sin_port));
-    }
-    return 1;
-}
-
-static const luaL_Reg server_methods[] = {
-    {"close", l_close},
-    {"address", l_address},
-    {NULL, NULL},
-};
 
 int hr__lua_open_metrics_http(lua_State *L)
 {
-    hr__lua_new_class(L, SERVER_MT, server_methods, l_server_gc, NULL);
+    hr__listener_new_class(L, SERVER_MT, true, NULL);
     lua_pushcfunction(L, l_listen);
     lua_setfield(L, -2, "metrics_listen");
     return 0;

@@ -555,17 +555,7 @@ static int l_stats(lua_State *L)
     hr__lua_push_numbers(L, storage, HR__LUA_COUNT(storage));
     lua_setfield(L, -2, "storage");
 
-    const struct hr__lua_number snap[] = {
-        {"taken", s.snap.taken},
-        {"installed", s.node.snapshots_installed},
-        {"transfers", s.snap.transfers},
-        {"chunks_sent", s.snap.chunks_sent},
-        {"bytes_sent", s.snap.bytes_sent},
-        {"resumes", s.snap.resumes},
-        {"chunks_received", s.snap.chunks_received},
-        {"bytes_received", s.snap.bytes_received},
-    };
-    hr__lua_push_numbers(L, snap, HR__LUA_COUNT(snap));
+    hr__lua_push_snapshot_counts(L, &s);
     lua_setfield(L, -2, "snapshots");
     hr__lua_set_number(L, "snapshots_taken", s.snap.taken);
     hr__lua_set_number(L, "snapshots_installed", s.node.snapshots_installed);

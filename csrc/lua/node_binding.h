@@ -51,6 +51,7 @@
 #include <lua.h>
 
 struct hr_runtime;
+struct hr_runtime_stats;
 
 /* Add node_new and recover to the module table at the top of the stack. Returns 0. */
 int hr__lua_open_node(lua_State *L);
@@ -72,5 +73,9 @@ int hr__lua_recover(lua_State *L);
  * of the stack. */
 extern const luaL_Reg hr__lua_node_metrics_methods[];
 void hr__lua_open_node_metrics(lua_State *L);
+/* Push the snapshot counters of s as a table: the "snapshots" field of n:metrics() and of
+ * n:stats() (taken, installed, transfers, chunks_sent, bytes_sent, chunks_received,
+ * bytes_received, resumes). */
+void hr__lua_push_snapshot_counts(lua_State *L, const struct hr_runtime_stats *s);
 
 #endif

@@ -98,6 +98,21 @@ static void push_peers(lua_State *L, struct hr_runtime *rt, struct hr_raft *r)
     }
 }
 
+void hr__lua_push_snapshot_counts(lua_State *L, const struct hr_runtime_stats *s)
+{
+    const struct hr__lua_number snap[] = {
+        {"taken", s->snap.taken},
+        {"installed", s->node.snapshots_installed},
+        {"transfers", s->snap.transfers},
+        {"chunks_sent", s->snap.chunks_sent},
+        {"bytes_sent", s->snap.bytes_sent},
+        {"chunks_received", s->snap.chunks_received},
+        {"bytes_received", s->snap.bytes_received},
+        {"resumes", s->snap.resumes},
+    };
+    hr__lua_push_numbers(L, snap, HR__LUA_COUNT(snap));
+}
+
 static int l_metrics(lua_State *L)
 {
     struct hr_runtime *rt = hr__lua_node_runtime(L, 1);
@@ -171,17 +186,7 @@ static int l_metrics(lua_State *L)
     };
     hr__lua_push_numbers(L, storage, HR__LUA_COUNT(storage));
     lua_setfield(L, -2, "storage");
-    const struct hr__lua_number snap[] = {
-        {"taken", s.snap.taken},
-        {"installed", s.node.snapshots_installed},
-        {"transfers", s.snap.transfers},
-        {"chunks_sent", s.snap.chunks_sent},
-        {"bytes_sent", s.snap.bytes_sent},
-        {"chunks_received", s.snap.chunks_received},
-        {"bytes_received", s.snap.bytes_received},
-        {"resumes", s.snap.resumes},
-    };
-    hr__lua_push_numbers(L, snap, HR__LUA_COUNT(snap));
+    hr__lua_push_snapshot_counts(L, &s);
     lua_setfield(L, -2, "snapshots");
 
     const double us = 1e6; /* the layers count microseconds; Prometheus wants seconds */

@@ -50,7 +50,6 @@
  * false instead of touching freed memory.
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +59,8 @@
 
 #include "../core/array.h"
 #include "../transport/resp.h"
-#include "../transport/transport.h"
 #include "binding.h"
+#include "listener.h"
 #include "loop.h"
 #include "resp_server.h"
 
@@ -92,10 +91,10 @@ struct slot_ud {
 };
 
 struct conn {
+    struct hr__listener_conn link; /* first: in the server's list */
     uv_tcp_t tcp;
     uv_shutdown_t shutdown;
     struct server *srv;
-    struct conn *next;
     struct conn_ud *ud;
     int ud_ref;
     double id;
@@ -116,32 +115,14 @@ struct conn_ud {
 };
 
 struct server {
-    uv_tcp_t tcp;
+    struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
     uv_check_t check; /* flushes the dirty connections once per loop turn */
     uv_idle_t idle;   /* active with check: the poll does not block meanwhile */
     struct conn *dirty;
-    struct hr__lloop *lp;
-    int handler_ref;
-    struct conn *conns;
     struct hr_resp_limits lim;
     size_t max_output, max_pending;
     double next_id;
-    bool closing;
-    int pending; /* handles not yet closed */
 };
-
-struct server_ud {
-    struct server *s;
-};
-
-static void server_unref(struct server *s)
-{
-    if (--s->pending == 0) {
-        struct hr__lloop *lp = s->lp;
-        free(s);
-        hr__loop_release(lp);
-    }
-}
 
 /* ---- connections ---- */
 
@@ -169,7 +150,7 @@ static void conn_closed(uv_handle_t *h)
     hr_resp_parser_free(&c->parser);
     free(c->buf);
     free(c);
-    server_unref(s);
+    hr__listener_unref(&s->l);
 }
 
 static void conn_shut(uv_shutdown_t *req, int status)
@@ -185,12 +166,7 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     struct server *s = c->srv;
-    for (struct conn **p = &s->conns; *p != NULL; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            break;
-        }
-    }
+    hr__listener_remove_conn(&s->l, &c->link);
     if (c->dirty) {
         for (struct conn **p = &s->dirty; *p != NULL; p = &(*p)->dirty_next) {
             if (*p == c) {
@@ -212,7 +188,7 @@ static void conn_close(struct conn *c)
         c->ud->c = NULL;
         c->ud = NULL;
     }
-    hr__loop_unref(s->lp, c->ud_ref);
+    hr__loop_unref(s->l.lp, c->ud_ref);
     c->ud_ref = LUA_NOREF;
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, conn_shut) != 0) {
@@ -366,7 +342,7 @@ static int call_handler(lua_State *L)
     struct conn *c = k->c;
     struct hr_resp_parser *p = &c->parser;
     lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->handler_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->l.handler_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->ud_ref);
     lua_createtable(L, (int)p->argc, 0);
     for (size_t i = 0; i < p->argc; i++) {
@@ -452,7 +428,7 @@ static void process(struct conn *c)
             s->filled = true; /* no command, no reply: the slot goes with the next flush */
         } else {
             struct call k = {c, s, req};
-            if (hr__loop_cpcall(c->srv->lp, call_handler, &k) != 0 && !c->closing && !s->filled &&
+            if (hr__loop_cpcall(c->srv->l.lp, call_handler, &k) != 0 && !c->closing && !s->filled &&
                 s->ud == NULL) {
                 fill_error(c, s, "ERR out of memory");
             }
@@ -520,7 +496,7 @@ static int make_conn_ud(lua_State *L)
 static void on_connection(uv_stream_t *server, int status)
 {
     struct server *s = server->data;
-    if (status != 0 || s->closing) {
+    if (status != 0 || s->l.closing) {
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
@@ -533,16 +509,15 @@ static void on_connection(uv_stream_t *server, int status)
     hr_resp_parser_init(&c->parser, &s->lim);
     uv_tcp_init(server->loop, &c->tcp);
     c->tcp.data = c;
-    s->pending++;
+    s->l.pending++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-        hr__loop_cpcall(s->lp, make_conn_ud, c) != 0) {
+        hr__loop_cpcall(s->l.lp, make_conn_ud, c) != 0) {
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, conn_closed);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    c->next = s->conns;
-    s->conns = c;
+    hr__listener_add_conn(&s->l, &c->link);
     update_reading(c);
 }
 
@@ -667,26 +642,20 @@ static int l_noop_gc(lua_State *L)
 
 /* ---- the server ---- */
 
-static void server_closed(uv_handle_t *h)
+static void close_conn(struct hr__listener_conn *c)
 {
-    server_unref(h->data);
+    conn_close((struct conn *)c);
 }
 
-static void server_close(struct server *s)
+/* On close (hr__listener_close), after the connections: the check and idle handles. */
+static void close_rest(struct hr__listener *l)
 {
-    if (s->closing) {
-        return;
-    }
-    s->closing = true;
-    while (s->conns != NULL) {
-        conn_close(s->conns);
-    }
-    hr__loop_unref(s->lp, s->handler_ref);
-    s->handler_ref = LUA_NOREF;
-    uv_close((uv_handle_t *)&s->check, server_closed);
-    uv_close((uv_handle_t *)&s->idle, server_closed);
-    uv_close((uv_handle_t *)&s->tcp, server_closed);
+    struct server *s = (struct server *)l;
+    uv_close((uv_handle_t *)&s->check, hr__listener_closed);
+    uv_close((uv_handle_t *)&s->idle, hr__listener_closed);
 }
+
+static const struct hr__listener_ops ops = {close_conn, close_rest, NULL};
 
 /* core.resp_listen(addr, handler[, opts]) -> server | nil, code, detail */
 static int l_listen(lua_State *L)
@@ -698,104 +667,26 @@ static int l_listen(lua_State *L)
     size_t max_output = hr__resp_opt_size(L, 3, "max_output", DEFAULT_MAX_OUTPUT, (size_t)1 << 40);
     size_t max_pending = hr__resp_opt_size(L, 3, "max_pending", DEFAULT_MAX_PENDING, (size_t)1 << 30);
     struct sockaddr_storage sa;
-    if (hr_tcp_parse_addr(addr, &sa) != 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "invalid");
-        lua_pushfstring(L, "resp listen address '%s' must be host:port with a numeric IPv4 "
-                           "host, [IPv6] or localhost", addr);
+    if (hr__listener_tcp_addr(L, "resp", addr, &sa) != 0) {
         return 3;
     }
     struct hr__lloop *lp = hr__loop_get(L);
-    struct server_ud *u = lua_newuserdata(L, sizeof *u);
-    u->s = NULL;
-    luaL_getmetatable(L, SERVER_MT);
-    lua_setmetatable(L, -2);
-    struct server *s = calloc(1, sizeof *s);
-    if (s == NULL) {
-        return luaL_error(L, "resp_listen: out of memory");
-    }
-    s->lp = lp;
+    struct hr__listener_ud *u;
+    struct server *s = hr__listener_alloc(L, SERVER_MT, sizeof *s, "resp_listen", &u);
     s->lim = lim;
     s->max_output = max_output;
     s->max_pending = max_pending;
-    s->handler_ref = LUA_NOREF;
-    hr__loop_retain(lp);
-    s->pending = 3; /* the listener, the check and the idle handle */
-    uv_tcp_init(hr__loop_uv(lp), &s->tcp);
-    s->tcp.data = s;
+    hr__listener_init(&s->l, lp, 3, &ops); /* the listener, check and idle */
     uv_check_init(hr__loop_uv(lp), &s->check);
     s->check.data = s;
     uv_idle_init(hr__loop_uv(lp), &s->idle);
     s->idle.data = s;
-    int rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&sa, 0);
-    if (rc == 0) {
-        rc = uv_listen((uv_stream_t *)&s->tcp, RESP_BACKLOG, on_connection);
-    }
-    if (rc != 0) {
-        s->closing = true;
-        uv_close((uv_handle_t *)&s->check, server_closed);
-        uv_close((uv_handle_t *)&s->idle, server_closed);
-        uv_close((uv_handle_t *)&s->tcp, server_closed);
-        lua_pushnil(L);
-        lua_pushstring(L, rc == UV_EADDRINUSE ? "busy" : "io");
-        lua_pushfstring(L, "resp listen %s: %s", addr, uv_strerror(rc));
+    if (hr__listener_tcp_listen(L, &s->l, "resp", addr, &sa, RESP_BACKLOG, on_connection) != 0) {
         return 3;
     }
-    lua_pushvalue(L, 2);
-    s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    u->s = s;
-    return 1;
+    return hr__listener_ready(L, u, &s->l, 2);
 }
 
-static int l_close(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (u->s != NULL) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
-    }
-    return 0;
-}
-
-static int l_server_gc(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    if (u->s != NULL && !hr__loop_dead(u->s->lp)) {
-        struct server *s = u->s;
-        u->s = NULL;
-        server_close(s);
-    }
-    return 0;
-}
-
-static int l_address(lua_State *L)
-{
-    struct server_ud *u = luaL_checkudata(L, 1, SERVER_MT);
-    struct sockaddr_storage sa;
-    int n = sizeof sa;
-    char host[64];
-    if (u->s == NULL || uv_tcp_getsockname(&u->s->tcp, (struct sockaddr *)&sa, &n) != 0) {
-        lua_pushnil(L);
-        return 1;
-    }
-    if (sa.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&sa;
-        uv_ip6_name(a, host, sizeof host);
-        lua_pushfstring(L, "[%s]:%d", host, (int)ntohs(a->sin6_port));
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&sa;
-        uv_ip4_name(a, host, sizeof host);
-        lua_pushfstring(L, "%s:%d", host, (int)ntohs(a->sin_port));
-    }
-    return 1;
-}
-
-static const luaL_Reg server_methods[] = {
-    {"close", l_close},
-    {"address", l_address},
-    {NULL, NULL},
-};
 
 static const luaL_Reg conn_methods[] = {
     {"defer", l_defer},
@@ -810,7 +701,7 @@ static const luaL_Reg no_methods[] = {
 
 int hr__lua_open_resp(lua_State *L)
 {
-    hr__lua_new_class(L, SERVER_MT, server_methods, l_server_gc, NULL);
+    hr__listener_new_class(L, SERVER_MT, true, NULL);
     hr__lua_new_class(L, CONN_MT, conn_methods, l_noop_gc, NULL);
     hr__lua_new_class(L, SLOT_MT, no_methods, l_noop_gc, NULL);
     lua_pushcfunction(L, l_listen);

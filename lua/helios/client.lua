@@ -66,12 +66,13 @@
 
 local core = require("helios.core")
 local loop = require("helios.loop")
+local sock_util = require("helios.util.sock")
 
 local format, find = string.format, string.find
 local error, pairs, ipairs, type, tostring, setmetatable = error, pairs, ipairs, type, tostring,
     setmetatable
 local sort = table.sort
-local ceil, huge = math.ceil, math.huge
+local ceil = math.ceil
 local encode, decode = core.mp_encode, core.mp_decode
 local clock_ms = core.clock_ms
 
@@ -84,14 +85,7 @@ M.DEFAULT_TIMEOUT_MS = 5000
 M.APPLY_MARGIN_MS = 1000
 
 -- Raise a Usage error unless ms is nil or a non-negative finite number; ms or the default.
-local function check_ms(ms, usage, default)
-    if ms == nil then return default end
-    if type(ms) ~= "number" or not (ms >= 0) or ms == huge then
-        error(format("Usage: %s: timeout_ms must be a non-negative number of milliseconds "
-            .. "(got %s)", usage, tostring(ms)), 3)
-    end
-    return ms
-end
+local check_ms = sock_util.check_ms
 
 local await = loop.await
 
@@ -108,25 +102,7 @@ function M.is_resp_address(addr)
 end
 
 -- Connect to path: yields in a coroutine on the loop, blocks otherwise.
-local function connect(path, timeout_ms)
-    if not loop.on_loop() then return core.sock_connect(path, timeout_ms) end
-    local sock, pending, detail = core.sock_connect_start(path)
-    if not sock then return nil, pending, detail end
-    if pending then
-        local ok, code, wdetail = loop.wait_fd(sock:fileno(), "w", timeout_ms)
-        if not ok then
-            sock:close()
-            return nil, code, format("connect %s: %s", path,
-                code == "timeout" and "Connection timed out" or tostring(wdetail))
-        end
-        local done, fcode, fdetail = sock:finish_connect()
-        if not done then
-            return nil, fcode, format("connect %s: %s", path,
-                (tostring(fdetail):gsub("^connect: ", "")))
-        end
-    end
-    return sock
-end
+local connect = sock_util.connect
 
 -- Send one frame: yields in a coroutine on the loop, blocks otherwise. A send that times
 -- out closes the socket (the node would see a partial frame), as the blocking one does.

@@ -33,10 +33,11 @@
 -- loop allows one waiter per descriptor).
 local core = require("helios.core")
 local loop = require("helios.loop")
+local sock_util = require("helios.util.sock")
 
 local format, type, tostring, tonumber, select, error = string.format, type, tostring,
     tonumber, select, error
-local setmetatable, pairs, ipairs, huge = setmetatable, pairs, ipairs, math.huge
+local setmetatable, pairs, ipairs = setmetatable, pairs, ipairs
 local clock_ms = core.clock_ms
 local encode = core.resp_command
 
@@ -45,14 +46,7 @@ local M = {}
 M.DEFAULT_TIMEOUT_MS = 5000
 M.DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
-local function check_ms(ms, usage, default)
-    if ms == nil then return default end
-    if type(ms) ~= "number" or not (ms >= 0) or ms == huge then
-        error(format("Usage: %s: timeout_ms must be a non-negative number of milliseconds "
-            .. "(got %s)", usage, tostring(ms)), 3)
-    end
-    return ms
-end
+local check_ms = sock_util.check_ms
 M._check_ms = check_ms
 
 --- An error reply's value as call returns it: its first word and the rest.
@@ -63,25 +57,7 @@ function M.split_error(msg)
 end
 
 -- Connect: yields in a coroutine on the loop, blocks otherwise.
-local function connect_sock(addr, timeout_ms)
-    if not loop.on_loop() then return core.sock_connect(addr, timeout_ms) end
-    local sock, pending, detail = core.sock_connect_start(addr)
-    if not sock then return nil, pending, detail end
-    if pending then
-        local ok, code, wdetail = loop.wait_fd(sock:fileno(), "w", timeout_ms)
-        if not ok then
-            sock:close()
-            return nil, code, format("connect %s: %s", addr,
-                code == "timeout" and "Connection timed out" or tostring(wdetail))
-        end
-        local done, fcode, fdetail = sock:finish_connect()
-        if not done then
-            return nil, fcode, format("connect %s: %s", addr,
-                (tostring(fdetail):gsub("^connect: ", "")))
-        end
-    end
-    return sock
-end
+local connect_sock = sock_util.connect
 
 -- The argv of call's arguments: a table as it is, or the name and the rest.
 local function argv_of(usage, first, ...)

@@ -1,0 +1,113 @@
+/*
+ * listener.h: what the listening servers of helios.core share (metrics_http.c,
+ * resp_server.c, control.c): the listening handle and its close, the count of handles that
+ * keeps the server allocated, the server's Lua userdata (close, __gc, address), and the
+ * binding of a TCP listen address with its error codes. Each server keeps its protocol,
+ * its connections and its limits in its own file.
+ *
+ * Use: a server struct has a struct hr__listener as its FIRST member (the handles' data
+ * and the userdata point at it, and the server is reached by a cast), is made by
+ * hr__listener_alloc and set up with hr__listener_init. Its connections have a struct
+ * hr__listener_conn as their first member: the listener keeps the list of the open ones
+ * and their count, and closes them (ops->close_conn) when it closes.
+ *
+ * Ownership: the server is malloc'd; libuv owns its handles until their close callbacks.
+ * pending counts the handles not yet closed (the listening one, any other the server
+ * adds, and one per connection: the server adds it at accept and calls
+ * hr__listener_unref from the connection's last close callback); at zero the server is
+ * freed and its use of the loop released (hr__loop_retain/release, loop.h). The Lua
+ * userdata only points at the server; close and __gc clear that pointer.
+ *
+ * Threading: everything runs on the thread that owns the lua_State (the loop's thread).
+ */
+#ifndef HR_LUA_LISTENER_H
+#define HR_LUA_LISTENER_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <uv.h>
+
+struct hr__lloop;
+struct hr__listener;
+
+typedef void (*hr__listener_fn)(struct hr__listener *l);
+
+/* The first member of a server's connection. */
+struct hr__listener_conn {
+    struct hr__listener_conn *next;
+};
+
+/* What differs per server; a static const of each. */
+struct hr__listener_ops {
+    /* Close the connection c (which calls hr__listener_remove_conn). */
+    void (*close_conn)(struct hr__listener_conn *c);
+    hr__listener_fn close_rest; /* on close, after the connections: other handles; or NULL */
+    hr__listener_fn release;    /* at pending 0: free the server (NULL: free(l)) */
+};
+
+struct hr__listener {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;                   /* the listening handle; its data is the listener */
+    struct hr__lloop *lp;
+    int handler_ref;       /* the Lua handler; LUA_NOREF until listening and once closing */
+    int pending;           /* handles not yet closed (see above) */
+    bool closing;
+    struct hr__listener_conn *conns; /* the open connections */
+    size_t n_conns;
+    const struct hr__listener_ops *ops;
+};
+
+/* The server's userdata; l is NULL until it listens and once it is closed. */
+struct hr__listener_ud {
+    struct hr__listener *l;
+};
+
+/* Set up l on lp (retained): handles is the count of handles the server will init, the
+ * listening one included. */
+void hr__listener_init(struct hr__listener *l, struct hr__lloop *lp, int handles,
+                       const struct hr__listener_ops *ops);
+/* An accepted connection joins the list (n_conns counts it); one that closes leaves it
+ * (a second remove does nothing). */
+void hr__listener_add_conn(struct hr__listener *l, struct hr__listener_conn *c);
+void hr__listener_remove_conn(struct hr__listener *l, struct hr__listener_conn *c);
+/* One of the server's handles (or connections) is closed. */
+void hr__listener_unref(struct hr__listener *l);
+/* A uv_close callback for the server's own handles (their data is the listener). */
+void hr__listener_closed(uv_handle_t *h);
+/* Close the server once: its connections, close_rest, drop the handler, close the
+ * listening handle. Also what undoes a failed bind or listen (no connections then). */
+void hr__listener_close(struct hr__listener *l);
+
+/* Push a new userdata of metatable mt, pointing at no server yet (*ud), and return a
+ * zeroed server of size bytes for it, to set up with hr__listener_init; raises
+ * "<what>: out of memory". */
+void *hr__listener_alloc(lua_State *L, const char *mt, size_t size, const char *what,
+                         struct hr__listener_ud **ud);
+/* The server listens: anchor the handler at handler_idx and point u at l. Returns 1 (the
+ * userdata stays on the stack as the result). */
+int hr__listener_ready(lua_State *L, struct hr__listener_ud *u, struct hr__listener *l,
+                       int handler_idx);
+/* Make the server userdata's metatable mt (once per lua_State, as hr__lua_new_class):
+ * srv:close(), a __gc that closes too (but not once the loop is being finalized), with tcp
+ * srv:address() ("host:port" or "[host]:port" as bound, or nil), and the methods of extra
+ * (NULL: none), which check their userdata themselves. */
+void hr__listener_new_class(lua_State *L, const char *mt, bool tcp, const luaL_Reg *extra);
+
+/* TCP. Parse addr (host:port, see hr_tcp_parse_addr) into sa: 0, or push nil, "invalid",
+ * a message naming what ("metrics", "resp") and return 3. */
+int hr__listener_tcp_addr(lua_State *L, const char *what, const char *addr,
+                          struct sockaddr_storage *sa);
+/* Init the listening handle as TCP, bind it to sa and listen: 0, or close the server and
+ * push nil, "busy" (address in use) or "io", "<what> listen <addr>: <why>" and return 3. */
+int hr__listener_tcp_listen(lua_State *L, struct hr__listener *l, const char *what,
+                            const char *addr, const struct sockaddr_storage *sa, int backlog,
+                            uv_connection_cb cb);
+
+#endif

@@ -14,6 +14,7 @@
 --       cl:start(leader)                             -- the same data dir: it catches up
 --       cl:pause(id)  cl:resume(id)                  -- SIGSTOP / SIGCONT
 --       cl:partition({ "node-1" }, { "node-2", "node-3" })  cl:heal()
+--       cl:partition_oneway({ "node-1" }, { "node-2" })   -- node-1 cannot dial node-2
 --       local id, addr = cl:add_node()               -- "node-4", outside the configuration
 --       cl:start(id)                                 -- `helios node --join`: it waits
 --       assert(cc:add_peer(id, addr, { timeout_ms = 10000 }))   -- on the leader
@@ -311,6 +312,23 @@ function Cluster:partition(a, b)
         for _, y in ipairs(b) do
             check_id(self, y, "cl:partition")
             proxy_cmd(self, format("cut %s %s", x, y))
+        end
+    end
+end
+
+--- Cut only what each node of group a dials to reach each node of group b (the proxy of
+-- the link a->b): b still reaches a. A one-way cut, as far as TCP allows: a node answers
+-- on the connection it was dialed on, so b's messages to a and a's replies still flow.
+function Cluster:partition_oneway(a, b)
+    if type(a) ~= "table" or type(b) ~= "table" then
+        error("Usage: cl:partition_oneway({ ids }, { ids })", 2)
+    end
+    if not self._proxy_pid then error("cl:partition_oneway: this cluster has no proxies", 2) end
+    for _, x in ipairs(a) do
+        check_id(self, x, "cl:partition_oneway")
+        for _, y in ipairs(b) do
+            check_id(self, y, "cl:partition_oneway")
+            proxy_cmd(self, format("cut1 %s %s", x, y))
         end
     end
 end

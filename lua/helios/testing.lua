@@ -124,7 +124,8 @@ function M.cluster(opts)
         error("Usage: testing.cluster{ n = 1..64 }", 2)
     end
     local self = setmetatable({ _ids = {}, _procs = {}, _exits = {}, _real = {}, _files = {},
-                                _sockets = {}, _fsm = opts.fsm or "helios.fsm.kv" }, Cluster)
+                                _sockets = {}, _confs = {},
+                                _fsm = opts.fsm or "helios.fsm.kv" }, Cluster)
     math.randomseed(core.clock_ms() % 1e9 + tk.getpid())
     self._dir = make_tempdir()
     local ok, err = xpcall(function()
@@ -171,6 +172,7 @@ function M.cluster(opts)
         for _, id in ipairs(self._ids) do
             local conf = { nodes = views[id] }
             for k, v in pairs(self._conf) do conf[k] = v end
+            self._confs[id] = conf
             local file = format("%s/cluster-%s.lua", self._dir, id)
             assert(clusterfile.write(file, conf))
             self._files[id] = file
@@ -260,6 +262,20 @@ function Cluster:add_node()
         self._client = nil
     end
     return id, addr
+end
+
+--- Start node id again as a new node: its data dir removed, its cluster file saying
+-- join = true (it waits, in no configuration, to be added with add_peer on the leader,
+-- at cl:address(id)). The process must not run, and the node should have been removed
+-- from the configuration first. Its links keep going through the proxies.
+function Cluster:rejoin(id)
+    check_id(self, id, "cl:rejoin(id)")
+    if self:running(id) then error(format("cl:rejoin(%s): the node is running", id), 2) end
+    os.execute("rm -rf " .. shell.quote(self:data_dir(id)))
+    local conf = self._confs[id] or {}
+    conf.join = true
+    assert(clusterfile.write(self._files[id], conf))
+    return self:start(id)
 end
 
 --- Whether node id's process runs (reaps it if it has exited). Never waits.

@@ -164,6 +164,42 @@ end
 
 -- ---- the run -----------------------------------------------------------------------------
 
+--- The acknowledged writes (ok write or cas) of ops (linearize.pair's) that are not the
+-- final value of their key (final: { [key] = value }) and that nothing may have
+-- overwritten: no write or cas of that key of unknown outcome, none that completed after
+-- it began. Returns a list of descriptions (empty: none lost).
+function M.lost_writes(ops, final)
+    local r, lost = { ops = ops }, {}
+    -- Per key: whether some write or cas may have taken effect after a given one began: an
+    -- info one, or one that completed later (the two latest completions, to skip itself).
+    local info_w, late1, late2 = {}, {}, {}
+    local function is_write(op) return op.f == "write" or op.f == "cas" end
+    for _, op in ipairs(r.ops) do
+        if is_write(op) then
+            local k = op.key
+            if op.type == "info" then info_w[k] = true
+            elseif op.type == "ok" then
+                if not late1[k] or op.ret > late1[k].ret then late1[k], late2[k] = op, late1[k]
+                elseif not late2[k] or op.ret > late2[k].ret then late2[k] = op end
+            end
+        end
+    end
+    for _, op in ipairs(r.ops) do
+        if op.type == "ok" and is_write(op) then
+            local k = op.key
+            local v = op.f == "write" and op.value or op.value[2]
+            if final[k] ~= v then
+                local other = late1[k] ~= op and late1[k] or late2[k]
+                if not info_w[k] and not (other and other.ret > op.call) then
+                    lost[#lost + 1] = format("acknowledged write %s of %s lost "
+                        .. "(final value %s)", tostring(v), k, tostring(final[k]))
+                end
+            end
+        end
+    end
+    return lost
+end
+
 --- Run the workload; see the head of this file. opts: cluster, nemesis (or nil: no
 -- faults), duration_ms (10000), mode ("control"), clients (10), keys (3), op_timeout_ms
 -- (2000), recover_ms (how long the healed cluster has to serve every key again, 30000),
@@ -340,25 +376,7 @@ function M.run(opts)
     for _, op in ipairs(r.ops) do
         if op.process == "final" and op.type == "ok" then final[op.key] = op.value end
     end
-    for _, op in ipairs(r.ops) do
-        if op.type == "ok" and (op.f == "write" or op.f == "cas") and op.process ~= "final" then
-            local v = op.f == "write" and op.value or op.value[2]
-            if final[op.key] ~= v then
-                local later = false
-                for _, o in ipairs(r.ops) do
-                    if o ~= op and o.key == op.key and (o.f == "write" or o.f == "cas")
-                        and o.type ~= "fail" and (o.type == "info" or o.ret > op.call) then
-                        later = true
-                        break
-                    end
-                end
-                if not later then
-                    problems[#problems + 1] = format("acknowledged write %s of %s lost "
-                        .. "(final value %s)", tostring(v), op.key, tostring(final[op.key]))
-                end
-            end
-        end
-    end
+    for _, p in ipairs(M.lost_writes(r.ops, final)) do problems[#problems + 1] = p end
     result.valid = r.valid and #problems == 0
     if not result.valid then
         if not r.valid then

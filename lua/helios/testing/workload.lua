@@ -294,6 +294,8 @@ function M.run(opts)
             while state.running > 0 and core.clock_ms() < rec_deadline + 10000 do
                 loop.wait(50)
             end
+            say(format("clients stopped at %.1f s; reading every key",
+                       (core.clock_ms() - t0) / 1000))
             -- Every key, read once more (recorded: the checker sees them).
             local c = (mode == "resp" and resp_client or control_client)(cl, opts)
             for _, k in ipairs(keys) do
@@ -319,6 +321,8 @@ function M.run(opts)
                     problems[#problems + 1] = "nodes did not all apply the leader's commit index"
                 end
             end
+            say(format("every node applied the commit index at %.1f s",
+                       (core.clock_ms() - t0) / 1000))
             state.polled = true
             while not poller_done do loop.wait(20) end
             poll_applied(cl, applied)
@@ -336,6 +340,7 @@ function M.run(opts)
     if not ok then error(err, 0) end
     if main_err then error(main_err, 0) end
     result.schedule = opts.nemesis and opts.nemesis:log() or "(no faults)"
+    say(format("run over at %.1f s; checking", (core.clock_ms() - t0) / 1000))
 
     -- Same command at every index.
     local at, conflicts = {}, 0
@@ -377,6 +382,7 @@ function M.run(opts)
         if op.process == "final" and op.type == "ok" then final[op.key] = op.value end
     end
     for _, p in ipairs(M.lost_writes(r.ops, final)) do problems[#problems + 1] = p end
+    say(format("checked at %.1f s", (core.clock_ms() - t0) / 1000))
     result.valid = r.valid and #problems == 0
     if not result.valid then
         if not r.valid then

@@ -31,8 +31,9 @@ local function torture(opts)
         return workload.run{ cluster = cl, nemesis = n, duration_ms = opts.ms or MS,
                              mode = opts.mode, seed = opts.seed, interval_ms = opts.interval_ms,
                              print = VERBOSE and print,
-                             dir = string.format("%s/helios-torture-spec-%d-%s",
-                                 os.getenv("TMPDIR") or "/tmp", opts.seed, opts.mode) }
+                             dir = string.format("%s/helios-torture-spec-%d-%s-%d",
+                                 os.getenv("TMPDIR") or "/tmp", opts.seed, opts.mode,
+                                 require("helios.core").clock_ms()) }
     end)
     local logs = not ok and cl:logs(30)
     cl:stop()

@@ -58,8 +58,10 @@ for i, k in ipairs(keys) do out[i] = k .. "=" .. tostring(fsm:get(k)) end
 return node:status().applied_index .. " " .. table.concat(out, " ")
 ]]
 
+-- cl:pid, not cl:running: running reaps an exited node and then closes cl:client(), which
+-- the nemesis may be waiting in, in another coroutine.
 local function eval(cl, id, code)
-    if not cl:running(id) then return nil end
+    if not cl:pid(id) then return nil end
     local c = client.connect(cl:socket(id), 1000)
     if not c then return nil end
     local r = c:call("eval", { code = code }, 3000)
@@ -294,6 +296,10 @@ function M.run(opts)
             while state.running > 0 and core.clock_ms() < rec_deadline + 10000 do
                 loop.wait(50)
             end
+            if state.running > 0 then
+                problems[#problems + 1] = format("%d clients still in an operation long after "
+                    .. "its timeout (a client that hangs)", state.running)
+            end
             say(format("clients stopped at %.1f s; reading every key",
                        (core.clock_ms() - t0) / 1000))
             -- Every key, read once more (recorded: the checker sees them).
@@ -328,7 +334,7 @@ function M.run(opts)
             poll_applied(cl, applied)
             local states = {}
             for _, id in ipairs(cl:ids()) do
-                if cl:running(id) then states[id] = eval(cl, id, STATE) end
+                states[id] = eval(cl, id, STATE)
             end
             result.states = states
         end)

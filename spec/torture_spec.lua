@@ -1,5 +1,5 @@
 -- torture_spec.lua: the Jepsen-style pipeline, bounded for CI (docs/testing.md, "Torture
--- runs"): 5-node ATLAS clusters of `helios node` processes, 10 clients on 3 keys, the
+-- runs"): 5-node ATLAS clusters of `helios node` processes, 10 clients on 5 keys, the
 -- seeded nemesis (helios.testing.nemesis), then the checks of helios.testing.workload:
 -- linearizability of the history, acknowledged writes kept, the same command at every
 -- log index on every node, the same ATLAS state everywhere.

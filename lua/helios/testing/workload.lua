@@ -4,7 +4,7 @@
 --
 --   local workload = require("helios.testing.workload")
 --   local r = workload.run{ cluster = cl, nemesis = n, duration_ms = 30000,
---                           mode = "control" | "resp", clients = 10, keys = 3,
+--                           mode = "control" | "resp", clients = 10, keys = 5,
 --                           dir = "/tmp/torture-7", seed = 7 }
 --   print(workload.report(r))     -- r.valid, r.verdict, r.counts, r.problems, r.dir
 --
@@ -203,7 +203,7 @@ function M.lost_writes(ops, final)
 end
 
 --- Run the workload; see the head of this file. opts: cluster, nemesis (or nil: no
--- faults), duration_ms (10000), mode ("control"), clients (10), keys (3), op_timeout_ms
+-- faults), duration_ms (10000), mode ("control"), clients (10), keys (5), op_timeout_ms
 -- (2000), recover_ms (how long the healed cluster has to serve every key again, 30000),
 -- dir (where the history and, on failure, the timeline and logs go), seed, interval_ms
 -- and quiet_ms (the nemesis's), print (progress lines).
@@ -213,7 +213,7 @@ function M.run(opts)
     local cl = opts.cluster
     local mode = opts.mode or "control"
     local nclients = opts.clients or 10
-    local nkeys = opts.keys or 3
+    local nkeys = opts.keys or 5
     local dur = opts.duration_ms or 10000
     local say = opts.print or function() end
     opts.op_timeout_ms = opts.op_timeout_ms or 2000

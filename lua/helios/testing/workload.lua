@@ -260,27 +260,30 @@ function M.run(opts)
             w.what = k
             if x <= 50 then
                 rec({ process = p, type = "invoke", f = "read", key = k })
-                local how, v = op(w, c.read, k)
+                local how, v, code = op(w, c.read, k)
                 if w.abandoned then break end
-                rec({ process = p, type = how, f = "read", key = k, value = v })
+                rec({ process = p, type = how, f = "read", key = k, value = v,
+                      error = how ~= "ok" and code or nil })
                 if how == "ok" and v ~= nil then last[k] = v end
             else
                 counter = counter + 1
                 local v = format("p%d-%d", p, counter)
-                local how
+                local how, code
                 if x <= 80 or not last[k] then
                     rec({ process = p, type = "invoke", f = "write", key = k, value = v })
-                    how = op(w, c.write, k, v)
+                    how, code = op(w, c.write, k, v)
                     if w.abandoned then break end
-                    rec({ process = p, type = how, f = "write", key = k })
+                    rec({ process = p, type = how, f = "write", key = k, error = code })
                 else
                     rec({ process = p, type = "invoke", f = "cas", key = k,
                           value = { last[k], v } })
-                    how = op(w, c.cas, k, last[k], v)
+                    how, code = op(w, c.cas, k, last[k], v)
                     if w.abandoned then break end
-                    rec({ process = p, type = how, f = "cas", key = k })
+                    rec({ process = p, type = how, f = "cas", key = k, error = code })
                 end
-                last[k] = v
+                -- Only a value known to be there is expected by a later cas: one of unknown
+                -- outcome, expected, could not be left out by the checker (docs/testing.md).
+                if how == "ok" then last[k] = v end
             end
         end
         c.close()

@@ -58,7 +58,7 @@ BUSTED ?= busted
 # Seeds for the randomized schedule spec under the sanitizers (slow: ~10x), see spec/.
 ASAN_SEEDS ?= 100
 
-.PHONY: help deps build test test-asan bench rock-check check check-layers demo clean fuzz-check
+.PHONY: help deps build test test-asan bench rock-check check check-layers demo clean fuzz-check torture
 
 help:
 	@echo "make deps        install missing Debian packages (as root; else prints the apt-get line)"
@@ -70,6 +70,8 @@ help:
 	@echo "                 ATLAS vs redis-server with redis-benchmark (needs redis-tools and"
 	@echo "                 redis-server, else that part says what to install), and the"
 	@echo "                 linearizability checker on 200k-op histories"
+	@echo "make torture     one long Jepsen-style run: SECONDS=60 SEED= MODE=control|resp KINDS="
+	@echo "                 (a 5-node ATLAS cluster, 10 clients, faults; exit 1 if not valid)"
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
 	@echo "make check       everything CI runs: test, test-asan, rock-check, fuzz-check, summed counts"
 	@echo "make fuzz-check  the libFuzzer targets for FUZZ_SECONDS (60) in all, as a test runner"
@@ -180,6 +182,14 @@ bench:
 	luajit spec/bench/snapshot.lua
 	luajit spec/bench/redis.lua
 	luajit spec/bench/linearize.lua
+
+# One long torture run (docs/testing.md, "Torture runs"): make torture SECONDS=300 SEED=7
+SECONDS ?= 60
+SEED ?=
+MODE ?= control
+KINDS ?=
+torture: build
+	luajit tools/torture.lua "$(SECONDS)" "$(SEED)" "$(MODE)" "$(KINDS)"
 
 rock-check:
 	@.ci/deps

@@ -285,11 +285,18 @@ describe("atlas on the RESP port", function()
                         k:call("ATLAS.NUMBERED", sid, 5, "ATLAS.CALL", "spec_server_swap", "x",
                                "y"))
             assert.equal("1", k:call("GET", "x"))                 -- swapped once only (twice: "2")
+            -- ATLAS.CAS: 1 when the value was the expected one (and set), else 0
+            assert.equal(1, k:call("ATLAS.NUMBERED", sid, 6, "ATLAS.CAS", "x", "1", "c1"))
+            assert.equal(1, k:call("ATLAS.NUMBERED", sid, 6, "ATLAS.CAS", "x", "1", "c1"))
+            assert.equal(0, k:call("ATLAS.CAS", "x", "1", "c2"))
+            assert.equal(0, k:call("ATLAS.CAS", "never-set", "1", "c2"))
+            assert.equal("c1", k:call("GET", "x"))
+            assert.equal(1, k:call("ATLAS.CAS", "x", "c1", "1"))
             assert.matches("^SESSIONEXPIRED ", k:call("ATLAS.NUMBERED", 999999, 1, "INCR", "q").err)
             assert.matches("^ERR ATLAS.NUMBERED numbers a write",
-                           k:call("ATLAS.NUMBERED", sid, 6, "GET", "x").err)
+                           k:call("ATLAS.NUMBERED", sid, 7, "GET", "x").err)
             assert.same({ err = "ERR wrong number of arguments for 'incr' command" },
-                        k:call("ATLAS.NUMBERED", sid, 6, "INCR"))
+                        k:call("ATLAS.NUMBERED", sid, 7, "INCR"))
             -- errors: the connection goes on
             assert.same({ err = "ERR wrong number of arguments for 'get' command" },
                         k:call("GET"))

@@ -7,6 +7,8 @@
  *                                          reach node-2 (the proxy forwards the bytes)
  *   cut node-1 node-2                   -> "ok 2": both directions closed, new connections
  *                                          accepted and closed at once (refused)
+ *   cut1 node-1 node-2                  -> "ok 1": only the link node-1 -> node-2 (what
+ *                                          node-1 dials to reach node-2): a one-way cut
  *   heal                                -> "ok": every link forwards again
  *   ping                                -> "ok"
  *   quit (or the end of stdin)          -> "ok", every socket closed, proxy_main returns
@@ -372,6 +374,12 @@ static void run_command(struct proxy *x, char *line)
         if (l1) { cut_link(l1); k++; }
         if (l2) { cut_link(l2); k++; }
         reply("ok %d", k);
+    } else if (strcmp(verb, "cut1") == 0 && n == 3) {
+        struct link *l1 = find_link(x, a, b);
+        if (l1) {
+            cut_link(l1);
+        }
+        reply("ok %d", l1 ? 1 : 0);
     } else if (strcmp(verb, "heal") == 0) {
         for (struct link *l = x->links; l; l = l->next) {
             l->cut = 0;
@@ -383,7 +391,7 @@ static void run_command(struct proxy *x, char *line)
         reply("ok");
         quit(x);
     } else {
-        reply("err unknown command '%s' (link FROM TO HOST:PORT | cut A B | heal | ping | "
+        reply("err unknown command '%s' (link FROM TO HOST:PORT | cut A B | cut1 A B | heal | ping | "
               "quit)", verb);
     }
 }

@@ -72,12 +72,15 @@ local INT_OPTIONS = {
     snapshot_chunk_bytes = "posint",
     max_entries_per_append = "posint", max_append_bytes = "posint", max_inflight = "posint",
     prevote = "bool", check_quorum = "bool", read_lease = "bool", join = "bool",
+    -- For tests only: a leader serves reads without confirming it still leads (the
+    -- deposed leader's stale read that the torture spec must catch, docs/testing.md).
+    unsafe_read_no_confirm = "bool",
 }
 -- Those the core reads (the others are read here, by raft.lua: snapshots, limits).
 local CORE_OPTIONS = {
     heartbeat_timeout_ms = true, election_timeout_ms = true, max_entries_per_append = true,
     max_append_bytes = true, max_inflight = true, prevote = true, check_quorum = true,
-    read_lease = true,
+    read_lease = true, unsafe_read_no_confirm = true,
 }
 -- fs: the file system of the data dir, for tests only: a fault-injecting one of
 -- helios.testkit (fault_fs_new), checked by core.node_new; absent: the real one.

@@ -14,6 +14,7 @@
 --       cl:start(leader)                             -- the same data dir: it catches up
 --       cl:pause(id)  cl:resume(id)                  -- SIGSTOP / SIGCONT
 --       cl:partition({ "node-1" }, { "node-2", "node-3" })  cl:heal()
+--       cl:partition_oneway({ "node-1" }, { "node-2" })   -- node-1 cannot dial node-2
 --       local id, addr = cl:add_node()               -- "node-4", outside the configuration
 --       cl:start(id)                                 -- `helios node --join`: it waits
 --       assert(cc:add_peer(id, addr, { timeout_ms = 10000 }))   -- on the leader
@@ -123,7 +124,8 @@ function M.cluster(opts)
         error("Usage: testing.cluster{ n = 1..64 }", 2)
     end
     local self = setmetatable({ _ids = {}, _procs = {}, _exits = {}, _real = {}, _files = {},
-                                _sockets = {}, _fsm = opts.fsm or "helios.fsm.kv" }, Cluster)
+                                _sockets = {}, _confs = {},
+                                _fsm = opts.fsm or "helios.fsm.kv" }, Cluster)
     math.randomseed(core.clock_ms() % 1e9 + tk.getpid())
     self._dir = make_tempdir()
     local ok, err = xpcall(function()
@@ -170,6 +172,7 @@ function M.cluster(opts)
         for _, id in ipairs(self._ids) do
             local conf = { nodes = views[id] }
             for k, v in pairs(self._conf) do conf[k] = v end
+            self._confs[id] = conf
             local file = format("%s/cluster-%s.lua", self._dir, id)
             assert(clusterfile.write(file, conf))
             self._files[id] = file
@@ -261,6 +264,20 @@ function Cluster:add_node()
     return id, addr
 end
 
+--- Start node id again as a new node: its data dir removed, its cluster file saying
+-- join = true (it waits, in no configuration, to be added with add_peer on the leader,
+-- at cl:address(id)). The process must not run, and the node should have been removed
+-- from the configuration first. Its links keep going through the proxies.
+function Cluster:rejoin(id)
+    check_id(self, id, "cl:rejoin(id)")
+    if self:running(id) then error(format("cl:rejoin(%s): the node is running", id), 2) end
+    os.execute("rm -rf " .. shell.quote(self:data_dir(id)))
+    local conf = self._confs[id] or {}
+    conf.join = true
+    assert(clusterfile.write(self._files[id], conf))
+    return self:start(id)
+end
+
 --- Whether node id's process runs (reaps it if it has exited). Never waits.
 function Cluster:running(id)
     local pid = self._procs[id]
@@ -311,6 +328,23 @@ function Cluster:partition(a, b)
         for _, y in ipairs(b) do
             check_id(self, y, "cl:partition")
             proxy_cmd(self, format("cut %s %s", x, y))
+        end
+    end
+end
+
+--- Cut only what each node of group a dials to reach each node of group b (the proxy of
+-- the link a->b): b still reaches a. A one-way cut, as far as TCP allows: a node answers
+-- on the connection it was dialed on, so b's messages to a and a's replies still flow.
+function Cluster:partition_oneway(a, b)
+    if type(a) ~= "table" or type(b) ~= "table" then
+        error("Usage: cl:partition_oneway({ ids }, { ids })", 2)
+    end
+    if not self._proxy_pid then error("cl:partition_oneway: this cluster has no proxies", 2) end
+    for _, x in ipairs(a) do
+        check_id(self, x, "cl:partition_oneway")
+        for _, y in ipairs(b) do
+            check_id(self, y, "cl:partition_oneway")
+            proxy_cmd(self, format("cut1 %s %s", x, y))
         end
     end
 end

@@ -51,7 +51,7 @@ M.MAX_SCAN_CURSORS = 1024
 M.WRITES = {
     SET = true, DEL = true, INCR = true, INCRBY = true, DECR = true, DECRBY = true,
     EXPIRE = true, PEXPIRE = true, PERSIST = true, MSET = true, ["ATLAS.CALL"] = true,
-    ["ATLAS.SESSION"] = true, ["ATLAS.NUMBERED"] = true,
+    ["ATLAS.CAS"] = true, ["ATLAS.SESSION"] = true, ["ATLAS.NUMBERED"] = true,
 }
 
 local OK = resp.OK
@@ -220,6 +220,11 @@ parse["ATLAS.CALL"] = function(argv)
              shape = function(r) return user_value(type(r) == "table" and r.v, 0) end }
 end
 
+-- ATLAS.CAS key expected new: store:cas (an expected value, never "absent": SET NX is that).
+parse["ATLAS.CAS"] = function(argv)
+    return { bytes = encode.cas(argv[2], argv[3], argv[4]), shape = bool_int }
+end
+
 parse["ATLAS.SESSION"] = function()
     return { bytes = encode.register(), shape = int_reply }
 end
@@ -227,7 +232,8 @@ end
 -- Arity of the writes (redis-server's form), for ATLAS.NUMBERED's inner command too.
 local ARITY = {
     SET = -3, DEL = -2, INCR = 2, DECR = 2, INCRBY = 3, DECRBY = 3, EXPIRE = -3,
-    PEXPIRE = -3, PERSIST = 2, MSET = -3, ["ATLAS.CALL"] = -2, ["ATLAS.SESSION"] = 1,
+    PEXPIRE = -3, PERSIST = 2, MSET = -3, ["ATLAS.CALL"] = -2, ["ATLAS.CAS"] = 4,
+    ["ATLAS.SESSION"] = 1,
     ["ATLAS.NUMBERED"] = -4,
 }
 
@@ -244,7 +250,8 @@ parse["ATLAS.NUMBERED"] = function(argv)
     for i = 4, #argv do inner[i - 3] = argv[i] end
     if not parse[name] or name == "ATLAS.SESSION" or name == "ATLAS.NUMBERED" then
         return nil, err(format("ERR ATLAS.NUMBERED numbers a write (SET, DEL, INCR, INCRBY, "
-            .. "DECR, DECRBY, EXPIRE, PEXPIRE, PERSIST, MSET, ATLAS.CALL), not '%s'", argv[4]))
+            .. "DECR, DECRBY, EXPIRE, PEXPIRE, PERSIST, MSET, ATLAS.CALL, ATLAS.CAS), not '%s'",
+            argv[4]))
     end
     if not arity_ok(ARITY[name], #inner) then return nil, wrong_arity(argv[4]) end
     local w, e = parse[name](inner)

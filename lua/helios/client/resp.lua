@@ -290,12 +290,12 @@ M.Commands = Commands
 M.WRITES = {
     SET = true, DEL = true, INCR = true, INCRBY = true, DECR = true, DECRBY = true,
     EXPIRE = true, PEXPIRE = true, MSET = true, PERSIST = true, ["ATLAS.CALL"] = true,
-    ["ATLAS.SESSION"] = true, ["ATLAS.NUMBERED"] = true,
+    ["ATLAS.CAS"] = true, ["ATLAS.SESSION"] = true, ["ATLAS.NUMBERED"] = true,
 }
 --- The writes a session numbers (ATLAS.NUMBERED); DECR and DECRBY go as INCRBY.
 M.NUMBERED = {
     SET = true, DEL = true, INCR = true, INCRBY = true, EXPIRE = true, PEXPIRE = true,
-    MSET = true, ["ATLAS.CALL"] = true,
+    MSET = true, ["ATLAS.CALL"] = true, ["ATLAS.CAS"] = true,
 }
 
 -- Failures of a connection (as opposed to error replies).

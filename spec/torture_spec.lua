@@ -18,7 +18,7 @@ local workload = require("helios.testing.workload")
 
 local asan = os.getenv("HELIOS_ASAN") or (os.getenv("LD_PRELOAD") or ""):find("asan")
     or package.cpath:find("build%-asan")
-local MS = tonumber(os.getenv("HELIOS_TORTURE_MS") or "") or 25000
+local MS = tonumber(os.getenv("HELIOS_TORTURE_MS") or "") or 45000
 local VERBOSE = os.getenv("HELIOS_TORTURE_VERBOSE")
 local CONFIG = { election_timeout_ms = 500, heartbeat_timeout_ms = 100 }
 

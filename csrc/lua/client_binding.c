@@ -13,6 +13,8 @@
  *                                          -- or "127.0.0.1:9001" (TCP)
  *   local s, pending = core.sock_connect_start(addr)   -- pending: wait writable, then
  *                                          -- s:finish_connect() -> true | nil, code, detail
+ *                                          -- nil, "again": the listen backlog is full,
+ *                                          -- start again later (sock_connect retries)
  *   s:send_frame(payload, 1000)            -- true, or nil, code, detail
  *   local payload, code = s:recv_frame(1000)   -- codes: "timeout", "closed",
  *                                          -- "bad_checksum", "too_large", "io"
@@ -165,17 +167,49 @@ int hr__lua_split_hostport(const char *addr, char *host, size_t hostlen, char *p
     return 1;
 }
 
-/* Finish a non-blocking connect: 0, or fills code/detail. */
+/* Longest pause between two tries of a connect the server's backlog refused (ms). */
+#define CONNECT_RETRY_MAX_MS 16
+
+/* Finish a non-blocking connect: 0, or fills code/detail. With nowait: 1 when it goes on
+ * (wait writable, then s:finish_connect()), or -1 with code "again" for the caller to try
+ * again later.
+ *
+ * EAGAIN is not EINPROGRESS. A unix stream socket whose server's listen backlog is full
+ * refuses a non-blocking connect at once with EAGAIN (TCP would retransmit the SYN), and
+ * the socket stays unconnected: it polls writable at once, SO_ERROR says 0, and the first
+ * send fails with ENOTCONN. So EAGAIN is tried again (after a pause that doubles, up to
+ * CONNECT_RETRY_MAX_MS) until the deadline, once the server has accepted some of its
+ * backlog; on TCP it means no local port was free, which a pause may also cure. */
 static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, int64_t deadline,
                       int nowait, const char **code, int *err)
 {
-    if (connect(fd, sa, salen) == 0) {
-        return 0;
-    }
-    if (errno != EINPROGRESS && errno != EAGAIN) {
-        *code = (errno == ECONNREFUSED || errno == ENOENT) ? "refused" : "io";
-        *err = errno;
-        return -1;
+    int pause_ms = 1;
+    for (;;) {
+        if (connect(fd, sa, salen) == 0) {
+            return 0;
+        }
+        if (errno == EAGAIN && nowait) {
+            *code = "again";
+            *err = errno;
+            return -1;
+        }
+        if (errno == EAGAIN) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                *code = "timeout";
+                *err = EAGAIN;
+                return -1;
+            }
+            (void)poll(NULL, 0, (int)(left < pause_ms ? left : pause_ms));
+            pause_ms = pause_ms * 2 > CONNECT_RETRY_MAX_MS ? CONNECT_RETRY_MAX_MS : pause_ms * 2;
+            continue;
+        }
+        if (errno != EINPROGRESS) {
+            *code = (errno == ECONNREFUSED || errno == ENOENT) ? "refused" : "io";
+            *err = errno;
+            return -1;
+        }
+        break;
     }
     if (nowait) {
         return 1; /* the caller waits for writable, then s:finish_connect() */
@@ -213,12 +247,22 @@ int hr__lua_unix_socket(lua_State *L, const char *path, struct sockaddr_un *sun)
 }
 
 /* A failed connect: close fd and return nil, code, "connect ADDR: reason". */
-static int connect_failed(lua_State *L, int fd, const char *addr, const char *code, int err)
+static int connect_failed(lua_State *L, int fd, const char *addr, const char *code, int err,
+                          bool unix_sock)
 {
     close(fd);
     lua_pushnil(L);
     lua_pushstring(L, code);
-    lua_pushfstring(L, "connect %s: %s", addr, strerror(err));
+    if (err == EAGAIN) { /* (see connect_fd) */
+        bool timeout = strcmp(code, "timeout") == 0;
+        lua_pushfstring(L, "connect %s: %s", addr, unix_sock
+                        ? (timeout ? "the server's listen backlog stayed full until the timeout"
+                                   : "the server's listen backlog is full (try again)")
+                        : (timeout ? "no local port was free until the timeout"
+                                   : "no local port is free (try again)"));
+    } else {
+        lua_pushfstring(L, "connect %s: %s", addr, strerror(err));
+    }
     return 3;
 }
 
@@ -253,7 +297,7 @@ static int connect_common(lua_State *L, int nowait)
         int rc = connect_fd(fd, res->ai_addr, res->ai_addrlen, deadline, nowait, &code, &err);
         freeaddrinfo(res);
         if (rc < 0) {
-            return connect_failed(L, fd, addr, code, err);
+            return connect_failed(L, fd, addr, code, err, false);
         }
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
@@ -267,7 +311,7 @@ static int connect_common(lua_State *L, int nowait)
     }
     int rc = connect_fd(fd, (struct sockaddr *)&sun, sizeof sun, deadline, nowait, &code, &err);
     if (rc < 0) {
-        return connect_failed(L, fd, addr, code, err);
+        return connect_failed(L, fd, addr, code, err, true);
     }
     return connected(L, fd, rc);
 }
@@ -284,7 +328,8 @@ static int l_connect(lua_State *L)
 }
 
 /* core.sock_connect_start(addr) -> sock, pending | nil, code, detail: pending = true until
- * the socket is writable, then s:finish_connect() says how it went. */
+ * the socket is writable, then s:finish_connect() says how it went. Code "again": the
+ * server's listen backlog is full (see connect_fd); the caller starts again later. */
 static int l_connect_start(lua_State *L)
 {
     return connect_common(L, 1);

@@ -31,7 +31,6 @@
 #include "../core/array.h"
 
 #define SERVER_MT "helios.core.control_server"
-#define CONTROL_BACKLOG 256
 #define CONN_MT "helios.core.control_conn"
 
 struct server;
@@ -55,6 +54,8 @@ struct conn_ud {
 struct server {
     struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
     char *path;
+    char refusal[256]; /* the frame a client beyond max_clients gets (make_refusal) */
+    size_t refusal_len;
 };
 
 /* Once every handle is closed (hr__listener_unref). */
@@ -305,8 +306,13 @@ static void on_connection(uv_stream_t *server, int status)
     if (status != 0 || s->l.closing) {
         return;
     }
+    if (hr__listener_full(&s->l)) {
+        hr__listener_refuse(&s->l, s->refusal, s->refusal_len);
+        return;
+    }
     struct conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
+        hr__listener_refuse(&s->l, NULL, 0); /* off the backlog, or libuv stops accepting */
         return;
     }
     c->srv = s;
@@ -371,11 +377,54 @@ static int fail(lua_State *L, const char *code, const char *fmt, const char *pat
     return 3;
 }
 
-/* core.control_listen(path, handler) -> server | nil, code, msg */
+/* Append a msgpack string of n < 256 bytes. */
+static size_t put_str(unsigned char *p, const char *str, size_t n)
+{
+    size_t k = 0;
+    if (n < 32) {
+        p[k++] = (unsigned char)(0xa0 | n);
+    } else {
+        p[k++] = 0xd9;
+        p[k++] = (unsigned char)n;
+    }
+    memcpy(p + k, str, n);
+    return k + n;
+}
+
+/* The frame a client beyond max_clients gets, in s->refusal: a map { ok = false, code =
+ * "busy", detail } written here (it cannot fail, unlike an encode through Lua). */
+static void make_refusal(struct server *s, size_t max_clients)
+{
+    char detail[160];
+    int dn = snprintf(detail, sizeof detail, "max number of clients reached (max_clients "
+                      "%zu): the control socket takes no more connections until one closes",
+                      max_clients);
+    if (dn < 0 || (size_t)dn >= sizeof detail) {
+        dn = (int)sizeof detail - 1;
+    }
+    unsigned char *f = (unsigned char *)s->refusal, *p = f + 8;
+    size_t n = 0;
+    p[n++] = 0x83; /* a map of 3 */
+    n += put_str(p + n, "ok", 2);
+    p[n++] = 0xc2; /* false */
+    n += put_str(p + n, "code", 4);
+    n += put_str(p + n, "busy", 4);
+    n += put_str(p + n, "detail", 6);
+    n += put_str(p + n, detail, (size_t)dn);
+    uint32_t crc = hr_crc32c(0, p, n);
+    for (int i = 0; i < 4; i++) {
+        f[i] = (unsigned char)(n >> (24 - 8 * i));
+        f[4 + i] = (unsigned char)(crc >> (24 - 8 * i));
+    }
+    s->refusal_len = 8 + n;
+}
+
+/* core.control_listen(path, handler[, { max_clients = }]) -> server | nil, code, msg */
 static int l_listen(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    size_t max_clients = hr__listener_opt_max_clients(L, 3, "control_listen");
     struct hr__lloop *lp = hr__loop_get(L);
     struct sockaddr_un probe;
     if (strlen(path) >= sizeof probe.sun_path) {
@@ -404,6 +453,8 @@ static int l_listen(lua_State *L)
     strcpy(p, path);
     s->path = p;
     hr__listener_init(&s->l, lp, 1, &ops);
+    s->l.max_clients = max_clients;
+    make_refusal(s, max_clients);
     uv_pipe_init(hr__loop_uv(lp), &s->l.h.pipe, 0);
     s->l.h.pipe.data = s;
     /* 0600 from the start, through the umask: a chmod after bind would leave a window with
@@ -412,9 +463,10 @@ static int l_listen(lua_State *L)
     int rc = uv_pipe_bind(&s->l.h.pipe, path);
     umask(old);
     if (rc == 0) {
-        /* A burst of clients connecting at once (64 in spec/bench) must not find the
-         * backlog full: a unix socket refuses a connect then (EAGAIN), it does not wait. */
-        rc = uv_listen(&s->l.h.stream, CONTROL_BACKLOG, on_connection);
+        /* A burst of clients connecting at once must not find the backlog full: a unix
+         * socket refuses a connect then (EAGAIN), it does not wait (helios.util.sock
+         * tries again). */
+        rc = uv_listen(&s->l.h.stream, hr__listener_backlog(), on_connection);
     }
     if (rc != 0) {
         char *why = (char *)uv_strerror(rc);

@@ -3,9 +3,15 @@
  *
  *   local srv, code, msg = core.control_listen("/path/control.sock", function(req, reply)
  *       reply({ id = req.id, ok = true })     -- reply(tbl) -> true, or false if the
- *   end)                                      -- connection is gone; may be called later
+ *   end, { max_clients = 10000 })             -- connection is gone; may be called later
  *   srv:close()                               -- stops listening, closes connections,
  *                                             -- removes the socket file
+ *   srv:clients()                             -- { clients =, refused =, max_clients = }
+ *
+ * Connections: the listen backlog is listener.c's (511, or somaxconn when lower). A client
+ * beyond max_clients (default 10000) open connections is accepted and gets one frame,
+ * { ok = false, code = "busy", detail = "max number of clients reached ..." } (no id: it
+ * answers no request), then end of file (listener.h, "Admission").
  *
  * A unix socket created with mode 0600. A live socket at the path (one that accepts a
  * connection) makes control_listen fail with "busy"; a stale one is removed; any other

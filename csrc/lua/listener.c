@@ -3,13 +3,42 @@
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <lauxlib.h>
 
 #include "../transport/transport.h"
+#include "binding.h"
 #include "listener.h"
 #include "loop.h"
+
+/* A refused connection is told why, then kept this long at most for the client to close
+ * first (see hr__listener_refuse): helios.client's default timeout, enough for a client
+ * that sends its first request soon after it connects. */
+#define REFUSE_LINGER_MS 5000
+/* At most this many refused connections are kept while they are told why; beyond, a flood:
+ * closed at once, without a word (each holds a descriptor while it lingers). */
+#define MAX_REFUSALS 256
+
+/* A connection refused for max_clients, while it is told why. */
+struct hr__refusal {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    uv_timer_t timer;
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+    struct hr__listener *l;
+    struct hr__refusal *next;
+    int handles;  /* h and timer, not yet closed */
+    bool listed;  /* in l->refusals */
+    bool closing;
+    char sink[256]; /* what the client sends: read and dropped */
+};
 
 void hr__listener_init(struct hr__listener *l, struct hr__lloop *lp, int handles,
                        const struct hr__listener_ops *ops)
@@ -21,7 +50,161 @@ void hr__listener_init(struct hr__listener *l, struct hr__lloop *lp, int handles
     l->conns = NULL;
     l->n_conns = 0;
     l->ops = ops;
+    l->max_clients = 0;
+    l->refused = 0;
+    l->refusals = NULL;
+    l->n_refusals = 0;
     hr__loop_retain(lp);
+}
+
+int hr__listener_backlog(void)
+{
+    static int backlog = 0;
+    if (backlog == 0) {
+        backlog = HR__LISTEN_BACKLOG;
+        FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+        int max = 0;
+        if (f != NULL) {
+            if (fscanf(f, "%d", &max) == 1 && max > 0 && max < backlog) {
+                backlog = max;
+            }
+            fclose(f);
+        }
+    }
+    return backlog;
+}
+
+bool hr__listener_full(const struct hr__listener *l)
+{
+    return l->max_clients != 0 && l->n_conns >= l->max_clients;
+}
+
+size_t hr__listener_opt_max_clients(lua_State *L, int idx, const char *what)
+{
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        return HR__DEFAULT_MAX_CLIENTS;
+    }
+    lua_getfield(L, idx, "max_clients");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return HR__DEFAULT_MAX_CLIENTS;
+    }
+    lua_Number v = lua_tonumber(L, -1);
+    if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 1) || v > HR__MAX_MAX_CLIENTS ||
+        v != (lua_Number)(size_t)v) {
+        luaL_error(L, "%s: max_clients must be an integer from 1 to %d", what,
+                   HR__MAX_MAX_CLIENTS);
+    }
+    lua_pop(L, 1);
+    return (size_t)v;
+}
+
+/* ---- refused connections ---- */
+
+static void refusal_closed(uv_handle_t *h)
+{
+    struct hr__refusal *r = h->data;
+    struct hr__listener *l = r->l;
+    if (--r->handles == 0) {
+        free(r);
+    }
+    hr__listener_unref(l);
+}
+
+static void refusal_close(struct hr__refusal *r)
+{
+    if (r->closing) {
+        return;
+    }
+    r->closing = true;
+    struct hr__listener *l = r->l;
+    if (r->listed) {
+        for (struct hr__refusal **p = &l->refusals; *p != NULL; p = &(*p)->next) {
+            if (*p == r) {
+                *p = r->next;
+                l->n_refusals--;
+                break;
+            }
+        }
+        r->listed = false;
+    }
+    /* A write or shutdown still queued is cancelled (its callback does nothing). */
+    uv_close(&r->h.handle, refusal_closed);
+    uv_close((uv_handle_t *)&r->timer, refusal_closed);
+}
+
+static void refusal_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct hr__refusal *r = h->data;
+    *buf = uv_buf_init(r->sink, sizeof r->sink);
+}
+
+static void refusal_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread < 0) { /* the client closed (or the socket failed): done */
+        refusal_close(stream->data);
+    }
+}
+
+static void refusal_timer(uv_timer_t *t)
+{
+    refusal_close(t->data);
+}
+
+static void refusal_written(uv_write_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+static void refusal_shut(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+void hr__listener_refuse(struct hr__listener *l, const char *msg, size_t len)
+{
+    uv_stream_t *server = &l->h.stream;
+    struct hr__refusal *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return; /* libuv keeps the connection and stops accepting until memory is back */
+    }
+    r->l = l;
+    if (l->h.handle.type == UV_NAMED_PIPE) {
+        uv_pipe_init(server->loop, &r->h.pipe, 0);
+    } else {
+        uv_tcp_init(server->loop, &r->h.tcp);
+    }
+    uv_timer_init(server->loop, &r->timer);
+    r->h.handle.data = r->timer.data = r;
+    r->handles = 2;
+    l->pending += 2;
+    l->refused++;
+    if (uv_accept(server, &r->h.stream) != 0 || l->n_refusals >= MAX_REFUSALS) {
+        refusal_close(r);
+        return;
+    }
+    r->next = l->refusals;
+    l->refusals = r;
+    l->n_refusals++;
+    r->listed = true;
+    if (msg != NULL && len > 0) {
+        uv_buf_t b = uv_buf_init((char *)msg, (unsigned)len);
+        if (uv_write(&r->write, &r->h.stream, &b, 1, refusal_written) != 0) {
+            refusal_close(r);
+            return;
+        }
+    }
+    /* After the write; the client reads msg, then end of file. */
+    if (uv_shutdown(&r->shutdown, &r->h.stream, refusal_shut) != 0 ||
+        uv_read_start(&r->h.stream, refusal_alloc, refusal_read) != 0) {
+        refusal_close(r);
+        return;
+    }
+    uv_timer_start(&r->timer, refusal_timer, REFUSE_LINGER_MS, 0);
 }
 
 void hr__listener_add_conn(struct hr__listener *l, struct hr__listener_conn *c)
@@ -68,6 +251,9 @@ void hr__listener_close(struct hr__listener *l)
     l->closing = true;
     while (l->conns != NULL) {
         l->ops->close_conn(l->conns);
+    }
+    while (l->refusals != NULL) {
+        refusal_close(l->refusals);
     }
     if (l->ops->close_rest != NULL) {
         l->ops->close_rest(l);
@@ -151,6 +337,23 @@ static int l_address(lua_State *L)
     return 1;
 }
 
+static int l_clients(lua_State *L)
+{
+    struct hr__listener_ud *u = check_ud(L);
+    struct hr__listener *l = u->l;
+    if (l == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 3);
+    hr__lua_set_number(L, "clients", (double)l->n_conns);
+    hr__lua_set_number(L, "refused", (double)l->refused);
+    if (l->max_clients != 0) {
+        hr__lua_set_number(L, "max_clients", (double)l->max_clients);
+    }
+    return 1;
+}
+
 static void set_method(lua_State *L, const char *mt, const char *name, lua_CFunction f)
 {
     lua_pushstring(L, mt);
@@ -165,6 +368,7 @@ void hr__listener_new_class(lua_State *L, const char *mt, bool tcp, const luaL_R
         lua_setfield(L, -2, "__name");
         lua_newtable(L);
         set_method(L, mt, "close", l_close);
+        set_method(L, mt, "clients", l_clients);
         if (tcp) {
             set_method(L, mt, "address", l_address);
         }
@@ -191,14 +395,14 @@ int hr__listener_tcp_addr(lua_State *L, const char *what, const char *addr,
 }
 
 int hr__listener_tcp_listen(lua_State *L, struct hr__listener *l, const char *what,
-                            const char *addr, const struct sockaddr_storage *sa, int backlog,
+                            const char *addr, const struct sockaddr_storage *sa,
                             uv_connection_cb cb)
 {
     uv_tcp_init(hr__loop_uv(l->lp), &l->h.tcp);
     l->h.tcp.data = l;
     int rc = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)sa, 0);
     if (rc == 0) {
-        rc = uv_listen(&l->h.stream, backlog, cb);
+        rc = uv_listen(&l->h.stream, hr__listener_backlog(), cb);
     }
     if (rc == 0) {
         return 0;

@@ -18,20 +18,36 @@
  * freed and its use of the loop released (hr__loop_retain/release, loop.h). The Lua
  * userdata only points at the server; close and __gc clear that pointer.
  *
+ * Admission. Every server listens with one backlog (hr__listener_backlog: 511, as
+ * redis-server, or the kernel's somaxconn when lower), so that a burst of clients that
+ * connect at once waits in the kernel instead of being refused. A server may bound its
+ * connections (max_clients, hr__listener_full): the one beyond is accepted all the same,
+ * told why in its own protocol (hr__listener_refuse) and closed, so that the client gets a
+ * clear answer rather than a connect that hangs in a full backlog. Refused connections are
+ * counted (refused) and kept apart from conns: they do not count toward n_conns.
+ *
  * Threading: everything runs on the thread that owns the lua_State (the loop's thread).
  */
 #ifndef HR_LUA_LISTENER_H
 #define HR_LUA_LISTENER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <uv.h>
 
+/* The listen backlog asked for: redis-server's, which the kernel lowers to somaxconn. */
+#define HR__LISTEN_BACKLOG 511
+/* max_clients when not given: redis-server's maxclients. */
+#define HR__DEFAULT_MAX_CLIENTS 10000
+#define HR__MAX_MAX_CLIENTS 1000000
+
 struct hr__lloop;
 struct hr__listener;
+struct hr__refusal;
 
 typedef void (*hr__listener_fn)(struct hr__listener *l);
 
@@ -62,6 +78,10 @@ struct hr__listener {
     struct hr__listener_conn *conns; /* the open connections */
     size_t n_conns;
     const struct hr__listener_ops *ops;
+    size_t max_clients;            /* 0: no bound (the server's own, if any) */
+    uint64_t refused;              /* connections refused for max_clients, since listen */
+    struct hr__refusal *refusals;  /* refused ones being told why (listener.c) */
+    size_t n_refusals;
 };
 
 /* The server's userdata; l is NULL until it listens and once it is closed. */
@@ -85,6 +105,22 @@ void hr__listener_closed(uv_handle_t *h);
  * listening handle. Also what undoes a failed bind or listen (no connections then). */
 void hr__listener_close(struct hr__listener *l);
 
+/* The backlog every listening socket is given: HR__LISTEN_BACKLOG, or the kernel's
+ * somaxconn (/proc/sys/net/core/somaxconn) when that is lower (read once). */
+int hr__listener_backlog(void);
+/* Whether one more connection would be beyond max_clients. */
+bool hr__listener_full(const struct hr__listener *l);
+/* From the connection callback, instead of accepting into a connection of the server:
+ * accept the pending connection, write msg (len bytes, which must live as long as the
+ * server; NULL: none), shut down our side, discard what the client sends until it closes
+ * (or a few seconds pass), then close. Reading first keeps a client that sent a request
+ * from losing msg to a reset. Counted in refused. Never fails to take the connection off
+ * the backlog unless out of memory. */
+void hr__listener_refuse(struct hr__listener *l, const char *msg, size_t len);
+/* max_clients from field "max_clients" of the options table at idx (absent, or not a
+ * table: HR__DEFAULT_MAX_CLIENTS); raises "<what>: max_clients must be ..." otherwise. */
+size_t hr__listener_opt_max_clients(lua_State *L, int idx, const char *what);
+
 /* Push a new userdata of metatable mt, pointing at no server yet (*ud), and return a
  * zeroed server of size bytes for it, to set up with hr__listener_init; raises
  * "<what>: out of memory". */
@@ -95,7 +131,9 @@ void *hr__listener_alloc(lua_State *L, const char *mt, size_t size, const char *
 int hr__listener_ready(lua_State *L, struct hr__listener_ud *u, struct hr__listener *l,
                        int handler_idx);
 /* Make the server userdata's metatable mt (once per lua_State, as hr__lua_new_class):
- * srv:close(), a __gc that closes too (but not once the loop is being finalized), with tcp
+ * srv:close(), a __gc that closes too (but not once the loop is being finalized),
+ * srv:clients() (nil once closed, or { clients = open connections, refused = refused for
+ * max_clients since listen, max_clients = the bound or nil }), with tcp
  * srv:address() ("host:port" or "[host]:port" as bound, or nil), and the methods of extra
  * (NULL: none), which check their userdata themselves. */
 void hr__listener_new_class(lua_State *L, const char *mt, bool tcp, const luaL_Reg *extra);
@@ -104,10 +142,11 @@ void hr__listener_new_class(lua_State *L, const char *mt, bool tcp, const luaL_R
  * a message naming what ("metrics", "resp") and return 3. */
 int hr__listener_tcp_addr(lua_State *L, const char *what, const char *addr,
                           struct sockaddr_storage *sa);
-/* Init the listening handle as TCP, bind it to sa and listen: 0, or close the server and
- * push nil, "busy" (address in use) or "io", "<what> listen <addr>: <why>" and return 3. */
+/* Init the listening handle as TCP, bind it to sa and listen (hr__listener_backlog): 0,
+ * or close the server and push nil, "busy" (address in use) or "io", "<what> listen
+ * <addr>: <why>" and return 3. */
 int hr__listener_tcp_listen(lua_State *L, struct hr__listener *l, const char *what,
-                            const char *addr, const struct sockaddr_storage *sa, int backlog,
+                            const char *addr, const struct sockaddr_storage *sa,
                             uv_connection_cb cb);
 
 #endif

@@ -22,6 +22,8 @@
  *     (beyond twice that many: closed at once)
  *   the handler raises or returns no string          500
  *
+ * The listen backlog is listener.c's (511, or the kernel's somaxconn when lower).
+ *
  * Cost of a bad client: a connection holds one buffer of max_request bytes, allocated at
  * accept; reads go straight into it (no allocation per read), and the timer closes it
  * after timeout_ms whether it sends slowly, sends nothing, or does not read its answer. So
@@ -47,7 +49,6 @@
 #include "metrics_http.h"
 
 #define SERVER_MT "helios.core.metrics_server"
-#define BACKLOG 128
 #define DEFAULT_MAX_REQUEST 8192
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_MAX_CONNS 64
@@ -424,6 +425,7 @@ static void on_connection(uv_stream_t *server, int status)
     size_t cap = full ? 512 : s->max_request; /* a refused one only drains */
     struct conn *c = calloc(1, sizeof *c + cap);
     if (c == NULL) {
+        hr__listener_refuse(&s->l, NULL, 0); /* off the backlog, or libuv stops accepting */
         return;
     }
     c->srv = s;
@@ -508,7 +510,7 @@ static int l_listen(lua_State *L)
     s->max_conns = max_conns;
     snprintf(s->path, sizeof s->path, "%s", path);
     hr__listener_init(&s->l, lp, 1, &ops);
-    if (hr__listener_tcp_listen(L, &s->l, "metrics", addr, &sa, BACKLOG, on_connection) != 0) {
+    if (hr__listener_tcp_listen(L, &s->l, "metrics", addr, &sa, on_connection) != 0) {
         return 3;
     }
     return hr__listener_ready(L, u, &s->l, 2);

@@ -7,8 +7,10 @@
  *   local srv, code, detail = core.resp_listen("127.0.0.1:6379", function(conn, argv)
  *       return reply                    -- answered now, or:
  *       -- local answer = conn:defer()  -- answer(reply) later, once (true | false)
- *   end, { max_args =, max_bulk =, max_inline =, max_output =, max_pending = })
+ *   end, { max_args =, max_bulk =, max_inline =, max_output =, max_pending =,
+ *          max_clients = })
  *   srv:address()   --> "127.0.0.1:6379" (the bound port when 0 was asked)   srv:close()
+ *   srv:clients()   --> { clients =, refused =, max_clients = } (listener.h)
  *   conn:close()    -- finish the replies owed so far, then close; read nothing more
  *   conn:id()       -- a number unique per server
  *   core.resp_encode(reply) --> bytes
@@ -44,6 +46,10 @@
  * (it resumes once they drain), so a client costs at most about that much memory beyond
  * one request (which the parser's limits bound).
  *
+ * Admission. The listen backlog is listener.c's (511, or somaxconn when lower). A client
+ * beyond max_clients (default 10000, as redis-server's maxclients) open connections reads
+ * "-ERR max number of clients reached", as redis-server answers, then end of file.
+ *
  * Lifetimes as in control.c: server and connections are malloc'd, libuv owns their handles
  * until the close callbacks; the Lua userdata of a connection and of a deferred answer
  * hold pointers that are cleared when what they point at goes, so a late answer returns
@@ -68,7 +74,9 @@
 #define CONN_MT "helios.core.resp_conn"
 #define SLOT_MT "helios.core.resp_slot"
 #define CURRENT_KEY "helios.core.resp_current"
-#define RESP_BACKLOG 511
+/* What a client beyond max_clients reads before end of file: redis-server's words for
+ * it, which clients look for. */
+#define MAX_CLIENTS_REPLY "-ERR max number of clients reached\r\n"
 #define DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
 #define DEFAULT_MAX_PENDING 1024
 /* Replies made while reading a connection's requests are written once this many bytes
@@ -499,8 +507,13 @@ static void on_connection(uv_stream_t *server, int status)
     if (status != 0 || s->l.closing) {
         return;
     }
+    if (hr__listener_full(&s->l)) {
+        hr__listener_refuse(&s->l, MAX_CLIENTS_REPLY, sizeof MAX_CLIENTS_REPLY - 1);
+        return;
+    }
     struct conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
+        hr__listener_refuse(&s->l, NULL, 0); /* off the backlog, or libuv stops accepting */
         return;
     }
     c->srv = s;
@@ -666,6 +679,7 @@ static int l_listen(lua_State *L)
     hr__resp_read_limits(L, 3, &lim);
     size_t max_output = hr__resp_opt_size(L, 3, "max_output", DEFAULT_MAX_OUTPUT, (size_t)1 << 40);
     size_t max_pending = hr__resp_opt_size(L, 3, "max_pending", DEFAULT_MAX_PENDING, (size_t)1 << 30);
+    size_t max_clients = hr__listener_opt_max_clients(L, 3, "resp_listen");
     struct sockaddr_storage sa;
     if (hr__listener_tcp_addr(L, "resp", addr, &sa) != 0) {
         return 3;
@@ -677,11 +691,12 @@ static int l_listen(lua_State *L)
     s->max_output = max_output;
     s->max_pending = max_pending;
     hr__listener_init(&s->l, lp, 3, &ops); /* the listener, check and idle */
+    s->l.max_clients = max_clients;
     uv_check_init(hr__loop_uv(lp), &s->check);
     s->check.data = s;
     uv_idle_init(hr__loop_uv(lp), &s->idle);
     s->idle.data = s;
-    if (hr__listener_tcp_listen(L, &s->l, "resp", addr, &sa, RESP_BACKLOG, on_connection) != 0) {
+    if (hr__listener_tcp_listen(L, &s->l, "resp", addr, &sa, on_connection) != 0) {
         return 3;
     }
     return hr__listener_ready(L, u, &s->l, 2);

@@ -678,8 +678,8 @@ end
 
 local NODE_USAGE = [[
 Usage: helios node --config FILE --id ID [--lua-path PATH] [--join] [--listen ADDR]
-                   [--client-listen ADDR] [--log-level LEVEL] [--log-format FORMAT]
-                   [--log-file PATH]
+                   [--client-listen ADDR] [--max-clients N] [--log-level LEVEL]
+                   [--log-format FORMAT] [--log-file PATH]
 
 Runs one node of the cluster that FILE describes, until SIGTERM or SIGINT (Ctrl-C), which
 shut it down cleanly. Its data is under <data_dir>/<ID> (a second node on the same data dir
@@ -715,6 +715,8 @@ The cluster file is Lua returning a table:
     data_dir = "./data",            -- relative to the cluster file's directory
     secret = "...",                 -- or secret_file = "path"
     election_timeout_ms = 300,      -- other fields: options of raft.new
+    max_clients = 10000,            -- connections each of the control socket and the
+                                    -- Redis-protocol port takes; beyond, a clear refusal
     -- ATLAS: fsm = "helios.atlas.fsm", then optionally
     client_listen = { ["node-1"] = "127.0.0.1:7001", ... },  -- Redis-protocol ports
     client_password = "...",        -- AUTH on those ports
@@ -733,6 +735,9 @@ Options:
   --listen ADDR     the address to listen on when the file does not list ID (with --join)
   --client-listen ADDR  the node's Redis-protocol port when client_listen of the file
                     does not give one (a node that joins; ATLAS only)
+  --max-clients N   open connections the control socket and the Redis-protocol port each
+                    take (the file's max_clients; default 10000): a client beyond is
+                    told "max number of clients reached" and closed
   --log-level LEVEL debug, info (the default), warn or error: the file's log_level
   --log-format FORMAT  text (the default) or json: the file's log_format
   --log-file PATH   where the lines go instead of stderr ({id}: the node's id): the
@@ -750,6 +755,7 @@ local NODE_OPTIONS = {
     join = { kind = "flag" },
     listen = { kind = "string" },
     ["client-listen"] = { kind = "string" },
+    ["max-clients"] = { min = 1, max = 1000000 },
     ["log-level"] = { kind = "string" },
     ["log-format"] = { kind = "string" },
     ["log-file"] = { kind = "string" },
@@ -891,6 +897,9 @@ local function run_node(opts, out, err)
     end
     if opts.join then
         nopts.join = true
+    end
+    if opts["max-clients"] then
+        nopts.max_clients = opts["max-clients"]
     end
     local fsm_mod
     fsm_mod, msg = load_fsm_module(conf.fsm, opts.config, opts["lua-path"])

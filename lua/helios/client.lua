@@ -196,6 +196,12 @@ function Client:call(op, fields, timeout_ms)
             if resp.ok then return resp end
             return nil, resp.code or "protocol", resp.detail or "an answer with neither ok nor a code"
         end
+        -- A failure with no id answers no request: the node refused the connection (code
+        -- "busy": max_clients reached, helios.control) and closes it.
+        if resp.id == nil and resp.ok == false then
+            self:close()
+            return nil, resp.code or "protocol", resp.detail or "the connection was refused"
+        end
     end
 end
 

@@ -29,6 +29,8 @@
 --                                              -- endpoint of each node listed (port 0: any;
 --                                              -- docs/metrics.md)
 --     election_timeout_ms = 300,               -- any other field: an option of raft.new
+--     max_clients = 20000,                     -- (such as this one: the connections the
+--                                              -- control socket and the RESP port take)
 --   }
 --
 -- Relative paths (data_dir, secret_file) are relative to the cluster file's directory, so

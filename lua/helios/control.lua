@@ -2,8 +2,14 @@
 -- client).
 --
 --   local control = require("helios.control")
---   local server, code, detail = control.serve(node, "/data/node-1/control.sock")
+--   local server, code, detail = control.serve(node, "/data/node-1/control.sock",
+--                                              { max_clients = 10000 })
 --   server:close()
+--   server:clients()   -- { clients = open connections, refused =, max_clients = }
+--
+-- A client beyond max_clients open connections (default 10000) is accepted and gets one
+-- frame, {ok = false, code = "busy", detail = "max number of clients reached ..."}, with
+-- no id, then end of file: helios.client returns it as nil, "busy", detail.
 --
 -- raft.new{ control = path } does this itself when the node starts. The socket is a unix
 -- socket with mode 0600; frames and messages are those of the control protocol:
@@ -266,8 +272,9 @@ function ops.shutdown(node, req, reply)
 end
 
 --- Serve the control protocol for node on a unix socket at path.
+-- @tparam[opt] table opts { max_clients = open connections at most (default 10000) }
 -- @return a server with :close(), or nil, code, detail ("busy": a live socket is there)
-function M.serve(node, path)
+function M.serve(node, path, opts)
     if type(path) ~= "string" or path == "" then
         error("Usage: control.serve(node, path)", 2)
     end
@@ -283,7 +290,7 @@ function M.serve(node, path)
             return fail(reply, id, "unknown_op", format("unknown op %q", tostring(req.op)))
         end
         op(node, req, reply, conn)
-    end)
+    end, { max_clients = opts and opts.max_clients })
 end
 
 return M

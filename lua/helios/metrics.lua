@@ -42,7 +42,8 @@ local function hist_sample(h, labels)
 end
 
 --- The families of a node from its raw metrics (core node:metrics()) and what the Lua side
--- knows: extra = { id, version, fsm_errors, lua_heap_bytes, resident_bytes }.
+-- knows: extra = { id, version, fsm_errors, lua_heap_bytes, resident_bytes, listeners }
+-- (listeners: { control =, client = } of the servers the node runs, each srv:clients()).
 function M.families(raw, extra)
     extra = extra or {}
     local fams = {}
@@ -176,6 +177,17 @@ function M.families(raw, extra)
         "Malformed, truncated, oversized or unexpected frames.", tr.bad_frames)
     one("helios_transport_queue_drops_total", "counter",
         "Messages dropped because a peer's send queue was full.", tr.queue_drops)
+
+    for _, server in ipairs({ "control", "client" }) do
+        local l = extra.listeners and extra.listeners[server]
+        if l then
+            one("helios_clients", "gauge", "Open client connections, by server.", l.clients,
+                { server = server })
+            one("helios_clients_refused_total", "counter",
+                "Connections refused because max_clients were open, by server.", l.refused,
+                { server = server })
+        end
+    end
 
     one("helios_fsm_errors_total", "counter", "Entries the state machine failed to apply.",
         extra.fsm_errors)

@@ -88,8 +88,10 @@ local OTHER_OPTIONS = {
     id = true, listen = true, data_dir = true, peers = true, fsm = true, secret = true,
     secret_file = true, control = true, cluster_id = true, on_fsm_error = true, fs = true,
     client_listen = true, client_password = true, client_peers = true, client_forward = true,
-    metrics_listen = true,
+    metrics_listen = true, max_clients = true,
 }
+--- The most connections max_clients may allow (the listeners' bound: csrc/lua/listener.h).
+M.MAX_MAX_CLIENTS = 1000000
 
 -- An option error: raised as a table by the checks below, caught by raft.new, which raises
 -- "raft.new: <field>: <what is wrong>" at its caller's level (never a position in here).
@@ -248,6 +250,11 @@ local function check_options(o)
         bad("on_fsm_error", "\"continue\" or \"stop\"", o.on_fsm_error)
     end
     check_client_options(o)
+    local mc = o.max_clients
+    if mc ~= nil and (type(mc) ~= "number" or mc ~= floor(mc) or mc < 1
+                      or mc > M.MAX_MAX_CLIENTS) then
+        bad("max_clients", format("an integer from 1 to %d", M.MAX_MAX_CLIENTS), mc)
+    end
     if o.metrics_listen ~= nil then
         local mproblem = client_address_problem(o.metrics_listen)
         if mproblem then
@@ -704,6 +711,10 @@ local function node_metrics(node)
     return require("helios.metrics").families(raw, {
         id = b._id, version = c.version, fsm_errors = b._fsm_errors,
         lua_heap_bytes = collectgarbage("count") * 1024, resident_bytes = c.process_memory(),
+        listeners = {
+            control = b._control and b._control:clients(),
+            client = b._client_server and b._client_server:clients(),
+        },
     })
 end
 
@@ -736,7 +747,7 @@ function M.new(opts)
     sort(ids)
     local b = setmetatable({
         _id = opts.id, _peers = copts.peers, _ids = ids, _fsm = opts.fsm, _waiters = {},
-        _state = "new", _control_path = opts.control,
+        _state = "new", _control_path = opts.control, _max_clients = opts.max_clients,
         _snapshot_interval_ms = opts.snapshot_interval_ms or 300000,
         _snapshot_threshold = opts.snapshot_threshold or 10000,
         _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
@@ -750,7 +761,8 @@ function M.new(opts)
         local peers = {}
         for pid, addr in pairs(opts.client_peers or {}) do peers[pid] = addr end
         b._client = { listen = opts.client_listen, password = opts.client_password,
-                      peers = peers, forward = opts.client_forward ~= false }
+                      peers = peers, forward = opts.client_forward ~= false,
+                      max_clients = opts.max_clients }
     end
     local node = node_mod.wrap(b, opts.id)
     node.client_address = client_address
@@ -1243,7 +1255,8 @@ function net:_start()
                                         function() check_snapshot(self) end)
     if self._control_path then
         local control = require("helios.control")
-        local server, ccode, cdetail = control.serve(self._node, self._control_path)
+        local server, ccode, cdetail = control.serve(self._node, self._control_path,
+                                                     { max_clients = self._max_clients })
         if not server then
             self:_shutdown()
             return nil, ccode, cdetail

@@ -11,9 +11,10 @@
 --               node:apply(..., function(...) answer(resp.OK) end)
 --           end },
 --       },
---       -- max_args, max_bulk, max_inline, max_output, max_pending: core.resp_listen's
+--       -- max_args, max_bulk, max_inline, max_output, max_pending, max_clients (beyond
+--       -- it a client reads "-ERR max number of clients reached"): core.resp_listen's
 --   })
---   server:address()  server:close()
+--   server:address()  server:close()  server:clients()
 --
 -- A command's fn(conn, argv, state) gets the connection (conn:defer(), conn:close(),
 -- conn:id()), argv (argv[1] is the name as sent) and a table private to the connection
@@ -159,6 +160,7 @@ function M.serve(addr, opts)
     local limits = {
         max_args = opts.max_args, max_bulk = opts.max_bulk, max_inline = opts.max_inline,
         max_output = opts.max_output, max_pending = opts.max_pending,
+        max_clients = opts.max_clients,
     }
     return core.resp_listen(addr, M.handler(opts), limits)
 end

@@ -8,8 +8,9 @@
 --       password = "secret",           -- optional: AUTH, as redis-server's requirepass
 --       peers = { ["node-1"] = "127.0.0.1:6379", ... },  -- every node's client address
 --       forward = true,                -- followers forward writes to the leader's port
+--       max_clients = 10000,           -- beyond: "-ERR max number of clients reached"
 --   })
---   srv:address()   srv:close()
+--   srv:address()   srv:close()   srv:clients()
 --
 -- server.commands(store, opts) is the command table for helios.resp alone (no listener).
 --
@@ -731,6 +732,12 @@ function Server:address()
     return self._srv and self._srv:address() or nil
 end
 
+--- The port's connections: { clients = open, refused = turned away for max_clients since
+-- start, max_clients = } (nil once closed).
+function Server:clients()
+    return self._srv and self._srv:clients() or nil
+end
+
 --- Close the port, its connections, the forwarding link and the store it made.
 function Server:close()
     if not self._srv then return end
@@ -741,7 +748,7 @@ function Server:close()
 end
 
 --- Start the port of node (its fsm an atlas.fsm()): opts listen, password, peers,
--- forward, timeout_ms (see the module comment). Returns the server (server:address(),
+-- forward, timeout_ms, max_clients (see the module comment). Returns the server (server:address(),
 -- server:close(): also closes the forwarding link and the store it made), or nil, code,
 -- detail (core.resp_listen's: "busy" when the address is in use, "invalid", "io").
 function M.start(node, opts)
@@ -754,7 +761,8 @@ function M.start(node, opts)
         peers = opts.peers, forward = opts.forward, forwarder = forwarder,
         timeout_ms = opts.timeout_ms, address = function() return srv and srv:address() end,
     })
-    local s, code, detail = resp.serve(opts.listen, { password = opts.password, commands = cmds })
+    local s, code, detail = resp.serve(opts.listen, { password = opts.password, commands = cmds,
+                                                      max_clients = opts.max_clients })
     if not s then
         store:close()
         forwarder:close()

@@ -25,14 +25,34 @@ function M.check_ms(ms, usage, default)
     return ms
 end
 
+-- Longest pause between two tries of a connect that found the listen backlog full (ms).
+local RETRY_MAX_MS = 16
+
 --- Connect to addr (core.sock_connect's): yields in a coroutine on the loop (waiting for
--- the socket through it), blocks otherwise. A socket, or nil, code, detail.
+-- the socket through it), blocks otherwise. A socket, or nil, code, detail. A unix socket
+-- whose server's listen backlog is full refuses a connect at once ("again"), where TCP
+-- would wait (on TCP "again" means no local port was free): it is tried again, after
+-- pauses that double, until timeout_ms.
 function M.connect(addr, timeout_ms)
     if not loop.on_loop() then return core.sock_connect(addr, timeout_ms) end
+    local deadline = core.clock_ms() + (timeout_ms or 5000)
+    local pause = 1
     local sock, pending, detail = core.sock_connect_start(addr)
+    while not sock and pending == "again" do
+        local left = deadline - core.clock_ms()
+        if left <= 0 then
+            return nil, "timeout", format("connect %s: %s", addr, addr:find("^[^/]*:%d+$")
+                and "no local port was free until the timeout"
+                or "the server's listen backlog stayed full until the timeout")
+        end
+        loop.sleep(left < pause and left or pause)
+        pause = pause * 2 > RETRY_MAX_MS and RETRY_MAX_MS or pause * 2
+        sock, pending, detail = core.sock_connect_start(addr)
+    end
     if not sock then return nil, pending, detail end
     if pending then
-        local ok, code, wdetail = loop.wait_fd(sock:fileno(), "w", timeout_ms)
+        local left = deadline - core.clock_ms()
+        local ok, code, wdetail = loop.wait_fd(sock:fileno(), "w", left > 0 and left or 0)
         if not ok then
             sock:close()
             return nil, code, format("connect %s: %s", addr,

@@ -123,19 +123,21 @@ local function cpu_model()
 end
 
 local function rate(r)
-    return { per_s = r.per_s, p50 = r.p50, p99 = r.p99, errors = r.errors }
+    return { per_s = r.per_s, p50 = r.p50, p99 = r.p99, errors = r.errors, cpu = r.cpu }
 end
 
 local function log_rate(what, c, r)
-    log("%-34s %4d clients: %s/s, p50 %.2f ms, p99 %.2f ms%s", what, c, tbl.int(r.per_s),
-        r.p50, r.p99, (r.errors or 0) > 0 and format(", %d errors", r.errors) or "")
+    log("%-34s %4d clients: %s/s, p50 %.2f ms, p99 %.2f ms%s%s", what, c, tbl.int(r.per_s),
+        r.p50, r.p99, (r.errors or 0) > 0 and format(", %d errors", r.errors) or "",
+        r.cpu and format(" (generator: %.0f%% of a core)", r.cpu * 100) or "")
 end
 
 -- One closed-loop run of our generator on helios.client: `clients` RESP connections to
 -- addr, each running request(conn) in a loop.
 local function helios_load(addr, clients, request, setup)
     budget()
-    return load.run_clients(clients, SECONDS, WARMUP_MS, function()
+    local cpu0, wall0 = os.clock(), clock_ms()
+    local r = load.run_clients(clients, SECONDS, WARMUP_MS, function()
         local c, code, detail = client.connect(addr, { timeout_ms = 10000 })
         if c and setup then
             local ok, scode, sdetail = setup(c)
@@ -143,6 +145,9 @@ local function helios_load(addr, clients, request, setup)
         end
         return c, code, detail
     end, request)
+    -- The generator shares the cores with the servers: near 100% of one, it is the limit.
+    r.cpu = (os.clock() - cpu0) / ((clock_ms() - wall0) / 1000)
+    return r
 end
 
 local function set_request(conn)

@@ -72,7 +72,7 @@ help:
 	@echo "                 linearizability checker on 200k-op histories"
 	@echo "make bench-compare  Helios next to etcd (3 members) and redis-server (appendfsync"
 	@echo "                 always) in one run, one Markdown table: writes at 1/16/64/256"
-	@echo "                 clients, reads, failover, memory for 1M keys (~4 min; installs"
+	@echo "                 clients, reads, failover, memory for 1M keys (~3 min; installs"
 	@echo "                 etcd, Go, redis as root: docs/benchmarks.md)"
 	@echo "make torture     one long Jepsen-style run: SECONDS=60 SEED= MODE=control|resp KINDS="
 	@echo "                 (a 5-node ATLAS cluster, 10 clients, faults; exit 1 if not valid)"

@@ -58,7 +58,7 @@ BUSTED ?= busted
 # Seeds for the randomized schedule spec under the sanitizers (slow: ~10x), see spec/.
 ASAN_SEEDS ?= 100
 
-.PHONY: help deps build test test-asan bench rock-check check check-layers demo clean fuzz-check torture
+.PHONY: help deps build test test-asan bench bench-compare rock-check check check-layers demo clean fuzz-check torture
 
 help:
 	@echo "make deps        install missing Debian packages (as root; else prints the apt-get line)"
@@ -70,6 +70,10 @@ help:
 	@echo "                 ATLAS vs redis-server with redis-benchmark (needs redis-tools and"
 	@echo "                 redis-server, else that part says what to install), and the"
 	@echo "                 linearizability checker on 200k-op histories"
+	@echo "make bench-compare  Helios next to etcd (3 members) and redis-server (appendfsync"
+	@echo "                 always) in one run, one Markdown table: writes at 1/16/64/256"
+	@echo "                 clients, reads, failover, memory for 1M keys (~3 min; installs"
+	@echo "                 etcd, Go, redis as root: docs/benchmarks.md)"
 	@echo "make torture     one long Jepsen-style run: SECONDS=60 SEED= MODE=control|resp KINDS="
 	@echo "                 (a 5-node ATLAS cluster, 10 clients, faults; exit 1 if not valid)"
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
@@ -182,6 +186,17 @@ bench:
 	luajit spec/bench/snapshot.lua
 	luajit spec/bench/redis.lua
 	luajit spec/bench/linearize.lua
+
+# Helios next to etcd and redis-server, measured in one run, printed as one Markdown table
+# (tools/bench_compare.lua; docs/benchmarks.md). Not part of `make check`: it takes minutes
+# and needs etcd and Go. Packages missing and not root: .ci/deps --bench prints the apt-get
+# line and the run goes on without them (their cells stay "-"). The driver keeps to its own
+# time budget (HELIOS_COMPARE_BUDGET_S, 600 s) and stops every process it starts; timeout is
+# the last resort (--foreground: Ctrl-C still reaches the driver, which cleans up).
+bench-compare:
+	@.ci/deps --bench || echo "bench-compare: going on without them (their cells stay empty)" >&2
+	@$(MAKE) --no-print-directory build
+	timeout --foreground --kill-after=30 900 luajit tools/bench_compare.lua
 
 # One long torture run (docs/testing.md, "Torture runs"): make torture SECONDS=300 SEED=7
 SECONDS ?= 60

@@ -1,15 +1,21 @@
 --- spec/bench/load.lua: the closed-loop load generator of the cluster benchmarks
--- (spec/bench/cluster.lua, spec/bench/reads.lua), which run from the repository root and
--- load it as require("spec.bench.load").
+-- (spec/bench/cluster.lua, spec/bench/reads.lua, tools/bench_compare.lua), which run from
+-- the repository root and load it as require("spec.bench.load").
 --
--- n connections to one node's control socket, each with one request in flight at a time:
--- a new request is sent as soon as the previous one is answered. Latency is from sending
--- a request to receiving its answer. The connections are multiplexed with poll() in this
--- one process, so the generator never waits on one connection while another has its
--- answer ready. Only requests sent after the warm-up and answered before the end count.
+-- n clients, each with one request in flight at a time: a new request is sent as soon as
+-- the previous one is answered. Latency is from sending a request to receiving its answer.
+-- Only requests sent after the warm-up and answered before the end count.
+--
+-- M.run: n connections to one node's control socket, raw frames multiplexed with poll()
+-- in this one process, so the generator never waits on one connection while another has
+-- its answer ready.
+-- M.run_clients: n coroutines on helios.loop, each with a connection of helios.client (a
+-- RESP port, a control socket, or any object whose calls yield on the loop): what an
+-- application built on helios.client does, the client library's own cost included.
 
 local core = require("helios.core")
 local tk = require("helios.testkit")
+local loop = require("helios.loop")
 
 local format, tostring, ipairs = string.format, tostring, ipairs
 local encode, decode = core.mp_encode, core.mp_decode
@@ -77,6 +83,74 @@ function M.run(socket_path, n, seconds, warmup_ms, make)
         live = still
     end
     for i = 1, n do socks[i]:close() end
+    table.sort(lat)
+    return { ok = done_ok, per_s = done_ok / seconds, p50 = percentile(lat, 0.5),
+             p99 = percentile(lat, 0.99), errors = errors, first_error = first_error }
+end
+
+-- Failures after which a connection is gone: its client stops.
+local BROKEN = { closed = true, io = true, refused = true, protocol = true,
+                 too_large = true }
+
+--- Closed-loop load of n clients for `seconds` after `warmup_ms`: client i is
+-- connect(i) (called here, before the clock starts; e.g. helios.client.connect(addr)),
+-- and runs request(conn, i, seq) in a coroutine on helios.loop, one at a time, until the
+-- end. request returns a true value, or nil, code, detail (counted as an error; a broken
+-- connection, "closed", "io", ..., ends that client). Runs helios.loop until every client
+-- is done (at most warm-up + seconds + limit_ms, default 15000, then it raises).
+-- @treturn table as M.run's
+function M.run_clients(n, seconds, warmup_ms, connect, request, limit_ms)
+    local conns = {}
+    for i = 1, n do
+        local c, code, detail = connect(i)
+        if not c then
+            for j = 1, i - 1 do conns[j]:close() end
+            error(format("client %d: connect: %s %s", i, tostring(code), tostring(detail)), 0)
+        end
+        conns[i] = c
+    end
+    local lat, done_ok, errors, first_error = {}, 0, 0, nil
+    local measure_from = clock_ms() + warmup_ms
+    local stop_at = measure_from + seconds * 1000
+    local running = n
+    local function client(i)
+        local conn, seq = conns[i], 0
+        while true do
+            local t0 = clock_ms()
+            if t0 >= stop_at then break end
+            seq = seq + 1
+            local ok, code, detail = request(conn, i, seq)
+            local t1 = clock_ms()
+            local counted = t0 >= measure_from and t1 <= stop_at
+            if ok and counted then
+                done_ok = done_ok + 1
+                lat[#lat + 1] = t1 - t0
+            elseif not ok then
+                if counted or BROKEN[code] then
+                    errors = errors + 1
+                    first_error = first_error or format("%s %s", tostring(code),
+                                                        tostring(detail))
+                end
+                if BROKEN[code] then break end
+            end
+        end
+        running = running - 1
+        if running == 0 then loop.stop() end
+    end
+    for i = 1, n do loop.spawn(client, i) end
+    local cutoff = false
+    local timer = loop.after(warmup_ms + seconds * 1000 + (limit_ms or 15000), function()
+        cutoff = true
+        loop.stop()
+    end)
+    local ok, err = loop.run()
+    timer:stop()
+    for i = 1, n do conns[i]:close() end
+    if not ok then error(err, 0) end
+    if cutoff then
+        error(format("%d of %d clients still waiting for an answer after the end", running, n),
+              0)
+    end
     table.sort(lat)
     return { ok = done_ok, per_s = done_ok / seconds, p50 = percentile(lat, 0.5),
              p99 = percentile(lat, 0.99), errors = errors, first_error = first_error }

@@ -15,11 +15,10 @@
 -- proposers sending "apply" the same way. The cluster runs twice: without and with
 -- read_lease (and check_quorum, which the lease needs).
 --
--- etcd, if `etcd` is on the PATH (or in $HELIOS_ETCD_BIN): a 3-member cluster on loopback,
--- measured with 64 clients by etcd's `benchmark range --consistency=l|s` if that tool is
--- there, else by spec/bench/etcd_reads.go (built here with Debian's golang-go and
--- golang-etcd-server-dev); then the ratios Helios / etcd. Without etcd or a load
--- generator the line says etcd was not measured.
+-- etcd, if `etcd` is on the PATH: a 3-member cluster on loopback (spec/bench/etcd.lua),
+-- measured with 64 clients by our generator, spec/bench/etcd_load.go (built here with
+-- Debian's golang-go and golang-etcd-server-dev), on its leader; then the ratios
+-- Helios / etcd. Without etcd or the generator the line says etcd was not measured.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
@@ -29,7 +28,6 @@ local testing = require("helios.testing")
 local load = require("spec.bench.load")
 
 local format, floor = string.format, math.floor
-local clock_ms = core.clock_ms
 
 local SECONDS = tonumber(os.getenv("HELIOS_BENCH_SECONDS") or "") or 5
 local WARMUP_MS = 500
@@ -83,82 +81,33 @@ local function bench_cluster(lease)
     return ok
 end
 
--- etcd, when installed: its own benchmark tool does the load (Go clients, gRPC).
+-- etcd, when installed: our Go generator does the load (spec/bench/etcd.lua).
 local function bench_etcd()
-    local dir = os.getenv("HELIOS_ETCD_BIN")
-    local function bin(name)
-        local path = dir and (dir .. "/" .. name) or name
-        local p = io.popen("command -v " .. path .. " 2>/dev/null")
-        local found = p:read("*l")
-        p:close()
-        return found
-    end
-    local etcd, bench = bin("etcd"), bin("benchmark")
-    local ours = false -- bench is spec/bench/etcd_reads.go's build, not etcd's tool
-    if etcd and not bench and bin("go") then
-        local clientv3 = "/usr/share/gocode/src/go.etcd.io/etcd/clientv3"
-        local f = io.open(clientv3 .. "/client.go")
-        if f then
-            f:close()
-            os.execute("mkdir -p build")
-            if os.execute("GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE=$PWD/build/gocache "
-                .. "go build -o build/etcd-reads spec/bench/etcd_reads.go") == 0 then
-                bench, ours = "build/etcd-reads", true
-            end
-        end
-    end
-    if not etcd or not bench then
-        print(format("etcd: not measured (%s not found; install etcd-server, and golang-go "
-            .. "with golang-etcd-server-dev or etcd's benchmark tool in $HELIOS_ETCD_BIN)",
-            not etcd and "etcd" or "a load generator"))
+    local etcd = require("spec.bench.etcd")
+    local proc = require("spec.bench.proc")
+    local gen, why = etcd.generator()
+    if not proc.have("etcd") or not proc.have("etcdctl") or not gen then
+        print(format("etcd: not measured (%s)", not proc.have("etcd")
+            and "etcd is not installed: Debian's etcd-server"
+            or not proc.have("etcdctl") and "etcdctl is not installed: Debian's etcd-client"
+            or why))
         return true
     end
-    local tmp = os.tmpname()
-    os.remove(tmp)
-    os.execute("mkdir -p " .. tmp)
-    local ports, cluster = {}, {}
-    for i = 1, 3 do
-        ports[i] = { client = core.free_port(), peer = core.free_port() }
-        cluster[i] = format("e%d=http://127.0.0.1:%d", i, ports[i].peer)
-    end
-    local pids = {}
-    for i = 1, 3 do
-        local argv = { etcd, "--name", "e" .. i, "--data-dir", tmp .. "/e" .. i,
-            "--listen-client-urls", format("http://127.0.0.1:%d", ports[i].client),
-            "--advertise-client-urls", format("http://127.0.0.1:%d", ports[i].client),
-            "--listen-peer-urls", format("http://127.0.0.1:%d", ports[i].peer),
-            "--initial-advertise-peer-urls", format("http://127.0.0.1:%d", ports[i].peer),
-            "--initial-cluster", table.concat(cluster, ","), "--initial-cluster-state", "new" }
-        pids[i] = assert(core.proc_spawn(argv, { stdout = tmp .. "/e" .. i .. ".log",
-                                                 stderr = "stdout", die_with_parent = true }))
-    end
-    local endpoints = {}
-    for i = 1, 3 do endpoints[i] = format("127.0.0.1:%d", ports[i].client) end
-    local ep = table.concat(endpoints, ",")
-    -- Wait for a leader (etcdctl answers once the cluster serves requests) rather than for
-    -- a fixed time.
-    local deadline = clock_ms() + 30000
-    local etcdctl = bin("etcdctl")
-    while etcdctl and clock_ms() < deadline and os.execute(format(
-        "ETCDCTL_API=3 %s --endpoints=%s endpoint health >/dev/null 2>&1", etcdctl, ep)) ~= 0 do
-        core.sleep_ms(100)
-    end
-    if not ours then
-        os.execute(format("%s --endpoints=%s put k v >/dev/null 2>&1", bench, ep))
-    end
+    local ec = etcd.cluster()
     local etcd_rate = {}
-    for _, c in ipairs({ { "l", "linearizable" }, { "s", "serializable" } }) do
-        local cmd = ours and format("%s --endpoints=%s --clients=%d --consistency=%s "
-            .. "--seconds=%d 2>&1", bench, ep, CLIENTS, c[1], SECONDS)
-            or format("%s --endpoints=%s --conns=%d --clients=%d range k --consistency=%s "
-            .. "--total=%d 2>&1", bench, ep, CLIENTS, CLIENTS, c[1], 100000)
-        local p = io.popen(cmd)
-        local out = p:read("*a")
-        p:close()
-        etcd_rate[c[2]] = tonumber(out:match("Requests/sec:%s*([%d%.]+)") or "")
-        print(format("etcd reads, %s, %d clients: %s requests/s", c[2], CLIENTS,
-            etcd_rate[c[2]] and format("%d", floor(etcd_rate[c[2]] + 0.5)) or
-            ("? (" .. out:gsub("%s+$", ""):sub(-200) .. ")")))
+    local ok, err = pcall(function()
+        local ep = ec:endpoint(ec:leader())
+        for _, c in ipairs({ { "get-lin", "linearizable" }, { "get-ser", "serializable" } }) do
+            local r = etcd.load(gen, ep, c[1], CLIENTS, SECONDS)
+            etcd_rate[c[2]] = r.per_s
+            print(format("etcd reads, %s, %d clients: %d requests/s", c[2], CLIENTS,
+                floor(r.per_s + 0.5)))
+        end
+    end)
+    ec:stop()
+    if not ok then
+        print("etcd: not measured: " .. tostring(err))
+        return false
     end
     local function ratio(what, ours_key, theirs)
         local a, b = results[ours_key], etcd_rate[theirs]
@@ -173,9 +122,6 @@ local function bench_etcd()
           "linearizable")
     ratio("stale / etcd serializable", format("reads, stale (local), %d readers", CLIENTS),
           "serializable")
-    for _, pid in ipairs(pids) do core.proc_kill(pid, "TERM") end
-    for _, pid in ipairs(pids) do core.proc_wait(pid, 5000) end
-    os.execute("rm -rf " .. tmp)
     return true
 end
 

@@ -1,0 +1,388 @@
+--- tools/bench_compare.lua: `make bench-compare`: Helios next to etcd and redis-server,
+-- measured in one run on this machine, printed as one Markdown table
+-- (docs/benchmarks.md says what each figure is and how to read it).
+--
+--   luajit tools/bench_compare.lua           (from the repository root, after make build)
+--   HELIOS_BENCH_SECONDS=3 luajit tools/bench_compare.lua     -- seconds per level (5)
+--   HELIOS_COMPARE_BUDGET_S=600 HELIOS_COMPARE_KEYS=1000000 luajit tools/bench_compare.lua
+--
+-- The three systems are started once and measured in turn, level by level, so that the
+-- figures of a row are taken seconds apart (the load of a shared machine moves):
+--   Helios: 3 `helios node` processes (ATLAS, fsync on, the default 150 ms election
+--     timeout), written to by redis-benchmark and by spec/bench/load.lua on helios.client;
+--   etcd: 3 members (spec/bench/etcd.lua), driven by our Go generator
+--     (spec/bench/etcd_load.go);
+--   redis-server with appendfsync always, driven by redis-benchmark.
+-- Writes at 1, 16, 64, 256 clients (the Helios leader's fsync counters over the 64-client
+-- run of our generator); reads at 64; 5 failovers each, alternating
+-- (spec/bench/failover.lua for Helios). Then they are stopped, and a new Helios cluster and
+-- a new redis-server are filled with the same keys for their resident memory
+-- (spec/bench/memory.lua).
+-- Every process is stopped at the end, also on an error, SIGINT or SIGTERM
+-- (spec/bench/proc.lua turns those into errors at the next wait), and dies with this
+-- process should it be killed outright. A system whose step fails (a tool missing, a
+-- timeout) is measured no further: "-" in its cells and a note under the table, exit
+-- status 1. Steps are skipped once the time budget (HELIOS_COMPARE_BUDGET_S, default
+-- 600 s) is used up.
+
+package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
+package.cpath = "build/?.so;" .. package.cpath
+
+local core = require("helios.core")
+local testing = require("helios.testing")
+local client = require("helios.client")
+local load = require("spec.bench.load")
+local proc = require("spec.bench.proc")
+local rb = require("spec.bench.redis_bench")
+local etcd = require("spec.bench.etcd")
+local failover = require("spec.bench.failover")
+local memory = require("spec.bench.memory")
+local tbl = require("spec.bench.compare_table")
+
+local format, tostring, ipairs = string.format, tostring, ipairs
+local clock_ms = core.clock_ms
+local traceback = debug.traceback
+
+local SECONDS = tonumber(os.getenv("HELIOS_BENCH_SECONDS") or "") or 5
+local BUDGET_S = tonumber(os.getenv("HELIOS_COMPARE_BUDGET_S") or "") or 600
+local KEYS = tonumber(os.getenv("HELIOS_COMPARE_KEYS") or "") or 1000000
+local LEVELS = tbl.LEVELS
+local WARMUP_MS = 500
+local FAILOVERS = 5
+local READ_CLIENTS = 64
+local VALUE = string.rep("v", 100)
+-- The node's defaults (docs/lua-api.md): helios.testing's own are slower, for tests.
+local HELIOS_CONFIG = { election_timeout_ms = 150, heartbeat_timeout_ms = 50 }
+
+proc.catch_signals()
+local started = clock_ms()
+local deadline = started + BUDGET_S * 1000
+
+local function log(fmt, ...)
+    io.stderr:write(format("[%5.1f s] ", (clock_ms() - started) / 1000), format(fmt, ...), "\n")
+end
+
+local results = { levels = LEVELS, writes = {}, reads = {}, labels = {},
+                  failover = { helios = {}, etcd = {} }, memory = { keys = KEYS }, fsync = {} }
+for _, c in ipairs(LEVELS) do results.writes[c] = {} end
+local notes, failed = {}, false
+
+-- Raise once the time budget is used up (checked between the steps of a stage).
+local function budget()
+    proc.check()
+    if clock_ms() > deadline then
+        error(format("the time budget of %d s was used up (HELIOS_COMPARE_BUDGET_S)", BUDGET_S),
+            0)
+    end
+end
+
+local function sh_line(cmd)
+    local p = io.popen(cmd .. " 2>/dev/null")
+    local s = p and p:read("*l") or ""
+    if p then p:close() end
+    return s or ""
+end
+
+local function loadavg()
+    local f = io.open("/proc/loadavg")
+    local s = f and f:read("*l") or ""
+    if f then f:close() end
+    return s:match("^(%S+ %S+ %S+)") or "?"
+end
+
+local function cpu_model()
+    local f = io.open("/proc/cpuinfo")
+    if not f then return "?" end
+    local s = f:read("*a")
+    f:close()
+    return (s:match("model name%s*:%s*([^\n]+)") or "?"):gsub("%s+", " ")
+end
+
+local function rate(r)
+    return { per_s = r.per_s, p50 = r.p50, p99 = r.p99, errors = r.errors, cpu = r.cpu }
+end
+
+local function log_rate(what, c, r)
+    log("%-34s %4d clients: %s/s, p50 %.2f ms, p99 %.2f ms%s%s", what, c, tbl.int(r.per_s),
+        r.p50, r.p99, (r.errors or 0) > 0 and format(", %d errors", r.errors) or "",
+        r.cpu and format(" (generator: %.0f%% of a core)", r.cpu * 100) or "")
+end
+
+-- One closed-loop run of our generator on helios.client: `clients` RESP connections to
+-- addr, each running request(conn) in a loop.
+local function helios_load(addr, clients, request, setup)
+    budget()
+    local cpu0, wall0 = os.clock(), clock_ms()
+    local r = load.run_clients(clients, SECONDS, WARMUP_MS, function()
+        local c, code, detail = client.connect(addr, { timeout_ms = 10000 })
+        if c and setup then
+            local ok, scode, sdetail = setup(c)
+            if not ok then return nil, scode, sdetail end
+        end
+        return c, code, detail
+    end, request)
+    -- The generator shares the cores with the servers: near 100% of one, it is the limit.
+    r.cpu = (os.clock() - cpu0) / ((clock_ms() - wall0) / 1000)
+    return r
+end
+
+local function set_request(conn)
+    return conn:command({ "SET", format("key:%012d", math.random(0, 999999)), VALUE })
+end
+
+local function get_request(conn)
+    return conn:command({ "GET", "read-key" })
+end
+
+local function helios_cluster()
+    return testing.cluster{ n = 3, proxies = false, fsm = "helios.atlas.fsm", client = true,
+                            config = HELIOS_CONFIG }
+end
+
+local function storage_counters(st)
+    st = st or {}
+    local s = st.storage or {}
+    return { entries = st.entries_written or s.entries, fsyncs = st.fsyncs or s.rounds,
+             batches = st.batches or s.batches }
+end
+
+-- The systems compared, each started once and measured level by level, next to the others:
+-- a row's figures are taken seconds apart, not minutes, on a machine whose load moves.
+local sys = {}      -- name -> what its steps need; nil once it failed (its cells stay "-")
+local stops = {}    -- what to stop at the end, in order
+
+-- Run one step of system `name` (skipped once that system failed); its failure becomes a
+-- note and ends that system's steps. An interrupt stops the whole run.
+local function step(name, what, fn)
+    if proc.interrupted or not sys[name] then return end
+    local ok, err = xpcall(function()
+        budget()
+        fn(sys[name])
+    end, traceback)
+    if ok then return end
+    if proc.interrupted then error(err, 0) end
+    failed = true
+    local msg = tostring(err)
+    notes[#notes + 1] = format("%s: %s failed, so the rest of %s was not measured: %s", name,
+        what, name, msg:match("^[^\n]*"))
+    io.stderr:write(name, ": ", what, ": ", msg, "\n")
+    sys[name] = nil
+end
+
+local function start_helios(h)
+    h.cl = helios_cluster()
+    stops[#stops + 1] = function() h.cl:stop() end
+    h.leader = h.cl:leader(15000)
+    h.addr = h.cl:client_address(h.leader)
+    h.port = tonumber(h.addr:match(":(%d+)$"))
+    h.rb = proc.have("redis-benchmark")
+    if not h.rb then
+        notes[#notes + 1] = "redis-benchmark is not installed (Debian: redis-tools)"
+    end
+    assert(client.connect(h.addr)):call("SET", "read-key", VALUE)
+    log("helios: 3 nodes, leader %s, RESP port %d", h.leader, h.port)
+end
+
+local function start_etcd(e)
+    if not proc.have("etcd") then error("etcd is not installed (Debian: etcd-server)", 0) end
+    if not proc.have("etcdctl") then error("etcdctl is not installed (Debian: etcd-client)", 0) end
+    local gen, why = etcd.generator()
+    if not gen then error(why, 0) end
+    e.gen = gen
+    results.labels.etcd = "etcd " .. (proc.first_line({ "etcd", "--version" })
+        :match("([%d%.]+)") or "?")
+    e.ec = etcd.cluster()
+    stops[#stops + 1] = function() e.ec:stop() end
+    e.ep = e.ec:endpoint(e.ec:leader())
+    log("etcd: 3 members, leader at %s", e.ep)
+end
+
+local function need_redis()
+    if not proc.have("redis-server") then
+        error("redis-server is not installed (Debian: redis-server)", 0)
+    end
+    if not proc.have("redis-benchmark") then
+        error("redis-benchmark is not installed (Debian: redis-tools)", 0)
+    end
+end
+
+local function start_redis(r)
+    need_redis()
+    r.srv = rb.start_server()
+    stops[#stops + 1] = function() r.srv:stop() end
+    results.labels.redis = "redis-server " .. (r.srv.version or "?")
+    log("redis-server %s: appendfsync always, port %d", r.srv.version or "?", r.srv.port)
+end
+
+local function etcd_rate(r)
+    return { per_s = r.per_s, p50 = r.p50_ms, p99 = r.p99_ms, errors = r.errors }
+end
+
+local function rb_rate(port, c)
+    local r, why = rb.measure(port, "set", c, { seconds = SECONDS, value_bytes = 100,
+                                                keyspace = 1000000 })
+    if not r then error(tostring(why), 0) end
+    return { per_s = r.rps, p50 = r.p50, p99 = r.p99 }
+end
+
+-- Writes at `c` clients: each system in turn.
+local function writes(c)
+    local w = results.writes[c]
+    step("helios", format("redis-benchmark at %d clients", c), function(h)
+        if not h.rb then return end
+        w.helios_rb = rb_rate(h.port, c)
+        log_rate("helios SET, redis-benchmark", c, w.helios_rb)
+    end)
+    step("helios", format("our generator at %d clients", c), function(h)
+        local stats = h.cl:client():node(h.leader)
+        local before, t0
+        if c == READ_CLIENTS then before, t0 = storage_counters(stats:stats()), clock_ms() end
+        w.helios = rate(helios_load(h.addr, c, set_request))
+        log_rate("helios SET, helios.client", c, w.helios)
+        if before then
+            local after, t1 = storage_counters(stats:stats()), clock_ms()
+            if before.fsyncs and after.fsyncs and after.fsyncs > before.fsyncs then
+                local fsyncs = after.fsyncs - before.fsyncs
+                results.fsync = { clients = c, fsyncs_per_s = fsyncs / ((t1 - t0) / 1000),
+                    entries_per_fsync = (after.entries - before.entries) / fsyncs }
+                log("helios leader at %d clients: %.1f entries per fsync, %s fsyncs/s", c,
+                    results.fsync.entries_per_fsync, tbl.int(results.fsync.fsyncs_per_s))
+            end
+        end
+    end)
+    step("etcd", format("put at %d clients", c), function(e)
+        w.etcd = etcd_rate(etcd.load(e.gen, e.ep, "put", c, SECONDS))
+        log_rate("etcd put", c, w.etcd)
+    end)
+    step("redis", format("redis-benchmark at %d clients", c), function(r)
+        w.redis = rb_rate(r.srv.port, c)
+        log_rate("redis-server SET, redis-benchmark", c, w.redis)
+    end)
+end
+
+local function reads()
+    local rd = results.reads
+    step("helios", "linearizable reads", function(h)
+        rd.helios_lin = rate(helios_load(h.addr, READ_CLIENTS, get_request))
+        log_rate("helios GET, linearizable", READ_CLIENTS, rd.helios_lin)
+    end)
+    step("etcd", "linearizable reads", function(e)
+        rd.etcd_lin = etcd_rate(etcd.load(e.gen, e.ep, "get-lin", READ_CLIENTS, SECONDS))
+        log_rate("etcd get, linearizable", READ_CLIENTS, rd.etcd_lin)
+    end)
+    step("helios", "stale reads", function(h)
+        rd.helios_stale = rate(helios_load(h.addr, READ_CLIENTS, get_request,
+            function(c) return c:call("READONLY") end))
+        log_rate("helios GET, READONLY (stale)", READ_CLIENTS, rd.helios_stale)
+    end)
+    step("etcd", "serializable reads", function(e)
+        rd.etcd_ser = etcd_rate(etcd.load(e.gen, e.ep, "get-ser", READ_CLIENTS, SECONDS))
+        log_rate("etcd get, serializable", READ_CLIENTS, rd.etcd_ser)
+    end)
+end
+
+local function failovers()
+    for i = 1, FAILOVERS do
+        step("helios", "a failover", function(h)
+            local ms, tries = failover.helios(h.cl, 10000)
+            results.failover.helios[i] = ms
+            log("helios failover %d: %.0f ms (%d attempts)", i, ms, tries)
+        end)
+        step("etcd", "a failover", function(e)
+            local r = etcd.failover(e.gen, e.ec, 15000)
+            results.failover.etcd[i] = r.recovered_ms
+            log("etcd failover %d: %.0f ms (%d attempts)", i, r.recovered_ms, r.tries or 0)
+        end)
+    end
+end
+
+-- The memory of a node holding KEYS keys, next to redis-server's: a new cluster and a new
+-- redis-server, so that nothing else the run wrote is in them.
+local function memory_helios(h)
+    h.cl = helios_cluster()
+    stops[#stops + 1] = function() h.cl:stop() end
+    local leader = h.cl:leader(15000)
+    local addrs = {}
+    for _, id in ipairs(h.cl:ids()) do addrs[#addrs + 1] = h.cl:client_address(id) end
+    local empty = memory.rss_kb(h.cl:pid(leader))
+    local ms, resent = memory.fill(addrs, KEYS, 100, 180000)
+    if resent > 0 then
+        log("helios: %d MSET batches sent again (the leader changed during the fill)", resent)
+    end
+    memory.wait_keys(addrs, KEYS, 120000)
+    leader = h.cl:leader(15000)
+    results.memory.helios_leader_kb = memory.rss_kb(h.cl:pid(leader))
+    results.memory.helios_followers_kb = {}
+    for _, id in ipairs(h.cl:ids()) do
+        if id ~= leader then
+            local f = results.memory.helios_followers_kb
+            f[#f + 1] = memory.rss_kb(h.cl:pid(id))
+        end
+    end
+    log("helios: %s keys written in %.1f s; leader RSS %s (%s before)", tbl.int(KEYS),
+        ms / 1000, tbl.mb(results.memory.helios_leader_kb), tbl.mb(empty))
+end
+
+local function memory_redis(r)
+    need_redis()
+    r.srv = rb.start_server()
+    stops[#stops + 1] = function() r.srv:stop() end
+    results.labels.redis = results.labels.redis or ("redis-server " .. (r.srv.version or "?"))
+    local empty = memory.rss_kb(r.srv.pid)
+    local addr = "127.0.0.1:" .. r.srv.port
+    local ms = memory.fill(addr, KEYS, 100, 180000)
+    memory.wait_keys({ addr }, KEYS, 60000)
+    results.memory.redis_kb = memory.rss_kb(r.srv.pid)
+    log("redis-server: %s keys written in %.1f s; RSS %s (%s before)", tbl.int(KEYS),
+        ms / 1000, tbl.mb(results.memory.redis_kb), tbl.mb(empty))
+end
+
+-- Stop everything started so far, newest first.
+local function stop_all()
+    for i = #stops, 1, -1 do
+        local ok, err = pcall(stops[i])
+        if not ok then io.stderr:write("bench-compare: stopping: ", tostring(err), "\n") end
+    end
+    stops = {}
+end
+
+local load_before = loadavg()
+local machine = format("%s cores, %s, Linux %s", sh_line("nproc"), cpu_model(),
+    sh_line("uname -r"))
+local date = os.date("!%Y-%m-%d %H:%M UTC")
+log("bench-compare: %s; %s; %d s per level; load average %s", machine, date, SECONDS,
+    load_before)
+
+local ok, err = xpcall(function()
+    sys.helios, sys.etcd, sys.redis = {}, {}, {}
+    step("helios", "starting the cluster", start_helios)
+    step("etcd", "starting the cluster", start_etcd)
+    step("redis", "starting redis-server", start_redis)
+    for _, c in ipairs(LEVELS) do writes(c) end
+    reads()
+    failovers()
+    stop_all()
+    sys.helios, sys.redis = {}, {}
+    log("== memory")
+    step("helios", "the memory fill", memory_helios)
+    step("redis", "the memory fill", memory_redis)
+end, traceback)
+stop_all()
+if proc.interrupted then
+    io.stderr:write("bench-compare: interrupted by SIG", proc.interrupted,
+        "; every process it started is stopped\n")
+    os.exit(130)
+end
+if not ok then
+    io.stderr:write("bench-compare: ", tostring(err), "\n")
+    failed = true
+    notes[#notes + 1] = "the run stopped early: " .. tostring(err):match("^[^\n]*")
+end
+
+print(format("Machine: %s. Run: %s, %d s per level after a %d ms warm-up, load average "
+    .. "%s before and %s after (1, 5, 15 min), %.0f s in all.", machine, date, SECONDS,
+    WARMUP_MS, load_before, loadavg(), (clock_ms() - started) / 1000))
+print()
+print(tbl.render(results))
+for _, n in ipairs(notes) do print("\n- " .. n) end
+os.exit(failed and 1 or 0)

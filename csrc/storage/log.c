@@ -259,6 +259,21 @@ static int sync_fd(struct hr_log *l, int fd, bool data, const char *what)
     return 0;
 }
 
+/* fdatasync segment s: sync_fd with the segment's name, which is formatted only for a
+ * failure's message (this runs once per group-commit round). */
+static int sync_seg(struct hr_log *l, const struct seg *s)
+{
+    int r = hr_fs_sync(l->fs, s->fd, true);
+    if (r < 0) {
+        int e = -r;
+        char lab[64];
+        seg_label(s->first, lab, sizeof lab);
+        SET_ERR(l, "%s: fdatasync: %s", lab, strerror(e));
+        return fail(l, hr__errno_code(e));
+    }
+    return 0;
+}
+
 /* Write and sync the header of a segment created by roll(). It is made durable before any
  * record is written after it: the first record's sync mark then vouches for every byte
  * before it, and open can call a bad header with records after it corruption
@@ -522,10 +537,8 @@ int hr_log_sync(struct hr_log *l)
         return rc;
     }
     struct seg *s = last_seg(l);
-    char lab[64];
     if (l->need_datasync && s != NULL) {
-        seg_label(s->first, lab, sizeof lab);
-        if ((rc = sync_fd(l, s->fd, true, lab)) != 0) {
+        if ((rc = sync_seg(l, s)) != 0) {
             return rc;
         }
         l->stats.syncs++;

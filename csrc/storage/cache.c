@@ -3,7 +3,10 @@
  * log), and the reads a node makes cluster: followers catching up read forward through
  * recent segments. A small LRU of 64 KiB blocks serves them with a fixed memory budget.
  * Blocks of the open segment can be cached while the file is still growing, so each block
- * remembers how many bytes it holds and is read again when a caller needs more.
+ * remembers how many bytes it holds and is read again when a caller needs more. A block
+ * never holds bytes at or past the caller's `limit` (the end of what the log wrote): the
+ * open segment is preallocated with zeros (log.c), and a block that cached those zeros
+ * would go on serving them after records were written over them.
  * Blocks are few (budget / 64 KiB, 64 by default): a linear search is fast enough.
  */
 #include <stdlib.h>
@@ -64,7 +67,8 @@ void hr__cache_drop(struct hr__cache *c, uint64_t seg)
     }
 }
 
-static int load(struct block *b, struct hr_fs *fs, int h, uint64_t seg, uint64_t no)
+static int load(struct block *b, struct hr_fs *fs, int h, uint64_t seg, uint64_t no,
+                off_t limit)
 {
     if (b->data == NULL && (b->data = malloc(HR__CACHE_BLOCK)) == NULL) {
         return HR_ENOMEM;
@@ -74,6 +78,10 @@ static int load(struct block *b, struct hr_fs *fs, int h, uint64_t seg, uint64_t
     if (r < 0) {
         return HR_EIO;
     }
+    uint64_t start = no * HR__CACHE_BLOCK;
+    if ((uint64_t)limit < start + (uint64_t)r) {
+        r = (uint64_t)limit > start ? (ssize_t)((uint64_t)limit - start) : 0;
+    }
     b->seg = seg;
     b->no = no;
     b->len = (size_t)r;
@@ -81,7 +89,7 @@ static int load(struct block *b, struct hr_fs *fs, int h, uint64_t seg, uint64_t
 }
 
 int hr__cache_read(struct hr__cache *c, uint64_t seg, struct hr_fs *fs, int h, off_t off,
-                   void *buf, size_t len, uint64_t *hits, uint64_t *misses)
+                   void *buf, size_t len, off_t limit, uint64_t *hits, uint64_t *misses)
 {
     unsigned char *out = buf;
     while (len > 0) {
@@ -105,7 +113,7 @@ int hr__cache_read(struct hr__cache *c, uint64_t seg, struct hr_fs *fs, int h, o
             if (b == NULL) {
                 b = victim;
             }
-            int rc = load(b, fs, h, seg, no);
+            int rc = load(b, fs, h, seg, no, limit);
             if (rc != 0) {
                 return rc;
             }

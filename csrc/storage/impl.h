@@ -184,6 +184,8 @@ struct hr__scan {
     off_t data_end;      /* offset after the last valid record */
     bool sealed;         /* a valid footer and trailer follow the records */
     bool torn;           /* a torn tail starts at data_end (only with allow_torn) */
+    bool zero_tail;      /* ...and it is nothing but zeros to the end of the file: the
+                          * writer's preallocated space (log.c), or lost unsynced writes */
     off_t file_size;
     uint64_t *sparse;    /* malloc'd: offset of record k*STRIDE, k < n_sparse */
     size_t n_sparse;
@@ -219,9 +221,11 @@ struct hr__cache;
 struct hr__cache *hr__cache_new(size_t bytes);
 void hr__cache_free(struct hr__cache *c);
 /* Read len bytes at off of segment `seg` (handle h of fs) into buf, through the cache.
- * Reads past the end of the file are an error (HR_ECORRUPT: the caller knows the size). */
+ * limit: where the bytes the log wrote end (the file may go on with preallocated zeros,
+ * which are never cached). Reads past limit or the end of the file are an error
+ * (HR_ECORRUPT: the caller knows the size). */
 int hr__cache_read(struct hr__cache *c, uint64_t seg, struct hr_fs *fs, int h, off_t off,
-                   void *buf, size_t len, uint64_t *hits, uint64_t *misses);
+                   void *buf, size_t len, off_t limit, uint64_t *hits, uint64_t *misses);
 /* Forget every block of segment seg (or all segments if seg == 0). */
 void hr__cache_drop(struct hr__cache *c, uint64_t seg);
 

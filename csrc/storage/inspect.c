@@ -310,7 +310,11 @@ int hr_storage_inspect(struct hr_fs *fs, const char *dir, const struct hr_inspec
             fprintf(out, "  %s: the pending truncation cuts it at offset %lld\n", lab,
                     (long long)limit);
         }
-        if (sc.torn) {
+        if (sc.torn && sc.zero_tail) {
+            fprintf(out, "  %s: %lld bytes of zeros after the last record (preallocated "
+                         "space)\n",
+                    lab, (long long)(sc.file_size - sc.data_end));
+        } else if (sc.torn) {
             /* Version 2: damage behind the last sync mark, maybe with records after it. */
             fprintf(out, "  %s: torn tail at offset %lld (%lld bytes): the next open cuts "
                          "it\n",

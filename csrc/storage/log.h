@@ -52,6 +52,9 @@ struct hr_fs;
 struct hr_log_options {
     uint64_t segment_size; /* roll over to a new segment past this many bytes (8 MiB) */
     size_t cache_bytes;    /* read cache budget (4 MiB) */
+    uint64_t prealloc_bytes; /* extend the open segment with zeros this much at a time, so
+                              * that a sync writes data, not the file's size (1 MiB; 0:
+                              * off; log.c, prealloc) */
     struct hr_fs *fs;      /* the file system (fs.h), borrowed for the log's life; NULL
                             * (the default): the real one */
 };

@@ -129,6 +129,16 @@ static bool valid_record_after(const unsigned char *buf, size_t from, size_t siz
     return false;
 }
 
+static bool all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int read_all(struct hr_fs *fs, int h, unsigned char **out, size_t *size,
                     const char *name, char *err, size_t errlen)
 {
@@ -283,6 +293,14 @@ int hr__seg_scan_upto(struct hr_fs *fs, int h, const char *name, bool allow_torn
     goto done;
 
 damaged:
+    /* Nothing but zeros to the end: the space log.c preallocates ahead of its writes (or
+     * unsynced writes that never reached the disk). No record can hide in it. */
+    if (allow_torn && all_zero(b + pos, size - pos)) {
+        s->torn = true;
+        s->zero_tail = true;
+        s->data_end = s->end = (off_t)pos;
+        goto done;
+    }
     /* Version 2: only a later sync's mark proves this damage hit synced bytes (an unmarked
      * record after it may be a later page of the same unsynced write). */
     if (allow_torn &&

@@ -5,6 +5,7 @@
  *
  *   local tk = require("helios.testkit")
  *   local st, info = tk.storage_open("./data", { segment_size = 1048576 })
+ *                                    -- also cache_bytes, prealloc_bytes (0: off)
  *                                    -- or nil, code, message ("busy", "corrupt", ...)
  *                                    -- { fs = tk.simfs_new(seed) }: over a simulated
  *                                    -- file system (simfs_binding.c), { fs =
@@ -121,6 +122,11 @@ static int l_open(lua_State *L)
         lua_getfield(L, 2, "cache_bytes");
         if (!lua_isnil(L, -1)) {
             o.cache_bytes = check_u64(L, -1, "tk.storage_open(dir[, {cache_bytes=}])");
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "prealloc_bytes");
+        if (!lua_isnil(L, -1)) {
+            o.prealloc_bytes = check_u64(L, -1, "tk.storage_open(dir[, {prealloc_bytes=}])");
         }
         lua_pop(L, 1);
     }

@@ -167,15 +167,23 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-/* Write frames (ownership passes to the write); closes c on failure. */
-static void write_frames(struct hr__conn *c, struct wr *w)
+/* Write frames (ownership passes to the write), the first `skip` bytes of which are
+ * already written; closes c on failure. */
+static void write_frames(struct hr__conn *c, struct wr *w, size_t skip)
 {
     w->c = c;
     w->req.data = w;
+    size_t first = 0;
     for (size_t i = 0; i < w->n; i++) {
         w->bufs[i] = uv_buf_init(w->f[i]->data, (unsigned int)w->f[i]->len);
     }
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, (unsigned int)w->n, on_write);
+    while (skip > 0 && skip >= w->bufs[first].len) {
+        skip -= w->bufs[first++].len;
+    }
+    w->bufs[first].base += skip;
+    w->bufs[first].len -= (unsigned int)skip;
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs + first,
+                      (unsigned int)(w->n - first), on_write);
     if (rc != 0) {
         for (size_t i = 0; i < w->n; i++) {
             if (w->queue) {
@@ -211,38 +219,75 @@ static void write_sbuffer(struct hr__conn *c, msgpack_sbuffer *sb)
     f->data = msgpack_sbuffer_release(sb);
     w->f[0] = f;
     w->n = 1;
-    write_frames(c, w);
+    write_frames(c, w, 0);
 }
 
+/*
+ * Write what the peer's queue holds. The frames are first written at once with one
+ * writev (uv_try_write), which nearly always takes them all: the socket buffer has room
+ * for many AppendEntries. Only what is left goes through uv_write. Why: a completed
+ * uv_write costs more than its writev: libuv calls back only in a later loop iteration,
+ * and re-registers the socket with epoll (one epoll_ctl) each time its write queue
+ * drains, for every AppendEntries and every acknowledgement of the commit path
+ * (docs/architecture.md, "The commit path").
+ */
 void hr__conn_pump(struct hr__conn *c)
 {
     struct hr__peer *p = c->peer;
-    if (c->writing || c->closing || c->state != HR__OPEN || p == NULL) {
+    for (;;) {
+        if (c->writing || c->closing || c->state != HR__OPEN || p == NULL) {
+            return;
+        }
+        if (p->control.n == 0 && p->bulk.n == 0) {
+            return;
+        }
+        struct hr__frame *f[HR__WRITE_FRAMES];
+        uv_buf_t bufs[HR__WRITE_FRAMES];
+        size_t n = 0;
+        /* Control frames first: a heartbeat queued behind bulk frames jumps ahead of
+         * them. Bulk frames then fill the write up to HR__WRITE_BYTES, which bounds how
+         * long the next control frame waits for this write to finish. */
+        size_t bytes = 0;
+        while (n < HR__WRITE_FRAMES && p->control.n > 0) {
+            f[n] = hr__fifo_pop(&p->control);
+            bytes += f[n++]->len;
+        }
+        while (n < HR__WRITE_FRAMES && p->bulk.n > 0 && bytes < HR__WRITE_BYTES) {
+            f[n] = hr__fifo_pop(&p->bulk);
+            bytes += f[n++]->len;
+        }
+        p->queued_bytes -= bytes;
+        for (size_t i = 0; i < n; i++) {
+            bufs[i] = uv_buf_init(f[i]->data, (unsigned int)f[i]->len);
+        }
+        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned int)n);
+        size_t done = r > 0 ? (size_t)r : 0; /* UV_EAGAIN or an error: uv_write tells */
+        if (done == bytes) {
+            for (size_t i = 0; i < n; i++) {
+                c->t->stats.frames_sent++;
+                c->t->stats.bytes_sent += f[i]->len;
+                c->t->stats.sent_by_type[f[i]->type]++;
+                hr__frame_free(f[i]);
+            }
+            continue; /* more may be queued than one write takes */
+        }
+        struct wr *w = calloc(1, sizeof(*w));
+        if (w == NULL) {
+            /* Out of memory with a frame half written: the stream cannot go on. */
+            for (size_t i = 0; i < n; i++) {
+                hr__tcp_failed(c->t, HR_TCP_FAIL_WRITE, f[i]->type);
+                hr__frame_free(f[i]);
+            }
+            hr__conn_close(c, "out of memory");
+            return;
+        }
+        memcpy(w->f, f, n * sizeof f[0]);
+        w->n = n;
+        w->queue = true;
+        c->writing = true;
+        write_frames(c, w, done);
         return;
     }
-    if (p->control.n == 0 && p->bulk.n == 0) {
-        return;
-    }
-    struct wr *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        return; /* try again on the next send */
-    }
-    /* Control frames first: a heartbeat queued behind bulk frames jumps ahead of them.
-     * Bulk frames then fill the write up to HR__WRITE_BYTES, which bounds how long the
-     * next control frame waits for this write to finish. */
-    size_t bytes = 0;
-    while (w->n < HR__WRITE_FRAMES && p->control.n > 0) {
-        w->f[w->n] = hr__fifo_pop(&p->control);
-        bytes += w->f[w->n++]->len;
-    }
-    while (w->n < HR__WRITE_FRAMES && p->bulk.n > 0 && bytes < HR__WRITE_BYTES) {
-        w->f[w->n] = hr__fifo_pop(&p->bulk);
-        bytes += w->f[w->n++]->len;
-    }
-    p->queued_bytes -= bytes;
-    w->queue = true;
-    c->writing = true;
-    write_frames(c, w);
 }
 
 static void on_deadline(uv_timer_t *timer)

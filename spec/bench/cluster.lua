@@ -13,7 +13,10 @@
 -- a majority) and applied to its state machine. Proposers are multiplexed with poll() in
 -- this one process, so the load generator never waits on one connection while another has
 -- its answer ready. Each level runs for HELIOS_BENCH_SECONDS (default 5) after a short
--- warm-up.
+-- warm-up. After each level: the leader's and the followers' entries per fsync (group
+-- commit: docs/architecture.md, "The commit path") and the CPU time the three node
+-- processes used per commit (from /proc; on a shared machine a steadier figure than
+-- commits/s).
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/?.so;" .. package.cpath
@@ -36,6 +39,29 @@ local function command(proposer, seq)
     return head .. string.rep("x", COMMAND_BYTES - #head)
 end
 
+-- CPU time (user + system, ms) a process has used so far, from /proc (0 if unreadable).
+local function cpu_ms(pid)
+    local f = io.open("/proc/" .. tostring(pid) .. "/stat")
+    if not f then return 0 end
+    local line = f:read("*a")
+    f:close()
+    local fields = {}
+    for w in (line:match("%) (.*)") or ""):gmatch("%S+") do fields[#fields + 1] = w end
+    return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) * 10 -- 100 Hz ticks
+end
+
+-- Per node: CPU ms, fsyncs and entries written so far.
+local function counters(cl, client)
+    local t = {}
+    for _, id in ipairs(cl:ids()) do
+        local c = client:node(id)
+        local st = c and c:stats() or {}
+        t[id] = { cpu = cpu_ms(cl:pid(id)), fsyncs = st.fsyncs or 0,
+                  entries = st.entries_written or 0 }
+    end
+    return t
+end
+
 -- One level: n proposers, each sending "apply" with one command in flight.
 local function run_level(socket_path, n)
     return load.run(socket_path, n, SECONDS, WARMUP_MS, function(i, seq)
@@ -49,12 +75,29 @@ local ok, err = pcall(function()
     local leader = cl:leader(15000)
     print(format("cluster benchmark: 3 node processes on loopback, fsync on, %d-byte commands, "
         .. "%d s per level; leader %s", COMMAND_BYTES, SECONDS, leader))
-    print(format("%10s %14s %12s %12s %8s", "proposers", "commits/s", "p50 ms", "p99 ms",
-        "errors"))
+    print(format("%10s %14s %12s %12s %8s %16s %18s", "proposers", "commits/s", "p50 ms",
+        "p99 ms", "errors", "entries/fsync", "node CPU/commit"))
+    local client = cl:client()
     for _, n in ipairs(LEVELS) do
+        local before = counters(cl, client)
         local r = run_level(cl:socket(leader), n)
-        print(format("%10d %14s %12.2f %12.2f %8d", n,
-            format("%d", floor(r.per_s + 0.5)), r.p50, r.p99, r.errors))
+        local after = counters(cl, client)
+        local cpu, fol_e, fol_f = 0, 0, 0
+        for _, id in ipairs(cl:ids()) do
+            cpu = cpu + after[id].cpu - before[id].cpu
+            if id ~= leader then
+                fol_e = fol_e + after[id].entries - before[id].entries
+                fol_f = fol_f + after[id].fsyncs - before[id].fsyncs
+            end
+        end
+        -- Everything the leader wrote in the level (warm-up and drain included) per fsync,
+        -- and the three processes' CPU per entry written.
+        local entries = after[leader].entries - before[leader].entries
+        local fsyncs = after[leader].fsyncs - before[leader].fsyncs
+        print(format("%10d %14s %12.2f %12.2f %8d %7.1f ldr %5.1f fol %15s", n,
+            format("%d", floor(r.per_s + 0.5)), r.p50, r.p99, r.errors,
+            entries / math.max(fsyncs, 1), fol_e / math.max(fol_f, 1),
+            format("%.0f us", cpu * 1000 / math.max(entries, 1))))
     end
     local c = assert(cl:client():node(leader))
     local st = c:stats() or {}

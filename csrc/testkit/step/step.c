@@ -51,6 +51,11 @@
  *                         (send what may go at once; write snapshot, hard state and
  *                         entries; tell the core they are durable; send what waited for the
  *                         write; apply), then hr_raft_advance
+ *   ready slow            the same, but the write stays in flight ("(in flight)"): the core
+ *                         is not told it is durable, and what waits for it is printed as
+ *                         "held until durable" and never sent
+ *   persisted INDEX/TERM  the write of a `ready slow` is durable up to INDEX/TERM:
+ *                         hr_raft_persisted (prints what changed, e.g. the commit index)
  *   compact INDEX [keep=K]
  *                         the node took a snapshot through INDEX and keeps the log from K
  *                         (default INDEX + 1): hr_raft_snapshot_taken
@@ -69,7 +74,8 @@
  * 2", "log: 1..3 -> 1..4, new from 4", "progress 2: match 0 -> 4", "conf: v1;v2 -> v1;v2;l3"),
  * or "(no change)"; the
  * messages they caused show at the next `ready`. The driver's storage is perfect and
- * instant: `ready` acknowledges every write it prints ("persisted"). The core's
+ * instant: `ready` acknowledges every write it prints ("persisted"), except `ready slow`,
+ * whose write waits for a `persisted` command. The core's
  * refusals print as "error: CODE" and are part of the expected output; a script error
  * (unknown command, bad syntax) also goes to stderr and makes hr-step exit with status 2.
  *
@@ -663,7 +669,10 @@ static void print_msgs(struct hr__sbuf *out, const char *what, const struct hr_m
     }
 }
 
-static void cmd_ready(struct step *s, struct hr__sbuf *out)
+/* slow: the write is not acknowledged: it stays in flight until a `persisted` command, as
+ * on a node whose fsync is slower than the network (what waits for it is printed, marked,
+ * and not sent by anyone). */
+static void cmd_ready(struct step *s, bool slow, struct hr__sbuf *out)
 {
     if (!hr_raft_has_ready(s->r)) {
         hr__sbuf_printf(out, "(nothing ready)\n");
@@ -702,14 +711,18 @@ static void cmd_ready(struct step *s, struct hr__sbuf *out)
     if (rd.n_entries > 0) {
         hr__sbuf_printf(out, "persist: ");
         hr__text_entries(out, rd.entries, rd.n_entries, " ");
-        hr__sbuf_printf(out, "\n");
-        /* The driver's storage is perfect and instant: acknowledge the write at once. */
+        hr__sbuf_printf(out, slow ? " (in flight)\n" : "\n");
+        /* The driver's storage is perfect and instant: acknowledge the write at once
+         * (unless slow: then the script says when, with `persisted`). */
         const struct hr_entry *last = &rd.entries[rd.n_entries - 1];
-        hr_raft_persisted(s->r, last->index, last->term);
-        hr__sbuf_printf(out, "persisted: up to %llu/%llu\n", (unsigned long long)last->index,
-                        (unsigned long long)last->term);
+        if (!slow) {
+            hr_raft_persisted(s->r, last->index, last->term);
+            hr__sbuf_printf(out, "persisted: up to %llu/%llu\n", (unsigned long long)last->index,
+                            (unsigned long long)last->term);
+        }
     }
-    print_msgs(out, "send after persist", rd.msgs_after_persist, rd.n_msgs_after_persist);
+    print_msgs(out, slow ? "held until durable" : "send after persist", rd.msgs_after_persist,
+               rd.n_msgs_after_persist);
     if (rd.n_committed > 0) {
         hr__sbuf_printf(out, "apply: ");
         hr__text_entries(out, rd.committed, rd.n_committed, " ");
@@ -729,6 +742,22 @@ static void cmd_ready(struct step *s, struct hr__sbuf *out)
         }
     }
     hr_raft_advance(s->r, &rd);
+}
+
+/* persisted INDEX/TERM: the write of a `ready slow` became durable (hr_raft_persisted). */
+static void cmd_persisted(struct step *s, char *args, struct hr__sbuf *out)
+{
+    char *arg = hr__text_token(&args);
+    unsigned long long index, term;
+    if (arg == NULL || !hr__text_pair(arg, &index, &term) || hr__text_token(&args) != NULL) {
+        script_error(s, out, "usage: persisted INDEX/TERM");
+        return;
+    }
+    struct view before;
+    view_take(&before, s->r);
+    hr_raft_persisted(s->r, index, term);
+    print_changes(out, &before, s->r);
+    view_free(&before);
 }
 
 static void cmd_compact(struct step *s, char *args, struct hr__sbuf *out)
@@ -856,7 +885,7 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
     }
     static const char *const known[] = {"config", "tick",   "deliver", "propose", "ready",
                                         "compact", "status", "log",     "add",     "remove",
-                                        "conf",    "read",   "transfer"};
+                                        "conf",    "read",   "transfer", "persisted"};
     bool found = false;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         found = found || strcmp(cmd, known[i]) == 0;
@@ -870,8 +899,15 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
         cmd_config(s, args, out);
     } else if (s->r == NULL) {
         script_error(s, out, "%s: no node yet (start with config)", cmd);
-    } else if ((strcmp(cmd, "ready") == 0 || strcmp(cmd, "status") == 0 ||
-                strcmp(cmd, "log") == 0 || strcmp(cmd, "conf") == 0) &&
+    } else if (strcmp(cmd, "ready") == 0) {
+        char *arg = hr__text_token(&args);
+        if ((arg != NULL && strcmp(arg, "slow") != 0) || hr__text_token(&args) != NULL) {
+            script_error(s, out, "usage: ready [slow]");
+        } else {
+            cmd_ready(s, arg != NULL, out);
+        }
+    } else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "log") == 0 ||
+                strcmp(cmd, "conf") == 0) &&
                hr__text_token(&args) != NULL) {
         script_error(s, out, "%s: takes no arguments", cmd);
     } else if (deliver) {
@@ -890,8 +926,8 @@ static void run_command(struct step *s, char **lines, size_t n, struct hr__sbuf 
         cmd_tick(s, args, out);
     } else if (strcmp(cmd, "propose") == 0) {
         cmd_propose(s, args, out);
-    } else if (strcmp(cmd, "ready") == 0) {
-        cmd_ready(s, out);
+    } else if (strcmp(cmd, "persisted") == 0) {
+        cmd_persisted(s, args, out);
     } else if (strcmp(cmd, "compact") == 0) {
         cmd_compact(s, args, out);
     } else if (strcmp(cmd, "read") == 0) {

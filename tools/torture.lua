@@ -15,7 +15,7 @@ local nemesis = require("helios.testing.nemesis")
 local workload = require("helios.testing.workload")
 
 local seconds = tonumber(arg[1]) or 60
-local seed = tonumber(arg[2] ~= "" and arg[2] or nil) or core.clock_ms() % 100000
+local seed = tonumber(arg[2] ~= "" and arg[2] or nil) or math.floor(core.clock_ms()) % 100000
 local mode = (arg[3] ~= "" and arg[3]) or "control"
 local kinds
 if arg[4] and arg[4] ~= "" then

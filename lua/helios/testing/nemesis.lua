@@ -56,6 +56,10 @@ Nemesis.__index = Nemesis
 -- print (a function given each log line as it happens).
 function M.new(cl, opts)
     opts = opts or {}
+    -- The schedule's generator works on integers: a fraction would draw no kind at all.
+    if opts.seed ~= nil and (type(opts.seed) ~= "number" or opts.seed % 1 ~= 0) then
+        error("nemesis: seed must be an integer, got " .. tostring(opts.seed), 2)
+    end
     local self = setmetatable({ cl = cl, seed = opts.seed or 1, kinds = opts.kinds or M.KINDS,
         leader_wait_ms = opts.leader_wait_ms or 3000, print = opts.print, _log = {},
         _undo = {}, _t0 = core.clock_ms(), counts = {} }, Nemesis)

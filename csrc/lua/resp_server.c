@@ -255,11 +255,27 @@ static void flush(struct conn *c)
         if (c->head == NULL) {
             c->tail = NULL;
         }
+        /* Tried at once: a queued uv_write costs an epoll_ctl to watch for writability
+         * and another to stop, about as much as the write itself; only what the kernel
+         * does not take now is queued (uv_try_write says UV_EAGAIN while an earlier
+         * write is queued, so the order holds). */
         uv_buf_t b = uv_buf_init(w->data, (unsigned)total);
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
             free(w);
             conn_close(c);
             return;
+        }
+        size_t done = n > 0 ? (size_t)n : 0;
+        if (done == total) {
+            free(w);
+        } else {
+            b = uv_buf_init(w->data + done, (unsigned)(total - done));
+            if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+                free(w);
+                conn_close(c);
+                return;
+            }
         }
     } else {
         while (c->head != NULL && c->head->filled) { /* empty replies: none are made */

@@ -54,6 +54,7 @@ struct conn {
     struct server *srv;
     struct conn_ud *ud; /* NULL once the Lua side is detached */
     int ud_ref;
+    int reply_ref;      /* the connection's reply function: one for all its requests */
     char *buf;
     size_t len, cap;
     char *out;               /* framed replies not yet written (see "Writes") */
@@ -180,17 +181,30 @@ static void conn_close(struct conn *c)
     }
     hr__loop_unref(s->l.lp, c->ud_ref);
     c->ud_ref = LUA_NOREF;
+    hr__loop_unref(s->l.lp, c->reply_ref);
+    c->reply_ref = LUA_NOREF;
     uv_read_stop((uv_stream_t *)&c->pipe);
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, conn_shut) != 0) {
         uv_close((uv_handle_t *)&c->pipe, conn_closed);
     }
 }
 
+/* Bytes read per read call at least: a whole pipelined burst of requests, typically. */
+#define READ_BYTES ((size_t)16 << 10)
+
+/* Reads land in the connection's buffer, behind what is kept of the last one (a partial
+ * frame): no buffer per read, no copy. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base != NULL ? suggested : 0;
+    (void)suggested;
+    struct conn *c = h->data;
+    char *p = hr_array_grow(c->buf, &c->cap, c->len + READ_BYTES, 1, 4096);
+    if (p == NULL) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS: the connection closes */
+        return;
+    }
+    c->buf = p;
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
 struct request {
@@ -207,12 +221,10 @@ static int push_request(lua_State *L, void *arg)
     struct request *r = arg;
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->srv->l.handler_ref);
     hr__mp_push(L, r->payload, r->len);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ud_ref);
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, l_reply, 1);
     /* handler(req, reply, conn): conn names the connection (the console keeps one
      * environment per connection, docs/console.md) and has :peek(). */
-    lua_insert(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->reply_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ud_ref);
     return 3;
 }
 
@@ -259,27 +271,16 @@ static void process(struct conn *c)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
+    (void)buf; /* c->buf + c->len (on_alloc) */
     struct conn *c = stream->data;
     if (nread < 0) {
-        free(buf->base);
         conn_close(c);
         return;
     }
     if (nread > 0 && !c->closing) {
-        char *p = hr_array_grow(c->buf, &c->cap, c->len + (size_t)nread, 1, 4096);
-        if (p == NULL) {
-            free(buf->base);
-            conn_close(c);
-            return;
-        }
-        c->buf = p;
-        memcpy(c->buf + c->len, buf->base, (size_t)nread);
         c->len += (size_t)nread;
-        free(buf->base);
         process(c);
-        return;
     }
-    free(buf->base);
 }
 
 static void on_idle(uv_idle_t *h)
@@ -385,7 +386,7 @@ static int l_conn_peek(lua_State *L)
     return 1;
 }
 
-/* Protected: make the connection's userdata and anchor it. */
+/* Protected: make the connection's userdata and its reply function, and anchor them. */
 static int make_conn_ud(lua_State *L)
 {
     struct conn *c = lua_touserdata(L, 1);
@@ -393,6 +394,9 @@ static int make_conn_ud(lua_State *L)
     u->c = c;
     luaL_getmetatable(L, CONN_MT);
     lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_reply, 1);
+    c->reply_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     c->ud = u;
     c->ud_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
@@ -410,6 +414,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->srv = s;
     c->ud_ref = LUA_NOREF;
+    c->reply_ref = LUA_NOREF;
     uv_pipe_init(server->loop, &c->pipe, 0);
     c->pipe.data = c;
     s->l.pending++;

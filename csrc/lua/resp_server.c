@@ -466,33 +466,35 @@ static void process(struct conn *c)
     update_reading(c);
 }
 
+/* Bytes read per read call at least: a pipelined burst of requests, typically. */
+#define READ_BYTES ((size_t)16 << 10)
+
+/* Reads land in the connection's buffer, behind the requests not handled yet: no buffer
+ * per read, no copy. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base != NULL ? suggested : 0;
+    (void)suggested;
+    struct conn *c = h->data;
+    char *p = hr_array_grow(c->buf, &c->cap, c->len + READ_BYTES, 1, 4096);
+    if (p == NULL) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS: the connection closes */
+        return;
+    }
+    c->buf = p;
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
+    (void)buf; /* c->buf + c->len (on_alloc) */
     struct conn *c = stream->data;
     if (nread < 0) {
-        free(buf->base);
         conn_close(c); /* gone, mid-request or not: its unanswered slots are dropped */
         return;
     }
     if (nread > 0 && !c->closing && !c->quit) {
-        char *p = hr_array_grow(c->buf, &c->cap, c->len + (size_t)nread, 1, 4096);
-        if (p == NULL) {
-            free(buf->base);
-            conn_close(c);
-            return;
-        }
-        c->buf = p;
-        memcpy(c->buf + c->len, buf->base, (size_t)nread);
         c->len += (size_t)nread;
     }
-    free(buf->base);
     process(c);
 }
 

@@ -9,6 +9,8 @@
 --   - a command whose fsm:apply raises is answered fsm_error alone: the commands around
 --     it in the same batch are applied and answered as usual, and see what it changed;
 --   - a malformed or unknown request in a pipeline fails alone;
+--   - reads of one turn, served by one node:read, each get their own key's value and see
+--     every write acknowledged before they were sent;
 --   - answers far larger than the socket's buffer (the kernel takes part of the turn's
 --     bytes at once, the rest is queued) all arrive whole, in order.
 -- Every wait has a deadline (the loop is stopped by a guard timer); nothing sleeps.
@@ -129,6 +131,34 @@ describe("pipelined control requests", function()
             assert.is_true(out[4].ok)
             assert.are.same({ true, "1" }, { out[5].ok, out[5].value })
             assert.are.same({}, c:pipeline({}))
+        end)
+    end)
+
+    it("answers each read of a pipeline with its own key's value, whatever its options", function()
+        with_node(dir, function(c)
+            local cmds = {}
+            for i = 1, 50 do cmds[i] = format("set k%d v%d", i, i) end
+            assert(c:apply_many(cmds, 10000))
+            -- reads of one turn are served together, grouped by timeout: mix them
+            local reqs = {}
+            for i = 1, 60 do
+                reqs[i] = { op = "read", key = "k" .. i,
+                            timeout_ms = (i % 3 == 0) and 3000 or (i % 3 == 1) and 4000 or nil,
+                            stale = (i % 7 == 0) or nil }
+            end
+            local out = assert(c:pipeline(reqs, 10000))
+            for i = 1, 60 do
+                assert(out[i].ok, format("read %d: %s %s", i, tostring(out[i].code),
+                                         tostring(out[i].detail)))
+                assert.are.equal(i <= 50 and ("v" .. i) or nil, out[i].value)
+            end
+            -- a write acknowledged before a read began is seen by it
+            for round = 1, 5 do
+                assert(c:apply("set fresh " .. round, 5000))
+                local r = assert(c:pipeline({ { op = "read", key = "fresh" },
+                                              { op = "read", key = "fresh", timeout_ms = 900 } }))
+                assert.are.same({ tostring(round), tostring(round) }, { r[1].value, r[2].value })
+            end
         end)
     end)
 

@@ -23,6 +23,8 @@
  *                                          -- "closed", "protocol", "too_large", "io"
  *   s:try_recv_reply([max_bytes])          -- its step: nil, "again" when it would block
  *   local bytes = core.resp_command({ "SET", "k", 42 })  -- a command as redis-cli sends it
+ *   local bytes = core.frames({ p1, p2 })  -- payloads framed back to back: one send_raw
+ *                                          -- pipelines them (helios.client's c:pipeline)
  *   core.poll_fd(fd, "r" | "w", 1000)      -- true | nil, "timeout" | nil, "io", detail
  *
  * The server side that specs need (listeners whose accept returns these sockets, a poll

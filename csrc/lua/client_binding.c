@@ -25,6 +25,8 @@
  *                                          -- "closed", "protocol", "too_large", "io"
  *   s:try_recv_reply([max_bytes])          -- its step: nil, "again" when it would block
  *   local bytes = core.resp_command({ "SET", "k", 42 })  -- a command as redis-cli sends it
+ *   local bytes = core.frames({ p1, p2 })  -- payloads framed back to back: one send_raw
+ *                                          -- pipelines them (helios.client's c:pipeline)
  *   core.poll_fd(fd, "r" | "w", 1000)      -- true | nil, "timeout" | nil, "io", detail
  *
  * The server side that specs need (listeners whose accept returns these sockets, a poll
@@ -972,6 +974,36 @@ void hr__lua_open_sock_class(lua_State *L)
     hr__lua_new_class(L, HR__LUA_SOCK_MT, methods, l_close, l_tostring);
 }
 
+/* core.frames({ p1, p2, ... }) -> bytes: each payload framed (docs/wire-protocol.md), one
+ * after the other: requests that go out with one write (helios.client's pipelining). */
+static int l_frames(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)lua_objlen(L, 1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        size_t len;
+        const char *payload = lua_tolstring(L, -1, &len);
+        if (payload == NULL || lua_type(L, -1) != LUA_TSTRING) {
+            return luaL_error(L, "Usage: core.frames({ payload, ... }): payload %d is not a "
+                                 "string", i);
+        }
+        if (len > 0xffffffffu) {
+            return luaL_error(L, "core.frames: a frame carries at most 4 GiB");
+        }
+        lua_pop(L, 1); /* (the table keeps the string: the buffer owns the stack top) */
+        unsigned char h[FRAME_HEADER];
+        put_be32(h, (uint32_t)len);
+        put_be32(h + 4, hr_crc32c(0, payload, len));
+        luaL_addlstring(&b, (const char *)h, sizeof h);
+        luaL_addlstring(&b, payload, len);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
 int hr__lua_open_client(lua_State *L)
 {
     hr__lua_open_sock_class(L);
@@ -980,6 +1012,7 @@ int hr__lua_open_client(lua_State *L)
         { "sock_connect_start", l_connect_start },
         { "poll_fd", l_poll_fd },
         { "resp_command", l_resp_command },
+        { "frames", l_frames },
         { NULL, NULL },
     };
     luaL_register(L, NULL, funcs);

@@ -7,6 +7,17 @@
  * userdata's pointer is cleared, so a late reply (an apply that completes after the client
  * left) returns false instead of touching freed memory. A connection is closed with
  * uv_shutdown first, so that a reply written just before (the "shutdown" op's) is flushed.
+ *
+ * Writes. A reply is encoded straight into its connection's output buffer (framed there:
+ * no intermediate copy) and the connection joins the server's dirty list; the check phase
+ * of the loop turn writes each dirty connection's buffer with one system call. So the
+ * replies a connection is owed from one turn (the answers to a pipelining client's
+ * applies, which one batch of committed entries completes together) cost one write, not
+ * one each. The write is tried at once (uv_try_write): only what the kernel does not take
+ * goes through a queued uv_write, since a queued write costs an epoll_ctl each time to
+ * watch for writability and to stop watching. An idle handle runs alongside the check
+ * handle, so that a reply given after this turn's check phase (the prepare phase, which
+ * applies entries too) is written at the next turn without waiting for an event.
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
 #include <errno.h>
@@ -42,8 +53,13 @@ struct conn {
     struct server *srv;
     struct conn_ud *ud; /* NULL once the Lua side is detached */
     int ud_ref;
+    int reply_ref;      /* the connection's reply function: one for all its requests */
     char *buf;
     size_t len, cap;
+    char *out;               /* framed replies not yet written (see "Writes") */
+    size_t olen, ocap;
+    struct conn *dirty_next; /* in the server's dirty list (while dirty) */
+    bool dirty;
     bool closing;
 };
 
@@ -53,6 +69,9 @@ struct conn_ud {
 
 struct server {
     struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
+    uv_check_t check;      /* writes the dirty connections once per loop turn */
+    uv_idle_t idle;        /* active with check: the poll does not block meanwhile */
+    struct conn *dirty;
     char *path;
     char refusal[256]; /* the frame a client beyond max_clients gets (make_refusal) */
     size_t refusal_len;
@@ -73,6 +92,7 @@ static void conn_closed(uv_handle_t *h)
     struct conn *c = h->data;
     struct server *s = c->srv;
     free(c->buf);
+    free(c->out);
     free(c);
     hr__listener_unref(&s->l);
 }
@@ -83,6 +103,60 @@ static void conn_shut(uv_shutdown_t *req, int status)
     uv_close((uv_handle_t *)req->handle, conn_closed);
 }
 
+struct write_req {
+    uv_write_t req;
+    char data[];
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+    (void)status; /* a failed write: the read side sees the connection go */
+    free(req);
+}
+
+/* Buffers this large are not kept between turns (a status or eval reply can be big). */
+#define KEEP_OUT_BYTES ((size_t)64 << 10)
+
+/* Write the connection's buffered replies: what the kernel takes now, the rest queued.
+ * -1 when the connection failed (the caller closes it). */
+static int write_out(struct conn *c)
+{
+    if (c->olen == 0) {
+        return 0;
+    }
+    uv_stream_t *st = (uv_stream_t *)&c->pipe;
+    uv_buf_t b = uv_buf_init(c->out, (unsigned)c->olen);
+    /* UV_EAGAIN also while an earlier queued write is unfinished: order is kept. */
+    int n = uv_try_write(st, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        c->olen = 0;
+        return -1;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    int rc = 0;
+    if (done < c->olen) {
+        size_t rest = c->olen - done;
+        struct write_req *w = malloc(sizeof *w + rest);
+        if (w == NULL) {
+            rc = -1;
+        } else {
+            memcpy(w->data, c->out + done, rest);
+            uv_buf_t r = uv_buf_init(w->data, (unsigned)rest);
+            if (uv_write(&w->req, st, &r, 1, on_written) != 0) {
+                free(w);
+                rc = -1;
+            }
+        }
+    }
+    c->olen = 0;
+    if (c->ocap > KEEP_OUT_BYTES) {
+        free(c->out);
+        c->out = NULL;
+        c->ocap = 0;
+    }
+    return rc;
+}
+
 static void conn_close(struct conn *c)
 {
     if (c->closing) {
@@ -90,6 +164,17 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     struct server *s = c->srv;
+    if (c->dirty) {
+        for (struct conn **p = &s->dirty; *p != NULL; p = &(*p)->dirty_next) {
+            if (*p == c) {
+                *p = c->dirty_next;
+                break;
+            }
+        }
+        c->dirty = false;
+    }
+    /* Replies owed so far go out first (uv_shutdown below waits for queued writes). */
+    write_out(c);
     hr__listener_remove_conn(&s->l, &c->link);
     if (c->ud != NULL) {
         c->ud->c = NULL;
@@ -97,17 +182,30 @@ static void conn_close(struct conn *c)
     }
     hr__loop_unref(s->l.lp, c->ud_ref);
     c->ud_ref = LUA_NOREF;
+    hr__loop_unref(s->l.lp, c->reply_ref);
+    c->reply_ref = LUA_NOREF;
     uv_read_stop((uv_stream_t *)&c->pipe);
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->pipe, conn_shut) != 0) {
         uv_close((uv_handle_t *)&c->pipe, conn_closed);
     }
 }
 
+/* Bytes read per read call at least: a whole pipelined burst of requests, typically. */
+#define READ_BYTES ((size_t)16 << 10)
+
+/* Reads land in the connection's buffer, behind what is kept of the last one (a partial
+ * frame): no buffer per read, no copy. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base != NULL ? suggested : 0;
+    (void)suggested;
+    struct conn *c = h->data;
+    char *p = hr_array_grow(c->buf, &c->cap, c->len + READ_BYTES, 1, 4096);
+    if (p == NULL) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS: the connection closes */
+        return;
+    }
+    c->buf = p;
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
 struct request {
@@ -124,12 +222,10 @@ static int push_request(lua_State *L, void *arg)
     struct request *r = arg;
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->srv->l.handler_ref);
     hr__mp_push(L, r->payload, r->len);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ud_ref);
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, l_reply, 1);
     /* handler(req, reply, conn): conn names the connection (the console keeps one
      * environment per connection, docs/console.md) and has :peek(). */
-    lua_insert(L, -2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->reply_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->c->ud_ref);
     return 3;
 }
 
@@ -176,77 +272,81 @@ static void process(struct conn *c)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
+    (void)buf; /* c->buf + c->len (on_alloc) */
     struct conn *c = stream->data;
     if (nread < 0) {
-        free(buf->base);
         conn_close(c);
         return;
     }
     if (nread > 0 && !c->closing) {
-        char *p = hr_array_grow(c->buf, &c->cap, c->len + (size_t)nread, 1, 4096);
-        if (p == NULL) {
-            free(buf->base);
-            conn_close(c);
-            return;
-        }
-        c->buf = p;
-        memcpy(c->buf + c->len, buf->base, (size_t)nread);
         c->len += (size_t)nread;
-        free(buf->base);
         process(c);
-        return;
     }
-    free(buf->base);
 }
 
-struct write_req {
-    uv_write_t req;
-    char data[];
-};
-
-static void on_written(uv_write_t *req, int status)
+static void on_idle(uv_idle_t *h)
 {
-    (void)status;
-    free(req);
+    (void)h; /* its being active is what counts: see "Writes" above */
 }
 
-/* reply(tbl) -> true | false */
+/* The check phase: write what the connections were answered in this loop turn. */
+static void on_check(uv_check_t *h)
+{
+    struct server *s = h->data;
+    while (s->dirty != NULL) {
+        struct conn *c = s->dirty;
+        s->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->dirty = false;
+        if (write_out(c) != 0) {
+            conn_close(c);
+        }
+    }
+    uv_check_stop(h);
+    uv_idle_stop(&s->idle);
+}
+
+/* reply(tbl) -> true | false (the connection is gone). Raises on what cannot be encoded,
+ * having queued nothing. */
 static int l_reply(lua_State *L)
 {
     struct conn_ud *u = luaL_checkudata(L, lua_upvalueindex(1), CONN_MT);
     luaL_checktype(L, 1, LUA_TTABLE);
-    char *buf;
-    size_t len;
-    hr__mp_encode(L, 1, &buf, &len);
     struct conn *c = u->c;
     if (c == NULL || c->closing) {
-        free(buf);
         lua_pushboolean(L, 0);
         return 1;
     }
-    if (len > HR_CONTROL_MAX_FRAME) {
-        free(buf);
-        return luaL_error(L, "control reply: %d bytes is more than a frame may hold", (int)len);
-    }
-    struct write_req *w = malloc(sizeof *w + 8 + len);
-    if (w == NULL) {
-        free(buf);
+    /* The frame's header first (filled in once the payload's length and CRC are known),
+     * then the payload encoded behind it. */
+    size_t start = c->olen;
+    char *p = hr_array_grow(c->out, &c->ocap, start + 8, 1, 4096);
+    if (p == NULL) {
         return luaL_error(L, "control reply: out of memory");
     }
-    uint32_t crc = hr_crc32c(0, buf, len);
-    unsigned char *p = (unsigned char *)w->data;
-    for (int i = 0; i < 4; i++) {
-        p[i] = (unsigned char)(len >> (24 - 8 * i));
-        p[4 + i] = (unsigned char)(crc >> (24 - 8 * i));
+    c->out = p;
+    size_t end = start + 8;
+    hr__mp_encode_append(L, 1, &c->out, &end, &c->ocap);
+    size_t len = end - start - 8;
+    if (len > HR_CONTROL_MAX_FRAME) {
+        return luaL_error(L, "control reply: %d bytes is more than a frame may hold", (int)len);
     }
-    memcpy(p + 8, buf, len);
-    free(buf);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)(8 + len));
-    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) != 0) {
-        free(w);
-        conn_close(c);
-        lua_pushboolean(L, 0);
-        return 1;
+    unsigned char *h = (unsigned char *)c->out + start;
+    uint32_t crc = hr_crc32c(0, h + 8, len);
+    for (int i = 0; i < 4; i++) {
+        h[i] = (unsigned char)(len >> (24 - 8 * i));
+        h[4 + i] = (unsigned char)(crc >> (24 - 8 * i));
+    }
+    c->olen = end;
+    if (!c->dirty) {
+        struct server *s = c->srv;
+        c->dirty = true;
+        c->dirty_next = s->dirty;
+        s->dirty = c;
+        if (!uv_is_active((uv_handle_t *)&s->check)) {
+            uv_check_start(&s->check, on_check);
+            uv_idle_start(&s->idle, on_idle);
+        }
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -287,7 +387,7 @@ static int l_conn_peek(lua_State *L)
     return 1;
 }
 
-/* Protected: make the connection's userdata and anchor it. */
+/* Protected: make the connection's userdata and its reply function, and anchor them. */
 static int make_conn_ud(lua_State *L)
 {
     struct conn *c = lua_touserdata(L, 1);
@@ -295,6 +395,9 @@ static int make_conn_ud(lua_State *L)
     u->c = c;
     luaL_getmetatable(L, CONN_MT);
     lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_reply, 1);
+    c->reply_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     c->ud = u;
     c->ud_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
@@ -317,6 +420,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->srv = s;
     c->ud_ref = LUA_NOREF;
+    c->reply_ref = LUA_NOREF;
     uv_pipe_init(server->loop, &c->pipe, 0);
     c->pipe.data = c;
     s->l.pending++;
@@ -342,6 +446,8 @@ static void close_conn(struct hr__listener_conn *c)
 static void close_rest(struct hr__listener *l)
 {
     struct server *s = (struct server *)l;
+    uv_close((uv_handle_t *)&s->check, hr__listener_closed);
+    uv_close((uv_handle_t *)&s->idle, hr__listener_closed);
     if (s->path != NULL) {
         unlink(s->path);
     }
@@ -452,9 +558,13 @@ static int l_listen(lua_State *L)
     }
     strcpy(p, path);
     s->path = p;
-    hr__listener_init(&s->l, lp, 1, &ops);
+    hr__listener_init(&s->l, lp, 3, &ops); /* the listener, check and idle */
     s->l.max_clients = max_clients;
     make_refusal(s, max_clients);
+    uv_check_init(hr__loop_uv(lp), &s->check);
+    s->check.data = s;
+    uv_idle_init(hr__loop_uv(lp), &s->idle);
+    s->idle.data = s;
     uv_pipe_init(hr__loop_uv(lp), &s->l.h.pipe, 0);
     s->l.h.pipe.data = s;
     /* 0600 from the start, through the umask: a chmod after bind would leave a window with

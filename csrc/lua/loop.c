@@ -212,8 +212,8 @@ static void report_fail(void *ctx, const char *msg)
     hr__loop_fail(ctx, msg);
 }
 
-int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
-                  const char *what)
+static int call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
+                const char *what, void (*describe)(void *arg, char *buf, size_t len))
 {
     if (lp->dead || lp->cbL == NULL) {
         return -1;
@@ -226,10 +226,27 @@ int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), vo
     lua_rawgeti(L, LUA_REGISTRYINDEX, lp->traceback_ref);
     int rc = lua_pcall(L, 2, 0, 0);
     if (rc != 0) {
+        char buf[256];
+        if (describe != NULL) {
+            describe(arg, buf, sizeof buf);
+            what = buf;
+        }
         hr__lua_report_error(L, rc, what, ": ", report_fail, lp);
     }
     lua_settop(L, top);
     return rc == 0 ? 0 : -1;
+}
+
+int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
+                  const char *what)
+{
+    return call(lp, push, arg, what, NULL);
+}
+
+int hr__loop_call_described(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
+                            void (*describe)(void *arg, char *buf, size_t len))
+{
+    return call(lp, push, arg, NULL, describe);
 }
 
 /* core.run([mode]) -> true, alive | nil, err */

@@ -47,6 +47,10 @@ void hr__loop_release(struct hr__lloop *lp);
  * -1. Returns 0 on success. */
 int hr__loop_call(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
                   const char *what);
+/* As hr__loop_call, for calls made per log entry: the "<what>" is written by
+ * describe(arg, buf, len) on failure only, not formatted for every call. */
+int hr__loop_call_described(struct hr__lloop *lp, int (*push)(lua_State *L, void *arg), void *arg,
+                            void (*describe)(void *arg, char *buf, size_t len));
 /* lua_cpcall(fn, ud) on the callback thread, for C that only needs a protected Lua
  * context (making a userdata) and no function call; the stack is restored. 0 or the
  * lua_cpcall status (the error is discarded). */

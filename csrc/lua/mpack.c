@@ -189,6 +189,31 @@ void hr__mp_encode(lua_State *L, int idx, char **out, size_t *len)
     *out = msgpack_sbuffer_release(&p.buf);
 }
 
+void hr__mp_encode_append(lua_State *L, int idx, char **buf, size_t *len, size_t *cap)
+{
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    int top = lua_gettop(L);
+    luaL_checkstack(L, 3 * HR_MP_MAX_DEPTH + 8, "mp_encode");
+    check_value(L, idx, 1, "value"); /* raises before the buffer is touched */
+    lua_settop(L, top);
+    /* The caller's buffer becomes the sbuffer (msgpack's write callback reallocs it as it
+     * grows): the encoding lands where it will be written from, with no copy. */
+    struct packer p;
+    p.buf.data = *buf;
+    p.buf.size = *len;
+    p.buf.alloc = *cap;
+    msgpack_packer_init(&p.pk, &p.buf, msgpack_sbuffer_write);
+    p.nomem = false;
+    pack_value(L, idx, &p);
+    lua_settop(L, top);
+    *buf = p.buf.data;
+    *cap = p.buf.alloc;
+    if (p.nomem) {
+        luaL_error(L, "mp_encode: out of memory"); /* *len unchanged: nothing appended */
+    }
+    *len = p.buf.size;
+}
+
 /* ---- validation ---- */
 
 struct scan {

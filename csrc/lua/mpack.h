@@ -27,6 +27,10 @@
 /* Encode the value at idx into a malloc'd buffer (*out, *len; the caller frees it).
  * Raises a Lua error naming the offending value's path on what cannot be encoded. */
 void hr__mp_encode(lua_State *L, int idx, char **out, size_t *len);
+/* Append the encoding of the value at idx to the malloc'd buffer *buf (*len bytes used of
+ * *cap; either may be NULL/0 at first): it may be realloc'd, so *buf and *cap change. Raises
+ * as hr__mp_encode does, with *len unchanged (nothing appended). */
+void hr__mp_encode_append(lua_State *L, int idx, char **buf, size_t *len, size_t *cap);
 /* Check that buf holds exactly one valid msgpack value within the limits above, without
  * touching Lua. 0, or -1 with a message in err. */
 int hr__mp_validate(const char *buf, size_t len, char *err, size_t errlen);

@@ -167,16 +167,21 @@ static int call_hook(struct hook_args *a, const char *what)
     return hr__loop_call(n->lp, push_hook, a, buf);
 }
 
+/* The apply hook's name in an error report, made only then (it runs once per entry). */
+static void describe_apply(void *arg, char *buf, size_t len)
+{
+    struct hook_args *a = arg;
+    snprintf(buf, len, "fsm apply at index %" PRIu64 " on %s", a->e->index, a->n->name);
+}
+
 static void on_apply(void *ctx, const struct hr_entry *e)
 {
     struct lnode *n = ctx;
-    if (n->fsm_failed) {
+    if (n->fsm_failed || n->self_ref == LUA_NOREF) {
         return;
     }
     struct hook_args a = {.n = n, .slot = HOOK_APPLY, .e = e};
-    char what[64];
-    snprintf(what, sizeof what, "fsm apply at index %" PRIu64, e->index);
-    if (call_hook(&a, what) != 0) {
+    if (hr__loop_call_described(n->lp, push_hook, &a, describe_apply) != 0) {
         n->fsm_failed = true;
     }
 }

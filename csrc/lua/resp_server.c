@@ -82,6 +82,8 @@
 /* Replies made while reading a connection's requests are written once this many bytes
  * are ready, so that max_output bounds what a long pipeline of large replies holds. */
 #define FLUSH_BYTES ((size_t)64 << 10)
+/* Replies up to this many bytes are gathered for their write on the stack. */
+#define STACK_GATHER ((size_t)16 << 10)
 
 struct server;
 struct conn;
@@ -111,6 +113,8 @@ struct conn {
     struct hr_resp_parser parser;
     struct slot *head, *tail;
     size_t pending;   /* slots in the queue */
+    struct slot *spare; /* written slots kept for the next requests, with their buffers */
+    size_t n_spare;
     size_t unflushed; /* reply bytes made in this process() call and not yet written */
     struct conn *dirty_next; /* in the server's dirty list (when dirty) */
     bool reading, closing, quit; /* quit: close once the queue is empty */
@@ -134,8 +138,35 @@ struct server {
 
 /* ---- connections ---- */
 
+/* Slots kept per connection, and the reply bytes a kept slot's buffer may hold: a
+ * connection's requests reuse them, so that a request and its reply cost no malloc once a
+ * connection has warmed up (about one pipeline's worth of slots is live at a time). */
+#define SPARE_SLOTS 64
+#define SPARE_BUF_BYTES ((size_t)4 << 10)
+
+/* A written slot: kept for reuse, or freed. */
+static void release_slot(struct conn *c, struct slot *s)
+{
+    if (c->n_spare < SPARE_SLOTS && s->out.cap <= SPARE_BUF_BYTES) {
+        s->out.len = 0;
+        s->next = c->spare;
+        c->spare = s;
+        c->n_spare++;
+        return;
+    }
+    hr_resp_buf_free(&s->out);
+    free(s);
+}
+
 static void free_slots(struct conn *c)
 {
+    while (c->spare != NULL) {
+        struct slot *s = c->spare;
+        c->spare = s->next;
+        hr_resp_buf_free(&s->out);
+        free(s);
+    }
+    c->n_spare = 0;
     while (c->head != NULL) {
         struct slot *s = c->head;
         c->head = s->next;
@@ -241,40 +272,73 @@ static void flush(struct conn *c)
         total += s->out.len;
     }
     if (total > 0) {
-        struct write_req *w = malloc(sizeof *w + total);
-        if (w == NULL) {
-            conn_close(c);
-            return;
+        /* Gathered on the stack when small (the common case: no allocation), else in the
+         * write request itself. */
+        char small[STACK_GATHER];
+        struct write_req *w = NULL;
+        char *data = small;
+        if (total > sizeof small) {
+            w = malloc(sizeof *w + total);
+            if (w == NULL) {
+                conn_close(c);
+                return;
+            }
+            data = w->data;
         }
-        w->c = c;
-        w->len = total;
         size_t off = 0;
         while (c->head != NULL && c->head->filled) {
             struct slot *s = c->head;
             if (s->out.len > 0) { /* an empty request's slot has no bytes */
-                memcpy(w->data + off, s->out.data, s->out.len);
+                memcpy(data + off, s->out.data, s->out.len);
             }
             off += s->out.len;
             c->head = s->next;
             c->pending--;
-            hr_resp_buf_free(&s->out);
-            free(s);
+            release_slot(c, s);
         }
         if (c->head == NULL) {
             c->tail = NULL;
         }
-        uv_buf_t b = uv_buf_init(w->data, (unsigned)total);
-        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        /* Tried at once: a queued uv_write costs an epoll_ctl to watch for writability
+         * and another to stop, about as much as the write itself; only what the kernel
+         * does not take now is queued (uv_try_write says UV_EAGAIN while an earlier
+         * write is queued, so the order holds). */
+        uv_buf_t b = uv_buf_init(data, (unsigned)total);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
             free(w);
             conn_close(c);
             return;
+        }
+        size_t done = n > 0 ? (size_t)n : 0;
+        if (done < total) {
+            size_t rest = total - done;
+            if (w == NULL) {
+                w = malloc(sizeof *w + rest);
+                if (w == NULL) {
+                    conn_close(c);
+                    return;
+                }
+                memcpy(w->data, data + done, rest);
+                done = 0;
+            }
+            w->c = c;
+            w->len = rest;
+            b = uv_buf_init(w->data + done, (unsigned)rest);
+            if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+                free(w);
+                conn_close(c);
+                return;
+            }
+        } else {
+            free(w);
         }
     } else {
         while (c->head != NULL && c->head->filled) { /* empty replies: none are made */
             struct slot *s = c->head;
             c->head = s->next;
             c->pending--;
-            free(s);
+            release_slot(c, s);
         }
         if (c->head == NULL) {
             c->tail = NULL;
@@ -311,7 +375,16 @@ static void update_reading(struct conn *c)
 
 static struct slot *new_slot(struct conn *c)
 {
-    struct slot *s = calloc(1, sizeof *s);
+    struct slot *s = c->spare;
+    if (s != NULL) {
+        c->spare = s->next;
+        c->n_spare--;
+        struct hr_resp_buf out = s->out; /* (len 0: its allocation is what is kept) */
+        memset(s, 0, sizeof *s);
+        s->out = out;
+    } else {
+        s = calloc(1, sizeof *s);
+    }
     if (s == NULL) {
         return NULL;
     }
@@ -458,33 +531,35 @@ static void process(struct conn *c)
     update_reading(c);
 }
 
+/* Bytes read per read call at least: a pipelined burst of requests, typically. */
+#define READ_BYTES ((size_t)16 << 10)
+
+/* Reads land in the connection's buffer, behind the requests not handled yet: no buffer
+ * per read, no copy. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base != NULL ? suggested : 0;
+    (void)suggested;
+    struct conn *c = h->data;
+    char *p = hr_array_grow(c->buf, &c->cap, c->len + READ_BYTES, 1, 4096);
+    if (p == NULL) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS: the connection closes */
+        return;
+    }
+    c->buf = p;
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
+    (void)buf; /* c->buf + c->len (on_alloc) */
     struct conn *c = stream->data;
     if (nread < 0) {
-        free(buf->base);
         conn_close(c); /* gone, mid-request or not: its unanswered slots are dropped */
         return;
     }
     if (nread > 0 && !c->closing && !c->quit) {
-        char *p = hr_array_grow(c->buf, &c->cap, c->len + (size_t)nread, 1, 4096);
-        if (p == NULL) {
-            free(buf->base);
-            conn_close(c);
-            return;
-        }
-        c->buf = p;
-        memcpy(c->buf + c->len, buf->base, (size_t)nread);
         c->len += (size_t)nread;
     }
-    free(buf->base);
     process(c);
 }
 
@@ -573,13 +648,12 @@ static int l_answer(lua_State *L)
         return 1;
     }
     lua_settop(L, 1);
-    struct hr_resp_buf b = {0};
-    int rc = hr__resp_encode_lua(L, 1, &b, 0);
+    s->out.len = 0; /* (its buffer may be a reused slot's) */
+    int rc = hr__resp_encode_lua(L, 1, &s->out, 0);
     if (rc != 0) {
-        hr_resp_buf_free(&b);
+        s->out.len = 0;
         return luaL_error(L, "%s", hr__resp_encode_error(rc));
     }
-    s->out = b;
     s->filled = true;
     s->ud = NULL;
     u->s = NULL;

@@ -12,6 +12,10 @@
 --                                         -- names the leader if known), "timeout",
 --                                         -- "fsm_error" (applied, but the FSM raised), ...
 --   c:stats()  c:ping()  c:shutdown()  c:close()
+--   local answers = c:apply_many({ "set a 1", "set b 2" })   -- pipelined: one write, the
+--                                         -- answers in order ({ ok, index, term, result }
+--                                         -- or { ok = false, code, detail } each)
+--   c:pipeline({ { op = "ping" }, { op = "status" } })   -- any requests, pipelined
 --   c:add_peer("node-4", "127.0.0.1:9004"[, { voter = false, timeout_ms = N }])  -- true
 --   c:remove_peer("node-2"[, { timeout_ms = N }])  c:peers()  c:transfer(["node-2"])
 --   local ok, value = c:read("k"[, { stale = true, timeout_ms = N }])  -- fsm:get("k")
@@ -117,6 +121,18 @@ local function send(sock, payload, timeout_ms)
     return ok, code, detail
 end
 
+-- Send bytes (frames, already made): as send.
+local function send_raw(sock, bytes, timeout_ms)
+    if not loop.on_loop() then return sock:send_raw(bytes, timeout_ms) end
+    local ok, code, detail = sock:try_send_raw(bytes)
+    if code == "again" then
+        ok, code, detail = await(sock, sock.try_flush, "w", timeout_ms,
+                                 "frames not sent within the timeout")
+        if code == "timeout" then sock:close() end
+    end
+    return ok, code, detail
+end
+
 -- Receive one frame: yields in a coroutine on the loop, blocks otherwise. A timeout keeps
 -- what arrived of a frame: the next call goes on from there.
 local function recv(sock, timeout_ms)
@@ -203,6 +219,94 @@ function Client:call(op, fields, timeout_ms)
             return nil, resp.code or "protocol", resp.detail or "the connection was refused"
         end
     end
+end
+
+--- Pipelining: send several requests at once (one write) and wait for every answer. The
+-- node handles them in order and writes the answers of one loop turn together, so n
+-- requests cost about one round trip instead of n. Yields when called in a coroutine on
+-- the loop, blocks otherwise.
+-- @tparam table reqs a list of requests { op = <string>, <more fields> } (as c:call's
+--   op and fields)
+-- @tparam[opt] number timeout_ms for all of them together
+-- @treturn table the answers in request order: each a response table, { ok = true, ... }
+--   or { ok = false, code = <string>, detail = <string> }; or nil, code, detail when the
+--   socket failed or the time ran out (the answers that came are then not returned)
+-- @usage local answers = c:pipeline({ { op = "ping" }, { op = "apply", cmd = "set k v" } })
+function Client:pipeline(reqs, timeout_ms)
+    if type(reqs) ~= "table" then error("Usage: c:pipeline(reqs[, timeout_ms])", 2) end
+    timeout_ms = check_ms(timeout_ms, "c:pipeline(reqs[, timeout_ms])", self.timeout_ms)
+    if not self.sock then return nil, "closed", "the client is closed" end
+    local n = #reqs
+    local out, payloads, pos = {}, {}, {}
+    if n == 0 then return out end
+    for i = 1, n do
+        local r = reqs[i]
+        if type(r) ~= "table" or type(r.op) ~= "string" then
+            error(format("Usage: c:pipeline(reqs[, timeout_ms]): request %d needs an op", i), 2)
+        end
+        self.next_id = self.next_id + 1
+        local req = { id = self.next_id }
+        for k, v in pairs(r) do req[k] = v end
+        req.id = self.next_id
+        pos[self.next_id] = i
+        payloads[i] = encode(req)
+    end
+    local ok, code, detail = send_raw(self.sock, core.frames(payloads), timeout_ms)
+    if not ok then
+        self.sock = nil
+        return nil, code, detail
+    end
+    local deadline, left_to_answer = clock_ms() + timeout_ms, n
+    while left_to_answer > 0 do
+        local left = deadline - clock_ms()
+        if left < 0 then left = 0 end
+        local payload
+        payload, code, detail = recv(self.sock, left)
+        if not payload then
+            if code ~= "timeout" then self.sock = nil end
+            return nil, code, detail
+        end
+        local resp, err = decode(payload)
+        if type(resp) ~= "table" then
+            self:close()
+            return nil, "io", "undecodable response: " .. tostring(err)
+        end
+        local i = pos[resp.id] -- (answers to requests that timed out earlier: skipped)
+        if i and out[i] == nil then
+            if not resp.ok and resp.code == nil then
+                resp.code, resp.detail = "protocol", "an answer with neither ok nor a code"
+            end
+            out[i] = resp
+            left_to_answer = left_to_answer - 1
+        end
+    end
+    return out
+end
+
+--- Pipelined applies: cmds (a list of strings) sent at once, each replicated through the
+-- node (which must lead) as by c:apply. The node proposes the commands of one read
+-- together, in order, so they take consecutive log entries when it leads throughout.
+-- @tparam table cmds the commands
+-- @tparam[opt] number timeout_ms of each apply (as c:apply's)
+-- @treturn table in the order of cmds: { ok = true, index, term, result } or { ok = false,
+--   code, detail } (as c:apply's failures: one command's failure, such as "fsm_error",
+--   concerns that command alone); or nil, code, detail as c:pipeline
+-- @usage for _, r in ipairs(assert(c:apply_many({ "set a 1", "set b 2" }))) do ... end
+function Client:apply_many(cmds, timeout_ms)
+    if type(cmds) ~= "table" then error("Usage: c:apply_many(cmds[, timeout_ms])", 2) end
+    timeout_ms = ceil(check_ms(timeout_ms, "c:apply_many(cmds[, timeout_ms])", self.timeout_ms))
+    local reqs = {}
+    for i = 1, #cmds do
+        if type(cmds[i]) ~= "string" then
+            error(format("Usage: c:apply_many(cmds[, timeout_ms]): command %d is not a string",
+                         i), 2)
+        end
+        reqs[i] = { op = "apply", cmd = cmds[i], timeout_ms = timeout_ms }
+    end
+    local out, code, detail = self:pipeline(reqs, timeout_ms + M.APPLY_MARGIN_MS)
+    if not out then return nil, code, detail end
+    for i = 1, #out do out[i].id = nil end
+    return out
 end
 
 --- node:status() of the node. Yields when called in a coroutine on the loop, blocks

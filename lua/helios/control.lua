@@ -57,7 +57,7 @@
 
 local type, format, tostring, pcall, floor, huge = type, string.format, tostring, pcall,
     math.floor, math.huge
-local setmetatable = setmetatable
+local setmetatable, pairs = setmetatable, pairs
 
 local M = {}
 
@@ -88,8 +88,28 @@ function ops.stats(node, req, reply)
     send(reply, { id = req.id, ok = true, stats = node:stats() })
 end
 
+-- The outcome of an apply, as the answer to request id.
+local function answer_apply(reply, id, index, term, result)
+    if not index then
+        return fail(reply, id, term, result)
+    end
+    -- The node checked that the result can be encoded (raft.apply_entry); should the
+    -- answer still not go out, the entry is applied all the same: say so, never answer
+    -- as if the command had failed before it committed.
+    local ok, err = pcall(reply, { id = id, ok = true, index = index, term = term,
+                                   result = result })
+    if not ok then
+        fail(reply, id, "fsm_error", format("fsm apply at index %d (term %d): the "
+             .. "command was applied, but its result cannot be sent: %s", index, term,
+             tostring(err)))
+    end
+end
+
+-- node:apply with a callback, proposed from this handler: no coroutine, timer or closure
+-- of the loop's per request (at tens of thousands of applies a second those were much of
+-- the collector's work). The proposals of one loop turn still go out as one batch: the
+-- node flushes them once per turn.
 function ops.apply(node, req, reply)
-    local loop = require("helios.loop")
     if type(req.cmd) ~= "string" then
         return fail(reply, req.id, "bad_request", "apply: cmd must be a string (bytes)")
     end
@@ -98,21 +118,9 @@ function ops.apply(node, req, reply)
         return fail(reply, req.id, "bad_request",
                     "apply: timeout_ms must be a non-negative number of milliseconds")
     end
-    loop.spawn(function()
-        local index, term, result = node:apply(req.cmd, timeout)
-        if not index then
-            return fail(reply, req.id, term, result)
-        end
-        -- The node checked that the result can be encoded (raft.apply_entry); should the
-        -- answer still not go out, the entry is applied all the same: say so, never answer
-        -- as if the command had failed before it committed.
-        local ok, err = pcall(reply, { id = req.id, ok = true, index = index, term = term,
-                                       result = result })
-        if not ok then
-            fail(reply, req.id, "fsm_error", format("fsm apply at index %d (term %d): the "
-                 .. "command was applied, but its result cannot be sent: %s", index, term,
-                 tostring(err)))
-        end
+    local id = req.id
+    node:apply(req.cmd, timeout, function(index, term, result)
+        answer_apply(reply, id, index, term, result)
     end)
 end
 
@@ -179,6 +187,55 @@ function ops.peers(node, req, reply)
                   leader = st.leader, role = st.role, term = st.term })
 end
 
+-- Linearizable reads share node:read calls, as the RESP port's do (lua/helios/atlas/
+-- server.lua): the reads of one loop turn, from every connection, with the same timeout_ms
+-- go into one batch, read at the start of the next turn (a zero timer) by one node:read
+-- that looks every key up at its read index and answers each. A read then costs three
+-- slots of a list here, not a node:read of its own (its table, two closures, a deadline,
+-- a read context in the core). Safe: every read of a batch arrived before the batch's
+-- node:read was called, so its read index covers whatever was acknowledged before any of
+-- them arrived. pending_reads[node] = { [timeout_ms or false] = { n, then key, id, reply
+-- per read } }.
+local pending_reads = setmetatable({}, { __mode = "k" })
+
+local function read_batch(node, timeout, b)
+    local n, values, errs = b.n, {}, nil
+    local function eval(fsm)
+        if type(fsm.get) ~= "function" then
+            return false -- (first: a nil value is a result, not a failure of node:read)
+        end
+        for i = 1, n, 3 do
+            local ok, v = pcall(fsm.get, fsm, b[i])
+            if ok then
+                values[i] = v
+            else
+                errs = errs or {}
+                errs[i] = tostring(v)
+            end
+        end
+        return true
+    end
+    local function done(found, code, detail)
+        for i = 1, n, 3 do
+            local id, reply = b[i + 1], b[i + 2]
+            if found == nil then
+                fail(reply, id, code or "unknown", detail)
+            elseif not found then
+                fail(reply, id, "invalid", "read: the FSM has no get method")
+            elseif errs and errs[i] then
+                fail(reply, id, "read_error", format("read of %q on %s failed: %s", b[i],
+                                                     tostring(node.id), errs[i]))
+            else
+                send(reply, { id = id, ok = true, value = values[i] })
+            end
+        end
+    end
+    local ok, err = pcall(node.read, node, eval, timeout, done)
+    if not ok then -- (from a timer: raising would stop the node's loop)
+        done(nil, "unknown", tostring(err))
+    end
+end
+
 function ops.read(node, req, reply)
     if type(req.key) ~= "string" then
         return fail(reply, req.id, "bad_request", "read: key must be a string")
@@ -187,25 +244,40 @@ function ops.read(node, req, reply)
         return fail(reply, req.id, "bad_request", "read: stale must be a boolean")
     end
     if not check_timeout(req, reply, "read") then return end
-    -- fn answers true first: a nil value is a result, not a failure of node:read.
-    local function get(fsm)
-        if type(fsm.get) ~= "function" then
-            return false
-        end
-        return true, fsm:get(req.key)
-    end
-    local function done(found, value_or_code, detail)
+    if req.stale then
+        local found, value_or_code, detail = node:read_stale(function(fsm)
+            if type(fsm.get) ~= "function" then
+                return false
+            end
+            return true, fsm:get(req.key)
+        end)
         if found == nil then
             return fail(reply, req.id, value_or_code or "unknown", detail)
         elseif not found then
             return fail(reply, req.id, "invalid", "read: the FSM has no get method")
         end
-        send(reply, { id = req.id, ok = true, value = value_or_code })
+        return send(reply, { id = req.id, ok = true, value = value_or_code })
     end
-    if req.stale then
-        return done(node:read_stale(get))
+    local batches = pending_reads[node]
+    if not batches then
+        batches = {}
+        pending_reads[node] = batches
+        require("helios.loop").after(0, function()
+            pending_reads[node] = nil
+            for timeout, b in pairs(batches) do
+                read_batch(node, timeout or nil, b)
+            end
+        end)
     end
-    node:read(get, req.timeout_ms, done)
+    local t = req.timeout_ms or false
+    local b = batches[t]
+    if not b then
+        b = { n = 0 }
+        batches[t] = b
+    end
+    local n = b.n
+    b[n + 1], b[n + 2], b[n + 3] = req.key, req.id, reply
+    b.n = n + 3
 end
 
 function ops.transfer(node, req, reply)

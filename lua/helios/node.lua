@@ -289,6 +289,19 @@ function node_class:propose(cmd)
     return self._backend:_propose(self.id, cmd)
 end
 
+-- node:apply in a coroutine: block it until the outcome. (A function of its own: a closure
+-- made in node:apply would leave it with upvalues to close on every return, which LuaJIT
+-- does not compile: the callback form, one call per client request, ran interpreted.)
+local function apply_blocking(backend, id, cmd, timeout_ms)
+    return require("helios.loop").block(function(cb)
+        local index, term, detail = backend:_propose(id, cmd)
+        if not index then
+            return cb(nil, term, detail)
+        end
+        backend:_wait(id, index, term, timeout_ms, cb)
+    end)
+end
+
 --- Propose cmd and return (or call back) once this node has applied it.
 -- Inside a coroutine on the loop of a networked node (loop.spawn, raft.spawn), the call
 -- yields the coroutine until the outcome and returns the values; otherwise it takes a
@@ -316,13 +329,7 @@ function node_class:apply(cmd, timeout_ms, callback)
     timeout_ms = M.check_timeout(timeout_ms, usage)
     local backend, id = self._backend, self.id
     if callback == nil and backend._blocking and isyieldable() then
-        return require("helios.loop").block(function(cb)
-            local index, term, detail = backend:_propose(id, cmd)
-            if not index then
-                return cb(nil, term, detail)
-            end
-            backend:_wait(id, index, term, timeout_ms, cb)
-        end)
+        return apply_blocking(backend, id, cmd, timeout_ms)
     end
     if type(callback) ~= "function" then
         error("Usage: " .. usage .. ": a callback is required outside a coroutine (in the "

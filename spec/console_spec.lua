@@ -121,3 +121,22 @@ describe("the client's chunks", function()
         assert.are.equal("x = = 1", repl.chunk("x = = 1")) -- the node reports it
     end)
 end)
+
+describe("log(n)", function()
+    it("keeps short commands whole and only the size of long ones", function()
+        local apply
+        local node = { id = "n1", status = function() end, stats = function() end,
+                       on = function(_, what, fn) if what == "apply" then apply = fn end end }
+        console.record(node)
+        local env = console.env(node)
+        local mp = require("helios.core").mp_encode
+        local long = mp({ op = "mset", kv = { "k", string.rep("v", console.LOG_CMD_BYTES) } })
+        apply(1, 1, mp({ op = "set", "k", "v" }))
+        apply(2, 1, long)
+        local got = env.log(2)
+        assert.are.same({ op = "set", "k", "v" }, got[1].cmd)
+        assert.are.equal(2, got[2].index)
+        assert.are.equal(string.format("(%d bytes, not kept: longer than %d)", #long,
+            console.LOG_CMD_BYTES), got[2].cmd)
+    end)
+end)

@@ -37,6 +37,10 @@ local M = {}
 M.HOOK_COUNT = 10000
 --- Applied entries kept for log(n).
 M.LOG_KEEP = 1000
+--- A command longer than this (bytes) is kept for log(n) as a note of its size only: the
+-- ring would otherwise hold the last LOG_KEEP commands whole, 100 MB of Lua heap for 1000
+-- MSETs of 1000 keys (docs/benchmarks.md, "Memory").
+M.LOG_CMD_BYTES = 4096
 --- A rendered table shows at most this many fields; a rendering at most MAX_DEPTH deep.
 M.MAX_ITEMS = 1000
 M.MAX_DEPTH = 16
@@ -238,6 +242,9 @@ function M.record(node)
     recorders[node] = r
     node:on("apply", function(index, term, cmd)
         r.n = r.n + 1
+        if type(cmd) == "string" and #cmd > M.LOG_CMD_BYTES then
+            cmd = format("(%d bytes, not kept: longer than %d)", #cmd, M.LOG_CMD_BYTES)
+        end
         r[(r.n - 1) % M.LOG_KEEP + 1] = { index = index, term = term, cmd = cmd }
     end)
 end

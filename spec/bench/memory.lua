@@ -9,7 +9,9 @@
 --
 -- The same fill for an ATLAS node and for redis-server, so that their memory holds the
 -- same data: keys "mem:" and 12 digits (16 bytes), values of value_bytes (default 100),
--- BATCH keys per MSET, WINDOW MSETs in flight on one connection (pipelined).
+-- each its own (its key's number, then padding: LuaJIT keeps one copy of equal strings, so
+-- one value for every key would hide most of the values' memory), BATCH keys per MSET,
+-- WINDOW MSETs in flight on one connection (pipelined).
 
 local core = require("helios.core")
 local client = require("helios.client")
@@ -26,13 +28,18 @@ M.WINDOW = 8
 --- The key of number i: 16 bytes.
 function M.key(i) return format("mem:%012d", i) end
 
+--- The value of key i: value_bytes (at least 12), distinct for every i.
+function M.value(i, value_bytes)
+    return format("%012d", i) .. string.rep("v", value_bytes - 12)
+end
+
 -- The argv of the MSET of keys first .. first + BATCH - 1 (fewer at the end).
-local function batch(first, n, value)
+local function batch(first, n, value_bytes)
     local argv = { "MSET" }
     local last = first + M.BATCH < n and first + M.BATCH or n
     for i = first, last - 1 do
         argv[#argv + 1] = M.key(i)
-        argv[#argv + 1] = value
+        argv[#argv + 1] = M.value(i, value_bytes)
     end
     argv.n = #argv
     return argv
@@ -40,7 +47,7 @@ end
 
 -- Send the batches starting at firsts to addr, WINDOW in flight; the ones not answered
 -- OK (an election under way, a node gone) are returned to be sent again.
-local function send_batches(addr, firsts, n, value, deadline)
+local function send_batches(addr, firsts, n, value_bytes, deadline)
     local c, code, detail = client.connect(addr, 5000)
     if not c then return firsts, format("%s %s", tostring(code), tostring(detail)) end
     local failed, inflight, next_i, why = {}, {}, 1, nil
@@ -52,7 +59,7 @@ local function send_batches(addr, firsts, n, value, deadline)
             break
         end
         if next_i <= #firsts and #inflight < M.WINDOW then
-            if c:send(batch(firsts[next_i], n, value)) then
+            if c:send(batch(firsts[next_i], n, value_bytes)) then
                 inflight[#inflight + 1] = firsts[next_i]
             else
                 failed[#failed + 1] = firsts[next_i]
@@ -84,7 +91,7 @@ end
 function M.fill(addrs, n, value_bytes, timeout_ms)
     if type(addrs) == "string" then addrs = { addrs } end
     local deadline = clock_ms() + (timeout_ms or 120000)
-    local value = string.rep("v", value_bytes or 100)
+    value_bytes = math.max(value_bytes or 100, 12)
     local t0 = clock_ms()
     local firsts = {}
     for first = 0, n - 1, M.BATCH do firsts[#firsts + 1] = first end
@@ -98,7 +105,7 @@ function M.fill(addrs, n, value_bytes, timeout_ms)
         end
         local addr = addrs[1]
         if cc then addr = cc:leader(5000) or addrs[1] end
-        local failed, fwhy = send_batches(addr, firsts, n, value, deadline)
+        local failed, fwhy = send_batches(addr, firsts, n, value_bytes, deadline)
         if #failed > 0 then
             resent, why = resent + #failed, fwhy
             if cc then cc.leader_addr = nil end

@@ -135,9 +135,25 @@ void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
 
 /* ---- timers ---- */
 
+/* The timer only marks the tick due; check_cb ticks after this turn's poll for input.
+ * libuv runs timers before it polls, so a loop that was held up (a long callback, a busy
+ * machine, a stopped process) would otherwise judge its timeouts before reading what
+ * waited in its sockets: a follower would campaign with its leader's heartbeat unread, a
+ * leader would fail CheckQuorum with its followers' answers unread. The poll does not
+ * block meanwhile: prepare_cb re-arms the timer at the past-due deadline (delay 0). */
 static void tick_cb(uv_timer_t *t)
 {
     struct hr_runtime *rt = t->data;
+    rt->tick_due = true;
+}
+
+static void check_cb(uv_check_t *c)
+{
+    struct hr_runtime *rt = c->data;
+    if (!rt->tick_due) {
+        return;
+    }
+    rt->tick_due = false;
     if (rt->node != NULL && !rt->closing) {
         hr_node_tick(rt->node, hr_runtime_now(rt));
     }
@@ -600,9 +616,11 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
     uv_timer_init(loop, &rt->tick);
     uv_timer_init(loop, &rt->retry);
     uv_prepare_init(loop, &rt->prepare);
-    rt->tick.data = rt->retry.data = rt->prepare.data = rt;
-    /* The flush must not keep the loop alive by itself. */
+    uv_check_init(loop, &rt->tick_check);
+    rt->tick.data = rt->retry.data = rt->prepare.data = rt->tick_check.data = rt;
+    /* The flush and the tick's check must not keep the loop alive by themselves. */
     uv_unref((uv_handle_t *)&rt->prepare);
+    uv_unref((uv_handle_t *)&rt->tick_check);
     rt->net.send = hr__rt_send;
     rt->net.ctx = rt;
     rt->last_role = HR_FOLLOWER; /* every node starts as one */
@@ -703,6 +721,7 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
         return rc;
     }
     uv_prepare_start(&rt->prepare, prepare_cb);
+    uv_check_start(&rt->tick_check, check_cb);
     return 0;
 }
 
@@ -771,6 +790,7 @@ static void teardown_cb(uv_timer_t *t)
     drop_node(rt);
     uv_timer_stop(&rt->retry);
     uv_prepare_stop(&rt->prepare);
+    uv_check_stop(&rt->tick_check);
     rt->closes_pending = 1; /* held until every close below is started */
     hr__rt_snapshot_close(rt);
     if (rt->tcp != NULL) {
@@ -786,10 +806,11 @@ static void teardown_cb(uv_timer_t *t)
         hr_log_close(rt->log);
         rt->log = NULL;
     }
-    rt->closes_pending += 3;
+    rt->closes_pending += 4;
     uv_close((uv_handle_t *)&rt->tick, handle_closed);
     uv_close((uv_handle_t *)&rt->retry, handle_closed);
     uv_close((uv_handle_t *)&rt->prepare, handle_closed);
+    uv_close((uv_handle_t *)&rt->tick_check, handle_closed);
     hr__rt_close_step(rt);
 }
 

@@ -135,15 +135,22 @@ void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
 
 /* ---- timers ---- */
 
-/* The timer only marks the tick due; check_cb ticks after this turn's poll for input.
+/* A follower's (or candidate's) tick waits for check_cb, after this turn's poll for input.
  * libuv runs timers before it polls, so a loop that was held up (a long callback, a busy
- * machine, a stopped process) would otherwise judge its timeouts before reading what
- * waited in its sockets: a follower would campaign with its leader's heartbeat unread, a
- * leader would fail CheckQuorum with its followers' answers unread. The poll does not
- * block meanwhile: prepare_cb re-arms the timer at the past-due deadline (delay 0). */
+ * machine, a stopped process) would otherwise judge its election timer before reading
+ * what waited in its sockets, and campaign with its leader's heartbeat unread. The poll
+ * does not block meanwhile: prepare_cb re-arms the timer at the past-due deadline (delay
+ * 0). A leader ticks at once: its heartbeats must not wait behind the work of the poll
+ * (answers that commit entries, applies, client requests), or its followers go quiet
+ * after each stall; its CheckQuorum sees the answers taken in before this turn. */
 static void tick_cb(uv_timer_t *t)
 {
     struct hr_runtime *rt = t->data;
+    if (rt->node != NULL && !rt->closing &&
+        hr_raft_role(hr_node_raft(rt->node)) == HR_LEADER) {
+        hr_node_tick(rt->node, hr_runtime_now(rt));
+        return;
+    }
     rt->tick_due = true;
 }
 

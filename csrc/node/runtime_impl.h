@@ -95,8 +95,8 @@ struct hr_runtime {
 
     uv_timer_t tick, retry;
     uv_prepare_t prepare;
-    /* The tick timer only marks a tick due; this handle ticks after the loop's poll for
-     * input (runtime.c, tick_cb). */
+    /* A follower's tick timer only marks a tick due; this handle ticks after the loop's
+     * poll for input (runtime.c, tick_cb). */
     uv_check_t tick_check;
     bool tick_due;
 

@@ -642,9 +642,16 @@ int hr_sim_step(struct hr_sim *s)
     struct hr__ev *ev = it.ev;
     struct hr__simnode *held = &s->nodes[ev->node - 1];
     if (held->stalled_until > it.time) {
-        /* Its process is held up (hr_sim_stall): the event waits, in its order. A tick
-         * waits a millisecond more: the input that waited goes in first. */
-        hr_time_t at = held->stalled_until + (ev->kind == HR__EV_TICK ? 1 : 0);
+        /* Its process is held up (hr_sim_stall): the event waits, in its order, and runs
+         * as the runtime would run it (runtime.c, tick_cb): a leader's tick first (its
+         * heartbeats go out before it takes in anything), then the input, then a
+         * follower's or candidate's tick. */
+        hr_time_t at = held->stalled_until + 1;
+        if (ev->kind == HR__EV_TICK) {
+            bool leads = held->node != NULL &&
+                         hr_raft_role(hr_node_raft(held->node)) == HR_LEADER;
+            at = leads ? held->stalled_until : held->stalled_until + 2;
+        }
         if (hr__queue_push(&s->q, at, it.ev) != 0) {
             hr__sim_ev_free(s, it.ev);
             hr__sim_stop(s, HR_ENOMEM, "out of memory");

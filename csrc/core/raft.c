@@ -410,6 +410,13 @@ int hr_raft_step(struct hr_raft *r, const struct hr_msg *m)
     }
 }
 
+void hr_raft_set_clock(struct hr_raft *r, hr_time_t now)
+{
+    if (now > r->now) {
+        r->now = now;
+    }
+}
+
 void hr_raft_tick(struct hr_raft *r, hr_time_t now)
 {
     if (now > r->now) {

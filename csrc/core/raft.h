@@ -338,6 +338,13 @@ void hr_raft_free(struct hr_raft *r);
 /* Inputs. */
 int hr_raft_step(struct hr_raft *r, const struct hr_msg *m); /* m is borrowed */
 void hr_raft_tick(struct hr_raft *r, hr_time_t now);
+/* Move the clock to now (never back) without acting on any timeout: what the caller hands
+ * over next (a message, a proposal) happens at now, and the timeouts that fell due are
+ * judged by the next hr_raft_tick, after it. A caller that was held up (a busy loop, a
+ * descheduled process) first takes in the messages that arrived meanwhile, so that a
+ * heartbeat waiting in its socket still counts (docs/architecture.md, "Batching and the
+ * clock"). */
+void hr_raft_set_clock(struct hr_raft *r, hr_time_t now);
 /* Leader only: append a command. Returns 0 and its index and term, or HR_ENOTLEADER; or
  * HR_EBUSY while a leadership transfer is under way (hr_raft_transfer). The payload is
  * copied. */

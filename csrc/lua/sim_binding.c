@@ -195,6 +195,18 @@ static int l_corrupt(lua_State *L)
     return 1;
 }
 
+/* (sim, id, ms) -> true | nil, code, message: hr_sim_stall. */
+static int l_stall(lua_State *L)
+{
+    struct hr__lsim *s = check_sim(L);
+    hr_id_t id = check_id(L, s, 2);
+    lua_Number ms = luaL_checknumber(L, 3);
+    if (ms < 0 || ms > UINT32_MAX || ms != (lua_Number)(uint32_t)ms) {
+        return luaL_argerror(L, 3, "ms must be a non-negative integer");
+    }
+    return push_fault_result(L, hr_sim_stall(s->sim, id, (uint32_t)ms), "stall");
+}
+
 static int l_disconnect(lua_State *L)
 {
     return fault(L, hr_sim_disconnect, "disconnect", false);
@@ -796,6 +808,7 @@ static const luaL_Reg methods[] = {
     {"configuration", l_configuration},
     {"restart", l_restart},
     {"corrupt", l_corrupt},
+    {"stall", l_stall},
     {"disconnect", l_disconnect},
     {"connect", l_connect},
     {"partition", l_partition},

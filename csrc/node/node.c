@@ -319,12 +319,13 @@ void hr_node_free(struct hr_node *n)
     free(n);
 }
 
-/* Let the core see the time before it handles an input (see node.h). */
+/* Let the core see the time before it handles an input, without judging its timeouts
+ * (see node.h): only hr_node_tick does that, after the inputs that were waiting. */
 static void set_clock(struct hr_node *n, hr_time_t now)
 {
     if (now > n->clock) {
         n->clock = now;
-        hr_raft_tick(n->core, now);
+        hr_raft_set_clock(n->core, now);
     }
 }
 

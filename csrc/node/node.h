@@ -94,9 +94,12 @@ struct hr_node *hr_node_new(const struct hr_config *config, const struct hr_raft
 void hr_node_free(struct hr_node *n);
 
 /*
- * Inputs. Each takes the caller's clock: the core reads time only through ticks, so the
- * node ticks it first whenever the clock moved (a heartbeat must reset the election timer
- * from the time it arrived, and an entry is stamped with the time it was proposed).
+ * Inputs. Each takes the caller's clock, and the node moves the core's clock to it first
+ * (a heartbeat must reset the election timer from the time it was taken in, and an entry
+ * is stamped with the time it was proposed). Only hr_node_tick acts on timeouts (an
+ * election, CheckQuorum, a heartbeat due): a node that was held up longer than an election
+ * timeout must take in the messages that waited for it before it judges whether its
+ * leader or its followers went quiet; the caller ticks once those are in (runtime.c).
  * receive, tick and persisted drain the core's output before they return.
  */
 int hr_node_receive(struct hr_node *n, const struct hr_msg *m, hr_time_t now);

@@ -135,9 +135,32 @@ void hr__rt_log(struct hr_runtime *rt, int level, const char *fmt, ...)
 
 /* ---- timers ---- */
 
+/* A follower's (or candidate's) tick waits for check_cb, after this turn's poll for input.
+ * libuv runs timers before it polls, so a loop that was held up (a long callback, a busy
+ * machine, a stopped process) would otherwise judge its election timer before reading
+ * what waited in its sockets, and campaign with its leader's heartbeat unread. The poll
+ * does not block meanwhile: prepare_cb re-arms the timer at the past-due deadline (delay
+ * 0). A leader ticks at once: its heartbeats must not wait behind the work of the poll
+ * (answers that commit entries, applies, client requests), or its followers go quiet
+ * after each stall; its CheckQuorum sees the answers taken in before this turn. */
 static void tick_cb(uv_timer_t *t)
 {
     struct hr_runtime *rt = t->data;
+    if (rt->node != NULL && !rt->closing &&
+        hr_raft_role(hr_node_raft(rt->node)) == HR_LEADER) {
+        hr_node_tick(rt->node, hr_runtime_now(rt));
+        return;
+    }
+    rt->tick_due = true;
+}
+
+static void check_cb(uv_check_t *c)
+{
+    struct hr_runtime *rt = c->data;
+    if (!rt->tick_due) {
+        return;
+    }
+    rt->tick_due = false;
     if (rt->node != NULL && !rt->closing) {
         hr_node_tick(rt->node, hr_runtime_now(rt));
     }
@@ -600,9 +623,11 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
     uv_timer_init(loop, &rt->tick);
     uv_timer_init(loop, &rt->retry);
     uv_prepare_init(loop, &rt->prepare);
-    rt->tick.data = rt->retry.data = rt->prepare.data = rt;
-    /* The flush must not keep the loop alive by itself. */
+    uv_check_init(loop, &rt->tick_check);
+    rt->tick.data = rt->retry.data = rt->prepare.data = rt->tick_check.data = rt;
+    /* The flush and the tick's check must not keep the loop alive by themselves. */
     uv_unref((uv_handle_t *)&rt->prepare);
+    uv_unref((uv_handle_t *)&rt->tick_check);
     rt->net.send = hr__rt_send;
     rt->net.ctx = rt;
     rt->last_role = HR_FOLLOWER; /* every node starts as one */
@@ -703,6 +728,7 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
         return rc;
     }
     uv_prepare_start(&rt->prepare, prepare_cb);
+    uv_check_start(&rt->tick_check, check_cb);
     return 0;
 }
 
@@ -771,6 +797,7 @@ static void teardown_cb(uv_timer_t *t)
     drop_node(rt);
     uv_timer_stop(&rt->retry);
     uv_prepare_stop(&rt->prepare);
+    uv_check_stop(&rt->tick_check);
     rt->closes_pending = 1; /* held until every close below is started */
     hr__rt_snapshot_close(rt);
     if (rt->tcp != NULL) {
@@ -786,10 +813,11 @@ static void teardown_cb(uv_timer_t *t)
         hr_log_close(rt->log);
         rt->log = NULL;
     }
-    rt->closes_pending += 3;
+    rt->closes_pending += 4;
     uv_close((uv_handle_t *)&rt->tick, handle_closed);
     uv_close((uv_handle_t *)&rt->retry, handle_closed);
     uv_close((uv_handle_t *)&rt->prepare, handle_closed);
+    uv_close((uv_handle_t *)&rt->tick_check, handle_closed);
     hr__rt_close_step(rt);
 }
 

@@ -95,6 +95,10 @@ struct hr_runtime {
 
     uv_timer_t tick, retry;
     uv_prepare_t prepare;
+    /* A follower's tick timer only marks a tick due; this handle ticks after the loop's
+     * poll for input (runtime.c, tick_cb). */
+    uv_check_t tick_check;
+    bool tick_due;
 
     uint64_t gseq;     /* the last group sequence number used */
     uint64_t seq_base; /* group seq = seq_base + node seq */

@@ -46,6 +46,7 @@ struct hr__simnode {
     hr_time_t tick_at;
     uint64_t tick_gen;
     bool flush_pending; /* proposals wait in the core for a FLUSH event (group commit) */
+    hr_time_t stalled_until; /* hr_sim_stall: its events wait until then (sim.c) */
     struct hr__disk disk;
     hr_index_t disk_last; /* the log's last index once every pending batch is durable */
     char note[256];       /* what the last start's recovery said (hr_sim_node_note) */

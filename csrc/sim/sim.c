@@ -639,6 +639,25 @@ int hr_sim_step(struct hr_sim *s)
     if (it.time > s->now) {
         s->now = it.time;
     }
+    struct hr__ev *ev = it.ev;
+    struct hr__simnode *held = &s->nodes[ev->node - 1];
+    if (held->stalled_until > it.time) {
+        /* Its process is held up (hr_sim_stall): the event waits, in its order, and runs
+         * as the runtime would run it (runtime.c, tick_cb): a leader's tick first (its
+         * heartbeats go out before it takes in anything), then the input, then a
+         * follower's or candidate's tick. */
+        hr_time_t at = held->stalled_until + 1;
+        if (ev->kind == HR__EV_TICK) {
+            bool leads = held->node != NULL &&
+                         hr_raft_role(hr_node_raft(held->node)) == HR_LEADER;
+            at = leads ? held->stalled_until : held->stalled_until + 2;
+        }
+        if (hr__queue_push(&s->q, at, it.ev) != 0) {
+            hr__sim_ev_free(s, it.ev);
+            hr__sim_stop(s, HR_ENOMEM, "out of memory");
+        }
+        return s->stop_code != 0 ? s->stop_code : 1;
+    }
     run_event(s, it.ev);
     hr__sim_ev_free(s, it.ev);
     if (s->halts > 0) {
@@ -790,6 +809,16 @@ const char *hr_sim_node_note(const struct hr_sim *s, hr_id_t id)
         return "";
     }
     return s->nodes[id - 1].note;
+}
+
+int hr_sim_stall(struct hr_sim *s, hr_id_t id, uint32_t ms)
+{
+    struct hr__simnode *sn = node_of(s, id);
+    if (sn == NULL || !sn->alive) {
+        return HR_EINVAL;
+    }
+    sn->stalled_until = s->now + ms;
+    return 0;
 }
 
 int hr_sim_disconnect(struct hr_sim *s, hr_id_t id)

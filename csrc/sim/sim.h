@@ -176,6 +176,13 @@ int hr_sim_restart(struct hr_sim *s, hr_id_t id);
 int hr_sim_corrupt(struct hr_sim *s, hr_id_t id, hr_index_t index, hr_index_t *index_out);
 /* What node id's last start had to say about its disk ("" if nothing). */
 const char *hr_sim_node_note(const struct hr_sim *s, hr_id_t id);
+/* Hold up node id's process for ms (a long callback, a busy or descheduled machine, a
+ * SIGSTOP): nothing addressed to it runs meanwhile, while the others go on. When it runs
+ * again, over two virtual milliseconds, it does what the production runtime does after a
+ * stall (csrc/node/runtime.c, tick_cb): a leader ticks first (heartbeats out), then the
+ * messages and completions that waited go in, in their order, and only then does a
+ * follower or candidate tick (judge its election timer). 0 or HR_EINVAL. */
+int hr_sim_stall(struct hr_sim *s, hr_id_t id, uint32_t ms);
 int hr_sim_disconnect(struct hr_sim *s, hr_id_t id);
 int hr_sim_connect(struct hr_sim *s, hr_id_t id);
 /* group[i] is the partition of node i+1; nodes talk only within their group. */

@@ -662,6 +662,20 @@ local function fault(c, method, id, name)
     check_stopped(c)
 end
 
+--- Hold up node id's process for ms virtual milliseconds (a long callback, a busy
+-- machine, a SIGSTOP) while the others run on: what is sent to it waits. When it runs again
+-- it takes in what waited, then judges its timeouts, as a real node does.
+--   c:stall("n2", 400); c:run_for(500)
+function cluster:stall(id, ms)
+    local i = num(self, id, 2)
+    if type(ms) ~= "number" or ms < 0 or ms % 1 ~= 0 then
+        error("Usage: c:stall(id, ms) (ms a non-negative integer)", 2)
+    end
+    local ok, _, msg = self._sim:stall(i, ms)
+    if not ok then error(format("c:stall('%s'): %s", id, msg), 2) end
+    check_stopped(self)
+end
+
 --- Cut node id off the network (it keeps running).
 function cluster:disconnect(id)
     fault(self, "disconnect", id, "disconnect")

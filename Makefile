@@ -58,7 +58,7 @@ BUSTED ?= busted
 # Seeds for the randomized schedule spec under the sanitizers (slow: ~10x), see spec/.
 ASAN_SEEDS ?= 100
 
-.PHONY: help deps build test test-asan bench bench-compare rock-check check check-layers demo clean fuzz-check torture
+.PHONY: help deps build test test-asan bench bench-compare profile rock-check check check-layers demo clean fuzz-check torture
 
 help:
 	@echo "make deps        install missing Debian packages (as root; else prints the apt-get line)"
@@ -74,6 +74,8 @@ help:
 	@echo "                 always) in one run, one Markdown table: writes at 1/16/64/256"
 	@echo "                 clients, reads, failover, memory for 1M keys (~3 min; installs"
 	@echo "                 etcd, Go, redis as root: docs/benchmarks.md)"
+	@echo "make profile     where a leader's time goes at 64 clients: perf record and strace -c"
+	@echo "                 of the leader, fsyncs/s, entries per fsync (docs/benchmarks.md)"
 	@echo "make torture     one long Jepsen-style run: SECONDS=60 SEED= MODE=control|resp KINDS="
 	@echo "                 (a 5-node ATLAS cluster, 10 clients, faults; exit 1 if not valid)"
 	@echo "make rock-check  install the rock into a temporary tree and use it from there"
@@ -197,6 +199,13 @@ bench-compare:
 	@.ci/deps --bench || echo "bench-compare: going on without them (their cells stay empty)" >&2
 	@$(MAKE) --no-print-directory build
 	timeout --foreground --kill-after=30 900 luajit tools/bench_compare.lua
+
+# Where a leader's CPU and system calls go at 64 clients (spec/bench/profile.lua;
+# docs/benchmarks.md, "Profile"). perf and strace come with .ci/deps --bench.
+profile:
+	@.ci/deps --bench || echo "profile: going on without them" >&2
+	@$(MAKE) --no-print-directory build
+	luajit spec/bench/profile.lua
 
 # One long torture run (docs/testing.md, "Torture runs"): make torture SECONDS=300 SEED=7
 SECONDS ?= 60

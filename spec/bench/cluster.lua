@@ -23,6 +23,7 @@ package.cpath = "build/?.so;" .. package.cpath
 
 local testing = require("helios.testing")
 local load = require("spec.bench.load")
+local nodestats = require("spec.bench.nodestats")
 
 local format, floor = string.format, math.floor
 
@@ -37,29 +38,6 @@ local COMMAND_BYTES = 100
 local function command(proposer, seq)
     local head = format("set b%d-%d ", proposer, seq)
     return head .. string.rep("x", COMMAND_BYTES - #head)
-end
-
--- CPU time (user + system, ms) a process has used so far, from /proc (0 if unreadable).
-local function cpu_ms(pid)
-    local f = io.open("/proc/" .. tostring(pid) .. "/stat")
-    if not f then return 0 end
-    local line = f:read("*a")
-    f:close()
-    local fields = {}
-    for w in (line:match("%) (.*)") or ""):gmatch("%S+") do fields[#fields + 1] = w end
-    return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) * 10 -- 100 Hz ticks
-end
-
--- Per node: CPU ms, fsyncs and entries written so far.
-local function counters(cl, client)
-    local t = {}
-    for _, id in ipairs(cl:ids()) do
-        local c = client:node(id)
-        local st = c and c:stats() or {}
-        t[id] = { cpu = cpu_ms(cl:pid(id)), fsyncs = st.fsyncs or 0,
-                  entries = st.entries_written or 0 }
-    end
-    return t
 end
 
 -- One level: n proposers, each sending "apply" with one command in flight.
@@ -79,9 +57,9 @@ local ok, err = pcall(function()
         "p99 ms", "errors", "entries/fsync", "node CPU/commit"))
     local client = cl:client()
     for _, n in ipairs(LEVELS) do
-        local before = counters(cl, client)
+        local before = nodestats.take(cl, client)
         local r = run_level(cl:socket(leader), n)
-        local after = counters(cl, client)
+        local after = nodestats.take(cl, client)
         local cpu, fol_e, fol_f = 0, 0, 0
         for _, id in ipairs(cl:ids()) do
             cpu = cpu + after[id].cpu - before[id].cpu

@@ -201,7 +201,10 @@ int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t
         unlink(tmp_path);
         return rc;
     }
-    hr_index_t keep = index + 1 > rt->trailing_logs ? index + 1 - rt->trailing_logs : 1;
+    /* At most trailing_logs entries and trailing_logs_bytes bytes before the snapshot's
+     * index stay for followers a little behind; one further behind gets the snapshot. */
+    hr_index_t keep = hr_raft_trailing_from(hr_node_raft(rt->node), index, rt->trailing_logs,
+                                            rt->trailing_logs_bytes);
     rc = hr_node_snapshot_taken(rt->node, index, keep);
     if (rc != 0) {
         char path[4200];

@@ -18,7 +18,7 @@ struct hr__log {
     hr_index_t first;    /* index of ents[0] */
     hr_term_t prev_term; /* term of first - 1 (the snapshot's last entry; 0 for none) */
     uint64_t bytes;      /* payload bytes of the entries held: what bounds memory is bytes,
-                          * not entries (docs/lua-api.md, "Snapshots") */
+                          * not entries (docs/architecture.md, "Snapshots") */
 };
 
 /* An empty log that follows the entry (index, term) of a snapshot ((0, 0): none). */

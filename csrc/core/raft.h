@@ -370,7 +370,7 @@ void hr_raft_persisted(struct hr_raft *r, hr_index_t index, hr_term_t term);
 int hr_raft_snapshot_taken(struct hr_raft *r, hr_index_t index, hr_index_t keep_from);
 /* The keep_from for hr_raft_snapshot_taken that keeps at most max_entries entries and at most
  * max_bytes payload bytes of those up to index (trailing_logs, trailing_logs_bytes): with big
- * entries a count alone would keep gigabytes (docs/lua-api.md, "Snapshots"). */
+ * entries a count alone would keep gigabytes (docs/architecture.md, "Snapshots"). */
 hr_index_t hr_raft_trailing_from(const struct hr_raft *r, hr_index_t index, uint64_t max_entries,
                                  uint64_t max_bytes);
 /* Payload bytes of the entries the core holds in memory (its log, first to last index). */

@@ -180,7 +180,8 @@ static void free_entries(struct hr_entry *e, size_t n)
 
 /* Read term and vote, and the entries the core needs: those after the snapshot, and the
  * trailing ones before it (the storage worker must be idle). With a snapshot, the log's
- * older entries are not read at all: start time depends on trailing_logs, not on history. */
+ * older entries are not read at all: start time depends on trailing_logs, not on history.
+ * Of those read before the snapshot, the core gets no more than trailing_logs_bytes. */
 static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_entry **out,
                    char *err, size_t errlen)
 {

@@ -707,7 +707,7 @@ end
 -- The other automatic trigger: the apply hook saw more than snapshot_threshold_bytes of
 -- commands applied since the last snapshot. Memory is bounded by the bytes of the log, not
 -- its entry count, and a count checked every few minutes lets big entries pile up
--- (docs/lua-api.md, "Snapshots"). One timer per snapshot, none per entry.
+-- (docs/architecture.md, "Snapshots"). One timer per snapshot, none per entry.
 snapshot_by_bytes = function(b)
     b._snapshot_soon = true
     core().timer(0, 0, function()

@@ -368,3 +368,91 @@ describe("snapshots of networked nodes", function()
         end)
     end)
 end)
+
+-- Memory is bounded by bytes, not only by entry counts: snapshot_threshold_bytes starts a
+-- snapshot from the apply path, trailing_logs_bytes caps what compaction keeps.
+describe("snapshots bounded by bytes", function()
+    local dir, c
+    before_each(function() dir = tmpdir() end)
+    after_each(function()
+        if c then c:stop() end
+        c = nil
+        rmrf(dir)
+    end)
+
+    local VALUE = string.rep("v", 16 * 1024)
+    local ENTRY = #format("set k%d %s", 100, VALUE) -- the payload of an entry below
+    -- Counts that never trigger, and a check that never comes within the test.
+    local BYTES = { snapshot_threshold = 1000000, snapshot_interval_ms = 600000,
+                    trailing_logs = 10240, snapshot_threshold_bytes = 200 * 1024,
+                    trailing_logs_bytes = 64 * 1024 }
+
+    local function load_big(cl, from, n)
+        local id = cl:wait_leader()
+        for i = from, from + n - 1 do
+            local index, code = cl.nodes[id]:apply(format("set k%d %s", 100 + i, VALUE), 3000)
+            if not index and code == "not_leader" then
+                id = cl:wait_leader()
+                assert(cl.nodes[id]:apply(format("set k%d %s", 100 + i, VALUE), 3000))
+            else
+                assert(index, code)
+            end
+        end
+        return id
+    end
+
+    it("snapshots by bytes applied, keeps a byte-capped tail, and catches a follower up "
+       .. "through InstallSnapshot", function()
+        c = new_cluster(3, dir, BYTES)
+        c:run(30000, function()
+            local l = load_big(c, 1, 5)
+            assert(c:converge())
+            local st = c.nodes[l]:status()
+            -- Each entry's payload is counted while it is held.
+            assert(st.log_bytes >= 5 * ENTRY, "log_bytes " .. st.log_bytes)
+            assert(st.log_bytes < (st.last_index - st.first_index + 1) * (ENTRY + 64))
+            local f = l == "node-1" and "node-2" or "node-1"
+            c:shutdown(f)
+            -- 60 entries of 16 KiB: about 1 MiB, 5 snapshot_threshold_bytes.
+            l = load_big(c, 6, 60)
+            assert(wait_for(function()
+                local s = c.nodes[l]:status()
+                return c.nodes[l]:stats().snapshots.taken >= 2 and s.snapshot_index > 40
+            end, 5000), "no snapshot by bytes")
+            st = c.nodes[l]:status()
+            -- trailing_logs (10240) would keep the whole log; 64 KiB keep 3 entries of
+            -- 16 KiB before the snapshot's index.
+            local held = st.snapshot_index - st.first_index + 1
+            assert(st.first_index > 1 and held <= math.floor(64 * 1024 / ENTRY),
+                   format("kept %d entries through the snapshot (first %d, snapshot %d)", held,
+                          st.first_index, st.snapshot_index))
+            assert(st.log_bytes <= (st.last_index - st.first_index + 1) * (ENTRY + 64))
+            -- The follower is far behind the leader's first entry: it gets the snapshot.
+            c:start(f)
+            assert(c:converge(10000), "the follower did not catch up")
+            assert.equal(c.fsms[l]:snapshot(), c.fsms[f]:snapshot())
+            assert(c.nodes[f]:stats().snapshots.installed >= 1, "no snapshot installed")
+        end)
+    end)
+
+    it("restarts holding no more trailing bytes than compaction keeps", function()
+        c = new_cluster(1, dir, BYTES)
+        c:run(30000, function()
+            load_big(c, 1, 30)
+            local id = c.ids[1]
+            assert(wait_for(function()
+                return c.nodes[id]:status().snapshot_index > 20
+            end, 5000), "no snapshot by bytes")
+            local si = c.nodes[id]:status().snapshot_index
+            c:shutdown(id)
+            c:start(id)
+            local st = c.nodes[id]:status()
+            assert.equal(si, st.snapshot_index)
+            -- The restart read from snapshot_index + 1 - trailing_logs (all of the log
+            -- still on disk) but keeps only 64 KiB of entries up to the snapshot's index.
+            assert(st.first_index > si - math.floor(64 * 1024 / ENTRY),
+                   format("first %d, snapshot %d", st.first_index, si))
+            assert(st.log_bytes <= (st.last_index - st.first_index + 1) * (ENTRY + 64))
+        end)
+    end)
+end)

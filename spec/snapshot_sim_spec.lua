@@ -103,8 +103,8 @@ describe("snapshots in the simulator", function()
         end)
     end)
 
-    local function catch_up(seed, faults)
-        local c, reg = new{ seed = seed, snapshot_chunk_bytes = 256 }
+    local function catch_up(seed, faults, config)
+        local c, reg = new{ seed = seed, snapshot_chunk_bytes = 256, config = config }
         local leader = cl.wait_leader(c)
         local f = other(c, leader)
         local installed = {}
@@ -152,6 +152,42 @@ describe("snapshots in the simulator", function()
             local _, chunks, size = catch_up(seed)
             assert.is_true(size > 256, "the snapshot fits one chunk: make it bigger")
             assert.is_true(chunks >= math.ceil(size / 256))
+        end)
+    end)
+
+    -- Counts that never trigger (nor compact) within the run: only the byte limits act.
+    local BYTES = { snapshot_threshold = 1000000, snapshot_interval_ms = 1000000,
+                    trailing_logs = 10240, snapshot_threshold_bytes = 1000,
+                    trailing_logs_bytes = 200 }
+
+    it("snapshots by bytes on apply and keeps a byte-capped tail", function()
+        cl.with_seed(cl.seed(41), function(seed)
+            local c = new{ seed = seed, config = BYTES }
+            cl.wait_leader(c)
+            -- 60 entries of about 48 bytes: about 3 snapshot_threshold_bytes.
+            local last = load(c, 1, 60, 40)
+            assert.is_true(cl.wait_applied(c, last, 5000))
+            c:run_for(100) -- the snapshot writes (5 to 20 ms), not a threshold check (1000 s)
+            local entry = #format("set k%d %s", 10, string.rep("a", 40))
+            for _, id in ipairs(c:ids()) do
+                local s = status(c, id)
+                assert.is_true(s.snapshot_index >= last - math.ceil(1000 / entry) - 1,
+                               cl.dump(c))
+                -- trailing_logs (10240) would keep every entry: 200 bytes keep 4.
+                local held = s.snapshot_index + 1 - s.first_index
+                assert.is_true(s.first_index > 1 and held <= math.floor(200 / entry),
+                               format("%s kept %d entries before %d", id, held,
+                                      s.snapshot_index))
+                assert.is_true(s.log_bytes > 0 and s.log_bytes <= entry * (s.last_index
+                               - s.first_index + 1), tostring(s.log_bytes))
+            end
+            c:check()
+        end)
+    end)
+
+    it("catches a follower far behind a byte-capped log up through InstallSnapshot", function()
+        cl.with_seed(cl.seed(42), function(seed)
+            catch_up(seed, nil, BYTES)
         end)
     end)
 
@@ -289,6 +325,12 @@ describe("snapshots in the simulator", function()
             sim.cluster{ n = 3, config = { trailing_logs = -1 } }
         end)
         assert.has_error(function()
+            sim.cluster{ n = 3, config = { snapshot_threshold_bytes = 0 } }
+        end, "config: snapshot_threshold_bytes must be a positive integer (got 0)")
+        assert.has_error(function()
+            sim.cluster{ n = 3, config = { trailing_logs_bytes = 1.5 } }
+        end, "config: trailing_logs_bytes must be a positive integer (got 1.5)")
+        assert.has_error(function()
             sim.cluster{ n = 3, snapshot_chunk_bytes = 0 }
         end)
         assert.has_error(function()
@@ -296,7 +338,9 @@ describe("snapshots in the simulator", function()
         end)
         -- One options table serves raft.new and sim.cluster.
         sim.cluster{ n = 3, config = { snapshot_chunk_bytes = 100, snapshot_threshold = 10,
-                                       snapshot_interval_ms = 1000, trailing_logs = 0 } }:close()
+                                       snapshot_interval_ms = 1000, trailing_logs = 0,
+                                       snapshot_threshold_bytes = 1048576,
+                                       trailing_logs_bytes = 65536 } }:close()
         local c = sim.cluster{ n = 1, config = { snapshot_threshold = 5, trailing_logs = 0,
                                                  snapshot_interval_ms = 10 } }
         assert.is_true(c:run_until(function() return c:leader() end, 2000))

@@ -17,6 +17,8 @@ struct hr__log {
     size_t len, cap;
     hr_index_t first;    /* index of ents[0] */
     hr_term_t prev_term; /* term of first - 1 (the snapshot's last entry; 0 for none) */
+    uint64_t bytes;      /* payload bytes of the entries held: what bounds memory is bytes,
+                          * not entries (docs/architecture.md, "Snapshots") */
 };
 
 /* An empty log that follows the entry (index, term) of a snapshot ((0, 0): none). */
@@ -31,6 +33,12 @@ void hr__log_truncate(struct hr__log *l, hr_index_t from);
 void hr__log_compact(struct hr__log *l, hr_index_t keep_from);
 /* Drop everything: the log continues after (index, term), a snapshot's last entry. */
 void hr__log_reset(struct hr__log *l, hr_index_t index, hr_term_t term);
+/* The lowest keep_from (not below first) such that [keep_from, index] is at most
+ * max_entries entries and max_bytes payload bytes: what a compaction at a snapshot of index
+ * keeps for followers a little behind. index + 1 when nothing fits. Walks at most
+ * max_entries entries (once per snapshot). */
+hr_index_t hr__log_trailing_from(const struct hr__log *l, hr_index_t index, uint64_t max_entries,
+                                 uint64_t max_bytes);
 
 static inline hr_index_t hr__log_last(const struct hr__log *l)
 {

@@ -375,6 +375,13 @@ void hr_raft_persisted(struct hr_raft *r, hr_index_t index, hr_term_t term);
  * a little behind. 0, or HR_EINVAL if index was not applied or is older than the current
  * snapshot. */
 int hr_raft_snapshot_taken(struct hr_raft *r, hr_index_t index, hr_index_t keep_from);
+/* The keep_from for hr_raft_snapshot_taken that keeps at most max_entries entries and at most
+ * max_bytes payload bytes of those up to index (trailing_logs, trailing_logs_bytes): with big
+ * entries a count alone would keep gigabytes (docs/architecture.md, "Snapshots"). */
+hr_index_t hr_raft_trailing_from(const struct hr_raft *r, hr_index_t index, uint64_t max_entries,
+                                 uint64_t max_bytes);
+/* Payload bytes of the entries the core holds in memory (its log, first to last index). */
+uint64_t hr_raft_log_bytes(const struct hr_raft *r);
 /* The latest snapshot's last entry ((0, 0) if none). */
 hr_index_t hr_raft_snapshot_index(const struct hr_raft *r);
 hr_term_t hr_raft_snapshot_term(const struct hr_raft *r);

@@ -39,6 +39,17 @@ int hr_raft_snapshot_taken(struct hr_raft *r, hr_index_t index, hr_index_t keep_
     return 0;
 }
 
+hr_index_t hr_raft_trailing_from(const struct hr_raft *r, hr_index_t index, uint64_t max_entries,
+                                 uint64_t max_bytes)
+{
+    return hr__log_trailing_from(&r->log, index, max_entries, max_bytes);
+}
+
+uint64_t hr_raft_log_bytes(const struct hr_raft *r)
+{
+    return r->log.bytes;
+}
+
 hr_index_t hr_raft_snapshot_index(const struct hr_raft *r)
 {
     return r->snap_index;

@@ -69,7 +69,7 @@ struct hr__lsim_frame {
 /* config.c. Each raises a Lua error naming the field on bad input. The table is at idx. */
 void hr__lua_read_config(lua_State *L, int idx, struct hr_config *c);
 /* The same, and the snapshot options (snapshot_threshold, snapshot_interval_ms,
- * trailing_logs, snapshot_chunk_bytes) into snap, which hr__lua_read_config accepts and
+ * trailing_logs, snapshot_chunk_bytes, snapshot_threshold_bytes, trailing_logs_bytes) into snap, which hr__lua_read_config accepts and
  * ignores. */
 void hr__lua_read_sim_config(lua_State *L, int idx, struct hr_config *c,
                              struct hr_sim_snapshot *snap);

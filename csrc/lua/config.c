@@ -32,6 +32,8 @@ static const char *const snapshot_options[] = {
     "snapshot_threshold",
     "trailing_logs",
     "snapshot_chunk_bytes",
+    "snapshot_threshold_bytes",
+    "trailing_logs_bytes",
     NULL,
 };
 
@@ -132,6 +134,10 @@ static void read_snapshot_field(lua_State *L, const char *key, int v, const char
             (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX / 2);
     } else if (strcmp(key, "snapshot_chunk_bytes") == 0) {
         snap->snapshot_chunk_bytes = (uint32_t)hr__lua_check_uint(L, v, what, 1, UINT32_MAX);
+    } else if (strcmp(key, "snapshot_threshold_bytes") == 0) {
+        snap->snapshot_threshold_bytes = hr__lua_check_uint(L, v, what, 1, (1ULL << 53));
+    } else if (strcmp(key, "trailing_logs_bytes") == 0) {
+        snap->trailing_logs_bytes = hr__lua_check_uint(L, v, what, 1, (1ULL << 53));
     } else {
         snap->trailing_logs = hr__lua_check_uint(L, v, what, 0, (1ULL << 53));
     }

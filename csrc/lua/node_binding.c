@@ -283,6 +283,11 @@ static int l_node_new(lua_State *L)
                                        : (uint32_t)hr__lua_check_uint(L, -1, "trailing_logs", 0,
                                                                       UINT32_MAX);
     lua_pop(L, 1);
+    lua_getfield(L, 1, "trailing_logs_bytes");
+    c.trailing_logs_bytes = lua_isnil(L, -1) ? (uint64_t)16 << 20
+                                             : hr__lua_check_uint(L, -1, "trailing_logs_bytes",
+                                                                  1, (1ULL << 53));
+    lua_pop(L, 1);
     lua_getfield(L, 1, "snapshot_chunk_bytes");
     c.snapshot_chunk_bytes =
         lua_isnil(L, -1) ? 0
@@ -495,6 +500,7 @@ static int l_status(lua_State *L)
         hr__lua_set_number(L, "commit_index", 0);
         hr__lua_set_number(L, "first_index", 0);
         hr__lua_set_number(L, "last_index", 0);
+        hr__lua_set_number(L, "log_bytes", 0);
         lua_newtable(L);
         lua_setfield(L, -2, "progress");
         return 1;
@@ -507,6 +513,7 @@ static int l_status(lua_State *L)
     hr__lua_set_number(L, "commit_index", hr_raft_commit_index(r));
     hr__lua_set_number(L, "first_index", hr_raft_first_index(r));
     hr__lua_set_number(L, "last_index", hr_raft_last_index(r));
+    hr__lua_set_number(L, "log_bytes", hr_raft_log_bytes(r));
     hr__lua_set_progress(L, r, set_id_name, rt);
     if (hr_runtime_removed(rt)) {
         lua_pushboolean(L, 1);

@@ -6,7 +6,7 @@
  * (docs/metrics.md lists every metric).
  *
  *   n:metrics() --> nil (shut down) | {
- *     role, term, leader, commit_index, applied_index, first_index, last_index,
+ *     role, term, leader, commit_index, applied_index, first_index, last_index, log_bytes,
  *     snapshot_index, snapshot_size,
  *     elections, became = { follower =, precandidate =, candidate =, leader = },
  *     leader_changes,
@@ -136,6 +136,7 @@ static int l_metrics(lua_State *L)
         hr__lua_set_number(L, "commit_index", (double)hr_raft_commit_index(r));
         hr__lua_set_number(L, "first_index", (double)hr_raft_first_index(r));
         hr__lua_set_number(L, "last_index", (double)hr_raft_last_index(r));
+        hr__lua_set_number(L, "log_bytes", (double)hr_raft_log_bytes(r));
     }
     hr__lua_set_number(L, "applied_index", (double)hr_runtime_applied(rt));
     hr_index_t sindex;

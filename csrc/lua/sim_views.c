@@ -107,6 +107,7 @@ void hr__lsim_push_status(lua_State *L, struct hr__lsim *s, hr_id_t id)
     hr__lua_set_number(L, "commit_index", hr_raft_commit_index(r));
     hr__lua_set_number(L, "first_index", hr_raft_first_index(r));
     hr__lua_set_number(L, "last_index", hr_raft_last_index(r));
+    hr__lua_set_number(L, "log_bytes", hr_raft_log_bytes(r));
     hr__lua_set_number(L, "last_term", hr_raft_term_at(r, hr_raft_last_index(r)));
     hr__lua_set_number(L, "applied_index", hr_node_applied(n));
     /* The snapshot the node's disk holds durably (what a restart starts from). */

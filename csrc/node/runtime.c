@@ -203,7 +203,8 @@ static void free_entries(struct hr_entry *e, size_t n)
 
 /* Read term and vote, and the entries the core needs: those after the snapshot, and the
  * trailing ones before it (the storage worker must be idle). With a snapshot, the log's
- * older entries are not read at all: start time depends on trailing_logs, not on history. */
+ * older entries are not read at all: start time depends on trailing_logs, not on history.
+ * Of those read before the snapshot, the core gets no more than trailing_logs_bytes. */
 static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_entry **out,
                    char *err, size_t errlen)
 {
@@ -253,6 +254,22 @@ static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_en
         snprintf(rt->info + strlen(rt->info), sizeof rt->info - strlen(rt->info), "%s%s",
                  rt->info[0] ? "\n" : "", more);
     }
+    /* Of the entries up to the snapshot's index, the core keeps no more bytes than a
+     * compaction would (trailing_logs_bytes): skip the older ones. */
+    size_t skip = 0;
+    if (rt->snap.index != 0) {
+        size_t k = 0;
+        while (k < n && le[k].index <= rt->snap.index) {
+            k++;
+        }
+        uint64_t sum = 0;
+        skip = k;
+        while (skip > 0 && sum + le[skip - 1].len <= rt->trailing_logs_bytes) {
+            sum += le[skip - 1].len;
+            skip--;
+        }
+    }
+    n -= skip;
     struct hr_entry *e = calloc(n > 0 ? n : 1, sizeof *e);
     if (e == NULL) {
         free(le);
@@ -260,12 +277,13 @@ static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_en
         return HR_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        e[i].term = le[i].term;
-        e[i].index = le[i].index;
-        e[i].time_ms = le[i].time_ms;
-        e[i].type = le[i].type;
-        if (le[i].len > 0) {
-            e[i].data = hr_blob_new(le[i].data, le[i].len);
+        const struct hr_log_entry *src = &le[skip + i];
+        e[i].term = src->term;
+        e[i].index = src->index;
+        e[i].time_ms = src->time_ms;
+        e[i].type = src->type;
+        if (src->len > 0) {
+            e[i].data = hr_blob_new(src->data, src->len);
             if (e[i].data == NULL) {
                 free(le);
                 free_entries(e, n);
@@ -571,6 +589,8 @@ struct hr_runtime *hr_runtime_new(uv_loop_t *loop, const struct hr_runtime_confi
     }
     rt->raft = config->raft;
     rt->trailing_logs = config->trailing_logs;
+    rt->trailing_logs_bytes = config->trailing_logs_bytes ? config->trailing_logs_bytes
+                                                          : UINT64_MAX;
     rt->chunk_bytes = config->snapshot_chunk_bytes ? config->snapshot_chunk_bytes : 256u << 10;
     for (size_t i = 0; i < HR_MAX_NODES; i++) {
         rt->xfers[i].fd = -1;

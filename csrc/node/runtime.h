@@ -73,6 +73,9 @@ struct hr_runtime_config {
     struct hr_config raft;
     /* Entries kept before a snapshot's index for followers a little behind (0: none). */
     uint32_t trailing_logs;
+    /* And at most this many payload bytes of them (0: no byte cap): big entries would make
+     * trailing_logs alone keep gigabytes in memory. */
+    uint64_t trailing_logs_bytes;
     /* The size of an InstallSnapshot chunk (0: 256 KiB). */
     uint32_t snapshot_chunk_bytes;
     /* The file system of the data dir's log and snapshot files (storage/fs.h); NULL: the

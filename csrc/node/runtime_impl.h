@@ -82,6 +82,7 @@ struct hr_runtime {
     struct hr_config raft;
     int64_t clock_offset; /* node clock = uv_now + clock_offset */
     uint32_t trailing_logs;
+    uint64_t trailing_logs_bytes; /* 0: no byte cap */
     uint32_t chunk_bytes;
 
     struct hr_log *log;

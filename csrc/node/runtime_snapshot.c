@@ -5,7 +5,8 @@
  * does it for the Lua FSM, so the loop never waits for the serialization) and hands it
  * over with hr_runtime_snapshot_taken: it is renamed into place and the directory synced
  * (a rename is atomic: a crash leaves either the old name or the new one), then the core
- * is told (it forgets entries before index + 1 - trailing_logs), then the log's segments
+ * is told (it forgets entries before index + 1 - trailing_logs, or more: it keeps at most
+ * trailing_logs_bytes of them), then the log's segments
  * below that are dropped on the storage thread, and the previous snapshot file is
  * removed. The new snapshot is durable before the core or the log hear of it, so a crash
  * anywhere leaves a durable snapshot plus a log that covers everything after it (the old
@@ -201,7 +202,10 @@ int hr_runtime_snapshot_taken(struct hr_runtime *rt, hr_index_t index, hr_term_t
         unlink(tmp_path);
         return rc;
     }
-    hr_index_t keep = index + 1 > rt->trailing_logs ? index + 1 - rt->trailing_logs : 1;
+    /* At most trailing_logs entries and trailing_logs_bytes bytes before the snapshot's
+     * index stay for followers a little behind; one further behind gets the snapshot. */
+    hr_index_t keep = hr_raft_trailing_from(hr_node_raft(rt->node), index, rt->trailing_logs,
+                                            rt->trailing_logs_bytes);
     rc = hr_node_snapshot_taken(rt->node, index, keep);
     if (rc != 0) {
         char path[4200];

@@ -59,6 +59,8 @@ struct hr__simnode {
      * and those it assembles (xfer.c). */
     struct hr__xfer_out *xout;
     struct hr__xfer_in *xin;
+    uint64_t applied_bytes; /* payload applied since its last snapshot (snapshot_threshold_bytes) */
+    bool snap_soon;         /* a byte-triggered SNAP_CHECK is queued */
 };
 
 struct hr_sim {
@@ -143,8 +145,12 @@ int hr__snap_unframe(const struct hr_blob *framed, struct hr_blob **conf, hr_ind
                      struct hr_blob **fsm);
 /* Schedule sn's first threshold check (when the policy has a threshold). */
 void hr__snap_start(struct hr_sim *s, struct hr__simnode *sn);
-/* Run a SNAP_CHECK or SNAP_DONE event of the live node sn. */
-void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn);
+/* Run a SNAP_CHECK or SNAP_DONE event of the live node sn. A SNAP_CHECK with by_bytes
+ * (aux 1) is the one hr__snap_applied queued: it does not schedule the next periodic check. */
+void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn, bool by_bytes);
+/* sn's FSM applied an entry of `bytes` payload: count it, and queue a check past
+ * snapshot_threshold_bytes (not from inside the apply: the node's code is on the stack). */
+void hr__snap_applied(struct hr_sim *s, struct hr__simnode *sn, size_t bytes);
 void hr__snap_done(struct hr_sim *s, struct hr__simnode *sn);
 /* Take a snapshot of sn's FSM now (see hr_sim_snapshot). */
 int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index);

@@ -232,6 +232,9 @@ static void fsm_apply(void *ctx, const struct hr_entry *e)
         return;
     }
     int rc = s->hooks.apply != NULL ? s->hooks.apply(s->hooks.ctx, sn->id, e) : 0;
+    if (s->o.snap.snapshot_threshold_bytes > 0) {
+        hr__snap_applied(s, sn, hr_blob_len(e->data));
+    }
     if (rc < 0) {
         hr__sim_stop(s, STOP_HOOK, "apply hook failed on node %" PRIu64 " at index %" PRIu64,
                      sn->id, e->index);
@@ -584,6 +587,7 @@ static void run_event(struct hr_sim *s, struct hr__ev *ev)
             }
             if (installed) {
                 s->snap_stats.installed++;
+                sn->applied_bytes = 0; /* the FSM's state is the installed snapshot's */
                 if (s->hooks.snapshot_done != NULL) {
                     s->hooks.snapshot_done(s->hooks.ctx, sn->id, sn->disk.snap.index,
                                            sn->disk.snap.term, true);
@@ -596,7 +600,7 @@ static void run_event(struct hr_sim *s, struct hr__ev *ev)
     case HR__EV_SNAP_CHECK:
         if (sn->alive && ev->inc == sn->inc) {
             s->events++;
-            hr__snap_check(s, sn);
+            hr__snap_check(s, sn, ev->aux != 0);
         }
         break;
     case HR__EV_SNAP_DONE:

@@ -20,11 +20,13 @@
  * snapshot (index, term, bytes): writing a new one takes its own latency, a crash meanwhile
  * loses it and leaves the previous one, which is dropped only once the new one is durable.
  *
- * Snapshots (off unless snapshot_threshold > 0, or on demand with hr_sim_snapshot): every
- * snapshot_interval_ms a node whose FSM applied snapshot_threshold entries since its last
- * snapshot takes one through the snapshot hook; once durable the node's core learns of it
- * (hr_node_snapshot_taken, keeping trailing_logs entries) and the disk drops the log before
- * those. A restarted node restores its FSM from the disk's snapshot (the restore hook) and
+ * Snapshots (off unless snapshot_threshold or snapshot_threshold_bytes > 0, or on demand with
+ * hr_sim_snapshot): every snapshot_interval_ms a node whose FSM applied snapshot_threshold
+ * entries since its last snapshot takes one through the snapshot hook, and so does one
+ * that applied more than snapshot_threshold_bytes of payload (checked on apply, the
+ * snapshot taken in an event of its own at the same virtual time); once durable the node's
+ * core learns of it (hr_node_snapshot_taken, keeping trailing_logs entries and at most
+ * trailing_logs_bytes of them) and the disk drops the log before those. A restarted node restores its FSM from the disk's snapshot (the restore hook) and
  * replays the log after it. InstallSnapshot is modelled on the production protocol: the
  * core's offer (a SNAPSHOT message without bytes) makes the sender stream its durable
  * snapshot in chunks of snapshot_chunk_bytes through the simulated network (lost,
@@ -98,6 +100,11 @@ struct hr_sim_snapshot {
     uint64_t trailing_logs;        /* entries kept before the snapshot for followers a little
                                     * behind */
     uint32_t snapshot_chunk_bytes; /* InstallSnapshot chunk size */
+    uint64_t snapshot_threshold_bytes; /* also: payload bytes applied since the last
+                                        * snapshot, checked on apply; 0: none (the default,
+                                        * so that existing runs replay exactly) */
+    uint64_t trailing_logs_bytes;      /* and at most these bytes of trailing entries kept;
+                                        * 0: no byte cap */
     uint32_t window;               /* chunks in flight per transfer */
     /* snapshot_latency_ms = {min, max}: latency of a snapshot write until durable */
     uint32_t snapshot_latency_min_ms, snapshot_latency_max_ms;

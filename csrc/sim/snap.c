@@ -69,6 +69,8 @@ int hr__snap_unframe(const struct hr_blob *framed, struct hr_blob **conf, hr_ind
 
 void hr__snap_start(struct hr_sim *s, struct hr__simnode *sn)
 {
+    sn->applied_bytes = 0;
+    sn->snap_soon = false;
     if (s->o.snap.snapshot_threshold > 0) {
         hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 0, s->now + s->o.snap.snapshot_interval_ms);
     }
@@ -143,20 +145,43 @@ int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index)
     hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.snap.snapshot_latency_min_ms,
                                            s->o.snap.snapshot_latency_max_ms);
     hr__sim_push_node_ev(s, sn, HR__EV_SNAP_DONE, 0, due);
+    sn->applied_bytes = 0; /* the bytes since this snapshot count from here */
     *index = applied;
     return 0;
 }
 
-void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn)
+static bool over_bytes(const struct hr_sim *s, const struct hr__simnode *sn)
 {
-    if (sn->disk.pend.index == 0 &&
+    return s->o.snap.snapshot_threshold_bytes > 0 &&
+           sn->applied_bytes > s->o.snap.snapshot_threshold_bytes;
+}
+
+void hr__snap_applied(struct hr_sim *s, struct hr__simnode *sn, size_t bytes)
+{
+    sn->applied_bytes += bytes;
+    if (over_bytes(s, sn) && !sn->snap_soon && sn->disk.pend.index == 0) {
+        sn->snap_soon = true;
+        hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 1, s->now);
+    }
+}
+
+void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn, bool by_bytes)
+{
+    bool due = over_bytes(s, sn);
+    if (!by_bytes && s->o.snap.snapshot_threshold > 0 &&
         hr_node_applied(sn->node) >= newest(sn) + s->o.snap.snapshot_threshold) {
+        due = true;
+    }
+    if (by_bytes) {
+        sn->snap_soon = false;
+    }
+    if (sn->disk.pend.index == 0 && due) {
         hr_index_t index;
         /* A failure stops the simulation (the hook's or the checker's message); a refusal
          * (nothing to snapshot) waits for the next check. */
         (void)hr__snap_take(s, sn, &index);
     }
-    if (s->stop_code == 0) {
+    if (!by_bytes && s->stop_code == 0) {
         hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 0, s->now + s->o.snap.snapshot_interval_ms);
     }
 }
@@ -171,12 +196,22 @@ void hr__snap_done(struct hr_sim *s, struct hr__simnode *sn)
         hr__sim_disk_failed(s, sn, rc, "a snapshot write");
         return;
     }
+    if (over_bytes(s, sn) && !sn->snap_soon) {
+        /* Applied past the byte threshold while this one was being written. */
+        sn->snap_soon = true;
+        hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 1, s->now);
+    }
     if (!taken) {
         return; /* a snapshot installed from the leader overtook it */
     }
     s->snap_stats.taken++;
     uint64_t trailing = s->o.snap.trailing_logs;
     hr_index_t keep_from = index + 1 > trailing ? index + 1 - trailing : 1;
+    if (s->o.snap.trailing_logs_bytes > 0) {
+        /* As the runtime does (csrc/node/runtime_snapshot.c): a byte cap as well. */
+        keep_from = hr_raft_trailing_from(hr_node_raft(sn->node), index, trailing,
+                                          s->o.snap.trailing_logs_bytes);
+    }
     if (index > hr_raft_snapshot_index(hr_node_raft(sn->node))) {
         rc = hr_node_snapshot_taken(sn->node, index, keep_from);
         if (rc != 0) {

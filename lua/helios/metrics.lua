@@ -81,6 +81,9 @@ function M.families(raw, extra)
         raw.applied_index)
     one("helios_last_index", "gauge", "The index of the last entry in the log.", raw.last_index)
     one("helios_first_index", "gauge", "The index of the first entry in the log.", raw.first_index)
+    one("helios_log_bytes", "gauge",
+        "Payload bytes of the log entries held in memory (first_index to last_index).",
+        raw.log_bytes)
     family("helios_peer_match_index", "gauge",
            "Leader only: the highest index known replicated on each peer.")
     family("helios_peer_replication_lag_entries", "gauge",

@@ -202,7 +202,7 @@ end
 
 --- Shape a raw status into the documented status table.
 -- raw: { role, term, leader (id or nil), vote, commit_index, first_index, last_index,
--- applied_index, snapshot_index, snapshot_term, snapshot_size, progress = { [i] = {id,
+-- log_bytes, applied_index, snapshot_index, snapshot_term, snapshot_size, progress = { [i] = {id,
 -- match, next, replicating, snapshotting, inflight} } } with ids already in the API's form,
 -- or nil while the node is down (role "shutdown", zeros).
 -- @tparam string id the node's id
@@ -210,13 +210,14 @@ end
 -- @tparam[opt] function addr_of id -> address
 -- @tparam[opt] table learners list of learner ids (peers with voter = false)
 -- @treturn table id, role, term, leader, vote, commit_index, applied_index, first_index,
---   last_index, snapshot_index, snapshot_term, snapshot_size (bytes; 0 without a snapshot),
---   peers = { [id] = {addr, match, next, voter} }
+--   last_index, log_bytes (payload bytes of the entries held in memory; 0 where the backend
+--   does not count them), snapshot_index, snapshot_term, snapshot_size (bytes; 0 without a
+--   snapshot), peers = { [id] = {addr, match, next, voter} }
 function M.shape_status(id, raw, voters, addr_of, learners)
     addr_of = addr_of or function(x) return x end
     local st = {
         id = id, role = "shutdown", term = 0, leader = nil, vote = nil,
-        commit_index = 0, applied_index = 0, first_index = 0, last_index = 0,
+        commit_index = 0, applied_index = 0, first_index = 0, last_index = 0, log_bytes = 0,
         snapshot_index = 0, snapshot_term = 0, snapshot_size = 0, peers = {},
     }
     local progress = {}
@@ -224,6 +225,7 @@ function M.shape_status(id, raw, voters, addr_of, learners)
         st.role, st.term, st.leader, st.vote = raw.role, raw.term, raw.leader, raw.vote
         st.commit_index, st.applied_index = raw.commit_index, raw.applied_index
         st.first_index, st.last_index = raw.first_index, raw.last_index
+        st.log_bytes = raw.log_bytes or 0
         st.snapshot_index = raw.snapshot_index or 0
         st.snapshot_term = raw.snapshot_term or 0
         st.snapshot_size = raw.snapshot_size or 0

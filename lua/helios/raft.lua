@@ -69,7 +69,8 @@ M.MAX_COMMAND_BYTES = 16 * 1024 * 1024
 local INT_OPTIONS = {
     heartbeat_timeout_ms = "posint", election_timeout_ms = "posint",
     snapshot_interval_ms = "posint", snapshot_threshold = "posint", trailing_logs = "nonneg",
-    snapshot_chunk_bytes = "posint",
+    snapshot_chunk_bytes = "posint", snapshot_threshold_bytes = "posint",
+    trailing_logs_bytes = "posint",
     max_entries_per_append = "posint", max_append_bytes = "posint", max_inflight = "posint",
     prevote = "bool", check_quorum = "bool", read_lease = "bool", join = "bool",
     -- For tests only: a leader serves reads without confirming it still leads (the
@@ -273,7 +274,8 @@ local function check_options(o)
     return {
         id = o.id, data_dir = o.data_dir, listen = o.listen or o.peers[o.id], peers = peers,
         secret = secret, cluster_id = o.cluster_id, config = config,
-        trailing_logs = o.trailing_logs, snapshot_chunk_bytes = o.snapshot_chunk_bytes,
+        trailing_logs = o.trailing_logs, trailing_logs_bytes = o.trailing_logs_bytes,
+        snapshot_chunk_bytes = o.snapshot_chunk_bytes,
         fs = o.fs, join = join or nil,
     }
 end
@@ -427,12 +429,24 @@ local function check_membership(b, quiet)
     end
 end
 
+-- The byte trigger of automatic snapshots (defined with take_snapshot, below).
+local snapshot_by_bytes
+
 local function make_hooks(b)
     local function apply(index, term, etype, cmd, time_ms)
         if etype ~= "command" then
             complete(b, index, -1) -- a waiter here was promised a command: overwritten
             if etype == "config" then check_membership(b) end
             return
+        end
+        -- A counter and a comparison per entry: the snapshot itself starts from the next
+        -- loop turn (not inside the runtime's apply callback), once, whatever arrives
+        -- meanwhile.
+        local applied_bytes = b._applied_bytes + #cmd
+        b._applied_bytes = applied_bytes
+        if applied_bytes > b._snapshot_threshold_bytes and not b._snapshot_soon
+                and not b._snapshotting then
+            snapshot_by_bytes(b)
         end
         if b._fsm_stopped then
             return
@@ -556,6 +570,7 @@ local function make_hooks(b)
             core().timer(0, 0, function() b:_shutdown() end)
             return
         end
+        b._applied_bytes = 0 -- what the FSM applied is in the installed snapshot now
         local st = b._core:status()
         log_event(b, 0, "snapshot_installed", { index = index, snapshot_term = term,
             bytes = st and st.snapshot_size or nil },
@@ -597,6 +612,10 @@ end
 
 local function snapshot_done(b, index, term, tmp, ok, err)
     b._snapshotting = nil
+    -- Entries applied while this one was written may be past the byte threshold already.
+    if b._applied_bytes > b._snapshot_threshold_bytes and not b._snapshot_soon then
+        snapshot_by_bytes(b)
+    end
     if ok then
         local taken, code, detail = b._core:snapshot_taken(index, term, tmp)
         if taken then
@@ -644,6 +663,9 @@ local function take_snapshot(b)
     end
     local tmp = b._core:snapshot_tmp_path(index, term)
     b._snapshot_started = core().clock_ms()
+    -- The bytes since the last snapshot start again from this one (also if it fails: the
+    -- next try then waits for another snapshot_threshold_bytes, or the interval check).
+    b._applied_bytes = 0
     local body = snapshot_body(fsm, b._core:snapshot_framer(index, term))
     local c = core()
     if fsm.snapshot_fork == false then
@@ -680,6 +702,21 @@ local function check_snapshot(b)
     if st and index - st.snapshot_index >= b._snapshot_threshold then
         take_snapshot(b)
     end
+end
+
+-- The other automatic trigger: the apply hook saw more than snapshot_threshold_bytes of
+-- commands applied since the last snapshot. Memory is bounded by the bytes of the log, not
+-- its entry count, and a count checked every few minutes lets big entries pile up
+-- (docs/architecture.md, "Snapshots"). One timer per snapshot, none per entry.
+snapshot_by_bytes = function(b)
+    b._snapshot_soon = true
+    core().timer(0, 0, function()
+        b._snapshot_soon = false
+        if b._state == "running" and not b._snapshotting and not b._fsm_stopped
+                and b._applied_bytes > b._snapshot_threshold_bytes then
+            take_snapshot(b)
+        end
+    end)
 end
 
 --- node:client_address(): the bound "host:port" of the node's Redis-protocol port (the
@@ -750,6 +787,8 @@ function M.new(opts)
         _state = "new", _control_path = opts.control, _max_clients = opts.max_clients,
         _snapshot_interval_ms = opts.snapshot_interval_ms or 300000,
         _snapshot_threshold = opts.snapshot_threshold or 10000,
+        _snapshot_threshold_bytes = opts.snapshot_threshold_bytes or 64 * 1024 * 1024,
+        _applied_bytes = 0, _snapshot_soon = false,
         _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
         _copts = copts, _changes = {}, _reads = {}, _read_ctx = 0, _transfers = {},
         _retries = {},

@@ -173,6 +173,29 @@ function M.connect(path, timeout_ms)
                         Client)
 end
 
+-- The next answer on c's connection, waiting until deadline: the decoded response, or
+-- nil, code, detail. A failure with no id answers no request: the node refused the
+-- connection (code "busy": max_clients reached, helios.control) and closes it.
+local function next_answer(c, deadline)
+    local left = deadline - clock_ms()
+    if left < 0 then left = 0 end
+    local payload, code, detail = recv(c.sock, left)
+    if not payload then
+        if code ~= "timeout" then c.sock = nil end
+        return nil, code, detail
+    end
+    local resp, err = decode(payload)
+    if type(resp) ~= "table" then
+        c:close()
+        return nil, "io", "undecodable response: " .. tostring(err)
+    end
+    if resp.id == nil and resp.ok == false then
+        c:close()
+        return nil, resp.code or "protocol", resp.detail or "the connection was refused"
+    end
+    return resp
+end
+
 --- Send one request and wait for its answer. Yields when called in a coroutine on the
 -- loop, blocks otherwise (so do status, stats, apply, ping and shutdown, built on it).
 -- @tparam string op the operation ("status", "stats", "apply", "ping", "shutdown", ...)
@@ -194,29 +217,13 @@ function Client:call(op, fields, timeout_ms)
     end
     local deadline = clock_ms() + timeout_ms
     while true do
-        local left = deadline - clock_ms()
-        if left < 0 then left = 0 end
-        local payload
-        payload, code, detail = recv(self.sock, left)
-        if not payload then
-            if code ~= "timeout" then self.sock = nil end
-            return nil, code, detail
-        end
-        local resp, err = decode(payload)
-        if type(resp) ~= "table" then
-            self:close()
-            return nil, "io", "undecodable response: " .. tostring(err)
-        end
+        local resp
+        resp, code, detail = next_answer(self, deadline)
+        if not resp then return nil, code, detail end
         -- Answers to requests that timed out earlier may still arrive: skip them.
         if resp.id == id then
             if resp.ok then return resp end
             return nil, resp.code or "protocol", resp.detail or "an answer with neither ok nor a code"
-        end
-        -- A failure with no id answers no request: the node refused the connection (code
-        -- "busy": max_clients reached, helios.control) and closes it.
-        if resp.id == nil and resp.ok == false then
-            self:close()
-            return nil, resp.code or "protocol", resp.detail or "the connection was refused"
         end
     end
 end
@@ -258,19 +265,9 @@ function Client:pipeline(reqs, timeout_ms)
     end
     local deadline, left_to_answer = clock_ms() + timeout_ms, n
     while left_to_answer > 0 do
-        local left = deadline - clock_ms()
-        if left < 0 then left = 0 end
-        local payload
-        payload, code, detail = recv(self.sock, left)
-        if not payload then
-            if code ~= "timeout" then self.sock = nil end
-            return nil, code, detail
-        end
-        local resp, err = decode(payload)
-        if type(resp) ~= "table" then
-            self:close()
-            return nil, "io", "undecodable response: " .. tostring(err)
-        end
+        local resp
+        resp, code, detail = next_answer(self, deadline)
+        if not resp then return nil, code, detail end
         local i = pos[resp.id] -- (answers to requests that timed out earlier: skipped)
         if i and out[i] == nil then
             if not resp.ok and resp.code == nil then

@@ -8,6 +8,7 @@
 
 #include <lauxlib.h>
 
+#include "../core/array.h"
 #include "../transport/transport.h"
 #include "binding.h"
 #include "listener.h"
@@ -412,4 +413,15 @@ int hr__listener_tcp_listen(lua_State *L, struct hr__listener *l, const char *wh
     lua_pushstring(L, rc == UV_EADDRINUSE ? "busy" : "io");
     lua_pushfstring(L, "%s listen %s: %s", what, addr, uv_strerror(rc));
     return 3;
+}
+
+void hr__listener_read_buf(char **buf, size_t *cap, size_t len, size_t want, uv_buf_t *out)
+{
+    char *p = hr_array_grow(*buf, cap, len + want, 1, 4096);
+    if (p == NULL) {
+        *out = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = p;
+    *out = uv_buf_init(p + len, (unsigned)(*cap - len));
 }

@@ -149,4 +149,11 @@ int hr__listener_tcp_listen(lua_State *L, struct hr__listener *l, const char *wh
                             const char *addr, const struct sockaddr_storage *sa,
                             uv_connection_cb cb);
 
+/* A connection's read buffer for libuv's alloc callback: grow *buf (capacity *cap, *len
+ * bytes kept from earlier reads, such as a partial frame) so that at least `want` more
+ * bytes fit, and point out at the free space behind what is kept. Reads then land in the
+ * connection's buffer: no buffer per read, no copy. Out of memory: out is empty, which
+ * libuv reports as UV_ENOBUFS, and the connection closes. */
+void hr__listener_read_buf(char **buf, size_t *cap, size_t len, size_t want, uv_buf_t *out);
+
 #endif

@@ -540,13 +540,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct conn *c = h->data;
-    char *p = hr_array_grow(c->buf, &c->cap, c->len + READ_BYTES, 1, 4096);
-    if (p == NULL) {
-        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS: the connection closes */
-        return;
-    }
-    c->buf = p;
-    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+    hr__listener_read_buf(&c->buf, &c->cap, c->len, READ_BYTES, buf);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)

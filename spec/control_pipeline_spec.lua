@@ -18,17 +18,12 @@
 local raft = require("helios.raft")
 local client = require("helios.client")
 local core = require("helios.core")
-local shell = require("helios.util.shell")
 local faulty = require("spec.helpers.faulty_fsm")
 
 local format = string.format
 
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    assert(os.execute("mkdir -p " .. shell.quote(d)))
-    return d
-end
+local nh = require("spec.helpers.node")
+local tmpdir = nh.tmpdir
 
 -- Start a one-voter node with a control socket in dir, run body(c) in a coroutine on the
 -- loop with a client connected to the leader's socket, then shut the node down.
@@ -68,7 +63,7 @@ end
 describe("pipelined control requests", function()
     local dir
     before_each(function() dir = tmpdir() end)
-    after_each(function() os.execute("rm -rf " .. shell.quote(dir)) end)
+    after_each(function() nh.rmrf(dir) end)
 
     it("answers every apply of a pipeline, in order, at consecutive entries", function()
         with_node(dir, function(c)

@@ -16,7 +16,6 @@ local loop = require("helios.loop")
 local core = require("helios.core")
 local client = require("helios.client")
 local resp_client = require("helios.client.resp")
-local shell = require("helios.util.shell")
 local nh = require("spec.helpers.node")
 local kv = require("helios.fsm.kv")
 
@@ -24,12 +23,7 @@ local format = string.format
 
 local REFUSED = "max number of clients reached"
 
-local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    assert(os.execute("mkdir -p " .. shell.quote(d)))
-    return d
-end
+local tmpdir = nh.tmpdir
 
 -- Run body in a coroutine on the loop; stop the loop when it returns (or after limit_ms, a
 -- failure).
@@ -92,7 +86,7 @@ end
 describe("listeners in this process (clients on the loop)", function()
     local dir
     before_each(function() dir = tmpdir() end)
-    after_each(function() os.execute("rm -rf " .. shell.quote(dir)) end)
+    after_each(function() nh.rmrf(dir) end)
 
     it("more control clients than the backlog holds, connecting at once, all get in", function()
         local path = dir .. "/control.sock"
@@ -267,7 +261,7 @@ end
 describe("listeners across processes (the server stopped while clients connect)", function()
     local dir
     before_each(function() dir = tmpdir() end)
-    after_each(function() os.execute("rm -rf " .. shell.quote(dir)) end)
+    after_each(function() nh.rmrf(dir) end)
 
     it("256 control clients connecting at once to a busy node all get answers", function()
         local path = dir .. "/control.sock"
@@ -409,7 +403,7 @@ end)
 describe("max_clients in the cluster file and on helios node's command line", function()
     local dir
     before_each(function() dir = tmpdir() end)
-    after_each(function() os.execute("rm -rf " .. shell.quote(dir)) end)
+    after_each(function() nh.rmrf(dir) end)
 
     local function cluster_file(extra)
         local path = dir .. "/cluster.lua"

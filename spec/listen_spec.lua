@@ -431,6 +431,49 @@ describe("max_clients in the cluster file and on helios node's command line", fu
         assert.matches("max_clients: must be an integer from 1 to 1000000 (got 0)", err, 1, true)
     end)
 
+    -- The soft limit of open files of process pid (/proc/PID/limits), or nil.
+    local function nofile(pid)
+        local f = io.open("/proc/" .. pid .. "/limits")
+        if not f then return nil end
+        local text = f:read("*a")
+        f:close()
+        return tonumber(text:match("Max open files%s+(%d+)"))
+    end
+
+    it("raises helios node's open-file limit toward what max_clients needs", function()
+        local cli = require("helios.cli")
+        local _, hard = core.raise_nofile(0) -- asks for nothing: reads the limits
+        local want = math.min(2 * 3000 + 256, hard)
+        if hard < 1024 + 256 then
+            pending("the hard open-file limit " .. hard .. " leaves nothing to raise")
+            return
+        end
+        local file = dir .. "/cluster-nofile.lua"
+        local f = assert(io.open(file, "w"))
+        f:write(format([[return { nodes = { ["node-1"] = "127.0.0.1:%d" }, secret = "s3cret",
+                                  data_dir = %q, max_clients = 3000 }]],
+            assert(core.free_port()), dir .. "/data"))
+        f:close()
+        local argv = cli.helios_command()
+        for _, a in ipairs({ "node", "--config", file, "--id", "node-1" }) do
+            argv[#argv + 1] = a
+        end
+        for i, a in ipairs(argv) do argv[i] = require("helios.util.shell").quote(a) end
+        -- Started with a soft limit of 1024, as many systems give a login shell.
+        local pid = assert(core.proc_spawn({ "sh", "-c", "ulimit -Sn 1024 && exec "
+                .. table.concat(argv, " ") }, { stdout = dir .. "/node.log", stderr = "stdout",
+                env = { LUA_PATH = package.path, LUA_CPATH = package.cpath,
+                        HELIOS_INHERIT_PATHS = "1" }, die_with_parent = true }))
+        finally(function() require("helios.util.process").stop(pid, "TERM", 5000) end)
+        local deadline, got = core.clock_ms() + 20000, nil
+        repeat
+            got = nofile(pid)
+            if got == want then break end
+            core.sleep_ms(20)
+        until core.clock_ms() > deadline
+        assert.are.equal(want, got, "the node's soft open-file limit")
+    end)
+
     it("refuses a bad --max-clients with a usage error", function()
         for _, bad in ipairs({ "0", "abc", "1000001" }) do
             local code, err = helios_node("--config", cluster_file(""), "--id", "node-1",

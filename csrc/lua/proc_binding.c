@@ -14,6 +14,8 @@
  *   core.free_port()                       -- a loopback TCP port nobody listens on now
  *   core.sleep_ms(ms)  core.clock_ms()
  *   core.mkdir_p(path, mode)               -- true | nil, "mkdir /a/b: Permission denied"
+ *   core.raise_nofile(want)                -- soft, hard: the open-file limit raised toward
+ *                                          -- want (never above hard, never lowered)
  *
  * fork + exec rather than posix_spawn: PR_SET_PDEATHSIG has to be set in the child, so
  * that nodes a test started die with the test process even when it is SIGKILLed. The
@@ -25,6 +27,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -405,12 +408,39 @@ static int l_mkdir_p(lua_State *L)
     return 1;
 }
 
+/* `helios node` raises its soft open-file limit, as redis-server does: every client
+ * connection is a descriptor, and past the limit libuv closes new connections without a
+ * word, before max_clients could refuse them with a reason. */
+static int l_raise_nofile(lua_State *L)
+{
+    lua_Number want = luaL_checknumber(L, 1);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    rlim_t target = want > 0 ? (rlim_t)want : 0;
+    if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max) {
+        target = rl.rlim_max;
+    }
+    if (target > rl.rlim_cur) {
+        struct rlimit nl = { target, rl.rlim_max };
+        if (setrlimit(RLIMIT_NOFILE, &nl) == 0) {
+            rl.rlim_cur = target;
+        }
+    }
+    lua_pushnumber(L, rl.rlim_cur == RLIM_INFINITY ? 1e15 : (lua_Number)rl.rlim_cur);
+    lua_pushnumber(L, rl.rlim_max == RLIM_INFINITY ? 1e15 : (lua_Number)rl.rlim_max);
+    return 2;
+}
+
 int hr__lua_open_proc(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         { "proc_spawn", l_spawn },   { "proc_kill", l_kill },   { "proc_wait", l_wait },
         { "free_port", l_free_port }, { "sleep_ms", l_sleep_ms }, { "clock_ms", l_clock_ms },
-        { "mkdir_p", l_mkdir_p },     { NULL, NULL },
+        { "mkdir_p", l_mkdir_p },     { "raise_nofile", l_raise_nofile }, { NULL, NULL },
     };
     luaL_register(L, NULL, funcs);
     return 0;

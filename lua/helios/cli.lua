@@ -901,6 +901,17 @@ local function run_node(opts, out, err)
     if opts["max-clients"] then
         nopts.max_clients = opts["max-clients"]
     end
+    -- Every connection is a descriptor: room for max_clients on the control socket and on
+    -- the RESP port, and the rest (peers, segments, snapshots). Past the limit, libuv
+    -- closes new connections before max_clients could refuse them with a reason; a limit
+    -- below one server's max_clients is worth a warning.
+    local max_clients = nopts.max_clients or 10000
+    local soft = require("helios.core").raise_nofile(2 * max_clients + 256)
+    if soft and soft < max_clients + 256 then
+        err(format("helios node: warning: the open-file limit is %d (ulimit -n), too low for "
+            .. "max_clients %d: connections beyond it are closed without the max_clients "
+            .. "refusal\n", soft, max_clients))
+    end
     local fsm_mod
     fsm_mod, msg = load_fsm_module(conf.fsm, opts.config, opts["lua-path"])
     if not fsm_mod then

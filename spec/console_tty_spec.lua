@@ -28,7 +28,11 @@ end
 
 describe("helios console on a terminal", function()
     it("edits, completes, runs, cancels and detaches; the node goes on", function()
-        testing.with_cluster({ n = 3 }, function(cl)
+        -- The CPU-bound chunk below holds the leader's loop (no heartbeats) until Ctrl-C
+        -- reaches it through tmux, which on a loaded machine can take longer than the
+        -- test clusters' 300 ms election timeout: a new leader would fail the transfer.
+        testing.with_cluster({ n = 3, config = { election_timeout_ms = 2000,
+                                                 heartbeat_timeout_ms = 200 } }, function(cl)
             local leader = cl:leader(15000)
             local hist = cl:dir() .. "/history-" .. tk.getpid()
             local env = { HELIOS_HISTORY = hist, LUA_PATH = package.path,

@@ -108,29 +108,28 @@ end
 -- Connect to path: yields in a coroutine on the loop, blocks otherwise.
 local connect = sock_util.connect
 
--- Send one frame: yields in a coroutine on the loop, blocks otherwise. A send that times
+-- Send data with the socket's blocking method off the loop, or its try_ method and a wait
+-- for room on it: yields in a coroutine on the loop, blocks otherwise. A send that times
 -- out closes the socket (the node would see a partial frame), as the blocking one does.
-local function send(sock, payload, timeout_ms)
-    if not loop.on_loop() then return sock:send_frame(payload, timeout_ms) end
-    local ok, code, detail = sock:try_send_frame(payload)
+local function send_with(sock, blocking, try, data, timeout_ms, what)
+    if not loop.on_loop() then return blocking(sock, data, timeout_ms) end
+    local ok, code, detail = try(sock, data)
     if code == "again" then
         ok, code, detail = await(sock, sock.try_flush, "w", timeout_ms,
-                                 "frame not sent within the timeout")
+                                 what .. " not sent within the timeout")
         if code == "timeout" then sock:close() end
     end
     return ok, code, detail
 end
 
--- Send bytes (frames, already made): as send.
+-- Send one frame.
+local function send(sock, payload, timeout_ms)
+    return send_with(sock, sock.send_frame, sock.try_send_frame, payload, timeout_ms, "frame")
+end
+
+-- Send bytes (frames, already made).
 local function send_raw(sock, bytes, timeout_ms)
-    if not loop.on_loop() then return sock:send_raw(bytes, timeout_ms) end
-    local ok, code, detail = sock:try_send_raw(bytes)
-    if code == "again" then
-        ok, code, detail = await(sock, sock.try_flush, "w", timeout_ms,
-                                 "frames not sent within the timeout")
-        if code == "timeout" then sock:close() end
-    end
-    return ok, code, detail
+    return send_with(sock, sock.send_raw, sock.try_send_raw, bytes, timeout_ms, "frames")
 end
 
 -- Receive one frame: yields in a coroutine on the loop, blocks otherwise. A timeout keeps

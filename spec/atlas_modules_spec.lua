@@ -12,6 +12,8 @@ local sim = require("helios.sim")
 local atlas = require("helios.atlas")
 local core = require("helios.core")
 local cl = require("spec.helpers.cluster")
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 local E = atlas.encode
 
 local function entry(i, t) return { index = i, term = 1, time_ms = t or 0 } end
@@ -101,8 +103,8 @@ describe("atlas modules on helios.sim", function()
     -- n3 loads another set; every node's FSM reports to told[id].
     local function cluster(seed, fsms, told, extra)
         local config = {}
-        for k, v in pairs(cl.config) do config[k] = v end
-        for k, v in pairs(extra or {}) do config[k] = v end
+        for k, v in each(cl.config) do config[k] = v end
+        for k, v in each(extra or {}) do config[k] = v end
         return sim.cluster{ n = 3, seed = seed, config = config, fsm = function(id)
             local f = atlas.fsm{
                 modules = id == "n3" and { "bank", "extra" } or { "bank" },

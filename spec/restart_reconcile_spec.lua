@@ -18,6 +18,8 @@ local raft = require("helios.raft")
 local core = require("helios.core")
 local tk = require("helios.testkit")
 local kv = require("helios.fsm.kv")
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 
 local nh = require("spec.helpers.node")
 
@@ -34,8 +36,8 @@ local function new_single(dir)
         self.fsm = kv.new()
         local opts = { id = "n1", peers = { n1 = "127.0.0.1:" .. self.port },
                        data_dir = self.dir .. "/n1", fsm = self.fsm, secret = "s" }
-        for k, v in pairs(BASE) do opts[k] = v end
-        for k, v in pairs(extra or {}) do opts[k] = v end
+        for k, v in each(BASE) do opts[k] = v end
+        for k, v in each(extra or {}) do opts[k] = v end
         self.node = raft.new(opts)
         self.nodes.n1 = self.node
         local ok, code, detail = self.node:start()

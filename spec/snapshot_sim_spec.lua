@@ -11,6 +11,8 @@ local prng = require("spec.helpers.prng")
 local schedule = require("spec.helpers.schedule")
 local node_mod = require("helios.node")
 local sim = require("helios.sim")
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 
 local format = string.format
 
@@ -19,8 +21,8 @@ local SNAP = { snapshot_threshold = 20, trailing_logs = 5, snapshot_interval_ms 
 
 local function merge(a, b)
     local t = {}
-    for k, v in pairs(a or {}) do t[k] = v end
-    for k, v in pairs(b or {}) do t[k] = v end
+    for k, v in each(a or {}) do t[k] = v end
+    for k, v in each(b or {}) do t[k] = v end
     return t
 end
 

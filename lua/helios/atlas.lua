@@ -21,7 +21,8 @@
 
 local fsm_mod = require("helios.atlas.fsm")
 
-local type, select, error, unpack, ipairs, pairs = type, select, error, unpack, ipairs, pairs
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, select, error, unpack, ipairs, each = type, select, error, unpack, ipairs, pairs
 local setmetatable, tostring, tonumber = setmetatable, tostring, tonumber
 local format = string.format
 
@@ -118,7 +119,7 @@ end
 function M._tick(node, p)
     local _, is_leader = node:state()
     if not is_leader then return end
-    for store in pairs(p.stores) do
+    for store in each(p.stores) do
         if not store.closed then
             store:purge()
             break
@@ -308,7 +309,7 @@ function Store:mset(kv, cb)
     local flat = kv
     if #kv == 0 then
         local keys = {}
-        for k in pairs(kv) do keys[#keys + 1] = k end
+        for k in each(kv) do keys[#keys + 1] = k end
         table.sort(keys)
         flat = {}
         for _, k in ipairs(keys) do flat[#flat + 1] = k; flat[#flat + 1] = kv[k] end
@@ -424,7 +425,7 @@ end
 function M.open(opts)
     if type(opts) ~= "table" then error("Usage: atlas.open{ raft.new options }", 2) end
     local o, extra = {}, opts.atlas or {}
-    for k, v in pairs(opts) do
+    for k, v in each(opts) do
         if k ~= "atlas" then o[k] = v end
     end
     if o.fsm ~= nil then error("atlas.open: fsm: the store brings its own", 2) end

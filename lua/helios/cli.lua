@@ -14,7 +14,8 @@
 
 local format, concat = string.format, table.concat
 local floor = math.floor
-local error, ipairs, pairs, pcall, require = error, ipairs, pairs, pcall, require
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local error, ipairs, each, pcall, require = error, ipairs, pairs, pcall, require
 local loadfile, setfenv = loadfile, setfenv
 local setmetatable, tonumber, tostring, type = setmetatable, tonumber, tostring, type
 local io = io
@@ -114,7 +115,7 @@ local WAIT_MS = 10000
 -- @treturn table|nil options, or nil and a message
 local function parse_options(argv, first, spec)
     local opts = { given = {} } -- given[name]: on the command line, not a default
-    for name, o in pairs(spec) do
+    for name, o in each(spec) do
         if type(o) == "table" then opts[name] = o.default end
     end
     local i = first
@@ -428,10 +429,10 @@ local function run_fault_sim(sim, opts, out, mod, commands, faults)
     end
 
     local crashed, cut = {}, {} -- id -> true: crashed nodes; the partitioned minority
-    local function count(t) local k = 0 for _ in pairs(t) do k = k + 1 end return k end
+    local function count(t) local k = 0 for _ in each(t) do k = k + 1 end return k end
     local function out_of_majority()
         local k = count(crashed)
-        for id in pairs(cut) do if not crashed[id] then k = k + 1 end end
+        for id in each(cut) do if not crashed[id] then k = k + 1 end end
         return k
     end
     local function pick(list) return list[rand(#list)] end
@@ -608,7 +609,7 @@ local function cluster_ids(file)
         return nil, format("%s: nodes: must be a table of id = \"host:port\"", file)
     end
     local ids = {}
-    for id in pairs(conf.nodes) do
+    for id in each(conf.nodes) do
         if type(id) == "string" then ids[#ids + 1] = id end
     end
     table.sort(ids)
@@ -1170,7 +1171,7 @@ function M.spawn_node(file, id, logfile, extra_env, new_group)
     for _, a in ipairs({ "node", "--config", file, "--id", id }) do argv[#argv + 1] = a end
     local env = { LUA_PATH = package.path, LUA_CPATH = package.cpath,
                   HELIOS_INHERIT_PATHS = "1" }
-    for k, v in pairs(extra_env or {}) do env[k] = v end
+    for k, v in each(extra_env or {}) do env[k] = v end
     return core.proc_spawn(argv, { stdout = logfile, stderr = "stdout", env = env,
                                    die_with_parent = true, new_group = new_group })
 end
@@ -1660,7 +1661,7 @@ local function peer_list(cc, out, err)
         from, tostring(view.role), tostring(view.term),
         view.leader and view.leader ~= from and format("; leader %s", view.leader) or ""))
     local rows = {}
-    for id, p in pairs(view.peers or {}) do rows[#rows + 1] = { id = id, p = p } end
+    for id, p in each(view.peers or {}) do rows[#rows + 1] = { id = id, p = p } end
     table.sort(rows, function(a, b) return a.id < b.id end)
     out(format("  %-12s %-22s %-8s %-8s %s\n", "ID", "ADDRESS", "ROLE", "MATCH", "CAUGHT UP"))
     for _, r in ipairs(rows) do
@@ -1988,7 +1989,7 @@ local function run_status(argv, out, err)
     -- Members only the leader's configuration names (joined since the file was written).
     if leader and socket_of then
         local extra = {}
-        for pid in pairs(leader.st.peers or {}) do
+        for pid in each(leader.st.peers or {}) do
             if not by_id[pid] then extra[#extra + 1] = pid end
         end
         table.sort(extra)

@@ -73,7 +73,8 @@ local loop = require("helios.loop")
 local sock_util = require("helios.util.sock")
 
 local format, find = string.format, string.find
-local error, pairs, ipairs, type, tostring, setmetatable = error, pairs, ipairs, type, tostring,
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local error, each, ipairs, type, tostring, setmetatable = error, pairs, ipairs, type, tostring,
     setmetatable
 local sort = table.sort
 local ceil = math.ceil
@@ -208,7 +209,7 @@ function Client:call(op, fields, timeout_ms)
     self.next_id = self.next_id + 1
     local id = self.next_id
     local req = { id = id, op = op }
-    for k, v in pairs(fields or {}) do req[k] = v end
+    for k, v in each(fields or {}) do req[k] = v end
     local ok, code, detail = send(self.sock, encode(req), timeout_ms)
     if not ok then
         self.sock = nil
@@ -252,7 +253,7 @@ function Client:pipeline(reqs, timeout_ms)
         end
         self.next_id = self.next_id + 1
         local req = { id = self.next_id }
-        for k, v in pairs(r) do req[k] = v end
+        for k, v in each(r) do req[k] = v end
         req.id = self.next_id
         pos[self.next_id] = i
         payloads[i] = encode(req)
@@ -437,7 +438,7 @@ end
 -- A table of "host:port" addresses (a RESP cluster client) rather than socket paths.
 local function resp_addresses(addrs)
     local any, all = false, true
-    for _, a in pairs(addrs) do
+    for _, a in each(addrs) do
         if M.is_resp_address(a) then any = true else all = false end
     end
     if any and not all then
@@ -464,7 +465,7 @@ function M.cluster(sockets, opts)
         check_ms(opts.attempt_ms, "client.cluster(sockets, { attempt_ms })")
     end
     local ids = {}
-    for id in pairs(sockets) do ids[#ids + 1] = id end
+    for id in each(sockets) do ids[#ids + 1] = id end
     sort(ids)
     return setmetatable({ sockets = sockets, ids = ids, conns = {},
                           timeout_ms = opts and opts.timeout_ms or 1000,
@@ -675,7 +676,7 @@ function Cluster:transfer(peer, timeout_ms)
 end
 
 function Cluster:close()
-    for id in pairs(self.conns) do drop(self, id) end
+    for id in each(self.conns) do drop(self, id) end
 end
 
 return M

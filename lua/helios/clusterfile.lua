@@ -45,7 +45,8 @@
 --   cf.write(path, conf)                       -- the inverse of load, mode 0600
 
 local format, concat, sort = string.format, table.concat, table.sort
-local pairs, ipairs, type, tostring, tonumber, pcall, setmetatable, loadfile, setfenv =
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each, ipairs, type, tostring, tonumber, pcall, setmetatable, loadfile, setfenv =
     pairs, ipairs, type, tostring, tonumber, pcall, setmetatable, loadfile, setfenv
 local io, os = io, os
 
@@ -105,7 +106,7 @@ function M.check(conf, file)
     end
     local n = 0
     local seen = {}
-    for id, addr in pairs(conf.nodes) do
+    for id, addr in each(conf.nodes) do
         if not M.valid_id(id) then
             return fail("nodes: %s is not a valid node id (letters, digits, - _ .)",
                 type(id) == "string" and format("%q", id) or tostring(id))
@@ -170,7 +171,7 @@ function M.check(conf, file)
             return fail("client_listen: must be a table of id = \"host:port\" (got %s)",
                 describe(conf.client_listen))
         end
-        for id, addr in pairs(conf.client_listen) do
+        for id, addr in each(conf.client_listen) do
             if not conf.nodes[id] then
                 return fail("client_listen: %s is not a node of nodes (%s)",
                     type(id) == "string" and format("%q", id) or tostring(id),
@@ -198,7 +199,7 @@ function M.check(conf, file)
         local mods = conf.atlas_modules
         local n_mods = 0
         if type(mods) == "table" then
-            for _ in pairs(mods) do n_mods = n_mods + 1 end
+            for _ in each(mods) do n_mods = n_mods + 1 end
         end
         if type(mods) ~= "table" or n_mods ~= #mods then
             return fail("atlas_modules: must be a list of module names (got %s)", describe(mods))
@@ -219,7 +220,7 @@ function M.check(conf, file)
             return fail("metrics_listen: must be a table of id = \"host:port\" (got %s)",
                 describe(conf.metrics_listen))
         end
-        for id, addr in pairs(conf.metrics_listen) do
+        for id, addr in each(conf.metrics_listen) do
             if not M.valid_id(id) then
                 return fail("metrics_listen: %s is not a valid node id",
                     type(id) == "string" and format("%q", id) or tostring(id))
@@ -232,7 +233,7 @@ function M.check(conf, file)
             end
         end
     end
-    for k, v in pairs(conf) do
+    for k, v in each(conf) do
         if type(k) ~= "string" then return fail("[%s]: fields are named", tostring(k)) end
         if not M.FIELDS[k] and type(v) ~= "number" and type(v) ~= "boolean"
             and type(v) ~= "string" then
@@ -259,7 +260,7 @@ end
 --- The sorted node ids of a checked conf.
 function M.ids(conf)
     local ids = {}
-    for id in pairs(conf.nodes) do ids[#ids + 1] = id end
+    for id in each(conf.nodes) do ids[#ids + 1] = id end
     sort(ids)
     return ids
 end
@@ -292,8 +293,8 @@ function M.node_options(conf, id, file, listen, client_listen)
     local dir, control = M.node_paths(conf, id)
     local opts = { id = id, listen = listen or conf.nodes[id], data_dir = dir, control = control,
                    peers = {}, secret = conf.secret, cluster_id = conf.cluster_id }
-    for pid, addr in pairs(conf.nodes) do opts.peers[pid] = addr end
-    for k, v in pairs(conf) do
+    for pid, addr in each(conf.nodes) do opts.peers[pid] = addr end
+    for k, v in each(conf) do
         if not M.FIELDS[k] then opts[k] = v end
     end
     if client_listen ~= nil then
@@ -305,7 +306,7 @@ function M.node_options(conf, id, file, listen, client_listen)
     end
     if conf.client_listen or client_listen then
         opts.client_peers = {}
-        for pid, addr in pairs(conf.client_listen or {}) do opts.client_peers[pid] = addr end
+        for pid, addr in each(conf.client_listen or {}) do opts.client_peers[pid] = addr end
         opts.client_listen = client_listen or opts.client_peers[id]
         opts.client_peers[id] = opts.client_listen
     end
@@ -329,7 +330,7 @@ function M.write(path, conf)
     local lines = { "-- Helios Raft cluster file (helios node --config " .. path .. ")",
                     "return {" }
     local keys = {}
-    for k in pairs(conf) do
+    for k in each(conf) do
         if k ~= "nodes" and k ~= "client_listen" and k ~= "metrics_listen" then
             keys[#keys + 1] = k
         end
@@ -344,7 +345,7 @@ function M.write(path, conf)
         if t then
             lines[#lines + 1] = format("  %s = {", field)
             local ids = {}
-            for id in pairs(t) do ids[#ids + 1] = id end
+            for id in each(t) do ids[#ids + 1] = id end
             sort(ids)
             for _, id in ipairs(ids) do
                 lines[#lines + 1] = format("    [%q] = %q,", id, t[id])

@@ -23,7 +23,8 @@
 
 local loop = require("helios.loop")
 
-local type, tostring, pairs, ipairs, select, pcall, xpcall, error = type, tostring, pairs,
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, tostring, each, ipairs, select, pcall, xpcall, error = type, tostring, pairs,
     ipairs, select, pcall, xpcall, error
 local setmetatable, getmetatable, rawget, next = setmetatable, getmetatable, rawget, next
 local format, rep, concat, sort, floor = string.format, string.rep, table.concat, table.sort,
@@ -114,7 +115,7 @@ local function render_table(t, indent, path, depth)
     local n = 0
     while rawget(t, n + 1) ~= nil do n = n + 1 end
     local keys = {}
-    for k in pairs(t) do
+    for k in each(t) do
         if not (type(k) == "number" and k >= 1 and k <= n and k == floor(k)) then
             keys[#keys + 1] = k
         end
@@ -170,7 +171,7 @@ local function fields(v, want_fn, out, seen)
         depth = depth + 1
         if type(v) == "table" then
             seen[v] = true
-            for k, x in pairs(v) do
+            for k, x in each(v) do
                 if is_name(k) and (not want_fn or type(x) == "function") then
                     out[k] = out[k] or type(x)
                 end
@@ -182,7 +183,7 @@ local function fields(v, want_fn, out, seen)
         v = idx
     end
     if type(v) == "string" then -- a string's methods
-        for k, x in pairs(string) do
+        for k, x in each(string) do
             if not want_fn or type(x) == "function" then out[k] = out[k] or type(x) end
         end
     end
@@ -200,7 +201,7 @@ function M.complete(env, prefix)
         local helpers = mt and mt.helpers
         if helpers then fields(helpers, false, names) end
         fields(_G, false, names)
-        for k in pairs(KEYWORDS) do names[k] = names[k] or "keyword" end
+        for k in each(KEYWORDS) do names[k] = names[k] or "keyword" end
     else
         sep = path:sub(-1)
         local chain = path:sub(1, -2)
@@ -219,7 +220,7 @@ function M.complete(env, prefix)
         fields(base, sep == ":", names)
     end
     local out = {}
-    for k, kind in pairs(names) do
+    for k, kind in each(names) do
         if k:sub(1, #word) == word then
             out[#out + 1] = path .. k .. (kind == "function" and "(" or "")
         end

@@ -57,7 +57,8 @@
 
 local type, format, tostring, pcall, floor, huge = type, string.format, tostring, pcall,
     math.floor, math.huge
-local setmetatable, pairs = setmetatable, pairs
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local setmetatable, each = setmetatable, pairs
 
 local M = {}
 
@@ -264,7 +265,7 @@ function ops.read(node, req, reply)
         pending_reads[node] = batches
         require("helios.loop").after(0, function()
             pending_reads[node] = nil
-            for timeout, b in pairs(batches) do
+            for timeout, b in each(batches) do
                 read_batch(node, timeout or nil, b)
             end
         end)

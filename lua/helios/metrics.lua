@@ -12,6 +12,8 @@
 -- sum =, count = }. The raw figures come from the C runtime (csrc/lua/node_metrics.c);
 -- collecting them cost the hot path nothing but plain increments there.
 
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 local format, concat, sort = string.format, table.concat, table.sort
 local huge, floor = math.huge, math.floor
 
@@ -24,7 +26,7 @@ local ROLES = { "follower", "precandidate", "candidate", "leader" }
 
 local function sorted_keys(t)
     local keys = {}
-    for k in pairs(t or {}) do keys[#keys + 1] = k end
+    for k in each(t or {}) do keys[#keys + 1] = k end
     sort(keys)
     return keys
 end
@@ -247,7 +249,7 @@ local NAME = "^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 -- by name. Raises on a name the format does not allow.
 function M.render(fams)
     local list = {}
-    for k, f in pairs(fams) do
+    for k, f in each(fams) do
         if type(k) == "string" or type(k) == "number" then list[#list + 1] = f end
     end
     sort(list, function(a, b) return a.name < b.name end)
@@ -280,7 +282,7 @@ end
 -- histogram as its count and sum.
 function M.flat(fams)
     local t = {}
-    for name, f in pairs(fams) do
+    for name, f in each(fams) do
         for _, s in ipairs(f.samples) do
             local key = name .. label_text(s.labels)
             if f.type == "histogram" then

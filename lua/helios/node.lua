@@ -45,7 +45,8 @@
 --   id) or cb(nil, code, detail)), backend:_configuration(id) -> { index, committed,
 --   promoting, servers = { { id, addr, voter, match, caught_up } } } or nil, and
 --   backend._blocking = true when apply may block a coroutine (the loop runs it: helios.raft)
-local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, error, format, each, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
 local setmetatable, ceil, huge = setmetatable, math.ceil, math.huge
 local tremove = table.remove
 local xpcall, require = xpcall, require
@@ -185,7 +186,7 @@ end
 --- A new observer registry: one list of functions per event of EVENTS.
 function M.observers()
     local o = {}
-    for event in pairs(M.EVENTS) do
+    for event in each(M.EVENTS) do
         o[event] = {}
     end
     return o
@@ -532,7 +533,7 @@ function node_class:status()
             end
         end
     end
-    for _, p in pairs(st.peers) do
+    for _, p in each(st.peers) do
         p.learner = not p.voter or nil
     end
     st.fsm_error = b._fsm_stopped_message and b:_fsm_stopped_message(self.id) or nil

@@ -36,7 +36,8 @@
 
 local format, concat, sort, byte, char = string.format, table.concat, table.sort, string.byte,
     string.char
-local pairs, ipairs, type, tostring, setmetatable, error = pairs, ipairs, type, tostring,
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each, ipairs, type, tostring, setmetatable, error = pairs, ipairs, type, tostring,
     setmetatable, error
 local floor, huge = math.floor, math.huge
 local io_open, os_date = io.open, os.date
@@ -89,7 +90,7 @@ local function summary(self, s, now)
     local rec = s.rec
     if rec then
         local fields = {}
-        for k, v in pairs(rec.fields or {}) do fields[k] = v end
+        for k, v in each(rec.fields or {}) do fields[k] = v end
         fields.repeats, fields.window_s = s.count, secs
         rec = { level = rec.level, event = rec.event, msg = rec.msg .. tail, fields = fields }
     end
@@ -127,7 +128,7 @@ end
 -- not is forgotten, and prints at once when it comes again.
 function Limiter:flush(force)
     local now = self.now()
-    for k, s in pairs(self.seen) do
+    for k, s in each(self.seen) do
         if force or now - s.since >= self.repeat_ms then
             if s.count > 0 then summary(self, s, now) end
             if s.count > 0 and not force then
@@ -265,7 +266,7 @@ local function json_encode(v, out, depth)
         out[#out + 1] = tostring(v)
     elseif t == "table" and depth < 16 then
         local n, keys = #v, {}
-        for k in pairs(v) do keys[#keys + 1] = k end
+        for k in each(v) do keys[#keys + 1] = k end
         if #keys == n then -- (an empty table: an empty list, as fields hold lists)
             out[#out + 1] = "["
             for i = 1, n do
@@ -309,7 +310,7 @@ local RESERVED = { time = true, level = true, node = true, term = true, role = t
 -- the fields, all at the top level of one object.
 function M.format_json(rec)
     local obj = {}
-    for k, v in pairs(rec.fields or {}) do
+    for k, v in each(rec.fields or {}) do
         obj[RESERVED[k] and "field_" .. k or k] = v
     end
     obj.time, obj.level, obj.node = M.timestamp(rec.time_ms), level_name(rec.level), rec.node
@@ -350,7 +351,7 @@ end
 --   ... key=value key="a value"
 function M.format_text(rec)
     local keys = {}
-    for k in pairs(rec.fields or {}) do keys[#keys + 1] = tostring(k) end
+    for k in each(rec.fields or {}) do keys[#keys + 1] = tostring(k) end
     sort(keys)
     local parts = { format("%s %-5s %s term=%s %s %s: %s", M.timestamp(rec.time_ms),
         level_name(rec.level):upper(), tostring(rec.node), tostring(rec.term or 0),

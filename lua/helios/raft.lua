@@ -18,7 +18,8 @@
 -- (raft.wrap, raft.ROLES, raft.EVENTS, raft.apply_entry, ...), so that code written
 -- against helios.raft alone keeps working.
 
-local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, error, format, each, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
 local setmetatable, getmetatable, floor = setmetatable, getmetatable, math.floor
 local tremove, sort = table.remove, table.sort
 local pcall, xpcall, require, select = pcall, xpcall, require, select
@@ -156,7 +157,7 @@ local function check_client_options(o)
         if type(peers) ~= "table" then
             bad("client_peers", "a table { [id] = \"host:port\" }", peers)
         end
-        for pid, addr in pairs(peers) do
+        for pid, addr in each(peers) do
             if type(pid) ~= "string" or pid == "" then
                 bad("client_peers", "keyed by node ids (non-empty strings)", pid)
             end
@@ -172,13 +173,13 @@ end
 -- Check every option (errors name the field: see option_error) and return the table for
 -- core.node_new.
 local function check_options(o)
-    for k in pairs(o) do
+    for k in each(o) do
         if not INT_OPTIONS[k] and not OTHER_OPTIONS[k] then
             option_error(type(k) == "string" and k or format("[%s]", tostring(k)),
                          "unknown option")
         end
     end
-    for k, kind in pairs(INT_OPTIONS) do
+    for k, kind in each(INT_OPTIONS) do
         local v = o[k]
         if v ~= nil then
             if kind == "bool" then
@@ -199,7 +200,7 @@ local function check_options(o)
     if join and o.peers == nil then o = setmetatable({ peers = {} }, { __index = o }) end
     if type(o.peers) ~= "table" then bad("peers", "a table { [id] = \"host:port\" }", o.peers) end
     local n = 0
-    for pid, addr in pairs(o.peers) do
+    for pid, addr in each(o.peers) do
         if type(pid) ~= "string" or pid == "" then
             bad("peers", "keyed by node ids (non-empty strings)", pid)
         end
@@ -264,11 +265,11 @@ local function check_options(o)
         end
     end
     local config = {}
-    for k in pairs(CORE_OPTIONS) do
+    for k in each(CORE_OPTIONS) do
         config[k] = o[k]
     end
     local peers = {}
-    for pid, addr in pairs(o.peers) do
+    for pid, addr in each(o.peers) do
         peers[pid] = addr
     end
     return {
@@ -330,7 +331,7 @@ end
 
 local function fail_all(b, code, detail)
     local indexes = {}
-    for index in pairs(b._waiters) do
+    for index in each(b._waiters) do
         indexes[#indexes + 1] = index
     end
     sort(indexes)
@@ -367,7 +368,7 @@ end
 
 local function sorted_keys(set)
     local list = {}
-    for k in pairs(set) do list[#list + 1] = k end
+    for k in each(set) do list[#list + 1] = k end
     sort(list)
     return list
 end
@@ -393,11 +394,11 @@ local function membership_diff(b, quiet)
     b._members = now
     if quiet or not was then return end
     local added, removed, changed = {}, {}, {}
-    for id, kind in pairs(now) do
+    for id, kind in each(now) do
         if not was[id] then added[#added + 1] = id
         elseif was[id] ~= kind then changed[#changed + 1] = id end
     end
-    for id in pairs(was) do
+    for id in each(was) do
         if not now[id] then removed[#removed + 1] = id end
     end
     if #added + #removed + #changed == 0 then return end
@@ -778,7 +779,7 @@ function M.new(opts)
         error(copts, 0)
     end
     local ids = {}
-    for pid in pairs(copts.peers) do
+    for pid in each(copts.peers) do
         ids[#ids + 1] = pid
     end
     sort(ids)
@@ -798,7 +799,7 @@ function M.new(opts)
     b._deadlines = deadlines.new(b)
     if opts.client_listen ~= nil then
         local peers = {}
-        for pid, addr in pairs(opts.client_peers or {}) do peers[pid] = addr end
+        for pid, addr in each(opts.client_peers or {}) do peers[pid] = addr end
         b._client = { listen = opts.client_listen, password = opts.client_password,
                       peers = peers, forward = opts.client_forward ~= false,
                       max_clients = opts.max_clients }
@@ -1151,7 +1152,7 @@ local function fail_pending(b, detail)
         b._change_timer = nil
     end
     local ctxs = {}
-    for ctx in pairs(reads) do ctxs[#ctxs + 1] = ctx end
+    for ctx in each(reads) do ctxs[#ctxs + 1] = ctx end
     sort(ctxs)
     for _, ctx in ipairs(ctxs) do
         reads[ctx].done = true
@@ -1159,7 +1160,7 @@ local function fail_pending(b, detail)
     end
     local retries = b._retries
     b._retries = {}
-    for timer, cb in pairs(retries) do
+    for timer, cb in each(retries) do
         timer:stop()
         protect(cb, nil, "shutdown", detail)
     end

@@ -28,6 +28,8 @@
 -- COMMAND COUNT: enough for redis-cli, which asks at startup); commands given in opts
 -- replace them, except AUTH.
 local core = require("helios.core")
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 
 local M = {}
 
@@ -113,11 +115,11 @@ function M.handler(opts)
     local cmds
     local function count()
         local n = 0
-        for _ in pairs(cmds) do n = n + 1 end
+        for _ in each(cmds) do n = n + 1 end
         return n
     end
     cmds = builtins(password, count)
-    for name, c in pairs(opts.commands or {}) do
+    for name, c in each(opts.commands or {}) do
         assert(type(name) == "string", "resp: command names are strings")
         assert(type(c) == "table" and type(c.fn) == "function" and type(c.arity) == "number"
             and c.arity ~= 0, "resp: command " .. name .. " needs { arity = n ~= 0, fn = function }")

@@ -50,7 +50,8 @@
 local core = require("helios.core")
 local node_mod = require("helios.node")
 
-local type, error, format, tostring, tonumber, pairs, ipairs, setmetatable, select =
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, error, format, tostring, tonumber, each, ipairs, setmetatable, select =
     type, error, string.format, tostring, tonumber, pairs, ipairs, setmetatable, select
 local floor, huge, getenv, sort = math.floor, math.huge, os.getenv, table.sort
 local unpack = unpack or table.unpack
@@ -129,7 +130,7 @@ end
 local function fail_waiters(c, id, pick, code, detail)
     local ws = c._waiters[id]
     local indexes = {}
-    for index in pairs(ws) do
+    for index in each(ws) do
         indexes[#indexes + 1] = index
     end
     sort(indexes)
@@ -217,7 +218,7 @@ local function make_hooks(c, fsm_factory)
         local leader = leader_num > 0 and ids[leader_num] or nil
         if role == "leader" then
             -- A transfer ends when a node of a later term leads (c:transfer_leadership).
-            for k, t in pairs(c._transfers) do
+            for k, t in each(c._transfers) do
                 if term > t.term then
                     c._transfers[k] = nil
                     t.cb(id)
@@ -314,7 +315,7 @@ function M.cluster(opts)
     if type(opts) ~= "table" then
         error(USAGE, 2)
     end
-    for k in pairs(opts) do
+    for k in each(opts) do
         if not CLUSTER_OPTIONS[k] then
             error(format("sim.cluster: unknown option '%s'", tostring(k)), 2)
         end
@@ -428,7 +429,7 @@ end
 -- context order (deterministic); each is off the list before its callback runs.
 local function fail_reads(c, pred, code, detail)
     local gone = {}
-    for ctx, r in pairs(c._reads) do
+    for ctx, r in each(c._reads) do
         if pred(r) then
             gone[#gone + 1] = ctx
         end
@@ -448,7 +449,7 @@ local function expire(c)
     -- Reads, then transfers.
     fail_reads(c, function(r) return r.deadline <= now end, "timeout",
                function(r) return format("read on %s not served in time", r.id) end)
-    for k, t in pairs(c._transfers) do
+    for k, t in each(c._transfers) do
         if t.deadline <= now then
             c._transfers[k] = nil
             t.cb(nil, "timeout", format("no new leader within %d ms", c._election_ms))
@@ -467,19 +468,19 @@ end
 -- The earliest waiter deadline, or huge.
 local function next_deadline(c)
     local d = huge
-    for _, r in pairs(c._reads) do
+    for _, r in each(c._reads) do
         if r.deadline < d then
             d = r.deadline
         end
     end
-    for _, t in pairs(c._transfers) do
+    for _, t in each(c._transfers) do
         if t.deadline < d then
             d = t.deadline
         end
     end
     if c._n_waiters > 0 then
-        for _, ws in pairs(c._waiters) do
-            for _, list in pairs(ws) do
+        for _, ws in each(c._waiters) do
+            for _, list in each(ws) do
                 for _, w in ipairs(list) do
                     if w.deadline < d then
                         d = w.deadline

@@ -52,7 +52,8 @@ local clusterfile = require("helios.clusterfile")
 local cli = require("helios.cli")
 
 local format, concat = string.format, table.concat
-local error, ipairs, pairs, type, tostring, setmetatable, xpcall = error, ipairs, pairs, type,
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local error, ipairs, each, type, tostring, setmetatable, xpcall = error, ipairs, pairs, type,
     tostring, setmetatable, xpcall
 local traceback = debug.traceback
 local clock_ms = core.clock_ms
@@ -167,11 +168,11 @@ function M.cluster(opts)
                 self._conf.client_listen[id] = format("127.0.0.1:%d", assert(core.free_port()))
             end
         end
-        for k, v in pairs(M.DEFAULT_CONFIG) do self._conf[k] = v end
-        for k, v in pairs(opts.config or {}) do self._conf[k] = v end
+        for k, v in each(M.DEFAULT_CONFIG) do self._conf[k] = v end
+        for k, v in each(opts.config or {}) do self._conf[k] = v end
         for _, id in ipairs(self._ids) do
             local conf = { nodes = views[id] }
-            for k, v in pairs(self._conf) do conf[k] = v end
+            for k, v in each(self._conf) do conf[k] = v end
             self._confs[id] = conf
             local file = format("%s/cluster-%s.lua", self._dir, id)
             assert(clusterfile.write(file, conf))
@@ -250,8 +251,8 @@ function Cluster:add_node()
     if self._conf.client_listen then
         self._conf.client_listen[id] = format("127.0.0.1:%d", assert(core.free_port()))
     end
-    for k, v in pairs(self._conf) do conf[k] = v end
-    for other, a in pairs(self._real) do conf.nodes[other] = a end
+    for k, v in each(self._conf) do conf[k] = v end
+    for other, a in each(self._real) do conf.nodes[other] = a end
     local file = format("%s/cluster-%s.lua", self._dir, id)
     assert(clusterfile.write(file, conf))
     self._files[id] = file

@@ -7,6 +7,8 @@
 --   ... load ...
 --   local d = nodestats.diff(before, nodestats.take(cl, cl:client()))  -- per id
 
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 local M = {}
 
 --- CPU time (user + system, ms) process pid has used so far (0 if unreadable).
@@ -35,7 +37,7 @@ end
 --- after - before, per node and field.
 function M.diff(before, after)
     local d = {}
-    for id, a in pairs(after) do
+    for id, a in each(after) do
         local b = before[id] or {}
         d[id] = { cpu = a.cpu - (b.cpu or 0), fsyncs = a.fsyncs - (b.fsyncs or 0),
                   entries = a.entries - (b.entries or 0) }

@@ -20,7 +20,8 @@
 --   reg.current.n1.restored                                  -- the index it restored, or nil
 
 local setmetatable, error, tostring, tonumber = setmetatable, error, tostring, tonumber
-local pairs, ipairs, sort, concat, tremove = pairs, ipairs, table.sort, table.concat,
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each, ipairs, sort, concat, tremove = pairs, ipairs, table.sort, table.concat,
     table.remove
 local byte, sub, find = string.byte, string.sub, string.find
 
@@ -113,7 +114,7 @@ function Store:snapshot()
     put(out, self.n)
     put(out, self.hash)
     local keys = {}
-    for k in pairs(self.kv) do keys[#keys + 1] = k end
+    for k in each(self.kv) do keys[#keys + 1] = k end
     sort(keys)
     put(out, #keys)
     for _, k in ipairs(keys) do

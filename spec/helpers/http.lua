@@ -13,6 +13,8 @@
 
 local ffi = require("ffi")
 local loop = require("helios.loop")
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 
 local bit = require("bit")
 
@@ -360,7 +362,7 @@ function M.parse_prometheus(text)
     end
     -- Histograms: per series (labels but le), buckets ascending and cumulative, +Inf last,
     -- _count equal to it, _sum present.
-    for name, f in pairs(fams) do
+    for name, f in each(fams) do
         if not f.type or not f.help then
             error(format("metrics: family %s lacks HELP or TYPE", name), 0)
         end
@@ -368,7 +370,7 @@ function M.parse_prometheus(text)
             local groups = {}
             for _, s in ipairs(f.samples) do
                 local rest = {}
-                for k, v in pairs(s.labels) do
+                for k, v in each(s.labels) do
                     if k ~= "le" then rest[#rest + 1] = k .. "=" .. v end
                 end
                 sort(rest)
@@ -381,7 +383,7 @@ function M.parse_prometheus(text)
                     groups[g][s.suffix] = s.value
                 end
             end
-            for g, grp in pairs(groups) do
+            for g, grp in each(groups) do
                 local b = grp.buckets
                 local where = format("histogram %s{%s}", name, g)
                 if #b == 0 then error(where .. ": no buckets", 0) end
@@ -417,7 +419,7 @@ function M.value(fams, name, labels)
     for _, s in ipairs(f.samples) do
         if s.name == name then
             local ok = true
-            for k, v in pairs(labels or {}) do
+            for k, v in each(labels or {}) do
                 if s.labels[k] ~= v then ok = false end
             end
             if ok then return s.value end

@@ -11,6 +11,8 @@
 local core = require("helios.core")
 local tk = require("helios.testkit")
 local shell = require("helios.util.shell")
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each = pairs
 
 local M = {}
 
@@ -33,7 +35,7 @@ function M.start(argv, env, opts)
     seq = seq + 1
     local name = string.format("helios-spec-%d-%d-%d", tk.getpid(), seq, core.clock_ms() % 1e6)
     local words = { "env" }
-    for k, v in pairs(env or {}) do words[#words + 1] = shell.quote(k .. "=" .. v) end
+    for k, v in each(env or {}) do words[#words + 1] = shell.quote(k .. "=" .. v) end
     for _, a in ipairs(argv) do words[#words + 1] = shell.quote(a) end
     -- After the program: its exit status on the screen, and time to read it.
     local cmd = table.concat(words, " ") .. "; echo EXIT:$?; sleep 600"
@@ -118,7 +120,7 @@ end
 --- Every session started here that is still running: kill them all (for one finally: busted
 -- keeps only the last finally of a test).
 function M.kill_all()
-    for t in pairs(started) do
+    for t in each(started) do
         t:kill()
         started[t] = nil
     end

@@ -20,7 +20,8 @@
 local core = require("helios.core")
 local loop = require("helios.loop")
 
-local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, each, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local setmetatable = setmetatable
 local format = string.format
 
@@ -242,7 +243,7 @@ end
 function Forwarder:close()
     self.closed = true
     self.link = nil
-    for link in pairs(self.links) do link:kill("the node shut down", "the node shut down") end
+    for link in each(self.links) do link:kill("the node shut down", "the node shut down") end
 end
 
 return M

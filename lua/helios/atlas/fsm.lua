@@ -39,7 +39,8 @@
 local core = require("helios.core")
 
 local encode, decode = core.mp_encode, core.mp_decode
-local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, each, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local setmetatable, pcall, xpcall, error = setmetatable, pcall, xpcall, error
 local setfenv, format, concat, sort = setfenv, string.format, table.concat, table.sort
 local floor, huge, max = math.floor, math.huge, math.max
@@ -71,7 +72,7 @@ local function safe_globals()
     for _, lib in ipairs({ "string", "table", "math", "bit" }) do
         if _G[lib] then
             local copy = {}
-            for k, v in pairs(_G[lib]) do copy[k] = v end
+            for k, v in each(_G[lib]) do copy[k] = v end
             if lib == "math" then copy.random, copy.randomseed = nil, nil end
             g[lib] = setmetatable({}, { __index = copy, __metatable = false,
                 __newindex = function() error("atlas command: " .. lib .. " is read-only", 2) end })
@@ -104,7 +105,7 @@ end
 --- The registered command names, sorted.
 function M.command_names()
     local names = {}
-    for name in pairs(commands) do names[#names + 1] = name end
+    for name in each(commands) do names[#names + 1] = name end
     sort(names)
     return names
 end
@@ -232,7 +233,7 @@ end
 -- Rebuild the heap from exp: keys set again and again with a TTL leave stale entries.
 local function heap_rebuild(self)
     self.heap_e, self.heap_k = {}, {}
-    for k, e in pairs(self.exp) do heap_push(self, e, k) end
+    for k, e in each(self.exp) do heap_push(self, e, k) end
 end
 
 local function put(self, key, value, expiry)
@@ -452,7 +453,7 @@ end
 
 function FSM:_expire_sessions(now)
     local dead = {}
-    for id, s in pairs(self.sessions) do
+    for id, s in each(self.sessions) do
         if s.active + self.session_timeout_ms < now then dead[#dead + 1] = id end
     end
     for _, id in ipairs(dead) do self.sessions[id] = nil end
@@ -511,7 +512,7 @@ local function numbered(self, c, now, entry)
     end
     s.active = now
     if is_int(c.a) and c.a > s.acked then
-        for seq in pairs(s.results) do
+        for seq in each(s.results) do
             if seq <= c.a then s.results[seq], s.n = nil, s.n - 1 end
         end
         s.acked = c.a
@@ -526,7 +527,7 @@ local function numbered(self, c, now, entry)
     s.results[c.q], s.n = encode({ r = result }), s.n + 1
     if s.n > M.MAX_SESSION_RESULTS then
         local low = huge
-        for seq in pairs(s.results) do if seq < low then low = seq end end
+        for seq in each(s.results) do if seq < low then low = seq end end
         s.results[low], s.n, s.acked = nil, s.n - 1, max(s.acked, low)
     end
     return result
@@ -580,7 +581,7 @@ function FSM:keys(prefix, limit, now)
     now = read_time(self, now)
     prefix = prefix or ""
     local out, n = {}, #prefix
-    for k in pairs(self.data) do
+    for k in each(self.data) do
         if (n == 0 or k:sub(1, n) == prefix) and live(self, k, now) then out[#out + 1] = k end
     end
     sort(out)
@@ -597,7 +598,7 @@ function FSM:count(now)
     -- (as every read: expiry judged at max(now, the newest applied stamp))
     if now == nil or now < self.now then now = self.now end
     local expired, expires = 0, 0
-    for _, e in pairs(self.exp) do
+    for _, e in each(self.exp) do
         if e <= now then expired = expired + 1 else expires = expires + 1 end
     end
     return self.nkeys - expired, expires
@@ -638,13 +639,13 @@ function FSM:snapshot(w)
         if w then w:write(s) else parts[#parts + 1] = s end
     end
     local ids = {}
-    for id in pairs(self.sessions) do ids[#ids + 1] = id end
+    for id in each(self.sessions) do ids[#ids + 1] = id end
     sort(ids)
     local sessions = {}
     for i, id in ipairs(ids) do
         local s = self.sessions[id]
         local seqs = {}
-        for seq in pairs(s.results) do seqs[#seqs + 1] = seq end
+        for seq in each(s.results) do seqs[#seqs + 1] = seq end
         sort(seqs)
         local flat = {}
         for _, seq in ipairs(seqs) do
@@ -654,7 +655,7 @@ function FSM:snapshot(w)
         sessions[i] = { id = id, active = s.active, acked = s.acked, results = flat }
     end
     local keys = {}
-    for k in pairs(self.data) do keys[#keys + 1] = k end
+    for k in each(self.data) do keys[#keys + 1] = k end
     sort(keys)
     out(MAGIC)
     out(frame(encode({ applied = self.applied, now = self.now, count = #keys,

@@ -32,7 +32,8 @@ local atlas = require("helios.atlas")
 local fsm_mod = require("helios.atlas.fsm")
 local forward = require("helios.atlas.forward")
 
-local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, each, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local pcall, select, unpack, setmetatable = pcall, select, unpack, setmetatable
 local format, concat, floor, sort = string.format, table.concat, math.floor, table.sort
 local encode = fsm_mod.encode
@@ -526,7 +527,7 @@ local function info_text(ctx, section)
     local conf = st.configuration or {}
     local voters, learners = conf.voters or {}, conf.learners or {}
     if not st.configuration then
-        for id, p in pairs(st.peers) do
+        for id, p in each(st.peers) do
             local list = p.voter and voters or learners
             list[#list + 1] = id
         end
@@ -589,7 +590,7 @@ function M.commands(store, opts)
     local cmds = {}
     local function def(name, arity, fn) cmds[name] = { arity = arity, fn = fn } end
 
-    for name, p in pairs(parse) do
+    for name, p in each(parse) do
         def(name, ARITY[name], function(conn, argv, state)
             local w, e = p(argv)
             if not w then return e end

@@ -37,7 +37,8 @@ local sock_util = require("helios.util.sock")
 
 local format, type, tostring, tonumber, select, error = string.format, type, tostring,
     tonumber, select, error
-local setmetatable, pairs, ipairs = setmetatable, pairs, ipairs
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local setmetatable, each, ipairs = setmetatable, pairs, ipairs
 local clock_ms = core.clock_ms
 local encode = core.resp_command
 
@@ -280,7 +281,7 @@ function Commands:incr(k, by)
     return self:call({ "INCRBY", k, by })
 end
 
-for name, fn in pairs(Commands) do Conn[name] = fn end
+for name, fn in each(Commands) do Conn[name] = fn end
 M.Commands = Commands
 
 -- ---------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ local SOCKET = { refused = true, closed = true, io = true, timeout = true, proto
 local Cluster = {}
 Cluster.__index = Cluster
 Cluster.__name = "helios.client.resp.cluster"
-for name, fn in pairs(Commands) do Cluster[name] = fn end
+for name, fn in each(Commands) do Cluster[name] = fn end
 
 function Cluster:__tostring()
     return format("helios.client.resp.cluster(%d nodes, leader %s)", #self.addrs,
@@ -325,7 +326,7 @@ function M.cluster(addrs, opts)
         for i = 1, #addrs do list[i] = addrs[i] end
     else
         local ids = {}
-        for id in pairs(addrs) do ids[#ids + 1] = tostring(id) end
+        for id in each(addrs) do ids[#ids + 1] = tostring(id) end
         table.sort(ids)
         for i, id in ipairs(ids) do list[i] = addrs[id] end
     end
@@ -484,7 +485,7 @@ end
 local Session = {}
 Session.__index = Session
 Session.__name = "helios.client.resp.session"
-for name, fn in pairs(Commands) do Session[name] = fn end
+for name, fn in each(Commands) do Session[name] = fn end
 
 function Session:__tostring()
     return format("helios.client.resp.session(%s, seq %d)", tostring(self.id), self.seq)
@@ -544,7 +545,7 @@ end
 
 --- Close every connection (the client may be used again: it reconnects).
 function Cluster:close()
-    for addr in pairs(self.conns) do drop(self, addr) end
+    for addr in each(self.conns) do drop(self, addr) end
 end
 
 M.Cluster, M.Session = Cluster, Session

@@ -19,7 +19,8 @@
 -- A cluster file names it as `fsm = "helios.fsm.kv"` (`helios node` calls new()).
 
 local format, concat, sort = string.format, table.concat, table.sort
-local pairs, tonumber, tostring, setmetatable, type = pairs, tonumber, tostring, setmetatable, type
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local each, tonumber, tostring, setmetatable, type = pairs, tonumber, tostring, setmetatable, type
 
 local M = {}
 
@@ -81,7 +82,7 @@ end
 --- The keys, sorted.
 function KV:keys()
     local keys = {}
-    for k in pairs(self.data) do keys[#keys + 1] = k end
+    for k in each(self.data) do keys[#keys + 1] = k end
     sort(keys)
     return keys
 end

@@ -22,7 +22,8 @@ local tk = require("helios.testkit")
 
 local format, concat, sort = string.format, table.concat, table.sort
 local byte, sub, char, find = string.byte, string.sub, string.char, string.find
-local type, tostring, tonumber, pairs, ipairs, error, next = type, tostring, tonumber, pairs,
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local type, tostring, tonumber, each, ipairs, error, next = type, tostring, tonumber, pairs,
     ipairs, error, next
 local floor, huge, max, min = math.floor, math.huge, math.max, math.min
 
@@ -166,7 +167,7 @@ local function encode(v)
             return "[" .. concat(out, ",") .. "]"
         end
         local keys, out = nil, {}
-        for k in pairs(v) do
+        for k in each(v) do
             if not RECORD_KEY[k] then keys = keys or {} keys[#keys + 1] = k end
         end
         for _, k in ipairs(RECORD_KEYS) do
@@ -424,7 +425,7 @@ function M.describe(result)
     local out = { format("linearizable: %s (%d ok, %d fail, %d info)", result.verdict,
                          result.counts.ok, result.counts.fail, result.counts.info) }
     local keys = {}
-    for k in pairs(result.keys) do keys[#keys + 1] = k end
+    for k in each(result.keys) do keys[#keys + 1] = k end
     sort(keys, function(a, b) return tostring(a) < tostring(b) end)
     for _, k in ipairs(keys) do
         local r = result.keys[k]

@@ -26,7 +26,8 @@ local fsm_mod = require("helios.atlas.fsm")
 
 local E = fsm_mod.encode
 local format, concat = string.format, table.concat
-local ipairs, pairs, pcall, tostring, type = ipairs, pairs, pcall, tostring, type
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local ipairs, each, pcall, tostring, type = ipairs, pairs, pcall, tostring, type
 
 local M = {}
 
@@ -395,8 +396,8 @@ function M.run(opts)
 
     -- Same command at every index.
     local at, conflicts = {}, 0
-    for id, mine in pairs(applied) do
-        for i, v in pairs(mine) do
+    for id, mine in each(applied) do
+        for i, v in each(mine) do
             local other = at[i]
             if not other then at[i] = { v = v, id = id }
             elseif other.v ~= v then
@@ -409,7 +410,7 @@ function M.run(opts)
         end
     end
     local nidx = 0
-    for _ in pairs(at) do nidx = nidx + 1 end
+    for _ in each(at) do nidx = nidx + 1 end
     result.applied_indexes = nidx
     -- The same ATLAS state everywhere.
     local first_id, first

@@ -17,7 +17,8 @@
 -- (writes and reads finish about in arrival order, so the FIFOs stay short).
 -- Deadlines are counted as a libuv timer counts them: from the loop's time (core.now()).
 
-local ipairs, pairs, setmetatable = ipairs, pairs, setmetatable
+-- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
+local ipairs, each, setmetatable = ipairs, pairs, setmetatable
 local ceil, max = math.ceil, math.max
 
 local core_mod
@@ -51,7 +52,7 @@ local fire
 -- Arm the timer for the earliest pending deadline (none: no timer).
 local function arm(self)
     local first
-    for _, q in pairs(self.fifos) do
+    for _, q in each(self.fifos) do
         prune(q)
         if q.head <= q.tail and (first == nil or q[q.head].deadline < first) then
             first = q[q.head].deadline
@@ -72,7 +73,7 @@ end
 fire = function(self)
     self.timer = nil
     local now, expired = core().now(), {}
-    for ms, q in pairs(self.fifos) do
+    for ms, q in each(self.fifos) do
         while q.head <= q.tail and (q[q.head].done or q[q.head].deadline <= now) do
             local item = q[q.head]
             q[q.head] = nil

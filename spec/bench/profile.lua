@@ -2,6 +2,7 @@
 --
 --   luajit spec/bench/profile.lua                  (from the repository root)
 --   HELIOS_PROFILE_CLIENTS=16 HELIOS_PROFILE_SECONDS=10 luajit spec/bench/profile.lua
+--   HELIOS_PROFILE_NODE=follower luajit spec/bench/profile.lua   (perf and strace a follower)
 --
 -- Method: three `helios node` processes on loopback (fsync on, default timings, no
 -- proxies), loaded by spec/bench/load.lua's closed-loop generator on the leader's control
@@ -31,6 +32,9 @@ local format = string.format
 
 local CLIENTS = tonumber(os.getenv("HELIOS_PROFILE_CLIENTS") or "") or 64
 local SECONDS = tonumber(os.getenv("HELIOS_PROFILE_SECONDS") or "") or 5
+local TARGET = os.getenv("HELIOS_PROFILE_NODE") or "leader"
+assert(TARGET == "leader" or TARGET == "follower",
+       "HELIOS_PROFILE_NODE: leader or follower, got " .. TARGET)
 local WARMUP_S = 8 -- LuaJIT stops writing new traces after some seconds of load
 local DIR = "build/profile"
 local COMMAND_BYTES = 100
@@ -48,17 +52,20 @@ end
 
 -- One measured phase: the load for SECONDS with `tool` (argv builder, or nil) attached to
 -- the leader's pid; returns the load's result and the nodes' counters over the phase.
-local function phase(cl, leader, sock, tool)
+local function phase(cl, target, sock, tool)
     local client = cl:client()
     local before = nodestats.take(cl, client)
-    local pid = tool and proc.spawn(tool(cl:pid(leader)), { log = DIR .. "/tool.log" })
+    local gen_before = nodestats.cpu_ms("self")
+    local pid = tool and proc.spawn(tool(cl:pid(target)), { log = DIR .. "/tool.log" })
     if pid then proc.sleep(300) end -- attached before the load starts
     local r = run_load(sock, SECONDS)
     if pid then
         -- perf and strace write their summaries when interrupted.
         proc.stop(pid, "INT", 20000)
     end
-    return r, nodestats.diff(before, nodestats.take(cl, client))
+    local d = nodestats.diff(before, nodestats.take(cl, client))
+    r.generator_cpu = nodestats.cpu_ms("self") - gen_before
+    return r, d
 end
 
 local function counters_line(r, d, leader)
@@ -68,11 +75,12 @@ local function counters_line(r, d, leader)
         if id ~= leader then fol_e, fol_f = fol_e + x.entries, fol_f + x.fsyncs end
     end
     local l = d[leader]
+    local per = 1000 / math.max(r.ok, 1)
     return format("%d commits/s, p50 %.2f ms, p99 %.2f ms; leader %d fsyncs/s, %.1f entries "
-        .. "per fsync (followers %.1f); nodes' CPU %.0f us per commit (leader %.0f us)",
-        math.floor(r.per_s + 0.5), r.p50, r.p99, l.fsyncs / SECONDS,
-        l.entries / math.max(l.fsyncs, 1), fol_e / math.max(fol_f, 1),
-        cpu * 1000 / math.max(r.ok, 1), l.cpu * 1000 / math.max(r.ok, 1))
+        .. "per fsync (followers %.1f); nodes' CPU %.0f us per commit (leader %.0f us), "
+        .. "load generator %.0f us", math.floor(r.per_s + 0.5), r.p50, r.p99,
+        l.fsyncs / SECONDS, l.entries / math.max(l.fsyncs, 1), fol_e / math.max(fol_f, 1),
+        cpu * per, l.cpu * per, r.generator_cpu * per)
 end
 
 -- perf report's table (--sort KEY): "share% name" lines, the top n.
@@ -116,18 +124,25 @@ local cl = testing.cluster{ n = 3, proxies = false, config = {} }
 local ok, err = pcall(function()
     local leader = cl:leader(15000)
     local sock = cl:socket(leader)
+    local target = leader
+    if TARGET == "follower" then
+        for _, id in ipairs(cl:ids()) do
+            if id ~= leader then target = id break end
+        end
+    end
     print(format("profile: 3 node processes on loopback, fsync on, default timings, %d clients "
         .. "on the leader's control socket (%s), %d-byte applies, %d s per phase after %d s "
         .. "of warm-up", CLIENTS, leader, COMMAND_BYTES, SECONDS, WARMUP_S))
     run_load(sock, WARMUP_S)
 
-    local r, d = phase(cl, leader, sock, proc.have("perf") and function(pid)
+    local r, d = phase(cl, target, sock, proc.have("perf") and function(pid)
         return { "perf", "record", "-F", "997", "-g", "-p", tostring(pid), "-o",
                  DIR .. "/perf.data" }
     end)
-    print("\nphase 1 (perf record -g of the leader): " .. counters_line(r, d, leader))
+    print(format("\nphase 1 (perf record -g of the %s, %s): %s", TARGET, target,
+                 counters_line(r, d, leader)))
     if proc.have("perf") then
-        print("leader CPU by library (self time):")
+        print(TARGET .. " CPU by library (self time):")
         for _, l in ipairs(perf_top("dso", 8)) do print("  " .. l) end
         print("hottest symbols:")
         for _, l in ipairs(perf_top("sym", 15)) do print("  " .. l) end
@@ -136,13 +151,13 @@ local ok, err = pcall(function()
     end
 
     if proc.have("strace") then
-        r, d = phase(cl, leader, sock, function(pid)
+        r, d = phase(cl, target, sock, function(pid)
             return { "strace", "-c", "-f", "-p", tostring(pid), "-o", DIR .. "/strace.txt" }
         end)
-        print("\nphase 2 (strace -c -f of the leader; ptrace slows it): "
-            .. counters_line(r, d, leader))
+        print(format("\nphase 2 (strace -c -f of the %s; ptrace slows it): %s", TARGET,
+                     counters_line(r, d, leader)))
         local per, lines = strace_top(r.ok, 10)
-        print(format("leader system calls per commit: %.2f, by call:", per))
+        print(format("%s system calls per commit: %.2f, by call:", TARGET, per))
         for _, l in ipairs(lines) do print("  " .. l) end
     else
         print("strace not found (apt-get install strace): no system call counts")

@@ -1,6 +1,7 @@
--- spec/storage_group_spec.lua: group commit on the libuv threadpool, through the C
--- benchmark tk.storage_bench (N proposers, each with one batch in flight; it checks
--- that completions arrive in seq order and fails otherwise).
+-- spec/storage_group_spec.lua: group commit on the libuv threadpool, and in inline mode
+-- (rounds on the loop's thread, as a follower runs them), through the C benchmark
+-- tk.storage_bench (N proposers, each with one batch in flight; it checks that
+-- completions arrive in seq order and fails otherwise).
 
 local tk = require("helios.testkit")
 local su = require("spec.helpers.storage_util")
@@ -30,5 +31,19 @@ describe("storage group commit", function()
         -- one per append, and one for the header of the segment the first append creates
         -- (synced on its own before any record: docs/storage-format.md, "Write path guarantees")
         assert.are.equal(201, r.fsyncs)
+    end)
+
+    it("groups as well inline, on the loop's thread, completions still in order", function()
+        local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100, true))
+        assert.are.equal(3000, r.appends)
+        -- Every completion of a round proposes again at once, so the next round takes all
+        -- 64: far fewer fsyncs than appends.
+        assert.is_true(r.appends / r.fsyncs >= 8, "inline rounds did not group")
+        local st = assert(tk.storage_open(dir .. "/d"))
+        assert.are.equal(3000, st:last_index())
+        st:close()
+        local one = assert(tk.storage_bench(dir .. "/e", 1, 200, 100, true))
+        assert.are.equal(201, one.fsyncs)
+        assert.has_error(function() tk.storage_bench(dir .. "/f", 1, 1, 1, "yes") end)
     end)
 end)

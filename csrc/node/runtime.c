@@ -102,6 +102,12 @@ static void rt_state(void *ctx, int role, hr_term_t term, hr_id_t leader)
 {
     struct hr_runtime *rt = ctx;
     hr__rt_note_state(rt, role, term, leader);
+    if (rt->group != NULL) {
+        /* A leader's rounds stay on the threadpool: its loop goes on sending, heartbeating
+         * and serving while its own entries sync (thesis §10.2.1). Any other role has
+         * nothing to do meanwhile but wait for its round (prepare_cb). */
+        hr_group_set_inline(rt->group, role != HR_LEADER);
+    }
     if (rt->cb.state != NULL) {
         rt->cb.state(rt->cb.ctx, role, term, hr_runtime_name_of(rt, leader));
     }
@@ -166,15 +172,28 @@ static void check_cb(uv_check_t *c)
     }
 }
 
-/* Once per loop turn, before the loop blocks: send this turn's proposals as one batch and
- * re-arm the tick timer at the core's next deadline (every input may have moved it). */
+/* Once per loop turn, before the loop blocks: send this turn's proposals as one batch, run
+ * the storage round that this turn's input queued on a follower (inline mode,
+ * csrc/storage/group.h: the answers it holds go out once it is durable), and re-arm the
+ * tick timer at the core's next deadline (every input may have moved it). */
 static void prepare_cb(uv_prepare_t *p)
 {
     struct hr_runtime *rt = p->data;
-    if (rt->node == NULL || rt->closing) {
+    if (rt->closing) {
+        return;
+    }
+    if (rt->node == NULL) {
+        hr_group_run_due(rt->group); /* the probe of a failed disk (retry_cb) */
         return;
     }
     hr_node_flush(rt->node);
+    /* After the flush, so the round holds all this turn queued. Its completions send what
+     * they held and apply what they commit; a failed round drops the node. */
+    hr_group_run_due(rt->group);
+    if (rt->node == NULL || rt->closing) {
+        return;
+    }
+    hr_node_flush(rt->node); /* what the completions proposed */
     if (rt->node == NULL) {
         return;
     }
@@ -187,6 +206,9 @@ static void prepare_cb(uv_prepare_t *p)
     uint64_t delay = d > now ? d - now : 0;
     if (delay > 1000) {
         delay = 1000; /* nothing due: look again in a second */
+    }
+    if (hr_group_due(rt->group)) {
+        delay = 0; /* a round waits for the next turn: the poll must not block */
     }
     uv_timer_start(&rt->tick, tick_cb, delay, 0);
 }
@@ -702,6 +724,7 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
         snprintf(err, errlen, "start: out of memory");
         return HR_ENOMEM;
     }
+    hr_group_set_inline(rt->group, true); /* a node starts as a follower (rt_state) */
     rt->ns.group = rt->group;
     rt->ns.on_error = on_storage_error;
     rt->ns.error_arg = rt;

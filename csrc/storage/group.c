@@ -3,7 +3,8 @@
  * everything queued meanwhile forms the next round. Within a round the worker writes the
  * newest term and vote first (batches in a round are reported together, so only the last
  * one matters and one meta replace suffices), then applies each batch's truncation and
- * appends in order, then syncs once.
+ * appends in order, then syncs once. In inline mode the same round runs on the loop
+ * thread, from hr_group_run_due(), and nothing goes to the threadpool.
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
 #include <assert.h>
@@ -37,6 +38,7 @@ struct hr_group {
     int round_status;
     uint64_t round_sync_ns; /* written by the worker, read after it (after_work_cb) */
     bool busy, retry, closing;
+    bool inline_mode;       /* rounds run in hr_group_run_due(), on the loop thread */
     bool round_retry;       /* retry requested before this round: read by the worker */
     uint64_t compact, round_compact; /* drop segments below this (0: no compaction) */
     uint64_t last_seq;
@@ -117,7 +119,7 @@ static void work_cb(uv_work_t *w)
     g->round_status = rc;
 }
 
-static void start_round(struct hr_group *g);
+static void kick(struct hr_group *g);
 
 static void after_work_cb(uv_work_t *w, int status)
 {
@@ -153,12 +155,10 @@ static void after_work_cb(uv_work_t *w, int status)
         }
         return;
     }
-    if (g->pending != NULL || g->compact != 0) {
-        start_round(g);
-    }
+    kick(g);
 }
 
-static void start_round(struct hr_group *g)
+static void take_round(struct hr_group *g)
 {
     g->round = g->pending;
     g->pending = g->pending_tail = NULL;
@@ -167,9 +167,49 @@ static void start_round(struct hr_group *g)
     g->retry = false;
     g->round_compact = g->compact;
     g->compact = 0;
+}
+
+static bool has_work(const struct hr_group *g)
+{
+    return g->pending != NULL || g->compact != 0;
+}
+
+/* Start the next round on the threadpool if there is work and none is running. In inline
+ * mode the work waits for hr_group_run_due(). */
+static void kick(struct hr_group *g)
+{
+    if (g->busy || g->inline_mode || !has_work(g)) {
+        return;
+    }
+    take_round(g);
     int rc = uv_queue_work(g->loop, &g->work, work_cb, after_work_cb);
     /* uv_queue_work fails only on a NULL work_cb: an invariant, not an input. */
     (void)rc;
+}
+
+void hr_group_set_inline(struct hr_group *g, bool on)
+{
+    if (g->inline_mode == on) {
+        return;
+    }
+    g->inline_mode = on;
+    kick(g); /* work left due by inline mode goes to the threadpool now */
+}
+
+bool hr_group_due(const struct hr_group *g)
+{
+    return g->inline_mode && !g->busy && !g->closing && has_work(g);
+}
+
+void hr_group_run_due(struct hr_group *g)
+{
+    if (!hr_group_due(g)) {
+        return;
+    }
+    take_round(g);
+    work_cb(&g->work);
+    /* May free g (a completion that closed the group): g is not touched after. */
+    after_work_cb(&g->work, 0);
 }
 
 static int queue(struct hr_group *g, uint64_t seq, const struct hr_group_meta *meta,
@@ -215,10 +255,9 @@ static int queue(struct hr_group *g, uint64_t seq, const struct hr_group_meta *m
     g->pending_tail = b;
     g->stats.batches++;
     g->stats.entries += n;
-    if (!g->busy) {
-        /* Queued from the loop thread: the completion comes in a later iteration. */
-        start_round(g);
-    }
+    /* Queued from the loop thread: the completion comes in a later iteration (or, inline,
+     * from hr_group_run_due), never from inside this call. */
+    kick(g);
     return 0;
 }
 
@@ -239,9 +278,7 @@ void hr_group_compact(struct hr_group *g, uint64_t below)
         return;
     }
     g->compact = below;
-    if (!g->busy) {
-        start_round(g);
-    }
+    kick(g);
 }
 
 void hr_group_retry(struct hr_group *g)

@@ -4,16 +4,21 @@
  * hr_group_write() queues one batch (term and vote, a truncation, entries). While a round
  * (write + fdatasync) runs on the libuv threadpool, new batches wait; when it ends they
  * all go into the next round together, so N proposers waiting on one disk cost about one
- * fsync per round, not one each. The loop thread never touches the disk.
+ * fsync per round, not one each. The loop thread never touches the disk, except in
+ * inline mode (hr_group_set_inline): there the owner runs each round on the loop thread
+ * with hr_group_run_due(), once per loop turn. That is for a node that has nothing to
+ * overlap its fsync with (a follower answers only once its entries are durable): it saves
+ * the two thread hand-offs of every round, which cost more than the work they move on a
+ * machine where wake-ups are dear (docs/architecture.md, "Follower rounds on the loop").
  *
  * Batches become durable in the order they were queued, and their completions are
- * reported in that order on the loop thread, always from a later loop iteration, never
- * from inside hr_group_write(). A failed round (ENOSPC, EIO...) reports its status to every
+ * reported in that order on the loop thread, always from a later loop iteration (inline:
+ * from hr_group_run_due()), never from inside hr_group_write(). A failed round (ENOSPC, EIO...) reports its status to every
  * batch in it; the log then refuses writes, so later rounds fail fast with the same status
  * until hr_group_retry().
  *
  * Ownership: the group borrows the loop and the log; while the group exists only the
- * group uses the log (the worker thread does). Entries passed to hr_group_write() are
+ * group uses the log (the worker thread does, or the loop thread in inline mode). Entries passed to hr_group_write() are
  * borrowed for the call: their bytes are copied on the loop thread, so refcounted
  * payloads that are not thread-safe (core/blob.h) never reach the worker.
  * Threading: every function is called on the loop thread.
@@ -52,6 +57,15 @@ int hr_group_reset(struct hr_group *g, uint64_t seq);
 /* Drop whole sealed segments below `below` (hr_log_compact) after the writes of the next
  * round, off the loop thread; no completion is reported. */
 void hr_group_compact(struct hr_group *g, uint64_t below);
+/* Inline mode on or off. Turned off, work already queued starts on the threadpool at
+ * once; turned on, a round running on the threadpool finishes there. */
+void hr_group_set_inline(struct hr_group *g, bool on);
+/* Inline mode: whether a round is waiting for hr_group_run_due() (the owner must not let
+ * its loop block while it is). */
+bool hr_group_due(const struct hr_group *g);
+/* Inline mode: run the waiting round now, on this (the loop) thread: write, fdatasync,
+ * then report its batches. No-op when nothing is due. A completion may close the group. */
+void hr_group_run_due(struct hr_group *g);
 /* Let writes go on after a failure (e.g. space was freed); takes effect at the next
  * round. */
 void hr_group_retry(struct hr_group *g);

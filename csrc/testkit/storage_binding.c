@@ -32,7 +32,8 @@
  *   tk.snap_find(dir[, opts])  -- { index, term, file_size, payload_size } or false;
  *                                -- then the info notes (or nil, code, message)
  *   tk.snap_prune(dir, index, term[, opts])  -- files removed
- *   local r = tk.storage_bench(dir, writers, entries, entry_size)
+ *   local r = tk.storage_bench(dir, writers, entries, entry_size[, inline])
+ *             -- inline: the group's rounds run on the loop's thread (hr_group_set_inline)
  *             -- { appends, fsyncs, rounds, seconds, appends_per_s, fsyncs_per_s,
  *             --   baseline_fsyncs_per_s }
  *
@@ -318,15 +319,17 @@ static int l_tostring(lua_State *L)
 
 static int l_bench(lua_State *L)
 {
-    const char *usage = "tk.storage_bench(dir, writers, entries, entry_size)";
+    const char *usage = "tk.storage_bench(dir, writers, entries, entry_size[, inline])";
     const char *dir = luaL_checkstring(L, 1);
     uint64_t w = check_u64(L, 2, usage), n = check_u64(L, 3, usage), sz = check_u64(L, 4, usage);
-    if (w == 0 || w > 100000 || sz > (1u << 20)) {
+    if (w == 0 || w > 100000 || sz > (1u << 20) ||
+        (!lua_isnoneornil(L, 5) && !lua_isboolean(L, 5))) {
         return luaL_error(L, "Usage: %s", usage);
     }
     struct hr_storage_bench_result r;
     char err[1024];
-    int rc = hr_storage_bench(dir, (unsigned)w, n, (size_t)sz, &r, err, sizeof err);
+    int rc = hr_storage_bench(dir, (unsigned)w, n, (size_t)sz, lua_toboolean(L, 5), &r, err,
+                              sizeof err);
     if (rc != 0) {
         return push_fail(L, rc, err);
     }

@@ -7,6 +7,7 @@
 #ifndef HR_TESTKIT_THROUGHPUT_H
 #define HR_TESTKIT_THROUGHPUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,8 +21,11 @@ struct hr_storage_bench_result {
 };
 
 /* dir: a directory that does not exist yet or is empty (a log is created in dir/log,
- * the baseline file is dir/baseline). 0 or HR_E* with a message in err. */
+ * the baseline file is dir/baseline). inline_rounds: the group in inline mode, its rounds
+ * run on the loop's thread from an idle handle (as a follower's run from its loop).
+ * 0 or HR_E* with a message in err. */
 int hr_storage_bench(const char *dir, unsigned writers, uint64_t entries, size_t entry_size,
-                     struct hr_storage_bench_result *r, char *err, size_t errlen);
+                     bool inline_rounds, struct hr_storage_bench_result *r, char *err,
+                     size_t errlen);
 
 #endif

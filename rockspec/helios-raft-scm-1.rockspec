@@ -120,6 +120,7 @@ build = {
             "csrc/lua/sim_binding.c",
             "csrc/lua/sim_hooks.c",
             "csrc/lua/sim_views.c",
+            "csrc/lua/sock_watch.c",
             "csrc/lua/support.c",
          },
          incdirs = { "csrc", "$(LIBUV_INCDIR)" },

@@ -495,7 +495,7 @@ describe("helios.client over RESP, against fake ATLAS nodes", function()
             fc.crash(1)
             fc.leader = 2
             -- Wait until the end of the stream reached the client's socket.
-            assert(loop.wait_fd(conn.sock:fileno(), "r", 5000))
+            assert(loop.wait_sock(conn.sock, "r", 5000))
             -- A write: safe to send to the next node, since node 1 never got it.
             assert.equal(2, cc:incr("n"))
             cc:close()

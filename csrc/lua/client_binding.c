@@ -24,6 +24,8 @@
  *   local v, code = s:recv_reply(1000)     -- one RESP2 reply (below); codes: "timeout",
  *                                          -- "closed", "protocol", "too_large", "io"
  *   s:try_recv_reply([max_bytes])          -- its step: nil, "again" when it would block
+ *   s:try_recv_frame(max, true)  s:try_recv_reply(max, true)   -- only what was read
+ *                                          -- already: no read() (see recv_step)
  *   local bytes = core.resp_command({ "SET", "k", 42 })  -- a command as redis-cli sends it
  *   local bytes = core.frames({ p1, p2 })  -- payloads framed back to back: one send_raw
  *                                          -- pipelines them (helios.client's c:pipeline)
@@ -84,6 +86,8 @@ struct lsock {
     /* The progress of the reply at the head of rbuf: made by the first try_recv_reply,
      * owned, freed by close. */
     struct hr_resp_reader *reply;
+    /* Told once, before the descriptor is closed (core.watch_sock's watcher: sock_watch.c). */
+    struct hr__lua_sock_hook hook;
 };
 
 /* ---- time and waiting ---- */
@@ -132,6 +136,13 @@ void hr__lua_push_sock(lua_State *L, int fd)
     s->fd = fd;
     luaL_getmetatable(L, HR__LUA_SOCK_MT);
     lua_setmetatable(L, -2);
+}
+
+struct hr__lua_sock_hook *hr__lua_sock_hook(lua_State *L, int idx, int *fd)
+{
+    struct lsock *s = luaL_checkudata(L, idx, HR__LUA_SOCK_MT);
+    *fd = s->fd;
+    return &s->hook;
 }
 
 int hr__lua_check_sock(lua_State *L, int idx, int *buffered)
@@ -394,11 +405,17 @@ static int fill(struct lsock *s, const char **code, int *err)
             *err = ENOMEM;
             return -1;
         }
-        ssize_t r = read(s->fd, s->rbuf + s->rlen, s->rcap - s->rlen);
+        size_t room = s->rcap - s->rlen;
+        ssize_t r = read(s->fd, s->rbuf + s->rlen, room);
         if (r > 0) {
             s->rlen += (size_t)r;
             if (s->rlen >= 1u << 20) {
                 return 0; /* enough for one step: the caller consumes first */
+            }
+            if ((size_t)r < room) {
+                /* Short: the kernel had no more. Reading again would only cost a system
+                 * call that says EAGAIN (what came since is read by the next step). */
+                return 0;
             }
             continue;
         }
@@ -473,6 +490,11 @@ static uint32_t get_be32(const unsigned char *p)
 
 static void close_sock(struct lsock *s)
 {
+    if (s->hook.before_close != NULL) {
+        void (*fn)(void *) = s->hook.before_close;
+        s->hook.before_close = NULL;
+        fn(s->hook.arg);
+    }
     if (s->fd >= 0) {
         close(s->fd);
         s->fd = -1;
@@ -764,13 +786,18 @@ static int take_reply(lua_State *L, struct lsock *s, lua_Number max)
 
 typedef int (*take_fn)(lua_State *L, struct lsock *s, lua_Number max);
 
-/* One receiving step: what is buffered, else read what the kernel has and try again.
- * Returns the values pushed: the item, or nil, "again", or nil, code, detail. */
-static int recv_step(lua_State *L, struct lsock *s, take_fn take, lua_Number max)
+/* One receiving step: what is buffered, else (unless buffered_only) read what the kernel
+ * has and try again. Returns the values pushed: the item, or nil, "again", or nil, code,
+ * detail. */
+static int recv_step(lua_State *L, struct lsock *s, take_fn take, lua_Number max,
+                     int buffered_only)
 {
     int r = take(L, s, max);
     if (r != 0) {
         return r < 0 ? -r : r;
+    }
+    if (buffered_only) {
+        return push_again(L);
     }
     const char *code = "io";
     int err = 0;
@@ -792,7 +819,7 @@ static int recv_blocking(lua_State *L, struct lsock *s, take_fn take, lua_Number
                          int64_t deadline, const char *what)
 {
     for (;;) {
-        int n = recv_step(L, s, take, max);
+        int n = recv_step(L, s, take, max, 0);
         if (!(n == 2 && lua_isnil(L, -2) && s->fd >= 0)) {
             return n;
         }
@@ -813,11 +840,14 @@ static int l_recv_frame(lua_State *L)
     return recv_blocking(L, s, take_frame, max, deadline, "no frame within the timeout");
 }
 
-/* s:try_recv_frame([max_bytes]) -> payload | nil, "again" | nil, code, detail */
+/* s:try_recv_frame([max_bytes[, buffered_only]]) -> payload | nil, "again" | nil, code,
+ * detail. buffered_only: look at what was read already, do not read (a caller that just
+ * sent a request knows its answer cannot be there yet, and waits for the descriptor). */
 static int l_try_recv_frame(lua_State *L)
 {
     struct lsock *s = check_open(L);
-    return recv_step(L, s, take_frame, luaL_optnumber(L, 2, DEFAULT_MAX_FRAME));
+    return recv_step(L, s, take_frame, luaL_optnumber(L, 2, DEFAULT_MAX_FRAME),
+                     lua_toboolean(L, 3));
 }
 
 static lua_Number check_max_bytes(lua_State *L, int idx)
@@ -838,11 +868,12 @@ static int l_recv_reply(lua_State *L)
     return recv_blocking(L, s, take_reply, max, deadline, "no reply within the timeout");
 }
 
-/* s:try_recv_reply([max_bytes]) -> value | nil, "again" | nil, code, detail */
+/* s:try_recv_reply([max_bytes[, buffered_only]]) -> value | nil, "again" | nil, code,
+ * detail (buffered_only: as try_recv_frame's) */
 static int l_try_recv_reply(lua_State *L)
 {
     struct lsock *s = check_open(L);
-    return recv_step(L, s, take_reply, check_max_bytes(L, 2));
+    return recv_step(L, s, take_reply, check_max_bytes(L, 2), lua_toboolean(L, 3));
 }
 
 /* core.resp_command(argv) -> the bytes of the command: an array of bulk strings, one per
@@ -905,7 +936,7 @@ static int l_read_line(lua_State *L)
 
 static int l_try_read_line(lua_State *L)
 {
-    return recv_step(L, check_open(L), take_line, 0);
+    return recv_step(L, check_open(L), take_line, 0, 0);
 }
 
 /* core.poll_fd(fd, "r" | "w" | "rw"[, timeout_ms]) -> true | nil, "timeout" | nil, "io",

@@ -49,6 +49,19 @@ void hr__lua_push_sock(lua_State *L, int fd);
  * return an item without the descriptor being readable). */
 int hr__lua_check_sock(lua_State *L, int idx, int *buffered);
 
+/* What a socket tells before its descriptor is closed (by close, by an error, or by its
+ * __gc): before_close(arg), once, then the hook is cleared. One user at a time: the
+ * watcher of core.watch_sock (sock_watch.c), which must let go of the descriptor while it
+ * is still open. */
+struct hr__lua_sock_hook {
+    void (*before_close)(void *arg);
+    void *arg;
+};
+
+/* The hook of the socket at stack index idx (raises a Lua error if it is not one), and its
+ * descriptor in *fd (-1 once closed). */
+struct hr__lua_sock_hook *hr__lua_sock_hook(lua_State *L, int idx, int *fd);
+
 /* The deadline (hr__lua_clock_ms milliseconds) of an optional timeout_ms argument at idx:
  * 5000 ms if absent; raises "Usage: ..." if negative. */
 int64_t hr__lua_check_deadline(lua_State *L, int idx);

@@ -63,5 +63,7 @@ void hr__loop_fail(struct hr__lloop *lp, const char *msg);
 /* Add run, stop, now, running, fail, timer and watch_fd to the module table at the top of
  * the stack. Returns 0. */
 int hr__lua_open_loop(lua_State *L);
+/* Add core.watch_sock (sock_watch.c) to the module table at the top of the stack. */
+void hr__lua_open_sock_watch(lua_State *L);
 
 #endif

@@ -69,6 +69,7 @@ int luaopen_helios_core(lua_State *L)
     hr__lua_open_proc(L);
     hr__lua_open_signal(L);
     hr__lua_open_loop(L);
+    hr__lua_open_sock_watch(L);
     hr__lua_open_mpack(L);
     hr__lua_open_node(L);
     hr__lua_open_control(L);

@@ -137,7 +137,12 @@ end
 -- what arrived of a frame: the next call goes on from there.
 local function recv(sock, timeout_ms)
     if not loop.on_loop() then return sock:recv_frame(timeout_ms) end
-    return await(sock, sock.try_recv_frame, "r", timeout_ms, "no frame within the timeout")
+    -- What was read already first, without a read(): right after a request, its answer
+    -- cannot be in the kernel yet, and that read would only say EAGAIN.
+    local v, code, detail = sock:try_recv_frame(nil, true)
+    if v or code ~= "again" then return v, code, detail end
+    return await(sock, sock.try_recv_frame, "r", timeout_ms, "no frame within the timeout",
+                 true)
 end
 
 local Client = {}

@@ -174,22 +174,59 @@ function M.wait_fd(fd, events, timeout_ms)
     return core().poll_fd(fd, events, timeout_ms)
 end
 
+--- Wait until the helios.core socket sock is ready ("r", "w", "rw") or timeout_ms passes,
+-- as wait_fd, but with the socket's own watcher (core.watch_sock): the watch stays in the
+-- loop between waits, so a socket waited on again and again (a client's request, answer,
+-- request...) costs no system call per wait. One wait per socket at a time.
+-- @return true; or nil, "timeout"; or nil, "io", detail ("closed" when sock was closed)
+function M.wait_sock(sock, events, timeout_ms)
+    if M.on_loop() then
+        local co = running()
+        local ok, code, detail = core().watch_sock(sock, events, timeout_ms, function(...)
+            M._resume(co, ...)
+        end)
+        if not ok then
+            return nil, code, detail
+        end
+        return yield()
+    end
+    return core().poll_fd(sock:fileno(), events, timeout_ms)
+end
+
+local sock_mt -- the class of helios.core's sockets, once looked up
+
+local function is_sock(obj)
+    sock_mt = sock_mt or debug.getregistry()["helios.core.sock"]
+    return sock_mt ~= nil and getmetatable(obj) == sock_mt
+end
+
 --- Call step(obj) until it returns anything but nil, "again", waiting up to timeout_ms in
 -- all for events ("r" or "w") on obj:fileno() between two calls (loop.wait_fd): yields when
 -- called in a coroutine on the loop, blocks otherwise. The non-blocking steps of sockets
 -- (s:try_recv_frame, s:try_flush, ...: csrc/lua/client_binding.c; a test listener's
 -- l:try_accept: csrc/testkit/sock_listen.c) become waiting calls this way.
+-- wait_first: wait for the descriptor before the first call too (the caller just found
+-- step would block, e.g. with a look at what was read already).
 -- @return what step returned; or nil, "timeout", what (default "not ready within the
 --   timeout"); or nil, "io", detail
-function M.await(obj, step, events, timeout_ms, what)
+function M.await(obj, step, events, timeout_ms, what, wait_first)
     local clock_ms = core().clock_ms
     local deadline = clock_ms() + timeout_ms
+    local waited = not wait_first
     while true do
-        local v, code, detail = step(obj)
-        if v or code ~= "again" then return v, code, detail end
+        if waited then
+            local v, code, detail = step(obj)
+            if v or code ~= "again" then return v, code, detail end
+        end
+        waited = true
         local left = deadline - clock_ms()
         if left <= 0 then return nil, "timeout", what or "not ready within the timeout" end
-        local ok, wcode, wdetail = M.wait_fd(obj:fileno(), events, left)
+        local ok, wcode, wdetail
+        if is_sock(obj) then
+            ok, wcode, wdetail = M.wait_sock(obj, events, left)
+        else
+            ok, wcode, wdetail = M.wait_fd(obj:fileno(), events, left)
+        end
         if not ok and wcode ~= "timeout" then return nil, wcode, wdetail end
     end
 end

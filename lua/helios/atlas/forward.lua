@@ -106,7 +106,7 @@ local function link_run(link)
     if not sock then
         detail = tostring(cdetail or pending)
     elseif pending then
-        local ok, code, d = loop.wait_fd(sock:fileno(), "w", M.CONNECT_TIMEOUT_MS)
+        local ok, code, d = loop.wait_sock(sock, "w", M.CONNECT_TIMEOUT_MS)
         if ok then
             ok, code, d = sock:finish_connect()
         end
@@ -151,8 +151,8 @@ local function link_run(link)
             break
         end
         local events = link.wpending and "rw" or "r"
-        local ok, code, d = loop.wait_fd(sock:fileno(), events,
-                                         owed > 0 and M.LINK_POLL_MS or M.LINK_IDLE_MS)
+        local ok, code, d = loop.wait_sock(sock, events,
+                                           owed > 0 and M.LINK_POLL_MS or M.LINK_IDLE_MS)
         if not ok and code ~= "timeout" then
             link:kill(tostring(d or code), tostring(d or code))
             break

@@ -155,6 +155,9 @@ function Conn:receive(timeout_ms)
     end
     local sock = self.sock
     local deadline = clock_ms() + timeout_ms
+    -- The first look is at what was read already, without a read(): right after a command
+    -- its reply cannot be in the kernel yet, and that read would only say EAGAIN.
+    local buffered_only = true
     while true do
         if self.flushing then
             local ok, code, detail = sock:try_flush()
@@ -164,7 +167,8 @@ function Conn:receive(timeout_ms)
                 return broken(self, code, detail)
             end
         end
-        local v, code, detail = sock:try_recv_reply(self.max_bytes)
+        local v, code, detail = sock:try_recv_reply(self.max_bytes, buffered_only)
+        buffered_only = false
         if v ~= nil then
             self.got = self.got + 1
             return v
@@ -172,8 +176,7 @@ function Conn:receive(timeout_ms)
         if code ~= "again" then return broken(self, code, detail) end
         local left = deadline - clock_ms()
         if left <= 0 then return nil, "timeout", "no reply within the timeout" end
-        local ok, wcode, wdetail = loop.wait_fd(sock:fileno(), self.flushing and "rw" or "r",
-            left)
+        local ok, wcode, wdetail = loop.wait_sock(sock, self.flushing and "rw" or "r", left)
         if not ok and wcode ~= "timeout" then return broken(self, wcode, wdetail) end
     end
 end

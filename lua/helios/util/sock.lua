@@ -52,7 +52,7 @@ function M.connect(addr, timeout_ms)
     if not sock then return nil, pending, detail end
     if pending then
         local left = deadline - core.clock_ms()
-        local ok, code, wdetail = loop.wait_fd(sock:fileno(), "w", left > 0 and left or 0)
+        local ok, code, wdetail = loop.wait_sock(sock, "w", left > 0 and left or 0)
         if not ok then
             sock:close()
             return nil, code, format("connect %s: %s", addr,

@@ -25,25 +25,7 @@ local REFUSED = "max number of clients reached"
 
 local tmpdir = nh.tmpdir
 
--- Run body in a coroutine on the loop; stop the loop when it returns (or after limit_ms, a
--- failure).
-local function on_loop(limit_ms, body)
-    local failure, finished
-    local guard = raft.after(limit_ms, function()
-        failure = failure or format("the scenario did not finish within %d ms", limit_ms)
-        raft.stop()
-    end)
-    raft.spawn(function()
-        local ok, err = xpcall(body, debug.traceback)
-        if not ok then failure = err end
-        finished = true
-        raft.stop()
-    end)
-    local ok, err = raft.run()
-    guard:stop()
-    assert(ok, err)
-    assert(finished and not failure, failure)
-end
+local on_loop = require("spec.helpers.on_loop")
 
 -- Inside a coroutine on the loop: wait until pred() holds (true) or ms pass (false).
 local function wait_until(pred, ms)

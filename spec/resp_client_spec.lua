@@ -15,25 +15,7 @@ local rclient = require("helios.client.resp")
 
 local format = string.format
 
--- Run body in a coroutine on the loop; stop the loop when it returns (or after limit_ms:
--- a failure). Raises body's error.
-local function on_loop(limit_ms, body)
-    local failure, finished
-    local guard = loop.after(limit_ms, function()
-        failure = failure or format("the scenario did not finish within %d ms", limit_ms)
-        loop.stop()
-    end)
-    loop.spawn(function()
-        local ok, err = xpcall(body, debug.traceback)
-        if not ok then failure = err end
-        finished = true
-        loop.stop()
-    end)
-    local ok, err = loop.run()
-    guard:stop()
-    assert(ok, err)
-    assert(finished and not failure, failure)
-end
+local on_loop = require("spec.helpers.on_loop")
 
 -- ---------------------------------------------------------------------------------------
 -- The real redis-server.

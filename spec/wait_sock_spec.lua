@@ -7,25 +7,7 @@
 local loop = require("helios.loop")
 local core = require("helios.core")
 local tk = require("helios.testkit")
-
--- Run body in a coroutine on the loop; fail if it raises or takes more than limit_ms.
-local function on_loop(limit_ms, body)
-    local failure, finished
-    local guard = loop.after(limit_ms, function()
-        failure = failure or ("did not finish within " .. limit_ms .. " ms")
-        loop.stop()
-    end)
-    loop.spawn(function()
-        local ok, err = xpcall(body, debug.traceback)
-        if not ok then failure = err end
-        finished = true
-        loop.stop()
-    end)
-    local ok, err = loop.run()
-    guard:stop()
-    assert(ok, err)
-    assert(finished and not failure, failure)
-end
+local on_loop = require("spec.helpers.on_loop")
 
 -- A connected pair: our client socket and the listener's end of it.
 local function pair(listener, port)

@@ -525,6 +525,19 @@ static void fd_wait_timer_cb(uv_timer_t *t)
     fd_wait_done(t->data, 1);
 }
 
+uint64_t hr__loop_timeout_ms(lua_Number ms)
+{
+    /* A fraction of a millisecond is waited in full: never less than asked. */
+    if (ms > 9007199254740992.0) {
+        return (uint64_t)9007199254740992.0;
+    }
+    if (!(ms > 0)) {
+        return 0;
+    }
+    uint64_t whole = (uint64_t)ms;
+    return whole + ((lua_Number)whole < ms);
+}
+
 /* core.watch_fd(fd, events, timeout_ms, fn) */
 static int l_watch_fd(lua_State *L)
 {
@@ -532,14 +545,7 @@ static int l_watch_fd(lua_State *L)
     const char *ev = luaL_checkstring(L, 2);
     lua_Number tms = luaL_checknumber(L, 3);
     luaL_checktype(L, 4, LUA_TFUNCTION);
-    /* A fraction of a millisecond is waited in full: never less than asked. */
-    uint64_t ms = 0;
-    if (tms > 9007199254740992.0) {
-        ms = (uint64_t)9007199254740992.0;
-    } else if (tms > 0) {
-        ms = (uint64_t)tms;
-        ms += (lua_Number)ms < tms;
-    }
+    uint64_t ms = hr__loop_timeout_ms(tms);
     int events = (strchr(ev, 'r') ? UV_READABLE : 0) | (strchr(ev, 'w') ? UV_WRITABLE : 0);
     if (fd < 0 || events == 0) {
         return luaL_error(L, "Usage: core.watch_fd(fd, events, timeout_ms, fn): events is "

@@ -24,6 +24,7 @@
 #define HR_LUA_LOOP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -55,6 +56,9 @@ int hr__loop_call_described(struct hr__lloop *lp, int (*push)(lua_State *L, void
  * context (making a userdata) and no function call; the stack is restored. 0 or the
  * lua_cpcall status (the error is discarded). */
 int hr__loop_cpcall(struct hr__lloop *lp, lua_CFunction fn, void *ud);
+/* A timeout in milliseconds for a libuv timer: a fraction is waited in full (never less
+ * than asked), a negative or NaN one is 0, and it is capped at 2^53. */
+uint64_t hr__loop_timeout_ms(lua_Number ms);
 /* luaL_unref from the registry without a lua_State at hand (no-op once dead). */
 void hr__loop_unref(struct hr__lloop *lp, int ref);
 /* Record a failure (only the first is kept) and stop the loop. */

@@ -173,14 +173,7 @@ static int l_watch_sock(lua_State *L)
     if (fd < 0) {
         return hr__lua_push_fail(L, "io", "closed");
     }
-    /* A fraction of a millisecond is waited in full: never less than asked. */
-    uint64_t ms = 0;
-    if (tms > 9007199254740992.0) {
-        ms = (uint64_t)9007199254740992.0;
-    } else if (tms > 0) {
-        ms = (uint64_t)tms;
-        ms += (lua_Number)ms < tms;
-    }
+    uint64_t ms = hr__loop_timeout_ms(tms);
     struct hr__lloop *lp = hr__loop_get(L);
     struct sock_watch *w = hook->before_close == before_close ? hook->arg : NULL;
     if (w == NULL) {

@@ -156,21 +156,25 @@ function M.wait(ms)
     end
 end
 
+-- In a coroutine on the loop: watch(target, events, timeout_ms, fn) (core.watch_fd or
+-- core.watch_sock) calls fn once from the loop; yield until it does.
+local function wait_on_loop(watch, target, events, timeout_ms)
+    local co = running()
+    local ok, code, detail = watch(target, events, timeout_ms, function(...)
+        M._resume(co, ...)
+    end)
+    if not ok then
+        return nil, code, detail
+    end
+    return yield()
+end
+
 --- Wait until the descriptor fd is ready ("r": readable, "w": writable, "rw": either) or
 -- timeout_ms passes: yields when called in a coroutine on the loop (core.watch_fd), blocks
 -- otherwise (poll()). One wait per descriptor at a time.
 -- @return true; or nil, "timeout"; or nil, "io", detail
 function M.wait_fd(fd, events, timeout_ms)
-    if M.on_loop() then
-        local co = running()
-        local ok, code, detail = core().watch_fd(fd, events, timeout_ms, function(...)
-            M._resume(co, ...)
-        end)
-        if not ok then
-            return nil, code, detail
-        end
-        return yield()
-    end
+    if M.on_loop() then return wait_on_loop(core().watch_fd, fd, events, timeout_ms) end
     return core().poll_fd(fd, events, timeout_ms)
 end
 
@@ -180,16 +184,7 @@ end
 -- request...) costs no system call per wait. One wait per socket at a time.
 -- @return true; or nil, "timeout"; or nil, "io", detail ("closed" when sock was closed)
 function M.wait_sock(sock, events, timeout_ms)
-    if M.on_loop() then
-        local co = running()
-        local ok, code, detail = core().watch_sock(sock, events, timeout_ms, function(...)
-            M._resume(co, ...)
-        end)
-        if not ok then
-            return nil, code, detail
-        end
-        return yield()
-    end
+    if M.on_loop() then return wait_on_loop(core().watch_sock, sock, events, timeout_ms) end
     return core().poll_fd(sock:fileno(), events, timeout_ms)
 end
 

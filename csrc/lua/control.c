@@ -9,15 +9,13 @@
  * uv_shutdown first, so that a reply written just before (the "shutdown" op's) is flushed.
  *
  * Writes. A reply is encoded straight into its connection's output buffer (framed there:
- * no intermediate copy) and the connection joins the server's dirty list; the check phase
- * of the loop turn writes each dirty connection's buffer with one system call. So the
- * replies a connection is owed from one turn (the answers to a pipelining client's
- * applies, which one batch of committed entries completes together) cost one write, not
- * one each. The write is tried at once (uv_try_write): only what the kernel does not take
- * goes through a queued uv_write, since a queued write costs an epoll_ctl each time to
- * watch for writability and to stop watching. An idle handle runs alongside the check
- * handle, so that a reply given after this turn's check phase (the prepare phase, which
- * applies entries too) is written at the next turn without waiting for an event.
+ * no intermediate copy) and the connection is marked dirty; the check phase of the loop
+ * turn writes each dirty connection's buffer with one system call (listener.h, "Writes
+ * once per loop turn"). So the replies a connection is owed from one turn (the answers to
+ * a pipelining client's applies, which one batch of committed entries completes together)
+ * cost one write, not one each. The write is tried at once (uv_try_write): only what the
+ * kernel does not take goes through a queued uv_write, since a queued write costs an
+ * epoll_ctl each time to watch for writability and to stop watching.
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
 #include <errno.h>
@@ -58,8 +56,6 @@ struct conn {
     size_t len, cap;
     char *out;               /* framed replies not yet written (see "Writes") */
     size_t olen, ocap;
-    struct conn *dirty_next; /* in the server's dirty list (while dirty) */
-    bool dirty;
     bool closing;
 };
 
@@ -68,10 +64,7 @@ struct conn_ud {
 };
 
 struct server {
-    struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
-    uv_check_t check;      /* writes the dirty connections once per loop turn */
-    uv_idle_t idle;        /* active with check: the poll does not block meanwhile */
-    struct conn *dirty;
+    struct hr__listener l; /* first: the listening socket, handler, close, dirty list */
     char *path;
     char refusal[256]; /* the frame a client beyond max_clients gets (make_refusal) */
     size_t refusal_len;
@@ -164,18 +157,9 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     struct server *s = c->srv;
-    if (c->dirty) {
-        for (struct conn **p = &s->dirty; *p != NULL; p = &(*p)->dirty_next) {
-            if (*p == c) {
-                *p = c->dirty_next;
-                break;
-            }
-        }
-        c->dirty = false;
-    }
+    hr__listener_remove_conn(&s->l, &c->link); /* (and off the dirty list) */
     /* Replies owed so far go out first (uv_shutdown below waits for queued writes). */
     write_out(c);
-    hr__listener_remove_conn(&s->l, &c->link);
     if (c->ud != NULL) {
         c->ud->c = NULL;
         c->ud = NULL;
@@ -278,26 +262,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-static void on_idle(uv_idle_t *h)
+/* The check phase (listener.h, "Writes once per loop turn"): what c was answered. */
+static void flush_dirty(struct hr__listener_conn *lc)
 {
-    (void)h; /* its being active is what counts: see "Writes" above */
-}
-
-/* The check phase: write what the connections were answered in this loop turn. */
-static void on_check(uv_check_t *h)
-{
-    struct server *s = h->data;
-    while (s->dirty != NULL) {
-        struct conn *c = s->dirty;
-        s->dirty = c->dirty_next;
-        c->dirty_next = NULL;
-        c->dirty = false;
-        if (write_out(c) != 0) {
-            conn_close(c);
-        }
+    struct conn *c = (struct conn *)lc;
+    if (write_out(c) != 0) {
+        conn_close(c);
     }
-    uv_check_stop(h);
-    uv_idle_stop(&s->idle);
 }
 
 /* reply(tbl) -> true | false (the connection is gone). Raises on what cannot be encoded,
@@ -332,16 +303,7 @@ static int l_reply(lua_State *L)
         h[4 + i] = (unsigned char)(crc >> (24 - 8 * i));
     }
     c->olen = end;
-    if (!c->dirty) {
-        struct server *s = c->srv;
-        c->dirty = true;
-        c->dirty_next = s->dirty;
-        s->dirty = c;
-        if (!uv_is_active((uv_handle_t *)&s->check)) {
-            uv_check_start(&s->check, on_check);
-            uv_idle_start(&s->idle, on_idle);
-        }
-    }
+    hr__listener_mark_dirty(&c->srv->l, &c->link);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -440,14 +402,12 @@ static void close_conn(struct hr__listener_conn *c)
 static void close_rest(struct hr__listener *l)
 {
     struct server *s = (struct server *)l;
-    uv_close((uv_handle_t *)&s->check, hr__listener_closed);
-    uv_close((uv_handle_t *)&s->idle, hr__listener_closed);
     if (s->path != NULL) {
         unlink(s->path);
     }
 }
 
-static const struct hr__listener_ops ops = {close_conn, close_rest, server_free};
+static const struct hr__listener_ops ops = {close_conn, close_rest, server_free, flush_dirty};
 
 /* Is something accepting connections at path? */
 static bool socket_live(const char *path)
@@ -552,13 +512,9 @@ static int l_listen(lua_State *L)
     }
     strcpy(p, path);
     s->path = p;
-    hr__listener_init(&s->l, lp, 3, &ops); /* the listener, check and idle */
+    hr__listener_init(&s->l, lp, 1, &ops); /* the listener (and its check and idle) */
     s->l.max_clients = max_clients;
     make_refusal(s, max_clients);
-    uv_check_init(hr__loop_uv(lp), &s->check);
-    s->check.data = s;
-    uv_idle_init(hr__loop_uv(lp), &s->idle);
-    s->idle.data = s;
     uv_pipe_init(hr__loop_uv(lp), &s->l.h.pipe, 0);
     s->l.h.pipe.data = s;
     /* 0600 from the start, through the umask: a chmod after bind would leave a window with

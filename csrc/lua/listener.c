@@ -55,7 +55,48 @@ void hr__listener_init(struct hr__listener *l, struct hr__lloop *lp, int handles
     l->refused = 0;
     l->refusals = NULL;
     l->n_refusals = 0;
+    l->dirty = NULL;
+    if (ops->flush_dirty != NULL) {
+        l->pending += 2;
+        uv_check_init(hr__loop_uv(lp), &l->check);
+        uv_idle_init(hr__loop_uv(lp), &l->idle);
+        l->check.data = l->idle.data = l;
+    }
     hr__loop_retain(lp);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    (void)h; /* its being active is what counts: see "Writes once per loop turn" */
+}
+
+/* The check phase: write what the connections were answered in this loop turn. */
+static void on_check(uv_check_t *h)
+{
+    struct hr__listener *l = h->data;
+    while (l->dirty != NULL) {
+        struct hr__listener_conn *c = l->dirty;
+        l->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->dirty = false;
+        l->ops->flush_dirty(c);
+    }
+    uv_check_stop(h);
+    uv_idle_stop(&l->idle);
+}
+
+void hr__listener_mark_dirty(struct hr__listener *l, struct hr__listener_conn *c)
+{
+    if (c->dirty) {
+        return;
+    }
+    c->dirty = true;
+    c->dirty_next = l->dirty;
+    l->dirty = c;
+    if (!uv_is_active((uv_handle_t *)&l->check)) {
+        uv_check_start(&l->check, on_check);
+        uv_idle_start(&l->idle, on_idle);
+    }
 }
 
 int hr__listener_backlog(void)
@@ -211,12 +252,24 @@ void hr__listener_refuse(struct hr__listener *l, const char *msg, size_t len)
 void hr__listener_add_conn(struct hr__listener *l, struct hr__listener_conn *c)
 {
     c->next = l->conns;
+    c->dirty_next = NULL;
+    c->dirty = false;
     l->conns = c;
     l->n_conns++;
 }
 
 void hr__listener_remove_conn(struct hr__listener *l, struct hr__listener_conn *c)
 {
+    if (c->dirty) {
+        for (struct hr__listener_conn **p = &l->dirty; *p != NULL; p = &(*p)->dirty_next) {
+            if (*p == c) {
+                *p = c->dirty_next;
+                break;
+            }
+        }
+        c->dirty = false;
+        c->dirty_next = NULL;
+    }
     for (struct hr__listener_conn **p = &l->conns; *p != NULL; p = &(*p)->next) {
         if (*p == c) {
             *p = c->next;
@@ -255,6 +308,10 @@ void hr__listener_close(struct hr__listener *l)
     }
     while (l->refusals != NULL) {
         refusal_close(l->refusals);
+    }
+    if (l->ops->flush_dirty != NULL) {
+        uv_close((uv_handle_t *)&l->check, hr__listener_closed);
+        uv_close((uv_handle_t *)&l->idle, hr__listener_closed);
     }
     if (l->ops->close_rest != NULL) {
         l->ops->close_rest(l);

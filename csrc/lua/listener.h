@@ -26,6 +26,15 @@
  * clear answer rather than a connect that hangs in a full backlog. Refused connections are
  * counted (refused) and kept apart from conns: they do not count toward n_conns.
  *
+ * Writes once per loop turn. A server whose connections are answered outside their read
+ * callback (a reply made when an entry commits) does not write each answer as it comes:
+ * it appends it to the connection's output and marks the connection
+ * (hr__listener_mark_dirty). A check handle, which runs after the poll phase whose
+ * callbacks made the answers, then hands each marked connection to ops->flush_dirty once:
+ * one write per connection per turn, however many answers it got. An idle handle is
+ * active with it, so an answer made after this turn's check phase (the prepare phase
+ * applies entries too) goes out at the next turn without waiting for an event.
+ *
  * Threading: everything runs on the thread that owns the lua_State (the loop's thread).
  */
 #ifndef HR_LUA_LISTENER_H
@@ -54,6 +63,8 @@ typedef void (*hr__listener_fn)(struct hr__listener *l);
 /* The first member of a server's connection. */
 struct hr__listener_conn {
     struct hr__listener_conn *next;
+    struct hr__listener_conn *dirty_next; /* in the server's dirty list (while dirty) */
+    bool dirty;
 };
 
 /* What differs per server; a static const of each. */
@@ -62,6 +73,10 @@ struct hr__listener_ops {
     void (*close_conn)(struct hr__listener_conn *c);
     hr__listener_fn close_rest; /* on close, after the connections: other handles; or NULL */
     hr__listener_fn release;    /* at pending 0: free the server (NULL: free(l)) */
+    /* Write what the connection c was answered (NULL: the server has no dirty list). Once
+     * per loop turn, in the check phase, for each connection marked since (see "Writes
+     * once per loop turn" above). */
+    void (*flush_dirty)(struct hr__listener_conn *c);
 };
 
 struct hr__listener {
@@ -78,6 +93,9 @@ struct hr__listener {
     struct hr__listener_conn *conns; /* the open connections */
     size_t n_conns;
     const struct hr__listener_ops *ops;
+    uv_check_t check;      /* with flush_dirty: flushes the dirty connections */
+    uv_idle_t idle;        /* active with check: the poll does not block meanwhile */
+    struct hr__listener_conn *dirty;
     size_t max_clients;            /* 0: no bound (the server's own, if any) */
     uint64_t refused;              /* connections refused for max_clients, since listen */
     struct hr__refusal *refusals;  /* refused ones being told why (listener.c) */
@@ -90,11 +108,15 @@ struct hr__listener_ud {
 };
 
 /* Set up l on lp (retained): handles is the count of handles the server will init, the
- * listening one included. */
+ * listening one included (the check and idle handles of a dirty list are the listener's:
+ * not counted there). */
 void hr__listener_init(struct hr__listener *l, struct hr__lloop *lp, int handles,
                        const struct hr__listener_ops *ops);
-/* An accepted connection joins the list (n_conns counts it); one that closes leaves it
- * (a second remove does nothing). */
+/* Mark c to be flushed (ops->flush_dirty) in this loop turn's check phase; marking a
+ * marked connection does nothing. */
+void hr__listener_mark_dirty(struct hr__listener *l, struct hr__listener_conn *c);
+/* An accepted connection joins the list (n_conns counts it); one that closes leaves it,
+ * and the dirty list (a second remove does nothing). */
 void hr__listener_add_conn(struct hr__listener *l, struct hr__listener_conn *c);
 void hr__listener_remove_conn(struct hr__listener *l, struct hr__listener_conn *c);
 /* One of the server's handles (or connections) is closed. */

@@ -459,7 +459,7 @@ static void close_conn(struct hr__listener_conn *c)
     conn_close((struct conn *)c);
 }
 
-static const struct hr__listener_ops ops = {close_conn, NULL, NULL};
+static const struct hr__listener_ops ops = {close_conn, NULL, NULL, NULL};
 
 /* Field key of the options table at idx: an integer in 1..max, or def when absent. */
 static size_t opt_size(lua_State *L, int idx, const char *key, size_t def, size_t max)

@@ -28,13 +28,10 @@
  *
  * Writes. The replies a connection owes are written together, with one write: those of
  * the requests of one read when they answer at once, and deferred answers at the end of
- * the loop turn they were given in (a uv_check handle: the check phase follows the poll
- * phase whose callbacks, such as the applies of one batch of log entries, answered them).
- * A write per answer cost a system call and a TCP segment per reply: with many requests
- * pipelined per connection and answered by the same batch of entries, most of the time.
- * An idle handle runs alongside the check handle: while it is active the loop does not
- * block in its poll phase, so an answer given after this turn's check phase (in the
- * prepare phase, say) is written at the next turn's, not after the next event.
+ * the loop turn they were given in (the listener's dirty list: listener.h, "Writes once
+ * per loop turn"). A write per answer cost a system call and a TCP segment per reply:
+ * with many requests pipelined per connection and answered by the same batch of entries,
+ * most of the time.
  *
  * Errors. A malformed request gets "-ERR Protocol error: ...", after the replies owed
  * before it, and then the connection is closed, as redis-server does. A handler that
@@ -116,10 +113,8 @@ struct conn {
     struct slot *spare; /* written slots kept for the next requests, with their buffers */
     size_t n_spare;
     size_t unflushed; /* reply bytes made in this process() call and not yet written */
-    struct conn *dirty_next; /* in the server's dirty list (when dirty) */
     bool reading, closing, quit; /* quit: close once the queue is empty */
     bool in_process;
-    bool dirty; /* answered outside process(): to flush in the check phase */
 };
 
 struct conn_ud {
@@ -127,10 +122,7 @@ struct conn_ud {
 };
 
 struct server {
-    struct hr__listener l; /* first: the listening socket, handler, close (listener.h) */
-    uv_check_t check; /* flushes the dirty connections once per loop turn */
-    uv_idle_t idle;   /* active with check: the poll does not block meanwhile */
-    struct conn *dirty;
+    struct hr__listener l; /* first: the listening socket, handler, close, dirty list */
     struct hr_resp_limits lim;
     size_t max_output, max_pending;
     double next_id;
@@ -205,16 +197,7 @@ static void conn_close(struct conn *c)
     }
     c->closing = true;
     struct server *s = c->srv;
-    hr__listener_remove_conn(&s->l, &c->link);
-    if (c->dirty) {
-        for (struct conn **p = &s->dirty; *p != NULL; p = &(*p)->dirty_next) {
-            if (*p == c) {
-                *p = c->dirty_next;
-                break;
-            }
-        }
-        c->dirty = false;
-    }
+    hr__listener_remove_conn(&s->l, &c->link); /* (and off the dirty list) */
     /* Deferred answers may still be called: they find no slot. */
     for (struct slot *sl = c->head; sl != NULL; sl = sl->next) {
         if (sl->ud != NULL) {
@@ -603,31 +586,17 @@ static void on_connection(uv_stream_t *server, int status)
     update_reading(c);
 }
 
-static void on_idle(uv_idle_t *h);
-
-/* The check phase: write what the connections answered in this loop turn, then go on
- * with the requests they have buffered (a connection stops at max_pending unanswered). */
-static void on_check(uv_check_t *h)
+/* The check phase (listener.h, "Writes once per loop turn"): write what c was answered in
+ * this loop turn, then go on with the requests it has buffered (a connection stops at
+ * max_pending unanswered). */
+static void flush_dirty(struct hr__listener_conn *lc)
 {
-    struct server *srv = h->data;
-    while (srv->dirty != NULL) {
-        struct conn *c = srv->dirty;
-        srv->dirty = c->dirty_next;
-        c->dirty_next = NULL;
-        c->dirty = false;
-        flush(c);
-        if (!c->closing) {
-            update_reading(c);
-            process(c);
-        }
+    struct conn *c = (struct conn *)lc;
+    flush(c);
+    if (!c->closing) {
+        update_reading(c);
+        process(c);
     }
-    uv_check_stop(h);
-    uv_idle_stop(&srv->idle);
-}
-
-static void on_idle(uv_idle_t *h)
-{
-    (void)h; /* its being active is what counts: see "Writes" above */
 }
 
 /* conn:defer() -> answer: answer(reply) fills this request's slot (once; true, or false
@@ -652,15 +621,8 @@ static int l_answer(lua_State *L)
     s->ud = NULL;
     u->s = NULL;
     u->c = NULL;
-    if (!c->in_process && !c->dirty) { /* (in process(): it flushes when done) */
-        struct server *srv = c->srv;
-        c->dirty = true;
-        c->dirty_next = srv->dirty;
-        srv->dirty = c;
-        if (!uv_is_active((uv_handle_t *)&srv->check)) {
-            uv_check_start(&srv->check, on_check);
-            uv_idle_start(&srv->idle, on_idle);
-        }
+    if (!c->in_process) { /* (in process(): it flushes when done) */
+        hr__listener_mark_dirty(&c->srv->l, &c->link);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -728,15 +690,7 @@ static void close_conn(struct hr__listener_conn *c)
     conn_close((struct conn *)c);
 }
 
-/* On close (hr__listener_close), after the connections: the check and idle handles. */
-static void close_rest(struct hr__listener *l)
-{
-    struct server *s = (struct server *)l;
-    uv_close((uv_handle_t *)&s->check, hr__listener_closed);
-    uv_close((uv_handle_t *)&s->idle, hr__listener_closed);
-}
-
-static const struct hr__listener_ops ops = {close_conn, close_rest, NULL};
+static const struct hr__listener_ops ops = {close_conn, NULL, NULL, flush_dirty};
 
 /* core.resp_listen(addr, handler[, opts]) -> server | nil, code, detail */
 static int l_listen(lua_State *L)
@@ -758,12 +712,8 @@ static int l_listen(lua_State *L)
     s->lim = lim;
     s->max_output = max_output;
     s->max_pending = max_pending;
-    hr__listener_init(&s->l, lp, 3, &ops); /* the listener, check and idle */
+    hr__listener_init(&s->l, lp, 1, &ops); /* the listener (and its check and idle) */
     s->l.max_clients = max_clients;
-    uv_check_init(hr__loop_uv(lp), &s->check);
-    s->check.data = s;
-    uv_idle_init(hr__loop_uv(lp), &s->idle);
-    s->idle.data = s;
     if (hr__listener_tcp_listen(L, &s->l, "resp", addr, &sa, on_connection) != 0) {
         return 3;
     }

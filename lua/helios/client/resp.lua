@@ -395,8 +395,11 @@ local function run(self, argv, retry_sent)
         c, code, detail = conn_to(self, addr, attempt)
         local wait = true
         if c then
-            v, code, detail, sent = c:command(argv, deadline - clock_ms() < attempt
-                and deadline - clock_ms() or attempt)
+            -- (Read the clock once: the connect may have used up what was left.)
+            local remaining = deadline - clock_ms()
+            if remaining < 0 then remaining = 0 end
+            v, code, detail, sent = c:command(argv, remaining < attempt and remaining
+                or attempt)
             if v ~= nil then
                 self.leader_addr = addr
                 return v

@@ -225,14 +225,15 @@ function M.run(opts)
     local hf = assert(io.open(hpath, "w"))
     math.randomseed(opts.seed or 1)
     local t0 = core.clock_ms()
-    local function rec(t)
-        t.time = core.clock_ms() - t0
-        hf:write(lin.encode(t), "\n")
-    end
     local keys = {}
     for i = 1, nkeys do keys[i] = "k" .. i end
     local applied, problems = {}, {}
     local state = { stop = false, running = 0 }
+    local function rec(t)
+        if io.type(hf) ~= "file" then return end -- a worker left over from a failed run
+        t.time = core.clock_ms() - t0
+        hf:write(lin.encode(t), "\n")
+    end
     local result = { seed = opts.seed, mode = mode, dir = dir, history = hpath,
                      problems = problems }
 
@@ -388,6 +389,9 @@ function M.run(opts)
         loop.stop()
     end)
     local ok, err = loop.run()
+    -- A worker that raised stopped the loop with the others still in it: they must not
+    -- run on in whatever uses the loop next (they would write to the closed history).
+    state.stop = true
     hf:close()
     if not ok then error(err, 0) end
     if main_err then error(main_err, 0) end

@@ -239,14 +239,19 @@ local recorders = setmetatable({}, { __mode = "k" })
 -- node starts, so log(n) sees them from there).
 function M.record(node)
     if recorders[node] then return end
-    local r = { n = 0 }
+    -- A ring of LOG_KEEP slots in three arrays: no table per applied entry (this runs for
+    -- every entry on every node that serves a console).
+    local r = { n = 0, index = {}, term = {}, cmd = {} }
     recorders[node] = r
+    local indexes, terms, cmds = r.index, r.term, r.cmd
     node:on("apply", function(index, term, cmd)
-        r.n = r.n + 1
+        local n = r.n + 1
+        r.n = n
         if type(cmd) == "string" and #cmd > M.LOG_CMD_BYTES then
             cmd = format("(%d bytes, not kept: longer than %d)", #cmd, M.LOG_CMD_BYTES)
         end
-        r[(r.n - 1) % M.LOG_KEEP + 1] = { index = index, term = term, cmd = cmd }
+        local slot = (n - 1) % M.LOG_KEEP + 1
+        indexes[slot], terms[slot], cmds[slot] = index, term, cmd
     end)
 end
 
@@ -327,8 +332,9 @@ local function helpers_for(node)
         local out = {}
         local first = r.n - math.min(n, r.n, M.LOG_KEEP) + 1
         for i = first, r.n do
-            local e = r[(i - 1) % M.LOG_KEEP + 1]
-            out[#out + 1] = { index = e.index, term = e.term, cmd = decode_cmd(e.cmd) }
+            local slot = (i - 1) % M.LOG_KEEP + 1
+            out[#out + 1] = { index = r.index[slot], term = r.term[slot],
+                              cmd = decode_cmd(r.cmd[slot]) }
         end
         return out
     end

@@ -48,7 +48,9 @@ local function new_cluster(n, dir, ports, extra)
         local opts = { id = id, peers = c.peers, data_dir = dir .. "/" .. id, fsm = c.fsms[id],
                        secret = "test secret" }
         for k, v in each(FAST) do opts[k] = v end
-        for k, v in each(extra or {}) do opts[k] = v end
+        local ex = extra
+        if type(ex) == "function" then ex = ex(id) end -- options of this node alone
+        for k, v in each(ex or {}) do opts[k] = v end
         c.nodes[id] = raft.new(opts)
         assert(c.nodes[id]:start())
     end
@@ -197,6 +199,43 @@ describe("raft.new: a 3-node cluster in one process", function()
                 end
                 return true
             end, 5000), "state lost across the restart")
+        end)
+        assert(ok, err)
+    end)
+    it("a follower whose disk fails drops out, the others commit on, and it catches up", function()
+        -- A follower runs its storage rounds on its loop (docs/architecture.md, "Follower
+        -- rounds on the loop"): a failed round there must fail the node the same way.
+        local fss = {}
+        c = new_cluster(3, dir, nil, function(id)
+            fss[id] = tk.fault_fs_new()
+            return { fs = fss[id] }
+        end)
+        finally(function() stop_cluster(c) end)
+        local ok, err = run_scenario(c, 30000, function()
+            local leader = wait_leader(c)
+            local fid
+            for _, id in ipairs(c.ids) do
+                if id ~= leader then fid = id break end
+            end
+            local ln, fnode = c.nodes[leader], c.nodes[fid]
+            local events = {}
+            fnode:on("error", function(code) events[#events + 1] = code or "recovered" end)
+            assert(ln:apply("before", 2000))
+            fss[fid]:fail("write", 1000000, "no_space")
+            local last
+            for i = 1, 5 do last = assert(ln:apply("during-" .. i, 2000)) end
+            assert(wait_for(function() return #events > 0 end, 5000), "no error event")
+            assert.equal("no_space", events[1])
+            assert.equal("failed", fnode:status().role)
+            assert.is_nil(applied_index(c.fsms[fid], last))
+            fss[fid]:clear()
+            assert(wait_for(function() return events[#events] == "recovered" end, 10000),
+                   "the follower did not recover")
+            assert(wait_for(function() return applied_index(c.fsms[fid], last) ~= nil end,
+                            10000), "the follower did not catch up")
+            assert.equal("during-5", applied_index(c.fsms[fid], last))
+            assert.equal(1, fnode:stats().storage.failures)
+            assert.equal(leader, leader_of(c))
         end)
         assert(ok, err)
     end)
@@ -416,4 +455,5 @@ describe("raft.new: one node", function()
         end)
         assert(ok, err)
     end)
+
 end)

@@ -109,6 +109,21 @@ local function wait_leader(c)
     return leader_of(c)
 end
 
+-- Apply cmd on whichever node leads now: with 150 ms election timeouts a loaded machine
+-- (ASan, CI) may change leaders in the middle of a batch of writes, and a write that was
+-- refused with not_leader is tried again on the new leader.
+local function apply_on_leader(c, cmd)
+    local index, code, detail
+    assert(wait_for(function()
+        local leader = leader_of(c)
+        if leader == nil then return false end
+        index, code, detail = c.nodes[leader]:apply(cmd)
+        return index ~= nil or code ~= "not_leader"
+    end, 10000), "no leader took " .. cmd)
+    assert(index, format("apply %s: %s %s", cmd, tostring(code), tostring(detail)))
+    return index
+end
+
 describe("production node membership (binding)", function()
     local dir
     before_each(function() dir = tmpdir() end)
@@ -369,7 +384,7 @@ describe("production node membership (binding)", function()
             -- Added while it is down: the add entry is compacted into the leader's snapshot
             -- before node-4 hears anything.
             assert(add_peer(lc, "node-4", j.addr))
-            for i = 1, 150 do assert(c.nodes[leader]:apply("cmd" .. i)) end
+            for i = 1, 150 do apply_on_leader(c, "cmd" .. i) end
             assert(wait_for(function()
                 return lc:status().first_index > 20 and lc:status().snapshot_index > 20
             end, 10000), "the leader did not compact its log")
@@ -392,7 +407,7 @@ describe("production node membership (binding)", function()
             local f = c.ids[1] == leader and c.ids[2] or c.ids[1]
             local fc = core_of(c.nodes[f])
             local promoted = lc:configuration().index
-            for i = 1, 150 do assert(c.nodes[leader]:apply("more" .. i)) end
+            for i = 1, 150 do apply_on_leader(c, "more" .. i) end
             assert(wait_for(function()
                 return fc:status().first_index > promoted + 1
             end, 10000), "the follower did not compact past the promotion")

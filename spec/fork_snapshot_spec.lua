@@ -235,11 +235,17 @@ describe("core.snapshot_fork / snapshot_sync", function()
        function()
         local tk = require("helios.testkit")
         local data = dir .. "/data"
+        local go = dir .. "/go"
         for _ = 1, 20 do -- the child's closing raced the parent's next steps
             local st = assert(tk.storage_open(data))
             local r
+            os.remove(go)
+            -- The child stays until the parent has looked at it (at most 10 s).
             local h = assert(core.snapshot_fork(dir .. "/a", function()
-                core.sleep_ms(50)
+                for _ = 1, 2000 do
+                    if exists(go) then break end
+                    core.sleep_ms(5)
+                end
                 return "x"
             end, function(...) r = { ... } end))
             st:close()
@@ -254,6 +260,7 @@ describe("core.snapshot_fork / snapshot_sync", function()
             end
             ls:close()
             assert.equal(2, #fds, table.concat(fds, " "))
+            assert(io.open(go, "wb")):close()
             run_until(function() return r ~= nil end, 10000)
             assert.is_true(r[1], r[2])
             os.remove(dir .. "/a")

@@ -227,6 +227,46 @@ describe("core.snapshot_fork / snapshot_sync", function()
         assert.is_true(p:close()) -- pclose's waitpid found its child: nobody reaped it
     end)
 
+    -- A child still holding copies of the parent's fds would hold their flock()s too: a
+    -- node of this process shut down just after a fork could not lock its data dir again
+    -- (its restart refused with busy). snapshot_fork returns only once the child has
+    -- closed what it inherited.
+    it("fork: the child holds none of the parent's files once snapshot_fork returns",
+       function()
+        local tk = require("helios.testkit")
+        local data = dir .. "/data"
+        local go = dir .. "/go"
+        for _ = 1, 20 do -- the child's closing raced the parent's next steps
+            local st = assert(tk.storage_open(data))
+            local r
+            os.remove(go)
+            -- The child stays until the parent has looked at it (at most 10 s).
+            local h = assert(core.snapshot_fork(dir .. "/a", function()
+                for _ = 1, 2000 do
+                    if exists(go) then break end
+                    core.sleep_ms(5)
+                end
+                return "x"
+            end, function(...) r = { ... } end))
+            st:close()
+            local again, code, detail = tk.storage_open(data)
+            assert(again, tostring(code) .. ": " .. tostring(detail))
+            again:close()
+            -- Only 0-2, the file and its status pipe are left in the child.
+            local ls = assert(io.popen("LD_PRELOAD= ls /proc/" .. h:pid() .. "/fd"))
+            local fds = {}
+            for fd in ls:lines() do
+                if tonumber(fd) > 2 then fds[#fds + 1] = fd end
+            end
+            ls:close()
+            assert.equal(2, #fds, table.concat(fds, " "))
+            assert(io.open(go, "wb")):close()
+            run_until(function() return r ~= nil end, 10000)
+            assert.is_true(r[1], r[2])
+            os.remove(dir .. "/a")
+        end
+    end)
+
     it("fork: refuses an existing path and bad arguments", function()
         assert(io.open(dir .. "/a", "wb")):close()
         local called = false

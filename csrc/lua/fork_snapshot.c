@@ -293,12 +293,22 @@ static void close_fd_range(int first, int last)
  * reader (another snapshot's parent) would wait for this child's exit to see EOF. Closing
  * a copy of the epoll fd changes nothing for the parent: registrations belong to the open
  * file descriptions, which the parent still holds. */
-static void close_other_fds(int a, int b)
+static void close_other_fds(int a, int b, int c)
 {
-    int lo = a < b ? a : b, hi = a < b ? b : a;
-    close_fd_range(3, lo - 1);
-    close_fd_range(lo + 1, hi - 1);
-    close_fd_range(hi + 1, 0x7fffffff);
+    int keep[3] = {a, b, c};
+    for (int i = 1; i < 3; i++) { /* sort the three */
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    }
+    int next = 3;
+    for (int i = 0; i < 3; i++) {
+        close_fd_range(next, keep[i] - 1);
+        next = keep[i] + 1;
+    }
+    close_fd_range(next, 0x7fffffff);
 }
 
 static void reset_signals(void)
@@ -328,8 +338,8 @@ static void report(int pw, const char *kind, const char *text)
     (void)write_all(pw, text, tn);
 }
 
-static _Noreturn void child_main(lua_State *L, struct writer *w, int pw, pid_t parent, int tb,
-                                 bool gc)
+static _Noreturn void child_main(lua_State *L, struct writer *w, int pw, int gate, pid_t parent,
+                                 int tb, bool gc)
 {
     /* The parent's death must not leave a writer nobody waits for. */
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -341,7 +351,9 @@ static _Noreturn void child_main(lua_State *L, struct writer *w, int pw, pid_t p
      * text may reach the stream. */
     __fpurge(stdout);
     __fpurge(stderr);
-    close_other_fds(w->fd, pw);
+    close_other_fds(w->fd, pw, gate);
+    /* The last inherited fd: its close lets the parent go on (see wait_gate). */
+    close(gate);
     /* A collector cycle in the child would write the mark bits of every object, copying
      * every page of the heap; the child's garbage dies with it instead. */
     if (!gc) {
@@ -591,7 +603,8 @@ static int l_handle_running(lua_State *L)
     return 1;
 }
 
-/* How long fork() took in the parent: the one pause of the loop. */
+/* How long fork() took in the parent, with the wait for the child to close what it
+ * inherited (wait_gate): the one pause of the loop. */
 static int l_handle_fork_ms(lua_State *L)
 {
     lua_pushnumber(L, check_handle(L)->fork_ms);
@@ -651,6 +664,23 @@ static int push_io_fail(lua_State *L, const char *what, const char *path, int e)
     return 3;
 }
 
+/* Until the child has closed the fds it inherited, it holds a reference to every open file
+ * description of this process, and with them their flock()s: a data dir a node of this
+ * process has just closed (its shutdown callback has run) would still be locked, and the
+ * node's restart refused with busy, for as long as the child takes to be scheduled. So the
+ * parent waits here, before it runs anything else, for EOF on the gate pipe: the child
+ * closes its write end after every other inherited fd, and its exit closes it too. The
+ * child gets there within a few system calls; the wait is part of the fork pause. */
+static void wait_gate(int fd)
+{
+    char c;
+    while (read(fd, &c, 1) != 0) {
+        if (errno != EINTR) {
+            break; /* never seen: the fd is ours and the child writes nothing */
+        }
+    }
+}
+
 /* core.snapshot_fork(path, fn, done[, opts]) -> handle | nil, "io", detail */
 static int l_snapshot_fork(lua_State *L)
 {
@@ -705,12 +735,13 @@ static int l_snapshot_fork(lua_State *L)
     int e = errno;
     const char *what = "open";
     int pfd[2] = {-1, -1};
-    if (fd >= 0 && pipe2(pfd, O_CLOEXEC) < 0) {
+    int gate[2] = {-1, -1};
+    if (fd >= 0 && (pipe2(pfd, O_CLOEXEC) < 0 || pipe2(gate, O_CLOEXEC) < 0)) {
         e = errno;
         what = "pipe";
     }
     pid_t pid = -1;
-    if (fd >= 0 && pfd[0] >= 0) {
+    if (fd >= 0 && pfd[0] >= 0 && gate[0] >= 0) {
         w->fd = fd;
         s->parent_minflt0 = minflt_self();
         pid_t self = getpid();
@@ -720,7 +751,13 @@ static int l_snapshot_fork(lua_State *L)
         what = "fork";
         if (pid == 0) {
             close(pfd[0]);
-            child_main(L, w, pfd[1], self, tb, child_gc);
+            close(gate[0]);
+            child_main(L, w, pfd[1], gate[1], self, tb, child_gc);
+        }
+        if (pid > 0) {
+            close(gate[1]);
+            gate[1] = -1;
+            wait_gate(gate[0]);
         }
         s->fork_ms = hr__lua_clock_ms() - s->t_fork;
         w->fd = -1;
@@ -730,6 +767,11 @@ static int l_snapshot_fork(lua_State *L)
     }
     if (pfd[1] >= 0) {
         close(pfd[1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (gate[i] >= 0) {
+            close(gate[i]);
+        }
     }
     if (pid < 0) {
         if (pfd[0] >= 0) {

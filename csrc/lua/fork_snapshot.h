@@ -20,7 +20,9 @@
  *
  * Threading: the loop's thread. The child runs fn on a copy of the whole process (the
  * calling thread only), with default signal handlers and only fds 0-2 and the file open;
- * it never returns into the caller's Lua code and leaves with _exit.
+ * it never returns into the caller's Lua code and leaves with _exit. snapshot_fork returns
+ * once the child has closed every other fd it inherited: a file the caller closes next
+ * (a data dir's lock) is closed for good.
  */
 #ifndef HR_LUA_FORK_SNAPSHOT_H
 #define HR_LUA_FORK_SNAPSHOT_H

@@ -8,7 +8,8 @@
  * even pushing the arguments (which allocates) protected, so a memory error cannot
  * longjmp through libuv's frames.
  */
-#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
+#define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11; sigaction */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,26 @@ static int cpcall_tramp(lua_State *L)
 
 static int protected_call(lua_State *L);
 
+/* libuv writes to sockets with plain write(): once a peer has reset a connection (a node
+ * of this process or another that shut down with bytes unread), the next write raises
+ * SIGPIPE, whose default action ends the process without a word. Every stream of the
+ * loop (transport, control socket, RESP and metrics servers) handles EPIPE as an error of
+ * that connection, so the signal is ignored, unless the program installed a handler of
+ * its own. (The helios CLI does the same with core.signal_ignore.) Children started by
+ * core.proc_spawn get the default back before exec. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+        old.sa_handler == SIG_DFL) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_IGN;
+        sigemptyset(&sa.sa_mask);
+        (void)sigaction(SIGPIPE, &sa, NULL);
+    }
+}
+
 struct hr__lloop *hr__loop_get(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
@@ -142,6 +163,7 @@ struct hr__lloop *hr__loop_get(lua_State *L)
         free(lp);
         luaL_error(L, "helios.core: uv_loop_init: %s", uv_strerror(rc));
     }
+    ignore_sigpipe();
     lp->cbL = cbL;
     lp->users = 1;
     lua_pushcfunction(L, cpcall_tramp);

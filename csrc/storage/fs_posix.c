@@ -1,7 +1,8 @@
 /*
  * fs_posix.c: struct hr_fs over the real file system (fs.h). Handles are file
- * descriptors, opened O_CLOEXEC so that a forked snapshot child or a spawned process never
- * inherits (and keeps alive) a segment or the data directory's lock. EINTR is retried;
+ * descriptors, opened O_CLOEXEC so that a spawned program never inherits (and keeps alive)
+ * a segment or the data directory's lock. A forked snapshot child, which does not exec,
+ * closes them itself before its parent goes on (csrc/lua/fork_snapshot.c). EINTR is retried;
  * short reads and writes are continued, so a caller sees all of its bytes or an error.
  */
 #define _GNU_SOURCE /* pread, fdatasync, flock, O_CLOEXEC, O_DIRECTORY under -std=c11 */

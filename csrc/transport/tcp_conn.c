@@ -323,6 +323,17 @@ static void established(struct hr__conn *c)
         }
         o = next;
     }
+    /* It dialed us and passed the handshake: it is up and has us in its cluster. If our
+     * own connection to it is waiting out a backoff (it refused us before it had us, as a
+     * node that joins is refused until the others add it, or it was down), dial now:
+     * the backoff can reach reconnect_max, and meanwhile everything we send it (votes
+     * after a leadership transfer to us) only waits in the queue. */
+    struct hr__peer *p = hr__peer_find(t, c->peer_id);
+    if (p != NULL && p->conn == NULL && !t->closing) {
+        uv_timer_stop(&p->retry);
+        p->backoff_ms = t->reconnect_min;
+        hr__peer_connect(p);
+    }
 }
 
 static void on_hs_frame(struct hr__conn *c, const void *payload, size_t len)

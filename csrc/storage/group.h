@@ -13,14 +13,15 @@
  *
  * Batches become durable in the order they were queued, and their completions are
  * reported in that order on the loop thread, always from a later loop iteration (inline:
- * from hr_group_run_due()), never from inside hr_group_write(). A failed round (ENOSPC, EIO...) reports its status to every
- * batch in it; the log then refuses writes, so later rounds fail fast with the same status
- * until hr_group_retry().
+ * from hr_group_run_due()), never from inside hr_group_write(). A failed round (ENOSPC,
+ * EIO...) reports its status to every batch in it; the log then refuses writes, so later
+ * rounds fail fast with the same status until hr_group_retry().
  *
  * Ownership: the group borrows the loop and the log; while the group exists only the
- * group uses the log (the worker thread does, or the loop thread in inline mode). Entries passed to hr_group_write() are
- * borrowed for the call: their bytes are copied on the loop thread, so refcounted
- * payloads that are not thread-safe (core/blob.h) never reach the worker.
+ * group uses the log (the worker thread does, or the loop thread in inline mode).
+ * Entries passed to hr_group_write() are borrowed for the call: their bytes are copied on
+ * the loop thread, so refcounted payloads that are not thread-safe (core/blob.h) never
+ * reach the worker.
  * Threading: every function is called on the loop thread.
  */
 #ifndef HR_STORAGE_GROUP_H

@@ -46,7 +46,8 @@
 --   promoting, servers = { { id, addr, voter, match, caught_up } } } or nil, and
 --   backend._blocking = true when apply may block a coroutine (the loop runs it: helios.raft)
 -- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
-local type, error, format, each, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
+local type, error, format, each, ipairs, tostring = type, error, string.format, pairs,
+    ipairs, tostring
 local setmetatable, ceil, huge = setmetatable, math.ceil, math.huge
 local tremove = table.remove
 local xpcall, require = xpcall, require

@@ -19,7 +19,8 @@
 -- against helios.raft alone keeps working.
 
 -- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
-local type, error, format, each, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
+local type, error, format, each, ipairs, tostring = type, error, string.format, pairs,
+    ipairs, tostring
 local setmetatable, getmetatable, floor = setmetatable, getmetatable, math.floor
 local tremove, sort = table.remove, table.sort
 local pcall, xpcall, require, select = pcall, xpcall, require, select

@@ -20,7 +20,8 @@
 
 local format, concat, sort = string.format, table.concat, table.sort
 -- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
-local each, tonumber, tostring, setmetatable, type = pairs, tonumber, tostring, setmetatable, type
+local each, tonumber, tostring, setmetatable, type = pairs, tonumber, tostring,
+    setmetatable, type
 
 local M = {}
 

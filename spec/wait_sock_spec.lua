@@ -53,12 +53,16 @@ describe("loop.wait_sock", function()
     it("refuses a second waiter on the same socket", function()
         local c, s = pair(listener, port)
         on_loop(10000, function()
-            local second
-            loop.spawn(function() second = { loop.wait_sock(c, "r", 5000) } end)
-            loop.sleep(20)
+            local waiting, second = false, nil
+            loop.spawn(function()
+                waiting = true -- (it runs on until wait_sock yields: waiting from then on)
+                second = { loop.wait_sock(c, "r", 5000) }
+            end)
+            local deadline = core.clock_ms() + 5000
+            while not waiting and core.clock_ms() < deadline do loop.sleep(1) end
+            assert.is_true(waiting)
             assert.is_nil(loop.wait_sock(c, "r", 10))
             assert(s:send_frame("x", 5000))
-            local deadline = core.clock_ms() + 5000
             while not second and core.clock_ms() < deadline do loop.sleep(5) end
             assert.are.same({ true }, second)
         end)

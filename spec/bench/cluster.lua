@@ -36,17 +36,10 @@ local WARMUP_MS = 500
 local LEVELS = { 1, 16, 64, 256 }
 local COMMAND_BYTES = 100
 
--- A command of exactly COMMAND_BYTES: "set b<proposer>-<seq> " padded with x.
-local function command(proposer, seq)
-    local head = format("set b%d-%d ", proposer, seq)
-    return head .. string.rep("x", COMMAND_BYTES - #head)
-end
-
--- One level: n proposers, each sending "apply" with one command in flight.
+-- One level: n proposers, each sending "apply" of a COMMAND_BYTES command, one in flight.
 local function run_level(socket_path, n)
-    return load.run(socket_path, n, SECONDS, WARMUP_MS, function(i, seq)
-        return { op = "apply", cmd = command(i, seq), timeout_ms = 10000 }
-    end)
+    return load.run(socket_path, n, SECONDS, WARMUP_MS,
+                    load.apply_requests("b", COMMAND_BYTES))
 end
 
 local cl = testing.cluster{ n = 3, proxies = false,

@@ -29,6 +29,16 @@ local function percentile(sorted, p)
     return sorted[i]
 end
 
+--- The `make` of M.run for writes: client i's request seq applies a command of exactly
+-- `bytes` bytes, "set <tag><i>-<seq> " padded with x.
+function M.apply_requests(tag, bytes)
+    return function(i, seq)
+        local head = format("set %s%d-%d ", tag, i, seq)
+        return { op = "apply", cmd = head .. string.rep("x", bytes - #head),
+                 timeout_ms = 10000 }
+    end
+end
+
 --- Closed-loop load of n connections to socket_path for `seconds` after `warmup_ms`, each
 -- with one request from make(i, seq) in flight (its id is set here).
 -- @treturn table { ok = answers with ok, per_s, p50, p99 (ms), errors, first_error }

@@ -39,15 +39,8 @@ local WARMUP_S = 8 -- LuaJIT stops writing new traces after some seconds of load
 local DIR = "build/profile"
 local COMMAND_BYTES = 100
 
-local function command(i, seq)
-    local head = format("set p%d-%d ", i, seq)
-    return head .. string.rep("x", COMMAND_BYTES - #head)
-end
-
 local function run_load(sock, seconds)
-    return load.run(sock, CLIENTS, seconds, 0, function(i, seq)
-        return { op = "apply", cmd = command(i, seq), timeout_ms = 10000 }
-    end)
+    return load.run(sock, CLIENTS, seconds, 0, load.apply_requests("p", COMMAND_BYTES))
 end
 
 -- One measured phase: the load for SECONDS with `tool` (argv builder, or nil) attached to

@@ -232,7 +232,9 @@ describe("the metrics endpoint of networked nodes", function()
             assert(v(s1, "helios_snapshot_file_bytes") > 0)
             assert(v(s1, "helios_snapshot_index") > 0)
 
-            -- A peer cut off: shut a follower down; the leader's failures and lag move.
+            -- A peer cut off: shut a follower down; the leader's failures and lag move,
+            -- and the entries sent to it are dropped, not kept for a peer it cannot reach
+            -- (docs/wire-protocol.md, "Send queues").
             local gone
             for _, id in ipairs(c.ids) do if id ~= leader then gone = id end end
             local l0 = scrape(leader)
@@ -245,6 +247,8 @@ describe("the metrics endpoint of networked nodes", function()
                 return v(l1, "helios_peer_connected", { peer = gone }) == 0
                     and v(l1, "helios_rpc_failures_total", NO_CONN)
                         > v(l0, "helios_rpc_failures_total", NO_CONN)
+                    and v(l1, "helios_transport_queue_drops_total")
+                        > v(l0, "helios_transport_queue_drops_total")
             end, 5000))
             assert(v(l1, "helios_peer_replication_lag_entries", { peer = gone }) >= 10)
             assert.are.equal(0, v(l0, "helios_peer_replication_lag_entries", { peer = gone }))
@@ -255,11 +259,10 @@ describe("the metrics endpoint of networked nodes", function()
             assert(lost(l1) > lost(l0))
             -- InstallSnapshot: a snapshot past what the cut-off follower has, then it comes
             -- back with an empty data dir (a replaced disk) and must get it from the leader.
-            -- Not with its old log: the leader's transport keeps what it sent to the peer
-            -- while it was down (the AppendEntries of the writes above; docs/metrics.md,
-            -- no_connection) and delivers it on reconnection, before the snapshot's chunks,
-            -- so a restarted follower may catch up from those and need no snapshot at all.
-            -- An empty log continues none of them.
+            -- Not with its old log: AppendEntries queued during a connection attempt may
+            -- still go out on reconnection, before the snapshot's chunks, so a restarted
+            -- follower could catch up from those and need no snapshot at all. An empty log
+            -- continues none of them.
             local t0 = scrape(leader)
             assert(c.nodes[leader]:snapshot())
             assert(wait_for(function()

@@ -11,6 +11,13 @@
  * (tcp_conn.c), so a heartbeat never waits behind queued bulk frames, only behind the one
  * write in flight, whose bulk part is bounded by HR__WRITE_BYTES plus one AppendEntries,
  * itself bounded by max_entries_per_append and the leader's byte bound.
+ *
+ * A peer that cannot be reached gets no bulk frames queued at all: they are dropped when
+ * the connection is lost and, until a new attempt begins, as they are sent. Queued, they
+ * would only grow stale (a leader probes a silent follower every heartbeat, each probe up
+ * to an AppendEntries' byte bound, so a long outage filled the queue to max_queue_bytes)
+ * and go out all at once on reconnect, to be rejected. The leader sends again from the
+ * follower's progress once it answers, as after any lost message.
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11; strdup */
 #include <stdlib.h>
@@ -92,9 +99,21 @@ void hr__peer_connect(struct hr__peer *p)
     }
 }
 
+/* Drop the bulk frames queued for p (see the top comment). */
+static void drop_bulk(struct hr_tcp *t, struct hr__peer *p)
+{
+    struct hr__frame *f;
+    while ((f = hr__fifo_pop(&p->bulk)) != NULL) {
+        p->queued_bytes -= f->len;
+        t->stats.queue_drops++;
+        hr__frame_free(f);
+    }
+}
+
 void hr__peer_lost(struct hr__peer *p)
 {
     struct hr_tcp *t = p->t;
+    drop_bulk(t, p);
     /* Full jitter on the upper half: peers that lost the same node do not all redial it in
      * the same millisecond. */
     uint32_t b = p->backoff_ms;
@@ -239,6 +258,11 @@ void hr_tcp_send(void *ctx, const struct hr_msg *m)
               (m->type == HR_MSG_SNAPSHOT && m->snap_data != NULL);
     if (p->conn == NULL || p->conn->state != HR__OPEN) {
         hr__tcp_failed(t, HR_TCP_FAIL_NO_CONNECTION, f->type);
+        if (f->bulk && p->conn == NULL) { /* between attempts: it would only grow stale */
+            t->stats.queue_drops++;
+            hr__frame_free(f);
+            return;
+        }
     }
     fifo_push(f->bulk ? &p->bulk : &p->control, f);
     p->queued_bytes += f->len;

@@ -181,7 +181,8 @@ function M.families(raw, extra)
     one("helios_transport_bad_frames_total", "counter",
         "Malformed, truncated, oversized or unexpected frames.", tr.bad_frames)
     one("helios_transport_queue_drops_total", "counter",
-        "Messages dropped because a peer's send queue was full.", tr.queue_drops)
+        "Messages dropped from a peer's send queue: it was full, or the peer was unreachable.",
+        tr.queue_drops)
 
     for _, server in ipairs({ "control", "client" }) do
         local l = extra.listeners and extra.listeners[server]

@@ -124,8 +124,10 @@ int luaopen_helios_core(lua_State *L);
 int hr__lua_push_fail(lua_State *L, const char *code, const char *detail);
 /* The same for a failed system call: nil, "io", "<what>: <strerror(e)>". */
 int hr__lua_push_errno(lua_State *L, const char *what, int e);
-/* support.c: the metatable `name` of a userdata class (__name, __index = methods, __gc and,
- * unless NULL, __tostring), made once per lua_State. Leaves the stack as it was. */
+/* support.c: the metatable `name` of a userdata class (__name, __index = methods and,
+ * unless NULL, __gc and __tostring), made once per lua_State. Leaves the stack as it was.
+ * A class without cleanup passes no __gc: the collector runs every __gc it finds, one
+ * protected call per userdata, and keeps the userdata for one more cycle. */
 void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                        lua_CFunction gc, lua_CFunction tostring);
 

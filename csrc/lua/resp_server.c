@@ -677,12 +677,6 @@ static int l_conn_id(lua_State *L)
     return 1;
 }
 
-static int l_noop_gc(lua_State *L)
-{
-    (void)L;
-    return 0;
-}
-
 /* ---- the server ---- */
 
 static void close_conn(struct hr__listener_conn *c)
@@ -735,8 +729,8 @@ static const luaL_Reg no_methods[] = {
 int hr__lua_open_resp(lua_State *L)
 {
     hr__listener_new_class(L, SERVER_MT, true, NULL);
-    hr__lua_new_class(L, CONN_MT, conn_methods, l_noop_gc, NULL);
-    hr__lua_new_class(L, SLOT_MT, no_methods, l_noop_gc, NULL);
+    hr__lua_new_class(L, CONN_MT, conn_methods, NULL, NULL);
+    hr__lua_new_class(L, SLOT_MT, no_methods, NULL, NULL); /* one per deferred answer */
     lua_pushcfunction(L, l_listen);
     lua_setfield(L, -2, "resp_listen");
     return 0;

@@ -35,8 +35,10 @@ void hr__lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
         lua_newtable(L);
         luaL_register(L, NULL, methods);
         lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, gc);
-        lua_setfield(L, -2, "__gc");
+        if (gc != NULL) {
+            lua_pushcfunction(L, gc);
+            lua_setfield(L, -2, "__gc");
+        }
         if (tostring != NULL) {
             lua_pushcfunction(L, tostring);
             lua_setfield(L, -2, "__tostring");

@@ -437,6 +437,36 @@ describe("snapshots bounded by bytes", function()
         end)
     end)
 
+    it("staggers the byte trigger: the nodes do not all fork a snapshot at the same entry",
+       function()
+        c = new_cluster(3, dir, BYTES)
+        c:run(30000, function()
+            -- 1 KiB entries: node-1 snapshots after 200 KiB of them, node-2 and node-3 after
+            -- 1/12 and 2/12 more (about 17 entries each), whatever the loop turns add.
+            local small = string.rep("s", 1024)
+            local id = c:wait_leader()
+            for i = 1, 260 do
+                local cmd = format("set s%d %s", i, small)
+                local index, code = c.nodes[id]:apply(cmd, 3000)
+                if not index and code == "not_leader" then
+                    id = c:wait_leader()
+                    index, code = c.nodes[id]:apply(cmd, 3000)
+                end
+                assert(index, code)
+            end
+            assert(wait_for(function()
+                for _, nid in ipairs(c.ids) do
+                    if #c.snapshots[nid] == 0 then return false end
+                end
+                return true
+            end, 5000), "a node took no snapshot by bytes")
+            local first = {}
+            for i, nid in ipairs(c.ids) do first[i] = c.snapshots[nid][1][1] end
+            local seen = table.concat(first, ", ")
+            assert(first[2] - first[1] >= 8 and first[3] - first[2] >= 8, seen)
+        end)
+    end)
+
     it("restarts holding no more trailing bytes than compaction keeps", function()
         c = new_cluster(1, dir, BYTES)
         c:run(30000, function()

@@ -784,12 +784,22 @@ function M.new(opts)
         ids[#ids + 1] = pid
     end
     sort(ids)
+    local threshold_bytes = opts.snapshot_threshold_bytes or 64 * 1024 * 1024
+    local rank = 0
+    for i, pid in ipairs(ids) do
+        if pid == opts.id then rank = i - 1 end
+    end
     local b = setmetatable({
         _id = opts.id, _peers = copts.peers, _ids = ids, _fsm = opts.fsm, _waiters = {},
         _state = "new", _control_path = opts.control, _max_clients = opts.max_clients,
         _snapshot_interval_ms = opts.snapshot_interval_ms or 300000,
         _snapshot_threshold = opts.snapshot_threshold or 10000,
-        _snapshot_threshold_bytes = opts.snapshot_threshold_bytes or 64 * 1024 * 1024,
+        -- Staggered: the i-th of n initial voters (by id) waits (i - 1) / (4n) of the
+        -- threshold longer. Every replica applies the same bytes, so equal thresholds
+        -- would fork every node's snapshot in the same moment (docs/architecture.md,
+        -- "Snapshots").
+        _snapshot_threshold_bytes = threshold_bytes
+            + floor(threshold_bytes * rank / (4 * math.max(#ids, 1))),
         _applied_bytes = 0, _snapshot_soon = false,
         _on_fsm_error = opts.on_fsm_error or "continue", _fsm_errors = 0,
         _copts = copts, _changes = {}, _reads = {}, _read_ctx = 0, _transfers = {},

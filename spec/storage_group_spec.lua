@@ -1,5 +1,6 @@
--- spec/storage_group_spec.lua: group commit on the libuv threadpool, and in inline mode
--- (rounds on the loop's thread, as a follower runs them), through the C benchmark
+-- spec/storage_group_spec.lua: group commit on the libuv threadpool, in inline mode
+-- (rounds on the loop's thread, as a follower runs them) and in per-turn mode (on the
+-- threadpool, started once per loop turn, as a leader's), through the C benchmark
 -- tk.storage_bench (N proposers, each with one batch in flight; it checks that
 -- completions arrive in seq order and fails otherwise).
 
@@ -34,7 +35,7 @@ describe("storage group commit", function()
     end)
 
     it("groups as well inline, on the loop's thread, completions still in order", function()
-        local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100, true))
+        local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100, "inline"))
         assert.are.equal(3000, r.appends)
         -- Every completion of a round proposes again at once, so the next round takes all
         -- 64: far fewer fsyncs than appends.
@@ -45,5 +46,18 @@ describe("storage group commit", function()
         local one = assert(tk.storage_bench(dir .. "/e", 1, 200, 100, true))
         assert.are.equal(201, one.fsyncs)
         assert.has_error(function() tk.storage_bench(dir .. "/f", 1, 1, 1, "yes") end)
+    end)
+
+    it("per turn: every round starts from run_due, on the threadpool, and groups", function()
+        -- The bench fails if a write or a completion started a round by itself (it counts
+        -- the rounds run_due started against the group's).
+        local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100, "per_turn"))
+        assert.are.equal(3000, r.appends)
+        assert.is_true(r.appends / r.fsyncs >= 8, "per-turn rounds did not group")
+        local st = assert(tk.storage_open(dir .. "/d"))
+        assert.are.equal(3000, st:last_index())
+        st:close()
+        local one = assert(tk.storage_bench(dir .. "/e", 1, 200, 100, "per_turn"))
+        assert.are.equal(201, one.fsyncs)
     end)
 end)

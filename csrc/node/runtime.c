@@ -105,7 +105,8 @@ static void rt_state(void *ctx, int role, hr_term_t term, hr_id_t leader)
     if (rt->group != NULL) {
         /* A leader's rounds stay on the threadpool: its loop goes on sending, heartbeating
          * and serving while its own entries sync (thesis §10.2.1). Any other role has
-         * nothing to do meanwhile but wait for its round (prepare_cb). */
+         * nothing to do meanwhile but wait for its round. Either way a round starts only
+         * from prepare_cb, once per loop turn (per-turn mode, set at creation). */
         hr_group_set_inline(rt->group, role != HR_LEADER);
     }
     if (rt->cb.state != NULL) {
@@ -172,10 +173,11 @@ static void check_cb(uv_check_t *c)
     }
 }
 
-/* Once per loop turn, before the loop blocks: send this turn's proposals as one batch, run
- * the storage round that this turn's input queued on a follower (inline mode,
- * csrc/storage/group.h: the answers it holds go out once it is durable), and re-arm the
- * tick timer at the core's next deadline (every input may have moved it). */
+/* Once per loop turn, before the loop blocks: send this turn's proposals as one batch, start
+ * the storage round that this turn's input queued (csrc/storage/group.h: on a follower it
+ * runs here, inline, and the answers it holds go out once it is durable; a leader's goes
+ * to the threadpool, per turn), and re-arm the tick timer at the core's next deadline
+ * (every input may have moved it). */
 static void prepare_cb(uv_prepare_t *p)
 {
     struct hr_runtime *rt = p->data;
@@ -725,6 +727,7 @@ int hr_runtime_start(struct hr_runtime *rt, char *err, size_t errlen)
         return HR_ENOMEM;
     }
     hr_group_set_inline(rt->group, true); /* a node starts as a follower (rt_state) */
+    hr_group_set_per_turn(rt->group, true);
     rt->ns.group = rt->group;
     rt->ns.on_error = on_storage_error;
     rt->ns.error_arg = rt;

@@ -4,7 +4,8 @@
  * newest term and vote first (batches in a round are reported together, so only the last
  * one matters and one meta replace suffices), then applies each batch's truncation and
  * appends in order, then syncs once. In inline mode the same round runs on the loop
- * thread, from hr_group_run_due(), and nothing goes to the threadpool.
+ * thread, from hr_group_run_due(), and nothing goes to the threadpool. In per-turn mode it
+ * goes to the threadpool, but only from hr_group_run_due().
  */
 #define _GNU_SOURCE /* uv.h needs the POSIX types under -std=c11 */
 #include <assert.h>
@@ -39,6 +40,7 @@ struct hr_group {
     uint64_t round_sync_ns; /* written by the worker, read after it (after_work_cb) */
     bool busy, retry, closing;
     bool inline_mode;       /* rounds run in hr_group_run_due(), on the loop thread */
+    bool per_turn;          /* rounds start only from hr_group_run_due() */
     bool round_retry;       /* retry requested before this round: read by the worker */
     uint64_t compact, round_compact; /* drop segments below this (0: no compaction) */
     uint64_t last_seq;
@@ -175,10 +177,10 @@ static bool has_work(const struct hr_group *g)
 }
 
 /* Start the next round on the threadpool if there is work and none is running. In inline
- * mode the work waits for hr_group_run_due(). */
+ * and per-turn mode the work waits for hr_group_run_due(). */
 static void kick(struct hr_group *g)
 {
-    if (g->busy || g->inline_mode || !has_work(g)) {
+    if (g->busy || g->inline_mode || g->per_turn || !has_work(g)) {
         return;
     }
     take_round(g);
@@ -196,9 +198,15 @@ void hr_group_set_inline(struct hr_group *g, bool on)
     kick(g); /* work left due by inline mode goes to the threadpool now */
 }
 
+void hr_group_set_per_turn(struct hr_group *g, bool on)
+{
+    g->per_turn = on;
+    kick(g);
+}
+
 bool hr_group_due(const struct hr_group *g)
 {
-    return g->inline_mode && !g->busy && !g->closing && has_work(g);
+    return (g->inline_mode || g->per_turn) && !g->busy && !g->closing && has_work(g);
 }
 
 void hr_group_run_due(struct hr_group *g)
@@ -207,6 +215,11 @@ void hr_group_run_due(struct hr_group *g)
         return;
     }
     take_round(g);
+    if (!g->inline_mode) {
+        int rc = uv_queue_work(g->loop, &g->work, work_cb, after_work_cb);
+        (void)rc; /* as in kick() */
+        return;
+    }
     work_cb(&g->work);
     /* May free g (a completion that closed the group): g is not touched after. */
     after_work_cb(&g->work, 0);

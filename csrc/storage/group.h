@@ -10,6 +10,13 @@
  * overlap its fsync with (a follower answers only once its entries are durable): it saves
  * the two thread hand-offs of every round, which cost more than the work they move on a
  * machine where wake-ups are dear (docs/architecture.md, "Follower rounds on the loop").
+ * Per-turn mode (hr_group_set_per_turn) keeps rounds on the threadpool but starts them
+ * only from hr_group_run_due() too: a round that ends in the middle of a loop turn does
+ * not start the next one with what was queued so far; the next round starts at the end
+ * of the turn and takes the whole turn's batches. That is for a leader, which overlaps
+ * its fsync with replication and must not block its loop on the disk: at most one round
+ * starts per loop turn, and the rounds are fuller (docs/architecture.md, "Leader rounds
+ * once per loop turn").
  *
  * Batches become durable in the order they were queued, and their completions are
  * reported in that order on the loop thread, always from a later loop iteration (inline:
@@ -59,13 +66,18 @@ int hr_group_reset(struct hr_group *g, uint64_t seq);
  * round, off the loop thread; no completion is reported. */
 void hr_group_compact(struct hr_group *g, uint64_t below);
 /* Inline mode on or off. Turned off, work already queued starts on the threadpool at
- * once; turned on, a round running on the threadpool finishes there. */
+ * once (per-turn mode: at the next hr_group_run_due()); turned on, a round running on the
+ * threadpool finishes there. */
 void hr_group_set_inline(struct hr_group *g, bool on);
-/* Inline mode: whether a round is waiting for hr_group_run_due() (the owner must not let
- * its loop block while it is). */
+/* Per-turn mode on or off (see above; inline mode, when on, takes precedence). Turned off,
+ * work already queued starts on the threadpool at once. */
+void hr_group_set_per_turn(struct hr_group *g, bool on);
+/* Inline or per-turn mode: whether a round is waiting for hr_group_run_due() (the owner
+ * must not let its loop block while it is). */
 bool hr_group_due(const struct hr_group *g);
-/* Inline mode: run the waiting round now, on this (the loop) thread: write, fdatasync,
- * then report its batches. No-op when nothing is due. A completion may close the group. */
+/* Inline or per-turn mode: start the waiting round now. Inline, it runs on this (the
+ * loop) thread: write, fdatasync, then report its batches; a completion may close the
+ * group. Per-turn, it goes to the threadpool. No-op when nothing is due. */
 void hr_group_run_due(struct hr_group *g);
 /* Let writes go on after a failure (e.g. space was freed); takes effect at the next
  * round. */

@@ -32,8 +32,10 @@
  *   tk.snap_find(dir[, opts])  -- { index, term, file_size, payload_size } or false;
  *                                -- then the info notes (or nil, code, message)
  *   tk.snap_prune(dir, index, term[, opts])  -- files removed
- *   local r = tk.storage_bench(dir, writers, entries, entry_size[, inline])
- *             -- inline: the group's rounds run on the loop's thread (hr_group_set_inline)
+ *   local r = tk.storage_bench(dir, writers, entries, entry_size[, mode])
+ *             -- mode: "threadpool" (the default), "inline" (the rounds run on the loop's
+ *             -- thread, hr_group_set_inline; true says the same) or "per_turn" (on the
+ *             -- threadpool, started once per loop turn, hr_group_set_per_turn)
  *             -- { appends, fsyncs, rounds, seconds, appends_per_s, fsyncs_per_s,
  *             --   baseline_fsyncs_per_s }
  *
@@ -319,17 +321,19 @@ static int l_tostring(lua_State *L)
 
 static int l_bench(lua_State *L)
 {
-    const char *usage = "tk.storage_bench(dir, writers, entries, entry_size[, inline])";
+    const char *usage = "tk.storage_bench(dir, writers, entries, entry_size[, mode])";
+    static const char *const modes[] = {"threadpool", "inline", "per_turn", NULL};
     const char *dir = luaL_checkstring(L, 1);
     uint64_t w = check_u64(L, 2, usage), n = check_u64(L, 3, usage), sz = check_u64(L, 4, usage);
-    if (w == 0 || w > 100000 || sz > (1u << 20) ||
-        (!lua_isnoneornil(L, 5) && !lua_isboolean(L, 5))) {
+    if (w == 0 || w > 100000 || sz > (1u << 20)) {
         return luaL_error(L, "Usage: %s", usage);
     }
+    int mode = lua_isboolean(L, 5) ? (lua_toboolean(L, 5) ? HR_BENCH_INLINE : HR_BENCH_THREADPOOL)
+                                   : luaL_checkoption(L, 5, "threadpool", modes);
     struct hr_storage_bench_result r;
     char err[1024];
-    int rc = hr_storage_bench(dir, (unsigned)w, n, (size_t)sz, lua_toboolean(L, 5), &r, err,
-                              sizeof err);
+    int rc = hr_storage_bench(dir, (unsigned)w, n, (size_t)sz, (enum hr_storage_bench_mode)mode,
+                              &r, err, sizeof err);
     if (rc != 0) {
         return push_fail(L, rc, err);
     }

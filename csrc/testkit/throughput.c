@@ -17,6 +17,9 @@
 
 struct bench {
     struct hr_group *g;
+    uv_idle_t *idle;     /* runs due rounds (inline and per-turn modes) */
+    bool per_turn;
+    uint64_t started;    /* rounds hr_group_run_due() started */
     uint64_t next_index, next_seq, submitted, done, target, last_done_seq;
     unsigned char *payload;
     size_t size;
@@ -38,6 +41,8 @@ static int submit(struct bench *b)
     return rc;
 }
 
+static void run_due_cb(uv_idle_t *h);
+
 static void durable(void *arg, uint64_t seq, int status)
 {
     struct bench *b = arg;
@@ -56,6 +61,9 @@ static void durable(void *arg, uint64_t seq, int status)
     /* Each completion frees one proposer, which proposes again at once. */
     if (b->status == 0 && b->submitted < b->target) {
         b->status = submit(b);
+        if (b->per_turn) {
+            uv_idle_start(b->idle, run_due_cb); /* the next round waits for it */
+        }
     }
 }
 
@@ -89,11 +97,15 @@ static double baseline(const char *dir, size_t size, char *err, size_t errlen)
     return (double)n / secs;
 }
 
-/* Inline mode: once per loop turn, the round this turn's completions queued. An active idle
- * handle keeps the poll from blocking while one waits; it stops once nothing is left. */
+/* Inline and per-turn mode: once per loop turn, the round this turn's completions queued.
+ * An active idle handle keeps the poll from blocking while one waits; it stops once
+ * nothing is left (per-turn: until a completion queues more). */
 static void run_due_cb(uv_idle_t *h)
 {
     struct bench *b = h->data;
+    if (hr_group_due(b->g)) {
+        b->started++;
+    }
     hr_group_run_due(b->g);
     if (!hr_group_due(b->g)) {
         uv_idle_stop(h);
@@ -101,8 +113,8 @@ static void run_due_cb(uv_idle_t *h)
 }
 
 int hr_storage_bench(const char *dir, unsigned writers, uint64_t entries, size_t entry_size,
-                     bool inline_rounds, struct hr_storage_bench_result *r, char *err,
-                     size_t errlen)
+                     enum hr_storage_bench_mode mode, struct hr_storage_bench_result *r,
+                     char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     char info[256];
@@ -126,14 +138,21 @@ int hr_storage_bench(const char *dir, unsigned writers, uint64_t entries, size_t
     uv_idle_t idle;
     uv_idle_init(&loop, &idle);
     idle.data = &b;
-    hr_group_set_inline(b.g, inline_rounds);
+    b.idle = &idle;
+    b.per_turn = mode == HR_BENCH_PER_TURN;
+    hr_group_set_inline(b.g, mode == HR_BENCH_INLINE);
+    hr_group_set_per_turn(b.g, b.per_turn);
     struct hr_log_stats s0, s1;
     hr_log_stats(log, &s0);
     uint64_t t0 = uv_hrtime();
     for (unsigned i = 0; i < writers && b.submitted < entries && b.status == 0; i++) {
         b.status = submit(&b);
     }
-    if (inline_rounds) {
+    if (b.per_turn && b.status == 0 && !hr_group_due(b.g)) {
+        b.status = HR_EINVAL; /* the first batch started a round by itself */
+        snprintf(b.order_err, sizeof b.order_err, "per-turn: a round started on a write");
+    }
+    if (mode != HR_BENCH_THREADPOOL) {
         uv_idle_start(&idle, run_due_cb);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -142,6 +161,12 @@ int hr_storage_bench(const char *dir, unsigned writers, uint64_t entries, size_t
     hr_log_stats(log, &s1);
     struct hr_group_stats gs;
     hr_group_stats(b.g, &gs);
+    if (b.status == 0 && b.per_turn && gs.rounds != b.started) {
+        b.status = HR_EINVAL;
+        snprintf(b.order_err, sizeof b.order_err,
+                 "per-turn: %llu rounds, %llu of them started by hr_group_run_due",
+                 (unsigned long long)gs.rounds, (unsigned long long)b.started);
+    }
     if (b.status != 0) {
         rc = b.status;
         snprintf(err, errlen, "%s", b.order_err[0] ? b.order_err : hr_group_errmsg(b.g));

@@ -20,12 +20,18 @@ struct hr_storage_bench_result {
     double baseline_fsyncs_per_s; /* write(entry_size) + fdatasync, in a loop */
 };
 
+/* How the group runs its rounds (csrc/storage/group.h). */
+enum hr_storage_bench_mode {
+    HR_BENCH_THREADPOOL, /* on the threadpool, each started as soon as there is work */
+    HR_BENCH_INLINE,     /* on the loop's thread, from an idle handle (as a follower's) */
+    HR_BENCH_PER_TURN,   /* on the threadpool, started from an idle handle (as a leader's);
+                          * the bench fails if a round starts any other way */
+};
+
 /* dir: a directory that does not exist yet or is empty (a log is created in dir/log,
- * the baseline file is dir/baseline). inline_rounds: the group in inline mode, its rounds
- * run on the loop's thread from an idle handle (as a follower's run from its loop).
- * 0 or HR_E* with a message in err. */
+ * the baseline file is dir/baseline). 0 or HR_E* with a message in err. */
 int hr_storage_bench(const char *dir, unsigned writers, uint64_t entries, size_t entry_size,
-                     bool inline_rounds, struct hr_storage_bench_result *r, char *err,
-                     size_t errlen);
+                     enum hr_storage_bench_mode mode, struct hr_storage_bench_result *r,
+                     char *err, size_t errlen);
 
 #endif

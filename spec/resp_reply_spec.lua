@@ -185,6 +185,12 @@ describe("core.resp_command", function()
         local reqs = tk.resp_parse(core.resp_command({ "ECHO", "" }) ..
             core.resp_command({ n = 2, "GET", "x" }))
         assert.same({ { "ECHO", "" }, { "GET", "x" } }, reqs)
+        -- More arguments than the 16 the encoder keeps on the C stack, numbers among them.
+        local many = { "MSET" }
+        for i = 1, 20 do many[#many + 1] = i % 2 == 0 and i or ("k" .. i) end
+        local back = tk.resp_parse(core.resp_command(many))[1]
+        assert.equal(21, #back)
+        for i = 1, #many do assert.equal(tostring(many[i]), back[i]) end
     end)
 
     it("refuses what is not a string or a number", function()

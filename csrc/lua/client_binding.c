@@ -889,10 +889,17 @@ static int l_resp_command(lua_State *L)
         return luaL_error(L, "Usage: core.resp_command(argv): argv.n must be a count");
     }
     size_t argc = (size_t)n;
-    const char **argv = lua_newuserdata(L, (argc ? argc : 1) * sizeof *argv);
-    size_t *lens = lua_newuserdata(L, (argc ? argc : 1) * sizeof *lens);
-    lua_createtable(L, 0, 0); /* keeps the strings made from numbers alive */
-    int anchor = lua_gettop(L);
+    /* A command of a few arguments (the common case: one per request) makes no garbage
+     * but its bytes: the arrays are on the stack, the anchor table made only for numbers. */
+    const char *argv_small[16];
+    size_t lens_small[16];
+    const char **argv = argv_small;
+    size_t *lens = lens_small;
+    if (argc > 16) {
+        argv = lua_newuserdata(L, argc * sizeof *argv);
+        lens = lua_newuserdata(L, argc * sizeof *lens);
+    }
+    int anchor = 0; /* a table that keeps the strings made from numbers alive */
     for (size_t i = 0; i < argc; i++) {
         lua_rawgeti(L, 1, (int)i + 1);
         int t = lua_type(L, -1);
@@ -905,6 +912,10 @@ static int l_resp_command(lua_State *L)
                 snprintf(tmp, sizeof tmp, "%.17g", d);
             }
             lua_pop(L, 1);
+            if (anchor == 0) {
+                lua_createtable(L, 0, 0);
+                anchor = lua_gettop(L);
+            }
             lua_pushstring(L, tmp);
             lua_pushvalue(L, -1);
             lua_rawseti(L, anchor, (int)i + 1);

@@ -34,30 +34,28 @@ describe("storage group commit", function()
         assert.are.equal(201, r.fsyncs)
     end)
 
-    it("groups as well inline, on the loop's thread, completions still in order", function()
-        local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100, "inline"))
-        assert.are.equal(3000, r.appends)
-        -- Every completion of a round proposes again at once, so the next round takes all
-        -- 64: far fewer fsyncs than appends.
-        assert.is_true(r.appends / r.fsyncs >= 8, "inline rounds did not group")
-        local st = assert(tk.storage_open(dir .. "/d"))
-        assert.are.equal(3000, st:last_index())
-        st:close()
-        local one = assert(tk.storage_bench(dir .. "/e", 1, 200, 100, true))
-        assert.are.equal(201, one.fsyncs)
-        assert.has_error(function() tk.storage_bench(dir .. "/f", 1, 1, 1, "yes") end)
-    end)
+    -- Inline: on the loop's thread, as a follower's. Per turn: on the threadpool, but
+    -- started once per loop turn, as a leader's; the bench fails if a write or a
+    -- completion started a round by itself (it counts the rounds run_due started against
+    -- the group's). Both must group as well, completions still in order.
+    for _, mode in ipairs({ "inline", "per_turn" }) do
+        it("groups as well in " .. mode .. " mode, completions still in order", function()
+            local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100, mode))
+            assert.are.equal(3000, r.appends)
+            -- Every completion of a round proposes again at once, so the next round takes
+            -- all 64: far fewer fsyncs than appends.
+            assert.is_true(r.appends / r.fsyncs >= 8, mode .. " rounds did not group")
+            local st = assert(tk.storage_open(dir .. "/d"))
+            assert.are.equal(3000, st:last_index())
+            st:close()
+            local one = assert(tk.storage_bench(dir .. "/e", 1, 200, 100, mode))
+            assert.are.equal(201, one.fsyncs)
+        end)
+    end
 
-    it("per turn: every round starts from run_due, on the threadpool, and groups", function()
-        -- The bench fails if a write or a completion started a round by itself (it counts
-        -- the rounds run_due started against the group's).
-        local r = assert(tk.storage_bench(dir .. "/d", 64, 3000, 100, "per_turn"))
-        assert.are.equal(3000, r.appends)
-        assert.is_true(r.appends / r.fsyncs >= 8, "per-turn rounds did not group")
-        local st = assert(tk.storage_open(dir .. "/d"))
-        assert.are.equal(3000, st:last_index())
-        st:close()
-        local one = assert(tk.storage_bench(dir .. "/e", 1, 200, 100, "per_turn"))
-        assert.are.equal(201, one.fsyncs)
+    it("takes true for inline mode and refuses an unknown mode", function()
+        local one = assert(tk.storage_bench(dir .. "/e", 1, 20, 100, true))
+        assert.are.equal(21, one.fsyncs)
+        assert.has_error(function() tk.storage_bench(dir .. "/f", 1, 1, 1, "yes") end)
     end)
 end)

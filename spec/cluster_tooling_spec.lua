@@ -244,6 +244,23 @@ describe("child processes", function()
         assert.are.equal("no_such_process", select(2, core.proc_kill(pid, "TERM")))
     end)
 
+    it("gives a child no fd of ours but its stdio", function()
+        -- A file Lua opened (io.open sets no CLOEXEC) and the loop's own descriptors: the
+        -- child closes them before exec, so it holds none of them, not even until then.
+        local mine = assert(io.open(tmpname(), "w"))
+        local log = tmpname()
+        local pid = assert(core.proc_spawn({ "ls", "/proc/self/fd" }, { stdout = log }))
+        assert.are.same({ "exited", 0 }, { core.proc_wait(pid, 5000) })
+        mine:close()
+        local f = assert(io.open(log))
+        local fds = {}
+        for fd in f:read("*a"):gmatch("%d+") do fds[#fds + 1] = tonumber(fd) end
+        f:close()
+        os.remove(log)
+        -- 0-2, and the one ls opens to read the directory.
+        assert.is_true(#fds <= 4, "the child had fds " .. table.concat(fds, " "))
+    end)
+
     it("passes numeric argv elements intact even when the GC runs during spawn", function()
         -- A number in argv is converted to a string that nothing referenced once popped;
         -- building a large env allocates enough for the GC to collect it before exec.

@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -263,31 +262,6 @@ static int l_snapshot_sync(lua_State *L)
 
 /* ---- the child ---------------------------------------------------------------------------- */
 
-/* Close fds in [first, last] (never 0-2: fn may print while debugging). */
-static void close_fd_range(int first, int last)
-{
-    if (first < 3) {
-        first = 3;
-    }
-    if (first > last) {
-        return;
-    }
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, (unsigned)first, (unsigned)last, 0u) == 0) {
-        return;
-    }
-#endif
-    struct rlimit rl;
-    int cap = 65536;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        rl.rlim_cur < (rlim_t)cap) {
-        cap = (int)rl.rlim_cur;
-    }
-    for (int fd = first; fd <= last && fd < cap; fd++) {
-        (void)close(fd);
-    }
-}
-
 /* Sockets, the loop's epoll and eventfds, other pipes: the child must not keep them open.
  * A socket the parent closes would not send its FIN until the child exits, and a pipe's
  * reader (another snapshot's parent) would wait for this child's exit to see EOF. Closing
@@ -305,10 +279,10 @@ static void close_other_fds(int a, int b, int c)
     }
     int next = 3;
     for (int i = 0; i < 3; i++) {
-        close_fd_range(next, keep[i] - 1);
+        hr__lua_close_fds(next, keep[i] - 1);
         next = keep[i] + 1;
     }
-    close_fd_range(next, 0x7fffffff);
+    hr__lua_close_fds(next, 0x7fffffff);
 }
 
 static void reset_signals(void)

@@ -1,8 +1,11 @@
-/* os.c: signal names and the monotonic clock of the bindings (see os.h). */
-#define _GNU_SOURCE /* clock_gettime and the signal numbers under -std=c11 */
+/* os.c: signal names, the monotonic clock and closing a child's fds (see os.h). */
+#define _GNU_SOURCE /* clock_gettime, syscall and the signal numbers under -std=c11 */
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "os.h"
 
@@ -43,4 +46,28 @@ double hr__lua_clock_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void hr__lua_close_fds(int first, int last)
+{
+    if (first < 3) {
+        first = 3;
+    }
+    if (first > last) {
+        return;
+    }
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned)first, (unsigned)last, 0u) == 0) {
+        return;
+    }
+#endif
+    struct rlimit rl;
+    int cap = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)cap) {
+        cap = (int)rl.rlim_cur;
+    }
+    for (int fd = first; fd <= last && fd < cap; fd++) {
+        (void)close(fd);
+    }
 }

@@ -8,7 +8,8 @@
  * core.proc_kill, core.proc_wait, core.signal_catch and core.signal_take take and return
  * them (docs/lua-api.md).
  *
- * Threading: no state; safe from any thread (not from a signal handler).
+ * Threading: no state; safe from any thread (not from a signal handler), and
+ * hr__lua_close_fds also in a child between fork and exec.
  */
 #ifndef HR_LUA_OS_H
 #define HR_LUA_OS_H
@@ -22,5 +23,11 @@ const char *hr__lua_signal_name(int sig);
 /* Milliseconds of CLOCK_MONOTONIC, with a fractional part (latency measurements need
  * better than 1 ms). For deadlines and durations: it does not jump with the wall clock. */
 double hr__lua_clock_ms(void);
+
+/* Close every fd in [first, last] (first at least 3: stdio stays), CLOEXEC or not: for a
+ * forked child, so that it holds no copy of the parent's descriptors (sockets, pipes, the
+ * data dir's flock) for longer than it must. close_range, else one close per fd below the
+ * open-file limit. */
+void hr__lua_close_fds(int first, int last);
 
 #endif

@@ -20,7 +20,7 @@
  * fork + exec rather than posix_spawn: PR_SET_PDEATHSIG has to be set in the child, so
  * that nodes a test started die with the test process even when it is SIGKILLed. The
  * environment is built before fork; between fork and exec the child only makes
- * async-signal-safe calls.
+ * async-signal-safe calls, and closes every fd but its stdio first.
  */
 #define _GNU_SOURCE /* pipe2, execvpe, prctl, nanosleep under -std=c11 */
 #include <errno.h>
@@ -103,6 +103,10 @@ static void child_exec(char **argv, char **envp, int in_fd, int out_fd, int err_
     if (out_fd >= 0 && dup2(out_fd, 1) < 0) _exit(127);
     if (err_to_out && dup2(1, 2) < 0) _exit(127);
     if (!err_to_out && err_fd >= 0 && dup2(err_fd, 2) < 0) _exit(127);
+    /* Until exec closes the CLOEXEC ones, the child holds a copy of every parent fd: a
+     * node's data-dir flock among them, which a restarted node would find busy. The
+     * others (Lua's io.open files) it would keep for good. */
+    hr__lua_close_fds(3, 0x7fffffff);
     if (cwd && chdir(cwd) < 0) _exit(127);
     execvpe(argv[0], argv, envp);
     _exit(127);

@@ -247,11 +247,13 @@ describe("child processes", function()
     it("gives a child no fd of ours but its stdio", function()
         -- A file Lua opened (io.open sets no CLOEXEC) and the loop's own descriptors: the
         -- child closes them before exec, so it holds none of them, not even until then.
-        local mine = assert(io.open(tmpname(), "w"))
+        local mine_path = tmpname()
+        local mine = assert(io.open(mine_path, "w"))
         local log = tmpname()
         local pid = assert(core.proc_spawn({ "ls", "/proc/self/fd" }, { stdout = log }))
         assert.are.same({ "exited", 0 }, { core.proc_wait(pid, 5000) })
         mine:close()
+        os.remove(mine_path)
         local f = assert(io.open(log))
         local fds = {}
         for fd in f:read("*a"):gmatch("%d+") do fds[#fds + 1] = tonumber(fd) end

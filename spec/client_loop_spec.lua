@@ -17,6 +17,7 @@ local shell = require("helios.util.shell")
 local kv = require("helios.fsm.kv")
 
 local format = string.format
+local shared_on_loop = require("spec.helpers.on_loop")
 
 local function tmpdir()
     local d = os.tmpname()
@@ -25,28 +26,17 @@ local function tmpdir()
     return d
 end
 
--- Run body in a coroutine on the loop with a ticking timer; stop the loop when body
--- returns (or after limit_ms, a failure). Returns body's error, if any, and the timer's
--- tick counter function.
+-- Run body(ticks) in a coroutine on the loop (spec/helpers/on_loop.lua) with a timer
+-- ticking every 10 ms beside it: ticks() is how many times it has fired, which shows
+-- that the loop went on turning while body waited.
 local function on_loop(limit_ms, body)
     local ticks = 0
     local timer = raft.every(10, function() ticks = ticks + 1 end)
-    local failure, finished
-    local guard = raft.after(limit_ms, function()
-        failure = failure or format("the scenario did not finish within %d ms", limit_ms)
-        raft.stop()
+    local ok, err = pcall(shared_on_loop, limit_ms, function()
+        body(function() return ticks end)
     end)
-    raft.spawn(function()
-        local ok, err = xpcall(body, debug.traceback, function() return ticks end)
-        if not ok then failure = err end
-        finished = true
-        raft.stop()
-    end)
-    local ok, err = raft.run()
     timer:stop()
-    guard:stop()
-    assert(ok, err)
-    assert(finished and not failure, failure)
+    if not ok then error(err, 0) end
 end
 
 -- Step a socket until done, waiting on the loop between steps (the fake server's side).

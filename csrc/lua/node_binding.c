@@ -37,6 +37,7 @@ enum {
     HOOK_LOG,
     HOOK_RESTORE,
     HOOK_READ,
+    HOOK_APPLY_BATCH,
     HOOK_DONE,
     SLOT_FS
 };
@@ -80,6 +81,7 @@ struct hook_args {
     struct lnode *n;
     int slot;
     const struct hr_entry *e;
+    size_t n_entries; /* APPLY_BATCH: e[0 .. n_entries) */
     int role;
     hr_term_t term;
     const char *leader;
@@ -94,6 +96,28 @@ static int noop(lua_State *L)
 {
     (void)L;
     return 0;
+}
+
+/* apply_batch(t, n): t a new table of n entries, 5 slots each (index, term, type, command,
+ * time_ms: the apply hook's arguments), so that nothing of a batch outlives its call. */
+static void push_batch(lua_State *L, const struct hr_entry *e, size_t n)
+{
+    lua_createtable(L, (int)(5 * n), 0);
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)(5 * i);
+        lua_pushnumber(L, (lua_Number)e[i].index);
+        lua_rawseti(L, -2, k + 1);
+        lua_pushnumber(L, (lua_Number)e[i].term);
+        lua_rawseti(L, -2, k + 2);
+        lua_pushstring(L, hr__lua_entry_type_name(e[i].type));
+        lua_rawseti(L, -2, k + 3);
+        lua_pushlstring(L, e[i].data != NULL ? (const char *)e[i].data->data : "",
+                        hr_blob_len(e[i].data));
+        lua_rawseti(L, -2, k + 4);
+        lua_pushnumber(L, (lua_Number)e[i].time_ms);
+        lua_rawseti(L, -2, k + 5);
+    }
+    lua_pushinteger(L, (lua_Integer)n);
 }
 
 /* Push the hook of a->slot (from the pinned userdata's environment) and its arguments. */
@@ -112,6 +136,9 @@ static int push_hook(lua_State *L, void *arg)
     switch (a->slot) {
     case HOOK_APPLY:
         return hr__lua_push_entry(L, a->e);
+    case HOOK_APPLY_BATCH:
+        push_batch(L, a->e, a->n_entries);
+        return 2;
     case HOOK_STATE:
         lua_pushstring(L, hr_role_name(a->role));
         lua_pushnumber(L, (lua_Number)a->term);
@@ -183,6 +210,32 @@ static void on_apply(void *ctx, const struct hr_entry *e)
     struct hook_args a = {.n = n, .slot = HOOK_APPLY, .e = e};
     if (hr__loop_call_described(n->lp, push_hook, &a, describe_apply) != 0) {
         n->fsm_failed = true;
+    }
+}
+
+static void describe_apply_batch(void *arg, char *buf, size_t len)
+{
+    struct hook_args *a = arg;
+    snprintf(buf, len, "fsm apply of indexes %" PRIu64 "..%" PRIu64 " on %s", a->e->index,
+             a->e[a->n_entries - 1].index, a->n->name);
+}
+
+/* A run of committed entries, in calls of at most APPLY_BATCH_MAX: the table each call
+ * builds stays small when a restart replays a long log. */
+#define APPLY_BATCH_MAX 256
+
+static void on_apply_batch(void *ctx, const struct hr_entry *e, size_t count)
+{
+    struct lnode *n = ctx;
+    for (size_t at = 0; at < count; at += APPLY_BATCH_MAX) {
+        if (n->fsm_failed || n->self_ref == LUA_NOREF) {
+            return;
+        }
+        size_t k = count - at < APPLY_BATCH_MAX ? count - at : APPLY_BATCH_MAX;
+        struct hook_args a = {.n = n, .slot = HOOK_APPLY_BATCH, .e = e + at, .n_entries = k};
+        if (hr__loop_call_described(n->lp, push_hook, &a, describe_apply_batch) != 0) {
+            n->fsm_failed = true;
+        }
     }
 }
 
@@ -337,8 +390,8 @@ static int l_node_new(lua_State *L)
 
     lua_createtable(L, SLOT_FS, 0);
     static const char *const hook_names[] = {"apply", "state", "error", "log", "restore",
-                                             "read"};
-    for (int i = 0; i < 6; i++) {
+                                             "read", "apply_batch"};
+    for (int i = 0; i < 7; i++) {
         lua_getfield(L, 2, hook_names[i]);
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) {
             return luaL_error(L, "node_new: hook %s must be a function", hook_names[i]);
@@ -349,8 +402,12 @@ static int l_node_new(lua_State *L)
     lua_rawseti(L, -2, SLOT_FS);
     lua_setfenv(L, ud);
 
+    lua_getfield(L, 2, "apply_batch");
+    bool batch = lua_isfunction(L, -1);
+    lua_pop(L, 1);
     struct hr_runtime_callbacks cb = {.ctx = n,
                                       .apply = on_apply,
+                                      .apply_batch = batch ? on_apply_batch : NULL,
                                       .state = on_state,
                                       .error = on_error,
                                       .log = on_log,
@@ -619,13 +676,20 @@ struct framer {
     unsigned char header[]; /* hlen bytes */
 };
 
-/* snapshot_point() -> index, term | nil (nothing applied since the current snapshot) */
+/* snapshot_point([applied]) -> index, term | nil (nothing applied since the current
+ * snapshot). applied: the last index the FSM has applied (an apply_batch hook knows it
+ * better than the runtime while its batch runs); nil or 0: the runtime's applied index. */
 static int l_snapshot_point(lua_State *L)
 {
     struct lnode *n = check_node(L);
+    hr_index_t applied = lua_isnoneornil(L, 2)
+                             ? 0
+                             : hr__lua_check_uint(L, 2, "snapshot_point(applied)", 0,
+                                                  (uint64_t)1 << 53);
     hr_index_t index;
     hr_term_t term;
-    if (n->rt == NULL || n->closing || hr_runtime_snapshot_point(n->rt, &index, &term) != 0) {
+    if (n->rt == NULL || n->closing ||
+        hr_runtime_snapshot_point(n->rt, applied, &index, &term) != 0) {
         lua_pushnil(L);
         return 1;
     }

@@ -13,11 +13,18 @@
  *                             error = function(code, msg) end,      -- code nil: recovered
  *                             log = function(level, msg) end,
  *                             restore = function(index, term) end,
- *                             read = function(ctx, code, index, time_ms) end })
+ *                             read = function(ctx, code, index, time_ms) end,
+ *                             -- optional, in place of apply: the committed entries a run
+ *                             -- at a time, t[5i+1 .. 5i+5] apply's arguments for the
+ *                             -- i-th (from 0); at most 256 a call
+ *                             apply_batch = function(t, n) end })
  *   n:start()                    --> true | nil, code, msg (then the node is closed)
  *   n:propose(cmd)               --> index, term | nil, code ("not_leader"...), msg
  *   n:state()                    --> role, term, leader_name | nil while failed/closed
  *   n:status()  n:stats()        --> raw tables (raft.lua shapes them)
+ *   n:snapshot_point([applied])  --> index, term | nil: where a snapshot of the FSM at
+ *                                    applied (default: the last index handed to it)
+ *                                    would stand; nil if nothing new was applied
  *   n:metrics()                  --> the raw metrics table (node_metrics.c)
  *   n:shutdown(function() end)   -- the callback runs from the loop once all is closed
  *

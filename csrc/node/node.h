@@ -68,6 +68,12 @@ struct hr_fsm {
      * do not serve it). Called once per read, after the applies of the same batch. May be
      * NULL when the node takes no reads. */
     void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms, int status);
+    /* Optional, in place of apply: the committed entries of one ready batch at once, in
+     * order (n >= 1). For an FSM across a language boundary (Lua), which then pays for the
+     * crossing once per batch, not once per entry. hr_node_applied() is the batch's last
+     * index for the whole call: what the FSM itself has applied so far is its own to know
+     * (a snapshot taken from inside the call must ask it). */
+    void (*apply_batch)(void *ctx, const struct hr_entry *e, size_t n);
 };
 
 struct hr_node_stats {

@@ -88,6 +88,11 @@ struct hr_runtime_callbacks {
     void *ctx;
     /* Each committed entry, once, in order (no-ops too: the caller skips them). */
     void (*apply)(void *ctx, const struct hr_entry *e);
+    /* Optional, in place of apply: the same entries, a run of n >= 1 at a time (struct
+     * hr_fsm's apply_batch). hr_runtime_applied() is the run's last index for the whole
+     * call: a snapshot taken from inside it passes the index the FSM has reached
+     * (hr_runtime_snapshot_point). */
+    void (*apply_batch)(void *ctx, const struct hr_entry *e, size_t n);
     /* Role, term or leader changed; leader is the configured name or NULL. */
     void (*state)(void *ctx, int role, hr_term_t term, const char *leader);
     /* code < 0: a failure (storage: HR_ENOSPACE, HR_EIO...); code 0: recovered. */
@@ -235,9 +240,12 @@ void hr_runtime_stats(const struct hr_runtime *rt, struct hr_runtime_stats *s);
  * and hands it over: hr_runtime_snapshot_taken renames it into place and syncs the
  * directory (on the loop thread), tells the core, compacts the log (on the storage
  * thread) and removes the previous snapshot. */
-/* HR_EINVAL if there is nothing new to snapshot (nothing applied since the current one)
- * or no node. */
-int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t *index, hr_term_t *term);
+/* The point at `applied`, the last index the FSM has applied (0: hr_runtime_applied(),
+ * which an apply_batch call has already moved to the end of its run). HR_EINVAL if there is
+ * nothing new to snapshot (nothing applied since the current one), applied is beyond what
+ * was handed to the FSM, or there is no node. */
+int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t applied, hr_index_t *index,
+                              hr_term_t *term);
 /* data_dir/snapshots/<name>.tmp for (index, term) into buf; an old file of that name is
  * removed (the writer creates it exclusively). */
 void hr_runtime_snapshot_tmp_path(struct hr_runtime *rt, hr_index_t index, hr_term_t term,

@@ -53,15 +53,16 @@
 
 /* ---- taking a snapshot ---- */
 
-int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t *index, hr_term_t *term)
+int hr_runtime_snapshot_point(struct hr_runtime *rt, hr_index_t applied, hr_index_t *index,
+                              hr_term_t *term)
 {
     if (rt->node == NULL || rt->closing) {
         return HR_ESHUTDOWN;
     }
     struct hr_raft *r = hr_node_raft(rt->node);
-    hr_index_t at = rt->applied;
+    hr_index_t at = applied != 0 ? applied : rt->applied;
     hr_term_t t = hr_raft_term_at(r, at);
-    if (at <= rt->snap.index || t == 0) {
+    if (at <= rt->snap.index || at > rt->applied || t == 0) {
         return HR_EINVAL;
     }
     *index = at;

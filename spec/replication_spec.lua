@@ -162,6 +162,23 @@ describe("replication", function()
         end)
     end)
 
+    it("takes a table with __call as node:apply's callback, and refuses a plain table",
+       function()
+        cl.with_seed(cl.seed(205), function(seed)
+            local c = cl.new{ n = 3, seed = seed }
+            local node = c:node(cl.wait_leader(c))
+            local request = setmetatable({ cmd = "callable" }, { __call = function(self, ...)
+                self.values = { ... }
+            end })
+            node:apply(request.cmd, 3000, request)
+            assert.is_true(c:run_until(function() return request.values ~= nil end, 5000),
+                           cl.dump(c))
+            assert.is_number(request.values[1])
+            assert.are.equal("ok:callable", request.values[3])
+            assert.has_error(function() node:apply("x", 3000, {}) end)
+        end)
+    end)
+
     it("discards a partitioned old leader's uncommitted entries when it rejoins", function()
         cl.with_seed(cl.seed(205), function(seed)
             local c = cl.new{ n = 5, seed = seed }

@@ -293,6 +293,14 @@ function node_class:propose(cmd)
     return self._backend:_propose(self.id, cmd)
 end
 
+-- A callback: a function, or a table its metatable's __call makes callable (a request
+-- object that carries its own state, where a closure per call would be garbage).
+local function callable(f)
+    if type(f) == "function" then return true end
+    local mt = type(f) == "table" and getmetatable(f)
+    return mt and type(mt.__call) == "function" or false
+end
+
 -- node:apply in a coroutine: block it until the outcome. (A function of its own: a closure
 -- made in node:apply would leave it with upvalues to close on every return, which LuaJIT
 -- does not compile: the callback form, one call per client request, ran interpreted.)
@@ -321,7 +329,8 @@ end
 -- @tparam string cmd
 -- @tparam[opt] number timeout_ms default DEFAULT_APPLY_TIMEOUT_MS; a fraction is
 --   rounded up to the next millisecond
--- @tparam[opt] function callback required outside a coroutine
+-- @tparam[opt] function callback required outside a coroutine (or a table callable
+--   through its metatable's __call)
 -- @usage local index, term, result = node:apply("set x 1", 1000)
 -- @usage node:apply("set x 1", 1000, function(index, term, result) ... end)
 function node_class:apply(cmd, timeout_ms, callback)
@@ -335,7 +344,7 @@ function node_class:apply(cmd, timeout_ms, callback)
     if callback == nil and backend._blocking and isyieldable() then
         return apply_blocking(backend, id, cmd, timeout_ms)
     end
-    if type(callback) ~= "function" then
+    if not callable(callback) then
         error("Usage: " .. usage .. ": a callback is required outside a coroutine (in the "
               .. "simulator, apply completes while virtual time runs)", 2)
     end

@@ -165,9 +165,9 @@ function parse.SET(argv)
         end
         i = i + 1
     end
-    -- (state and argv: start_write's, made here so that the table needs no growing)
+    -- (state, argv and reply: start_write's, made here so that the table needs no growing)
     return { bytes = encode.set(argv[2], argv[3], ttl, (nx or xx) and { nx = nx, xx = xx }),
-             shape = set_reply, state = false, argv = false }
+             shape = set_reply, state = false, argv = false, reply = false }
 end
 
 function parse.DEL(argv)
@@ -319,7 +319,7 @@ end
 -- (or forwarded) in order, so the log keeps their order.
 -- state.seq = { kind ("r"/"w") and n of the running ones, the waiting ones in ops: OPS
 -- slots each (kind, start, reply, a, b, c) from head to tail }. A request costs its reply
--- closure and nothing else here: at tens of thousands of requests a second the tables and
+-- (below) and nothing else here: at tens of thousands of requests a second the tables and
 -- closures per request were most of the collector's work.
 local OPS = 6
 
@@ -347,23 +347,31 @@ local function pump(q)
     q.pumping = false
 end
 
+-- A request's reply: reply(r) answers it (once: later calls do nothing) and lets the
+-- connection's waiting requests run. A table called through its metatable's __call: a
+-- closure here cost three objects per request (the function and an upvalue for each of
+-- answer and q), and one made per request keeps LuaJIT from compiling the function that
+-- makes it.
+local Reply = {}
+Reply.__call = function(self, r)
+    local a = self.answer
+    if a == nil then return end -- answered already
+    self.answer = nil
+    a(r)
+    local q = self.q
+    q.n = q.n - 1
+    if q.n == 0 then pump(q) end
+end
+
 -- Run start(reply, a, b, c) in the connection's order; reply(r) answers the request
 -- (once).
 local function sequence(conn, state, kind, start, a, b, c)
-    local answer = conn:defer()
     local q = state.seq
     if not q then
         q = { n = 0, ops = {}, head = 1, tail = 0 }
         state.seq = q
     end
-    local function reply(r)
-        local a = answer
-        if a == nil then return end -- answered already
-        answer = nil
-        a(r)
-        q.n = q.n - 1
-        if q.n == 0 then pump(q) end
-    end
+    local reply = setmetatable({ answer = conn:defer(), q = q }, Reply)
     if q.head > q.tail and not q.pumping and (q.n == 0 or q.kind == kind) then
         q.kind, q.n = kind, q.n + 1 -- nothing waits before it: runs now
         return run(start, reply, a, b, c)
@@ -375,28 +383,30 @@ local function sequence(conn, state, kind, start, a, b, c)
     pump(q)
 end
 
+-- A write's outcome: node:apply calls the request's own table w (parse's, carrying
+-- bytes, shape, state, argv and reply) through __call, so a write makes no closure.
+local Write = {}
+Write.__call = function(w, index, code, result)
+    local reply = w.reply
+    if not index then
+        -- not_leader: never appended, or overwritten by another leader's entry: the write
+        -- did not happen, so the leader may take it.
+        if code == "not_leader" then
+            return not_leader(w.state.ctx, w.state, w.argv, reply)
+        end
+        return reply(write_error(code, result))
+    end
+    if type(result) == "table" and result.err then
+        return reply(fsm_error(result.err, result.msg, w))
+    end
+    safely(reply, w.shape, result)
+end
+
+-- (On a follower, node:apply answers not_leader at once, through the same path.)
 local function start_write(reply, state, argv, w)
     local ctx = state.ctx
-    local node = ctx.node
-    local _, is_leader = node:state()
-    if not is_leader then return not_leader(ctx, state, argv, reply) end
-    -- (The callback holds reply and w alone, w the rest: each captured local is an object
-    -- of its own, held while the write is in flight, and thousands are.)
-    w.state, w.argv = state, argv
-    node:apply(w.bytes, ctx.timeout_ms, function(index, code, result)
-        if not index then
-            -- not_leader: never appended, or overwritten by another leader's entry:
-            -- the write did not happen, so the leader may take it.
-            if code == "not_leader" then
-                return not_leader(w.state.ctx, w.state, w.argv, reply)
-            end
-            return reply(write_error(code, result))
-        end
-        if type(result) == "table" and result.err then
-            return reply(fsm_error(result.err, result.msg, w))
-        end
-        safely(reply, w.shape, result)
-    end)
+    w.state, w.argv, w.reply = state, argv, reply
+    ctx.node:apply(w.bytes, ctx.timeout_ms, setmetatable(w, Write))
 end
 
 local function write(ctx, conn, state, argv, w)

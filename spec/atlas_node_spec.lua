@@ -117,7 +117,7 @@ describe("atlas on networked nodes", function()
             assert(wait_for(function()
                 for _, id in ipairs(c.ids) do
                     if c.stores[id].node:read_stale(function(fsm)
-                        return fsm.data.short ~= nil
+                        return fsm:held("short") ~= nil
                     end) then return false end
                 end
                 return true

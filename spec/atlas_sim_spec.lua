@@ -108,7 +108,7 @@ describe("atlas on helios.sim", function()
             for _, id in ipairs(c:ids()) do
                 c:node(id):on("apply", function(index)
                     if gone[id] == nil and fsms[id].applied >= 2 and not fsms[id]:exists("t")
-                        and fsms[id].data.t_was_set then
+                        and (fsms[id]:held("t_was_set")) then
                         gone[id] = index
                     end
                 end)
@@ -132,14 +132,14 @@ describe("atlas on helios.sim", function()
             assert.are.equal(1, s2:purge())
             assert.are.equal(0, s2:purge())                -- one purge in flight at a time
             c:run_for(200)
-            assert.is_nil(fsms[new].data.t)                -- dropped, not only hidden
-            assert.are.equal("1", fsms[new].data.keep)
+            assert.is_nil((fsms[new]:held("t")))  -- dropped, not only hidden
+            assert.are.equal("1", (fsms[new]:held("keep")))
             c:heal()
             assert_converged(c, fsms)
             for _, id in ipairs(c:ids()) do
                 assert.is_number(gone[id], id)
                 assert.are.equal(gone[new], gone[id], id)
-                assert.is_nil(fsms[id].data.t, id)
+                assert.is_nil((fsms[id]:held("t")), id)
             end
             c:check()
         end)
@@ -156,7 +156,7 @@ describe("atlas on helios.sim", function()
             local s, fs = atlas.new(c:node(leader)), atlas.new(c:node(follower))
             assert.is_true(await(c, function(cb) s:set("t", "v", 300, cb) end))
             assert.is_true(await(c, function(cb) s:set("keep", "k", cb) end))
-            local expiry = fsms[leader].exp.t
+            local expiry = select(2, fsms[leader]:held("t"))
             assert.are.equal("v", await(c, function(cb) fs:get("t", cb) end))
             assert.are.equal("v", await(c, function(cb) s:get("t", cb) end))
             -- the TTL passes with no write, no purge: every replica's newest stamp stays
@@ -165,7 +165,7 @@ describe("atlas on helios.sim", function()
             local applied = fsms[leader].applied
             for _, id in ipairs(c:ids()) do
                 assert.is_true(fsms[id].now < expiry, id)
-                assert.are.equal("v", fsms[id].data.t, id)
+                assert.are.equal("v", (fsms[id]:held("t")), id)
             end
             for _, st in ipairs({ s, fs }) do
                 local where = st == s and "leader" or "follower"

@@ -104,6 +104,17 @@ describe("bench-compare: the table", function()
             tbl.failover({ 900, 100, 300, 200, 400 }))
     end)
 
+    it("takes the run of median rate of a level's rounds, with its own latencies", function()
+        local a = { per_s = 900, p50 = 1, p99 = 9 }
+        local b = { per_s = 1000, p50 = 2, p99 = 8 }
+        local c = { per_s = 1300, p50 = 3, p99 = 7 }
+        assert.are.equal(b, tbl.median_run({ c, a, b }))
+        assert.are.equal(a, tbl.median_run({ b, a }))  -- the lower middle of an even count
+        assert.are.equal(c, tbl.median_run({ nil, c }))  -- a round that failed is skipped
+        assert.is_nil(tbl.median_run({}))
+        assert.is_nil(tbl.median_run(nil))
+    end)
+
     it("is one Markdown table, with a dash for what was not measured", function()
         local text = tbl.render({
             writes = {

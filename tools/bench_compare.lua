@@ -4,6 +4,7 @@
 --
 --   luajit tools/bench_compare.lua           (from the repository root, after make build)
 --   HELIOS_BENCH_SECONDS=3 luajit tools/bench_compare.lua     -- seconds per level (5)
+--   HELIOS_BENCH_ROUNDS=1 luajit tools/bench_compare.lua      -- rounds of writes (3)
 --   HELIOS_COMPARE_BUDGET_S=600 HELIOS_COMPARE_KEYS=1000000 luajit tools/bench_compare.lua
 --
 -- The three systems are started once and measured in turn, level by level, so that the
@@ -13,8 +14,11 @@
 --   etcd: 3 members (spec/bench/etcd.lua), driven by our Go generator
 --     (spec/bench/etcd_load.go);
 --   redis-server with appendfsync always, driven by redis-benchmark.
--- Writes at 1, 16, 64, 256 clients (the Helios leader's fsync counters over the 64-client
--- run of our generator); reads at 64; 5 failovers each, alternating
+-- Writes at 1, 16, 64, 256 clients, in ROUNDS rounds of all four levels: each cell is the
+-- run of median rate (the disk's fsync latency on a VM moves by tens of percent from one
+-- minute to the next, and one run per level let a ratio move by several tenths); the
+-- Helios leader's fsync counters are summed over the 64-client runs of our generator.
+-- Reads at 64; 5 failovers each, alternating
 -- (spec/bench/failover.lua for Helios). Then they are stopped, and a new Helios cluster and
 -- a new redis-server are filled with the same keys for their resident memory
 -- (spec/bench/memory.lua).
@@ -44,6 +48,7 @@ local clock_ms = core.clock_ms
 local traceback = debug.traceback
 
 local SECONDS = tonumber(os.getenv("HELIOS_BENCH_SECONDS") or "") or 5
+local ROUNDS = tonumber(os.getenv("HELIOS_BENCH_ROUNDS") or "") or 3
 local BUDGET_S = tonumber(os.getenv("HELIOS_COMPARE_BUDGET_S") or "") or 600
 local KEYS = tonumber(os.getenv("HELIOS_COMPARE_KEYS") or "") or 1000000
 local LEVELS = tbl.LEVELS
@@ -64,7 +69,10 @@ end
 
 local results = { levels = LEVELS, writes = {}, reads = {}, labels = {},
                   failover = { helios = {}, etcd = {} }, memory = { keys = KEYS }, fsync = {} }
-for _, c in ipairs(LEVELS) do results.writes[c] = {} end
+for _, c in ipairs(LEVELS) do
+    results.writes[c] = { runs = { helios_rb = {}, helios = {}, etcd = {}, redis = {} } }
+end
+local fsync_sum = { fsyncs = 0, entries = 0, ms = 0 }
 local notes, failed = {}, false
 
 -- Raise once the time budget is used up (checked between the steps of a stage).
@@ -102,10 +110,10 @@ local function rate(r)
     return { per_s = r.per_s, p50 = r.p50, p99 = r.p99, errors = r.errors, cpu = r.cpu }
 end
 
-local function log_rate(what, c, r)
-    log("%-34s %4d clients: %s/s, p50 %.2f ms, p99 %.2f ms%s%s", what, c, tbl.int(r.per_s),
+local function log_rate(what, c, r, tag)
+    log("%-34s %4d clients: %s/s, p50 %.2f ms, p99 %.2f ms%s%s%s", what, c, tbl.int(r.per_s),
         r.p50, r.p99, (r.errors or 0) > 0 and format(", %d errors", r.errors) or "",
-        r.cpu and format(" (generator: %.0f%% of a core)", r.cpu * 100) or "")
+        r.cpu and format(" (generator: %.0f%% of a core)", r.cpu * 100) or "", tag or "")
 end
 
 -- One closed-loop run of our generator on helios.client: `clients` RESP connections to
@@ -183,6 +191,21 @@ local function start_helios(h)
     log("helios: 3 nodes, leader %s, RESP port %d", h.leader, h.port)
 end
 
+local leader_changes = 0
+
+-- Point the Helios steps at the current leader: a leader change is part of the result (a
+-- note under the table counts them), not the end of Helios's measurements.
+local function follow_leader(h)
+    local leader = h.cl:leader(15000)
+    if leader ~= h.leader then
+        leader_changes = leader_changes + 1
+        log("helios: the leader is now %s (was %s)", leader, h.leader)
+        h.leader = leader
+        h.addr = h.cl:client_address(leader)
+        h.port = tonumber(h.addr:match(":(%d+)$"))
+    end
+end
+
 local function start_etcd(e)
     if not proc.have("etcd") then error("etcd is not installed (Debian: etcd-server)", 0) end
     if not proc.have("etcdctl") then error("etcdctl is not installed (Debian: etcd-client)", 0) end
@@ -225,44 +248,64 @@ local function rb_rate(port, c)
     return { per_s = r.rps, p50 = r.p50, p99 = r.p99 }
 end
 
--- Writes at `c` clients: each system in turn.
-local function writes(c)
-    local w = results.writes[c]
+-- Writes at `c` clients, round `round`: each system in turn.
+local function writes(c, round)
+    local w = results.writes[c].runs
+    local tag = format(" (round %d of %d)", round, ROUNDS)
     step("helios", format("redis-benchmark at %d clients", c), function(h)
         if not h.rb then return end
-        w.helios_rb = rb_rate(h.port, c)
-        log_rate("helios SET, redis-benchmark", c, w.helios_rb)
+        follow_leader(h)
+        w.helios_rb[round] = rb_rate(h.port, c)
+        log_rate("helios SET, redis-benchmark", c, w.helios_rb[round], tag)
     end)
     step("helios", format("our generator at %d clients", c), function(h)
+        follow_leader(h)
         local stats = h.cl:client():node(h.leader)
         local before, t0
         if c == READ_CLIENTS then before, t0 = storage_counters(stats:stats()), clock_ms() end
-        w.helios = rate(helios_load(h.addr, c, set_request))
-        log_rate("helios SET, helios.client", c, w.helios)
+        w.helios[round] = rate(helios_load(h.addr, c, set_request))
+        log_rate("helios SET, helios.client", c, w.helios[round], tag)
         if before then
             local after, t1 = storage_counters(stats:stats()), clock_ms()
             if before.fsyncs and after.fsyncs and after.fsyncs > before.fsyncs then
-                local fsyncs = after.fsyncs - before.fsyncs
-                results.fsync = { clients = c, fsyncs_per_s = fsyncs / ((t1 - t0) / 1000),
-                    entries_per_fsync = (after.entries - before.entries) / fsyncs }
+                fsync_sum.fsyncs = fsync_sum.fsyncs + after.fsyncs - before.fsyncs
+                fsync_sum.entries = fsync_sum.entries + after.entries - before.entries
+                fsync_sum.ms = fsync_sum.ms + t1 - t0
                 log("helios leader at %d clients: %.1f entries per fsync, %s fsyncs/s", c,
-                    results.fsync.entries_per_fsync, tbl.int(results.fsync.fsyncs_per_s))
+                    (after.entries - before.entries) / (after.fsyncs - before.fsyncs),
+                    tbl.int((after.fsyncs - before.fsyncs) / ((t1 - t0) / 1000)))
             end
         end
     end)
     step("etcd", format("put at %d clients", c), function(e)
-        w.etcd = etcd_rate(etcd.load(e.gen, e.ep, "put", c, SECONDS))
-        log_rate("etcd put", c, w.etcd)
+        w.etcd[round] = etcd_rate(etcd.load(e.gen, e.ep, "put", c, SECONDS))
+        log_rate("etcd put", c, w.etcd[round], tag)
     end)
     step("redis", format("redis-benchmark at %d clients", c), function(r)
-        w.redis = rb_rate(r.srv.port, c)
-        log_rate("redis-server SET, redis-benchmark", c, w.redis)
+        w.redis[round] = rb_rate(r.srv.port, c)
+        log_rate("redis-server SET, redis-benchmark", c, w.redis[round], tag)
     end)
+end
+
+-- Each cell of the writes: the run of median rate over the rounds (compare_table.lua).
+local function settle_writes()
+    for _, c in ipairs(LEVELS) do
+        local w = results.writes[c]
+        for _, name in ipairs({ "helios_rb", "helios", "etcd", "redis" }) do
+            w[name] = tbl.median_run(w.runs[name])
+        end
+    end
+    if fsync_sum.fsyncs > 0 then
+        results.fsync = { clients = READ_CLIENTS,
+            fsyncs_per_s = fsync_sum.fsyncs / (fsync_sum.ms / 1000),
+            entries_per_fsync = fsync_sum.entries / fsync_sum.fsyncs }
+    end
 end
 
 local function reads()
     local rd = results.reads
     step("helios", "linearizable reads", function(h)
+        follow_leader(h)
         rd.helios_lin = rate(helios_load(h.addr, READ_CLIENTS, get_request))
         log_rate("helios GET, linearizable", READ_CLIENTS, rd.helios_lin)
     end)
@@ -271,6 +314,7 @@ local function reads()
         log_rate("etcd get, linearizable", READ_CLIENTS, rd.etcd_lin)
     end)
     step("helios", "stale reads", function(h)
+        follow_leader(h)
         rd.helios_stale = rate(helios_load(h.addr, READ_CLIENTS, get_request,
             function(c) return c:call("READONLY") end))
         log_rate("helios GET, READONLY (stale)", READ_CLIENTS, rd.helios_stale)
@@ -358,7 +402,9 @@ local ok, err = xpcall(function()
     step("helios", "starting the cluster", start_helios)
     step("etcd", "starting the cluster", start_etcd)
     step("redis", "starting redis-server", start_redis)
-    for _, c in ipairs(LEVELS) do writes(c) end
+    for round = 1, ROUNDS do
+        for _, c in ipairs(LEVELS) do writes(c, round) end
+    end
     reads()
     failovers()
     stop_all()
@@ -368,6 +414,11 @@ local ok, err = xpcall(function()
     step("redis", "the memory fill", memory_redis)
 end, traceback)
 stop_all()
+settle_writes() -- (also after a failure: the rounds that ran still make their cells)
+if leader_changes > 0 then
+    notes[#notes + 1] = format("helios: the leader changed %d time(s) under load, before the "
+        .. "failover stage", leader_changes)
+end
 if proc.interrupted then
     io.stderr:write("bench-compare: interrupted by SIG", proc.interrupted,
         "; every process it started is stopped\n")
@@ -379,9 +430,10 @@ if not ok then
     notes[#notes + 1] = "the run stopped early: " .. tostring(err):match("^[^\n]*")
 end
 
-print(format("Machine: %s. Run: %s, %d s per level after a %d ms warm-up, load average "
-    .. "%s before and %s after (1, 5, 15 min), %.0f s in all.", machine, date, SECONDS,
-    WARMUP_MS, load_before, loadavg(), (clock_ms() - started) / 1000))
+print(format("Machine: %s. Run: %s, %d s per level after a %d ms warm-up, writes: the run "
+    .. "of median rate of %d rounds; load average %s before and %s after (1, 5, 15 min), "
+    .. "%.0f s in all.", machine, date, SECONDS, WARMUP_MS, ROUNDS, load_before, loadavg(),
+    (clock_ms() - started) / 1000))
 print()
 print(tbl.render(results))
 for _, n in ipairs(notes) do print("\n- " .. n) end

@@ -62,6 +62,19 @@ function M.median(list)
     return (s[n / 2] + s[n / 2 + 1]) / 2
 end
 
+--- Of the runs of one system at one level ({ per_s, p50, p99 } each; nil entries skipped),
+-- the run of median rate (the lower middle one for an even count), latencies included, so
+-- that a cell's three figures come from one run; nil when there is none.
+function M.median_run(runs)
+    local s = {}
+    for i = 1, table.maxn(runs or {}) do
+        if type(runs[i]) == "table" and runs[i].per_s then s[#s + 1] = runs[i] end
+    end
+    if #s == 0 then return nil end
+    table.sort(s, function(a, b) return a.per_s < b.per_s end)
+    return s[floor((#s + 1) / 2)]
+end
+
 --- Failover times (ms): "0.31 s (0.22–0.45, 5 runs)", or "-".
 function M.failover(list)
     local m = M.median(list)

@@ -266,7 +266,7 @@ end
 -- Writes at `c` clients, round `round`: each system in turn.
 local function writes(c, round)
     local w = results.writes[c].runs
-    local tag = format(" (round %d of %d)", round, ROUNDS)
+    local tag = ROUNDS > 1 and format(" (round %d of %d)", round, ROUNDS) or ""
     step("helios", format("redis-benchmark at %d clients", c), function(h)
         if not h.rb then return end
         follow_leader(h)

@@ -437,7 +437,7 @@ local snapshot_by_bytes
 local function make_hooks(b)
     local function apply(index, term, etype, cmd, time_ms)
         if etype ~= "command" then
-            b._applied_index = index
+            if not b._fsm_stopped then b._applied_index = index end
             complete(b, index, -1) -- a waiter here was promised a command: overwritten
             if etype == "config" then check_membership(b) end
             return

@@ -19,15 +19,20 @@ local function with_solo(dir, hooks, body)
                                  data_dir = dir .. "/solo", secret = "apply batch spec",
                                  config = FAST }, hooks)
     assert(node:start())
-    local failure
+    local failure, down = nil, false
+    local function stop() down = true; raft.stop() end
     raft.spawn(function()
         local ok, err = pcall(body, node)
         if not ok then failure = err end
-        node:shutdown(function() raft.stop() end)
+        node:shutdown(stop)
     end)
     local deadline = raft.after(20000, function() core.fail("scenario deadline passed") end)
     local ok, err = raft.run()
     deadline:stop()
+    if not down then -- (the loop stopped early: still close the node, its port and dir)
+        node:shutdown(stop)
+        raft.run()
+    end
     assert(ok, err)
     assert(failure == nil, failure)
 end

@@ -103,19 +103,12 @@ static int noop(lua_State *L)
 static void push_batch(lua_State *L, const struct hr_entry *e, size_t n)
 {
     lua_createtable(L, (int)(5 * n), 0);
+    int t = lua_gettop(L);
     for (size_t i = 0; i < n; i++) {
-        int k = (int)(5 * i);
-        lua_pushnumber(L, (lua_Number)e[i].index);
-        lua_rawseti(L, -2, k + 1);
-        lua_pushnumber(L, (lua_Number)e[i].term);
-        lua_rawseti(L, -2, k + 2);
-        lua_pushstring(L, hr__lua_entry_type_name(e[i].type));
-        lua_rawseti(L, -2, k + 3);
-        lua_pushlstring(L, e[i].data != NULL ? (const char *)e[i].data->data : "",
-                        hr_blob_len(e[i].data));
-        lua_rawseti(L, -2, k + 4);
-        lua_pushnumber(L, (lua_Number)e[i].time_ms);
-        lua_rawseti(L, -2, k + 5);
+        int k = hr__lua_push_entry(L, &e[i]); /* the apply hook's arguments */
+        for (int j = k; j >= 1; j--) {
+            lua_rawseti(L, t, (int)(5 * i) + j);
+        }
     }
     lua_pushinteger(L, (lua_Integer)n);
 }

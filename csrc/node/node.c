@@ -243,21 +243,13 @@ static int handle_ready(struct hr_node *n, struct hr_ready *rd)
         }
     }
 
-    if (rd->n_committed > 0 && n->fsm.apply_batch != NULL) {
+    if (rd->n_committed > 0) {
         assert(rd->committed[0].index == n->applied + 1 &&
                rd->committed[rd->n_committed - 1].index == n->applied + rd->n_committed);
         n->applied = rd->committed[rd->n_committed - 1].index;
         n->stats.applied += rd->n_committed;
-        n->fsm.apply_batch(n->fsm.ctx, rd->committed, rd->n_committed);
-        return handle_reads(n, rd);
-    }
-    for (size_t i = 0; i < rd->n_committed; i++) {
-        const struct hr_entry *e = &rd->committed[i];
-        assert(e->index == n->applied + 1);
-        n->applied = e->index;
-        n->stats.applied++;
         if (n->fsm.apply != NULL) {
-            n->fsm.apply(n->fsm.ctx, e);
+            n->fsm.apply(n->fsm.ctx, rd->committed, rd->n_committed);
         }
     }
     return handle_reads(n, rd);

@@ -52,11 +52,15 @@ struct hr_network {
 };
 
 /* The state machine and observers. apply() receives each committed entry once, in order
- * (no-op and config entries too: the FSM layer skips what it does not apply). state() is
- * called when role, term or leader change. Either may be NULL. */
+ * (no-op and config entries too: the FSM layer skips what it does not apply), a ready
+ * batch's entries in one call (n >= 1): an FSM across a language boundary (Lua) pays for
+ * the crossing once per batch, not once per entry. hr_node_applied() is the batch's last
+ * index for the whole call: what the FSM itself has applied so far is its own to know (a
+ * snapshot taken from inside the call must ask it). state() is called when role, term or
+ * leader change. Either may be NULL. */
 struct hr_fsm {
     void *ctx;
-    void (*apply)(void *ctx, const struct hr_entry *e);
+    void (*apply)(void *ctx, const struct hr_entry *e, size_t n);
     void (*state)(void *ctx, int role, hr_term_t term, hr_id_t leader);
     /* Replace the FSM's state with the snapshot through (index, term) that the leader sent
      * (data as in struct hr_storage's install). Entries after index follow through apply.
@@ -68,12 +72,6 @@ struct hr_fsm {
      * do not serve it). Called once per read, after the applies of the same batch. May be
      * NULL when the node takes no reads. */
     void (*read)(void *ctx, uint64_t read_ctx, hr_index_t index, hr_time_t time_ms, int status);
-    /* Optional, in place of apply: the committed entries of one ready batch at once, in
-     * order (n >= 1). For an FSM across a language boundary (Lua), which then pays for the
-     * crossing once per batch, not once per entry. hr_node_applied() is the batch's last
-     * index for the whole call: what the FSM itself has applied so far is its own to know
-     * (a snapshot taken from inside the call must ask it). */
-    void (*apply_batch)(void *ctx, const struct hr_entry *e, size_t n);
 };
 
 struct hr_node_stats {

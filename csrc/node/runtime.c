@@ -62,33 +62,12 @@ static int rt_write(void *ctx, uint64_t seq, const struct hr_hard_state *hs, hr_
     return rc;
 }
 
-static void rt_apply(void *ctx, const struct hr_entry *e)
-{
-    struct hr_runtime *rt = ctx;
-    if (e->index <= rt->applied) {
-        return; /* applied before this node was rebuilt after a storage failure (build_node) */
-    }
-    rt->applied = e->index;
-    struct hr__rt_proposed *p = &rt->proposed[e->index % HR__RT_PROPOSED];
-    uint64_t t0 = uv_hrtime();
-    if (p->index == e->index && p->term == e->term) {
-        /* Our own command, committed: the node applies in the drain that advanced the
-         * commit index, so this is the commit's time (docs/metrics.md). */
-        hr_hist_observe(&rt->metrics.commit_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
-                        (t0 - p->ns) / 1000);
-        p->index = 0;
-    }
-    if (rt->cb.apply != NULL) {
-        rt->cb.apply(rt->cb.ctx, e);
-        hr_hist_observe(&rt->metrics.apply_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
-                        (uv_hrtime() - t0) / 1000);
-    }
-}
-
-/* A run of committed entries: the same bookkeeping as rt_apply per entry, one call of the
- * embedding's apply_batch for the run. Its time goes to apply_us as the run's mean, once
- * per entry, so the histogram still counts entries. */
-static void rt_apply_batch(void *ctx, const struct hr_entry *e, size_t n)
+/* A run of committed entries. Those of our own commands are committed now: the node
+ * applies in the drain that advanced the commit index, so this is the commit's time
+ * (docs/metrics.md). The embedding gets the run in one apply_batch call, whose time goes
+ * to apply_us as the run's mean, once per entry, so the histogram still counts entries;
+ * or, without apply_batch, one apply call per entry, each timed. */
+static void rt_apply(void *ctx, const struct hr_entry *e, size_t n)
 {
     struct hr_runtime *rt = ctx;
     size_t skip = 0;
@@ -110,10 +89,20 @@ static void rt_apply_batch(void *ctx, const struct hr_entry *e, size_t n)
         }
     }
     rt->applied = e[n - 1].index;
-    rt->cb.apply_batch(rt->cb.ctx, e, n);
-    uint64_t mean_us = (uv_hrtime() - t0) / 1000 / n;
-    for (size_t i = 0; i < n; i++) {
-        hr_hist_observe(&rt->metrics.apply_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N, mean_us);
+    if (rt->cb.apply_batch != NULL) {
+        rt->cb.apply_batch(rt->cb.ctx, e, n);
+        uint64_t mean_us = (uv_hrtime() - t0) / 1000 / n;
+        for (size_t i = 0; i < n; i++) {
+            hr_hist_observe(&rt->metrics.apply_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
+                            mean_us);
+        }
+        return;
+    }
+    for (size_t i = 0; rt->cb.apply != NULL && i < n; i++) {
+        uint64_t t = uv_hrtime();
+        rt->cb.apply(rt->cb.ctx, &e[i]);
+        hr_hist_observe(&rt->metrics.apply_us, HR_HIST_LATENCY_US, HR_HIST_LATENCY_N,
+                        (uv_hrtime() - t) / 1000);
     }
 }
 
@@ -403,7 +392,6 @@ static int build_node(struct hr_runtime *rt, char *err, size_t errlen)
     c.n_voters = rt->join ? 0 : rt->n_peers;
     struct hr_fsm fsm = {.ctx = rt,
                          .apply = rt_apply,
-                         .apply_batch = rt->cb.apply_batch != NULL ? rt_apply_batch : NULL,
                          .state = rt_state,
                          .restore = hr__rt_restore,
                          .read = hr__rt_read};

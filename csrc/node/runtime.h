@@ -88,8 +88,8 @@ struct hr_runtime_callbacks {
     void *ctx;
     /* Each committed entry, once, in order (no-ops too: the caller skips them). */
     void (*apply)(void *ctx, const struct hr_entry *e);
-    /* Optional, in place of apply: the same entries, a run of n >= 1 at a time (struct
-     * hr_fsm's apply_batch). hr_runtime_applied() is the run's last index for the whole
+    /* Optional, in place of apply: the same entries, a run of n >= 1 at a time (a ready
+     * batch's, as struct hr_fsm's apply gets them). hr_runtime_applied() is the run's last index for the whole
      * call: a snapshot taken from inside it passes the index the FSM has reached
      * (hr_runtime_snapshot_point). */
     void (*apply_batch)(void *ctx, const struct hr_entry *e, size_t n);

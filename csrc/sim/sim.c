@@ -245,9 +245,8 @@ static void fsm_apply(void *ctx, const struct hr_entry *e)
     }
 }
 
-/* The node hands over a ready batch's committed entries at once, as it does to a networked
- * node's Lua FSM: the sim runs that path of the node. */
-static void fsm_apply_batch(void *ctx, const struct hr_entry *e, size_t n)
+/* The node hands over a ready batch's committed entries at once (struct hr_fsm). */
+static void fsm_apply_run(void *ctx, const struct hr_entry *e, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         fsm_apply(ctx, &e[i]);
@@ -328,7 +327,7 @@ static int start_node(struct hr_sim *s, struct hr__simnode *sn, char *err, size_
     cfg.seed = hr__splitmix64(&x);
     struct hr_storage st = {sn, disk_write, disk_install};
     struct hr_network net = {sn, hr__net_send};
-    struct hr_fsm fsm_cb = {sn, fsm_apply, fsm_state, fsm_restore, fsm_read, fsm_apply_batch};
+    struct hr_fsm fsm_cb = {sn, fsm_apply_run, fsm_state, fsm_restore, fsm_read};
     int rc = hr__disk_recover(&sn->disk, sn->note, sizeof(sn->note));
     if (rc != 0) {
         snprintf(err, errlen, "%s", sn->note);

@@ -114,6 +114,8 @@ build = {
             "csrc/lua/node_metrics.c",
             "csrc/lua/resp_reply.c",
             "csrc/lua/resp_server.c",
+            "csrc/lua/snapshot_file.c",
+            "csrc/lua/snapshot_writer.c",
             "csrc/lua/os.c",
             "csrc/lua/proc_binding.c",
             "csrc/lua/signal_binding.c",

@@ -267,6 +267,87 @@ describe("atlas.fsm", function()
         assert.has_error(function() atlas.fsm():restore(bytes:sub(1, #bytes - 3)) end)
     end)
 
+    -- A snapshot in slices (a networked node's, FSM.snapshot_slices) with writes applied
+    -- between the slices: overwrites, deletes, new keys, TTLs set and removed, expiries,
+    -- in shards taken and not yet taken. It must write the store as of its start.
+    local function sliced(f, w, between)
+        local co = coroutine.create(function() return f:snapshot(w, coroutine.yield) end)
+        local slices = 0
+        local ok, err = coroutine.resume(co)
+        while coroutine.status(co) == "suspended" do
+            slices = slices + 1
+            between(slices)
+            ok, err = coroutine.resume(co, true)
+        end
+        assert(ok, err)
+        return slices
+    end
+
+    it("snapshots in slices the store as of the start, whatever is applied between", function()
+        local f, apply = fresh()
+        local s = apply(E.register(), 100)
+        for i = 1, 20000 do
+            apply(E.set("k" .. i, "v" .. i, i % 7 == 0 and 5000 + i or nil), 100)
+        end
+        apply(atlas.numbered(E.set("a", "1"), s, 1), 100)
+        local before = f:snapshot() -- all at once: the reference
+        local parts = {}
+        local w = { write = function(_, ...)
+            for _, p in ipairs({ ... }) do parts[#parts + 1] = p end
+        end }
+        local n = 0
+        local slices = sliced(f, w, function()
+            for _ = 1, 300 do
+                n = n + 1
+                local k = "k" .. (n * 7919 % 25000 + 1) -- hits old keys and new ones
+                local op = n % 6
+                if op == 0 then apply(E.del(k), 200)
+                elseif op == 1 then apply(E.set(k, "new" .. n), 200)
+                elseif op == 2 then apply(E.set(k, "ttl" .. n, 50), 200)
+                elseif op == 3 then apply(E.persist(k), 200)
+                elseif op == 4 then apply(E.incr("counter" .. n % 50, 1), 200)
+                else apply(atlas.numbered(E.set("b" .. n, "x"), s, n + 1), 6000 + n) end
+            end
+        end)
+        assert.is_true(slices > 64, "slices: " .. slices) -- at least one per shard
+        assert.is_true(n > 20000)
+        assert.is_true(before == table.concat(parts),
+                       "the sliced snapshot is not the store as of its start")
+        assert.is_nil(f.snap) -- nothing kept once done
+        -- the writes between the slices are all in the store, and in the next snapshot
+        local g = atlas.fsm()
+        g:restore(f:snapshot())
+        assert.are.equal(f.applied, g.applied)
+        assert.is_true(f:snapshot() == g:snapshot(), "restored store differs")
+        assert.is_true(before ~= f:snapshot(), "the writes between slices are missing")
+    end)
+
+    it("gives up a sliced snapshot when yield says so, and keeps nothing after", function()
+        local f = atlas.fsm()
+        for i = 1, 5000 do f:_put("k" .. i, "v") end
+        local co = coroutine.create(function()
+            return f:snapshot({ write = function() end }, coroutine.yield)
+        end)
+        assert.is_true(coroutine.resume(co))
+        f:_put("k1", "w")
+        assert.is_table(f.snap)
+        assert.is_true(coroutine.resume(co, false))
+        assert.are.equal("dead", coroutine.status(co))
+        assert.is_nil(f.snap)
+        -- a restore during a sliced snapshot: the snapshot goes on with the old tables
+        local co2 = coroutine.create(function()
+            return f:snapshot({ write = function() end }, coroutine.yield)
+        end)
+        assert.is_true(coroutine.resume(co2))
+        local g = atlas.fsm()
+        g:_put("x", "y")
+        f:restore(g:snapshot())
+        assert.is_nil(f.snap)
+        f:_put("z", "1")
+        while coroutine.status(co2) == "suspended" do assert.is_true(coroutine.resume(co2, true)) end
+        assert.is_nil(f.snap)
+    end)
+
     it("spreads keys over its shard tables, whatever their pattern", function()
         -- One table for every key stalls a node each time it doubles (fsm.lua, "sharded");
         -- the shards must share the keys about evenly, for prefixes, suffixes and long keys.

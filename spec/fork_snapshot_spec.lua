@@ -1,7 +1,8 @@
 -- spec/fork_snapshot_spec.lua: core.snapshot_fork and core.snapshot_sync (csrc/lua/
 -- fork_snapshot.c): exact bytes in both forms, the parent's loop ticking while a child
 -- serializes a 1,000,000-key table, errors and kills reaching done, other children of the
--- process left to their owners, and the parent's buffered stdout not written twice.
+-- process left to their owners, and the parent's buffered stdout not written twice; and
+-- core.snapshot_file (csrc/lua/snapshot_file.c), the file of a snapshot taken in slices.
 -- Every loop run has a deadline.
 
 local core = require("helios.core")
@@ -304,5 +305,69 @@ describe("core.snapshot_fork / snapshot_sync", function()
         p:close()
         -- The child's own buffered text dies with it (_exit); the parent's appears once.
         assert.equal("parent-buffered;done;", out)
+    end)
+end)
+
+describe("core.snapshot_file", function()
+    local dir
+
+    before_each(function()
+        dir = assert(io.popen("LD_PRELOAD= mktemp -d /tmp/helios-snap-file.XXXXXX")):read("*l")
+    end)
+
+    after_each(function()
+        os.execute("LD_PRELOAD= rm -rf " .. shell_quote(dir))
+        collectgarbage()
+        collectgarbage()
+        core.run("nowait")
+    end)
+
+    it("writes in pieces from the loop, then syncs off it and calls done", function()
+        local path = dir .. "/s.tmp"
+        local f = assert(core.snapshot_file(path))
+        local big = binary(3 * 1024 * 1024 + 17)
+        assert.equal(f, f:write("head;", 42, ";"))
+        f:write(big)
+        for i = 1, 1000 do f:write(i, ",") end
+        local want = "head;42;" .. big
+        for i = 1, 1000 do want = want .. i .. "," end
+        assert.equal(#want, f:bytes())
+        local r
+        assert.is_true(f:finish(function(...) r = { ... } end))
+        assert.is_nil(r) -- never before the sync has run on the threadpool
+        assert.has_error(function() f:write("late") end)
+        assert.has_error(function() f:finish(print) end,
+                         "Usage: f:finish(done): the file was finished or aborted")
+        assert.is_false(f:abort())
+        run_until(function() return r ~= nil end, 10000)
+        assert.are.same({ true, nil, #want }, { r[1], r[2], r[3] })
+        assert.is_true(read(path) == want, "the file does not hold the bytes written")
+        assert.matches("finished", tostring(f))
+    end)
+
+    it("aborts, refuses an existing path, and closes what the collector finds open", function()
+        local f = assert(core.snapshot_file(dir .. "/a"))
+        f:write("partial")
+        assert.is_true(f:abort())
+        assert.is_false(f:abort())
+        assert.has_error(function() f:write("x") end)
+        assert.is_true(exists(dir .. "/a")) -- the caller removes it
+        local g, code, detail = core.snapshot_file(dir .. "/a")
+        assert.is_nil(g)
+        assert.equal("io", code)
+        assert.matches("File exists", detail)
+        -- An object dropped while open closes its file: no fd is left behind.
+        local function fds()
+            local p = io.popen("ls /proc/$PPID/fd | wc -l") -- the shell's parent: this process
+            local n = tonumber(p:read("*l"))
+            p:close()
+            return n
+        end
+        collectgarbage()
+        local before = fds()
+        for i = 1, 50 do assert(core.snapshot_file(dir .. "/g" .. i)):write("x") end
+        collectgarbage()
+        collectgarbage()
+        assert.is_true(fds() <= before, "open files were left behind")
     end)
 end)

@@ -4,7 +4,7 @@
 --
 --   luajit tools/bench_compare.lua           (from the repository root, after make build)
 --   HELIOS_BENCH_SECONDS=3 luajit tools/bench_compare.lua     -- seconds per level (5)
---   HELIOS_BENCH_ROUNDS=3 luajit tools/bench_compare.lua      -- rounds of writes (1)
+--   HELIOS_BENCH_ROUNDS=1 luajit tools/bench_compare.lua      -- rounds of writes (3)
 --   HELIOS_COMPARE_BUDGET_S=600 HELIOS_COMPARE_KEYS=1000000 luajit tools/bench_compare.lua
 --
 -- The three systems are started once and measured in turn, level by level, so that the
@@ -14,11 +14,9 @@
 --   etcd: 3 members (spec/bench/etcd.lua), driven by our Go generator
 --     (spec/bench/etcd_load.go);
 --   redis-server with appendfsync always, driven by redis-benchmark.
--- Writes at 1, 16, 64, 256 clients, in HELIOS_BENCH_ROUNDS rounds of all four levels (1 by
--- default): with more, each cell is the run of median rate (the disk's fsync latency on a
--- VM moves by tens of percent from one minute to the next). The default stays at one: three
--- rounds apply more than snapshot_threshold_bytes, and on the 2-core VM the nodes'
--- snapshots then cost the leader its office (docs/benchmarks.md, "Rounds"). The Helios
+-- Writes at 1, 16, 64, 256 clients, in HELIOS_BENCH_ROUNDS rounds of all four levels (3 by
+-- default): each cell is the run of median rate (the disk's fsync latency on a VM moves by
+-- tens of percent from one minute to the next; docs/benchmarks.md, "Rounds"). The Helios
 -- leader's fsync counters are summed over the 64-client runs of our generator.
 -- Reads at 64; 5 failovers each, alternating
 -- (spec/bench/failover.lua for Helios). Then they are stopped, and a new Helios cluster and
@@ -50,7 +48,7 @@ local clock_ms = core.clock_ms
 local traceback = debug.traceback
 
 local SECONDS = tonumber(os.getenv("HELIOS_BENCH_SECONDS") or "") or 5
-local ROUNDS = tonumber(os.getenv("HELIOS_BENCH_ROUNDS") or "") or 1
+local ROUNDS = tonumber(os.getenv("HELIOS_BENCH_ROUNDS") or "") or 3
 local BUDGET_S = tonumber(os.getenv("HELIOS_COMPARE_BUDGET_S") or "") or 600
 local KEYS = tonumber(os.getenv("HELIOS_COMPARE_KEYS") or "") or 1000000
 local LEVELS = tbl.LEVELS

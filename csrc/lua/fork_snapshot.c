@@ -42,11 +42,9 @@
 #include "fork_snapshot.h"
 #include "loop.h"
 #include "os.h"
+#include "snapshot_writer.h"
 
-#define WRITER_MT "helios.core.snapshot_writer"
 #define HANDLE_MT "helios.core.snapshot_fork"
-/* Writes to the file in 1 MiB pieces: few syscalls, and little memory in the child. */
-#define WRITER_BUF ((size_t)1 << 20)
 /* The longest message the child reports (an error with its traceback). */
 #define MSG_MAX 8192
 
@@ -55,137 +53,22 @@
 
 enum { CHILD_OK = 0, CHILD_FAILED = 1, CHILD_ORPHANED = 2 };
 
-/* 0 or an errno. */
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* ---- the writer passed to fn ---------------------------------------------------------- */
-
-struct writer {
-    int fd;         /* -1 once fn's call is over: a writer kept by fn cannot write later */
-    char *buf;      /* WRITER_BUF bytes, allocated on the first buffered write */
-    size_t len;
-    uint64_t bytes; /* handed to write(2) */
-};
-
-static struct writer *push_writer(lua_State *L)
-{
-    struct writer *w = lua_newuserdata(L, sizeof *w);
-    w->fd = -1;
-    w->buf = NULL;
-    w->len = 0;
-    w->bytes = 0;
-    luaL_getmetatable(L, WRITER_MT);
-    lua_setmetatable(L, -2);
-    return w;
-}
-
-static void writer_raw(lua_State *L, struct writer *w, const char *p, size_t n)
-{
-    int e = write_all(w->fd, p, n);
-    if (e != 0) {
-        luaL_error(L, "snapshot write: %s", strerror(e));
-    }
-    w->bytes += n;
-}
-
-static void writer_flush(lua_State *L, struct writer *w)
-{
-    if (w->len > 0) {
-        size_t n = w->len;
-        w->len = 0;
-        writer_raw(L, w, w->buf, n);
-    }
-}
-
-static void writer_put(lua_State *L, struct writer *w, const char *p, size_t n)
-{
-    if (w->len + n > WRITER_BUF) {
-        writer_flush(L, w);
-    }
-    if (n >= WRITER_BUF) {
-        writer_raw(L, w, p, n);
-        return;
-    }
-    if (w->buf == NULL) {
-        w->buf = malloc(WRITER_BUF);
-        if (w->buf == NULL) {
-            luaL_error(L, "snapshot write: out of memory");
-        }
-    }
-    memcpy(w->buf + w->len, p, n);
-    w->len += n;
-}
-
-static void writer_close(struct writer *w)
-{
-    free(w->buf);
-    w->buf = NULL;
-    w->len = 0;
-    w->fd = -1;
-}
-
-/* w:write(s, ...) -> w. Strings (or numbers) in order, like file:write. */
-static int l_writer_write(lua_State *L)
-{
-    struct writer *w = luaL_checkudata(L, 1, WRITER_MT);
-    if (w->fd < 0) {
-        return luaL_error(L, "Usage: w:write(s, ...): the writer is closed (its snapshot "
-                             "function has returned)");
-    }
-    int top = lua_gettop(L);
-    for (int i = 2; i <= top; i++) {
-        if (lua_type(L, i) == LUA_TNUMBER) {
-            /* Formatted here rather than through lua_tolstring, which would intern a new
-             * string: in the child, new strings are what copies pages (see the .md). */
-            char num[64];
-            int n = snprintf(num, sizeof num, "%.14g", (double)lua_tonumber(L, i));
-            writer_put(L, w, num, (size_t)n);
-            continue;
-        }
-        size_t n;
-        const char *p = luaL_checklstring(L, i, &n);
-        writer_put(L, w, p, n);
-    }
-    lua_settop(L, 1);
-    return 1;
-}
-
-static int l_writer_gc(lua_State *L)
-{
-    writer_close(luaL_checkudata(L, 1, WRITER_MT));
-    return 0;
-}
-
 /* Protected: (fn, w). fn(w), then the returned string (if any), flush, fdatasync. */
 static int serialize_body(lua_State *L)
 {
-    struct writer *w = luaL_checkudata(L, 2, WRITER_MT);
+    struct hr__snap_writer *w = luaL_checkudata(L, 2, HR__SNAP_WRITER_MT);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
     lua_call(L, 1, 1);
     if (lua_type(L, -1) == LUA_TSTRING) {
         size_t n;
         const char *p = lua_tolstring(L, -1, &n);
-        writer_put(L, w, p, n);
+        hr__snap_writer_put(L, w, p, n);
     } else if (!lua_isnil(L, -1)) {
         return luaL_error(L, "snapshot fn must return a string or nil (having used the "
                              "writer), not a %s", luaL_typename(L, -1));
     }
-    writer_flush(L, w);
+    hr__snap_writer_flush(L, w);
     if (fdatasync(w->fd) < 0) {
         return luaL_error(L, "snapshot fdatasync: %s", strerror(errno));
     }
@@ -194,11 +77,11 @@ static int serialize_body(lua_State *L)
 
 /* Push (traceback, writer anchor, body, fn, writer): after lua_pcall(L, 2, 0, tb) the
  * anchor keeps the writer reachable. fn is at fn_idx. Returns the writer. */
-static struct writer *push_call(lua_State *L, int fn_idx, int *tb_idx)
+static struct hr__snap_writer *push_call(lua_State *L, int fn_idx, int *tb_idx)
 {
     lua_pushcfunction(L, hr__lsim_traceback);
     *tb_idx = lua_gettop(L);
-    struct writer *w = push_writer(L);
+    struct hr__snap_writer *w = hr__snap_writer_push(L);
     lua_pushcfunction(L, serialize_body);
     lua_pushvalue(L, fn_idx);
     lua_pushvalue(L, -3);
@@ -209,15 +92,6 @@ static const char *error_text(lua_State *L)
 {
     const char *m = lua_tostring(L, -1);
     return m != NULL ? m : "(error object is not a string)";
-}
-
-static int open_tmp(const char *path)
-{
-    int fd;
-    do {
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    } while (fd < 0 && errno == EINTR);
-    return fd;
 }
 
 /* ---- the synchronous path --------------------------------------------------------------- */
@@ -231,8 +105,8 @@ static int l_snapshot_sync(lua_State *L)
     }
     lua_settop(L, 2);
     int tb;
-    struct writer *w = push_call(L, 2, &tb);
-    int fd = open_tmp(path);
+    struct hr__snap_writer *w = push_call(L, 2, &tb);
+    int fd = hr__snap_open_tmp(path);
     if (fd < 0) {
         int e = errno;
         lua_pushboolean(L, 0);
@@ -243,7 +117,7 @@ static int l_snapshot_sync(lua_State *L)
     w->fd = fd;
     int rc = lua_pcall(L, 2, 0, tb);
     uint64_t bytes = w->bytes;
-    writer_close(w);
+    hr__snap_writer_close(w);
     int close_rc = close(fd);
     int close_errno = errno;
     if (rc != 0) {
@@ -307,13 +181,13 @@ static void report(int pw, const char *kind, const char *text)
     if (tn > MSG_MAX - kn - 1) {
         tn = MSG_MAX - kn - 1;
     }
-    (void)write_all(pw, kind, kn);
-    (void)write_all(pw, " ", 1);
-    (void)write_all(pw, text, tn);
+    (void)hr__snap_write_all(pw, kind, kn);
+    (void)hr__snap_write_all(pw, " ", 1);
+    (void)hr__snap_write_all(pw, text, tn);
 }
 
-static _Noreturn void child_main(lua_State *L, struct writer *w, int pw, int gate, pid_t parent,
-                                 int tb, bool gc)
+static _Noreturn void child_main(lua_State *L, struct hr__snap_writer *w, int pw, int gate,
+                                 pid_t parent, int tb, bool gc)
 {
     /* The parent's death must not leave a writer nobody waits for. */
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -703,9 +577,9 @@ static int l_snapshot_fork(lua_State *L)
     lua_pushvalue(L, 5);
     s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     int tb;
-    struct writer *w = push_call(L, 2, &tb);
+    struct hr__snap_writer *w = push_call(L, 2, &tb);
 
-    int fd = open_tmp(path);
+    int fd = hr__snap_open_tmp(path);
     int e = errno;
     const char *what = "open";
     int pfd[2] = {-1, -1};
@@ -782,11 +656,6 @@ static int l_snapshot_fork(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg writer_methods[] = {
-    {"write", l_writer_write},
-    {NULL, NULL},
-};
-
 static const luaL_Reg handle_methods[] = {
     {"pid", l_handle_pid},
     {"kill", l_handle_kill},
@@ -797,7 +666,7 @@ static const luaL_Reg handle_methods[] = {
 
 int hr__lua_open_fork_snapshot(lua_State *L)
 {
-    hr__lua_new_class(L, WRITER_MT, writer_methods, l_writer_gc, NULL);
+    hr__lua_open_snapshot_writer(L);
     hr__lua_new_class(L, HANDLE_MT, handle_methods, l_handle_gc, l_handle_tostring);
     static const luaL_Reg funcs[] = {
         {"snapshot_fork", l_snapshot_fork}, {"snapshot_sync", l_snapshot_sync}, {NULL, NULL}};

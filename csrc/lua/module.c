@@ -30,6 +30,7 @@
 #include "resp_server.h"
 #include "metrics_http.h"
 #include "fork_snapshot.h"
+#include "snapshot_file.h"
 
 #define MODULE_KEY "helios.core.module"
 
@@ -76,6 +77,7 @@ int luaopen_helios_core(lua_State *L)
     hr__lua_open_resp(L);
     hr__lua_open_metrics_http(L);
     hr__lua_open_fork_snapshot(L);
+    hr__lua_open_snapshot_file(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, MODULE_KEY);
     return 1;

@@ -432,7 +432,7 @@ local function check_membership(b, quiet)
 end
 
 -- The byte trigger of automatic snapshots (defined with take_snapshot, below).
-local snapshot_by_bytes
+local snapshot_by_bytes, snapshot_in_slices
 
 local function make_hooks(b)
     local function apply(index, term, etype, cmd, time_ms)
@@ -600,20 +600,24 @@ end
 
 -- Snapshots of a networked node. The FSM's state is serialized into a file by a forked
 -- child (core.snapshot_fork: the child works on a copy-on-write image of the Lua state
--- while this process goes on serving heartbeats and commands), or in this process for an
--- FSM that says fsm.snapshot_fork = false. The file is framed (header, checksum, trailer)
--- by the C side's framer, then handed to the runtime, which renames it into place, tells
--- the core and compacts the log.
+-- while this process goes on serving heartbeats and commands); in this process, in slices
+-- between which the loop runs and entries are applied, for an FSM that says
+-- fsm.snapshot_slices = true (core.snapshot_file; the FSM keeps what it writes as of the
+-- call); or in this process at once for one that says fsm.snapshot_fork = false
+-- (docs/fork-snapshot.md). The file is framed (header, checksum, trailer) by the C side's
+-- framer, then handed to the runtime, which renames it into place, tells the core and
+-- compacts the log.
 
--- The function the writer runs (in the child): header, payload, trailer.
+-- The function the writer runs: header, payload, trailer. yield (the sliced path only) is
+-- handed to fsm:snapshot, which calls it between slices.
 local function snapshot_body(fsm, framer)
-    return function(w)
+    return function(w, yield)
         w:write(framer:header())
         local writer = { write = function(_, ...)
             framer:feed(...)
             w:write(...)
         end }
-        local bytes = fsm:snapshot(writer)
+        local bytes = fsm:snapshot(writer, yield)
         if type(bytes) == "string" then
             framer:feed(bytes)
             w:write(bytes)
@@ -654,6 +658,64 @@ local function snapshot_done(b, index, term, tmp, ok, err)
               index, tostring(err))
 end
 
+-- The sliced path: body runs in a coroutine, one slice per loop turn; fsm:snapshot's yield()
+-- returns true to go on, false when the node gave the snapshot up (shutdown), after which
+-- the FSM returns. The file's fdatasync runs off the loop (core.snapshot_file).
+snapshot_in_slices = function(b, index, term, tmp, body)
+    local f, code, detail = core().snapshot_file(tmp)
+    if not f then
+        return nil, code, detail
+    end
+    local job = { index = index }
+    local co = coroutine.create(function()
+        return xpcall(body, traceback, f, coroutine.yield)
+    end)
+    local function finished(ok, err)
+        if b._snapshotting == job then
+            snapshot_done(b, index, term, tmp, ok, err)
+        else
+            os.remove(tmp)
+        end
+    end
+    local function step()
+        if coroutine.status(co) == "dead" then
+            return -- finished, failed or given up already
+        end
+        local go_on = b._snapshotting == job
+        local resumed, ok, err = coroutine.resume(co, go_on)
+        if coroutine.status(co) == "suspended" then
+            if go_on then
+                -- 1 ms, not 0: libuv runs a timer due now that a timer callback started in
+                -- the same pass, so with 0 every slice would run in one loop turn.
+                core().timer(1, 0, step)
+                return
+            end
+            -- An FSM that goes on after being told to stop is left where it is.
+            ok, err = false, "fsm:snapshot() did not return when told to stop"
+        elseif not resumed then
+            ok, err = false, ok
+        end
+        if not ok or not go_on then
+            f:abort()
+            finished(false, err)
+            return
+        end
+        local queued, qcode, qdetail = f:finish(finished)
+        if not queued then
+            finished(false, format("%s: %s", tostring(qcode), tostring(qdetail)))
+        end
+    end
+    -- Shutdown: the FSM is told to stop (its state must not keep a half-taken snapshot)
+    -- and the file removed; once the file is being synced, its done callback removes it.
+    job.cancel = function()
+        b._snapshotting = nil
+        step()
+    end
+    b._snapshotting = job
+    step() -- the first slice runs now: the FSM takes its state as of this point
+    return index
+end
+
 -- Start a snapshot of what is applied. Returns its index, or the current snapshot's if
 -- nothing new was applied; nil, code, detail on failure.
 local function take_snapshot(b)
@@ -683,6 +745,9 @@ local function take_snapshot(b)
     b._applied_bytes = 0
     local body = snapshot_body(fsm, b._core:snapshot_framer(index, term))
     local c = core()
+    if fsm.snapshot_slices == true then
+        return snapshot_in_slices(b, index, term, tmp, body)
+    end
     if fsm.snapshot_fork == false then
         local ok, err = c.snapshot_sync(tmp, body)
         snapshot_done(b, index, term, tmp, ok, err)
@@ -1370,6 +1435,8 @@ function net:_shutdown(_, cb)
     local job = self._snapshotting
     if job and job.handle and job.handle:running() then
         job.handle:kill() -- its done callback removes the file
+    elseif job and job.cancel then
+        job.cancel()
     end
     if self._control then
         self._control:close()

@@ -199,6 +199,7 @@ function FSM:_reset()
     self.sessions = {}                -- id -> { active, acked, results = { [seq] = bytes } }
     self.heap_e, self.heap_k = {}, {} -- min-heap of (expiry, key), lazily invalidated
     self.modules = nil                -- the module set the log recorded (sorted), or nil
+    self.snap = nil                   -- a sliced snapshot's kept values (keep, below)
 end
 
 -- Compare the recorded module set with this node's; on a difference tell the owner (once
@@ -273,8 +274,19 @@ local function heap_rebuild(self)
     end
 end
 
+-- A sliced snapshot (FSM:snapshot with yield) writes the store as of its start while
+-- later entries are applied: until it has taken a key's shard, the first change of the key
+-- keeps its value and expiry of then (false: none) in self.snap.
+local function keep(self, i, key)
+    local kv = self.snap.v[i]
+    if kv and kv[key] == nil then
+        kv[key], self.snap.e[i][key] = self.data[i][key] or false, self.exp[i][key] or false
+    end
+end
+
 local function put(self, key, value, expiry)
     local i = shard(key)
+    if self.snap then keep(self, i, key) end
     local data = self.data[i]
     if data[key] == nil then self.nkeys = self.nkeys + 1 end
     data[key] = value
@@ -287,6 +299,7 @@ end
 
 local function drop(self, key)
     local i = shard(key)
+    if self.snap then keep(self, i, key) end
     local data = self.data[i]
     if data[key] ~= nil then
         self.nkeys = self.nkeys - 1
@@ -684,16 +697,72 @@ end
 
 -- ---- snapshot / restore -----------------------------------------------------------------
 
-local function frame(bytes) return format("%08x", #bytes) .. bytes end
+-- A frame to out: its length, then its bytes (two writes: no copy of a large frame).
+local function frame(out, bytes) out(format("%08x", #bytes), bytes) end
 
---- The whole store as bytes (keys sorted, so equal stores give equal bytes): "ATLAS1\n",
--- then frames "<8 hex digits: length><msgpack>": a header, then the keys in chunks of
--- SNAPSHOT_CHUNK_KEYS as { k, v, expiry or false, ... }. With a writer w (a networked
--- node's forked snapshot) the frames are written as they are made.
-function FSM:snapshot(w)
+-- The frames of shard i as the snapshot snap (nil: none in slices) sees it: its keys
+-- sorted, in chunks of SNAPSHOT_CHUNK_KEYS as { k, v, expiry or false, ... }. Taking them
+-- ends the keeping of the shard's old values.
+local function shard_frames(d, x, snap, i)
+    local kv, ke = snap and snap.v[i], snap and snap.e[i]
+    local keys, n = {}, 0
+    for k in each(d) do
+        if not (kv and kv[k] ~= nil) then n = n + 1; keys[n] = k end
+    end
+    if kv then
+        for k, v in each(kv) do
+            if v then n = n + 1; keys[n] = k end
+        end
+        snap.v[i], snap.e[i] = nil, nil
+    end
+    sort(keys)
+    local frames, chunk = {}, M.SNAPSHOT_CHUNK_KEYS
+    for first = 1, n, chunk do
+        local flat, j = {}, 0
+        for idx = first, math.min(first + chunk - 1, n) do
+            local k = keys[idx]
+            local v, e
+            if kv and kv[k] ~= nil then v, e = kv[k], ke[k] else v, e = d[k], x[k] end
+            flat[j + 1], flat[j + 2], flat[j + 3] = k, v, e or false
+            j = j + 3
+        end
+        frames[#frames + 1] = flat
+    end
+    return frames
+end
+
+-- The shards' frames in order; false if yield said to stop.
+local function write_shards(data, exp, snap, out, yield)
+    for i = 1, SHARDS do
+        local frames = shard_frames(data[i], exp[i], snap, i)
+        if yield and not yield() then return false end
+        for f = 1, #frames do
+            frame(out, encode(frames[f]))
+            if yield and not yield() then return false end
+        end
+    end
+    return true
+end
+
+--- The whole store as bytes (equal stores give equal bytes): "ATLAS1\n", then frames
+-- "<8 hex digits: length><msgpack>": a header, then each shard's keys, sorted, in chunks
+-- of SNAPSHOT_CHUNK_KEYS as { k, v, expiry or false, ... }. With a writer w (a networked
+-- node's snapshot) the frames are written as they are made. With yield too, the node takes
+-- the snapshot in slices (FSM.snapshot_slices): between two calls of yield() it applies
+-- entries, and the store keeps what the snapshot has still to write as of this call;
+-- yield() returning false means the node gave the snapshot up.
+function FSM:snapshot(w, yield)
+    if yield and self.snap then
+        error("atlas: snapshot: another sliced snapshot is being taken", 2)
+    end
     local parts = w and nil or {}
-    local function out(s)
-        if w then w:write(s) else parts[#parts + 1] = s end
+    local function out(a, b) -- one or two strings
+        if w then
+            if b then w:write(a, b) else w:write(a) end
+        else
+            parts[#parts + 1] = a
+            parts[#parts + 1] = b
+        end
     end
     local ids = {}
     for id in each(self.sessions) do ids[#ids + 1] = id end
@@ -711,28 +780,27 @@ function FSM:snapshot(w)
         end
         sessions[i] = { id = id, active = s.active, acked = s.acked, results = flat }
     end
-    local keys = {}
-    for i = 1, SHARDS do
-        for k in each(self.data[i]) do keys[#keys + 1] = k end
-    end
-    sort(keys)
     out(MAGIC)
-    out(frame(encode({ applied = self.applied, now = self.now, count = #keys,
-                       session_timeout_ms = self.session_timeout_ms, sessions = sessions,
-                       modules = self.modules })))
-    local chunk = M.SNAPSHOT_CHUNK_KEYS
-    for first = 1, #keys, chunk do
-        local flat, j = {}, 0
-        for i = first, math.min(first + chunk - 1, #keys) do
-            local k = keys[i]
-            local v, e = held(self, k)
-            flat[j + 1], flat[j + 2], flat[j + 3] = k, v, e or false
-            j = j + 3
-        end
-        out(frame(encode(flat)))
+    frame(out, encode({ applied = self.applied, now = self.now, count = self.nkeys,
+                        session_timeout_ms = self.session_timeout_ms, sessions = sessions,
+                        modules = self.modules }))
+    if not yield then
+        write_shards(self.data, self.exp, nil, out, nil)
+        if parts then return concat(parts) end
+        return
     end
+    local snap = { v = {}, e = {} }
+    for i = 1, SHARDS do snap.v[i], snap.e[i] = {}, {} end
+    self.snap = snap
+    local ok, err = pcall(write_shards, self.data, self.exp, snap, out, yield)
+    if self.snap == snap then self.snap = nil end
+    if not ok then error(err, 0) end
     if parts then return concat(parts) end
 end
+
+--- Networked nodes take ATLAS snapshots in slices in their own process rather than in a
+-- forked child (docs/fork-snapshot.md, "In slices"); false on an instance forks instead.
+FSM.snapshot_slices = true
 
 --- Replace the store with a snapshot's content; raises on malformed bytes.
 function FSM:restore(bytes)

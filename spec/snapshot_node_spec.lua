@@ -21,13 +21,7 @@ local tmpdir, rmrf, wait_for = nh.tmpdir, nh.rmrf, nh.wait_for
 local su = require("spec.helpers.storage_util")
 local read_file, write_file = su.read_file, su.write_file
 
-local function ls(dir)
-    local names = {}
-    local p = io.popen(format("ls '%s' 2>/dev/null", dir))
-    for line in p:lines() do names[#names + 1] = line end
-    p:close()
-    return names
-end
+local ls = nh.ls
 
 -- Every option a test may want: fast timers, frequent snapshot checks.
 local BASE = { election_timeout_ms = 150, heartbeat_timeout_ms = 30, snapshot_interval_ms = 50,

@@ -14,13 +14,7 @@ local E = atlas.encode
 
 local KEYS = 20000
 
-local function ls(dir)
-    local names = {}
-    local p = io.popen(format("ls '%s' 2>/dev/null", dir))
-    for line in p:lines() do names[#names + 1] = line end
-    p:close()
-    return names
-end
+local ls = nh.ls
 
 -- A one-node cluster over fsm, with no automatic snapshot.
 local function solo(dir, fsm, port)

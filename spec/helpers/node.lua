@@ -5,7 +5,7 @@
 -- spec builds its own, with the FSMs and options it needs.
 --
 --   local nh = require("spec.helpers.node")
---   local dir = nh.tmpdir()                    -- remove with nh.rmrf(dir)
+--   local dir = nh.tmpdir()                    -- remove with nh.rmrf(dir); nh.ls(dir)
 --   assert(nh.run_scenario(c, 10000, function() ... end))
 --   nh.stop_all(c)                             -- in a finally: also when the scenario failed
 
@@ -29,6 +29,15 @@ end
 --- rm -rf d.
 function M.rmrf(d)
     os.execute("rm -rf " .. shell.quote(d))
+end
+
+--- The names in directory dir (none if it does not exist), as `ls` lists them.
+function M.ls(dir)
+    local names = {}
+    local p = io.popen(format("ls %s 2>/dev/null", shell.quote(dir)))
+    for line in p:lines() do names[#names + 1] = line end
+    p:close()
+    return names
 end
 
 --- Whether node exists and runs (started, not shut down).

@@ -72,6 +72,7 @@ void hr__reset_election_timer(struct hr_raft *r)
     /* §5.2: randomized in [E, 2E) so that split votes are rare and resolve quickly. */
     uint64_t e = r->cfg.election_timeout_ms;
     r->election_deadline = r->now + e + hr_prng_next(&r->prng) % e;
+    r->election_grace = false;
 }
 
 static void set_role(struct hr_raft *r, int role, hr_id_t leader)
@@ -135,6 +136,7 @@ void hr__become_leader(struct hr_raft *r)
     }
     r->heartbeat_deadline = r->now + r->cfg.heartbeat_timeout_ms;
     r->quorum_deadline = r->now + r->cfg.election_timeout_ms;
+    r->quorum_grace = false;
     r->promote = 0;
     /* Membership changes wait until this entry commits (membership.c). */
     r->term_start = hr__log_last(&r->log) + 1;
@@ -417,6 +419,24 @@ void hr_raft_set_clock(struct hr_raft *r, hr_time_t now)
     }
 }
 
+/* A deadline that a tick finds passed by more than a heartbeat interval was missed while
+ * this node's own loop was held up (a long apply, a collector pause, a stopped process):
+ * meanwhile it could neither hear its peers nor be heard, and their messages may still wait
+ * unread, while the peers, held up by the same work, may not have sent any. So such a
+ * deadline is judged one heartbeat interval later, once: by then the messages of that
+ * interval are in. This is liveness only: a lease counts from the rounds its followers
+ * confirmed (read.c), never from these deadlines. True if the deadline was moved. */
+static bool late(struct hr_raft *r, hr_time_t *deadline, bool *grace)
+{
+    if (*grace || r->now - *deadline <= r->cfg.heartbeat_timeout_ms) {
+        *grace = false;
+        return false;
+    }
+    *grace = true;
+    *deadline = r->now + r->cfg.heartbeat_timeout_ms;
+    return true;
+}
+
 void hr_raft_tick(struct hr_raft *r, hr_time_t now)
 {
     if (now > r->now) {
@@ -426,7 +446,8 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
     hr__read_tick(r);
     hr__transfer_tick(r);
     if (r->role == HR_LEADER) {
-        if (r->cfg.check_quorum && r->now >= r->quorum_deadline) {
+        if (r->cfg.check_quorum && r->now >= r->quorum_deadline &&
+            !late(r, &r->quorum_deadline, &r->quorum_grace)) {
             /* §6.2 CheckQuorum: a leader that has not heard from a majority within an
              * election timeout steps down, so clients stop waiting on it. */
             size_t active = r->peers[r->self].voter ? 1 : 0;
@@ -448,7 +469,7 @@ void hr_raft_tick(struct hr_raft *r, hr_time_t now)
         }
         return;
     }
-    if (r->now >= r->election_deadline) {
+    if (r->now >= r->election_deadline && !late(r, &r->election_deadline, &r->election_grace)) {
         if (!hr__conf_may_campaign(r)) {
             /* A learner, a new server or a removed one does not campaign (membership.c):
              * it waits for a leader to send it the log. */

@@ -103,6 +103,8 @@ struct hr_raft {
     hr_time_t election_deadline;
     hr_time_t heartbeat_deadline;
     hr_time_t quorum_deadline; /* leader: next CheckQuorum round */
+    bool election_grace;       /* the election deadline was moved once for lateness */
+    bool quorum_grace;         /* the CheckQuorum deadline was moved once for lateness */
     hr_time_t leader_contact;  /* follower: last message from the leader */
 
     /* Output not yet handed out. */

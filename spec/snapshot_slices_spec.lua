@@ -60,8 +60,8 @@ describe("sliced snapshots", function()
         assert(nh.run_scenario(c, 30000, function()
             fill(node)
             -- Writers that overwrite, delete and add keys all through the snapshot.
-            local writing, n = true, 0
-            for w = 1, 4 do
+            local writing, n, writers = true, 0, 4
+            for w = 1, writers do
                 raft.spawn(function()
                     local i = w
                     while writing do
@@ -72,6 +72,7 @@ describe("sliced snapshots", function()
                         assert(node:apply(cmd, 5000))
                         n = n + 1
                     end
+                    writers = writers - 1
                 end)
             end
             assert(wait_for(function() return n > 200 end, 5000))
@@ -83,7 +84,7 @@ describe("sliced snapshots", function()
             assert(wait_for(function() return taken end, 20000), "the snapshot never ended")
             during = node:status().applied_index - index
             writing = false
-            raft.sleep(50)
+            assert(wait_for(function() return writers == 0 end, 5000), "writers still running")
             assert.is_nil(f.snap)
         end))
         assert.is_true(during > 0, "no entry was applied while the snapshot was written")

@@ -658,6 +658,18 @@ local function snapshot_done(b, index, term, tmp, ok, err)
               index, tostring(err))
 end
 
+-- The end of a snapshot job's file (forked or in slices): handed on if the job is still the
+-- node's, removed if it was given up or superseded.
+local function job_finished(b, job, index, term, tmp)
+    return function(ok, err)
+        if b._snapshotting == job then
+            snapshot_done(b, index, term, tmp, ok, err)
+        else
+            os.remove(tmp)
+        end
+    end
+end
+
 -- The sliced path: body runs in a coroutine, one slice per loop turn; fsm:snapshot's yield()
 -- returns true to go on, false when the node gave the snapshot up (shutdown), after which
 -- the FSM returns. The file's fdatasync runs off the loop (core.snapshot_file).
@@ -670,13 +682,7 @@ snapshot_in_slices = function(b, index, term, tmp, body)
     local co = coroutine.create(function()
         return xpcall(body, traceback, f, coroutine.yield)
     end)
-    local function finished(ok, err)
-        if b._snapshotting == job then
-            snapshot_done(b, index, term, tmp, ok, err)
-        else
-            os.remove(tmp)
-        end
-    end
+    local finished = job_finished(b, job, index, term, tmp)
     local function step()
         if coroutine.status(co) == "dead" then
             return -- finished, failed or given up already
@@ -755,13 +761,8 @@ local function take_snapshot(b)
     end
     local job = { index = index }
     b._snapshotting = job
-    local handle, code, detail = c.snapshot_fork(tmp, body, function(ok, err)
-        if b._snapshotting == job then
-            snapshot_done(b, index, term, tmp, ok, err)
-        else
-            os.remove(tmp)
-        end
-    end)
+    local handle, code, detail = c.snapshot_fork(tmp, body,
+                                                 job_finished(b, job, index, term, tmp))
     if not handle then
         b._snapshotting = nil
         os.remove(tmp)

@@ -129,11 +129,14 @@ describe("bench-compare: the table", function()
             memory = { keys = 1000000, helios_leader_kb = 400000,
                        helios_followers_kb = { 350000, 360000 }, redis_kb = 150000 },
             fsync = { clients = 64, entries_per_fsync = 31.25, fsyncs_per_s = 900 },
+            tmpfs_levels = { 1, 64 },
+            tmpfs = { [1] = { helios = { per_s = 4000, p50 = 0.2, p99 = 0.6 },
+                              etcd = { per_s = 1000, p50 = 0.9, p99 = 2.4 } } },
             labels = { etcd = "etcd 3.4.23", redis = "redis-server 7.0.15" },
         })
         local lines = {}
         for l in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
-        assert.are.equal(2 + 4 + 5, #lines)
+        assert.are.equal(2 + 4 + 5 + 2, #lines)
         for _, l in ipairs(lines) do
             assert.matches("^|.*|$", l)
             local _, bars = l:gsub("|", "")
@@ -153,6 +156,25 @@ describe("bench-compare: the table", function()
         assert.matches("410 MB leader (followers 358 MB, 369 MB) |  | 154 MB |  | 2.67x |",
             lines[10], 1, true)
         assert.matches("| 31.3 · 900/s |", lines[11], 1, true)
+        assert.are.equal("| writes/s with the data on tmpfs (fsync next to free) · p50 / p99 "
+            .. "| 1 | - | 4,000/s · 0.20 / 0.60 ms | 1,000/s · 0.90 / 2.40 ms | - | "
+            .. "4.00x · p99 0.25x | - |", lines[12])
+        assert.matches("| 64 | - | - | - | - | - | - |", lines[13], 1, true)
+    end)
+end)
+
+describe("bench-compare: the systems' directories", function()
+    it("are made under the base asked for (the tmpfs stage), or where os.tmpname points",
+    function()
+        local base = proc.tempdir()
+        local ok, err = pcall(function()
+            local dir = proc.tempdir(base)
+            assert.are.equal(base .. "/", dir:sub(1, #base + 1))
+            assert.are.equal("drwx------", proc.first_line({ "stat", "-c", "%A", dir }))
+            assert.are_not.equal(dir, proc.tempdir(base))
+        end)
+        os.execute("rm -rf " .. base)
+        assert(ok, err)
     end)
 end)
 

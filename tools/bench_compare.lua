@@ -42,6 +42,7 @@ local etcd = require("spec.bench.etcd")
 local failover = require("spec.bench.failover")
 local memory = require("spec.bench.memory")
 local tbl = require("spec.bench.compare_table")
+local shell = require("helios.util.shell")
 
 local format, tostring, ipairs = string.format, tostring, ipairs
 local clock_ms = core.clock_ms
@@ -55,6 +56,11 @@ local LEVELS = tbl.LEVELS
 local WARMUP_MS = 500
 local FAILOVERS = 5
 local READ_CLIENTS = 64
+-- The last stage runs each system again with its data on a RAM file system, where an fsync
+-- costs next to nothing: what is left is the software's own cost per write
+-- (docs/benchmarks.md, "Without the disk").
+local TMPFS = os.getenv("HELIOS_BENCH_TMPFS") or "/dev/shm"
+local TMPFS_LEVELS = { 1, 64 }
 local VALUE = string.rep("v", 100)
 -- The node's defaults (docs/lua-api.md): helios.testing's own are slower, for tests.
 local HELIOS_CONFIG = { election_timeout_ms = 150, heartbeat_timeout_ms = 50 }
@@ -69,8 +75,12 @@ end
 
 local results = { levels = LEVELS, writes = {}, reads = {}, labels = {},
                   failover = { helios = {}, etcd = {} }, memory = { keys = KEYS }, fsync = {} }
+results.tmpfs_levels, results.tmpfs = TMPFS_LEVELS, {}
 for _, c in ipairs(LEVELS) do
     results.writes[c] = { runs = { helios_rb = {}, helios = {}, etcd = {}, redis = {} } }
+end
+for _, c in ipairs(TMPFS_LEVELS) do
+    results.tmpfs[c] = { runs = { helios_rb = {}, helios = {}, etcd = {}, redis = {} } }
 end
 local fsync_sum = { fsyncs = 0, entries = 0, ms = 0 }
 local notes, failed = {}, false
@@ -142,9 +152,10 @@ local function get_request(conn)
     return conn:command({ "GET", "read-key" })
 end
 
-local function helios_cluster()
+-- tmpdir: where the cluster's data goes (nil: $TMPDIR, else /tmp).
+local function helios_cluster(tmpdir)
     return testing.cluster{ n = 3, proxies = false, fsm = "helios.atlas.fsm", client = true,
-                            config = HELIOS_CONFIG }
+                            config = HELIOS_CONFIG, tmpdir = tmpdir }
 end
 
 local function storage_counters(st)
@@ -177,8 +188,8 @@ local function step(name, what, fn)
     sys[name] = nil
 end
 
-local function start_helios(h)
-    h.cl = helios_cluster()
+local function start_helios(h, tmpdir)
+    h.cl = helios_cluster(tmpdir)
     stops[#stops + 1] = function() h.cl:stop() end
     h.leader = h.cl:leader(15000)
     h.addr = h.cl:client_address(h.leader)
@@ -206,7 +217,7 @@ local function follow_leader(h)
     end
 end
 
-local function start_etcd(e)
+local function start_etcd(e, tmpdir)
     if not proc.have("etcd") then error("etcd is not installed (Debian: etcd-server)", 0) end
     if not proc.have("etcdctl") then error("etcdctl is not installed (Debian: etcd-client)", 0) end
     local gen, why = etcd.generator()
@@ -214,7 +225,7 @@ local function start_etcd(e)
     e.gen = gen
     results.labels.etcd = "etcd " .. (proc.first_line({ "etcd", "--version" })
         :match("([%d%.]+)") or "?")
-    e.ec = etcd.cluster()
+    e.ec = etcd.cluster{ tmpdir = tmpdir }
     stops[#stops + 1] = function() e.ec:stop() end
     e.ep = e.ec:endpoint(e.ec:leader())
     log("etcd: 3 members, leader at %s", e.ep)
@@ -229,9 +240,9 @@ local function need_redis()
     end
 end
 
-local function start_redis(r)
+local function start_redis(r, tmpdir)
     need_redis()
-    r.srv = rb.start_server()
+    r.srv = rb.start_server{ tmpdir = tmpdir }
     stops[#stops + 1] = function() r.srv:stop() end
     results.labels.redis = "redis-server " .. (r.srv.version or "?")
     log("redis-server %s: appendfsync always, port %d", r.srv.version or "?", r.srv.port)
@@ -261,10 +272,12 @@ local function helios_run(what, c, round, fn)
     log("helios: %s at %d clients failed: %s", what, c, msg)
 end
 
--- Writes at `c` clients, round `round`: each system in turn.
-local function writes(c, round)
-    local w = results.writes[c].runs
-    local tag = ROUNDS > 1 and format(" (round %d of %d)", round, ROUNDS) or ""
+-- Writes at `c` clients, round `round`: each system in turn. on_tmpfs: the last stage's
+-- (results.tmpfs, one round, no fsync counters).
+local function writes(c, round, on_tmpfs)
+    local w = (on_tmpfs and results.tmpfs or results.writes)[c].runs
+    local tag = on_tmpfs and " (data on tmpfs)"
+        or ROUNDS > 1 and format(" (round %d of %d)", round, ROUNDS) or ""
     step("helios", format("redis-benchmark at %d clients", c), function(h)
         if not h.rb then return end
         follow_leader(h)
@@ -277,7 +290,9 @@ local function writes(c, round)
         follow_leader(h)
         local stats = h.cl:client():node(h.leader)
         local before, t0
-        if c == READ_CLIENTS then before, t0 = storage_counters(stats:stats()), clock_ms() end
+        if c == READ_CLIENTS and not on_tmpfs then
+            before, t0 = storage_counters(stats:stats()), clock_ms()
+        end
         w.helios[round] = rate(helios_load(h.addr, c, set_request))
         log_rate("helios SET, helios.client", c, w.helios[round], tag)
         if before then
@@ -306,6 +321,12 @@ end
 local function settle_writes()
     for _, c in ipairs(LEVELS) do
         local w = results.writes[c]
+        for _, name in ipairs({ "helios_rb", "helios", "etcd", "redis" }) do
+            w[name] = tbl.median_run(w.runs[name])
+        end
+    end
+    for _, c in ipairs(TMPFS_LEVELS) do
+        local w = results.tmpfs[c]
         for _, name in ipairs({ "helios_rb", "helios", "etcd", "redis" }) do
             w[name] = tbl.median_run(w.runs[name])
         end
@@ -396,6 +417,39 @@ local function memory_redis(r)
         ms / 1000, tbl.mb(results.memory.redis_kb), tbl.mb(empty))
 end
 
+-- Whether dir is a RAM file system (tmpfs) we can write to: nil, or why not.
+local function not_tmpfs(dir)
+    local kind = sh_line("stat -f -c %T " .. shell.quote(dir))
+    if kind ~= "tmpfs" then
+        return format("%s is not a tmpfs (%s)", dir, kind == "" and "missing" or kind)
+    end
+    local probe = dir .. "/helios-bench-probe-" .. tostring(clock_ms())
+    local f = io.open(probe, "w")
+    if not f then return format("%s is not writable", dir) end
+    f:close()
+    os.remove(probe)
+    return nil
+end
+
+-- The systems again, each with its data on a tmpfs: one round at TMPFS_LEVELS. Only those
+-- still measured (`alive`) start again.
+local function without_disk(alive)
+    local why = not_tmpfs(TMPFS)
+    if why then
+        notes[#notes + 1] = "the rows with the data on tmpfs were not measured: " .. why
+            .. " (HELIOS_BENCH_TMPFS names another)"
+        return
+    end
+    log("== the data on tmpfs (%s)", TMPFS)
+    for _, name in ipairs({ "helios", "etcd", "redis" }) do
+        if alive[name] then sys[name] = {} end
+    end
+    step("helios", "starting the cluster on tmpfs", function(h) start_helios(h, TMPFS) end)
+    step("etcd", "starting the cluster on tmpfs", function(e) start_etcd(e, TMPFS) end)
+    step("redis", "starting redis-server on tmpfs", function(r) start_redis(r, TMPFS) end)
+    for _, c in ipairs(TMPFS_LEVELS) do writes(c, 1, true) end
+end
+
 -- Stop everything started so far, newest first.
 local function stop_all()
     for i = #stops, 1, -1 do
@@ -423,10 +477,13 @@ local ok, err = xpcall(function()
     reads()
     failovers()
     stop_all()
+    local alive = { helios = sys.helios ~= nil, etcd = sys.etcd ~= nil, redis = sys.redis ~= nil }
     sys.helios, sys.redis = {}, {}
     log("== memory")
     step("helios", "the memory fill", memory_helios)
     step("redis", "the memory fill", memory_redis)
+    stop_all()
+    without_disk(alive)
 end, traceback)
 stop_all()
 settle_writes() -- (also after a failure: the rounds that ran still make their cells)

@@ -75,8 +75,8 @@ function Cluster:__tostring()
     return format("helios.testing.cluster(%d nodes in %s)", #self._ids, self._dir)
 end
 
-local function make_tempdir()
-    local base = os.getenv("TMPDIR") or "/tmp"
+local function make_tempdir(base)
+    base = base or os.getenv("TMPDIR") or "/tmp"
     for _ = 1, 100 do
         local dir = format("%s/helios-test-%d-%06d", base, tk.getpid(),
             math.random(0, 999999))
@@ -115,7 +115,8 @@ end
 --   config (options of raft.new for every node), proxies (default true),
 --   cluster_id, secret, start (default true: start every node now), client (true: every
 --   node serves Redis clients on a free port, cl:client_address(id); needs
---   fsm = "helios.atlas.fsm"), atlas_modules (the cluster file's list)
+--   fsm = "helios.atlas.fsm"), atlas_modules (the cluster file's list), tmpdir (where the
+--   cluster's directory is made: its data, logs and sockets; default $TMPDIR, else /tmp)
 -- @return the cluster (call cl:stop() when done)
 function M.cluster(opts)
     opts = opts or {}
@@ -128,7 +129,7 @@ function M.cluster(opts)
                                 _sockets = {}, _confs = {},
                                 _fsm = opts.fsm or "helios.fsm.kv" }, Cluster)
     math.randomseed(core.clock_ms() % 1e9 + tk.getpid())
-    self._dir = make_tempdir()
+    self._dir = make_tempdir(opts.tmpdir)
     local ok, err = xpcall(function()
         for i = 1, n do
             local id = format("node-%d", i)

@@ -104,6 +104,8 @@ end
 --   failover = { helios = { ms, ... }, etcd = { ms, ... } }
 --   memory = { keys, helios_leader_kb, helios_followers_kb = { kb, ... }, redis_kb }
 --   fsync = { clients, entries_per_fsync, fsyncs_per_s }
+--   tmpfs_levels = { 1, 64 }, tmpfs[clients] = as writes[clients]: the same systems with
+--     their data on a tmpfs (rows only for the levels listed)
 --   labels = { etcd = "etcd 3.4.23", redis = "redis-server 7.0.15" } (optional)
 -- A missing figure is "-"; Helios / etcd compares our generators on both sides, Helios /
 -- redis redis-benchmark on both sides.
@@ -150,6 +152,13 @@ function M.render(results)
     out[#out + 1] = row({ "leader: entries per fsync · fsyncs/s", tostring(fs.clients or 64), "",
         fs.entries_per_fsync and format("%.1f · %s/s", fs.entries_per_fsync,
             M.int(fs.fsyncs_per_s or 0)) or "-", "", "", "", "" })
+    local tmpfs = results.tmpfs or {}
+    for _, c in ipairs(results.tmpfs_levels or {}) do
+        local w = tmpfs[c] or {}
+        out[#out + 1] = row({ "writes/s with the data on tmpfs (fsync next to free) · p50 / p99",
+            tostring(c), M.rate(w.helios_rb), M.rate(w.helios), M.rate(w.etcd), M.rate(w.redis),
+            M.rate_ratio(w.helios, w.etcd), M.rate_ratio(w.helios_rb, w.redis) })
+    end
     return concat(out, "\n")
 end
 

@@ -82,13 +82,12 @@ end
 
 --- Start a 3-member cluster in a new temporary directory (etcd's default timing: 100 ms
 -- heartbeats, 1000 ms election timeout; fsync on, as always in etcd), and wait until every
--- member is healthy. opts.etcd: the binary (default "etcd" on the PATH).
+-- member is healthy. opts.etcd: the binary (default "etcd" on the PATH); opts.tmpdir: where
+-- the directory is made (default: where os.tmpname() points, /tmp).
 function M.cluster(opts)
     opts = opts or {}
     local self = setmetatable({ etcd = opts.etcd or "etcd", members = {} }, Cluster)
-    self.dir = os.tmpname()
-    os.remove(self.dir)
-    assert(os.execute("mkdir -m 700 " .. shell.quote(self.dir)))
+    self.dir = proc.tempdir(opts.tmpdir)
     local initial = {}
     for i = 1, 3 do
         self.members[i] = { name = "e" .. i,

@@ -15,6 +15,7 @@
 
 local core = require("helios.core")
 local process = require("helios.util.process")
+local shell = require("helios.util.shell")
 
 local format, tostring, error = string.format, tostring, error
 local clock_ms = core.clock_ms
@@ -114,6 +115,16 @@ function M.run(argv, opts)
     local text = read_file(out)
     os.remove(out)
     return text, how, what
+end
+
+--- A new directory only its owner can open, under base (default: where os.tmpname()
+-- points, /tmp), for one benchmark process's data; its path.
+function M.tempdir(base)
+    local name = os.tmpname()
+    os.remove(name)
+    local dir = base and (base .. "/" .. name:match("[^/]+$")) or name
+    assert(os.execute("mkdir -m 700 " .. shell.quote(dir)))
+    return dir
 end
 
 --- Whether a command is on the PATH.

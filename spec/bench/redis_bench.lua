@@ -102,10 +102,8 @@ end
 -- --save ''` (every write in the append-only file and fsynced before the reply), in a new
 -- temporary directory, on a free loopback port; waits until it answers (raises after
 -- 10 s). Returns { pid, port, dir, version, stop = function(self) }.
-function M.start_server()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -m 700 " .. shell.quote(dir)))
+function M.start_server(opts)
+    local dir = proc.tempdir(opts and opts.tmpdir)
     local port = assert(core.free_port())
     local srv = { port = port, dir = dir }
     function srv.stop(self)

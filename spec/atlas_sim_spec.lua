@@ -1,8 +1,10 @@
 -- atlas_sim_spec.lua: ATLAS (helios.atlas) on a simulated cluster (helios.sim): the store
 -- API with callbacks on virtual time, TTLs across a leader change (every replica's state
 -- equal, a key expiring at the same log index on every replica), linearizable reads judged
--- at the leader's clock (a TTL that passed with no write since), and a numbered write
--- retried across a leader crash applied exactly once.
+-- at the leader's clock (a TTL that passed with no write since), a numbered write retried
+-- across a leader crash applied exactly once, and snapshots taken in slices (as a
+-- networked node takes them) under writes, crashes and lost messages, each equal to the
+-- store at its index.
 --
 --   HELIOS_SEED=7 busted spec/atlas_sim_spec.lua   -- replay one seed
 
@@ -273,5 +275,83 @@ describe("atlas on helios.sim", function()
             end
             c:check()
         end)
+    end)
+
+    -- The simulator runs an FSM with snapshot_slices = true as a node runs it: in slices,
+    -- entries applied in between. Each sliced snapshot is compared with the bytes the
+    -- store gave all at once as it began (what it must equal), and the nodes restore from
+    -- them after crashes and from the leader's when they fall behind.
+    it("takes snapshots in slices under writes, crashes and lost messages", function()
+        for seed = cl.seed(1301), cl.seed(1301) + (os.getenv("HELIOS_SEED") and 0 or 5) do
+            cl.with_seed(seed, function()
+                local fsms = {}
+                local st = { sliced = 0, slices = 0, wrong = 0, restored = 0 }
+                local c = sim.cluster{ n = 3, seed = seed,
+                    config = { election_timeout_ms = 150, heartbeat_timeout_ms = 50,
+                               snapshot_threshold = 40, trailing_logs = 20 },
+                    network = { drop = 0.02 },
+                    fsm = function(id)
+                        local f = atlas.fsm()
+                        local snapshot, restore = f.snapshot, f.restore
+                        function f:snapshot(w, yield)
+                            if not yield then return snapshot(self, w) end
+                            local want, got = snapshot(self), {}
+                            local tee = { write = function(_, a, b)
+                                got[#got + 1] = a
+                                got[#got + 1] = b
+                                w:write(a, b)
+                            end }
+                            snapshot(self, tee, function()
+                                st.slices = st.slices + 1
+                                return yield()
+                            end)
+                            st.sliced = st.sliced + 1
+                            if table.concat(got) ~= want then st.wrong = st.wrong + 1 end
+                        end
+                        function f:restore(bytes, ...)
+                            st.restored = st.restored + 1
+                            return restore(self, bytes, ...)
+                        end
+                        fsms[id] = f
+                        return f
+                    end }
+                local rnd = math.random
+                math.randomseed(seed)
+                local function key() return "k" .. rnd(1, 60) end
+                local down
+                for step = 1, 1500 do
+                    local leader = c:leader()
+                    if leader then
+                        local r, cmd = rnd(), nil
+                        if r < 0.45 then cmd = E.set(key(), tostring(rnd(1e6)))
+                        elseif r < 0.6 then cmd = E.set(key(), "t", rnd(20, 400))
+                        elseif r < 0.72 then cmd = E.del(key(), key())
+                        elseif r < 0.82 then cmd = E.incr("n" .. rnd(1, 5), rnd(1, 9))
+                        elseif r < 0.9 then cmd = E.expire(key(), rnd(20, 400))
+                        else cmd = E.mset({ key(), "m", key(), "m" }) end
+                        c:node(leader):apply(cmd, 1000, function() end)
+                    end
+                    if step % 200 == 0 then
+                        if down then
+                            c:restart(down)
+                            down = nil
+                        else
+                            down = c:ids()[rnd(1, 3)]
+                            c:crash(down)
+                        end
+                    end
+                    c:run_for(rnd(1, 4))
+                end
+                if down then c:restart(down) end
+                c:set_network({ drop = 0 })
+                assert_converged(c, fsms)
+                c:check()
+                assert.are.equal(0, st.wrong, "sliced snapshots unequal to their store")
+                assert.is_true(st.sliced >= 10, "sliced snapshots: " .. st.sliced)
+                assert.is_true(st.slices > 20 * st.sliced, "slices: " .. st.slices)
+                assert.is_true(st.restored >= 1, "restores: " .. st.restored)
+                c:close()
+            end)
+        end
     end)
 end)

@@ -89,7 +89,7 @@ enum {
     HR__HOOK_START = 3,         /* fn(id) */
     HR__HOOK_TRACEBACK = 4,     /* hr__lsim_traceback */
     HR__HOOK_TRAMPOLINE = 5,    /* hr__lsim_trampoline */
-    HR__HOOK_SNAPSHOT = 6,      /* fn(id) -> bytes */
+    HR__HOOK_SNAPSHOT = 6,      /* fn(id, next) -> bytes, or false: more slices to come */
     HR__HOOK_RESTORE = 7,       /* fn(id, index, term, bytes) */
     HR__HOOK_SNAPSHOT_DONE = 8, /* fn(id, index, term, installed) */
     HR__HOOK_READ = 9,          /* fn(id, ctx, index, code or nil) */

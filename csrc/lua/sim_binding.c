@@ -10,7 +10,8 @@
  *                           apply = function(id, index, term, type, cmd, time_ms) end,
  *                           state = function(id, role, term, leader) end,
  *                           start = function(id) end,
- *                           snapshot = function(id) return bytes end,
+ *                           snapshot = function(id, next) return bytes end, -- or false
+ *                               -- after a slice (next: true for the slices after the first)
  *                           restore = function(id, index, term, bytes) end,
  *                           snapshot_done = function(id, index, term, installed) end }
  *   s:run_until(1000)  --> true, or nil and the message of what stopped the simulation

@@ -90,6 +90,8 @@ struct hook_call {
     uint64_t ctx;             /* READ */
     int status;               /* READ */
     hr_time_t time_ms;        /* READ: the leader's clock at the read index, 0 unknown */
+    bool next;                /* SNAPSHOT: the next slice of the one started */
+    bool pending;             /* SNAPSHOT: the hook returned false (more slices to come) */
     struct hr_blob *out;      /* SNAPSHOT: the bytes the hook returned */
     bool halt;                /* APPLY: the hook asked to halt the node */
 };
@@ -115,14 +117,19 @@ int hr__lsim_trampoline(lua_State *L)
         lua_call(L, 4, 0);
         break;
     case HR__HOOK_SNAPSHOT: {
-        lua_call(L, 1, 1);
+        lua_pushboolean(L, c->next);
+        lua_call(L, 2, 1);
+        struct hook_call *mc = lua_touserdata(L, 1);
+        if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+            mc->pending = true; /* a slice done, more to come */
+            break;
+        }
         if (lua_type(L, -1) != LUA_TSTRING) {
             return luaL_error(L, "fsm:snapshot() must return a string (got %s)",
                               luaL_typename(L, -1));
         }
         size_t len;
         const char *bytes = lua_tolstring(L, -1, &len);
-        struct hook_call *mc = lua_touserdata(L, 1);
         mc->out = hr_blob_new(bytes, len);
         if (mc->out == NULL) {
             return luaL_error(L, "out of memory");
@@ -243,18 +250,22 @@ static void start_hook(void *ctx, hr_id_t id)
     call_hook(s, &c, what);
 }
 
-static int snapshot_hook(void *ctx, hr_id_t id, struct hr_blob **out)
+static int snapshot_hook(void *ctx, hr_id_t id, bool next, struct hr_blob **out)
 {
     struct hr__lsim *s = ctx;
     if (s->hook_err != NULL) {
         return -1;
     }
-    struct hook_call c = {.slot = HR__HOOK_SNAPSHOT, .id = id};
+    struct hook_call c = {.slot = HR__HOOK_SNAPSHOT, .id = id, .next = next};
     char what[96];
     snprintf(what, sizeof what, "fsm snapshot on n%" PRIu64, id);
     if (call_hook(s, &c, what) != 0) {
         hr_blob_release(c.out);
         return -1;
+    }
+    if (c.pending) {
+        *out = NULL;
+        return 0;
     }
     if (c.out == NULL) {
         /* No hook registered: the sim cannot take snapshots of this FSM. */

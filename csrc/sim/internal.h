@@ -23,6 +23,7 @@ enum {
     HR__EV_FLUSH,
     HR__EV_SNAP_CHECK, /* time to check the snapshot threshold */
     HR__EV_SNAP_DONE,  /* the snapshot being written is durable */
+    HR__EV_SNAP_SLICE, /* the next slice of a snapshot the FSM takes in slices */
 };
 
 /* One scheduled event. Events of an older incarnation of their node are ignored. */
@@ -61,6 +62,13 @@ struct hr__simnode {
     struct hr__xfer_in *xin;
     uint64_t applied_bytes; /* payload applied since its last snapshot (snapshot_threshold_bytes) */
     bool snap_soon;         /* a byte-triggered SNAP_CHECK is queued */
+    /* A snapshot the FSM takes in slices (index 0: none): the entry it covers, and the
+     * configuration in effect there, fixed at its first slice (snap.c). */
+    struct {
+        hr_index_t index, conf_index;
+        hr_term_t term;
+        struct hr_blob *conf;
+    } slicing;
 };
 
 struct hr_sim {
@@ -152,6 +160,10 @@ void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn, bool by_bytes);
  * snapshot_threshold_bytes (not from inside the apply: the node's code is on the stack). */
 void hr__snap_applied(struct hr_sim *s, struct hr__simnode *sn, size_t bytes);
 void hr__snap_done(struct hr_sim *s, struct hr__simnode *sn);
+/* Run a SNAP_SLICE event of the live node sn: the next slice of its snapshot. */
+void hr__snap_slice(struct hr_sim *s, struct hr__simnode *sn);
+/* Forget sn's snapshot in slices, if any (a crash; the simulation's end). */
+void hr__snap_reset(struct hr__simnode *sn);
 /* Take a snapshot of sn's FSM now (see hr_sim_snapshot). */
 int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index);
 

@@ -540,6 +540,7 @@ void hr_sim_free(struct hr_sim *s)
             hr_node_free(s->nodes[i].node);
             hr__disk_free(&s->nodes[i].disk);
             hr__xfer_free(&s->nodes[i]);
+            hr__snap_reset(&s->nodes[i]);
         }
     }
     struct hr__qitem it;
@@ -615,6 +616,12 @@ static void run_event(struct hr_sim *s, struct hr__ev *ev)
         if (sn->alive && ev->inc == sn->inc) {
             s->events++;
             hr__snap_done(s, sn);
+        }
+        break;
+    case HR__EV_SNAP_SLICE:
+        if (sn->alive && ev->inc == sn->inc) {
+            s->events++;
+            hr__snap_slice(s, sn);
         }
         break;
     case HR__EV_TICK:
@@ -756,6 +763,7 @@ int hr_sim_crash(struct hr_sim *s, hr_id_t id)
     hr__check_detach(s->check, id);
     hr__disk_crash(&sn->disk, &s->disk_prng);
     hr__xfer_reset(sn);
+    hr__snap_reset(sn);
     hr_node_free(sn->node);
     sn->node = NULL;
     sn->alive = false;

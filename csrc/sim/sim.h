@@ -69,9 +69,15 @@ struct hr_sim_hooks {
     /* Node id is starting (at creation and on every restart) with an empty FSM. May be
      * NULL. */
     void (*start)(void *ctx, hr_id_t id);
-    /* Serialize node id's FSM: 0 and a new blob in *out (the simulator takes the
-     * reference), or non-zero to stop the simulation. NULL: no snapshots can be taken. */
-    int (*snapshot)(void *ctx, hr_id_t id, struct hr_blob **out);
+    /* Serialize node id's FSM as of now (next false): 0 and a new blob in *out (the
+     * simulator takes the reference), or non-zero to stop the simulation. NULL: no
+     * snapshots can be taken. An FSM that takes its snapshots in slices, as a networked
+     * node runs them (docs/fork-snapshot.md, "In slices"), returns 0 with *out NULL after
+     * the first slice: the simulator then calls again with next true, 1 to 3 ms of virtual
+     * time later, applying entries in between, until the bytes come (still of the state
+     * as of the first call). A crash gives the snapshot up: the restarted node's FSM is a
+     * new one. */
+    int (*snapshot)(void *ctx, hr_id_t id, bool next, struct hr_blob **out);
     /* Replace node id's FSM state with the snapshot through (index, term): on a restart
      * (the FSM is the fresh one of start) and when the leader installs one. Non-zero stops
      * the simulation. NULL: snapshots cannot be restored (a restore then stops the

@@ -3,8 +3,10 @@
  * own timer, snapshots on demand, and what follows once one is durable (the core learns of
  * it, the disk drops the log before the entries kept for followers a little behind).
  *
- * One snapshot is written at a time per node, as the production node forks one child at a
- * time: a check that finds a write in progress waits for the next interval.
+ * One snapshot is taken and written at a time per node, as a networked node does: a check
+ * that finds one in progress waits for the next interval. An FSM may take its snapshots in
+ * slices (sim.h, the snapshot hook): the entries that come meanwhile are applied between
+ * them, and the bytes are checked and written once the last slice gave them.
  */
 #include "internal.h"
 
@@ -87,9 +89,58 @@ static hr_index_t newest(const struct hr__simnode *sn)
     return core > i ? core : i;
 }
 
+void hr__snap_reset(struct hr__simnode *sn)
+{
+    hr_blob_release(sn->slicing.conf);
+    memset(&sn->slicing, 0, sizeof sn->slicing);
+}
+
+/* The FSM's bytes (data, a reference this takes over) of sn's snapshot through (index,
+ * term), with the configuration in effect there: check them, frame them and start
+ * writing. 0, or what stopped the simulation. */
+static int write_snapshot(struct hr_sim *s, struct hr__simnode *sn, hr_index_t index,
+                          hr_term_t term, const struct hr_blob *conf, hr_index_t conf_index,
+                          struct hr_blob *data)
+{
+    /* The checker compares FSM bytes: the configuration framed with them is the same on
+     * every node at one index, except on a spawned node for indexes before the first
+     * config entry it holds (it never knew the bootstrap configuration, which is not in
+     * the log: see csrc/core/membership.c), where it is empty. */
+    if (hr__check_snapshot(s->check, sn->id, index, term, data) != 0) {
+        hr_blob_release(data);
+        hr__sim_check_failed(s);
+        return HR__STOP_INVARIANT;
+    }
+    struct hr_blob *framed = NULL;
+    if (hr__snap_frame(conf, conf_index, data, &framed) != 0) {
+        hr_blob_release(data);
+        hr__sim_stop(s, HR_ENOMEM, "out of memory");
+        return HR_ENOMEM;
+    }
+    hr_blob_release(data);
+    int rc = hr__disk_snap_begin(&sn->disk, index, term, framed);
+    hr_blob_release(framed);
+    if (rc != 0) {
+        hr__sim_disk_failed(s, sn, rc, "a snapshot write");
+        return HR_EINVAL; /* nothing is being written */
+    }
+    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.snap.snapshot_latency_min_ms,
+                                           s->o.snap.snapshot_latency_max_ms);
+    hr__sim_push_node_ev(s, sn, HR__EV_SNAP_DONE, 0, due);
+    return 0;
+}
+
+/* The next slice of sn's snapshot in 1 to 3 ms: the entries that come meanwhile are
+ * applied between two slices, as in a node's loop. */
+static void next_slice(struct hr_sim *s, struct hr__simnode *sn)
+{
+    hr_time_t at = s->now + hr_prng_range(&s->disk_prng, 1, 3);
+    hr__sim_push_node_ev(s, sn, HR__EV_SNAP_SLICE, 0, at);
+}
+
 int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index)
 {
-    if (sn->disk.pend.index != 0) {
+    if (sn->disk.pend.index != 0 || sn->slicing.index != 0) {
         return HR_EBUSY;
     }
     struct hr_raft *r = hr_node_raft(sn->node);
@@ -107,47 +158,61 @@ int hr__snap_take(struct hr_sim *s, struct hr__simnode *sn, hr_index_t *index)
         return HR_EINVAL;
     }
     struct hr_blob *data = NULL;
-    if (s->hooks.snapshot(s->hooks.ctx, sn->id, &data) != 0) {
+    if (s->hooks.snapshot(s->hooks.ctx, sn->id, false, &data) != 0) {
         hr_blob_release(data);
         hr__sim_stop(s, HR__STOP_HOOK,
                      "snapshot hook failed on node %" PRIu64 " at index %" PRIu64, sn->id,
                      applied);
         return HR__STOP_HOOK;
     }
-    if (data == NULL && (data = hr_blob_new(NULL, 0)) == NULL) {
-        hr__sim_stop(s, HR_ENOMEM, "out of memory");
-        return HR_ENOMEM;
-    }
-    /* The checker compares FSM bytes: the configuration framed with them is the same on
-     * every node at one index, except on a spawned node for indexes before the first
-     * config entry it holds (it never knew the bootstrap configuration, which is not in
-     * the log: see csrc/core/membership.c), where it is empty. */
-    if (hr__check_snapshot(s->check, sn->id, applied, term, data) != 0) {
-        hr_blob_release(data);
-        hr__sim_check_failed(s);
-        return HR__STOP_INVARIANT;
-    }
     hr_index_t conf_index;
     const struct hr_blob *conf = hr_raft_snapshot_conf(r, applied, &conf_index);
-    struct hr_blob *framed = NULL;
-    if (hr__snap_frame(conf, conf_index, data, &framed) != 0) {
-        hr_blob_release(data);
-        hr__sim_stop(s, HR_ENOMEM, "out of memory");
-        return HR_ENOMEM;
-    }
-    hr_blob_release(data);
-    int rc = hr__disk_snap_begin(&sn->disk, applied, term, framed);
-    hr_blob_release(framed);
-    if (rc != 0) {
-        hr__sim_disk_failed(s, sn, rc, "a snapshot write");
-        return HR_EINVAL; /* nothing is being written */
-    }
-    hr_time_t due = s->now + hr_prng_range(&s->disk_prng, s->o.snap.snapshot_latency_min_ms,
-                                           s->o.snap.snapshot_latency_max_ms);
-    hr__sim_push_node_ev(s, sn, HR__EV_SNAP_DONE, 0, due);
     sn->applied_bytes = 0; /* the bytes since this snapshot count from here */
     *index = applied;
-    return 0;
+    if (data == NULL) {
+        /* In slices: the configuration is fixed now, with the point, as a node's framer
+         * is (a snapshot installed meanwhile may compact the log past it). */
+        sn->slicing.index = applied;
+        sn->slicing.term = term;
+        sn->slicing.conf = hr_blob_retain((struct hr_blob *)conf);
+        sn->slicing.conf_index = conf_index;
+        next_slice(s, sn);
+        return 0;
+    }
+    return write_snapshot(s, sn, applied, term, conf, conf_index, data);
+}
+
+void hr__snap_slice(struct hr_sim *s, struct hr__simnode *sn)
+{
+    hr_index_t index = sn->slicing.index;
+    if (index == 0) {
+        return;
+    }
+    struct hr_blob *data = NULL;
+    if (s->hooks.snapshot(s->hooks.ctx, sn->id, true, &data) != 0) {
+        hr_blob_release(data);
+        hr__sim_stop(s, HR__STOP_HOOK,
+                     "snapshot hook failed on node %" PRIu64 " (a slice of the snapshot at "
+                     "index %" PRIu64 ")",
+                     sn->id, index);
+        return;
+    }
+    if (data == NULL) {
+        next_slice(s, sn);
+        return;
+    }
+    hr_term_t term = sn->slicing.term;
+    hr_index_t conf_index = sn->slicing.conf_index;
+    struct hr_blob *conf = sn->slicing.conf;
+    sn->slicing.conf = NULL;
+    hr__snap_reset(sn);
+    if (index <= newest(sn)) {
+        /* A snapshot installed from the leader overtook it. */
+        hr_blob_release(data);
+    } else {
+        (void)write_snapshot(s, sn, index, term, conf, conf_index, data);
+    }
+    hr_blob_release(conf);
 }
 
 static bool over_bytes(const struct hr_sim *s, const struct hr__simnode *sn)
@@ -159,7 +224,8 @@ static bool over_bytes(const struct hr_sim *s, const struct hr__simnode *sn)
 void hr__snap_applied(struct hr_sim *s, struct hr__simnode *sn, size_t bytes)
 {
     sn->applied_bytes += bytes;
-    if (over_bytes(s, sn) && !sn->snap_soon && sn->disk.pend.index == 0) {
+    if (over_bytes(s, sn) && !sn->snap_soon && sn->disk.pend.index == 0 &&
+        sn->slicing.index == 0) {
         sn->snap_soon = true;
         hr__sim_push_node_ev(s, sn, HR__EV_SNAP_CHECK, 1, s->now);
     }
@@ -175,7 +241,7 @@ void hr__snap_check(struct hr_sim *s, struct hr__simnode *sn, bool by_bytes)
     if (by_bytes) {
         sn->snap_soon = false;
     }
-    if (sn->disk.pend.index == 0 && due) {
+    if (sn->disk.pend.index == 0 && sn->slicing.index == 0 && due) {
         hr_index_t index;
         /* A failure stops the simulation (the hook's or the checker's message); a refusal
          * (nothing to snapshot) waits for the next check. */

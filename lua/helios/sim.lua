@@ -23,10 +23,13 @@
 -- Snapshots are off unless config.snapshot_threshold is set (existing runs keep their
 -- speed and their exact replay): then every config.snapshot_interval_ms (default 100 ms of
 -- virtual time, not the production 300000: runs are short) a node whose FSM applied
--- snapshot_threshold entries since its last snapshot takes one (fsm:snapshot() -> bytes),
--- writes it to its simulated disk (snapshot_latency_ms, default {5, 20}; a crash meanwhile
--- loses it and the previous one stays), and once it is durable drops its log before the
--- config.trailing_logs (default 10240) entries it keeps for followers a little behind.
+-- snapshot_threshold entries since its last snapshot takes one (fsm:snapshot() -> bytes;
+-- an FSM with snapshot_slices = true in slices, fsm:snapshot(w, yield), as a networked node
+-- takes it: each yield() lets 1 to 3 ms of virtual time pass, with the entries applied in
+-- it; docs/fork-snapshot.md, "In slices"), writes it to its simulated disk
+-- (snapshot_latency_ms, default {5, 20}; a crash meanwhile loses it and the previous one
+-- stays), and once it is durable drops its log before the config.trailing_logs (default
+-- 10240) entries it keeps for followers a little behind.
 -- config.snapshot_threshold_bytes (checked as entries are applied) and
 -- config.trailing_logs_bytes add the byte limits of raft.new; both are off by default here.
 -- node:snapshot() takes one at any time, with or without a threshold. A restarted node's
@@ -177,6 +180,7 @@ local function make_hooks(c, fsm_factory)
             end
         end
         c._fsm[id] = fsm
+        c._slicing[id] = nil -- (a snapshot in slices of the FSM before a crash is gone)
         c._applied[id] = {}
         c._last_state[id] = nil
         c._fsm_errors[id] = 0
@@ -238,12 +242,41 @@ local function make_hooks(c, fsm_factory)
         end
     end
 
-    local function snapshot(i)
+    -- A slice of an FSM's snapshot in slices: the bytes once it returned, or false.
+    local function slice(id, co)
+        local resumed, bytes = coroutine.resume(co, true)
+        if not resumed then error(bytes, 0) end
+        if coroutine.status(co) == "suspended" then return false end
+        c._slicing[id] = nil
+        return bytes
+    end
+
+    -- The FSM's state as bytes (next: nil). An FSM with snapshot_slices = true is run as a
+    -- networked node runs it: fsm:snapshot(w, yield) in a coroutine, one slice per call;
+    -- false says more slices are to come (next: true), applying entries in between.
+    local function snapshot(i, next)
         local id = ids[i]
+        if next then
+            return slice(id, assert(c._slicing[id], "sim: no snapshot in slices to go on with"))
+        end
         local fsm = c._fsm[id]
         if type(fsm.snapshot) ~= "function" then
             error(format("the fsm of %s has no snapshot method: snapshots need "
                          .. "fsm:snapshot() -> bytes and fsm:restore(bytes)", id), 0)
+        end
+        if fsm.snapshot_slices == true then
+            local co = coroutine.create(function()
+                local parts = {}
+                local w = { write = function(_, a, b)
+                    parts[#parts + 1] = a
+                    parts[#parts + 1] = b
+                end }
+                local bytes = fsm:snapshot(w, coroutine.yield)
+                if bytes ~= nil then parts[#parts + 1] = bytes end
+                return table.concat(parts)
+            end)
+            c._slicing[id] = co
+            return slice(id, co)
         end
         local bytes = fsm:snapshot()
         if type(bytes) ~= "string" then
@@ -336,7 +369,7 @@ function M.cluster(opts)
                                                  and opts.config.on_fsm_error or nil,
                                                  "sim.cluster: config")
     local c = setmetatable({
-        _seed = seed, _ids = {}, _num = {}, _nodes = {}, _fsm = {}, _applied = {},
+        _seed = seed, _ids = {}, _num = {}, _nodes = {}, _fsm = {}, _slicing = {}, _applied = {},
         _waiters = {}, _n_waiters = 0, _last_state = {}, _fsm_errors = {}, _halted = {},
         _changes = {},
         _on_fsm_error = on_fsm_error,

@@ -21,7 +21,8 @@
 -- Reads at 64; 5 failovers each, alternating
 -- (spec/bench/failover.lua for Helios). Then they are stopped, and a new Helios cluster and
 -- a new redis-server are filled with the same keys for their resident memory
--- (spec/bench/memory.lua).
+-- (spec/bench/memory.lua). Last, the three systems start again with their data on a tmpfs
+-- (HELIOS_BENCH_TMPFS, default /dev/shm) for one round of writes at 1 and 64 clients.
 -- Every process is stopped at the end, also on an error, SIGINT or SIGTERM
 -- (spec/bench/proc.lua turns those into errors at the next wait), and dies with this
 -- process should it be killed outright. A system whose step fails (a tool missing, a

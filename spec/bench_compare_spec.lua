@@ -129,6 +129,7 @@ describe("bench-compare: the table", function()
             memory = { keys = 1000000, helios_leader_kb = 400000,
                        helios_followers_kb = { 350000, 360000 }, redis_kb = 150000 },
             fsync = { clients = 64, entries_per_fsync = 31.25, fsyncs_per_s = 900 },
+            cpu = { clients = 64, helios_rb = 70.4, helios = 66, etcd = 220, redis = 35 },
             tmpfs_levels = { 1, 64 },
             tmpfs = { [1] = { helios = { per_s = 4000, p50 = 0.2, p99 = 0.6 },
                               etcd = { per_s = 1000, p50 = 0.9, p99 = 2.4 } } },
@@ -136,7 +137,7 @@ describe("bench-compare: the table", function()
         })
         local lines = {}
         for l in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
-        assert.are.equal(2 + 4 + 5 + 2, #lines)
+        assert.are.equal(2 + 4 + 6 + 2, #lines)
         for _, l in ipairs(lines) do
             assert.matches("^|.*|$", l)
             local _, bars = l:gsub("|", "")
@@ -156,10 +157,12 @@ describe("bench-compare: the table", function()
         assert.matches("410 MB leader (followers 358 MB, 369 MB) |  | 154 MB |  | 2.67x |",
             lines[10], 1, true)
         assert.matches("| 31.3 · 900/s |", lines[11], 1, true)
+        assert.are.equal("| CPU per write: the server's processes, user + system | 64 | 70 µs | "
+            .. "66 µs | 220 µs | 35 µs | 0.30x | 2.01x |", lines[12])
         assert.are.equal("| writes/s with the data on tmpfs (fsync next to free) · p50 / p99 "
             .. "| 1 | - | 4,000/s · 0.20 / 0.60 ms | 1,000/s · 0.90 / 2.40 ms | - | "
-            .. "4.00x · p99 0.25x | - |", lines[12])
-        assert.matches("| 64 | - | - | - | - | - | - |", lines[13], 1, true)
+            .. "4.00x · p99 0.25x | - |", lines[13])
+        assert.matches("| 64 | - | - | - | - | - | - |", lines[14], 1, true)
     end)
 end)
 
@@ -175,6 +178,19 @@ describe("bench-compare: the systems' directories", function()
         end)
         os.execute("rm -rf " .. base)
         assert(ok, err)
+    end)
+end)
+
+describe("bench-compare: the CPU of a process", function()
+    it("is its user and system time so far, and nil once it is gone", function()
+        local pid = require("helios.testkit").getpid()
+        local before = assert(proc.cpu_seconds(pid))
+        local t0, x = os.clock(), 0
+        while os.clock() - t0 < 0.05 do x = x + 1 end
+        assert.is_true(proc.cpu_seconds(pid) >= before + 0.03)
+        local child = proc.spawn({ "true" })
+        proc.wait(child, 5000)
+        assert.is_nil(proc.cpu_seconds(child))
     end)
 end)
 

@@ -84,6 +84,8 @@ for _, c in ipairs(TMPFS_LEVELS) do
     results.tmpfs[c] = { runs = { helios_rb = {}, helios = {}, etcd = {}, redis = {} } }
 end
 local fsync_sum = { fsyncs = 0, entries = 0, ms = 0 }
+-- CPU per write at READ_CLIENTS, per round: µs of the server's processes per write answered.
+local cpu_runs = { helios_rb = {}, helios = {}, etcd = {}, redis = {} }
 local notes, failed = {}, false
 
 -- Raise once the time budget is used up (checked between the steps of a stage).
@@ -122,9 +124,11 @@ local function rate(r)
 end
 
 local function log_rate(what, c, r, tag)
-    log("%-34s %4d clients: %s/s, p50 %.2f ms, p99 %.2f ms%s%s%s", what, c, tbl.int(r.per_s),
+    log("%-34s %4d clients: %s/s, p50 %.2f ms, p99 %.2f ms%s%s%s%s", what, c, tbl.int(r.per_s),
         r.p50, r.p99, (r.errors or 0) > 0 and format(", %d errors", r.errors) or "",
-        r.cpu and format(" (generator: %.0f%% of a core)", r.cpu * 100) or "", tag or "")
+        r.cpu and format(" (generator: %.0f%% of a core)", r.cpu * 100) or "",
+        r.server_us and format(" (server: %.0f µs of CPU a write)", r.server_us) or "",
+        tag or "")
 end
 
 -- One closed-loop run of our generator on helios.client: `clients` RESP connections to
@@ -257,7 +261,36 @@ local function rb_rate(port, c)
     local r, why = rb.measure(port, "set", c, { seconds = SECONDS, value_bytes = 100,
                                                 keyspace = 1000000 })
     if not r then error(tostring(why), 0) end
-    return { per_s = r.rps, p50 = r.p50, p99 = r.p99 }
+    return { per_s = r.rps, p50 = r.p50, p99 = r.p99, requests = r.requests }
+end
+
+-- The CPU seconds (user and system) processes pids have used so far, together.
+local function cpu_of(pids)
+    local sum = 0
+    for _, pid in ipairs(pids) do sum = sum + (proc.cpu_seconds(pid) or 0) end
+    return sum
+end
+
+-- Run fn() (which returns a rate) and, when `into` is a list, add to it the CPU the server's
+-- processes pids used per write answered (µs): redis-benchmark's writes are counted
+-- (requests, its probes included); our generators count from their warm-up on, at the
+-- rate they measured after it.
+local function with_cpu(pids, into, fn)
+    if not into then return fn() end
+    local before = cpu_of(pids)
+    local r = fn()
+    local writes = r.requests or r.per_s * (SECONDS + WARMUP_MS / 1000)
+    if writes > 0 then
+        r.server_us = (cpu_of(pids) - before) * 1e6 / writes
+        into[#into + 1] = r.server_us
+    end
+    return r
+end
+
+local function helios_pids(h)
+    local pids = {}
+    for _, id in ipairs(h.cl:ids()) do pids[#pids + 1] = h.cl:pid(id) end
+    return pids
 end
 
 -- One Helios run of the writes that fails (a leader change under load makes redis-benchmark
@@ -279,11 +312,13 @@ local function writes(c, round, on_tmpfs)
     local w = (on_tmpfs and results.tmpfs or results.writes)[c].runs
     local tag = on_tmpfs and " (data on tmpfs)"
         or ROUNDS > 1 and format(" (round %d of %d)", round, ROUNDS) or ""
+    local cpu = c == READ_CLIENTS and not on_tmpfs and cpu_runs or {}
     step("helios", format("redis-benchmark at %d clients", c), function(h)
         if not h.rb then return end
         follow_leader(h)
         helios_run("redis-benchmark", c, round, function()
-            w.helios_rb[round] = rb_rate(h.port, c)
+            w.helios_rb[round] = with_cpu(helios_pids(h), cpu.helios_rb,
+                function() return rb_rate(h.port, c) end)
             log_rate("helios SET, redis-benchmark", c, w.helios_rb[round], tag)
         end)
     end)
@@ -294,7 +329,8 @@ local function writes(c, round, on_tmpfs)
         if c == READ_CLIENTS and not on_tmpfs then
             before, t0 = storage_counters(stats:stats()), clock_ms()
         end
-        w.helios[round] = rate(helios_load(h.addr, c, set_request))
+        w.helios[round] = with_cpu(helios_pids(h), cpu.helios,
+            function() return rate(helios_load(h.addr, c, set_request)) end)
         log_rate("helios SET, helios.client", c, w.helios[round], tag)
         if before then
             local after, t1 = storage_counters(stats:stats()), clock_ms()
@@ -309,28 +345,30 @@ local function writes(c, round, on_tmpfs)
         end
     end)
     step("etcd", format("put at %d clients", c), function(e)
-        w.etcd[round] = etcd_rate(etcd.load(e.gen, e.ep, "put", c, SECONDS))
+        w.etcd[round] = with_cpu({ e.ec:pid(1), e.ec:pid(2), e.ec:pid(3) }, cpu.etcd,
+            function() return etcd_rate(etcd.load(e.gen, e.ep, "put", c, SECONDS)) end)
         log_rate("etcd put", c, w.etcd[round], tag)
     end)
     step("redis", format("redis-benchmark at %d clients", c), function(r)
-        w.redis[round] = rb_rate(r.srv.port, c)
+        w.redis[round] = with_cpu({ r.srv.pid }, cpu.redis,
+            function() return rb_rate(r.srv.port, c) end)
         log_rate("redis-server SET, redis-benchmark", c, w.redis[round], tag)
     end)
 end
 
 -- Each cell of the writes: the run of median rate over the rounds (compare_table.lua).
 local function settle_writes()
-    for _, c in ipairs(LEVELS) do
-        local w = results.writes[c]
-        for _, name in ipairs({ "helios_rb", "helios", "etcd", "redis" }) do
-            w[name] = tbl.median_run(w.runs[name])
+    for _, set in ipairs({ { results.writes, LEVELS }, { results.tmpfs, TMPFS_LEVELS } }) do
+        for _, c in ipairs(set[2]) do
+            local w = set[1][c]
+            for _, name in ipairs({ "helios_rb", "helios", "etcd", "redis" }) do
+                w[name] = tbl.median_run(w.runs[name])
+            end
         end
     end
-    for _, c in ipairs(TMPFS_LEVELS) do
-        local w = results.tmpfs[c]
-        for _, name in ipairs({ "helios_rb", "helios", "etcd", "redis" }) do
-            w[name] = tbl.median_run(w.runs[name])
-        end
+    results.cpu = { clients = READ_CLIENTS }
+    for _, name in ipairs({ "helios_rb", "helios", "etcd", "redis" }) do
+        results.cpu[name] = tbl.median(cpu_runs[name])
     end
     if fsync_sum.fsyncs > 0 then
         results.fsync = { clients = READ_CLIENTS,

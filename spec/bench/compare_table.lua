@@ -104,6 +104,8 @@ end
 --   failover = { helios = { ms, ... }, etcd = { ms, ... } }
 --   memory = { keys, helios_leader_kb, helios_followers_kb = { kb, ... }, redis_kb }
 --   fsync = { clients, entries_per_fsync, fsyncs_per_s }
+--   cpu = { clients, helios_rb, helios, etcd, redis }: µs of CPU of the server's processes
+--     per write at that level (helios: the three nodes; etcd: the three members)
 --   tmpfs_levels = { 1, 64 }, tmpfs[clients] = as writes[clients]: the same systems with
 --     their data on a tmpfs (rows only for the levels listed)
 --   labels = { etcd = "etcd 3.4.23", redis = "redis-server 7.0.15" } (optional)
@@ -152,6 +154,11 @@ function M.render(results)
     out[#out + 1] = row({ "leader: entries per fsync · fsyncs/s", tostring(fs.clients or 64), "",
         fs.entries_per_fsync and format("%.1f · %s/s", fs.entries_per_fsync,
             M.int(fs.fsyncs_per_s or 0)) or "-", "", "", "", "" })
+    local cpu = results.cpu or {}
+    local function us(v) return type(v) == "number" and format("%.0f µs", v) or "-" end
+    out[#out + 1] = row({ "CPU per write: the server's processes, user + system",
+        tostring(cpu.clients or 64), us(cpu.helios_rb), us(cpu.helios), us(cpu.etcd),
+        us(cpu.redis), M.ratio(cpu.helios, cpu.etcd), M.ratio(cpu.helios_rb, cpu.redis) })
     local tmpfs = results.tmpfs or {}
     for _, c in ipairs(results.tmpfs_levels or {}) do
         local w = tmpfs[c] or {}

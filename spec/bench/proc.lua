@@ -127,6 +127,25 @@ function M.tempdir(base)
     return dir
 end
 
+local clk_tck
+
+--- The CPU time (s, user and system, all threads) process pid has used so far; nil once it
+-- is gone.
+function M.cpu_seconds(pid)
+    local f = pid and io.open("/proc/" .. tostring(pid) .. "/stat")
+    if not f then return nil end
+    local line = f:read("*l") or ""
+    f:close()
+    -- After the command's name, which may hold spaces: state, ppid, ..., utime (12th),
+    -- stime (13th), in clock ticks.
+    local fields = {}
+    for x in (line:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = x end
+    local utime, stime = tonumber(fields[12]), tonumber(fields[13])
+    if not (utime and stime) then return nil end
+    clk_tck = clk_tck or tonumber(M.first_line({ "getconf", "CLK_TCK" })) or 100
+    return (utime + stime) / clk_tck
+end
+
 --- Whether a command is on the PATH.
 function M.have(cmd)
     local r = os.execute("command -v " .. cmd .. " >/dev/null 2>&1")

@@ -5,7 +5,8 @@
 --   local rb = require("spec.bench.redis_bench")
 --   local srv = rb.start_server()             -- appendfsync always, temporary directory
 --   local r = rb.measure(srv.port, "set", 64, { seconds = 3, value_bytes = 100,
---                        keyspace = 1000000 })  -- { rps, avg, p50, p95, p99, max } (ms)
+--                        keyspace = 1000000 })  -- { rps, avg, p50, p95, p99, max } (ms),
+--                                               -- requests (the probes' too)
 --   srv:stop()                                -- the process and its directory
 --   rb.parse_csv(output, "set")               -- the parsing alone (pure)
 --
@@ -73,20 +74,24 @@ function M.run(port, test, clients, n, opts)
 end
 
 --- A short probe sized for the requests in flight, then a run of about opts.seconds
--- (default 3) at the probe's rate: parse_csv's table, or nil, a reason.
+-- (default 3) at the probe's rate: parse_csv's table of the run, with requests (those of
+-- the probes too: what the server answered in all), or nil, a reason.
 function M.measure(port, test, clients, opts)
     opts = opts or {}
     local seconds = opts.seconds or 3
     local probe_n = max(200, clients * (opts.pipeline or 1) * 4)
+    local sent = probe_n -- requests of every run, for r.requests
     local r, why, out = M.run(port, test, clients, probe_n, opts)
     while not r and why == "inf" and probe_n < 1000000 do -- a fast server: a longer probe
         probe_n = probe_n * 10
+        sent = sent + probe_n
         r, why, out = M.run(port, test, clients, probe_n, opts)
     end
     if not r then return nil, why == "inf" and ("too fast to measure:\n" .. out) or why end
     local n = min(5000000, max(probe_n, ceil(r.rps * seconds)))
     r, why, out = M.run(port, test, clients, n, opts)
     if not r then return nil, why == "inf" and ("too fast to measure:\n" .. out) or why end
+    r.requests = sent + n -- the probes' and the run's: what the server answered in all
     return r
 end
 

@@ -187,6 +187,32 @@ describe("snapshots in the simulator", function()
         end)
     end)
 
+    it("staggers the byte threshold over the initial voters, as networked nodes do",
+       function()
+        cl.with_seed(cl.seed(43), function(seed)
+            -- 1200 bytes, waited for 0, 1/12 and 2/12 of it longer by n1, n2 and n3.
+            local config = {}
+            for k, v in each(BYTES) do config[k] = v end
+            config.snapshot_threshold_bytes, config.trailing_logs_bytes = 1200, 100000
+            local c = new{ seed = seed, config = config }
+            local first = {}
+            for _, id in ipairs(c:ids()) do
+                c:node(id):on("snapshot", function(index)
+                    first[id] = first[id] or index
+                end)
+            end
+            cl.wait_leader(c)
+            local last = load(c, 1, 40, 40)
+            assert.is_true(cl.wait_applied(c, last, 5000))
+            c:run_for(100)
+            assert.is_number(first.n1, cl.dump(c))
+            assert.is_true(first.n1 < first.n2 and first.n2 < first.n3,
+                           format("first snapshots at %s, %s, %s", tostring(first.n1),
+                                  tostring(first.n2), tostring(first.n3)))
+            c:check()
+        end)
+    end)
+
     it("catches a follower far behind a byte-capped log up through InstallSnapshot", function()
         cl.with_seed(cl.seed(42), function(seed)
             catch_up(seed, nil, BYTES)

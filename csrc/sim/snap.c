@@ -215,10 +215,18 @@ void hr__snap_slice(struct hr_sim *s, struct hr__simnode *sn)
     hr_blob_release(conf);
 }
 
+/* Past sn's byte threshold? Staggered as a networked node's is (lua/helios/raft.lua): the
+ * i-th of the n initial voters waits (i - 1) / (4n) of it longer, so that replicas applying
+ * the same bytes take their snapshots one after another rather than at the same entry. A
+ * node spawned later has the plain threshold. */
 static bool over_bytes(const struct hr_sim *s, const struct hr__simnode *sn)
 {
-    return s->o.snap.snapshot_threshold_bytes > 0 &&
-           sn->applied_bytes > s->o.snap.snapshot_threshold_bytes;
+    uint64_t t = s->o.snap.snapshot_threshold_bytes;
+    if (t == 0) {
+        return false;
+    }
+    uint64_t rank = !sn->spawned && sn->id <= s->n_boot ? sn->id - 1 : 0;
+    return sn->applied_bytes > t + t * rank / (4 * (uint64_t)s->n_boot);
 }
 
 void hr__snap_applied(struct hr_sim *s, struct hr__simnode *sn, size_t bytes)

@@ -30,7 +30,8 @@
 -- (snapshot_latency_ms, default {5, 20}; a crash meanwhile loses it and the previous one
 -- stays), and once it is durable drops its log before the config.trailing_logs (default
 -- 10240) entries it keeps for followers a little behind.
--- config.snapshot_threshold_bytes (checked as entries are applied) and
+-- config.snapshot_threshold_bytes (checked as entries are applied, staggered over the
+-- initial voters as on networked nodes: docs/architecture.md, "Snapshots") and
 -- config.trailing_logs_bytes add the byte limits of raft.new; both are off by default here.
 -- node:snapshot() takes one at any time, with or without a threshold. A restarted node's
 -- fresh FSM is restored from its snapshot (fsm:restore(bytes)) before the log after it

@@ -183,6 +183,19 @@ describe("snapshots in the simulator", function()
                 assert.is_true(s.log_bytes > 0 and s.log_bytes <= entry * (s.last_index
                                - s.first_index + 1), tostring(s.log_bytes))
             end
+            -- A restart reads the log from the snapshot back to trailing_logs (10240)
+            -- entries, and keeps of those up to its index no more than 200 bytes either,
+            -- as a networked node's recovery does.
+            for _, id in ipairs(c:ids()) do
+                c:crash(id)
+                c:restart(id)
+                local s = status(c, id)
+                local held = s.snapshot_index + 1 - s.first_index
+                assert.is_true(s.snapshot_index > 0 and held <= math.floor(200 / entry),
+                               format("%s kept %d entries before %d after a restart", id, held,
+                                      s.snapshot_index))
+            end
+            cl.wait_leader(c)
             c:check()
         end)
     end)

@@ -77,3 +77,20 @@ void hr_node_storage_durable(void *arg, uint64_t seq, int status)
         ns->on_error(ns->error_arg, seq, status, hr_group_errmsg(ns->group));
     }
 }
+
+size_t hr_node_storage_trailing_skip(const struct hr_log_entry *le, size_t n,
+                                     hr_index_t snap_index, uint64_t max_bytes)
+{
+    size_t k = 0;
+    while (k < n && le[k].index <= snap_index) {
+        k++;
+    }
+    /* The newest of them first, while they fit. */
+    uint64_t sum = 0;
+    size_t skip = k;
+    while (skip > 0 && sum + le[skip - 1].len <= max_bytes) {
+        sum += le[skip - 1].len;
+        skip--;
+    }
+    return skip;
+}

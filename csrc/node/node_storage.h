@@ -41,4 +41,12 @@ void hr_node_storage_compact(struct hr_node_storage *ns, hr_index_t below);
 /* The hr_group_durable_cb to create ns->group with (arg = ns). */
 void hr_node_storage_durable(void *arg, uint64_t seq, int status);
 
+/* A restart from a snapshot through snap_index hands the core no more of the entries up to
+ * that index than a compaction keeps (trailing_logs_bytes, max_bytes): of the n entries le
+ * read from the log, in index order, how many to leave out from the front. The production
+ * runtime (runtime.c, recover) and the simulator's real storage (csrc/sim/disk_real.c)
+ * both choose with this. */
+size_t hr_node_storage_trailing_skip(const struct hr_log_entry *le, size_t n,
+                                     hr_index_t snap_index, uint64_t max_bytes);
+
 #endif

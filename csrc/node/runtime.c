@@ -303,16 +303,7 @@ static int recover(struct hr_runtime *rt, struct hr_raft_state *st, struct hr_en
      * compaction would (trailing_logs_bytes): skip the older ones. */
     size_t skip = 0;
     if (rt->snap.index != 0) {
-        size_t k = 0;
-        while (k < n && le[k].index <= rt->snap.index) {
-            k++;
-        }
-        uint64_t sum = 0;
-        skip = k;
-        while (skip > 0 && sum + le[skip - 1].len <= rt->trailing_logs_bytes) {
-            sum += le[skip - 1].len;
-            skip--;
-        }
+        skip = hr_node_storage_trailing_skip(le, n, rt->snap.index, rt->trailing_logs_bytes);
     }
     n -= skip;
     struct hr_entry *e = calloc(n > 0 ? n : 1, sizeof *e);

@@ -48,6 +48,7 @@ struct hr__disk_real_options {
     double crash_point;     /* probability that a storage step has a crash point armed */
     uint64_t segment_size;  /* hr_log_options.segment_size */
     uint64_t trailing_logs; /* entries before the snapshot read at recovery (runtime.c) */
+    uint64_t trailing_logs_bytes; /* of those, at most this many bytes kept (0: no cap) */
     const hr_id_t *voters;  /* snapshot file headers; borrowed for the disk's life */
     size_t n_voters;
 };

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../node/node_storage.h"
 #include "../storage/log.h"
 #include "../storage/snapshot.h"
 #include "disk.h"
@@ -449,7 +450,8 @@ static int read_payload(struct hr__disk_real *r, const struct hr_snap_info *si,
     return rc;
 }
 
-/* recover() of csrc/node/runtime.c: the entries from max(first, S + 1 - trailing_logs). */
+/* recover() of csrc/node/runtime.c: the entries from max(first, S + 1 - trailing_logs), of
+ * those up to S no more than trailing_logs_bytes (when set). */
 static int read_entries(struct hr__disk *d, char *msg, size_t len)
 {
     struct hr__disk_real *r = d->real;
@@ -479,6 +481,11 @@ static int read_entries(struct hr__disk *d, char *msg, size_t len)
         snprintf(msg, len, "recover: %s", hr_log_errmsg(r->log));
         return rc;
     }
+    size_t skip = 0;
+    if (s != 0 && r->o.trailing_logs_bytes > 0) {
+        skip = hr_node_storage_trailing_skip(le, n, s, r->o.trailing_logs_bytes);
+    }
+    n -= skip;
     struct hr_entry *e = realloc(d->log, (n > 0 ? n : 1) * sizeof *e);
     if (e == NULL) {
         free(le);
@@ -488,12 +495,13 @@ static int read_entries(struct hr__disk *d, char *msg, size_t len)
     d->log = e;
     d->cap = n > 0 ? n : 1;
     for (size_t i = 0; i < n; i++) {
-        e[i].term = le[i].term;
-        e[i].index = le[i].index;
-        e[i].time_ms = le[i].time_ms;
-        e[i].type = le[i].type;
-        e[i].data = le[i].len > 0 ? hr_blob_new(le[i].data, le[i].len) : NULL;
-        if (le[i].len > 0 && e[i].data == NULL) {
+        const struct hr_log_entry *src = &le[skip + i];
+        e[i].term = src->term;
+        e[i].index = src->index;
+        e[i].time_ms = src->time_ms;
+        e[i].type = src->type;
+        e[i].data = src->len > 0 ? hr_blob_new(src->data, src->len) : NULL;
+        if (src->len > 0 && e[i].data == NULL) {
             d->n = i;
             free(le);
             snprintf(msg, len, "recover: out of memory");
@@ -501,7 +509,7 @@ static int read_entries(struct hr__disk *d, char *msg, size_t len)
         }
     }
     d->n = n;
-    d->off = lo - 1;
+    d->off = lo - 1 + skip;
     free(le);
     return 0;
 }

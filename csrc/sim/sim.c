@@ -438,6 +438,7 @@ static int init_node(struct hr_sim *s, hr_id_t id)
                                            .crash_point = o->storage_crash,
                                            .segment_size = o->segment_size,
                                            .trailing_logs = o->snap.trailing_logs,
+                                           .trailing_logs_bytes = o->snap.trailing_logs_bytes,
                                            .voters = s->voters,
                                            .n_voters = s->n_boot};
         if (hr__disk_real_init(&sn->disk, &ro) != 0) {

@@ -7,19 +7,15 @@
 --   ... load ...
 --   local d = nodestats.diff(before, nodestats.take(cl, cl:client()))  -- per id
 
+local proc = require("spec.bench.proc")
+
 -- each is pairs under a name LuaJIT does not specialise: docs/lua-api.md, "Iterating tables".
 local each = pairs
 local M = {}
 
 --- CPU time (user + system, ms) process pid has used so far (0 if unreadable).
 function M.cpu_ms(pid)
-    local f = io.open("/proc/" .. tostring(pid) .. "/stat")
-    if not f then return 0 end
-    local line = f:read("*a")
-    f:close()
-    local fields = {}
-    for w in (line:match("%) (.*)") or ""):gmatch("%S+") do fields[#fields + 1] = w end
-    return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) * 10 -- 100 Hz ticks
+    return (proc.cpu_seconds(pid) or 0) * 1000
 end
 
 --- Per node of testing cluster cl: { cpu = ms, fsyncs =, entries = } so far.
